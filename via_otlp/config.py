@@ -1,0 +1,130 @@
+"""The configuration of via-otlp: one JSON5 file loaded into frozen dataclasses.
+
+Defaults live here (and in each stage's own `config.py`), nowhere else. `load_config` reads the
+file, substitutes ``${env:NAME}`` / ``${env:NAME:-default}``, and validates every key: an unknown
+key or a bad value is a `ConfigError` naming its key path.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import json5
+
+from via_otlp.configload import load_dataclass, spec
+from via_otlp.detect.config import DetectConfig
+from via_otlp.emit.config import EmitConfig
+from via_otlp.errors import ConfigError
+from via_otlp.patterns.config import PatternsConfig
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "via.json5"
+
+
+def _check_endpoint(endpoint: str, path: str) -> None:
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(path, f"must be HOST:PORT with a port 0-65535, got {endpoint!r}")
+
+
+@dataclass(frozen=True)
+class GrpcConfig:
+    """OTLP/gRPC intake (LogsService, health, reflection)."""
+
+    enabled: bool = True
+    endpoint: str = "0.0.0.0:4317"
+    max_recv_msg_size: int = field(default=64 * 1024**2, metadata=spec(unit="size", gt=0))
+
+    def check(self) -> None:
+        _check_endpoint(self.endpoint, "endpoint")
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """OTLP/HTTP intake (/v1/logs), NDJSON intake (/v1/ingest), /healthz and /status."""
+
+    enabled: bool = True
+    endpoint: str = "0.0.0.0:4318"
+    max_request_body_size: int = field(default=64 * 1024**2, metadata=spec(unit="size", gt=0))
+
+    def check(self) -> None:
+        _check_endpoint(self.endpoint, "endpoint")
+
+
+@dataclass(frozen=True)
+class ReceiveConfig:
+    """How requests become LogBatches."""
+
+    grpc: GrpcConfig = field(default_factory=GrpcConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    source_attributes: tuple[str, ...] = field(
+        default=("service.namespace", "service.name", "deployment.environment.name"),
+        metadata=spec(nonempty=True),
+    )
+    unique_id_attributes: tuple[str, ...] = ("enduser.id", "user.id", "client.address")
+    max_future_skew: float = field(default=300.0, metadata=spec(unit="duration", ge=0))
+    attribute_sample_every: int = field(default=64, metadata=spec(ge=1))
+    queue_max_records: int = field(default=200_000, metadata=spec(ge=1))
+    ndjson_batch_records: int = field(default=1000, metadata=spec(ge=1))
+
+    def check(self) -> None:
+        if "service.name" not in self.source_attributes:
+            raise ConfigError("source_attributes", "must include 'service.name'")
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """Where learned state lives between runs."""
+
+    data_dir: str = "./var/via"
+    snapshot_interval: float = field(default=60.0, metadata=spec(unit="duration", gt=0))
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """via-otlp's own diagnostic log (stderr)."""
+
+    level: str = field(default="info", metadata=spec(choices=("debug", "info", "warning", "error")))
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration; every section has defaults, so `{}` is a valid file."""
+
+    receive: ReceiveConfig = field(default_factory=ReceiveConfig)
+    patterns: PatternsConfig = field(default_factory=PatternsConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    emit: EmitConfig = field(default_factory=EmitConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    @property
+    def log_level(self) -> int:
+        return int(logging.getLevelName(self.log.level.upper()))
+
+
+def parse_config(text: str, origin: str = "<config>", environ: dict[str, str] | None = None) -> Config:
+    """Parse JSON5 text into a validated `Config`."""
+    try:
+        data: Any = json5.loads(text) if text.strip() else {}
+    except ValueError as exc:
+        raise ConfigError("", f"{origin} is not valid JSON5: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("", f"{origin} must hold a JSON5 object at the top level")
+    return load_dataclass(Config, data, "", environ)
+
+
+def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Load and validate a config file; `None` means the built-in defaults."""
+    if path is None:
+        return Config()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("", f"config file {p} does not exist", hint="pass --config FILE") from None
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file {p}: {exc.strerror}") from None
+    return parse_config(text, str(p), environ)

@@ -1,0 +1,151 @@
+"""The records that travel between stages: `Source`, `LogBatch` and `AnomalyEvent`.
+
+A `LogBatch` is columnar (parallel lists, one entry per record): work is done per batch and per
+group of equal values, never per record object, which is what makes Python fast enough here.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+UNKNOWN_SERVICE = "unknown_service"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Who logged: the identity resource attributes (in configured order) that were present.
+
+    `key` is the canonical text used in rhythm hashes and as the miner's model key, e.g.
+    ``"shop/checkout/prod"``: the present identity values joined by ``/``.
+    """
+
+    key: str
+    attributes: tuple[tuple[str, str], ...]
+
+    @property
+    def service_name(self) -> str:
+        for name, value in self.attributes:
+            if name == "service.name":
+                return value
+        return UNKNOWN_SERVICE
+
+    @classmethod
+    def from_attributes(cls, attributes: tuple[tuple[str, str], ...]) -> Source:
+        return cls("/".join(value for _, value in attributes), attributes)
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeSample:
+    """Attribute keys and value types of one sampled record, for schema inference."""
+
+    source_index: int
+    log_attributes: tuple[tuple[str, str], ...]
+    resource_attributes: tuple[tuple[str, str], ...]
+
+
+@dataclass(slots=True)
+class LogBatch:
+    """Normalised log records in columns; `patterns` fills the last three columns.
+
+    Columns (all the same length): `source_index` (into `sources`), `severity` (canonical text:
+    TRACE, DEBUG, INFO, WARN, ERROR, FATAL, or the sender's own word upper-cased), `body`,
+    `time_ns` (event time), `trace_id`/`span_id` (lower hex, "" when absent), `unique_id`
+    ("" when absent), `event_name`, `template_hint` (the `log.record.template` attribute).
+    """
+
+    sources: list[Source] = field(default_factory=list)
+    source_index: list[int] = field(default_factory=list)
+    severity: list[str] = field(default_factory=list)
+    body: list[str] = field(default_factory=list)
+    time_ns: list[int] = field(default_factory=list)
+    trace_id: list[str] = field(default_factory=list)
+    span_id: list[str] = field(default_factory=list)
+    unique_id: list[str] = field(default_factory=list)
+    event_name: list[str] = field(default_factory=list)
+    template_hint: list[str] = field(default_factory=list)
+    attribute_samples: list[AttributeSample] = field(default_factory=list)
+    # Filled by the patterns stage.
+    template_id: list[str] = field(default_factory=list)
+    template: list[str] = field(default_factory=list)
+    rhythm_hash: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.body)
+
+    def source_of(self, i: int) -> Source:
+        return self.sources[self.source_index[i]]
+
+    def select(self, keep: list[int]) -> LogBatch:
+        """A new batch with only the records at the indices in `keep` (in that order)."""
+        cols = {}
+        for name in _RECORD_COLUMNS:
+            col = getattr(self, name)
+            cols[name] = [col[i] for i in keep] if col else []
+        kept = set(keep)
+        samples = [s for s in self.attribute_samples if s.source_index in kept]
+        return LogBatch(sources=self.sources, attribute_samples=samples, **cols)
+
+
+_RECORD_COLUMNS = (
+    "source_index",
+    "severity",
+    "body",
+    "time_ns",
+    "trace_id",
+    "span_id",
+    "unique_id",
+    "event_name",
+    "template_hint",
+    "template_id",
+    "template",
+    "rhythm_hash",
+)
+
+
+class AnomalyKind(enum.StrEnum):
+    """What kind of rhythm break an episode is."""
+
+    NOVELTY = "novelty"
+    SPIKE = "spike"
+    DROP = "drop"
+    DRIFT = "drift"
+    CARDINALITY = "cardinality"
+    SCHEMA = "schema"
+
+
+class EpisodeState(enum.StrEnum):
+    """An episode is emitted when it opens and when it resolves."""
+
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyEvent:
+    """One event of an anomaly episode (its opening or its resolution).
+
+    `expected`, `observed`, `baseline_mean` and `baseline_std` are counts per bucket of
+    `bucket_seconds` (or distinct ids per bucket for cardinality); `explanation` is one line a
+    person understands.
+    """
+
+    episode_id: str
+    kind: AnomalyKind
+    state: EpisodeState
+    time_ns: int
+    started_ns: int
+    ended_ns: int
+    score: float
+    source: Source
+    rhythm_hash: str
+    template_id: str
+    template: str
+    severity: str
+    expected: float
+    observed: float
+    baseline_mean: float
+    baseline_std: float
+    bucket_seconds: float
+    explanation: str
+    sample_trace_ids: tuple[str, ...] = ()
