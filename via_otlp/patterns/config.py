@@ -1,10 +1,88 @@
-"""Configuration of the patterns stage (the `patterns` section of via.json5)."""
+"""Configuration of the patterns stage (the `patterns` section of via.json5).
+
+One global configuration serves every source: a user cannot tune per source, so the defaults
+below were chosen on eight different real systems (see `benchmarks/patterns.py`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+
+from via_otlp.configload import spec
+from via_otlp.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class MaskRule:
+    """One masking rule: text matching `regex` is replaced by `mask` before mining.
+
+    Rules are tried in order at each position (the first rule that matches there wins), so put
+    the specific shapes (UUID, IP with port) before the general ones (numbers). Use ``\\d`` rather
+    than literal digits: the fast path assumes that lines differing only in their digits mask
+    alike (a rule with a literal digit switches that shortcut off).
+    """
+
+    name: str = field(metadata=spec(nonempty=True))
+    regex: str = field(metadata=spec(nonempty=True))
+    mask: str = "<*>"
+
+    def check(self) -> None:
+        try:
+            compiled = re.compile(self.regex)
+        except re.error as exc:
+            raise ConfigError("regex", f"rule {self.name!r} does not compile: {exc}") from None
+        if compiled.fullmatch("") is not None:
+            raise ConfigError("regex", f"rule {self.name!r} matches the empty string")
+        if compiled.groupindex:
+            raise ConfigError(
+                "regex",
+                f"rule {self.name!r} uses named groups",
+                hint="use (?:...) groups; the rule's name already names it",
+            )
+
+
+def _r(name: str, regex: str, mask: str = "<*>") -> MaskRule:
+    return MaskRule(name, regex, mask)
+
+
+_HEX = "[0-9a-fA-F]"
+# A common top-level domain ends a host name; a bare dotted word (a Java class, a config key)
+# is not a host, so the list is what keeps `org.apache.Foo` a constant.
+_TLD = "(?:com|net|org|edu|gov|mil|int|io|co|uk|de|fr|jp|cn|hk|ru|br|in|au|nl|eu|us|ca|local|internal|lan|corp|svc|cluster)"
+
+DEFAULT_MASKING: tuple[MaskRule, ...] = (
+    _r("timestamp", r"\b\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?(?![\w.])"),
+    _r("uuid", rf"\b{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}\b"),
+    _r("mac", rf"(?<![\w:-]){_HEX}{{2}}(?:[:-]{_HEX}{{2}}){{5}}(?![\w:-])"),
+    _r(
+        "ipv6",
+        rf"(?<![\w:])\[?(?:{_HEX}{{1,4}}:){{7}}{_HEX}{{1,4}}(?:\]:\d+)?(?![\w:])"
+        rf"|(?<![\w:])\[?(?:{_HEX}{{1,4}}:)+:(?:{_HEX}{{1,4}}(?::{_HEX}{{1,4}})*)?(?:\]:\d+)?(?![\w:])",
+    ),
+    _r("ipv4", r"/?(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?(?![\w.])"),
+    _r("url", r"\b[a-zA-Z][\w+.-]*://\S+"),
+    _r("host", rf"(?<![\w.@/-])(?:[\w-]+\.)+{_TLD}(?::\d{{1,5}})?(?![\w.-])"),
+    _r("path", r"(?<![\w.:/])(?:[A-Za-z]:)?(?:/[\w.@%+~-]+){2,}/?(?![\w/])"),
+    _r("id", r"\b[A-Za-z][A-Za-z0-9]*_-?\d[\w-]*"),
+    _r("hex", rf"\b0[xX]{_HEX}+\b|\b(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*\d){_HEX}{{8,}}\b"),
+    _r("duration", r"(?<![\w.])\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h|d)(?:\d+(?:\.\d+)?(?:ms|s|m))*\b"),
+    _r("size", r"(?<![\w.])\d+(?:\.\d+)? ?(?:[KMGTP]i?B|B|bytes?)\b"),
+    _r("quoted", r'"(?:[^"\\]|\\.)*"', '"<*>"'),
+    _r("number", r"(?<![A-Za-z_])[-+]?\d+(?:[.,]\d+)*(?![A-Za-z_])"),
+)
 
 
 @dataclass(frozen=True)
 class PatternsConfig:
-    """Placeholder until the patterns stage defines its keys."""
+    """How log bodies become templates (masking, then a streaming prefix-tree miner)."""
+
+    masking: tuple[MaskRule, ...] = DEFAULT_MASKING
+    similarity: float = field(default=0.5, metadata=spec(gt=0.0, le=1.0))
+    max_tokens: int = field(default=64, metadata=spec(ge=4))
+    max_templates_per_source: int = field(default=2000, metadata=spec(ge=10))
+    max_sources: int = field(default=10_000, metadata=spec(ge=1))
+    fast_path_size: int = field(default=20_000, metadata=spec(ge=0))
+    flood_window: int = field(default=1000, metadata=spec(ge=10))
+    flood_ratio: float = field(default=0.5, metadata=spec(gt=0.0, le=1.0))
+    use_template_hint: bool = True

@@ -1,0 +1,201 @@
+"""Builds the stages from the configuration, and starts and stops them in order.
+
+Start: restore state → consumer → gRPC and HTTP intake → health SERVING.
+Stop (SIGTERM/SIGINT): health NOT_SERVING → intake stops → queue drains → state saved.
+A start that fails half-way stops what it had started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from via_otlp import __version__
+from via_otlp.config import Config
+from via_otlp.model import LogBatch
+from via_otlp.patterns import PatternStage
+from via_otlp.receive.grpc_server import GrpcServer
+from via_otlp.receive.http_server import HttpServer
+from via_otlp.receive.intake import Intake, IntakeStats, RecordQueue
+from via_otlp.receive.normalise import NormaliseOptions, Normaliser
+from via_otlp.state import STATE_FILE, load_state, save_state
+
+log = logging.getLogger("via_otlp")
+
+ConsumeHook = Callable[[LogBatch], Awaitable[None]]
+
+
+def build_normaliser(config: Config) -> Normaliser:
+    r = config.receive
+    return Normaliser(
+        NormaliseOptions(
+            source_attributes=r.source_attributes,
+            unique_id_attributes=r.unique_id_attributes,
+            max_future_skew_ns=int(r.max_future_skew * 1e9),
+            sample_every=r.attribute_sample_every,
+        )
+    )
+
+
+class Pipeline:
+    """Everything after the queue: consumes batches and keeps per-rhythm-hash counts."""
+
+    def __init__(self, config: Config, patterns: PatternStage | None = None) -> None:
+        self.config = config
+        self.patterns = patterns or PatternStage(config.patterns)
+        self.queue = RecordQueue(config.receive.queue_max_records)
+        self.stats = IntakeStats()
+        self.intake = Intake(build_normaliser(config), self.patterns, self.queue, self.stats)
+        self.rhythm_counts: Counter[str] = Counter()
+
+    def consume(self, batch: LogBatch) -> None:
+        """Process one batch taken off the queue."""
+        self.rhythm_counts.update(batch.rhythm_hash)
+        self.stats.records_consumed += len(batch)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"patterns": self.patterns.snapshot()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        if "patterns" in state:
+            self.patterns.restore(state["patterns"])
+
+
+class App:
+    """The running service."""
+
+    def __init__(self, config: Config, consume_hook: ConsumeHook | None = None) -> None:
+        self.config = config
+        self.pipeline = Pipeline(config)
+        # Test seam: awaited before each batch is consumed (e.g. to make the consumer slow).
+        self._consume_hook = consume_hook
+        self.grpc = GrpcServer(config.receive.grpc, self.pipeline.intake)
+        self.http = HttpServer(config.receive, self.pipeline.intake, self.status)
+        self.state = "new"
+        self.started_at = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._state_path = Path(config.state.data_dir) / STATE_FILE
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.started_at = time.monotonic()
+        self.state = "starting"
+        try:
+            self._restore()
+            self._tasks.append(asyncio.create_task(self._consume_loop(), name="via-consumer"))
+            self._tasks.append(asyncio.create_task(self._snapshot_loop(), name="via-snapshot"))
+            if self.config.receive.grpc.enabled:
+                await self.grpc.start()
+            if self.config.receive.http.enabled:
+                await self.http.start()
+        except BaseException:
+            await self.shutdown()
+            raise
+        await self.grpc.set_serving(True) if self.config.receive.grpc.enabled else None
+        self.http.serving = True
+        self.state = "serving"
+        log.info(
+            "via-otlp %s serving: OTLP/gRPC %s, OTLP/HTTP %s (%.2fs to start)",
+            __version__,
+            self._where(self.config.receive.grpc.enabled, self.config.receive.grpc.endpoint, self.grpc.port),
+            self._where(self.config.receive.http.enabled, self.config.receive.http.endpoint, self.http.port),
+            time.monotonic() - self.started_at,
+        )
+
+    @staticmethod
+    def _where(enabled: bool, endpoint: str, port: int) -> str:
+        return f"{endpoint.rpartition(':')[0]}:{port}" if enabled else "off"
+
+    async def shutdown(self, grace: float = 5.0) -> None:
+        """Drain and stop; idempotent, and safe when `start` never ran or failed half-way."""
+        if self.state in ("stopped", "new"):
+            self.state = "stopped"
+            return
+        self.state = "draining"
+        self.http.serving = False
+        with contextlib.suppress(Exception):
+            await self.grpc.set_serving(False)
+        await self.grpc.stop(grace)
+        await self.http.stop()
+        if self._tasks:
+            try:
+                await asyncio.wait_for(self.pipeline.queue.join(), grace)
+            except TimeoutError:
+                log.error("queue did not drain within %.1fs: %d records not processed", grace, self.pipeline.queue.depth)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        self._save()
+        self.state = "stopped"
+
+    # --- work -----------------------------------------------------------------------------
+
+    async def _consume_loop(self) -> None:
+        queue = self.pipeline.queue
+        while True:
+            batch = await queue.get()
+            try:
+                if self._consume_hook is not None:
+                    await self._consume_hook(batch)
+                self.pipeline.consume(batch)
+            except Exception:
+                log.exception("failed to process a batch of %d records", len(batch))
+            finally:
+                queue.done(batch)
+
+    async def _snapshot_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.state.snapshot_interval)
+            try:
+                self._save()
+            except OSError as exc:
+                log.error("cannot save state to %s: %s", self._state_path, exc)
+
+    def _restore(self) -> None:
+        state = load_state(self._state_path)
+        if state is not None:
+            self.pipeline.restore(state)
+            log.info("restored state from %s", self._state_path)
+
+    def _save(self) -> None:
+        save_state(self._state_path, self.pipeline.snapshot())
+
+    # --- inspection -----------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """What `/status` shows: version, state, queue and counters."""
+        p = self.pipeline
+        return {
+            "version": __version__,
+            "state": self.state,
+            "uptime_seconds": round(time.monotonic() - self.started_at, 3) if self.started_at else 0.0,
+            "queue": {"depth": p.queue.depth, "capacity": p.queue.max_records},
+            "intake": p.stats.as_dict(),
+            "rhythm_hashes": len(p.rhythm_counts),
+        }
+
+
+async def serve(config: Config) -> int:
+    """Run until SIGTERM or SIGINT, then drain and exit 0."""
+    app = App(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await app.start()
+    await stop.wait()
+    log.info("stopping: draining the queue and saving state")
+    await app.shutdown()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,147 @@
+"""The `via-otlp` command: serve, replay, config check, and the tools around them.
+
+Every failure the user can fix (bad config, port in use, unreadable file) ends with one clear
+line on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+
+from via_otlp import __version__
+from via_otlp.config import Config, load_config
+from via_otlp.configload import to_plain
+from via_otlp.errors import ConfigError, ViaError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", "-c", metavar="FILE",
+        help="JSON5 configuration file (default: built-in defaults; see config/via.json5)",
+    )  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="via-otlp",
+        description="Anomaly detection for OpenTelemetry logs: an OTLP endpoint that learns the "
+        "rhythm of every log pattern of every service and reports when it breaks.",
+    )
+    parser.add_argument("--version", action="version", version=f"via-otlp {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("serve", help="receive OTLP logs on :4317 (gRPC) and :4318 (HTTP) and detect anomalies")
+    _config_arg(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("config", help="work with configuration files")
+    csub = p.add_subparsers(dest="config_command", metavar="ACTION")
+    csub.required = True
+    check = csub.add_parser("check", help="validate a config file and print the effective configuration")
+    check.add_argument("file", metavar="FILE", help="JSON5 config file to validate")
+    check.set_defaults(func=cmd_config_check)
+
+    p = sub.add_parser(
+        "replay",
+        help="feed log files through the pipeline offline, in event time",
+        description="Feed log files through the same pipeline as `serve`, offline and in event time.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="input files; - reads stdin")
+    p.add_argument(
+        "--format", "-f", default="auto", choices=["auto", "otlp-json", "ndjson", "text"],
+        help="otlp-json: one OTLP/JSON ExportLogsServiceRequest per line (the Collector's file "
+        "exporter); ndjson: one record per line; text: raw log lines; auto (default): guess",
+    )  # fmt: skip
+    p.add_argument("--service", default="unknown_service", help="service.name for text lines and NDJSON records without one")
+    _config_arg(p)
+    p.set_defaults(func=cmd_replay)
+
+    try:
+        from via_otlp.patterns import cli as patterns_cli
+    except ImportError:  # the template miner's CLI is optional until it lands
+        patterns_cli = None  # type: ignore[assignment]
+    if patterns_cli is not None:
+        patterns_cli.add_parser(sub)
+    return parser
+
+
+def _setup_logging(config: Config | None = None) -> None:
+    logging.basicConfig(
+        level=config.log_level if config else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from via_otlp.app import serve
+
+    config = load_config(args.config)
+    _setup_logging(config)
+    return asyncio.run(serve(config))
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    config = load_config(args.file)
+    print(json.dumps(to_plain(config), indent=2))
+    print(f"{args.file}: OK", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from via_otlp.app import Pipeline
+    from via_otlp.replay import Format, Progress, ReplayProblems, read_requests
+
+    config = load_config(args.config)
+    _setup_logging(config)
+    pipeline = Pipeline(config)
+    problems = ReplayProblems()
+    progress = Progress()
+    started = time.monotonic()
+    try:
+        for path in args.files:
+            for request in read_requests(path, Format(args.format), args.service, problems, progress):
+                batch = pipeline.intake.process(pipeline.intake.prepare_request(request))
+                pipeline.consume(batch)
+                progress.add_records(len(batch))
+    finally:
+        progress.close()
+    elapsed = time.monotonic() - started
+    stats = pipeline.stats
+    print(
+        f"replayed {stats.records_consumed:,} records from {len(args.files)} file(s) in {elapsed:.2f}s "
+        f"({stats.records_consumed / max(elapsed, 1e-9):,.0f} records/s): "
+        f"{len(pipeline.rhythm_counts):,} rhythm hashes",
+        file=sys.stderr,
+    )
+    if problems.count:
+        print(f"{problems.count:,} line(s) could not be read; first ones:", file=sys.stderr)
+        for line in problems.shown:
+            print(f"  {line}", file=sys.stderr)
+    return EXIT_OK if stats.records_consumed or not problems.count else EXIT_ERROR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"via-otlp: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ViaError as exc:
+        print(f"via-otlp: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK

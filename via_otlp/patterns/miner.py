@@ -1,0 +1,393 @@
+"""The streaming template miner: one `SourceMiner` per source identity, pure (no I/O).
+
+It starts from Drain (a prefix tree keyed by token count and first token, then the most similar
+template in the leaf) and changes what Drain's users report:
+
+- variables inside a token are found: merging ``user=alice`` with ``user=bob`` gives
+  ``user=<*>``, not ``<*>``, so templates keep their punctuation;
+- a constant word that differs (``VM Started`` / ``VM Paused``, ``from NEW to RUNNING``) is never
+  turned into a variable: two capitalised or upper-case words that differ keep lines apart;
+- a line whose first token is a variable that masking missed (``chrome.exe open through...``)
+  still finds its template in the other leaves of the same length;
+- a variable spanning a different number of tokens (a two-word name, a free-text reason) joins
+  the template it fits, where the variable absorbs the extra tokens, instead of splitting it;
+- a template keeps its id when it generalises; the id is derived from the first template text
+  so that it also survives a restart without a snapshot when the same shape comes first.
+
+The common case (a line whose shape was seen before) skips masking and the tree: a bounded
+cache maps the line with its digits zeroed to the template.
+
+>>> from via_otlp.patterns.config import PatternsConfig
+>>> m = SourceMiner(PatternsConfig())
+>>> a = m.add("user alice logged in from 10.0.0.1")
+>>> b = m.add("user bob logged in from 10.0.0.2")
+>>> a is b, a.text
+(True, 'user <*> logged in from <*>')
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import xxhash
+
+from via_otlp.patterns.config import PatternsConfig
+from via_otlp.patterns.masking import WILDCARD, Masker
+from via_otlp.patterns.prepare import prepare
+
+_ZERO_DIGITS = str.maketrans("0123456789", "0000000000")
+_HAS_DIGIT = re.compile(r"\d")
+# A token that is a word of constant shape: letters (one upper-case at least), `_`, `.`, `-`.
+_CONSTANT_WORD = re.compile(r"[A-Za-z][A-Za-z_.\-]*[A-Za-z]\W?|[A-Z]")
+_PREFIX_END = frozenset("=:([{<'\"#@/-")
+FLOOD_ID = "flood"
+_MAX_SCAN = 256  # templates compared when the first token does not lead to a match
+_MAX_SPAN_CANDIDATES = 64  # templates tried when the token count differs
+
+
+class Template:
+    """A template: its stable id, its tokens (``<*>`` marks variables) and its line count."""
+
+    __slots__ = ("alive", "count", "id", "key", "text", "tokens")
+
+    def __init__(self, tid: str, tokens: list[str], count: int = 0) -> None:
+        self.id = tid
+        self.tokens = tokens
+        self.text = " ".join(tokens)
+        self.count = count
+        self.alive = True
+        self.key = _leaf_key(tokens)
+
+    def __repr__(self) -> str:
+        return f"Template({self.id!r}, {self.text!r}, count={self.count})"
+
+
+@dataclass(slots=True)
+class MinerStats:
+    """Counters of one source model (summed over sources by `PatternStage.stats`)."""
+
+    lines: int = 0
+    templates: int = 0
+    created: int = 0
+    evictions: int = 0
+    fast_path_hits: int = 0
+    flooded_lines: int = 0
+    flooding: bool = False
+
+
+def _leaf_key(tokens: list[str]) -> tuple[int, str]:
+    first = tokens[0] if tokens else ""
+    return (len(tokens), WILDCARD if WILDCARD in first else first)
+
+
+def _is_constant_word(token: str, cache: dict[str, bool] = {}) -> bool:  # noqa: B006
+    """True for words such as ``Started``, ``RUNNING``, ``SCREEN_ON``: never made variables."""
+    hit = cache.get(token)
+    if hit is None:
+        hit = (
+            _CONSTANT_WORD.fullmatch(token) is not None
+            and not token.islower()
+            and not _HAS_DIGIT.search(token)
+        )
+        if len(cache) < 100_000:
+            cache[token] = hit
+    return hit
+
+
+def _split_pattern(token: str) -> tuple[str, str]:
+    """``user=<*>,`` → (``user=``, ``,``)."""
+    i = token.find(WILDCARD)
+    return token[:i], token[i + 3 :]
+
+
+def _fits(pattern: str, token: str) -> bool:
+    """Does `token` fit a template token that holds a variable (``<*>``, ``uid=<*>)``)?"""
+    if pattern == WILDCARD:
+        return True
+    prefix, suffix = _split_pattern(pattern)
+    return (
+        len(token) > len(prefix) + len(suffix)
+        and token.startswith(prefix)
+        and token.endswith(suffix)
+    )
+
+
+def merge_token(a: str, b: str) -> str:
+    """The most specific token pattern that both `a` (maybe a pattern) and `b` fit.
+
+    The constant part kept before the variable must end on punctuation (``user=``, ``(``) and
+    the part kept after it must be punctuation only (``)``, ``,``), so a merge never cuts a
+    word in two.
+
+    >>> merge_token("user=alice", "user=bob"), merge_token("(TID:<*>)", "(TID:x)")
+    ('user=<*>', '(TID:<*>)')
+    >>> merge_token("chrome.exe", "firefox.exe"), merge_token("<*>", "x")
+    ('<*>', '<*>')
+    """
+    if a == WILDCARD or b == WILDCARD:
+        return WILDCARD
+    pa, sa = _split_pattern(a) if WILDCARD in a else (a, a)
+    pb, sb = _split_pattern(b) if WILDCARD in b else (b, b)
+    n = 0
+    limit = min(len(pa), len(pb))
+    while n < limit and pa[n] == pb[n]:
+        n += 1
+    while n > 0 and pa[n - 1] not in _PREFIX_END:
+        n -= 1
+    prefix = pa[:n]
+    m = 0
+    limit = min(len(sa), len(sb))
+    while m < limit and sa[-1 - m] == sb[-1 - m] and not sa[-1 - m].isalnum():
+        m += 1
+    suffix = sa[len(sa) - m :] if m else ""
+    room = min(len(a), len(b))
+    if len(prefix) + len(suffix) >= room:
+        suffix = ""
+        if len(prefix) >= room:
+            prefix = ""
+    return f"{prefix}{WILDCARD}{suffix}"
+
+
+def _score(template: list[str], tokens: list[str]) -> float:
+    """Fraction of positions where `tokens` fits `template`, or -1 if a constant word differs."""
+    matched = 0
+    for a, b in zip(template, tokens, strict=True):
+        if a == b:
+            matched += 1
+        elif WILDCARD in a:
+            if _fits(a, b):
+                matched += 1
+        elif _is_constant_word(a) and _is_constant_word(b):
+            return -1.0
+    return matched / len(tokens)
+
+
+def _generalise(template: Template, tokens: list[str]) -> bool:
+    """Widen `template` so that `tokens` fits it; True if it changed."""
+    changed = False
+    tt = template.tokens
+    for i, (a, b) in enumerate(zip(tt, tokens, strict=True)):
+        if a != b and not (WILDCARD in a and _fits(a, b)):
+            tt[i] = merge_token(a, b)
+            changed = True
+    if changed:
+        template.text = " ".join(tt)
+    return changed
+
+
+def _span_regex(tokens: list[str]) -> re.Pattern[str] | None:
+    """A regex matching lines where each bare ``<*>`` may absorb several tokens."""
+    if WILDCARD not in tokens:
+        return None
+    parts = []
+    for tok in tokens:
+        if tok == WILDCARD:
+            parts.append(r"\S+(?: \S+)*?")
+        elif WILDCARD in tok:
+            prefix, suffix = _split_pattern(tok)
+            parts.append(re.escape(prefix) + r"\S+?" + re.escape(suffix))
+        else:
+            parts.append(re.escape(tok))
+    return re.compile(" ".join(parts))
+
+
+class SourceMiner:
+    """The template model of one source: prefix tree, LRU-bounded templates, fast-path cache."""
+
+    def __init__(self, config: PatternsConfig, masker: Masker | None = None) -> None:
+        self.config = config
+        self.masker = masker or Masker.from_rules(config.masking)
+        self.templates: OrderedDict[str, Template] = OrderedDict()
+        self.leaves: dict[tuple[int, str], list[Template]] = {}
+        self.by_length: dict[int, list[Template]] = {}
+        self.by_first: dict[str, list[Template]] = {}
+        self._spans: dict[str, re.Pattern[str] | None] = {}
+        self._fast: dict[str, Template] = {}
+        self._shape_digits = self.masker.digit_agnostic
+        self.stats = MinerStats()
+        self._window_lines = 0
+        self._window_new = 0
+        self._flood: Template | None = None
+
+    # -- the per-line path ---------------------------------------------------------------
+
+    def add(self, body: str) -> Template:
+        """The template of `body`, learning from it (a new template, or a wider one)."""
+        stats = self.stats
+        stats.lines += 1
+        self._window_lines += 1
+        if self._window_lines >= self.config.flood_window:
+            self._close_window()
+        key = body.translate(_ZERO_DIGITS) if self._shape_digits else body
+        hit = self._fast.get(key)
+        if hit is not None and hit.alive:
+            stats.fast_path_hits += 1
+            hit.count += 1
+            if hit is not self._flood:
+                self.templates.move_to_end(hit.id)
+            return hit
+        tokens = self._tokens(body)
+        template = self._match(tokens)
+        if template is None:
+            self._window_new += 1
+            if stats.flooding:
+                template = self._flood_template()
+                stats.flooded_lines += 1
+            else:
+                template = self._create(tokens)
+        else:
+            self.templates.move_to_end(template.id)
+        template.count += 1
+        self._remember(key, body, template)
+        return template
+
+    def _tokens(self, body: str) -> list[str]:
+        text = self.masker.mask(prepare(body, self.config.max_tokens))
+        return text.split() or [""]
+
+    def _remember(self, key: str, body: str, template: Template) -> None:
+        """Cache the line's shape; by its exact text when digits may matter to its template."""
+        size = self.config.fast_path_size
+        if size == 0:
+            return
+        fast = self._fast
+        if len(fast) >= size:
+            # Drop the older half at once: amortised O(1), no per-hit bookkeeping.
+            for k in list(fast)[: size // 2]:
+                del fast[k]
+        if self._shape_digits and any(c.isdigit() for c in template.text):
+            key = body
+        fast[key] = template
+
+    # -- matching -----------------------------------------------------------------------
+
+    def _match(self, tokens: list[str]) -> Template | None:
+        key = _leaf_key(tokens)
+        best = self._best(tokens, self.leaves.get(key, ()))
+        if best is None and key[1] != WILDCARD:
+            best = self._best(tokens, self.leaves.get((key[0], WILDCARD), ()))
+        if best is None:
+            best = self._best_any_first(tokens, key)
+        if best is None:
+            best = self._best_span(tokens)
+            if best is not None:
+                return best
+        if best is not None and _generalise(best, tokens):
+            self._rekey(best)
+        return best
+
+    def _best(self, tokens: list[str], candidates: list[Template] | tuple[()]) -> Template | None:
+        best: Template | None = None
+        best_score = self.config.similarity
+        for template in candidates:
+            score = _score(template.tokens, tokens)
+            if score > best_score or (score == best_score and best is None):
+                best, best_score = template, score
+                if score == 1.0:
+                    break
+        return best
+
+    def _best_any_first(self, tokens: list[str], key: tuple[int, str]) -> Template | None:
+        """Same length, other first token: the first token may be a variable masking missed."""
+        if WILDCARD in tokens[0] or _is_constant_word(tokens[0]) or len(tokens) < 3:
+            return None
+        pool = self.by_length.get(len(tokens), ())
+        best: Template | None = None
+        best_score = max(self.config.similarity, 0.7)
+        for template in pool[-_MAX_SCAN:]:
+            first = template.tokens[0]
+            if first == tokens[0] or (WILDCARD not in first and _is_constant_word(first)):
+                continue
+            score = _score(template.tokens, tokens)
+            if score >= best_score:
+                best, best_score = template, score
+        return best
+
+    def _best_span(self, tokens: list[str]) -> Template | None:
+        """A template of another length whose bare ``<*>`` can absorb the extra tokens."""
+        pool = self.by_first.get(_leaf_key(tokens)[1], ())
+        if not pool:
+            return None
+        line = " ".join(tokens)
+        for template in pool[-_MAX_SPAN_CANDIDATES:]:
+            if len(template.tokens) == len(tokens):
+                continue
+            regex = self._spans.get(template.id, False)
+            if regex is False:
+                regex = self._spans[template.id] = _span_regex(template.tokens)
+            if regex is not None and regex.fullmatch(line):  # type: ignore[union-attr]
+                return template
+        return None
+
+    # -- bookkeeping --------------------------------------------------------------------
+
+    def _create(self, tokens: list[str]) -> Template:
+        text = " ".join(tokens)
+        tid = xxhash.xxh64_hexdigest(text.encode())[:10]
+        while tid in self.templates or tid == FLOOD_ID:
+            tid = xxhash.xxh64_hexdigest((tid + text).encode())[:10]
+        template = Template(tid, list(tokens))
+        self._insert(template)
+        self.stats.created += 1
+        return template
+
+    def _insert(self, template: Template) -> None:
+        self.templates[template.id] = template
+        self.leaves.setdefault(template.key, []).append(template)
+        self.by_length.setdefault(len(template.tokens), []).append(template)
+        self.by_first.setdefault(template.key[1], []).append(template)
+        self.stats.templates = len(self.templates)
+        if len(self.templates) > self.config.max_templates_per_source:
+            self._evict()
+
+    def _evict(self) -> None:
+        _, old = self.templates.popitem(last=False)
+        old.alive = False
+        self.leaves[old.key].remove(old)
+        self.by_length[len(old.tokens)].remove(old)
+        self.by_first[old.key[1]].remove(old)
+        self._spans.pop(old.id, None)
+        self.stats.evictions += 1
+        self.stats.templates = len(self.templates)
+
+    def _rekey(self, template: Template) -> None:
+        """After generalising: move the template to its new leaf, forget its span regex."""
+        self._spans.pop(template.id, None)
+        key = _leaf_key(template.tokens)
+        if key != template.key:
+            self.leaves[template.key].remove(template)
+            self.leaves.setdefault(key, []).append(template)
+            self.by_first[template.key[1]].remove(template)
+            self.by_first.setdefault(key[1], []).append(template)
+            template.key = key
+
+    def _flood_template(self) -> Template:
+        if self._flood is None:
+            self._flood = Template(FLOOD_ID, [WILDCARD])
+        return self._flood
+
+    def _close_window(self) -> None:
+        """Judge the last window: a source making mostly new templates is flooding."""
+        ratio = self._window_new / self._window_lines
+        self.stats.flooding = ratio >= self.config.flood_ratio
+        self._window_lines = 0
+        self._window_new = 0
+
+    # -- persistence --------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, object]:
+        """JSON-serialisable state: templates from least to most recently used."""
+        return {
+            "templates": [[t.id, t.tokens, t.count] for t in self.templates.values()],
+            "flooding": self.stats.flooding,
+        }
+
+    def load_state(self, state: dict[str, object]) -> None:
+        """Rebuild the model from `to_state` output (caches start empty)."""
+        templates = state.get("templates", [])
+        assert isinstance(templates, list)
+        for tid, tokens, count in templates:
+            self._insert(Template(str(tid), [str(t) for t in tokens], int(count)))
+        self.stats.flooding = bool(state.get("flooding", False))

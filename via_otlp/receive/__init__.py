@@ -1,0 +1,1 @@
+"""receive/: the edges where OTLP requests come in and become LogBatches."""

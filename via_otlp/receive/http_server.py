@@ -1,0 +1,217 @@
+"""OTLP/HTTP intake (`POST /v1/logs`), NDJSON intake (`POST /v1/ingest`), `/healthz`, `/status`.
+
+Answers follow OTLP/HTTP: the response body is in the request's encoding; a malformed body is
+400 with a google.rpc.Status saying what was wrong; 415 for a content type or encoding we do not
+speak; 413 over the size limit; 503 with Retry-After when the queue is full (the Collector and
+the SDK exporters retry those).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import web
+from google.rpc import code_pb2
+
+from via_otlp.config import HttpConfig, ReceiveConfig
+from via_otlp.errors import InputError, StartupError
+from via_otlp.receive.intake import Intake, Outcome, QueueFullError, Transport
+from via_otlp.receive.ndjson import TextRecord, parse_ndjson_line, records_to_request
+from via_otlp.receive.otlp_codec import Encoding, decode, encode_message, export_response, status_message
+
+log = logging.getLogger(__name__)
+
+MAX_NDJSON_LINE = 1024 * 1024
+NDJSON_MAX_ERRORS_SHOWN = 10
+NDJSON_ROOM_TIMEOUT = 30.0
+_ENCODINGS = {e.value: e for e in Encoding}
+
+
+def _status_response(code: int, rpc_code: int, message: str, encoding: Encoding, **headers: str) -> web.Response:
+    body = encode_message(status_message(rpc_code, message), encoding)
+    return web.Response(status=code, body=body, content_type=encoding.value, headers=headers)
+
+
+async def _lines(stream: Any, max_line: int) -> AsyncIterator[tuple[bytes | None, str]]:
+    """Split a body stream into lines without reading it whole; an over-long line yields (None, error)."""
+    buffer = bytearray()
+    skipping = False
+    async for chunk in stream.iter_chunked(64 * 1024):
+        start = 0
+        while True:
+            nl = chunk.find(b"\n", start)
+            if nl < 0:
+                if not skipping:
+                    buffer += chunk[start:]
+                    if len(buffer) > max_line:
+                        buffer.clear()
+                        skipping = True
+                        yield None, f"line longer than {max_line} bytes"
+                break
+            if skipping:
+                skipping = False
+            else:
+                buffer += chunk[start:nl]
+                yield bytes(buffer), ""
+            buffer.clear()
+            start = nl + 1
+    if buffer and not skipping:
+        yield bytes(buffer), ""
+
+
+class HttpServer:
+    """The aiohttp application and its site; `status` provides the JSON of `/status`."""
+
+    def __init__(
+        self,
+        config: ReceiveConfig,
+        intake: Intake,
+        status: Callable[[], dict[str, Any]],
+    ) -> None:
+        self.config: HttpConfig = config.http
+        self.batch_records = config.ndjson_batch_records
+        self.intake = intake
+        self.status = status
+        self.serving = False
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    def make_app(self) -> web.Application:
+        app = web.Application(client_max_size=self.config.max_request_body_size)
+        app.router.add_post("/v1/logs", self.post_logs)
+        app.router.add_post("/v1/ingest", self.post_ingest)
+        app.router.add_get("/healthz", self.get_healthz)
+        app.router.add_get("/status", self.get_status)
+        return app
+
+    async def start(self) -> None:
+        host, _, port = self.config.endpoint.rpartition(":")
+        runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host.strip("[]"), int(port), reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise StartupError(
+                f"cannot listen for OTLP/HTTP on {self.config.endpoint}: {exc.strerror or exc}",
+                hint="set receive.http.endpoint to a free HOST:PORT",
+            ) from None
+        self._runner = runner
+        server = getattr(site, "_server", None)
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else int(port)
+
+    async def stop(self) -> None:
+        if self._runner is None:
+            return
+        runner, self._runner = self._runner, None
+        await runner.cleanup()
+
+    # --- handlers -------------------------------------------------------------------------
+
+    async def get_healthz(self, request: web.Request) -> web.Response:
+        if self.serving:
+            return web.json_response({"status": "SERVING"})
+        return web.json_response({"status": "NOT_SERVING"}, status=503)
+
+    async def get_status(self, request: web.Request) -> web.Response:
+        return web.json_response(self.status(), dumps=lambda d: json.dumps(d, indent=2, sort_keys=True))
+
+    async def post_logs(self, request: web.Request) -> web.Response:
+        stats = self.intake.stats
+        content_type = request.content_type.lower()
+        encoding = _ENCODINGS.get(content_type)
+        if encoding is None:
+            stats.count(Transport.HTTP, Outcome.UNSUPPORTED_MEDIA_TYPE)
+            return _status_response(
+                415, code_pb2.INVALID_ARGUMENT,
+                f"unsupported content type {content_type!r}: use application/x-protobuf or application/json",
+                Encoding.JSON,
+            )  # fmt: skip
+        content_encoding = request.headers.get("Content-Encoding", "identity").lower()
+        if content_encoding not in ("identity", "gzip", "deflate", ""):
+            stats.count(Transport.HTTP, Outcome.UNSUPPORTED_MEDIA_TYPE)
+            return _status_response(
+                415, code_pb2.INVALID_ARGUMENT,
+                f"unsupported Content-Encoding {content_encoding!r}: use gzip or none",
+                encoding,
+            )  # fmt: skip
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            stats.count(Transport.HTTP, Outcome.TOO_LARGE)
+            return _status_response(
+                413, code_pb2.RESOURCE_EXHAUSTED,
+                f"request body exceeds max_request_body_size {self.config.max_request_body_size}",
+                encoding,
+            )  # fmt: skip
+        except Exception as exc:  # a broken gzip stream surfaces here
+            stats.count(Transport.HTTP, Outcome.INVALID)
+            return _status_response(400, code_pb2.INVALID_ARGUMENT, f"cannot read request body: {exc}", encoding)
+        try:
+            message, replaced = decode(body, encoding)
+        except InputError as exc:
+            stats.count(Transport.HTTP, Outcome.INVALID)
+            return _status_response(400, code_pb2.INVALID_ARGUMENT, str(exc), encoding)
+        if replaced:
+            stats.invalid_utf8_requests += 1
+        try:
+            self.intake.submit_nowait(self.intake.prepare_request(message))
+        except QueueFullError as exc:
+            stats.count(Transport.HTTP, Outcome.QUEUE_FULL)
+            return _status_response(
+                503, code_pb2.UNAVAILABLE, str(exc), encoding, **{"Retry-After": str(math.ceil(exc.retry_after))}
+            )
+        stats.count(Transport.HTTP, Outcome.ACCEPTED)
+        return web.Response(body=encode_message(export_response(), encoding), content_type=encoding.value)
+
+    async def post_ingest(self, request: web.Request) -> web.Response:
+        """NDJSON, streamed: bad lines are reported and skipped, good ones accepted."""
+        stats = self.intake.stats
+        default_service = request.query.get("service", "")
+        accepted = rejected = 0
+        errors: list[dict[str, Any]] = []
+        pending: list[TextRecord] = []
+
+        async def flush() -> None:
+            nonlocal accepted
+            if pending:
+                batch = self.intake.prepare_request(records_to_request(pending))
+                await asyncio.wait_for(self.intake.submit(batch), NDJSON_ROOM_TIMEOUT)
+                accepted += len(pending)
+                pending.clear()
+
+        line_no = 0
+        try:
+            async for line, problem in _lines(request.content, MAX_NDJSON_LINE):
+                line_no += 1
+                if line is not None and not line.strip():
+                    continue
+                try:
+                    if line is None:
+                        raise InputError(problem)
+                    pending.append(parse_ndjson_line(line, default_service or "unknown_service"))
+                except InputError as exc:
+                    rejected += 1
+                    if len(errors) < NDJSON_MAX_ERRORS_SHOWN:
+                        errors.append({"line": line_no, "error": str(exc)})
+                if len(pending) >= self.batch_records:
+                    await flush()
+            await flush()
+        except (TimeoutError, QueueFullError):
+            stats.count(Transport.NDJSON, Outcome.QUEUE_FULL)
+            return web.json_response(
+                {"accepted": accepted, "rejected": rejected, "errors": errors,
+                 "error": f"intake queue stayed full; lines after {accepted + rejected} were not read"},
+                status=503, headers={"Retry-After": "1"},
+            )  # fmt: skip
+        outcome = Outcome.ACCEPTED if accepted or not rejected else Outcome.INVALID
+        stats.count(Transport.NDJSON, outcome)
+        status = 200 if outcome is Outcome.ACCEPTED else 400
+        return web.json_response({"accepted": accepted, "rejected": rejected, "errors": errors}, status=status)

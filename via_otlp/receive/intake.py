@@ -1,0 +1,201 @@
+"""The one path every transport shares: request → LogBatch → templates → bounded queue.
+
+gRPC, OTLP/HTTP, NDJSON and `replay` all hand their decoded records to `Intake.submit`, so
+counting, flow control and patch filtering behave the same whatever the transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from via_otlp.model import LogBatch
+from via_otlp.patterns import PatternStage
+from via_otlp.receive.normalise import IntakeCounts, Normaliser
+
+
+class Transport(enum.StrEnum):
+    """Where a request came in."""
+
+    GRPC = "grpc"
+    HTTP = "http"
+    NDJSON = "ndjson"
+    REPLAY = "replay"
+
+
+class Outcome(enum.StrEnum):
+    """How a request was answered; each has a counter per transport."""
+
+    ACCEPTED = "accepted"
+    INVALID = "invalid"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    TOO_LARGE = "too_large"
+    QUEUE_FULL = "queue_full"
+    UNAVAILABLE = "unavailable"
+
+
+class QueueFullError(Exception):
+    """The queue cannot take the batch now: the sender should retry after `retry_after` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"intake queue is full, retry in {retry_after:.1f}s")
+        self.retry_after = retry_after
+
+
+class RecordQueue:
+    """A FIFO of LogBatches bounded by the number of records it holds, not batches.
+
+    `try_put` never blocks (network intake answers "retry later" instead); `wait_for_room` lets
+    streamed NDJSON and replay slow their sender down instead.
+    """
+
+    def __init__(self, max_records: int) -> None:
+        if max_records < 1:
+            raise ValueError(f"max_records must be >= 1, got {max_records}")
+        self.max_records = max_records
+        self._items: deque[LogBatch] = deque()
+        self._records = 0
+        self._in_flight = 0
+        self._changed = asyncio.Event()
+
+    @property
+    def depth(self) -> int:
+        """Records queued or being consumed."""
+        return self._records + self._in_flight
+
+    def has_room(self, records: int) -> bool:
+        # A batch larger than the whole queue is still admitted into an empty queue, never refused forever.
+        return self.depth == 0 or self.depth + records <= self.max_records
+
+    def try_put(self, batch: LogBatch) -> bool:
+        if not self.has_room(len(batch)):
+            return False
+        self._items.append(batch)
+        self._records += len(batch)
+        self._notify()
+        return True
+
+    async def wait_for_room(self, records: int) -> None:
+        """Wait until a batch of `records` records would be admitted."""
+        while not self.has_room(records):
+            await self._wait_change()
+
+    async def get(self) -> LogBatch:
+        """The next batch; it counts as in flight until `done` is called for it."""
+        while not self._items:
+            await self._wait_change()
+        batch = self._items.popleft()
+        self._records -= len(batch)
+        self._in_flight += len(batch)
+        return batch
+
+    def done(self, batch: LogBatch) -> None:
+        self._in_flight -= len(batch)
+        self._notify()
+
+    async def join(self) -> None:
+        """Wait until every queued record has been consumed."""
+        while self.depth:
+            await self._wait_change()
+
+    def _notify(self) -> None:
+        self._changed.set()
+
+    async def _wait_change(self) -> None:
+        self._changed.clear()
+        await self._changed.wait()
+
+
+@dataclass
+class IntakeStats:
+    """Counters for the status page: requests by transport and outcome, records by fate."""
+
+    requests: Counter[tuple[Transport, Outcome]] = field(default_factory=Counter)
+    records_accepted: int = 0
+    records_dropped_by_patch: int = 0
+    records_consumed: int = 0
+    invalid_utf8_requests: int = 0
+    normalised: IntakeCounts = field(default_factory=IntakeCounts)
+
+    def count(self, transport: Transport, outcome: Outcome) -> None:
+        self.requests[(transport, outcome)] += 1
+
+    def as_dict(self) -> dict[str, object]:
+        by_transport: dict[str, dict[str, int]] = {}
+        for (transport, outcome), n in sorted(self.requests.items()):
+            by_transport.setdefault(transport.value, {})[outcome.value] = n
+        return {
+            "requests": by_transport,
+            "records_accepted": self.records_accepted,
+            "records_dropped_by_patch": self.records_dropped_by_patch,
+            "records_consumed": self.records_consumed,
+            "invalid_utf8_requests": self.invalid_utf8_requests,
+            **{f"records_{k}": v for k, v in asdict(self.normalised).items() if k != "records"},
+        }
+
+
+DropFilter = Callable[[LogBatch], list[int] | None]
+"""Returns the indices of records to keep, or None to keep all (DROP patches)."""
+
+
+class Intake:
+    """Normalise, template, filter and enqueue; raise `QueueFullError` when there is no room."""
+
+    def __init__(
+        self,
+        normaliser: Normaliser,
+        patterns: PatternStage,
+        queue: RecordQueue,
+        stats: IntakeStats | None = None,
+        drop_filter: DropFilter | None = None,
+        retry_after: float = 1.0,
+    ) -> None:
+        self.normaliser = normaliser
+        self.patterns = patterns
+        self.queue = queue
+        self.stats = stats or IntakeStats()
+        self.drop_filter = drop_filter
+        self.retry_after = retry_after
+
+    def prepare_request(self, request: ExportLogsServiceRequest, now_ns: int | None = None) -> LogBatch:
+        """Normalise a decoded request into a batch (not yet templated or queued)."""
+        batch, counts = self.normaliser.from_request(request, now_ns or time.time_ns())
+        self.stats.normalised.add(counts)
+        return batch
+
+    def process(self, batch: LogBatch) -> LogBatch:
+        """Template a batch and remove what DROP patches match (counted)."""
+        self.patterns.apply(batch)
+        if self.drop_filter is not None:
+            keep = self.drop_filter(batch)
+            if keep is not None and len(keep) != len(batch):
+                self.stats.records_dropped_by_patch += len(batch) - len(keep)
+                batch = batch.select(keep)
+        return batch
+
+    def submit_nowait(self, batch: LogBatch) -> int:
+        """Template and enqueue a batch now, or raise `QueueFullError`; returns records accepted."""
+        n = len(batch)
+        if not n:
+            return 0
+        if not self.queue.has_room(n):
+            raise QueueFullError(self.retry_after)
+        batch = self.process(batch)
+        if len(batch):
+            self.queue.try_put(batch)
+        self.stats.records_accepted += n
+        return n
+
+    async def submit(self, batch: LogBatch) -> int:
+        """Template and enqueue a batch, waiting for room (streams and replay)."""
+        n = len(batch)
+        if not n:
+            return 0
+        await self.queue.wait_for_room(n)
+        return self.submit_nowait(batch)

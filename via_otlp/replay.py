@@ -1,0 +1,136 @@
+"""Offline intake: feed log files through the same pipeline as `serve`, in event time.
+
+Formats: `otlp-json` (one ExportLogsServiceRequest in OTLP/JSON per line, as the Collector's
+`file` exporter writes), `ndjson` (one record per line, see `receive/ndjson.py`) and `text`
+(raw lines of one service). `auto` looks at the first non-empty line.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from via_otlp.errors import InputError, ViaError
+from via_otlp.receive.ndjson import TextRecord, parse_ndjson_line, records_to_request, text_record
+from via_otlp.receive.otlp_codec import decode_json
+
+CHUNK_RECORDS = 1000
+
+
+class Format(enum.StrEnum):
+    """Input formats of `via-otlp replay`."""
+
+    AUTO = "auto"
+    OTLP_JSON = "otlp-json"
+    NDJSON = "ndjson"
+    TEXT = "text"
+
+
+def sniff_format(first_line: str) -> Format:
+    """Guess the format from the first non-empty line."""
+    stripped = first_line.lstrip()
+    if stripped.startswith("{"):
+        return Format.OTLP_JSON if '"resourceLogs"' in stripped[:200] or '"resource_logs"' in stripped[:200] else Format.NDJSON
+    return Format.TEXT
+
+
+@dataclass
+class ReplayProblems:
+    """Lines that could not be read, with the first few reasons."""
+
+    count: int = 0
+    shown: list[str] = field(default_factory=list)
+
+    def add(self, where: str, error: Exception) -> None:
+        self.count += 1
+        if len(self.shown) < 10:
+            self.shown.append(f"{where}: {error}")
+
+
+def _open(path: str) -> tuple[IO[str], int]:
+    if path == "-":
+        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace"), 0
+    p = Path(path)
+    try:
+        return p.open(encoding="utf-8", errors="replace", newline="\n"), p.stat().st_size
+    except OSError as exc:
+        raise ViaError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def read_requests(
+    path: str, fmt: Format, service: str, problems: ReplayProblems, progress: Progress | None = None
+) -> Iterator[ExportLogsServiceRequest]:
+    """Requests of at most CHUNK_RECORDS records from one file, in file order."""
+    stream, size = _open(path)
+    if progress is not None:
+        progress.begin_file(path, size)
+    with stream:
+        pending: list[TextRecord] = []
+        for line_no, line in enumerate(stream, 1):
+            if progress is not None:
+                progress.advance(len(line))
+            text = line.rstrip("\r\n")
+            if not text.strip():
+                continue
+            if fmt is Format.AUTO:
+                fmt = sniff_format(text)
+            try:
+                if fmt is Format.OTLP_JSON:
+                    yield decode_json(text.encode())
+                    continue
+                if fmt is Format.NDJSON:
+                    pending.append(parse_ndjson_line(text, service))
+                else:
+                    pending.append(text_record(text, service))
+            except InputError as exc:
+                problems.add(f"{path}:{line_no}", exc)
+                continue
+            if len(pending) >= CHUNK_RECORDS:
+                yield records_to_request(pending)
+                pending = []
+        if pending:
+            yield records_to_request(pending)
+
+
+class Progress:
+    """A one-line progress display on stderr, only when stderr is a terminal."""
+
+    def __init__(self, stream: IO[str] | None = None, interval: float = 0.2) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty()
+        self.interval = interval
+        self.records = 0
+        self._file = ""
+        self._size = 0
+        self._done = 0
+        self._last = 0.0
+        self._start = time.monotonic()
+
+    def begin_file(self, name: str, size: int) -> None:
+        self._file, self._size, self._done = name, size, 0
+
+    def advance(self, nbytes: int) -> None:
+        self._done += nbytes
+
+    def add_records(self, n: int) -> None:
+        self.records += n
+        now = time.monotonic()
+        if self.enabled and now - self._last >= self.interval:
+            self._last = now
+            rate = self.records / max(now - self._start, 1e-9)
+            pct = f"{100 * self._done / self._size:5.1f}% " if self._size else ""
+            self.stream.write(f"\r{self._file}: {pct}{self.records:,} records, {rate:,.0f} records/s ")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
