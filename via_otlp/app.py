@@ -29,6 +29,7 @@ from via_otlp.state import STATE_FILE, load_state, save_state
 
 log = logging.getLogger("via_otlp")
 
+MAX_RHYTHMS_SHOWN = 10_000
 ConsumeHook = Callable[[LogBatch], Awaitable[None]]
 
 
@@ -173,10 +174,10 @@ class App:
 
     # --- inspection -----------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
-        """What `/status` shows: version, state, queue and counters."""
+    def status(self, detail: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """What `/status` shows: version, state, queue and counters (`detail`: extra sections)."""
         p = self.pipeline
-        return {
+        out: dict[str, Any] = {
             "version": __version__,
             "state": self.state,
             "uptime_seconds": round(time.monotonic() - self.started_at, 3) if self.started_at else 0.0,
@@ -184,6 +185,9 @@ class App:
             "intake": p.stats.as_dict(),
             "rhythm_hashes": len(p.rhythm_counts),
         }
+        if "rhythms" in detail:
+            out["rhythm_counts"] = dict(p.rhythm_counts.most_common(MAX_RHYTHMS_SHOWN))
+        return out
 
 
 async def serve(config: Config) -> int:

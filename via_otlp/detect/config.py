@@ -1,10 +1,94 @@
-"""Configuration of the detect stage (the `detect` section of via.json5)."""
+"""Configuration of the detect stage (the `detect` section of via.json5).
+
+Defaults live here and nowhere else. Durations are seconds (or strings such as ``"30m"``); the
+engine turns them into whole buckets, so every duration must be at least one bucket long.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from via_otlp.configload import spec
+from via_otlp.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SpikeConfig:
+    """A bucket with far more records than the baseline allows."""
+
+    min_count: int = field(default=5, metadata=spec(ge=1))
+    min_ratio: float = field(default=1.5, metadata=spec(ge=1.0))
+
+
+@dataclass(frozen=True)
+class DropConfig:
+    """A bucket (or a run of silent buckets) with far fewer records than the baseline."""
+
+    min_expected: float = field(default=8.0, metadata=spec(gt=0))
+    max_ratio: float = field(default=0.5, metadata=spec(gt=0, lt=1.0))
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """A sustained smaller shift, by a two-sided CUSUM on variance-stabilised residuals."""
+
+    slack: float = field(default=0.5, metadata=spec(ge=0))
+    threshold: float = field(default=12.0, metadata=spec(gt=0))
+    min_mean: float = field(default=1.0, metadata=spec(ge=0))
+    min_relative_shift: float = field(default=0.1, metadata=spec(ge=0))
+    clip: float = field(default=3.0, metadata=spec(gt=0))
+
+
+@dataclass(frozen=True)
+class CardinalityConfig:
+    """Far more distinct unique ids in a bucket than the baseline (and the volume) explain."""
+
+    precision: int = field(default=12, metadata=spec(ge=4, le=16))
+    min_distinct: int = field(default=10, metadata=spec(ge=1))
+    min_ratio: float = field(default=2.0, metadata=spec(ge=1.0))
+
+
+@dataclass(frozen=True)
+class NoveltyConfig:
+    """A rhythm hash never seen before, once its source is past its warm-up."""
+
+    source_warmup: float = field(default=3600.0, metadata=spec(unit="duration", ge=0))
+    remember: int = field(default=100_000, metadata=spec(ge=0))
 
 
 @dataclass(frozen=True)
 class DetectConfig:
-    """Placeholder until the detect stage defines its keys."""
+    """Event-time buckets, baselines, tests and episodes of the detect stage."""
+
+    bucket: float = field(default=10.0, metadata=spec(unit="duration", gt=0))
+    allowed_lateness: float = field(default=10.0, metadata=spec(unit="duration", ge=0))
+    half_life: float = field(default=1800.0, metadata=spec(unit="duration", gt=0))
+    dispersion_half_life: float = field(default=21600.0, metadata=spec(unit="duration", gt=0))
+    warmup: float = field(default=1800.0, metadata=spec(unit="duration", ge=0))
+    tail_probability: float = field(default=1e-6, metadata=spec(gt=0, lt=0.5))
+    settle_sigma: float = field(default=2.0, metadata=spec(gt=0))
+    anomaly_update_weight: float = field(default=0.1, metadata=spec(ge=0, le=1.0))
+    cooldown: float = field(default=120.0, metadata=spec(unit="duration", ge=0))
+    max_profiles: int = field(default=100_000, metadata=spec(ge=1))
+    idle_ttl: float = field(default=86400.0, metadata=spec(unit="duration", gt=0))
+    max_sample_trace_ids: int = field(default=5, metadata=spec(ge=0, le=100))
+    spike: SpikeConfig = field(default_factory=SpikeConfig)
+    drop: DropConfig = field(default_factory=DropConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    cardinality: CardinalityConfig = field(default_factory=CardinalityConfig)
+    novelty: NoveltyConfig = field(default_factory=NoveltyConfig)
+
+    def check(self) -> None:
+        if self.bucket * 1e9 < 1 or self.bucket != self.bucket:
+            raise ConfigError("bucket", f"must be at least 1ns, got {self.bucket!r}")
+        for name in ("half_life", "dispersion_half_life", "idle_ttl"):
+            if getattr(self, name) < self.bucket:
+                raise ConfigError(name, f"must be at least one bucket ({self.bucket}s), got {getattr(self, name)}")
+
+    def buckets(self, seconds: float) -> int:
+        """A duration as a whole number of buckets (rounded up)."""
+        return max(0, -int(-seconds // self.bucket)) if seconds > 0 else 0
+
+    @property
+    def bucket_ns(self) -> int:
+        return max(1, round(self.bucket * 1e9))

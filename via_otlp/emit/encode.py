@@ -56,9 +56,7 @@ def events_to_logs_request(
     request = ExportLogsServiceRequest()
     for source, group in _group_by_source(events):
         scope_logs = ScopeLogs(scope=_scope())
-        scope_logs.log_records.extend(
-            _log_record(e, error_score, with_span_context) for e in group
-        )
+        scope_logs.log_records.extend(_log_record(e, error_score, with_span_context) for e in group)
         request.resource_logs.append(
             ResourceLogs(resource=_resource(source), scope_logs=[scope_logs])
         )
@@ -199,7 +197,9 @@ def _span(event: AnomalyEvent, error_score: float) -> Span:
         attributes=_key_values(event_attributes(event)),
         links=list(_links(event.sample_trace_ids)),
         status=Status(
-            code=Status.StatusCode.STATUS_CODE_ERROR if is_error else Status.StatusCode.STATUS_CODE_UNSET,
+            code=Status.StatusCode.STATUS_CODE_ERROR
+            if is_error
+            else Status.StatusCode.STATUS_CODE_UNSET,
             message=event.explanation if is_error else "",
         ),
     )

@@ -27,6 +27,7 @@ cache maps the line with its digits zeroed to the template.
 
 from __future__ import annotations
 
+import enum
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -41,6 +42,9 @@ _ZERO_DIGITS = str.maketrans("0123456789", "0000000000")
 _HAS_DIGIT = re.compile(r"\d")
 # A token that is a word of constant shape: letters (one upper-case at least), `_`, `.`, `-`.
 _CONSTANT_WORD = re.compile(r"[A-Za-z][A-Za-z_.\-]*[A-Za-z]\W?|[A-Z]")
+_SOFT_WORD = re.compile(r"[A-Za-z][A-Za-z0-9']*[,.;:!?]?")
+_SPAN_WORD = re.compile(r"[A-Za-z][\w'-]*[,.;:!?]?")
+_MIN_VALUES = 3  # distinct plain words seen at one position before it becomes a variable
 _PREFIX_END = frozenset("=:([{<'\"#@/-")
 FLOOD_ID = "flood"
 _MAX_SCAN = 256  # templates compared when the first token does not lead to a match
@@ -50,7 +54,7 @@ _MAX_SPAN_CANDIDATES = 64  # templates tried when the token count differs
 class Template:
     """A template: its stable id, its tokens (``<*>`` marks variables) and its line count."""
 
-    __slots__ = ("alive", "count", "id", "key", "text", "tokens")
+    __slots__ = ("alive", "count", "forward", "id", "key", "text", "tokens")
 
     def __init__(self, tid: str, tokens: list[str], count: int = 0) -> None:
         self.id = tid
@@ -58,7 +62,15 @@ class Template:
         self.text = " ".join(tokens)
         self.count = count
         self.alive = True
+        self.forward: Template | None = None  # set when merged into another template
         self.key = _leaf_key(tokens)
+
+    def resolve(self) -> Template:
+        """The template this one was merged into (itself if it was not)."""
+        template = self
+        while template.forward is not None:
+            template = template.forward
+        return template
 
     def __repr__(self) -> str:
         return f"Template({self.id!r}, {self.text!r}, count={self.count})"
@@ -72,6 +84,7 @@ class MinerStats:
     templates: int = 0
     created: int = 0
     evictions: int = 0
+    merges: int = 0
     fast_path_hits: int = 0
     flooded_lines: int = 0
     flooding: bool = False
@@ -150,18 +163,76 @@ def merge_token(a: str, b: str) -> str:
     return f"{prefix}{WILDCARD}{suffix}"
 
 
-def _score(template: list[str], tokens: list[str]) -> float:
-    """Fraction of positions where `tokens` fits `template`, or -1 if a constant word differs."""
-    matched = 0
-    for a, b in zip(template, tokens, strict=True):
+class Diff(enum.Enum):
+    """How two different tokens at the same position differ."""
+
+    FREE = 1  # a variable: generalise at once (ids, paths, key=value values)
+    SOFT = 2  # two plain words: a variable only once several values were seen
+    HARD = 3  # two constant words (``Started`` / ``Paused``): never a variable
+
+
+def diff_kind(a: str, b: str) -> Diff:
+    """Classify the difference between template token `a` and line token `b`.
+
+    >>> diff_kind("Started", "Paused"), diff_kind("alice", "bob"), diff_kind("uid=alice", "uid=bob")
+    (<Diff.HARD: 3>, <Diff.SOFT: 2>, <Diff.FREE: 1>)
+    """
+    if WILDCARD in a:
+        return Diff.FREE
+    merged = merge_token(a, b)
+    prefix, suffix = _split_pattern(merged)
+    da = a[len(prefix) : len(a) - len(suffix)]
+    db = b[len(prefix) : len(b) - len(suffix)]
+    if _is_constant_word(da) and _is_constant_word(db):
+        return Diff.HARD
+    if prefix.endswith("="):
+        return Diff.FREE
+    if _SOFT_WORD.fullmatch(da) and _SOFT_WORD.fullmatch(db):
+        return Diff.SOFT
+    return Diff.FREE
+
+
+def _compare(template: list[str], tokens: list[str]) -> tuple[float, int]:
+    """(score, soft position) of a line against a template of the same length.
+
+    The score is the fraction of the template's constant tokens that the line matches (-1 when
+    a constant word differs, or when more than one plain word differs); the soft position is
+    the one plain word that differs, or -1.
+    """
+    constants = 0
+    hits = 0
+    soft = -1
+    for i, (a, b) in enumerate(zip(template, tokens, strict=True)):
         if a == b:
-            matched += 1
-        elif WILDCARD in a:
-            if _fits(a, b):
-                matched += 1
-        elif _is_constant_word(a) and _is_constant_word(b):
-            return -1.0
-    return matched / len(tokens)
+            if a != WILDCARD:
+                constants += 1
+                hits += 1
+            continue
+        if a == WILDCARD:
+            continue
+        constants += 1
+        if WILDCARD in a and _fits(a, b):
+            hits += 1
+            continue
+        kind = diff_kind(a, b)
+        if kind is Diff.HARD:
+            return -1.0, -1
+        if kind is Diff.SOFT:
+            if soft >= 0:
+                return -1.0, -1
+            soft = i
+    if constants == 0:
+        return (1.0, -1) if all(WILDCARD in t for t in tokens) else (-1.0, -1)
+    if hits == 0:
+        return -1.0, -1
+    return hits / constants, soft
+
+
+def _covers(template: list[str], tokens: list[str]) -> bool:
+    """Does every token of `tokens` (another template) fit `template`?"""
+    return len(template) == len(tokens) and all(
+        a == b or (WILDCARD in a and _fits(a, b)) for a, b in zip(template, tokens, strict=True)
+    )
 
 
 def _generalise(template: Template, tokens: list[str]) -> bool:
@@ -178,19 +249,43 @@ def _generalise(template: Template, tokens: list[str]) -> bool:
 
 
 def _span_regex(tokens: list[str]) -> re.Pattern[str] | None:
-    """A regex matching lines where each bare ``<*>`` may absorb several tokens."""
+    """A regex matching lines where each bare ``<*>`` may absorb several tokens (a group each)."""
     if WILDCARD not in tokens:
         return None
     parts = []
     for tok in tokens:
         if tok == WILDCARD:
-            parts.append(r"\S+(?: \S+)*?")
+            parts.append(r"(\S+(?: \S+)*?)")
         elif WILDCARD in tok:
             prefix, suffix = _split_pattern(tok)
             parts.append(re.escape(prefix) + r"\S+?" + re.escape(suffix))
         else:
             parts.append(re.escape(tok))
     return re.compile(" ".join(parts))
+
+
+def _span_fits(regex: re.Pattern[str] | None, text: str) -> bool:
+    """Does `text` match `regex` with only variables or plain words absorbed by the spans?"""
+    if regex is None:
+        return False
+    m = regex.fullmatch(text)
+    if m is None:
+        return False
+    for group in m.groups():
+        if " " in group and not all(
+            WILDCARD in t or _SPAN_WORD.fullmatch(t) for t in group.split(" ")
+        ):
+            return False
+    return True
+
+
+def _collapse_spans(tokens: list[str]) -> list[str]:
+    """``a <*> <*> b`` → ``a <*> b``: a variable of variable length is one ``<*>``."""
+    out: list[str] = []
+    for tok in tokens:
+        if not (tok == WILDCARD and out and out[-1] == WILDCARD):
+            out.append(tok)
+    return out
 
 
 class SourceMiner:
@@ -204,6 +299,7 @@ class SourceMiner:
         self.by_length: dict[int, list[Template]] = {}
         self.by_first: dict[str, list[Template]] = {}
         self._spans: dict[str, re.Pattern[str] | None] = {}
+        self._values: dict[tuple[str, str, int], set[str]] = {}
         self._fast: dict[str, Template] = {}
         self._shape_digits = self.masker.digit_agnostic
         self.stats = MinerStats()
@@ -264,60 +360,93 @@ class SourceMiner:
     # -- matching -----------------------------------------------------------------------
 
     def _match(self, tokens: list[str]) -> Template | None:
+        """The template `tokens` belongs to (widened to fit it), or None for a new one."""
         key = _leaf_key(tokens)
-        best = self._best(tokens, self.leaves.get(key, ()))
-        if best is None and key[1] != WILDCARD:
-            best = self._best(tokens, self.leaves.get((key[0], WILDCARD), ()))
+        candidates = self.leaves.get(key, [])
+        if key[1] != WILDCARD:
+            candidates = candidates + self.leaves.get((key[0], WILDCARD), [])
+        best, soft = self._best(tokens, candidates)
         if best is None:
-            best = self._best_any_first(tokens, key)
+            best = self._best_any_first(tokens)
         if best is None:
-            best = self._best_span(tokens)
-            if best is not None:
-                return best
-        if best is not None and _generalise(best, tokens):
-            self._rekey(best)
-        return best
-
-    def _best(self, tokens: list[str], candidates: list[Template] | tuple[()]) -> Template | None:
-        best: Template | None = None
-        best_score = self.config.similarity
-        for template in candidates:
-            score = _score(template.tokens, tokens)
-            if score > best_score or (score == best_score and best is None):
-                best, best_score = template, score
-                if score == 1.0:
-                    break
-        return best
-
-    def _best_any_first(self, tokens: list[str], key: tuple[int, str]) -> Template | None:
-        """Same length, other first token: the first token may be a variable masking missed."""
-        if WILDCARD in tokens[0] or _is_constant_word(tokens[0]) or len(tokens) < 3:
+            return self._best_span(tokens)
+        if soft >= 0 and not self._enough_values(best, tokens, soft):
             return None
-        pool = self.by_length.get(len(tokens), ())
+        if _generalise(best, tokens):
+            self._rekey(best)
+            if soft >= 0:
+                self._absorb_siblings(best)
+        return best
+
+    def _best(self, tokens: list[str], candidates: list[Template]) -> tuple[Template | None, int]:
+        """The most similar template (a full fit preferred to a plain-word difference)."""
+        best: Template | None = None
+        best_rank = (self.config.similarity, -1)
+        best_soft = -1
+        for template in candidates:
+            score, soft = _compare(template.tokens, tokens)
+            rank = (score, 0 if soft >= 0 else 1)
+            if rank > best_rank or (best is None and score >= best_rank[0]):
+                best, best_rank, best_soft = template, rank, soft
+                if score == 1.0 and soft < 0:
+                    break
+        return best, best_soft
+
+    def _best_any_first(self, tokens: list[str]) -> Template | None:
+        """Same length, other first token: the first token may be a variable masking missed."""
+        if WILDCARD in tokens[0] or len(tokens) < 3:
+            return None
         best: Template | None = None
         best_score = max(self.config.similarity, 0.7)
-        for template in pool[-_MAX_SCAN:]:
+        for template in self.by_length.get(len(tokens), [])[-_MAX_SCAN:]:
             first = template.tokens[0]
-            if first == tokens[0] or (WILDCARD not in first and _is_constant_word(first)):
+            if first == tokens[0] or diff_kind(first, tokens[0]) is not Diff.FREE:
                 continue
-            score = _score(template.tokens, tokens)
-            if score >= best_score:
+            score, soft = _compare(template.tokens, tokens)
+            if score >= best_score and soft < 0:
                 best, best_score = template, score
         return best
 
+    def _enough_values(self, template: Template, tokens: list[str], pos: int) -> bool:
+        """Record the plain word seen at `pos`; True once enough distinct ones were seen."""
+        tt = template.tokens
+        sig = (" ".join(tt[:pos]), " ".join(tt[pos + 1 :]), pos)
+        values = self._values.get(sig)
+        if values is None:
+            if len(self._values) >= 4 * self.config.max_templates_per_source:
+                self._values.clear()
+            values = self._values[sig] = {tt[pos]}
+        values.add(tokens[pos])
+        return len(values) >= _MIN_VALUES
+
+    def _absorb_siblings(self, template: Template) -> None:
+        """Templates that the widened `template` now covers are merged into it."""
+        for other in list(self.leaves.get(template.key, [])):
+            if other is not template and _covers(template.tokens, other.tokens):
+                template.count += other.count
+                self._drop(other, forward=template)
+                self.stats.merges += 1
+
     def _best_span(self, tokens: list[str]) -> Template | None:
-        """A template of another length whose bare ``<*>`` can absorb the extra tokens."""
-        pool = self.by_first.get(_leaf_key(tokens)[1], ())
+        """A template of another length that fits once a bare ``<*>`` spans several tokens."""
+        pool = self.by_first.get(_leaf_key(tokens)[1], [])
         if not pool:
             return None
         line = " ".join(tokens)
+        line_regex: re.Pattern[str] | None | bool = False
         for template in pool[-_MAX_SPAN_CANDIDATES:]:
             if len(template.tokens) == len(tokens):
                 continue
             regex = self._spans.get(template.id, False)
             if regex is False:
                 regex = self._spans[template.id] = _span_regex(template.tokens)
-            if regex is not None and regex.fullmatch(line):  # type: ignore[union-attr]
+            if _span_fits(regex, line):  # type: ignore[arg-type]
+                self._reshape(template, _collapse_spans(template.tokens))
+                return template
+            if line_regex is False:
+                line_regex = _span_regex(tokens)
+            if _span_fits(line_regex, template.text):  # type: ignore[arg-type]
+                self._reshape(template, _collapse_spans(tokens))
                 return template
         return None
 
@@ -344,12 +473,19 @@ class SourceMiner:
 
     def _evict(self) -> None:
         _, old = self.templates.popitem(last=False)
-        old.alive = False
-        self.leaves[old.key].remove(old)
-        self.by_length[len(old.tokens)].remove(old)
-        self.by_first[old.key[1]].remove(old)
-        self._spans.pop(old.id, None)
+        self.templates[old.id] = old  # `_drop` removes it from every index
+        self._drop(old, forward=None)
         self.stats.evictions += 1
+
+    def _drop(self, template: Template, forward: Template | None) -> None:
+        """Remove `template` from every index (evicted, or merged into `forward`)."""
+        template.alive = False
+        template.forward = forward
+        del self.templates[template.id]
+        self.leaves[template.key].remove(template)
+        self.by_length[len(template.tokens)].remove(template)
+        self.by_first[template.key[1]].remove(template)
+        self._spans.pop(template.id, None)
         self.stats.templates = len(self.templates)
 
     def _rekey(self, template: Template) -> None:
@@ -362,6 +498,16 @@ class SourceMiner:
             self.by_first[template.key[1]].remove(template)
             self.by_first.setdefault(key[1], []).append(template)
             template.key = key
+
+    def _reshape(self, template: Template, tokens: list[str]) -> None:
+        """Give `template` new tokens (maybe a new length), keeping its id."""
+        if tokens == template.tokens:
+            return
+        self.by_length[len(template.tokens)].remove(template)
+        template.tokens = list(tokens)
+        template.text = " ".join(tokens)
+        self.by_length.setdefault(len(tokens), []).append(template)
+        self._rekey(template)
 
     def _flood_template(self) -> Template:
         if self._flood is None:

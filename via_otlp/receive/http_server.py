@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import math
+import zlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -37,11 +38,52 @@ def _status_response(code: int, rpc_code: int, message: str, encoding: Encoding,
     return web.Response(status=code, body=body, content_type=encoding.value, headers=headers)
 
 
-async def _lines(stream: Any, max_line: int) -> AsyncIterator[tuple[bytes | None, str]]:
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+class BodyTooLarge(Exception):
+    """The inflated body passed the configured limit."""
+
+
+def inflate(body: bytes, content_encoding: str, limit: int) -> bytes:
+    """Decompress a whole body, refusing to inflate past `limit` bytes (gzip bombs)."""
+    if content_encoding in ("", "identity"):
+        return body
+    d = zlib.decompressobj(_WBITS[content_encoding])
+    try:
+        out = d.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InputError(f"body is not valid {content_encoding}: {exc}") from None
+    if len(out) > limit:
+        raise BodyTooLarge
+    if not d.eof:
+        raise InputError(f"body is not valid {content_encoding}: stream is truncated")
+    return out
+
+
+async def _inflated_chunks(stream: Any, content_encoding: str) -> AsyncIterator[bytes]:
+    d = zlib.decompressobj(_WBITS[content_encoding]) if content_encoding not in ("", "identity") else None
+    async for chunk in stream.iter_chunked(64 * 1024):
+        if d is None:
+            yield chunk
+            continue
+        try:
+            yield d.decompress(chunk)
+        except zlib.error as exc:
+            raise InputError(f"body is not valid {content_encoding}: {exc}") from None
+
+
+def _content_encoding(request: web.Request) -> str | None:
+    """The request's Content-Encoding if we can decode it, else None."""
+    value = request.headers.get("Content-Encoding", "identity").strip().lower()
+    return value if value in ("", "identity", *_WBITS) else None
+
+
+async def _lines(chunks: AsyncIterator[bytes], max_line: int) -> AsyncIterator[tuple[bytes | None, str]]:
     """Split a body stream into lines without reading it whole; an over-long line yields (None, error)."""
     buffer = bytearray()
     skipping = False
-    async for chunk in stream.iter_chunked(64 * 1024):
+    async for chunk in chunks:
         start = 0
         while True:
             nl = chunk.find(b"\n", start)
@@ -71,7 +113,7 @@ class HttpServer:
         self,
         config: ReceiveConfig,
         intake: Intake,
-        status: Callable[[], dict[str, Any]],
+        status: Callable[[frozenset[str]], dict[str, Any]],
     ) -> None:
         self.config: HttpConfig = config.http
         self.batch_records = config.ndjson_batch_records
@@ -91,7 +133,8 @@ class HttpServer:
 
     async def start(self) -> None:
         host, _, port = self.config.endpoint.rpartition(":")
-        runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        # We inflate bodies ourselves: to answer 415 for encodings we do not speak and to stop gzip bombs.
+        runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False, auto_decompress=False)
         await runner.setup()
         site = web.TCPSite(runner, host.strip("[]"), int(port), reuse_address=True)
         try:
@@ -121,7 +164,9 @@ class HttpServer:
         return web.json_response({"status": "NOT_SERVING"}, status=503)
 
     async def get_status(self, request: web.Request) -> web.Response:
-        return web.json_response(self.status(), dumps=lambda d: json.dumps(d, indent=2, sort_keys=True))
+        """Counters as JSON; `?detail=rhythms` adds the record count of every rhythm hash."""
+        detail = frozenset(request.query.getall("detail", []))
+        return web.json_response(self.status(detail), dumps=lambda d: json.dumps(d, indent=2, sort_keys=True))
 
     async def post_logs(self, request: web.Request) -> web.Response:
         stats = self.intake.stats
@@ -134,26 +179,25 @@ class HttpServer:
                 f"unsupported content type {content_type!r}: use application/x-protobuf or application/json",
                 Encoding.JSON,
             )  # fmt: skip
-        content_encoding = request.headers.get("Content-Encoding", "identity").lower()
-        if content_encoding not in ("identity", "gzip", "deflate", ""):
+        content_encoding = _content_encoding(request)
+        if content_encoding is None:
             stats.count(Transport.HTTP, Outcome.UNSUPPORTED_MEDIA_TYPE)
             return _status_response(
                 415, code_pb2.INVALID_ARGUMENT,
-                f"unsupported Content-Encoding {content_encoding!r}: use gzip or none",
+                f"unsupported Content-Encoding {request.headers['Content-Encoding']!r}: use gzip, deflate or none",
                 encoding,
             )  # fmt: skip
+        limit = self.config.max_request_body_size
         try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
+            body = inflate(await request.read(), content_encoding, limit)
+        except (web.HTTPRequestEntityTooLarge, BodyTooLarge):
             stats.count(Transport.HTTP, Outcome.TOO_LARGE)
             return _status_response(
-                413, code_pb2.RESOURCE_EXHAUSTED,
-                f"request body exceeds max_request_body_size {self.config.max_request_body_size}",
-                encoding,
-            )  # fmt: skip
-        except Exception as exc:  # a broken gzip stream surfaces here
+                413, code_pb2.RESOURCE_EXHAUSTED, f"request body exceeds max_request_body_size {limit}", encoding
+            )
+        except InputError as exc:
             stats.count(Transport.HTTP, Outcome.INVALID)
-            return _status_response(400, code_pb2.INVALID_ARGUMENT, f"cannot read request body: {exc}", encoding)
+            return _status_response(400, code_pb2.INVALID_ARGUMENT, str(exc), encoding)
         try:
             message, replaced = decode(body, encoding)
         except InputError as exc:
@@ -178,6 +222,10 @@ class HttpServer:
         accepted = rejected = 0
         errors: list[dict[str, Any]] = []
         pending: list[TextRecord] = []
+        content_encoding = _content_encoding(request)
+        if content_encoding is None:
+            stats.count(Transport.NDJSON, Outcome.UNSUPPORTED_MEDIA_TYPE)
+            return web.json_response({"error": "unsupported Content-Encoding: use gzip, deflate or none"}, status=415)
 
         async def flush() -> None:
             nonlocal accepted
@@ -189,7 +237,7 @@ class HttpServer:
 
         line_no = 0
         try:
-            async for line, problem in _lines(request.content, MAX_NDJSON_LINE):
+            async for line, problem in _lines(_inflated_chunks(request.content, content_encoding), MAX_NDJSON_LINE):
                 line_no += 1
                 if line is not None and not line.strip():
                     continue
@@ -204,6 +252,9 @@ class HttpServer:
                 if len(pending) >= self.batch_records:
                     await flush()
             await flush()
+        except InputError as exc:
+            stats.count(Transport.NDJSON, Outcome.INVALID)
+            return web.json_response({"accepted": accepted, "rejected": rejected, "errors": errors, "error": str(exc)}, status=400)
         except (TimeoutError, QueueFullError):
             stats.count(Transport.NDJSON, Outcome.QUEUE_FULL)
             return web.json_response(

@@ -1,0 +1,193 @@
+"""Bad input gets the right OTLP answer and a counter, never a crash; the server keeps serving.
+
+One server process takes every kind of bad request in turn; at the end it must still be
+SERVING, have counted each outcome, and stop cleanly (the fixture checks exit code 0).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from google.rpc import status_pb2
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from tests.conftest import ServerProcess, start_server
+
+pytestmark = pytest.mark.slow
+
+MAX_BODY = 256 * 1024
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    server = start_server(
+        tmp_path_factory.mktemp("bad"),
+        {"receive": {"http": {"max_request_body_size": MAX_BODY}, "grpc": {"max_recv_msg_size": MAX_BODY}}},
+    )
+    yield server
+    assert server.stop() == 0, server.log()
+
+
+def post(srv: ServerProcess, body: bytes, content_type: str, path: str = "/v1/logs", **headers: str) -> tuple[int, bytes]:
+    req = urllib.request.Request(f"{srv.http_url}{path}", data=body, method="POST", headers={"Content-Type": content_type, **headers})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def grpc_export(srv: ServerProcess, body: bytes) -> grpc.RpcError | bytes:
+    with grpc.insecure_channel(srv.grpc_target, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]) as channel:
+        call = channel.unary_unary(
+            "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+            request_serializer=lambda b: b,
+            response_deserializer=lambda b: b,
+        )
+        try:
+            return call(body, timeout=10)
+        except grpc.RpcError as err:
+            return err
+
+
+def request_with(body: str = "hello", service: str | None = "svc", **record: int) -> ExportLogsServiceRequest:
+    req = ExportLogsServiceRequest()
+    rl = req.resource_logs.add()
+    if service is not None:
+        rl.resource.attributes.add(key="service.name").value.string_value = service
+    lr = rl.scope_logs.add().log_records.add()
+    lr.body.string_value = body
+    for key, value in record.items():
+        setattr(lr, key, value)
+    return req
+
+
+def consumed(srv: ServerProcess) -> int:
+    return int(srv.status()["intake"]["records_consumed"])
+
+
+def test_truncated_protobuf_is_400_with_a_status_over_http(srv: ServerProcess) -> None:
+    body = request_with().SerializeToString()[:-3]
+    code, out = post(srv, body, "application/x-protobuf")
+    assert code == 400
+    status = status_pb2.Status.FromString(out)
+    assert status.code == 3 and "not a valid ExportLogsServiceRequest" in status.message
+
+
+def test_truncated_protobuf_is_invalid_argument_over_grpc(srv: ServerProcess) -> None:
+    err = grpc_export(srv, request_with().SerializeToString()[:-3])
+    assert isinstance(err, grpc.RpcError) and err.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_garbage_json_is_400(srv: ServerProcess) -> None:
+    code, out = post(srv, b'{"resourceLogs": [', "application/json")
+    assert code == 400 and "not valid JSON" in json.loads(out)["message"]
+    code, out = post(srv, b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"traceId": "xyz"}]}]}]}', "application/json")
+    assert code == 400 and "traceId" in json.loads(out)["message"]
+
+
+def test_wrong_content_type_is_415(srv: ServerProcess) -> None:
+    code, out = post(srv, b"hello", "text/plain")
+    assert code == 415 and "application/x-protobuf" in json.loads(out)["message"]
+    code, _ = post(srv, b"x", "application/json", **{"Content-Encoding": "br"})
+    assert code == 415
+
+
+def test_oversize_body_is_413_and_resource_exhausted(srv: ServerProcess) -> None:
+    big = request_with(body="x" * (MAX_BODY + 10)).SerializeToString()
+    code, _ = post(srv, big, "application/x-protobuf")
+    assert code == 413
+    err = grpc_export(srv, big)
+    assert isinstance(err, grpc.RpcError) and err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # a gzip bomb: small on the wire, too large once inflated
+    code, _ = post(srv, gzip.compress(big), "application/x-protobuf", **{"Content-Encoding": "gzip"})
+    assert code == 413
+
+
+def test_broken_gzip_is_400(srv: ServerProcess) -> None:
+    code, _ = post(srv, b"\x1f\x8b not really gzip", "application/x-protobuf", **{"Content-Encoding": "gzip"})
+    assert code == 400
+
+
+def test_invalid_utf8_is_replaced_and_accepted(srv: ServerProcess) -> None:
+    before = consumed(srv)
+    body = request_with(body="caf\u00e9 ok").SerializeToString().replace("\u00e9".encode(), b"\xff\xfe")
+    assert post(srv, body, "application/x-protobuf")[0] == 200
+    assert not isinstance(grpc_export(srv, body), grpc.RpcError)
+    code, _ = post(srv, b'{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"bad \xff byte"}}]}]}]}', "application/json")
+    assert code == 200
+    status = srv.wait_for(lambda s: s["intake"]["records_consumed"] >= before + 3)
+    assert status["intake"]["invalid_utf8_requests"] >= 3
+
+
+def nested_kvlist(depth: int) -> ExportLogsServiceRequest:
+    req = request_with()
+    value = req.resource_logs[0].scope_logs[0].log_records[0].body
+    for i in range(depth):
+        value = value.kvlist_value.values.add(key=f"k{i}").value
+    value.string_value = "leaf"
+    return req
+
+
+def test_deeply_nested_body(srv: ServerProcess) -> None:
+    before = consumed(srv)
+    # within protobuf's nesting limit (100 messages, 3 per kvlist level): accepted, rendered cut at depth 16
+    assert post(srv, nested_kvlist(28).SerializeToString(), "application/x-protobuf")[0] == 200
+    srv.wait_for(lambda s: s["intake"]["records_consumed"] == before + 1)
+    # beyond what any decoder should follow: refused as malformed, not a crash
+    deep_json = '{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":' + '{"kvlistValue":{"values":[{"key":"k","value":' * 3000 + '"x"' + "}]}}" * 3000 + "}]}]}]}"
+    code, _ = post(srv, deep_json.encode(), "application/json")
+    assert code == 400
+
+
+def test_zero_and_far_future_timestamps_and_missing_resource(srv: ServerProcess) -> None:
+    before = srv.status()["intake"]
+    far_future = time.time_ns() + 10 * 365 * 86400 * 10**9
+    for req in (
+        request_with(time_unix_nano=0, observed_time_unix_nano=0),
+        request_with(time_unix_nano=far_future),
+        request_with(service=None),
+    ):
+        assert post(srv, req.SerializeToString(), "application/x-protobuf")[0] == 200
+    empty = ExportLogsServiceRequest()
+    empty.resource_logs.add().scope_logs.add().log_records.add()
+    assert post(srv, empty.SerializeToString(), "application/x-protobuf")[0] == 200
+    after = srv.wait_for(lambda s: s["intake"]["records_consumed"] == before["records_consumed"] + 4)["intake"]
+    assert after["records_missing_timestamp"] >= before["records_missing_timestamp"] + 2
+    assert after["records_future_clamped"] == before["records_future_clamped"] + 1
+    assert after["records_missing_service_name"] == before["records_missing_service_name"] + 2
+
+
+def test_ndjson_bad_lines_are_reported_and_good_ones_kept(srv: ServerProcess) -> None:
+    lines = b'{"body": "ok 1", "service": "n"}\nnot json\n{"time": "yesterday", "body": "x"}\n{"nobody": 1}\n{"body": "ok 2", "trace_id": "zz"}\n{"body": "ok 3"}\n'
+    code, out = post(srv, lines, "application/x-ndjson", path="/v1/ingest")
+    result = json.loads(out)
+    assert code == 200 and result["accepted"] == 2 and result["rejected"] == 4
+    assert [e["line"] for e in result["errors"]] == [2, 3, 4, 5]
+
+
+def test_still_serving_after_all_of_it(srv: ServerProcess) -> None:
+    status = srv.status()
+    assert status["state"] == "serving"
+    http = status["intake"]["requests"]["http"]
+    assert http["invalid"] >= 4 and http["too_large"] >= 2 and http["unsupported_media_type"] >= 2
+    assert status["intake"]["requests"]["grpc"]["invalid"] >= 1
+    assert status["intake"]["requests"]["grpc"]["too_large"] >= 1
+    with urllib.request.urlopen(f"{srv.http_url}/healthz") as resp:
+        assert resp.status == 200
+
+
+def test_unused_path_is_404(srv: ServerProcess) -> None:
+    assert post(srv, b"", "application/json", path="/v1/traces")[0] == 404
+
+
+def _unused(_: Path) -> None:
+    pass

@@ -1,0 +1,232 @@
+"""HyperLogLog: distinct counting in ``2**precision`` bytes, with a sparse form for small sets.
+
+Values are hashed with xxhash64; the top `precision` bits pick a register, the rank of the first
+set bit of the rest is stored. Most profiles see few distinct ids, so a sketch starts *sparse*
+(a dict of the registers actually set) and turns dense (a numpy ``uint8`` array) once the dict
+would outgrow it. Sparse and dense hold the same registers, so they give the same estimate.
+
+The estimate is Ertl's improved estimator ("New cardinality estimation algorithms for
+HyperLogLog sketches", 2017): it corrects the raw HLL bias over the whole range, small-range
+included, without empirical bias tables. Its relative standard error is about ``1.04/√m``.
+
+>>> h = HyperLogLog(precision=12)
+>>> h.update(f"user-{i}" for i in range(1000))
+>>> h.is_sparse, abs(h.cardinality - 1000) < 40
+(False, True)
+>>> small = HyperLogLog(precision=12)
+>>> small.update(["alice", "bob", "alice"])
+>>> small.is_sparse, round(small.cardinality)
+(True, 2)
+>>> small.merge(h)
+>>> abs(small.cardinality - 1002) < 40
+True
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import xxhash
+
+from via_otlp.detect.codec import check_version
+
+_ALPHA_INF = 1.0 / (2.0 * math.log(2.0))
+_MASK64 = (1 << 64) - 1
+
+
+def hash64(value: str | bytes) -> int:
+    """The 64-bit hash a sketch uses for a value (xxh64, seed 0)."""
+    return xxhash.xxh64_intdigest(value.encode() if isinstance(value, str) else value)
+
+
+def _bit_length(w: np.ndarray) -> np.ndarray:
+    """Exact bit length of each uint64 (0 for 0), by binary search on shifts."""
+    w = w.copy()
+    r = np.zeros(w.shape, dtype=np.int64)
+    for s in (32, 16, 8, 4, 2, 1):
+        big = w >= np.uint64(1 << s)
+        w = np.where(big, w >> np.uint64(s), w)
+        r += big * s
+    return r + (w > 0)
+
+
+def _sigma(x: float) -> float:
+    if x == 1.0:
+        return math.inf
+    y, z = 1.0, x
+    while True:
+        x *= x
+        z_old = z
+        z += x * y
+        y += y
+        if z == z_old:
+            return z
+
+
+def _tau(x: float) -> float:
+    if x == 0.0 or x == 1.0:
+        return 0.0
+    y, z = 1.0, 1.0 - x
+    while True:
+        x = math.sqrt(x)
+        z_old = z
+        y *= 0.5
+        z -= (1.0 - x) ** 2 * y
+        if z == z_old:
+            return z / 3.0
+
+
+class HyperLogLog:
+    """A HyperLogLog sketch of precision 4–16 (``m = 2**precision`` registers)."""
+
+    VERSION = 1
+
+    def __init__(self, precision: int = 12) -> None:
+        if not (isinstance(precision, int) and 4 <= precision <= 16):
+            raise ValueError(f"precision: must be an integer from 4 to 16, got {precision!r}")
+        self.precision = precision
+        self.m = 1 << precision
+        self._q = 64 - precision
+        self._sparse: dict[int, int] | None = {}
+        self._dense: np.ndarray | None = None
+        # A dict entry costs ~100 bytes against 1 byte per dense register.
+        self._sparse_limit = max(8, self.m // 64)
+
+    @property
+    def is_sparse(self) -> bool:
+        return self._sparse is not None
+
+    def _split(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        q = np.uint64(self._q)
+        idx = (hashes >> q).astype(np.int64)
+        rest = hashes & np.uint64((1 << self._q) - 1)
+        rho = self._q + 1 - _bit_length(rest)
+        return idx, rho.astype(np.uint8)
+
+    def _to_dense(self) -> np.ndarray:
+        if self._dense is None:
+            dense = np.zeros(self.m, dtype=np.uint8)
+            if self._sparse:
+                keys = np.fromiter(self._sparse.keys(), dtype=np.int64, count=len(self._sparse))
+                vals = np.fromiter(self._sparse.values(), dtype=np.uint8, count=len(self._sparse))
+                dense[keys] = vals
+            self._dense, self._sparse = dense, None
+        return self._dense
+
+    def add_hashes(self, hashes: np.ndarray) -> None:
+        """Add pre-hashed values (a uint64 array of `hash64` results)."""
+        if len(hashes) == 0:
+            return
+        idx, rho = self._split(np.asarray(hashes, dtype=np.uint64))
+        sparse = self._sparse
+        if sparse is not None and len(sparse) + len(idx) <= 4 * self._sparse_limit:
+            for i, r in zip(idx.tolist(), rho.tolist(), strict=True):
+                if sparse.get(i, 0) < r:
+                    sparse[i] = r
+            if len(sparse) <= self._sparse_limit:
+                return
+        np.maximum.at(self._to_dense(), idx, rho)
+
+    def add(self, value: str | bytes) -> None:
+        """Add one value."""
+        self.add_hashes(np.array([hash64(value)], dtype=np.uint64))
+
+    def update(self, values: Iterable[str | bytes]) -> None:
+        """Add many values."""
+        self.add_hashes(np.fromiter((hash64(v) for v in values), dtype=np.uint64))
+
+    def merge(self, other: HyperLogLog) -> None:
+        """Fold `other` (same precision) into this sketch: the union of both sets."""
+        if other.precision != self.precision:
+            raise ValueError(f"other: precision {other.precision} differs from {self.precision}")
+        if other._sparse is not None and self._sparse is not None:
+            sparse = self._sparse
+            for i, r in other._sparse.items():
+                if sparse.get(i, 0) < r:
+                    sparse[i] = r
+            if len(sparse) > self._sparse_limit:
+                self._to_dense()
+            return
+        dense = self._to_dense()
+        if other._sparse is not None:
+            for i, r in other._sparse.items():
+                if dense[i] < r:
+                    dense[i] = r
+        else:
+            assert other._dense is not None
+            np.maximum(dense, other._dense, out=dense)
+
+    def _histogram(self) -> np.ndarray:
+        if self._sparse is not None:
+            hist = np.bincount(
+                np.fromiter(self._sparse.values(), dtype=np.int64, count=len(self._sparse)),
+                minlength=self._q + 2,
+            )
+            hist[0] = self.m - len(self._sparse)
+            return hist
+        assert self._dense is not None
+        return np.bincount(self._dense, minlength=self._q + 2)
+
+    @property
+    def cardinality(self) -> float:
+        """The estimated number of distinct values added."""
+        c = self._histogram().tolist()
+        m, q = self.m, self._q
+        if c[0] == m:
+            return 0.0
+        z = m * _tau(1.0 - c[q + 1] / m)
+        for k in range(q, 0, -1):
+            z = 0.5 * (z + c[k])
+        z += m * _sigma(c[0] / m)
+        return _ALPHA_INF * m * m / z
+
+    def __len__(self) -> int:
+        return round(self.cardinality)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Versioned, JSON-serialisable state."""
+        out: dict[str, Any] = {"version": self.VERSION, "precision": self.precision}
+        if self._sparse is not None:
+            out["sparse"] = sorted([i, r] for i, r in self._sparse.items())
+        else:
+            assert self._dense is not None
+            out["dense"] = base64.b64encode(self._dense.tobytes()).decode("ascii")
+        return out
+
+    @classmethod
+    def from_snapshot(cls, state: dict[str, Any]) -> HyperLogLog:
+        check_version(state, cls.VERSION, "HyperLogLog")
+        out = cls(int(state["precision"]))
+        if "dense" in state:
+            dense = np.frombuffer(base64.b64decode(state["dense"]), dtype=np.uint8).copy()
+            if len(dense) != out.m:
+                raise ValueError("HyperLogLog snapshot: dense registers have the wrong length")
+            out._dense, out._sparse = dense, None
+        else:
+            out._sparse = {int(i): int(r) for i, r in state["sparse"]}
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, HyperLogLog) or other.precision != self.precision:
+            return NotImplemented if not isinstance(other, HyperLogLog) else False
+        a = self._dense if self._dense is not None else None
+        b = other._dense if other._dense is not None else None
+        if a is None and b is None:
+            return self._sparse == other._sparse
+        return bool(np.array_equal(self.registers(), other.registers()))
+
+    def registers(self) -> np.ndarray:
+        """A copy of the dense registers (whatever the current form)."""
+        if self._dense is not None:
+            return self._dense.copy()
+        out = np.zeros(self.m, dtype=np.uint8)
+        assert self._sparse is not None
+        for i, r in self._sparse.items():
+            out[i] = r
+        return out
+
+    __hash__ = None  # type: ignore[assignment]
