@@ -126,12 +126,22 @@ class Recorder:
     @property
     def log_records(self) -> list[Any]:
         return [
-            r for req in self.logs for rl in req.resource_logs for sl in rl.scope_logs for r in sl.log_records
+            r
+            for req in self.logs
+            for rl in req.resource_logs
+            for sl in rl.scope_logs
+            for r in sl.log_records
         ]
 
     @property
     def spans(self) -> list[Any]:
-        return [s for req in self.traces for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans]
+        return [
+            s
+            for req in self.traces
+            for rs in req.resource_spans
+            for ss in rs.scope_spans
+            for s in ss.spans
+        ]
 
 
 def _retry_status_details(code: grpc.StatusCode, delay: float) -> bytes:
@@ -267,7 +277,9 @@ async def http_server() -> AsyncIterator[HttpServer]:
         else:
             rec.traces.append(trace_service_pb2.ExportTraceServiceRequest.FromString(body))
             response = trace_service_pb2.ExportTraceServiceResponse()
-        return web.Response(body=response.SerializeToString(), content_type="application/x-protobuf")
+        return web.Response(
+            body=response.SerializeToString(), content_type="application/x-protobuf"
+        )
 
     app = web.Application()
     app.router.add_post("/v1/logs", handle)

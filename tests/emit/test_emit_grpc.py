@@ -105,7 +105,9 @@ async def test_downstream_down_then_up_receives_every_event(
     grpc_server_factory: GrpcServerFactory,
 ) -> None:
     port = free_port()
-    emitter = Emitter(fast_config(f"127.0.0.1:{port}", batch=BatchConfig(max_size=5, interval=0.01)))
+    emitter = Emitter(
+        fast_config(f"127.0.0.1:{port}", batch=BatchConfig(max_size=5, interval=0.01))
+    )
     await emitter.start()
     events = [make_event(f"ep-{i}") for i in range(20)]
     emitter.submit(events[:10])
@@ -117,7 +119,7 @@ async def test_downstream_down_then_up_receives_every_event(
     await wait_until(lambda: len(server.rec.log_records) == 20)
     await emitter.shutdown()
 
-    ids = sorted(r.attributes[3].value.string_value for r in server.rec.log_records)
+    ids = sorted(_attrs(r.attributes)["via.episode.id"] for r in server.rec.log_records)
     assert ids == sorted(e.episode_id for e in events)
     stats = emitter.stats()
     assert stats.sent == 20

@@ -165,7 +165,7 @@ class Emitter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        elif (exc := self._task.exception()) is not None:
+        elif not self._task.cancelled() and (exc := self._task.exception()) is not None:
             log.error("emit: sender task failed", exc_info=exc)
 
     async def _close_transport(self) -> None:

@@ -174,7 +174,9 @@ class HttpTransport:
                 message = _error_message(payload, response)
                 raise classify_http(response.status, response.headers.get("Retry-After"), message)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ExportError(f"HTTP POST {url} failed: {exc!r}", retryable=True) from None
+            raise ExportError(
+                f"HTTP POST {url} failed: {type(exc).__name__}: {exc}", retryable=True
+            ) from None
 
     async def close(self) -> None:
         """Close the session; idempotent."""

@@ -52,7 +52,7 @@ _HEX = "[0-9a-fA-F]"
 _TLD = "(?:com|net|org|edu|gov|mil|int|io|co|uk|de|fr|jp|cn|hk|ru|br|in|au|nl|eu|us|ca|local|internal|lan|corp|svc|cluster)"
 
 DEFAULT_MASKING: tuple[MaskRule, ...] = (
-    _r("timestamp", r"\b\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?(?![\w.])"),
+    _r("timestamp", r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?(?![\w.])"),
     _r("uuid", rf"\b{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}\b"),
     _r("mac", rf"(?<![\w:-]){_HEX}{{2}}(?:[:-]{_HEX}{{2}}){{5}}(?![\w:-])"),
     _r(
@@ -65,9 +65,11 @@ DEFAULT_MASKING: tuple[MaskRule, ...] = (
     _r("host", rf"(?<![\w.@/-])(?:[\w-]+\.)+{_TLD}(?::\d{{1,5}})?(?![\w.-])"),
     _r("path", r"(?<![\w.:/])(?:[A-Za-z]:)?(?:/[\w.@%+~-]+){2,}/?(?![\w/])"),
     _r("id", r"\b[A-Za-z][A-Za-z0-9]*_-?\d[\w-]*"),
-    _r("hex", rf"\b0[xX]{_HEX}+\b|\b(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*\d){_HEX}{{8,}}\b"),
+    _r("hex", rf"\b\d[xX]{_HEX}+\b|\b(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*\d){_HEX}{{8,}}\b"),
     _r("duration", r"(?<![\w.])\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h|d)(?:\d+(?:\.\d+)?(?:ms|s|m))*\b"),
-    _r("size", r"(?<![\w.])\d+(?:\.\d+)? ?(?:[KMGTP]i?B|B|bytes?)\b"),
+    # Starts with `\d` so that the regex engine can skip ahead to digits (this rule can match a
+    # space, so it runs over whole lines).
+    _r("size", r"\d(?<![\w.]\d)(?:\d*\.)?\d* ?(?:[KMGTP]i?B|B|bytes?)\b"),
     _r("quoted", r'"(?:[^"\\]|\\.)*"', '"<*>"'),
     _r("number", r"(?<![A-Za-z_])[-+]?\d+(?:[.,]\d+)*(?![A-Za-z_])"),
 )

@@ -54,7 +54,7 @@ _MAX_SPAN_CANDIDATES = 64  # templates tried when the token count differs
 class Template:
     """A template: its stable id, its tokens (``<*>`` marks variables) and its line count."""
 
-    __slots__ = ("alive", "count", "forward", "id", "key", "text", "tokens")
+    __slots__ = ("alive", "count", "forward", "id", "key", "key2", "text", "tokens")
 
     def __init__(self, tid: str, tokens: list[str], count: int = 0) -> None:
         self.id = tid
@@ -64,6 +64,7 @@ class Template:
         self.alive = True
         self.forward: Template | None = None  # set when merged into another template
         self.key = _leaf_key(tokens)
+        self.key2 = _second_key(tokens)
 
     def resolve(self) -> Template:
         """The template this one was merged into (itself if it was not)."""
@@ -93,6 +94,11 @@ class MinerStats:
 def _leaf_key(tokens: list[str]) -> tuple[int, str]:
     first = tokens[0] if tokens else ""
     return (len(tokens), WILDCARD if WILDCARD in first else first)
+
+
+def _second_key(tokens: list[str]) -> tuple[int, str]:
+    second = tokens[1] if len(tokens) > 1 else ""
+    return (len(tokens), WILDCARD if WILDCARD in second else second)
 
 
 def _is_constant_word(token: str, cache: dict[str, bool] = {}) -> bool:  # noqa: B006
@@ -296,12 +302,15 @@ class SourceMiner:
         self.masker = masker or Masker.from_rules(config.masking)
         self.templates: OrderedDict[str, Template] = OrderedDict()
         self.leaves: dict[tuple[int, str], list[Template]] = {}
-        self.by_length: dict[int, list[Template]] = {}
+        self.by_second: dict[tuple[int, str], list[Template]] = {}
         self.by_first: dict[str, list[Template]] = {}
         self._spans: dict[str, re.Pattern[str] | None] = {}
         self._values: dict[tuple[str, str, int], set[str]] = {}
-        self._fast: dict[str, Template] = {}
-        self._shape_digits = self.masker.digit_agnostic
+        self._by_shape: dict[str, Template] = {}
+        self._by_body: dict[str, Template] = {}
+        self._by_masked: dict[str, Template] = {}
+        self._agnostic = self.masker.digit_agnostic
+        self._long = 2 * config.max_tokens - 1
         self.stats = MinerStats()
         self._window_lines = 0
         self._window_new = 0
@@ -316,8 +325,12 @@ class SourceMiner:
         self._window_lines += 1
         if self._window_lines >= self.config.flood_window:
             self._close_window()
-        key = body.translate(_ZERO_DIGITS) if self._shape_digits else body
-        hit = self._fast.get(key)
+        # Fast path: a line whose digits-zeroed shape was seen maps to the same template (the
+        # masking rules treat all digits alike, see `Masker.digit_agnostic`).
+        shape = body.translate(_ZERO_DIGITS) if self._agnostic else body
+        hit = self._by_shape.get(shape)
+        if hit is None and self._by_body:
+            hit = self._by_body.get(body)
         if hit is not None and hit.alive:
             stats.fast_path_hits += 1
             hit.count += 1
@@ -325,37 +338,44 @@ class SourceMiner:
                 self.templates.move_to_end(hit.id)
             return hit
         tokens = self._tokens(body)
-        template = self._match(tokens)
-        if template is None:
-            self._window_new += 1
-            if stats.flooding:
-                template = self._flood_template()
-                stats.flooded_lines += 1
-            else:
-                template = self._create(tokens)
-        else:
+        key = " ".join(tokens)
+        template = self._by_masked.get(key)
+        if template is not None and template.alive:
+            stats.fast_path_hits += 1
             self.templates.move_to_end(template.id)
+        else:
+            template = self._match(tokens)
+            if template is None:
+                self._window_new += 1
+                if stats.flooding:
+                    template = self._flood_template()
+                    stats.flooded_lines += 1
+                else:
+                    template = self._create(tokens)
+            else:
+                self.templates.move_to_end(template.id)
+            self._remember(self._by_masked, key, template)
         template.count += 1
-        self._remember(key, body, template)
+        if _HAS_DIGIT.search(key) is None:
+            self._remember(self._by_shape, shape, template)
+        else:  # a digit survived masking (``ssh2``): only the exact line is safe to cache
+            self._remember(self._by_body, body, template)
         return template
 
     def _tokens(self, body: str) -> list[str]:
-        text = self.masker.mask(prepare(body, self.config.max_tokens))
-        return text.split() or [""]
+        if "\n" in body or len(body) >= self._long:
+            body = prepare(body, self.config.max_tokens)
+        return self.masker.tokens(body) or [""]
 
-    def _remember(self, key: str, body: str, template: Template) -> None:
-        """Cache the line's shape; by its exact text when digits may matter to its template."""
+    def _remember(self, cache: dict[str, Template], key: str, template: Template) -> None:
+        """Cache a line (exact, or masked) → template; bounded, oldest half dropped when full."""
         size = self.config.fast_path_size
         if size == 0:
             return
-        fast = self._fast
-        if len(fast) >= size:
-            # Drop the older half at once: amortised O(1), no per-hit bookkeeping.
-            for k in list(fast)[: size // 2]:
-                del fast[k]
-        if self._shape_digits and any(c.isdigit() for c in template.text):
-            key = body
-        fast[key] = template
+        if len(cache) >= size:
+            for k in list(cache)[: size // 2]:  # amortised O(1), no per-hit bookkeeping
+                del cache[k]
+        cache[key] = template
 
     # -- matching -----------------------------------------------------------------------
 
@@ -398,7 +418,11 @@ class SourceMiner:
             return None
         best: Template | None = None
         best_score = max(self.config.similarity, 0.7)
-        for template in self.by_length.get(len(tokens), [])[-_MAX_SCAN:]:
+        key2 = _second_key(tokens)
+        pool = self.by_second.get(key2, [])
+        if key2[1] != WILDCARD:
+            pool = pool + self.by_second.get((key2[0], WILDCARD), [])
+        for template in pool[-_MAX_SCAN:]:
             first = template.tokens[0]
             if first == tokens[0] or diff_kind(first, tokens[0]) is not Diff.FREE:
                 continue
@@ -464,12 +488,24 @@ class SourceMiner:
 
     def _insert(self, template: Template) -> None:
         self.templates[template.id] = template
-        self.leaves.setdefault(template.key, []).append(template)
-        self.by_length.setdefault(len(template.tokens), []).append(template)
-        self.by_first.setdefault(template.key[1], []).append(template)
+        self._index(template)
         self.stats.templates = len(self.templates)
         if len(self.templates) > self.config.max_templates_per_source:
             self._evict()
+
+    def _index(self, template: Template) -> None:
+        """Add `template` to the lookup indexes under its current keys."""
+        template.key = _leaf_key(template.tokens)
+        template.key2 = _second_key(template.tokens)
+        self.leaves.setdefault(template.key, []).append(template)
+        self.by_second.setdefault(template.key2, []).append(template)
+        self.by_first.setdefault(template.key[1], []).append(template)
+
+    def _unindex(self, template: Template) -> None:
+        self.leaves[template.key].remove(template)
+        self.by_second[template.key2].remove(template)
+        self.by_first[template.key[1]].remove(template)
+        self._spans.pop(template.id, None)
 
     def _evict(self) -> None:
         _, old = self.templates.popitem(last=False)
@@ -482,32 +518,22 @@ class SourceMiner:
         template.alive = False
         template.forward = forward
         del self.templates[template.id]
-        self.leaves[template.key].remove(template)
-        self.by_length[len(template.tokens)].remove(template)
-        self.by_first[template.key[1]].remove(template)
-        self._spans.pop(template.id, None)
+        self._unindex(template)
         self.stats.templates = len(self.templates)
 
     def _rekey(self, template: Template) -> None:
-        """After generalising: move the template to its new leaf, forget its span regex."""
-        self._spans.pop(template.id, None)
-        key = _leaf_key(template.tokens)
-        if key != template.key:
-            self.leaves[template.key].remove(template)
-            self.leaves.setdefault(key, []).append(template)
-            self.by_first[template.key[1]].remove(template)
-            self.by_first.setdefault(key[1], []).append(template)
-            template.key = key
+        """After generalising: re-index the template under its new keys."""
+        self._unindex(template)
+        self._index(template)
 
     def _reshape(self, template: Template, tokens: list[str]) -> None:
         """Give `template` new tokens (maybe a new length), keeping its id."""
         if tokens == template.tokens:
             return
-        self.by_length[len(template.tokens)].remove(template)
+        self._unindex(template)
         template.tokens = list(tokens)
         template.text = " ".join(tokens)
-        self.by_length.setdefault(len(tokens), []).append(template)
-        self._rekey(template)
+        self._index(template)
 
     def _flood_template(self) -> Template:
         if self._flood is None:

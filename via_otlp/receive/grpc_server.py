@@ -62,9 +62,8 @@ class LogsServiceHandler:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if replaced:
             stats.invalid_utf8_requests += 1
-        batch = self.intake.prepare_request(message)
         try:
-            self.intake.submit_nowait(batch)
+            self.intake.submit_request_nowait(message)
         except QueueFullError as exc:
             stats.count(Transport.GRPC, Outcome.QUEUE_FULL)
             await context.abort(

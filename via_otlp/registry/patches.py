@@ -109,7 +109,7 @@ def _compile(selector: str, name: str) -> re.Pattern[str] | None:
 class _Matcher:
     """A patch with its selectors compiled."""
 
-    __slots__ = ("patch", "_source", "_template")
+    __slots__ = ("_source", "_template", "patch")
 
     def __init__(self, patch: Patch) -> None:
         self.patch = patch
@@ -163,14 +163,18 @@ class PatchSet:
             if m.patch.applies_at(now) and m.matches(source_key, rhythm_hash, template)
         ]
 
-    def is_dropped(self, source_key: str, rhythm_hash: str, template: str, now_ns: int | None = None) -> bool:
+    def is_dropped(
+        self, source_key: str, rhythm_hash: str, template: str, now_ns: int | None = None
+    ) -> bool:
         """Whether records of this pattern are dropped at intake."""
         return bool(self._matching(PatchRule.DROP, source_key, rhythm_hash, template, now_ns))
 
     def is_muted(self, event: AnomalyEvent, now_ns: int | None = None) -> bool:
         """Whether this event is recorded but not emitted."""
         return bool(
-            self._matching(PatchRule.MUTE, event.source.key, event.rhythm_hash, event.template, now_ns)
+            self._matching(
+                PatchRule.MUTE, event.source.key, event.rhythm_hash, event.template, now_ns
+            )
         )
 
     def threshold_for(

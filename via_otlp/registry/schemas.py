@@ -34,6 +34,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import xxhash
@@ -94,6 +95,16 @@ class SourceSchema:
     top_templates: tuple[TemplateRate, ...]
     samples: int
     windows: int
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaRecord:
+    """A stored source schema: the learned schema, the behavioural profile, and when."""
+
+    schema: SourceSchema
+    profile: Mapping[str, Any]
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(slots=True)
@@ -178,7 +189,9 @@ class SchemaTracker:
             st.win_started_ns = self._window_start_ns
         return st
 
-    def _count(self, st: _SourceState, scope: AttributeScope, attrs: Iterable[tuple[str, str]]) -> None:
+    def _count(
+        self, st: _SourceState, scope: AttributeScope, attrs: Iterable[tuple[str, str]]
+    ) -> None:
         keys = st.keys
         for key, type_name in attrs:
             ks = keys.get((scope, key))
@@ -192,12 +205,19 @@ class SchemaTracker:
 
     def _count_templates(self, batch: LogBatch, states: dict[int, _SourceState | None]) -> None:
         step = TEMPLATE_SAMPLE_EVERY
-        triples = zip(batch.source_index[::step], batch.template_id[::step], batch.template[::step])
+        triples = zip(
+            batch.source_index[::step],
+            batch.template_id[::step],
+            batch.template[::step],
+            strict=False,
+        )
         for (index, tid, text), n in Counter(triples).items():
             st = states.get(index, _MISSING)
             if st is _MISSING:
                 st = states[index] = self._state_for(batch, index)
-            if st is not None and (len(st.templates) < 8 * self.config.top_templates or (tid, text) in st.templates):
+            if st is not None and (
+                len(st.templates) < 8 * self.config.top_templates or (tid, text) in st.templates
+            ):
                 st.templates[(tid, text)] += n
 
     # -- windows ------------------------------------------------------------------------------
@@ -240,11 +260,17 @@ class SchemaTracker:
                     share = count / n
                     if share >= w and ks.types.get(type_name, 0.0) < _NEW_TYPE_SHARE:
                         expected = ks.types.get(type_name, 0.0) * base
-                        out.append(_Finding(SchemaChange.TYPE_CHANGED, scope, key, expected, share, type_name))
+                        out.append(
+                            _Finding(
+                                SchemaChange.TYPE_CHANGED, scope, key, expected, share, type_name
+                            )
+                        )
                         break
         return out
 
-    def _episodes(self, st: _SourceState, findings: list[_Finding], now_ns: int) -> list[AnomalyEvent]:
+    def _episodes(
+        self, st: _SourceState, findings: list[_Finding], now_ns: int
+    ) -> list[AnomalyEvent]:
         events = []
         seen: set[_OpenId] = set()
         for f in findings:
@@ -368,7 +394,9 @@ class SchemaTracker:
         st = _SourceState(source, windows=int(data["windows"]), samples=int(data["samples"]))
         for item in data.get("keys", ())[: self.config.max_keys_per_source]:
             kid = (AttributeScope(item["scope"]), str(item["key"]))
-            st.keys[kid] = _KeyStats(float(item["presence"]), {str(t): float(s) for t, s in item["types"].items()})
+            st.keys[kid] = _KeyStats(
+                float(item["presence"]), {str(t): float(s) for t, s in item["types"].items()}
+            )
         for item in data.get("open", ()):
             oid = (SchemaChange(item["change"]), AttributeScope(item["scope"]), str(item["key"]))
             st.open[oid] = _Open(str(item["episode_id"]), int(item["started_ns"]))
@@ -395,7 +423,13 @@ def _source_snapshot(st: _SourceState) -> dict[str, Any]:
             for (scope, key), ks in sorted(st.keys.items())
         ],
         "open": [
-            {"change": c.value, "scope": s.value, "key": k, "episode_id": o.episode_id, "started_ns": o.started_ns}
+            {
+                "change": c.value,
+                "scope": s.value,
+                "key": k,
+                "episode_id": o.episode_id,
+                "started_ns": o.started_ns,
+            }
             for (c, s, k), o in st.open.items()
         ],
         "templates": [_template_json(t) for t in st.top_templates],
@@ -403,11 +437,19 @@ def _source_snapshot(st: _SourceState) -> dict[str, Any]:
 
 
 def _template_json(t: TemplateRate) -> dict[str, Any]:
-    return {"template_id": t.template_id, "template": t.template, "rate_per_s": t.rate_per_s, "share": t.share}
+    return {
+        "template_id": t.template_id,
+        "template": t.template,
+        "rate_per_s": t.rate_per_s,
+        "share": t.share,
+    }
 
 
 def _profile(st: _SourceState) -> dict[str, Any]:
-    return {"version": SNAPSHOT_VERSION, "top_templates": [_template_json(t) for t in st.top_templates]}
+    return {
+        "version": SNAPSHOT_VERSION,
+        "top_templates": [_template_json(t) for t in st.top_templates],
+    }
 
 
 def schema_from_snapshot(data: Mapping[str, Any]) -> SourceSchema:

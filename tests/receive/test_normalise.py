@@ -1,0 +1,189 @@
+"""Normalisation of OTLP requests into LogBatches: unit and property tests (pure, no sockets)."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from via_otlp.model import UNKNOWN_SERVICE
+from via_otlp.receive.normalise import (
+    MAX_RENDER_DEPTH,
+    VIA_SCOPE_NAME,
+    NormaliseOptions,
+    Normaliser,
+    render_value,
+    severity_of,
+)
+
+NOW = 1_800_000_000 * 10**9
+
+
+def one_record(service: str | None = "svc", **fields: object) -> ExportLogsServiceRequest:
+    req = ExportLogsServiceRequest()
+    rl = req.resource_logs.add()
+    if service is not None:
+        rl.resource.attributes.add(key="service.name").value.string_value = service
+    lr = rl.scope_logs.add().log_records.add()
+    lr.body.string_value = "hello"
+    for key, value in fields.items():
+        setattr(lr, key, value)
+    return req
+
+
+def test_severity_ranges_and_words() -> None:
+    expected = ["TRACE"] * 4 + ["DEBUG"] * 4 + ["INFO"] * 4 + ["WARN"] * 4 + ["ERROR"] * 4 + ["FATAL"] * 4
+    assert [severity_of("", n) for n in range(1, 25)] == expected
+    assert severity_of("", 0) == "UNSPECIFIED"
+    assert severity_of("Warning", 9) == "WARN"  # the text wins when it is a known word
+    assert severity_of("verbose", 5) == "DEBUG"  # unknown word: the number decides
+    assert severity_of("verbose", 0) == "VERBOSE"
+    assert severity_of("", 99) == "UNSPECIFIED"
+
+
+def test_body_of_every_kind_renders_deterministically() -> None:
+    v = AnyValue()
+    v.kvlist_value.values.add(key="b").value.int_value = 2
+    v.kvlist_value.values.add(key="a").value.string_value = "x"
+    assert render_value(v) == '{"a":"x","b":2}'
+    arr = AnyValue()
+    arr.array_value.values.add().bool_value = True
+    arr.array_value.values.add().double_value = 1.5
+    assert render_value(arr) == "[true,1.5]"
+    assert render_value(AnyValue(bytes_value=b"\x00\x01")) == "AAE="
+    assert render_value(AnyValue(int_value=-3)) == "-3"
+    assert render_value(AnyValue(bool_value=False)) == "false"
+    assert render_value(AnyValue(double_value=float("nan"))) == "nan"
+    assert render_value(AnyValue()) == ""
+
+
+def test_deep_nesting_is_cut_not_recursed() -> None:
+    v = AnyValue()
+    inner = v
+    for _ in range(MAX_RENDER_DEPTH + 10):
+        inner = inner.array_value.values.add()
+    inner.string_value = "leaf"
+    text = render_value(v)
+    assert "leaf" not in text and "…" in text
+    assert text.count("[") == MAX_RENDER_DEPTH + 1
+
+
+def test_timestamps_fall_back_and_future_is_clamped() -> None:
+    n = Normaliser()
+    batch, counts = n.from_request(one_record(time_unix_nano=0, observed_time_unix_nano=0), NOW)
+    assert batch.time_ns == [NOW] and counts.missing_timestamp == 1
+    batch, _ = n.from_request(one_record(observed_time_unix_nano=NOW - 5), NOW)
+    assert batch.time_ns == [NOW - 5]
+    batch, counts = n.from_request(one_record(time_unix_nano=NOW + 3600 * 10**9), NOW)
+    assert batch.time_ns == [NOW] and counts.future_clamped == 1
+    batch, counts = n.from_request(one_record(time_unix_nano=NOW + 10**9), NOW)  # within the skew
+    assert batch.time_ns == [NOW + 10**9] and counts.future_clamped == 0
+
+
+def test_source_identity_from_configured_attributes() -> None:
+    req = one_record(service="checkout")
+    attrs = req.resource_logs[0].resource.attributes
+    attrs.add(key="deployment.environment.name").value.string_value = "prod"
+    attrs.add(key="service.namespace").value.string_value = "shop"
+    attrs.add(key="host.name").value.string_value = "ignored"
+    batch, _ = Normaliser().from_request(req, NOW)
+    src = batch.source_of(0)
+    assert src.key == "shop/checkout/prod"
+    assert src.attributes == (
+        ("service.namespace", "shop"), ("service.name", "checkout"), ("deployment.environment.name", "prod")
+    )  # fmt: skip
+    batch, counts = Normaliser().from_request(one_record(service=None), NOW)
+    assert batch.source_of(0).service_name == UNKNOWN_SERVICE and counts.missing_service_name == 1
+
+
+def test_ids_unique_id_event_name_and_template_hint() -> None:
+    req = one_record(trace_id=bytes(range(16)), span_id=bytes(range(8)), event_name="payment.declined")
+    lr = req.resource_logs[0].scope_logs[0].log_records[0]
+    lr.attributes.add(key="client.address").value.string_value = "10.0.0.1"
+    lr.attributes.add(key="user.id").value.string_value = "alice"
+    lr.attributes.add(key="log.record.template").value.string_value = "Payment declined for <*>"
+    batch, _ = Normaliser().from_request(req, NOW)
+    assert batch.trace_id == ["000102030405060708090a0b0c0d0e0f"]
+    assert batch.span_id == ["0001020304050607"]
+    assert batch.unique_id == ["alice"]  # user.id comes before client.address in the configured order
+    assert batch.event_name == ["payment.declined"]
+    assert batch.template_hint == ["Payment declined for <*>"]
+
+
+def test_via_own_records_are_ignored_and_counted() -> None:
+    req = one_record()
+    req.resource_logs[0].scope_logs[0].scope.name = VIA_SCOPE_NAME
+    batch, counts = Normaliser().from_request(req, NOW)
+    assert len(batch) == 0 and counts.loopback_ignored == 1 and batch.sources == []
+
+
+def test_attribute_samples_every_nth_record() -> None:
+    req = one_record()
+    sl = req.resource_logs[0].scope_logs[0]
+    sl.log_records[0].attributes.add(key="http.status").value.int_value = 200
+    for _ in range(9):
+        sl.log_records.append(sl.log_records[0])
+    batch, _ = Normaliser(NormaliseOptions(sample_every=4)).from_request(req, NOW)
+    assert len(batch.attribute_samples) == 3  # records 0, 4 and 8
+    assert batch.attribute_samples[0].log_attributes == (("http.status", "int"),)
+    assert batch.attribute_samples[0].resource_attributes == (("service.name", "string"),)
+
+
+def _array(items: list[AnyValue]) -> AnyValue:
+    v = AnyValue()
+    v.array_value.SetInParent()
+    for item in items:
+        v.array_value.values.append(item)
+    return v
+
+
+def _kvlist(items: dict[str, AnyValue]) -> AnyValue:
+    v = AnyValue()
+    v.kvlist_value.SetInParent()
+    for key, item in items.items():
+        v.kvlist_value.values.add(key=key).value.CopyFrom(item)
+    return v
+
+
+any_values = st.recursive(
+    st.one_of(
+        st.text().map(lambda s: AnyValue(string_value=s)),
+        st.integers(-(2**63), 2**63 - 1).map(lambda i: AnyValue(int_value=i)),
+        st.floats(allow_nan=True).map(lambda f: AnyValue(double_value=f)),
+        st.booleans().map(lambda b: AnyValue(bool_value=b)),
+        st.binary(max_size=20).map(lambda b: AnyValue(bytes_value=b)),
+        st.just(AnyValue()),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4).map(_array),
+        st.dictionaries(st.text(max_size=5), children, max_size=4).map(_kvlist),
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=any_values, severity_number=st.integers(0, 30), severity_text=st.text(max_size=12),
+       time_ns=st.integers(0, 2**64 - 1), service=st.one_of(st.none(), st.text(max_size=10)))  # fmt: skip
+def test_normalise_never_raises_and_columns_line_up(
+    body: AnyValue, severity_number: int, severity_text: str, time_ns: int, service: str | None
+) -> None:
+    req = one_record(service=service, severity_text=severity_text, time_unix_nano=time_ns)
+    lr = req.resource_logs[0].scope_logs[0].log_records[0]
+    lr.body.CopyFrom(body)
+    lr.severity_number = severity_number  # type: ignore[assignment]
+    # a round trip through the wire, as the servers see it
+    req = ExportLogsServiceRequest.FromString(req.SerializeToString())
+    batch, counts = Normaliser().from_request(req, NOW)
+    columns = [batch.source_index, batch.severity, batch.body, batch.time_ns, batch.trace_id,
+               batch.span_id, batch.unique_id, batch.event_name, batch.template_hint]  # fmt: skip
+    assert all(len(c) == 1 for c in columns)
+    assert batch.time_ns[0] <= NOW + NormaliseOptions().max_future_skew_ns
+    assert batch.time_ns[0] > 0
+    assert render_value(body) == render_value(body)  # deterministic
+    if body.WhichOneof("value") in ("kvlist_value", "array_value"):
+        json.loads(batch.body[0])  # compact JSON that parses back
+    assert counts.records == 1

@@ -1,0 +1,559 @@
+"""The detect engine: event-time buckets, a watermark, profiles, tests and episodes.
+
+Records fall into buckets by their own timestamps. The watermark is the largest event time seen
+minus `allowed_lateness` (in `serve`, also the wall clock minus it, through `tick`, so silence is
+seen); a bucket closes when the watermark passes its end, in order. A record for a bucket that
+already closed is *late*: it is counted and folded into the oldest open bucket, not dropped.
+Replay is driven by event time alone, so a day replayed in seconds gives the anomalies it gave
+live (as long as live ticks never overtook the records; a batch moves the watermark once).
+
+Work is done per group, not per record: a batch is grouped by (profile, bucket) with numpy,
+and each group updates its profile once. Everything is deterministic: same input, same events,
+and a snapshot taken between two batches restores to exactly the same future.
+
+>>> from via_otlp.model import LogBatch, Source
+>>> src = Source.from_attributes((("service.name", "checkout"),))
+>>> def batch(t_s, n):
+...     return LogBatch(sources=[src], source_index=[0] * n, severity=["ERROR"] * n,
+...         body=["x"] * n, time_ns=[int(t_s * 1e9)] * n, trace_id=[""] * n, unique_id=[""] * n,
+...         template_id=["T1"] * n, template=["Payment declined for order <*>"] * n,
+...         rhythm_hash=["00000000000000aa"] * n)
+>>> eng = Engine(DetectConfig(warmup=600))
+>>> events = []
+>>> for minute in range(120):            # two hours of a steady 2 per 10 s bucket...
+...     for b in range(6):
+...         events += eng.observe(batch(minute * 60 + b * 10 + 1, 2))
+>>> events += eng.observe(batch(7201, 48))  # ...then 48 in one bucket
+>>> events += eng.flush()
+>>> [(e.kind.value, e.state.value) for e in events]
+[('spike', 'open')]
+>>> events[0].explanation
+"checkout: 'Payment declined for order <*>' 288/min, usually 12±8.5/min"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import xxhash
+
+from via_otlp.detect.codec import check_version, decode_array, encode_array
+from via_otlp.detect.config import DetectConfig
+from via_otlp.detect.episodes import (
+    SEVERITY_NOVELTY_SCORE,
+    Episode,
+    episode_id,
+    number_text,
+    rate_text,
+    severity_boost,
+)
+from via_otlp.detect.hll import HyperLogLog
+from via_otlp.detect.profile import Alarm, ProfileSummary, ProfileTable, Verdict
+from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, LogBatch, Source
+
+_KIND_ORDER = {k: i for i, k in enumerate(AnomalyKind)}
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    """Counters for a status page."""
+
+    profiles: int
+    profiles_learning: int
+    evictions_idle: int
+    evictions_capacity: int
+    records: int
+    late_records: int
+    batches: int
+    buckets_closed: int
+    open_buckets: int
+    open_episodes: int
+    episodes_opened: int
+    episodes_resolved: int
+    watermark_ns: int
+    max_event_ns: int
+
+
+@dataclass(slots=True)
+class _OpenBucket:
+    """What arrived for one not-yet-closed bucket."""
+
+    counts: np.ndarray
+    hll: dict[int, HyperLogLog] = field(default_factory=dict)
+    samples: dict[int, list[str]] = field(default_factory=dict)
+
+
+class Engine:
+    """Turns LogBatches (with rhythm hashes filled) into anomaly episode events."""
+
+    VERSION = 1
+
+    def __init__(self, config: DetectConfig) -> None:
+        if not isinstance(config, DetectConfig):
+            raise TypeError(f"config: must be a DetectConfig, got {type(config).__name__}")
+        self.config = config
+        self._bucket_ns = config.bucket_ns
+        self._lateness_ns = round(config.allowed_lateness * 1e9)
+        self._cooldown = max(1, config.buckets(config.cooldown))
+        self._ttl = max(1, config.buckets(config.idle_ttl))
+        self._source_warmup_ns = round(config.novelty.source_warmup * 1e9)
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self._table = ProfileTable(self.config)
+        self._open: dict[int, _OpenBucket] = {}
+        self._next_close: int | None = None  # the oldest bucket not closed yet
+        self._max_event_ns: int | None = None
+        self._watermark_ns: int | None = None
+        self._episodes: dict[tuple[str, AnomalyKind], Episode] = {}
+        self._sources: dict[str, tuple[Source, int]] = {}  # key → (source, first seen ns)
+        self._forgotten: dict[str, None] = {}  # evicted rhythm hashes: not novel if they return
+        self._novel: dict[int, int] = {}  # slot → bucket of its first records
+        self._c = dict.fromkeys(
+            ("records", "late_records", "batches", "buckets_closed", "evictions_idle",
+             "evictions_capacity", "episodes_opened", "episodes_resolved"), 0,
+        )  # fmt: skip
+
+    # -- intake ------------------------------------------------------------------------------
+
+    def observe(self, batch: LogBatch) -> list[AnomalyEvent]:
+        """Ingest a batch (grouped by profile and bucket); return events of buckets it closed."""
+        n = len(batch)
+        if n == 0:
+            return []
+        self._c["batches"] += 1
+        self._c["records"] += n
+        t = np.asarray(batch.time_ns, dtype=np.int64)
+        b = t // self._bucket_ns
+        events: list[AnomalyEvent] = []
+        if self._next_close is None:
+            self._next_close = int(b.min())
+        late = b < self._next_close
+        n_late = int(np.count_nonzero(late))
+        if n_late:
+            self._c["late_records"] += n_late
+            b = np.maximum(b, self._next_close)
+
+        # Rhythm hash → profile slot, creating profiles for hashes never seen.
+        hashes = batch.rhythm_hash
+        uniq = dict.fromkeys(hashes)
+        code_of = {h: i for i, h in enumerate(uniq)}
+        codes = np.fromiter(map(code_of.__getitem__, hashes), dtype=np.int64, count=n)
+        index = self._table.index
+        slot_of_code = np.fromiter((index.get(h, -1) for h in uniq), dtype=np.int64, count=len(uniq))
+        new_codes = np.flatnonzero(slot_of_code < 0)
+        if len(new_codes):
+            events += self._create(batch, codes, new_codes, slot_of_code, t, b)
+        rec_slot = slot_of_code[codes]
+
+        # Group by (slot, bucket): one sort, then per-group reductions.
+        bmin = int(b.min())
+        span = int(b.max()) - bmin + 1
+        key = rec_slot * span + (b - bmin)
+        order = np.argsort(key, kind="stable")
+        sk = key[order]
+        starts = np.flatnonzero(np.concatenate(([True], sk[1:] != sk[:-1])))
+        cnt = np.diff(np.append(starts, n))
+        gkey = sk[starts]
+        g_slot = gkey // span
+        g_bucket = gkey % span + bmin
+        g_tmax = np.maximum.reduceat(t[order], starts)
+
+        table = self._table
+        np.maximum.at(table.last_seen_ns, g_slot, g_tmax)
+        np.maximum.at(table.last_bucket, g_slot, g_bucket)
+        np.add.at(table.total, g_slot, cnt)
+        for bk in np.unique(g_bucket).tolist():
+            acc = self._bucket(bk)
+            m = g_bucket == bk
+            acc.counts[g_slot[m]] += cnt[m]
+
+        max_samples = self.config.max_sample_trace_ids
+        if max_samples and batch.trace_id:
+            self._sample_traces(batch.trace_id, order, starts, cnt, g_slot, g_bucket, max_samples)
+        if batch.unique_id and any(batch.unique_id):
+            self._count_unique(batch.unique_id, order, starts, cnt, g_slot, g_bucket)
+
+        tmax = int(t.max())
+        if self._max_event_ns is None or tmax > self._max_event_ns:
+            self._max_event_ns = tmax
+        events += self._advance(tmax - self._lateness_ns)
+        return events
+
+    def _bucket(self, bk: int) -> _OpenBucket:
+        acc = self._open.get(bk)
+        cap = self._table.capacity
+        if acc is None:
+            acc = self._open[bk] = _OpenBucket(np.zeros(cap))
+        elif len(acc.counts) < cap:
+            acc.counts = np.concatenate([acc.counts, np.zeros(cap - len(acc.counts))])
+        return acc
+
+    def _create(
+        self, batch: LogBatch, codes: np.ndarray, new_codes: np.ndarray, slot_of_code: np.ndarray, t: np.ndarray, b: np.ndarray
+    ) -> list[AnomalyEvent]:
+        events: list[AnomalyEvent] = []
+        first = np.full(len(slot_of_code), len(codes), dtype=np.int64)
+        np.minimum.at(first, codes, np.arange(len(codes), dtype=np.int64))
+        table = self._table
+        free = self.config.max_profiles - len(table)
+        if len(new_codes) > free:
+            need = len(new_codes) - free
+            k = max(need, self.config.max_profiles // 100)
+            protect = slot_of_code[slot_of_code >= 0]
+            victims = table.least_recent(k, protect)
+            events += self._evict(victims.tolist(), "evictions_capacity", self._next_close or 0)
+            if len(new_codes) > self.config.max_profiles:
+                new_codes = new_codes[: self.config.max_profiles]  # the rest will be dropped below
+        warm = self._source_warmup_ns
+        for code in new_codes.tolist():
+            i = int(first[code])
+            src = batch.sources[batch.source_index[i]]
+            rh = batch.rhythm_hash[i]
+            ti = int(t[i])
+            known = self._sources.get(src.key)
+            if known is None:
+                if len(self._sources) >= 4 * self.config.max_profiles:
+                    self._sources.pop(next(iter(self._sources)))
+                known = self._sources[src.key] = (src, ti)
+            bk = int(b[i])
+            slot = table.add(rh, known[0], batch.template_id[i], batch.template[i], batch.severity[i], ti, bk)
+            slot_of_code[code] = slot
+            if rh in self._forgotten:
+                del self._forgotten[rh]
+            elif ti - known[1] >= warm:
+                self._novel[slot] = bk
+        if (slot_of_code < 0).any():  # more new patterns in one batch than max_profiles: keep what fits
+            raise ValueError("batch: more distinct rhythm hashes than detect.max_profiles")
+        return events
+
+    def _sample_traces(
+        self, tids: list[str], order: np.ndarray, starts: np.ndarray, cnt: np.ndarray, g_slot: np.ndarray, g_bucket: np.ndarray, k: int
+    ) -> None:
+        acc_of = self._open
+        for start, c, s, bk in zip(starts.tolist(), cnt.tolist(), g_slot.tolist(), g_bucket.tolist(), strict=True):
+            samples = acc_of[bk].samples
+            have = samples.get(s)
+            if have is not None and len(have) >= k:
+                continue
+            if have is None:
+                have = samples[s] = []
+            for i in order[start : start + min(c, k)].tolist():
+                tid = tids[i]
+                if tid and tid not in have:
+                    have.append(tid)
+                    if len(have) >= k:
+                        break
+
+    def _count_unique(
+        self, uids: list[str], order: np.ndarray, starts: np.ndarray, cnt: np.ndarray, g_slot: np.ndarray, g_bucket: np.ndarray
+    ) -> None:
+        uniq = dict.fromkeys(uids)
+        code_of = {u: i for i, u in enumerate(uniq)}
+        hv = np.fromiter(
+            (xxhash.xxh64_intdigest(u.encode()) if u else 0 for u in uniq), dtype=np.uint64, count=len(uniq)
+        )
+        valid_u = np.fromiter((bool(u) for u in uniq), dtype=bool, count=len(uniq))
+        codes = np.fromiter(map(code_of.__getitem__, uids), dtype=np.int64, count=len(uids))[order]
+        valid = valid_u[codes]
+        per_group = np.add.reduceat(valid.astype(np.int64), starts)
+        precision = self.config.cardinality.precision
+        for gi in np.flatnonzero(per_group).tolist():
+            start = int(starts[gi])
+            seg = codes[start : start + int(cnt[gi])]
+            seg = np.unique(seg[valid[start : start + int(cnt[gi])]])
+            acc = self._open[int(g_bucket[gi])]
+            s = int(g_slot[gi])
+            h = acc.hll.get(s)
+            if h is None:
+                h = acc.hll[s] = HyperLogLog(precision)
+            h.add_hashes(hv[seg])
+
+    # -- time --------------------------------------------------------------------------------
+
+    def tick(self, now_ns: int) -> list[AnomalyEvent]:
+        """Serve mode: the wall clock says `now_ns`; close buckets the lateness allows."""
+        if self._next_close is None:
+            return []
+        return self._advance(int(now_ns) - self._lateness_ns)
+
+    def flush(self) -> list[AnomalyEvent]:
+        """End of a replay: close every bucket up to the one holding the last event."""
+        if self._next_close is None or self._max_event_ns is None:
+            return []
+        last = self._max_event_ns // self._bucket_ns
+        events: list[AnomalyEvent] = []
+        while self._next_close <= last:
+            events += self._close(self._next_close)
+        return events
+
+    def _advance(self, watermark_ns: int) -> list[AnomalyEvent]:
+        if self._watermark_ns is None or watermark_ns > self._watermark_ns:
+            self._watermark_ns = watermark_ns
+        events: list[AnomalyEvent] = []
+        assert self._next_close is not None
+        wm = self._watermark_ns
+        if len(self._table) == 0 and not self._open:
+            self._next_close = max(self._next_close, wm // self._bucket_ns)
+            return events
+        while (self._next_close + 1) * self._bucket_ns <= wm:
+            events += self._close(self._next_close)
+        return events
+
+    # -- closing a bucket --------------------------------------------------------------------
+
+    def _close(self, bk: int) -> list[AnomalyEvent]:
+        table = self._table
+        acc = self._open.pop(bk, None)
+        cap = table.capacity
+        counts = np.zeros(cap)
+        distinct = np.zeros(cap)
+        samples: dict[int, list[str]] = {}
+        if acc is not None:
+            counts[: len(acc.counts)] = acc.counts
+            for s, h in acc.hll.items():
+                distinct[s] = h.cardinality
+            samples = acc.samples
+        self._next_close = bk + 1
+        self._c["buckets_closed"] += 1
+        verdict = table.close(bk, counts, distinct)
+        alarms = list(verdict.alarms)
+        for slot, first_bk in list(self._novel.items()):
+            if first_bk <= bk:
+                del self._novel[slot]
+                sev = table.severity[slot]
+                score = SEVERITY_NOVELTY_SCORE.get(sev, 50.0)
+                c = float(counts[slot])
+                alarms.append(Alarm(slot, AnomalyKind.NOVELTY, score, 0.0, 0.0, c, 0.0, 0.0))
+        alarms.sort(key=lambda a: (table.rhythm_hash[a.slot], _KIND_ORDER[a.kind]))
+        events = self._episodes_step(bk, verdict, alarms, samples)
+        idle = table.idle(bk, self._ttl)
+        if len(idle):
+            events += self._evict(idle.tolist(), "evictions_idle", bk)
+        return events
+
+    def _episodes_step(self, bk: int, verdict: Verdict, alarms: list[Alarm], samples: dict[int, list[str]]) -> list[AnomalyEvent]:
+        table = self._table
+        events: list[AnomalyEvent] = []
+        hot: set[tuple[str, AnomalyKind]] = set()
+        k = self.config.max_sample_trace_ids
+        for a in alarms:
+            rh = table.rhythm_hash[a.slot]
+            if a.kind is AnomalyKind.DRIFT:
+                masking = AnomalyKind.SPIKE if a.direction > 0 else AnomalyKind.DROP
+                if (rh, masking) in self._episodes:
+                    continue  # the spike/drop episode already tells this story
+            key = (rh, a.kind)
+            hot.add(key)
+            ep = self._episodes.get(key)
+            new_samples = samples.get(a.slot, [])
+            if ep is None:
+                score = min(100.0, a.score + (0.0 if a.kind is AnomalyKind.NOVELTY else severity_boost(table.severity[a.slot])))
+                ep = Episode(
+                    episode_id(rh, a.kind, bk), rh, a.kind, bk, bk, 0, score, a.expected, a.observed,
+                    a.baseline_mean, a.baseline_std, self._explain(a), list(new_samples[:k]),
+                )  # fmt: skip
+                self._episodes[key] = ep
+                self._c["episodes_opened"] += 1
+                events.append(self._event(ep, EpisodeState.OPEN, bk))
+            else:
+                ep.last_hot_bucket = bk
+                ep.calm_buckets = 0
+                if a.score > ep.score:
+                    ep.score = min(100.0, a.score + severity_boost(table.severity[a.slot]))
+                    ep.expected, ep.observed = a.expected, a.observed
+                for tid in new_samples:
+                    if len(ep.sample_trace_ids) >= k:
+                        break
+                    if tid not in ep.sample_trace_ids:
+                        ep.sample_trace_ids.append(tid)
+        for key, ep in list(self._episodes.items()):
+            if key in hot:
+                continue
+            slot = table.index.get(ep.rhythm_hash)
+            if slot is None:
+                continue
+            if bool(verdict.settled[ep.kind][slot]):
+                ep.calm_buckets += 1
+                if ep.calm_buckets >= self._cooldown:
+                    events.append(self._resolve(key, bk, "back to baseline"))
+            else:
+                ep.calm_buckets = 0
+        return events
+
+    def _evict(self, slots: list[int], counter: str, bk: int) -> list[AnomalyEvent]:
+        table = self._table
+        events: list[AnomalyEvent] = []
+        keep = self.config.novelty.remember
+        for s in slots:
+            rh = table.rhythm_hash[s]
+            for kind in AnomalyKind:
+                if (rh, kind) in self._episodes:
+                    events.append(self._resolve((rh, kind), bk, "pattern no longer tracked (idle or evicted)"))
+            for acc in self._open.values():
+                if s < len(acc.counts):
+                    acc.counts[s] = 0.0
+                acc.hll.pop(s, None)
+                acc.samples.pop(s, None)
+            self._novel.pop(s, None)
+            if keep:
+                self._forgotten[rh] = None
+                if len(self._forgotten) > keep:
+                    del self._forgotten[next(iter(self._forgotten))]
+            table.remove(s)
+            self._c[counter] += 1
+        return events
+
+    def _resolve(self, key: tuple[str, AnomalyKind], bk: int, why: str) -> AnomalyEvent:
+        ep = self._episodes.pop(key)
+        self._c["episodes_resolved"] += 1
+        dur = (bk - ep.start_bucket + 1) * self.config.bucket
+        ep.explanation = f"{ep.explanation.split(' — ')[0]} — resolved: {why} after {number_text(dur)}s"
+        return self._event(ep, EpisodeState.RESOLVED, bk)
+
+    def _event(self, ep: Episode, state: EpisodeState, bk: int) -> AnomalyEvent:
+        table = self._table
+        slot = table.index[ep.rhythm_hash]
+        src = table.source[slot]
+        assert src is not None
+        bns = self._bucket_ns
+        return AnomalyEvent(
+            episode_id=ep.episode_id,
+            kind=ep.kind,
+            state=state,
+            time_ns=(bk + 1) * bns,
+            started_ns=ep.start_bucket * bns,
+            ended_ns=(ep.last_hot_bucket + 1) * bns if state is EpisodeState.RESOLVED else 0,
+            score=round(ep.score, 3),
+            source=src,
+            rhythm_hash=ep.rhythm_hash,
+            template_id=table.template_id[slot],
+            template=table.template[slot],
+            severity=table.severity[slot],
+            expected=ep.expected,
+            observed=ep.observed,
+            baseline_mean=ep.baseline_mean,
+            baseline_std=ep.baseline_std,
+            bucket_seconds=self.config.bucket,
+            explanation=ep.explanation,
+            sample_trace_ids=tuple(ep.sample_trace_ids),
+        )
+
+    def _explain(self, a: Alarm) -> str:
+        table = self._table
+        src = table.source[a.slot]
+        assert src is not None
+        bs = self.config.bucket
+        who = f"{src.service_name}: '{table.template[a.slot]}'"
+        usual = f"usually {number_text(a.baseline_mean * 60 / bs)}±{number_text(a.baseline_std * 60 / bs)}/min"
+        if a.kind is AnomalyKind.NOVELTY:
+            return f"{src.service_name}: new {table.severity[a.slot]} pattern '{table.template[a.slot]}' ({number_text(a.observed)} in {number_text(bs)}s)"
+        if a.kind is AnomalyKind.SPIKE:
+            return f"{who} {rate_text(a.observed, bs)}, {usual}"
+        if a.kind is AnomalyKind.DROP:
+            if a.observed == 0:
+                return f"{who} went silent, {usual}"
+            return f"{who} {rate_text(a.observed, bs)}, {usual}"
+        if a.kind is AnomalyKind.DRIFT:
+            way = "up" if a.direction > 0 else "down"
+            return f"{who} sustained shift {way}: {rate_text(a.observed, bs)} now, {usual}"
+        return (
+            f"{who} {number_text(a.observed)} distinct ids in {number_text(bs)}s, "
+            f"about {number_text(a.expected)} expected (usually {number_text(a.baseline_mean)})"
+        )
+
+    # -- read side ---------------------------------------------------------------------------
+
+    def stats(self) -> EngineStats:
+        c = self._c
+        table = self._table
+        live = table.live
+        learning = int(np.count_nonzero(live & (table.rate.n < max(1, table.warmup_buckets))))
+        return EngineStats(
+            profiles=len(table),
+            profiles_learning=learning,
+            evictions_idle=c["evictions_idle"],
+            evictions_capacity=c["evictions_capacity"],
+            records=c["records"],
+            late_records=c["late_records"],
+            batches=c["batches"],
+            buckets_closed=c["buckets_closed"],
+            open_buckets=len(self._open),
+            open_episodes=len(self._episodes),
+            episodes_opened=c["episodes_opened"],
+            episodes_resolved=c["episodes_resolved"],
+            watermark_ns=self._watermark_ns or 0,
+            max_event_ns=self._max_event_ns or 0,
+        )
+
+    def profiles(self) -> Iterator[ProfileSummary]:
+        """Summaries of every profile, in rhythm hash order."""
+        table = self._table
+        for rh in sorted(table.index):
+            yield table.summary(table.index[rh])
+
+    def profile(self, rhythm_hash: str) -> ProfileSummary | None:
+        """The summary of one profile, or None if it is not tracked."""
+        slot = self._table.index.get(rhythm_hash)
+        return None if slot is None else self._table.summary(slot)
+
+    # -- state -------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Versioned, JSON-serialisable state: restore it into an Engine with the same config."""
+        open_buckets = []
+        for bk, acc in sorted(self._open.items()):
+            nz = np.flatnonzero(acc.counts)
+            open_buckets.append({
+                "bucket": bk,
+                "slots": encode_array(nz.astype(np.int64)),
+                "counts": encode_array(acc.counts[nz]),
+                "hll": [[s, h.snapshot()] for s, h in acc.hll.items()],
+                "samples": [[s, list(v)] for s, v in acc.samples.items()],
+            })  # fmt: skip
+        return {
+            "version": self.VERSION,
+            "bucket_ns": self._bucket_ns,
+            "table": self._table.snapshot(),
+            "open": open_buckets,
+            "next_close": self._next_close,
+            "max_event_ns": self._max_event_ns,
+            "watermark_ns": self._watermark_ns,
+            "episodes": [ep.to_json() for ep in self._episodes.values()],
+            "sources": [[k, [list(a) for a in s.attributes], t] for k, (s, t) in self._sources.items()],
+            "forgotten": list(self._forgotten),
+            "novel": [[s, b] for s, b in self._novel.items()],
+            "counters": dict(self._c),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Replace all state with a `snapshot` (raises ValueError if it cannot be used)."""
+        check_version(state, self.VERSION, "Engine")
+        if state["bucket_ns"] != self._bucket_ns:
+            raise ValueError(f"Engine snapshot: bucket is {state['bucket_ns']}ns, config says {self._bucket_ns}ns")
+        self._init_state()
+        self._table.restore(state["table"])
+        cap = self._table.capacity
+        for ob in state["open"]:
+            counts = np.zeros(cap)
+            counts[decode_array(ob["slots"], np.int64)] = decode_array(ob["counts"], np.float64)
+            acc = _OpenBucket(counts)
+            acc.hll = {int(s): HyperLogLog.from_snapshot(h) for s, h in ob["hll"]}
+            acc.samples = {int(s): list(v) for s, v in ob["samples"]}
+            self._open[int(ob["bucket"])] = acc
+        self._next_close = state["next_close"]
+        self._max_event_ns = state["max_event_ns"]
+        self._watermark_ns = state["watermark_ns"]
+        for v in state["episodes"]:
+            ep = Episode.from_json(v)
+            self._episodes[(ep.rhythm_hash, ep.kind)] = ep
+        by_key = {s.key: s for s in self._table.source if s is not None}
+        for key, attrs, t in state["sources"]:
+            src = by_key.get(key) or Source(key, tuple((a, b) for a, b in attrs))
+            self._sources[key] = (src, int(t))
+        self._forgotten = dict.fromkeys(state["forgotten"])
+        self._novel = {int(s): int(b) for s, b in state["novel"]}
+        self._c.update(state["counters"])

@@ -1,0 +1,397 @@
+"""Profiles: one per rhythm hash, kept as columns so a closing bucket judges all of them at once.
+
+A profile holds the learned rhythm of one pattern: a rate baseline (EWMA mean and variance of
+its count per bucket, plus a long-memory dispersion index and a decayed peak of normal buckets),
+a variance-stabilised level for the drift CUSUM, a cardinality baseline (distinct unique ids per
+bucket), first/last seen, counts, and its learning/active state. The columns are numpy arrays
+indexed by slot; `ProfileTable.close` runs every test for every profile in a few vectorised
+steps and computes exact tail probabilities only for the few candidates a screen lets through.
+That keeps a closing bucket cheap even with 100,000 profiles and the memory per profile small.
+
+Minimum-evidence rules keep tiny rates quiet (alarm fatigue is what kills detectors):
+a spike needs at least ``spike.min_count`` records, ``spike.min_ratio`` × the mean, more than
+any normal bucket of the recent past, and a tail probability below ``tail_probability`` under
+Poisson or negative binomial; a drop needs an expected count of ``drop.min_expected`` (over one
+bucket or a run of silent ones). Anomalous buckets teach the baseline only a little
+(``anomaly_update_weight``), so an anomaly does not become normal before it is reported.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from via_otlp.detect.codec import check_version, decode_array, encode_array
+from via_otlp.detect.config import DetectConfig
+from via_otlp.detect.cusum import Cusum
+from via_otlp.detect.ewma import EWMeanVar, decay_of
+from via_otlp.detect.tails import count_tail
+from via_otlp.model import AnomalyKind, Source
+
+_SCREEN_SIGMA = 3.0  # candidates for the exact tail test; p < 1e-3 needs more than 3σ anyway
+
+
+class ProfileState(enum.StrEnum):
+    """LEARNING until a profile has seen `warmup` worth of buckets; then ACTIVE (judged)."""
+
+    LEARNING = "learning"
+    ACTIVE = "active"
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileSummary:
+    """What the control API shows of one profile (counts are per bucket of `bucket_seconds`)."""
+
+    rhythm_hash: str
+    source: Source
+    source_key: str
+    template_id: str
+    template: str
+    severity: str
+    first_seen_ns: int
+    last_seen_ns: int
+    total_count: int
+    buckets_seen: int
+    baseline_mean: float
+    baseline_std: float
+    distinct_mean: float
+    bucket_seconds: float
+    state: ProfileState
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """One test that fired for one profile in one bucket."""
+
+    slot: int
+    kind: AnomalyKind
+    score: float
+    p_value: float
+    expected: float
+    observed: float
+    baseline_mean: float
+    baseline_std: float
+    direction: int = 1  # +1 up, -1 down (drift)
+
+
+@dataclass(slots=True)
+class Verdict:
+    """The outcome of closing one bucket: alarms, and per kind which profiles are back to normal."""
+
+    bucket: int
+    counts: np.ndarray
+    distinct: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    alarms: list[Alarm]
+    settled: dict[AnomalyKind, np.ndarray]
+
+
+def score_of(p: float, p_alarm: float) -> float:
+    """0–100 from a tail probability: 50 at the alarm level, 100 at its square."""
+    if p <= 0.0:
+        return 100.0
+    return float(min(100.0, max(0.0, 50.0 * math.log(p) / math.log(p_alarm))))
+
+
+_FLOAT_COLS = ("peak", "zrun_logp", "zrun_expect")
+_INT_COLS = ("first_seen_ns", "last_seen_ns", "last_bucket", "first_bucket", "total")
+_BOOL_COLS = ("live", "has_uid")
+
+
+class ProfileTable:
+    """All profiles, as columns indexed by slot; `index` maps rhythm hash → slot."""
+
+    VERSION = 1
+
+    def __init__(self, config: DetectConfig, capacity: int = 64) -> None:
+        self.config = config
+        c = config
+        self.warmup_buckets = c.buckets(c.warmup)
+        hl = c.half_life / c.bucket
+        self.capacity = 0
+        self.rate = EWMeanVar(hl, 0)
+        self.level = EWMeanVar(hl, 0)  # of y = 2·sqrt(count + 3/8): the drift residuals
+        self.dispersion = EWMeanVar(c.dispersion_half_life / c.bucket, 0)  # of Pearson r²
+        self.card = EWMeanVar(hl, 0)
+        self.cusum = Cusum(c.drift.slack, c.drift.threshold, 0)
+        self._peak_decay = 1.0 - decay_of(c.dispersion_half_life / c.bucket)
+        self.peak = np.zeros(0)
+        self.zrun_logp = np.zeros(0)
+        self.zrun_expect = np.zeros(0)
+        self.first_seen_ns = np.zeros(0, dtype=np.int64)
+        self.last_seen_ns = np.zeros(0, dtype=np.int64)
+        self.last_bucket = np.zeros(0, dtype=np.int64)
+        self.first_bucket = np.zeros(0, dtype=np.int64)
+        self.total = np.zeros(0, dtype=np.int64)
+        self.live = np.zeros(0, dtype=bool)
+        self.has_uid = np.zeros(0, dtype=bool)
+        self.rhythm_hash: list[str] = []
+        self.source: list[Source | None] = []
+        self.template_id: list[str] = []
+        self.template: list[str] = []
+        self.severity: list[str] = []
+        self.index: dict[str, int] = {}
+        self._free: list[int] = []
+        self._grow(capacity)
+
+    # -- slots -------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _grow(self, capacity: int) -> None:
+        if capacity <= self.capacity:
+            return
+        pad = capacity - self.capacity
+        for e in (self.rate, self.level, self.dispersion, self.card):
+            e.grow(capacity)
+        self.cusum.grow(capacity)
+        for name in _FLOAT_COLS:
+            setattr(self, name, np.concatenate([getattr(self, name), np.zeros(pad)]))
+        for name in _INT_COLS:
+            setattr(self, name, np.concatenate([getattr(self, name), np.zeros(pad, dtype=np.int64)]))
+        for name in _BOOL_COLS:
+            setattr(self, name, np.concatenate([getattr(self, name), np.zeros(pad, dtype=bool)]))
+        for lst in (self.rhythm_hash, self.template_id, self.template, self.severity):
+            lst.extend([""] * pad)  # type: ignore[attr-defined]
+        self.source.extend([None] * pad)
+        # Lowest free slot first: pop() from the end of a descending list.
+        self._free = list(range(capacity - 1, self.capacity - 1, -1)) + self._free
+        self.capacity = capacity
+
+    def add(
+        self, rhythm_hash: str, source: Source, template_id: str, template: str, severity: str, time_ns: int, bucket: int
+    ) -> int:
+        """A new profile; returns its slot."""
+        if not self._free:
+            self._grow(max(64, 2 * self.capacity))
+        slot = self._free.pop()
+        self.index[rhythm_hash] = slot
+        self.rhythm_hash[slot] = rhythm_hash
+        self.source[slot] = source
+        self.template_id[slot] = template_id
+        self.template[slot] = template
+        self.severity[slot] = severity
+        self.first_seen_ns[slot] = time_ns
+        self.last_seen_ns[slot] = time_ns
+        self.first_bucket[slot] = bucket
+        self.last_bucket[slot] = bucket
+        self.live[slot] = True
+        return slot
+
+    def remove(self, slot: int) -> None:
+        """Forget a profile (eviction); its slot is reused."""
+        del self.index[self.rhythm_hash[slot]]
+        for e in (self.rate, self.level, self.dispersion, self.card):
+            e.clear(slot)
+        self.cusum.clear(slot)
+        for name in _FLOAT_COLS + _INT_COLS + _BOOL_COLS:
+            getattr(self, name)[slot] = 0
+        self.rhythm_hash[slot] = self.template_id[slot] = self.template[slot] = self.severity[slot] = ""
+        self.source[slot] = None
+        self._free.append(slot)
+
+    def idle(self, bucket: int, ttl_buckets: int) -> np.ndarray:
+        """Slots of live profiles without records for `ttl_buckets` buckets."""
+        return np.flatnonzero(self.live & (bucket - self.last_bucket >= ttl_buckets))
+
+    def least_recent(self, k: int, protect: np.ndarray) -> np.ndarray:
+        """The `k` live profiles seen longest ago (not in `protect`), oldest first, ties by slot."""
+        seen = np.where(self.live, self.last_seen_ns, np.iinfo(np.int64).max)
+        seen[protect] = np.iinfo(np.int64).max
+        order = np.lexsort((np.arange(self.capacity), seen))[:k]
+        return order[self.live[order]]
+
+    # -- judging a bucket --------------------------------------------------------------------
+
+    def close(self, bucket: int, counts: np.ndarray, distinct: np.ndarray) -> Verdict:
+        """Judge bucket `bucket` for every profile, then learn from it.
+
+        `counts` and `distinct` are per slot (length `capacity`); `distinct` is 0 where a profile
+        had no unique ids in the bucket.
+        """
+        cfg = self.config
+        p_alarm = cfg.tail_probability
+        log_p_alarm = math.log(p_alarm)
+        live = self.live & (self.first_bucket <= bucket)
+        c = np.where(live, counts, 0.0)
+        n = self.rate.n
+        active = live & (n >= max(1, self.warmup_buckets))
+        mu = self.rate.mean.copy()
+        phi = np.maximum(1.0, np.where(self.dispersion.n > 0, self.dispersion.mean, 1.0))
+        var = np.maximum(np.maximum(self.rate.var, mu * phi), np.maximum(mu, 1e-12))
+        sd = np.sqrt(var)
+        alarms: list[Alarm] = []
+        settle = cfg.settle_sigma
+
+        # Spike: screen, then the exact upper tail for the few candidates.
+        sp = cfg.spike
+        cand = active & (c >= sp.min_count) & (c >= sp.min_ratio * mu) & (c > self.peak)
+        cand &= c > mu + _SCREEN_SIGMA * sd
+        spike_hit = np.zeros(self.capacity, dtype=bool)
+        for s in np.flatnonzero(cand).tolist():
+            p = count_tail(int(c[s]), float(mu[s]), float(var[s])).upper
+            if p < p_alarm:
+                spike_hit[s] = True
+                alarms.append(Alarm(s, AnomalyKind.SPIKE, score_of(p, p_alarm), p, float(mu[s]), float(c[s]), float(mu[s]), float(sd[s])))
+
+        # Drop: one bucket far below an expected count that means something...
+        dr = cfg.drop
+        cand = active & (mu >= dr.min_expected) & (c <= dr.max_ratio * mu) & (c < mu - _SCREEN_SIGMA * sd)
+        drop_p = np.ones(self.capacity)
+        for s in np.flatnonzero(cand).tolist():
+            drop_p[s] = count_tail(int(c[s]), float(mu[s]), float(var[s])).lower
+        # ...or a run of silent buckets that together were expected to hold records.
+        silent = active & (c == 0)
+        over = var > mu * (1.0 + 1e-9)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.where(over, mu * mu / np.where(over, var - mu, 1.0), 1.0)
+            lp0 = np.where(over, -r * np.log1p(mu / np.where(r > 0, r, 1.0)), -mu)
+        self.zrun_logp = np.where(silent, self.zrun_logp + lp0, 0.0)
+        self.zrun_expect = np.where(silent, self.zrun_expect + mu, 0.0)
+        run_hit = silent & (self.zrun_logp < log_p_alarm) & (self.zrun_expect >= dr.min_expected)
+        drop_p = np.where(run_hit, np.minimum(drop_p, np.exp(self.zrun_logp)), drop_p)
+        drop_hit = active & (drop_p < p_alarm)
+        for s in np.flatnonzero(drop_hit).tolist():
+            p = float(drop_p[s])
+            alarms.append(Alarm(s, AnomalyKind.DROP, score_of(p, p_alarm), p, float(mu[s]), float(c[s]), float(mu[s]), float(sd[s]), -1))
+
+        # Drift: two-sided CUSUM on variance-stabilised, standardised residuals.
+        dft = cfg.drift
+        y = 2.0 * np.sqrt(c + 0.375)
+        floor = np.maximum(1.0, dft.min_relative_shift * np.sqrt(mu) / max(dft.slack, 0.05))
+        sy = np.maximum(self.level.std, floor)
+        eligible = active & (mu >= dft.min_mean)
+        z_raw = np.where(eligible, (y - self.level.mean) / sy, 0.0)
+        z = np.clip(z_raw, -dft.clip, dft.clip)
+        up, down = self.cusum.update(z)
+        for s in np.flatnonzero((up | down) & eligible).tolist():
+            direction = 1 if up[s] else -1
+            score = float(min(100.0, 50.0 + 10.0 * abs(z_raw[s])))
+            alarms.append(Alarm(s, AnomalyKind.DRIFT, score, 0.0, float(mu[s]), float(c[s]), float(mu[s]), float(sd[s]), direction))
+
+        # Cardinality: more distinct ids than the baseline, scaled up by the volume, explains.
+        cc = cfg.cardinality
+        cmean = self.card.mean
+        volume = np.maximum(1.0, c / np.maximum(mu, 1e-9))
+        exp_d = np.minimum(cmean * volume, np.maximum(c, cmean))
+        var_d = np.maximum(self.card.var * volume * volume, np.maximum(exp_d, 1e-12))
+        sd_d = np.sqrt(var_d)
+        card_ok = live & self.has_uid & (self.card.n >= max(1, self.warmup_buckets))
+        cand = card_ok & (distinct >= cc.min_distinct) & (distinct >= cc.min_ratio * exp_d)
+        cand &= distinct > exp_d + _SCREEN_SIGMA * sd_d
+        card_hit = np.zeros(self.capacity, dtype=bool)
+        for s in np.flatnonzero(cand).tolist():
+            p = count_tail(round(float(distinct[s])), float(exp_d[s]), float(var_d[s])).upper
+            if p < p_alarm:
+                card_hit[s] = True
+                alarms.append(
+                    Alarm(s, AnomalyKind.CARDINALITY, score_of(p, p_alarm), p, float(exp_d[s]), float(distinct[s]), float(cmean[s]), float(np.sqrt(self.card.var[s])))
+                )
+
+        settled = {
+            AnomalyKind.SPIKE: (c <= mu + settle * sd) | (c < sp.min_count),
+            AnomalyKind.DROP: (c >= mu - settle * sd) & ~run_hit,
+            AnomalyKind.DRIFT: np.abs(z_raw) <= max(dft.slack, 0.5),
+            AnomalyKind.CARDINALITY: distinct <= exp_d + settle * sd_d,
+            AnomalyKind.NOVELTY: np.ones(self.capacity, dtype=bool),
+        }
+
+        # Learn: anomalous buckets only a little, so an anomaly is not normal before it is seen.
+        anomalous = active & (spike_hit | drop_hit)
+        w = np.where(live, np.where(anomalous, cfg.anomaly_update_weight, 1.0), 0.0)
+        pearson = (c - mu) ** 2 / np.maximum(mu, 0.01)
+        learn_disp = live & (n >= 10)
+        self.dispersion.update(pearson, np.where(learn_disp, w, 0.0))
+        self.rate.update(c, w)
+        self.level.update(y, w)
+        self.peak = np.where(live, np.maximum(self.peak * self._peak_decay, np.where(anomalous, 0.0, c)), self.peak)
+        has_d = distinct > 0
+        self.has_uid |= live & has_d
+        wc = np.where(self.has_uid & live, np.where(card_hit, cfg.anomaly_update_weight, 1.0), 0.0)
+        self.card.update(distinct, wc)
+        return Verdict(bucket, c, distinct, mu, sd, alarms, settled)
+
+    # -- read side ---------------------------------------------------------------------------
+
+    def summary(self, slot: int) -> ProfileSummary:
+        cfg = self.config
+        n = float(self.rate.n[slot])
+        src = self.source[slot]
+        assert src is not None
+        return ProfileSummary(
+            rhythm_hash=self.rhythm_hash[slot],
+            source=src,
+            source_key=src.key,
+            template_id=self.template_id[slot],
+            template=self.template[slot],
+            severity=self.severity[slot],
+            first_seen_ns=int(self.first_seen_ns[slot]),
+            last_seen_ns=int(self.last_seen_ns[slot]),
+            total_count=int(self.total[slot]),
+            buckets_seen=round(n),
+            baseline_mean=float(self.rate.mean[slot]),
+            baseline_std=float(math.sqrt(self.rate.var[slot])),
+            distinct_mean=float(self.card.mean[slot]),
+            bucket_seconds=cfg.bucket,
+            state=ProfileState.ACTIVE if n >= max(1, self.warmup_buckets) else ProfileState.LEARNING,
+        )
+
+    # -- state -------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        cols: dict[str, Any] = {name: encode_array(getattr(self, name)) for name in _FLOAT_COLS + _INT_COLS + _BOOL_COLS}
+        for name in ("rate", "level", "dispersion", "card"):
+            e: EWMeanVar = getattr(self, name)
+            cols[name] = {k: encode_array(getattr(e, k)) for k in ("n", "mean", "var")}
+        cols["cusum"] = {"pos": encode_array(self.cusum.pos), "neg": encode_array(self.cusum.neg)}
+        slots = np.flatnonzero(self.live).tolist()
+        sources: dict[str, int] = {}
+        src_list: list[Any] = []
+        meta = []
+        for s in slots:
+            src = self.source[s]
+            assert src is not None
+            if src.key not in sources:
+                sources[src.key] = len(src_list)
+                src_list.append([src.key, [list(a) for a in src.attributes]])
+            meta.append([s, self.rhythm_hash[s], sources[src.key], self.template_id[s], self.template[s], self.severity[s]])
+        return {
+            "version": self.VERSION,
+            "capacity": self.capacity,
+            "free": list(self._free),
+            "columns": cols,
+            "sources": src_list,
+            "profiles": meta,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        check_version(state, self.VERSION, "ProfileTable")
+        fresh = ProfileTable(self.config, 0)
+        fresh._free = []
+        fresh._grow(int(state["capacity"]))
+        cols = state["columns"]
+        for name in _FLOAT_COLS:
+            setattr(fresh, name, decode_array(cols[name], np.float64))
+        for name in _INT_COLS:
+            setattr(fresh, name, decode_array(cols[name], np.int64))
+        for name in _BOOL_COLS:
+            setattr(fresh, name, decode_array(cols[name], bool))
+        for name in ("rate", "level", "dispersion", "card"):
+            e: EWMeanVar = getattr(fresh, name)
+            for k in ("n", "mean", "var"):
+                setattr(e, k, decode_array(cols[name][k], np.float64))
+        fresh.cusum.pos = decode_array(cols["cusum"]["pos"], np.float64)
+        fresh.cusum.neg = decode_array(cols["cusum"]["neg"], np.float64)
+        sources = [Source(key, tuple((a, b) for a, b in attrs)) for key, attrs in state["sources"]]
+        for s, rh, si, tid, tmpl, sev in state["profiles"]:
+            fresh.index[rh] = s
+            fresh.rhythm_hash[s], fresh.source[s] = rh, sources[si]
+            fresh.template_id[s], fresh.template[s], fresh.severity[s] = tid, tmpl, sev
+        fresh._free = [int(x) for x in state["free"]]
+        self.__dict__.update(fresh.__dict__)

@@ -1,0 +1,426 @@
+"""The `Registry`: the registry stage's one face to the pipeline, the app and the control API.
+
+Hot-path calls never wait on PostgreSQL: `filter_batch` (DROP patches), `observe` and
+`check_schema` (schema inference), `is_muted` / `patches` (MUTE and THRESHOLD), and
+`record_anomaly` (queued for the write-behind writer). The async reads serve the control API.
+
+With an empty `registry.dsn`, `start` starts an embedded PostgreSQL under the data directory
+and `shutdown` stops it. `shutdown` is idempotent and safe without `start`; a `start` that
+fails half-way undoes what it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from via_otlp.errors import StartupError, UpstreamError, ViaError
+from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, LogBatch
+from via_otlp.registry._db import as_upstream, init_connection, redact_dsn
+from via_otlp.registry.config import RegistryConfig
+from via_otlp.registry.embedded import EmbeddedPostgres
+from via_otlp.registry.migrate import apply_migrations
+from via_otlp.registry.patches import EMPTY_PATCHES, Patch, PatchSet
+from via_otlp.registry.patchstore import PatchStore
+from via_otlp.registry.records import (
+    AnomalyPage,
+    AnomalyRecord,
+    EvaluationRow,
+    RegistryState,
+    RegistryStatus,
+    WriterStats,
+    decode_page_token,
+    encode_page_token,
+    event_from_json,
+    source_from_json,
+)
+from via_otlp.registry.schemas import SchemaRecord, SchemaTracker, schema_from_snapshot
+from via_otlp.registry.writer import RegistryWriter
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE = 1000
+_ANOMALY_COLUMNS = """episode_id, kind, state, source_key, source_attributes, rhythm_hash,
+    template_id, template, severity, started_ns, ended_ns, time_ns, max_score, muted,
+    explanation, events"""
+
+
+class Registry:
+    """PostgreSQL-backed memory of VIA: patches, schemas, anomalies and evaluation metrics."""
+
+    def __init__(
+        self, config: RegistryConfig, data_dir: str | Path, *, embedded_durable: bool = True
+    ) -> None:
+        self.config = config
+        self.data_dir = Path(data_dir)
+        self.schema_tracker = SchemaTracker(config.schema)
+        self._embedded_durable = embedded_durable
+        self._embedded: EmbeddedPostgres | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._patch_store: PatchStore | None = None
+        self._writer: RegistryWriter | None = None
+        self._schema_task: asyncio.Task[None] | None = None
+        self._dsn = ""
+        self._migrations: tuple[str, ...] = ()
+        self._started = False
+        self._final_writer_stats: WriterStats | None = None
+        self.records_dropped_by_patch = 0
+        self.events_muted = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect (starting the embedded server if no DSN), migrate, load patches and schemas."""
+        if self._started or not self.config.enabled:
+            return
+        self._started = True
+        try:
+            self._dsn = await self._start_database()
+            self._pool = await self._create_pool()
+            async with self._pool.acquire() as conn:
+                self._migrations = tuple(await apply_migrations(conn))
+            self._patch_store = PatchStore(
+                self._pool,
+                self._dsn,
+                refresh_interval=self.config.patch_refresh_interval,
+                connect_timeout=self.config.connect_timeout,
+                retry_max_backoff=self.config.retry_max_backoff,
+            )
+            await self._patch_store.start()
+            await self._restore_schemas()
+            self._writer = self._new_writer(self._pool)
+            await self._writer.start()
+            self._schema_task = asyncio.create_task(
+                self._save_schemas_periodically(), name="via-schema-save"
+            )
+        except BaseException as exc:
+            await self.shutdown()
+            if isinstance(exc, ViaError | asyncio.CancelledError):
+                raise
+            raise StartupError(
+                f"registry: cannot start with PostgreSQL at {redact_dsn(self._dsn) or 'embedded'}: {exc}",
+                hint="check registry.dsn and that the server is up, or set registry.enabled to false",
+            ) from exc
+        log.info(
+            "registry ready (%s)",
+            "embedded PostgreSQL" if self._embedded else redact_dsn(self._dsn),
+        )
+
+    async def shutdown(self) -> None:
+        """Save schemas, write what is buffered (bounded), close, stop the embedded server."""
+        task, self._schema_task = self._schema_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            self._queue_schemas(writer)
+            await writer.shutdown(self.config.shutdown_timeout)
+            self._final_writer_stats = writer.stats()
+        store, self._patch_store = self._patch_store, None
+        if store is not None:
+            await store.shutdown()
+        await self._close_pool()
+        embedded, self._embedded = self._embedded, None
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+        self._started = False
+
+    async def _start_database(self) -> str:
+        if self.config.dsn:
+            return self.config.dsn
+        self._embedded = EmbeddedPostgres(
+            self.data_dir / self.config.embedded_dir,
+            os_user=self.config.embedded_os_user,
+            durable=self._embedded_durable,
+        )
+        return await asyncio.to_thread(self._embedded.start)
+
+    async def _create_pool(self) -> asyncpg.Pool:
+        return await asyncpg.create_pool(
+            self._dsn,
+            min_size=self.config.pool_min_size,
+            max_size=self.config.pool_max_size,
+            timeout=self.config.connect_timeout,
+            command_timeout=self.config.command_timeout,
+            init=init_connection,
+        )
+
+    def _new_writer(self, pool: asyncpg.Pool) -> RegistryWriter:
+        return RegistryWriter(
+            pool,
+            buffer_max=self.config.buffer_max,
+            flush_interval=self.config.flush_interval,
+            flush_max_rows=self.config.flush_max_rows,
+            retry_max_backoff=self.config.retry_max_backoff,
+            acquire_timeout=self.config.connect_timeout,
+        )
+
+    async def _close_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), self.config.shutdown_timeout)
+        except Exception:  # asyncpg's own advice: terminate when close fails
+            pool.terminate()
+
+    # -- hot path (never waits) -----------------------------------------------------------------
+
+    @property
+    def patches(self) -> PatchSet:
+        """The patches in force (immutable; swapped when they change anywhere)."""
+        return self._patch_store.current if self._patch_store is not None else EMPTY_PATCHES
+
+    def filter_batch(self, batch: LogBatch, now_ns: int | None = None) -> LogBatch:
+        """`batch` without the records DROP patches select (counted)."""
+        kept, dropped = self.patches.apply_drops(batch, now_ns)
+        self.records_dropped_by_patch += dropped
+        return kept
+
+    def is_muted(self, event: AnomalyEvent, now_ns: int | None = None) -> bool:
+        """Whether a MUTE patch holds this event back from emission (counted)."""
+        muted = self.patches.is_muted(event, now_ns)
+        self.events_muted += muted
+        return muted
+
+    def observe(self, batch: LogBatch) -> None:
+        """Feed the batch's attribute samples to schema inference."""
+        self.schema_tracker.observe(batch)
+
+    def check_schema(self, now_ns: int) -> list[AnomalyEvent]:
+        """Schema drift events, when a window closed (see `SchemaTracker.check`)."""
+        return self.schema_tracker.check(now_ns)
+
+    def record_anomaly(self, event: AnomalyEvent, *, muted: bool = False) -> bool:
+        """Queue an anomaly event for storage; False when disabled or the buffer is full."""
+        return self._writer.add_event(event, muted=muted) if self._writer is not None else False
+
+    def record_evaluation(self, row: EvaluationRow) -> bool:
+        """Queue an evaluation result for storage; `await flush()` to see it land."""
+        return self._writer.add_evaluation(row) if self._writer is not None else False
+
+    async def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything queued so far is written; False on timeout or when disabled."""
+        return await self._writer.flush(timeout) if self._writer is not None else False
+
+    # -- status -------------------------------------------------------------------------------
+
+    def status(self) -> RegistryStatus:
+        writer = self._writer.stats() if self._writer is not None else self._idle_writer()
+        listening = self._patch_store is not None and self._patch_store.listening
+        if not self.config.enabled or not self._started:
+            state = RegistryState.DISABLED
+        elif writer.state is RegistryState.DEGRADED or not listening:
+            state = RegistryState.DEGRADED
+        else:
+            state = RegistryState.OK
+        return RegistryStatus(
+            state=state,
+            embedded=self._embedded is not None,
+            database=redact_dsn(self._dsn),
+            migrations_applied=self._migrations,
+            writer=writer,
+            patches_active=len(self.patches.active()),
+            patches_listening=listening,
+            records_dropped_by_patch=self.records_dropped_by_patch,
+            events_muted=self.events_muted,
+        )
+
+    def _idle_writer(self) -> WriterStats:
+        if self._final_writer_stats is not None:
+            return self._final_writer_stats
+        return WriterStats(RegistryState.DISABLED, 0, 0, 0, 0, "")
+
+    # -- patches ------------------------------------------------------------------------------
+
+    async def list_patches(self, *, include_inactive: bool = True) -> list[Patch]:
+        return await self._store().list_patches(include_inactive=include_inactive)
+
+    async def get_patch(self, patch_id: str) -> Patch | None:
+        return await self._store().get(patch_id)
+
+    async def upsert_patch(self, patch: Patch) -> Patch:
+        """Create or replace a patch; every instance applies it within a second."""
+        return await self._store().upsert(patch)
+
+    async def delete_patch(self, patch_id: str) -> bool:
+        return await self._store().delete(patch_id)
+
+    def _store(self) -> PatchStore:
+        if self._patch_store is None:
+            raise _not_running()
+        return self._patch_store
+
+    # -- anomalies ----------------------------------------------------------------------------
+
+    async def list_anomalies(
+        self,
+        *,
+        since_ns: int | None = None,
+        kind: AnomalyKind | None = None,
+        source: str | None = None,
+        state: EpisodeState | None = None,
+        limit: int = 100,
+        page_token: str = "",
+    ) -> AnomalyPage:
+        """Episodes newest first (by start), filtered; `since_ns` keeps those with an event since."""
+        where, args = _anomaly_filters(since_ns, kind, source, state, page_token)
+        limit = max(1, min(limit, MAX_PAGE))
+        sql = (
+            f"SELECT {_ANOMALY_COLUMNS} FROM anomalies {where} "
+            f"ORDER BY started_ns DESC, episode_id DESC LIMIT {limit + 1}"
+        )
+        rows = await self._fetch(sql, *args)
+        items = tuple(_anomaly_from_row(r) for r in rows[:limit])
+        token = (
+            encode_page_token(items[-1].started_ns, items[-1].episode_id)
+            if len(rows) > limit
+            else ""
+        )
+        return AnomalyPage(items, token)
+
+    async def get_anomaly(self, episode_id: str) -> AnomalyRecord | None:
+        rows = await self._fetch(
+            f"SELECT {_ANOMALY_COLUMNS} FROM anomalies WHERE episode_id = $1", episode_id
+        )
+        return _anomaly_from_row(rows[0]) if rows else None
+
+    # -- schemas ------------------------------------------------------------------------------
+
+    async def get_schema(self, source_key: str) -> SchemaRecord | None:
+        rows = await self._fetch(
+            "SELECT attributes, profile, created_at, updated_at FROM schemas WHERE source_key = $1",
+            source_key,
+        )
+        return _schema_from_row(rows[0]) if rows else None
+
+    async def list_schemas(self, *, limit: int = 100, after: str = "") -> list[SchemaRecord]:
+        """Schemas in source-key order; pass the last key as `after` for the next page."""
+        limit = max(1, min(limit, MAX_PAGE))
+        rows = await self._fetch(
+            "SELECT attributes, profile, created_at, updated_at FROM schemas "
+            f"WHERE source_key > $1 ORDER BY source_key LIMIT {limit}",
+            after,
+        )
+        return [_schema_from_row(r) for r in rows]
+
+    async def _restore_schemas(self) -> None:
+        """Start schema inference from what the database knows (shared by instances)."""
+        assert self._pool is not None
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                f"SELECT attributes FROM schemas ORDER BY updated_at DESC LIMIT {self.config.schema.max_sources}"
+            )
+        for r in rows:
+            try:
+                self.schema_tracker.restore_source(r["attributes"])
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("ignoring a stored schema snapshot: %s", exc)
+
+    async def _save_schemas_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.schema_save_interval)
+            if self._writer is not None:
+                self._queue_schemas(self._writer)
+
+    def _queue_schemas(self, writer: RegistryWriter) -> None:
+        for row in self.schema_tracker.take_dirty():
+            writer.add_schema(row)
+
+    # -- evaluations --------------------------------------------------------------------------
+
+    async def list_evaluations(
+        self, *, run: str | None = None, limit: int = 100
+    ) -> list[EvaluationRow]:
+        limit = max(1, min(limit, MAX_PAGE))
+        rows = await self._fetch(
+            "SELECT run, scenario, precision, recall, f1, detection_delay_s, params, recorded_at "
+            "FROM evaluation_metrics WHERE ($1::text IS NULL OR run = $1) "
+            f"ORDER BY recorded_at DESC, id DESC LIMIT {limit}",
+            run,
+        )
+        return [EvaluationRow(**dict(r)) for r in rows]
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        if self._pool is None:
+            raise _not_running()
+        try:
+            async with self._pool.acquire(timeout=self.config.connect_timeout) as conn:
+                return list(await conn.fetch(sql, *args))
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            raise as_upstream(exc, "registry query") from exc
+
+
+def _not_running() -> UpstreamError:
+    return UpstreamError(
+        "the registry is not running",
+        retryable=False,
+        hint="set registry.enabled to true and start it",
+    )
+
+
+def _anomaly_filters(
+    since_ns: int | None,
+    kind: AnomalyKind | None,
+    source: str | None,
+    state: EpisodeState | None,
+    page_token: str,
+) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+
+    def add(template: str, *values: Any) -> None:
+        args.extend(values)
+        n = len(args)
+        clauses.append(template.format(*[f"${i}" for i in range(n - len(values) + 1, n + 1)]))
+
+    if since_ns is not None:
+        add("time_ns >= {}", since_ns)
+    if kind is not None:
+        add("kind = {}", AnomalyKind(kind).value)
+    if source:
+        add("source_key = {}", source)
+    if state is not None:
+        add("state = {}", EpisodeState(state).value)
+    if page_token:
+        started, episode_id = decode_page_token(page_token)
+        add("(started_ns, episode_id) < ({}, {})", started, episode_id)
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def _anomaly_from_row(r: asyncpg.Record) -> AnomalyRecord:
+    source = source_from_json({"key": r["source_key"], "attributes": r["source_attributes"]})
+    events = tuple(sorted((event_from_json(e) for e in r["events"]), key=lambda e: e.time_ns))
+    return AnomalyRecord(
+        episode_id=r["episode_id"],
+        kind=AnomalyKind(r["kind"]),
+        state=EpisodeState(r["state"]),
+        source=source,
+        rhythm_hash=r["rhythm_hash"],
+        template_id=r["template_id"],
+        template=r["template"],
+        severity=r["severity"],
+        started_ns=r["started_ns"],
+        ended_ns=r["ended_ns"],
+        time_ns=r["time_ns"],
+        max_score=r["max_score"],
+        muted=r["muted"],
+        explanation=r["explanation"],
+        events=events,
+    )
+
+
+def _schema_from_row(r: asyncpg.Record) -> SchemaRecord:
+    created: datetime = r["created_at"]
+    updated: datetime = r["updated_at"]
+    return SchemaRecord(schema_from_snapshot(r["attributes"]), dict(r["profile"]), created, updated)

@@ -1,0 +1,335 @@
+"""Write-behind to PostgreSQL, off the hot path: anomaly events, schema rows, evaluations.
+
+`add_*` only appends to a bounded buffer and never waits. A background task writes the
+buffer in batches, each in one transaction. When PostgreSQL goes away, rows wait in the
+buffer (a full buffer drops new rows, counted and logged once per outage), the state turns
+`degraded`, and the task retries with jittered backoff until the server is back; nothing
+already buffered is lost. Anomaly writes are idempotent (an event already stored is not
+added twice), so a batch retried after a lost acknowledgement does no harm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import islice
+
+import asyncpg
+
+from via_otlp.model import AnomalyEvent
+from via_otlp.registry._db import is_retryable
+from via_otlp.registry.records import (
+    EvaluationRow,
+    RegistryState,
+    SchemaRow,
+    WriterStats,
+    event_to_json,
+    source_to_json,
+)
+
+log = logging.getLogger(__name__)
+
+_MAX_EVENTS_PER_EPISODE = 64
+
+UPSERT_ANOMALY = f"""
+INSERT INTO anomalies AS a (episode_id, kind, state, source_key, source_attributes, rhythm_hash,
+    template_id, template, severity, started_ns, ended_ns, time_ns, max_score, muted,
+    explanation, events)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, jsonb_build_array($16::jsonb))
+ON CONFLICT (episode_id) DO UPDATE SET
+    state = CASE WHEN EXCLUDED.time_ns >= a.time_ns THEN EXCLUDED.state ELSE a.state END,
+    explanation = CASE WHEN EXCLUDED.time_ns >= a.time_ns THEN EXCLUDED.explanation ELSE a.explanation END,
+    template = CASE WHEN EXCLUDED.time_ns >= a.time_ns THEN EXCLUDED.template ELSE a.template END,
+    ended_ns = GREATEST(a.ended_ns, EXCLUDED.ended_ns),
+    time_ns = GREATEST(a.time_ns, EXCLUDED.time_ns),
+    max_score = GREATEST(a.max_score, EXCLUDED.max_score),
+    muted = a.muted OR EXCLUDED.muted,
+    events = CASE
+        WHEN a.events @> EXCLUDED.events OR jsonb_array_length(a.events) >= {_MAX_EVENTS_PER_EPISODE}
+        THEN a.events ELSE a.events || EXCLUDED.events END,
+    updated_at = now()
+"""
+
+UPSERT_SCHEMA = """
+INSERT INTO schemas AS s (source_key, source_attributes, attributes, profile)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (source_key) DO UPDATE SET
+    source_attributes = EXCLUDED.source_attributes,
+    attributes = EXCLUDED.attributes,
+    profile = EXCLUDED.profile,
+    updated_at = now()
+"""
+
+INSERT_EVALUATION = """
+INSERT INTO evaluation_metrics (run, scenario, precision, recall, f1, detection_delay_s, params, recorded_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8, now()))
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _EventItem:
+    event: AnomalyEvent
+    muted: bool
+
+
+_Item = _EventItem | SchemaRow | EvaluationRow
+
+
+class RegistryWriter:
+    """A bounded write-behind buffer drained into PostgreSQL by one background task."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        buffer_max: int = 20_000,
+        flush_interval: float = 1.0,
+        flush_max_rows: int = 500,
+        retry_max_backoff: float = 5.0,
+        acquire_timeout: float = 10.0,
+    ) -> None:
+        self._pool = pool
+        self._buffer: deque[_Item] = deque()
+        self._buffer_max = buffer_max
+        self._flush_interval = flush_interval
+        self._flush_max_rows = flush_max_rows
+        self._retry_max_backoff = retry_max_backoff
+        self._acquire_timeout = acquire_timeout
+        self._wake = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._state = RegistryState.OK
+        self._written = 0
+        self._dropped = 0
+        self._failed = 0
+        self._last_error = ""
+        self._full_logged = False
+
+    # -- intake (never waits) -------------------------------------------------------------------
+
+    def add_event(self, event: AnomalyEvent, *, muted: bool = False) -> bool:
+        """Queue an anomaly event; False when the buffer is full (counted in `dropped`)."""
+        return self._add(_EventItem(event, muted))
+
+    def add_schema(self, row: SchemaRow) -> bool:
+        """Queue a source's schema snapshot and profile (saved by upsert)."""
+        return self._add(row)
+
+    def add_evaluation(self, row: EvaluationRow) -> bool:
+        """Queue an evaluation result."""
+        return self._add(row)
+
+    def _add(self, item: _Item) -> bool:
+        if len(self._buffer) >= self._buffer_max:
+            self._dropped += 1
+            if not self._full_logged:
+                self._full_logged = True
+                log.warning(
+                    "registry write buffer full (%d rows): dropping new rows until PostgreSQL catches up",
+                    self._buffer_max,
+                )
+            return False
+        self._buffer.append(item)
+        if len(self._buffer) >= self._flush_max_rows:
+            self._wake.set()
+        return True
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._closing.clear()
+            self._task = asyncio.create_task(self._run(), name="via-registry-writer")
+
+    async def shutdown(self, timeout: float = 5.0) -> None:
+        """Write what is buffered (within `timeout`), then stop; idempotent, safe without start."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._closing.set()
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._buffer:
+            log.warning("registry writer stopped with %d rows not written", len(self._buffer))
+
+    async def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything queued so far is written; False if `timeout` passed first."""
+        deadline = time.monotonic() + timeout
+        target = self._written + self._failed + len(self._buffer)
+        while self._written + self._failed < target and self._buffer:
+            if self._task is None or time.monotonic() >= deadline:
+                return False
+            self._wake.set()
+            await asyncio.sleep(0.01)
+        return True
+
+    def stats(self) -> WriterStats:
+        return WriterStats(
+            state=self._state,
+            buffered=len(self._buffer),
+            written=self._written,
+            dropped=self._dropped,
+            failed=self._failed,
+            last_error=self._last_error,
+        )
+
+    # -- the background task --------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = 0.0
+        while True:
+            if not self._buffer:
+                if self._closing.is_set():
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._flush_interval)
+                self._wake.clear()
+                continue
+            batch = list(islice(self._buffer, self._flush_max_rows))
+            try:
+                await self._write_batch(batch)
+            except Exception as exc:
+                if not is_retryable(exc):
+                    self._give_up(batch, exc)
+                    continue
+                backoff = self._on_outage(exc, backoff)
+                if await self._sleep_or_close(backoff):
+                    return
+                continue
+            for _ in batch:
+                self._buffer.popleft()
+            self._on_success()
+            backoff = 0.0
+
+    def _give_up(self, batch: Sequence[_Item], exc: BaseException) -> None:
+        """An error that no retry can fix (a bug): drop the batch, count it, keep going."""
+        log.error("registry dropped %d rows it cannot write", len(batch), exc_info=exc)
+        for _ in batch:
+            self._buffer.popleft()
+        self._failed += len(batch)
+        self._last_error = f"{type(exc).__name__}: {exc}"
+
+    def _on_outage(self, exc: BaseException, backoff: float) -> float:
+        if self._state is not RegistryState.DEGRADED:
+            log.warning("PostgreSQL unreachable, registry writes wait in the buffer: %s", exc)
+        self._state = RegistryState.DEGRADED
+        self._last_error = f"{type(exc).__name__}: {exc}"
+        return min(self._retry_max_backoff, max(0.1, backoff * 2))
+
+    def _on_success(self) -> None:
+        if self._state is RegistryState.DEGRADED:
+            log.info("PostgreSQL is back; registry writes resumed")
+        self._state = RegistryState.OK
+        self._full_logged = False
+
+    async def _sleep_or_close(self, seconds: float) -> bool:
+        """Sleep with full jitter; True if shutdown began meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds * random.uniform(0.5, 1.0))
+        return self._closing.is_set()
+
+    async def _write_batch(self, batch: Sequence[_Item]) -> None:
+        async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
+            try:
+                async with conn.transaction():
+                    await _write_items(conn, batch)
+                self._written += len(batch)
+            except Exception as exc:
+                if is_retryable(exc):
+                    raise
+                await self._write_one_by_one(conn, batch, exc)
+
+    async def _write_one_by_one(
+        self, conn: asyncpg.Connection, batch: Sequence[_Item], first: BaseException
+    ) -> None:
+        """A batch failed for a permanent reason: write rows alone, count the ones that fail."""
+        log.error("registry write failed (%s); retrying the batch row by row", first)
+        for item in batch:
+            try:
+                async with conn.transaction():
+                    await _write_items(conn, [item])
+                self._written += 1
+            except Exception as exc:
+                if is_retryable(exc):
+                    raise
+                self._failed += 1
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                log.error("registry dropped a row it cannot write: %s", exc)
+
+
+async def _write_items(conn: asyncpg.Connection, items: Sequence[_Item]) -> None:
+    events = [i for i in items if isinstance(i, _EventItem)]
+    schemas = {i.source.key: i for i in items if isinstance(i, SchemaRow)}  # latest wins
+    evaluations = [i for i in items if isinstance(i, EvaluationRow)]
+    if events:
+        await conn.executemany(UPSERT_ANOMALY, [_anomaly_args(i) for i in events])
+    if schemas:
+        await conn.executemany(UPSERT_SCHEMA, [_schema_args(r) for r in schemas.values()])
+    if evaluations:
+        await conn.executemany(INSERT_EVALUATION, [_evaluation_args(r) for r in evaluations])
+
+
+def _anomaly_args(item: _EventItem) -> tuple[object, ...]:
+    e = item.event
+    return (
+        e.episode_id,
+        e.kind.value,
+        e.state.value,
+        e.source.key,
+        source_to_json(e.source)["attributes"],
+        e.rhythm_hash,
+        e.template_id,
+        e.template,
+        e.severity,
+        e.started_ns,
+        e.ended_ns,
+        e.time_ns,
+        _finite(e.score),
+        item.muted,
+        e.explanation,
+        _finite_json(event_to_json(e)),
+    )
+
+
+def _schema_args(row: SchemaRow) -> tuple[object, ...]:
+    return (
+        row.source.key,
+        source_to_json(row.source)["attributes"],
+        dict(row.attributes),
+        dict(row.profile),
+    )
+
+
+def _evaluation_args(row: EvaluationRow) -> tuple[object, ...]:
+    return (
+        row.run,
+        row.scenario,
+        row.precision,
+        row.recall,
+        row.f1,
+        row.detection_delay_s,
+        dict(row.params),
+        row.recorded_at,
+    )
+
+
+def _finite(x: float) -> float:
+    """JSON and sorting want finite numbers: clamp infinities, zero NaN."""
+    if x != x:
+        return 0.0
+    return max(-1e300, min(1e300, x))
+
+
+def _finite_json(data: dict[str, object]) -> dict[str, object]:
+    return {k: _finite(v) if isinstance(v, float) else v for k, v in data.items()}
