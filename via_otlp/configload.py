@@ -167,8 +167,8 @@ def _convert(tp: Any, value: Any, path: str, meta: Mapping[str, Any], environ: M
         try:
             return tp(value)
         except ValueError:
-            allowed = ", ".join(repr(m.value) for m in tp)
-            raise ConfigError(path, f"must be one of {allowed}, got {value!r}") from None
+            names = ", ".join(repr(m.value) for m in tp)
+            raise ConfigError(path, f"must be one of {names}, got {value!r}") from None
     return _convert_scalar(tp, value, path, meta)
 
 

@@ -10,6 +10,9 @@ import enum
 from dataclasses import dataclass, field
 
 UNKNOWN_SERVICE = "unknown_service"
+# The instrumentation scope of everything via-otlp emits; intake ignores records that carry it,
+# so a pipeline that loops VIA's output back in cannot feed on itself.
+VIA_SCOPE_NAME = "via-otlp"
 
 
 @dataclass(frozen=True, slots=True)

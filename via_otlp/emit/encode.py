@@ -28,9 +28,8 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from via_otlp import __version__
-from via_otlp.model import AnomalyEvent, EpisodeState, Source
+from via_otlp.model import VIA_SCOPE_NAME, AnomalyEvent, EpisodeState, Source
 
-VIA_SCOPE_NAME = "via-otlp"
 """Instrumentation scope name on everything VIA emits; the intake drops records carrying it."""
 
 VIA_EVENT_NAME = "via.anomaly"

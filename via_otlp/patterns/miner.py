@@ -31,6 +31,7 @@ import enum
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import xxhash
 
@@ -47,7 +48,7 @@ _SPAN_WORD = re.compile(r"[A-Za-z][\w'-]*[,.;:!?]?")
 _MIN_VALUES = 3  # distinct plain words seen at one position before it becomes a variable
 _PREFIX_END = frozenset("=:([{<'\"#@/-")
 FLOOD_ID = "flood"
-_MAX_SCAN = 256  # templates compared when the first token does not lead to a match
+_MAX_SCAN = 64  # templates compared when the first token does not lead to a match
 _MAX_SPAN_CANDIDATES = 64  # templates tried when the token count differs
 
 
@@ -110,6 +111,16 @@ def _is_constant_word(token: str, cache: dict[str, bool] = {}) -> bool:  # noqa:
             and not token.islower()
             and not _HAS_DIGIT.search(token)
         )
+        if len(cache) < 100_000:
+            cache[token] = hit
+    return hit
+
+
+def _is_word(token: str, cache: dict[str, bool] = {}) -> bool:  # noqa: B006
+    """A plain or constant word (never a free variable when compared with another word)."""
+    hit = cache.get(token)
+    if hit is None:
+        hit = _SOFT_WORD.fullmatch(token) is not None or _is_constant_word(token)
         if len(cache) < 100_000:
             cache[token] = hit
     return hit
@@ -422,9 +433,12 @@ class SourceMiner:
         pool = self.by_second.get(key2, [])
         if key2[1] != WILDCARD:
             pool = pool + self.by_second.get((key2[0], WILDCARD), [])
+        wordy = _is_word(tokens[0])
         for template in pool[-_MAX_SCAN:]:
             first = template.tokens[0]
-            if first == tokens[0] or diff_kind(first, tokens[0]) is not Diff.FREE:
+            if first == tokens[0] or (wordy and _is_word(first)):
+                continue  # two words differ softly or hard, never freely: skip the work
+            if diff_kind(first, tokens[0]) is not Diff.FREE:
                 continue
             score, soft = _compare(template.tokens, tokens)
             if score >= best_score and soft < 0:
@@ -556,10 +570,13 @@ class SourceMiner:
             "flooding": self.stats.flooding,
         }
 
-    def load_state(self, state: dict[str, object]) -> None:
+    def load_state(self, state: Any) -> None:
         """Rebuild the model from `to_state` output (caches start empty)."""
-        templates = state.get("templates", [])
-        assert isinstance(templates, list)
-        for tid, tokens, count in templates:
-            self._insert(Template(str(tid), [str(t) for t in tokens], int(count)))
+        if not isinstance(state, dict) or not isinstance(state.get("templates"), list):
+            raise ValueError("a source state must be an object with a 'templates' list")
+        for item in state["templates"]:
+            tid, tokens, count = item
+            if not (isinstance(tid, str) and isinstance(tokens, list) and tokens and isinstance(count, int)):
+                raise ValueError(f"malformed template entry {item!r}")
+            self._insert(Template(tid, [str(t) for t in tokens], count))
         self.stats.flooding = bool(state.get("flooding", False))

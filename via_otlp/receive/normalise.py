@@ -17,9 +17,8 @@ from typing import Any
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from via_otlp.model import UNKNOWN_SERVICE, AttributeSample, LogBatch, Source
+from via_otlp.model import UNKNOWN_SERVICE, VIA_SCOPE_NAME, AttributeSample, LogBatch, Source
 
-VIA_SCOPE_NAME = "via-otlp"
 TEMPLATE_ATTRIBUTE = "log.record.template"
 MAX_RENDER_DEPTH = 16
 MAX_SEVERITY_TEXT = 32

@@ -1,0 +1,114 @@
+"""The pure patch matcher: selectors, rules, expiry, and dropping records from a batch."""
+
+from __future__ import annotations
+
+import pytest
+
+from via_otlp.errors import InputError
+from via_otlp.model import LogBatch, Source
+from via_otlp.registry.patches import Patch, PatchRule, PatchSet
+
+from .conftest import make_event
+
+NOW = 1_700_000_000_000_000_000
+S = 1_000_000_000
+
+
+def test_selector_fields_all_must_match() -> None:
+    p = Patch(PatchRule.DROP, rhythm_hash="h1", source="shop/*", template="GET /health*")
+    ps = PatchSet([p])
+    assert ps.is_dropped("shop/cart", "h1", "GET /health ok", NOW)
+    assert not ps.is_dropped("shop/cart", "h2", "GET /health ok", NOW)
+    assert not ps.is_dropped("bank/ledger", "h1", "GET /health ok", NOW)
+    assert not ps.is_dropped("shop/cart", "h1", "POST /pay", NOW)
+
+
+def test_glob_is_anchored_and_regex_is_searched() -> None:
+    glob = PatchSet([Patch(PatchRule.DROP, template="timeout*")])
+    assert glob.is_dropped("s", "h", "timeout after <*> ms", NOW)
+    assert not glob.is_dropped("s", "h", "read timeout after <*> ms", NOW)
+    regex = PatchSet([Patch(PatchRule.DROP, template=r"re:time(out|d out)")])
+    assert regex.is_dropped("s", "h", "read timed out", NOW)
+    assert not regex.is_dropped("s", "h", "all good", NOW)
+
+
+def test_expiry_and_inactive_stop_a_patch() -> None:
+    p = Patch(PatchRule.DROP, rhythm_hash="h", expires_ns=NOW + 10 * S)
+    ps = PatchSet([p, Patch(PatchRule.DROP, rhythm_hash="x", active=False)])
+    assert ps.is_dropped("s", "h", "t", NOW)
+    assert not ps.is_dropped("s", "h", "t", NOW + 10 * S)
+    assert not ps.is_dropped("s", "x", "t", NOW)
+    assert [q.rhythm_hash for q in ps.active(NOW)] == ["h"]
+
+
+def test_mute_and_threshold_rules() -> None:
+    event = make_event(rhythm_hash="h1", score=5.0)
+    ps = PatchSet(
+        [
+            Patch(PatchRule.MUTE, rhythm_hash="h1"),
+            Patch(PatchRule.THRESHOLD, source=event.source.key, threshold=4.0),
+            Patch(PatchRule.THRESHOLD, rhythm_hash="h1", threshold=6.0),
+        ]
+    )
+    assert ps.is_muted(event, NOW)
+    assert not ps.is_dropped(event.source.key, "h1", event.template, NOW)
+    assert ps.threshold_for(event.source.key, "h1", event.template, NOW) == 6.0  # the largest
+    assert ps.threshold_for("other", "h2", "", NOW) is None
+    assert ps.is_below_threshold(event, NOW)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"rule": PatchRule.DROP},  # selects nothing
+        {"rule": PatchRule.THRESHOLD, "rhythm_hash": "h"},  # no threshold
+        {"rule": PatchRule.THRESHOLD, "rhythm_hash": "h", "threshold": -1.0},
+        {"rule": PatchRule.MUTE, "rhythm_hash": "h", "threshold": 3.0},
+        {"rule": PatchRule.DROP, "template": "re:("},
+        {"rule": "DROP", "rhythm_hash": "h"},
+        {"rule": PatchRule.DROP, "rhythm_hash": "h", "expires_ns": -5},
+    ],
+)
+def test_invalid_patches_are_input_errors(kwargs: dict[str, object]) -> None:
+    with pytest.raises(InputError):
+        Patch(**kwargs)  # type: ignore[arg-type]
+
+
+def _batch() -> LogBatch:
+    sources = [Source("shop/cart", ()), Source("bank/ledger", ())]
+    return LogBatch(
+        sources=sources,
+        source_index=[0, 1, 0, 0, 1],
+        severity=["INFO"] * 5,
+        body=["a", "b", "c", "d", "e"],
+        time_ns=[NOW] * 5,
+        trace_id=[""] * 5,
+        span_id=[""] * 5,
+        unique_id=[""] * 5,
+        event_name=[""] * 5,
+        template_hint=[""] * 5,
+        template_id=["t1", "t1", "t2", "t1", "t2"],
+        template=["health ok", "health ok", "pay <*>", "health ok", "pay <*>"],
+        rhythm_hash=["h1", "h9", "h2", "h1", "h8"],
+    )
+
+
+def test_apply_drops_filters_records_and_counts() -> None:
+    ps = PatchSet([Patch(PatchRule.DROP, source="shop/*", template="health*")])
+    assert ps.drop_mask(_batch(), NOW) == [True, False, False, True, False]
+    kept, dropped = ps.apply_drops(_batch(), NOW)
+    assert dropped == 2
+    assert kept.body == ["b", "c", "e"]
+
+
+def test_no_drop_patch_returns_the_same_batch() -> None:
+    batch = _batch()
+    kept, dropped = PatchSet([Patch(PatchRule.MUTE, rhythm_hash="h1")]).apply_drops(batch, NOW)
+    assert kept is batch and dropped == 0
+
+
+def test_drop_by_source_before_patterns_ran() -> None:
+    batch = _batch()
+    batch.rhythm_hash, batch.template, batch.template_id = [], [], []
+    ps = PatchSet([Patch(PatchRule.DROP, source="bank/*")])
+    assert ps.drop_mask(batch, NOW) == [False, True, False, False, True]
