@@ -311,7 +311,8 @@ class SchemaTracker:
 
     def _top_templates(self, st: _SourceState, now_ns: int) -> tuple[TemplateRate, ...]:
         total = sum(st.templates.values())
-        seconds = max((now_ns - (st.win_started_ns or now_ns)) / 1e9, 1e-9)
+        started = now_ns if st.win_started_ns is None else st.win_started_ns
+        seconds = max((now_ns - started) / 1e9, 1e-9)
         if not total:
             return st.top_templates
         top = st.templates.most_common(self.config.top_templates)

@@ -1,0 +1,255 @@
+"""Template mining on the eight Loghub-2k systems, side by side with Drain3; prints a table.
+
+    python benchmarks/patterns.py [--repeat N] [--rounds N]
+
+For each system: grouping accuracy (GA: a line is right when the set of lines in its predicted
+group equals the set in its true group), parsing accuracy (PA: its final template equals the
+corrected ground truth after whitespace normalisation), and lines/s of mining alone (best of
+`--repeat` runs, each on a fresh model), for via-otlp's miner (one global configuration) and
+for the PyPI `drain3` package with its default configuration, timed alternately in the same run.
+
+Then a mixed stream: the eight systems interleaved as eight sources, first as recorded and then
+in `--rounds - 1` more rounds where every run of digits is replaced by a random number of random
+length (new values, same shapes, as in production), through `PatternStage.apply` in batches of
+1000. Last, the memory of a model holding 100,000 templates (tracemalloc), per template.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gc
+import logging
+import random
+import re
+import time
+import tracemalloc
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from via_otlp.model import LogBatch, Source
+from via_otlp.patterns.config import PatternsConfig
+from via_otlp.patterns.miner import SourceMiner
+from via_otlp.patterns.stage import PatternStage
+
+DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "loghub-2k"
+SYSTEMS = ("HDFS", "Hadoop", "Spark", "Zookeeper", "OpenSSH", "Apache", "Proxifier", "HealthApp")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    lines: list[str]
+    truth: list[str]
+
+
+@dataclass(frozen=True)
+class Score:
+    ga: float
+    pa: float
+    lines_per_s: float
+
+
+def load(name: str) -> Dataset:
+    """The Content and EventTemplate columns of a system's corrected structured CSV."""
+    path = DATA / name / f"{name}_2k.log_structured_corrected.csv"
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return Dataset(name, [r["Content"] for r in rows], [r["EventTemplate"] for r in rows])
+
+
+def grouping_accuracy(predicted: list[str], truth: list[str]) -> float:
+    """Fraction of lines whose predicted group is exactly their true group."""
+    pred_groups: dict[str, set[int]] = defaultdict(set)
+    true_groups: dict[str, set[int]] = defaultdict(set)
+    for i, (p, t) in enumerate(zip(predicted, truth, strict=True)):
+        pred_groups[p].add(i)
+        true_groups[t].add(i)
+    right = 0
+    for members in pred_groups.values():
+        if true_groups[truth[next(iter(members))]] == members:
+            right += len(members)
+    return right / len(truth)
+
+
+def parsing_accuracy(templates: list[str], truth: list[str]) -> float:
+    """Fraction of lines whose template equals the true one (whitespace normalised)."""
+    ok = sum(" ".join(a.split()) == " ".join(b.split()) for a, b in zip(templates, truth, strict=True))
+    return ok / len(truth)
+
+
+def run_via(lines: list[str]) -> tuple[float, list[str], list[str]]:
+    """(seconds, group ids, final templates) of a fresh via-otlp miner over `lines`."""
+    miner = SourceMiner(PatternsConfig())
+    add = miner.add
+    t0 = time.perf_counter()
+    assigned = [add(line) for line in lines]
+    seconds = time.perf_counter() - t0
+    final = [t.resolve() for t in assigned]
+    return seconds, [t.id for t in final], [t.text for t in final]
+
+
+def run_drain3(lines: list[str]) -> tuple[float, list[str], list[str]]:
+    """(seconds, cluster ids, final templates) of a fresh Drain3 (default config)."""
+    from drain3 import TemplateMiner
+    from drain3.template_miner_config import TemplateMinerConfig
+
+    miner = TemplateMiner(config=TemplateMinerConfig())
+    add = miner.add_log_message
+    t0 = time.perf_counter()
+    ids = [add(line)["cluster_id"] for line in lines]
+    seconds = time.perf_counter() - t0
+    clusters = miner.drain.id_to_cluster
+    return seconds, [str(i) for i in ids], [clusters[i].get_template() for i in ids]
+
+
+def measure(ds: Dataset, repeat: int) -> tuple[Score, Score]:
+    """Accuracy once, speed as the best of `repeat` alternating runs of each miner."""
+    best = {"via": float("inf"), "drain3": float("inf")}
+    results = {}
+    for _ in range(repeat):
+        for name, fn in (("via", run_via), ("drain3", run_drain3)):
+            gc.collect()
+            seconds, ids, templates = fn(ds.lines)
+            best[name] = min(best[name], seconds)
+            results[name] = (ids, templates)
+    scores = []
+    for name in ("via", "drain3"):
+        ids, templates = results[name]
+        scores.append(
+            Score(
+                grouping_accuracy(ids, ds.truth),
+                parsing_accuracy(templates, ds.truth),
+                len(ds.lines) / best[name],
+            )
+        )
+    return scores[0], scores[1]
+
+
+_DIGITS = re.compile(r"\d+")
+
+
+def mixed_stream(datasets: list[Dataset], rounds: int, seed: int = 7) -> list[tuple[int, str]]:
+    """(source index, body): the systems interleaved; later rounds get fresh digit values."""
+    rng = random.Random(seed)
+
+    def fresh(m: re.Match[str]) -> str:
+        return str(rng.randrange(10 ** rng.randint(1, max(1, len(m.group()) + 1))))
+
+    stream = []
+    for r in range(rounds):
+        for i in range(len(datasets[0].lines)):
+            for s, ds in enumerate(datasets):
+                if i < len(ds.lines):
+                    body = ds.lines[i] if r == 0 else _DIGITS.sub(fresh, ds.lines[i])
+                    stream.append((s, body))
+    return stream
+
+
+def measure_mixed(datasets: list[Dataset], rounds: int, batch_size: int = 1000) -> tuple[int, float, float]:
+    """(lines, lines/s through PatternStage.apply, lines/s of one Drain3 per source)."""
+    stream = mixed_stream(datasets, rounds)
+    sources = [Source.from_attributes((("service.name", ds.name),)) for ds in datasets]
+    batches = []
+    for start in range(0, len(stream), batch_size):
+        chunk = stream[start : start + batch_size]
+        batches.append(
+            LogBatch(
+                sources=sources,
+                source_index=[s for s, _ in chunk],
+                severity=["INFO"] * len(chunk),
+                body=[b for _, b in chunk],
+                template_hint=[""] * len(chunk),
+            )
+        )
+    stage = PatternStage()
+    gc.collect()
+    t0 = time.perf_counter()
+    for batch in batches:
+        stage.apply(batch)
+    via_rate = len(stream) / (time.perf_counter() - t0)
+
+    from drain3 import TemplateMiner
+    from drain3.template_miner_config import TemplateMinerConfig
+
+    miners = [TemplateMiner(config=TemplateMinerConfig()) for _ in datasets]
+    gc.collect()
+    t0 = time.perf_counter()
+    for s, body in stream:
+        miners[s].add_log_message(body)
+    drain_rate = len(stream) / (time.perf_counter() - t0)
+    return len(stream), via_rate, drain_rate
+
+
+def _word(i: int) -> str:
+    """A distinct lower-case word for every integer (no digits, so masking keeps it)."""
+    letters = []
+    i += 26 * 26
+    while i:
+        i, r = divmod(i, 26)
+        letters.append(chr(97 + r))
+    return "".join(letters)
+
+
+def bytes_per_template(n: int = 100_000) -> tuple[int, float]:
+    """(templates held, bytes per template) of one model fed `n` lines of distinct shapes."""
+    config = PatternsConfig(max_templates_per_source=n)
+    lines = [
+        f"{_word(i)} worker {_word(i * 7 + 3)} finished job {i} in {i % 977} ms with status ok"
+        for i in range(n)
+    ]
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    miner = SourceMiner(config)
+    for line in lines:
+        miner.add(line)
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    held = len(miner.templates)
+    return held, (after - before) / held
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per miner and system")
+    parser.add_argument("--rounds", type=int, default=8, help="rounds of the mixed stream")
+    args = parser.parse_args()
+    logging.disable(logging.CRITICAL)  # drain3 logs every new cluster at INFO
+    datasets = [load(name) for name in SYSTEMS]
+
+    print(f"{'system':<10} | {'GA':>5} {'PA':>5} {'lines/s':>9} | {'drain3 GA':>9} {'PA':>5} {'lines/s':>9} | speed ratio")
+    print("-" * 79)
+    rows = [(ds.name, *measure(ds, args.repeat)) for ds in datasets]
+    for name, via, d3 in rows:
+        ratio = via.lines_per_s / d3.lines_per_s
+        print(
+            f"{name:<10} | {via.ga:5.3f} {via.pa:5.3f} {via.lines_per_s:9,.0f} | "
+            f"{d3.ga:9.3f} {d3.pa:5.3f} {d3.lines_per_s:9,.0f} | {ratio:5.2f}x"
+        )
+    n = len(rows)
+    avg_via = [sum(getattr(r[1], f) for r in rows) / n for f in ("ga", "pa", "lines_per_s")]
+    avg_d3 = [sum(getattr(r[2], f) for r in rows) / n for f in ("ga", "pa", "lines_per_s")]
+    total_via = sum(len(ds.lines) for ds in datasets) / sum(len(ds.lines) / r[1].lines_per_s for ds, r in zip(datasets, rows, strict=True))
+    total_d3 = sum(len(ds.lines) for ds in datasets) / sum(len(ds.lines) / r[2].lines_per_s for ds, r in zip(datasets, rows, strict=True))
+    print("-" * 79)
+    print(
+        f"{'average':<10} | {avg_via[0]:5.3f} {avg_via[1]:5.3f} {total_via:9,.0f} | "
+        f"{avg_d3[0]:9.3f} {avg_d3[1]:5.3f} {total_d3:9,.0f} | {total_via / total_d3:5.2f}x"
+    )
+    print("(average lines/s = all 16,000 lines over the summed best times)")
+    print()
+    lines, via_rate, drain_rate = measure_mixed(datasets, args.rounds)
+    print(
+        f"mixed stream: {lines:,} lines, 8 sources, {args.rounds} rounds (fresh digits after the first):\n"
+        f"  PatternStage.apply (templates + rhythm hashes): {via_rate:,.0f} lines/s\n"
+        f"  drain3 (one TemplateMiner per source, mining only): {drain_rate:,.0f} lines/s"
+    )
+    held, per = bytes_per_template()
+    print(f"memory: {held:,} templates held, {per:,.0f} bytes per template (model + its caches)")
+
+
+if __name__ == "__main__":
+    main()

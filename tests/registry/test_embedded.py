@@ -1,0 +1,106 @@
+"""The embedded server: start and stop, socket only, and starting after a killed run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from via_otlp.errors import StartupError
+from via_otlp.registry.embedded import EmbeddedPostgres
+
+pytestmark = pytest.mark.skipif(bool(os.environ.get("VIA_TEST_DSN")), reason="embedded server not used")
+
+
+async def _select_one(dsn: str) -> tuple[int, str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval("SELECT 1"), await conn.fetchval("SHOW listen_addresses")
+    finally:
+        await conn.close()
+
+
+async def test_start_stop_restart_on_a_unix_socket_only(data_dir: Path) -> None:
+    pg = EmbeddedPostgres(data_dir / "pg", durable=False)
+    pg.stop()  # safe without start
+    try:
+        started = time.monotonic()
+        dsn = pg.start()
+        first = time.monotonic() - started
+        assert "host=%2F" in dsn and "@/" in dsn  # a socket directory, no TCP host
+        assert await _select_one(dsn) == (1, "")
+        pg.stop()
+        pg.stop()  # idempotent
+        started = time.monotonic()
+        assert pg.start() == dsn
+        again = time.monotonic() - started
+        assert await _select_one(dsn) == (1, "")
+        print(f"embedded PostgreSQL: first start {first:.2f}s (with initdb), restart {again:.2f}s")
+    finally:
+        pg.stop()
+
+
+def test_second_process_on_the_same_data_dir_is_refused(data_dir: Path) -> None:
+    a = EmbeddedPostgres(data_dir / "pg", durable=False)
+    b = EmbeddedPostgres(data_dir / "pg", durable=False)
+    try:
+        a.start()
+        with pytest.raises(StartupError, match="another process"):
+            b.start()
+    finally:
+        a.stop()
+        b.stop()
+
+
+async def test_stale_pid_file_of_another_process(data_dir: Path) -> None:
+    """After a crash, postmaster.pid may name a pid now used by something else."""
+    pg = EmbeddedPostgres(data_dir / "pg", durable=False)
+    pg.start()
+    pg.stop()
+    pid_file = data_dir / "pg" / "postmaster.pid"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        pid_file.write_text(f"{sleeper.pid}\n{data_dir / 'pg'}\n0\n5432\n\n\n\nready\n")
+        dsn = pg.start()
+        assert (await _select_one(dsn))[0] == 1
+    finally:
+        pg.stop()
+        sleeper.kill()
+        sleeper.wait()
+
+
+_KILLED_RUN = """
+import os, signal, sys
+from via_otlp.registry.embedded import EmbeddedPostgres
+EmbeddedPostgres(sys.argv[1], durable=False).start()
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _postmaster_pid(pg_dir: Path) -> int:
+    return int((pg_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+
+
+@pytest.mark.parametrize("kill_server", [False, True], ids=["orphan-server", "server-killed-too"])
+async def test_start_after_a_killed_run(data_dir: Path, kill_server: bool) -> None:
+    pg_dir = data_dir / "pg"
+    run = subprocess.run([sys.executable, "-c", _KILLED_RUN, str(pg_dir)], check=False)
+    assert run.returncode == -signal.SIGKILL
+    orphan = _postmaster_pid(pg_dir)
+    if kill_server:
+        os.kill(orphan, signal.SIGKILL)
+        time.sleep(0.2)
+    pg = EmbeddedPostgres(pg_dir, durable=False)
+    try:
+        dsn = pg.start()
+        assert (await _select_one(dsn))[0] == 1
+        assert _postmaster_pid(pg_dir) != orphan
+    finally:
+        pg.stop()
+    assert not Path(f"/proc/{orphan}").exists() or b"postgres" not in Path(f"/proc/{orphan}/cmdline").read_bytes()
