@@ -557,7 +557,7 @@ class SourceMiner:
     def _close_window(self) -> None:
         """Judge the last window: a source making mostly new templates is flooding."""
         ratio = self._window_new / self._window_lines
-        self.stats.flooding = ratio >= self.config.flood_ratio
+        self.stats.flooding = ratio > self.config.flood_ratio
         self._window_lines = 0
         self._window_new = 0
 

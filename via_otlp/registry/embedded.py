@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 _SOCKET_NAME = ".s.PGSQL.5432"
 _MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux; keep a margin
 _LOG_MAX_BYTES = 4 * 1024**2
+_STALE_START_ATTEMPTS = 4
 SUPERUSER = "postgres"
 
 
@@ -98,6 +99,7 @@ class EmbeddedPostgres:
         self._socket_dir: Path | None = None
         self._run_as = _RunAs(None, None)
         self._running = False
+        self._stale_cleared = False
 
     # -- public -------------------------------------------------------------------------------
 
@@ -160,8 +162,8 @@ class EmbeddedPostgres:
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
         self._check_ownership()
-        self._clear_stale_server()
         self._socket_dir = self._choose_socket_dir()
+        self._clear_stale_server()
         self._write_settings()
         self._rotate_log()
 
@@ -230,7 +232,7 @@ class EmbeddedPostgres:
             args += ["--locale=C", "--no-instructions"]
             if not self.durable:
                 args.append("--no-sync")
-            self._run("initdb", *args)
+            self._run("initdb", *args, action="init")
             if self.data_dir.exists():
                 self.data_dir.rmdir()
             tmp.rename(self.data_dir)
@@ -267,8 +269,15 @@ class EmbeddedPostgres:
                 _kill_and_wait(pid)
         else:
             log.info("removing a stale postmaster.pid (pid %d is not our server)", pid)
-        with contextlib.suppress(FileNotFoundError):
-            (self.data_dir / "postmaster.pid").unlink()
+        assert self._socket_dir is not None
+        for path in (
+            self.data_dir / "postmaster.pid",
+            self._socket_dir / f"{_SOCKET_NAME}.lock",
+            self._socket_dir / _SOCKET_NAME,
+        ):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        self._stale_cleared = True
 
     def _pid_from_file(self) -> int | None:
         try:
@@ -320,7 +329,16 @@ class EmbeddedPostgres:
     def _start_server(self) -> None:
         started = time.monotonic()
         log_path = str(self.data_dir / "server.log")
-        self._pg_ctl("start", "-t", str(int(self.start_timeout)), "-l", log_path)
+        # After a killed server its children take a moment to exit and free shared memory.
+        attempts = _STALE_START_ATTEMPTS if self._stale_cleared else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                self._pg_ctl("start", "-t", str(int(self.start_timeout)), "-l", log_path)
+                break
+            except StartupError:
+                if attempt == attempts:
+                    raise
+                time.sleep(0.5)
         log.info(
             "embedded PostgreSQL started in %.2fs (%s)", time.monotonic() - started, self.data_dir
         )
@@ -336,9 +354,9 @@ class EmbeddedPostgres:
                 _kill_and_wait(pid)
 
     def _pg_ctl(self, action: str, *args: str) -> None:
-        self._run("pg_ctl", "-D", str(self.data_dir), "-w", action, *args)
+        self._run("pg_ctl", "-D", str(self.data_dir), "-w", action, *args, action=action)
 
-    def _run(self, program: str, *args: str) -> None:
+    def _run(self, program: str, *args: str, action: str = "") -> None:
         assert self._bin_dir is not None
         cmd = [str(self._bin_dir / program), *args]
         with tempfile.TemporaryFile() as out:
@@ -358,9 +376,15 @@ class EmbeddedPostgres:
                 out.seek(0)
                 text = out.read().decode("utf-8", "replace").strip()
                 raise StartupError(
-                    f"embedded PostgreSQL: {program} {args[-1] if args else ''} failed: {exc}\n{text}",
+                    f"embedded PostgreSQL: {program} {action} failed ({_reason(exc)}): {text[-2000:]}",
                     hint=f"see {self.data_dir / 'server.log'}",
                 ) from None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, subprocess.CalledProcessError):
+        return f"exit status {exc.returncode}"
+    return str(exc)
 
 
 def _is_our_postmaster(pid: int, data_dir: Path) -> bool:

@@ -1,0 +1,152 @@
+"""gRPC end to end: a client in a second process sends gzip-compressed 1,000-record requests to a
+real `via-otlp serve`; records/s accepted and fully processed, and seconds from start to SERVING.
+
+The same client also sends to a null LogsService (accepts and discards, in its own process) in
+the same run: that is the transport ceiling, and the ratio survives a noisy machine.
+Targets: >= 100,000 records/s through via-otlp; < 1.5 s from process start to SERVING.
+
+    python benchmarks/e2e_grpc.py [--requests 300] [--concurrency 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from intake import make_request  # noqa: E402
+
+EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def client(target: str, payloads: list[bytes], concurrency: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    with grpc.insecure_channel(target, compression=grpc.Compression.Gzip) as channel:
+        call = channel.unary_unary(EXPORT, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        retries = 0
+
+        def send(p: bytes) -> None:
+            nonlocal retries
+            while True:
+                try:
+                    call(p, timeout=60)
+                    return
+                except grpc.RpcError as err:
+                    if err.code() != grpc.StatusCode.UNAVAILABLE:
+                        raise
+                    retries += 1
+                    time.sleep(0.05)
+
+        start = time.perf_counter()
+        with futures.ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(send, payloads))
+        out.put((time.perf_counter() - start, retries))
+
+
+def null_server(port: int, ready: mp.Event) -> None:  # type: ignore[valid-type]
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    handler = grpc.unary_unary_rpc_method_handler(lambda req, ctx: b"", request_deserializer=None, response_serializer=None)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("opentelemetry.proto.collector.logs.v1.LogsService", {"Export": handler}),))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    ready.set()
+    server.wait_for_termination()
+
+
+def run_client(target: str, payloads: list[bytes], concurrency: int) -> tuple[float, int]:
+    q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    proc = mp.Process(target=client, args=(target, payloads, concurrency, q))
+    proc.start()
+    result = q.get()
+    proc.join()
+    return result  # type: ignore[no-any-return]
+
+
+def wait_serving(target: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> float:
+    start = time.perf_counter()
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.perf_counter() - start < timeout:
+            if proc.poll() is not None:
+                raise SystemExit(f"via-otlp exited with {proc.returncode}")
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5).status == health_pb2.HealthCheckResponse.SERVING:
+                    return time.perf_counter() - start
+            except grpc.RpcError:
+                time.sleep(0.01)
+    raise SystemExit("via-otlp did not become SERVING")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args()
+    rng = random.Random(7)
+    distinct = [make_request(rng) for _ in range(30)]
+    payloads = [distinct[i % len(distinct)] for i in range(args.requests)]
+    records = args.requests * 1000
+
+    null_port = free_port()
+    ready = mp.Event()
+    null = mp.Process(target=null_server, args=(null_port, ready), daemon=True)
+    null.start()
+    ready.wait(10)
+    null_secs, _ = run_client(f"127.0.0.1:{null_port}", payloads, args.concurrency)
+    null.terminate()
+
+    grpc_port, http_port = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "via.json5"
+        cfg.write_text(json.dumps({
+            "receive": {"grpc": {"endpoint": f"127.0.0.1:{grpc_port}"}, "http": {"endpoint": f"127.0.0.1:{http_port}"}},
+            "state": {"data_dir": tmp}, "emit": {"endpoint": ""}, "log": {"level": "warning"},
+        }))  # fmt: skip
+        via_bin = Path(sys.executable).parent / "via-otlp"
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([str(via_bin), "serve", "--config", str(cfg)], stdout=subprocess.DEVNULL)
+        wait_serving(f"127.0.0.1:{grpc_port}", proc)
+        start_secs = time.perf_counter() - t0
+        try:
+            t1 = time.perf_counter()
+            send_secs, retries = run_client(f"127.0.0.1:{grpc_port}", payloads, args.concurrency)
+            while True:
+                with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/status") as resp:
+                    status = json.loads(resp.read())
+                if status["intake"]["records_consumed"] >= records:
+                    break
+                time.sleep(0.02)
+            total_secs = time.perf_counter() - t1
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+    print(f"requests: {args.requests} x 1000 records, gzip, concurrency {args.concurrency}, cores: {os.cpu_count()}")
+    print(f"null LogsService (transport ceiling): {records / null_secs:>10,.0f} records/s")
+    print(f"via-otlp accepted                   : {records / send_secs:>10,.0f} records/s  (retries {retries})")
+    print(f"via-otlp accepted and processed     : {records / total_secs:>10,.0f} records/s  target >= 100,000")
+    print(f"ratio to ceiling                    : {null_secs / total_secs:>10.2f}")
+    print(f"process start to SERVING            : {start_secs:>10.2f} s          target < 1.5 s")
+
+
+if __name__ == "__main__":
+    main()
