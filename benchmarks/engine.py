@@ -19,7 +19,9 @@ from via_otlp.model import LogBatch, Source
 BUCKET_NS = 10_000_000_000
 
 
-def make_batches(n_batches: int, size: int, n_profiles: int, uid_share: float, seed: int = 1) -> list[LogBatch]:
+def make_batches(
+    n_batches: int, size: int, n_profiles: int, uid_share: float, seed: int = 1
+) -> list[LogBatch]:
     """Batches of `size` records spread over `n_profiles` patterns, 1 s of event time each."""
     rng = np.random.default_rng(seed)
     sources = [Source.from_attributes((("service.name", f"svc{i}"),)) for i in range(20)]
@@ -31,7 +33,12 @@ def make_batches(n_batches: int, size: int, n_profiles: int, uid_share: float, s
         p = rng.choice(n_profiles, size=size, p=weights)
         t0 = k * 1_000_000_000
         times = (t0 + rng.integers(0, 1_000_000_000, size=size)).tolist()
-        uids = [f"user{u}" if r < uid_share else "" for u, r in zip(rng.integers(0, 5000, size).tolist(), rng.random(size).tolist(), strict=True)]
+        uids = [
+            f"user{u}" if r < uid_share else ""
+            for u, r in zip(
+                rng.integers(0, 5000, size).tolist(), rng.random(size).tolist(), strict=True
+            )
+        ]
         tids = [f"{x:032x}" for x in rng.integers(0, 2**62, size=size).tolist()]
         pl = p.tolist()
         out.append(
@@ -51,7 +58,9 @@ def make_batches(n_batches: int, size: int, n_profiles: int, uid_share: float, s
     return out
 
 
-def throughput(label: str, size: int, n_profiles: int, uid_share: float, seconds: int = 300) -> None:
+def throughput(
+    label: str, size: int, n_profiles: int, uid_share: float, seconds: int = 300
+) -> None:
     batches = make_batches(seconds, size, n_profiles, uid_share)
     eng = Engine(DetectConfig(warmup=60))
     gc.collect()
@@ -69,6 +78,22 @@ def throughput(label: str, size: int, n_profiles: int, uid_share: float, seconds
     )
 
 
+def _memory_batch(src: list[Source], ids: range, distinct_per_profile: int) -> LogBatch:
+    rows = [(i, j) for i in ids for j in range(max(1, distinct_per_profile))]
+    return LogBatch(
+        sources=src,
+        source_index=[i % 100 for i, _ in rows],
+        severity=["INFO"] * len(rows),
+        body=[""] * len(rows),
+        time_ns=[1_000_000_000] * len(rows),
+        trace_id=[""] * len(rows),
+        unique_id=[f"u{i}-{j}" if distinct_per_profile else "" for i, j in rows],
+        template_id=[f"{i:012x}" for i, _ in rows],
+        template=[f"GET /api/v1/orders/<*> returned <*> for user <*> ({i})" for i, _ in rows],
+        rhythm_hash=[f"{i:016x}" for i, _ in rows],
+    )
+
+
 def memory(n_profiles: int, distinct_per_profile: int, label: str) -> None:
     gc.collect()
     tracemalloc.start()
@@ -77,31 +102,19 @@ def memory(n_profiles: int, distinct_per_profile: int, label: str) -> None:
     src = [Source.from_attributes((("service.name", f"svc{i}"),)) for i in range(100)]
     chunk = 10_000
     for lo in range(0, n_profiles, chunk):
-        ids = range(lo, min(n_profiles, lo + chunk))
-        rows = [(i, j) for i in ids for j in range(max(1, distinct_per_profile))]
         eng.observe(
-            LogBatch(
-                sources=src,
-                source_index=[i % 100 for i, _ in rows],
-                severity=["INFO"] * len(rows),
-                body=[""] * len(rows),
-                time_ns=[1_000_000_000] * len(rows),
-                trace_id=[""] * len(rows),
-                unique_id=[f"u{i}-{j}" if distinct_per_profile else "" for i, j in rows],
-                template_id=[f"{i:012x}" for i, _ in rows],
-                template=[f"GET /api/v1/orders/<*> returned <*> for user <*> ({i})" for i, _ in rows],
-                rhythm_hash=[f"{i:016x}" for i, _ in rows],
-            )
+            _memory_batch(src, range(lo, min(n_profiles, lo + chunk)), distinct_per_profile)
         )
     gc.collect()
     used = tracemalloc.get_traced_memory()[0] - base
+    eng.tick(3 * BUCKET_NS)  # close the bucket: its sketches go, the learned state stays
+    gc.collect()
+    settled = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
-    print(f"{label:<46} {used / n_profiles:>8,.0f} B/profile at {n_profiles:,} profiles ({used / 2**20:,.1f} MiB)")
-    # Close the open bucket: the per-bucket sketches go, the learned state stays.
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
-    eng.tick(3 * BUCKET_NS)
-    del base
+    print(
+        f"{label:<46} {used / n_profiles:>8,.0f} B/profile with the bucket open, "
+        f"{settled / n_profiles:,.0f} B/profile after it closed ({n_profiles:,} profiles)"
+    )
 
 
 def main() -> None:
@@ -110,7 +123,7 @@ def main() -> None:
     throughput("batch 8192, 1,000 profiles, 50% unique ids", 8192, 1_000, 0.5)
     throughput("batch 1024, 1,000 profiles, no unique ids", 1024, 1_000, 0.0, seconds=1000)
     throughput("batch 8192, 20,000 profiles, no unique ids", 8192, 20_000, 0.0)
-    memory(100_000, 0, "memory, typical (no unique ids, open bucket)")
+    memory(100_000, 0, "memory, typical (no unique ids)")
     memory(100_000, 3, "memory, typical (3 distinct ids each)")
     memory(20_000, 200, "memory, worst (200 ids, dense sketches)")
 

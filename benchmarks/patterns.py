@@ -75,7 +75,9 @@ def grouping_accuracy(predicted: list[str], truth: list[str]) -> float:
 
 def parsing_accuracy(templates: list[str], truth: list[str]) -> float:
     """Fraction of lines whose template equals the true one (whitespace normalised)."""
-    ok = sum(" ".join(a.split()) == " ".join(b.split()) for a, b in zip(templates, truth, strict=True))
+    ok = sum(
+        " ".join(a.split()) == " ".join(b.split()) for a, b in zip(templates, truth, strict=True)
+    )
     return ok / len(truth)
 
 
@@ -147,7 +149,9 @@ def mixed_stream(datasets: list[Dataset], rounds: int, seed: int = 7) -> list[tu
     return stream
 
 
-def measure_mixed(datasets: list[Dataset], rounds: int, batch_size: int = 1000) -> tuple[int, float, float]:
+def measure_mixed(
+    datasets: list[Dataset], rounds: int, batch_size: int = 1000
+) -> tuple[int, float, float]:
     """(lines, lines/s through PatternStage.apply, lines/s of one Drain3 per source)."""
     stream = mixed_stream(datasets, rounds)
     sources = [Source.from_attributes((("service.name", ds.name),)) for ds in datasets]
@@ -194,7 +198,7 @@ def _word(i: int) -> str:
 
 def bytes_per_template(n: int = 100_000) -> tuple[int, float]:
     """(templates held, bytes per template) of one model fed `n` lines of distinct shapes."""
-    config = PatternsConfig(max_templates_per_source=n)
+    config = PatternsConfig(max_templates_per_source=n, flood_ratio=1.0)
     lines = [
         f"{_word(i)} worker {_word(i * 7 + 3)} finished job {i} in {i % 977} ms with status ok"
         for i in range(n)
@@ -220,7 +224,9 @@ def main() -> None:
     logging.disable(logging.CRITICAL)  # drain3 logs every new cluster at INFO
     datasets = [load(name) for name in SYSTEMS]
 
-    print(f"{'system':<10} | {'GA':>5} {'PA':>5} {'lines/s':>9} | {'drain3 GA':>9} {'PA':>5} {'lines/s':>9} | speed ratio")
+    print(
+        f"{'system':<10} | {'GA':>5} {'PA':>5} {'lines/s':>9} | {'drain3 GA':>9} {'PA':>5} {'lines/s':>9} | speed ratio"
+    )
     print("-" * 79)
     rows = [(ds.name, *measure(ds, args.repeat)) for ds in datasets]
     for name, via, d3 in rows:
@@ -232,8 +238,12 @@ def main() -> None:
     n = len(rows)
     avg_via = [sum(getattr(r[1], f) for r in rows) / n for f in ("ga", "pa", "lines_per_s")]
     avg_d3 = [sum(getattr(r[2], f) for r in rows) / n for f in ("ga", "pa", "lines_per_s")]
-    total_via = sum(len(ds.lines) for ds in datasets) / sum(len(ds.lines) / r[1].lines_per_s for ds, r in zip(datasets, rows, strict=True))
-    total_d3 = sum(len(ds.lines) for ds in datasets) / sum(len(ds.lines) / r[2].lines_per_s for ds, r in zip(datasets, rows, strict=True))
+    total_via = sum(len(ds.lines) for ds in datasets) / sum(
+        len(ds.lines) / r[1].lines_per_s for ds, r in zip(datasets, rows, strict=True)
+    )
+    total_d3 = sum(len(ds.lines) for ds in datasets) / sum(
+        len(ds.lines) / r[2].lines_per_s for ds, r in zip(datasets, rows, strict=True)
+    )
     print("-" * 79)
     print(
         f"{'average':<10} | {avg_via[0]:5.3f} {avg_via[1]:5.3f} {total_via:9,.0f} | "

@@ -6,6 +6,7 @@ group of equal values, never per record object, which is what makes Python fast 
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 
@@ -40,11 +41,15 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class AttributeSample:
-    """Attribute keys and value types of one sampled record, for schema inference."""
+    """Attribute keys and value types of one sampled record, for schema inference.
+
+    `record_index` is the sampled record's position in its batch (-1 when unknown).
+    """
 
     source_index: int
     log_attributes: tuple[tuple[str, str], ...]
     resource_attributes: tuple[tuple[str, str], ...]
+    record_index: int = -1
 
 
 @dataclass(slots=True)
@@ -85,8 +90,12 @@ class LogBatch:
         for name in _RECORD_COLUMNS:
             col = getattr(self, name)
             cols[name] = [col[i] for i in keep] if col else []
-        kept = set(keep)
-        samples = [s for s in self.attribute_samples if s.source_index in kept]
+        new_index = {old: new for new, old in enumerate(keep)}
+        samples = [
+            dataclasses.replace(s, record_index=new_index[s.record_index])
+            for s in self.attribute_samples
+            if s.record_index in new_index
+        ]
         return LogBatch(sources=self.sources, attribute_samples=samples, **cols)
 
 

@@ -187,3 +187,15 @@ def test_normalise_never_raises_and_columns_line_up(
     if body.WhichOneof("value") in ("kvlist_value", "array_value"):
         json.loads(batch.body[0])  # compact JSON that parses back
     assert counts.records == 1
+
+
+def test_select_keeps_samples_of_kept_records_only() -> None:
+    req = one_record()
+    sl = req.resource_logs[0].scope_logs[0]
+    for _ in range(5):
+        sl.log_records.append(sl.log_records[0])
+    batch, _ = Normaliser(NormaliseOptions(sample_every=2)).from_request(req, NOW)
+    assert [s.record_index for s in batch.attribute_samples] == [0, 2, 4]
+    kept = batch.select([1, 2, 5])
+    assert len(kept) == 3
+    assert [s.record_index for s in kept.attribute_samples] == [1]  # record 2 is now at index 1

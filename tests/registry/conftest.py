@@ -92,7 +92,9 @@ def fast_config(dsn: str, **overrides: object) -> RegistryConfig:
     return RegistryConfig(**values)  # type: ignore[arg-type]
 
 
-SOURCE = Source.from_attributes((("service.name", "checkout"), ("deployment.environment.name", "prod")))
+SOURCE = Source.from_attributes(
+    (("service.name", "checkout"), ("deployment.environment.name", "prod"))
+)
 
 
 def make_event(

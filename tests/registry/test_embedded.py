@@ -15,7 +15,9 @@ import pytest
 from via_otlp.errors import StartupError
 from via_otlp.registry.embedded import EmbeddedPostgres
 
-pytestmark = pytest.mark.skipif(bool(os.environ.get("VIA_TEST_DSN")), reason="embedded server not used")
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("VIA_TEST_DSN")), reason="embedded server not used"
+)
 
 
 async def _select_one(dsn: str) -> tuple[int, str]:
@@ -103,4 +105,39 @@ async def test_start_after_a_killed_run(data_dir: Path, kill_server: bool) -> No
         assert _postmaster_pid(pg_dir) != orphan
     finally:
         pg.stop()
-    assert not Path(f"/proc/{orphan}").exists() or b"postgres" not in Path(f"/proc/{orphan}/cmdline").read_bytes()
+    assert (
+        not Path(f"/proc/{orphan}").exists()
+        or b"postgres" not in Path(f"/proc/{orphan}/cmdline").read_bytes()
+    )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root must hand the server to an unprivileged user")
+def test_root_with_a_private_directory_uses_shared_copies(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Root running from /root/... (mode 700): the server user cannot reach the binaries or the
+    cluster there, so both are used from /var/tmp/via-otlp instead, and found again next time."""
+    import shutil
+
+    from via_otlp.registry.embedded import find_bin_dir
+
+    private = tmp_path_factory.mktemp("private")
+    private.chmod(0o700)
+    real_bin = find_bin_dir()
+    site = private / "site"
+    shutil.copytree(real_bin.parent, site / real_bin.parent.parent.name / real_bin.parent.name, symlinks=True)
+    libs = real_bin.parent.parent.parent / f"{real_bin.parent.parent.name}.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, site / libs.name, symlinks=True)
+    bin_dir = site / real_bin.parent.parent.name / real_bin.parent.name / real_bin.name
+    first = EmbeddedPostgres(private / "data" / "pg", bin_dir=bin_dir, durable=False)
+    try:
+        first.start()
+        assert str(first.data_dir).startswith("/var/tmp/via-otlp/")
+    finally:
+        first.stop()
+    again = EmbeddedPostgres(private / "data" / "pg", bin_dir=bin_dir, durable=False)
+    try:
+        again.start()
+        assert again.data_dir == first.data_dir
+    finally:
+        again.stop()
+        shutil.rmtree(first.data_dir.parent, ignore_errors=True)

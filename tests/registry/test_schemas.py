@@ -10,16 +10,22 @@ from via_otlp.registry.schemas import AttributeScope, SchemaTracker
 
 S = 1_000_000_000
 WINDOW = 60
-CFG = SchemaDriftConfig(window=WINDOW, min_samples=20, warmup_windows=2, min_weight=0.1, learn_rate=0.2)
+CFG = SchemaDriftConfig(
+    window=WINDOW, min_samples=20, warmup_windows=2, min_weight=0.1, learn_rate=0.2
+)
 API = Source.from_attributes((("service.name", "api"),))
 RES = (("service.name", "string"), ("host.name", "string"))
 
 
 def batch(samples: list[tuple[tuple[str, str], ...]], source: Source = API) -> LogBatch:
-    return LogBatch(sources=[source], attribute_samples=[AttributeSample(0, a, RES) for a in samples])
+    return LogBatch(
+        sources=[source], attribute_samples=[AttributeSample(0, a, RES) for a in samples]
+    )
 
 
-def mixed(n: int, base: tuple[tuple[str, str], ...], extra: tuple[tuple[str, str], ...], share: float):
+def mixed(
+    n: int, base: tuple[tuple[str, str], ...], extra: tuple[tuple[str, str], ...], share: float
+):
     k = int(n * share)
     return [base + extra] * k + [base] * (n - k)
 
@@ -58,7 +64,11 @@ def test_new_key_with_weight_opens_then_resolves() -> None:
     events = c.window(mixed(100, BASE, (("tenant", "string"),), 0.4))
     assert len(events) == 1
     e = events[0]
-    assert (e.kind, e.state, e.template) == (AnomalyKind.SCHEMA, EpisodeState.OPEN, "log attribute tenant")
+    assert (e.kind, e.state, e.template) == (
+        AnomalyKind.SCHEMA,
+        EpisodeState.OPEN,
+        "log attribute tenant",
+    )
     assert e.observed == 0.4 and e.expected == 0.0
     assert "appeared" in e.explanation
     later = c.window(mixed(100, BASE, (("tenant", "string"),), 0.4))
@@ -88,9 +98,9 @@ def test_warmup_and_min_samples_hold_alerts_back() -> None:
     t = SchemaTracker(CFG)
     c = Clock(t)
     assert c.window([BASE] * 100) == []
-    assert c.window([BASE + (("new", "int"),)] * 100) == []  # second window: still warming up
-    t2, c2 = learned()
-    assert c2.window([BASE + (("new", "int"),)] * 5) == []  # too few samples: window carries on
+    assert c.window([(*BASE, ("new", "int"))] * 100) == []  # second window: still warming up
+    _t2, c2 = learned()
+    assert c2.window([(*BASE, ("new", "int"))] * 5) == []  # too few samples: window carries on
 
 
 def test_events_are_deterministic_and_replayable() -> None:
@@ -110,7 +120,9 @@ def test_snapshot_round_trip_keeps_baseline_and_open_episodes() -> None:
     assert t2.snapshot() == snap
     t2.observe(batch(mixed(100, BASE, (("tenant", "string"),), 0.5)))
     resolved = t2.check(c.now + WINDOW * S)
-    assert [(e.episode_id, e.state) for e in resolved] == [(opened[0].episode_id, EpisodeState.RESOLVED)]
+    assert [(e.episode_id, e.state) for e in resolved] == [
+        (opened[0].episode_id, EpisodeState.RESOLVED)
+    ]
 
 
 def test_schema_view_and_dirty_rows() -> None:

@@ -43,7 +43,7 @@ class DriftConfig:
 class CardinalityConfig:
     """Far more distinct unique ids in a bucket than the baseline (and the volume) explain."""
 
-    precision: int = field(default=12, metadata=spec(ge=4, le=16))
+    precision: int = field(default=10, metadata=spec(ge=4, le=16))
     min_distinct: int = field(default=10, metadata=spec(ge=1))
     min_ratio: float = field(default=2.0, metadata=spec(ge=1.0))
 

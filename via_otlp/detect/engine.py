@@ -50,7 +50,7 @@ from via_otlp.detect.episodes import (
     rate_text,
     severity_boost,
 )
-from via_otlp.detect.hll import HyperLogLog
+from via_otlp.detect.hll import HyperLogLog, registers_of
 from via_otlp.detect.profile import Alarm, ProfileSummary, ProfileTable, Verdict
 from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, LogBatch, Source
 
@@ -67,6 +67,7 @@ class EngineStats:
     evictions_capacity: int
     records: int
     late_records: int
+    dropped_records: int
     batches: int
     buckets_closed: int
     open_buckets: int
@@ -113,7 +114,7 @@ class Engine:
         self._forgotten: dict[str, None] = {}  # evicted rhythm hashes: not novel if they return
         self._novel: dict[int, int] = {}  # slot → bucket of its first records
         self._c = dict.fromkeys(
-            ("records", "late_records", "batches", "buckets_closed", "evictions_idle",
+            ("records", "late_records", "dropped_records", "batches", "buckets_closed", "evictions_idle",
              "evictions_capacity", "episodes_opened", "episodes_resolved"), 0,
         )  # fmt: skip
 
@@ -148,15 +149,22 @@ class Engine:
         if len(new_codes):
             events += self._create(batch, codes, new_codes, slot_of_code, t, b)
         rec_slot = slot_of_code[codes]
+        pos = np.flatnonzero(rec_slot >= 0)
+        if len(pos) < n:  # more new patterns than max_profiles allows: counted, not a crash
+            self._c["dropped_records"] += n - len(pos)
+            if len(pos) == 0:
+                return events
 
         # Group by (slot, bucket): one sort, then per-group reductions.
-        bmin = int(b.min())
-        span = int(b.max()) - bmin + 1
-        key = rec_slot * span + (b - bmin)
-        order = np.argsort(key, kind="stable")
-        sk = key[order]
+        bp = b[pos]
+        bmin = int(bp.min())
+        span = int(bp.max()) - bmin + 1
+        key = rec_slot[pos] * span + (bp - bmin)
+        sort = np.argsort(key, kind="stable")
+        order = pos[sort]  # record positions, grouped
+        sk = key[sort]
         starts = np.flatnonzero(np.concatenate(([True], sk[1:] != sk[:-1])))
-        cnt = np.diff(np.append(starts, n))
+        cnt = np.diff(np.append(starts, len(pos)))
         gkey = sk[starts]
         g_slot = gkey // span
         g_bucket = gkey % span + bmin
@@ -206,8 +214,8 @@ class Engine:
             protect = slot_of_code[slot_of_code >= 0]
             victims = table.least_recent(k, protect)
             events += self._evict(victims.tolist(), "evictions_capacity", self._next_close or 0)
-            if len(new_codes) > self.config.max_profiles:
-                new_codes = new_codes[: self.config.max_profiles]  # the rest will be dropped below
+            room = self.config.max_profiles - len(table)
+            new_codes = new_codes[: max(0, room)]  # the rest are dropped (and counted) by observe
         warm = self._source_warmup_ns
         for code in new_codes.tolist():
             i = int(first[code])
@@ -226,8 +234,6 @@ class Engine:
                 del self._forgotten[rh]
             elif ti - known[1] >= warm:
                 self._novel[slot] = bk
-        if (slot_of_code < 0).any():  # more new patterns in one batch than max_profiles: keep what fits
-            raise ValueError("batch: more distinct rhythm hashes than detect.max_profiles")
         return events
 
     def _sample_traces(
@@ -251,6 +257,8 @@ class Engine:
     def _count_unique(
         self, uids: list[str], order: np.ndarray, starts: np.ndarray, cnt: np.ndarray, g_slot: np.ndarray, g_bucket: np.ndarray
     ) -> None:
+        # Hash each distinct id once, split all hashes into HLL registers at once, and keep one
+        # (group, register, rank) triple per distinct value: then each group's sketch is fed once.
         uniq = dict.fromkeys(uids)
         code_of = {u: i for i, u in enumerate(uniq)}
         hv = np.fromiter(
@@ -258,19 +266,23 @@ class Engine:
         )
         valid_u = np.fromiter((bool(u) for u in uniq), dtype=bool, count=len(uniq))
         codes = np.fromiter(map(code_of.__getitem__, uids), dtype=np.int64, count=len(uids))[order]
-        valid = valid_u[codes]
-        per_group = np.add.reduceat(valid.astype(np.int64), starts)
+        group = np.repeat(np.arange(len(starts), dtype=np.int64), cnt)
+        keep = valid_u[codes]
         precision = self.config.cardinality.precision
-        for gi in np.flatnonzero(per_group).tolist():
-            start = int(starts[gi])
-            seg = codes[start : start + int(cnt[gi])]
-            seg = np.unique(seg[valid[start : start + int(cnt[gi])]])
+        idx, rho = registers_of(hv[codes[keep]], precision)
+        packed = np.unique((group[keep] << 24) | (idx << 8) | rho.astype(np.int64))
+        g = packed >> 24
+        idx = (packed >> 8) & 0xFFFF
+        rho = (packed & 0xFF).astype(np.uint8)
+        bounds = np.flatnonzero(np.concatenate(([True], g[1:] != g[:-1], [True])))
+        for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            gi = int(g[lo])
             acc = self._open[int(g_bucket[gi])]
             s = int(g_slot[gi])
             h = acc.hll.get(s)
             if h is None:
                 h = acc.hll[s] = HyperLogLog(precision)
-            h.add_hashes(hv[seg])
+            h.add_registers(idx[lo:hi], rho[lo:hi])
 
     # -- time --------------------------------------------------------------------------------
 
@@ -479,6 +491,7 @@ class Engine:
             evictions_capacity=c["evictions_capacity"],
             records=c["records"],
             late_records=c["late_records"],
+            dropped_records=c["dropped_records"],
             batches=c["batches"],
             buckets_closed=c["buckets_closed"],
             open_buckets=len(self._open),

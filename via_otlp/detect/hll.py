@@ -80,6 +80,15 @@ def _tau(x: float) -> float:
             return z / 3.0
 
 
+def registers_of(hashes: np.ndarray, precision: int) -> tuple[np.ndarray, np.ndarray]:
+    """(register index, rank) of each uint64 hash for a sketch of this precision."""
+    q = 64 - precision
+    idx = (hashes >> np.uint64(q)).astype(np.int64)
+    rest = hashes & np.uint64((1 << q) - 1)
+    rho = q + 1 - _bit_length(rest)
+    return idx, rho.astype(np.uint8)
+
+
 class HyperLogLog:
     """A HyperLogLog sketch of precision 4–16 (``m = 2**precision`` registers)."""
 
@@ -101,11 +110,7 @@ class HyperLogLog:
         return self._sparse is not None
 
     def _split(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        q = np.uint64(self._q)
-        idx = (hashes >> q).astype(np.int64)
-        rest = hashes & np.uint64((1 << self._q) - 1)
-        rho = self._q + 1 - _bit_length(rest)
-        return idx, rho.astype(np.uint8)
+        return registers_of(hashes, self.precision)
 
     def _to_dense(self) -> np.ndarray:
         if self._dense is None:
@@ -121,7 +126,12 @@ class HyperLogLog:
         """Add pre-hashed values (a uint64 array of `hash64` results)."""
         if len(hashes) == 0:
             return
-        idx, rho = self._split(np.asarray(hashes, dtype=np.uint64))
+        self.add_registers(*self._split(np.asarray(hashes, dtype=np.uint64)))
+
+    def add_registers(self, idx: np.ndarray, rho: np.ndarray) -> None:
+        """Add values already split by `registers_of` (for callers that split a whole batch)."""
+        if len(idx) == 0:
+            return
         sparse = self._sparse
         if sparse is not None and len(sparse) + len(idx) <= 4 * self._sparse_limit:
             for i, r in zip(idx.tolist(), rho.tolist(), strict=True):

@@ -28,9 +28,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
     parser.add_argument("file", nargs="?", default="-", help="input file, or - for stdin (default)")
-    parser.add_argument("--config", metavar="FILE", help="via.json5 whose `patterns` section is used")
     parser.add_argument(
-        "--summary", action="store_true", help="print templates with their counts, most frequent first"
+        "--config", metavar="FILE", help="via.json5 whose `patterns` section is used"
+    )
+    parser.add_argument(
+        "--summary",
+        action="store_true",
+        help="print templates with their counts, most frequent first",
     )
     parser.set_defaults(func=run)
 

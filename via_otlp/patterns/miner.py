@@ -19,10 +19,10 @@ cache maps the line with its digits zeroed to the template.
 
 >>> from via_otlp.patterns.config import PatternsConfig
 >>> m = SourceMiner(PatternsConfig())
->>> a = m.add("user alice logged in from 10.0.0.1")
->>> b = m.add("user bob logged in from 10.0.0.2")
->>> a is b, a.text
-(True, 'user <*> logged in from <*>')
+>>> a = m.add("login user=alice from 10.0.0.1 (TID:7f3a)")
+>>> b = m.add("login user=bob from 10.0.0.2 (TID:9c2e)")
+>>> a is b, a.id == b.id, a.text
+(True, True, 'login user=<*> from <*> (TID:<*>)')
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from via_otlp.patterns.config import PatternsConfig
 from via_otlp.patterns.masking import WILDCARD, Masker
 from via_otlp.patterns.prepare import prepare
 
-_ZERO_DIGITS = str.maketrans("0123456789", "0000000000")
+_ZERO_DIGITS = bytes.maketrans(b"0123456789", b"0000000000")
 _HAS_DIGIT = re.compile(r"\d")
 # A token that is a word of constant shape: letters (one upper-case at least), `_`, `.`, `-`.
 _CONSTANT_WORD = re.compile(r"[A-Za-z][A-Za-z_.\-]*[A-Za-z]\W?|[A-Z]")
@@ -48,6 +48,7 @@ _SPAN_WORD = re.compile(r"[A-Za-z][\w'-]*[,.;:!?]?")
 _MIN_VALUES = 3  # distinct plain words seen at one position before it becomes a variable
 _PREFIX_END = frozenset("=:([{<'\"#@/-")
 FLOOD_ID = "flood"
+_MAX_LEAF_SCAN = 512  # most recent templates of a leaf compared with a line
 _MAX_SCAN = 64  # templates compared when the first token does not lead to a match
 _MAX_SPAN_CANDIDATES = 64  # templates tried when the token count differs
 
@@ -92,14 +93,20 @@ class MinerStats:
     flooding: bool = False
 
 
+def _token_key(token: str) -> str:
+    """How a token indexes the tree: ``<*>`` for a variable, ``key=`` for ``key=value``."""
+    if WILDCARD in token:
+        return WILDCARD
+    i = token.find("=")
+    return token[: i + 1] if i > 0 else token
+
+
 def _leaf_key(tokens: list[str]) -> tuple[int, str]:
-    first = tokens[0] if tokens else ""
-    return (len(tokens), WILDCARD if WILDCARD in first else first)
+    return (len(tokens), _token_key(tokens[0]) if tokens else "")
 
 
 def _second_key(tokens: list[str]) -> tuple[int, str]:
-    second = tokens[1] if len(tokens) > 1 else ""
-    return (len(tokens), WILDCARD if WILDCARD in second else second)
+    return (len(tokens), _token_key(tokens[1]) if len(tokens) > 1 else "")
 
 
 def _is_constant_word(token: str, cache: dict[str, bool] = {}) -> bool:  # noqa: B006
@@ -317,13 +324,13 @@ class SourceMiner:
         self.by_first: dict[str, list[Template]] = {}
         self._spans: dict[str, re.Pattern[str] | None] = {}
         self._values: dict[tuple[str, str, int], set[str]] = {}
-        self._by_shape: dict[str, Template] = {}
+        self._by_shape: dict[bytes, Template] = {}
         self._by_body: dict[str, Template] = {}
         self._by_masked: dict[str, Template] = {}
         self._agnostic = self.masker.digit_agnostic
         self._long = 2 * config.max_tokens - 1
         self.stats = MinerStats()
-        self._window_lines = 0
+        self._window_end = config.flood_window
         self._window_new = 0
         self._flood: Template | None = None
 
@@ -333,12 +340,11 @@ class SourceMiner:
         """The template of `body`, learning from it (a new template, or a wider one)."""
         stats = self.stats
         stats.lines += 1
-        self._window_lines += 1
-        if self._window_lines >= self.config.flood_window:
+        if stats.lines >= self._window_end:
             self._close_window()
         # Fast path: a line whose digits-zeroed shape was seen maps to the same template (the
         # masking rules treat all digits alike, see `Masker.digit_agnostic`).
-        shape = body.translate(_ZERO_DIGITS) if self._agnostic else body
+        shape = body.encode().translate(_ZERO_DIGITS) if self._agnostic else body.encode()
         hit = self._by_shape.get(shape)
         if hit is None and self._by_body:
             hit = self._by_body.get(body)
@@ -378,7 +384,7 @@ class SourceMiner:
             body = prepare(body, self.config.max_tokens)
         return self.masker.tokens(body) or [""]
 
-    def _remember(self, cache: dict[str, Template], key: str, template: Template) -> None:
+    def _remember(self, cache: dict[Any, Template], key: Any, template: Template) -> None:
         """Cache a line (exact, or masked) → template; bounded, oldest half dropped when full."""
         size = self.config.fast_path_size
         if size == 0:
@@ -393,9 +399,9 @@ class SourceMiner:
     def _match(self, tokens: list[str]) -> Template | None:
         """The template `tokens` belongs to (widened to fit it), or None for a new one."""
         key = _leaf_key(tokens)
-        candidates = self.leaves.get(key, [])
+        candidates = self.leaves.get(key, [])[-_MAX_LEAF_SCAN:]
         if key[1] != WILDCARD:
-            candidates = candidates + self.leaves.get((key[0], WILDCARD), [])
+            candidates += self.leaves.get((key[0], WILDCARD), [])[-_MAX_LEAF_SCAN:]
         best, soft = self._best(tokens, candidates)
         if best is None:
             best = self._best_any_first(tokens)
@@ -430,11 +436,11 @@ class SourceMiner:
         best: Template | None = None
         best_score = max(self.config.similarity, 0.7)
         key2 = _second_key(tokens)
-        pool = self.by_second.get(key2, [])
+        pool = self.by_second.get(key2, [])[-_MAX_SCAN:]
         if key2[1] != WILDCARD:
-            pool = pool + self.by_second.get((key2[0], WILDCARD), [])
+            pool += self.by_second.get((key2[0], WILDCARD), [])[-_MAX_SCAN:]
         wordy = _is_word(tokens[0])
-        for template in pool[-_MAX_SCAN:]:
+        for template in pool:
             first = template.tokens[0]
             if first == tokens[0] or (wordy and _is_word(first)):
                 continue  # two words differ softly or hard, never freely: skip the work
@@ -471,7 +477,7 @@ class SourceMiner:
         if not pool:
             return None
         line = " ".join(tokens)
-        line_regex: re.Pattern[str] | None | bool = False
+        line_regex: re.Pattern[str] | bool | None = False
         for template in pool[-_MAX_SPAN_CANDIDATES:]:
             if len(template.tokens) == len(tokens):
                 continue
@@ -556,9 +562,9 @@ class SourceMiner:
 
     def _close_window(self) -> None:
         """Judge the last window: a source making mostly new templates is flooding."""
-        ratio = self._window_new / self._window_lines
+        ratio = self._window_new / self.config.flood_window
         self.stats.flooding = ratio > self.config.flood_ratio
-        self._window_lines = 0
+        self._window_end = self.stats.lines + self.config.flood_window
         self._window_new = 0
 
     # -- persistence --------------------------------------------------------------------
@@ -576,7 +582,12 @@ class SourceMiner:
             raise ValueError("a source state must be an object with a 'templates' list")
         for item in state["templates"]:
             tid, tokens, count = item
-            if not (isinstance(tid, str) and isinstance(tokens, list) and tokens and isinstance(count, int)):
+            if not (
+                isinstance(tid, str)
+                and isinstance(tokens, list)
+                and tokens
+                and isinstance(count, int)
+            ):
                 raise ValueError(f"malformed template entry {item!r}")
             self._insert(Template(tid, [str(t) for t in tokens], count))
         self.stats.flooding = bool(state.get("flooding", False))

@@ -77,18 +77,20 @@ class PatternStage:
     def apply(self, batch: LogBatch) -> None:
         """Fill `template_id`, `template` and `rhythm_hash` for every record."""
         keys = [s.key for s in batch.sources]
-        miners = [self.miner(k) for k in keys]
+        adds = [self.miner(k).add for k in keys]
         use_hints = self.config.use_template_hint
         hints = batch.template_hint or [""] * len(batch.body)
         ids: list[str] = []
         templates: list[str] = []
         hashes: list[str] = []
         hash_cache = self._hashes
-        for src, sev, body, hint in zip(batch.source_index, batch.severity, batch.body, hints, strict=True):
+        for src, sev, body, hint in zip(
+            batch.source_index, batch.severity, batch.body, hints, strict=True
+        ):
             if hint and use_hints:
                 tid, text = self._hint_id(hint), hint
             else:
-                template = miners[src].add(body)
+                template = adds[src](body)
                 tid, text = template.id, template.text
             key = (keys[src], sev, tid)
             h = hash_cache.get(key)

@@ -225,7 +225,9 @@ class Normaliser:
                     countdown -= 1
                     if countdown <= 0:
                         countdown = opts.sample_every
-                        batch.attribute_samples.append(_sample(idx, lr.attributes, rl.resource.attributes))
+                        batch.attribute_samples.append(
+                            _sample(idx, len(batch.body) - 1, lr.attributes, rl.resource.attributes)
+                        )
             if src_counted and idx is None:
                 counts.missing_service_name -= 1  # a resource with no records is not worth counting
         self._sample_countdown = countdown
@@ -233,9 +235,12 @@ class Normaliser:
         return batch, counts
 
 
-def _sample(source_index: int, log_attrs: Iterable[KeyValue], resource_attrs: Iterable[KeyValue]) -> AttributeSample:
+def _sample(
+    source_index: int, record_index: int, log_attrs: Iterable[KeyValue], resource_attrs: Iterable[KeyValue]
+) -> AttributeSample:
     return AttributeSample(
         source_index,
         tuple((kv.key, value_type(kv.value)) for kv in log_attrs),
         tuple((kv.key, value_type(kv.value)) for kv in resource_attrs),
+        record_index,
     )

@@ -42,6 +42,8 @@ _MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux; keep a margin
 _LOG_MAX_BYTES = 4 * 1024**2
 _STALE_START_ATTEMPTS = 4
 SUPERUSER = "postgres"
+# Where root keeps what the unprivileged server user must reach when the configured place is private.
+SHARED_DIR = Path("/var/tmp/via-otlp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,50 @@ class _RunAs:
         if self.uid is None:
             return {}
         return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+
+def _reachable(path: Path, uid: int) -> bool:
+    """Whether `uid` can enter `path` and every existing directory above it."""
+    for p in (path, *path.parents):
+        if not p.exists():
+            continue
+        st = p.stat()
+        if not (st.st_uid == uid or st.st_mode & stat.S_IXOTH):
+            return False
+    return True
+
+
+def _make_shared_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o755)
+
+
+def _shared_copy_of_binaries(bin_dir: Path) -> Path:
+    """A copy of the server binaries that any user can run, made once per installation.
+
+    The wheel's binaries find their libraries through an rpath ($ORIGIN/../../../<pkg>.libs), so
+    the copy keeps the same layout: <target>/<pkg>/pginstall/bin and <target>/<pkg>.libs.
+    """
+    install = bin_dir.parent
+    pkg = install.parent
+    libs = pkg.parent / f"{pkg.name}.libs"
+    key = hashlib.sha256(f"{install}:{install.stat().st_mtime_ns}".encode()).hexdigest()[:16]
+    target = SHARED_DIR / f"pginstall-{key}"
+    copied_bin = target / pkg.name / install.name / bin_dir.name
+    if not (copied_bin / "postgres").exists():
+        _make_shared_dir(SHARED_DIR)
+        tmp = Path(tempfile.mkdtemp(prefix=".pginstall-", dir=SHARED_DIR))
+        shutil.copytree(install, tmp / pkg.name / install.name, symlinks=True)
+        if libs.is_dir():
+            shutil.copytree(libs, tmp / libs.name, symlinks=True)
+        for path in (tmp, *tmp.rglob("*")):
+            if path.is_dir() and not path.is_symlink():
+                path.chmod(0o755)
+        with contextlib.suppress(OSError):
+            tmp.rename(target)
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.warning("embedded PostgreSQL: %s is private to root; running a copy of its binaries from %s", install, target)
+    return copied_bin
 
 
 def find_bin_dir() -> Path:
@@ -179,9 +225,31 @@ class EmbeddedPostgres:
             ) from None
         if entry.pw_uid == 0:
             raise StartupError("registry.embedded_os_user must not be root")
+        self._make_reachable(entry.pw_uid)
         self._check_traversable(self.data_dir.parent, entry.pw_uid)
         self._check_traversable(self._bin_dir or find_bin_dir(), entry.pw_uid)
         return _RunAs(entry.pw_uid, entry.pw_gid)
+
+    def _make_reachable(self, uid: int) -> None:
+        """Root running from a private directory (/root/...): `os_user` could not reach the
+        binaries or the cluster there, so use copies under a shared directory instead.
+
+        The binaries are copied once per installation; the cluster moves to a fixed place
+        derived from the configured path, so it is found again on the next start.
+        """
+        bin_dir = self._bin_dir or find_bin_dir()
+        if not _reachable(bin_dir, uid):
+            self._bin_dir = _shared_copy_of_binaries(bin_dir)
+        if not _reachable(self.data_dir.parent, uid):
+            key = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
+            target = SHARED_DIR / f"cluster-{key}" / self.data_dir.name
+            _make_shared_dir(target.parent.parent)
+            _make_shared_dir(target.parent)
+            log.warning(
+                "embedded PostgreSQL: %s is private to root, which PostgreSQL cannot run as; keeping the cluster in %s",
+                self.data_dir.parent, target,
+            )  # fmt: skip
+            self.data_dir = target
 
     def _check_traversable(self, path: Path, uid: int) -> None:
         """Fail early, with the fix, when `uid` could not reach `path` (e.g. under /root)."""
@@ -375,10 +443,22 @@ class EmbeddedPostgres:
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
                 out.seek(0)
                 text = out.read().decode("utf-8", "replace").strip()
+                if action in ("start", "stop"):
+                    text += "\n" + _tail(self.data_dir / "server.log")
                 raise StartupError(
                     f"embedded PostgreSQL: {program} {action} failed ({_reason(exc)}): {text[-2000:]}",
                     hint=f"see {self.data_dir / 'server.log'}",
                 ) from None
+
+
+def _tail(path: Path, size: int = 1500) -> str:
+    """The end of the server log, where PostgreSQL says why it did not start."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def _reason(exc: BaseException) -> str:

@@ -23,11 +23,14 @@ from __future__ import annotations
 import enum
 import fnmatch
 import math
+import operator
 import re
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import compress
+from typing import Any
 
 from via_otlp.errors import InputError
 from via_otlp.model import AnomalyEvent, LogBatch
@@ -189,36 +192,50 @@ class PatchSet:
         t = self.threshold_for(event.source.key, event.rhythm_hash, event.template, now_ns)
         return t is not None and event.score < t
 
-    def drop_mask(self, batch: LogBatch, now_ns: int | None = None) -> list[bool]:
-        """Per record of `batch`: True when a DROP patch selects it.
+    def has_drops(self, now_ns: int | None = None) -> bool:
+        """Whether any DROP patch applies now (the hot path skips everything when not)."""
+        now = time.time_ns() if now_ns is None else now_ns
+        return any(m.patch.applies_at(now) for m in self._by_rule[PatchRule.DROP])
 
-        Decided once per distinct rhythm hash (or source, before patterns ran), not per record.
+    def drop_mask(self, batch: LogBatch, now_ns: int | None = None) -> list[bool]:
+        """Per record of `batch`: True when a DROP patch selects it."""
+        now = time.time_ns() if now_ns is None else now_ns
+        if not self.has_drops(now):
+            return [False] * len(batch)
+        keys, decided = self._decide_drops(batch, now)
+        return list(map(decided.__getitem__, keys))
+
+    def _decide_drops(self, batch: LogBatch, now: int) -> tuple[list[Any], dict[Any, bool]]:
+        """Decide once per distinct rhythm hash, not per record.
+
+        A rhythm hash fixes source, severity and template, so it is a complete key; before the
+        patterns stage ran (no hashes yet), the source is.
         """
         n = len(batch)
-        now = time.time_ns() if now_ns is None else now_ns
-        if not any(m.patch.applies_at(now) for m in self._by_rule[PatchRule.DROP]):
-            return [False] * n
-        hashes = batch.rhythm_hash if len(batch.rhythm_hash) == n else [""] * n
-        templates = batch.template if len(batch.template) == n else [""] * n
-        decided: dict[tuple[int, str], bool] = {}
-        mask = []
-        for i in range(n):
-            key = (batch.source_index[i], hashes[i])
-            d = decided.get(key)
-            if d is None:
-                source_key = batch.sources[key[0]].key
-                d = decided[key] = self.is_dropped(source_key, key[1], templates[i], now)
-            mask.append(d)
-        return mask
+        if len(batch.rhythm_hash) == n and len(batch.template) == n:
+            hashes, templates, index = batch.rhythm_hash, batch.template, batch.source_index
+            first = dict(zip(hashes, range(n), strict=True))  # one record per distinct hash
+            decided = {
+                h: self.is_dropped(batch.sources[index[i]].key, h, templates[i], now)
+                for h, i in first.items()
+            }
+            return hashes, decided
+        sources = dict.fromkeys(batch.source_index)
+        return batch.source_index, {
+            s: self.is_dropped(batch.sources[s].key, "", "", now) for s in sources
+        }
 
     def apply_drops(self, batch: LogBatch, now_ns: int | None = None) -> tuple[LogBatch, int]:
         """`batch` without the records DROP patches select, and how many were dropped."""
-        mask = self.drop_mask(batch, now_ns)
-        dropped = sum(mask)
-        if not dropped:
+        now = time.time_ns() if now_ns is None else now_ns
+        if not self.has_drops(now):
             return batch, 0
-        keep = [i for i, d in enumerate(mask) if not d]
-        return batch.select(keep), dropped
+        keys, decided = self._decide_drops(batch, now)
+        if not any(decided.values()):
+            return batch, 0
+        mask = list(map(decided.__getitem__, keys))
+        keep = list(compress(range(len(mask)), map(operator.not_, mask)))
+        return batch.select(keep), len(mask) - len(keep)
 
 
 EMPTY_PATCHES = PatchSet()

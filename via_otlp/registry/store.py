@@ -1,8 +1,8 @@
 """The `Registry`: the registry stage's one face to the pipeline, the app and the control API.
 
 Hot-path calls never wait on PostgreSQL: `filter_batch` (DROP patches), `observe` and
-`check_schema` (schema inference), `is_muted` / `patches` (MUTE and THRESHOLD), and
-`record_anomaly` (queued for the write-behind writer). The async reads serve the control API.
+`check_schema` (schema inference), `patches` (THRESHOLD, for detect), and `admit_anomaly`
+(records every event, says whether MUTE lets it be emitted). The async reads serve the control API.
 
 With an empty `registry.dsn`, `start` starts an embedded PostgreSQL under the data directory
 and `shutdown` stops it. `shutdown` is idempotent and safe without `start`; a `start` that
@@ -198,6 +198,12 @@ class Registry:
     def check_schema(self, now_ns: int) -> list[AnomalyEvent]:
         """Schema drift events, when a window closed (see `SchemaTracker.check`)."""
         return self.schema_tracker.check(now_ns)
+
+    def admit_anomaly(self, event: AnomalyEvent, now_ns: int | None = None) -> bool:
+        """Record the event (flagged muted if a MUTE patch holds it); True if it is to be emitted."""
+        muted = self.is_muted(event, now_ns)
+        self.record_anomaly(event, muted=muted)
+        return not muted
 
     def record_anomaly(self, event: AnomalyEvent, *, muted: bool = False) -> bool:
         """Queue an anomaly event for storage; False when disabled or the buffer is full."""

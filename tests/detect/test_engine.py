@@ -1,0 +1,232 @@
+"""The engine on deterministic event-time streams: every kind, silence, episodes, state."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from via_otlp.config import parse_config
+from via_otlp.detect import DetectConfig, Engine, ProfileState
+from via_otlp.detect.config import NoveltyConfig
+from via_otlp.errors import ConfigError
+from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, LogBatch, Source
+
+S = 1_000_000_000
+BUCKET = 10 * S
+SRC = Source.from_attributes((("service.name", "checkout"), ("deployment.environment.name", "prod")))
+CFG = DetectConfig(warmup=600, half_life=1800, cooldown=60, novelty=NoveltyConfig(source_warmup=600))
+
+
+def batch(rows: list[tuple]) -> LogBatch:
+    """rows: (rhythm_hash, time_ns[, severity[, unique_id[, trace_id]]])."""
+    n = len(rows)
+    rh = [r[0] for r in rows]
+    return LogBatch(
+        sources=[SRC],
+        source_index=[0] * n,
+        severity=[r[2] if len(r) > 2 else "INFO" for r in rows],
+        body=[""] * n,
+        time_ns=[r[1] for r in rows],
+        trace_id=[r[4] if len(r) > 4 else "" for r in rows],
+        unique_id=[r[3] if len(r) > 3 else "" for r in rows],
+        template_id=[f"T{h}" for h in rh],
+        template=[f"pattern {h} <*>" for h in rh],
+        rhythm_hash=rh,
+    )
+
+
+def steady(rh: str, rate: float, b0: int, b1: int, seed: int = 1, **kw) -> list[LogBatch]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for b in range(b0, b1):
+        k = int(rng.poisson(rate)) if rate else 0
+        out.append(batch([(rh, b * BUCKET + 1 + i, *kw.get("extra", ())) for i in range(k)]))
+    return out
+
+
+def run(eng: Engine, batches: list[LogBatch], flush: bool = True) -> list[AnomalyEvent]:
+    ev: list[AnomalyEvent] = []
+    for b in batches:
+        ev += eng.observe(b)
+    return ev + (eng.flush() if flush else [])
+
+
+def kinds(events: list[AnomalyEvent]) -> list[tuple[str, str]]:
+    return [(e.kind.value, e.state.value) for e in events]
+
+
+def test_spike_opens_then_resolves_with_explanation_and_samples() -> None:
+    eng = Engine(CFG)
+    bs = steady("a" * 16, 3, 0, 720)
+    bs.append(batch([("a" * 16, 720 * BUCKET + i, "ERROR", "", f"{i:032x}") for i in range(60)]))
+    bs += steady("a" * 16, 3, 721, 760, seed=2)
+    ev = run(eng, bs)
+    assert kinds(ev) == [("spike", "open"), ("spike", "resolved")]
+    op, res = ev
+    assert op.observed == 60 and 2 < op.expected < 4 and op.score >= 50
+    assert op.started_ns == 720 * BUCKET and op.time_ns == 721 * BUCKET and op.ended_ns == 0
+    assert res.ended_ns == 721 * BUCKET and res.episode_id == op.episode_id
+    assert len(op.sample_trace_ids) == CFG.max_sample_trace_ids
+    assert op.explanation.startswith("checkout: 'pattern aaaaaaaaaaaaaaaa <*>' 360/min, usually ")
+
+
+def test_small_rates_do_not_alarm_on_a_two() -> None:
+    eng = Engine(CFG)
+    bs = steady("b" * 16, 0.1, 0, 720)
+    bs.append(batch([("b" * 16, 720 * BUCKET + i) for i in range(2)]))
+    assert run(eng, bs) == []
+
+
+def test_silence_in_serve_mode_with_a_controllable_clock() -> None:
+    eng = Engine(CFG)
+    assert run(eng, steady("c" * 16, 20, 0, 360), flush=False) == []
+    ev: list[AnomalyEvent] = []
+    now = 360 * BUCKET
+    while not ev and now < 400 * BUCKET:
+        now += S
+        ev += eng.tick(now)
+    assert kinds(ev) == [("drop", "open")]
+    # First silent bucket is 360; it closes when the clock passes its end plus the lateness.
+    assert ev[0].started_ns == 360 * BUCKET and ev[0].observed == 0
+    assert now - (361 * BUCKET + round(CFG.allowed_lateness * S)) < 2 * S
+    assert "went silent" in ev[0].explanation
+    # Records come back: the drop resolves after the cool-down.
+    ev = run(eng, steady("c" * 16, 20, 420, 440), flush=False)
+    assert kinds(ev) == [("drop", "resolved")]
+
+
+def test_low_rate_template_going_silent_is_a_drop_after_enough_evidence() -> None:
+    eng = Engine(CFG)
+    run(eng, steady("d" * 16, 2, 0, 360), flush=False)
+    ev = eng.tick(420 * BUCKET)
+    assert kinds(ev) == [("drop", "open")]
+    assert ev[0].started_ns >= 365 * BUCKET  # several silent buckets, not the first one
+
+
+def test_replay_sees_no_silence_beyond_its_last_event() -> None:
+    eng = Engine(CFG)
+    run(eng, steady("e" * 16, 20, 0, 360))
+    assert eng.flush() == []
+    assert eng.stats().watermark_ns < 360 * BUCKET
+
+
+def test_drift_catches_a_sustained_small_shift() -> None:
+    eng = Engine(CFG)
+    bs = steady("f" * 16, 50, 0, 720) + steady("f" * 16, 62, 720, 900, seed=5)
+    ev = run(eng, bs)
+    assert ("drift", "open") in kinds(ev)
+    assert "spike" not in {k for k, _ in kinds(ev)}
+    first = next(e for e in ev if e.kind is AnomalyKind.DRIFT)
+    assert 720 * BUCKET <= first.started_ns <= 780 * BUCKET
+    assert "sustained shift up" in first.explanation
+
+
+def test_cardinality_many_distinct_ids() -> None:
+    eng = Engine(CFG)
+    rh = "9" * 16
+    bs = [batch([(rh, b * BUCKET + i, "ERROR", f"user{i % 3}") for i in range(30)]) for b in range(720)]
+    bs.append(batch([(rh, 720 * BUCKET + i, "ERROR", f"user{i}") for i in range(30)]))
+    bs += [batch([(rh, b * BUCKET + i, "ERROR", f"user{i % 3}") for i in range(30)]) for b in range(721, 740)]
+    ev = run(eng, bs)
+    assert kinds(ev) == [("cardinality", "open"), ("cardinality", "resolved")]
+    assert ev[0].observed > 25 and ev[0].expected < 5
+
+
+def test_novelty_after_source_warmup_scored_by_severity() -> None:
+    eng = Engine(CFG)
+    bs = steady("1" * 16, 2, 0, 70)  # source warms up: the first patterns are not novel
+    bs += [batch([("2" * 16, 70 * BUCKET + 5, "INFO")]), batch([("3" * 16, 70 * BUCKET + 6, "ERROR")])]
+    bs += steady("1" * 16, 2, 71, 90)
+    ev = run(eng, bs)
+    opens = [e for e in ev if e.state is EpisodeState.OPEN]
+    assert [(e.kind, e.rhythm_hash) for e in opens] == [(AnomalyKind.NOVELTY, "2" * 16), (AnomalyKind.NOVELTY, "3" * 16)]
+    assert opens[1].score > opens[0].score
+    assert "new ERROR pattern" in opens[1].explanation
+    assert [e.state for e in ev if e.rhythm_hash == "3" * 16] == [EpisodeState.OPEN, EpisodeState.RESOLVED]
+
+
+def test_no_novelty_during_source_warmup() -> None:
+    eng = Engine(CFG)
+    bs = steady("1" * 16, 2, 0, 5) + [batch([("4" * 16, 5 * BUCKET + 1, "ERROR")])]
+    assert run(eng, bs) == []
+
+
+def test_late_records_are_counted_and_folded() -> None:
+    eng = Engine(CFG)
+    eng.observe(batch([("a" * 16, 100 * BUCKET)]))
+    eng.observe(batch([("a" * 16, 200 * BUCKET)]))
+    eng.observe(batch([("a" * 16, 50 * BUCKET)]))
+    st = eng.stats()
+    assert st.late_records == 1 and st.records == 3
+    eng.flush()
+    prof = eng.profile("a" * 16)
+    assert prof is not None and prof.total_count == 3
+
+
+def test_idle_ttl_and_max_profiles_evict_and_count() -> None:
+    eng = Engine(replace(CFG, max_profiles=3, idle_ttl=600))
+    eng.observe(batch([(f"{i:016x}", i * S) for i in range(5)]))  # 5 patterns, room for 3
+    st = eng.stats()
+    assert st.profiles == 3 and st.dropped_records == 2
+    eng.observe(batch([("f" * 16, 200 * BUCKET)]))
+    eng.flush()
+    st = eng.stats()
+    assert st.profiles == 1 and st.evictions_idle >= 1
+
+
+def test_accessors_and_stats() -> None:
+    eng = Engine(CFG)
+    run(eng, steady("a" * 16, 4, 0, 100))
+    (p,) = list(eng.profiles())
+    assert p.rhythm_hash == "a" * 16 and p.source_key == "checkout/prod" and p.state is ProfileState.ACTIVE
+    assert 3 < p.baseline_mean < 5 and p.baseline_std > 0 and p.total_count > 300
+    assert eng.profile("nope") is None
+    assert eng.stats().buckets_closed == 100
+
+
+def mixed_stream() -> list[LogBatch]:
+    bs = steady("a" * 16, 3, 0, 400)
+    bs.append(batch([("a" * 16, 400 * BUCKET + i, "ERROR", f"u{i}", f"{i:032x}") for i in range(50)]))
+    bs += [batch([("2" * 16, 401 * BUCKET + 3, "ERROR")])]
+    bs += steady("a" * 16, 3, 402, 500, seed=9)
+    return bs
+
+
+def test_same_input_same_events_byte_for_byte() -> None:
+    a = run(Engine(CFG), mixed_stream())
+    b = run(Engine(CFG), mixed_stream())
+    assert a and repr(a) == repr(b)
+
+
+@pytest.mark.parametrize("split", [1, 200, 400, 401, 450])
+def test_replay_split_by_snapshot_restore_equals_uninterrupted(split: int) -> None:
+    bs = mixed_stream()
+    whole = run(Engine(CFG), bs)
+    first = Engine(CFG)
+    ev = run(first, bs[:split], flush=False)
+    state = json.loads(json.dumps(first.snapshot()))
+    second = Engine(CFG)
+    second.restore(state)
+    assert json.dumps(second.snapshot()) == json.dumps(first.snapshot())
+    ev += run(second, bs[split:])
+    assert repr(ev) == repr(whole)
+
+
+def test_restore_rejects_other_versions_and_buckets() -> None:
+    state = Engine(CFG).snapshot()
+    with pytest.raises(ValueError, match="version"):
+        Engine(CFG).restore({**state, "version": 0})
+    with pytest.raises(ValueError, match="bucket"):
+        Engine(replace(CFG, bucket=5.0)).restore(state)
+
+
+def test_config_keys_and_errors() -> None:
+    cfg = parse_config('{detect: {bucket: "5s", cusum_typo: 1}}'.replace("cusum_typo: 1", "drift: {threshold: 8}"))
+    assert cfg.detect.bucket == 5.0 and cfg.detect.drift.threshold == 8
+    with pytest.raises(ConfigError, match=r"detect\.drift\.threshold: must be > 0"):
+        parse_config("{detect: {drift: {threshold: -1}}}")
+    with pytest.raises(ConfigError, match=r"detect\.typo: unknown key"):
+        parse_config("{detect: {typo: 1}}")

@@ -1,0 +1,114 @@
+"""The patterns stage: columns, hints, rhythm hashes, stats, snapshot and restart."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from via_otlp.model import LogBatch, Source
+from via_otlp.patterns.config import PatternsConfig
+from via_otlp.patterns.rhythm import rhythm_hash
+from via_otlp.patterns.stage import PatternStage, SnapshotError
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "loghub-2k"
+SOURCES = [
+    Source.from_attributes((("service.name", "a"),)),
+    Source.from_attributes((("service.name", "b"),)),
+]
+
+
+def batch(
+    bodies: list[str], source_index: list[int] | None = None, hints: list[str] | None = None
+) -> LogBatch:
+    n = len(bodies)
+    return LogBatch(
+        sources=SOURCES,
+        source_index=source_index or [0] * n,
+        severity=["INFO"] * n,
+        body=bodies,
+        template_hint=hints or [""] * n,
+    )
+
+
+def test_apply_fills_template_columns_and_rhythm_hashes() -> None:
+    stage = PatternStage()
+    b = batch(
+        ["user=alice logged in from 10.0.0.1", "user=bob logged in from 10.0.0.2", "x"], [0, 0, 1]
+    )
+    stage.apply(b)
+    assert b.template_id[0] == b.template_id[1]
+    assert b.template[1] == "user=<*> logged in from <*>"
+    assert b.rhythm_hash[0] == rhythm_hash("a", "INFO", b.template_id[0])
+    assert b.rhythm_hash[2] == rhythm_hash("b", "INFO", b.template_id[2])
+    assert all(len(t) <= 10 for t in b.template_id)
+
+
+def test_sources_have_separate_models() -> None:
+    stage = PatternStage()
+    b = batch(["disk full", "disk full"], [0, 1])
+    stage.apply(b)
+    assert b.rhythm_hash[0] != b.rhythm_hash[1]
+    assert stage.stats().sources == 2
+
+
+def test_collector_template_hint_is_used() -> None:
+    stage = PatternStage()
+    b = batch(["user 1 in", "user 2 in"], hints=["user <*> in", ""])
+    stage.apply(b)
+    assert b.template[0] == "user <*> in" and b.template_id[0].startswith("h")
+    assert stage.stats().hinted == 1
+    off = PatternStage(PatternsConfig(use_template_hint=False))
+    b = batch(["user 1 in"], hints=["user <*> in"])
+    off.apply(b)
+    assert not b.template_id[0].startswith("h")
+
+
+def test_stats_count_templates_and_fast_path() -> None:
+    stage = PatternStage()
+    stage.apply(batch([f"GET /x/{i} took {i}ms" for i in range(50)]))
+    stats = stage.stats()
+    assert stats.templates == 1 and stats.lines == 50 and stats.fast_path_hits >= 48
+    assert stats.flooding_sources == 0 and stage.flooding_sources() == []
+
+
+def test_sources_are_bounded() -> None:
+    stage = PatternStage(PatternsConfig(max_sources=1))
+    stage.apply(batch(["a b c", "a b c"], [0, 1]))
+    assert stage.stats().sources == 1 and stage.stats().source_evictions == 1
+
+
+def _replay() -> list[str]:
+    with (DATA / "OpenSSH" / "OpenSSH_2k.log_structured_corrected.csv").open(
+        newline="", encoding="utf-8"
+    ) as f:
+        return [r["Content"] for r in csv.DictReader(f)]
+
+
+def test_rhythm_hashes_identical_before_and_after_restart() -> None:
+    lines = _replay()
+    half = len(lines) // 2
+    live = PatternStage()
+    live.apply(batch(lines[:half]))
+    saved = json.dumps(live.snapshot())  # the snapshot is plain JSON: no pickle
+    second_half = batch(lines[half:])
+    live.apply(second_half)
+
+    restarted = PatternStage()
+    restarted.restore(json.loads(saved))
+    replayed = batch(lines[half:])
+    restarted.apply(replayed)
+    assert replayed.rhythm_hash == second_half.rhythm_hash
+    assert replayed.template_id == second_half.template_id
+
+
+def test_restore_rejects_other_versions() -> None:
+    stage = PatternStage()
+    with pytest.raises(SnapshotError, match="version"):
+        stage.restore({"kind": "via-otlp.patterns", "version": 99, "sources": {}})
+    with pytest.raises(SnapshotError, match="source 'x'"):
+        stage.restore(
+            {"kind": "via-otlp.patterns", "version": 1, "sources": {"x": {"templates": [[1]]}}}
+        )
