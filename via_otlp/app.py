@@ -19,12 +19,16 @@ from typing import Any
 
 from via_otlp import __version__
 from via_otlp.config import Config
-from via_otlp.model import LogBatch
+from via_otlp.configload import to_plain
+from via_otlp.detect.engine import Engine
+from via_otlp.emit import Emitter
+from via_otlp.model import AnomalyEvent, LogBatch
 from via_otlp.patterns import PatternStage
 from via_otlp.receive.grpc_server import GrpcServer
 from via_otlp.receive.http_server import HttpServer
 from via_otlp.receive.intake import Intake, IntakeStats, RecordQueue
 from via_otlp.receive.normalise import NormaliseOptions, Normaliser
+from via_otlp.registry import Registry
 from via_otlp.state import STATE_FILE, load_state, save_state
 
 log = logging.getLogger("via_otlp")
@@ -45,28 +49,70 @@ def build_normaliser(config: Config) -> Normaliser:
     )
 
 
-class Pipeline:
-    """Everything after the queue: consumes batches and keeps per-rhythm-hash counts."""
+EventSink = Callable[[list[AnomalyEvent]], None]
 
-    def __init__(self, config: Config, patterns: PatternStage | None = None) -> None:
+
+class Pipeline:
+    """Everything from a decoded request to anomaly events, without sockets.
+
+    `serve` and `replay` share it: intake (normalise, template, DROP patches), then on each
+    batch taken off the queue schema sampling and the detection engine; events go through the
+    registry (recorded; MUTE and THRESHOLD patches decide whether they are emitted) to `sink`.
+    """
+
+    def __init__(self, config: Config, registry: Registry | None = None, sink: EventSink | None = None) -> None:
         self.config = config
-        self.patterns = patterns or PatternStage(config.patterns)
+        self.registry = registry
+        self.sink = sink
+        self.patterns = PatternStage(config.patterns)
+        self.engine = Engine(config.detect)
         self.queue = RecordQueue(config.receive.queue_max_records)
         self.stats = IntakeStats()
-        self.intake = Intake(build_normaliser(config), self.patterns, self.queue, self.stats)
+        drop = registry.filter_batch if registry is not None else None
+        self.intake = Intake(build_normaliser(config), self.patterns, self.queue, self.stats, drop_filter=drop)
         self.rhythm_counts: Counter[str] = Counter()
+        self.events_emitted = 0
+        self.events_suppressed = 0
 
     def consume(self, batch: LogBatch) -> None:
         """Process one batch taken off the queue."""
         self.rhythm_counts.update(batch.rhythm_hash)
         self.stats.records_consumed += len(batch)
+        if self.registry is not None:
+            self.registry.observe(batch)
+        self.dispatch(self.engine.observe(batch))
+
+    def tick(self, now_ns: int) -> None:
+        """Wall clock: let silence close buckets, and judge schemas."""
+        events = self.engine.tick(now_ns)
+        if self.registry is not None:
+            events += self.registry.check_schema(now_ns)
+        self.dispatch(events)
+
+    def finish(self) -> None:
+        """End of a replay: close the buckets the input reached."""
+        self.dispatch(self.engine.flush())
+
+    def dispatch(self, events: list[AnomalyEvent]) -> None:
+        if not events:
+            return
+        if self.registry is not None:
+            admitted = [e for e in events if self.registry.admit_anomaly(e)]
+        else:
+            admitted = events
+        self.events_suppressed += len(events) - len(admitted)
+        self.events_emitted += len(admitted)
+        if admitted and self.sink is not None:
+            self.sink(admitted)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"patterns": self.patterns.snapshot()}
+        return {"patterns": self.patterns.snapshot(), "engine": self.engine.snapshot()}
 
     def restore(self, state: dict[str, Any]) -> None:
         if "patterns" in state:
             self.patterns.restore(state["patterns"])
+        if "engine" in state:
+            self.engine.restore(state["engine"])
 
 
 class App:
@@ -74,7 +120,9 @@ class App:
 
     def __init__(self, config: Config, consume_hook: ConsumeHook | None = None) -> None:
         self.config = config
-        self.pipeline = Pipeline(config)
+        self.registry = Registry(config.registry, config.state.data_dir) if config.registry.enabled else None
+        self.emitter = Emitter(config.emit)
+        self.pipeline = Pipeline(config, self.registry, self.emitter.submit)
         # Test seam: awaited before each batch is consumed (e.g. to make the consumer slow).
         self._consume_hook = consume_hook
         self.grpc = GrpcServer(config.receive.grpc, self.pipeline.intake)
@@ -91,7 +139,11 @@ class App:
         self.state = "starting"
         try:
             self._restore()
+            if self.registry is not None:
+                await self.registry.start()
+            await self.emitter.start()
             self._tasks.append(asyncio.create_task(self._consume_loop(), name="via-consumer"))
+            self._tasks.append(asyncio.create_task(self._tick_loop(), name="via-ticker"))
             self._tasks.append(asyncio.create_task(self._snapshot_loop(), name="via-snapshot"))
             if self.config.receive.grpc.enabled:
                 await self.grpc.start()
@@ -137,6 +189,9 @@ class App:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        await self.emitter.shutdown(grace)
+        if self.registry is not None:
+            await self.registry.shutdown()
         self._save()
         self.state = "stopped"
 
@@ -154,6 +209,15 @@ class App:
                 log.exception("failed to process a batch of %d records", len(batch))
             finally:
                 queue.done(batch)
+
+    async def _tick_loop(self) -> None:
+        interval = min(1.0, self.config.detect.bucket / 4)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.pipeline.tick(time.time_ns())
+            except Exception:
+                log.exception("the wall-clock tick failed")
 
     async def _snapshot_loop(self) -> None:
         while True:
@@ -184,6 +248,11 @@ class App:
             "queue": {"depth": p.queue.depth, "capacity": p.queue.max_records},
             "intake": p.stats.as_dict(),
             "rhythm_hashes": len(p.rhythm_counts),
+            "patterns": to_plain(p.patterns.stats()),
+            "detect": to_plain(p.engine.stats()),
+            "events": {"emitted": p.events_emitted, "suppressed": p.events_suppressed},
+            "emit": to_plain(self.emitter.stats()),
+            "registry": to_plain(self.registry.status()) if self.registry is not None else {"state": "disabled"},
         }
         if "rhythms" in detail:
             out["rhythm_counts"] = dict(p.rhythm_counts.most_common(MAX_RHYTHMS_SHOWN))

@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
         "exporter); ndjson: one record per line; text: raw log lines; auto (default): guess",
     )  # fmt: skip
     p.add_argument("--service", default="unknown_service", help="service.name for text lines and NDJSON records without one")
+    p.add_argument(
+        "--anomalies-out", metavar="FILE",
+        help="write every anomaly event as one JSON object per line to FILE (default: print them to stdout)",
+    )  # fmt: skip
     _config_arg(p)
     p.set_defaults(func=cmd_replay)
 
@@ -99,11 +103,17 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from via_otlp.app import Pipeline
+    from via_otlp.emit import JsonLinesSink
+    from via_otlp.emit.console import ConsoleWriter
     from via_otlp.replay import Format, Progress, ReplayProblems, read_requests
 
     config = load_config(args.config)
     _setup_logging(config)
-    pipeline = Pipeline(config)
+    sink = JsonLinesSink(args.anomalies_out) if args.anomalies_out else None
+    console = ConsoleWriter(sys.stdout, config.emit.error_score)
+    if sink is not None:
+        sink.open()
+    pipeline = Pipeline(config, sink=sink.write if sink is not None else console.write)
     problems = ReplayProblems()
     progress = Progress()
     started = time.monotonic()
@@ -113,14 +123,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 batch = pipeline.intake.process(pipeline.intake.prepare_request(request))
                 pipeline.consume(batch)
                 progress.add_records(len(batch))
+        pipeline.finish()
     finally:
         progress.close()
+        if sink is not None:
+            sink.close()
     elapsed = time.monotonic() - started
     stats = pipeline.stats
     print(
         f"replayed {stats.records_consumed:,} records from {len(args.files)} file(s) in {elapsed:.2f}s "
         f"({stats.records_consumed / max(elapsed, 1e-9):,.0f} records/s): "
-        f"{len(pipeline.rhythm_counts):,} rhythm hashes",
+        f"{len(pipeline.rhythm_counts):,} rhythm hashes, {pipeline.events_emitted:,} anomaly events"
+        + (f" written to {args.anomalies_out}" if sink is not None else ""),
         file=sys.stderr,
     )
     if problems.count:

@@ -19,6 +19,7 @@ from via_otlp.detect.config import DetectConfig
 from via_otlp.emit.config import EmitConfig
 from via_otlp.errors import ConfigError
 from via_otlp.patterns.config import PatternsConfig
+from via_otlp.registry.config import RegistryConfig
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "via.json5"
 
@@ -97,6 +98,7 @@ class Config:
     patterns: PatternsConfig = field(default_factory=PatternsConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
     emit: EmitConfig = field(default_factory=EmitConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
     state: StateConfig = field(default_factory=StateConfig)
     log: LogConfig = field(default_factory=LogConfig)
 

@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from via_otlp.detect.cusum import Cusum
 from via_otlp.detect.ewma import EWMeanVar
 from via_otlp.detect.hll import HyperLogLog
-from via_otlp.detect.tails import count_tail, log_p_zero, nbinom_cdf, nbinom_sf, poisson_cdf, poisson_sf
+from via_otlp.detect.tails import (
+    count_tail,
+    log_p_zero,
+    nbinom_cdf,
+    nbinom_sf,
+    poisson_cdf,
+    poisson_sf,
+)
 
 
 def poisson_pmf(k: int, mu: float) -> float:
@@ -23,7 +30,13 @@ def poisson_pmf(k: int, mu: float) -> float:
 def nbinom_pmf(k: int, mean: float, var: float) -> float:
     r = mean * mean / (var - mean)
     p = r / (r + mean)
-    return math.exp(math.lgamma(k + r) - math.lgamma(r) - math.lgamma(k + 1) + r * math.log(p) + k * math.log1p(-p))
+    return math.exp(
+        math.lgamma(k + r)
+        - math.lgamma(r)
+        - math.lgamma(k + 1)
+        + r * math.log(p)
+        + k * math.log1p(-p)
+    )
 
 
 @given(st.integers(0, 60), st.floats(0.01, 80))
@@ -48,7 +61,9 @@ def test_closed_forms() -> None:
     assert log_p_zero(2.0, 2.0) == -2.0
     assert log_p_zero(3.0, 12.0) == pytest.approx(math.log(0.25))
     # Far tails stay accurate (no 1 - (1 - tiny)).
-    assert poisson_sf(48, 2.0) == pytest.approx(math.fsum(poisson_pmf(i, 2.0) for i in range(48, 200)), rel=1e-9)
+    assert poisson_sf(48, 2.0) == pytest.approx(
+        math.fsum(poisson_pmf(i, 2.0) for i in range(48, 200)), rel=1e-9
+    )
 
 
 def test_small_rates_do_not_alarm_on_two() -> None:

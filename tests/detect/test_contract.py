@@ -29,7 +29,9 @@ def feed_hll(h: HyperLogLog, xs: np.ndarray) -> Any:
     return h.cardinality
 
 
-ALGOS: list[tuple[str, Callable[[], Any], Callable[[Any, np.ndarray], Any], Callable[[dict], Any]]] = [
+ALGOS: list[
+    tuple[str, Callable[[], Any], Callable[[Any, np.ndarray], Any], Callable[[dict], Any]]
+] = [
     ("ewma", lambda: EWMeanVar(7), feed_ewma, EWMeanVar.from_snapshot),
     ("ewma-array", lambda: EWMeanVar(7, 0), None, EWMeanVar.from_snapshot),  # type: ignore[list-item]
     ("cusum", lambda: Cusum(0.5, 4), feed_cusum, Cusum.from_snapshot),

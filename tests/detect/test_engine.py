@@ -16,8 +16,12 @@ from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, LogBatch, So
 
 S = 1_000_000_000
 BUCKET = 10 * S
-SRC = Source.from_attributes((("service.name", "checkout"), ("deployment.environment.name", "prod")))
-CFG = DetectConfig(warmup=600, half_life=1800, cooldown=60, novelty=NoveltyConfig(source_warmup=600))
+SRC = Source.from_attributes(
+    (("service.name", "checkout"), ("deployment.environment.name", "prod"))
+)
+CFG = DetectConfig(
+    warmup=600, half_life=1800, cooldown=60, novelty=NoveltyConfig(source_warmup=600)
+)
 
 
 def batch(rows: list[tuple]) -> LogBatch:
@@ -127,9 +131,15 @@ def test_drift_catches_a_sustained_small_shift() -> None:
 def test_cardinality_many_distinct_ids() -> None:
     eng = Engine(CFG)
     rh = "9" * 16
-    bs = [batch([(rh, b * BUCKET + i, "ERROR", f"user{i % 3}") for i in range(30)]) for b in range(720)]
+    bs = [
+        batch([(rh, b * BUCKET + i, "ERROR", f"user{i % 3}") for i in range(30)])
+        for b in range(720)
+    ]
     bs.append(batch([(rh, 720 * BUCKET + i, "ERROR", f"user{i}") for i in range(30)]))
-    bs += [batch([(rh, b * BUCKET + i, "ERROR", f"user{i % 3}") for i in range(30)]) for b in range(721, 740)]
+    bs += [
+        batch([(rh, b * BUCKET + i, "ERROR", f"user{i % 3}") for i in range(30)])
+        for b in range(721, 740)
+    ]
     ev = run(eng, bs)
     assert kinds(ev) == [("cardinality", "open"), ("cardinality", "resolved")]
     assert ev[0].observed > 25 and ev[0].expected < 5
@@ -138,19 +148,28 @@ def test_cardinality_many_distinct_ids() -> None:
 def test_novelty_after_source_warmup_scored_by_severity() -> None:
     eng = Engine(CFG)
     bs = steady("1" * 16, 2, 0, 70)  # source warms up: the first patterns are not novel
-    bs += [batch([("2" * 16, 70 * BUCKET + 5, "INFO")]), batch([("3" * 16, 70 * BUCKET + 6, "ERROR")])]
+    bs += [
+        batch([("2" * 16, 70 * BUCKET + 5, "INFO")]),
+        batch([("3" * 16, 70 * BUCKET + 6, "ERROR")]),
+    ]
     bs += steady("1" * 16, 2, 71, 90)
     ev = run(eng, bs)
     opens = [e for e in ev if e.state is EpisodeState.OPEN]
-    assert [(e.kind, e.rhythm_hash) for e in opens] == [(AnomalyKind.NOVELTY, "2" * 16), (AnomalyKind.NOVELTY, "3" * 16)]
+    assert [(e.kind, e.rhythm_hash) for e in opens] == [
+        (AnomalyKind.NOVELTY, "2" * 16),
+        (AnomalyKind.NOVELTY, "3" * 16),
+    ]
     assert opens[1].score > opens[0].score
     assert "new ERROR pattern" in opens[1].explanation
-    assert [e.state for e in ev if e.rhythm_hash == "3" * 16] == [EpisodeState.OPEN, EpisodeState.RESOLVED]
+    assert [e.state for e in ev if e.rhythm_hash == "3" * 16] == [
+        EpisodeState.OPEN,
+        EpisodeState.RESOLVED,
+    ]
 
 
 def test_no_novelty_during_source_warmup() -> None:
     eng = Engine(CFG)
-    bs = steady("1" * 16, 2, 0, 5) + [batch([("4" * 16, 5 * BUCKET + 1, "ERROR")])]
+    bs = [*steady("1" * 16, 2, 0, 5), batch([("4" * 16, 5 * BUCKET + 1, "ERROR")])]
     assert run(eng, bs) == []
 
 
@@ -181,7 +200,11 @@ def test_accessors_and_stats() -> None:
     eng = Engine(CFG)
     run(eng, steady("a" * 16, 4, 0, 100))
     (p,) = list(eng.profiles())
-    assert p.rhythm_hash == "a" * 16 and p.source_key == "checkout/prod" and p.state is ProfileState.ACTIVE
+    assert (
+        p.rhythm_hash == "a" * 16
+        and p.source_key == "checkout/prod"
+        and p.state is ProfileState.ACTIVE
+    )
     assert 3 < p.baseline_mean < 5 and p.baseline_std > 0 and p.total_count > 300
     assert eng.profile("nope") is None
     assert eng.stats().buckets_closed == 100
@@ -189,7 +212,9 @@ def test_accessors_and_stats() -> None:
 
 def mixed_stream() -> list[LogBatch]:
     bs = steady("a" * 16, 3, 0, 400)
-    bs.append(batch([("a" * 16, 400 * BUCKET + i, "ERROR", f"u{i}", f"{i:032x}") for i in range(50)]))
+    bs.append(
+        batch([("a" * 16, 400 * BUCKET + i, "ERROR", f"u{i}", f"{i:032x}") for i in range(50)])
+    )
     bs += [batch([("2" * 16, 401 * BUCKET + 3, "ERROR")])]
     bs += steady("a" * 16, 3, 402, 500, seed=9)
     return bs
@@ -224,7 +249,9 @@ def test_restore_rejects_other_versions_and_buckets() -> None:
 
 
 def test_config_keys_and_errors() -> None:
-    cfg = parse_config('{detect: {bucket: "5s", cusum_typo: 1}}'.replace("cusum_typo: 1", "drift: {threshold: 8}"))
+    cfg = parse_config(
+        '{detect: {bucket: "5s", cusum_typo: 1}}'.replace("cusum_typo: 1", "drift: {threshold: 8}")
+    )
     assert cfg.detect.bucket == 5.0 and cfg.detect.drift.threshold == 8
     with pytest.raises(ConfigError, match=r"detect\.drift\.threshold: must be > 0"):
         parse_config("{detect: {drift: {threshold: -1}}}")

@@ -108,3 +108,8 @@ def test_numeric_keys_are_checked() -> None:
         parse_config("{patterns: {similarity: 0}}")
     assert parse_config("{patterns: {max_tokens: 32}}").patterns.max_tokens == 32
     assert parse_config("{}").patterns == PatternsConfig()
+
+
+def test_line_rule_with_leading_literal_respects_case_flags() -> None:
+    masker = Masker.from_rules((MaskRule("k", r"(?i:key) \w+", "<K>"),))
+    assert masker.mask("a KEY v b") == "a <K> b"

@@ -12,7 +12,10 @@ def encode_array(a: np.ndarray) -> dict[str, Any]:
     """``{"dtype", "b64"}`` holding the exact bytes of a 1-d array (no float rounding)."""
     a = np.ascontiguousarray(a)
     dt = a.dtype.newbyteorder("<")
-    return {"dtype": dt.str, "b64": base64.b64encode(a.astype(dt, copy=False).tobytes()).decode("ascii")}
+    return {
+        "dtype": dt.str,
+        "b64": base64.b64encode(a.astype(dt, copy=False).tobytes()).decode("ascii"),
+    }
 
 
 def decode_array(d: dict[str, Any], dtype: Any) -> np.ndarray:

@@ -83,7 +83,9 @@ class DetectConfig:
             raise ConfigError("bucket", f"must be at least 1ns, got {self.bucket!r}")
         for name in ("half_life", "dispersion_half_life", "idle_ttl"):
             if getattr(self, name) < self.bucket:
-                raise ConfigError(name, f"must be at least one bucket ({self.bucket}s), got {getattr(self, name)}")
+                raise ConfigError(
+                    name, f"must be at least one bucket ({self.bucket}s), got {getattr(self, name)}"
+                )
 
     def buckets(self, seconds: float) -> int:
         """A duration as a whole number of buckets (rounded up)."""

@@ -78,7 +78,11 @@ class Cusum:
     def snapshot(self) -> dict[str, Any]:
         from via_otlp.detect.codec import encode_array
 
-        d: dict[str, Any] = {"version": self.VERSION, "slack": self.slack, "threshold": self.threshold}
+        d: dict[str, Any] = {
+            "version": self.VERSION,
+            "slack": self.slack,
+            "threshold": self.threshold,
+        }
         if self.size is None:
             d.update(pos=self.pos, neg=self.neg)
         else:

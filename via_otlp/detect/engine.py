@@ -144,7 +144,9 @@ class Engine:
         code_of = {h: i for i, h in enumerate(uniq)}
         codes = np.fromiter(map(code_of.__getitem__, hashes), dtype=np.int64, count=n)
         index = self._table.index
-        slot_of_code = np.fromiter((index.get(h, -1) for h in uniq), dtype=np.int64, count=len(uniq))
+        slot_of_code = np.fromiter(
+            (index.get(h, -1) for h in uniq), dtype=np.int64, count=len(uniq)
+        )
         new_codes = np.flatnonzero(slot_of_code < 0)
         if len(new_codes):
             events += self._create(batch, codes, new_codes, slot_of_code, t, b)
@@ -201,7 +203,13 @@ class Engine:
         return acc
 
     def _create(
-        self, batch: LogBatch, codes: np.ndarray, new_codes: np.ndarray, slot_of_code: np.ndarray, t: np.ndarray, b: np.ndarray
+        self,
+        batch: LogBatch,
+        codes: np.ndarray,
+        new_codes: np.ndarray,
+        slot_of_code: np.ndarray,
+        t: np.ndarray,
+        b: np.ndarray,
     ) -> list[AnomalyEvent]:
         events: list[AnomalyEvent] = []
         first = np.full(len(slot_of_code), len(codes), dtype=np.int64)
@@ -228,7 +236,9 @@ class Engine:
                     self._sources.pop(next(iter(self._sources)))
                 known = self._sources[src.key] = (src, ti)
             bk = int(b[i])
-            slot = table.add(rh, known[0], batch.template_id[i], batch.template[i], batch.severity[i], ti, bk)
+            slot = table.add(
+                rh, known[0], batch.template_id[i], batch.template[i], batch.severity[i], ti, bk
+            )
             slot_of_code[code] = slot
             if rh in self._forgotten:
                 del self._forgotten[rh]
@@ -237,10 +247,19 @@ class Engine:
         return events
 
     def _sample_traces(
-        self, tids: list[str], order: np.ndarray, starts: np.ndarray, cnt: np.ndarray, g_slot: np.ndarray, g_bucket: np.ndarray, k: int
+        self,
+        tids: list[str],
+        order: np.ndarray,
+        starts: np.ndarray,
+        cnt: np.ndarray,
+        g_slot: np.ndarray,
+        g_bucket: np.ndarray,
+        k: int,
     ) -> None:
         acc_of = self._open
-        for start, c, s, bk in zip(starts.tolist(), cnt.tolist(), g_slot.tolist(), g_bucket.tolist(), strict=True):
+        for start, c, s, bk in zip(
+            starts.tolist(), cnt.tolist(), g_slot.tolist(), g_bucket.tolist(), strict=True
+        ):
             samples = acc_of[bk].samples
             have = samples.get(s)
             if have is not None and len(have) >= k:
@@ -255,14 +274,22 @@ class Engine:
                         break
 
     def _count_unique(
-        self, uids: list[str], order: np.ndarray, starts: np.ndarray, cnt: np.ndarray, g_slot: np.ndarray, g_bucket: np.ndarray
+        self,
+        uids: list[str],
+        order: np.ndarray,
+        starts: np.ndarray,
+        cnt: np.ndarray,
+        g_slot: np.ndarray,
+        g_bucket: np.ndarray,
     ) -> None:
         # Hash each distinct id once, split all hashes into HLL registers at once, and keep one
         # (group, register, rank) triple per distinct value: then each group's sketch is fed once.
         uniq = dict.fromkeys(uids)
         code_of = {u: i for i, u in enumerate(uniq)}
         hv = np.fromiter(
-            (xxhash.xxh64_intdigest(u.encode()) if u else 0 for u in uniq), dtype=np.uint64, count=len(uniq)
+            (xxhash.xxh64_intdigest(u.encode()) if u else 0 for u in uniq),
+            dtype=np.uint64,
+            count=len(uniq),
         )
         valid_u = np.fromiter((bool(u) for u in uniq), dtype=bool, count=len(uniq))
         codes = np.fromiter(map(code_of.__getitem__, uids), dtype=np.int64, count=len(uids))[order]
@@ -347,7 +374,9 @@ class Engine:
             events += self._evict(idle.tolist(), "evictions_idle", bk)
         return events
 
-    def _episodes_step(self, bk: int, verdict: Verdict, alarms: list[Alarm], samples: dict[int, list[str]]) -> list[AnomalyEvent]:
+    def _episodes_step(
+        self, bk: int, verdict: Verdict, alarms: list[Alarm], samples: dict[int, list[str]]
+    ) -> list[AnomalyEvent]:
         table = self._table
         events: list[AnomalyEvent] = []
         hot: set[tuple[str, AnomalyKind]] = set()
@@ -363,7 +392,15 @@ class Engine:
             ep = self._episodes.get(key)
             new_samples = samples.get(a.slot, [])
             if ep is None:
-                score = min(100.0, a.score + (0.0 if a.kind is AnomalyKind.NOVELTY else severity_boost(table.severity[a.slot])))
+                score = min(
+                    100.0,
+                    a.score
+                    + (
+                        0.0
+                        if a.kind is AnomalyKind.NOVELTY
+                        else severity_boost(table.severity[a.slot])
+                    ),
+                )
                 ep = Episode(
                     episode_id(rh, a.kind, bk), rh, a.kind, bk, bk, 0, score, a.expected, a.observed,
                     a.baseline_mean, a.baseline_std, self._explain(a), list(new_samples[:k]),
@@ -404,7 +441,9 @@ class Engine:
             rh = table.rhythm_hash[s]
             for kind in AnomalyKind:
                 if (rh, kind) in self._episodes:
-                    events.append(self._resolve((rh, kind), bk, "pattern no longer tracked (idle or evicted)"))
+                    events.append(
+                        self._resolve((rh, kind), bk, "pattern no longer tracked (idle or evicted)")
+                    )
             for acc in self._open.values():
                 if s < len(acc.counts):
                     acc.counts[s] = 0.0
@@ -423,7 +462,9 @@ class Engine:
         ep = self._episodes.pop(key)
         self._c["episodes_resolved"] += 1
         dur = (bk - ep.start_bucket + 1) * self.config.bucket
-        ep.explanation = f"{ep.explanation.split(' — ')[0]} — resolved: {why} after {number_text(dur)}s"
+        ep.explanation = (
+            f"{ep.explanation.split(' — ')[0]} — resolved: {why} after {number_text(dur)}s"
+        )
         return self._event(ep, EpisodeState.RESOLVED, bk)
 
     def _event(self, ep: Episode, state: EpisodeState, bk: int) -> AnomalyEvent:
@@ -536,7 +577,9 @@ class Engine:
             "max_event_ns": self._max_event_ns,
             "watermark_ns": self._watermark_ns,
             "episodes": [ep.to_json() for ep in self._episodes.values()],
-            "sources": [[k, [list(a) for a in s.attributes], t] for k, (s, t) in self._sources.items()],
+            "sources": [
+                [k, [list(a) for a in s.attributes], t] for k, (s, t) in self._sources.items()
+            ],
             "forgotten": list(self._forgotten),
             "novel": [[s, b] for s, b in self._novel.items()],
             "counters": dict(self._c),
@@ -546,7 +589,9 @@ class Engine:
         """Replace all state with a `snapshot` (raises ValueError if it cannot be used)."""
         check_version(state, self.VERSION, "Engine")
         if state["bucket_ns"] != self._bucket_ns:
-            raise ValueError(f"Engine snapshot: bucket is {state['bucket_ns']}ns, config says {self._bucket_ns}ns")
+            raise ValueError(
+                f"Engine snapshot: bucket is {state['bucket_ns']}ns, config says {self._bucket_ns}ns"
+            )
         self._init_state()
         self._table.restore(state["table"])
         cap = self._table.capacity

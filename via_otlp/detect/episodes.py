@@ -42,7 +42,14 @@ def rate_text(per_bucket: float, bucket_seconds: float) -> str:
     return f"{number_text(per_bucket * 60.0 / bucket_seconds)}/min"
 
 
-SEVERITY_NOVELTY_SCORE = {"FATAL": 95.0, "ERROR": 85.0, "WARN": 65.0, "INFO": 45.0, "DEBUG": 30.0, "TRACE": 25.0}
+SEVERITY_NOVELTY_SCORE = {
+    "FATAL": 95.0,
+    "ERROR": 85.0,
+    "WARN": 65.0,
+    "INFO": 45.0,
+    "DEBUG": 30.0,
+    "TRACE": 25.0,
+}
 """Novelty scores by severity: a new ERROR or FATAL pattern matters more than a new INFO."""
 
 

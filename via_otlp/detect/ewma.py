@@ -93,7 +93,13 @@ class EWMeanVar:
         from via_otlp.detect.codec import encode_array
 
         if self.size is None:
-            return {"version": self.VERSION, "half_life": self.half_life, "n": self.n, "mean": self.mean, "var": self.var}
+            return {
+                "version": self.VERSION,
+                "half_life": self.half_life,
+                "n": self.n,
+                "mean": self.mean,
+                "var": self.var,
+            }
         return {
             "version": self.VERSION,
             "half_life": self.half_life,
@@ -113,5 +119,7 @@ class EWMeanVar:
         if size is None:
             out.n, out.mean, out.var = float(state["n"]), float(state["mean"]), float(state["var"])
         else:
-            out.n, out.mean, out.var = (decode_array(state[k], np.float64) for k in ("n", "mean", "var"))
+            out.n, out.mean, out.var = (
+                decode_array(state[k], np.float64) for k in ("n", "mean", "var")
+            )
         return out

@@ -154,18 +154,27 @@ class ProfileTable:
         for name in _FLOAT_COLS:
             setattr(self, name, np.concatenate([getattr(self, name), np.zeros(pad)]))
         for name in _INT_COLS:
-            setattr(self, name, np.concatenate([getattr(self, name), np.zeros(pad, dtype=np.int64)]))
+            setattr(
+                self, name, np.concatenate([getattr(self, name), np.zeros(pad, dtype=np.int64)])
+            )
         for name in _BOOL_COLS:
             setattr(self, name, np.concatenate([getattr(self, name), np.zeros(pad, dtype=bool)]))
         for lst in (self.rhythm_hash, self.template_id, self.template, self.severity):
-            lst.extend([""] * pad)  # type: ignore[attr-defined]
+            lst.extend([""] * pad)
         self.source.extend([None] * pad)
         # Lowest free slot first: pop() from the end of a descending list.
         self._free = list(range(capacity - 1, self.capacity - 1, -1)) + self._free
         self.capacity = capacity
 
     def add(
-        self, rhythm_hash: str, source: Source, template_id: str, template: str, severity: str, time_ns: int, bucket: int
+        self,
+        rhythm_hash: str,
+        source: Source,
+        template_id: str,
+        template: str,
+        severity: str,
+        time_ns: int,
+        bucket: int,
     ) -> int:
         """A new profile; returns its slot."""
         if not self._free:
@@ -192,7 +201,9 @@ class ProfileTable:
         self.cusum.clear(slot)
         for name in _FLOAT_COLS + _INT_COLS + _BOOL_COLS:
             getattr(self, name)[slot] = 0
-        self.rhythm_hash[slot] = self.template_id[slot] = self.template[slot] = self.severity[slot] = ""
+        self.rhythm_hash[slot] = self.template_id[slot] = self.template[slot] = self.severity[
+            slot
+        ] = ""
         self.source[slot] = None
         self._free.append(slot)
 
@@ -238,11 +249,27 @@ class ProfileTable:
             p = count_tail(int(c[s]), float(mu[s]), float(var[s])).upper
             if p < p_alarm:
                 spike_hit[s] = True
-                alarms.append(Alarm(s, AnomalyKind.SPIKE, score_of(p, p_alarm), p, float(mu[s]), float(c[s]), float(mu[s]), float(sd[s])))
+                alarms.append(
+                    Alarm(
+                        s,
+                        AnomalyKind.SPIKE,
+                        score_of(p, p_alarm),
+                        p,
+                        float(mu[s]),
+                        float(c[s]),
+                        float(mu[s]),
+                        float(sd[s]),
+                    )
+                )
 
         # Drop: one bucket far below an expected count that means something...
         dr = cfg.drop
-        cand = active & (mu >= dr.min_expected) & (c <= dr.max_ratio * mu) & (c < mu - _SCREEN_SIGMA * sd)
+        cand = (
+            active
+            & (mu >= dr.min_expected)
+            & (c <= dr.max_ratio * mu)
+            & (c < mu - _SCREEN_SIGMA * sd)
+        )
         drop_p = np.ones(self.capacity)
         for s in np.flatnonzero(cand).tolist():
             drop_p[s] = count_tail(int(c[s]), float(mu[s]), float(var[s])).lower
@@ -259,7 +286,19 @@ class ProfileTable:
         drop_hit = active & (drop_p < p_alarm)
         for s in np.flatnonzero(drop_hit).tolist():
             p = float(drop_p[s])
-            alarms.append(Alarm(s, AnomalyKind.DROP, score_of(p, p_alarm), p, float(mu[s]), float(c[s]), float(mu[s]), float(sd[s]), -1))
+            alarms.append(
+                Alarm(
+                    s,
+                    AnomalyKind.DROP,
+                    score_of(p, p_alarm),
+                    p,
+                    float(mu[s]),
+                    float(c[s]),
+                    float(mu[s]),
+                    float(sd[s]),
+                    -1,
+                )
+            )
 
         # Drift: two-sided CUSUM on variance-stabilised, standardised residuals.
         dft = cfg.drift
@@ -273,7 +312,19 @@ class ProfileTable:
         for s in np.flatnonzero((up | down) & eligible).tolist():
             direction = 1 if up[s] else -1
             score = float(min(100.0, 50.0 + 10.0 * abs(z_raw[s])))
-            alarms.append(Alarm(s, AnomalyKind.DRIFT, score, 0.0, float(mu[s]), float(c[s]), float(mu[s]), float(sd[s]), direction))
+            alarms.append(
+                Alarm(
+                    s,
+                    AnomalyKind.DRIFT,
+                    score,
+                    0.0,
+                    float(mu[s]),
+                    float(c[s]),
+                    float(mu[s]),
+                    float(sd[s]),
+                    direction,
+                )
+            )
 
         # Cardinality: more distinct ids than the baseline, scaled up by the volume, explains.
         cc = cfg.cardinality
@@ -291,7 +342,16 @@ class ProfileTable:
             if p < p_alarm:
                 card_hit[s] = True
                 alarms.append(
-                    Alarm(s, AnomalyKind.CARDINALITY, score_of(p, p_alarm), p, float(exp_d[s]), float(distinct[s]), float(cmean[s]), float(np.sqrt(self.card.var[s])))
+                    Alarm(
+                        s,
+                        AnomalyKind.CARDINALITY,
+                        score_of(p, p_alarm),
+                        p,
+                        float(exp_d[s]),
+                        float(distinct[s]),
+                        float(cmean[s]),
+                        float(np.sqrt(self.card.var[s])),
+                    )
                 )
 
         settled = {
@@ -310,7 +370,9 @@ class ProfileTable:
         self.dispersion.update(pearson, np.where(learn_disp, w, 0.0))
         self.rate.update(c, w)
         self.level.update(y, w)
-        self.peak = np.where(live, np.maximum(self.peak * self._peak_decay, np.where(anomalous, 0.0, c)), self.peak)
+        self.peak = np.where(
+            live, np.maximum(self.peak * self._peak_decay, np.where(anomalous, 0.0, c)), self.peak
+        )
         has_d = distinct > 0
         self.has_uid |= live & has_d
         wc = np.where(self.has_uid & live, np.where(card_hit, cfg.anomaly_update_weight, 1.0), 0.0)
@@ -339,13 +401,17 @@ class ProfileTable:
             baseline_std=float(math.sqrt(self.rate.var[slot])),
             distinct_mean=float(self.card.mean[slot]),
             bucket_seconds=cfg.bucket,
-            state=ProfileState.ACTIVE if n >= max(1, self.warmup_buckets) else ProfileState.LEARNING,
+            state=ProfileState.ACTIVE
+            if n >= max(1, self.warmup_buckets)
+            else ProfileState.LEARNING,
         )
 
     # -- state -------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        cols: dict[str, Any] = {name: encode_array(getattr(self, name)) for name in _FLOAT_COLS + _INT_COLS + _BOOL_COLS}
+        cols: dict[str, Any] = {
+            name: encode_array(getattr(self, name)) for name in _FLOAT_COLS + _INT_COLS + _BOOL_COLS
+        }
         for name in ("rate", "level", "dispersion", "card"):
             e: EWMeanVar = getattr(self, name)
             cols[name] = {k: encode_array(getattr(e, k)) for k in ("n", "mean", "var")}
@@ -360,7 +426,16 @@ class ProfileTable:
             if src.key not in sources:
                 sources[src.key] = len(src_list)
                 src_list.append([src.key, [list(a) for a in src.attributes]])
-            meta.append([s, self.rhythm_hash[s], sources[src.key], self.template_id[s], self.template[s], self.severity[s]])
+            meta.append(
+                [
+                    s,
+                    self.rhythm_hash[s],
+                    sources[src.key],
+                    self.template_id[s],
+                    self.template[s],
+                    self.severity[s],
+                ]
+            )
         return {
             "version": self.VERSION,
             "capacity": self.capacity,

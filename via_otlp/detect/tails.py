@@ -108,7 +108,9 @@ def betainc(a: float, b: float, x: float) -> float:
         return 0.0
     if x >= 1.0:
         return 1.0
-    lbt = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    lbt = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
     if x < (a + 1.0) / (a + b + 2.0):
         return math.exp(lbt) * _beta_cf(a, b, x) / a
     return 1.0 - math.exp(lbt) * _beta_cf(b, a, 1.0 - x) / b
@@ -142,7 +144,9 @@ def poisson_cdf(k: int, mean: float) -> float:
 def nbinom_size(mean: float, var: float) -> float:
     """The negative binomial size r with this mean and variance (var = mean + mean²/r)."""
     if var <= mean:
-        raise ValueError(f"var: must exceed the mean for a negative binomial, got {var!r} <= {mean!r}")
+        raise ValueError(
+            f"var: must exceed the mean for a negative binomial, got {var!r} <= {mean!r}"
+        )
     return mean * mean / (var - mean)
 
 

@@ -32,6 +32,7 @@ WILDCARD = "<*>"
 _COLLAPSE = re.compile(r"<\*>(?:[-.:_/]*<\*>)+")
 # bytes.translate is ~20x faster than str.translate: shapes are bytes.
 _ZERO_DIGITS = bytes.maketrans(b"0123456789", b"0000000000")
+_DIGIT = re.compile(r"\d")
 _WHITESPACE = frozenset(map(ord, " \t\n\r\f\v"))
 
 
@@ -74,6 +75,20 @@ def _class_has_whitespace(items: Any) -> bool:
         if op is c.CATEGORY and av in (c.CATEGORY_SPACE, c.CATEGORY_NOT_DIGIT, c.CATEGORY_NOT_WORD):
             return True
     return False
+
+
+def _leading_literal(regex: str) -> str | None:
+    """The character every match of `regex` starts with, if there is one."""
+    items = _sre_p.parse(regex)
+    if items.state.flags & re.IGNORECASE:
+        return None
+    while len(items) and items[0][0] is _sre_c.SUBPATTERN:
+        if items[0][1][1] & re.IGNORECASE:
+            return None
+        items = items[0][1][-1]
+    if len(items) and items[0][0] is _sre_c.LITERAL:
+        return chr(items[0][1])
+    return None
 
 
 def _has_literal_digit(regex: str) -> bool:
@@ -125,8 +140,8 @@ class Masker:
         token_rules = tuple(r for r in rules if r not in line_rules)
         # Line rules run one after the other: alone, a rule that starts with a literal or a
         # class lets the regex engine skip to its candidates, which an alternation does not.
-        self._line = [_alternation((r,))[0] for r in line_rules]
-        self._line_masks = [r.mask for r in line_rules]
+        # A rule that starts with a literal character is skipped when the line lacks it.
+        self._line = [(re.compile(r.regex), r.mask, _leading_literal(r.regex)) for r in line_rules]
         self._token, self._token_masks, self._token_single = _alternation(token_rules)
         self.digit_agnostic = not any(_has_literal_digit(r.regex) for r in rules)
         self._cache: dict[str, str] = {}
@@ -143,8 +158,9 @@ class Masker:
 
     def tokens(self, text: str) -> list[str]:
         """The masked tokens of `text` (whitespace-separated)."""
-        for regex, mask in zip(self._line, self._line_masks, strict=True):
-            text = regex.sub(mask, text)  # type: ignore[union-attr]
+        for regex, mask, lead in self._line:
+            if lead is None or lead in text:
+                text = regex.sub(mask, text)
         parts = text.split()
         cache = self._cache
         out = [cache.get(t) for t in parts]
@@ -165,7 +181,7 @@ class Masker:
         masked = self._shapes.get(shape) if shape != raw else None
         if masked is None:
             masked = self._mask_fresh(token)
-            if shape != raw and not any(ch.isdigit() for ch in masked):
+            if shape != raw and _DIGIT.search(masked) is None:
                 self._remember(self._shapes, shape, masked)
         self._remember(self._cache, token, masked)
         return masked

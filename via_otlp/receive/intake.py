@@ -140,8 +140,8 @@ class IntakeStats:
         }
 
 
-DropFilter = Callable[[LogBatch], list[int] | None]
-"""Returns the indices of records to keep, or None to keep all (DROP patches)."""
+BatchFilter = Callable[[LogBatch], LogBatch]
+"""Returns the batch without the records that DROP patches match (or the batch itself)."""
 
 
 class Intake:
@@ -153,7 +153,7 @@ class Intake:
         patterns: PatternStage,
         queue: RecordQueue,
         stats: IntakeStats | None = None,
-        drop_filter: DropFilter | None = None,
+        drop_filter: BatchFilter | None = None,
         retry_after: float = 1.0,
     ) -> None:
         self.normaliser = normaliser
@@ -173,10 +173,9 @@ class Intake:
         """Template a batch and remove what DROP patches match (counted)."""
         self.patterns.apply(batch)
         if self.drop_filter is not None:
-            keep = self.drop_filter(batch)
-            if keep is not None and len(keep) != len(batch):
-                self.stats.records_dropped_by_patch += len(batch) - len(keep)
-                batch = batch.select(keep)
+            before = len(batch)
+            batch = self.drop_filter(batch)
+            self.stats.records_dropped_by_patch += before - len(batch)
         return batch
 
     def submit_request_nowait(self, request: ExportLogsServiceRequest) -> int:
