@@ -20,6 +20,7 @@ from typing import Any
 from via_otlp import __version__
 from via_otlp.config import Config
 from via_otlp.configload import to_plain
+from via_otlp.control.server import ControlServer
 from via_otlp.detect.engine import Engine
 from via_otlp.emit import Emitter
 from via_otlp.model import AnomalyEvent, LogBatch
@@ -127,6 +128,7 @@ class App:
         self._consume_hook = consume_hook
         self.grpc = GrpcServer(config.receive.grpc, self.pipeline.intake)
         self.http = HttpServer(config.receive, self.pipeline.intake, self.status)
+        self.control = ControlServer(config.control, self)
         self.state = "new"
         self.started_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
@@ -149,6 +151,7 @@ class App:
                 await self.grpc.start()
             if self.config.receive.http.enabled:
                 await self.http.start()
+            await self.control.start()
         except BaseException:
             await self.shutdown()
             raise
@@ -176,6 +179,7 @@ class App:
         self.http.serving = False
         with contextlib.suppress(Exception):
             await self.grpc.set_serving(False)
+        await self.control.stop()
         await self.grpc.stop(grace)
         await self.http.stop()
         if self._tasks:

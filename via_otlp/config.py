@@ -15,6 +15,7 @@ from typing import Any
 import json5
 
 from via_otlp.configload import load_dataclass, spec
+from via_otlp.control.config import ControlConfig
 from via_otlp.detect.config import DetectConfig
 from via_otlp.emit.config import EmitConfig
 from via_otlp.errors import ConfigError
@@ -99,6 +100,7 @@ class Config:
     detect: DetectConfig = field(default_factory=DetectConfig)
     emit: EmitConfig = field(default_factory=EmitConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
     state: StateConfig = field(default_factory=StateConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
