@@ -29,7 +29,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from intake import make_request  # noqa: E402
+from intake import make_request
 
 EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 
@@ -42,7 +42,9 @@ def free_port() -> int:
 
 def client(target: str, payloads: list[bytes], concurrency: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
     with grpc.insecure_channel(target, compression=grpc.Compression.Gzip) as channel:
-        call = channel.unary_unary(EXPORT, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        call = channel.unary_unary(
+            EXPORT, request_serializer=lambda b: b, response_deserializer=lambda b: b
+        )
         retries = 0
 
         def send(p: bytes) -> None:
@@ -65,8 +67,16 @@ def client(target: str, payloads: list[bytes], concurrency: int, out: mp.Queue) 
 
 def null_server(port: int, ready: mp.Event) -> None:  # type: ignore[valid-type]
     server = grpc.server(futures.ThreadPoolExecutor(4))
-    handler = grpc.unary_unary_rpc_method_handler(lambda req, ctx: b"", request_deserializer=None, response_serializer=None)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("opentelemetry.proto.collector.logs.v1.LogsService", {"Export": handler}),))
+    handler = grpc.unary_unary_rpc_method_handler(
+        lambda req, ctx: b"", request_deserializer=None, response_serializer=None
+    )
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "opentelemetry.proto.collector.logs.v1.LogsService", {"Export": handler}
+            ),
+        )
+    )
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     ready.set()
@@ -90,7 +100,10 @@ def wait_serving(target: str, proc: subprocess.Popen[bytes], timeout: float = 30
             if proc.poll() is not None:
                 raise SystemExit(f"via-otlp exited with {proc.returncode}")
             try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5).status == health_pb2.HealthCheckResponse.SERVING:
+                if (
+                    stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                ):
                     return time.perf_counter() - start
             except grpc.RpcError:
                 time.sleep(0.01)
@@ -98,7 +111,9 @@ def wait_serving(target: str, proc: subprocess.Popen[bytes], timeout: float = 30
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args()
@@ -124,7 +139,9 @@ def main() -> None:
         }))  # fmt: skip
         via_bin = Path(sys.executable).parent / "via-otlp"
         t0 = time.perf_counter()
-        proc = subprocess.Popen([str(via_bin), "serve", "--config", str(cfg)], stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [str(via_bin), "serve", "--config", str(cfg)], stdout=subprocess.DEVNULL
+        )
         wait_serving(f"127.0.0.1:{grpc_port}", proc)
         start_secs = time.perf_counter() - t0
         try:
@@ -140,10 +157,16 @@ def main() -> None:
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
-    print(f"requests: {args.requests} x 1000 records, gzip, concurrency {args.concurrency}, cores: {os.cpu_count()}")
+    print(
+        f"requests: {args.requests} x 1000 records, gzip, concurrency {args.concurrency}, cores: {os.cpu_count()}"
+    )
     print(f"null LogsService (transport ceiling): {records / null_secs:>10,.0f} records/s")
-    print(f"via-otlp accepted                   : {records / send_secs:>10,.0f} records/s  (retries {retries})")
-    print(f"via-otlp accepted and processed     : {records / total_secs:>10,.0f} records/s  target >= 100,000")
+    print(
+        f"via-otlp accepted                   : {records / send_secs:>10,.0f} records/s  (retries {retries})"
+    )
+    print(
+        f"via-otlp accepted and processed     : {records / total_secs:>10,.0f} records/s  target >= 100,000"
+    )
     print(f"ratio to ceiling                    : {null_secs / total_secs:>10.2f}")
     print(f"process start to SERVING            : {start_secs:>10.2f} s          target < 1.5 s")
 

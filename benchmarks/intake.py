@@ -39,12 +39,18 @@ def make_request(rng: random.Random, n_records: int = 1000) -> bytes:
     now = time.time_ns()
     for service in SERVICES:
         rl = req.resource_logs.add()
-        for key, value in (("service.name", service), ("deployment.environment.name", "prod"), ("host.name", f"{service}-7f9c")):
+        for key, value in (
+            ("service.name", service),
+            ("deployment.environment.name", "prod"),
+            ("host.name", f"{service}-7f9c"),
+        ):
             rl.resource.attributes.add(key=key).value.string_value = value
         sl = rl.scope_logs.add()
         sl.scope.name = "app.logger"
         for _ in range(n_records // len(SERVICES)):
-            shape = rng.choice(SHAPES) + rng.choice(["", " (region eu-west-1)", " [worker {k}]", " shard {k}", " v2"])
+            shape = rng.choice(SHAPES) + rng.choice(
+                ["", " (region eu-west-1)", " [worker {k}]", " shard {k}", " v2"]
+            )
             lr = sl.log_records.add()
             lr.time_unix_nano = now + rng.randrange(10**10)
             lr.severity_number = rng.choice([9, 9, 9, 13, 17])  # type: ignore[assignment]
@@ -101,7 +107,9 @@ def best_rate(fn: object, payloads: list[bytes], repeat: int, *args: object) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=60)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()

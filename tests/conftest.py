@@ -63,7 +63,9 @@ class ServerProcess:
             if predicate(last):
                 return last
             time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}; last status: {json.dumps(last)[:2000]}")
+        raise AssertionError(
+            f"timed out waiting for {what}; last status: {json.dumps(last)[:2000]}"
+        )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -76,7 +78,9 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-                raise AssertionError(f"server did not stop on SIGTERM; log:\n{self.log()}") from None
+                raise AssertionError(
+                    f"server did not stop on SIGTERM; log:\n{self.log()}"
+                ) from None
         return int(self.proc.returncode)
 
 
@@ -106,7 +110,9 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
-def start_server(tmp_path: Path, extra: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> ServerProcess:
+def start_server(
+    tmp_path: Path, extra: dict[str, Any] | None = None, env: dict[str, str] | None = None
+) -> ServerProcess:
     """Write a config with free loopback ports and run `via-otlp serve --config` on it."""
     grpc_port, http_port = free_port(), free_port()
     data_dir = tmp_path / "data"
@@ -144,4 +150,3 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     yield srv
     code = srv.stop()
     assert code == 0, f"server exited with {code} on SIGTERM; log:\n{srv.log()}"
-

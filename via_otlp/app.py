@@ -61,7 +61,9 @@ class Pipeline:
     registry (recorded; MUTE and THRESHOLD patches decide whether they are emitted) to `sink`.
     """
 
-    def __init__(self, config: Config, registry: Registry | None = None, sink: EventSink | None = None) -> None:
+    def __init__(
+        self, config: Config, registry: Registry | None = None, sink: EventSink | None = None
+    ) -> None:
         self.config = config
         self.registry = registry
         self.sink = sink
@@ -70,7 +72,9 @@ class Pipeline:
         self.queue = RecordQueue(config.receive.queue_max_records)
         self.stats = IntakeStats()
         drop = registry.filter_batch if registry is not None else None
-        self.intake = Intake(build_normaliser(config), self.patterns, self.queue, self.stats, drop_filter=drop)
+        self.intake = Intake(
+            build_normaliser(config), self.patterns, self.queue, self.stats, drop_filter=drop
+        )
         self.rhythm_counts: Counter[str] = Counter()
         self.events_emitted = 0
         self.events_suppressed = 0
@@ -121,7 +125,9 @@ class App:
 
     def __init__(self, config: Config, consume_hook: ConsumeHook | None = None) -> None:
         self.config = config
-        self.registry = Registry(config.registry, config.state.data_dir) if config.registry.enabled else None
+        self.registry = (
+            Registry(config.registry, config.state.data_dir) if config.registry.enabled else None
+        )
         self.emitter = Emitter(config.emit)
         self.pipeline = Pipeline(config, self.registry, self.emitter.submit)
         # Test seam: awaited before each batch is consumed (e.g. to make the consumer slow).
@@ -161,8 +167,12 @@ class App:
         log.info(
             "via-otlp %s serving: OTLP/gRPC %s, OTLP/HTTP %s (%.2fs to start)",
             __version__,
-            self._where(self.config.receive.grpc.enabled, self.config.receive.grpc.endpoint, self.grpc.port),
-            self._where(self.config.receive.http.enabled, self.config.receive.http.endpoint, self.http.port),
+            self._where(
+                self.config.receive.grpc.enabled, self.config.receive.grpc.endpoint, self.grpc.port
+            ),
+            self._where(
+                self.config.receive.http.enabled, self.config.receive.http.endpoint, self.http.port
+            ),
             time.monotonic() - self.started_at,
         )
 
@@ -186,7 +196,11 @@ class App:
             try:
                 await asyncio.wait_for(self.pipeline.queue.join(), grace)
             except TimeoutError:
-                log.error("queue did not drain within %.1fs: %d records not processed", grace, self.pipeline.queue.depth)
+                log.error(
+                    "queue did not drain within %.1fs: %d records not processed",
+                    grace,
+                    self.pipeline.queue.depth,
+                )
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -248,7 +262,9 @@ class App:
         out: dict[str, Any] = {
             "version": __version__,
             "state": self.state,
-            "uptime_seconds": round(time.monotonic() - self.started_at, 3) if self.started_at else 0.0,
+            "uptime_seconds": round(time.monotonic() - self.started_at, 3)
+            if self.started_at
+            else 0.0,
             "queue": {"depth": p.queue.depth, "capacity": p.queue.max_records},
             "intake": p.stats.as_dict(),
             "rhythm_hashes": len(p.rhythm_counts),
@@ -256,7 +272,9 @@ class App:
             "detect": to_plain(p.engine.stats()),
             "events": {"emitted": p.events_emitted, "suppressed": p.events_suppressed},
             "emit": to_plain(self.emitter.stats()),
-            "registry": to_plain(self.registry.status()) if self.registry is not None else {"state": "disabled"},
+            "registry": to_plain(self.registry.status())
+            if self.registry is not None
+            else {"state": "disabled"},
         }
         if "rhythms" in detail:
             out["rhythm_counts"] = dict(p.rhythm_counts.most_common(MAX_RHYTHMS_SHOWN))

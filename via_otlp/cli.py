@@ -39,14 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("serve", help="receive OTLP logs on :4317 (gRPC) and :4318 (HTTP) and detect anomalies")
+    p = sub.add_parser(
+        "serve", help="receive OTLP logs on :4317 (gRPC) and :4318 (HTTP) and detect anomalies"
+    )
     _config_arg(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("config", help="work with configuration files")
     csub = p.add_subparsers(dest="config_command", metavar="ACTION")
     csub.required = True
-    check = csub.add_parser("check", help="validate a config file and print the effective configuration")
+    check = csub.add_parser(
+        "check", help="validate a config file and print the effective configuration"
+    )
     check.add_argument("file", metavar="FILE", help="JSON5 config file to validate")
     check.set_defaults(func=cmd_config_check)
 
@@ -61,7 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="otlp-json: one OTLP/JSON ExportLogsServiceRequest per line (the Collector's file "
         "exporter); ndjson: one record per line; text: raw log lines; auto (default): guess",
     )  # fmt: skip
-    p.add_argument("--service", default="unknown_service", help="service.name for text lines and NDJSON records without one")
+    p.add_argument(
+        "--service",
+        default="unknown_service",
+        help="service.name for text lines and NDJSON records without one",
+    )
     p.add_argument(
         "--anomalies-out", metavar="FILE",
         help="write every anomaly event as one JSON object per line to FILE (default: print them to stdout)",
@@ -119,7 +127,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         for path in args.files:
-            for request in read_requests(path, Format(args.format), args.service, problems, progress):
+            for request in read_requests(
+                path, Format(args.format), args.service, problems, progress
+            ):
                 batch = pipeline.intake.process(pipeline.intake.prepare_request(request))
                 pipeline.consume(batch)
                 progress.add_records(len(batch))

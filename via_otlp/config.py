@@ -109,7 +109,9 @@ class Config:
         return int(logging.getLevelName(self.log.level.upper()))
 
 
-def parse_config(text: str, origin: str = "<config>", environ: dict[str, str] | None = None) -> Config:
+def parse_config(
+    text: str, origin: str = "<config>", environ: dict[str, str] | None = None
+) -> Config:
     """Parse JSON5 text into a validated `Config`."""
     try:
         data: Any = json5.loads(text) if text.strip() else {}
@@ -128,7 +130,9 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError("", f"config file {p} does not exist", hint="pass --config FILE") from None
+        raise ConfigError(
+            "", f"config file {p} does not exist", hint="pass --config FILE"
+        ) from None
     except OSError as exc:
         raise ConfigError("", f"cannot read config file {p}: {exc.strerror}") from None
     return parse_config(text, str(p), environ)

@@ -26,6 +26,7 @@ via_otlp.errors.ConfigError: server.port: must be >= 0, got -1
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import os
@@ -74,7 +75,9 @@ def substitute_env(text: str, environ: Mapping[str, str] | None = None, path: st
         if default is not None:
             return default
         raise ConfigError(
-            path, f"environment variable {name} is not set", hint="set it or use ${env:NAME:-default}"
+            path,
+            f"environment variable {name} is not set",
+            hint="set it or use ${env:NAME:-default}",
         )
 
     return _ENV_RE.sub(repl, text)
@@ -105,7 +108,9 @@ def parse_size(value: Any, path: str) -> int:
     raise ConfigError(path, f"must be a size such as 4194304 or '64MiB', got {value!r}")
 
 
-def load_dataclass(cls: type[T], data: Any, path: str = "", environ: Mapping[str, str] | None = None) -> T:
+def load_dataclass(
+    cls: type[T], data: Any, path: str = "", environ: Mapping[str, str] | None = None
+) -> T:
     """Build `cls` from plain data (dicts, lists, scalars), checking every key and value."""
     return typing.cast(T, _convert(cls, data, path, {}, environ))
 
@@ -120,13 +125,18 @@ def _type_name(tp: Any) -> str:
     if tp is type(None):
         return "null"
     if isinstance(tp, type):
-        return {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false"}.get(
-            tp.__name__, tp.__name__
-        )
+        return {
+            "str": "a string",
+            "int": "an integer",
+            "float": "a number",
+            "bool": "true or false",
+        }.get(tp.__name__, tp.__name__)
     return str(tp)
 
 
-def _convert(tp: Any, value: Any, path: str, meta: Mapping[str, Any], environ: Mapping[str, str] | None) -> Any:
+def _convert(
+    tp: Any, value: Any, path: str, meta: Mapping[str, Any], environ: Mapping[str, str] | None
+) -> Any:
     if isinstance(value, str):
         value = substitute_env(value, environ, path)
     origin = get_origin(tp)
@@ -145,20 +155,26 @@ def _convert(tp: Any, value: Any, path: str, meta: Mapping[str, Any], environ: M
     if origin is typing.Literal:
         allowed = get_args(tp)
         if value not in allowed:
-            raise ConfigError(path, f"must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+            raise ConfigError(
+                path, f"must be one of {', '.join(map(repr, allowed))}, got {value!r}"
+            )
         return value
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):
             raise ConfigError(path, f"must be a list, got {value!r}")
         item_tp = get_args(tp)[0] if get_args(tp) else Any
-        items = tuple(_convert(item_tp, v, _join(path, i), {}, environ) for i, v in enumerate(value))
+        items = tuple(
+            _convert(item_tp, v, _join(path, i), {}, environ) for i, v in enumerate(value)
+        )
         _check_constraints(items, path, meta)
         return items if origin is tuple else list(items)
     if origin is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(path, f"must be an object, got {value!r}")
         _, val_tp = get_args(tp)
-        return {str(k): _convert(val_tp, v, _join(path, str(k)), {}, environ) for k, v in value.items()}
+        return {
+            str(k): _convert(val_tp, v, _join(path, str(k)), {}, environ) for k, v in value.items()
+        }
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         return _convert_dataclass(tp, value, path, environ)
     if tp is Any:
@@ -192,10 +208,8 @@ def _convert_scalar(tp: Any, value: Any, path: str, meta: Mapping[str, Any]) -> 
         out = value
     elif tp is float:
         if isinstance(value, str):
-            try:
+            with contextlib.suppress(ValueError):
                 value = float(value)
-            except ValueError:
-                pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(path, f"must be a number, got {value!r}")
         out = float(value)
@@ -242,7 +256,9 @@ def _convert_dataclass(cls: type, value: Any, path: str, environ: Mapping[str, s
     kwargs = {}
     for name, f in fields.items():
         if name in value:
-            kwargs[name] = _convert(hints[name], value[name], _join(path, name), f.metadata, environ)
+            kwargs[name] = _convert(
+                hints[name], value[name], _join(path, name), f.metadata, environ
+            )
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(_join(path, name), "is required")
     obj = cls(**kwargs)
@@ -251,12 +267,18 @@ def _convert_dataclass(cls: type, value: Any, path: str, environ: Mapping[str, s
         try:
             check()
         except ConfigError as exc:
-            raise ConfigError(_join(path, exc.path) if exc.path else path, _strip_path(exc), hint=exc.hint) from None
+            raise ConfigError(
+                _join(path, exc.path) if exc.path else path, _strip_path(exc), hint=exc.hint
+            ) from None
     return obj
 
 
 def _strip_path(exc: ConfigError) -> str:
-    return exc.message[len(exc.path) + 2 :] if exc.path and exc.message.startswith(exc.path + ": ") else exc.message
+    return (
+        exc.message[len(exc.path) + 2 :]
+        if exc.path and exc.message.startswith(exc.path + ": ")
+        else exc.message
+    )
 
 
 def to_plain(obj: Any) -> Any:

@@ -38,7 +38,11 @@ def sniff_format(first_line: str) -> Format:
     """Guess the format from the first non-empty line."""
     stripped = first_line.lstrip()
     if stripped.startswith("{"):
-        return Format.OTLP_JSON if '"resourceLogs"' in stripped[:200] or '"resource_logs"' in stripped[:200] else Format.NDJSON
+        return (
+            Format.OTLP_JSON
+            if '"resourceLogs"' in stripped[:200] or '"resource_logs"' in stripped[:200]
+            else Format.NDJSON
+        )
     return Format.TEXT
 
 
@@ -127,7 +131,9 @@ class Progress:
             self._last = now
             rate = self.records / max(now - self._start, 1e-9)
             pct = f"{100 * self._done / self._size:5.1f}% " if self._size else ""
-            self.stream.write(f"\r{self._file}: {pct}{self.records:,} records, {rate:,.0f} records/s ")
+            self.stream.write(
+                f"\r{self._file}: {pct}{self.records:,} records, {rate:,.0f} records/s "
+            )
             self.stream.flush()
 
     def close(self) -> None:

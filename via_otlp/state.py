@@ -43,7 +43,9 @@ def load_state(path: Path) -> dict[str, Any] | None:
     try:
         doc = json.loads(text)
     except ValueError as exc:
-        raise ViaError(f"state file {path} is corrupt: {exc}", hint="move it away to start fresh") from None
+        raise ViaError(
+            f"state file {path} is corrupt: {exc}", hint="move it away to start fresh"
+        ) from None
     if not isinstance(doc, dict) or doc.get("version") != STATE_VERSION:
         raise ViaError(
             f"state file {path} has version {doc.get('version') if isinstance(doc, dict) else '?'}, "

@@ -29,7 +29,12 @@ BATCH = 100
 def send(exporter: object) -> None:
     provider = LoggerProvider(resource=Resource.create({"service.name": "pressure"}))
     provider.add_log_record_processor(
-        BatchLogRecordProcessor(exporter, max_queue_size=RECORDS * 2, max_export_batch_size=BATCH, schedule_delay_millis=10)  # type: ignore[arg-type]
+        BatchLogRecordProcessor(
+            exporter,
+            max_queue_size=RECORDS * 2,
+            max_export_batch_size=BATCH,
+            schedule_delay_millis=10,
+        )  # type: ignore[arg-type]
     )
     logger = provider.get_logger("pressure")
     for i in range(RECORDS):

@@ -30,14 +30,26 @@ MAX_BODY = 256 * 1024
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     server = start_server(
         tmp_path_factory.mktemp("bad"),
-        {"receive": {"http": {"max_request_body_size": MAX_BODY}, "grpc": {"max_recv_msg_size": MAX_BODY}}},
+        {
+            "receive": {
+                "http": {"max_request_body_size": MAX_BODY},
+                "grpc": {"max_recv_msg_size": MAX_BODY},
+            }
+        },
     )
     yield server
     assert server.stop() == 0, server.log()
 
 
-def post(srv: ServerProcess, body: bytes, content_type: str, path: str = "/v1/logs", **headers: str) -> tuple[int, bytes]:
-    req = urllib.request.Request(f"{srv.http_url}{path}", data=body, method="POST", headers={"Content-Type": content_type, **headers})
+def post(
+    srv: ServerProcess, body: bytes, content_type: str, path: str = "/v1/logs", **headers: str
+) -> tuple[int, bytes]:
+    req = urllib.request.Request(
+        f"{srv.http_url}{path}",
+        data=body,
+        method="POST",
+        headers={"Content-Type": content_type, **headers},
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, resp.read()
@@ -46,7 +58,9 @@ def post(srv: ServerProcess, body: bytes, content_type: str, path: str = "/v1/lo
 
 
 def grpc_export(srv: ServerProcess, body: bytes) -> grpc.RpcError | bytes:
-    with grpc.insecure_channel(srv.grpc_target, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]) as channel:
+    with grpc.insecure_channel(
+        srv.grpc_target, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
+    ) as channel:
         call = channel.unary_unary(
             "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
             request_serializer=lambda b: b,
@@ -58,7 +72,9 @@ def grpc_export(srv: ServerProcess, body: bytes) -> grpc.RpcError | bytes:
             return err
 
 
-def request_with(body: str = "hello", service: str | None = "svc", **record: int) -> ExportLogsServiceRequest:
+def request_with(
+    body: str = "hello", service: str | None = "svc", **record: int
+) -> ExportLogsServiceRequest:
     req = ExportLogsServiceRequest()
     rl = req.resource_logs.add()
     if service is not None:
@@ -90,7 +106,11 @@ def test_truncated_protobuf_is_invalid_argument_over_grpc(srv: ServerProcess) ->
 def test_garbage_json_is_400(srv: ServerProcess) -> None:
     code, out = post(srv, b'{"resourceLogs": [', "application/json")
     assert code == 400 and "not valid JSON" in json.loads(out)["message"]
-    code, out = post(srv, b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"traceId": "xyz"}]}]}]}', "application/json")
+    code, out = post(
+        srv,
+        b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"traceId": "xyz"}]}]}]}',
+        "application/json",
+    )
     assert code == 400 and "traceId" in json.loads(out)["message"]
 
 
@@ -108,21 +128,33 @@ def test_oversize_body_is_413_and_resource_exhausted(srv: ServerProcess) -> None
     err = grpc_export(srv, big)
     assert isinstance(err, grpc.RpcError) and err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     # a gzip bomb: small on the wire, too large once inflated
-    code, _ = post(srv, gzip.compress(big), "application/x-protobuf", **{"Content-Encoding": "gzip"})
+    code, _ = post(
+        srv, gzip.compress(big), "application/x-protobuf", **{"Content-Encoding": "gzip"}
+    )
     assert code == 413
 
 
 def test_broken_gzip_is_400(srv: ServerProcess) -> None:
-    code, _ = post(srv, b"\x1f\x8b not really gzip", "application/x-protobuf", **{"Content-Encoding": "gzip"})
+    code, _ = post(
+        srv, b"\x1f\x8b not really gzip", "application/x-protobuf", **{"Content-Encoding": "gzip"}
+    )
     assert code == 400
 
 
 def test_invalid_utf8_is_replaced_and_accepted(srv: ServerProcess) -> None:
     before = consumed(srv)
-    body = request_with(body="caf\u00e9 ok").SerializeToString().replace("\u00e9".encode(), b"\xff\xfe")
+    body = (
+        request_with(body="caf\u00e9 ok")
+        .SerializeToString()
+        .replace("\u00e9".encode(), b"\xff\xfe")
+    )
     assert post(srv, body, "application/x-protobuf")[0] == 200
     assert not isinstance(grpc_export(srv, body), grpc.RpcError)
-    code, _ = post(srv, b'{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"bad \xff byte"}}]}]}]}', "application/json")
+    code, _ = post(
+        srv,
+        b'{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"bad \xff byte"}}]}]}]}',
+        "application/json",
+    )
     assert code == 200
     status = srv.wait_for(lambda s: s["intake"]["records_consumed"] >= before + 3)
     assert status["intake"]["invalid_utf8_requests"] >= 3
@@ -143,7 +175,13 @@ def test_deeply_nested_body(srv: ServerProcess) -> None:
     assert post(srv, nested_kvlist(28).SerializeToString(), "application/x-protobuf")[0] == 200
     srv.wait_for(lambda s: s["intake"]["records_consumed"] == before + 1)
     # beyond what any decoder should follow: refused as malformed, not a crash
-    deep_json = '{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":' + '{"kvlistValue":{"values":[{"key":"k","value":' * 3000 + '"x"' + "}]}}" * 3000 + "}]}]}]}"
+    deep_json = (
+        '{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":'
+        + '{"kvlistValue":{"values":[{"key":"k","value":' * 3000
+        + '"x"'
+        + "}]}}" * 3000
+        + "}]}]}]}"
+    )
     code, _ = post(srv, deep_json.encode(), "application/json")
     assert code == 400
 
@@ -160,7 +198,9 @@ def test_zero_and_far_future_timestamps_and_missing_resource(srv: ServerProcess)
     empty = ExportLogsServiceRequest()
     empty.resource_logs.add().scope_logs.add().log_records.add()
     assert post(srv, empty.SerializeToString(), "application/x-protobuf")[0] == 200
-    after = srv.wait_for(lambda s: s["intake"]["records_consumed"] == before["records_consumed"] + 4)["intake"]
+    after = srv.wait_for(
+        lambda s: s["intake"]["records_consumed"] == before["records_consumed"] + 4
+    )["intake"]
     assert after["records_missing_timestamp"] >= before["records_missing_timestamp"] + 2
     assert after["records_future_clamped"] == before["records_future_clamped"] + 1
     assert after["records_missing_service_name"] == before["records_missing_service_name"] + 2

@@ -55,7 +55,9 @@ service:
 """
 
 
-def test_collector_filelog_to_otlphttp_delivers_every_line(server: ServerProcess, tmp_path: Path) -> None:
+def test_collector_filelog_to_otlphttp_delivers_every_line(
+    server: ServerProcess, tmp_path: Path
+) -> None:
     log_file = tmp_path / "app.log"
     with log_file.open("w") as f:
         for i in range(LINES // 2):
@@ -63,14 +65,18 @@ def test_collector_filelog_to_otlphttp_delivers_every_line(server: ServerProcess
     config = tmp_path / "collector.yaml"
     config.write_text(collector_config(log_file, server.http_url))
     out = (tmp_path / "collector.log").open("wb")
-    collector = subprocess.Popen([str(collector_binary()), "--config", str(config)], stdout=out, stderr=subprocess.STDOUT)
+    collector = subprocess.Popen(
+        [str(collector_binary()), "--config", str(config)], stdout=out, stderr=subprocess.STDOUT
+    )
     try:
         time.sleep(0.5)
         with log_file.open("a") as f:  # lines written while the Collector is tailing
             for i in range(LINES // 2, LINES):
                 f.write(f"user {i} failed to authenticate from 10.1.{i % 256}.{i % 200}\n")
         status = server.wait_for(
-            lambda s: s["intake"]["records_consumed"] >= LINES, timeout=60, what=f"{LINES} lines from the Collector"
+            lambda s: s["intake"]["records_consumed"] >= LINES,
+            timeout=60,
+            what=f"{LINES} lines from the Collector",
         )
     finally:
         collector.terminate()

@@ -19,7 +19,11 @@ LOGS_SERVICE = "opentelemetry.proto.collector.logs.v1.LogsService"
 
 def grpcurl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(BIN / "grpcurl"), "-plaintext", *args], input=stdin, capture_output=True, text=True, timeout=30
+        [str(BIN / "grpcurl"), "-plaintext", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
 
@@ -27,7 +31,11 @@ def test_reflection_lists_every_service(server: ServerProcess) -> None:
     out = grpcurl(server.grpc_target, "list")
     assert out.returncode == 0, out.stderr
     services = set(out.stdout.split())
-    assert {LOGS_SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= services
+    assert {
+        LOGS_SERVICE,
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    } <= services
     described = grpcurl(server.grpc_target, "describe", LOGS_SERVICE)
     assert "rpc Export" in described.stdout, described.stderr
 
@@ -36,7 +44,12 @@ def test_health_is_serving(server: ServerProcess) -> None:
     out = grpcurl(server.grpc_target, "grpc.health.v1.Health/Check")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["status"] == "SERVING"
-    out = grpcurl("-d", json.dumps({"service": LOGS_SERVICE}), server.grpc_target, "grpc.health.v1.Health/Check")
+    out = grpcurl(
+        "-d",
+        json.dumps({"service": LOGS_SERVICE}),
+        server.grpc_target,
+        "grpc.health.v1.Health/Check",
+    )
     assert json.loads(out.stdout)["status"] == "SERVING"
 
 
@@ -50,9 +63,10 @@ def test_export_with_a_json_body(server: ServerProcess) -> None:
             ]}],
         }]
     }  # fmt: skip
-    out = grpcurl("-d", "@", server.grpc_target, f"{LOGS_SERVICE}/Export", stdin=json.dumps(request))
+    out = grpcurl(
+        "-d", "@", server.grpc_target, f"{LOGS_SERVICE}/Export", stdin=json.dumps(request)
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout or "{}") == {}  # full success: no partialSuccess
     status = server.wait_for(lambda s: s["intake"]["records_consumed"] == 3)
     assert list(status["rhythm_counts"].values()) == [3]
-

@@ -35,7 +35,9 @@ def one_record(service: str | None = "svc", **fields: object) -> ExportLogsServi
 
 
 def test_severity_ranges_and_words() -> None:
-    expected = ["TRACE"] * 4 + ["DEBUG"] * 4 + ["INFO"] * 4 + ["WARN"] * 4 + ["ERROR"] * 4 + ["FATAL"] * 4
+    expected = (
+        ["TRACE"] * 4 + ["DEBUG"] * 4 + ["INFO"] * 4 + ["WARN"] * 4 + ["ERROR"] * 4 + ["FATAL"] * 4
+    )
     assert [severity_of("", n) for n in range(1, 25)] == expected
     assert severity_of("", 0) == "UNSPECIFIED"
     assert severity_of("Warning", 9) == "WARN"  # the text wins when it is a known word
@@ -100,7 +102,9 @@ def test_source_identity_from_configured_attributes() -> None:
 
 
 def test_ids_unique_id_event_name_and_template_hint() -> None:
-    req = one_record(trace_id=bytes(range(16)), span_id=bytes(range(8)), event_name="payment.declined")
+    req = one_record(
+        trace_id=bytes(range(16)), span_id=bytes(range(8)), event_name="payment.declined"
+    )
     lr = req.resource_logs[0].scope_logs[0].log_records[0]
     lr.attributes.add(key="client.address").value.string_value = "10.0.0.1"
     lr.attributes.add(key="user.id").value.string_value = "alice"
@@ -108,7 +112,9 @@ def test_ids_unique_id_event_name_and_template_hint() -> None:
     batch, _ = Normaliser().from_request(req, NOW)
     assert batch.trace_id == ["000102030405060708090a0b0c0d0e0f"]
     assert batch.span_id == ["0001020304050607"]
-    assert batch.unique_id == ["alice"]  # user.id comes before client.address in the configured order
+    assert batch.unique_id == [
+        "alice"
+    ]  # user.id comes before client.address in the configured order
     assert batch.event_name == ["payment.declined"]
     assert batch.template_hint == ["Payment declined for <*>"]
 

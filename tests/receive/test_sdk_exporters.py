@@ -35,9 +35,13 @@ PER_PATTERN = 1000
 
 
 def send_with_sdk(exporter: object, service: str) -> None:
-    provider = LoggerProvider(resource=Resource.create({"service.name": service, "deployment.environment.name": "test"}))
+    provider = LoggerProvider(
+        resource=Resource.create({"service.name": service, "deployment.environment.name": "test"})
+    )
     provider.add_log_record_processor(
-        BatchLogRecordProcessor(exporter, max_queue_size=20_000, max_export_batch_size=1000, schedule_delay_millis=50)  # type: ignore[arg-type]
+        BatchLogRecordProcessor(
+            exporter, max_queue_size=20_000, max_export_batch_size=1000, schedule_delay_millis=50
+        )  # type: ignore[arg-type]
     )
     logger = provider.get_logger("test.sdk")
     now = time.time_ns()
@@ -56,7 +60,8 @@ def send_with_sdk(exporter: object, service: str) -> None:
 
 def check_counts(server: ServerProcess, expected_records: int) -> None:
     status = server.wait_for(
-        lambda s: s["intake"]["records_consumed"] >= expected_records, what=f"{expected_records} records"
+        lambda s: s["intake"]["records_consumed"] >= expected_records,
+        what=f"{expected_records} records",
     )
     assert status["intake"]["records_accepted"] == expected_records
     assert status["intake"]["records_consumed"] == expected_records
@@ -68,7 +73,10 @@ def check_counts(server: ServerProcess, expected_records: int) -> None:
 def test_grpc_exporter_with_gzip_delivers_every_record(server: ServerProcess) -> None:
     for service in SERVICES:
         send_with_sdk(
-            GrpcLogExporter(endpoint=server.grpc_target, insecure=True, compression=grpc.Compression.Gzip), service
+            GrpcLogExporter(
+                endpoint=server.grpc_target, insecure=True, compression=grpc.Compression.Gzip
+            ),
+            service,
         )
     check_counts(server, PER_PATTERN * len(MESSAGES) * len(SERVICES))
     assert server.status()["intake"]["requests"]["grpc"]["accepted"] >= 10
@@ -77,7 +85,10 @@ def test_grpc_exporter_with_gzip_delivers_every_record(server: ServerProcess) ->
 def test_http_exporter_delivers_every_record(server: ServerProcess) -> None:
     for service in SERVICES:
         send_with_sdk(
-            HttpLogExporter(endpoint=f"{server.http_url}/v1/logs", compression=HttpCompression.Gzip), service
+            HttpLogExporter(
+                endpoint=f"{server.http_url}/v1/logs", compression=HttpCompression.Gzip
+            ),
+            service,
         )
     check_counts(server, PER_PATTERN * len(MESSAGES) * len(SERVICES))
     assert server.status()["intake"]["requests"]["http"]["accepted"] >= 10

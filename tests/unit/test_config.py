@@ -28,14 +28,23 @@ REPO = Path(__file__).resolve().parents[2]
         ("{receive: {queue_max_records: 0}}", "receive.queue_max_records: must be >= 1, got 0"),
         ("{receive: {queue_max_records: 1.5}}", "receive.queue_max_records: must be an integer"),
         ("{receive: {grpc: {endpoint: 'localhost'}}}", "receive.grpc.endpoint: must be HOST:PORT"),
-        ("{receive: {grpc: {max_recv_msg_size: 'lots'}}}", "receive.grpc.max_recv_msg_size: must be a size"),
-        ("{receive: {source_attributes: ['host.name']}}", "receive.source_attributes: must include 'service.name'"),
+        (
+            "{receive: {grpc: {max_recv_msg_size: 'lots'}}}",
+            "receive.grpc.max_recv_msg_size: must be a size",
+        ),
+        (
+            "{receive: {source_attributes: ['host.name']}}",
+            "receive.source_attributes: must include 'service.name'",
+        ),
         ("{receive: {source_attributes: []}}", "receive.source_attributes: must not be empty"),
         ("{log: {level: 'loud'}}", "log.level: must be one of"),
         ("{receive: {grpc: {enabled: 'yes'}}}", "receive.grpc.enabled: must be true or false"),
         ("[]", "must hold a JSON5 object"),
         ("{receive: ", "is not valid JSON5"),
-        ("{receive: {grpc: {endpoint: '${env:VIA_TEST_UNSET_VAR}'}}}", "environment variable VIA_TEST_UNSET_VAR is not set"),
+        (
+            "{receive: {grpc: {endpoint: '${env:VIA_TEST_UNSET_VAR}'}}}",
+            "environment variable VIA_TEST_UNSET_VAR is not set",
+        ),
     ],
 )
 def test_errors_name_the_key_path(text: str, message: str) -> None:
@@ -120,7 +129,9 @@ def test_shipped_config_loads_lists_every_key_and_comments_each() -> None:
         m = re.match(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*:", line)
         if m:
             previous = next((p.strip() for p in reversed(lines[:i]) if p.strip()), "")
-            assert previous.startswith("//"), f"config/via.json5 line {i + 1}: key {m.group(1)!r} has no comment above it"
+            assert previous.startswith("//"), (
+                f"config/via.json5 line {i + 1}: key {m.group(1)!r} has no comment above it"
+            )
 
 
 def test_config_check_prints_the_effective_config() -> None:
@@ -137,7 +148,12 @@ def test_config_check_prints_the_effective_config() -> None:
 def test_config_check_fails_with_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json5"
     bad.write_text("{receive: {grpc: {endpoint: 'x'}}}")
-    out = subprocess.run([sys.executable, "-m", "via_otlp", "config", "check", str(bad)], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "via_otlp", "config", "check", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0
     assert "receive.grpc.endpoint" in out.stderr

@@ -92,7 +92,9 @@ class GrpcServer:
         extra_service_names: Sequence[str] = (),
     ) -> None:
         self.config = config
-        self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+        self.health = (
+            health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+        )
         self._handler = LogsServiceHandler(intake, config.max_recv_msg_size)
         self._extra_handlers = tuple(extra_handlers)
         self._extra_names = tuple(extra_service_names)
@@ -119,7 +121,9 @@ class GrpcServer:
         try:
             self.port = server.add_insecure_port(self.config.endpoint)
         except RuntimeError as exc:
-            raise StartupError(f"cannot listen for OTLP/gRPC on {self.config.endpoint}: {exc}") from None
+            raise StartupError(
+                f"cannot listen for OTLP/gRPC on {self.config.endpoint}: {exc}"
+            ) from None
         if self.port == 0:
             raise StartupError(
                 f"cannot listen for OTLP/gRPC on {self.config.endpoint}: address in use or not available",
@@ -131,7 +135,9 @@ class GrpcServer:
 
     async def set_serving(self, serving: bool) -> None:
         status = (
-            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
         )
         for name in ("", LOGS_SERVICE, *self._extra_names):
             result = self.health.set(name, status)

@@ -23,7 +23,13 @@ from via_otlp.config import HttpConfig, ReceiveConfig
 from via_otlp.errors import InputError, StartupError
 from via_otlp.receive.intake import Intake, Outcome, QueueFullError, Transport
 from via_otlp.receive.ndjson import TextRecord, parse_ndjson_line, records_to_request
-from via_otlp.receive.otlp_codec import Encoding, decode, encode_message, export_response, status_message
+from via_otlp.receive.otlp_codec import (
+    Encoding,
+    decode,
+    encode_message,
+    export_response,
+    status_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +39,9 @@ NDJSON_ROOM_TIMEOUT = 30.0
 _ENCODINGS = {e.value: e for e in Encoding}
 
 
-def _status_response(code: int, rpc_code: int, message: str, encoding: Encoding, **headers: str) -> web.Response:
+def _status_response(
+    code: int, rpc_code: int, message: str, encoding: Encoding, **headers: str
+) -> web.Response:
     body = encode_message(status_message(rpc_code, message), encoding)
     return web.Response(status=code, body=body, content_type=encoding.value, headers=headers)
 
@@ -62,7 +70,11 @@ def inflate(body: bytes, content_encoding: str, limit: int) -> bytes:
 
 
 async def _inflated_chunks(stream: Any, content_encoding: str) -> AsyncIterator[bytes]:
-    d = zlib.decompressobj(_WBITS[content_encoding]) if content_encoding not in ("", "identity") else None
+    d = (
+        zlib.decompressobj(_WBITS[content_encoding])
+        if content_encoding not in ("", "identity")
+        else None
+    )
     async for chunk in stream.iter_chunked(64 * 1024):
         if d is None:
             yield chunk
@@ -79,7 +91,9 @@ def _content_encoding(request: web.Request) -> str | None:
     return value if value in ("", "identity", *_WBITS) else None
 
 
-async def _lines(chunks: AsyncIterator[bytes], max_line: int) -> AsyncIterator[tuple[bytes | None, str]]:
+async def _lines(
+    chunks: AsyncIterator[bytes], max_line: int
+) -> AsyncIterator[tuple[bytes | None, str]]:
     """Split a body stream into lines without reading it whole; an over-long line yields (None, error)."""
     buffer = bytearray()
     skipping = False
@@ -134,7 +148,9 @@ class HttpServer:
     async def start(self) -> None:
         host, _, port = self.config.endpoint.rpartition(":")
         # We inflate bodies ourselves: to answer 415 for encodings we do not speak and to stop gzip bombs.
-        runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False, auto_decompress=False)
+        runner = web.AppRunner(
+            self.make_app(), access_log=None, handle_signals=False, auto_decompress=False
+        )
         await runner.setup()
         site = web.TCPSite(runner, host.strip("[]"), int(port), reuse_address=True)
         try:
@@ -166,7 +182,9 @@ class HttpServer:
     async def get_status(self, request: web.Request) -> web.Response:
         """Counters as JSON; `?detail=rhythms` adds the record count of every rhythm hash."""
         detail = frozenset(request.query.getall("detail", []))
-        return web.json_response(self.status(detail), dumps=lambda d: json.dumps(d, indent=2, sort_keys=True))
+        return web.json_response(
+            self.status(detail), dumps=lambda d: json.dumps(d, indent=2, sort_keys=True)
+        )
 
     async def post_logs(self, request: web.Request) -> web.Response:
         stats = self.intake.stats
@@ -193,7 +211,10 @@ class HttpServer:
         except (web.HTTPRequestEntityTooLarge, BodyTooLarge):
             stats.count(Transport.HTTP, Outcome.TOO_LARGE)
             return _status_response(
-                413, code_pb2.RESOURCE_EXHAUSTED, f"request body exceeds max_request_body_size {limit}", encoding
+                413,
+                code_pb2.RESOURCE_EXHAUSTED,
+                f"request body exceeds max_request_body_size {limit}",
+                encoding,
             )
         except InputError as exc:
             stats.count(Transport.HTTP, Outcome.INVALID)
@@ -210,10 +231,16 @@ class HttpServer:
         except QueueFullError as exc:
             stats.count(Transport.HTTP, Outcome.QUEUE_FULL)
             return _status_response(
-                503, code_pb2.UNAVAILABLE, str(exc), encoding, **{"Retry-After": str(math.ceil(exc.retry_after))}
+                503,
+                code_pb2.UNAVAILABLE,
+                str(exc),
+                encoding,
+                **{"Retry-After": str(math.ceil(exc.retry_after))},
             )
         stats.count(Transport.HTTP, Outcome.ACCEPTED)
-        return web.Response(body=encode_message(export_response(), encoding), content_type=encoding.value)
+        return web.Response(
+            body=encode_message(export_response(), encoding), content_type=encoding.value
+        )
 
     async def post_ingest(self, request: web.Request) -> web.Response:
         """NDJSON, streamed: bad lines are reported and skipped, good ones accepted."""
@@ -225,7 +252,9 @@ class HttpServer:
         content_encoding = _content_encoding(request)
         if content_encoding is None:
             stats.count(Transport.NDJSON, Outcome.UNSUPPORTED_MEDIA_TYPE)
-            return web.json_response({"error": "unsupported Content-Encoding: use gzip, deflate or none"}, status=415)
+            return web.json_response(
+                {"error": "unsupported Content-Encoding: use gzip, deflate or none"}, status=415
+            )
 
         async def flush() -> None:
             nonlocal accepted
@@ -237,7 +266,9 @@ class HttpServer:
 
         line_no = 0
         try:
-            async for line, problem in _lines(_inflated_chunks(request.content, content_encoding), MAX_NDJSON_LINE):
+            async for line, problem in _lines(
+                _inflated_chunks(request.content, content_encoding), MAX_NDJSON_LINE
+            ):
                 line_no += 1
                 if line is not None and not line.strip():
                     continue
@@ -254,7 +285,10 @@ class HttpServer:
             await flush()
         except InputError as exc:
             stats.count(Transport.NDJSON, Outcome.INVALID)
-            return web.json_response({"accepted": accepted, "rejected": rejected, "errors": errors, "error": str(exc)}, status=400)
+            return web.json_response(
+                {"accepted": accepted, "rejected": rejected, "errors": errors, "error": str(exc)},
+                status=400,
+            )
         except (TimeoutError, QueueFullError):
             stats.count(Transport.NDJSON, Outcome.QUEUE_FULL)
             return web.json_response(
@@ -265,4 +299,6 @@ class HttpServer:
         outcome = Outcome.ACCEPTED if accepted or not rejected else Outcome.INVALID
         stats.count(Transport.NDJSON, outcome)
         status = 200 if outcome is Outcome.ACCEPTED else 400
-        return web.json_response({"accepted": accepted, "rejected": rejected, "errors": errors}, status=status)
+        return web.json_response(
+            {"accepted": accepted, "rejected": rejected, "errors": errors}, status=status
+        )

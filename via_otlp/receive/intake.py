@@ -163,7 +163,9 @@ class Intake:
         self.drop_filter = drop_filter
         self.retry_after = retry_after
 
-    def prepare_request(self, request: ExportLogsServiceRequest, now_ns: int | None = None) -> LogBatch:
+    def prepare_request(
+        self, request: ExportLogsServiceRequest, now_ns: int | None = None
+    ) -> LogBatch:
         """Normalise a decoded request into a batch (not yet templated or queued)."""
         batch, counts = self.normaliser.from_request(request, now_ns or time.time_ns())
         self.stats.normalised.add(counts)

@@ -47,7 +47,9 @@ def parse_time(value: Any) -> int:
         if not math.isfinite(value) or value < 0:
             raise InputError(f"time: must be a finite non-negative number, got {value!r}")
         magnitude = abs(value)
-        scale = 1e9 if magnitude < 1e11 else 1e6 if magnitude < 1e14 else 1e3 if magnitude < 1e17 else 1
+        scale = (
+            1e9 if magnitude < 1e11 else 1e6 if magnitude < 1e14 else 1e3 if magnitude < 1e17 else 1
+        )
         return int(value * scale)
     if isinstance(value, str):
         text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")

@@ -24,8 +24,9 @@ MAX_RENDER_DEPTH = 16
 MAX_SEVERITY_TEXT = 32
 _SOURCE_CACHE_MAX = 4096
 
-_SEVERITY_BY_NUMBER = ("UNSPECIFIED",) + tuple(
-    name for name in ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL") for _ in range(4)
+_SEVERITY_BY_NUMBER = (
+    "UNSPECIFIED",
+    *(name for name in ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL") for _ in range(4)),
 )
 _SEVERITY_ALIASES = {
     "TRACE": "TRACE", "FINEST": "TRACE", "FINER": "TRACE",
@@ -130,7 +131,11 @@ class IntakeCounts:
 class NormaliseOptions:
     """The receive config keys normalisation uses."""
 
-    source_attributes: tuple[str, ...] = ("service.namespace", "service.name", "deployment.environment.name")
+    source_attributes: tuple[str, ...] = (
+        "service.namespace",
+        "service.name",
+        "deployment.environment.name",
+    )
     unique_id_attributes: tuple[str, ...] = ("enduser.id", "user.id", "client.address")
     max_future_skew_ns: int = 300 * 10**9
     sample_every: int = 64
@@ -152,7 +157,11 @@ class Normaliser:
         if src is None:
             attrs = tuple((n, values[n]) for n in names if values.get(n))
             if "service.name" not in values or not values["service.name"]:
-                attrs = tuple(sorted((*attrs, ("service.name", UNKNOWN_SERVICE)), key=lambda a: names.index(a[0])))
+                attrs = tuple(
+                    sorted(
+                        (*attrs, ("service.name", UNKNOWN_SERVICE)), key=lambda a: names.index(a[0])
+                    )
+                )
             src = Source.from_attributes(attrs)
             if len(self._sources) >= _SOURCE_CACHE_MAX:
                 self._sources.clear()
@@ -166,7 +175,9 @@ class Normaliser:
             counts.missing_service_name += 1
         return self.source_for(values)
 
-    def from_request(self, request: ExportLogsServiceRequest, now_ns: int) -> tuple[LogBatch, IntakeCounts]:
+    def from_request(
+        self, request: ExportLogsServiceRequest, now_ns: int
+    ) -> tuple[LogBatch, IntakeCounts]:
         """Normalise every log record of `request`; `now_ns` is the receive time."""
         batch = LogBatch()
         counts = IntakeCounts()
@@ -175,9 +186,21 @@ class Normaliser:
         unique_keys = frozenset(opts.unique_id_attributes)
         unique_order = {k: i for i, k in enumerate(opts.unique_id_attributes)}
         # Bound methods of the columns, looked up once: this loop is the intake's hot path.
-        add_src, add_sev, add_body = batch.source_index.append, batch.severity.append, batch.body.append
-        add_time, add_trace, add_span = batch.time_ns.append, batch.trace_id.append, batch.span_id.append
-        add_uid, add_event, add_hint = batch.unique_id.append, batch.event_name.append, batch.template_hint.append
+        add_src, add_sev, add_body = (
+            batch.source_index.append,
+            batch.severity.append,
+            batch.body.append,
+        )
+        add_time, add_trace, add_span = (
+            batch.time_ns.append,
+            batch.trace_id.append,
+            batch.span_id.append,
+        )
+        add_uid, add_event, add_hint = (
+            batch.unique_id.append,
+            batch.event_name.append,
+            batch.template_hint.append,
+        )
         source_ids: dict[Source, int] = {}
         countdown = self._sample_countdown
         for rl in request.resource_logs:
@@ -197,7 +220,11 @@ class Normaliser:
                     batch.sources.append(src)
                 for lr in records:
                     body = lr.body
-                    add_body(body.string_value if body.WhichOneof("value") == "string_value" else render_value(body))
+                    add_body(
+                        body.string_value
+                        if body.WhichOneof("value") == "string_value"
+                        else render_value(body)
+                    )
                     add_sev(severity_of(lr.severity_text, lr.severity_number))
                     t = lr.time_unix_nano or lr.observed_time_unix_nano
                     if not t:
@@ -236,7 +263,10 @@ class Normaliser:
 
 
 def _sample(
-    source_index: int, record_index: int, log_attrs: Iterable[KeyValue], resource_attrs: Iterable[KeyValue]
+    source_index: int,
+    record_index: int,
+    log_attrs: Iterable[KeyValue],
+    resource_attrs: Iterable[KeyValue],
 ) -> AttributeSample:
     return AttributeSample(
         source_index,

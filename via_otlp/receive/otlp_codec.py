@@ -36,7 +36,9 @@ def decode_protobuf(data: bytes) -> tuple[ExportLogsServiceRequest, bool]:
         return ExportLogsServiceRequest.FromString(data), False
     except DecodeError as exc:
         if "UTF-8" not in str(exc):
-            raise InputError(f"request body is not a valid ExportLogsServiceRequest: {exc}") from None
+            raise InputError(
+                f"request body is not a valid ExportLogsServiceRequest: {exc}"
+            ) from None
     try:
         return parse_lenient(data), True
     except DecodeError as exc:
