@@ -44,6 +44,16 @@ class PatternStats:
     source_evictions: int
 
 
+@dataclass(frozen=True, slots=True)
+class TemplateInfo:
+    """A read-only view of one template kept by a source model (for the control API)."""
+
+    source_key: str
+    template_id: str
+    template: str
+    count: int
+
+
 class SnapshotError(ValueError):
     """A snapshot that this version cannot restore (wrong kind or version, or malformed)."""
 
@@ -131,6 +141,14 @@ class PatternStage:
             flooded_lines=live.flooded_lines + self._retired.flooded_lines,
             source_evictions=self._source_evictions,
         )
+
+    def templates(self) -> list[TemplateInfo]:
+        """Every template the source models keep now, by source (read-only; nothing is created)."""
+        return [
+            TemplateInfo(key, t.id, t.text, t.count)
+            for key, miner in self._miners.items()
+            for t in miner.templates.values()
+        ]
 
     def flooding_sources(self) -> list[str]:
         """The sources currently reported as flooding (mostly unique lines)."""
