@@ -340,14 +340,12 @@ class BucketCount(_message.Message):
     def __init__(self, start_unix_nano: _Optional[int] = ..., count: _Optional[float] = ..., distinct: _Optional[float] = ...) -> None: ...
 
 class GetProfileResponse(_message.Message):
-    __slots__ = ("profile", "recent_buckets", "open_episodes")
+    __slots__ = ("profile", "recent_buckets")
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     RECENT_BUCKETS_FIELD_NUMBER: _ClassVar[int]
-    OPEN_EPISODES_FIELD_NUMBER: _ClassVar[int]
     profile: Profile
     recent_buckets: _containers.RepeatedCompositeFieldContainer[BucketCount]
-    open_episodes: _containers.RepeatedScalarFieldContainer[AnomalyKind]
-    def __init__(self, profile: _Optional[_Union[Profile, _Mapping]] = ..., recent_buckets: _Optional[_Iterable[_Union[BucketCount, _Mapping]]] = ..., open_episodes: _Optional[_Iterable[_Union[AnomalyKind, str]]] = ...) -> None: ...
+    def __init__(self, profile: _Optional[_Union[Profile, _Mapping]] = ..., recent_buckets: _Optional[_Iterable[_Union[BucketCount, _Mapping]]] = ...) -> None: ...
 
 class Template(_message.Message):
     __slots__ = ("source_key", "template_id", "template", "count", "rhythm_hashes")

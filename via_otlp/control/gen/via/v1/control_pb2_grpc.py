@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class ControlStub:
-    """Missing associated documentation comment in .proto file."""
+    """Status, profiles, templates, anomalies, patches and schemas of one via-otlp instance.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -87,7 +88,8 @@ class ControlStub:
 
 
 class ControlServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Status, profiles, templates, anomalies, patches and schemas of one via-otlp instance.
+    """
 
     def GetStatus(self, request, context):
         """Version, uptime, intake counters by outcome, queue depth, profiles, templates, registry
@@ -224,7 +226,8 @@ def add_ControlServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Control:
-    """Missing associated documentation comment in .proto file."""
+    """Status, profiles, templates, anomalies, patches and schemas of one via-otlp instance.
+    """
 
     @staticmethod
     def GetStatus(request,

@@ -1,0 +1,60 @@
+"""Learned state outlives the process: SIGTERM saves it (versioned JSON, atomic write), the next
+start restores it, so baselines and template ids carry on where they stopped."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import start_server
+
+pytestmark = pytest.mark.slow
+
+T0 = 1_790_000_000
+
+
+def post_ndjson(url: str, lines: list[dict[str, object]]) -> dict[str, object]:
+    body = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    req = urllib.request.Request(f"{url}/v1/ingest", data=body, method="POST")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())  # type: ignore[no-any-return]
+
+
+def test_state_is_saved_at_shutdown_and_restored_at_start(tmp_path: Path) -> None:
+    first = start_server(tmp_path)
+    try:
+        lines = [
+            {"time": T0 + s, "service": "api", "body": f"request {s} served in {s % 50} ms"}
+            for s in range(3600)
+        ]
+        lines += [
+            {"time": T0 + s, "service": "api", "severity": "WARN", "body": f"slow query {s}"}
+            for s in range(0, 3600, 30)
+        ]
+        assert post_ndjson(first.http_url, lines)["accepted"] == len(lines)
+        before = first.wait_for(lambda s: s["intake"]["records_consumed"] == len(lines))
+        rhythms_before = set(before["rhythm_counts"])
+    finally:
+        assert first.stop() == 0, first.log()
+    state = json.loads((first.data_dir / "state.json").read_text())
+    assert state["version"] == 1 and {"patterns", "engine"} <= set(state)
+    assert before["detect"]["profiles"] == 2
+
+    second = start_server(tmp_path)
+    try:
+        restored = second.status()
+        assert restored["detect"]["profiles"] == before["detect"]["profiles"]
+        assert restored["patterns"]["templates"] == before["patterns"]["templates"]
+        # the same lines after the restart land on the same rhythm hashes
+        more = [
+            {"time": T0 + 3600 + s, "service": "api", "body": f"request {s} served in 7 ms"}
+            for s in range(10)
+        ]
+        post_ndjson(second.http_url, more)
+        after = second.wait_for(lambda s: s["intake"]["records_consumed"] == len(more))
+        assert set(after["rhythm_counts"]) <= rhythms_before
+    finally:
+        assert second.stop() == 0, second.log()

@@ -1,0 +1,479 @@
+"""Translation between via.v1 protobuf messages and VIA's own dataclasses. Pure: no I/O.
+
+Also the pure parts of the List calls: filtering, ordering and keyset paging of in-memory
+profiles and templates, and opaque page tokens (`encode_token` / `decode_token`). A malformed
+argument is an `InputError`, which the server answers with INVALID_ARGUMENT.
+
+>>> from via_otlp.registry.patches import Patch, PatchRule
+>>> pb = patch_to_proto(Patch(PatchRule.MUTE, source="shop/*", id="p1"), now_ns=0)
+>>> (pb.rule == pb2.PATCH_RULE_MUTE, pb.source, pb.in_force)
+(True, 'shop/*', True)
+>>> patch_from_proto(pb, now_ns=0) == Patch(PatchRule.MUTE, source="shop/*", id="p1")
+True
+>>> decode_token(encode_token("profiles", ["rate", -2.5, "00ab"]), "profiles")
+['rate', -2.5, '00ab']
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fnmatch
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from via_otlp.detect.engine import EngineStats
+from via_otlp.detect.profile import ProfileState, ProfileSummary
+from via_otlp.emit.exporter import EmitStats
+from via_otlp.errors import InputError
+from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, Source
+from via_otlp.control.gen.via.v1 import control_pb2 as pb2
+from via_otlp.patterns.stage import PatternStats, TemplateInfo
+from via_otlp.receive.intake import IntakeStats
+from via_otlp.registry.patches import Patch, PatchRule
+from via_otlp.registry.records import AnomalyRecord, RegistryStatus
+from via_otlp.registry.schemas import SchemaRecord
+
+T = TypeVar("T")
+
+_TOKEN_VERSION = 1
+_NS = 1_000_000_000
+
+KIND_TO_PROTO = {
+    AnomalyKind.NOVELTY: pb2.ANOMALY_KIND_NOVELTY,
+    AnomalyKind.SPIKE: pb2.ANOMALY_KIND_SPIKE,
+    AnomalyKind.DROP: pb2.ANOMALY_KIND_DROP,
+    AnomalyKind.DRIFT: pb2.ANOMALY_KIND_DRIFT,
+    AnomalyKind.CARDINALITY: pb2.ANOMALY_KIND_CARDINALITY,
+    AnomalyKind.SCHEMA: pb2.ANOMALY_KIND_SCHEMA,
+}
+KIND_FROM_PROTO = {v: k for k, v in KIND_TO_PROTO.items()}
+STATE_TO_PROTO = {
+    EpisodeState.OPEN: pb2.EPISODE_STATE_OPEN,
+    EpisodeState.RESOLVED: pb2.EPISODE_STATE_RESOLVED,
+}
+STATE_FROM_PROTO = {v: k for k, v in STATE_TO_PROTO.items()}
+RULE_TO_PROTO = {
+    PatchRule.MUTE: pb2.PATCH_RULE_MUTE,
+    PatchRule.DROP: pb2.PATCH_RULE_DROP,
+    PatchRule.THRESHOLD: pb2.PATCH_RULE_THRESHOLD,
+}
+RULE_FROM_PROTO = {v: k for k, v in RULE_TO_PROTO.items()}
+_PROFILE_STATE = {
+    ProfileState.LEARNING: pb2.PROFILE_STATE_LEARNING,
+    ProfileState.ACTIVE: pb2.PROFILE_STATE_ACTIVE,
+}
+
+
+# -- paging ----------------------------------------------------------------------------------
+
+
+def encode_token(kind: str, key: Sequence[Any]) -> str:
+    """An opaque cursor: which list it belongs to and the sort key of the last item shown."""
+    raw = json.dumps({"v": _TOKEN_VERSION, "k": kind, "after": list(key)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode("ascii").rstrip("=")
+
+
+def decode_token(token: str, kind: str) -> list[Any]:
+    """The inverse of `encode_token`; a token of another list or a malformed one is an `InputError`."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+        if data["v"] != _TOKEN_VERSION or data["k"] != kind or not isinstance(data["after"], list):
+            raise ValueError(kind)
+        return list(data["after"])
+    except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError):
+        raise InputError(
+            f"malformed page_token {token!r}",
+            hint="pass the next_page_token of the previous response, with the same filters",
+        ) from None
+
+
+def page_size(requested: int, default: int, maximum: int) -> int:
+    """The page size to use: `default` for 0, never above `maximum`."""
+    return min(requested or default, maximum)
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of an in-memory list."""
+
+    items: list[T]
+    next_page_token: str
+    total: int
+
+
+def paginate(
+    items: Iterable[T],
+    sort_key: Callable[[T], tuple[Any, ...]],
+    kind: str,
+    size: int,
+    token: str,
+) -> Page[T]:
+    """Sort `items` by `sort_key` (unique per item) and return the page after `token`'s key."""
+    ordered = sorted(items, key=sort_key)
+    start = 0
+    if token:
+        after = tuple(decode_token(token, kind))
+        try:
+            start = next((i for i, x in enumerate(ordered) if sort_key(x) > after), len(ordered))
+        except TypeError:  # a token of the same list kind but another shape
+            raise InputError(f"malformed page_token {token!r}") from None
+    page = ordered[start : start + size]
+    more = start + size < len(ordered)
+    next_token = encode_token(kind, sort_key(page[-1])) if more and page else ""
+    return Page(page, next_token, len(ordered))
+
+
+def source_matches(pattern: str, key: str) -> bool:
+    """A source filter: "" matches all; a glob ("shop/*") or an exact key."""
+    if not pattern:
+        return True
+    return fnmatch.fnmatchcase(key, pattern)
+
+
+# -- status ----------------------------------------------------------------------------------
+
+
+def status_to_proto(
+    *,
+    version: str,
+    state: str,
+    uptime_seconds: float,
+    queue_depth: int,
+    queue_capacity: int,
+    intake: IntakeStats,
+    engine: EngineStats,
+    bucket_seconds: float,
+    patterns: PatternStats,
+    registry: RegistryStatus | None,
+    emitter: EmitStats,
+    events_emitted: int,
+    events_suppressed: int,
+    rhythm_hashes: int,
+) -> pb2.GetStatusResponse:
+    out = pb2.GetStatusResponse(
+        version=version,
+        state=state,
+        uptime_seconds=uptime_seconds,
+        queue=pb2.QueueStatus(depth=queue_depth, capacity=queue_capacity),
+        rhythm_hashes=rhythm_hashes,
+        events=pb2.EventsStatus(emitted=events_emitted, suppressed=events_suppressed),
+    )
+    out.intake.CopyFrom(intake_to_proto(intake))
+    out.profiles.CopyFrom(engine_to_proto(engine, bucket_seconds))
+    out.templates.CopyFrom(patterns_to_proto(patterns))
+    out.registry.CopyFrom(registry_to_proto(registry))
+    out.emitter.CopyFrom(emitter_to_proto(emitter))
+    return out
+
+
+def intake_to_proto(s: IntakeStats) -> pb2.IntakeStatus:
+    out = pb2.IntakeStatus(
+        records_accepted=s.records_accepted,
+        records_dropped_by_patch=s.records_dropped_by_patch,
+        records_consumed=s.records_consumed,
+        invalid_utf8_requests=s.invalid_utf8_requests,
+    )
+    for (transport, outcome), n in sorted(s.requests.items()):
+        out.requests.add(transport=transport.value, outcome=outcome.value, count=n)
+    n = s.normalised
+    out.records_normalised.update(
+        future_clamped=n.future_clamped,
+        missing_timestamp=n.missing_timestamp,
+        missing_service_name=n.missing_service_name,
+        loopback_ignored=n.loopback_ignored,
+    )
+    return out
+
+
+def engine_to_proto(s: EngineStats, bucket_seconds: float) -> pb2.ProfilesStatus:
+    return pb2.ProfilesStatus(
+        tracked=s.profiles,
+        learning=s.profiles_learning,
+        evictions_idle=s.evictions_idle,
+        evictions_capacity=s.evictions_capacity,
+        records=s.records,
+        late_records=s.late_records,
+        dropped_records=s.dropped_records,
+        buckets_closed=s.buckets_closed,
+        open_buckets=s.open_buckets,
+        open_episodes=s.open_episodes,
+        episodes_opened=s.episodes_opened,
+        episodes_resolved=s.episodes_resolved,
+        watermark_unix_nano=s.watermark_ns,
+        max_event_unix_nano=s.max_event_ns,
+        bucket_seconds=bucket_seconds,
+    )
+
+
+def patterns_to_proto(s: PatternStats) -> pb2.TemplatesStatus:
+    return pb2.TemplatesStatus(
+        sources=s.sources,
+        templates=s.templates,
+        lines=s.lines,
+        created=s.created,
+        merges=s.merges,
+        evictions=s.evictions,
+        flooding_sources=s.flooding_sources,
+        flooded_lines=s.flooded_lines,
+        hinted=s.hinted,
+    )
+
+
+def registry_to_proto(s: RegistryStatus | None) -> pb2.RegistryStatus:
+    if s is None:
+        return pb2.RegistryStatus(state="disabled")
+    w = s.writer
+    return pb2.RegistryStatus(
+        state=s.state.value,
+        embedded=s.embedded,
+        database=s.database,
+        migrations_applied=list(s.migrations_applied),
+        patches_active=s.patches_active,
+        patches_listening=s.patches_listening,
+        records_dropped_by_patch=s.records_dropped_by_patch,
+        events_muted=s.events_muted,
+        writer_buffered=w.buffered,
+        writer_written=w.written,
+        writer_dropped=w.dropped,
+        writer_failed=w.failed,
+        last_error=w.last_error,
+    )
+
+
+def emitter_to_proto(s: EmitStats) -> pb2.EmitterStatus:
+    return pb2.EmitterStatus(
+        state=s.state.value,
+        queued=s.queued,
+        sent=s.sent,
+        retries=s.retries,
+        rejected=s.rejected,
+        dropped_queue_full=s.dropped_queue_full,
+        dropped_shutdown=s.dropped_shutdown,
+        failed_permanent=s.failed_permanent,
+        failed_retries_exhausted=s.failed_retries_exhausted,
+        last_error=s.last_error,
+    )
+
+
+# -- profiles and templates ------------------------------------------------------------------
+
+
+def source_to_proto(source: Source) -> pb2.Source:
+    return pb2.Source(
+        key=source.key, attributes=[pb2.Attribute(key=k, value=v) for k, v in source.attributes]
+    )
+
+
+def profile_to_proto(p: ProfileSummary) -> pb2.Profile:
+    rate = p.baseline_mean * 60.0 / p.bucket_seconds if p.bucket_seconds > 0 else 0.0
+    return pb2.Profile(
+        rhythm_hash=p.rhythm_hash,
+        source=source_to_proto(p.source),
+        template_id=p.template_id,
+        template=p.template,
+        severity=p.severity,
+        first_seen_unix_nano=p.first_seen_ns,
+        last_seen_unix_nano=p.last_seen_ns,
+        total_count=p.total_count,
+        buckets_seen=p.buckets_seen,
+        baseline_mean=p.baseline_mean,
+        baseline_std=p.baseline_std,
+        distinct_mean=p.distinct_mean,
+        bucket_seconds=p.bucket_seconds,
+        rate_per_minute=rate,
+        state=_PROFILE_STATE.get(p.state, pb2.PROFILE_STATE_UNSPECIFIED),
+    )
+
+
+def profile_sort_key(order: int) -> Callable[[ProfileSummary], tuple[Any, ...]]:
+    """The sort key of a ListProfiles order (always ending in the rhythm hash: unique)."""
+    if order == pb2.PROFILE_ORDER_RATE:
+        return lambda p: (-p.baseline_mean, p.rhythm_hash)
+    if order == pb2.PROFILE_ORDER_RECENCY:
+        return lambda p: (-p.last_seen_ns, p.rhythm_hash)
+    if order == pb2.PROFILE_ORDER_UNSPECIFIED:
+        return lambda p: (p.rhythm_hash,)
+    raise InputError(f"unknown order_by {order}")
+
+
+def page_profiles(
+    profiles: Iterable[ProfileSummary], source: str, order: int, size: int, token: str
+) -> Page[ProfileSummary]:
+    """Filter by source, order, and cut the page after `token`."""
+    key = profile_sort_key(order)
+    chosen = (p for p in profiles if source_matches(source, p.source_key))
+    return paginate(chosen, key, f"profiles:{order}:{source}", size, token)
+
+
+def page_templates(
+    templates: Iterable[TemplateInfo], source: str, size: int, token: str
+) -> Page[TemplateInfo]:
+    """Filter by source; by source key, then most lines first."""
+    chosen = (t for t in templates if source_matches(source, t.source_key))
+    return paginate(
+        chosen,
+        lambda t: (t.source_key, -t.count, t.template_id),
+        f"templates:{source}",
+        size,
+        token,
+    )
+
+
+def template_to_proto(t: TemplateInfo, rhythm_hashes: Sequence[str] = ()) -> pb2.Template:
+    return pb2.Template(
+        source_key=t.source_key,
+        template_id=t.template_id,
+        template=t.template,
+        count=t.count,
+        rhythm_hashes=sorted(rhythm_hashes),
+    )
+
+
+# -- anomalies -------------------------------------------------------------------------------
+
+
+def kind_from_proto(value: int) -> AnomalyKind | None:
+    """A kind filter (None for UNSPECIFIED)."""
+    if value == pb2.ANOMALY_KIND_UNSPECIFIED:
+        return None
+    try:
+        return KIND_FROM_PROTO[value]
+    except KeyError:
+        raise InputError(f"unknown anomaly kind {value}") from None
+
+
+def state_from_proto(value: int) -> EpisodeState | None:
+    """A state filter (None for UNSPECIFIED)."""
+    if value == pb2.EPISODE_STATE_UNSPECIFIED:
+        return None
+    try:
+        return STATE_FROM_PROTO[value]
+    except KeyError:
+        raise InputError(f"unknown episode state {value}") from None
+
+
+def event_to_proto(e: AnomalyEvent) -> pb2.AnomalyEvent:
+    return pb2.AnomalyEvent(
+        state=STATE_TO_PROTO[e.state],
+        time_unix_nano=e.time_ns,
+        score=e.score,
+        expected=e.expected,
+        observed=e.observed,
+        baseline_mean=e.baseline_mean,
+        baseline_std=e.baseline_std,
+        explanation=e.explanation,
+        sample_trace_ids=list(e.sample_trace_ids),
+    )
+
+
+def anomaly_to_proto(a: AnomalyRecord) -> pb2.Anomaly:
+    return pb2.Anomaly(
+        episode_id=a.episode_id,
+        kind=KIND_TO_PROTO[a.kind],
+        state=STATE_TO_PROTO[a.state],
+        source=source_to_proto(a.source),
+        rhythm_hash=a.rhythm_hash,
+        template_id=a.template_id,
+        template=a.template,
+        severity=a.severity,
+        started_unix_nano=a.started_ns,
+        ended_unix_nano=a.ended_ns,
+        time_unix_nano=a.time_ns,
+        max_score=a.max_score,
+        muted=a.muted,
+        explanation=a.explanation,
+        bucket_seconds=a.events[-1].bucket_seconds if a.events else 0.0,
+        events=[event_to_proto(e) for e in a.events],
+    )
+
+
+# -- patches ---------------------------------------------------------------------------------
+
+
+def patch_to_proto(p: Patch, now_ns: int) -> pb2.Patch:
+    out = pb2.Patch(
+        id=p.id,
+        rule=RULE_TO_PROTO[p.rule],
+        rhythm_hash=p.rhythm_hash,
+        source=p.source,
+        template=p.template,
+        reason=p.reason,
+        author=p.author,
+        created_unix_nano=p.created_ns,
+        expires_unix_nano=p.expires_ns,
+        active=p.active,
+        in_force=p.applies_at(now_ns),
+    )
+    if p.threshold is not None:
+        out.threshold = p.threshold
+    return out
+
+
+def patch_from_proto(pb: pb2.Patch, now_ns: int, ttl_seconds: float = 0.0) -> Patch:
+    """A `Patch` to store; an empty id gets a new one. Bad fields raise `InputError`."""
+    rule = RULE_FROM_PROTO.get(pb.rule)
+    if rule is None:
+        raise InputError(
+            f"patch rule must be MUTE, DROP or THRESHOLD, got {pb2.PatchRule.Name(pb.rule) if pb.rule in pb2.PatchRule.values() else pb.rule}"
+        )
+    if ttl_seconds < 0 or ttl_seconds != ttl_seconds:
+        raise InputError(f"ttl_seconds must be >= 0, got {ttl_seconds}")
+    expires = pb.expires_unix_nano
+    if not expires and ttl_seconds > 0:
+        expires = now_ns + round(ttl_seconds * _NS)
+    fields: dict[str, Any] = {
+        "rule": rule,
+        "rhythm_hash": pb.rhythm_hash.strip(),
+        "source": pb.source,
+        "template": pb.template,
+        "threshold": pb.threshold if pb.HasField("threshold") else None,
+        "reason": pb.reason,
+        "author": pb.author,
+        "expires_ns": expires,
+        "active": pb.active if pb.HasField("active") else True,
+    }
+    if pb.id:
+        fields["id"] = pb.id
+    return Patch(**fields)
+
+
+# -- schemas ---------------------------------------------------------------------------------
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _unix_nano(t: datetime) -> int:
+    d = t - _EPOCH
+    return (d.days * 86_400 + d.seconds) * _NS + d.microseconds * 1000
+
+
+def schema_to_proto(r: SchemaRecord) -> pb2.Schema:
+    s = r.schema
+    return pb2.Schema(
+        source=source_to_proto(s.source),
+        attributes=[
+            pb2.AttributeSchema(
+                scope=a.scope.value, key=a.key, presence=a.presence, types=dict(a.types)
+            )
+            for a in s.attributes
+        ],
+        top_templates=[
+            pb2.TemplateShare(
+                template_id=t.template_id,
+                template=t.template,
+                rate_per_second=t.rate_per_s,
+                share=t.share,
+            )
+            for t in s.top_templates
+        ],
+        samples=s.samples,
+        windows=s.windows,
+        created_unix_nano=_unix_nano(r.created_at),
+        updated_unix_nano=_unix_nano(r.updated_at),
+    )
