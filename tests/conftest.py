@@ -150,3 +150,8 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     yield srv
     code = srv.stop()
     assert code == 0, f"server exited with {code} on SIGTERM; log:\n{srv.log()}"
+
+
+# OTLP/gRPC downstream servers that record what they receive (written for the emit tests),
+# shared with the end-to-end tests.
+from tests.emit.conftest import grpc_server_factory  # noqa: E402, F401

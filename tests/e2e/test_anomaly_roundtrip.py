@@ -19,7 +19,7 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
 from tests.conftest import ServerProcess, free_port, start_server
-from tests.emit.conftest import GrpcServerFactory, Recorder, grpc_server_factory  # noqa: F401  (fixture)
+from tests.emit.conftest import GrpcServerFactory, Recorder
 
 pytestmark = pytest.mark.slow
 
