@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         patterns_cli = None  # type: ignore[assignment]
     if patterns_cli is not None:
         patterns_cli.add_parser(sub)
+    __import__("via_otlp.control.cli", fromlist=["add_parser"]).add_parser(sub)
     return parser
 
 

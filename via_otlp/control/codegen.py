@@ -55,6 +55,8 @@ def generate(out_dir: Path) -> list[Path]:
         for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py"):
             path = stem.with_name(stem.name + suffix)
             text = _IMPORT_RE.sub(f"from {GEN_PACKAGE}.via.v1 import ", path.read_text())
+            if suffix == "_pb2_grpc.py":  # untyped code; the .pyi types the messages
+                text = "# mypy: ignore-errors\n" + text
             path.write_text(text)
             written.append(path)
         # Packages down to the generated modules, so `via_otlp.control.gen.via.v1` imports.
@@ -82,7 +84,9 @@ def stale_files(committed: Path = GEN_DIR) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m via_otlp.control.codegen", description=__doc__)
-    parser.add_argument("--out", type=Path, default=GEN_DIR, help=f"output directory (default {GEN_DIR})")
+    parser.add_argument(
+        "--out", type=Path, default=GEN_DIR, help=f"output directory (default {GEN_DIR})"
+    )
     parser.add_argument(
         "--check", action="store_true", help="do not write; exit 1 if the committed code is stale"
     )

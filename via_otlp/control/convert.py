@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+from via_otlp.control.gen.via.v1 import control_pb2 as pb2
 from via_otlp.detect.engine import EngineStats
 from via_otlp.detect.profile import ProfileState, ProfileSummary
 from via_otlp.emit.exporter import EmitStats
 from via_otlp.errors import InputError
 from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, Source
-from via_otlp.control.gen.via.v1 import control_pb2 as pb2
 from via_otlp.patterns.stage import PatternStats, TemplateInfo
 from via_otlp.receive.intake import IntakeStats
 from via_otlp.registry.patches import Patch, PatchRule
@@ -50,18 +50,18 @@ KIND_TO_PROTO = {
     AnomalyKind.CARDINALITY: pb2.ANOMALY_KIND_CARDINALITY,
     AnomalyKind.SCHEMA: pb2.ANOMALY_KIND_SCHEMA,
 }
-KIND_FROM_PROTO = {v: k for k, v in KIND_TO_PROTO.items()}
+KIND_FROM_PROTO: dict[int, AnomalyKind] = {v: k for k, v in KIND_TO_PROTO.items()}
 STATE_TO_PROTO = {
     EpisodeState.OPEN: pb2.EPISODE_STATE_OPEN,
     EpisodeState.RESOLVED: pb2.EPISODE_STATE_RESOLVED,
 }
-STATE_FROM_PROTO = {v: k for k, v in STATE_TO_PROTO.items()}
+STATE_FROM_PROTO: dict[int, EpisodeState] = {v: k for k, v in STATE_TO_PROTO.items()}
 RULE_TO_PROTO = {
     PatchRule.MUTE: pb2.PATCH_RULE_MUTE,
     PatchRule.DROP: pb2.PATCH_RULE_DROP,
     PatchRule.THRESHOLD: pb2.PATCH_RULE_THRESHOLD,
 }
-RULE_FROM_PROTO = {v: k for k, v in RULE_TO_PROTO.items()}
+RULE_FROM_PROTO: dict[int, PatchRule] = {v: k for k, v in RULE_TO_PROTO.items()}
 _PROFILE_STATE = {
     ProfileState.LEARNING: pb2.PROFILE_STATE_LEARNING,
     ProfileState.ACTIVE: pb2.PROFILE_STATE_ACTIVE,
@@ -180,12 +180,12 @@ def intake_to_proto(s: IntakeStats) -> pb2.IntakeStatus:
     )
     for (transport, outcome), n in sorted(s.requests.items()):
         out.requests.add(transport=transport.value, outcome=outcome.value, count=n)
-    n = s.normalised
+    fixed = s.normalised
     out.records_normalised.update(
-        future_clamped=n.future_clamped,
-        missing_timestamp=n.missing_timestamp,
-        missing_service_name=n.missing_service_name,
-        loopback_ignored=n.loopback_ignored,
+        future_clamped=fixed.future_clamped,
+        missing_timestamp=fixed.missing_timestamp,
+        missing_service_name=fixed.missing_service_name,
+        loopback_ignored=fixed.loopback_ignored,
     )
     return out
 

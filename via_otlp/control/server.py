@@ -73,7 +73,9 @@ def _classified(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
 
 class _RegistryDisabled(Exception):
     def __str__(self) -> str:
-        return "the registry is disabled (registry.enabled is false): no anomalies, patches or schemas"
+        return (
+            "the registry is disabled (registry.enabled is false): no anomalies, patches or schemas"
+        )
 
 
 class ControlService(pb2_grpc.ControlServicer):

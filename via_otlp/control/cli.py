@@ -1,0 +1,605 @@
+"""`via-otlp ctl ...`: a client of the control API, for people (tables) and scripts (`--json`).
+
+    via-otlp ctl status
+    via-otlp ctl profiles [--source GLOB] [--order rate|recency|hash] [--limit N]
+    via-otlp ctl profile RHYTHM_HASH
+    via-otlp ctl templates [--source GLOB] [--limit N]
+    via-otlp ctl anomalies [--since 1h] [--kind K] [--source KEY] [--state open|resolved]
+    via-otlp ctl patch add --rule mute|drop|threshold [--source GLOB] [--template GLOB]
+                           [--rhythm-hash H] [--threshold SCORE] [--ttl 2h] [--reason TEXT]
+    via-otlp ctl patch list [--all]
+    via-otlp ctl patch rm ID...
+    via-otlp ctl schema [SOURCE]
+
+`--target HOST:PORT` (default `$VIA_CONTROL_ENDPOINT` or 127.0.0.1:4320), `--token` (default
+`$VIA_CONTROL_TOKEN`) and `--json` (proto3 JSON with the .proto field names) go before or after
+the subcommand. A server that cannot be reached or refuses is one line on stderr, exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from via_otlp.configload import parse_duration
+from via_otlp.control.gen.via.v1 import control_pb2 as pb2
+from via_otlp.control.gen.via.v1 import control_pb2_grpc as pb2_grpc
+from via_otlp.errors import ConfigError
+
+DEFAULT_TARGET = "127.0.0.1:4320"
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+_TEMPLATE_WIDTH = 70
+_NS = 1_000_000_000
+
+
+class CtlError(Exception):
+    """A failure to report in one line (exit code 1)."""
+
+
+# -- argument parsing ------------------------------------------------------------------------
+
+
+def _common() -> argparse.ArgumentParser:
+    """Flags every ctl subcommand takes, before or after its name (SUPPRESS: last one wins)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument(
+        "--target", metavar="HOST:PORT", default=argparse.SUPPRESS,
+        help=f"control API address (default: $VIA_CONTROL_ENDPOINT or {DEFAULT_TARGET})",
+    )  # fmt: skip
+    p.add_argument(
+        "--token", default=argparse.SUPPRESS,
+        help="bearer token (default: $VIA_CONTROL_TOKEN)",
+    )  # fmt: skip
+    p.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS,
+        help="print proto3 JSON for scripts instead of a table",
+    )  # fmt: skip
+    p.add_argument(
+        "--timeout", type=float, default=argparse.SUPPRESS, metavar="SECONDS",
+        help="deadline of each call (default 10)",
+    )  # fmt: skip
+    return p
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the `ctl` subcommand and its own subcommands."""
+    common = _common()
+    ctl = subparsers.add_parser(
+        "ctl",
+        parents=[common],
+        help="talk to a running via-otlp through its control API",
+        description="Read and steer a running via-otlp through its control API (via.v1.Control).",
+    )
+    sub = ctl.add_subparsers(dest="ctl_command", metavar="COMMAND")
+    sub.required = True
+
+    def leaf(name: str, func: Callable[[argparse.Namespace], int], help: str) -> Any:
+        p = sub.add_parser(name, parents=[common], help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    leaf("status", cmd_status, "version, uptime, counters, queue, registry and emitter state")
+
+    p = leaf("profiles", cmd_profiles, "learned profiles (one per rhythm hash)")
+    p.add_argument("--source", default="", help="source key or glob, e.g. 'shop/*'")
+    p.add_argument(
+        "--order", choices=["rate", "recency", "hash"], default="rate",
+        help="highest rate first (default), most recently seen first, or by rhythm hash",
+    )  # fmt: skip
+    _limit(p)
+
+    p = leaf("profile", cmd_profile, "one profile: baseline, cardinality, template")
+    p.add_argument("rhythm_hash", metavar="RHYTHM_HASH")
+
+    p = leaf("templates", cmd_templates, "templates the miner keeps, per source")
+    p.add_argument("--source", default="", help="source key or glob")
+    _limit(p)
+
+    p = leaf("anomalies", cmd_anomalies, "recorded anomaly episodes, newest first")
+    p.add_argument(
+        "--since", default="",
+        help="only episodes with an event in the last DURATION ('1h', '30m') or since an "
+        "ISO-8601 time ('2024-05-01T12:00:00Z')",
+    )  # fmt: skip
+    p.add_argument("--kind", choices=[k.lower().removeprefix("anomaly_kind_") for k in _KINDS])
+    p.add_argument("--source", default="", help="source key (exact)")
+    p.add_argument("--state", choices=["open", "resolved"])
+    _limit(p)
+
+    patch = sub.add_parser("patch", parents=[common], help="add, list or remove patches")
+    psub = patch.add_subparsers(dest="patch_command", metavar="ACTION")
+    psub.required = True
+    p = psub.add_parser("add", parents=[common], help="create (or replace, with --id) a patch")
+    p.set_defaults(func=cmd_patch_add)
+    p.add_argument("--rule", required=True, type=str.lower, choices=["mute", "drop", "threshold"])
+    p.add_argument("--source", default="", help="source key glob, or re:REGEX")
+    p.add_argument("--template", default="", help="template glob, or re:REGEX")
+    p.add_argument("--rhythm-hash", default="", help="exact rhythm hash")
+    p.add_argument("--threshold", type=float, help="THRESHOLD only: score (0-100) to emit from")
+    p.add_argument("--ttl", default="", help="expire after this long ('30m', '2h'); default never")
+    p.add_argument("--reason", default="", help="why (shown in listings)")
+    p.add_argument("--author", default=None, help="who (default: your user name)")
+    p.add_argument("--id", default="", help="replace the patch with this id")
+    p.add_argument("--inactive", action="store_true", help="store it without applying it")
+    p = psub.add_parser("list", parents=[common], help="stored patches, oldest first")
+    p.set_defaults(func=cmd_patch_list)
+    p.add_argument("--all", action="store_true", help="include inactive patches")
+    p = psub.add_parser("rm", parents=[common], help="remove patches by id")
+    p.set_defaults(func=cmd_patch_rm)
+    p.add_argument("ids", nargs="+", metavar="ID")
+
+    p = leaf("schema", cmd_schema, "learned attribute schema of a source, or all sources")
+    p.add_argument("source", nargs="?", default="", metavar="SOURCE", help="source key")
+    _limit(p)
+
+
+def _limit(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--limit", type=int, default=100, metavar="N", help="show at most N items (default 100)"
+    )
+
+
+_KINDS = [n for n in pb2.AnomalyKind.keys() if not n.endswith("UNSPECIFIED")]  # noqa: SIM118
+
+
+# -- the connection --------------------------------------------------------------------------
+
+
+class Client:
+    """A Control stub with the CLI's target, token and deadline, and errors as `CtlError`."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.target = getattr(args, "target", None) or os.environ.get(
+            "VIA_CONTROL_ENDPOINT", DEFAULT_TARGET
+        )
+        token = getattr(args, "token", None)
+        if token is None:
+            token = os.environ.get("VIA_CONTROL_TOKEN", "")
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.timeout = float(getattr(args, "timeout", 10.0))
+        self.channel = grpc.insecure_channel(self.target)
+        self.stub = pb2_grpc.ControlStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def call(self, method: str, request: Message) -> Any:
+        try:
+            return getattr(self.stub, method)(request, timeout=self.timeout, metadata=self.metadata)
+        except grpc.RpcError as exc:
+            raise CtlError(self._explain(exc)) from None
+
+    def _explain(self, exc: grpc.RpcError) -> str:
+        code: grpc.StatusCode = exc.code()
+        details: str = exc.details() or ""
+        if code is grpc.StatusCode.UNAVAILABLE and "connect" in details.lower():
+            return (
+                f"cannot reach the control API at {self.target} (is `via-otlp serve` running "
+                "there? set --target or VIA_CONTROL_ENDPOINT)"
+            )
+        if code is grpc.StatusCode.UNAUTHENTICATED:
+            return f"the control API at {self.target} refused the call: {details} (set --token or VIA_CONTROL_TOKEN)"
+        if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+            return f"no answer from the control API at {self.target} within {self.timeout:g}s"
+        if code is grpc.StatusCode.UNIMPLEMENTED:
+            return f"{self.target} does not serve via.v1.Control (is it the control port?)"
+        return f"{code.name}: {details}"
+
+
+def _run(args: argparse.Namespace, body: Callable[[Client], int]) -> int:
+    client = Client(args)
+    try:
+        return body(client)
+    except CtlError as exc:
+        print(f"via-otlp ctl: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except ConfigError as exc:
+        print(f"via-otlp ctl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        client.close()
+
+
+def _collect(client: Client, method: str, request: Message, field: str, limit: int) -> Message:
+    """Follow pages until `limit` items; the result is one response holding them all."""
+    merged: Message | None = None
+    while True:
+        remaining = limit - (len(getattr(merged, field)) if merged is not None else 0)
+        request.page_size = max(1, min(remaining, 1000))
+        response = client.call(method, request)
+        if merged is None:
+            merged = response
+        else:
+            getattr(merged, field).extend(getattr(response, field))
+            merged.next_page_token = response.next_page_token
+        items = getattr(merged, field)
+        if len(items) >= limit or not response.next_page_token:
+            if len(items) > limit:
+                del items[limit:]
+            return merged
+        request.page_token = response.next_page_token
+
+
+# -- output ----------------------------------------------------------------------------------
+
+
+def _wants_json(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "json", False))
+
+
+def print_json(message: Message, out: TextIO | None = None) -> None:
+    data = json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    (out or sys.stdout).write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO | None = None) -> None:
+    """Columns aligned to their widest cell; numbers right-aligned."""
+    out = out or sys.stdout
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    numeric = [
+        bool(rows) and all(isinstance(r[i], int | float) for r in rows) for i in range(len(headers))
+    ]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(values, widths, numeric, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    out.write(line(headers) + "\n")
+    for row in cells:
+        out.write(line(row) + "\n")
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def when(unix_nano: int) -> str:
+    """A time as short UTC ISO-8601 ("-" for 0)."""
+    if not unix_nano:
+        return "-"
+    return datetime.fromtimestamp(unix_nano / _NS, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _short(text: str, width: int = _TEMPLATE_WIDTH) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _enum(enum_type: Any, value: int, prefix: str) -> str:
+    return str(enum_type.Name(value)).removeprefix(prefix).lower()
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    def body(client: Client) -> int:
+        s: pb2.GetStatusResponse = client.call("GetStatus", pb2.GetStatusRequest())
+        if _wants_json(args):
+            print_json(s)
+            return EXIT_OK
+        i, p, t, r, e = s.intake, s.profiles, s.templates, s.registry, s.emitter
+        requests = ", ".join(f"{x.transport}/{x.outcome} {x.count:,}" for x in i.requests) or "none"
+        rows = [
+            ("version", s.version),
+            ("state", f"{s.state}, up {s.uptime_seconds:,.0f}s"),
+            ("queue", f"{s.queue.depth:,} of {s.queue.capacity:,} records"),
+            ("requests", requests),
+            ("records", f"{i.records_accepted:,} accepted, {i.records_consumed:,} consumed, "
+                        f"{i.records_dropped_by_patch:,} dropped by patches"),
+            ("profiles", f"{p.tracked:,} tracked ({p.learning:,} learning), "
+                         f"{p.open_episodes:,} episodes open, {p.episodes_opened:,} opened"),
+            ("watermark", when(p.watermark_unix_nano)),
+            ("templates", f"{t.templates:,} in {t.sources:,} sources, {t.lines:,} lines mined"),
+            ("events", f"{s.events.emitted:,} emitted, {s.events.suppressed:,} held back by patches"),
+            ("registry", f"{r.state}" + (f" ({r.database})" if r.database else "")
+                         + f", {r.patches_active:,} patches in force"
+                         + ("" if r.patches_listening or r.state == "disabled" else ", NOT listening")),
+            ("emitter", f"{e.state}, {e.sent:,} sent, {e.retries:,} retries"
+                        + (f", last error: {e.last_error}" if e.last_error else "")),
+        ]  # fmt: skip
+        width = max(len(k) for k, _ in rows)
+        for key, value in rows:
+            print(f"{key.ljust(width)}  {value}")
+        return EXIT_OK
+
+    return _run(args, body)
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    order = {
+        "rate": pb2.PROFILE_ORDER_RATE,
+        "recency": pb2.PROFILE_ORDER_RECENCY,
+        "hash": pb2.PROFILE_ORDER_UNSPECIFIED,
+    }[args.order]
+
+    def body(client: Client) -> int:
+        request = pb2.ListProfilesRequest(source=args.source, order_by=order)
+        r: pb2.ListProfilesResponse = _collect(
+            client, "ListProfiles", request, "profiles", args.limit
+        )
+        if _wants_json(args):
+            print_json(r)
+            return EXIT_OK
+        table(
+            ["RHYTHM HASH", "SOURCE", "SEVERITY", "STATE", "PER MIN", "TOTAL", "LAST SEEN", "TEMPLATE"],
+            [
+                (p.rhythm_hash, p.source.key, p.severity, _enum(pb2.ProfileState, p.state, "PROFILE_STATE_"),
+                 p.rate_per_minute, p.total_count, when(p.last_seen_unix_nano), _short(p.template))
+                for p in r.profiles
+            ],
+        )  # fmt: skip
+        _footer(len(r.profiles), r.total_size, "profiles")
+        return EXIT_OK
+
+    return _run(args, body)
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    def body(client: Client) -> int:
+        r: pb2.GetProfileResponse = client.call(
+            "GetProfile", pb2.GetProfileRequest(rhythm_hash=args.rhythm_hash)
+        )
+        if _wants_json(args):
+            print_json(r)
+            return EXIT_OK
+        p = r.profile
+        per = f"per {p.bucket_seconds:g}s bucket"
+        rows = [
+            ("rhythm hash", p.rhythm_hash),
+            ("source", p.source.key),
+            ("severity", p.severity),
+            ("template", f"{p.template}  (id {p.template_id})"),
+            ("state", _enum(pb2.ProfileState, p.state, "PROFILE_STATE_")),
+            ("baseline", f"{p.baseline_mean:.3g} ± {p.baseline_std:.3g} {per} ({p.rate_per_minute:.3g}/min)"),
+            ("cardinality", f"{p.distinct_mean:.3g} distinct ids {per}"),
+            ("seen", f"{p.total_count:,} records over {p.buckets_seen:,} buckets, "
+                     f"{when(p.first_seen_unix_nano)} … {when(p.last_seen_unix_nano)}"),
+        ]  # fmt: skip
+        width = max(len(k) for k, _ in rows)
+        for key, value in rows:
+            print(f"{key.ljust(width)}  {value}")
+        if r.recent_buckets:
+            print()
+            table(
+                ["BUCKET START", "COUNT", "DISTINCT"],
+                [(when(b.start_unix_nano), b.count, b.distinct) for b in r.recent_buckets],
+            )
+        return EXIT_OK
+
+    return _run(args, body)
+
+
+def cmd_templates(args: argparse.Namespace) -> int:
+    def body(client: Client) -> int:
+        request = pb2.ListTemplatesRequest(source=args.source)
+        r: pb2.ListTemplatesResponse = _collect(
+            client, "ListTemplates", request, "templates", args.limit
+        )
+        if _wants_json(args):
+            print_json(r)
+            return EXIT_OK
+        table(
+            ["SOURCE", "ID", "COUNT", "RHYTHM HASHES", "TEMPLATE"],
+            [
+                (t.source_key, t.template_id, t.count, ",".join(t.rhythm_hashes) or "-",
+                 _short(t.template))
+                for t in r.templates
+            ],
+        )  # fmt: skip
+        _footer(len(r.templates), r.total_size, "templates")
+        return EXIT_OK
+
+    return _run(args, body)
+
+
+def parse_since(text: str, now_ns: int | None = None) -> int:
+    """`--since`: a duration ago ("1h") or an ISO-8601 time; Unix nanoseconds."""
+    if not text:
+        return 0
+    now = time.time_ns() if now_ns is None else now_ns
+    try:
+        return now - round(parse_duration(text, "--since") * _NS)
+    except ConfigError:
+        pass
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            "--since", f"must be a duration ('1h') or an ISO-8601 time, got {text!r}"
+        ) from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return round(t.timestamp() * _NS)
+
+
+def cmd_anomalies(args: argparse.Namespace) -> int:
+    since = parse_since(args.since)
+
+    def body(client: Client) -> int:
+        request = pb2.ListAnomaliesRequest(since_unix_nano=since, source=args.source)
+        if args.kind:
+            request.kind = pb2.AnomalyKind.Value("ANOMALY_KIND_" + args.kind.upper())
+        if args.state:
+            request.state = pb2.EpisodeState.Value("EPISODE_STATE_" + args.state.upper())
+        r: pb2.ListAnomaliesResponse = _collect(
+            client, "ListAnomalies", request, "anomalies", args.limit
+        )
+        if _wants_json(args):
+            print_json(r)
+            return EXIT_OK
+        table(
+            ["STARTED", "KIND", "STATE", "SCORE", "MUTED", "SOURCE", "EXPLANATION"],
+            [
+                (when(a.started_unix_nano), _enum(pb2.AnomalyKind, a.kind, "ANOMALY_KIND_"),
+                 _enum(pb2.EpisodeState, a.state, "EPISODE_STATE_"), a.max_score, a.muted,
+                 a.source.key, _short(a.explanation, 90))
+                for a in r.anomalies
+            ],
+        )  # fmt: skip
+        _footer(len(r.anomalies), None, "anomalies", more=bool(r.next_page_token))
+        return EXIT_OK
+
+    return _run(args, body)
+
+
+def cmd_patch_add(args: argparse.Namespace) -> int:
+    ttl = parse_duration(args.ttl, "--ttl") if args.ttl else 0.0
+    patch = pb2.Patch(
+        id=args.id,
+        rule=pb2.PatchRule.Value("PATCH_RULE_" + args.rule.upper()),
+        rhythm_hash=args.rhythm_hash,
+        source=args.source,
+        template=args.template,
+        reason=args.reason,
+        author=args.author if args.author is not None else _user(),
+        active=not args.inactive,
+    )
+    if args.threshold is not None:
+        patch.threshold = args.threshold
+
+    def body(client: Client) -> int:
+        r: pb2.UpsertPatchResponse = client.call(
+            "UpsertPatch", pb2.UpsertPatchRequest(patch=patch, ttl_seconds=ttl)
+        )
+        if _wants_json(args):
+            print_json(r)
+        else:
+            _patch_table([r.patch])
+        return EXIT_OK
+
+    return _run(args, body)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+def cmd_patch_list(args: argparse.Namespace) -> int:
+    def body(client: Client) -> int:
+        r: pb2.ListPatchesResponse = client.call(
+            "ListPatches", pb2.ListPatchesRequest(include_inactive=args.all)
+        )
+        if _wants_json(args):
+            print_json(r)
+        else:
+            _patch_table(r.patches)
+            _footer(len(r.patches), None, "patches")
+        return EXIT_OK
+
+    return _run(args, body)
+
+
+def _patch_table(patches: Sequence[pb2.Patch]) -> None:
+    table(
+        ["ID", "RULE", "IN FORCE", "SOURCE", "TEMPLATE", "RHYTHM HASH", "THRESHOLD", "EXPIRES", "REASON"],
+        [
+            (p.id, _enum(pb2.PatchRule, p.rule, "PATCH_RULE_").upper(), p.in_force,
+             p.source or "*", _short(p.template or "*", 50), p.rhythm_hash or "*",
+             f"{p.threshold:g}" if p.HasField("threshold") else "-",
+             when(p.expires_unix_nano) if p.expires_unix_nano else "never", p.reason)
+            for p in patches
+        ],
+    )  # fmt: skip
+
+
+def cmd_patch_rm(args: argparse.Namespace) -> int:
+    def body(client: Client) -> int:
+        for patch_id in args.ids:
+            client.call("DeletePatch", pb2.DeletePatchRequest(id=patch_id))
+            if not _wants_json(args):
+                print(f"removed patch {patch_id}")
+        if _wants_json(args):
+            sys.stdout.write(json.dumps({"removed": list(args.ids)}) + "\n")
+        return EXIT_OK
+
+    return _run(args, body)
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    def body(client: Client) -> int:
+        if args.source:
+            r: pb2.GetSchemaResponse = client.call(
+                "GetSchema", pb2.GetSchemaRequest(source=args.source)
+            )
+            if _wants_json(args):
+                print_json(r)
+            else:
+                _schema_detail(r.schema)
+            return EXIT_OK
+        listing: pb2.ListSchemasResponse = _collect(
+            client, "ListSchemas", pb2.ListSchemasRequest(), "schemas", args.limit
+        )
+        if _wants_json(args):
+            print_json(listing)
+            return EXIT_OK
+        table(
+            ["SOURCE", "KEYS", "SAMPLES", "WINDOWS", "UPDATED"],
+            [
+                (s.source.key, len(s.attributes), s.samples, s.windows, when(s.updated_unix_nano))
+                for s in listing.schemas
+            ],
+        )
+        _footer(len(listing.schemas), None, "schemas", more=bool(listing.next_page_token))
+        return EXIT_OK
+
+    return _run(args, body)
+
+
+def _schema_detail(s: pb2.Schema) -> None:
+    print(
+        f"source {s.source.key}: {s.samples:,} samples over {s.windows:,} windows, "
+        f"updated {when(s.updated_unix_nano)}"
+    )
+    print()
+    table(
+        ["SCOPE", "KEY", "PRESENCE", "TYPES"],
+        [
+            (a.scope, a.key, f"{a.presence:.0%}",
+             ", ".join(f"{k} {v:.0%}" for k, v in sorted(a.types.items(), key=lambda kv: -kv[1])))
+            for a in s.attributes
+        ],
+    )  # fmt: skip
+    if s.top_templates:
+        print()
+        table(
+            ["TEMPLATE ID", "PER SEC", "SHARE", "TEMPLATE"],
+            [
+                (t.template_id, t.rate_per_second, f"{t.share:.0%}", _short(t.template))
+                for t in s.top_templates
+            ],
+        )
+
+
+def _footer(shown: int, total: int | None, what: str, more: bool = False) -> None:
+    if total is not None and total > shown:
+        print(f"({shown:,} of {total:,} {what}; --limit shows more)", file=sys.stderr)
+    elif more:
+        print(f"({shown:,} {what} shown, more exist; --limit shows more)", file=sys.stderr)

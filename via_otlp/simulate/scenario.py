@@ -1,0 +1,213 @@
+"""Scenarios: labelled synthetic traffic, described in one JSON5 file each.
+
+A scenario names its sources and their templates (text with ``{variable}`` placeholders, a
+severity, a base rate per bucket and attributes), the shape of the traffic (daily and weekly
+seasonality, Poisson or overdispersed noise), how long it runs, and the anomalies injected into
+it, each with its kind, window and parameters. Loading validates every key with its path, as
+`via.json5` does; the same file and seed always give the same traffic.
+
+Placeholders: ``{id}`` (a number), ``{hex}``, ``{ip}``, ``{user}`` (from the template's user
+population), ``{ms}`` (a duration), ``{word}`` (one word of free text), ``{int}`` (a small
+integer). Attribute values use the same placeholders; an attribute whose value is exactly
+``{ms}``, ``{id}`` or ``{int}`` is sent as an integer.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import json5
+
+from via_otlp.configload import load_dataclass, spec
+from via_otlp.errors import ConfigError
+
+VARIABLES = ("id", "hex", "ip", "user", "ms", "word", "int")
+_PLACEHOLDER = re.compile(r"\{([a-z]+)\}")
+
+
+class InjectedKind(enum.StrEnum):
+    """What a labelled anomaly does to the traffic."""
+
+    SPIKE = "spike"  # rate × factor for the window
+    DROP = "drop"  # rate ÷ factor for the window
+    SILENCE = "silence"  # no records at all for the window
+    NEW_TEMPLATE = "new_template"  # a template never seen before, for the window
+    CARDINALITY = "cardinality"  # every record a fresh unique id, at the same volume
+    DRIFT = "drift"  # rate + percent_per_hour of the base per hour, and it stays there
+    SCHEMA = "schema"  # a new attribute key, or an attribute whose type changes
+
+
+class SchemaChangeKind(enum.StrEnum):
+    NEW_KEY = "new_key"
+    TYPE_CHANGE = "type_change"
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    """One message shape of a source, with its base rate in records per bucket."""
+
+    name: str = field(metadata=spec(nonempty=True))
+    text: str = field(metadata=spec(nonempty=True))
+    rate: float = field(metadata=spec(ge=0))
+    severity: str = "INFO"
+    attributes: dict[str, str] = field(default_factory=dict)
+    users: int = field(default=1000, metadata=spec(ge=1))  # the unique-id population
+    dispersion: float = field(default=0.0, metadata=spec(ge=0))  # 0: the scenario's noise
+
+    def check(self) -> None:
+        for where, text in [("text", self.text), *self.attributes.items()]:
+            for var in _PLACEHOLDER.findall(text):
+                if var not in VARIABLES:
+                    raise ConfigError(
+                        where, f"unknown placeholder {{{var}}}; known: {', '.join(VARIABLES)}"
+                    )
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A service (resource) and its templates."""
+
+    service: str = field(metadata=spec(nonempty=True))
+    namespace: str = ""
+    environment: str = "prod"
+    templates: tuple[TemplateSpec, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """The source key via-otlp derives (namespace/name/environment, present ones)."""
+        return "/".join(p for p in (self.namespace, self.service, self.environment) if p)
+
+
+@dataclass(frozen=True)
+class SeasonalitySpec:
+    """Multiplicative shape: a daily cosine peaking at `peak_hour`, smooth weekday factors."""
+
+    daily: float = field(default=0.0, metadata=spec(ge=0, lt=1))
+    peak_hour: float = field(default=14.0, metadata=spec(ge=0, lt=24))
+    weekly: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)  # Monday first
+
+    def check(self) -> None:
+        if len(self.weekly) != 7 or min(self.weekly) <= 0:
+            raise ConfigError("weekly", "must be 7 positive factors, Monday first")
+
+
+class NoiseKind(enum.StrEnum):
+    POISSON = "poisson"
+    NEGBIN = "negbin"
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """Count noise per bucket: Poisson, or negative binomial with variance = dispersion × mean."""
+
+    kind: NoiseKind = NoiseKind.POISSON
+    dispersion: float = field(default=2.0, metadata=spec(ge=1))
+
+
+@dataclass(frozen=True)
+class AnomalySpec:
+    """One injected, labelled anomaly: what, where, when and how strong."""
+
+    kind: InjectedKind
+    source: str = field(metadata=spec(nonempty=True))  # the service
+    at: float = field(metadata=spec(unit="duration", ge=0))  # from the scenario start
+    duration: float = field(metadata=spec(unit="duration", gt=0))
+    template: str = ""  # a template name; "" means every template of the source
+    factor: float = field(default=10.0, metadata=spec(gt=1))
+    percent_per_hour: float = 20.0
+    text: str = ""  # new_template
+    severity: str = "ERROR"  # new_template
+    rate: float = field(default=2.0, metadata=spec(gt=0))  # new_template
+    change: SchemaChangeKind = SchemaChangeKind.NEW_KEY  # schema
+    attribute: str = ""  # schema
+    type: str = "int"  # schema: new key's type, or the changed type
+
+    def check(self) -> None:
+        if self.kind is InjectedKind.NEW_TEMPLATE and not self.text:
+            raise ConfigError("text", "a new_template anomaly needs its text")
+        if self.kind is InjectedKind.SCHEMA and not self.attribute:
+            raise ConfigError("attribute", "a schema anomaly needs the attribute it changes")
+        if self.kind is InjectedKind.SCHEMA and self.type not in ("int", "string", "double", "bool"):
+            raise ConfigError("type", f"must be int, string, double or bool, got {self.type!r}")
+        if self.kind in (InjectedKind.CARDINALITY, InjectedKind.SCHEMA) and not self.template:
+            raise ConfigError("template", f"a {self.kind.value} anomaly names its template")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A whole scenario file."""
+
+    name: str = field(metadata=spec(nonempty=True))
+    duration: float = field(metadata=spec(unit="duration", gt=0))
+    sources: tuple[SourceSpec, ...]
+    description: str = ""
+    seed: int = 1
+    start: str = "2024-03-04T00:00:00Z"  # a Monday
+    bucket: float = field(default=10.0, metadata=spec(unit="duration", gt=0))
+    seasonality: SeasonalitySpec = field(default_factory=SeasonalitySpec)
+    noise: NoiseSpec = field(default_factory=NoiseSpec)
+    anomalies: tuple[AnomalySpec, ...] = ()
+    tolerance: float = field(default=300.0, metadata=spec(unit="duration", ge=0))
+
+    def check(self) -> None:
+        try:
+            self.start_ns  # noqa: B018
+        except ValueError as exc:
+            raise ConfigError("start", f"must be an ISO 8601 time, got {self.start!r}") from exc
+        names = {s.service for s in self.sources}
+        if len(names) != len(self.sources):
+            raise ConfigError("sources", "service names must be unique")
+        for i, a in enumerate(self.anomalies):
+            src = next((s for s in self.sources if s.service == a.source), None)
+            if src is None:
+                raise ConfigError(f"anomalies[{i}].source", f"no source {a.source!r}")
+            if a.template and a.kind is not InjectedKind.NEW_TEMPLATE:
+                if a.template not in {t.name for t in src.templates}:
+                    raise ConfigError(
+                        f"anomalies[{i}].template", f"{a.source} has no template {a.template!r}"
+                    )
+            if a.at + a.duration > self.duration:
+                raise ConfigError(f"anomalies[{i}]", "ends after the scenario does")
+
+    @property
+    def start_ns(self) -> int:
+        t = datetime.fromisoformat(self.start.replace("Z", "+00:00"))
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=UTC)
+        return int(t.timestamp()) * 10**9
+
+    @property
+    def bucket_ns(self) -> int:
+        return round(self.bucket * 1e9)
+
+    @property
+    def buckets(self) -> int:
+        return int(self.duration // self.bucket)
+
+    def source(self, service: str) -> SourceSpec:
+        return next(s for s in self.sources if s.service == service)
+
+
+def parse_scenario(text: str, origin: str = "<scenario>") -> Scenario:
+    """A `Scenario` from JSON5 text (errors carry the key path)."""
+    try:
+        data = json5.loads(text)
+    except ValueError as exc:
+        raise ConfigError("", f"{origin} is not valid JSON5: {exc}") from None
+    try:
+        return load_dataclass(Scenario, data, "")
+    except ConfigError as exc:
+        raise ConfigError("", f"{origin}: {exc}") from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("", f"cannot read scenario {p}: {exc.strerror}") from None
+    return parse_scenario(text, str(p))
