@@ -43,6 +43,7 @@ class ServerProcess:
     config_path: Path
     data_dir: Path
     log_path: Path
+    control_port: int = 0
 
     @property
     def grpc_target(self) -> str:
@@ -51,6 +52,10 @@ class ServerProcess:
     @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def control_target(self) -> str:
+        return f"127.0.0.1:{self.control_port}"
 
     def status(self, detail: str = "") -> Any:
         return http_json(f"{self.http_url}/status" + (f"?detail={detail}" if detail else ""))
@@ -115,12 +120,14 @@ def start_server(
 ) -> ServerProcess:
     """Write a config with free loopback ports and run `via-otlp serve --config` on it."""
     grpc_port, http_port = free_port(), free_port()
+    control_port = free_port()
     data_dir = tmp_path / "data"
     config: dict[str, Any] = {
         "receive": {
             "grpc": {"endpoint": f"127.0.0.1:{grpc_port}"},
             "http": {"endpoint": f"127.0.0.1:{http_port}"},
         },
+        "control": {"endpoint": f"127.0.0.1:{control_port}"},
         "state": {"data_dir": str(data_dir)},
     }
     deep_merge(config, extra or {})
@@ -135,7 +142,9 @@ def start_server(
         env={**os.environ, **(env or {})},
         cwd=tmp_path,
     )
-    server = ServerProcess(proc, grpc_port, http_port, config_path, data_dir, log_path)
+    server = ServerProcess(
+        proc, grpc_port, http_port, config_path, data_dir, log_path, control_port
+    )
     try:
         wait_serving(f"{server.http_url}/healthz", proc)
     except AssertionError:

@@ -125,3 +125,21 @@ def test_missing_file_is_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.strip().startswith("via-otlp: cannot read")
     assert "Traceback" not in result.stderr
+
+
+def test_anomalies_show_the_generalised_template(tmp_path: Path) -> None:
+    """A profile created from the first line shows its template as it is now, not as it was."""
+    lines = []
+    for s in range(0, 7200, 2):
+        lines.append({"time": T0 + s, "service": "mail", "body": f"invoice {s} sent to user{s % 17}@example.com"})
+    for s in range(7200, 7500):
+        for k in range(8):
+            lines.append({"time": T0 + s + k / 8, "service": "mail", "body": f"invoice {s} sent to user{k}@example.com"})
+    log = tmp_path / "mail.ndjson"
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "a.jsonl"
+    assert replay(str(log), "--anomalies-out", str(out), cwd=tmp_path).returncode == 0
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    spikes = [e for e in events if e["kind"] == "spike"]
+    assert spikes, events
+    assert spikes[0]["template"] == "invoice <*> sent to <*>"

@@ -189,7 +189,7 @@ class Client:
                 "there? set --target or VIA_CONTROL_ENDPOINT)"
             )
         if code is grpc.StatusCode.UNAUTHENTICATED:
-            return f"the control API at {self.target} refused the call: {details} (set --token or VIA_CONTROL_TOKEN)"
+            return f"the control API at {self.target} refused the call: {details}; set --token or VIA_CONTROL_TOKEN"
         if code is grpc.StatusCode.DEADLINE_EXCEEDED:
             return f"no answer from the control API at {self.target} within {self.timeout:g}s"
         if code is grpc.StatusCode.UNIMPLEMENTED:
@@ -317,7 +317,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             ("templates", f"{t.templates:,} in {t.sources:,} sources, {t.lines:,} lines mined"),
             ("events", f"{s.events.emitted:,} emitted, {s.events.suppressed:,} held back by patches"),
             ("registry", f"{r.state}" + (f" ({r.database})" if r.database else "")
-                         + f", {r.patches_active:,} patches in force"
+                         + f", patches in force: {r.patches_active:,}"
                          + ("" if r.patches_listening or r.state == "disabled" else ", NOT listening")),
             ("emitter", f"{e.state}, {e.sent:,} sent, {e.retries:,} retries"
                         + (f", last error: {e.last_error}" if e.last_error else "")),
@@ -599,7 +599,9 @@ def _schema_detail(s: pb2.Schema) -> None:
 
 
 def _footer(shown: int, total: int | None, what: str, more: bool = False) -> None:
-    if total is not None and total > shown:
+    if not shown and not more:
+        print(f"(no {what})", file=sys.stderr)
+    elif total is not None and total > shown:
         print(f"({shown:,} of {total:,} {what}; --limit shows more)", file=sys.stderr)
     elif more:
         print(f"({shown:,} {what} shown, more exist; --limit shows more)", file=sys.stderr)

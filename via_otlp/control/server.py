@@ -278,8 +278,7 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
         async def deny(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             await context.abort(
                 grpc.StatusCode.UNAUTHENTICATED,
-                "missing or wrong bearer token: send the metadata 'authorization: Bearer <token>' "
-                "(control.token)",
+                "missing or wrong bearer token (send the metadata 'authorization: Bearer <token>')",
             )
             raise AssertionError("unreachable: context.abort raises")
 

@@ -148,6 +148,8 @@ class Engine:
             (index.get(h, -1) for h in uniq), dtype=np.int64, count=len(uniq)
         )
         new_codes = np.flatnonzero(slot_of_code < 0)
+        if len(new_codes) < len(uniq) and batch.template:
+            self._refresh_templates(batch, uniq, slot_of_code)
         if len(new_codes):
             events += self._create(batch, codes, new_codes, slot_of_code, t, b)
         rec_slot = slot_of_code[codes]
@@ -192,6 +194,18 @@ class Engine:
             self._max_event_ns = tmax
         events += self._advance(tmax - self._lateness_ns)
         return events
+
+    def _refresh_templates(self, batch: LogBatch, uniq: dict[str, None], slot_of_code: np.ndarray) -> None:
+        """Keep each profile's template text current: a template that generalised since the
+        profile was created (a new ``<*>``) keeps its id, so its rhythm hash, but reads better."""
+        hashes = batch.rhythm_hash
+        first = dict(zip(reversed(hashes), range(len(hashes) - 1, -1, -1), strict=True))
+        texts = self._table.template
+        for h, slot in zip(uniq, slot_of_code.tolist(), strict=True):
+            if slot >= 0:
+                text = batch.template[first[h]]
+                if texts[slot] != text:
+                    texts[slot] = text
 
     def _bucket(self, bk: int) -> _OpenBucket:
         acc = self._open.get(bk)
