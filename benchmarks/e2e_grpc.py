@@ -136,6 +136,7 @@ def main() -> None:
         cfg.write_text(json.dumps({
             "receive": {"grpc": {"endpoint": f"127.0.0.1:{grpc_port}"}, "http": {"endpoint": f"127.0.0.1:{http_port}"}},
             "state": {"data_dir": tmp}, "emit": {"endpoint": ""}, "log": {"level": "warning"},
+            "control": {"endpoint": f"127.0.0.1:{free_port()}"},
         }))  # fmt: skip
         via_bin = Path(sys.executable).parent / "via-otlp"
         starts = []

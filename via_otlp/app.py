@@ -30,6 +30,7 @@ from via_otlp.receive.http_server import HttpServer
 from via_otlp.receive.intake import Intake, IntakeStats, RecordQueue
 from via_otlp.receive.normalise import NormaliseOptions, Normaliser
 from via_otlp.registry import Registry
+from via_otlp.registry.schemas import SchemaTracker
 from via_otlp.state import STATE_FILE, load_state, save_state
 
 log = logging.getLogger("via_otlp")
@@ -59,6 +60,9 @@ class Pipeline:
     `serve` and `replay` share it: intake (normalise, template, DROP patches), then on each
     batch taken off the queue schema sampling and the detection engine; events go through the
     registry (recorded; MUTE and THRESHOLD patches decide whether they are emitted) to `sink`.
+    Schema inference (`schemas`) is pure and runs with or without a registry; its windows close
+    on the engine's watermark: event time in a replay, the wall clock too in `serve`. The
+    registry only persists and restores the tracker's state.
     """
 
     def __init__(
@@ -69,6 +73,9 @@ class Pipeline:
         self.sink = sink
         self.patterns = PatternStage(config.patterns)
         self.engine = Engine(config.detect)
+        self.schemas = SchemaTracker(config.registry.schema)
+        if registry is not None:
+            registry.schema_tracker = self.schemas
         self.queue = RecordQueue(config.receive.queue_max_records)
         self.stats = IntakeStats()
         drop = registry.filter_batch if registry is not None else None
@@ -83,16 +90,18 @@ class Pipeline:
         """Process one batch taken off the queue."""
         self.rhythm_counts.update(batch.rhythm_hash)
         self.stats.records_consumed += len(batch)
-        if self.registry is not None:
-            self.registry.observe(batch)
-        self.dispatch(self.engine.observe(batch))
+        self.schemas.observe(batch)
+        events = self.engine.observe(batch)
+        self.dispatch(events + self._check_schemas())
 
     def tick(self, now_ns: int) -> None:
         """Wall clock: let silence close buckets, and judge schemas."""
         events = self.engine.tick(now_ns)
-        if self.registry is not None:
-            events += self.registry.check_schema(now_ns)
-        self.dispatch(events)
+        self.dispatch(events + self._check_schemas())
+
+    def _check_schemas(self) -> list[AnomalyEvent]:
+        watermark = self.engine.watermark_ns
+        return [] if watermark is None else self.schemas.check(watermark)
 
     def finish(self) -> None:
         """End of a replay: close the buckets the input reached."""

@@ -18,6 +18,9 @@ from via_otlp import __version__
 from via_otlp.config import Config, load_config
 from via_otlp.configload import to_plain
 from via_otlp.errors import ConfigError, ViaError
+from via_otlp.control import cli as control_cli
+from via_otlp.patterns import cli as patterns_cli
+from via_otlp.simulate import cli as simulate_cli
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -77,13 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.set_defaults(func=cmd_replay)
 
-    try:
-        from via_otlp.patterns import cli as patterns_cli
-    except ImportError:  # the template miner's CLI is optional until it lands
-        patterns_cli = None  # type: ignore[assignment]
-    if patterns_cli is not None:
-        patterns_cli.add_parser(sub)
-    __import__("via_otlp.control.cli", fromlist=["add_parser"]).add_parser(sub)
+    patterns_cli.add_parser(sub)
+    simulate_cli.add_parser(sub)
+    control_cli.add_parser(sub)
     return parser
 
 

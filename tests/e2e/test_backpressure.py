@@ -53,7 +53,7 @@ async def test_tiny_queue_and_slow_consumer_lose_nothing(tmp_path: Path, transpo
     config = parse_config(
         f"""{{receive: {{grpc: {{endpoint: "127.0.0.1:{grpc_port}"}}, http: {{endpoint: "127.0.0.1:{http_port}"}},
               queue_max_records: {BATCH * 2}}},
-             state: {{data_dir: "{tmp_path}"}}}}"""
+             state: {{data_dir: "{tmp_path}"}}, control: {{enabled: false}}, registry: {{enabled: false}}}}"""
     )
     app = App(config, consume_hook=slow)
     await app.start()

@@ -53,7 +53,7 @@ async def test_embedded_mode_starts_and_stops_its_own_server(data_dir: Path) -> 
     try:
         status = reg.status()
         assert status.state is RegistryState.OK and status.embedded
-        assert status.migrations_applied == ("0001_init",)
+        assert status.migrations_applied == ("0001_init", "0002_incident_graph")
         assert reg.record_anomaly(make_event())
         assert await reg.flush(5)
         assert (await reg.get_anomaly("ep1")) is not None

@@ -60,10 +60,9 @@ def generate(out_dir: Path) -> list[Path]:
             path.write_text(text)
             written.append(path)
         # Packages down to the generated modules, so `via_otlp.control.gen.via.v1` imports.
-        package = out_dir
-        for part in ("", *Path(proto).parent.parts):
-            package = package / part if part else package
-            init = package / "__init__.py"
+        parts = Path(proto).parent.parts
+        for depth in range(len(parts) + 1):
+            init = out_dir.joinpath(*parts[:depth]) / "__init__.py"
             init.write_text(_INIT_TEXT)
             written.append(init)
     return sorted(set(written))

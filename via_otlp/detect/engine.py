@@ -334,13 +334,18 @@ class Engine:
         return self._advance(int(now_ns) - self._lateness_ns)
 
     def flush(self) -> list[AnomalyEvent]:
-        """End of a replay: close every bucket up to the one holding the last event."""
+        """End of a replay: close every bucket up to the one holding the last event.
+
+        That last bucket is usually cut short by the end of the input: it is closed as
+        *partial* (judged for spikes, never for drops, and not learnt from), so the end of a
+        file never looks like traffic falling away.
+        """
         if self._next_close is None or self._max_event_ns is None:
             return []
         last = self._max_event_ns // self._bucket_ns
         events: list[AnomalyEvent] = []
         while self._next_close <= last:
-            events += self._close(self._next_close)
+            events += self._close(self._next_close, partial=self._next_close == last)
         return events
 
     def _advance(self, watermark_ns: int) -> list[AnomalyEvent]:
@@ -358,7 +363,7 @@ class Engine:
 
     # -- closing a bucket --------------------------------------------------------------------
 
-    def _close(self, bk: int) -> list[AnomalyEvent]:
+    def _close(self, bk: int, partial: bool = False) -> list[AnomalyEvent]:
         table = self._table
         acc = self._open.pop(bk, None)
         cap = table.capacity
@@ -372,7 +377,7 @@ class Engine:
             samples = acc.samples
         self._next_close = bk + 1
         self._c["buckets_closed"] += 1
-        verdict = table.close(bk, counts, distinct)
+        verdict = table.close(bk, counts, distinct, partial)
         alarms = list(verdict.alarms)
         for slot, first_bk in list(self._novel.items()):
             if first_bk <= bk:
@@ -533,6 +538,11 @@ class Engine:
         )
 
     # -- read side ---------------------------------------------------------------------------
+
+    @property
+    def watermark_ns(self) -> int | None:
+        """Event time up to which buckets may close (None before the first record)."""
+        return self._watermark_ns
 
     def stats(self) -> EngineStats:
         c = self._c

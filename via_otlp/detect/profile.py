@@ -91,6 +91,20 @@ class Verdict:
     settled: dict[AnomalyKind, np.ndarray]
 
 
+def fisher_p(sum_log_p: float, k: int) -> float:
+    """P(a product of k uniform p-values ≤ exp(sum_log_p)): Fisher's combination, in closed form.
+
+    >>> round(fisher_p(math.log(1e-3), 1), 6), fisher_p(math.log(1e-8), 2) < 1e-6
+    (0.001, True)
+    """
+    x = -sum_log_p
+    term, total = 1.0, 1.0
+    for j in range(1, k):
+        term *= x / j
+        total += term
+    return float(min(1.0, math.exp(sum_log_p) * total))
+
+
 def score_of(p: float, p_alarm: float) -> float:
     """0–100 from a tail probability: 50 at the alarm level, 100 at its square."""
     if p <= 0.0:
@@ -98,9 +112,13 @@ def score_of(p: float, p_alarm: float) -> float:
     return float(min(100.0, max(0.0, 50.0 * math.log(p) / math.log(p_alarm))))
 
 
-_FLOAT_COLS = ("peak", "zrun_logp", "zrun_expect")
-_INT_COLS = ("first_seen_ns", "last_seen_ns", "last_bucket", "first_bucket", "total")
-_BOOL_COLS = ("live", "has_uid")
+_FLOAT_COLS = (
+    "peak", "zrun_logp", "zrun_expect", "srun_logp", "srun_sum", "srun_mu", "srun_max",
+    "drun_logp", "drun_sum", "drun_mu",
+)  # fmt: skip
+_SRUN_MAX = 30  # a spike run longer than this is a level shift: the drift test's business
+_INT_COLS = ("first_seen_ns", "last_seen_ns", "last_bucket", "first_bucket", "total", "srun_len", "drun_len", "present")
+_BOOL_COLS = ("live", "has_uid", "srun_hit")
 
 
 class ProfileTable:
@@ -123,6 +141,14 @@ class ProfileTable:
         self.peak = np.zeros(0)
         self.zrun_logp = np.zeros(0)
         self.zrun_expect = np.zeros(0)
+        # The open run of elevated buckets (each above mean + settle_sigma·sd): Σ log tail,
+        # Σ count, Σ mean, its largest count, its length, and whether it alarmed.
+        self.srun_logp = np.zeros(0)
+        self.srun_sum = np.zeros(0)
+        self.srun_mu = np.zeros(0)
+        self.srun_max = np.zeros(0)
+        self.srun_len = np.zeros(0, dtype=np.int64)
+        self.srun_hit = np.zeros(0, dtype=bool)
         self.first_seen_ns = np.zeros(0, dtype=np.int64)
         self.last_seen_ns = np.zeros(0, dtype=np.int64)
         self.last_bucket = np.zeros(0, dtype=np.int64)
@@ -130,6 +156,13 @@ class ProfileTable:
         self.total = np.zeros(0, dtype=np.int64)
         self.live = np.zeros(0, dtype=bool)
         self.has_uid = np.zeros(0, dtype=bool)
+        self.srun_hit = np.zeros(0, dtype=bool)
+        # The open run of low buckets (each below mean - settle_sigma·sd), as for spikes.
+        self.drun_logp = np.zeros(0)
+        self.drun_sum = np.zeros(0)
+        self.drun_mu = np.zeros(0)
+        self.drun_len = np.zeros(0, dtype=np.int64)
+        self.present = np.zeros(0, dtype=np.int64)  # buckets that held records
         self.rhythm_hash: list[str] = []
         self.source: list[Source | None] = []
         self.template_id: list[str] = []
@@ -220,11 +253,15 @@ class ProfileTable:
 
     # -- judging a bucket --------------------------------------------------------------------
 
-    def close(self, bucket: int, counts: np.ndarray, distinct: np.ndarray) -> Verdict:
+    def close(
+        self, bucket: int, counts: np.ndarray, distinct: np.ndarray, partial: bool = False
+    ) -> Verdict:
         """Judge bucket `bucket` for every profile, then learn from it.
 
         `counts` and `distinct` are per slot (length `capacity`); `distinct` is 0 where a profile
-        had no unique ids in the bucket.
+        had no unique ids in the bucket. A `partial` bucket (the end of a replay, cut short) is
+        judged only for what it has too much of (spike, cardinality): too little in it is no
+        evidence of a drop or a downward drift, and nothing is learnt from it.
         """
         cfg = self.config
         p_alarm = cfg.tail_probability
@@ -240,32 +277,67 @@ class ProfileTable:
         alarms: list[Alarm] = []
         settle = cfg.settle_sigma
 
-        # Spike: screen, then the exact upper tail for the few candidates.
+        # Spike: screen, then the exact upper tail for the few candidates...
         sp = cfg.spike
+        elevated = active & (c > mu + settle * sd) & (c >= 1.0)
         cand = active & (c >= sp.min_count) & (c >= sp.min_ratio * mu) & (c > self.peak)
         cand &= c > mu + _SCREEN_SIGMA * sd
         spike_hit = np.zeros(self.capacity, dtype=bool)
+        spike_p = np.ones(self.capacity)
         for s in np.flatnonzero(cand).tolist():
-            p = count_tail(int(c[s]), float(mu[s]), float(var[s])).upper
-            if p < p_alarm:
-                spike_hit[s] = True
-                alarms.append(
-                    Alarm(
-                        s,
-                        AnomalyKind.SPIKE,
-                        score_of(p, p_alarm),
-                        p,
-                        float(mu[s]),
-                        float(c[s]),
-                        float(mu[s]),
-                        float(sd[s]),
-                    )
+            spike_p[s] = count_tail(int(c[s]), float(mu[s]), float(var[s])).upper
+        # ...or a run of elevated buckets whose tails together are as unlikely (Fisher's
+        # combination, exact for k p-values): a ×8 burst on a rate of 2 is not extreme in any
+        # one bucket, but three such buckets in a row are. A run that never alarms is normal
+        # for this pattern, and only then may its largest bucket raise the learned peak.
+        el = np.flatnonzero(elevated).tolist()
+        step_logp = np.zeros(self.capacity)
+        for s in el:
+            p1 = spike_p[s] if cand[s] else count_tail(int(c[s]), float(mu[s]), float(var[s])).upper
+            step_logp[s] = math.log(max(p1, 1e-300))
+        run_prev = self.srun_len > 0
+        ended = run_prev & ~elevated
+        peak_from_run = np.where(ended & ~self.srun_hit, self.srun_max, 0.0)
+        self.srun_len = np.where(elevated, self.srun_len + 1, 0)
+        self.srun_logp = np.where(elevated, self.srun_logp + step_logp, 0.0)
+        self.srun_sum = np.where(elevated, self.srun_sum + c, 0.0)
+        self.srun_mu = np.where(elevated, self.srun_mu + mu, 0.0)
+        self.srun_max = np.where(elevated, np.maximum(self.srun_max, c), 0.0)
+        self.srun_hit = np.where(elevated, self.srun_hit, False)
+        run_cand = (
+            elevated
+            & (self.srun_len >= 2)
+            & (self.srun_len <= _SRUN_MAX)
+            & (self.srun_sum >= sp.min_count)
+            & (self.srun_sum >= sp.min_ratio * self.srun_mu)
+            & (self.srun_max > self.peak)
+        )
+        for s in np.flatnonzero(run_cand).tolist():
+            spike_p[s] = min(spike_p[s], fisher_p(float(self.srun_logp[s]), int(self.srun_len[s])))
+        for s in np.flatnonzero((cand | run_cand) & (spike_p < p_alarm)).tolist():
+            p = float(spike_p[s])
+            spike_hit[s] = True
+            alarms.append(
+                Alarm(
+                    s,
+                    AnomalyKind.SPIKE,
+                    score_of(p, p_alarm),
+                    p,
+                    float(mu[s]),
+                    float(c[s]),
+                    float(mu[s]),
+                    float(sd[s]),
                 )
+            )
+        self.srun_hit |= spike_hit
 
         # Drop: one bucket far below an expected count that means something...
         dr = cfg.drop
+        # Only a pattern that has been there for a while can fall away: one that lived a few
+        # minutes (a new error during an incident) is not "dropping" when the incident ends.
+        drop_active = active & (self.present >= 2 * max(1, self.warmup_buckets))
         cand = (
-            active
+            drop_active
             & (mu >= dr.min_expected)
             & (c <= dr.max_ratio * mu)
             & (c < mu - _SCREEN_SIGMA * sd)
@@ -273,8 +345,27 @@ class ProfileTable:
         drop_p = np.ones(self.capacity)
         for s in np.flatnonzero(cand).tolist():
             drop_p[s] = count_tail(int(c[s]), float(mu[s]), float(var[s])).lower
+        # ...or a run of low buckets whose lower tails together are that unlikely (Fisher)...
+        low = drop_active & (c < mu - settle * sd) & (c <= dr.max_ratio * mu) & (not partial)
+        step_low = np.zeros(self.capacity)
+        for s in np.flatnonzero(low).tolist():
+            p1 = drop_p[s] if cand[s] else count_tail(int(c[s]), float(mu[s]), float(var[s])).lower
+            step_low[s] = math.log(max(p1, 1e-300))
+        self.drun_len = np.where(low, self.drun_len + 1, 0)
+        self.drun_logp = np.where(low, self.drun_logp + step_low, 0.0)
+        self.drun_sum = np.where(low, self.drun_sum + c, 0.0)
+        self.drun_mu = np.where(low, self.drun_mu + mu, 0.0)
+        low_run = (
+            low
+            & (self.drun_len >= 2)
+            & (self.drun_len <= _SRUN_MAX)
+            & (self.drun_mu >= dr.min_expected)
+            & (self.drun_sum <= dr.max_ratio * self.drun_mu)
+        )
+        for s in np.flatnonzero(low_run).tolist():
+            drop_p[s] = min(drop_p[s], fisher_p(float(self.drun_logp[s]), int(self.drun_len[s])))
         # ...or a run of silent buckets that together were expected to hold records.
-        silent = active & (c == 0)
+        silent = drop_active & (c == 0)
         over = var > mu * (1.0 + 1e-9)
         with np.errstate(divide="ignore", invalid="ignore"):
             r = np.where(over, mu * mu / np.where(over, var - mu, 1.0), 1.0)
@@ -283,7 +374,10 @@ class ProfileTable:
         self.zrun_expect = np.where(silent, self.zrun_expect + mu, 0.0)
         run_hit = silent & (self.zrun_logp < log_p_alarm) & (self.zrun_expect >= dr.min_expected)
         drop_p = np.where(run_hit, np.minimum(drop_p, np.exp(self.zrun_logp)), drop_p)
-        drop_hit = active & (drop_p < p_alarm)
+        if partial:
+            run_hit &= False
+            drop_p[:] = 1.0
+        drop_hit = drop_active & (drop_p < p_alarm)
         for s in np.flatnonzero(drop_hit).tolist():
             p = float(drop_p[s])
             alarms.append(
@@ -305,7 +399,7 @@ class ProfileTable:
         y = 2.0 * np.sqrt(c + 0.375)
         floor = np.maximum(1.0, dft.min_relative_shift * np.sqrt(mu) / max(dft.slack, 0.05))
         sy = np.maximum(self.level.std, floor)
-        eligible = active & (mu >= dft.min_mean)
+        eligible = active & (mu >= dft.min_mean) & (not partial)
         z_raw = np.where(eligible, (y - self.level.mean) / sy, 0.0)
         z = np.clip(z_raw, -dft.clip, dft.clip)
         up, down = self.cusum.update(z)
@@ -364,18 +458,23 @@ class ProfileTable:
 
         # Learn: anomalous buckets only a little, so an anomaly is not normal before it is seen.
         anomalous = active & (spike_hit | drop_hit)
-        w = np.where(live, np.where(anomalous, cfg.anomaly_update_weight, 1.0), 0.0)
+        learning = live & (not partial)
+        w = np.where(learning, np.where(anomalous, cfg.anomaly_update_weight, 1.0), 0.0)
         pearson = (c - mu) ** 2 / np.maximum(mu, 0.01)
         learn_disp = live & (n >= 10)
         self.dispersion.update(pearson, np.where(learn_disp, w, 0.0))
         self.rate.update(c, w)
         self.level.update(y, w)
+        normal_c = np.where(anomalous | elevated, 0.0, c)
         self.peak = np.where(
-            live, np.maximum(self.peak * self._peak_decay, np.where(anomalous, 0.0, c)), self.peak
+            learning,
+            np.maximum(self.peak * self._peak_decay, np.maximum(normal_c, peak_from_run)),
+            self.peak,
         )
+        self.present += learning & (c > 0)
         has_d = distinct > 0
         self.has_uid |= live & has_d
-        wc = np.where(self.has_uid & live, np.where(card_hit, cfg.anomaly_update_weight, 1.0), 0.0)
+        wc = np.where(self.has_uid & learning, np.where(card_hit, cfg.anomaly_update_weight, 1.0), 0.0)
         self.card.update(distinct, wc)
         return Verdict(bucket, c, distinct, mu, sd, alarms, settled)
 
@@ -451,12 +550,11 @@ class ProfileTable:
         fresh._free = []
         fresh._grow(int(state["capacity"]))
         cols = state["columns"]
-        for name in _FLOAT_COLS:
-            setattr(fresh, name, decode_array(cols[name], np.float64))
-        for name in _INT_COLS:
-            setattr(fresh, name, decode_array(cols[name], np.int64))
-        for name in _BOOL_COLS:
-            setattr(fresh, name, decode_array(cols[name], bool))
+        # Columns added later (the spike run) start empty when an older snapshot lacks them.
+        for names, dtype in ((_FLOAT_COLS, np.float64), (_INT_COLS, np.int64), (_BOOL_COLS, bool)):
+            for name in names:
+                if name in cols:
+                    setattr(fresh, name, decode_array(cols[name], dtype))
         for name in ("rate", "level", "dispersion", "card"):
             e: EWMeanVar = getattr(fresh, name)
             for k in ("n", "mean", "var"):

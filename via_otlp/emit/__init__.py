@@ -10,16 +10,20 @@
 from via_otlp.emit.config import EmitConfig
 from via_otlp.emit.encode import (
     VIA_EVENT_NAME,
+    VIA_INCIDENT_EVENT_NAME,
     VIA_SCOPE_NAME,
     event_to_json,
     events_to_logs_request,
     events_to_spans_request,
+    incidents_to_logs_request,
+    incidents_to_spans_request,
 )
 from via_otlp.emit.exporter import EmitStats, Emitter, EmitterState
 from via_otlp.emit.jsonl import JsonLinesSink
 
 __all__ = [
     "VIA_EVENT_NAME",
+    "VIA_INCIDENT_EVENT_NAME",
     "VIA_SCOPE_NAME",
     "EmitConfig",
     "EmitStats",
@@ -29,4 +33,6 @@ __all__ = [
     "event_to_json",
     "events_to_logs_request",
     "events_to_spans_request",
+    "incidents_to_logs_request",
+    "incidents_to_spans_request",
 ]

@@ -33,6 +33,14 @@ class ConsoleWriter:
         self._stream = stream
         self._error_score = error_score
 
+    def write_lines(self, lines: Sequence[str]) -> None:
+        """Print plain lines (incident stories), flushing after them."""
+        if not lines:
+            return
+        stream = self._stream if self._stream is not None else sys.stdout
+        stream.write("".join(f"{line}\n" for line in lines))
+        stream.flush()
+
     def write(self, events: Sequence[AnomalyEvent]) -> None:
         """Print `events`; the stream is looked up late so tests that swap stdout see output."""
         if not events:

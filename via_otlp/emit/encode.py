@@ -28,12 +28,16 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from via_otlp import __version__
+from via_otlp.correlate.model import Incident, IncidentEvent, IncidentEventKind
 from via_otlp.model import VIA_SCOPE_NAME, AnomalyEvent, EpisodeState, Source
 
 """Instrumentation scope name on everything VIA emits; the intake drops records carrying it."""
 
 VIA_EVENT_NAME = "via.anomaly"
 """The LogRecord `event_name` of an anomaly event."""
+
+VIA_INCIDENT_EVENT_NAME = "via.incident"
+"""The LogRecord `event_name` of an incident event (opened, resolved)."""
 
 DEFAULT_ERROR_SCORE = 80.0
 """Scores at or above this are reported at ERROR severity, below it at WARN."""
@@ -77,6 +81,94 @@ def events_to_spans_request(
             ResourceSpans(resource=_resource(source), scope_spans=[scope_spans])
         )
     return request
+
+
+def incidents_to_logs_request(
+    events: Sequence[IncidentEvent],
+    *,
+    error_score: float = DEFAULT_ERROR_SCORE,
+    with_span_context: bool = False,
+) -> ExportLogsServiceRequest:
+    """One `via.incident` LogRecord per incident that opened or resolved (updates are skipped).
+
+    A record sits under the resource of the incident's strongest episode's source, so it shows
+    up with the service that hurts most; ``via.incident.sources`` lists all of them.
+    """
+    request = ExportLogsServiceRequest()
+    shown = [e for e in events if e.kind in (IncidentEventKind.OPENED, IncidentEventKind.RESOLVED)]
+    for source, group in _group_incidents_by_source(shown):
+        scope_logs = ScopeLogs(scope=_scope())
+        scope_logs.log_records.extend(
+            _incident_log_record(e, error_score, with_span_context) for e in group
+        )
+        request.resource_logs.append(
+            ResourceLogs(resource=_resource(source), scope_logs=[scope_logs])
+        )
+    return request
+
+
+def incidents_to_spans_request(
+    events: Sequence[IncidentEvent], *, error_score: float = DEFAULT_ERROR_SCORE
+) -> ExportTraceServiceRequest:
+    """One span per resolved incident, linking to the spans of its episodes.
+
+    The links carry the link type and confidence by which each episode joined (``root`` for
+    the first); the span ids match `events_to_spans_request`'s, so a backend joins them.
+    """
+    resolved = [e for e in events if e.kind is IncidentEventKind.RESOLVED]
+    request = ExportTraceServiceRequest()
+    for source, group in _group_incidents_by_source(resolved):
+        spans = [_incident_span(e.incident, error_score) for e in group]
+        request.resource_spans.append(
+            ResourceSpans(
+                resource=_resource(source), scope_spans=[ScopeSpans(scope=_scope(), spans=spans)]
+            )
+        )
+    return request
+
+
+def incident_trace_id(incident_id: str) -> bytes:
+    """The 16-byte trace id of an incident's span (a hash of its id, never all zeros)."""
+    return _nonzero(xxhash.xxh3_128_digest(b"incident:" + incident_id.encode()))
+
+
+def incident_span_id(incident_id: str) -> bytes:
+    """The 8-byte span id of an incident's span."""
+    return _nonzero(xxhash.xxh3_64_digest(b"incident:" + incident_id.encode()))
+
+
+def incident_attributes(incident: Incident) -> dict[str, _Attr]:
+    """The ``via.incident.*`` attributes of an incident's log record and span."""
+    counts = incident.link_counts()
+    attrs: dict[str, _Attr] = {
+        "via.incident.id": incident.id,
+        "via.incident.state": incident.state.value,
+        "via.incident.title": incident.title,
+        "via.incident.score": float(incident.score),
+        "via.incident.sources": list(incident.sources),
+        "via.incident.episode_ids": list(incident.episode_ids),
+        "via.incident.episode_count": len(incident.members),
+        "via.incident.root_episode_id": incident.root_episode_id,
+        "via.incident.start_time_unix_nano": int(incident.started_ns),
+    }
+    for link_type, n in counts.items():
+        attrs[f"via.incident.links.{link_type.value}"] = n
+    if incident.ended_ns:
+        attrs["via.incident.end_time_unix_nano"] = int(incident.ended_ns)
+    return attrs
+
+
+def incident_story(incident: Incident) -> str:
+    """One line a person understands: what, how many, where, and why they belong together."""
+    n = len(incident.members)
+    services = ", ".join(incident.sources[:5]) + (" ..." if len(incident.sources) > 5 else "")
+    linked = ", ".join(f"{t.value} {c}" for t, c in incident.link_counts().items() if c)
+    state = "resolved" if incident.state.value == "resolved" else "open"
+    return (
+        f"Incident {state}: {incident.title} — {n} anomal{'y' if n == 1 else 'ies'} in "
+        f"{len(incident.sources)} source{'' if len(incident.sources) == 1 else 's'} ({services})"
+        f"{f'; linked by {linked}' if linked else ''}"
+    )
 
 
 def count_items(request: ExportLogsServiceRequest | ExportTraceServiceRequest) -> int:
@@ -202,6 +294,83 @@ def _span(event: AnomalyEvent, error_score: float) -> Span:
             message=event.explanation if is_error else "",
         ),
     )
+
+
+def _incident_log_record(
+    event: IncidentEvent, error_score: float, with_span_context: bool
+) -> LogRecord:
+    inc = event.incident
+    severity = "ERROR" if inc.score >= error_score else "WARN"
+    record = LogRecord(
+        time_unix_nano=event.time_ns,
+        observed_time_unix_nano=event.time_ns,
+        severity_number=_SEVERITY_NUMBERS[severity],
+        severity_text=severity,
+        body=AnyValue(string_value=incident_story(inc)),
+        attributes=_key_values(incident_attributes(inc)),
+        event_name=VIA_INCIDENT_EVENT_NAME,
+    )
+    if with_span_context:
+        record.trace_id = incident_trace_id(inc.id)
+        record.span_id = incident_span_id(inc.id)
+    return record
+
+
+def _incident_span(inc: Incident, error_score: float) -> Span:
+    joined: dict[str, tuple[str, float]] = {inc.root_episode_id: ("root", 1.0)}
+    for link in inc.links:
+        best = joined.get(link.episode_id)
+        if best is None or link.confidence > best[1]:
+            joined[link.episode_id] = (link.type.value, link.confidence)
+    links = []
+    for eid in inc.episode_ids:
+        reason, confidence = joined.get(eid, ("member", 0.0))
+        links.append(
+            Span.Link(
+                trace_id=episode_trace_id(eid),
+                span_id=episode_span_id(eid),
+                attributes=_key_values(
+                    {
+                        "via.link.reason": reason,
+                        "via.link.confidence": float(confidence),
+                        "via.episode.id": eid,
+                    }
+                ),
+            )
+        )
+    is_error = inc.score >= error_score
+    return Span(
+        trace_id=incident_trace_id(inc.id),
+        span_id=incident_span_id(inc.id),
+        name=f"{VIA_INCIDENT_EVENT_NAME} {inc.title[:80]}",
+        kind=Span.SpanKind.SPAN_KIND_INTERNAL,
+        start_time_unix_nano=inc.started_ns,
+        end_time_unix_nano=max(inc.ended_ns or inc.time_ns, inc.started_ns),
+        attributes=_key_values(incident_attributes(inc)),
+        links=links,
+        status=Status(
+            code=Status.StatusCode.STATUS_CODE_ERROR
+            if is_error
+            else Status.StatusCode.STATUS_CODE_UNSET,
+            message=incident_story(inc) if is_error else "",
+        ),
+    )
+
+
+def _group_incidents_by_source(
+    events: Iterable[IncidentEvent],
+) -> list[tuple[Source, list[IncidentEvent]]]:
+    groups: dict[Source, list[IncidentEvent]] = {}
+    for event in events:
+        groups.setdefault(_incident_source(event.incident), []).append(event)
+    return list(groups.items())
+
+
+def _incident_source(inc: Incident) -> Source:
+    if not inc.members:
+        return Source("via-otlp", (("service.name", "via-otlp"),))
+    strongest = max(inc.members, key=lambda m: (m.score, -m.started_ns))
+    return strongest.source
 
 
 def _links(trace_ids: Iterable[str]) -> Iterable[Span.Link]:

@@ -8,6 +8,9 @@ failures with jittered backoff or the server's RetryInfo / Retry-After delay, wi
 deadline per batch. `shutdown` stops intake, flushes what it can before its own deadline (which
 cuts retries short), then counts what is left as dropped and closes the transport.
 
+`submit_incidents` queues incident events (from correlate/) the same way; they share the queue,
+its bound and its counters, and are encoded as `via.incident` logs and incident spans.
+
 `submit` and everything else must be called from the event loop's thread.
 """
 
@@ -24,9 +27,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
+from via_otlp.correlate.model import IncidentEvent
 from via_otlp.emit.config import EmitConfig, parse_endpoint
 from via_otlp.emit.console import ConsoleWriter
-from via_otlp.emit.encode import count_items, events_to_logs_request, events_to_spans_request
+from via_otlp.emit.encode import (
+    count_items,
+    events_to_logs_request,
+    events_to_spans_request,
+    incident_story,
+    incidents_to_logs_request,
+    incidents_to_spans_request,
+)
 from via_otlp.emit.retry import ExportError, backoff_delay
 from via_otlp.emit.transport import ExportRequest, Transport, make_transport
 from via_otlp.errors import StartupError
@@ -57,7 +68,7 @@ class Signal(enum.Enum):
 class EmitStats:
     """Counters of one emitter.
 
-    `queued`, `dropped_queue_full` and `dropped_shutdown` count anomaly events; `sent`,
+    `queued`, `dropped_queue_full` and `dropped_shutdown` count anomaly (and incident) events; `sent`,
     `rejected` (partial success), `failed_permanent` and `failed_retries_exhausted` count
     exported items (log records plus spans), since one event may become one log and one span.
     """
@@ -94,7 +105,7 @@ class Emitter:
         )
         self._signals = _signals(config.signals)
         self._rng = rng or random.Random()
-        self._queue: deque[AnomalyEvent] = deque()
+        self._queue: deque[AnomalyEvent | IncidentEvent] = deque()
         self._wakeup = asyncio.Event()
         self._closing = asyncio.Event()
         self._shutdown_deadline = math.inf
@@ -180,6 +191,13 @@ class Emitter:
 
     def submit(self, events: Sequence[AnomalyEvent]) -> None:
         """Queue `events` for export; never blocks or raises. Overflow is counted and logged once."""
+        self._submit(events)
+
+    def submit_incidents(self, events: Sequence[IncidentEvent]) -> None:
+        """Queue incident events (only opened and resolved ones are exported); never blocks."""
+        self._submit(events)
+
+    def _submit(self, events: Sequence[AnomalyEvent | IncidentEvent]) -> None:
         count = len(events)
         if not count:
             return
@@ -262,24 +280,47 @@ class Emitter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
 
-    async def _export(self, batch: list[AnomalyEvent]) -> None:
+    async def _export(self, batch: list[AnomalyEvent | IncidentEvent]) -> None:
+        anomalies = [e for e in batch if isinstance(e, AnomalyEvent)]
+        incidents = [e for e in batch if isinstance(e, IncidentEvent)]
         if self._console is not None:
-            self._console.write(batch)
+            self._console.write(anomalies)
+            self._write_incidents(incidents)
             self._sent += len(batch)
             return
         batch_deadline = asyncio.get_running_loop().time() + self._config.retry.max_elapsed_time
         for signal in self._signals:
-            request = self._encode(signal, batch)
-            items = count_items(request)
-            if items:
-                await self._deliver(request, items, batch_deadline)
+            for request in self._encode(signal, anomalies, incidents):
+                items = count_items(request)
+                if items:
+                    await self._deliver(request, items, batch_deadline)
 
-    def _encode(self, signal: Signal, batch: list[AnomalyEvent]) -> ExportRequest:
+    def _encode(
+        self, signal: Signal, batch: list[AnomalyEvent], incidents: list[IncidentEvent]
+    ) -> list[ExportRequest]:
         score = self._config.error_score
+        out: list[ExportRequest] = []
         if signal is Signal.LOGS:
             both = len(self._signals) == 2
-            return events_to_logs_request(batch, error_score=score, with_span_context=both)
-        return events_to_spans_request(batch, error_score=score)
+            if batch:
+                out.append(events_to_logs_request(batch, error_score=score, with_span_context=both))
+            if incidents:
+                out.append(
+                    incidents_to_logs_request(incidents, error_score=score, with_span_context=both)
+                )
+            return out
+        if batch:
+            out.append(events_to_spans_request(batch, error_score=score))
+        if incidents:
+            out.append(incidents_to_spans_request(incidents, error_score=score))
+        return out
+
+    def _write_incidents(self, incidents: list[IncidentEvent]) -> None:
+        shown = [e for e in incidents if e.kind.value in ("opened", "resolved")]
+        if shown and self._console is not None:
+            self._console.write_lines(
+                [f"via.incident id={e.incident.id} {incident_story(e.incident)}" for e in shown]
+            )
 
     async def _deliver(self, request: ExportRequest, items: int, batch_deadline: float) -> None:
         """Send one request, retrying retryable failures until it succeeds or the deadline passes."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from via_otlp.correlate.model import Incident
 from via_otlp.errors import InputError
 from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, Source
 
@@ -52,6 +53,7 @@ class RegistryStatus:
     patches_listening: bool
     records_dropped_by_patch: int
     events_muted: int
+    events_below_threshold: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,14 @@ class AnomalyPage:
     """A page of episodes, newest first; pass `next_page_token` back for the next ("" = end)."""
 
     items: tuple[AnomalyRecord, ...]
+    next_page_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentPage:
+    """A page of incidents, newest first; pass `next_page_token` back for the next ("" = end)."""
+
+    items: tuple[Incident, ...]
     next_page_token: str
 
 

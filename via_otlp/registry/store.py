@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 import asyncpg
 
+from via_otlp.correlate.model import Incident, IncidentEvent, IncidentLink, IncidentState, LinkType
 from via_otlp.errors import StartupError, UpstreamError, ViaError
 from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, LogBatch
 from via_otlp.registry._db import as_upstream, init_connection, redact_dsn
@@ -32,6 +34,7 @@ from via_otlp.registry.records import (
     AnomalyPage,
     AnomalyRecord,
     EvaluationRow,
+    IncidentPage,
     RegistryState,
     RegistryStatus,
     WriterStats,
@@ -46,6 +49,7 @@ from via_otlp.registry.writer import RegistryWriter
 log = logging.getLogger(__name__)
 
 MAX_PAGE = 1000
+_MAX_HELD_EPISODES = 100_000
 _ANOMALY_COLUMNS = """episode_id, kind, state, source_key, source_attributes, rhythm_hash,
     template_id, template, severity, started_ns, ended_ns, time_ns, max_score, muted,
     explanation, events"""
@@ -59,6 +63,8 @@ class Registry:
     ) -> None:
         self.config = config
         self.data_dir = Path(data_dir)
+        # Schema inference itself is pure and lives in the pipeline, which hands its tracker
+        # over here; the registry restores it at start and saves what changed.
         self.schema_tracker = SchemaTracker(config.schema)
         self._embedded_durable = embedded_durable
         self._embedded: EmbeddedPostgres | None = None
@@ -72,6 +78,8 @@ class Registry:
         self._final_writer_stats: WriterStats | None = None
         self.records_dropped_by_patch = 0
         self.events_muted = 0
+        self.events_below_threshold = 0
+        self._held_open: dict[str, None] = {}  # episodes whose opening was held back, oldest first
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -200,14 +208,36 @@ class Registry:
         return self.schema_tracker.check(now_ns)
 
     def admit_anomaly(self, event: AnomalyEvent, now_ns: int | None = None) -> bool:
-        """Record the event (flagged muted if a MUTE patch holds it); True if it is to be emitted."""
-        muted = self.is_muted(event, now_ns)
-        self.record_anomaly(event, muted=muted)
-        return not muted
+        """Record the event; True if it is to be emitted.
+
+        An episode's opening is held back when a MUTE patch selects it or a THRESHOLD patch asks
+        for a higher score; its resolution follows the fate of its opening, so a backend never
+        sees one without the other. Held events are stored with `muted` set.
+        """
+        if event.state is EpisodeState.OPEN or event.episode_id not in self._held_open:
+            held = self.is_muted(event, now_ns) or self._below_threshold(event, now_ns)
+            if held and event.state is EpisodeState.OPEN:
+                self._held_open[event.episode_id] = None
+                if len(self._held_open) > _MAX_HELD_EPISODES:
+                    self._held_open.pop(next(iter(self._held_open)))
+        else:  # the resolution of an episode whose opening was held back
+            del self._held_open[event.episode_id]
+            held = True
+        self.record_anomaly(event, muted=held)
+        return not held
+
+    def _below_threshold(self, event: AnomalyEvent, now_ns: int | None) -> bool:
+        below = self.patches.is_below_threshold(event, now_ns)
+        self.events_below_threshold += below
+        return below
 
     def record_anomaly(self, event: AnomalyEvent, *, muted: bool = False) -> bool:
         """Queue an anomaly event for storage; False when disabled or the buffer is full."""
         return self._writer.add_event(event, muted=muted) if self._writer is not None else False
+
+    def record_incident(self, event: IncidentEvent) -> bool:
+        """Queue an incident change for storage; False when disabled or the buffer is full."""
+        return self._writer.add_incident(event) if self._writer is not None else False
 
     def record_evaluation(self, row: EvaluationRow) -> bool:
         """Queue an evaluation result for storage; `await flush()` to see it land."""
@@ -238,6 +268,7 @@ class Registry:
             patches_listening=listening,
             records_dropped_by_patch=self.records_dropped_by_patch,
             events_muted=self.events_muted,
+            events_below_threshold=self.events_below_threshold,
         )
 
     def _idle_writer(self) -> WriterStats:
@@ -298,6 +329,69 @@ class Registry:
             f"SELECT {_ANOMALY_COLUMNS} FROM anomalies WHERE episode_id = $1", episode_id
         )
         return _anomaly_from_row(rows[0]) if rows else None
+
+    # -- incidents ----------------------------------------------------------------------------
+
+    async def list_incidents(
+        self,
+        *,
+        since_ns: int | None = None,
+        state: IncidentState | None = None,
+        source: str | None = None,
+        include_merged: bool = False,
+        limit: int = 100,
+        page_token: str = "",
+    ) -> IncidentPage:
+        """Incidents newest first (by start); `since_ns` keeps those changed since then.
+
+        Items carry their members and links as of their last change (from the summary).
+        """
+        where, args = _incident_filters(since_ns, state, source, include_merged, page_token)
+        limit = max(1, min(limit, MAX_PAGE))
+        rows = await self._fetch(
+            f"SELECT summary FROM incidents {where} "
+            f"ORDER BY started_ns DESC, id DESC LIMIT {limit + 1}",
+            *args,
+        )
+        items = tuple(Incident.from_json(r["summary"]) for r in rows[:limit])
+        token = encode_page_token(items[-1].started_ns, items[-1].id) if len(rows) > limit else ""
+        return IncidentPage(items, token)
+
+    async def get_incident(self, incident_id: str) -> Incident | None:
+        """One incident with its graph: the links are read from `incident_links`."""
+        rows = await self._fetch("SELECT summary FROM incidents WHERE id = $1", incident_id)
+        if not rows:
+            return None
+        incident = Incident.from_json(rows[0]["summary"])
+        links = await self._fetch(
+            "SELECT episode_id, linked_episode_id, reason, weight, time_ns FROM incident_links "
+            "WHERE incident_id = $1 AND reason <> 'root' "
+            "ORDER BY time_ns, episode_id, linked_episode_id, reason",
+            incident_id,
+        )
+        if links or incident.merged_into:
+            graph = tuple(
+                IncidentLink(
+                    r["episode_id"],
+                    r["linked_episode_id"],
+                    LinkType(r["reason"]),
+                    r["weight"],
+                    r["time_ns"],
+                )
+                for r in links
+            )
+            incident = dataclasses.replace(incident, links=graph or incident.links)
+        return incident
+
+    async def incident_of_episode(self, episode_id: str) -> str | None:
+        """The id of the (unmerged) incident an episode belongs to, if any."""
+        rows = await self._fetch(
+            "SELECT l.incident_id FROM incident_links l JOIN incidents i ON i.id = l.incident_id "
+            "WHERE (l.episode_id = $1 OR l.linked_episode_id = $1) AND i.merged_into = '' "
+            "ORDER BY i.started_ns DESC LIMIT 1",
+            episode_id,
+        )
+        return str(rows[0]["incident_id"]) if rows else None
 
     # -- schemas ------------------------------------------------------------------------------
 
@@ -401,6 +495,33 @@ def _anomaly_filters(
     if page_token:
         started, episode_id = decode_page_token(page_token)
         add("(started_ns, episode_id) < ({}, {})", started, episode_id)
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def _incident_filters(
+    since_ns: int | None,
+    state: IncidentState | None,
+    source: str | None,
+    include_merged: bool,
+    page_token: str,
+) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    if since_ns is not None:
+        args.append(since_ns)
+        clauses.append(f"time_ns >= ${len(args)}")
+    if state is not None:
+        args.append(IncidentState(state).value)
+        clauses.append(f"state = ${len(args)}")
+    if source:
+        args.append(source)
+        clauses.append(f"${len(args)} = ANY(sources)")
+    if not include_merged:
+        clauses.append("merged_into = ''")
+    if page_token:
+        started, incident_id = decode_page_token(page_token)
+        args += [started, incident_id]
+        clauses.append(f"(started_ns, id) < (${len(args) - 1}, ${len(args)})")
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), args
 
 

@@ -1,4 +1,4 @@
-"""Write-behind to PostgreSQL, off the hot path: anomaly events, schema rows, evaluations.
+"""Write-behind to PostgreSQL, off the hot path: anomaly events, incidents, schemas, evaluations.
 
 `add_*` only appends to a bounded buffer and never waits. A background task writes the
 buffer in batches, each in one transaction. When PostgreSQL goes away, rows wait in the
@@ -22,6 +22,7 @@ from itertools import islice
 
 import asyncpg
 
+from via_otlp.correlate.model import IncidentEvent, IncidentEventKind
 from via_otlp.model import AnomalyEvent
 from via_otlp.registry._db import is_retryable
 from via_otlp.registry.records import (
@@ -66,6 +67,35 @@ ON CONFLICT (source_key) DO UPDATE SET
     updated_at = now()
 """
 
+# Incidents: the latest event (by event time) wins, a resolved incident stays resolved, and a
+# replayed event changes nothing, so batches can be retried.
+UPSERT_INCIDENT = """
+INSERT INTO incidents AS i (id, title, state, started_ns, ended_ns, score, summary, sources,
+    time_ns, merged_into)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+ON CONFLICT (id) DO UPDATE SET
+    title = CASE WHEN EXCLUDED.time_ns >= i.time_ns THEN EXCLUDED.title ELSE i.title END,
+    state = CASE WHEN i.state = 'resolved' THEN i.state
+                 WHEN EXCLUDED.time_ns >= i.time_ns THEN EXCLUDED.state ELSE i.state END,
+    started_ns = LEAST(i.started_ns, EXCLUDED.started_ns),
+    ended_ns = CASE WHEN EXCLUDED.time_ns >= i.time_ns THEN EXCLUDED.ended_ns ELSE i.ended_ns END,
+    score = GREATEST(i.score, EXCLUDED.score),
+    summary = CASE WHEN EXCLUDED.time_ns >= i.time_ns THEN EXCLUDED.summary ELSE i.summary END,
+    sources = CASE WHEN EXCLUDED.time_ns >= i.time_ns THEN EXCLUDED.sources ELSE i.sources END,
+    merged_into = CASE WHEN i.merged_into <> '' THEN i.merged_into ELSE EXCLUDED.merged_into END,
+    time_ns = GREATEST(i.time_ns, EXCLUDED.time_ns),
+    updated_at = now()
+"""
+
+UPSERT_INCIDENT_LINK = """
+INSERT INTO incident_links AS l (incident_id, episode_id, linked_episode_id, reason, weight, time_ns)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (incident_id, episode_id, linked_episode_id, reason)
+DO UPDATE SET weight = GREATEST(l.weight, EXCLUDED.weight)
+"""
+
+DELETE_INCIDENT_LINKS = "DELETE FROM incident_links WHERE incident_id = $1"
+
 INSERT_EVALUATION = """
 INSERT INTO evaluation_metrics (run, scenario, precision, recall, f1, detection_delay_s, params, recorded_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8, now()))
@@ -78,7 +108,7 @@ class _EventItem:
     muted: bool
 
 
-_Item = _EventItem | SchemaRow | EvaluationRow
+_Item = _EventItem | SchemaRow | EvaluationRow | IncidentEvent
 
 
 class RegistryWriter:
@@ -116,6 +146,10 @@ class RegistryWriter:
     def add_event(self, event: AnomalyEvent, *, muted: bool = False) -> bool:
         """Queue an anomaly event; False when the buffer is full (counted in `dropped`)."""
         return self._add(_EventItem(event, muted))
+
+    def add_incident(self, event: IncidentEvent) -> bool:
+        """Queue an incident change (the incident row, its member graph in `incident_links`)."""
+        return self._add(event)
 
     def add_schema(self, row: SchemaRow) -> bool:
         """Queue a source's schema snapshot and profile (saved by upsert)."""
@@ -272,8 +306,15 @@ async def _write_items(conn: asyncpg.Connection, items: Sequence[_Item]) -> None
     events = [i for i in items if isinstance(i, _EventItem)]
     schemas = {i.source.key: i for i in items if isinstance(i, SchemaRow)}  # latest wins
     evaluations = [i for i in items if isinstance(i, EvaluationRow)]
+    incidents = {i.incident.id: i for i in items if isinstance(i, IncidentEvent)}  # latest wins
     if events:
         await conn.executemany(UPSERT_ANOMALY, [_anomaly_args(i) for i in events])
+    for ev in incidents.values():
+        await conn.execute(UPSERT_INCIDENT, *_incident_args(ev))
+        if ev.kind is IncidentEventKind.MERGED:
+            await conn.execute(DELETE_INCIDENT_LINKS, ev.incident.id)
+        else:
+            await conn.executemany(UPSERT_INCIDENT_LINK, _incident_link_args(ev))
     if schemas:
         await conn.executemany(UPSERT_SCHEMA, [_schema_args(r) for r in schemas.values()])
     if evaluations:
@@ -300,6 +341,38 @@ def _anomaly_args(item: _EventItem) -> tuple[object, ...]:
         e.explanation,
         _finite_json(event_to_json(e)),
     )
+
+
+def _incident_args(ev: IncidentEvent) -> tuple[object, ...]:
+    inc = ev.incident
+    summary = inc.to_json()
+    summary["score"] = _finite(inc.score)
+    for m in summary["members"]:
+        m["score"] = _finite(m["score"])
+    return (
+        inc.id,
+        inc.title,
+        inc.state.value,
+        inc.started_ns,
+        inc.ended_ns,
+        _finite(inc.score),
+        summary,
+        list(inc.sources),
+        max(inc.time_ns, ev.time_ns),
+        inc.merged_into,
+    )
+
+
+def _incident_link_args(ev: IncidentEvent) -> list[tuple[object, ...]]:
+    inc = ev.incident
+    rows: list[tuple[object, ...]] = [
+        (inc.id, inc.root_episode_id, "", "root", 1.0, inc.started_ns)
+    ]
+    rows += [
+        (inc.id, x.episode_id, x.linked_episode_id, x.type.value, _finite(x.confidence), x.time_ns)
+        for x in inc.links
+    ]
+    return rows
 
 
 def _schema_args(row: SchemaRow) -> tuple[object, ...]:

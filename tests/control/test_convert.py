@@ -1,0 +1,163 @@
+"""Pure translation and paging (convert.py), and the control config."""
+
+from __future__ import annotations
+
+import pytest
+
+from via_otlp.config import DEFAULT_CONFIG_PATH, load_config, parse_config
+from via_otlp.control import convert
+from via_otlp.control.gen.via.v1 import control_pb2 as pb2
+from via_otlp.detect.profile import ProfileState, ProfileSummary
+from via_otlp.errors import ConfigError, InputError
+from via_otlp.model import Source
+from via_otlp.registry.patches import Patch, PatchRule
+
+NOW = 1_800_000_000 * 10**9
+
+
+def summary(rh: str, source: str, mean: float, last_seen: int) -> ProfileSummary:
+    src = Source(source, (("service.name", source),))
+    return ProfileSummary(
+        rhythm_hash=rh, source=src, source_key=source, template_id="t1", template="x <*>",
+        severity="INFO", first_seen_ns=0, last_seen_ns=last_seen, total_count=10, buckets_seen=3,
+        baseline_mean=mean, baseline_std=1.0, distinct_mean=0.0, bucket_seconds=10.0,
+        state=ProfileState.ACTIVE,
+    )  # fmt: skip
+
+
+PROFILES = [
+    summary(f"{i:016x}", "shop/cart" if i % 2 else "bank/ledger", float(i % 4), i * 7 % 11)
+    for i in range(25)
+]
+
+
+@pytest.mark.parametrize("order", [0, pb2.PROFILE_ORDER_RATE, pb2.PROFILE_ORDER_RECENCY])
+def test_paging_shows_every_profile_once_in_order(order: int) -> None:
+    seen: list[str] = []
+    token = ""
+    while True:
+        page = convert.page_profiles(PROFILES, "", order, 4, token)
+        assert page.total == 25
+        seen += [p.rhythm_hash for p in page.items]
+        token = page.next_page_token
+        if not token:
+            break
+    assert sorted(seen) == sorted(p.rhythm_hash for p in PROFILES)
+    assert len(seen) == len(set(seen))
+    key = convert.profile_sort_key(order)
+    by_hash = {p.rhythm_hash: p for p in PROFILES}
+    assert [key(by_hash[h]) for h in seen] == sorted(key(p) for p in PROFILES)
+
+
+def test_source_filter_is_a_glob_or_exact_key() -> None:
+    assert convert.page_profiles(PROFILES, "shop/*", 0, 100, "").total == 12
+    assert convert.page_profiles(PROFILES, "bank/ledger", 0, 100, "").total == 13
+    assert convert.page_profiles(PROFILES, "bank", 0, 100, "").total == 0
+
+
+def test_rate_order_puts_the_busiest_first() -> None:
+    page = convert.page_profiles(PROFILES, "", pb2.PROFILE_ORDER_RATE, 3, "")
+    assert [p.baseline_mean for p in page.items] == [3.0, 3.0, 3.0]
+    pb = convert.profile_to_proto(page.items[0])
+    assert pb.rate_per_minute == pytest.approx(3.0 * 6)
+    assert pb.state == pb2.PROFILE_STATE_ACTIVE
+
+
+@pytest.mark.parametrize("token", ["zzz", "e30", convert.encode_token("templates:", ["a"])])
+def test_bad_page_tokens_are_input_errors(token: str) -> None:
+    with pytest.raises(InputError, match="page_token"):
+        convert.page_profiles(PROFILES, "", 0, 5, token)
+
+
+def test_a_token_is_bound_to_its_filter_and_order() -> None:
+    token = convert.page_profiles(PROFILES, "", pb2.PROFILE_ORDER_RATE, 5, "").next_page_token
+    with pytest.raises(InputError):
+        convert.page_profiles(PROFILES, "", pb2.PROFILE_ORDER_RECENCY, 5, token)
+    with pytest.raises(InputError):
+        convert.page_profiles(PROFILES, "shop/*", pb2.PROFILE_ORDER_RATE, 5, token)
+
+
+def test_page_size_defaults_and_clamps() -> None:
+    assert convert.page_size(0, 100, 1000) == 100
+    assert convert.page_size(5000, 100, 1000) == 1000
+    assert convert.page_size(7, 100, 1000) == 7
+
+
+def test_patch_round_trip_and_defaults() -> None:
+    p = Patch(PatchRule.THRESHOLD, rhythm_hash="00ab", threshold=90.0, id="p", expires_ns=NOW + 1)
+    pb = convert.patch_to_proto(p, NOW)
+    assert pb.rule == pb2.PATCH_RULE_THRESHOLD and pb.threshold == 90.0 and pb.in_force
+    assert not convert.patch_to_proto(p, NOW + 2).in_force  # expired
+    assert convert.patch_from_proto(pb, NOW) == p
+    new = convert.patch_from_proto(
+        pb2.Patch(rule=pb2.PATCH_RULE_DROP, source="x"), NOW, ttl_seconds=60
+    )
+    assert new.active, "an unset `active` means active"
+    assert new.id and new.expires_ns == NOW + 60 * 10**9
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        (pb2.Patch(source="x"), "rule must be MUTE, DROP or THRESHOLD"),
+        (pb2.Patch(rule=pb2.PATCH_RULE_MUTE), "must select something"),
+        (pb2.Patch(rule=pb2.PATCH_RULE_MUTE, template="re:(("), "not a valid regular expression"),
+        (pb2.Patch(rule=pb2.PATCH_RULE_THRESHOLD, source="x"), "needs a threshold > 0"),
+        (pb2.Patch(rule=pb2.PATCH_RULE_MUTE, source="x", threshold=3), "only THRESHOLD patches"),
+    ],
+)
+def test_bad_patches_are_input_errors(patch: pb2.Patch, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        convert.patch_from_proto(patch, NOW)
+
+
+def test_enum_filters() -> None:
+    assert convert.kind_from_proto(0) is None
+    assert convert.kind_from_proto(pb2.ANOMALY_KIND_SPIKE).value == "spike"  # type: ignore[union-attr]
+    assert convert.state_from_proto(pb2.EPISODE_STATE_RESOLVED).value == "resolved"  # type: ignore[union-attr]
+    with pytest.raises(InputError):
+        convert.kind_from_proto(99)
+
+
+# -- config ----------------------------------------------------------------------------------
+
+
+def test_control_config_defaults_to_loopback_without_token() -> None:
+    config = load_config(DEFAULT_CONFIG_PATH, environ={})
+    assert config.control.endpoint == "127.0.0.1:4320"
+    assert config.control.token == ""
+    env = {"VIA_CONTROL_TOKEN": "abc", "VIA_CONTROL_ENDPOINT": "0.0.0.0:9999"}
+    config = load_config(DEFAULT_CONFIG_PATH, environ=env)
+    assert (config.control.token, config.control.endpoint) == ("abc", "0.0.0.0:9999")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{control: {endpoint: '4320'}}", "control.endpoint: must be HOST:PORT"),
+        ("{control: {endpoint: 'h:99999'}}", "control.endpoint: must be HOST:PORT"),
+        ("{control: {max_page_size: 0}}", "control.max_page_size: must be >= 1"),
+        ("{control: {default_page_size: 50, max_page_size: 10}}", "control.default_page_size"),
+        ("{control: {token: ' padded '}}", "control.token"),
+        ("{control: {tokn: 'x'}}", "control.tokn: unknown key"),
+    ],
+)
+def test_control_config_errors_name_the_key(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(text, environ={})
+
+
+def test_pattern_stage_lists_templates_without_creating_models() -> None:
+    from via_otlp.model import LogBatch
+    from via_otlp.patterns import PatternStage
+
+    stage = PatternStage()
+    src = Source("shop/cart", (("service.name", "cart"),))
+    stage.apply(
+        LogBatch(sources=[src], source_index=[0, 0], severity=["INFO"] * 2,
+                 body=["user 1 logged in", "user 2 logged in"])
+    )  # fmt: skip
+    (info,) = stage.templates()
+    assert (info.source_key, info.template, info.count) == ("shop/cart", "user <*> logged in", 2)
+    page = convert.page_templates(stage.templates(), "bank/*", 10, "")
+    assert page.total == 0 and stage.stats().sources == 1

@@ -1,0 +1,199 @@
+"""Patches steer the pipeline end to end: `via-otlp serve` emits anomalies to a real OTLP/gRPC
+server on loopback, and patches made through the control API change what arrives there.
+Two instances on one database see each other's patches within a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ServerProcess, start_server
+from tests.control.conftest import (
+    AUTH,
+    call,
+    control_config,
+    ctl,
+    history_then_novel_error,
+    ingest,
+    stub,
+    wait_until,
+)
+from tests.emit.conftest import GrpcServerFactory, Recorder
+from via_otlp.control.gen.via.v1 import control_pb2 as pb2
+
+pytestmark = pytest.mark.slow
+
+
+def emitting_to(endpoint: str) -> dict[str, Any]:
+    config = control_config()
+    config["emit"] = {"endpoint": endpoint, "batch": {"interval": "50ms"}}
+    return config
+
+
+def attrs(record: Any) -> dict[str, Any]:
+    out = {}
+    for kv in record.attributes:
+        which = kv.value.WhichOneof("value")
+        out[kv.key] = getattr(kv.value, which) if which else None
+    return out
+
+
+def emitted_services(rec: Recorder) -> list[str]:
+    """service.name of every anomaly log record received."""
+    return [
+        kv.value.string_value
+        for req in rec.logs
+        for rl in req.resource_logs
+        for kv in rl.resource.attributes
+        if kv.key == "service.name"
+        for sl in rl.scope_logs
+        for _ in sl.log_records
+    ]
+
+
+async def in_thread(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+def anomalies_of(server: ServerProcess, source: str) -> list[dict[str, Any]]:
+    return call(server.control_target, "ListAnomalies", {"source": source}).get("anomalies", [])
+
+
+async def test_mute_and_drop_change_what_is_emitted(
+    tmp_path: Path, grpc_server_factory: GrpcServerFactory
+) -> None:
+    downstream = await grpc_server_factory()
+    server = await in_thread(start_server, tmp_path, emitting_to(downstream.endpoint))
+    target = server.control_target
+    try:
+        muted = await in_thread(ctl, "patch", "add", "--rule", "mute", "--source", "ctl-muted",
+                                "--reason", "known noisy", target=target)  # fmt: skip
+        dropped = await in_thread(ctl, "patch", "add", "--rule", "drop", "--source", "ctl-dropped",
+                                  "--template", "re:failing", target=target)  # fmt: skip
+        assert muted.returncode == 0 and dropped.returncode == 0, muted.stderr + dropped.stderr
+
+        now = time.time_ns()
+        records = []
+        for service in ("ctl-plain", "ctl-muted", "ctl-dropped"):
+            records += history_then_novel_error(service, now, copies=3)
+        await in_thread(ingest, server, records)
+
+        # the unpatched source's novelty arrives downstream...
+        await in_thread(
+            wait_until, lambda: "ctl-plain" in emitted_services(downstream.rec), 20, "ctl-plain"
+        )
+        # ...the muted one is recorded (flagged muted) in the same bucket, and not emitted
+        (episode,) = await in_thread(
+            wait_until, lambda: anomalies_of(server, "ctl-muted"), 10, "the muted episode"
+        )
+        assert episode["muted"] and episode["kind"] == "ANOMALY_KIND_NOVELTY"
+        assert not anomalies_of(server, "ctl-dropped"), "dropped records made an anomaly"
+        await asyncio.sleep(0.5)  # one more emit batch interval, for good measure
+        assert emitted_services(downstream.rec) == ["ctl-plain"]
+        (plain,) = [r for r in downstream.rec.log_records]
+        assert "failing" in attrs(plain)["log.record.template"]  # what the DROP patch selects
+
+        status = call(target, "GetStatus")
+        assert int(status["intake"]["records_dropped_by_patch"]) == 3
+        assert int(status["registry"]["events_muted"]) == 1
+        assert int(status["events"]["suppressed"]) == 1 and int(status["events"]["emitted"]) == 1
+        # the dropped ERROR records never reached a baseline: no profile for them
+        dropped_profiles = call(target, "ListProfiles", {"source": "ctl-dropped"})["profiles"]
+        assert [p["severity"] for p in dropped_profiles] == ["INFO"]
+
+        # remove the MUTE patch: the next new pattern of ctl-muted is emitted
+        patches = call(target, "ListPatches")["patches"]
+        mute_id = next(p["id"] for p in patches if p["rule"] == "PATCH_RULE_MUTE")
+        assert (await in_thread(ctl, "patch", "rm", mute_id, target=target)).returncode == 0
+        later = time.time_ns()
+        await in_thread(ingest, server, [
+            {"time": later, "service": "ctl-muted", "severity": "ERROR",
+             "body": "Replica lag above limit on shard 7"},
+        ])  # fmt: skip
+        await in_thread(
+            wait_until, lambda: "ctl-muted" in emitted_services(downstream.rec), 20, "ctl-muted"
+        )
+    finally:
+        code = await in_thread(server.stop)
+    assert code == 0, server.log()
+
+
+async def test_a_threshold_patch_holds_back_lower_scores(
+    tmp_path: Path, grpc_server_factory: GrpcServerFactory
+) -> None:
+    downstream = await grpc_server_factory()
+    server = await in_thread(start_server, tmp_path, emitting_to(downstream.endpoint))
+    target = server.control_target
+    try:
+        call(target, "UpsertPatch", {
+            "patch": {"rule": "PATCH_RULE_THRESHOLD", "source": "ctl-strict", "threshold": 100},
+        })  # fmt: skip
+        now = time.time_ns()
+        records = history_then_novel_error("ctl-plain", now) + history_then_novel_error(
+            "ctl-strict", now
+        )
+        await in_thread(ingest, server, records)
+        await in_thread(
+            wait_until, lambda: "ctl-plain" in emitted_services(downstream.rec), 20, "ctl-plain"
+        )
+        await in_thread(wait_until, lambda: anomalies_of(server, "ctl-strict"), 10, "recorded")
+        await asyncio.sleep(0.5)
+        assert emitted_services(downstream.rec) == ["ctl-plain"]
+    finally:
+        code = await in_thread(server.stop)
+    assert code == 0, server.log()
+
+
+def patches_in_force(server: ServerProcess) -> int:
+    channel, control = stub(server.control_target)
+    with channel:
+        status = control.GetStatus(pb2.GetStatusRequest(), metadata=AUTH, timeout=5)
+    return int(status.registry.patches_active)
+
+
+def seconds_until(predicate: Any, timeout: float = 5.0) -> float:
+    start = time.monotonic()
+    wait_until(predicate, timeout, "the other instance to apply the patch")
+    return time.monotonic() - start
+
+
+def test_two_instances_on_one_database_share_patches_within_a_second(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = start_server(tmp_path / "a", control_config())
+    second: ServerProcess | None = None
+    try:
+        database = call(first.control_target, "GetStatus")["registry"]["database"]
+        extra = control_config()
+        extra["registry"]["dsn"] = database
+        second = start_server(tmp_path / "b", extra)
+        assert not call(second.control_target, "GetStatus")["registry"].get("embedded")
+        before = patches_in_force(first)
+
+        # a DROP patch made through the second instance...
+        created = call(second.control_target, "UpsertPatch", {
+            "patch": {"rule": "PATCH_RULE_DROP", "source": "shared-*", "template": "re:noise"},
+        })["patch"]  # fmt: skip
+        took = seconds_until(lambda: patches_in_force(first) == before + 1)
+        assert took < 1.0, f"the first instance applied the patch after {took:.2f}s"
+        # ...drops records at the first one's intake
+        ingest(first, [{"service": "shared-api", "body": f"noise {i}"} for i in range(4)])
+        wait_until(
+            lambda: first.status()["intake"]["records_dropped_by_patch"] == 4, 10, "the drop"
+        )
+
+        # and a removal through the first is seen by the second
+        assert call(first.control_target, "DeletePatch", {"id": created["id"]}) == {}
+        took = seconds_until(lambda: patches_in_force(second) == before)
+        assert took < 1.0, f"the second instance dropped the patch after {took:.2f}s"
+    finally:
+        codes = []
+        if second is not None:
+            codes.append(second.stop())
+        codes.append(first.stop())
+    assert codes == [0] * len(codes), first.log() + (second.log() if second else "")

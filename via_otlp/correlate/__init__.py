@@ -1,0 +1,57 @@
+"""The correlate stage: anomaly episodes grouped into incidents, by time, trace ids and similarity.
+
+- `Correlator` (correlator.py): the pure algorithm: `observe(event, vector)` → incident events;
+- `Incident`, `IncidentLink`, `LinkType`, `IncidentEvent` (model.py): what it produces;
+- `HashingEmbedder`, `OpenAIEmbedder`, `EmbeddingSpace` (embeddings.py): templates → vectors;
+- `VectorStore` (store.py): episodes in Qdrant, one collection per embedding space;
+- `Correlation` (service.py): the async stage the app feeds, which ties them together;
+- `pairwise_scores` (evaluate.py): pairwise precision and recall of a grouping.
+
+Only model.py and config.py are imported by other stages (registry, emit): keep them free of
+imports from those stages.
+"""
+
+from via_otlp.correlate.config import CorrelateConfig
+from via_otlp.correlate.correlator import Correlator, CorrelatorStats, incident_id
+from via_otlp.correlate.embeddings import (
+    EmbeddingSpace,
+    HashingEmbedder,
+    OpenAIEmbedder,
+    make_embedder,
+)
+from via_otlp.correlate.evaluate import PairwiseScores, pairwise_scores
+from via_otlp.correlate.model import (
+    Incident,
+    IncidentEvent,
+    IncidentEventKind,
+    IncidentLink,
+    IncidentMember,
+    IncidentState,
+    LinkType,
+    SimilarEpisode,
+    SimilarIncident,
+    SimilarResult,
+)
+
+__all__ = [
+    "CorrelateConfig",
+    "Correlator",
+    "CorrelatorStats",
+    "EmbeddingSpace",
+    "HashingEmbedder",
+    "Incident",
+    "IncidentEvent",
+    "IncidentEventKind",
+    "IncidentLink",
+    "IncidentMember",
+    "IncidentState",
+    "LinkType",
+    "OpenAIEmbedder",
+    "PairwiseScores",
+    "SimilarEpisode",
+    "SimilarIncident",
+    "SimilarResult",
+    "incident_id",
+    "make_embedder",
+    "pairwise_scores",
+]
