@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from via_otlp import __version__
 from via_otlp.config import Config, load_config
 from via_otlp.configload import to_plain
-from via_otlp.errors import ConfigError, ViaError
 from via_otlp.control import cli as control_cli
+from via_otlp.errors import ConfigError, ViaError
 from via_otlp.patterns import cli as patterns_cli
 from via_otlp.simulate import cli as simulate_cli
 

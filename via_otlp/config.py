@@ -16,6 +16,7 @@ import json5
 
 from via_otlp.configload import load_dataclass, spec
 from via_otlp.control.config import ControlConfig
+from via_otlp.correlate.config import CorrelateConfig
 from via_otlp.detect.config import DetectConfig
 from via_otlp.emit.config import EmitConfig
 from via_otlp.errors import ConfigError
@@ -100,6 +101,7 @@ class Config:
     detect: DetectConfig = field(default_factory=DetectConfig)
     emit: EmitConfig = field(default_factory=EmitConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    correlate: CorrelateConfig = field(default_factory=CorrelateConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     state: StateConfig = field(default_factory=StateConfig)
     log: LogConfig = field(default_factory=LogConfig)
