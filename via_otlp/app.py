@@ -21,6 +21,7 @@ from via_otlp import __version__
 from via_otlp.config import Config
 from via_otlp.configload import to_plain
 from via_otlp.control.server import ControlServer
+from via_otlp.correlate.service import Correlation
 from via_otlp.detect.engine import Engine
 from via_otlp.emit import Emitter
 from via_otlp.model import AnomalyEvent, LogBatch
@@ -138,7 +139,19 @@ class App:
             Registry(config.registry, config.state.data_dir) if config.registry.enabled else None
         )
         self.emitter = Emitter(config.emit)
-        self.pipeline = Pipeline(config, self.registry, self.emitter.submit)
+        self.correlation = (
+            Correlation(
+                config.correlate,
+                config.state.data_dir,
+                registry=self.registry,
+                sink=self.emitter,
+                clock=time.time_ns,
+            )
+            if config.correlate.enabled
+            else None
+        )
+        sink = self.emitter.submit if self.correlation is None else self._emit_and_correlate
+        self.pipeline = Pipeline(config, self.registry, sink)
         # Test seam: awaited before each batch is consumed (e.g. to make the consumer slow).
         self._consume_hook = consume_hook
         self.grpc = GrpcServer(config.receive.grpc, self.pipeline.intake)
@@ -159,6 +172,8 @@ class App:
             if self.registry is not None:
                 await self.registry.start()
             await self.emitter.start()
+            if self.correlation is not None:
+                await self.correlation.start()
             self._tasks.append(asyncio.create_task(self._consume_loop(), name="via-consumer"))
             self._tasks.append(asyncio.create_task(self._tick_loop(), name="via-ticker"))
             self._tasks.append(asyncio.create_task(self._snapshot_loop(), name="via-snapshot"))
@@ -216,6 +231,8 @@ class App:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self.correlation is not None:
+            await self.correlation.shutdown(grace)
         await self.emitter.shutdown(grace)
         if self.registry is not None:
             await self.registry.shutdown()
@@ -258,10 +275,21 @@ class App:
         state = load_state(self._state_path)
         if state is not None:
             self.pipeline.restore(state)
+            if self.correlation is not None and "correlate" in state:
+                self.correlation.restore(state["correlate"])
             log.info("restored state from %s", self._state_path)
 
     def _save(self) -> None:
-        save_state(self._state_path, self.pipeline.snapshot())
+        parts = self.pipeline.snapshot()
+        if self.correlation is not None:
+            parts["correlate"] = self.correlation.snapshot()
+        save_state(self._state_path, parts)
+
+    def _emit_and_correlate(self, events: list[AnomalyEvent]) -> None:
+        """The pipeline's sink when correlate is on: admitted events go out and to incidents."""
+        self.emitter.submit(events)
+        if self.correlation is not None:
+            self.correlation.submit(events)
 
     # --- inspection -----------------------------------------------------------------------
 
@@ -283,6 +311,9 @@ class App:
             "emit": to_plain(self.emitter.stats()),
             "registry": to_plain(self.registry.status())
             if self.registry is not None
+            else {"state": "disabled"},
+            "correlate": to_plain(self.correlation.stats())
+            if self.correlation is not None
             else {"state": "disabled"},
         }
         if "rhythms" in detail:

@@ -55,13 +55,19 @@ def main() -> None:
     events = anomaly_events()
     run = correlate_events(events, correlate_config())
     s = score(events, run)
-    print(f"{len(events)} anomaly events, {len(run.assignment)} episodes, "
-          f"{len({*run.assignment.values()})} incidents in {time.perf_counter() - t:.1f}s")
+    print(
+        f"{len(events)} anomaly events, {len(run.assignment)} episodes, "
+        f"{len({*run.assignment.values()})} incidents in {time.perf_counter() - t:.1f}s"
+    )
     for e in events:
-        print(f"  {e.state.value:8} {e.source.service_name:9} {e.kind.value:11} {e.episode_id} -> "
-              f"{run.assignment.get(e.episode_id)} truth={cascade.true_incident(e.source.service_name, e.started_ns)} {e.template[:60]}")
-    print(f"pairwise precision {s.precision:.3f} recall {s.recall:.3f} f1 {s.f1:.3f} "
-          f"(true pairs {s.true_pairs}, predicted {s.predicted_pairs}, correct {s.correct_pairs})")
+        print(
+            f"  {e.state.value:8} {e.source.service_name:9} {e.kind.value:11} {e.episode_id} -> "
+            f"{run.assignment.get(e.episode_id)} truth={cascade.true_incident(e.source.service_name, e.started_ns)} {e.template[:60]}"
+        )
+    print(
+        f"pairwise precision {s.precision:.3f} recall {s.recall:.3f} f1 {s.f1:.3f} "
+        f"(true pairs {s.true_pairs}, predicted {s.predicted_pairs}, correct {s.correct_pairs})"
+    )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.correlate.conftest import S, T0, ev, src, tid
+from tests.correlate.conftest import T0, S, ev, src, tid
 from via_otlp.correlate.config import CorrelateConfig, RelatednessConfig
 from via_otlp.correlate.correlator import Correlator, incident_id
 from via_otlp.correlate.embeddings import HashingEmbedder
@@ -105,7 +105,9 @@ def test_semantic_link_to_an_open_incident_member() -> None:
     (link,) = out[0].incident.links
     assert link.type is LinkType.SEMANTIC and link.confidence >= 0.85
     # Dissimilar templates do not link; nor does an episode without a vector.
-    assert kinds(c.observe(ev("c", src("x", "x"), t=3600), EMB.embed_one("user logged in"))) == ["opened"]
+    assert kinds(c.observe(ev("c", src("x", "x"), t=3600), EMB.embed_one("user logged in"))) == [
+        "opened"
+    ]
     assert kinds(c.observe(ev("d", src("y", "y"), t=3600, template=t1), None)) == ["opened"]
     assert c.stats().episodes_without_vector == 1
 
@@ -174,7 +176,10 @@ def test_max_members_bounds_what_is_stored_but_not_resolution() -> None:
     for i in range(3):
         c.observe(ev(f"e{i}", src("db"), t=10 + i, state=R, started=i))
     assert c.get(incident_id("e0")) is not None  # e3 still open
-    assert kinds(c.observe(ev("e3", src("db"), t=20, state=R, started=3))) == ["updated", "resolved"]
+    assert kinds(c.observe(ev("e3", src("db"), t=20, state=R, started=3))) == [
+        "updated",
+        "resolved",
+    ]
 
 
 def test_bad_parameters_are_rejected_by_name() -> None:
@@ -214,7 +219,9 @@ def test_deterministic_and_the_snapshot_round_trips() -> None:
     rest_c, rest_d = _script(c, SCRIPT[3:]), _script(d, SCRIPT[3:])
     assert [e.incident for e in rest_c] == [e.incident for e in rest_d]
     # Vectors survive (as float16): a semantic link still forms after restore.
-    out = d.observe(ev("z", src("other", "o"), t=90, template="pool exhausted"), EMB.embed_one("pool exhausted"))
+    out = d.observe(
+        ev("z", src("other", "o"), t=90, template="pool exhausted"), EMB.embed_one("pool exhausted")
+    )
     assert any(x.type is LinkType.SEMANTIC for x in out[-1].incident.links)
     with pytest.raises(ValueError, match="version"):
         d.restore({"v": 99})
@@ -232,6 +239,9 @@ def test_attach_vector_late_enables_semantic_links() -> None:
     c = Correlator(cfg())
     c.observe(ev("a", src("billing", "b"), template="disk full on <*>"), None)
     assert c.attach_vector("a", EMB.embed_one("disk full on <*>"))
-    out = c.observe(ev("b", src("x", "x"), t=3000, template="disk full on <*>"), EMB.embed_one("disk full on <*>"))
+    out = c.observe(
+        ev("b", src("x", "x"), t=3000, template="disk full on <*>"),
+        EMB.embed_one("disk full on <*>"),
+    )
     assert out[-1].kind is IncidentEventKind.UPDATED
     assert np.isclose(out[-1].incident.links[0].confidence, 1.0, atol=1e-3)

@@ -42,7 +42,9 @@ def test_spaces_name_distinct_collections() -> None:
     assert a == EmbeddingSpace("hashing", "fh1", 256).collection("via")
     assert a != EmbeddingSpace("hashing", "fh1", 128).collection("via")
     assert a != EmbeddingSpace("openai", "fh1", 256).collection("via")
-    assert EmbeddingSpace("openai", "a/b", 8).collection("p") != EmbeddingSpace("openai", "a-b", 8).collection("p")
+    assert EmbeddingSpace("openai", "a/b", 8).collection("p") != EmbeddingSpace(
+        "openai", "a-b", 8
+    ).collection("p")
 
 
 @dataclass
@@ -63,12 +65,16 @@ class FakeServer:
         if self.down:
             return web.json_response({"error": "loading model"}, status=503)
         if self.fail_next:
-            return web.json_response({"error": "busy"}, status=self.fail_next.pop(0), headers={"Retry-After": "0"})
+            return web.json_response(
+                {"error": "busy"}, status=self.fail_next.pop(0), headers={"Retry-After": "0"}
+            )
         assert request.headers.get("Authorization") == "Bearer sk-test"
         inputs = body["input"]
         self.batches.append(len(inputs))
         vecs = HashingEmbedder(max(8, self.dim)).embed_sync(inputs)[:, : self.dim] * 3.0
-        data = [{"object": "embedding", "index": i, "embedding": v.tolist()} for i, v in enumerate(vecs)]
+        data = [
+            {"object": "embedding", "index": i, "embedding": v.tolist()} for i, v in enumerate(vecs)
+        ]
         return web.json_response({"object": "list", "data": data[::-1], "model": body["model"]})
 
 
@@ -140,7 +146,9 @@ async def test_openai_gives_up_and_classifies(server: FakeServer) -> None:
 
 async def test_openai_timeout(server: FakeServer) -> None:
     server.delay = 1.0
-    emb = OpenAIEmbedder(openai_config(server.url, timeout=0.2, retry=EmbeddingsRetryConfig(max_attempts=1)))
+    emb = OpenAIEmbedder(
+        openai_config(server.url, timeout=0.2, retry=EmbeddingsRetryConfig(max_attempts=1))
+    )
     t = time.monotonic()
     with pytest.raises(UpstreamError, match="unreachable") as info:
         await emb.embed(["a"])
@@ -148,7 +156,9 @@ async def test_openai_timeout(server: FakeServer) -> None:
     await emb.close()
 
 
-async def test_provider_down_delays_embedding_without_blocking(server: FakeServer, tmp_path) -> None:
+async def test_provider_down_delays_embedding_without_blocking(
+    server: FakeServer, tmp_path
+) -> None:
     server.down = True
     config = CorrelateConfig(enabled=True, embeddings=openai_config(server.url), resolve_cooldown=0)
     corr = Correlation(config, tmp_path, use_store=False)

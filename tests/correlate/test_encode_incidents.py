@@ -47,8 +47,14 @@ def test_logs_on_open_and_resolve_only() -> None:
     attrs = {kv.key: kv.value for kv in records[1].attributes}
     assert attrs["via.incident.state"].string_value == "resolved"
     assert attrs["via.incident.links.trace"].int_value == 1
-    assert [v.string_value for v in attrs["via.incident.sources"].array_value.values] == ["data/db/prod", "shop/checkout/prod"]
-    assert records[1].severity_text == "ERROR" and "2 anomalies in 2 sources" in records[1].body.string_value
+    assert [v.string_value for v in attrs["via.incident.sources"].array_value.values] == [
+        "data/db/prod",
+        "shop/checkout/prod",
+    ]
+    assert (
+        records[1].severity_text == "ERROR"
+        and "2 anomalies in 2 sources" in records[1].body.string_value
+    )
     assert records[1].trace_id == incident_trace_id(events[-1].incident.id)
 
 
@@ -59,11 +65,16 @@ def test_a_span_per_resolved_incident_links_its_episodes() -> None:
     inc = events[-1].incident
     assert span.trace_id == incident_trace_id(inc.id)
     assert span.start_time_unix_nano == inc.started_ns and span.end_time_unix_nano == inc.ended_ns
-    got = {(link.trace_id, link.span_id): {kv.key: kv.value for kv in link.attributes} for link in span.links}
+    got = {
+        (link.trace_id, link.span_id): {kv.key: kv.value for kv in link.attributes}
+        for link in span.links
+    }
     a = got[(episode_trace_id("a"), episode_span_id("a"))]
     b = got[(episode_trace_id("b"), episode_span_id("b"))]
     assert a["via.link.reason"].string_value == "root"
-    assert b["via.link.reason"].string_value == "trace" and b["via.link.confidence"].double_value > 0.9
+    assert (
+        b["via.link.reason"].string_value == "trace" and b["via.link.confidence"].double_value > 0.9
+    )
     assert incidents_to_spans_request(events) == req  # pure: same bytes every time
 
 

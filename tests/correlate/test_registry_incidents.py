@@ -44,7 +44,9 @@ async def test_incidents_and_links_round_trip(db_dsn: str, data_dir: Path) -> No
         rest = await reg.list_incidents(limit=10, page_token=page.next_page_token)
         ids = {i.id for i in page.items + rest.items}
         assert ids == {incident_id("a"), incident_id("m")}  # the merged one is left out
-        assert {i.id for i in (await reg.list_incidents(include_merged=True)).items} >= ids | {incident_id("b")}
+        assert {i.id for i in (await reg.list_incidents(include_merged=True)).items} >= ids | {
+            incident_id("b")
+        }
         assert [i.id for i in (await reg.list_incidents(source="db/data/prod")).items] == []
         only_mail = await reg.list_incidents(source="comms/mailer/prod")
         assert [i.id for i in only_mail.items] == [incident_id("m")]

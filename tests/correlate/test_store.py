@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.correlate.conftest import S, ev, src, tid
+from tests.correlate.conftest import ev, src, tid
 from via_otlp.correlate.config import CorrelateConfig, QdrantConfig
 from via_otlp.correlate.embeddings import HashingEmbedder
 from via_otlp.correlate.model import IncidentEvent, IncidentEventKind
@@ -49,17 +49,27 @@ async def test_vector_store_upsert_search_filter_and_reopen(mode: str, tmp_path:
         templates = ["disk full on <*>", "disk full on volume <*>", "user logged in"]
         for i, t in enumerate(templates):
             e = ev(f"e{i}", src("db"), t=i * 10, template=t)
-            assert store.upsert(EpisodePoint(e.episode_id, emb.embed_one(t), episode_payload(e, f"inc{i}")))
+            assert store.upsert(
+                EpisodePoint(e.episode_id, emb.embed_one(t), episode_payload(e, f"inc{i}"))
+            )
         assert store.set_payload(["e2"], {"incident_id": "inc0"})
         assert await store.flush(10)
         assert store.stats().upserted == 3 and store.stats().state is StoreState.OK
         hits = await store.search(emb.embed_one("disk full on <*>"), limit=3)
-        assert [h.episode_id for h in hits][:2] == ["e0", "e1"] and hits[0].similarity == pytest.approx(1.0, abs=1e-4)
+        assert [h.episode_id for h in hits][:2] == ["e0", "e1"] and hits[
+            0
+        ].similarity == pytest.approx(1.0, abs=1e-4)
         assert hits[2].incident_id == "inc0"
-        hits = await store.search(emb.embed_one("disk full on <*>"), exclude_episode_ids=["e0"], exclude_incident_id="inc1")
+        hits = await store.search(
+            emb.embed_one("disk full on <*>"),
+            exclude_episode_ids=["e0"],
+            exclude_incident_id="inc1",
+        )
         assert [h.episode_id for h in hits] == ["e2"]
         vec = await store.get_vector("e1")
-        assert vec is not None and float(vec @ emb.embed_one("disk full on volume <*>")) == pytest.approx(1.0, abs=1e-4)
+        assert vec is not None and float(
+            vec @ emb.embed_one("disk full on volume <*>")
+        ) == pytest.approx(1.0, abs=1e-4)
         assert await store.get_vector("nope") is None
     finally:
         await store.shutdown()
@@ -87,7 +97,11 @@ async def test_shutdown_without_start_and_local_folder_in_use(tmp_path: Path) ->
 
 async def test_an_unreachable_server_degrades_and_waits(tmp_path: Path) -> None:
     emb = HashingEmbedder(32)
-    store = VectorStore(QdrantConfig(url="http://127.0.0.1:9", timeout=1.0, retry_max_backoff=0.2), tmp_path, emb.space)
+    store = VectorStore(
+        QdrantConfig(url="http://127.0.0.1:9", timeout=1.0, retry_max_backoff=0.2),
+        tmp_path,
+        emb.space,
+    )
     await store.start()
     try:
         assert store.stats().state is StoreState.DEGRADED
@@ -100,7 +114,9 @@ async def test_an_unreachable_server_degrades_and_waits(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_correlation_stage_and_search_ranks_the_earlier_recurrence_first(mode: str, tmp_path: Path) -> None:
+async def test_correlation_stage_and_search_ranks_the_earlier_recurrence_first(
+    mode: str, tmp_path: Path
+) -> None:
     sink = Sink()
     config = CorrelateConfig(enabled=True, resolve_cooldown=0, qdrant=qdrant_config(mode, tmp_path))
     corr = Correlation(config, tmp_path, registry=sink, sink=sink)
@@ -110,11 +126,31 @@ async def test_correlation_stage_and_search_ranks_the_earlier_recurrence_first(m
         fail = "connection pool exhausted on primary after <*> waiters"
         day1 = [
             ev("d1", src("db", "data"), template=fail, traces=(tid(1),)),
-            ev("c1", src("checkout", "shop"), t=10, template="payment query failed: upstream db timeout", traces=(tid(1),)),
+            ev(
+                "c1",
+                src("checkout", "shop"),
+                t=10,
+                template="payment query failed: upstream db timeout",
+                traces=(tid(1),),
+            ),
             ev("u1", src("web", "edge"), t=20, template="tls handshake failed for <*>"),
             ev("d1", src("db", "data"), t=300, state=R, started=0, template=fail, traces=(tid(1),)),
-            ev("c1", src("checkout", "shop"), t=300, state=R, started=10, template="payment query failed: upstream db timeout"),
-            ev("u1", src("web", "edge"), t=300, state=R, started=20, template="tls handshake failed for <*>"),
+            ev(
+                "c1",
+                src("checkout", "shop"),
+                t=300,
+                state=R,
+                started=10,
+                template="payment query failed: upstream db timeout",
+            ),
+            ev(
+                "u1",
+                src("web", "edge"),
+                t=300,
+                state=R,
+                started=20,
+                template="tls handshake failed for <*>",
+            ),
         ]
         corr.submit(day1)
         assert await corr.flush(10)

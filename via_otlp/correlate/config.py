@@ -122,7 +122,7 @@ class RelatednessConfig:
 class CorrelateConfig:
     """Grouping anomaly episodes into incidents: time, shared trace ids, similar templates."""
 
-    enabled: bool = False
+    enabled: bool = True
     window: float = field(default=120.0, metadata=spec(unit="duration", gt=0))
     min_link_confidence: float = field(default=0.5, metadata=spec(gt=0.0, le=1.0))
     trace_confidence: float = field(default=0.95, metadata=spec(gt=0.0, le=1.0))

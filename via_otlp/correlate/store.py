@@ -205,6 +205,7 @@ class VectorStore:
                 url=self.config.url,
                 api_key=self.config.api_key or None,
                 timeout=max(1, round(self.config.timeout)),
+                check_compatibility=False,
             )
         self.path.mkdir(parents=True, exist_ok=True)
         return QdrantClient(path=str(self.path))

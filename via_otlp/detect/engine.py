@@ -195,7 +195,9 @@ class Engine:
         events += self._advance(tmax - self._lateness_ns)
         return events
 
-    def _refresh_templates(self, batch: LogBatch, uniq: dict[str, None], slot_of_code: np.ndarray) -> None:
+    def _refresh_templates(
+        self, batch: LogBatch, uniq: dict[str, None], slot_of_code: np.ndarray
+    ) -> None:
         """Keep each profile's template text current: a template that generalised since the
         profile was created (a new ``<*>``) keeps its id, so its rhythm hash, but reads better."""
         hashes = batch.rhythm_hash

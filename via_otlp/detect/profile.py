@@ -117,7 +117,16 @@ _FLOAT_COLS = (
     "drun_logp", "drun_sum", "drun_mu",
 )  # fmt: skip
 _SRUN_MAX = 30  # a spike run longer than this is a level shift: the drift test's business
-_INT_COLS = ("first_seen_ns", "last_seen_ns", "last_bucket", "first_bucket", "total", "srun_len", "drun_len", "present")
+_INT_COLS = (
+    "first_seen_ns",
+    "last_seen_ns",
+    "last_bucket",
+    "first_bucket",
+    "total",
+    "srun_len",
+    "drun_len",
+    "present",
+)
 _BOOL_COLS = ("live", "has_uid", "srun_hit")
 
 
@@ -474,7 +483,9 @@ class ProfileTable:
         self.present += learning & (c > 0)
         has_d = distinct > 0
         self.has_uid |= live & has_d
-        wc = np.where(self.has_uid & learning, np.where(card_hit, cfg.anomaly_update_weight, 1.0), 0.0)
+        wc = np.where(
+            self.has_uid & learning, np.where(card_hit, cfg.anomaly_update_weight, 1.0), 0.0
+        )
         self.card.update(distinct, wc)
         return Verdict(bucket, c, distinct, mu, sd, alarms, settled)
 

@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from via_otlp.receive.otlp_codec import request_to_json_line
 from via_otlp.simulate.scenario import (
@@ -149,7 +150,9 @@ class Traffic:
         for si in sorted(per_source):
             src = sc.sources[si]
             rl = req.resource_logs.add()
-            rl.resource.attributes.extend(_resource_attributes(src.service, src.namespace, src.environment))
+            rl.resource.attributes.extend(
+                _resource_attributes(src.service, src.namespace, src.environment)
+            )
             sl = rl.scope_logs.add()
             sl.scope.name = SCOPE_NAME
             sl.log_records.extend(per_source[si])
@@ -184,16 +187,18 @@ class Traffic:
             bodies = [spec.text] * n
         attrs = self._attribute_columns(tpl, rng, bk, n, values, ints)
         sev = spec.severity
-        num = _SEVERITY_NUMBER.get(sev, 9)
+        sev_number: Any = _SEVERITY_NUMBER.get(sev, 9)
         out = []
+        times = t.tolist()
         for i in range(n):
+            kvs = [col[i] for col in attrs]
             out.append(
                 LogRecord(
-                    time_unix_nano=int(t[i]),
+                    time_unix_nano=times[i],
                     severity_text=sev,
-                    severity_number=num,  # type: ignore[arg-type]
+                    severity_number=sev_number,
                     body=AnyValue(string_value=bodies[i]),
-                    attributes=[kv[i] for kv in attrs if kv[i] is not None],
+                    attributes=[kv for kv in kvs if kv is not None],
                 )
             )
         return out
@@ -276,7 +281,10 @@ def _draw(
     users = [f"user-{x:06d}" for x in a.tolist()]
     if fresh is not None and fresh.any():
         f = rng.integers(10**8, 10**9, n)
-        users = [f"guest-{y}" if m else u for u, y, m in zip(users, f.tolist(), fresh.tolist(), strict=True)]
+        users = [
+            f"guest-{y}" if m else u
+            for u, y, m in zip(users, f.tolist(), fresh.tolist(), strict=True)
+        ]
     return users, None
 
 
@@ -295,14 +303,17 @@ def _attribute_values(
         KeyValue(
             key=key,
             value=AnyValue(
-                string_value=lits[0] + "".join(x + lit for x, lit in zip(row, lits[1:], strict=True))
+                string_value=lits[0]
+                + "".join(x + lit for x, lit in zip(row, lits[1:], strict=True))
             ),
         )
         for row in zip(*cols, strict=True)
     ]
 
 
-def _typed_values(key: str, type_name: str, rng: np.random.Generator, n: int) -> list[KeyValue | None]:
+def _typed_values(
+    key: str, type_name: str, rng: np.random.Generator, n: int
+) -> list[KeyValue | None]:
     a = rng.integers(1, 10_000, n).tolist()
     if type_name == "int":
         return [KeyValue(key=key, value=AnyValue(int_value=x)) for x in a]
@@ -365,12 +376,13 @@ def generate(scenario: Scenario) -> Traffic:
         if a.kind is InjectedKind.NEW_TEMPLATE:
             g = new_of[ai]
             rates[g.code, b0:b1] = a.rate * season[b0:b1]
-            codes = (g.code,)
+            codes: tuple[int, ...] = (g.code,)
         else:
             codes = tuple(
                 t.code
                 for t in templates
-                if t.service == a.source and (not a.template or t.spec.name == a.template)
+                if t.service == a.source
+                and (not a.template or t.spec.name == a.template)
                 and t.code not in {x.code for x in new_of.values()}
             )
         idx = list(codes)
@@ -409,7 +421,9 @@ def draw_counts(sc: Scenario, templates: list[GenTemplate], rates: np.ndarray) -
     for g in templates:
         rng = np.random.default_rng([sc.seed, g.code, 0])
         lam = rates[g.code]
-        disp = g.spec.dispersion or (sc.noise.dispersion if sc.noise.kind is NoiseKind.NEGBIN else 1.0)
+        disp = g.spec.dispersion or (
+            sc.noise.dispersion if sc.noise.kind is NoiseKind.NEGBIN else 1.0
+        )
         if disp <= 1.0 + 1e-9:
             counts[g.code] = rng.poisson(lam)
         else:

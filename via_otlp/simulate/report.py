@@ -52,10 +52,14 @@ def failures(results: Sequence[RunResult], targets: Targets = Targets()) -> list
         if kind in (InjectedKind.SPIKE, InjectedKind.NEW_TEMPLATE):
             med = ks.delay_median
             if med is not None and med > targets.max_median_delay:
-                out.append(f"{kind.value}: median delay {med:.1f} > {targets.max_median_delay} buckets")
+                out.append(
+                    f"{kind.value}: median delay {med:.1f} > {targets.max_median_delay} buckets"
+                )
     for where, rate in quiet_rates(results).items():
         if rate > targets.max_false_per_source_day:
-            out.append(f"{where}: {rate:.2f} false episodes per day > {targets.max_false_per_source_day}")
+            out.append(
+                f"{where}: {rate:.2f} false episodes per day > {targets.max_false_per_source_day}"
+            )
     return out
 
 
@@ -120,17 +124,24 @@ def report_json(results: Sequence[RunResult], targets: Targets = Targets()) -> d
                 "false_episodes_per_source_day": r.score.false_per_source_day(),
                 "windows": [
                     {
-                        "index": w.index, "kind": w.kind.value, "what": w.description,
-                        "start_unix_nano": w.start_ns, "end_unix_nano": w.end_ns,
+                        "index": w.index,
+                        "kind": w.kind.value,
+                        "what": w.description,
+                        "start_unix_nano": w.start_ns,
+                        "end_unix_nano": w.end_ns,
                         "delay_buckets": r.score.window_hits.get(w.index),
                     }
                     for w in r.traffic.truth
-                ],  # fmt: skip
+                ],
                 "false_positives": [
-                    {"kind": d.kind.value, "source": d.source_key, "template": d.template,
-                     "started_unix_nano": d.started_ns}
+                    {
+                        "kind": d.kind.value,
+                        "source": d.source_key,
+                        "template": d.template,
+                        "started_unix_nano": d.started_ns,
+                    }
                     for d in r.score.false_detections
-                ],  # fmt: skip
+                ],
             }
             for r in results
         ],
@@ -187,9 +198,7 @@ def plot(result: RunResult, directory: str | Path) -> Path:
     except ImportError as exc:  # pragma: no cover - depends on the install
         from via_otlp.errors import ViaError
 
-        raise ViaError(
-            "--plot needs matplotlib", hint="pip install 'via-otlp[plot]'"
-        ) from exc
+        raise ViaError("--plot needs matplotlib", hint="pip install 'via-otlp[plot]'") from exc
     tr = result.traffic
     sc = tr.scenario
     codes: list[int] = []
@@ -198,7 +207,9 @@ def plot(result: RunResult, directory: str | Path) -> Path:
     if not codes:  # a quiet scenario: its busiest few templates
         codes = np.argsort(-tr.counts.sum(axis=1))[:4].tolist()
     codes = codes[:8]
-    fig, axes = plt.subplots(len(codes), 1, figsize=(12, 2.2 * len(codes) + 0.6), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(
+        len(codes), 1, figsize=(12, 2.2 * len(codes) + 0.6), sharex=True, squeeze=False
+    )
     hours = np.arange(tr.counts.shape[1]) * sc.bucket / 3600.0
     colors = {"spike": "tab:red", "drop": "tab:blue", "drift": "tab:orange", "novelty": "tab:purple",
               "cardinality": "tab:green", "schema": "tab:brown"}  # fmt: skip
@@ -208,7 +219,9 @@ def plot(result: RunResult, directory: str | Path) -> Path:
         ax.plot(hours, tr.counts[code], lw=0.5, color="0.35", label="records per bucket")
         ax.plot(hours, tr.rates[code], lw=0.8, color="tab:cyan", alpha=0.8, label="expected")
         for w in tr.truth:
-            if code in w.template_codes or (w.kind is InjectedKind.SCHEMA and w.service == g.service):
+            if code in w.template_codes or (
+                w.kind is InjectedKind.SCHEMA and w.service == g.service
+            ):
                 a = (w.start_ns - sc.start_ns) / 3.6e12
                 b = (w.end_ns - sc.start_ns) / 3.6e12
                 ax.axvspan(a, max(b, a + sc.bucket / 3600), color="gold", alpha=0.35)

@@ -157,7 +157,7 @@ class Collector(logs_service_pb2_grpc.LogsServiceServicer):
         self._server: grpc.aio.Server | None = None
         self.port = 0
 
-    async def Export(  # noqa: N802 (the gRPC method name)
+    async def Export(
         self, request: ExportLogsServiceRequest, context: grpc.aio.ServicerContext
     ) -> ExportLogsServiceResponse:
         found = detections_from_request(request)
@@ -219,7 +219,9 @@ async def run_live(
     )
 
 
-async def _export(stub: logs_service_pb2_grpc.LogsServiceStub, req: ExportLogsServiceRequest, until: float) -> None:
+async def _export(
+    stub: logs_service_pb2_grpc.LogsServiceStub, req: ExportLogsServiceRequest, until: float
+) -> None:
     delay = 0.05
     while True:
         try:
@@ -231,7 +233,9 @@ async def _export(stub: logs_service_pb2_grpc.LogsServiceStub, req: ExportLogsSe
                 grpc.StatusCode.UNAVAILABLE,
             )
             if not retryable or time.monotonic() > until:
-                raise ViaError(f"live target refused the scenario: {exc.code().name}: {exc.details()}") from None
+                raise ViaError(
+                    f"live target refused the scenario: {exc.code().name}: {exc.details()}"
+                ) from None
             await asyncio.sleep(delay)
             delay = min(1.0, delay * 2)
 

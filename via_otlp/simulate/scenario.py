@@ -131,7 +131,12 @@ class AnomalySpec:
             raise ConfigError("text", "a new_template anomaly needs its text")
         if self.kind is InjectedKind.SCHEMA and not self.attribute:
             raise ConfigError("attribute", "a schema anomaly needs the attribute it changes")
-        if self.kind is InjectedKind.SCHEMA and self.type not in ("int", "string", "double", "bool"):
+        if self.kind is InjectedKind.SCHEMA and self.type not in (
+            "int",
+            "string",
+            "double",
+            "bool",
+        ):
             raise ConfigError("type", f"must be int, string, double or bool, got {self.type!r}")
         if self.kind in (InjectedKind.CARDINALITY, InjectedKind.SCHEMA) and not self.template:
             raise ConfigError("template", f"a {self.kind.value} anomaly names its template")
@@ -165,11 +170,11 @@ class Scenario:
             src = next((s for s in self.sources if s.service == a.source), None)
             if src is None:
                 raise ConfigError(f"anomalies[{i}].source", f"no source {a.source!r}")
-            if a.template and a.kind is not InjectedKind.NEW_TEMPLATE:
-                if a.template not in {t.name for t in src.templates}:
-                    raise ConfigError(
-                        f"anomalies[{i}].template", f"{a.source} has no template {a.template!r}"
-                    )
+            named = a.template and a.kind is not InjectedKind.NEW_TEMPLATE
+            if named and a.template not in {t.name for t in src.templates}:
+                raise ConfigError(
+                    f"anomalies[{i}].template", f"{a.source} has no template {a.template!r}"
+                )
             if a.at + a.duration > self.duration:
                 raise ConfigError(f"anomalies[{i}]", "ends after the scenario does")
 
