@@ -231,3 +231,32 @@ def test_unused_path_is_404(srv: ServerProcess) -> None:
 
 def _unused(_: Path) -> None:
     pass
+
+
+def test_port_in_use_is_one_clear_line_and_exit_1(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+
+    from tests.conftest import BIN, free_port
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = tmp_path / "busy.json5"
+        config.write_text(
+            f'{{receive: {{grpc: {{endpoint: "127.0.0.1:{port}"}}, http: {{endpoint: "127.0.0.1:{free_port()}"}}}},'
+            f' control: {{endpoint: "127.0.0.1:{free_port()}"}}, state: {{data_dir: "{tmp_path}/data"}}}}'
+        )
+        out = subprocess.run(
+            [str(BIN / "via-otlp"), "serve", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert out.returncode == 1
+    last = out.stderr.strip().splitlines()[-1]
+    assert (
+        last.startswith("via-otlp: cannot listen for OTLP/gRPC on 127.0.0.1:")
+        and "Traceback" not in out.stderr
+    )

@@ -131,10 +131,22 @@ def test_anomalies_show_the_generalised_template(tmp_path: Path) -> None:
     """A profile created from the first line shows its template as it is now, not as it was."""
     lines = []
     for s in range(0, 7200, 2):
-        lines.append({"time": T0 + s, "service": "mail", "body": f"invoice {s} sent to user{s % 17}@example.com"})
+        lines.append(
+            {
+                "time": T0 + s,
+                "service": "mail",
+                "body": f"invoice {s} sent to user{s % 17}@example.com",
+            }
+        )
     for s in range(7200, 7500):
         for k in range(8):
-            lines.append({"time": T0 + s + k / 8, "service": "mail", "body": f"invoice {s} sent to user{k}@example.com"})
+            lines.append(
+                {
+                    "time": T0 + s + k / 8,
+                    "service": "mail",
+                    "body": f"invoice {s} sent to user{k}@example.com",
+                }
+            )
     log = tmp_path / "mail.ndjson"
     log.write_text("".join(json.dumps(line) + "\n" for line in lines))
     out = tmp_path / "a.jsonl"
