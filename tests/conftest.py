@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -105,6 +108,31 @@ def wait_serving(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0)
     raise AssertionError(f"server not serving at {url} after {timeout}s")
 
 
+_DATA_ROOT: Path | None = None
+
+
+def server_data_dir(tmp_path: Path) -> Path:
+    """A data directory for a server of this test, the same for every server started from it.
+
+    pytest's own tmp_path sits under a directory only root may enter; run as root, the embedded
+    PostgreSQL would then move its cluster to /var/tmp (see registry/embedded.py) and leave it
+    there. This one is reachable by the server user and removed when the session ends.
+    """
+    global _DATA_ROOT
+    if _DATA_ROOT is None:
+        _DATA_ROOT = Path(tempfile.mkdtemp(prefix="via-test-data-"))
+        _DATA_ROOT.chmod(0o755)
+    path = _DATA_ROOT / hashlib.sha256(str(tmp_path).encode()).hexdigest()[:16]
+    path.mkdir(exist_ok=True)
+    path.chmod(0o755)
+    return path
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _DATA_ROOT is not None:
+        shutil.rmtree(_DATA_ROOT, ignore_errors=True)
+
+
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """Merge `extra` into `base` recursively (dicts merge, other values replace)."""
     for key, value in extra.items():
@@ -121,7 +149,7 @@ def start_server(
     """Write a config with free loopback ports and run `via-otlp serve --config` on it."""
     grpc_port, http_port = free_port(), free_port()
     control_port = free_port()
-    data_dir = tmp_path / "data"
+    data_dir = server_data_dir(tmp_path)
     config: dict[str, Any] = {
         "receive": {
             "grpc": {"endpoint": f"127.0.0.1:{grpc_port}"},

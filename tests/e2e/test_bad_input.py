@@ -246,7 +246,8 @@ def test_port_in_use_is_one_clear_line_and_exit_1(tmp_path: Path) -> None:
         config = tmp_path / "busy.json5"
         config.write_text(
             f'{{receive: {{grpc: {{endpoint: "127.0.0.1:{port}"}}, http: {{endpoint: "127.0.0.1:{free_port()}"}}}},'
-            f' control: {{endpoint: "127.0.0.1:{free_port()}"}}, state: {{data_dir: "{tmp_path}/data"}}}}'
+            f' control: {{endpoint: "127.0.0.1:{free_port()}"}}, registry: {{enabled: false}},'
+            f' state: {{data_dir: "{tmp_path}/data"}}}}'
         )
         out = subprocess.run(
             [str(BIN / "via-otlp"), "serve", "--config", str(config)],
