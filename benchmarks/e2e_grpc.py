@@ -142,7 +142,9 @@ def main() -> None:
         starts = []
         for _ in range(2):  # a first start (creates the embedded database), then a restart
             t0 = time.perf_counter()
-            proc = subprocess.Popen([str(via_bin), "serve", "--config", str(cfg)], stdout=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                [str(via_bin), "serve", "--config", str(cfg)], stdout=subprocess.DEVNULL
+            )
             wait_serving(f"127.0.0.1:{grpc_port}", proc)
             starts.append(time.perf_counter() - t0)
             if len(starts) == 1:
@@ -172,7 +174,9 @@ def main() -> None:
         f"via-otlp accepted and processed     : {records / total_secs:>10,.0f} records/s  target >= 100,000"
     )
     print(f"ratio to ceiling                    : {null_secs / total_secs:>10.2f}")
-    print(f"process start to SERVING, first run : {starts[0]:>10.2f} s          target < 1.5 s (creates the embedded database)")
+    print(
+        f"process start to SERVING, first run : {starts[0]:>10.2f} s          target < 1.5 s (creates the embedded database)"
+    )
     print(f"process start to SERVING, restart   : {starts[1]:>10.2f} s          target < 1.5 s")
 
 

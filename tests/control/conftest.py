@@ -61,7 +61,7 @@ def call(target: str, method: str, data: dict[str, Any] | None = None) -> dict[s
     """A grpcurl call that must succeed; its JSON answer."""
     out = grpcurl(target, method, data)
     assert out.returncode == 0, f"{method}: {out.stderr}"
-    return json.loads(out.stdout or "{}")  # type: ignore[no-any-return]
+    return json.loads(out.stdout or "{}")
 
 
 def ctl(
@@ -120,6 +120,38 @@ def history_then_novel_error(
     return records
 
 
+CALLER, CALLEE = "orders", "payments"  # the incident README's incident recipes show
+CALLEE_ERROR = "Payment gateway timeout after 3000 ms for merchant 42"
+CALLER_ERROR = "Order placement failed: payments returned 504"
+
+
+def incident_traffic(now_ns: int, copies: int = 3) -> list[dict[str, Any]]:
+    """History of `orders` and `payments`, then new ERRORs in both for the same requests (shared
+    trace ids): the correlator links them into one incident by their traces alone (no namespace,
+    no configured dependency)."""
+    records: list[dict[str, Any]] = []
+    for service in (CALLER, CALLEE):
+        records += history_then_novel_error(service, now_ns, copies=0)
+    for i in range(copies):
+        trace = f"{0xC0FFEE00 + i:032x}"
+        records.append({"time": now_ns + 2 * i, "service": CALLEE, "severity": "ERROR",
+                        "body": CALLEE_ERROR, "trace_id": trace})  # fmt: skip
+        records.append({"time": now_ns + 2 * i + 1, "service": CALLER, "severity": "ERROR",
+                        "body": CALLER_ERROR, "trace_id": trace})  # fmt: skip
+    return records
+
+
+def the_incident(target: str) -> dict[str, Any] | None:
+    """The orders/payments incident once it is recorded with both members."""
+    out = grpcurl(target, "ListIncidents", {"source": CALLEE, "include_graph": True})
+    if out.returncode != 0:
+        return None
+    for inc in json.loads(out.stdout or "{}").get("incidents", []):
+        if int(inc.get("member_count", 0)) >= 2:
+            return inc
+    return None
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -132,13 +164,25 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 
 @pytest.fixture(scope="package")
 def control_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server with a token that has learned `checkout`, found a novelty and saved a schema."""
+    """A server with a token that has learned `checkout`, found a novelty and saved a schema,
+    and grouped the new errors of `orders` and `payments` into one incident."""
     tmp_path: Path = tmp_path_factory.mktemp("control")
     server = start_server(tmp_path, control_config())
     try:
-        ingest(server, history_then_novel_error(SERVICE, time.time_ns()))
+        now = time.time_ns()
+        ingest(server, history_then_novel_error(SERVICE, now) + incident_traffic(now))
         channel, control = stub(server.control_target)
         with channel:
+            wait_until(lambda: the_incident(server.control_target), 20, "the incident")
+            wait_until(
+                lambda: (
+                    control.SearchSimilar(
+                        pb2.SearchSimilarRequest(text=CALLEE_ERROR), metadata=AUTH
+                    ).episodes
+                ),
+                20,
+                "the episodes' vectors to be stored",
+            )
             wait_until(
                 lambda: control.ListAnomalies(pb2.ListAnomaliesRequest(), metadata=AUTH).anomalies,
                 20,

@@ -7,7 +7,16 @@ import json
 import pytest
 
 from tests.conftest import ServerProcess, free_port
-from tests.control.conftest import HISTORY_TEMPLATE, SERVICE, TOKEN, ctl
+from tests.control.conftest import (
+    CALLEE,
+    CALLEE_ERROR,
+    CALLER,
+    HISTORY_TEMPLATE,
+    SERVICE,
+    TOKEN,
+    ctl,
+    the_incident,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +49,11 @@ def test_profiles_profile_and_templates(control_server: ServerProcess) -> None:
     limited = ctl("profiles", "--limit", "1", target=control_server.control_target)
     assert len(limited.stdout.strip().splitlines()) == 2 and "--limit" in limited.stderr
 
-    info = next(p for p in data["profiles"] if p["template"] == HISTORY_TEMPLATE)
+    info = next(
+        p
+        for p in data["profiles"]
+        if p["template"] == HISTORY_TEMPLATE and p["source"]["key"] == SERVICE
+    )
     detail = ok("profile", info["rhythm_hash"], server=control_server)
     assert HISTORY_TEMPLATE in detail and "baseline" in detail and "learning" in detail
     as_json = json.loads(ok("profile", info["rhythm_hash"], "--json", server=control_server))
@@ -123,3 +136,57 @@ def test_unreachable_or_refused_is_one_line(control_server: ServerProcess) -> No
     down = ctl("status", target=nobody)
     assert down.returncode == 1 and down.stderr.count("\n") == 1
     assert f"cannot reach the control API at {nobody}" in down.stderr
+
+
+def test_incidents_and_one_incident_with_its_graph(control_server: ServerProcess) -> None:
+    inc = the_incident(control_server.control_target)
+    assert inc is not None
+    table = ok("incidents", "--since", "1h", server=control_server).splitlines()
+    assert table[0].split()[:4] == ["ID", "STARTED", "STATE", "SCORE"]
+    row = next(r for r in table if r.startswith(inc["id"]))
+    assert "open" in row and "1 trace" in row and CALLEE in row and CALLER in row
+    assert len([r for r in table[1:] if r.strip()]) == 2  # and checkout's own incident
+    only = ok("incidents", "--source", SERVICE, "--state", "open", server=control_server)
+    assert inc["id"] not in only and SERVICE in only
+    data = json.loads(ok("incidents", "--source", CALLEE, "--json", server=control_server))
+    assert [i["id"] for i in data["incidents"]] == [inc["id"]]
+    none = ctl("incidents", "--state", "resolved", target=control_server.control_target)
+    assert none.returncode == 0 and "(no incidents)" in none.stderr
+
+    detail = ok("incident", inc["id"], server=control_server)
+    lines = detail.splitlines()
+    assert lines[0].split() == ["incident", inc["id"]]
+    assert "graph     2 episodes, 1 trace links" in detail
+    root = next(m for m in inc["members"] if m["episode_id"] == inc["root_episode_id"])
+    other = next(m for m in inc["members"] if m["episode_id"] != inc["root_episode_id"])
+    tree = lines[lines.index("") + 1 :]
+    assert tree[0].startswith(f"{root['episode_id']}  {root['source']['key']}  novelty  open")
+    assert tree[1].startswith("└─ trace 0.9") and tree[1].split(" ── ")[1].startswith(
+        f"{other['episode_id']}  {other['source']['key']}"
+    )
+    as_json = json.loads(ok("incident", inc["id"], "--json", server=control_server))
+    assert len(as_json["incident"]["links"]) == 1
+    missing = ctl("incident", "0000000000000000", target=control_server.control_target)
+    assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
+
+
+def test_similar_by_text_and_by_episode(control_server: ServerProcess) -> None:
+    inc = the_incident(control_server.control_target)
+    assert inc is not None
+    text = ok("similar", CALLEE_ERROR, "--limit", "2", server=control_server).splitlines()
+    assert text[0].split()[:3] == ["SIMILARITY", "STARTED", "KIND"]
+    assert CALLEE in text[1] and inc["id"] in text[1]
+    assert len([r for r in text[1 : text.index("")] if r.strip()]) == 2
+    assert any(r.startswith("SIMILARITY  INCIDENT") for r in text)
+    callee = next(m for m in inc["members"] if m["source"]["key"] == CALLEE)
+    data = json.loads(
+        ok("similar", "--episode", callee["episode_id"], "--json", server=control_server)
+    )
+    assert data["episodes"] and inc["id"] not in {e["incident_id"] for e in data["episodes"]}
+    same = json.loads(ok("similar", "--episode", callee["episode_id"], "--same-incident",
+                         "--json", server=control_server))  # fmt: skip
+    assert CALLER in {e["source"] for e in same["episodes"]}
+    usage = ctl("similar", target=control_server.control_target)
+    assert usage.returncode == 2 and "TEXT or --episode" in usage.stderr
+    missing = ctl("similar", "--episode", "nope", target=control_server.control_target)
+    assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr

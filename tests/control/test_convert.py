@@ -161,3 +161,44 @@ def test_pattern_stage_lists_templates_without_creating_models() -> None:
     assert (info.source_key, info.template, info.count) == ("shop/cart", "user <*> logged in", 2)
     page = convert.page_templates(stage.templates(), "bank/*", 10, "")
     assert page.total == 0 and stage.stats().sources == 1
+
+
+def test_incident_with_and_without_its_graph() -> None:
+    from via_otlp.correlate.model import (
+        Incident,
+        IncidentLink,
+        IncidentMember,
+        IncidentState,
+        LinkType,
+    )
+    from via_otlp.model import AnomalyKind, EpisodeState
+
+    def member(eid: str, service: str) -> IncidentMember:
+        return IncidentMember(
+            eid, AnomalyKind.NOVELTY, EpisodeState.RESOLVED, Source(service, (("service.name", service),)),
+            "rh-" + eid, "t", "boom <*>", "ERROR", 10, 20, 80.0, ("ab" * 16,),
+        )  # fmt: skip
+
+    inc = Incident(
+        "i1", "novelty in db: boom <*>", IncidentState.RESOLVED, 10, 20, 30, 80.0, "e1",
+        ("db", "api"), (member("e1", "db"), member("e2", "api")),
+        (IncidentLink("e2", "e1", LinkType.TRACE, 0.95, 15),
+         IncidentLink("e2", "e1", LinkType.TEMPORAL, 0.6, 15)),
+        merged_into="i0",
+    )  # fmt: skip
+    full = convert.incident_to_proto(inc)
+    assert full.state == pb2.INCIDENT_STATE_RESOLVED and full.merged_into == "i0"
+    assert (full.member_count, full.trace_links, full.temporal_links, full.semantic_links) == (
+        2, 1, 1, 0,
+    )  # fmt: skip
+    assert [m.root for m in full.members] == [True, False]
+    assert full.members[1].source.key == "api" and list(full.members[1].sample_trace_ids)
+    assert [(x.type, x.linked_episode_id) for x in full.links] == [
+        (pb2.LINK_TYPE_TRACE, "e1"), (pb2.LINK_TYPE_TEMPORAL, "e1"),
+    ]  # fmt: skip
+    bare = convert.incident_to_proto(inc, graph=False)
+    assert not bare.members and not bare.links and bare.member_count == 2
+    assert convert.incident_state_from_proto(0) is None
+    assert convert.incident_state_from_proto(pb2.INCIDENT_STATE_OPEN) is IncidentState.OPEN
+    with pytest.raises(InputError):
+        convert.incident_state_from_proto(7)

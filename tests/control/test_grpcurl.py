@@ -14,15 +14,30 @@ import subprocess
 import pytest
 
 from tests.conftest import BIN, REPO, ServerProcess
-from tests.control.conftest import HISTORY_TEMPLATE, SERVICE, TOKEN, call, grpcurl, ingest
+from tests.control.conftest import (
+    CALLEE,
+    CALLEE_ERROR,
+    CALLER,
+    HISTORY_TEMPLATE,
+    NOVEL_ERROR,
+    SERVICE,
+    TOKEN,
+    call,
+    grpcurl,
+    ingest,
+    the_incident,
+)
 
 pytestmark = pytest.mark.slow
 
 ALL_METHODS = {
     "GetStatus", "ListProfiles", "GetProfile", "ListTemplates", "ListAnomalies",
     "ListPatches", "UpsertPatch", "DeletePatch", "GetSchema", "ListSchemas",
+    "ListIncidents", "GetIncident", "SearchSimilar",
 }  # fmt: skip
 README_HASH = "9f86d081884c7d65"
+README_INCIDENT = "5f8d04b3216a2aa4"
+README_EPISODE = "55db5abaf08779a5"
 
 
 def readme_recipes() -> list[str]:
@@ -35,6 +50,8 @@ def readme_recipes() -> list[str]:
 def test_readme_recipes_run(control_server: ServerProcess) -> None:
     target = control_server.control_target
     profiles = call(target, "ListProfiles", {"source": SERVICE})["profiles"]
+    incident = the_incident(target)
+    assert incident is not None
     recipes = readme_recipes()
     called = set()
     for recipe in recipes:
@@ -42,6 +59,8 @@ def test_readme_recipes_run(control_server: ServerProcess) -> None:
             recipe.replace('"$AUTH"', shlex.quote(f"authorization: Bearer {TOKEN}"))
             .replace("localhost:4320", target)
             .replace(README_HASH, profiles[0]["rhythm_hash"])
+            .replace(README_INCIDENT, incident["id"])
+            .replace(README_EPISODE, incident["root_episode_id"])
         )
         argv = shlex.split(command)
         argv[0] = str(BIN / "grpcurl")
@@ -51,6 +70,9 @@ def test_readme_recipes_run(control_server: ServerProcess) -> None:
         called.add(method)
         if method == "ListProfiles":
             assert json.loads(out.stdout)["profiles"], out.stdout
+        if method in ("ListIncidents", "SearchSimilar"):
+            answer = json.loads(out.stdout)
+            assert answer.get("incidents") or answer.get("episodes"), (recipe, out.stdout)
     assert called >= ALL_METHODS, f"README has no recipe for {ALL_METHODS - called}"
 
 
@@ -191,6 +213,84 @@ def test_schemas(control_server: ServerProcess) -> None:
     assert out.returncode != 0 and "InvalidArgument" in out.stderr
     out = grpcurl(target, "ListSchemas", {"page_token": convert_token_of_another_list()})
     assert out.returncode != 0 and "InvalidArgument" in out.stderr
+
+
+def test_list_and_get_incident_with_its_graph(control_server: ServerProcess) -> None:
+    target = control_server.control_target
+    listed = call(target, "ListIncidents", {"source": CALLEE})["incidents"]
+    (inc,) = listed
+    # without include_graph: the counts, not the members and links
+    assert inc["member_count"] == 2 and inc["trace_links"] >= 1
+    assert "members" not in inc and "links" not in inc
+    assert inc["state"] == "INCIDENT_STATE_OPEN" and not inc.get("merged_into")
+    assert set(inc["sources"]) == {CALLER, CALLEE} and inc["title"].startswith("novelty in ")
+    assert int(inc["started_unix_nano"]) > 0 and inc["score"] > 0
+
+    got = call(target, "GetIncident", {"id": inc["id"]})["incident"]
+    members = {m["source"]["key"]: m for m in got["members"]}
+    assert set(members) == {CALLER, CALLEE}
+    (root,) = [m for m in got["members"] if m.get("root")]
+    assert root["episode_id"] == got["root_episode_id"]
+    assert members[CALLEE]["template"].startswith("Payment gateway timeout")
+    assert members[CALLER]["kind"] == "ANOMALY_KIND_NOVELTY"
+    assert members[CALLER]["sample_trace_ids"] and set(members[CALLER]["sample_trace_ids"]) & set(
+        members[CALLEE]["sample_trace_ids"]
+    )
+    (link,) = got["links"]
+    assert link["type"] == "LINK_TYPE_TRACE" and link["confidence"] >= 0.9
+    assert {link["episode_id"], link["linked_episode_id"]} == {
+        members[CALLER]["episode_id"],
+        members[CALLEE]["episode_id"],
+    }
+    # checkout's disk failure at the same moment is unrelated: an incident of its own
+    everything = call(target, "ListIncidents", {"page_size": 1})
+    assert len(everything["incidents"]) == 1 and everything["next_page_token"]
+    rest = call(target, "ListIncidents", {"page_token": everything["next_page_token"]})
+    ids = {everything["incidents"][0]["id"]} | {i["id"] for i in rest["incidents"]}
+    assert inc["id"] in ids and len(ids) == 2
+    alone = call(target, "ListIncidents", {"source": SERVICE})["incidents"]
+    assert [i["sources"] for i in alone] == [[SERVICE]]
+    assert call(target, "ListIncidents", {"state": "INCIDENT_STATE_RESOLVED"}) == {}
+
+    missing = grpcurl(target, "GetIncident", {"id": "0000000000000000"})
+    assert missing.returncode != 0 and "NotFound" in missing.stderr
+    empty = grpcurl(target, "GetIncident", {})
+    assert empty.returncode != 0 and "InvalidArgument" in empty.stderr
+    bad = grpcurl(target, "ListIncidents", {"page_token": "%%%"})
+    assert bad.returncode != 0 and "InvalidArgument" in bad.stderr
+
+
+def test_search_similar_by_text_and_by_episode(control_server: ServerProcess) -> None:
+    target = control_server.control_target
+    inc = the_incident(target)
+    assert inc is not None
+    by_text = call(target, "SearchSimilar", {"text": CALLEE_ERROR, "limit": 3})
+    top = by_text["episodes"][0]
+    assert top["source"] == CALLEE and top["similarity"] > 0.5
+    assert top["kind"] == "ANOMALY_KIND_NOVELTY" and top["incident_id"] == inc["id"]
+    assert len(by_text["episodes"]) == 3
+    assert by_text["incidents"][0]["incident_id"] == inc["id"]
+    assert by_text["incidents"][0]["title"] == inc["title"]
+
+    # by episode: its own incident is left out (the answer is "when did this happen before")
+    callee = next(m for m in inc["members"] if m["source"]["key"] == CALLEE)
+    before = call(target, "SearchSimilar", {"episode_id": callee["episode_id"]})
+    assert {e["incident_id"] for e in before["episodes"]} == {
+        i["incident_id"] for i in before["incidents"]
+    }
+    assert inc["id"] not in {e["incident_id"] for e in before["episodes"]}
+    assert NOVEL_ERROR.split()[0] in before["episodes"][0]["template"]
+    mine = call(
+        target, "SearchSimilar", {"episode_id": callee["episode_id"], "include_same_incident": True}
+    )
+    assert CALLER in {e["source"] for e in mine["episodes"]}  # its own incident's other member
+    assert callee["episode_id"] not in {e["episode_id"] for e in mine["episodes"]}
+
+    for bad in ({}, {"text": "x", "episode_id": "y"}):
+        out = grpcurl(target, "SearchSimilar", bad)
+        assert out.returncode != 0 and "InvalidArgument" in out.stderr, out.stderr
+    out = grpcurl(target, "SearchSimilar", {"episode_id": "0000000000000000"})
+    assert out.returncode != 0 and "NotFound" in out.stderr, out.stderr
 
 
 def convert_token_of_another_list() -> str:

@@ -18,6 +18,8 @@ from via_otlp.control.config import ControlConfig
 from via_otlp.control.gen.via.v1 import control_pb2 as pb2
 from via_otlp.control.gen.via.v1 import control_pb2_grpc as pb2_grpc
 from via_otlp.control.server import ControlServer
+from via_otlp.correlate.model import SimilarEpisode, SimilarIncident, SimilarResult
+from via_otlp.correlate.service import EpisodeNotFound
 from via_otlp.errors import StartupError, UpstreamError
 
 
@@ -36,9 +38,29 @@ class DownRegistry:
     async def delete_patch(self, patch_id: str) -> bool:
         return False
 
+    async def list_incidents(self, **kwargs: Any) -> Any:
+        self._fail()
 
-def fake_app(registry: Any) -> Any:
-    return SimpleNamespace(registry=registry)
+    async def get_incident(self, incident_id: str) -> Any:
+        return None
+
+
+class FakeCorrelation:
+    """`search_similar` answers from a script: a result, or an exception to raise."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    async def search_similar(self, text: str = "", **kwargs: Any) -> Any:
+        self.calls.append((text, kwargs))
+        if isinstance(self.answer, BaseException):
+            raise self.answer
+        return self.answer
+
+
+def fake_app(registry: Any, correlation: Any = None) -> Any:
+    return SimpleNamespace(registry=registry, correlation=correlation)
 
 
 async def started(app: Any, **config: Any) -> ControlServer:
@@ -126,5 +148,94 @@ async def test_the_token_is_checked_on_every_control_call() -> None:
             assert await code_of(server, "GetSchema", request, right) is (
                 grpc.StatusCode.FAILED_PRECONDITION
             )
+    finally:
+        await server.stop()
+
+
+async def test_incident_calls_map_their_errors() -> None:
+    server = await started(fake_app(DownRegistry()))
+    try:
+        assert await code_of(server, "ListIncidents", pb2.ListIncidentsRequest()) is (
+            grpc.StatusCode.UNAVAILABLE
+        )
+        assert await code_of(server, "GetIncident", pb2.GetIncidentRequest(id="ab")) is (
+            grpc.StatusCode.NOT_FOUND
+        )
+        bad_state = pb2.ListIncidentsRequest(state=99)  # type: ignore[arg-type]
+        assert await code_of(server, "ListIncidents", bad_state) is (
+            grpc.StatusCode.INVALID_ARGUMENT
+        )
+        # correlation off: no similarity search
+        search = pb2.SearchSimilarRequest(text="pool exhausted")
+        assert await code_of(server, "SearchSimilar", search) is (
+            grpc.StatusCode.FAILED_PRECONDITION
+        )
+    finally:
+        await server.stop()
+    server = await started(fake_app(None))
+    try:
+        assert await code_of(server, "GetIncident", pb2.GetIncidentRequest(id="ab")) is (
+            grpc.StatusCode.FAILED_PRECONDITION
+        )
+    finally:
+        await server.stop()
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (EpisodeNotFound("episode 'e9' has no stored vector"), grpc.StatusCode.NOT_FOUND),
+        (UpstreamError("Qdrant: connection refused", retryable=True), grpc.StatusCode.UNAVAILABLE),
+        (UpstreamError("the vector store is off", retryable=False), grpc.StatusCode.INTERNAL),
+    ],
+)
+async def test_search_similar_errors(error: Exception, code: grpc.StatusCode) -> None:
+    server = await started(fake_app(None, FakeCorrelation(error)))
+    try:
+        request = pb2.SearchSimilarRequest(episode_id="e9")
+        assert await code_of(server, "SearchSimilar", request) is code
+        both = pb2.SearchSimilarRequest(episode_id="e9", text="x")
+        assert await code_of(server, "SearchSimilar", both) is grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        await server.stop()
+
+
+async def test_search_similar_passes_the_query_and_converts_the_answer() -> None:
+    result = SimilarResult(
+        (SimilarEpisode("e1", 0.97, "i1", "shop/db/prod", "spike", "pool exhausted", 5, 80.0),
+         SimilarEpisode("e2", 0.5, "", "shop/web/prod", "bogus", "x", 6, 10.0)),
+        (SimilarIncident("i1", 0.97, "e1", "spike in db: pool exhausted"),),
+    )  # fmt: skip
+    correlation = FakeCorrelation(result)
+    server = await started(fake_app(None, correlation))
+    try:
+        answer = await call(
+            server, "SearchSimilar", pb2.SearchSimilarRequest(episode_id=" e7 ", limit=3)
+        )
+        assert correlation.calls == [
+            ("", {"episode_id": "e7", "limit": 3, "exclude_same_incident": True})
+        ]
+        first, second = answer.episodes
+        assert (first.episode_id, first.kind, first.similarity) == (
+            "e1",
+            pb2.ANOMALY_KIND_SPIKE,
+            pytest.approx(0.97),
+        )
+        assert second.kind == pb2.ANOMALY_KIND_UNSPECIFIED
+        (inc,) = answer.incidents
+        assert (inc.incident_id, inc.best_episode_id, inc.title) == (
+            "i1",
+            "e1",
+            "spike in db: pool exhausted",
+        )
+        await call(
+            server,
+            "SearchSimilar",
+            pb2.SearchSimilarRequest(text="pool", include_same_incident=True),
+        )
+        assert correlation.calls[-1] == (
+            "pool",
+            {"episode_id": "", "limit": 10, "exclude_same_incident": False},
+        )
     finally:
         await server.stop()

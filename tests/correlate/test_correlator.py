@@ -46,7 +46,8 @@ def test_temporal_same_source_links() -> None:
     assert kinds(out) == ["updated"]
     links = out[0].incident.links
     assert [(x.type, x.linked_episode_id) for x in links] == [(LinkType.TEMPORAL, "a")]
-    assert links[0].confidence == pytest.approx(1.0)
+    window = c.config.window
+    assert links[0].confidence == pytest.approx(0.5 + 0.5 * (1 - 30 / window))  # 30 s apart
 
 
 def test_temporal_unrelated_services_do_not_link() -> None:
@@ -62,13 +63,14 @@ def test_temporal_configured_dependency_links_both_ways_and_decays_with_the_gap(
     c.observe(ev("a", src("db", "data"), template="pool exhausted"))
     out = c.observe(ev("b", src("checkout", "shop"), t=10, template="payment failed"))
     (link,) = out[0].incident.links
-    assert link.type is LinkType.TEMPORAL and link.confidence == pytest.approx(0.9)
-    # Past the window (120 s after db's open episode's end): no link.
+    assert link.type is LinkType.TEMPORAL
+    assert link.confidence == pytest.approx(0.9 * (0.5 + 0.5 * (1 - 10 / c.config.window)))
+    # Past the window (400 s after db's episode ended, the window is 300 s): no link.
     far = Correlator(
         cfg(resolve_cooldown=600.0, relatedness=RelatednessConfig(dependencies=("checkout -> db",)))
     )
     far.observe(ev("a", src("db", "data"), state=R, t=0))
-    assert kinds(far.observe(ev("b", src("checkout", "shop"), t=200))) == ["opened"]
+    assert kinds(far.observe(ev("b", src("checkout", "shop"), t=400))) == ["opened"]
 
 
 def test_temporal_same_namespace_links_only_when_close() -> None:
@@ -82,6 +84,21 @@ def test_temporal_same_namespace_links_only_when_close() -> None:
     # 90 s after cart's episode ended: 0.6 * (0.5 + 0.5 * 0.25) < 0.5
     out2 = c2.observe(ev("b", src("checkout", "shop"), t=90, started=90, template="payment failed"))
     assert all(link.linked_episode_id != "a" for link in out2[-1].incident.links)
+
+
+def test_a_long_open_episode_does_not_pull_in_what_begins_much_later() -> None:
+    deps = RelatednessConfig(dependencies=("checkout -> db",))
+    c = Correlator(cfg(relatedness=deps, resolve_cooldown=600.0))
+    c.observe(ev("drift", src("checkout", "shop"), template="order placed"))  # open for hours
+    out = c.observe(ev("disk", src("db", "data"), t=3 * 3600, template="disk full on <*>"))
+    assert kinds(out) == ["opened"]
+    # ...but what begins right after an episode ended follows it (a drop, then the catch-up).
+    c.observe(ev("drop", src("db", "data"), t=4 * 3600, template="query <*>"))
+    c.observe(ev("drop", src("db", "data"), t=4 * 3600 + 300, state=R, started=4 * 3600))
+    out = c.observe(ev("spike", src("db", "data"), t=4 * 3600 + 330, template="query <*>"))
+    assert [x.linked_episode_id for x in out[-1].incident.links if x.episode_id == "spike"] == [
+        "drop"
+    ]
 
 
 def test_trace_link_joins_unrelated_services() -> None:

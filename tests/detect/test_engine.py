@@ -145,6 +145,27 @@ def test_cardinality_many_distinct_ids() -> None:
     assert ev[0].observed > 25 and ev[0].expected < 5
 
 
+def test_cardinality_at_low_volume_adds_up_over_buckets() -> None:
+    """Six mails a bucket to five users: fresh ids never reach min_distinct in one bucket, but
+    more distinct ids than five users allow, bucket after bucket, is a cardinality anomaly."""
+    rng = np.random.default_rng(3)
+    rh = "8" * 16
+
+    def mails(b: int, fresh: bool) -> LogBatch:
+        k = int(rng.poisson(6))
+        ids = [f"guest{b}-{i}" if fresh else f"user{rng.integers(5)}" for i in range(k)]
+        return batch([(rh, b * BUCKET + i, "INFO", u) for i, u in enumerate(ids)])
+
+    quiet = [mails(b, False) for b in range(720)]
+    eng = Engine(CFG)
+    assert [k for k in kinds(run(eng, quiet, flush=False)) if k[0] == "cardinality"] == []
+    ev = run(
+        eng, [mails(b, True) for b in range(720, 810)] + [mails(b, False) for b in range(810, 900)]
+    )
+    assert kinds(ev)[:1] == [("cardinality", "open")]
+    assert 720 * BUCKET <= ev[0].started_ns <= 740 * BUCKET
+
+
 def test_novelty_after_source_warmup_scored_by_severity() -> None:
     eng = Engine(CFG)
     bs = steady("1" * 16, 2, 0, 70)  # source warms up: the first patterns are not novel

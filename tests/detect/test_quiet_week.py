@@ -66,3 +66,28 @@ def test_overdispersed_week_is_quiet(dispersion: float) -> None:
     counts = rng.negative_binomial(r, p, size=(WEEK, len(rates))).astype(np.float64)
     onsets = episodes_over(counts, DetectConfig())
     assert sum(onsets.values()) <= len(rates), onsets
+
+
+def test_daily_cycle_is_learned_and_stays_quiet() -> None:
+    """A ±50% daily cycle (minute buckets, four days): the hour-of-day factors learn its shape
+    after a day, the expected count follows it, and no test mistakes the cycle for an anomaly."""
+    cfg = DetectConfig(bucket=60.0, allowed_lateness=60.0, warmup=1800.0)
+    per_day = 1440
+    t = np.arange(4 * per_day)
+    rates = np.array([2.0, 20.0, 200.0])
+    shape = 1.0 + 0.5 * np.cos(2 * np.pi * (t / per_day - 14 / 24))
+    rng = np.random.default_rng(11)
+    counts = rng.poisson(rates[None, :] * shape[:, None]).astype(np.float64)
+    onsets = episodes_over(counts, cfg)
+    assert sum(onsets.values()) <= 1, onsets
+    table = ProfileTable(cfg)
+    table.add("0" * 16, SRC, "t", "t", "INFO", 0, 0)
+    row = np.zeros(table.capacity)
+    err = []
+    for b in range(3 * per_day):
+        row[0] = counts[b, 2]
+        v = table.close(b, row, np.zeros(table.capacity))
+        if b >= 2 * per_day:
+            err.append(v.mean[0] / (rates[2] * shape[b]) - 1.0)
+    assert table.season[0, 14] > 1.35 and table.season[0, 2] < 0.65
+    assert abs(float(np.mean(err))) < 0.02 and float(np.max(np.abs(err))) < 0.1

@@ -111,8 +111,12 @@ async def test_start_after_a_killed_run(data_dir: Path, kill_server: bool) -> No
     )
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="only root must hand the server to an unprivileged user")
-def test_root_with_a_private_directory_uses_shared_copies(tmp_path_factory: pytest.TempPathFactory) -> None:
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="only root must hand the server to an unprivileged user"
+)
+def test_root_with_a_private_directory_uses_shared_copies(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     """Root running from /root/... (mode 700): the server user cannot reach the binaries or the
     cluster there, so both are used from /var/tmp/via-otlp instead, and found again next time."""
     import shutil
@@ -123,7 +127,9 @@ def test_root_with_a_private_directory_uses_shared_copies(tmp_path_factory: pyte
     private.chmod(0o700)
     real_bin = find_bin_dir()
     site = private / "site"
-    shutil.copytree(real_bin.parent, site / real_bin.parent.parent.name / real_bin.parent.name, symlinks=True)
+    shutil.copytree(
+        real_bin.parent, site / real_bin.parent.parent.name / real_bin.parent.name, symlinks=True
+    )
     libs = real_bin.parent.parent.parent / f"{real_bin.parent.parent.name}.libs"
     if libs.is_dir():
         shutil.copytree(libs, site / libs.name, symlinks=True)

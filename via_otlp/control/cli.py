@@ -10,6 +10,9 @@
     via-otlp ctl patch list [--all]
     via-otlp ctl patch rm ID...
     via-otlp ctl schema [SOURCE]
+    via-otlp ctl incidents [--since 1h] [--state open|resolved] [--source KEY] [--merged]
+    via-otlp ctl incident ID
+    via-otlp ctl similar "TEXT" | --episode EPISODE_ID [--limit N] [--same-incident]
 
 `--target HOST:PORT` (default `$VIA_CONTROL_ENDPOINT` or 127.0.0.1:4320), `--token` (default
 `$VIA_CONTROL_TOKEN`) and `--json` (proto3 JSON with the .proto field names) go before or after
@@ -142,6 +145,33 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p = leaf("schema", cmd_schema, "learned attribute schema of a source, or all sources")
     p.add_argument("source", nargs="?", default="", metavar="SOURCE", help="source key")
     _limit(p)
+
+    p = leaf("incidents", cmd_incidents, "recorded incidents (grouped episodes), newest first")
+    p.add_argument(
+        "--since", default="",
+        help="only incidents changed in the last DURATION ('1h') or since an ISO-8601 time",
+    )  # fmt: skip
+    p.add_argument("--state", choices=["open", "resolved"])
+    p.add_argument("--source", default="", help="only incidents with a member of this source key")
+    p.add_argument("--merged", action="store_true", help="also list incidents merged into another")
+    _limit(p)
+
+    p = leaf("incident", cmd_incident, "one incident: its members and the graph of their links")
+    p.add_argument("id", metavar="ID", help="incident id (16 hex digits)")
+
+    p = leaf(
+        "similar", cmd_similar,
+        "past anomalies and incidents most similar to a text or to an episode",
+    )  # fmt: skip
+    p.add_argument("text", nargs="?", default="", metavar="TEXT", help="free text to search for")
+    p.add_argument("--episode", default="", metavar="EPISODE_ID", help="search like this episode")
+    p.add_argument(
+        "--same-incident", action="store_true",
+        help="with --episode: also show members of the episode's own incident",
+    )  # fmt: skip
+    p.add_argument(
+        "--limit", type=int, default=10, metavar="N", help="show at most N items (default 10)"
+    )
 
 
 def _limit(p: argparse.ArgumentParser) -> None:
@@ -605,3 +635,218 @@ def _footer(shown: int, total: int | None, what: str, more: bool = False) -> Non
         print(f"({shown:,} of {total:,} {what}; --limit shows more)", file=sys.stderr)
     elif more:
         print(f"({shown:,} {what} shown, more exist; --limit shows more)", file=sys.stderr)
+
+
+# -- incidents -------------------------------------------------------------------------------
+
+_LINK_WORD = {
+    pb2.LINK_TYPE_TEMPORAL: "time",
+    pb2.LINK_TYPE_TRACE: "trace",
+    pb2.LINK_TYPE_SEMANTIC: "similar",
+}
+
+
+def cmd_incidents(args: argparse.Namespace) -> int:
+    since = parse_since(args.since)
+
+    def body(client: Client) -> int:
+        request = pb2.ListIncidentsRequest(
+            since_unix_nano=since, source=args.source, include_merged=args.merged
+        )
+        if args.state:
+            request.state = pb2.IncidentState.Value("INCIDENT_STATE_" + args.state.upper())
+        r: pb2.ListIncidentsResponse = _collect(
+            client, "ListIncidents", request, "incidents", args.limit
+        )
+        if _wants_json(args):
+            print_json(r)
+            return EXIT_OK
+        table(
+            ["ID", "STARTED", "STATE", "SCORE", "EPISODES", "LINKS", "SOURCES", "TITLE"],
+            [
+                (i.id, when(i.started_unix_nano), _incident_state(i), i.score, i.member_count,
+                 _link_summary(i), _short(", ".join(i.sources), 40), _short(i.title, 80))
+                for i in r.incidents
+            ],
+        )  # fmt: skip
+        _footer(len(r.incidents), None, "incidents", more=bool(r.next_page_token))
+        return EXIT_OK
+
+    return _run(args, body)
+
+
+def _incident_state(i: pb2.Incident) -> str:
+    state = _enum(pb2.IncidentState, i.state, "INCIDENT_STATE_")
+    return f"merged into {i.merged_into}" if i.merged_into else state
+
+
+def _link_summary(i: pb2.Incident) -> str:
+    parts = [
+        f"{n} {word}"
+        for n, word in (
+            (i.trace_links, "trace"),
+            (i.temporal_links, "time"),
+            (i.semantic_links, "similar"),
+        )
+        if n
+    ]
+    return ", ".join(parts) or "-"
+
+
+def cmd_incident(args: argparse.Namespace) -> int:
+    def body(client: Client) -> int:
+        r: pb2.GetIncidentResponse = client.call("GetIncident", pb2.GetIncidentRequest(id=args.id))
+        if _wants_json(args):
+            print_json(r)
+        else:
+            _incident_detail(r.incident)
+        return EXIT_OK
+
+    return _run(args, body)
+
+
+def _incident_detail(i: pb2.Incident, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
+    ended = when(i.ended_unix_nano) if i.ended_unix_nano else "-"
+    rows = [
+        ("incident", i.id),
+        ("title", i.title),
+        ("state", _incident_state(i)),
+        ("score", f"{i.score:.3g}"),
+        ("time", f"{when(i.started_unix_nano)} … {ended}"),
+        ("sources", ", ".join(i.sources)),
+        ("graph", f"{len(i.members)} episodes, {_link_summary(i)} links"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        out.write(f"{key.ljust(width)}  {value}\n")
+    out.write("\n")
+    for line in incident_graph_lines(i):
+        out.write(line + "\n")
+
+
+def incident_graph_lines(i: pb2.Incident) -> list[str]:
+    """The graph as a tree: each episode under the member it joined through (its strongest
+    link to an earlier member), with the link's type and confidence; other links listed after.
+
+    >>> inc = pb2.Incident(root_episode_id="a", members=[
+    ...     pb2.IncidentMember(episode_id="a", source=pb2.Source(key="db"), template="down"),
+    ...     pb2.IncidentMember(episode_id="b", source=pb2.Source(key="api"), template="timeout")],
+    ...     links=[pb2.IncidentLink(episode_id="b", linked_episode_id="a",
+    ...                             type=pb2.LINK_TYPE_TRACE, confidence=0.95)])
+    >>> print("\\n".join(incident_graph_lines(inc)))
+    a  db  unspecified  unspecified  score 0  down
+    └─ trace 0.95 ── b  api  unspecified  unspecified  score 0  timeout
+    """
+    members = {m.episode_id: m for m in i.members}
+    order = [m.episode_id for m in i.members]  # earliest start first
+    placed: list[str] = []
+    parent: dict[str, pb2.IncidentLink] = {}
+    root = i.root_episode_id if i.root_episode_id in members else (order[0] if order else "")
+    if root:
+        placed.append(root)
+    for eid in order:
+        if eid == root:
+            continue
+        candidates = [
+            link
+            for link in i.links
+            if (link.episode_id == eid and link.linked_episode_id in placed)
+            or (link.linked_episode_id == eid and link.episode_id in placed)
+        ]
+        if candidates:
+            parent[eid] = max(candidates, key=lambda x: x.confidence)
+        placed.append(eid)
+    children: dict[str, list[str]] = {}
+    orphans: list[str] = []
+    for eid in placed[1:]:
+        link = parent.get(eid)
+        if link is None:
+            orphans.append(eid)
+            continue
+        up = link.linked_episode_id if link.episode_id == eid else link.episode_id
+        children.setdefault(up, []).append(eid)
+
+    def node(eid: str) -> str:
+        m = members[eid]
+        kind = _enum(pb2.AnomalyKind, m.kind, "ANOMALY_KIND_")
+        state = _enum(pb2.EpisodeState, m.state, "EPISODE_STATE_")
+        return (
+            f"{eid}  {m.source.key}  {kind}  {state}  score {m.score:.3g}  {_short(m.template, 60)}"
+        )
+
+    lines: list[str] = []
+
+    def walk(eid: str, prefix: str, last: bool, top: bool) -> None:
+        if top:
+            lines.append(node(eid))
+            inner = ""
+        else:
+            link = parent[eid]
+            branch = "└─ " if last else "├─ "
+            word = _LINK_WORD.get(link.type, "link")
+            lines.append(f"{prefix}{branch}{word} {link.confidence:.2f} ── {node(eid)}")
+            inner = prefix + ("   " if last else "│  ")
+        kids = children.get(eid, [])
+        for n, kid in enumerate(kids):
+            walk(kid, inner, n == len(kids) - 1, False)
+
+    if root:
+        walk(root, "", True, True)
+    for eid in orphans:  # joined by a merge, with no link to an earlier member kept
+        lines.append(f"(merged) {node(eid)}")
+    used = {id(link) for link in parent.values()}
+    extra = [link for link in i.links if id(link) not in used]
+    if extra:
+        lines.append("")
+        lines.append("other links:")
+        for link in extra:
+            word = _LINK_WORD.get(link.type, "link")
+            lines.append(
+                f"  {link.episode_id} ── {word} {link.confidence:.2f} ── {link.linked_episode_id}"
+            )
+    return lines
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    if bool(args.text) == bool(args.episode):
+        print("via-otlp ctl similar: give a TEXT or --episode EPISODE_ID (one of them)",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+
+    def body(client: Client) -> int:
+        r: pb2.SearchSimilarResponse = client.call(
+            "SearchSimilar",
+            pb2.SearchSimilarRequest(
+                text=args.text,
+                episode_id=args.episode,
+                limit=max(1, args.limit),
+                include_same_incident=args.same_incident,
+            ),
+        )
+        if _wants_json(args):
+            print_json(r)
+            return EXIT_OK
+        table(
+            ["SIMILARITY", "STARTED", "KIND", "SOURCE", "EPISODE", "INCIDENT", "TEMPLATE"],
+            [
+                (round(e.similarity, 3), when(e.started_unix_nano),
+                 _enum(pb2.AnomalyKind, e.kind, "ANOMALY_KIND_"), e.source, e.episode_id,
+                 e.incident_id or "-", _short(e.template, 60))
+                for e in r.episodes
+            ],
+        )  # fmt: skip
+        if r.incidents:
+            print()
+            table(
+                ["SIMILARITY", "INCIDENT", "VIA EPISODE", "TITLE"],
+                [
+                    (round(i.similarity, 3), i.incident_id, i.best_episode_id,
+                     _short(i.title or "-", 80))
+                    for i in r.incidents
+                ],
+            )  # fmt: skip
+        _footer(len(r.episodes), None, "similar episodes")
+        return EXIT_OK
+
+    return _run(args, body)

@@ -26,6 +26,14 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from via_otlp.control.gen.via.v1 import control_pb2 as pb2
+from via_otlp.correlate.model import (
+    Incident,
+    IncidentLink,
+    IncidentMember,
+    IncidentState,
+    LinkType,
+    SimilarResult,
+)
 from via_otlp.detect.engine import EngineStats
 from via_otlp.detect.profile import ProfileState, ProfileSummary
 from via_otlp.emit.exporter import EmitStats
@@ -62,6 +70,18 @@ RULE_TO_PROTO = {
     PatchRule.THRESHOLD: pb2.PATCH_RULE_THRESHOLD,
 }
 RULE_FROM_PROTO: dict[int, PatchRule] = {v: k for k, v in RULE_TO_PROTO.items()}
+INCIDENT_STATE_TO_PROTO = {
+    IncidentState.OPEN: pb2.INCIDENT_STATE_OPEN,
+    IncidentState.RESOLVED: pb2.INCIDENT_STATE_RESOLVED,
+}
+INCIDENT_STATE_FROM_PROTO: dict[int, IncidentState] = {
+    v: k for k, v in INCIDENT_STATE_TO_PROTO.items()
+}
+LINK_TO_PROTO = {
+    LinkType.TEMPORAL: pb2.LINK_TYPE_TEMPORAL,
+    LinkType.TRACE: pb2.LINK_TYPE_TRACE,
+    LinkType.SEMANTIC: pb2.LINK_TYPE_SEMANTIC,
+}
 _PROFILE_STATE = {
     ProfileState.LEARNING: pb2.PROFILE_STATE_LEARNING,
     ProfileState.ACTIVE: pb2.PROFILE_STATE_ACTIVE,
@@ -477,3 +497,111 @@ def schema_to_proto(r: SchemaRecord) -> pb2.Schema:
         created_unix_nano=_unix_nano(r.created_at),
         updated_unix_nano=_unix_nano(r.updated_at),
     )
+
+
+# -- incidents -------------------------------------------------------------------------------
+
+
+def incident_state_from_proto(value: int) -> IncidentState | None:
+    """An incident state filter (None for UNSPECIFIED)."""
+    if value == pb2.INCIDENT_STATE_UNSPECIFIED:
+        return None
+    try:
+        return INCIDENT_STATE_FROM_PROTO[value]
+    except KeyError:
+        raise InputError(f"unknown incident state {value}") from None
+
+
+def incident_member_to_proto(m: IncidentMember, root: bool = False) -> pb2.IncidentMember:
+    return pb2.IncidentMember(
+        episode_id=m.episode_id,
+        kind=KIND_TO_PROTO.get(m.kind, pb2.ANOMALY_KIND_UNSPECIFIED),
+        state=STATE_TO_PROTO[m.state],
+        source=source_to_proto(m.source),
+        rhythm_hash=m.rhythm_hash,
+        template_id=m.template_id,
+        template=m.template,
+        severity=m.severity,
+        started_unix_nano=m.started_ns,
+        ended_unix_nano=m.ended_ns,
+        score=m.score,
+        sample_trace_ids=list(m.trace_ids),
+        root=root,
+    )
+
+
+def incident_link_to_proto(link: IncidentLink) -> pb2.IncidentLink:
+    return pb2.IncidentLink(
+        episode_id=link.episode_id,
+        linked_episode_id=link.linked_episode_id,
+        type=LINK_TO_PROTO.get(link.type, pb2.LINK_TYPE_UNSPECIFIED),
+        confidence=link.confidence,
+        time_unix_nano=link.time_ns,
+    )
+
+
+def incident_to_proto(inc: Incident, *, graph: bool = True) -> pb2.Incident:
+    """An incident; `graph` adds its members and links (the counts are always there).
+
+    >>> from via_otlp.correlate.model import Incident, IncidentState
+    >>> pb = incident_to_proto(Incident("i1", "t", IncidentState.OPEN, 5, 0, 6, 70.0, "e1",
+    ...                                 ("shop",), (), ()), graph=False)
+    >>> (pb.id, pb.state == pb2.INCIDENT_STATE_OPEN, pb.member_count, list(pb.sources))
+    ('i1', True, 0, ['shop'])
+    """
+    counts = inc.link_counts()
+    out = pb2.Incident(
+        id=inc.id,
+        title=inc.title,
+        state=INCIDENT_STATE_TO_PROTO[inc.state],
+        started_unix_nano=inc.started_ns,
+        ended_unix_nano=inc.ended_ns,
+        time_unix_nano=inc.time_ns,
+        score=inc.score,
+        root_episode_id=inc.root_episode_id,
+        sources=list(inc.sources),
+        merged_into=inc.merged_into,
+        member_count=len(inc.members),
+        temporal_links=counts[LinkType.TEMPORAL],
+        trace_links=counts[LinkType.TRACE],
+        semantic_links=counts[LinkType.SEMANTIC],
+    )
+    if graph:
+        out.members.extend(
+            incident_member_to_proto(m, m.episode_id == inc.root_episode_id) for m in inc.members
+        )
+        out.links.extend(incident_link_to_proto(link) for link in inc.links)
+    return out
+
+
+def search_limit(requested: int) -> int:
+    """SearchSimilar's `limit`: 10 for 0; the service clamps it to its maximum."""
+    return requested or 10
+
+
+def similar_to_proto(result: SimilarResult) -> pb2.SearchSimilarResponse:
+    """A `SimilarResult` as the SearchSimilar answer (an unknown kind is UNSPECIFIED)."""
+    out = pb2.SearchSimilarResponse()
+    for e in result.episodes:
+        try:
+            kind = KIND_TO_PROTO[AnomalyKind(e.kind)]
+        except ValueError:
+            kind = pb2.ANOMALY_KIND_UNSPECIFIED
+        out.episodes.add(
+            episode_id=e.episode_id,
+            similarity=e.similarity,
+            incident_id=e.incident_id,
+            source=e.source,
+            kind=kind,
+            template=e.template,
+            started_unix_nano=e.started_ns,
+            score=e.score,
+        )
+    for i in result.incidents:
+        out.incidents.add(
+            incident_id=i.incident_id,
+            similarity=i.similarity,
+            best_episode_id=i.best_episode_id,
+            title=i.title,
+        )
+    return out

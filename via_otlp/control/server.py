@@ -6,12 +6,15 @@ reflection UNAUTHENTICATED unless it carries ``authorization: Bearer <token>``.
 
 Reads of memory (status, profiles, templates) never wait on PostgreSQL; registry calls map our
 errors to gRPC codes at this boundary: a malformed argument (`InputError`) is INVALID_ARGUMENT,
-PostgreSQL away (a retryable `UpstreamError`) is UNAVAILABLE, a missing item is NOT_FOUND and a
-disabled registry is FAILED_PRECONDITION. Translation lives in `convert.py`.
+PostgreSQL, Qdrant or the embeddings provider away (a retryable `UpstreamError`) is UNAVAILABLE,
+a missing item (or an episode with no stored vector) is NOT_FOUND and a disabled registry or
+correlate stage is FAILED_PRECONDITION. Translation lives in `convert.py`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import hmac
 import ipaddress
@@ -30,10 +33,13 @@ from via_otlp.control import convert
 from via_otlp.control.config import ControlConfig
 from via_otlp.control.gen.via.v1 import control_pb2 as pb2
 from via_otlp.control.gen.via.v1 import control_pb2_grpc as pb2_grpc
+from via_otlp.correlate.model import SimilarIncident
+from via_otlp.correlate.service import EpisodeNotFound
 from via_otlp.errors import InputError, StartupError, UpstreamError
 
 if TYPE_CHECKING:
     from via_otlp.app import App
+    from via_otlp.correlate.service import Correlation
     from via_otlp.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -57,11 +63,11 @@ def _classified(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
     async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
         try:
             return await method(self, request, context)
-        except NotFoundError as exc:
+        except (NotFoundError, EpisodeNotFound) as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         except InputError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except _RegistryDisabled as exc:
+        except (_RegistryDisabled, _CorrelateDisabled) as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         except UpstreamError as exc:
             code = grpc.StatusCode.UNAVAILABLE if exc.retryable else grpc.StatusCode.INTERNAL
@@ -76,6 +82,11 @@ class _RegistryDisabled(Exception):
         return (
             "the registry is disabled (registry.enabled is false): no anomalies, patches or schemas"
         )
+
+
+class _CorrelateDisabled(Exception):
+    def __str__(self) -> str:
+        return "correlation is disabled (correlate.enabled is false): no similarity search"
 
 
 class ControlService(pb2_grpc.ControlServicer):
@@ -94,6 +105,12 @@ class ControlService(pb2_grpc.ControlServicer):
         if self.app.registry is None:
             raise _RegistryDisabled()
         return self.app.registry
+
+    def _correlation(self) -> Correlation:
+        correlation = getattr(self.app, "correlation", None)
+        if correlation is None:
+            raise _CorrelateDisabled()
+        return correlation
 
     # -- memory ------------------------------------------------------------------------------
 
@@ -257,6 +274,74 @@ class ControlService(pb2_grpc.ControlServicer):
         return pb2.ListSchemasResponse(
             schemas=[convert.schema_to_proto(r) for r in page], next_page_token=token
         )
+
+    @_classified
+    async def ListIncidents(
+        self, request: pb2.ListIncidentsRequest, context: grpc.aio.ServicerContext
+    ) -> pb2.ListIncidentsResponse:
+        state = convert.incident_state_from_proto(request.state)
+        page = await self._registry().list_incidents(
+            since_ns=request.since_unix_nano or None,
+            state=state,
+            source=request.source or None,
+            include_merged=request.include_merged,
+            limit=self._size(request.page_size),
+            page_token=request.page_token,
+        )
+        return pb2.ListIncidentsResponse(
+            incidents=[
+                convert.incident_to_proto(i, graph=request.include_graph) for i in page.items
+            ],
+            next_page_token=page.next_page_token,
+        )
+
+    @_classified
+    async def GetIncident(
+        self, request: pb2.GetIncidentRequest, context: grpc.aio.ServicerContext
+    ) -> pb2.GetIncidentResponse:
+        incident_id = request.id.strip().lower()
+        if not incident_id:
+            raise InputError("id is required (an incident id, 16 hex digits)")
+        incident = await self._registry().get_incident(incident_id)
+        if incident is None:
+            raise NotFoundError(f"no incident with id {incident_id!r}")
+        return pb2.GetIncidentResponse(incident=convert.incident_to_proto(incident))
+
+    @_classified
+    async def SearchSimilar(
+        self, request: pb2.SearchSimilarRequest, context: grpc.aio.ServicerContext
+    ) -> pb2.SearchSimilarResponse:
+        text, episode_id = request.text.strip(), request.episode_id.strip()
+        if bool(text) == bool(episode_id):
+            raise InputError("give exactly one of text and episode_id")
+        result = await self._correlation().search_similar(
+            text,
+            episode_id=episode_id,
+            limit=convert.search_limit(request.limit),
+            exclude_same_incident=not request.include_same_incident,
+        )
+        untitled = [i for i in result.incidents if not i.title]
+        if untitled and self.app.registry is not None:
+            # Resolved incidents are no longer in the correlator's memory: ask the registry.
+            titles: dict[str, str] = {}
+            for i in untitled:
+                with contextlib.suppress(UpstreamError):
+                    stored = await self.app.registry.get_incident(i.incident_id)
+                    if stored is not None:
+                        titles[i.incident_id] = stored.title
+            result = dataclasses.replace(
+                result,
+                incidents=tuple(
+                    SimilarIncident(
+                        i.incident_id,
+                        i.similarity,
+                        i.best_episode_id,
+                        i.title or titles.get(i.incident_id, ""),
+                    )
+                    for i in result.incidents
+                ),
+            )
+        return convert.similar_to_proto(result)
 
 
 def _one_string(key: list[Any]) -> tuple[str]:

@@ -123,12 +123,13 @@ class CorrelateConfig:
     """Grouping anomaly episodes into incidents: time, shared trace ids, similar templates."""
 
     enabled: bool = True
-    window: float = field(default=120.0, metadata=spec(unit="duration", gt=0))
+    # 5 min: a caller's spike is often detected a few buckets after its callee's novelty.
+    window: float = field(default=300.0, metadata=spec(unit="duration", gt=0))
     min_link_confidence: float = field(default=0.5, metadata=spec(gt=0.0, le=1.0))
     trace_confidence: float = field(default=0.95, metadata=spec(gt=0.0, le=1.0))
     semantic_threshold: float = field(default=0.85, metadata=spec(gt=0.0, le=1.0))
     merge_confidence: float = field(default=0.8, metadata=spec(gt=0.0, le=1.0))
-    resolve_cooldown: float = field(default=120.0, metadata=spec(unit="duration", ge=0))
+    resolve_cooldown: float = field(default=300.0, metadata=spec(unit="duration", ge=0))
     max_open_incidents: int = field(default=1000, metadata=spec(ge=1))
     max_members: int = field(default=200, metadata=spec(ge=1))
     max_links_per_episode: int = field(default=8, metadata=spec(ge=1))

@@ -4,8 +4,10 @@
 embedding of its template (or None when the embeddings provider is away), and returns what
 happened to incidents. A new episode is compared with the members of every open incident:
 
-- **temporal**: the two episodes overlap in time, or are at most `window` apart;
-  confidence = relatedness(sources) × (0.5 + 0.5 × (1 − gap / window)). Sources are related
+- **temporal**: the two episodes began at most `window` apart, or one began at most `window`
+  after the other ended (`onset_gap`); confidence = relatedness(sources) × (0.5 + 0.5 ×
+  (1 − gap / window)). Mere overlap is not enough: an episode that stays open for hours (a slow
+  drift) would otherwise pull in everything related that starts meanwhile. Sources are related
   when they are the same (1.0), a configured dependency pair (0.9), have shared a trace before
   (0.8, learned), share a namespace (0.6), or else (0.2) — so two simultaneous anomalies in
   unrelated services do not link;
@@ -122,11 +124,6 @@ class _Member:
             self.template_id, self.template, self.severity, self.started_ns, self.ended_ns,
             self.score, tuple(self.trace_ids),
         )  # fmt: skip
-
-    def end_or(self, now_ns: int) -> int:
-        if self.state is EpisodeState.RESOLVED and self.ended_ns:
-            return self.ended_ns
-        return max(now_ns, self.started_ns)
 
 
 @dataclass(slots=True)
@@ -329,7 +326,6 @@ class Correlator:
     ) -> list[IncidentLink]:
         """Links from `e` to the members of `inc` at or above `min_link_confidence`, strongest first."""
         cfg = self.config
-        now = max(self._watermark, time_ns)
         out: list[IncidentLink] = []
         traces = set(e.trace_ids)
         for m in inc.members.values():
@@ -341,7 +337,7 @@ class Correlator:
                 out.append(IncidentLink(e.episode_id, m.episode_id, LinkType.TRACE, conf, time_ns))
             if not all_types:
                 continue
-            gap = max(0, m.started_ns - e.end_or(now), e.started_ns - m.end_or(now))
+            gap = onset_gap(e, m)
             if gap <= self._window_ns:
                 rel = self.relatedness(e.source, m.source)
                 conf = rel * (0.5 + 0.5 * (1.0 - gap / self._window_ns))
@@ -547,6 +543,20 @@ class Correlator:
         self._learned = OrderedDict((frozenset(p), None) for p in state.get("learned", ()))
         self._watermark = int(state.get("watermark", 0))
         self._c = Counter({str(k): int(v) for k, v in state.get("counters", {}).items()})
+
+
+def onset_gap(a: _Member | IncidentMember, b: _Member | IncidentMember) -> int:
+    """How far apart two episodes began, or one began after the other ended (ns, the smaller).
+
+    Failures with one cause begin together (a callee and its callers), or one follows the
+    other's end (a drop, then the catch-up spike); an episode beginning hours into another
+    one's long tail is not evidence of a common cause.
+    """
+    gap = abs(a.started_ns - b.started_ns)
+    for first, then in ((a, b), (b, a)):
+        if first.state is EpisodeState.RESOLVED and first.ended_ns:
+            gap = min(gap, abs(then.started_ns - first.ended_ns))
+    return gap
 
 
 def _age_key(inc: _Incident) -> tuple[int, str]:

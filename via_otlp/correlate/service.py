@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
 from collections import OrderedDict, deque
@@ -440,12 +441,16 @@ class Correlation:
             exclude_incident_id=exclude_incident,
         )
         incidents: dict[str, SimilarIncident] = {}
+        episodes = []
         for h in hits:
             inc = self.correlator.incident_of(h.episode_id) or h.incident_id
-            if not inc or inc == exclude_incident or inc in incidents:
+            if exclude_incident and inc == exclude_incident:
+                continue  # stored before a merge brought it into the episode's own incident
+            episodes.append(h if inc == h.incident_id else dataclasses.replace(h, incident_id=inc))
+            if not inc or inc in incidents:
                 continue
             current = self.correlator.get(inc)
             incidents[inc] = SimilarIncident(
                 inc, h.similarity, h.episode_id, current.title if current else ""
             )
-        return SimilarResult(tuple(hits[:limit]), tuple(list(incidents.values())[:limit]))
+        return SimilarResult(tuple(episodes[:limit]), tuple(list(incidents.values())[:limit]))

@@ -33,7 +33,7 @@ class DriftConfig:
     """A sustained smaller shift, by a two-sided CUSUM on variance-stabilised residuals."""
 
     slack: float = field(default=0.5, metadata=spec(ge=0))
-    threshold: float = field(default=12.0, metadata=spec(gt=0))
+    threshold: float = field(default=20.0, metadata=spec(gt=0))
     min_mean: float = field(default=1.0, metadata=spec(ge=0))
     min_relative_shift: float = field(default=0.1, metadata=spec(ge=0))
     clip: float = field(default=3.0, metadata=spec(gt=0))
@@ -46,6 +46,20 @@ class CardinalityConfig:
     precision: int = field(default=10, metadata=spec(ge=4, le=16))
     min_distinct: int = field(default=10, metadata=spec(ge=1))
     min_ratio: float = field(default=2.0, metadata=spec(ge=1.0))
+    # The run test for low volumes: a one-sided CUSUM of the distinct count against what the
+    # learned id population gives for the bucket's record count (the occupancy model).
+    slack: float = field(default=0.5, metadata=spec(ge=0))
+    threshold: float = field(default=20.0, metadata=spec(gt=0))
+    clip: float = field(default=4.0, metadata=spec(gt=0))
+
+
+@dataclass(frozen=True)
+class SeasonalConfig:
+    """A learned hour-of-day shape per profile that turns the baseline into the expected count."""
+
+    enabled: bool = True
+    learning_rate: float = field(default=0.3, metadata=spec(gt=0, le=1.0))
+    pseudo_count: float = field(default=10.0, metadata=spec(ge=0))
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,7 @@ class DetectConfig:
     drift: DriftConfig = field(default_factory=DriftConfig)
     cardinality: CardinalityConfig = field(default_factory=CardinalityConfig)
     novelty: NoveltyConfig = field(default_factory=NoveltyConfig)
+    seasonal: SeasonalConfig = field(default_factory=SeasonalConfig)
 
     def check(self) -> None:
         if self.bucket * 1e9 < 1 or self.bucket != self.bucket:

@@ -84,13 +84,14 @@ class _OpenBucket:
 
     counts: np.ndarray
     hll: dict[int, HyperLogLog] = field(default_factory=dict)
+    with_id: dict[int, int] = field(default_factory=dict)  # records that carried a unique id
     samples: dict[int, list[str]] = field(default_factory=dict)
 
 
 class Engine:
     """Turns LogBatches (with rhythm hashes filled) into anomaly episode events."""
 
-    VERSION = 1
+    VERSION = 2  # 2: the profile table's seasonal and id-population columns (reads 1)
 
     def __init__(self, config: DetectConfig) -> None:
         if not isinstance(config, DetectConfig):
@@ -317,6 +318,11 @@ class Engine:
         g = packed >> 24
         idx = (packed >> 8) & 0xFFFF
         rho = (packed & 0xFF).astype(np.uint8)
+        per_group = np.bincount(group[keep], minlength=len(starts))
+        for gi in np.flatnonzero(per_group).tolist():
+            acc = self._open[int(g_bucket[gi])]
+            s = int(g_slot[gi])
+            acc.with_id[s] = acc.with_id.get(s, 0) + int(per_group[gi])
         bounds = np.flatnonzero(np.concatenate(([True], g[1:] != g[:-1], [True])))
         for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
             gi = int(g[lo])
@@ -371,15 +377,18 @@ class Engine:
         cap = table.capacity
         counts = np.zeros(cap)
         distinct = np.zeros(cap)
+        with_id = np.zeros(cap)
         samples: dict[int, list[str]] = {}
         if acc is not None:
             counts[: len(acc.counts)] = acc.counts
             for s, h in acc.hll.items():
                 distinct[s] = h.cardinality
+            for s, k in acc.with_id.items():
+                with_id[s] = k
             samples = acc.samples
         self._next_close = bk + 1
         self._c["buckets_closed"] += 1
-        verdict = table.close(bk, counts, distinct, partial)
+        verdict = table.close(bk, counts, distinct, partial, with_id)
         alarms = list(verdict.alarms)
         for slot, first_bk in list(self._novel.items()):
             if first_bk <= bk:
@@ -469,6 +478,7 @@ class Engine:
                 if s < len(acc.counts):
                     acc.counts[s] = 0.0
                 acc.hll.pop(s, None)
+                acc.with_id.pop(s, None)
                 acc.samples.pop(s, None)
             self._novel.pop(s, None)
             if keep:
@@ -592,6 +602,7 @@ class Engine:
                 "slots": encode_array(nz.astype(np.int64)),
                 "counts": encode_array(acc.counts[nz]),
                 "hll": [[s, h.snapshot()] for s, h in acc.hll.items()],
+                "with_id": [[s, k] for s, k in acc.with_id.items()],
                 "samples": [[s, list(v)] for s, v in acc.samples.items()],
             })  # fmt: skip
         return {
@@ -613,7 +624,8 @@ class Engine:
 
     def restore(self, state: dict[str, Any]) -> None:
         """Replace all state with a `snapshot` (raises ValueError if it cannot be used)."""
-        check_version(state, self.VERSION, "Engine")
+        if state.get("version") != 1:  # a version 1 engine restores, its table upgraded
+            check_version(state, self.VERSION, "Engine")
         if state["bucket_ns"] != self._bucket_ns:
             raise ValueError(
                 f"Engine snapshot: bucket is {state['bucket_ns']}ns, config says {self._bucket_ns}ns"
@@ -626,6 +638,7 @@ class Engine:
             counts[decode_array(ob["slots"], np.int64)] = decode_array(ob["counts"], np.float64)
             acc = _OpenBucket(counts)
             acc.hll = {int(s): HyperLogLog.from_snapshot(h) for s, h in ob["hll"]}
+            acc.with_id = {int(s): int(k) for s, k in ob.get("with_id", [])}
             acc.samples = {int(s): list(v) for s, v in ob["samples"]}
             self._open[int(ob["bucket"])] = acc
         self._next_close = state["next_close"]

@@ -114,7 +114,7 @@ def score_of(p: float, p_alarm: float) -> float:
 
 _FLOAT_COLS = (
     "peak", "zrun_logp", "zrun_expect", "srun_logp", "srun_sum", "srun_mu", "srun_max",
-    "drun_logp", "drun_sum", "drun_mu",
+    "drun_logp", "drun_sum", "drun_mu", "card_cusum", "card_excess",
 )  # fmt: skip
 _SRUN_MAX = 30  # a spike run longer than this is a level shift: the drift test's business
 _INT_COLS = (
@@ -126,14 +126,65 @@ _INT_COLS = (
     "srun_len",
     "drun_len",
     "present",
+    "season_n",
 )
 _BOOL_COLS = ("live", "has_uid", "srun_hit")
+_EW_COLS = ("rate", "level", "dispersion", "card", "pop", "card_disp")
+HOURS = 24  # the seasonal shape: one factor per hour of the day (UTC), interpolated
+
+
+def occupancy(c: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of the distinct ids among `c` records drawn from ``1/u`` equally likely ids.
+
+    The classical occupancy problem: ``E = N(1 - (1 - 1/N)^c)``; ``u = 0`` (an unbounded
+    population) gives ``E = c`` and no variance.
+
+    >>> e, v = occupancy(np.array([6.0]), np.array([0.2]))   # 6 mails to 5 users
+    >>> round(float(e[0]), 3), round(float(v[0]), 3)
+    (3.689, 0.526)
+    """
+    u = np.clip(u, 0.0, 1.0 - 1e-9)
+    small = u < 1e-4
+    us = np.where(small, 0.5, u)
+    n = 1.0 / us
+    lq = c * np.log1p(-us)
+    q1 = np.exp(lq)
+    e = np.where(small, c - c * (c - 1.0) * 0.5 * u, -np.expm1(lq) * n)
+    q2 = np.exp(c * np.log1p(-2.0 * np.minimum(us, 0.49)))
+    v_big = n * (n - 1.0) * q2 + n * q1 - n * n * q1 * q1
+    v_big = np.where(us > 0.49, n * q1 * (1.0 - q1), v_big)  # N about 2 or less: bounded anyway
+    v = np.where(small, c * (c - 1.0) * 0.5 * u, v_big)
+    return np.maximum(e, np.minimum(c, 1.0)), np.maximum(v, 0.0)
+
+
+def population_of(c: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """The ``u = 1/N`` whose occupancy mean gives `d` distinct ids among `c` records (c >= 2).
+
+    >>> round(float(population_of(np.array([6.0]), np.array([3.689]))[0]), 3)
+    0.2
+    """
+    d = np.clip(d, 1.0, c)
+    out = np.where(d >= c - 1e-9, 0.0, 1.0)
+    todo = np.flatnonzero((d < c - 1e-9) & (d > 1.0 + 1e-9))
+    if len(todo) == 0:
+        return out
+    c, d = c[todo], d[todo]
+    lo = np.full(len(c), -27.0)  # log2 u in [-27, 0]: bisection to 0.007 (0.5% in u)
+    hi = np.zeros(len(c))
+    for _ in range(12):
+        mid = 0.5 * (lo + hi)
+        u = np.minimum(np.exp2(mid), 1.0 - 1e-9)
+        big = -np.expm1(c * np.log1p(-u)) > d * u  # E(u) > d: u must be larger
+        lo = np.where(big, mid, lo)
+        hi = np.where(big, hi, mid)
+    out[todo] = np.exp2(0.5 * (lo + hi))
+    return out
 
 
 class ProfileTable:
     """All profiles, as columns indexed by slot; `index` maps rhythm hash → slot."""
 
-    VERSION = 1
+    VERSION = 2  # 2: seasonal factors, id population and the cardinality CUSUM (reads 1)
 
     def __init__(self, config: DetectConfig, capacity: int = 64) -> None:
         self.config = config
@@ -145,7 +196,18 @@ class ProfileTable:
         self.level = EWMeanVar(hl, 0)  # of y = 2·sqrt(count + 3/8): the drift residuals
         self.dispersion = EWMeanVar(c.dispersion_half_life / c.bucket, 0)  # of Pearson r²
         self.card = EWMeanVar(hl, 0)
+        # The id population behind a profile's unique ids, as u = 1/N (occupancy model), and the
+        # long-memory dispersion of distinct counts around what that population predicts.
+        self.pop = EWMeanVar(hl, 0)
+        self.card_disp = EWMeanVar(c.dispersion_half_life / c.bucket, 0)
         self.cusum = Cusum(c.drift.slack, c.drift.threshold, 0)
+        # Seasonality: per profile, a multiplicative factor per hour of the day: the day's
+        # shape, learned at the end of each whole day from its hourly counts (`day_sum`), and
+        # used once a day has been learned.
+        self._bucket_s = c.bucket
+        self.season = np.ones((0, HOURS), dtype=np.float32)
+        self.day_sum = np.zeros((0, HOURS), dtype=np.float32)
+        self.day_abs: int | None = None  # the day (since the epoch) being accumulated
         self._peak_decay = 1.0 - decay_of(c.dispersion_half_life / c.bucket)
         self.peak = np.zeros(0)
         self.zrun_logp = np.zeros(0)
@@ -172,6 +234,9 @@ class ProfileTable:
         self.drun_mu = np.zeros(0)
         self.drun_len = np.zeros(0, dtype=np.int64)
         self.present = np.zeros(0, dtype=np.int64)  # buckets that held records
+        self.season_n = np.zeros(0, dtype=np.int64)  # whole days learned
+        self.card_cusum = np.zeros(0)  # upward CUSUM of standardised distinct-count residuals
+        self.card_excess = np.zeros(0)  # distinct ids above expectation over its excursion
         self.rhythm_hash: list[str] = []
         self.source: list[Source | None] = []
         self.template_id: list[str] = []
@@ -190,8 +255,10 @@ class ProfileTable:
         if capacity <= self.capacity:
             return
         pad = capacity - self.capacity
-        for e in (self.rate, self.level, self.dispersion, self.card):
-            e.grow(capacity)
+        for name in _EW_COLS:
+            getattr(self, name).grow(capacity)
+        self.season = np.concatenate([self.season, np.ones((pad, HOURS), dtype=np.float32)])
+        self.day_sum = np.concatenate([self.day_sum, np.zeros((pad, HOURS), dtype=np.float32)])
         self.cusum.grow(capacity)
         for name in _FLOAT_COLS:
             setattr(self, name, np.concatenate([getattr(self, name), np.zeros(pad)]))
@@ -238,8 +305,10 @@ class ProfileTable:
     def remove(self, slot: int) -> None:
         """Forget a profile (eviction); its slot is reused."""
         del self.index[self.rhythm_hash[slot]]
-        for e in (self.rate, self.level, self.dispersion, self.card):
-            e.clear(slot)
+        for name in _EW_COLS:
+            getattr(self, name).clear(slot)
+        self.season[slot] = 1.0
+        self.day_sum[slot] = 0.0
         self.cusum.clear(slot)
         for name in _FLOAT_COLS + _INT_COLS + _BOOL_COLS:
             getattr(self, name)[slot] = 0
@@ -263,12 +332,18 @@ class ProfileTable:
     # -- judging a bucket --------------------------------------------------------------------
 
     def close(
-        self, bucket: int, counts: np.ndarray, distinct: np.ndarray, partial: bool = False
+        self,
+        bucket: int,
+        counts: np.ndarray,
+        distinct: np.ndarray,
+        partial: bool = False,
+        with_id: np.ndarray | None = None,
     ) -> Verdict:
         """Judge bucket `bucket` for every profile, then learn from it.
 
         `counts` and `distinct` are per slot (length `capacity`); `distinct` is 0 where a profile
-        had no unique ids in the bucket. A `partial` bucket (the end of a replay, cut short) is
+        had no unique ids in the bucket; `with_id` (per slot, optional) counts the records that
+        carried an id, for the occupancy model of distinct ids. A `partial` bucket (the end of a replay, cut short) is
         judged only for what it has too much of (spike, cardinality): too little in it is no
         evidence of a drop or a downward drift, and nothing is learnt from it.
         """
@@ -279,9 +354,13 @@ class ProfileTable:
         c = np.where(live, counts, 0.0)
         n = self.rate.n
         active = live & (n >= max(1, self.warmup_buckets))
-        mu = self.rate.mean.copy()
+        self._season_roll(bucket)
+        # The baseline learns deseasonalised counts (c / g); the expected count is mu_base · g.
+        g = self._season_factor(bucket)
+        mu_base = self.rate.mean
+        mu = mu_base * g
         phi = np.maximum(1.0, np.where(self.dispersion.n > 0, self.dispersion.mean, 1.0))
-        var = np.maximum(np.maximum(self.rate.var, mu * phi), np.maximum(mu, 1e-12))
+        var = np.maximum(np.maximum(self.rate.var * g * g, mu * phi), np.maximum(mu, 1e-12))
         sd = np.sqrt(var)
         alarms: list[Alarm] = []
         settle = cfg.settle_sigma
@@ -405,8 +484,8 @@ class ProfileTable:
 
         # Drift: two-sided CUSUM on variance-stabilised, standardised residuals.
         dft = cfg.drift
-        y = 2.0 * np.sqrt(c + 0.375)
-        floor = np.maximum(1.0, dft.min_relative_shift * np.sqrt(mu) / max(dft.slack, 0.05))
+        y = 2.0 * np.sqrt(c / g + 0.375)  # deseasonalised, like the level it is compared with
+        floor = np.maximum(1.0, dft.min_relative_shift * np.sqrt(mu_base) / max(dft.slack, 0.05))
         sy = np.maximum(self.level.std, floor)
         eligible = active & (mu >= dft.min_mean) & (not partial)
         z_raw = np.where(eligible, (y - self.level.mean) / sy, 0.0)
@@ -429,7 +508,7 @@ class ProfileTable:
                 )
             )
 
-        # Cardinality: more distinct ids than the baseline, scaled up by the volume, explains.
+        # Cardinality: more distinct ids than the baseline, scaled up by the volume, explains...
         cc = cfg.cardinality
         cmean = self.card.mean
         volume = np.maximum(1.0, c / np.maximum(mu, 1e-9))
@@ -440,28 +519,45 @@ class ProfileTable:
         cand = card_ok & (distinct >= cc.min_distinct) & (distinct >= cc.min_ratio * exp_d)
         cand &= distinct > exp_d + _SCREEN_SIGMA * sd_d
         card_hit = np.zeros(self.capacity, dtype=bool)
+        card_p = np.ones(self.capacity)
         for s in np.flatnonzero(cand).tolist():
-            p = count_tail(round(float(distinct[s])), float(exp_d[s]), float(var_d[s])).upper
+            card_p[s] = count_tail(
+                round(float(distinct[s])), float(exp_d[s]), float(var_d[s])
+            ).upper
+        # ...or, at low volume, a run of buckets with more distinct ids than the learned id
+        # population gives for their record counts (occupancy model): six mails to five users
+        # name at most five of them, so six fresh ids bucket after bucket add up (CUSUM).
+        # The occupancy model counts the records that carried an id (default: all of them).
+        c_id = c if with_id is None else np.where(live, np.minimum(with_id, c), 0.0)
+        zc, cusum_hit, elevated_d, card_r2 = self._card_run(c_id, distinct, live)
+        for s in np.flatnonzero(cand | cusum_hit).tolist():
+            p = float(card_p[s])
             if p < p_alarm:
-                card_hit[s] = True
-                alarms.append(
-                    Alarm(
-                        s,
-                        AnomalyKind.CARDINALITY,
-                        score_of(p, p_alarm),
-                        p,
-                        float(exp_d[s]),
-                        float(distinct[s]),
-                        float(cmean[s]),
-                        float(np.sqrt(self.card.var[s])),
-                    )
+                score = score_of(p, p_alarm)
+            elif cusum_hit[s]:
+                score = float(min(100.0, 50.0 + 10.0 * max(0.0, float(zc[s]))))
+            else:
+                continue
+            card_hit[s] = True
+            alarms.append(
+                Alarm(
+                    s,
+                    AnomalyKind.CARDINALITY,
+                    score,
+                    p if p < p_alarm else 0.0,
+                    float(exp_d[s]),
+                    float(distinct[s]),
+                    float(cmean[s]),
+                    float(np.sqrt(self.card.var[s])),
                 )
+            )
 
         settled = {
             AnomalyKind.SPIKE: (c <= mu + settle * sd) | (c < sp.min_count),
             AnomalyKind.DROP: (c >= mu - settle * sd) & ~run_hit,
             AnomalyKind.DRIFT: np.abs(z_raw) <= max(dft.slack, 0.5),
-            AnomalyKind.CARDINALITY: distinct <= exp_d + settle * sd_d,
+            AnomalyKind.CARDINALITY: (distinct <= exp_d + settle * sd_d)
+            & (self.card_cusum <= cc.threshold),
             AnomalyKind.NOVELTY: np.ones(self.capacity, dtype=bool),
         }
 
@@ -472,8 +568,12 @@ class ProfileTable:
         pearson = (c - mu) ** 2 / np.maximum(mu, 0.01)
         learn_disp = live & (n >= 10)
         self.dispersion.update(pearson, np.where(learn_disp, w, 0.0))
-        self.rate.update(c, w)
+        self.rate.update(c / g, w)
         self.level.update(y, w)
+        # The day's hourly counts, with what was expected standing in for anomalous buckets.
+        if not partial and self.config.seasonal.enabled:
+            h = int((bucket * self._bucket_s) % 86400.0 // 3600.0)
+            self.day_sum[:, h] += np.where(anomalous, mu, c).astype(np.float32)
         normal_c = np.where(anomalous | elevated, 0.0, c)
         self.peak = np.where(
             learning,
@@ -487,7 +587,128 @@ class ProfileTable:
             self.has_uid & learning, np.where(card_hit, cfg.anomaly_update_weight, 1.0), 0.0
         )
         self.card.update(distinct, wc)
+        self._learn_population(c_id, distinct, learning, card_hit | elevated_d, card_r2)
         return Verdict(bucket, c, distinct, mu, sd, alarms, settled)
+
+    # -- seasonality -------------------------------------------------------------------------
+
+    def _season_factor(self, bucket: int) -> np.ndarray:
+        """Per slot, the learned hour-of-day factor at the middle of `bucket` (1 before a day).
+
+        Factors belong to the middle of their hour and are interpolated linearly between hours,
+        so the expected count follows a smooth daily shape.
+        """
+        if not self.config.seasonal.enabled or self.capacity == 0:
+            return np.ones(self.capacity)
+        f = self._interpolate(self.season, bucket)
+        return np.where(self.season_n > 0, f, 1.0)
+
+    def _interpolate(self, rows: np.ndarray, bucket: int) -> np.ndarray:
+        tod = ((bucket + 0.5) * self._bucket_s) % 86400.0 / 3600.0 - 0.5
+        h0 = math.floor(tod)
+        frac = tod - h0
+        h0 %= HOURS
+        h1 = (h0 + 1) % HOURS
+        return (rows[:, h0] * (1.0 - frac) + rows[:, h1] * frac).astype(np.float64)
+
+    def _season_roll(self, bucket: int) -> None:
+        """At the first bucket of a new day, learn the day that ended into the hourly factors.
+
+        Each hour's share of the day (``24·C_h / ΣC``, both shrunk towards an even day by
+        ``pseudo_count`` records so a quiet pattern's factors stay near 1) moves its factor by
+        ``learning_rate`` in log, faster for the first days (a running mean). Only profiles that
+        were there the whole day learn. Factors are kept at mean 1 and the baseline is rescaled
+        with them, so no expectation jumps.
+        """
+        day = int((bucket * self._bucket_s) // 86400)
+        if self.day_abs is None or day == self.day_abs:
+            self.day_abs = day
+            return
+        start = math.ceil(self.day_abs * 86400 / self._bucket_s)
+        self.day_abs = day
+        sc = self.config.seasonal
+        whole = self.live & (self.first_bucket <= start)
+        total = self.day_sum.sum(axis=1, dtype=np.float64)
+        idx = np.flatnonzero(whole & (total > 0))
+        if sc.enabled and len(idx):
+            k = sc.pseudo_count
+            sums = self.day_sum[idx].astype(np.float64)
+            share = (sums + k / HOURS) / ((total[idx, None] + k) / HOURS)
+            rate = np.maximum(sc.learning_rate, 1.0 / (self.season_n[idx] + 1.0))[:, None]
+            rows = np.exp((1.0 - rate) * np.log(self.season[idx]) + rate * np.log(share))
+            rows = np.clip(rows, 0.05, 20.0)
+            rows = (rows / rows.mean(axis=1)[:, None]).astype(np.float32)
+            # mu = baseline · factor stays what it was at this moment (1: factors were off).
+            g_old = np.where(
+                self.season_n[idx] > 0, self._interpolate(self.season[idx], bucket), 1.0
+            )
+            m = g_old / self._interpolate(rows, bucket)
+            self.season[idx] = rows
+            self.rate.mean[idx] *= m
+            self.rate.var[idx] *= m * m
+            self.level.mean[idx] *= np.sqrt(m)
+            self.level.var[idx] *= m
+            self.season_n[idx] += 1
+        self.day_sum[:] = 0.0
+
+    # -- cardinality at low volume -------------------------------------------------------------
+
+    def _card_run(
+        self, c: np.ndarray, distinct: np.ndarray, live: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The upward CUSUM of distinct ids against the occupancy model of the learned population.
+
+        Returns per slot the standardised residual z, whether the CUSUM alarms, whether this
+        bucket is elevated (z above ``settle_sigma``), and the residual² at unit dispersion
+        (what the dispersion of distinct counts learns from; -1 where the bucket says nothing).
+        """
+        cfg = self.config
+        cc = cfg.cardinality
+        cap = self.capacity
+        zc = np.zeros(cap)
+        r2 = np.full(cap, -1.0)
+        step = np.zeros(cap)
+        known = live & self.has_uid & (self.pop.n >= max(1, self.warmup_buckets))
+        info = known & (distinct > 0) & (c >= 1)
+        idx = np.flatnonzero(info)
+        if len(idx):
+            cs = c[idx]
+            ds = np.clip(distinct[idx], 1.0, cs)
+            e, v = occupancy(cs, self.pop.mean[idx])
+            # Sketch noise (HyperLogLog: relative error 1.04/sqrt(m)) and half an id of rounding.
+            noise = 1.08 * ds * ds / float(1 << cc.precision) + 0.25
+            disp = self.card_disp
+            phi = np.maximum(1.0, np.where(disp.n[idx] > 0, disp.mean[idx], 1.0))
+            zc[idx] = (ds - e) / np.sqrt((v + noise) * phi)
+            r2[idx] = (ds - e) ** 2 / (v + noise)
+            step[idx] = ds - e
+        cum = np.where(info, self.card_cusum + np.minimum(zc, cc.clip), self.card_cusum) - cc.slack
+        cum = np.where(known, np.clip(cum, 0.0, cc.threshold + 2.0 * cc.clip), 0.0)
+        self.card_excess = np.where(cum > 0, self.card_excess + step, 0.0)
+        self.card_cusum = cum
+        hit = (cum > cc.threshold) & (self.card_excess >= cc.min_distinct)
+        return zc, hit, info & (zc > cfg.settle_sigma), r2
+
+    def _learn_population(
+        self,
+        c: np.ndarray,
+        distinct: np.ndarray,
+        learning: np.ndarray,
+        unusual: np.ndarray,
+        r2: np.ndarray,
+    ) -> None:
+        """Learn u = 1/N from each bucket's (records, distinct ids), and the dispersion."""
+        cfg = self.config
+        cap = self.capacity
+        idx = np.flatnonzero(learning & self.has_uid & (distinct > 0) & (c >= 2))
+        x = np.zeros(cap)
+        w = np.zeros(cap)
+        if len(idx):
+            x[idx] = population_of(c[idx], distinct[idx])
+            w[idx] = np.where(unusual[idx], cfg.anomaly_update_weight, 1.0)
+        self.pop.update(x, w)
+        wd = np.where(learning & (r2 >= 0) & ~unusual & (self.pop.n >= 10), 1.0, 0.0)
+        self.card_disp.update(np.maximum(r2, 0.0), wd)
 
     # -- read side ---------------------------------------------------------------------------
 
@@ -522,9 +743,11 @@ class ProfileTable:
         cols: dict[str, Any] = {
             name: encode_array(getattr(self, name)) for name in _FLOAT_COLS + _INT_COLS + _BOOL_COLS
         }
-        for name in ("rate", "level", "dispersion", "card"):
+        for name in _EW_COLS:
             e: EWMeanVar = getattr(self, name)
             cols[name] = {k: encode_array(getattr(e, k)) for k in ("n", "mean", "var")}
+        cols["season"] = encode_array(self.season.reshape(-1))
+        cols["day_sum"] = encode_array(self.day_sum.reshape(-1))
         cols["cusum"] = {"pos": encode_array(self.cusum.pos), "neg": encode_array(self.cusum.neg)}
         slots = np.flatnonzero(self.live).tolist()
         sources: dict[str, int] = {}
@@ -549,6 +772,7 @@ class ProfileTable:
         return {
             "version": self.VERSION,
             "capacity": self.capacity,
+            "day": self.day_abs,
             "free": list(self._free),
             "columns": cols,
             "sources": src_list,
@@ -556,7 +780,8 @@ class ProfileTable:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        check_version(state, self.VERSION, "ProfileTable")
+        if state.get("version") != 1:  # version 1 restores with nothing seasonal learned yet
+            check_version(state, self.VERSION, "ProfileTable")
         fresh = ProfileTable(self.config, 0)
         fresh._free = []
         fresh._grow(int(state["capacity"]))
@@ -566,10 +791,15 @@ class ProfileTable:
             for name in names:
                 if name in cols:
                     setattr(fresh, name, decode_array(cols[name], dtype))
-        for name in ("rate", "level", "dispersion", "card"):
+        for name in _EW_COLS:
             e: EWMeanVar = getattr(fresh, name)
-            for k in ("n", "mean", "var"):
-                setattr(e, k, decode_array(cols[name][k], np.float64))
+            if name in cols:
+                for k in ("n", "mean", "var"):
+                    setattr(e, k, decode_array(cols[name][k], np.float64))
+        if "season" in cols:
+            fresh.season = decode_array(cols["season"], np.float32).reshape(-1, HOURS)
+            fresh.day_sum = decode_array(cols["day_sum"], np.float32).reshape(-1, HOURS)
+        fresh.day_abs = state.get("day")
         fresh.cusum.pos = decode_array(cols["cusum"]["pos"], np.float64)
         fresh.cusum.neg = decode_array(cols["cusum"]["neg"], np.float64)
         sources = [Source(key, tuple((a, b) for a, b in attrs)) for key, attrs in state["sources"]]

@@ -576,7 +576,9 @@ class SourceMiner:
             "flooding": self.stats.flooding,
             # words seen at a position: without them a restored model would merge siblings later
             # than the original, and the two would give different ids to the same line
-            "values": [[pre, post, pos, sorted(vals)] for (pre, post, pos), vals in self._values.items()],
+            "values": [
+                [pre, post, pos, sorted(vals)] for (pre, post, pos), vals in self._values.items()
+            ],
         }
 
     def load_state(self, state: Any) -> None:
@@ -596,6 +598,11 @@ class SourceMiner:
         self.stats.flooding = bool(state.get("flooding", False))
         for item in state.get("values", []):
             pre, post, pos, vals = item
-            if not (isinstance(pre, str) and isinstance(post, str) and isinstance(pos, int) and isinstance(vals, list)):
+            if not (
+                isinstance(pre, str)
+                and isinstance(post, str)
+                and isinstance(pos, int)
+                and isinstance(vals, list)
+            ):
                 raise ValueError(f"malformed word-values entry {item!r}")
             self._values[(pre, post, pos)] = {str(v) for v in vals}

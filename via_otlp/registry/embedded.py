@@ -99,7 +99,11 @@ def _shared_copy_of_binaries(bin_dir: Path) -> Path:
         with contextlib.suppress(OSError):
             tmp.rename(target)
         shutil.rmtree(tmp, ignore_errors=True)
-    log.warning("embedded PostgreSQL: %s is private to root; running a copy of its binaries from %s", install, target)
+    log.warning(
+        "embedded PostgreSQL: %s is private to root; running a copy of its binaries from %s",
+        install,
+        target,
+    )
     return copied_bin
 
 

@@ -124,6 +124,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             progress.done(r)
             results.append(r)
     print(report.table(results))
+    missed = report.failures(results)
+    if not args.live:  # incident grouping needs the events, which only an offline run keeps
+        from via_otlp.simulate import incidents
+
+        missed += incidents.report_incidents(results, config)
     print(f"{len(results)} scenario(s) in {time.monotonic() - started:.1f}s")
     if args.report:
         report.write_report(args.report, results)
@@ -136,7 +141,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         run_id = f"simulate-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
         n = asyncio.run(record_evaluations(config, report.evaluation_rows(results, run_id)))
         print(f"{n} evaluation_metrics row(s) recorded as run {run_id}", file=sys.stderr)
-    missed = report.failures(results)
     for line in missed:
         print(f"target missed: {line}", file=sys.stderr)
     return 1 if args.check and missed else 0

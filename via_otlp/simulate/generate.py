@@ -10,7 +10,7 @@ gives the same bytes, and a chunk can be rebuilt on its own.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,6 +97,8 @@ class Traffic:
     truth: list[TruthWindow]
     fresh_ids: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
     schema_edits: dict[int, list[_SchemaEdit]] = field(default_factory=dict)
+    # Edits each request before it is sent (request, time shift): shared trace ids (incidents.py).
+    decorate: Callable[[GeneratedRequest, int], None] | None = None
 
     @property
     def total_records(self) -> int:
@@ -112,7 +114,10 @@ class Traffic:
         step = self.chunk_buckets()
         for ci, lo in enumerate(range(0, n_b, step)):
             hi = min(n_b, lo + step)
-            yield self._chunk(ci, lo, hi, time_shift_ns)
+            g = self._chunk(ci, lo, hi, time_shift_ns)
+            if self.decorate is not None:
+                self.decorate(g, time_shift_ns)
+            yield g
 
     def write_jsonl(self, path: str | Path) -> int:
         """Write the traffic as OTLP/JSON lines (the `replay` format); returns the requests written."""
@@ -413,6 +418,10 @@ def generate(scenario: Scenario) -> Traffic:
         )  # fmt: skip
     traffic.truth = truth
     traffic.counts = draw_counts(sc, templates, rates)
+    if any(a.traces for a in sc.anomalies):
+        from via_otlp.simulate.incidents import shared_trace_ids
+
+        traffic.decorate = shared_trace_ids(traffic)
     return traffic
 
 

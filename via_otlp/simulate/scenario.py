@@ -23,6 +23,7 @@ from pathlib import Path
 import json5
 
 from via_otlp.configload import load_dataclass, spec
+from via_otlp.correlate.config import RelatednessConfig
 from via_otlp.errors import ConfigError
 
 VARIABLES = ("id", "hex", "ip", "user", "ms", "word", "int")
@@ -125,6 +126,8 @@ class AnomalySpec:
     change: SchemaChangeKind = SchemaChangeKind.NEW_KEY  # schema
     attribute: str = ""  # schema
     type: str = "int"  # schema: new key's type, or the changed type
+    incident: str = ""  # the true incident it belongs to ("": one of its own); see incidents.py
+    traces: str = ""  # a trace group: its records share trace ids with the group's other anomalies
 
     def check(self) -> None:
         if self.kind is InjectedKind.NEW_TEMPLATE and not self.text:
@@ -157,6 +160,7 @@ class Scenario:
     noise: NoiseSpec = field(default_factory=NoiseSpec)
     anomalies: tuple[AnomalySpec, ...] = ()
     tolerance: float = field(default=300.0, metadata=spec(unit="duration", ge=0))
+    relatedness: RelatednessConfig = field(default_factory=RelatednessConfig)  # for correlation
 
     def check(self) -> None:
         try:

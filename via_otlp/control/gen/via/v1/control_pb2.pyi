@@ -41,6 +41,19 @@ class ProfileOrder(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PROFILE_ORDER_UNSPECIFIED: _ClassVar[ProfileOrder]
     PROFILE_ORDER_RATE: _ClassVar[ProfileOrder]
     PROFILE_ORDER_RECENCY: _ClassVar[ProfileOrder]
+
+class IncidentState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INCIDENT_STATE_UNSPECIFIED: _ClassVar[IncidentState]
+    INCIDENT_STATE_OPEN: _ClassVar[IncidentState]
+    INCIDENT_STATE_RESOLVED: _ClassVar[IncidentState]
+
+class LinkType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LINK_TYPE_UNSPECIFIED: _ClassVar[LinkType]
+    LINK_TYPE_TEMPORAL: _ClassVar[LinkType]
+    LINK_TYPE_TRACE: _ClassVar[LinkType]
+    LINK_TYPE_SEMANTIC: _ClassVar[LinkType]
 ANOMALY_KIND_UNSPECIFIED: AnomalyKind
 ANOMALY_KIND_NOVELTY: AnomalyKind
 ANOMALY_KIND_SPIKE: AnomalyKind
@@ -61,6 +74,13 @@ PROFILE_STATE_ACTIVE: ProfileState
 PROFILE_ORDER_UNSPECIFIED: ProfileOrder
 PROFILE_ORDER_RATE: ProfileOrder
 PROFILE_ORDER_RECENCY: ProfileOrder
+INCIDENT_STATE_UNSPECIFIED: IncidentState
+INCIDENT_STATE_OPEN: IncidentState
+INCIDENT_STATE_RESOLVED: IncidentState
+LINK_TYPE_UNSPECIFIED: LinkType
+LINK_TYPE_TEMPORAL: LinkType
+LINK_TYPE_TRACE: LinkType
+LINK_TYPE_SEMANTIC: LinkType
 
 class Source(_message.Message):
     __slots__ = ("key", "attributes")
@@ -603,3 +623,173 @@ class ListSchemasResponse(_message.Message):
     schemas: _containers.RepeatedCompositeFieldContainer[Schema]
     next_page_token: str
     def __init__(self, schemas: _Optional[_Iterable[_Union[Schema, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class IncidentMember(_message.Message):
+    __slots__ = ("episode_id", "kind", "state", "source", "rhythm_hash", "template_id", "template", "severity", "started_unix_nano", "ended_unix_nano", "score", "sample_trace_ids", "root")
+    EPISODE_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    RHYTHM_HASH_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    STARTED_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    ENDED_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_TRACE_IDS_FIELD_NUMBER: _ClassVar[int]
+    ROOT_FIELD_NUMBER: _ClassVar[int]
+    episode_id: str
+    kind: AnomalyKind
+    state: EpisodeState
+    source: Source
+    rhythm_hash: str
+    template_id: str
+    template: str
+    severity: str
+    started_unix_nano: int
+    ended_unix_nano: int
+    score: float
+    sample_trace_ids: _containers.RepeatedScalarFieldContainer[str]
+    root: bool
+    def __init__(self, episode_id: _Optional[str] = ..., kind: _Optional[_Union[AnomalyKind, str]] = ..., state: _Optional[_Union[EpisodeState, str]] = ..., source: _Optional[_Union[Source, _Mapping]] = ..., rhythm_hash: _Optional[str] = ..., template_id: _Optional[str] = ..., template: _Optional[str] = ..., severity: _Optional[str] = ..., started_unix_nano: _Optional[int] = ..., ended_unix_nano: _Optional[int] = ..., score: _Optional[float] = ..., sample_trace_ids: _Optional[_Iterable[str]] = ..., root: _Optional[bool] = ...) -> None: ...
+
+class IncidentLink(_message.Message):
+    __slots__ = ("episode_id", "linked_episode_id", "type", "confidence", "time_unix_nano")
+    EPISODE_ID_FIELD_NUMBER: _ClassVar[int]
+    LINKED_EPISODE_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    TIME_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    episode_id: str
+    linked_episode_id: str
+    type: LinkType
+    confidence: float
+    time_unix_nano: int
+    def __init__(self, episode_id: _Optional[str] = ..., linked_episode_id: _Optional[str] = ..., type: _Optional[_Union[LinkType, str]] = ..., confidence: _Optional[float] = ..., time_unix_nano: _Optional[int] = ...) -> None: ...
+
+class Incident(_message.Message):
+    __slots__ = ("id", "title", "state", "started_unix_nano", "ended_unix_nano", "time_unix_nano", "score", "root_episode_id", "sources", "members", "links", "merged_into", "member_count", "temporal_links", "trace_links", "semantic_links")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    ENDED_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    TIME_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    ROOT_EPISODE_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    LINKS_FIELD_NUMBER: _ClassVar[int]
+    MERGED_INTO_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TEMPORAL_LINKS_FIELD_NUMBER: _ClassVar[int]
+    TRACE_LINKS_FIELD_NUMBER: _ClassVar[int]
+    SEMANTIC_LINKS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    title: str
+    state: IncidentState
+    started_unix_nano: int
+    ended_unix_nano: int
+    time_unix_nano: int
+    score: float
+    root_episode_id: str
+    sources: _containers.RepeatedScalarFieldContainer[str]
+    members: _containers.RepeatedCompositeFieldContainer[IncidentMember]
+    links: _containers.RepeatedCompositeFieldContainer[IncidentLink]
+    merged_into: str
+    member_count: int
+    temporal_links: int
+    trace_links: int
+    semantic_links: int
+    def __init__(self, id: _Optional[str] = ..., title: _Optional[str] = ..., state: _Optional[_Union[IncidentState, str]] = ..., started_unix_nano: _Optional[int] = ..., ended_unix_nano: _Optional[int] = ..., time_unix_nano: _Optional[int] = ..., score: _Optional[float] = ..., root_episode_id: _Optional[str] = ..., sources: _Optional[_Iterable[str]] = ..., members: _Optional[_Iterable[_Union[IncidentMember, _Mapping]]] = ..., links: _Optional[_Iterable[_Union[IncidentLink, _Mapping]]] = ..., merged_into: _Optional[str] = ..., member_count: _Optional[int] = ..., temporal_links: _Optional[int] = ..., trace_links: _Optional[int] = ..., semantic_links: _Optional[int] = ...) -> None: ...
+
+class ListIncidentsRequest(_message.Message):
+    __slots__ = ("since_unix_nano", "state", "source", "include_merged", "include_graph", "page_size", "page_token")
+    SINCE_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_MERGED_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_GRAPH_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    since_unix_nano: int
+    state: IncidentState
+    source: str
+    include_merged: bool
+    include_graph: bool
+    page_size: int
+    page_token: str
+    def __init__(self, since_unix_nano: _Optional[int] = ..., state: _Optional[_Union[IncidentState, str]] = ..., source: _Optional[str] = ..., include_merged: _Optional[bool] = ..., include_graph: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListIncidentsResponse(_message.Message):
+    __slots__ = ("incidents", "next_page_token")
+    INCIDENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    incidents: _containers.RepeatedCompositeFieldContainer[Incident]
+    next_page_token: str
+    def __init__(self, incidents: _Optional[_Iterable[_Union[Incident, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetIncidentRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class GetIncidentResponse(_message.Message):
+    __slots__ = ("incident",)
+    INCIDENT_FIELD_NUMBER: _ClassVar[int]
+    incident: Incident
+    def __init__(self, incident: _Optional[_Union[Incident, _Mapping]] = ...) -> None: ...
+
+class SearchSimilarRequest(_message.Message):
+    __slots__ = ("text", "episode_id", "limit", "include_same_incident")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    EPISODE_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_SAME_INCIDENT_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    episode_id: str
+    limit: int
+    include_same_incident: bool
+    def __init__(self, text: _Optional[str] = ..., episode_id: _Optional[str] = ..., limit: _Optional[int] = ..., include_same_incident: _Optional[bool] = ...) -> None: ...
+
+class SimilarEpisode(_message.Message):
+    __slots__ = ("episode_id", "similarity", "incident_id", "source", "kind", "template", "started_unix_nano", "score")
+    EPISODE_ID_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    episode_id: str
+    similarity: float
+    incident_id: str
+    source: str
+    kind: AnomalyKind
+    template: str
+    started_unix_nano: int
+    score: float
+    def __init__(self, episode_id: _Optional[str] = ..., similarity: _Optional[float] = ..., incident_id: _Optional[str] = ..., source: _Optional[str] = ..., kind: _Optional[_Union[AnomalyKind, str]] = ..., template: _Optional[str] = ..., started_unix_nano: _Optional[int] = ..., score: _Optional[float] = ...) -> None: ...
+
+class SimilarIncident(_message.Message):
+    __slots__ = ("incident_id", "similarity", "best_episode_id", "title")
+    INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    BEST_EPISODE_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    incident_id: str
+    similarity: float
+    best_episode_id: str
+    title: str
+    def __init__(self, incident_id: _Optional[str] = ..., similarity: _Optional[float] = ..., best_episode_id: _Optional[str] = ..., title: _Optional[str] = ...) -> None: ...
+
+class SearchSimilarResponse(_message.Message):
+    __slots__ = ("episodes", "incidents")
+    EPISODES_FIELD_NUMBER: _ClassVar[int]
+    INCIDENTS_FIELD_NUMBER: _ClassVar[int]
+    episodes: _containers.RepeatedCompositeFieldContainer[SimilarEpisode]
+    incidents: _containers.RepeatedCompositeFieldContainer[SimilarIncident]
+    def __init__(self, episodes: _Optional[_Iterable[_Union[SimilarEpisode, _Mapping]]] = ..., incidents: _Optional[_Iterable[_Union[SimilarIncident, _Mapping]]] = ...) -> None: ...

@@ -27,7 +27,7 @@ if _version_not_supported:
 
 
 class ControlStub:
-    """Status, profiles, templates, anomalies, patches and schemas of one via-otlp instance.
+    """Status, profiles, templates, anomalies, incidents, patches and schemas of one via-otlp instance.
     """
 
     def __init__(self, channel):
@@ -86,10 +86,25 @@ class ControlStub:
                 request_serializer=via_dot_v1_dot_control__pb2.ListSchemasRequest.SerializeToString,
                 response_deserializer=via_dot_v1_dot_control__pb2.ListSchemasResponse.FromString,
                 _registered_method=True)
+        self.ListIncidents = channel.unary_unary(
+                '/via.v1.Control/ListIncidents',
+                request_serializer=via_dot_v1_dot_control__pb2.ListIncidentsRequest.SerializeToString,
+                response_deserializer=via_dot_v1_dot_control__pb2.ListIncidentsResponse.FromString,
+                _registered_method=True)
+        self.GetIncident = channel.unary_unary(
+                '/via.v1.Control/GetIncident',
+                request_serializer=via_dot_v1_dot_control__pb2.GetIncidentRequest.SerializeToString,
+                response_deserializer=via_dot_v1_dot_control__pb2.GetIncidentResponse.FromString,
+                _registered_method=True)
+        self.SearchSimilar = channel.unary_unary(
+                '/via.v1.Control/SearchSimilar',
+                request_serializer=via_dot_v1_dot_control__pb2.SearchSimilarRequest.SerializeToString,
+                response_deserializer=via_dot_v1_dot_control__pb2.SearchSimilarResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
-    """Status, profiles, templates, anomalies, patches and schemas of one via-otlp instance.
+    """Status, profiles, templates, anomalies, incidents, patches and schemas of one via-otlp instance.
     """
 
     def GetStatus(self, request, context):
@@ -165,6 +180,30 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListIncidents(self, request, context):
+        """Incidents (anomaly episodes grouped by time, shared trace ids and similar templates)
+        recorded in the registry, newest start first. Merged incidents are left out unless asked for.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetIncident(self, request, context):
+        """One incident with its graph: the member episodes and the links that joined them. A merged
+        incident is returned as it was when merged, with `merged_into` naming the one that absorbed it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchSimilar(self, request, context):
+        """The stored anomaly episodes, and their incidents, most similar to a free text or to a stored
+        episode ("when did this happen before?"). Needs correlation on (correlate.enabled).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -218,6 +257,21 @@ def add_ControlServicer_to_server(servicer, server):
                     request_deserializer=via_dot_v1_dot_control__pb2.ListSchemasRequest.FromString,
                     response_serializer=via_dot_v1_dot_control__pb2.ListSchemasResponse.SerializeToString,
             ),
+            'ListIncidents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListIncidents,
+                    request_deserializer=via_dot_v1_dot_control__pb2.ListIncidentsRequest.FromString,
+                    response_serializer=via_dot_v1_dot_control__pb2.ListIncidentsResponse.SerializeToString,
+            ),
+            'GetIncident': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIncident,
+                    request_deserializer=via_dot_v1_dot_control__pb2.GetIncidentRequest.FromString,
+                    response_serializer=via_dot_v1_dot_control__pb2.GetIncidentResponse.SerializeToString,
+            ),
+            'SearchSimilar': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchSimilar,
+                    request_deserializer=via_dot_v1_dot_control__pb2.SearchSimilarRequest.FromString,
+                    response_serializer=via_dot_v1_dot_control__pb2.SearchSimilarResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'via.v1.Control', rpc_method_handlers)
@@ -227,7 +281,7 @@ def add_ControlServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Control:
-    """Status, profiles, templates, anomalies, patches and schemas of one via-otlp instance.
+    """Status, profiles, templates, anomalies, incidents, patches and schemas of one via-otlp instance.
     """
 
     @staticmethod
@@ -490,6 +544,87 @@ class Control:
             '/via.v1.Control/ListSchemas',
             via_dot_v1_dot_control__pb2.ListSchemasRequest.SerializeToString,
             via_dot_v1_dot_control__pb2.ListSchemasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListIncidents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/via.v1.Control/ListIncidents',
+            via_dot_v1_dot_control__pb2.ListIncidentsRequest.SerializeToString,
+            via_dot_v1_dot_control__pb2.ListIncidentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIncident(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/via.v1.Control/GetIncident',
+            via_dot_v1_dot_control__pb2.GetIncidentRequest.SerializeToString,
+            via_dot_v1_dot_control__pb2.GetIncidentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchSimilar(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/via.v1.Control/SearchSimilar',
+            via_dot_v1_dot_control__pb2.SearchSimilarRequest.SerializeToString,
+            via_dot_v1_dot_control__pb2.SearchSimilarResponse.FromString,
             options,
             channel_credentials,
             insecure,
