@@ -12,7 +12,6 @@ import contextlib
 import logging
 import signal
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -83,13 +82,11 @@ class Pipeline:
         self.intake = Intake(
             build_normaliser(config), self.patterns, self.queue, self.stats, drop_filter=drop
         )
-        self.rhythm_counts: Counter[str] = Counter()
         self.events_emitted = 0
         self.events_suppressed = 0
 
     def consume(self, batch: LogBatch) -> None:
         """Process one batch taken off the queue."""
-        self.rhythm_counts.update(batch.rhythm_hash)
         self.stats.records_consumed += len(batch)
         self.schemas.observe(batch)
         events = self.engine.observe(batch)
@@ -120,7 +117,20 @@ class Pipeline:
         if admitted and self.sink is not None:
             self.sink(admitted)
 
+    def rhythm_counts(self, limit: int = MAX_RHYTHMS_SHOWN) -> dict[str, int]:
+        """Records seen per rhythm hash, most first: the engine's profiles, so bounded as they are."""
+        totals = sorted(
+            ((p.total_count, p.rhythm_hash) for p in self.engine.profiles()), reverse=True
+        )
+        return {h: n for n, h in totals[:limit]}
+
+    @property
+    def rhythm_hashes(self) -> int:
+        """Rhythm hashes with a profile now."""
+        return self.engine.stats().profiles
+
     def snapshot(self) -> dict[str, Any]:
+        """Versioned state of every learning part (patterns, engine, schemas)."""
         return {"patterns": self.patterns.snapshot(), "engine": self.engine.snapshot()}
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -159,6 +169,9 @@ class App:
         self.control = ControlServer(config.control, self)
         self.state = "new"
         self.started_at = 0.0
+        self._restored = (
+            False  # state is saved only once it was read: a failed start keeps the file
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._state_path = Path(config.state.data_dir) / STATE_FILE
 
@@ -205,7 +218,9 @@ class App:
         return f"{endpoint.rpartition(':')[0]}:{port}" if enabled else "off"
 
     async def shutdown(self, grace: float = 5.0) -> None:
-        """Drain and stop; idempotent, and safe when `start` never ran or failed half-way."""
+        """Drain and stop within about `grace` seconds per stage; idempotent, and safe when
+        `start` never ran or failed half-way. State is saved as soon as the queue is drained,
+        before the flushes that can wait on the network."""
         if self.state in ("stopped", "new"):
             self.state = "stopped"
             return
@@ -214,8 +229,7 @@ class App:
         with contextlib.suppress(Exception):
             await self.grpc.set_serving(False)
         await self.control.stop()
-        await self.grpc.stop(grace)
-        await self.http.stop()
+        await asyncio.gather(self.grpc.stop(grace), self.http.stop())
         if self._tasks:
             try:
                 await asyncio.wait_for(self.pipeline.queue.join(), grace)
@@ -231,13 +245,23 @@ class App:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        self._save_if_restored()
         if self.correlation is not None:
             await self.correlation.shutdown(grace)
         await self.emitter.shutdown(grace)
         if self.registry is not None:
             await self.registry.shutdown()
-        self._save()
+        if self.correlation is not None:
+            self._save_if_restored()  # the correlator may have closed incidents while flushing
         self.state = "stopped"
+
+    def _save_if_restored(self) -> None:
+        if not self._restored:
+            return
+        try:
+            self._save()
+        except OSError as exc:
+            log.error("cannot save state to %s: %s", self._state_path, exc)
 
     # --- work -----------------------------------------------------------------------------
 
@@ -264,12 +288,14 @@ class App:
                 log.exception("the wall-clock tick failed")
 
     async def _snapshot_loop(self) -> None:
+        """Save the state on an interval; the snapshot is taken on the loop (consistent), the
+        serialisation and the fsync happen in a thread (a large state takes a second)."""
         while True:
             await asyncio.sleep(self.config.state.snapshot_interval)
             try:
-                self._save()
-            except OSError as exc:
-                log.error("cannot save state to %s: %s", self._state_path, exc)
+                await asyncio.to_thread(save_state, self._state_path, self._parts())
+            except Exception:
+                log.exception("cannot save state to %s", self._state_path)
 
     def _restore(self) -> None:
         state = load_state(self._state_path)
@@ -278,12 +304,16 @@ class App:
             if self.correlation is not None and "correlate" in state:
                 self.correlation.restore(state["correlate"])
             log.info("restored state from %s", self._state_path)
+        self._restored = True
 
-    def _save(self) -> None:
+    def _parts(self) -> dict[str, Any]:
         parts = self.pipeline.snapshot()
         if self.correlation is not None:
             parts["correlate"] = self.correlation.snapshot()
-        save_state(self._state_path, parts)
+        return parts
+
+    def _save(self) -> None:
+        save_state(self._state_path, self._parts())
 
     def _emit_and_correlate(self, events: list[AnomalyEvent]) -> None:
         """The pipeline's sink when correlate is on: admitted events go out and to incidents."""
@@ -304,7 +334,7 @@ class App:
             else 0.0,
             "queue": {"depth": p.queue.depth, "capacity": p.queue.max_records},
             "intake": p.stats.as_dict(),
-            "rhythm_hashes": len(p.rhythm_counts),
+            "rhythm_hashes": p.rhythm_hashes,
             "patterns": to_plain(p.patterns.stats()),
             "detect": to_plain(p.engine.stats()),
             "events": {"emitted": p.events_emitted, "suppressed": p.events_suppressed},
@@ -317,7 +347,7 @@ class App:
             else {"state": "disabled"},
         }
         if "rhythms" in detail:
-            out["rhythm_counts"] = dict(p.rhythm_counts.most_common(MAX_RHYTHMS_SHOWN))
+            out["rhythm_counts"] = p.rhythm_counts()
         return out
 
 

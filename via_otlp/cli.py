@@ -143,7 +143,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(
         f"replayed {stats.records_consumed:,} records from {len(args.files)} file(s) in {elapsed:.2f}s "
         f"({stats.records_consumed / max(elapsed, 1e-9):,.0f} records/s): "
-        f"{len(pipeline.rhythm_counts):,} rhythm hashes, {pipeline.events_emitted:,} anomaly events"
+        f"{pipeline.rhythm_hashes:,} rhythm hashes, {pipeline.events_emitted:,} anomaly events"
         + (f" written to {args.anomalies_out}" if sink is not None else ""),
         file=sys.stderr,
     )

@@ -75,5 +75,5 @@ async def test_tiny_queue_and_slow_consumer_lose_nothing(tmp_path: Path, transpo
     key = "grpc" if transport == "grpc" else "http"
     retryable = stats.as_dict()["requests"][key].get("queue_full", 0)  # type: ignore[index]
     assert retryable > 0, "the queue never filled: the test did not exercise backpressure"
-    assert sum(app.pipeline.rhythm_counts.values()) == 3 * RECORDS
+    assert sum(app.pipeline.rhythm_counts().values()) == 3 * RECORDS
     assert stats.normalised.records == 3 * RECORDS  # refused requests cost no normalisation

@@ -261,3 +261,77 @@ def test_port_in_use_is_one_clear_line_and_exit_1(tmp_path: Path) -> None:
         last.startswith("via-otlp: cannot listen for OTLP/gRPC on 127.0.0.1:")
         and "Traceback" not in out.stderr
     )
+
+
+def test_gzip_stream_of_empty_lines_does_not_hold_the_server(srv: ServerProcess) -> None:
+    """16 KiB of gzip inflate to millions of blank lines: the server keeps answering others."""
+    import threading
+
+    bomb = gzip.compress(b"\n" * (16 * 1024 * 1024))
+    assert len(bomb) < 64 * 1024
+    result: dict[str, object] = {}
+
+    def ingest() -> None:
+        result["answer"] = post(
+            srv, bomb, "application/x-ndjson", path="/v1/ingest", **{"Content-Encoding": "gzip"}
+        )
+
+    worker = threading.Thread(target=ingest)
+    worker.start()
+    time.sleep(0.2)
+    slowest = 0.0
+    while worker.is_alive():
+        t0 = time.monotonic()
+        with urllib.request.urlopen(f"{srv.http_url}/healthz", timeout=10) as resp:
+            assert resp.status == 200
+        slowest = max(slowest, time.monotonic() - t0)
+        time.sleep(0.05)
+    worker.join()
+    code, body = result["answer"]  # type: ignore[misc]
+    assert code == 200 and json.loads(body)["accepted"] == 0
+    assert slowest < 1.0, f"/healthz waited {slowest:.2f}s behind the stream"
+
+
+def test_truncated_gzip_stream_and_impossible_times_on_ndjson(srv: ServerProcess) -> None:
+    whole = gzip.compress(b'{"body": "a"}\n' * 100)
+    code, body = post(
+        srv,
+        whole[: len(whole) // 2],
+        "application/x-ndjson",
+        path="/v1/ingest",
+        **{"Content-Encoding": "gzip"},
+    )
+    assert code == 400 and "truncated" in json.loads(body)["error"]
+    lines = b'{"body": "x", "time": 1e30}\n{"body": "y", "time": "0001-01-01T00:00:00Z"}\n{"body": "z"}\n'
+    code, body = post(srv, lines, "application/x-ndjson", path="/v1/ingest")
+    result = json.loads(body)
+    assert code == 200 and result["accepted"] == 1 and result["rejected"] == 2
+    assert "outside what OTLP can carry" in result["errors"][0]["error"]
+
+
+def test_a_start_that_fails_keeps_the_state_file(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.conftest import BIN, free_port
+
+    data = tmp_path / "data"
+    data.mkdir()
+    state = data / "state.json"
+    state.write_text('{"version": 99, "engine": {}}')
+    config = tmp_path / "via.json5"
+    config.write_text(
+        f'{{receive: {{grpc: {{endpoint: "127.0.0.1:{free_port()}"}}, http: {{endpoint: "127.0.0.1:{free_port()}"}}}},'
+        f" control: {{enabled: false}}, registry: {{enabled: false}}, correlate: {{enabled: false}},"
+        f' state: {{data_dir: "{data}"}}}}'
+    )
+    out = subprocess.run(
+        [str(BIN / "via-otlp"), "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1
+    assert "version 99" in out.stderr.strip().splitlines()[-1]
+    assert (
+        state.read_text() == '{"version": 99, "engine": {}}'
+    )  # untouched: nothing learned is lost

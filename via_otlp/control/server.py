@@ -135,7 +135,7 @@ class ControlService(pb2_grpc.ControlServicer):
             emitter=app.emitter.stats(),
             events_emitted=p.events_emitted,
             events_suppressed=p.events_suppressed,
-            rhythm_hashes=len(p.rhythm_counts),
+            rhythm_hashes=p.rhythm_hashes,
         )
 
     @_classified

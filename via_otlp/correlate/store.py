@@ -211,6 +211,8 @@ class VectorStore:
         return QdrantClient(path=str(self.path))
 
     async def _ensure(self) -> None:
+        if self._client is None:  # Qdrant was away at start: connect now
+            self._client = await self._run(self._connect)
         await self._run(self._ensure_sync)
         self._ready = True
         if self._state in (StoreState.NEW, StoreState.DEGRADED):

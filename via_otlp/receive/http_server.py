@@ -34,6 +34,7 @@ from via_otlp.receive.otlp_codec import (
 log = logging.getLogger(__name__)
 
 MAX_NDJSON_LINE = 1024 * 1024
+SHUTDOWN_TIMEOUT = 5.0  # requests still running when the server stops get this long
 NDJSON_MAX_ERRORS_SHOWN = 10
 NDJSON_ROOM_TIMEOUT = 30.0
 _ENCODINGS = {e.value: e for e in Encoding}
@@ -46,6 +47,8 @@ def _status_response(
     return web.Response(status=code, body=body, content_type=encoding.value, headers=headers)
 
 
+_PIECE = 64 * 1024
+_YIELD_EVERY_LINES = 1000  # a stream of tiny lines must not hold the event loop
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
@@ -70,19 +73,27 @@ def inflate(body: bytes, content_encoding: str, limit: int) -> bytes:
 
 
 async def _inflated_chunks(stream: Any, content_encoding: str) -> AsyncIterator[bytes]:
+    """The body inflated piece by piece: never more than 64 KiB at once, whatever the ratio."""
     d = (
         zlib.decompressobj(_WBITS[content_encoding])
         if content_encoding not in ("", "identity")
         else None
     )
-    async for chunk in stream.iter_chunked(64 * 1024):
+    async for chunk in stream.iter_chunked(_PIECE):
         if d is None:
             yield chunk
             continue
-        try:
-            yield d.decompress(chunk)
-        except zlib.error as exc:
-            raise InputError(f"body is not valid {content_encoding}: {exc}") from None
+        data = chunk
+        while data:
+            try:
+                out = d.decompress(data, _PIECE)
+            except zlib.error as exc:
+                raise InputError(f"body is not valid {content_encoding}: {exc}") from None
+            if out:
+                yield out
+            data = d.unconsumed_tail
+    if d is not None and not d.eof:
+        raise InputError(f"body is not valid {content_encoding}: stream is truncated")
 
 
 def _content_encoding(request: web.Request) -> str | None:
@@ -152,7 +163,13 @@ class HttpServer:
             self.make_app(), access_log=None, handle_signals=False, auto_decompress=False
         )
         await runner.setup()
-        site = web.TCPSite(runner, host.strip("[]"), int(port), reuse_address=True)
+        site = web.TCPSite(
+            runner,
+            host.strip("[]"),
+            int(port),
+            reuse_address=True,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+        )
         try:
             await site.start()
         except OSError as exc:
@@ -187,7 +204,17 @@ class HttpServer:
         )
 
     async def post_logs(self, request: web.Request) -> web.Response:
+        """OTLP/HTTP export: protobuf or JSON, answered in the same encoding."""
         stats = self.intake.stats
+        if not self.serving:
+            stats.count(Transport.HTTP, Outcome.UNAVAILABLE)
+            return _status_response(
+                503,
+                code_pb2.UNAVAILABLE,
+                "via-otlp is shutting down",
+                Encoding.JSON,
+                **{"Retry-After": "1"},
+            )
         content_type = request.content_type.lower()
         encoding = _ENCODINGS.get(content_type)
         if encoding is None:
@@ -270,6 +297,10 @@ class HttpServer:
                 _inflated_chunks(request.content, content_encoding), MAX_NDJSON_LINE
             ):
                 line_no += 1
+                if line_no % _YIELD_EVERY_LINES == 0:
+                    await asyncio.sleep(0)  # let the loop serve others between lines
+                    if not self.serving:
+                        raise QueueFullError(1.0)  # shutting down: the sender retries later
                 if line is not None and not line.strip():
                     continue
                 try:

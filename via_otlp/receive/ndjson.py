@@ -38,9 +38,17 @@ class TextRecord:
 def parse_time(value: Any) -> int:
     """Nanoseconds since the epoch from RFC 3339 text or a number (s, ms, µs or ns by size).
 
-    >>> parse_time("1970-01-01T00:00:01Z"), parse_time(1.5), parse_time(1500)
-    (1000000000, 1500000000, 1500000000)
+    >>> parse_time("1970-01-01T00:00:01Z"), parse_time(1.5), parse_time(1_700_000_000_000)
+    (1000000000, 1500000000, 1700000000000000000)
     """
+    ns = _parse_time(value)
+    if not 0 <= ns < 2**64:
+        raise InputError(f"time: {value!r} is outside what OTLP can carry (1970 to 2554)")
+    return ns
+
+
+def _parse_time(value: Any) -> int:
+    """Nanoseconds from text or a number, before the range check."""
     if isinstance(value, bool):
         raise InputError(f"time: must be RFC 3339 text or a number, got {value!r}")
     if isinstance(value, int | float):
