@@ -19,6 +19,7 @@ from via_otlp.control.config import ControlConfig
 from via_otlp.correlate.config import CorrelateConfig
 from via_otlp.detect.config import DetectConfig
 from via_otlp.emit.config import EmitConfig
+from via_otlp.endpoints import split_endpoint
 from via_otlp.errors import ConfigError
 from via_otlp.patterns.config import PatternsConfig
 from via_otlp.registry.config import RegistryConfig
@@ -27,8 +28,7 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "via.j
 
 
 def _check_endpoint(endpoint: str, path: str) -> None:
-    host, sep, port = endpoint.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if split_endpoint(endpoint) is None:
         raise ConfigError(path, f"must be HOST:PORT with a port 0-65535, got {endpoint!r}")
 
 

@@ -7,12 +7,12 @@ the program with its key path instead of failing at the first export.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
 from via_otlp.configload import spec
+from via_otlp.endpoints import is_loopback, split_endpoint
 from via_otlp.errors import ConfigError
 
 Protocol = Literal["grpc", "http"]
@@ -115,7 +115,7 @@ def parse_endpoint(endpoint: str, protocol: Protocol, insecure: bool | None) -> 
             raise ConfigError("endpoint", f"a gRPC endpoint has no path, got {endpoint!r}")
     else:
         host, port = _parse_authority(text)
-        secure = (not _is_loopback(host)) if insecure is None else not insecure
+        secure = (not is_loopback(host)) if insecure is None else not insecure
         path = ""
     bracketed = f"[{host}]" if ":" in host else host
     authority = f"{bracketed}:{port}"
@@ -142,19 +142,9 @@ def _parse_url(text: str, insecure: bool | None) -> tuple[str, int, bool, str]:
 
 
 def _parse_authority(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+    parsed = split_endpoint(text, allow_port_zero=False)
+    if parsed is None:
         raise ConfigError(
             "endpoint", f"must be HOST:PORT or http(s)://HOST[:PORT][/PATH], got {text!r}"
         )
-    return host, int(port)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return parsed

@@ -20,6 +20,7 @@ from aiohttp import web
 from google.rpc import code_pb2
 
 from via_otlp.config import HttpConfig, ReceiveConfig
+from via_otlp.endpoints import split_endpoint
 from via_otlp.errors import InputError, StartupError
 from via_otlp.receive.intake import Intake, Outcome, QueueFullError, Transport
 from via_otlp.receive.ndjson import TextRecord, parse_ndjson_line, records_to_request
@@ -157,7 +158,7 @@ class HttpServer:
         return app
 
     async def start(self) -> None:
-        host, _, port = self.config.endpoint.rpartition(":")
+        host, port = split_endpoint(self.config.endpoint) or ("", 0)  # validated by the config
         # We inflate bodies ourselves: to answer 415 for encodings we do not speak and to stop gzip bombs.
         runner = web.AppRunner(
             self.make_app(), access_log=None, handle_signals=False, auto_decompress=False
@@ -181,7 +182,7 @@ class HttpServer:
         self._runner = runner
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else int(port)
+        self.port = sockets[0].getsockname()[1] if sockets else port
 
     async def stop(self) -> None:
         if self._runner is None:

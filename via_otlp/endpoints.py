@@ -1,0 +1,33 @@
+"""HOST:PORT endpoints, parsed in one place for every server and client of via-otlp.
+
+>>> split_endpoint("0.0.0.0:4317"), split_endpoint("[::1]:4318"), split_endpoint("nope")
+(('0.0.0.0', 4317), ('::1', 4318), None)
+>>> is_loopback("localhost"), is_loopback("127.0.0.2"), is_loopback("10.0.0.1")
+(True, True, False)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+
+def split_endpoint(endpoint: str, *, allow_port_zero: bool = True) -> tuple[str, int] | None:
+    """(host, port) of ``HOST:PORT`` (IPv6 hosts in brackets), or None when it is not one."""
+    host, sep, port = endpoint.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit():
+        return None
+    number = int(port)
+    if not (0 if allow_port_zero else 1) <= number <= 65535:
+        return None
+    return host, number
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine only (localhost or a loopback address)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
