@@ -166,8 +166,8 @@ class HttpServer:
         await runner.setup()
         site = web.TCPSite(
             runner,
-            host.strip("[]"),
-            int(port),
+            host,
+            port,
             reuse_address=True,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
         )
