@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -24,6 +23,7 @@ from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
+from tests.conftest import free_port  # noqa: F401  (re-exported to the emit tests)
 from via_otlp.emit.config import BatchConfig, EmitConfig, RetryConfig
 from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, Source
 
@@ -93,11 +93,6 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> No
         await asyncio.sleep(0.01)
 
 
-def free_port() -> int:
-    """A loopback port that was free a moment ago (for servers started later in a test)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
