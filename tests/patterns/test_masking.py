@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import csv
+import random
+import re
+from functools import cache
+from pathlib import Path
+
 import pytest
 
 from via_otlp.config import parse_config
 from via_otlp.errors import ConfigError
 from via_otlp.patterns.config import DEFAULT_MASKING, MaskRule, PatternsConfig
-from via_otlp.patterns.masking import Masker
+from via_otlp.patterns.masking import (
+    Masker,
+    required_strings,
+    requires_digit,
+    starts_inside_words,
+)
 
 MASKER = Masker.from_rules(DEFAULT_MASKING)
 
@@ -113,3 +124,117 @@ def test_numeric_keys_are_checked() -> None:
 def test_line_rule_with_leading_literal_respects_case_flags() -> None:
     masker = Masker.from_rules((MaskRule("k", r"(?i:key) \w+", "<K>"),))
     assert masker.mask("a KEY v b") == "a <K> b"
+
+
+def test_zero_digits_are_masked_like_any_digit() -> None:
+    # a token of zeros has the same digit shape as itself: it must still meet the digit rules
+    assert (
+        MASKER.mask("task 0 in stage 0.0 (TID 0) uid=0")
+        == "task <*> in stage <*> (TID <*>) uid=<*>"
+    )
+    assert (
+        MASKER.mask("task 7 in stage 1.0 (TID 3) uid=9")
+        == "task <*> in stage <*> (TID <*>) uid=<*>"
+    )
+
+
+# -- the analyses that let rules be skipped must never skip a rule that would match ------------
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "loghub-2k"
+
+
+@cache
+def _loghub_lines() -> list[str]:
+    lines = []
+    for path in sorted(DATA.glob("*/*_2k.log_structured_corrected.csv")):
+        with path.open(newline="", encoding="utf-8") as f:
+            lines += [row["Content"] for row in csv.DictReader(f)]
+    return lines
+
+
+def _samples() -> list[str]:
+    """Loghub lines, and random strings made of the characters the rules care about."""
+    rng = random.Random(5)
+    alphabet = '0123456789abcdefxXABCDEFKMGTPiBytesmsuµhn:/.-_[]"=+,@%~ T'
+    noise = ["".join(rng.choices(alphabet, k=rng.randint(1, 24))) for _ in range(3000)]
+    return _loghub_lines() + noise
+
+
+RULES = {r.name: r for r in DEFAULT_MASKING}
+
+
+def test_required_strings_of_the_default_rules() -> None:
+    assert required_strings(RULES["size"].regex) == ("B", "byte")
+    assert required_strings(RULES["quoted"].regex) == ('"',)
+    assert required_strings(RULES["url"].regex) == ("://",)
+    assert required_strings(RULES["number"].regex) == ()
+    assert required_strings(r"(?i)abc") == ()  # case-insensitive: nothing to require
+    assert required_strings(r"(?i:key) \w+") == (" ",)
+
+
+@pytest.mark.parametrize("rule", DEFAULT_MASKING, ids=lambda r: r.name)
+def test_required_strings_hold_in_every_match(rule: MaskRule) -> None:
+    needed = required_strings(rule.regex)
+    regex = re.compile(rule.regex)
+    for text in _samples():
+        for m in regex.finditer(text):
+            assert not needed or any(s in text for s in needed), (rule.name, text, m.group())
+
+
+@pytest.mark.parametrize("rule", DEFAULT_MASKING, ids=lambda r: r.name)
+def test_rules_said_to_need_a_digit_never_match_without_one(rule: MaskRule) -> None:
+    if not requires_digit(rule.regex):
+        return
+    regex = re.compile(rule.regex)
+    for text in _samples():
+        if not re.search(r"\d", text):
+            assert regex.search(text) is None, (rule.name, text)
+
+
+@pytest.mark.parametrize("rule", DEFAULT_MASKING, ids=lambda r: r.name)
+def test_rules_said_not_to_start_inside_words_do_not(rule: MaskRule) -> None:
+    if starts_inside_words(rule.regex):
+        return
+    regex = re.compile(rule.regex)
+    for text in _samples():
+        for i in range(1, len(text)):
+            if re.match(r"\w", text[i - 1]):
+                assert regex.match(text, i) is None, (rule.name, text, i)
+
+
+def test_analyses_of_other_rule_shapes() -> None:
+    assert not starts_inside_words(r"\b(?:ab|\d+)x")
+    assert starts_inside_words(r"\b(?:ab|-)x")  # `-` is no word character
+    assert starts_inside_words(r"(?<![a-z])\d")  # a digit may come before
+    assert starts_inside_words(r"(?i)\bk")
+    assert requires_digit(r"x(?:\d|[0-5])y") and not requires_digit(r"x(?:\d|a)")
+    assert not requires_digit(r"a\d*") and requires_digit(r"a\d{2,}")
+
+
+def _plain_alternation(rules: tuple[MaskRule, ...]) -> re.Pattern[str]:
+    """The reference: every rule a named group, no guard, no rule left out."""
+    return re.compile("|".join(f"(?P<_m{i}>{r.regex})" for i, r in enumerate(rules)))
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        DEFAULT_MASKING,
+        (
+            MaskRule("word", r"\bsecret\w*", "<SECRET>"),
+            MaskRule("hexid", r"\b0x[0-9a-f]+", "<HEX>"),
+            MaskRule("number", r"\d+"),
+        ),
+    ],
+    ids=["default", "several-masks"],
+)
+def test_token_masking_equals_the_plain_alternation(rules: tuple[MaskRule, ...]) -> None:
+    masker = Masker.from_rules(rules)
+    token_rules = tuple(r for r in rules if r.name not in ("size", "quoted"))
+    plain = _plain_alternation(token_rules)
+    masks = {plain.groupindex[f"_m{i}"]: r.mask for i, r in enumerate(token_rules)}
+    tokens = sorted({t for line in _samples() for t in line.split()})
+    for token in tokens:
+        expected = plain.sub(lambda m: masks[m.lastindex or 0], token)
+        expected = re.sub(r"<\*>(?:[-.:_/]*<\*>)+", "<*>", expected)
+        assert masker._mask_token(token) == expected, token

@@ -142,6 +142,24 @@ def test_flooding_source_is_reported_and_bounded() -> None:
     assert len(miner.templates) <= 100
 
 
+def test_flooding_source_with_a_repeated_masked_line_does_not_fail() -> None:
+    # Lines of new digit shapes that mask alike used to look the flood template up in the LRU.
+    def word(i: int) -> str:
+        return "".join(chr(65 + int(d)) for d in str(i))
+
+    lines = [f"Unique{word(i)} Thing{word(i * 7)}" for i in range(300)]
+    miner, _ = mine([*lines, "flood me 1", "flood me 22", "flood me 333"], flood_window=100)
+    assert miner.stats.flooding
+    assert [miner.add(f"flood me {n}").id for n in (4444, 55555)] == [FLOOD_ID, FLOOD_ID]
+
+
+def test_lines_differing_in_digit_count_share_the_template() -> None:
+    miner, ids = mine([f"job {n} took {n}ms on node-{n}" for n in (1, 22, 333, 4444, 55555)])
+    assert len(set(ids)) == 1
+    assert miner.stats.created == 1
+    assert miner.stats.fast_path_hits == 4
+
+
 def test_state_round_trips_through_json() -> None:
     lines = [
         f"user {u} logged in from 10.0.0.{i}" for i, u in enumerate(["ann", "bob", "cyd", "dan"])

@@ -5,6 +5,10 @@ size such as ``16.0 MB``) runs over the whole line, first; every other rule runs
 whitespace-separated token, and the masked form of a token is cached, so that the words that
 make up most of every line cost one dictionary look-up. Within each group, the rules are ONE
 alternation: at each position the first rule (in configured order) that matches wins.
+What a rule needs is derived from its parsed regex, for any configured rule: strings that
+every match contains (a line rule is skipped on a line without them), a digit (the rules that
+need one are left out for a token without digits), a position outside words (such rules share
+one test there instead of one try each).
 Adjacent masks joined only by ``-``, ``.``, ``:``, ``_`` or ``/`` collapse into one mask: a block
 id such as ``BP-1347369012-10.190.173.170-1444972147527:blk_1073742826_2022`` is one variable.
 
@@ -19,7 +23,8 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from via_otlp.patterns.config import DEFAULT_MASKING, MaskRule
@@ -33,6 +38,7 @@ _COLLAPSE = re.compile(r"<\*>(?:[-.:_/]*<\*>)+")
 # bytes.translate is ~20x faster than str.translate: shapes are bytes.
 _ZERO_DIGITS = bytes.maketrans(b"0123456789", b"0000000000")
 _DIGIT = re.compile(r"\d")
+_WORD = re.compile(r"\w")
 _WHITESPACE = frozenset(map(ord, " \t\n\r\f\v"))
 
 
@@ -77,18 +83,82 @@ def _class_has_whitespace(items: Any) -> bool:
     return False
 
 
-def _leading_literal(regex: str) -> str | None:
-    """The character every match of `regex` starts with, if there is one."""
+def required_strings(regex: str) -> tuple[str, ...]:
+    """Strings of which every match of `regex` contains one (empty when none can be told).
+
+    Derived from the parsed regex, so it holds for any configured rule: a whole-line rule is
+    skipped when the line contains none of them, which is what makes the ``size`` rule (it can
+    start at any digit) cost one substring test on most lines instead of a regex scan.
+
+    >>> required_strings(r"\\d+ ?(?:[KMG]i?B|bytes?)"), required_strings(r'"[^"]*"')
+    (('B', 'byte'), ('"',))
+    """
     items = _sre_p.parse(regex)
     if items.state.flags & re.IGNORECASE:
-        return None
-    while len(items) and items[0][0] is _sre_c.SUBPATTERN:
-        if items[0][1][1] & re.IGNORECASE:
-            return None
-        items = items[0][1][-1]
-    if len(items) and items[0][0] is _sre_c.LITERAL:
-        return chr(items[0][1])
-    return None
+        return ()
+    return tuple(sorted(_most_selective(_clauses(items))))
+
+
+_MAX_CLASS = 8  # a character class of more characters says too little to be worth testing
+
+
+def _most_selective(clauses: list[frozenset[str]]) -> frozenset[str]:
+    """The clause that a line is least likely to satisfy: longest strings, then fewest."""
+    return max(clauses, key=lambda c: (min(map(len, c)), -len(c)), default=frozenset())
+
+
+def _clauses(items: Any) -> list[frozenset[str]]:
+    """Conditions every match of the sequence `items` meets: it holds a string of each clause.
+
+    Consecutive literals make one string; a group, or a repeat of at least one, adds the
+    clauses of its body; a small class adds its characters; an alternation adds the union
+    of each branch's most selective clause. Anything else (lookarounds, categories, optional
+    parts, case-insensitive groups) adds nothing, which is always safe.
+    """
+    c = _sre_c
+    out: list[frozenset[str]] = []
+    run: list[str] = []
+    for op, av in items:
+        if op is c.LITERAL:
+            run.append(chr(av))
+            continue
+        if run:
+            out.append(frozenset(["".join(run)]))
+            run = []
+        if op is c.SUBPATTERN and not av[1] & re.IGNORECASE:
+            out += _clauses(av[-1])
+        elif op in (c.MAX_REPEAT, c.MIN_REPEAT) and av[0] >= 1:
+            out += _clauses(av[2])
+        elif op is c.IN:
+            chars = _class_chars(av)
+            if chars:
+                out.append(chars)
+        elif op is c.BRANCH:
+            picks = [_most_selective(_clauses(branch)) for branch in av[1]]
+            if all(picks):
+                out.append(_drop_redundant(frozenset().union(*picks)))
+    if run:
+        out.append(frozenset(["".join(run)]))
+    return out
+
+
+def _class_chars(items: Any) -> frozenset[str]:
+    """The characters of a small, plain class such as ``[KMGTP]`` (empty for any other)."""
+    c = _sre_c
+    chars: set[str] = set()
+    for op, av in items:
+        if op is c.LITERAL:
+            chars.add(chr(av))
+        elif op is c.RANGE and av[1] - av[0] < _MAX_CLASS:
+            chars.update(map(chr, range(av[0], av[1] + 1)))
+        else:
+            return frozenset()
+    return frozenset(chars) if len(chars) <= _MAX_CLASS else frozenset()
+
+
+def _drop_redundant(clause: frozenset[str]) -> frozenset[str]:
+    """Drop the strings that contain another string of the clause (``ms`` when ``m`` is in)."""
+    return frozenset(s for s in clause if not any(o != s and o in s for o in clause))
 
 
 def _has_literal_digit(regex: str) -> bool:
@@ -118,17 +188,173 @@ def _has_literal_digit(regex: str) -> bool:
     return walk(_sre_p.parse(regex))
 
 
-def _alternation(
-    rules: tuple[MaskRule, ...],
-) -> tuple[re.Pattern[str] | None, dict[int, str], str | None]:
-    """One regex for `rules`, the mask of each outer group, and the mask if they all agree."""
+def _prefilter(regex: str) -> Callable[[str], object] | None:
+    """A quick search for the strings that every match of `regex` contains (None: no test).
+
+    One C call, whatever the number of strings: a literal or a set of first characters lets
+    the regex engine scan for them.
+    """
+    needed = required_strings(regex)
+    return re.compile("|".join(map(re.escape, needed))).search if needed else None
+
+
+def starts_inside_words(regex: str) -> bool:
+    """Can a match of `regex` start right after a word character? (True when unsure.)
+
+    Most rules open on a word boundary (``\\b\\d``) or on a lookbehind that refuses a word
+    character (``(?<![\\w.])``): inside a word they can never match, and the alternation of
+    token rules skips them there at the cost of one test (see `_alternation`).
+
+    >>> starts_inside_words(r"\\b\\d{4}-\\d\\d"), starts_inside_words(r"(?<![A-Za-z_])\\d+")
+    (False, True)
+    """
+    items = _sre_p.parse(regex)
+    if items.state.flags & (re.IGNORECASE | re.ASCII | re.LOCALE):
+        return True
+    return _starts_inside_words(items)
+
+
+def _starts_inside_words(items: Any, boundary: bool = False) -> bool:
+    c = _sre_c
+    for op, av in items:
+        if op is c.AT:  # after a `\b`, the first character must not be a word one
+            boundary = boundary or av is c.AT_BOUNDARY
+        elif op is c.ASSERT_NOT and av[0] < 0 and _refuses_word_before(av[1]):
+            return False
+        elif op in (c.ASSERT, c.ASSERT_NOT):
+            continue  # zero-width: the match still starts here
+        elif op is c.BRANCH:
+            return any(_starts_inside_words(branch, boundary) for branch in av[1])
+        elif op is c.SUBPATTERN and not av[1]:
+            return _starts_inside_words(av[-1], boundary)
+        else:
+            return not (boundary and _word_only(op, av))
+    return True
+
+
+def _refuses_word_before(items: Any) -> bool:
+    """Is `items` (a negative lookbehind) one character class that holds every word char?"""
+    c = _sre_c
+    if len(items) != 1 or items[0][0] is not c.IN:
+        return False
+    members = items[0][1]
+    return (c.CATEGORY, c.CATEGORY_WORD) in members and all(op is not c.NEGATE for op, _ in members)
+
+
+def _word_only(op: Any, av: Any) -> bool:
+    """Does the item `op av` consume a word character first, whatever it matches?"""
+    c = _sre_c
+    if op is c.LITERAL:
+        return _WORD.fullmatch(chr(av)) is not None
+    if op in (c.MAX_REPEAT, c.MIN_REPEAT) and av[0] >= 1 and len(av[2]) >= 1:
+        return _word_only(*av[2][0])
+    if op is c.IN:
+        return bool(av) and all(_word_member(o, a) for o, a in av)
+    return False
+
+
+def _word_member(op: Any, av: Any) -> bool:
+    c = _sre_c
+    if op is c.CATEGORY:
+        return av in (c.CATEGORY_WORD, c.CATEGORY_DIGIT)
+    if op is c.LITERAL:
+        return _WORD.fullmatch(chr(av)) is not None
+    if op is c.RANGE:
+        return all(_WORD.fullmatch(chr(x)) for x in range(av[0], av[1] + 1))
+    return False
+
+
+def requires_digit(regex: str) -> bool:
+    """Does every match of `regex` need a digit in the text (its lookarounds' text included)?
+
+    A token without digits (most words) is masked by the rules that do not: the alternation
+    is tried at every position of the token, so each rule left out saves a try per character.
+
+    >>> requires_digit(r"(?<![\\w.])\\d+ms"), requires_digit(r"\\b(?=[a-f]*\\d)[a-f0-9]{8,}")
+    (True, True)
+    >>> requires_digit(r"(?:/[\\w.-]+){2,}")
+    False
+    """
+    return _needs_digit(_sre_p.parse(regex))
+
+
+def _needs_digit(items: Any) -> bool:
+    c = _sre_c
+    for op, av in items:
+        if op is c.LITERAL and 48 <= av <= 57:
+            return True
+        if op is c.IN and _digit_class(av):
+            return True
+        if op is c.SUBPATTERN and _needs_digit(av[-1]):
+            return True
+        if op in (c.MAX_REPEAT, c.MIN_REPEAT) and av[0] >= 1 and _needs_digit(av[2]):
+            return True
+        if op is c.BRANCH and all(_needs_digit(branch) for branch in av[1]):
+            return True
+        if op is c.ASSERT and _needs_digit(av[1]):  # a lookaround sees the same token
+            return True
+    return False
+
+
+def _digit_class(items: Any) -> bool:
+    """Is the class ``[...]`` made of digits only (``\\d``, ``[0-9]``, ``[1-5]``)?"""
+    c = _sre_c
+    return bool(items) and all(
+        (op is c.CATEGORY and av is c.CATEGORY_DIGIT)
+        or (op is c.LITERAL and 48 <= av <= 57)
+        or (op is c.RANGE and av[0] >= 48 and av[1] <= 57)
+        for op, av in items
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Alternation:
+    """Token rules compiled into one regex, and what `re.sub` replaces a match with."""
+
+    regex: re.Pattern[str]
+    repl: str | Callable[[re.Match[str]], str]
+
+    def sub(self, token: str) -> str:
+        return self.regex.sub(self.repl, token)
+
+
+def _alternation(rules: tuple[MaskRule, ...]) -> _Alternation | None:
+    """One regex for `rules`, tried in order at each position (None when there is no rule).
+
+    The regex engine tries every branch of an alternation at every position of a token, so:
+    consecutive rules that cannot start inside a word share one ``(?<!\\w)`` test (rule order
+    is kept, so the first rule that matches at a position still wins); and when every rule
+    has the same mask (the default rules) the branches are not capturing groups, whose marks
+    are saved and restored at each try.
+    """
     if not rules:
-        return None, {}, None
-    pattern = re.compile("|".join(f"(?P<_m{i}>{rule.regex})" for i, rule in enumerate(rules)))
-    index = pattern.groupindex
-    masks = {index[f"_m{i}"]: rule.mask for i, rule in enumerate(rules)}
-    distinct = {rule.mask for rule in rules}
-    return pattern, masks, distinct.pop() if len(distinct) == 1 else None
+        return None
+    inside = [starts_inside_words(rule.regex) for rule in rules]
+    masks = {rule.mask for rule in rules}
+    if len(masks) == 1:
+        branches = [f"(?:{rule.regex})" for rule in rules]
+        return _Alternation(re.compile(_guard_runs(branches, inside)), masks.pop())
+    branches = [f"(?P<_m{i}>{rule.regex})" for i, rule in enumerate(rules)]
+    regex = re.compile(_guard_runs(branches, inside))
+    by_group = {regex.groupindex[f"_m{i}"]: rule.mask for i, rule in enumerate(rules)}
+    return _Alternation(regex, lambda m: by_group[m.lastindex or 0])
+
+
+def _guard_runs(branches: list[str], inside: list[bool]) -> str:
+    """``a|b|c|d`` → ``(?<!\\w)(?:a|b)|c|(?<!\\w)(?:d)`` when a, b and d never start in a word."""
+    out: list[str] = []
+    run: list[str] = []
+    for branch, starts_inside in zip(branches, inside, strict=True):
+        if starts_inside:
+            if run:
+                out.append(r"(?<!\w)(?:" + "|".join(run) + ")")
+                run = []
+            out.append(branch)
+        else:
+            run.append(branch)
+    if run:
+        out.append(r"(?<!\w)(?:" + "|".join(run) + ")")
+    return "|".join(out)
 
 
 class Masker:
@@ -140,9 +366,12 @@ class Masker:
         token_rules = tuple(r for r in rules if r not in line_rules)
         # Line rules run one after the other: alone, a rule that starts with a literal or a
         # class lets the regex engine skip to its candidates, which an alternation does not.
-        # A rule that starts with a literal character is skipped when the line lacks it.
-        self._line = [(re.compile(r.regex), r.mask, _leading_literal(r.regex)) for r in line_rules]
-        self._token, self._token_masks, self._token_single = _alternation(token_rules)
+        # A rule is skipped when the line holds none of the strings every match contains.
+        self._line = [(re.compile(r.regex), r.mask, _prefilter(r.regex)) for r in line_rules]
+        self._token = _alternation(token_rules)
+        self._token_no_digit = _alternation(
+            tuple(r for r in token_rules if not requires_digit(r.regex))
+        )
         self.digit_agnostic = not any(_has_literal_digit(r.regex) for r in rules)
         self._cache: dict[str, str] = {}
         self._shapes: dict[bytes, str] = {}
@@ -153,17 +382,13 @@ class Masker:
         """Compile `rules` (already validated by the config loader)."""
         return cls(tuple(rules))
 
-    def _token_replace(self, m: re.Match[str]) -> str:
-        return self._token_masks[m.lastindex or 0]
-
     def tokens(self, text: str) -> list[str]:
         """The masked tokens of `text` (whitespace-separated)."""
-        for regex, mask, lead in self._line:
-            if lead is None or lead in text:
+        for regex, mask, prefilter in self._line:
+            if prefilter is None or prefilter(text) is not None:
                 text = regex.sub(mask, text)
         parts = text.split()
-        cache = self._cache
-        out = [cache.get(t) for t in parts]
+        out = list(map(self._cache.get, parts))
         if None in out:
             out = [
                 m if m is not None else self._mask_token(t) for m, t in zip(out, parts, strict=True)
@@ -175,27 +400,40 @@ class Masker:
         return " ".join(self.tokens(text))
 
     def _mask_token(self, token: str) -> str:
-        """Mask one token (a cache miss): by the shape of its digits when that is safe."""
+        """Mask one token that is not in the cache.
+
+        A token with digits is masked by the shape of its digits when that is safe (the rules
+        treat all digits alike and no digit survived masking), and is then not cached itself:
+        its digits rarely come back, and would push the words out of the cache.
+        """
         raw = token.encode()
-        shape = raw.translate(_ZERO_DIGITS) if self.digit_agnostic else raw
-        masked = self._shapes.get(shape) if shape != raw else None
-        if masked is None:
-            masked = self._mask_fresh(token)
-            if shape != raw and _DIGIT.search(masked) is None:
-                self._remember(self._shapes, shape, masked)
+        shape = raw.translate(_ZERO_DIGITS)
+        if shape != raw and self.digit_agnostic:
+            masked = self._shapes.get(shape)
+            if masked is None:
+                masked = self._mask_fresh(token, digits=True)
+                if _DIGIT.search(masked) is None:
+                    self._remember(self._shapes, shape, masked)
+                    return masked
+                self._remember(self._cache, token, masked)  # a digit survived (``ssh2``)
+            return masked
+        # No shape to go by: only 0s, no digit (if ASCII), or rules that name a digit.
+        masked = self._mask_fresh(token, shape != raw or b"0" in raw or len(raw) != len(token))
         self._remember(self._cache, token, masked)
         return masked
 
-    def _mask_fresh(self, token: str) -> str:
-        if self._token is None:
+    def _mask_fresh(self, token: str, digits: bool) -> str:
+        """Run the token rules over `token` (only those that need no digit if it has none)."""
+        rules = self._token if digits else self._token_no_digit
+        if rules is None:
             return token
-        repl = self._token_single if self._token_single is not None else self._token_replace
-        out = self._token.sub(repl, token)
+        out = rules.sub(token)
         if out.count(WILDCARD) > 1:
             out = _COLLAPSE.sub(WILDCARD, out)
         return out
 
     def _remember(self, cache: dict[Any, str], key: Any, value: str) -> None:
+        """Cache `value`; bounded, the older half dropped when full."""
         if len(cache) >= self._cache_size:
             for k in list(cache)[: self._cache_size // 2]:  # drop the older half: amortised O(1)
                 del cache[k]

@@ -31,7 +31,7 @@ import enum
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import xxhash
 
@@ -39,6 +39,8 @@ from via_otlp.patterns.config import PatternsConfig
 from via_otlp.patterns.masking import WILDCARD, Masker
 from via_otlp.patterns.prepare import prepare
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 _ZERO_DIGITS = bytes.maketrans(b"0123456789", b"0000000000")
 _HAS_DIGIT = re.compile(r"\d")
 # A token that is a word of constant shape: letters (one upper-case at least), `_`, `.`, `-`.
@@ -326,7 +328,7 @@ class SourceMiner:
         self._values: dict[tuple[str, str, int], set[str]] = {}
         self._by_shape: dict[bytes, Template] = {}
         self._by_body: dict[str, Template] = {}
-        self._by_masked: dict[str, Template] = {}
+        self._by_masked: dict[str, tuple[Template, bool]] = {}
         self._agnostic = self.masker.digit_agnostic
         self._long = 2 * config.max_tokens - 1
         self.stats = MinerStats()
@@ -354,37 +356,52 @@ class SourceMiner:
             if hit is not self._flood:
                 self.templates.move_to_end(hit.id)
             return hit
+        return self._add_new_shape(body, shape)
+
+    def _add_new_shape(self, body: str, shape: bytes) -> Template:
+        """`add` for a line whose shape was not seen lately: mask it (its masked text may be)."""
         tokens = self._tokens(body)
         key = " ".join(tokens)
-        template = self._by_masked.get(key)
-        if template is not None and template.alive:
-            stats.fast_path_hits += 1
-            self.templates.move_to_end(template.id)
+        known = self._by_masked.get(key)
+        if known is not None and known[0].alive:
+            template, digit_free = known
+            self.stats.fast_path_hits += 1
+            self._touch(template)
         else:
-            template = self._match(tokens)
-            if template is None:
-                self._window_new += 1
-                if stats.flooding:
-                    template = self._flood_template()
-                    stats.flooded_lines += 1
-                else:
-                    template = self._create(tokens)
-            else:
-                self.templates.move_to_end(template.id)
-            self._remember(self._by_masked, key, template)
+            template = self._learn(tokens)
+            # Whether a digit survived masking (``ssh2``) is remembered with the masked text.
+            digit_free = _HAS_DIGIT.search(key) is None
+            self._remember(self._by_masked, key, (template, digit_free))
         template.count += 1
-        if _HAS_DIGIT.search(key) is None:
+        if digit_free:
             self._remember(self._by_shape, shape, template)
-        else:  # a digit survived masking (``ssh2``): only the exact line is safe to cache
+        else:  # lines of this shape may mask apart: only the exact line is safe to cache
             self._remember(self._by_body, body, template)
         return template
+
+    def _learn(self, tokens: list[str]) -> Template:
+        """The template of masked `tokens` not seen lately: matched in the tree, or a new one."""
+        template = self._match(tokens)
+        if template is not None:
+            self._touch(template)
+            return template
+        self._window_new += 1
+        if self.stats.flooding:
+            self.stats.flooded_lines += 1
+            return self._flood_template()
+        return self._create(tokens)
+
+    def _touch(self, template: Template) -> None:
+        """Mark `template` most recently used (the flood template is in no LRU order)."""
+        if template is not self._flood:
+            self.templates.move_to_end(template.id)
 
     def _tokens(self, body: str) -> list[str]:
         if "\n" in body or len(body) >= self._long:
             body = prepare(body, self.config.max_tokens)
         return self.masker.tokens(body) or [""]
 
-    def _remember(self, cache: dict[Any, Template], key: Any, template: Template) -> None:
+    def _remember(self, cache: dict[_K, _V], key: _K, template: _V) -> None:
         """Cache a line (exact, or masked) → template; bounded, oldest half dropped when full."""
         size = self.config.fast_path_size
         if size == 0:
@@ -472,26 +489,32 @@ class SourceMiner:
                 self.stats.merges += 1
 
     def _best_span(self, tokens: list[str]) -> Template | None:
-        """A template of another length that fits once a bare ``<*>`` spans several tokens."""
+        """A template of another length that fits once a bare ``<*>`` spans several tokens.
+
+        A ``<*>`` spans one token at least, so only the shorter side's variables can absorb the
+        longer side's extra tokens: one direction is tried per template, and the line's regex
+        is built only when a longer template is met.
+        """
         pool = self.by_first.get(_leaf_key(tokens)[1], [])
         if not pool:
             return None
         line = " ".join(tokens)
         line_regex: re.Pattern[str] | bool | None = False
         for template in pool[-_MAX_SPAN_CANDIDATES:]:
-            if len(template.tokens) == len(tokens):
-                continue
-            regex = self._spans.get(template.id, False)
-            if regex is False:
-                regex = self._spans[template.id] = _span_regex(template.tokens)
-            if _span_fits(regex, line):  # type: ignore[arg-type]
-                self._reshape(template, _collapse_spans(template.tokens))
-                return template
-            if line_regex is False:
-                line_regex = _span_regex(tokens)
-            if _span_fits(line_regex, template.text):  # type: ignore[arg-type]
-                self._reshape(template, _collapse_spans(tokens))
-                return template
+            n = len(template.tokens)
+            if n < len(tokens):
+                regex = self._spans.get(template.id, False)
+                if regex is False:
+                    regex = self._spans[template.id] = _span_regex(template.tokens)
+                if _span_fits(regex, line):  # type: ignore[arg-type]
+                    self._reshape(template, _collapse_spans(template.tokens))
+                    return template
+            elif n > len(tokens):
+                if line_regex is False:
+                    line_regex = _span_regex(tokens)
+                if _span_fits(line_regex, template.text):  # type: ignore[arg-type]
+                    self._reshape(template, _collapse_spans(tokens))
+                    return template
         return None
 
     # -- bookkeeping --------------------------------------------------------------------
