@@ -186,7 +186,11 @@ class App:
                 await self.registry.start()
             await self.emitter.start()
             if self.correlation is not None:
-                await self.correlation.start()
+                # Opening the vector store costs half a second (qdrant-client's imports); events
+                # queue in the stage meanwhile, so intake need not wait for it.
+                self._correlation_start = asyncio.create_task(
+                    self._start_correlation(self.correlation), name="via-correlate-start"
+                )
             self._tasks.append(asyncio.create_task(self._consume_loop(), name="via-consumer"))
             self._tasks.append(asyncio.create_task(self._tick_loop(), name="via-ticker"))
             self._tasks.append(asyncio.create_task(self._snapshot_loop(), name="via-snapshot"))
@@ -246,6 +250,9 @@ class App:
                 await task
         self._tasks.clear()
         self._save_if_restored()
+        if self._correlation_start is not None:
+            with contextlib.suppress(Exception):
+                await self._correlation_start
         if self.correlation is not None:
             await self.correlation.shutdown(grace)
         await self.emitter.shutdown(grace)
@@ -254,6 +261,13 @@ class App:
         if self.correlation is not None:
             self._save_if_restored()  # the correlator may have closed incidents while flushing
         self.state = "stopped"
+
+    @staticmethod
+    async def _start_correlation(correlation: Correlation) -> None:
+        try:
+            await correlation.start()
+        except Exception as exc:
+            log.error("correlate could not start, anomalies are not grouped into incidents: %s", exc)
 
     def _save_if_restored(self) -> None:
         if not self._restored:
