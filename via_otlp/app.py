@@ -169,9 +169,9 @@ class App:
         self.control = ControlServer(config.control, self)
         self.state = "new"
         self.started_at = 0.0
-        self._restored = (
-            False  # state is saved only once it was read: a failed start keeps the file
-        )
+        # State is saved only once it was read: a start that fails to read it keeps the file.
+        self._restored = False
+        self._correlation_start: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._state_path = Path(config.state.data_dir) / STATE_FILE
 
@@ -267,7 +267,9 @@ class App:
         try:
             await correlation.start()
         except Exception as exc:
-            log.error("correlate could not start, anomalies are not grouped into incidents: %s", exc)
+            log.error(
+                "correlate could not start, anomalies are not grouped into incidents: %s", exc
+            )
 
     def _save_if_restored(self) -> None:
         if not self._restored:

@@ -56,6 +56,15 @@ def test_profiles_profile_and_templates(control_server: ServerProcess) -> None:
     )
     detail = ok("profile", info["rhythm_hash"], server=control_server)
     assert HISTORY_TEMPLATE in detail and "baseline" in detail and "learning" in detail
+    # the recent buckets: a sparkline, then the last few as a table
+    spark = next(line for line in detail.splitlines() if line.startswith("recent"))
+    assert set(spark.split()[1]) <= set("▁▂▃▄▅▆▇█") and "buckets, oldest first" in spark
+    lines = detail.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("BUCKET START"))
+    assert lines[at].split() == ["BUCKET", "START", "COUNT", "EXPECTED", "DISTINCT"]
+    assert len(lines[at + 1 :]) == 10
+    short = ok("profile", info["rhythm_hash"], "--buckets", "0", server=control_server)
+    assert "recent" in short and "BUCKET START" not in short
     as_json = json.loads(ok("profile", info["rhythm_hash"], "--json", server=control_server))
     assert as_json["profile"]["rhythm_hash"] == info["rhythm_hash"]
 

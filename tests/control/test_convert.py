@@ -6,8 +6,9 @@ import pytest
 
 from via_otlp.config import DEFAULT_CONFIG_PATH, load_config, parse_config
 from via_otlp.control import convert
+from via_otlp.control.cli import sparkline
 from via_otlp.control.gen.via.v1 import control_pb2 as pb2
-from via_otlp.detect.profile import ProfileState, ProfileSummary
+from via_otlp.detect.profile import ProfileState, ProfileSummary, RecentBucket
 from via_otlp.errors import ConfigError, InputError
 from via_otlp.model import Source
 from via_otlp.registry.patches import Patch, PatchRule
@@ -29,6 +30,17 @@ PROFILES = [
     summary(f"{i:016x}", "shop/cart" if i % 2 else "bank/ledger", float(i % 4), i * 7 % 11)
     for i in range(25)
 ]
+
+
+def test_recent_buckets_convert_in_order_and_draw_as_a_sparkline() -> None:
+    buckets = [RecentBucket(NOW + i * 10**10, c, 2.5, c // 2) for i, c in enumerate([0, 3, 12])]
+    got = convert.recent_to_proto(buckets)
+    assert [(b.start_unix_nano, b.count, b.expected, b.distinct) for b in got] == [
+        (NOW, 0.0, 2.5, 0.0), (NOW + 10**10, 3.0, 2.5, 1.0), (NOW + 2 * 10**10, 12.0, 2.5, 6.0)
+    ]  # fmt: skip
+    assert sparkline([b.count for b in got]) == "▁▄█"
+    assert sparkline([0, 0]) == "▁▁" and sparkline([]) == ""
+    assert sparkline([1, 1000]) == "▂█"  # anything above 0 shows above the floor
 
 
 @pytest.mark.parametrize("order", [0, pb2.PROFILE_ORDER_RATE, pb2.PROFILE_ORDER_RECENCY])

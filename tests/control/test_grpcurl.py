@@ -20,6 +20,7 @@ from tests.control.conftest import (
     CALLER,
     HISTORY_TEMPLATE,
     NOVEL_ERROR,
+    SECOND,
     SERVICE,
     TOKEN,
     call,
@@ -127,8 +128,21 @@ def test_profiles_filter_order_page_and_get(control_server: ServerProcess) -> No
     assert {p["source"]["key"] for p in mine["profiles"]} == {SERVICE}
     info, error = sorted(mine["profiles"], key=lambda p: p["severity"] == "ERROR")
     assert info["severity"] == "INFO" and error["severity"] == "ERROR"
-    got = call(target, "GetProfile", {"rhythm_hash": info["rhythm_hash"]})["profile"]
+    answer = call(target, "GetProfile", {"rhythm_hash": info["rhythm_hash"]})
+    got = answer["profile"]
     assert got["template"] == HISTORY_TEMPLATE
+    # Its recent buckets (1 s each): consecutive, and holding the history's records (one a
+    # second from first_seen on) that fall among them; zero fields are left out of the JSON.
+    recent = answer["recent_buckets"]
+    starts = [int(b["start_unix_nano"]) for b in recent]
+    assert 1 <= len(recent) <= 60 and starts == list(range(starts[0], starts[-1] + 1, SECOND))
+    first = int(got["first_seen_unix_nano"])
+    history = [(first + i * SECOND) // SECOND * SECOND for i in range(55)]
+    assert sum(b.get("count", 0) for b in recent) == sum(
+        starts[0] <= t <= starts[-1] for t in history
+    )
+    assert all(b.get("distinct", 0) <= b.get("count", 0) <= 1 for b in recent)
+    assert any(b.get("expected", 0) > 0 for b in recent)
     assert int(got["total_count"]) == 55 and got["state"] == "PROFILE_STATE_LEARNING"
     assert int(got["last_seen_unix_nano"]) > int(got["first_seen_unix_nano"]) > 0
     assert got["bucket_seconds"] == 1 and "baseline_mean" in got

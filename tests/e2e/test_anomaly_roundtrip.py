@@ -133,6 +133,7 @@ async def run(tmp_path: Path, factory: GrpcServerFactory, downstream_first: bool
         }
         assert resource["service.name"] == "checkout"
         assert rec.logs[0].resource_logs[0].scope_logs[0].scope.name == "via-otlp"
+
         # the episode resolves after the cool-down and becomes a span from open to resolve
         # (other episodes may resolve too: once the test stops sending, the steady pattern's
         # silence is a drop, seen on the wall clock)

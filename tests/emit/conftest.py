@@ -93,8 +93,6 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> No
         await asyncio.sleep(0.01)
 
 
-
-
 @dataclass
 class Failure:
     """A scripted failure: a gRPC code or an HTTP status, with an optional server delay."""

@@ -2,7 +2,7 @@
 
     via-otlp ctl status
     via-otlp ctl profiles [--source GLOB] [--order rate|recency|hash] [--limit N]
-    via-otlp ctl profile RHYTHM_HASH
+    via-otlp ctl profile RHYTHM_HASH [--buckets N]
     via-otlp ctl templates [--source GLOB] [--limit N]
     via-otlp ctl anomalies [--since 1h] [--kind K] [--source KEY] [--state open|resolved]
     via-otlp ctl patch add --rule mute|drop|threshold [--source GLOB] [--template GLOB]
@@ -102,8 +102,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )  # fmt: skip
     _limit(p)
 
-    p = leaf("profile", cmd_profile, "one profile: baseline, cardinality, template")
+    p = leaf("profile", cmd_profile, "one profile: baseline, cardinality, template, recent buckets")
     p.add_argument("rhythm_hash", metavar="RHYTHM_HASH")
+    p.add_argument(
+        "--buckets", type=int, default=10, metavar="N",
+        help="list the last N recent buckets (default 10; all are in the sparkline)",
+    )  # fmt: skip
 
     p = leaf("templates", cmd_templates, "templates the miner keeps, per source")
     p.add_argument("--source", default="", help="source key or glob")
@@ -315,6 +319,22 @@ def when(unix_nano: int) -> str:
     return datetime.fromtimestamp(unix_nano / _NS, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float]) -> str:
+    """One character per value, its height relative to the largest ("▁" for 0).
+
+    >>> sparkline([0, 1, 2, 4, 8])
+    '▁▃▄▅█'
+    """
+    top = max(values, default=0.0)
+    if top <= 0:
+        return _BARS[0] * len(values)
+    steps = len(_BARS) - 2  # 0 gets the lowest bar, anything above it one of the others
+    return "".join(_BARS[0] if v <= 0 else _BARS[1 + round(v / top * steps)] for v in values)
+
+
 def _short(text: str, width: int = _TEMPLATE_WIDTH) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -410,14 +430,24 @@ def cmd_profile(args: argparse.Namespace) -> int:
             ("seen", f"{p.total_count:,} records over {p.buckets_seen:,} buckets, "
                      f"{when(p.first_seen_unix_nano)} … {when(p.last_seen_unix_nano)}"),
         ]  # fmt: skip
+        recent = list(r.recent_buckets)
+        if recent:
+            top = max(b.count for b in recent)
+            rows.append(
+                ("recent", f"{sparkline([b.count for b in recent])}  {len(recent)} buckets, "
+                           f"oldest first, max {top:,.0f} (the last {min(len(recent), args.buckets)} below)"),
+            )  # fmt: skip
         width = max(len(k) for k, _ in rows)
         for key, value in rows:
             print(f"{key.ljust(width)}  {value}")
-        if r.recent_buckets:
+        if recent and args.buckets > 0:
             print()
             table(
-                ["BUCKET START", "COUNT", "DISTINCT"],
-                [(when(b.start_unix_nano), b.count, b.distinct) for b in r.recent_buckets],
+                ["BUCKET START", "COUNT", "EXPECTED", "DISTINCT"],
+                [
+                    (when(b.start_unix_nano), round(b.count), b.expected, round(b.distinct))
+                    for b in recent[-args.buckets :]
+                ],
             )
         return EXIT_OK
 

@@ -35,7 +35,7 @@ from via_otlp.correlate.model import (
     SimilarResult,
 )
 from via_otlp.detect.engine import EngineStats
-from via_otlp.detect.profile import ProfileState, ProfileSummary
+from via_otlp.detect.profile import ProfileState, ProfileSummary, RecentBucket
 from via_otlp.emit.exporter import EmitStats
 from via_otlp.errors import InputError
 from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, Source
@@ -308,6 +308,19 @@ def profile_to_proto(p: ProfileSummary) -> pb2.Profile:
         rate_per_minute=rate,
         state=_PROFILE_STATE.get(p.state, pb2.PROFILE_STATE_UNSPECIFIED),
     )
+
+
+def recent_to_proto(buckets: Iterable[RecentBucket]) -> list[pb2.BucketCount]:
+    """A profile's recent buckets (oldest first) as GetProfile shows them."""
+    return [
+        pb2.BucketCount(
+            start_unix_nano=b.start_ns,
+            count=float(b.count),
+            distinct=float(b.distinct),
+            expected=b.expected,
+        )
+        for b in buckets
+    ]
 
 
 def profile_sort_key(order: int) -> Callable[[ProfileSummary], tuple[Any, ...]]:

@@ -162,10 +162,14 @@ class ControlService(pb2_grpc.ControlServicer):
         rhythm_hash = request.rhythm_hash.strip().lower()
         if not rhythm_hash:
             raise InputError("rhythm_hash is required")
-        summary = self.app.pipeline.engine.profile(rhythm_hash)
+        engine = self.app.pipeline.engine
+        summary = engine.profile(rhythm_hash)
         if summary is None:
             raise NotFoundError(f"no profile with rhythm hash {rhythm_hash!r} is tracked")
-        return pb2.GetProfileResponse(profile=convert.profile_to_proto(summary))
+        return pb2.GetProfileResponse(
+            profile=convert.profile_to_proto(summary),
+            recent_buckets=convert.recent_to_proto(engine.recent_buckets(rhythm_hash) or []),
+        )
 
     @_classified
     async def ListTemplates(

@@ -6,6 +6,13 @@ One small module per algorithm (`ewma`, `cusum`, `hll`, `tails`), the profile co
 
 from via_otlp.detect.config import DetectConfig
 from via_otlp.detect.engine import Engine, EngineStats
-from via_otlp.detect.profile import ProfileState, ProfileSummary
+from via_otlp.detect.profile import ProfileState, ProfileSummary, RecentBucket
 
-__all__ = ["DetectConfig", "Engine", "EngineStats", "ProfileState", "ProfileSummary"]
+__all__ = [
+    "DetectConfig",
+    "Engine",
+    "EngineStats",
+    "ProfileState",
+    "ProfileSummary",
+    "RecentBucket",
+]

@@ -33,8 +33,10 @@ and a snapshot taken between two batches restores to exactly the same future.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -51,10 +53,33 @@ from via_otlp.detect.episodes import (
     severity_boost,
 )
 from via_otlp.detect.hll import HyperLogLog, registers_of
-from via_otlp.detect.profile import Alarm, ProfileSummary, ProfileTable, Verdict
+from via_otlp.detect.profile import (
+    Alarm,
+    ProfileSummary,
+    ProfileTable,
+    RecentBucket,
+    Verdict,
+)
 from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, LogBatch, Source
 
 _KIND_ORDER = {k: i for i, k in enumerate(AnomalyKind)}
+
+
+def _pick(seq: Sequence[str], idx: np.ndarray) -> tuple[str, ...]:
+    """``tuple(seq[i] for i in idx)``, in C."""
+    if len(idx) == 0:
+        return ()
+    if len(idx) == 1:
+        return (seq[int(idx[0])],)
+    return itemgetter(*idx.tolist())(seq)
+
+
+def _sorted_unique(x: np.ndarray) -> np.ndarray:
+    """``np.unique(x)`` for int64, by a sort (several times faster for a few thousand)."""
+    if len(x) == 0:
+        return x
+    x = np.sort(x)
+    return x[np.concatenate(([True], x[1:] != x[:-1]))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +103,9 @@ class EngineStats:
     max_event_ns: int
 
 
+_FOLD_AT = 1 << 17  # pending trace id candidates an open bucket holds before folding them
+
+
 @dataclass(slots=True)
 class _OpenBucket:
     """What arrived for one not-yet-closed bucket."""
@@ -86,12 +114,68 @@ class _OpenBucket:
     hll: dict[int, HyperLogLog] = field(default_factory=dict)
     with_id: dict[int, int] = field(default_factory=dict)  # records that carried a unique id
     samples: dict[int, list[str]] = field(default_factory=dict)
+    # Trace id candidates not folded into `samples` yet: per batch, the first few records of
+    # each group as (slot, trace id) in record order. Folding is Python work per candidate and
+    # samples are rarely read (an alarm, a snapshot), so it waits until then, or until many wait.
+    pending_slots: list[np.ndarray] = field(default_factory=list)
+    pending_tids: list[np.ndarray] = field(default_factory=list)
+    pending: int = 0
+
+    def add_candidates(self, slots: np.ndarray, tids: np.ndarray, k: int) -> None:
+        self.pending_slots.append(slots)
+        self.pending_tids.append(tids)
+        self.pending += len(slots)
+        if self.pending > _FOLD_AT:
+            self.fold(k)
+
+    def fold(self, k: int) -> None:
+        """Fold the pending candidates into `samples`: per slot, its first `k` distinct ids."""
+        self.samples = self.samples_of(None, k)
+        self.pending_slots, self.pending_tids, self.pending = [], [], 0
+
+    def samples_of(self, slots: set[int] | None, k: int) -> dict[int, list[str]]:
+        """The samples of `slots` (None: of all), pending candidates included, folding nothing.
+
+        A slot's entry exists once a group of it was seen, even if none of its ids was set.
+        """
+        if slots is None:
+            out = {s: list(v) for s, v in self.samples.items()}
+        else:
+            out = {s: list(self.samples[s]) for s in slots if s in self.samples}
+            want = np.fromiter(slots, dtype=np.int64, count=len(slots))
+        for ps, pt in zip(self.pending_slots, self.pending_tids, strict=True):
+            if slots is not None:
+                m = np.isin(ps, want)
+                ps, pt = ps[m], pt[m]
+            for s, tid in zip(ps.tolist(), pt.tolist(), strict=True):
+                have = out.get(s)
+                if have is None:
+                    have = out[s] = []
+                if tid and len(have) < k and tid not in have:
+                    have.append(tid)
+        return out
+
+    def forget(self, slots: np.ndarray) -> None:
+        """Drop everything of evicted `slots` (their slots may be reused)."""
+        for i, ps in enumerate(self.pending_slots):
+            m = np.isin(ps, slots)
+            if m.any():
+                self.pending -= int(np.count_nonzero(m))
+                self.pending_slots[i] = ps[~m]
+                self.pending_tids[i] = self.pending_tids[i][~m]
+        for s in slots.tolist():
+            self.hll.pop(s, None)
+            self.with_id.pop(s, None)
+            self.samples.pop(s, None)
+        self.counts[slots[slots < len(self.counts)]] = 0.0
 
 
 class Engine:
     """Turns LogBatches (with rhythm hashes filled) into anomaly episode events."""
 
-    VERSION = 2  # 2: the profile table's seasonal and id-population columns (reads 1)
+    # 2: the profile table's seasonal and id-population columns (reads 1)
+    # 3: its ring of recent buckets (reads 1 and 2)
+    VERSION = 3
 
     def __init__(self, config: DetectConfig) -> None:
         if not isinstance(config, DetectConfig):
@@ -139,21 +223,20 @@ class Engine:
             self._c["late_records"] += n_late
             b = np.maximum(b, self._next_close)
 
-        # Rhythm hash → profile slot, creating profiles for hashes never seen.
+        # Rhythm hash → profile slot (one dict look-up per record, in C); new hashes make profiles.
         hashes = batch.rhythm_hash
-        uniq = dict.fromkeys(hashes)
-        code_of = {h: i for i, h in enumerate(uniq)}
-        codes = np.fromiter(map(code_of.__getitem__, hashes), dtype=np.int64, count=n)
-        index = self._table.index
-        slot_of_code = np.fromiter(
-            (index.get(h, -1) for h in uniq), dtype=np.int64, count=len(uniq)
-        )
-        new_codes = np.flatnonzero(slot_of_code < 0)
-        if len(new_codes) < len(uniq) and batch.template:
-            self._refresh_templates(batch, uniq, slot_of_code)
-        if len(new_codes):
+        table = self._table
+        rec_slot = np.fromiter(map(table.index.get, hashes, repeat(-1)), dtype=np.int64, count=n)
+        if int(rec_slot.min()) < 0:
+            uniq = dict.fromkeys(hashes)
+            code_of = {h: i for i, h in enumerate(uniq)}
+            codes = np.fromiter(map(code_of.__getitem__, hashes), dtype=np.int64, count=n)
+            slot_of_code = np.fromiter(
+                map(table.index.get, uniq, repeat(-1)), dtype=np.int64, count=len(uniq)
+            )
+            new_codes = np.flatnonzero(slot_of_code < 0)
             events += self._create(batch, codes, new_codes, slot_of_code, t, b)
-        rec_slot = slot_of_code[codes]
+            rec_slot = slot_of_code[codes]
         pos = np.flatnonzero(rec_slot >= 0)
         if len(pos) < n:  # more new patterns than max_profiles allows: counted, not a crash
             self._c["dropped_records"] += n - len(pos)
@@ -166,7 +249,7 @@ class Engine:
         span = int(bp.max()) - bmin + 1
         key = rec_slot[pos] * span + (bp - bmin)
         sort = np.argsort(key, kind="stable")
-        order = pos[sort]  # record positions, grouped
+        order = pos[sort]  # record positions, grouped (each group in record order)
         sk = key[sort]
         starts = np.flatnonzero(np.concatenate(([True], sk[1:] != sk[:-1])))
         cnt = np.diff(np.append(starts, len(pos)))
@@ -175,14 +258,29 @@ class Engine:
         g_bucket = gkey % span + bmin
         g_tmax = np.maximum.reduceat(t[order], starts)
 
-        table = self._table
-        np.maximum.at(table.last_seen_ns, g_slot, g_tmax)
-        np.maximum.at(table.last_bucket, g_slot, g_bucket)
-        np.add.at(table.total, g_slot, cnt)
-        for bk in np.unique(g_bucket).tolist():
-            acc = self._bucket(bk)
-            m = g_bucket == bk
-            acc.counts[g_slot[m]] += cnt[m]
+        if span == 1:  # the usual batch: one bucket, so one group per slot
+            table.last_seen_ns[g_slot] = np.maximum(table.last_seen_ns[g_slot], g_tmax)
+            table.last_bucket[g_slot] = np.maximum(table.last_bucket[g_slot], bmin)
+            table.total[g_slot] += cnt
+            acc = self._bucket(bmin)
+            acc.counts[g_slot] += cnt
+        else:
+            np.maximum.at(table.last_seen_ns, g_slot, g_tmax)
+            np.maximum.at(table.last_bucket, g_slot, g_bucket)
+            np.add.at(table.total, g_slot, cnt)
+            for bk in np.unique(g_bucket).tolist():
+                acc = self._bucket(bk)
+                m = g_bucket == bk
+                acc.counts[g_slot[m]] += cnt[m]
+        if batch.template:
+            # Per slot, the first record of the batch: the first record of its first group.
+            first_of_group = order[starts]
+            if span == 1:
+                self._refresh_templates(batch.template, g_slot, first_of_group)
+            else:
+                by_slot = np.flatnonzero(np.concatenate(([True], g_slot[1:] != g_slot[:-1])))
+                first = np.minimum.reduceat(first_of_group, by_slot)
+                self._refresh_templates(batch.template, g_slot[by_slot], first)
 
         max_samples = self.config.max_sample_trace_ids
         if max_samples and batch.trace_id:
@@ -197,18 +295,20 @@ class Engine:
         return events
 
     def _refresh_templates(
-        self, batch: LogBatch, uniq: dict[str, None], slot_of_code: np.ndarray
+        self, templates: list[str], slots: np.ndarray, first: np.ndarray
     ) -> None:
         """Keep each profile's template text current: a template that generalised since the
-        profile was created (a new ``<*>``) keeps its id, so its rhythm hash, but reads better."""
-        hashes = batch.rhythm_hash
-        first = dict(zip(reversed(hashes), range(len(hashes) - 1, -1, -1), strict=True))
+        profile was created (a new ``<*>``) keeps its id, so its rhythm hash, but reads better.
+
+        `slots` are the batch's profiles (each once) and `first` their first records."""
         texts = self._table.template
-        for h, slot in zip(uniq, slot_of_code.tolist(), strict=True):
-            if slot >= 0:
-                text = batch.template[first[h]]
-                if texts[slot] != text:
-                    texts[slot] = text
+        now = _pick(templates, first)
+        had = _pick(texts, slots)
+        if now == had:
+            return
+        changed = np.flatnonzero(np.array(now, dtype=object) != np.array(had, dtype=object))
+        for i in changed.tolist():
+            texts[int(slots[i])] = now[i]
 
     def _bucket(self, bk: int) -> _OpenBucket:
         acc = self._open.get(bk)
@@ -273,22 +373,22 @@ class Engine:
         g_bucket: np.ndarray,
         k: int,
     ) -> None:
-        acc_of = self._open
-        for start, c, s, bk in zip(
-            starts.tolist(), cnt.tolist(), g_slot.tolist(), g_bucket.tolist(), strict=True
-        ):
-            samples = acc_of[bk].samples
-            have = samples.get(s)
-            if have is not None and len(have) >= k:
-                continue
-            if have is None:
-                have = samples[s] = []
-            for i in order[start : start + min(c, k)].tolist():
-                tid = tids[i]
-                if tid and tid not in have:
-                    have.append(tid)
-                    if len(have) >= k:
-                        break
+        """Each group's first `k` records are candidates for its bucket's sample trace ids."""
+        take = np.minimum(cnt, k)
+        total = int(take.sum())
+        ends = np.cumsum(take)
+        within = np.arange(total, dtype=np.int64) - np.repeat(ends - take, take)
+        rec = order[np.repeat(starts, take) + within]
+        c_slot = np.repeat(g_slot, take)
+        c_tid = np.empty(total, dtype=object)
+        c_tid[:] = _pick(tids, rec)
+        if int(g_bucket.min()) == int(g_bucket.max()):
+            self._open[int(g_bucket[0])].add_candidates(c_slot, c_tid, k)
+            return
+        c_bucket = np.repeat(g_bucket, take)
+        for bk in np.unique(g_bucket).tolist():
+            m = c_bucket == bk
+            self._open[bk].add_candidates(c_slot[m], c_tid[m], k)
 
     def _count_unique(
         self,
@@ -303,35 +403,41 @@ class Engine:
         # (group, register, rank) triple per distinct value: then each group's sketch is fed once.
         uniq = dict.fromkeys(uids)
         code_of = {u: i for i, u in enumerate(uniq)}
+        # (the empty id hashes too, in C, and is then left out by `valid_u`)
         hv = np.fromiter(
-            (xxhash.xxh64_intdigest(u.encode()) if u else 0 for u in uniq),
-            dtype=np.uint64,
-            count=len(uniq),
+            map(xxhash.xxh64_intdigest, map(str.encode, uniq)), dtype=np.uint64, count=len(uniq)
         )
-        valid_u = np.fromiter((bool(u) for u in uniq), dtype=bool, count=len(uniq))
+        valid_u = np.fromiter(map(bool, uniq), dtype=bool, count=len(uniq))
         codes = np.fromiter(map(code_of.__getitem__, uids), dtype=np.int64, count=len(uids))[order]
         group = np.repeat(np.arange(len(starts), dtype=np.int64), cnt)
         keep = valid_u[codes]
         precision = self.config.cardinality.precision
         idx, rho = registers_of(hv[codes[keep]], precision)
-        packed = np.unique((group[keep] << 24) | (idx << 8) | rho.astype(np.int64))
+        packed = _sorted_unique((group[keep] << 24) | (idx << 8) | rho.astype(np.int64))
         g = packed >> 24
         idx = (packed >> 8) & 0xFFFF
         rho = (packed & 0xFF).astype(np.uint8)
         per_group = np.bincount(group[keep], minlength=len(starts))
-        for gi in np.flatnonzero(per_group).tolist():
-            acc = self._open[int(g_bucket[gi])]
-            s = int(g_slot[gi])
-            acc.with_id[s] = acc.with_id.get(s, 0) + int(per_group[gi])
+        acc_of = self._open
+        bucket_of, slot_of = g_bucket.tolist(), g_slot.tolist()
+        with_id = np.flatnonzero(per_group)
+        for gi, k in zip(with_id.tolist(), per_group[with_id].tolist(), strict=True):
+            acc = acc_of[bucket_of[gi]]
+            s = slot_of[gi]
+            acc.with_id[s] = acc.with_id.get(s, 0) + k
         bounds = np.flatnonzero(np.concatenate(([True], g[1:] != g[:-1], [True])))
+        idx_l, rho_l, g_l = idx.tolist(), rho.tolist(), g.tolist()
         for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-            gi = int(g[lo])
-            acc = self._open[int(g_bucket[gi])]
-            s = int(g_slot[gi])
+            gi = g_l[lo]
+            acc = acc_of[bucket_of[gi]]
+            s = slot_of[gi]
             h = acc.hll.get(s)
             if h is None:
                 h = acc.hll[s] = HyperLogLog(precision)
-            h.add_registers(idx[lo:hi], rho[lo:hi])
+            if h.is_sparse:  # a few registers: Python lists are cheaper than array slices
+                h.add_register_list(idx_l[lo:hi], rho_l[lo:hi])
+            else:
+                h.add_registers(idx[lo:hi], rho[lo:hi])
 
     # -- time --------------------------------------------------------------------------------
 
@@ -378,14 +484,12 @@ class Engine:
         counts = np.zeros(cap)
         distinct = np.zeros(cap)
         with_id = np.zeros(cap)
-        samples: dict[int, list[str]] = {}
         if acc is not None:
             counts[: len(acc.counts)] = acc.counts
             for s, h in acc.hll.items():
                 distinct[s] = h.cardinality
             for s, k in acc.with_id.items():
                 with_id[s] = k
-            samples = acc.samples
         self._next_close = bk + 1
         self._c["buckets_closed"] += 1
         verdict = table.close(bk, counts, distinct, partial, with_id)
@@ -398,6 +502,10 @@ class Engine:
                 c = float(counts[slot])
                 alarms.append(Alarm(slot, AnomalyKind.NOVELTY, score, 0.0, 0.0, c, 0.0, 0.0))
         alarms.sort(key=lambda a: (table.rhythm_hash[a.slot], _KIND_ORDER[a.kind]))
+        samples: dict[int, list[str]] = {}
+        if acc is not None and alarms:
+            k = self.config.max_sample_trace_ids
+            samples = acc.samples_of({a.slot for a in alarms}, k)
         events = self._episodes_step(bk, verdict, alarms, samples)
         idle = table.idle(bk, self._ttl)
         if len(idle):
@@ -474,12 +582,6 @@ class Engine:
                     events.append(
                         self._resolve((rh, kind), bk, "pattern no longer tracked (idle or evicted)")
                     )
-            for acc in self._open.values():
-                if s < len(acc.counts):
-                    acc.counts[s] = 0.0
-                acc.hll.pop(s, None)
-                acc.with_id.pop(s, None)
-                acc.samples.pop(s, None)
             self._novel.pop(s, None)
             if keep:
                 self._forgotten[rh] = None
@@ -487,6 +589,10 @@ class Engine:
                     del self._forgotten[next(iter(self._forgotten))]
             table.remove(s)
             self._c[counter] += 1
+        if slots:
+            gone = np.array(slots, dtype=np.int64)
+            for acc in self._open.values():
+                acc.forget(gone)
         return events
 
     def _resolve(self, key: tuple[str, AnomalyKind], bk: int, why: str) -> AnomalyEvent:
@@ -590,12 +696,20 @@ class Engine:
         slot = self._table.index.get(rhythm_hash)
         return None if slot is None else self._table.summary(slot)
 
+    def recent_buckets(self, rhythm_hash: str) -> list[RecentBucket] | None:
+        """One profile's most recent closed buckets, oldest first (at most `RECENT`, none before
+        the profile was made or the engine was restored from a snapshot without them); None if
+        the profile is not tracked."""
+        slot = self._table.index.get(rhythm_hash)
+        return None if slot is None else self._table.recent(slot)
+
     # -- state -------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
         """Versioned, JSON-serialisable state: restore it into an Engine with the same config."""
         open_buckets = []
         for bk, acc in sorted(self._open.items()):
+            acc.fold(self.config.max_sample_trace_ids)
             nz = np.flatnonzero(acc.counts)
             open_buckets.append({
                 "bucket": bk,
@@ -624,7 +738,7 @@ class Engine:
 
     def restore(self, state: dict[str, Any]) -> None:
         """Replace all state with a `snapshot` (raises ValueError if it cannot be used)."""
-        if state.get("version") != 1:  # a version 1 engine restores, its table upgraded
+        if state.get("version") not in (1, 2):  # older engines restore, their table upgraded
             check_version(state, self.VERSION, "Engine")
         if state["bucket_ns"] != self._bucket_ns:
             raise ValueError(

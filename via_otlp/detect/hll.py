@@ -141,6 +141,21 @@ class HyperLogLog:
                 return
         np.maximum.at(self._to_dense(), idx, rho)
 
+    def add_register_list(self, idx: list[int], rho: list[int]) -> None:
+        """`add_registers` for Python lists: the same registers, the same sparse or dense form
+        (cheaper for the few registers a sparse sketch usually gets at a time)."""
+        if not idx:
+            return
+        sparse = self._sparse
+        if sparse is not None and len(sparse) + len(idx) <= 4 * self._sparse_limit:
+            for i, r in zip(idx, rho, strict=True):
+                if sparse.get(i, 0) < r:
+                    sparse[i] = r
+            if len(sparse) <= self._sparse_limit:
+                return
+        dense = self._to_dense()
+        np.maximum.at(dense, np.array(idx, dtype=np.int64), np.array(rho, dtype=np.uint8))
+
     def add(self, value: str | bytes) -> None:
         """Add one value."""
         self.add_hashes(np.array([hash64(value)], dtype=np.uint64))

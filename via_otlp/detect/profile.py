@@ -64,6 +64,20 @@ class ProfileSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class RecentBucket:
+    """One recently closed bucket of one profile: what came, and what the baseline expected.
+
+    `count` saturates at 2³²-1 and `distinct` (the HyperLogLog estimate, rounded) at 65,535:
+    the ring is stored compactly (10 bytes a bucket).
+    """
+
+    start_ns: int
+    count: int
+    expected: float
+    distinct: int
+
+
+@dataclass(frozen=True, slots=True)
 class Alarm:
     """One test that fired for one profile in one bucket."""
 
@@ -130,7 +144,11 @@ _INT_COLS = (
 )
 _BOOL_COLS = ("live", "has_uid", "srun_hit")
 _EW_COLS = ("rate", "level", "dispersion", "card", "pop", "card_disp")
+_RECENT_COLS = ("recent_count", "recent_expected", "recent_distinct")
 HOURS = 24  # the seasonal shape: one factor per hour of the day (UTC), interpolated
+RECENT = 60  # closed buckets kept per profile for the control API (`ProfileTable.recent`)
+_COUNT_MAX = np.iinfo(np.uint32).max
+_DISTINCT_MAX = np.iinfo(np.uint16).max
 
 
 def occupancy(c: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -184,7 +202,9 @@ def population_of(c: np.ndarray, d: np.ndarray) -> np.ndarray:
 class ProfileTable:
     """All profiles, as columns indexed by slot; `index` maps rhythm hash → slot."""
 
-    VERSION = 2  # 2: seasonal factors, id population and the cardinality CUSUM (reads 1)
+    # 2: seasonal factors, id population and the cardinality CUSUM (reads 1)
+    # 3: the ring of recent buckets (reads 1 and 2, with no recent buckets)
+    VERSION = 3
 
     def __init__(self, config: DetectConfig, capacity: int = 64) -> None:
         self.config = config
@@ -237,6 +257,14 @@ class ProfileTable:
         self.season_n = np.zeros(0, dtype=np.int64)  # whole days learned
         self.card_cusum = np.zeros(0)  # upward CUSUM of standardised distinct-count residuals
         self.card_excess = np.zeros(0)  # distinct ids above expectation over its excursion
+        # The last RECENT closed buckets of every profile, a ring shared by all: bucket b sits in
+        # row b % RECENT (rows are contiguous, so closing a bucket writes one row of each).
+        # Rows hold buckets recent_from .. recent_end-1 (the last RECENT of them).
+        self.recent_count = np.zeros((RECENT, 0), dtype=np.uint32)
+        self.recent_expected = np.zeros((RECENT, 0), dtype=np.float32)
+        self.recent_distinct = np.zeros((RECENT, 0), dtype=np.uint16)
+        self.recent_from = 0
+        self.recent_end = 0
         self.rhythm_hash: list[str] = []
         self.source: list[Source | None] = []
         self.template_id: list[str] = []
@@ -260,6 +288,9 @@ class ProfileTable:
         self.season = np.concatenate([self.season, np.ones((pad, HOURS), dtype=np.float32)])
         self.day_sum = np.concatenate([self.day_sum, np.zeros((pad, HOURS), dtype=np.float32)])
         self.cusum.grow(capacity)
+        for name in _RECENT_COLS:
+            old = getattr(self, name)
+            setattr(self, name, np.concatenate([old, np.zeros((RECENT, pad), old.dtype)], axis=1))
         for name in _FLOAT_COLS:
             setattr(self, name, np.concatenate([getattr(self, name), np.zeros(pad)]))
         for name in _INT_COLS:
@@ -309,6 +340,8 @@ class ProfileTable:
             getattr(self, name).clear(slot)
         self.season[slot] = 1.0
         self.day_sum[slot] = 0.0
+        for name in _RECENT_COLS:
+            getattr(self, name)[:, slot] = 0
         self.cusum.clear(slot)
         for name in _FLOAT_COLS + _INT_COLS + _BOOL_COLS:
             getattr(self, name)[slot] = 0
@@ -324,10 +357,11 @@ class ProfileTable:
 
     def least_recent(self, k: int, protect: np.ndarray) -> np.ndarray:
         """The `k` live profiles seen longest ago (not in `protect`), oldest first, ties by slot."""
-        seen = np.where(self.live, self.last_seen_ns, np.iinfo(np.int64).max)
-        seen[protect] = np.iinfo(np.int64).max
+        can = self.live.copy()
+        can[protect] = False  # fewer than `k` when too few are left to choose from
+        seen = np.where(can, self.last_seen_ns, np.iinfo(np.int64).max)
         order = np.lexsort((np.arange(self.capacity), seen))[:k]
-        return order[self.live[order]]
+        return order[can[order]]
 
     # -- judging a bucket --------------------------------------------------------------------
 
@@ -588,7 +622,37 @@ class ProfileTable:
         )
         self.card.update(distinct, wc)
         self._learn_population(c_id, distinct, learning, card_hit | elevated_d, card_r2)
+        self._remember(bucket, c, mu, distinct)
         return Verdict(bucket, c, distinct, mu, sd, alarms, settled)
+
+    # -- recent buckets ----------------------------------------------------------------------
+
+    def _remember(self, bucket: int, c: np.ndarray, mu: np.ndarray, distinct: np.ndarray) -> None:
+        """Keep bucket `bucket` (count, expected count, distinct ids) in the ring of recent ones."""
+        if bucket != self.recent_end or self.recent_end == self.recent_from:
+            self.recent_from = bucket  # a gap (buckets skipped while no profile existed): restart
+        row = bucket % RECENT
+        self.recent_count[row] = np.minimum(c, _COUNT_MAX)
+        self.recent_expected[row] = mu
+        self.recent_distinct[row] = np.minimum(np.rint(distinct), _DISTINCT_MAX)
+        self.recent_end = bucket + 1
+
+    def recent(self, slot: int) -> list[RecentBucket]:
+        """The slot's most recent closed buckets (at most RECENT, oldest first)."""
+        lo = max(self.recent_from, self.recent_end - RECENT, int(self.first_bucket[slot]))
+        bns = self.config.bucket_ns
+        out = []
+        for b in range(lo, self.recent_end):
+            row = b % RECENT
+            out.append(
+                RecentBucket(
+                    b * bns,
+                    int(self.recent_count[row, slot]),
+                    float(self.recent_expected[row, slot]),
+                    int(self.recent_distinct[row, slot]),
+                )
+            )
+        return out
 
     # -- seasonality -------------------------------------------------------------------------
 
@@ -749,6 +813,8 @@ class ProfileTable:
         cols["season"] = encode_array(self.season.reshape(-1))
         cols["day_sum"] = encode_array(self.day_sum.reshape(-1))
         cols["cusum"] = {"pos": encode_array(self.cusum.pos), "neg": encode_array(self.cusum.neg)}
+        for name in _RECENT_COLS:
+            cols[name] = encode_array(getattr(self, name).reshape(-1))
         slots = np.flatnonzero(self.live).tolist()
         sources: dict[str, int] = {}
         src_list: list[Any] = []
@@ -773,6 +839,7 @@ class ProfileTable:
             "version": self.VERSION,
             "capacity": self.capacity,
             "day": self.day_abs,
+            "recent": [RECENT, self.recent_from, self.recent_end],
             "free": list(self._free),
             "columns": cols,
             "sources": src_list,
@@ -780,7 +847,8 @@ class ProfileTable:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        if state.get("version") != 1:  # version 1 restores with nothing seasonal learned yet
+        # Version 1 restores with nothing seasonal learned yet, 1 and 2 with no recent buckets.
+        if state.get("version") not in (1, 2):
             check_version(state, self.VERSION, "ProfileTable")
         fresh = ProfileTable(self.config, 0)
         fresh._free = []
@@ -800,6 +868,12 @@ class ProfileTable:
             fresh.season = decode_array(cols["season"], np.float32).reshape(-1, HOURS)
             fresh.day_sum = decode_array(cols["day_sum"], np.float32).reshape(-1, HOURS)
         fresh.day_abs = state.get("day")
+        length, r_from, r_end = state.get("recent", [RECENT, 0, 0])
+        if length == RECENT and r_end > r_from:  # else the ring starts empty
+            for name in _RECENT_COLS:
+                dtype = getattr(fresh, name).dtype
+                setattr(fresh, name, decode_array(cols[name], dtype).reshape(RECENT, -1))
+            fresh.recent_from, fresh.recent_end = int(r_from), int(r_end)
         fresh.cusum.pos = decode_array(cols["cusum"]["pos"], np.float64)
         fresh.cusum.neg = decode_array(cols["cusum"]["neg"], np.float64)
         sources = [Source(key, tuple((a, b) for a, b in attrs)) for key, attrs in state["sources"]]

@@ -350,14 +350,16 @@ class GetProfileRequest(_message.Message):
     def __init__(self, rhythm_hash: _Optional[str] = ...) -> None: ...
 
 class BucketCount(_message.Message):
-    __slots__ = ("start_unix_nano", "count", "distinct")
+    __slots__ = ("start_unix_nano", "count", "distinct", "expected")
     START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     DISTINCT_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_FIELD_NUMBER: _ClassVar[int]
     start_unix_nano: int
     count: float
     distinct: float
-    def __init__(self, start_unix_nano: _Optional[int] = ..., count: _Optional[float] = ..., distinct: _Optional[float] = ...) -> None: ...
+    expected: float
+    def __init__(self, start_unix_nano: _Optional[int] = ..., count: _Optional[float] = ..., distinct: _Optional[float] = ..., expected: _Optional[float] = ...) -> None: ...
 
 class GetProfileResponse(_message.Message):
     __slots__ = ("profile", "recent_buckets")
