@@ -36,6 +36,9 @@ from via_otlp.state import STATE_FILE, load_state, save_state
 log = logging.getLogger("via_otlp")
 
 MAX_RHYTHMS_SHOWN = 10_000
+# Buckets the wall-clock tick closes at most per call, so that catching up after a long silence
+# does not hold the event loop (an hour of 10 s buckets; ticks come every second or faster).
+MAX_BUCKETS_PER_TICK = 360
 ConsumeHook = Callable[[LogBatch], Awaitable[None]]
 
 
@@ -94,7 +97,7 @@ class Pipeline:
 
     def tick(self, now_ns: int) -> None:
         """Wall clock: let silence close buckets, and judge schemas."""
-        events = self.engine.tick(now_ns)
+        events = self.engine.tick(now_ns, max_buckets=MAX_BUCKETS_PER_TICK)
         self.dispatch(events + self._check_schemas())
 
     def _check_schemas(self) -> list[AnomalyEvent]:

@@ -278,3 +278,26 @@ def test_config_keys_and_errors() -> None:
         parse_config("{detect: {drift: {threshold: -1}}}")
     with pytest.raises(ConfigError, match=r"detect\.typo: unknown key"):
         parse_config("{detect: {typo: 1}}")
+
+
+def test_a_bogus_timestamp_in_the_first_batch_does_not_rewind_the_clock() -> None:
+    """A record stamped 1970 among current ones must not make the engine close fifty years
+    of buckets (minutes of a blocked server): it counts as late."""
+    eng = Engine(CFG)
+    now = 1_790_000_000 * S
+    eng.observe(batch([("a" * 16, 1), ("a" * 16, now), ("a" * 16, now + S)]))
+    stats = eng.stats()
+    assert stats.late_records == 1
+    assert stats.buckets_closed <= CFG.buckets(CFG.idle_ttl) + 1
+
+
+def test_a_tick_after_a_long_silence_closes_a_bounded_number_of_buckets() -> None:
+    eng = Engine(CFG)
+    run(eng, steady("d" * 16, 5, 0, 100), flush=False)
+    before = eng.stats().buckets_closed
+    later = 100 * BUCKET + 30 * 86400 * S  # a month without records or ticks
+    eng.tick(later, max_buckets=50)
+    assert eng.stats().buckets_closed - before <= 50
+    for _ in range(5):
+        eng.tick(later, max_buckets=50)
+    assert eng.stats().buckets_closed - before <= 300  # it carries on, a bounded step at a time

@@ -216,7 +216,10 @@ class Engine:
         b = t // self._bucket_ns
         events: list[AnomalyEvent] = []
         if self._next_close is None:
-            self._next_close = int(b.min())
+            # The first batch starts the clock. A record older than the idle TTL before its
+            # newest one cannot matter to any profile, and a bogus one (time 1970) must not make
+            # the engine close fifty years of buckets: such records count as late.
+            self._next_close = max(int(b.min()), int(b.max()) - self._ttl)
         late = b < self._next_close
         n_late = int(np.count_nonzero(late))
         if n_late:
@@ -441,11 +444,18 @@ class Engine:
 
     # -- time --------------------------------------------------------------------------------
 
-    def tick(self, now_ns: int) -> list[AnomalyEvent]:
-        """Serve mode: the wall clock says `now_ns`; close buckets the lateness allows."""
+    def tick(self, now_ns: int, max_buckets: int | None = None) -> list[AnomalyEvent]:
+        """Serve mode: the wall clock says `now_ns`; close buckets the lateness allows.
+
+        `max_buckets` bounds the work of one call (after a long silence there can be thousands
+        of buckets to close); the next calls carry on where this one stopped.
+        """
         if self._next_close is None:
             return []
-        return self._advance(int(now_ns) - self._lateness_ns)
+        target = int(now_ns) - self._lateness_ns
+        if max_buckets is not None:
+            target = min(target, (self._next_close + max_buckets) * self._bucket_ns)
+        return self._advance(target)
 
     def flush(self) -> list[AnomalyEvent]:
         """End of a replay: close every bucket up to the one holding the last event.
