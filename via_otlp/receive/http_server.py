@@ -161,7 +161,11 @@ class HttpServer:
         host, port = split_endpoint(self.config.endpoint) or ("", 0)  # validated by the config
         # We inflate bodies ourselves: to answer 415 for encodings we do not speak and to stop gzip bombs.
         runner = web.AppRunner(
-            self.make_app(), access_log=None, handle_signals=False, auto_decompress=False
+            self.make_app(),
+            access_log=None,
+            handle_signals=False,
+            auto_decompress=False,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
         )
         await runner.setup()
         site = web.TCPSite(
@@ -169,7 +173,6 @@ class HttpServer:
             host,
             port,
             reuse_address=True,
-            shutdown_timeout=SHUTDOWN_TIMEOUT,
         )
         try:
             await site.start()
