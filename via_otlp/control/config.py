@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from via_otlp.configload import spec
 from via_otlp.errors import ConfigError
+from via_otlp.registry.config import MAX_PAGE
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class ControlConfig:
     endpoint: str = "127.0.0.1:4320"
     token: str = ""
     default_page_size: int = field(default=100, metadata=spec(ge=1))
-    max_page_size: int = field(default=1000, metadata=spec(ge=1, le=10_000))
+    max_page_size: int = field(default=1000, metadata=spec(ge=1, le=MAX_PAGE))
 
     def check(self) -> None:
         # Imported here: via_otlp.config imports this module while it is being defined.

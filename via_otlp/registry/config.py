@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from via_otlp.configload import spec
 from via_otlp.errors import ConfigError
 
+# Rows one registry query returns at most (a page of the control API).
+MAX_PAGE = 1000
+
 
 @dataclass(frozen=True)
 class SchemaDriftConfig:

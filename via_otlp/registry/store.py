@@ -25,7 +25,7 @@ from via_otlp.correlate.model import Incident, IncidentEvent, IncidentLink, Inci
 from via_otlp.errors import StartupError, UpstreamError, ViaError
 from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, LogBatch
 from via_otlp.registry._db import as_upstream, init_connection, redact_dsn
-from via_otlp.registry.config import RegistryConfig
+from via_otlp.registry.config import MAX_PAGE, RegistryConfig
 from via_otlp.registry.embedded import EmbeddedPostgres
 from via_otlp.registry.migrate import apply_migrations
 from via_otlp.registry.patches import EMPTY_PATCHES, Patch, PatchSet
@@ -48,7 +48,6 @@ from via_otlp.registry.writer import RegistryWriter
 
 log = logging.getLogger(__name__)
 
-MAX_PAGE = 1000
 _MAX_HELD_EPISODES = 100_000
 _ANOMALY_COLUMNS = """episode_id, kind, state, source_key, source_attributes, rhythm_hash,
     template_id, template, severity, started_ns, ended_ns, time_ns, max_score, muted,
@@ -403,8 +402,11 @@ class Registry:
         return _schema_from_row(rows[0]) if rows else None
 
     async def list_schemas(self, *, limit: int = 100, after: str = "") -> list[SchemaRecord]:
-        """Schemas in source-key order; pass the last key as `after` for the next page."""
-        limit = max(1, min(limit, MAX_PAGE))
+        """Schemas in source-key order; pass the last key as `after` for the next page.
+
+        Up to MAX_PAGE + 1 rows, so that a caller asking one more than a full page can tell
+        whether another page follows."""
+        limit = max(1, min(limit, MAX_PAGE + 1))
         rows = await self._fetch(
             "SELECT attributes, profile, created_at, updated_at FROM schemas "
             f"WHERE source_key > $1 ORDER BY source_key LIMIT {limit}",
