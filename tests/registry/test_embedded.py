@@ -147,3 +147,7 @@ def test_root_with_a_private_directory_uses_shared_copies(
     finally:
         again.stop()
         shutil.rmtree(first.data_dir.parent, ignore_errors=True)
+        # the shared copy of this test's private binaries: <target>/<pkg>/pginstall/bin
+        copied_bin = again._bin_dir
+        if copied_bin is not None and str(copied_bin).startswith("/var/tmp/via-otlp/"):
+            shutil.rmtree(copied_bin.parents[2], ignore_errors=True)
