@@ -43,15 +43,7 @@ ConsumeHook = Callable[[LogBatch], Awaitable[None]]
 
 
 def build_normaliser(config: Config) -> Normaliser:
-    r = config.receive
-    return Normaliser(
-        NormaliseOptions(
-            source_attributes=r.source_attributes,
-            unique_id_attributes=r.unique_id_attributes,
-            max_future_skew_ns=int(r.max_future_skew * 1e9),
-            sample_every=r.attribute_sample_every,
-        )
-    )
+    return Normaliser(NormaliseOptions.from_config(config.receive))
 
 
 EventSink = Callable[[list[AnomalyEvent]], None]

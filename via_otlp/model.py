@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 UNKNOWN_SERVICE = "unknown_service"
 # The instrumentation scope of everything via-otlp emits; intake ignores records that carry it,
 # so a pipeline that loops VIA's output back in cannot feed on itself.
 VIA_SCOPE_NAME = "via-otlp"
+# The log attribute that carries a record's template (set by the Collector's drain processor,
+# and by via-otlp on the anomalies it emits).
+TEMPLATE_ATTRIBUTE = "log.record.template"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +42,17 @@ class Source:
     @classmethod
     def from_attributes(cls, attributes: tuple[tuple[str, str], ...]) -> Source:
         return cls("/".join(value for _, value in attributes), attributes)
+
+
+def source_to_json(source: Source) -> dict[str, Any]:
+    """A source as plain JSON: ``{"key": ..., "attributes": [[name, value], ...]}``."""
+    return {"key": source.key, "attributes": [list(a) for a in source.attributes]}
+
+
+def source_from_json(data: Mapping[str, Any]) -> Source:
+    """The inverse of `source_to_json`."""
+    attrs = tuple((str(k), str(v)) for k, v in data.get("attributes", ()))
+    return Source(str(data["key"]), attrs)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from via_otlp.model import AnomalyKind, EpisodeState, Source
+from via_otlp.model import AnomalyKind, EpisodeState, Source, source_from_json, source_to_json
 
 INCIDENT_JSON_VERSION = 1
 
@@ -65,10 +65,7 @@ class IncidentMember:
             "episode_id": self.episode_id,
             "kind": self.kind.value,
             "state": self.state.value,
-            "source": {
-                "key": self.source.key,
-                "attributes": [list(a) for a in self.source.attributes],
-            },
+            "source": source_to_json(self.source),
             "rhythm_hash": self.rhythm_hash,
             "template_id": self.template_id,
             "template": self.template,
@@ -81,12 +78,11 @@ class IncidentMember:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> IncidentMember:
-        src = d["source"]
         return cls(
             episode_id=str(d["episode_id"]),
             kind=AnomalyKind(d["kind"]),
             state=EpisodeState(d["state"]),
-            source=Source(str(src["key"]), tuple((str(k), str(v)) for k, v in src["attributes"])),
+            source=source_from_json(d["source"]),
             rhythm_hash=str(d["rhythm_hash"]),
             template_id=str(d["template_id"]),
             template=str(d["template"]),

@@ -29,7 +29,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from via_otlp import __version__
 from via_otlp.correlate.model import Incident, IncidentEvent, IncidentEventKind
-from via_otlp.model import VIA_SCOPE_NAME, AnomalyEvent, EpisodeState, Source
+from via_otlp.model import TEMPLATE_ATTRIBUTE, VIA_SCOPE_NAME, AnomalyEvent, EpisodeState, Source
 
 """Instrumentation scope name on everything VIA emits; the intake drops records carrying it."""
 
@@ -201,7 +201,7 @@ def event_attributes(event: AnomalyEvent) -> dict[str, _Attr]:
         "via.anomaly.state": event.state.value,
         "via.episode.id": event.episode_id,
         "via.rhythm_hash": event.rhythm_hash,
-        "log.record.template": event.template,
+        TEMPLATE_ATTRIBUTE: event.template,
         "via.expected": float(event.expected),
         "via.observed": float(event.observed),
         "via.template.id": event.template_id,

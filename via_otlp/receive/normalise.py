@@ -17,9 +17,16 @@ from typing import Any
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from via_otlp.model import UNKNOWN_SERVICE, VIA_SCOPE_NAME, AttributeSample, LogBatch, Source
+from via_otlp.config import ReceiveConfig
+from via_otlp.model import (
+    TEMPLATE_ATTRIBUTE,
+    UNKNOWN_SERVICE,
+    VIA_SCOPE_NAME,
+    AttributeSample,
+    LogBatch,
+    Source,
+)
 
-TEMPLATE_ATTRIBUTE = "log.record.template"
 MAX_RENDER_DEPTH = 16
 MAX_SEVERITY_TEXT = 32
 _SOURCE_CACHE_MAX = 4096
@@ -127,18 +134,26 @@ class IntakeCounts:
         self.loopback_ignored += other.loopback_ignored
 
 
+_RECEIVE_DEFAULTS = ReceiveConfig()
+
+
 @dataclass(frozen=True)
 class NormaliseOptions:
-    """The receive config keys normalisation uses."""
+    """The receive config keys normalisation uses (defaults: those of `ReceiveConfig`)."""
 
-    source_attributes: tuple[str, ...] = (
-        "service.namespace",
-        "service.name",
-        "deployment.environment.name",
-    )
-    unique_id_attributes: tuple[str, ...] = ("enduser.id", "user.id", "client.address")
-    max_future_skew_ns: int = 300 * 10**9
-    sample_every: int = 64
+    source_attributes: tuple[str, ...] = _RECEIVE_DEFAULTS.source_attributes
+    unique_id_attributes: tuple[str, ...] = _RECEIVE_DEFAULTS.unique_id_attributes
+    max_future_skew_ns: int = int(_RECEIVE_DEFAULTS.max_future_skew * 1e9)
+    sample_every: int = _RECEIVE_DEFAULTS.attribute_sample_every
+
+    @classmethod
+    def from_config(cls, receive: ReceiveConfig) -> NormaliseOptions:
+        return cls(
+            source_attributes=receive.source_attributes,
+            unique_id_attributes=receive.unique_id_attributes,
+            max_future_skew_ns=int(receive.max_future_skew * 1e9),
+            sample_every=receive.attribute_sample_every,
+        )
 
 
 @dataclass

@@ -15,7 +15,14 @@ from typing import Any
 
 from via_otlp.correlate.model import Incident
 from via_otlp.errors import InputError
-from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, Source
+from via_otlp.model import (
+    AnomalyEvent,
+    AnomalyKind,
+    EpisodeState,
+    Source,
+    source_from_json,
+    source_to_json,
+)
 
 EVENT_JSON_VERSION = 1
 
@@ -122,15 +129,6 @@ class SchemaRow:
     source: Source
     attributes: Mapping[str, Any]
     profile: Mapping[str, Any]
-
-
-def source_to_json(source: Source) -> dict[str, Any]:
-    return {"key": source.key, "attributes": [list(a) for a in source.attributes]}
-
-
-def source_from_json(data: Mapping[str, Any]) -> Source:
-    attrs = tuple((str(k), str(v)) for k, v in data.get("attributes", ()))
-    return Source(str(data["key"]), attrs)
 
 
 def event_to_json(event: AnomalyEvent) -> dict[str, Any]:

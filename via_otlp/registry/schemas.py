@@ -39,10 +39,18 @@ from typing import Any
 
 import xxhash
 
-from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, LogBatch, Source
+from via_otlp.model import (
+    AnomalyEvent,
+    AnomalyKind,
+    EpisodeState,
+    LogBatch,
+    Source,
+    source_from_json,
+    source_to_json,
+)
 from via_otlp.patterns.rhythm import rhythm_hash
 from via_otlp.registry.config import SchemaDriftConfig
-from via_otlp.registry.records import SchemaRow, source_from_json, source_to_json
+from via_otlp.registry.records import SchemaRow
 
 SNAPSHOT_VERSION = 1
 _NEW_TYPE_SHARE = 0.05

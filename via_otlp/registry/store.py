@@ -23,7 +23,7 @@ import asyncpg
 
 from via_otlp.correlate.model import Incident, IncidentEvent, IncidentLink, IncidentState, LinkType
 from via_otlp.errors import StartupError, UpstreamError, ViaError
-from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, LogBatch
+from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, LogBatch, source_from_json
 from via_otlp.registry._db import as_upstream, init_connection, redact_dsn
 from via_otlp.registry.config import MAX_PAGE, RegistryConfig
 from via_otlp.registry.embedded import EmbeddedPostgres
@@ -41,7 +41,6 @@ from via_otlp.registry.records import (
     decode_page_token,
     encode_page_token,
     event_from_json,
-    source_from_json,
 )
 from via_otlp.registry.schemas import SchemaRecord, SchemaTracker, schema_from_snapshot
 from via_otlp.registry.writer import RegistryWriter

@@ -23,7 +23,7 @@ from itertools import islice
 import asyncpg
 
 from via_otlp.correlate.model import IncidentEvent, IncidentEventKind
-from via_otlp.model import AnomalyEvent
+from via_otlp.model import AnomalyEvent, source_to_json
 from via_otlp.registry._db import is_retryable
 from via_otlp.registry.records import (
     EvaluationRow,
@@ -31,7 +31,6 @@ from via_otlp.registry.records import (
     SchemaRow,
     WriterStats,
     event_to_json,
-    source_to_json,
 )
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 from via_otlp.app import Pipeline
 from via_otlp.config import Config
 from via_otlp.errors import ViaError
-from via_otlp.model import AnomalyEvent, AnomalyKind
+from via_otlp.model import TEMPLATE_ATTRIBUTE, AnomalyEvent, AnomalyKind
+from via_otlp.receive.normalise import Normaliser
 from via_otlp.simulate.generate import Traffic, generate
 from via_otlp.simulate.scenario import Scenario
 from via_otlp.simulate.score import Detection, Score, detections_of, score
@@ -120,8 +121,8 @@ def run_offline(
 
 
 def _source_key(resource_attributes: dict[str, str]) -> str:
-    names = ("service.namespace", "service.name", "deployment.environment.name")
-    return "/".join(resource_attributes[n] for n in names if resource_attributes.get(n))
+    """The source key intake gives these resource attributes (default identity attributes)."""
+    return Normaliser().source_for(resource_attributes).key
 
 
 def detections_from_request(request: ExportLogsServiceRequest) -> list[Detection]:
@@ -142,7 +143,7 @@ def detections_from_request(request: ExportLogsServiceRequest) -> list[Detection
                         a["via.rhythm_hash"].string_value,
                         int(a["via.episode.start_time_unix_nano"].int_value),
                         int(lr.time_unix_nano),
-                        a["log.record.template"].string_value if "log.record.template" in a else "",
+                        a[TEMPLATE_ATTRIBUTE].string_value if TEMPLATE_ATTRIBUTE in a else "",
                     )
                 )
     return out
