@@ -2,27 +2,43 @@
 
 Every failure the user can fix (bad config, port in use, unreadable file) ends with one clear
 line on stderr and a non-zero exit code, never a traceback.
+
+Start-up cost: a command imports only what it needs. The parser of `patterns`, `simulate` and
+`ctl` lives in their own modules (which import numpy, grpc, ...), so `main` registers the full
+parser only of the command on the command line and a stub for the others: `via-otlp --help`
+imports nothing heavy, and `ctl status` imports grpc and the control stubs, not the pipeline.
+`tests/unit/test_cli_imports.py` bounds this.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import logging
+import importlib
 import sys
-import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from via_otlp import __version__
-from via_otlp.config import Config, load_config
-from via_otlp.configload import to_plain
-from via_otlp.control import cli as control_cli
 from via_otlp.errors import ConfigError, ViaError
-from via_otlp.patterns import cli as patterns_cli
-from via_otlp.simulate import cli as simulate_cli
+
+if TYPE_CHECKING:
+    from via_otlp.config import Config
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+# Commands whose parser lives in a module of their own: (module with add_parser, one-line help).
+# The help here is what `via-otlp --help` lists; the module's own parser says the rest.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "patterns": (
+        "via_otlp.patterns.cli",
+        "mine log templates from a file (one message per line)",
+    ),
+    "simulate": (
+        "via_otlp.simulate.cli",
+        "run labelled scenarios through the pipeline and score precision, recall, F1, delay",
+    ),
+    "ctl": ("via_otlp.control.cli", "talk to a running via-otlp through its control API"),
+}
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +48,9 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = "") -> argparse.ArgumentParser:
+    """The parser; `command` names the one lazily registered command to register in full
+    (`""`: every command in full, `None`: none of them, only their names and help)."""
     parser = argparse.ArgumentParser(
         prog="via-otlp",
         description="Anomaly detection for OpenTelemetry logs: an OTLP endpoint that learns the "
@@ -80,13 +98,26 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.set_defaults(func=cmd_replay)
 
-    patterns_cli.add_parser(sub)
-    simulate_cli.add_parser(sub)
-    control_cli.add_parser(sub)
+    for name, (module, help) in LAZY_COMMANDS.items():
+        if command == "" or command == name:
+            importlib.import_module(module).add_parser(sub)
+        else:
+            sub.add_parser(name, help=help, add_help=False)
     return parser
 
 
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command named on the command line (the first word; the top level takes no option
+    with a value), or None."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word
+    return None
+
+
 def _setup_logging(config: Config | None = None) -> None:
+    import logging
+
     logging.basicConfig(
         level=config.log_level if config else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -95,7 +126,10 @@ def _setup_logging(config: Config | None = None) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
     from via_otlp.app import serve
+    from via_otlp.config import load_config
 
     config = load_config(args.config)
     _setup_logging(config)
@@ -103,6 +137,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    import json
+
+    from via_otlp.config import load_config
+    from via_otlp.configload import to_plain
+
     config = load_config(args.file)
     print(json.dumps(to_plain(config), indent=2))
     print(f"{args.file}: OK", file=sys.stderr)
@@ -110,7 +149,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    import time
+
     from via_otlp.app import Pipeline
+    from via_otlp.config import load_config
     from via_otlp.emit import JsonLinesSink
     from via_otlp.emit.console import ConsoleWriter
     from via_otlp.replay import Format, Progress, ReplayProblems, read_requests
@@ -155,10 +197,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = command_of(words)
+    parser = build_parser(command if command in LAZY_COMMANDS else None)
+    args = parser.parse_args(words)
+    func: Any = args.func
     try:
-        return int(args.func(args))
+        return int(func(args))
     except ConfigError as exc:
         print(f"via-otlp: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
