@@ -141,9 +141,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
     from via_otlp.config import load_config
     from via_otlp.configload import to_plain
+    from via_otlp.redact import redact_config
 
     config = load_config(args.file)
-    print(json.dumps(to_plain(config), indent=2))
+    print(json.dumps(redact_config(to_plain(config)), indent=2))
     print(f"{args.file}: OK", file=sys.stderr)
     return EXIT_OK
 

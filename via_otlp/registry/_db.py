@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import urllib.parse
 from typing import Any
 
 import asyncpg
 
 from via_otlp.errors import UpstreamError
+from via_otlp.redact import redact_text, redact_url
 
 # SQLSTATE classes that may pass: connection exception, transaction rollback (serialisation,
 # deadlock), insufficient resources, operator intervention (shutdown), system error.
@@ -40,14 +40,11 @@ def as_upstream(exc: BaseException, doing: str) -> UpstreamError:
     """Wrap a database error in our exception tree, keeping whether to retry."""
     retryable = is_retryable(exc)
     hint = "PostgreSQL is unreachable; retry later" if retryable else ""
-    return UpstreamError(f"PostgreSQL: {doing} failed: {exc}", retryable=retryable, hint=hint)
+    return UpstreamError(
+        f"PostgreSQL: {doing} failed: {redact_text(str(exc))}", retryable=retryable, hint=hint
+    )
 
 
 def redact_dsn(dsn: str) -> str:
-    """The DSN without its password, for status and logs."""
-    parts = urllib.parse.urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.rsplit("@", 1)
-    user = (parts.username or "") + ":***"
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
+    """The DSN without its password (userinfo and ``password=`` parameters), for status and logs."""
+    return redact_url(dsn)

@@ -24,6 +24,7 @@ import asyncpg
 from via_otlp.correlate.model import Incident, IncidentEvent, IncidentLink, IncidentState, LinkType
 from via_otlp.errors import StartupError, UpstreamError, ViaError
 from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, LogBatch, source_from_json
+from via_otlp.redact import redact_text
 from via_otlp.registry._db import as_upstream, init_connection, redact_dsn
 from via_otlp.registry.config import MAX_PAGE, RegistryConfig
 from via_otlp.registry.embedded import EmbeddedPostgres
@@ -110,7 +111,7 @@ class Registry:
             if isinstance(exc, ViaError | asyncio.CancelledError):
                 raise
             raise StartupError(
-                f"registry: cannot start with PostgreSQL at {redact_dsn(self._dsn) or 'embedded'}: {exc}",
+                f"registry: cannot start with PostgreSQL at {redact_dsn(self._dsn) or 'embedded'}: {redact_text(str(exc))}",
                 hint="check registry.dsn and that the server is up, or set registry.enabled to false",
             ) from exc
         log.info(
