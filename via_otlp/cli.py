@@ -70,9 +70,13 @@ def build_parser(command: str | None = "") -> argparse.ArgumentParser:
     csub = p.add_subparsers(dest="config_command", metavar="ACTION")
     csub.required = True
     check = csub.add_parser(
-        "check", help="validate a config file and print the effective configuration"
+        "check",
+        help="validate a config file and print the effective configuration (secrets hidden)",
+        description="Validate a config file and print the effective configuration, secrets "
+        "hidden. Without FILE: the built-in defaults with the VIA_* environment variables "
+        "applied, what `via-otlp serve` without --config runs with.",
     )
-    check.add_argument("file", metavar="FILE", help="JSON5 config file to validate")
+    check.add_argument("file", metavar="FILE", nargs="?", help="JSON5 config file (default: none)")
     check.set_defaults(func=cmd_config_check)
 
     p = sub.add_parser(
@@ -145,7 +149,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
     config = load_config(args.file)
     print(json.dumps(redact_config(to_plain(config)), indent=2))
-    print(f"{args.file}: OK", file=sys.stderr)
+    origin = args.file or "built-in defaults and the environment"
+    print(f"{origin}: OK", file=sys.stderr)
     return EXIT_OK
 
 

@@ -37,7 +37,7 @@ class GrpcConfig:
     """OTLP/gRPC intake (LogsService, health, reflection)."""
 
     enabled: bool = True
-    endpoint: str = "0.0.0.0:4317"
+    endpoint: str = field(default="0.0.0.0:4317", metadata=spec(env="VIA_GRPC_ENDPOINT"))
     max_recv_msg_size: int = field(default=64 * 1024**2, metadata=spec(unit="size", gt=0))
 
     def check(self) -> None:
@@ -49,7 +49,7 @@ class HttpConfig:
     """OTLP/HTTP intake (/v1/logs), NDJSON intake (/v1/ingest), /healthz and /status."""
 
     enabled: bool = True
-    endpoint: str = "0.0.0.0:4318"
+    endpoint: str = field(default="0.0.0.0:4318", metadata=spec(env="VIA_HTTP_ENDPOINT"))
     max_request_body_size: int = field(default=64 * 1024**2, metadata=spec(unit="size", gt=0))
 
     def check(self) -> None:
@@ -81,7 +81,7 @@ class ReceiveConfig:
 class StateConfig:
     """Where learned state lives between runs."""
 
-    data_dir: str = "./var/via"
+    data_dir: str = field(default="./var/via", metadata=spec(env="VIA_DATA_DIR", nonempty=True))
     snapshot_interval: float = field(default=60.0, metadata=spec(unit="duration", gt=0))
 
 
@@ -89,7 +89,10 @@ class StateConfig:
 class LogConfig:
     """via-otlp's own diagnostic log (stderr)."""
 
-    level: str = field(default="info", metadata=spec(choices=("debug", "info", "warning", "error")))
+    level: str = field(
+        default="info",
+        metadata=spec(choices=("debug", "info", "warning", "error"), env="VIA_LOG_LEVEL"),
+    )
 
 
 @dataclass(frozen=True)
@@ -125,9 +128,11 @@ def parse_config(
 
 
 def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Config:
-    """Load and validate a config file; `None` means the built-in defaults."""
+    """Load and validate a config file; `None` means the built-in defaults, whose env-backed
+    keys (``VIA_GRPC_ENDPOINT``, ``VIA_DATA_DIR``, ...) are read from `environ` as a file's
+    ``${env:...}`` would be."""
     if path is None:
-        return Config()
+        return load_dataclass(Config, {}, "", environ)
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")

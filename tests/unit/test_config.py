@@ -12,7 +12,13 @@ import json5
 import pytest
 
 from via_otlp.config import DEFAULT_CONFIG_PATH, Config, load_config, parse_config
-from via_otlp.configload import parse_duration, parse_size, substitute_env, to_plain
+from via_otlp.configload import (
+    env_defaults,
+    parse_duration,
+    parse_size,
+    substitute_env,
+    to_plain,
+)
 from via_otlp.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -157,3 +163,83 @@ def test_config_check_fails_with_one_line(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0
     assert "receive.grpc.endpoint" in out.stderr
+
+
+# -- environment variables without a config file (#14) -----------------------------------------
+
+ENV_KEYS = {
+    "receive.grpc.endpoint": ("VIA_GRPC_ENDPOINT", "127.0.0.1:14317"),
+    "receive.http.endpoint": ("VIA_HTTP_ENDPOINT", "127.0.0.1:14318"),
+    "control.endpoint": ("VIA_CONTROL_ENDPOINT", "127.0.0.1:14320"),
+    "control.token": ("VIA_CONTROL_TOKEN", "s3cret"),
+    "state.data_dir": ("VIA_DATA_DIR", "/var/lib/via"),
+    "emit.endpoint": ("VIA_EMIT_ENDPOINT", "http://collector:4327"),
+    "emit.protocol": ("VIA_EMIT_PROTOCOL", "http"),
+    "registry.dsn": ("VIA_REGISTRY_DSN", "postgresql://via:pw@db/via"),
+    "log.level": ("VIA_LOG_LEVEL", "debug"),
+}
+
+
+def _get(obj: object, path: str) -> object:
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@pytest.mark.parametrize("path", sorted(ENV_KEYS))
+def test_each_documented_variable_works_without_a_file(path: str) -> None:
+    var, value = ENV_KEYS[path]
+    assert _get(load_config(None, environ={}), path) == _get(Config(), path)
+    assert _get(load_config(None, environ={var: value}), path) == value
+    # the same when a file leaves the key out, and the file wins when it sets it
+    assert _get(parse_config("{}", environ={var: value}), path) == value
+
+
+def test_a_file_that_sets_the_key_wins_over_the_variable() -> None:
+    config = parse_config(
+        "{receive: {grpc: {endpoint: '127.0.0.1:1'}}}", environ={"VIA_GRPC_ENDPOINT": "x:2"}
+    )
+    assert config.receive.grpc.endpoint == "127.0.0.1:1"
+
+
+def test_a_bad_variable_names_the_key_and_the_variable() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, environ={"VIA_GRPC_ENDPOINT": "nope"})
+    assert str(info.value).startswith("receive.grpc.endpoint: must be HOST:PORT")
+    assert "VIA_GRPC_ENDPOINT" in str(info.value)
+
+
+def test_variables_are_substituted_once_like_a_file() -> None:
+    config = load_config(None, environ={"VIA_CONTROL_TOKEN": "a$${env:HOME}"})
+    assert config.control.token == "a$${env:HOME}"
+
+
+def test_the_shipped_file_and_the_built_in_defaults_read_the_same_variables() -> None:
+    doc = json5.loads(DEFAULT_CONFIG_PATH.read_text())
+    for path, var in env_defaults(Config).items():
+        value: object = doc
+        for part in path.split("."):
+            value = value[part]  # type: ignore[index]
+        assert isinstance(value, str) and value.startswith(f"${{env:{var}:-"), (path, value)
+    env = {var: value for var, value in ENV_KEYS.values()}
+    assert load_config(None, environ=env) == load_config(DEFAULT_CONFIG_PATH, environ=env)
+
+
+def test_config_check_without_a_file_shows_the_environment_and_hides_secrets() -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "VIA_GRPC_ENDPOINT": "127.0.0.1:14317",
+        "VIA_CONTROL_TOKEN": "hunter2",
+        "VIA_REGISTRY_DSN": "postgresql://via:hunter2@db/via?sslpassword=hunter2",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "via_otlp", "config", "check"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    shown = json5.loads(out.stdout)
+    assert shown["receive"]["grpc"]["endpoint"] == "127.0.0.1:14317"
+    assert shown["control"]["token"] == "***"
+    assert shown["registry"]["dsn"] == "postgresql://via:***@db/via?sslpassword=***"
+    assert "hunter2" not in out.stdout + out.stderr
+    assert "environment: OK" in out.stderr

@@ -18,8 +18,8 @@ class ControlConfig:
     """The via.v1.Control gRPC service on its own port."""
 
     enabled: bool = True
-    endpoint: str = "127.0.0.1:4320"
-    token: str = ""
+    endpoint: str = field(default="127.0.0.1:4320", metadata=spec(env="VIA_CONTROL_ENDPOINT"))
+    token: str = field(default="", metadata=spec(env="VIA_CONTROL_TOKEN"))
     default_page_size: int = field(default=100, metadata=spec(ge=1))
     max_page_size: int = field(default=1000, metadata=spec(ge=1, le=MAX_PAGE))
 

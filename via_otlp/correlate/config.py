@@ -57,9 +57,9 @@ class EmbeddingsConfig:
 
     provider: Provider = "hashing"
     dimension: int = field(default=256, metadata=spec(ge=8, le=16384))
-    url: str = ""
-    model: str = ""
-    api_key: str = ""
+    url: str = field(default="", metadata=spec(env="VIA_EMBEDDINGS_URL"))
+    model: str = field(default="", metadata=spec(env="VIA_EMBEDDINGS_MODEL"))
+    api_key: str = field(default="", metadata=spec(env="VIA_EMBEDDINGS_API_KEY"))
     timeout: float = field(default=10.0, metadata=spec(unit="duration", gt=0))
     batch_size: int = field(default=32, metadata=spec(ge=1, le=4096))
     retry: EmbeddingsRetryConfig = field(default_factory=EmbeddingsRetryConfig)
@@ -81,8 +81,8 @@ class EmbeddingsConfig:
 class QdrantConfig:
     """Where episode vectors live: a Qdrant server by URL, or local on-disk mode."""
 
-    url: str = ""
-    api_key: str = ""
+    url: str = field(default="", metadata=spec(env="VIA_QDRANT_URL"))
+    api_key: str = field(default="", metadata=spec(env="VIA_QDRANT_API_KEY"))
     path: str = field(default="qdrant", metadata=spec(nonempty=True))
     collection_prefix: str = field(default="via_episodes", metadata=spec(nonempty=True))
     timeout: float = field(default=10.0, metadata=spec(unit="duration", gt=0))

@@ -71,8 +71,8 @@ class RetryConfig:
 class EmitConfig:
     """Where and how anomaly events leave via-otlp; an empty endpoint prints them to stdout."""
 
-    endpoint: str = ""
-    protocol: Protocol = "grpc"
+    endpoint: str = field(default="", metadata=spec(env="VIA_EMIT_ENDPOINT"))
+    protocol: Protocol = field(default="grpc", metadata=spec(env="VIA_EMIT_PROTOCOL"))
     signals: Signals = "logs"
     headers: dict[str, str] = field(default_factory=dict)
     compression: Compression = "gzip"

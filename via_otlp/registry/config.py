@@ -34,7 +34,7 @@ class RegistryConfig:
     """PostgreSQL memory shared by instances: patches, schemas, anomalies, incidents, metrics."""
 
     enabled: bool = True
-    dsn: str = ""
+    dsn: str = field(default="", metadata=spec(env="VIA_REGISTRY_DSN"))
     embedded_dir: str = field(default="postgres", metadata=spec(nonempty=True))
     embedded_os_user: str = field(default="nobody", metadata=spec(nonempty=True))
     pool_min_size: int = field(default=1, metadata=spec(ge=0))
