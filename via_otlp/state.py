@@ -1,18 +1,43 @@
 """The learned state on disk: one versioned JSON document, written atomically.
 
 Never pickle: the file can be read by a person, diffed, and loaded by a newer version that knows
-the older `version`.
+the older `version`. Snapshots are trees whose leaves may be 1-d numpy arrays
+(`via_otlp.detect.codec`); here an array is written as ``{"__ndarray__": dtype, "b64": bytes}``
+and read back as an array.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from via_otlp.errors import ViaError
+
+_ARRAY_KEY = "__ndarray__"
+
+
+def _encode(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        a = np.ascontiguousarray(obj)
+        dt = a.dtype.newbyteorder("<")
+        raw = a.astype(dt, copy=False).tobytes()
+        return {_ARRAY_KEY: dt.str, "b64": base64.b64encode(raw).decode("ascii")}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"{type(obj).__name__} cannot be saved in the state file")
+
+
+def _decode(d: dict[str, Any]) -> Any:
+    if _ARRAY_KEY in d and len(d) == 2:
+        return np.frombuffer(base64.b64decode(d["b64"]), dtype=np.dtype(d[_ARRAY_KEY])).copy()
+    return d
+
 
 STATE_VERSION = 1
 STATE_FILE = "state.json"
@@ -25,7 +50,7 @@ def save_state(path: Path, parts: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".json", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, separators=(",", ":"))
+            json.dump(doc, f, separators=(",", ":"), default=_encode)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -41,7 +66,7 @@ def load_state(path: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, object_hook=_decode)
     except ValueError as exc:
         raise ViaError(
             f"state file {path} is corrupt: {exc}", hint="move it away to start fresh"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -10,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.detect.trees import roundtrip
 from via_otlp.detect.cusum import Cusum
 from via_otlp.detect.ewma import EWMeanVar
 from via_otlp.detect.hll import HyperLogLog
@@ -176,11 +176,11 @@ def test_hll_sparse_then_dense_and_snapshot() -> None:
     h = HyperLogLog(12)
     h.update(["a", "b", "c"])
     assert h.is_sparse
-    s = json.loads(json.dumps(h.snapshot()))
+    s = roundtrip(h.snapshot())
     assert HyperLogLog.from_snapshot(s) == h
     h.update(f"u{i}" for i in range(5000))
     assert not h.is_sparse
-    assert HyperLogLog.from_snapshot(json.loads(json.dumps(h.snapshot()))) == h
+    assert HyperLogLog.from_snapshot(roundtrip(h.snapshot())) == h
     with pytest.raises(ValueError, match="version"):
         HyperLogLog.from_snapshot({**s, "version": 99})
 

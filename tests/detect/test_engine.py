@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from tests.detect.trees import dumps, roundtrip
 from via_otlp.config import parse_config
 from via_otlp.detect import DetectConfig, Engine, ProfileState
 from via_otlp.detect.config import NoveltyConfig
@@ -253,10 +253,10 @@ def test_replay_split_by_snapshot_restore_equals_uninterrupted(split: int) -> No
     whole = run(Engine(CFG), bs)
     first = Engine(CFG)
     ev = run(first, bs[:split], flush=False)
-    state = json.loads(json.dumps(first.snapshot()))
+    state = roundtrip(first.snapshot())
     second = Engine(CFG)
     second.restore(state)
-    assert json.dumps(second.snapshot()) == json.dumps(first.snapshot())
+    assert dumps(second.snapshot()) == dumps(first.snapshot())
     ev += run(second, bs[split:])
     assert repr(ev) == repr(whole)
 

@@ -6,8 +6,6 @@ once; an episode is counted when a (profile, kind) alarms after a calm cool-down
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -45,14 +43,12 @@ def test_poisson_week_is_quiet() -> None:
     rng = np.random.default_rng(20240601)
     rates = np.array(RATES * 2)
     counts = rng.poisson(rates, size=(WEEK, len(rates))).astype(np.float64)
-    start = time.perf_counter()
     onsets = episodes_over(counts, DetectConfig())
     per_profile: dict[int, int] = {}
     for (slot, _), k in onsets.items():
         per_profile[slot] = per_profile.get(slot, 0) + k
     assert max(per_profile.values(), default=0) <= 1, onsets
     assert sum(per_profile.values()) <= 2, onsets  # 18 profile-weeks
-    assert time.perf_counter() - start < 60
 
 
 @pytest.mark.parametrize("dispersion", [2.0])

@@ -3,13 +3,13 @@ trace id samples folded late, profiles of the batch never evicted for newcomers.
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from tests.detect.test_engine import BUCKET, CFG, S, batch, kinds, mixed_stream, run, steady
+from tests.detect.trees import dumps, roundtrip
 from via_otlp.detect import Engine, RecentBucket
 from via_otlp.detect import engine as engine_module
 from via_otlp.detect.profile import RECENT
@@ -49,32 +49,18 @@ def test_a_new_profile_has_no_buckets_from_before_it_and_distinct_ids_are_kept()
     assert len(recent) == 10  # 30..39, the last closed by flush (partial)
 
 
-def test_recent_buckets_survive_a_snapshot_and_older_snapshots_restore_without_them() -> None:
+def test_recent_buckets_survive_a_snapshot() -> None:
     eng = Engine(CFG)
     bs = steady("a" * 16, 3, 0, 80)
     run(eng, bs[:50], flush=False)
-    first_open = eng.stats().buckets_closed
-    state = json.loads(json.dumps(eng.snapshot()))
-    assert state["version"] == 3 and state["table"]["version"] == 3
+    state = roundtrip(eng.snapshot())
+    assert state["version"] == Engine.VERSION
     again = Engine(CFG)
     again.restore(state)
     assert again.recent_buckets("a" * 16) == eng.recent_buckets("a" * 16)
-
-    # A version 2 state (before the ring): restores, with no recent buckets until new ones close.
-    old = json.loads(json.dumps(state))
-    old["version"] = old["table"]["version"] = 2
-    del old["table"]["recent"]
-    for name in ("recent_count", "recent_expected", "recent_distinct"):
-        del old["table"]["columns"][name]
-    older = Engine(CFG)
-    older.restore(old)
-    assert older.recent_buckets("a" * 16) == []
-    run(older, bs[50:], flush=False)
+    run(again, bs[50:], flush=False)
     run(eng, bs[50:], flush=False)
-    got = older.recent_buckets("a" * 16)
-    assert got is not None and got[0].start_ns == first_open * BUCKET
-    want = eng.recent_buckets("a" * 16)
-    assert want is not None and got == want[-len(got) :]
+    assert again.recent_buckets("a" * 16) == eng.recent_buckets("a" * 16)
 
 
 def test_recent_buckets_of_a_reused_slot_start_empty() -> None:
@@ -117,7 +103,7 @@ def test_samples_folded_late_equal_samples_folded_at_once(monkeypatch: pytest.Mo
     eager = Engine(CFG)
     got = run(eager, mixed_stream())
     assert repr(got) == repr(want)
-    assert json.dumps(eager.snapshot()) == json.dumps(whole.snapshot())
+    assert dumps(eager.snapshot()) == dumps(whole.snapshot())
 
 
 def test_trace_samples_of_an_evicted_profile_do_not_pass_to_its_slot() -> None:

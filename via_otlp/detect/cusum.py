@@ -76,7 +76,7 @@ class Cusum:
         self.neg[index] = 0.0
 
     def snapshot(self) -> dict[str, Any]:
-        from via_otlp.detect.codec import encode_array
+        from via_otlp.detect.codec import leaf
 
         d: dict[str, Any] = {
             "version": self.VERSION,
@@ -86,12 +86,12 @@ class Cusum:
         if self.size is None:
             d.update(pos=self.pos, neg=self.neg)
         else:
-            d.update(size=self.size, pos=encode_array(self.pos), neg=encode_array(self.neg))
+            d.update(size=self.size, pos=leaf(self.pos), neg=leaf(self.neg))
         return d
 
     @classmethod
     def from_snapshot(cls, state: dict[str, Any]) -> Cusum:
-        from via_otlp.detect.codec import check_version, decode_array
+        from via_otlp.detect.codec import as_array, check_version
 
         check_version(state, cls.VERSION, "Cusum")
         size = state.get("size")
@@ -99,6 +99,6 @@ class Cusum:
         if size is None:
             out.pos, out.neg = float(state["pos"]), float(state["neg"])
         else:
-            out.pos = decode_array(state["pos"], np.float64)
-            out.neg = decode_array(state["neg"], np.float64)
+            out.pos = as_array(state["pos"], np.float64)
+            out.neg = as_array(state["neg"], np.float64)
         return out

@@ -33,7 +33,7 @@ and a snapshot taken between two batches restores to exactly the same future.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from via_otlp.detect.codec import check_version, decode_array, encode_array
+from via_otlp.detect.codec import as_array, check_version, leaf
 from via_otlp.detect.config import DetectConfig
 from via_otlp.detect.episodes import (
     SEVERITY_NOVELTY_SCORE,
@@ -52,7 +52,7 @@ from via_otlp.detect.episodes import (
     rate_text,
     severity_boost,
 )
-from via_otlp.detect.hll import HyperLogLog, registers_of
+from via_otlp.detect.hll import compact, estimate_packed, pack, packed_slots, registers_of
 from via_otlp.detect.profile import (
     Alarm,
     ProfileSummary,
@@ -111,8 +111,12 @@ class _OpenBucket:
     """What arrived for one not-yet-closed bucket."""
 
     counts: np.ndarray
-    hll: dict[int, HyperLogLog] = field(default_factory=dict)
-    with_id: dict[int, int] = field(default_factory=dict)  # records that carried a unique id
+    with_id: np.ndarray  # per slot: records that carried a unique id
+    # Distinct ids of every profile as packed (slot, register, rank) triples (`hll.pack`):
+    # `regs` is compacted, `pending` holds the batches' triples not merged into it yet.
+    regs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    pending_regs: list[np.ndarray] = field(default_factory=list)
+    pending_reg_count: int = 0
     samples: dict[int, list[str]] = field(default_factory=dict)
     # Trace id candidates not folded into `samples` yet: per batch, the first few records of
     # each group as (slot, trace id) in record order. Folding is Python work per candidate and
@@ -120,6 +124,26 @@ class _OpenBucket:
     pending_slots: list[np.ndarray] = field(default_factory=list)
     pending_tids: list[np.ndarray] = field(default_factory=list)
     pending: int = 0
+
+    def grow(self, cap: int) -> None:
+        if len(self.counts) < cap:
+            pad = cap - len(self.counts)
+            self.counts = np.concatenate([self.counts, np.zeros(pad)])
+            self.with_id = np.concatenate([self.with_id, np.zeros(pad)])
+
+    def add_registers(self, packed: np.ndarray) -> None:
+        """Add a batch's (slot, register, rank) triples; merged lazily, amortised O(n log n)."""
+        self.pending_regs.append(packed)
+        self.pending_reg_count += len(packed)
+        if self.pending_reg_count > max(1 << 16, 2 * len(self.regs)):
+            self.compacted()
+
+    def compacted(self) -> np.ndarray:
+        """Every distinct-id sketch of the bucket, compacted (one triple per slot and register)."""
+        if self.pending_regs:
+            self.regs = compact(np.concatenate([self.regs, *self.pending_regs]))
+            self.pending_regs, self.pending_reg_count = [], 0
+        return self.regs
 
     def add_candidates(self, slots: np.ndarray, tids: np.ndarray, k: int) -> None:
         self.pending_slots.append(slots)
@@ -163,19 +187,60 @@ class _OpenBucket:
                 self.pending -= int(np.count_nonzero(m))
                 self.pending_slots[i] = ps[~m]
                 self.pending_tids[i] = self.pending_tids[i][~m]
+        regs = self.compacted()
+        if len(regs):
+            self.regs = regs[~np.isin(packed_slots(regs), slots)]
         for s in slots.tolist():
-            self.hll.pop(s, None)
-            self.with_id.pop(s, None)
             self.samples.pop(s, None)
-        self.counts[slots[slots < len(self.counts)]] = 0.0
+        inside = slots[slots < len(self.counts)]
+        self.counts[inside] = 0.0
+        self.with_id[inside] = 0.0
+
+    def to_tree(self, bucket: int, slots: np.ndarray | None, k: int) -> dict[str, Any]:
+        """This bucket as a tree; with `slots`, only theirs, renumbered 0.. in that order."""
+        self.fold(k)
+        regs = self.compacted()
+        if slots is None:
+            nz = np.flatnonzero((self.counts != 0) | (self.with_id != 0))
+            pos = nz
+            samples = self.samples
+        else:
+            slots = slots[slots < len(self.counts)]
+            keep = (self.counts[slots] != 0) | (self.with_id[slots] != 0)
+            nz, pos = slots[keep], np.flatnonzero(keep)
+            renum = dict(zip(slots.tolist(), range(len(slots)), strict=True))
+            rs = packed_slots(regs)
+            m = np.isin(rs, slots)
+            new_slot = np.array([renum[x] for x in rs[m].tolist()], dtype=np.int64)
+            regs = (new_slot << 24) | (regs[m] & 0xFFFFFF)
+            samples = {renum[s]: v for s, v in self.samples.items() if s in renum}
+        return {
+            "bucket": bucket,
+            "slots": pos.astype(np.int64),
+            "counts": leaf(self.counts[nz]),
+            "with_id": leaf(self.with_id[nz]),
+            "regs": leaf(regs),
+            "samples": [[s, list(v)] for s, v in sorted(samples.items())],
+        }
+
+    def add_tree(self, tree: dict[str, Any], slot_of: np.ndarray) -> None:
+        """Add a `to_tree` bucket whose slot i is `slot_of[i]` here."""
+        pos = slot_of[as_array(tree["slots"], np.int64)]
+        self.counts[pos] += as_array(tree["counts"], np.float64)
+        self.with_id[pos] += as_array(tree["with_id"], np.float64)
+        regs = as_array(tree["regs"], np.int64)
+        if len(regs):
+            self.add_registers((slot_of[regs >> 24] << 24) | (regs & 0xFFFFFF))
+        for s, v in tree["samples"]:
+            have = self.samples.setdefault(int(slot_of[int(s)]), [])
+            have += [t for t in v if t not in have]
 
 
 class Engine:
     """Turns LogBatches (with rhythm hashes filled) into anomaly episode events."""
 
-    # 2: the profile table's seasonal and id-population columns (reads 1)
-    # 3: its ring of recent buckets (reads 1 and 2)
-    VERSION = 3
+    # 4: a tree of raw arrays, distinct ids as packed registers (1-3 are no longer read)
+    VERSION = 4
 
     def __init__(self, config: DetectConfig) -> None:
         if not isinstance(config, DetectConfig):
@@ -196,7 +261,8 @@ class Engine:
         self._watermark_ns: int | None = None
         self._episodes: dict[tuple[str, AnomalyKind], Episode] = {}
         self._sources: dict[str, tuple[Source, int]] = {}  # key → (source, first seen ns)
-        self._forgotten: dict[str, None] = {}  # evicted rhythm hashes: not novel if they return
+        # Evicted rhythm hashes → their source key: not novel if they return.
+        self._forgotten: dict[str, str] = {}
         self._novel: dict[int, int] = {}  # slot → bucket of its first records
         self._c = dict.fromkeys(
             ("records", "late_records", "dropped_records", "batches", "buckets_closed", "evictions_idle",
@@ -205,11 +271,17 @@ class Engine:
 
     # -- intake ------------------------------------------------------------------------------
 
-    def observe(self, batch: LogBatch) -> list[AnomalyEvent]:
-        """Ingest a batch (grouped by profile and bucket); return events of buckets it closed."""
+    def observe(self, batch: LogBatch, *, watermark_ns: int | None = None) -> list[AnomalyEvent]:
+        """Ingest a batch (grouped by profile and bucket); return events of buckets it closed.
+
+        Records are added first, then the watermark moves, then buckets close. The watermark is
+        the newest event time seen minus `allowed_lateness`, or `watermark_ns` when given: a
+        sharded pipeline passes every shard the watermark one engine would have had after this
+        batch, so the anomalies do not depend on how sources are spread over shards.
+        """
         n = len(batch)
         if n == 0:
-            return []
+            return [] if watermark_ns is None else self.advance(watermark_ns)
         self._c["batches"] += 1
         self._c["records"] += n
         t = np.asarray(batch.time_ns, dtype=np.int64)
@@ -219,7 +291,12 @@ class Engine:
             # The first batch starts the clock. A record older than the idle TTL before its
             # newest one cannot matter to any profile, and a bogus one (time 1970) must not make
             # the engine close fifty years of buckets: such records count as late.
-            self._next_close = max(int(b.min()), int(b.max()) - self._ttl)
+            newest = (
+                int(b.max())
+                if watermark_ns is None
+                else (watermark_ns + self._lateness_ns) // self._bucket_ns
+            )
+            self._next_close = max(int(b.min()), newest - self._ttl)
         late = b < self._next_close
         n_late = int(np.count_nonzero(late))
         if n_late:
@@ -243,9 +320,21 @@ class Engine:
         pos = np.flatnonzero(rec_slot >= 0)
         if len(pos) < n:  # more new patterns than max_profiles allows: counted, not a crash
             self._c["dropped_records"] += n - len(pos)
-            if len(pos) == 0:
-                return events
 
+        if len(pos):
+            self._group(batch, t, b, rec_slot, pos)
+
+        tmax = int(t.max())
+        if self._max_event_ns is None or tmax > self._max_event_ns:
+            self._max_event_ns = tmax
+        events += self._advance(tmax - self._lateness_ns if watermark_ns is None else watermark_ns)
+        return events
+
+    def _group(
+        self, batch: LogBatch, t: np.ndarray, b: np.ndarray, rec_slot: np.ndarray, pos: np.ndarray
+    ) -> None:
+        """Add the records at `pos` to their open buckets, grouped by (slot, bucket)."""
+        table = self._table
         # Group by (slot, bucket): one sort, then per-group reductions.
         bp = b[pos]
         bmin = int(bp.min())
@@ -291,12 +380,6 @@ class Engine:
         if batch.unique_id and any(batch.unique_id):
             self._count_unique(batch.unique_id, order, starts, cnt, g_slot, g_bucket)
 
-        tmax = int(t.max())
-        if self._max_event_ns is None or tmax > self._max_event_ns:
-            self._max_event_ns = tmax
-        events += self._advance(tmax - self._lateness_ns)
-        return events
-
     def _refresh_templates(
         self, templates: list[str], slots: np.ndarray, first: np.ndarray
     ) -> None:
@@ -317,9 +400,9 @@ class Engine:
         acc = self._open.get(bk)
         cap = self._table.capacity
         if acc is None:
-            acc = self._open[bk] = _OpenBucket(np.zeros(cap))
-        elif len(acc.counts) < cap:
-            acc.counts = np.concatenate([acc.counts, np.zeros(cap - len(acc.counts))])
+            acc = self._open[bk] = _OpenBucket(np.zeros(cap), np.zeros(cap))
+        else:
+            acc.grow(cap)
         return acc
 
     def _create(
@@ -402,8 +485,12 @@ class Engine:
         g_slot: np.ndarray,
         g_bucket: np.ndarray,
     ) -> None:
-        # Hash each distinct id once, split all hashes into HLL registers at once, and keep one
-        # (group, register, rank) triple per distinct value: then each group's sketch is fed once.
+        """Distinct ids of the batch into each group's bucket sketch: one vectorised update.
+
+        Each distinct id string is hashed once; all hashes are split into HyperLogLog registers
+        at once, and the (slot, register, rank) triples of each bucket are appended in one step
+        (`_OpenBucket.add_registers`): no Python work per group or per record.
+        """
         uniq = dict.fromkeys(uids)
         code_of = {u: i for i, u in enumerate(uniq)}
         # (the empty id hashes too, in C, and is then left out by `valid_u`)
@@ -414,33 +501,21 @@ class Engine:
         codes = np.fromiter(map(code_of.__getitem__, uids), dtype=np.int64, count=len(uids))[order]
         group = np.repeat(np.arange(len(starts), dtype=np.int64), cnt)
         keep = valid_u[codes]
-        precision = self.config.cardinality.precision
-        idx, rho = registers_of(hv[codes[keep]], precision)
-        packed = _sorted_unique((group[keep] << 24) | (idx << 8) | rho.astype(np.int64))
-        g = packed >> 24
-        idx = (packed >> 8) & 0xFFFF
-        rho = (packed & 0xFF).astype(np.uint8)
-        per_group = np.bincount(group[keep], minlength=len(starts))
-        acc_of = self._open
-        bucket_of, slot_of = g_bucket.tolist(), g_slot.tolist()
-        with_id = np.flatnonzero(per_group)
-        for gi, k in zip(with_id.tolist(), per_group[with_id].tolist(), strict=True):
-            acc = acc_of[bucket_of[gi]]
-            s = slot_of[gi]
-            acc.with_id[s] = acc.with_id.get(s, 0) + k
-        bounds = np.flatnonzero(np.concatenate(([True], g[1:] != g[:-1], [True])))
-        idx_l, rho_l, g_l = idx.tolist(), rho.tolist(), g.tolist()
-        for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-            gi = g_l[lo]
-            acc = acc_of[bucket_of[gi]]
-            s = slot_of[gi]
-            h = acc.hll.get(s)
-            if h is None:
-                h = acc.hll[s] = HyperLogLog(precision)
-            if h.is_sparse:  # a few registers: Python lists are cheaper than array slices
-                h.add_register_list(idx_l[lo:hi], rho_l[lo:hi])
-            else:
-                h.add_registers(idx[lo:hi], rho[lo:hi])
+        gk = group[keep]
+        idx, rho = registers_of(hv[codes[keep]], self.config.cardinality.precision)
+        packed = pack(g_slot[gk], idx, rho)
+        per_group = np.bincount(gk, minlength=len(starts)).astype(np.float64)
+        if int(g_bucket.min()) == int(g_bucket.max()):
+            acc = self._open[int(g_bucket[0])]
+            acc.with_id[g_slot] += per_group
+            acc.add_registers(_sorted_unique(packed))
+            return
+        rec_bucket = g_bucket[gk]
+        for bk in np.unique(g_bucket).tolist():
+            acc = self._open[bk]
+            m = g_bucket == bk
+            np.add.at(acc.with_id, g_slot[m], per_group[m])
+            acc.add_registers(_sorted_unique(packed[rec_bucket == bk]))
 
     # -- time --------------------------------------------------------------------------------
 
@@ -457,16 +532,31 @@ class Engine:
             target = min(target, (self._next_close + max_buckets) * self._bucket_ns)
         return self._advance(target)
 
-    def flush(self) -> list[AnomalyEvent]:
+    def advance(self, watermark_ns: int) -> list[AnomalyEvent]:
+        """Move the watermark to `watermark_ns` (never back) and close the buckets it passes.
+
+        For a sharded pipeline: the shards that got no records of a batch still see event time
+        move. An engine that has seen nothing yet starts its clock here.
+        """
+        wm = int(watermark_ns)
+        if self._next_close is None:
+            self._next_close = wm // self._bucket_ns
+            self._watermark_ns = wm
+            return []
+        return self._advance(wm)
+
+    def flush(self, max_event_ns: int | None = None) -> list[AnomalyEvent]:
         """End of a replay: close every bucket up to the one holding the last event.
 
         That last bucket is usually cut short by the end of the input: it is closed as
         *partial* (judged for spikes, never for drops, and not learnt from), so the end of a
-        file never looks like traffic falling away.
+        file never looks like traffic falling away. A sharded pipeline passes the newest event
+        time of the whole input (`max_event_ns`), so every shard ends on the same bucket.
         """
-        if self._next_close is None or self._max_event_ns is None:
+        newest = self._max_event_ns if max_event_ns is None else int(max_event_ns)
+        if self._next_close is None or newest is None:
             return []
-        last = self._max_event_ns // self._bucket_ns
+        last = newest // self._bucket_ns
         events: list[AnomalyEvent] = []
         while self._next_close <= last:
             events += self._close(self._next_close, partial=self._next_close == last)
@@ -496,10 +586,9 @@ class Engine:
         with_id = np.zeros(cap)
         if acc is not None:
             counts[: len(acc.counts)] = acc.counts
-            for s, h in acc.hll.items():
-                distinct[s] = h.cardinality
-            for s, k in acc.with_id.items():
-                with_id[s] = k
+            with_id[: len(acc.with_id)] = acc.with_id
+            slots, est = estimate_packed(acc.compacted(), self.config.cardinality.precision)
+            distinct[slots] = est
         self._next_close = bk + 1
         self._c["buckets_closed"] += 1
         verdict = table.close(bk, counts, distinct, partial, with_id)
@@ -594,7 +683,8 @@ class Engine:
                     )
             self._novel.pop(s, None)
             if keep:
-                self._forgotten[rh] = None
+                src = table.source[s]
+                self._forgotten[rh] = src.key if src is not None else ""
                 if len(self._forgotten) > keep:
                     del self._forgotten[next(iter(self._forgotten))]
             table.remove(s)
@@ -716,65 +806,129 @@ class Engine:
     # -- state -------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """Versioned, JSON-serialisable state: restore it into an Engine with the same config."""
-        open_buckets = []
-        for bk, acc in sorted(self._open.items()):
-            acc.fold(self.config.max_sample_trace_ids)
-            nz = np.flatnonzero(acc.counts)
-            open_buckets.append({
-                "bucket": bk,
-                "slots": encode_array(nz.astype(np.int64)),
-                "counts": encode_array(acc.counts[nz]),
-                "hll": [[s, h.snapshot()] for s, h in acc.hll.items()],
-                "with_id": [[s, k] for s, k in acc.with_id.items()],
-                "samples": [[s, list(v)] for s, v in acc.samples.items()],
-            })  # fmt: skip
+        """Versioned state as a tree (JSON values and 1-d numpy arrays, see `codec`); restore
+        it into an Engine with the same config."""
+        k = self.config.max_sample_trace_ids
         return {
             "version": self.VERSION,
             "bucket_ns": self._bucket_ns,
             "table": self._table.snapshot(),
-            "open": open_buckets,
+            "open": [acc.to_tree(bk, None, k) for bk, acc in sorted(self._open.items())],
             "next_close": self._next_close,
             "max_event_ns": self._max_event_ns,
             "watermark_ns": self._watermark_ns,
             "episodes": [ep.to_json() for ep in self._episodes.values()],
             "sources": [
-                [k, [list(a) for a in s.attributes], t] for k, (s, t) in self._sources.items()
+                [key, [list(a) for a in src.attributes], t]
+                for key, (src, t) in self._sources.items()
             ],
-            "forgotten": list(self._forgotten),
-            "novel": [[s, b] for s, b in self._novel.items()],
+            "forgotten": [list(x) for x in self._forgotten.items()],
+            "novel": [[self._table.rhythm_hash[s], b] for s, b in self._novel.items()],
             "counters": dict(self._c),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
         """Replace all state with a `snapshot` (raises ValueError if it cannot be used)."""
-        if state.get("version") not in (1, 2):  # older engines restore, their table upgraded
-            check_version(state, self.VERSION, "Engine")
+        check_version(state, self.VERSION, "Engine")
         if state["bucket_ns"] != self._bucket_ns:
             raise ValueError(
                 f"Engine snapshot: bucket is {state['bucket_ns']}ns, config says {self._bucket_ns}ns"
             )
         self._init_state()
         self._table.restore(state["table"])
-        cap = self._table.capacity
+        ident = np.arange(self._table.capacity, dtype=np.int64)
         for ob in state["open"]:
-            counts = np.zeros(cap)
-            counts[decode_array(ob["slots"], np.int64)] = decode_array(ob["counts"], np.float64)
-            acc = _OpenBucket(counts)
-            acc.hll = {int(s): HyperLogLog.from_snapshot(h) for s, h in ob["hll"]}
-            acc.with_id = {int(s): int(k) for s, k in ob.get("with_id", [])}
-            acc.samples = {int(s): list(v) for s, v in ob["samples"]}
-            self._open[int(ob["bucket"])] = acc
+            self._bucket(int(ob["bucket"])).add_tree(ob, ident)
         self._next_close = state["next_close"]
         self._max_event_ns = state["max_event_ns"]
         self._watermark_ns = state["watermark_ns"]
-        for v in state["episodes"]:
+        self._add_episodes(state["episodes"])
+        self._add_sources(state["sources"])
+        self._forgotten = {rh: key for rh, key in state["forgotten"]}
+        index = self._table.index
+        self._novel = {index[rh]: int(b) for rh, b in state["novel"]}
+        self._c.update(state["counters"])
+
+    def _add_episodes(self, rows: list[Any]) -> None:
+        for v in rows:
             ep = Episode.from_json(v)
             self._episodes[(ep.rhythm_hash, ep.kind)] = ep
+
+    def _add_sources(self, rows: list[Any]) -> None:
         by_key = {s.key: s for s in self._table.source if s is not None}
-        for key, attrs, t in state["sources"]:
+        for key, attrs, t in rows:
             src = by_key.get(key) or Source(key, tuple((a, b) for a, b in attrs))
             self._sources[key] = (src, int(t))
-        self._forgotten = dict.fromkeys(state["forgotten"])
-        self._novel = {int(s): int(b) for s, b in state["novel"]}
-        self._c.update(state["counters"])
+
+    # -- handing sources over ----------------------------------------------------------------
+
+    def export_sources(self, keys: Collection[str]) -> dict[str, Any]:
+        """Everything learned about the sources `keys` as a tree, for `import_sources` elsewhere.
+
+        Profiles, open episodes, the bucket data not closed yet, first-seen times and the
+        remembered (evicted) rhythm hashes of those sources: what another instance needs to
+        carry on without a new warm-up or a storm of novelty. Nothing is removed here.
+        """
+        want = set(keys)
+        table = self._table
+        slots = sorted(s for s in table.index.values() if table.source[s].key in want)  # type: ignore[union-attr]
+        rhs = {table.rhythm_hash[s] for s in slots}
+        idx = np.array(slots, dtype=np.int64)
+        k = self.config.max_sample_trace_ids
+        return {
+            "version": self.VERSION,
+            "bucket_ns": self._bucket_ns,
+            "table": table.take(slots),
+            "open": [acc.to_tree(bk, idx, k) for bk, acc in sorted(self._open.items())],
+            "episodes": [ep.to_json() for (rh, _), ep in self._episodes.items() if rh in rhs],
+            "sources": [
+                [key, [list(a) for a in src.attributes], t]
+                for key, (src, t) in self._sources.items()
+                if key in want
+            ],
+            "forgotten": [[rh, key] for rh, key in self._forgotten.items() if key in want],
+            "novel": [[table.rhythm_hash[s], b] for s, b in self._novel.items() if s in set(slots)],
+        }
+
+    def import_sources(self, tree: dict[str, Any]) -> None:
+        """Add the sources of an `export_sources` tree, replacing what this engine had of them.
+
+        Their profiles, episodes and open bucket data join this engine's; bucket data of a
+        bucket this engine already closed is folded into its oldest open bucket (late).
+        """
+        check_version(tree, self.VERSION, "Engine export")
+        if tree["bucket_ns"] != self._bucket_ns:
+            raise ValueError(
+                f"Engine export: bucket is {tree['bucket_ns']}ns, config says {self._bucket_ns}ns"
+            )
+        keys = {row[0] for row in tree["sources"]} | {
+            key for key, _ in tree["table"]["profiles"]["sources"]
+        }
+        table = self._table
+        mine = [s for s in table.index.values() if table.source[s].key in keys]  # type: ignore[union-attr]
+        for s in mine:
+            rh = table.rhythm_hash[s]
+            for kind in AnomalyKind:
+                self._episodes.pop((rh, kind), None)
+            self._novel.pop(s, None)
+            table.remove(s)
+        if mine:
+            gone = np.array(mine, dtype=np.int64)
+            for acc in self._open.values():
+                acc.forget(gone)
+        for key in keys:
+            self._sources.pop(key, None)
+        self._forgotten = {rh: key for rh, key in self._forgotten.items() if key not in keys}
+        slots = table.put(tree["table"])
+        slot_of = np.array(slots, dtype=np.int64)
+        for ob in tree["open"]:
+            bk = int(ob["bucket"])
+            if self._next_close is not None:
+                bk = max(bk, self._next_close)
+            self._bucket(bk).add_tree(ob, slot_of)
+        self._add_episodes(tree["episodes"])
+        self._add_sources(tree["sources"])
+        for rh, key in tree["forgotten"]:
+            self._forgotten[rh] = key
+        index = table.index
+        self._novel.update({index[rh]: int(b) for rh, b in tree["novel"]})

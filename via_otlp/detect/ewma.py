@@ -90,7 +90,7 @@ class EWMeanVar:
         self.var[index] = 0.0
 
     def snapshot(self) -> dict[str, Any]:
-        from via_otlp.detect.codec import encode_array
+        from via_otlp.detect.codec import leaf
 
         if self.size is None:
             return {
@@ -104,14 +104,14 @@ class EWMeanVar:
             "version": self.VERSION,
             "half_life": self.half_life,
             "size": self.size,
-            "n": encode_array(self.n),
-            "mean": encode_array(self.mean),
-            "var": encode_array(self.var),
+            "n": leaf(self.n),
+            "mean": leaf(self.mean),
+            "var": leaf(self.var),
         }
 
     @classmethod
     def from_snapshot(cls, state: dict[str, Any]) -> EWMeanVar:
-        from via_otlp.detect.codec import check_version, decode_array
+        from via_otlp.detect.codec import as_array, check_version
 
         check_version(state, cls.VERSION, "EWMeanVar")
         size = state.get("size")
@@ -120,6 +120,6 @@ class EWMeanVar:
             out.n, out.mean, out.var = float(state["n"]), float(state["mean"]), float(state["var"])
         else:
             out.n, out.mean, out.var = (
-                decode_array(state[k], np.float64) for k in ("n", "mean", "var")
+                as_array(state[k], np.float64) for k in ("n", "mean", "var")
             )
         return out

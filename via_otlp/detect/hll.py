@@ -24,7 +24,6 @@ True
 
 from __future__ import annotations
 
-import base64
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from via_otlp.detect.codec import check_version
+from via_otlp.detect.codec import as_array, check_version
 
 _ALPHA_INF = 1.0 / (2.0 * math.log(2.0))
 _MASK64 = (1 << 64) - 1
@@ -213,13 +212,17 @@ class HyperLogLog:
         return round(self.cardinality)
 
     def snapshot(self) -> dict[str, Any]:
-        """Versioned, JSON-serialisable state."""
+        """Versioned state as a tree (JSON values and 1-d numpy arrays, see `codec`)."""
         out: dict[str, Any] = {"version": self.VERSION, "precision": self.precision}
         if self._sparse is not None:
-            out["sparse"] = sorted([i, r] for i, r in self._sparse.items())
+            keys = sorted(self._sparse)
+            out["sparse_index"] = np.array(
+                keys, dtype=np.uint16 if self.precision <= 16 else np.int64
+            )
+            out["sparse_rank"] = np.array([self._sparse[k] for k in keys], dtype=np.uint8)
         else:
             assert self._dense is not None
-            out["dense"] = base64.b64encode(self._dense.tobytes()).decode("ascii")
+            out["dense"] = self._dense.copy()
         return out
 
     @classmethod
@@ -227,12 +230,14 @@ class HyperLogLog:
         check_version(state, cls.VERSION, "HyperLogLog")
         out = cls(int(state["precision"]))
         if "dense" in state:
-            dense = np.frombuffer(base64.b64decode(state["dense"]), dtype=np.uint8).copy()
+            dense = as_array(state["dense"], np.uint8)
             if len(dense) != out.m:
                 raise ValueError("HyperLogLog snapshot: dense registers have the wrong length")
             out._dense, out._sparse = dense, None
         else:
-            out._sparse = {int(i): int(r) for i, r in state["sparse"]}
+            idx = as_array(state["sparse_index"], np.int64).tolist()
+            rank = as_array(state["sparse_rank"], np.int64).tolist()
+            out._sparse = dict(zip(idx, rank, strict=True))
         return out
 
     def __eq__(self, other: object) -> bool:
@@ -255,3 +260,104 @@ class HyperLogLog:
         return out
 
     __hash__ = None  # type: ignore[assignment]
+
+
+# -- many sketches at once -------------------------------------------------------------------
+#
+# The engine keeps the sketches of all profiles of one bucket (or window) as one int64 array of
+# packed ``(slot, register, rank)`` triples, so a batch updates them in one vectorised step and a
+# closing bucket estimates them all at once. `compact` keeps the largest rank per register.
+
+_REG_SHIFT = 8
+_SLOT_SHIFT = 24
+
+
+def pack(slot: np.ndarray, idx: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    """Packed ``(slot, register, rank)`` triples (int64) for `compact` and `estimate_packed`."""
+    return (
+        (slot.astype(np.int64) << _SLOT_SHIFT)
+        | (idx.astype(np.int64) << _REG_SHIFT)
+        | rho.astype(np.int64)
+    )
+
+
+def packed_slots(packed: np.ndarray) -> np.ndarray:
+    """The slot of each packed triple."""
+    return packed >> _SLOT_SHIFT
+
+
+def compact(packed: np.ndarray) -> np.ndarray:
+    """Sorted triples with one entry per (slot, register): the largest rank (the union).
+
+    >>> a = pack(np.array([1, 1, 0]), np.array([5, 5, 5]), np.array([2, 3, 1]))
+    >>> [(int(x) >> 24, (int(x) >> 8) & 0xFFFF, int(x) & 0xFF) for x in compact(a)]
+    [(0, 5, 1), (1, 5, 3)]
+    """
+    if len(packed) == 0:
+        return packed.astype(np.int64)
+    s = np.sort(packed)
+    reg = s >> _REG_SHIFT
+    last = np.concatenate((reg[1:] != reg[:-1], [True]))
+    return s[last]
+
+
+def _sigma_vec(x: np.ndarray) -> np.ndarray:
+    """Ertl's sigma(x) elementwise (x < 1)."""
+    x = x.astype(np.float64).copy()
+    y = np.ones_like(x)
+    z = x.copy()
+    for _ in range(80):
+        x *= x
+        step = x * y
+        z += step
+        y += y
+        if not np.any(step > z * 1e-17):
+            break
+    return z
+
+
+def _tau_vec(x: np.ndarray) -> np.ndarray:
+    """Ertl's tau(x) elementwise (0 at x = 0 and x = 1)."""
+    x = x.astype(np.float64).copy()
+    edge = (x == 0.0) | (x == 1.0)
+    y = np.ones_like(x)
+    z = 1.0 - x
+    for _ in range(80):
+        x = np.sqrt(x)
+        y *= 0.5
+        step = (1.0 - x) ** 2 * y
+        z -= step
+        if not np.any(step > np.abs(z) * 1e-17):
+            break
+    return np.where(edge, 0.0, z / 3.0)
+
+
+def estimate_packed(packed: np.ndarray, precision: int) -> tuple[np.ndarray, np.ndarray]:
+    """(slots, estimated distinct values) of every sketch in a *compacted* packed array.
+
+    The same estimator as `HyperLogLog.cardinality` (Ertl), vectorised over sketches.
+
+    >>> h = HyperLogLog(10)
+    >>> h.update(f"u{i}" for i in range(300))
+    >>> idx, rho = registers_of(np.array([hash64(f"u{i}") for i in range(300)], np.uint64), 10)
+    >>> slots, est = estimate_packed(compact(pack(np.full(300, 7), idx, rho)), 10)
+    >>> slots.tolist(), bool(abs(est[0] - h.cardinality) < 1e-9)
+    ([7], True)
+    """
+    if len(packed) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    m = 1 << precision
+    q = 64 - precision
+    slot = packed >> _SLOT_SHIFT
+    rank = (packed & 0xFF).astype(np.int64)
+    starts = np.flatnonzero(np.concatenate(([True], slot[1:] != slot[:-1])))
+    slots = slot[starts]
+    row = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(slot))))
+    hist = np.bincount(row * (q + 2) + rank, minlength=len(starts) * (q + 2))
+    hist = hist.reshape(len(starts), q + 2).astype(np.float64)
+    hist[:, 0] = m - hist[:, 1:].sum(axis=1)
+    z = m * _tau_vec(1.0 - hist[:, q + 1] / m)
+    for k in range(q, 0, -1):
+        z = 0.5 * (z + hist[:, k])
+    z += m * _sigma_vec(hist[:, 0] / m)
+    return slots, _ALPHA_INF * m * m / z

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from via_otlp.detect.codec import check_version, decode_array, encode_array
+from via_otlp.detect.codec import as_array, check_version, leaf
 from via_otlp.detect.config import DetectConfig
 from via_otlp.detect.cusum import Cusum
 from via_otlp.detect.ewma import EWMeanVar, decay_of
@@ -202,9 +202,8 @@ def population_of(c: np.ndarray, d: np.ndarray) -> np.ndarray:
 class ProfileTable:
     """All profiles, as columns indexed by slot; `index` maps rhythm hash → slot."""
 
-    # 2: seasonal factors, id population and the cardinality CUSUM (reads 1)
-    # 3: the ring of recent buckets (reads 1 and 2, with no recent buckets)
-    VERSION = 3
+    # 4: a tree of raw arrays (1-3: base64 columns, no longer read)
+    VERSION = 4
 
     def __init__(self, config: DetectConfig, capacity: int = 64) -> None:
         self.config = config
@@ -803,83 +802,138 @@ class ProfileTable:
 
     # -- state -------------------------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
-        cols: dict[str, Any] = {
-            name: encode_array(getattr(self, name)) for name in _FLOAT_COLS + _INT_COLS + _BOOL_COLS
-        }
-        for name in _EW_COLS:
-            e: EWMeanVar = getattr(self, name)
-            cols[name] = {k: encode_array(getattr(e, k)) for k in ("n", "mean", "var")}
-        cols["season"] = encode_array(self.season.reshape(-1))
-        cols["day_sum"] = encode_array(self.day_sum.reshape(-1))
-        cols["cusum"] = {"pos": encode_array(self.cusum.pos), "neg": encode_array(self.cusum.neg)}
-        for name in _RECENT_COLS:
-            cols[name] = encode_array(getattr(self, name).reshape(-1))
-        slots = np.flatnonzero(self.live).tolist()
-        sources: dict[str, int] = {}
+    def _slot_arrays(self) -> dict[str, tuple[np.ndarray, int]]:
+        """Every per-slot array by name, with its slot axis: one profile's state is the slice
+        of each at its slot (what `take` exports and `put` imports)."""
+        out = {n: (getattr(self, n), 0) for n in _FLOAT_COLS + _INT_COLS + _BOOL_COLS}
+        for n in _EW_COLS:
+            e: EWMeanVar = getattr(self, n)
+            out[f"{n}.n"], out[f"{n}.mean"], out[f"{n}.var"] = (e.n, 0), (e.mean, 0), (e.var, 0)
+        out["cusum.pos"], out["cusum.neg"] = (self.cusum.pos, 0), (self.cusum.neg, 0)
+        out["season"], out["day_sum"] = (self.season, 0), (self.day_sum, 0)
+        for n in _RECENT_COLS:
+            out[n] = (getattr(self, n), 1)
+        return out
+
+    def _set_slot_array(self, name: str, a: np.ndarray) -> None:
+        owner, _, attr = name.rpartition(".")
+        setattr(getattr(self, owner) if owner else self, attr, a)
+
+    def _meta(self, slots: list[int]) -> dict[str, Any]:
+        """Identity of the profiles at `slots`: rhythm hash, source, template, severity."""
+        src_index: dict[str, int] = {}
         src_list: list[Any] = []
-        meta = []
+        which = []
         for s in slots:
             src = self.source[s]
             assert src is not None
-            if src.key not in sources:
-                sources[src.key] = len(src_list)
+            if src.key not in src_index:
+                src_index[src.key] = len(src_list)
                 src_list.append([src.key, [list(a) for a in src.attributes]])
-            meta.append(
-                [
-                    s,
-                    self.rhythm_hash[s],
-                    sources[src.key],
-                    self.template_id[s],
-                    self.template[s],
-                    self.severity[s],
-                ]
-            )
+            which.append(src_index[src.key])
+        return {
+            "sources": src_list,
+            "source": np.array(which, dtype=np.int64),
+            "rhythm_hash": [self.rhythm_hash[s] for s in slots],
+            "template_id": [self.template_id[s] for s in slots],
+            "template": [self.template[s] for s in slots],
+            "severity": [self.severity[s] for s in slots],
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole table as a tree (JSON values and 1-d arrays; see `codec`)."""
+        slots = np.flatnonzero(self.live).tolist()
+        arrays = self._slot_arrays()
         return {
             "version": self.VERSION,
             "capacity": self.capacity,
             "day": self.day_abs,
             "recent": [RECENT, self.recent_from, self.recent_end],
-            "free": list(self._free),
-            "columns": cols,
-            "sources": src_list,
-            "profiles": meta,
+            "free": np.array(self._free, dtype=np.int64),
+            "columns": {name: leaf(a) for name, (a, _) in arrays.items()},
+            "slots": np.array(slots, dtype=np.int64),
+            "profiles": self._meta(slots),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        # Version 1 restores with nothing seasonal learned yet, 1 and 2 with no recent buckets.
-        if state.get("version") not in (1, 2):
-            check_version(state, self.VERSION, "ProfileTable")
+        """Replace the table with a `snapshot` (ValueError for another version)."""
+        check_version(state, self.VERSION, "ProfileTable")
         fresh = ProfileTable(self.config, 0)
         fresh._free = []
         fresh._grow(int(state["capacity"]))
         cols = state["columns"]
-        # Columns added later (the spike run) start empty when an older snapshot lacks them.
-        for names, dtype in ((_FLOAT_COLS, np.float64), (_INT_COLS, np.int64), (_BOOL_COLS, bool)):
-            for name in names:
-                if name in cols:
-                    setattr(fresh, name, decode_array(cols[name], dtype))
-        for name in _EW_COLS:
-            e: EWMeanVar = getattr(fresh, name)
-            if name in cols:
-                for k in ("n", "mean", "var"):
-                    setattr(e, k, decode_array(cols[name][k], np.float64))
-        if "season" in cols:
-            fresh.season = decode_array(cols["season"], np.float32).reshape(-1, HOURS)
-            fresh.day_sum = decode_array(cols["day_sum"], np.float32).reshape(-1, HOURS)
-        fresh.day_abs = state.get("day")
-        length, r_from, r_end = state.get("recent", [RECENT, 0, 0])
-        if length == RECENT and r_end > r_from:  # else the ring starts empty
-            for name in _RECENT_COLS:
-                dtype = getattr(fresh, name).dtype
-                setattr(fresh, name, decode_array(cols[name], dtype).reshape(RECENT, -1))
-            fresh.recent_from, fresh.recent_end = int(r_from), int(r_end)
-        fresh.cusum.pos = decode_array(cols["cusum"]["pos"], np.float64)
-        fresh.cusum.neg = decode_array(cols["cusum"]["neg"], np.float64)
-        sources = [Source(key, tuple((a, b) for a, b in attrs)) for key, attrs in state["sources"]]
-        for s, rh, si, tid, tmpl, sev in state["profiles"]:
-            fresh.index[rh] = s
-            fresh.rhythm_hash[s], fresh.source[s] = rh, sources[si]
-            fresh.template_id[s], fresh.template[s], fresh.severity[s] = tid, tmpl, sev
-        fresh._free = [int(x) for x in state["free"]]
+        for name, (a, _) in fresh._slot_arrays().items():
+            fresh._set_slot_array(name, as_array(cols[name], a.dtype, a.shape))
+        fresh.day_abs = state["day"]
+        length, r_from, r_end = state["recent"]
+        if length != RECENT:
+            raise ValueError(f"ProfileTable snapshot: {length} recent buckets, expected {RECENT}")
+        fresh.recent_from, fresh.recent_end = int(r_from), int(r_end)
+        slots = as_array(state["slots"], np.int64).tolist()
+        fresh._add_meta(slots, state["profiles"])
+        fresh._free = as_array(state["free"], np.int64).tolist()
         self.__dict__.update(fresh.__dict__)
+
+    def _add_meta(self, slots: list[int], meta: dict[str, Any]) -> None:
+        sources = [Source(key, tuple((a, b) for a, b in attrs)) for key, attrs in meta["sources"]]
+        which = as_array(meta["source"], np.int64).tolist()
+        for i, s in enumerate(slots):
+            rh = meta["rhythm_hash"][i]
+            self.index[rh] = s
+            self.rhythm_hash[s], self.source[s] = rh, sources[which[i]]
+            self.template_id[s] = meta["template_id"][i]
+            self.template[s] = meta["template"][i]
+            self.severity[s] = meta["severity"][i]
+
+    def take(self, slots: list[int]) -> dict[str, Any]:
+        """The profiles at `slots` as a tree, for `put` into another table (same config)."""
+        idx = np.array(slots, dtype=np.int64)
+        cols = {}
+        for name, (a, axis) in self._slot_arrays().items():
+            cols[name] = leaf(np.take(a, idx, axis=axis))
+        return {
+            "version": self.VERSION,
+            "count": len(slots),
+            "day": self.day_abs,
+            "recent": [RECENT, self.recent_from, self.recent_end],
+            "columns": cols,
+            "profiles": self._meta(slots),
+        }
+
+    def put(self, tree: dict[str, Any]) -> list[int]:
+        """Add the profiles of a `take` tree (their rhythm hashes must be new); their slots.
+
+        Recent buckets outside this table's own recent range are left empty, and a partly
+        accumulated day is kept only if both tables are on the same day.
+        """
+        check_version(tree, self.VERSION, "ProfileTable")
+        k = int(tree["count"])
+        meta = tree["profiles"]
+        slots = []
+        for i in range(k):
+            if not self._free:
+                self._grow(max(64, 2 * self.capacity))
+            slot = self._free.pop()
+            slots.append(slot)
+            self.live[slot] = True  # (overwritten below with the same value)
+            self.rhythm_hash[slot] = meta["rhythm_hash"][i]
+        idx = np.array(slots, dtype=np.int64)
+        length, r_from, r_end = tree["recent"]
+        lo = max(int(r_from), int(r_end) - RECENT, self.recent_from, self.recent_end - RECENT)
+        hi = min(int(r_end), self.recent_end)
+        keep_rows = np.zeros(RECENT, dtype=bool)
+        if length == RECENT and hi > lo:
+            keep_rows[np.arange(lo, hi) % RECENT] = True
+        for name, (a, axis) in self._slot_arrays().items():
+            shape = list(a.shape)
+            shape[axis] = k
+            v = as_array(tree["columns"][name], a.dtype, tuple(shape))
+            if axis == 1:  # the ring of recent buckets: rows are buckets modulo RECENT
+                v[~keep_rows] = 0
+                a[:, idx] = v
+            else:
+                if name == "day_sum" and tree["day"] != self.day_abs:
+                    v[:] = 0
+                a[idx] = v
+        self._add_meta(slots, meta)
+        return slots
