@@ -1,6 +1,7 @@
 """Template mining on the eight Loghub-2k systems, side by side with Drain3; prints a table.
 
     python benchmarks/patterns.py [--repeat N] [--rounds N]
+    python benchmarks/patterns.py --adversarial
 
 For each system: grouping accuracy (GA: a line is right when the set of lines in its predicted
 group equals the set in its true group), parsing accuracy (PA: its final template equals the
@@ -12,6 +13,10 @@ Then a mixed stream: the eight systems interleaved as eight sources, first as re
 in `--rounds - 1` more rounds where every run of digits is replaced by a random number of random
 length (new values, same shapes, as in production), through `PatternStage.apply` in batches of
 1000. Last, the memory of a model holding 100,000 templates (tracemalloc), per template.
+
+``--adversarial`` times the lines of `synthetic_logs.adversarial_lines` (runs of same-shaped
+tokens that made the old regex span matcher backtrack exponentially) and of
+`synthetic_logs.long_token_lines` (huge tokens), next to as many ordinary Loghub lines.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import tracemalloc
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+
+from synthetic_logs import adversarial_lines, long_token_lines
 
 from via_otlp.model import LogBatch, Source
 from via_otlp.patterns.config import PatternsConfig
@@ -216,12 +223,48 @@ def bytes_per_template(n: int = 100_000) -> tuple[int, float]:
     return held, (after - before) / held
 
 
+def _mine_seconds(lines: list[str], repeat: int) -> float:
+    """Best wall time of a fresh miner over `lines` (final templates resolved, as the CLI)."""
+    best = float("inf")
+    for _ in range(repeat):
+        miner = SourceMiner(PatternsConfig())
+        t0 = time.perf_counter()
+        for line in lines:
+            miner.add(line)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def adversarial(repeat: int) -> None:
+    """Print the time to template the adversarial classes, next to ordinary lines."""
+    runs = adversarial_lines(72)
+    longs = long_token_lines(8)
+    ordinary = load("HDFS").lines[: len(runs)]
+    for label, lines in (
+        ("72 adversarial run lines", runs),
+        ("8 lines of one 200,000-char token", longs),
+        (f"{len(ordinary)} ordinary HDFS lines (baseline)", ordinary),
+    ):
+        seconds = _mine_seconds(lines, repeat)
+        chars = sum(map(len, lines))
+        print(
+            f"{label:<40} {seconds * 1000:8.2f} ms  ({seconds / len(lines) * 1e6:8.1f} µs/line, "
+            f"{chars:,} chars)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per miner and system")
     parser.add_argument("--rounds", type=int, default=8, help="rounds of the mixed stream")
+    parser.add_argument(
+        "--adversarial", action="store_true", help="time the adversarial line classes only"
+    )
     args = parser.parse_args()
     logging.disable(logging.CRITICAL)  # drain3 logs every new cluster at INFO
+    if args.adversarial:
+        adversarial(args.repeat)
+        return
     datasets = [load(name) for name in SYSTEMS]
 
     print(

@@ -112,3 +112,19 @@ def test_restore_rejects_other_versions() -> None:
         stage.restore(
             {"kind": "via-otlp.patterns", "version": 1, "sources": {"x": {"templates": [[1]]}}}
         )
+
+
+def test_the_issue_lines_cost_bounded_work_through_the_stage() -> None:
+    # The two lines that froze `serve` (sent as NDJSON): 100 block ids, then 9.
+    ids = [f"blk_{'-' if i % 2 else ''}{10**17 + 7919 * i}" for i in range(100)]
+    stage = PatternStage()
+    b = batch(
+        [
+            f"ask 10.0.0.1:50010 to delete {' '.join(ids)} now",
+            f"ask 10.0.0.2:50010 to delete {' '.join(ids[:9])} now",
+        ]
+    )
+    stage.apply(b)
+    assert b.template[1] == "ask <*> to delete <*> <*> <*> <*> <*> <*> <*> <*> <*> now"
+    # one span comparison, bounded by template tokens x (line tokens + 1)
+    assert stage.miner(SOURCES[0].key).work.steps <= 64 * 15

@@ -61,7 +61,9 @@ DEFAULT_MASKING: tuple[MaskRule, ...] = (
         rf"|(?<![\w:])\[?(?:{_HEX}{{1,4}}:)+:(?:{_HEX}{{1,4}}(?::{_HEX}{{1,4}})*)?(?:\]:\d+)?(?![\w:])",
     ),
     _r("ipv4", r"/?(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?(?![\w.])"),
-    _r("url", r"\b[a-zA-Z][\w+.-]*://\S+"),
+    # A scheme of at most 32 characters: each start scans a bounded distance (an unbounded
+    # `[\w+.-]*` rescanned a long dotted token from every word start: quadratic).
+    _r("url", r"\b[a-zA-Z][\w+.-]{0,31}://\S+"),
     _r("host", rf"(?<![\w.@/-])(?:[\w-]+\.)+{_TLD}(?::\d{{1,5}})?(?![\w.-])"),
     _r("path", r"(?<![\w.:/])(?:[A-Za-z]:)?(?:/[\w.@%+~-]+){2,}/?(?![\w/])"),
     _r("id", r"\b[A-Za-z][A-Za-z0-9]*_-?\d[\w-]*"),
@@ -82,6 +84,7 @@ class PatternsConfig:
     masking: tuple[MaskRule, ...] = DEFAULT_MASKING
     similarity: float = field(default=0.5, metadata=spec(gt=0.0, le=1.0))
     max_tokens: int = field(default=64, metadata=spec(ge=4))
+    max_token_chars: int = field(default=512, metadata=spec(ge=16))
     max_templates_per_source: int = field(default=2000, metadata=spec(ge=10))
     max_sources: int = field(default=10_000, metadata=spec(ge=1))
     fast_path_size: int = field(default=20_000, metadata=spec(ge=0))

@@ -38,6 +38,7 @@ import xxhash
 from via_otlp.patterns.config import PatternsConfig
 from via_otlp.patterns.masking import WILDCARD, Masker
 from via_otlp.patterns.prepare import prepare
+from via_otlp.patterns.spans import SpanText, Work, fits, split_pattern, token_fits
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
@@ -46,13 +47,13 @@ _HAS_DIGIT = re.compile(r"\d")
 # A token that is a word of constant shape: letters (one upper-case at least), `_`, `.`, `-`.
 _CONSTANT_WORD = re.compile(r"[A-Za-z][A-Za-z_.\-]*[A-Za-z]\W?|[A-Z]")
 _SOFT_WORD = re.compile(r"[A-Za-z][A-Za-z0-9']*[,.;:!?]?")
-_SPAN_WORD = re.compile(r"[A-Za-z][\w'-]*[,.;:!?]?")
 _MIN_VALUES = 3  # distinct plain words seen at one position before it becomes a variable
 _PREFIX_END = frozenset("=:([{<'\"#@/-")
 FLOOD_ID = "flood"
 _MAX_LEAF_SCAN = 512  # most recent templates of a leaf compared with a line
 _MAX_SCAN = 64  # templates compared when the first token does not lead to a match
 _MAX_SPAN_CANDIDATES = 64  # templates tried when the token count differs
+_MAX_CACHED_CHARS = 4096  # longer lines skip the fast-path caches (they would hold their text)
 
 
 class Template:
@@ -135,24 +136,6 @@ def _is_word(token: str, cache: dict[str, bool] = {}) -> bool:  # noqa: B006
     return hit
 
 
-def _split_pattern(token: str) -> tuple[str, str]:
-    """``user=<*>,`` → (``user=``, ``,``)."""
-    i = token.find(WILDCARD)
-    return token[:i], token[i + 3 :]
-
-
-def _fits(pattern: str, token: str) -> bool:
-    """Does `token` fit a template token that holds a variable (``<*>``, ``uid=<*>)``)?"""
-    if pattern == WILDCARD:
-        return True
-    prefix, suffix = _split_pattern(pattern)
-    return (
-        len(token) > len(prefix) + len(suffix)
-        and token.startswith(prefix)
-        and token.endswith(suffix)
-    )
-
-
 def merge_token(a: str, b: str) -> str:
     """The most specific token pattern that both `a` (maybe a pattern) and `b` fit.
 
@@ -167,8 +150,8 @@ def merge_token(a: str, b: str) -> str:
     """
     if a == WILDCARD or b == WILDCARD:
         return WILDCARD
-    pa, sa = _split_pattern(a) if WILDCARD in a else (a, a)
-    pb, sb = _split_pattern(b) if WILDCARD in b else (b, b)
+    pa, sa = split_pattern(a) if WILDCARD in a else (a, a)
+    pb, sb = split_pattern(b) if WILDCARD in b else (b, b)
     n = 0
     limit = min(len(pa), len(pb))
     while n < limit and pa[n] == pb[n]:
@@ -206,7 +189,7 @@ def diff_kind(a: str, b: str) -> Diff:
     if WILDCARD in a:
         return Diff.FREE
     merged = merge_token(a, b)
-    prefix, suffix = _split_pattern(merged)
+    prefix, suffix = split_pattern(merged)
     da = a[len(prefix) : len(a) - len(suffix)]
     db = b[len(prefix) : len(b) - len(suffix)]
     if _is_constant_word(da) and _is_constant_word(db):
@@ -237,7 +220,7 @@ def _compare(template: list[str], tokens: list[str]) -> tuple[float, int]:
         if a == WILDCARD:
             continue
         constants += 1
-        if WILDCARD in a and _fits(a, b):
+        if WILDCARD in a and token_fits(a, b):
             hits += 1
             continue
         kind = diff_kind(a, b)
@@ -257,7 +240,8 @@ def _compare(template: list[str], tokens: list[str]) -> tuple[float, int]:
 def _covers(template: list[str], tokens: list[str]) -> bool:
     """Does every token of `tokens` (another template) fit `template`?"""
     return len(template) == len(tokens) and all(
-        a == b or (WILDCARD in a and _fits(a, b)) for a, b in zip(template, tokens, strict=True)
+        a == b or (WILDCARD in a and token_fits(a, b))
+        for a, b in zip(template, tokens, strict=True)
     )
 
 
@@ -266,43 +250,12 @@ def _generalise(template: Template, tokens: list[str]) -> bool:
     changed = False
     tt = template.tokens
     for i, (a, b) in enumerate(zip(tt, tokens, strict=True)):
-        if a != b and not (WILDCARD in a and _fits(a, b)):
+        if a != b and not (WILDCARD in a and token_fits(a, b)):
             tt[i] = merge_token(a, b)
             changed = True
     if changed:
         template.text = " ".join(tt)
     return changed
-
-
-def _span_regex(tokens: list[str]) -> re.Pattern[str] | None:
-    """A regex matching lines where each bare ``<*>`` may absorb several tokens (a group each)."""
-    if WILDCARD not in tokens:
-        return None
-    parts = []
-    for tok in tokens:
-        if tok == WILDCARD:
-            parts.append(r"(\S+(?: \S+)*?)")
-        elif WILDCARD in tok:
-            prefix, suffix = _split_pattern(tok)
-            parts.append(re.escape(prefix) + r"\S+?" + re.escape(suffix))
-        else:
-            parts.append(re.escape(tok))
-    return re.compile(" ".join(parts))
-
-
-def _span_fits(regex: re.Pattern[str] | None, text: str) -> bool:
-    """Does `text` match `regex` with only variables or plain words absorbed by the spans?"""
-    if regex is None:
-        return False
-    m = regex.fullmatch(text)
-    if m is None:
-        return False
-    for group in m.groups():
-        if " " in group and not all(
-            WILDCARD in t or _SPAN_WORD.fullmatch(t) for t in group.split(" ")
-        ):
-            return False
-    return True
 
 
 def _collapse_spans(tokens: list[str]) -> list[str]:
@@ -324,13 +277,15 @@ class SourceMiner:
         self.leaves: dict[tuple[int, str], list[Template]] = {}
         self.by_second: dict[tuple[int, str], list[Template]] = {}
         self.by_first: dict[str, list[Template]] = {}
-        self._spans: dict[str, re.Pattern[str] | None] = {}
+        self._spans: dict[str, SpanText] = {}  # templates as texts, when a line is shorter
+        self.work = Work()  # steps of the span matcher (a work budget, for tests)
         self._values: dict[tuple[str, str, int], set[str]] = {}
         self._by_shape: dict[bytes, Template] = {}
         self._by_body: dict[str, Template] = {}
         self._by_masked: dict[str, tuple[Template, bool]] = {}
         self._agnostic = self.masker.digit_agnostic
-        self._long = 2 * config.max_tokens - 1
+        # a body up to this long has at most `max_tokens` tokens, none longer than allowed
+        self._long = min(2 * config.max_tokens - 2, config.max_token_chars)
         self.stats = MinerStats()
         self._window_end = config.flood_window
         self._window_new = 0
@@ -397,14 +352,19 @@ class SourceMiner:
             self.templates.move_to_end(template.id)
 
     def _tokens(self, body: str) -> list[str]:
-        if "\n" in body or len(body) >= self._long:
-            body = prepare(body, self.config.max_tokens)
+        config = self.config
+        if "\n" in body or len(body) > self._long:
+            body = prepare(body, config.max_tokens, config.max_token_chars)
         return self.masker.tokens(body) or [""]
 
     def _remember(self, cache: dict[_K, _V], key: _K, template: _V) -> None:
-        """Cache a line (exact, or masked) → template; bounded, oldest half dropped when full."""
+        """Cache a line (exact, or masked) → template; bounded, oldest half dropped when full.
+
+        A line longer than `_MAX_CACHED_CHARS` is not cached: a cache bounded in entries only
+        would otherwise hold whatever size the senders' bodies have.
+        """
         size = self.config.fast_path_size
-        if size == 0:
+        if size == 0 or len(key) > _MAX_CACHED_CHARS:  # type: ignore[arg-type]
             return
         if len(cache) >= size:
             for k in list(cache)[: size // 2]:  # amortised O(1), no per-hit bookkeeping
@@ -492,27 +452,27 @@ class SourceMiner:
         """A template of another length that fits once a bare ``<*>`` spans several tokens.
 
         A ``<*>`` spans one token at least, so only the shorter side's variables can absorb the
-        longer side's extra tokens: one direction is tried per template, and the line's regex
-        is built only when a longer template is met.
+        longer side's extra tokens: one direction is tried per template (see `spans.fits`,
+        linear in the tokens: no regex is built from a template).
         """
         pool = self.by_first.get(_leaf_key(tokens)[1], [])
         if not pool:
             return None
-        line = " ".join(tokens)
-        line_regex: re.Pattern[str] | bool | None = False
+        line: SpanText | None = None
+        work = self.work
         for template in pool[-_MAX_SPAN_CANDIDATES:]:
             n = len(template.tokens)
             if n < len(tokens):
-                regex = self._spans.get(template.id, False)
-                if regex is False:
-                    regex = self._spans[template.id] = _span_regex(template.tokens)
-                if _span_fits(regex, line):  # type: ignore[arg-type]
+                if line is None:
+                    line = SpanText(tokens)
+                if fits(template.tokens, line, work):
                     self._reshape(template, _collapse_spans(template.tokens))
                     return template
             elif n > len(tokens):
-                if line_regex is False:
-                    line_regex = _span_regex(tokens)
-                if _span_fits(line_regex, template.text):  # type: ignore[arg-type]
+                text = self._spans.get(template.id)
+                if text is None:
+                    text = self._spans[template.id] = SpanText(template.tokens)
+                if fits(tokens, text, work):
                     self._reshape(template, _collapse_spans(tokens))
                     return template
         return None

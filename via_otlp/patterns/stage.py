@@ -25,6 +25,7 @@ SNAPSHOT_KIND = "via-otlp.patterns"
 SNAPSHOT_VERSION = 1
 _HASH_CACHE_SIZE = 65_536
 _HINT_CACHE_SIZE = 16_384
+_MAX_CACHED_HINT = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +119,11 @@ class PatternStage:
         self._hinted += 1
         tid = self._hints.get(hint)
         if tid is None:
-            if len(self._hints) >= _HINT_CACHE_SIZE:
-                self._hints.clear()
-            tid = self._hints[hint] = "h" + xxhash.xxh64_hexdigest(hint.encode())[:9]
+            tid = "h" + xxhash.xxh64_hexdigest(hint.encode())[:9]
+            if len(hint) <= _MAX_CACHED_HINT:  # the cache is bounded in bytes, not only entries
+                if len(self._hints) >= _HINT_CACHE_SIZE:
+                    self._hints.clear()
+                self._hints[hint] = tid
         return tid
 
     def stats(self) -> PatternStats:
