@@ -101,7 +101,7 @@ async def run(tmp_path: Path, factory: GrpcServerFactory, downstream_first: bool
     port = free_port()
     downstream = await factory(port) if downstream_first else None
     server: ServerProcess = await asyncio.to_thread(
-        start_server, tmp_path, fast_detection(f"127.0.0.1:{port}")
+        start_server, tmp_path, fast_detection(f"http://127.0.0.1:{port}")
     )
     try:
         sent = await asyncio.to_thread(send_history_then_a_new_error, server.grpc_target)

@@ -193,7 +193,7 @@ class GrpcServer:
 
     @property
     def endpoint(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self.port}"  # plaintext: without a scheme it would be TLS
 
     async def stop(self) -> None:
         await self.server.stop(grace=None)

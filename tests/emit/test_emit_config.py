@@ -43,8 +43,10 @@ def test_full_section_with_units_and_env() -> None:
     [
         ({"endpoint": "collector"}, "emit.endpoint: must be HOST:PORT"),
         ({"endpoint": "ftp://x:1"}, "emit.endpoint: scheme must be http or https"),
+        ({"endpoint": "https://u:pw@x:1"}, "emit.endpoint: must not carry credentials"),
         ({"endpoint": "http://x:1/otlp"}, "emit.endpoint: a gRPC endpoint has no path"),
         ({"endpoint": "https://x:4317", "tls": {"insecure": True}}, "emit.tls.insecure: is true"),
+        ({"endpoint": "http://x:4317", "tls": {"insecure": False}}, "emit.tls.insecure: is false"),
         ({"protocol": "udp"}, "emit.protocol: must be one of"),
         ({"signals": "metrics"}, "emit.signals: must be one of"),
         ({"queue_size": 0}, "emit.queue_size: must be >= 1"),
@@ -67,12 +69,16 @@ def test_bad_values_name_their_key(data: dict, message: str) -> None:
 @pytest.mark.parametrize(
     ("endpoint", "protocol", "insecure", "secure", "base_url"),
     [
-        ("localhost:4317", "grpc", None, False, "http://localhost:4317"),
-        ("127.0.0.1:4317", "grpc", None, False, "http://127.0.0.1:4317"),
-        ("[::1]:4317", "grpc", None, False, "http://[::1]:4317"),
-        ("collector:4317", "grpc", None, True, "https://collector:4317"),
-        ("collector:4317", "grpc", True, False, "http://collector:4317"),
-        ("localhost:4317", "grpc", False, True, "https://localhost:4317"),
+        # no scheme: TLS unless tls.insecure is true, loopback or not (the Collector's rule)
+        ("localhost:4317", "grpc", None, True, "https://localhost:4317"),
+        ("127.0.0.1:4317", "grpc", None, True, "https://127.0.0.1:4317"),
+        ("[::1]:4317", "grpc", True, False, "http://[::1]:4317"),
+        ("collector:4327", "grpc", None, True, "https://collector:4327"),
+        ("collector:4327", "grpc", True, False, "http://collector:4327"),
+        ("collector:4327", "grpc", False, True, "https://collector:4327"),
+        # a scheme decides by itself
+        ("http://collector:4327", "grpc", None, False, "http://collector:4327"),
+        ("https://collector:4327", "grpc", None, True, "https://collector:4327"),
         ("http://collector:4318", "http", None, False, "http://collector:4318"),
         (
             "https://otlp.example.com/prefix/",

@@ -106,7 +106,7 @@ async def test_downstream_down_then_up_receives_every_event(
 ) -> None:
     port = free_port()
     emitter = Emitter(
-        fast_config(f"127.0.0.1:{port}", batch=BatchConfig(max_size=5, interval=0.01))
+        fast_config(f"http://127.0.0.1:{port}", batch=BatchConfig(max_size=5, interval=0.01))
     )
     await emitter.start()
     events = [make_event(f"ep-{i}") for i in range(20)]
@@ -241,7 +241,7 @@ async def test_queue_overflow_is_counted_not_raised(grpc_server: GrpcServer) -> 
 
 
 async def test_shutdown_without_start_is_safe_and_idempotent() -> None:
-    emitter = Emitter(fast_config("127.0.0.1:1"))
+    emitter = Emitter(fast_config("http://127.0.0.1:1"))
     emitter.submit([make_event()])
     await emitter.shutdown()
     await emitter.shutdown()

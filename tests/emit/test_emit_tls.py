@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service
 from via_otlp.emit import Emitter
 from via_otlp.emit.config import TlsConfig
 
-from .conftest import Recorder, _LogsServicer, fast_config, make_event
+from .conftest import GrpcServer, Recorder, _LogsServicer, fast_config, make_event, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
 
@@ -115,3 +115,25 @@ async def test_https_with_ca_file_and_untrusted_without(certs: Certs) -> None:
         assert len(received) == 1
     finally:
         await runner.cleanup()
+
+
+async def test_no_scheme_means_tls_and_the_error_says_how_to_send_plaintext(
+    grpc_server: GrpcServer,
+) -> None:
+    """The Collector's rule: `host:port` is TLS, so a plaintext receiver refuses the handshake,
+    and the error names the fix; `http://host:port` reaches the same receiver."""
+    tls = Emitter(fast_config(f"127.0.0.1:{grpc_server.port}"))
+    await tls.start()
+    tls.submit([make_event()])
+    await wait_until(lambda: tls.stats().retries >= 1)
+    await tls.shutdown(timeout=0.3)
+    assert tls.stats().sent == 0
+    assert "has no scheme, so TLS is used" in tls.stats().last_error
+    assert grpc_server.rec.logs == []
+
+    plain = Emitter(fast_config(f"http://127.0.0.1:{grpc_server.port}"))
+    await plain.start()
+    plain.submit([make_event()])
+    await plain.shutdown()
+    assert plain.stats().sent == 1
+    assert len(grpc_server.rec.log_records) == 1

@@ -20,7 +20,7 @@ def test_live_against_a_server(tmp_path: Path) -> None:
         tmp_path,
         {
             "receive": {"max_future_skew": "1d"},
-            "emit": {"endpoint": collect, "batch": {"interval": "200ms"}},
+            "emit": {"endpoint": f"http://{collect}", "batch": {"interval": "200ms"}},
             "registry": {"enabled": False},
         },
     )

@@ -12,7 +12,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from via_otlp.configload import spec
-from via_otlp.endpoints import is_loopback, split_endpoint
+from via_otlp.endpoints import split_endpoint
 from via_otlp.errors import ConfigError
 
 Protocol = Literal["grpc", "http"]
@@ -22,10 +22,11 @@ Compression = Literal["gzip", "none"]
 
 @dataclass(frozen=True)
 class TlsConfig:
-    """Transport security towards the downstream endpoint.
+    """Transport security towards the downstream endpoint, by the Collector's rules.
 
-    `insecure` null means: decided by the endpoint (``https://`` → TLS, ``http://`` → plaintext;
-    without a scheme, plaintext for loopback hosts and TLS for any other host).
+    ``https://`` is TLS and ``http://`` plaintext; an endpoint without a scheme is TLS unless
+    `insecure` is true (null and false both mean TLS there). An `insecure` that contradicts the
+    scheme is a config error rather than silently ignored.
     """
 
     insecure: bool | None = None
@@ -103,8 +104,14 @@ class Target:
 def parse_endpoint(endpoint: str, protocol: Protocol, insecure: bool | None) -> Target:
     """Parse ``host:port`` or ``http(s)://host[:port][/prefix]``; errors carry relative key paths.
 
-    >>> parse_endpoint("localhost:4317", "grpc", None)
-    Target(authority='localhost:4317', secure=False, base_url='http://localhost:4317')
+    Without a scheme it is TLS unless `insecure` is true, as the Collector's ``otlp`` exporter:
+
+    >>> parse_endpoint("collector:4317", "grpc", None).secure
+    True
+    >>> parse_endpoint("collector:4317", "grpc", True)
+    Target(authority='collector:4317', secure=False, base_url='http://collector:4317')
+    >>> parse_endpoint("http://collector:4317", "grpc", None).secure
+    False
     >>> parse_endpoint("https://otlp.example.com/otlp", "http", None).base_url
     'https://otlp.example.com:443/otlp'
     """
@@ -115,7 +122,7 @@ def parse_endpoint(endpoint: str, protocol: Protocol, insecure: bool | None) -> 
             raise ConfigError("endpoint", f"a gRPC endpoint has no path, got {endpoint!r}")
     else:
         host, port = _parse_authority(text)
-        secure = (not is_loopback(host)) if insecure is None else not insecure
+        secure = not insecure
         path = ""
     bracketed = f"[{host}]" if ":" in host else host
     authority = f"{bracketed}:{port}"
@@ -135,6 +142,12 @@ def _parse_url(text: str, insecure: bool | None) -> tuple[str, int, bool, str]:
         raise ConfigError("endpoint", f"has no host: {text!r}")
     if parts.query or parts.fragment:
         raise ConfigError("endpoint", f"must not have a query or fragment: {text!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(
+            "endpoint",
+            "must not carry credentials (they would not be sent)",
+            hint="use emit.headers: {authorization: 'Bearer ${env:TOKEN}'}",
+        )
     secure = parts.scheme == "https"
     if insecure is not None and insecure == secure:
         raise ConfigError("tls.insecure", f"is {str(insecure).lower()}, which contradicts {text!r}")

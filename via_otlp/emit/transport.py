@@ -119,7 +119,8 @@ class GrpcTransport:
             return _trace_partial(trace_response)
         except grpc.aio.AioRpcError as exc:
             metadata = exc.trailing_metadata() or ()
-            raise classify_grpc(exc.code(), exc.details() or "", metadata) from None
+            details = _tls_hint(exc.details() or "", self._config.endpoint, self._target.secure)
+            raise classify_grpc(exc.code(), details, metadata) from None
 
     async def close(self) -> None:
         """Close the channel; idempotent."""
@@ -174,8 +175,9 @@ class HttpTransport:
                 message = _error_message(payload, response)
                 raise classify_http(response.status, response.headers.get("Retry-After"), message)
         except (aiohttp.ClientError, TimeoutError) as exc:
+            message = f"HTTP POST {url} failed: {type(exc).__name__}: {exc}"
             raise ExportError(
-                f"HTTP POST {url} failed: {type(exc).__name__}: {exc}", retryable=True
+                _tls_hint(message, self._config.endpoint, self._target.secure), retryable=True
             ) from None
 
     async def close(self) -> None:
@@ -183,6 +185,20 @@ class HttpTransport:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+
+_TLS_FAILURE_WORDS = ("ssl", "handshake", "tls", "wrong_version_number", "certificate")
+
+
+def _tls_hint(message: str, endpoint: str, secure: bool) -> str:
+    """`message`, plus what to change when TLS failed against an endpoint given without a scheme
+    (TLS by the Collector's rules, while the receiver may speak plaintext)."""
+    if secure and "://" not in endpoint and any(w in message.lower() for w in _TLS_FAILURE_WORDS):
+        return (
+            f"{message} (emit.endpoint {endpoint!r} has no scheme, so TLS is used; for a "
+            "plaintext receiver write http://HOST:PORT or set emit.tls.insecure: true)"
+        )
+    return message
 
 
 def _logs_partial(response: ExportLogsServiceResponse) -> PartialSuccess:

@@ -33,7 +33,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--live", metavar="HOST:PORT",
         help="send to a running server over OTLP/gRPC instead (its emit.endpoint must point at "
-        "--collect, and its receive.max_future_skew must cover the scenario)",
+        "http://COLLECT (plaintext), and its receive.max_future_skew must cover the scenario)",
     )  # fmt: skip
     p.add_argument(
         "--collect", metavar="HOST:PORT", default="127.0.0.1:4319",
