@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from via_otlp.receive.normalise import NormaliseOptions, Normaliser
 from via_otlp.registry import Registry
 from via_otlp.registry.schemas import SchemaTracker
 from via_otlp.state import STATE_FILE, load_state, save_state
+from via_otlp.telemetry.timing import Stage
 
 log = logging.getLogger("via_otlp")
 
@@ -71,21 +73,24 @@ class Pipeline:
         self.schemas = SchemaTracker(config.registry.schema)
         if registry is not None:
             registry.schema_tracker = self.schemas
-        self.queue = RecordQueue(config.receive.queue_max_records)
         self.stats = IntakeStats()
+        self.queue = RecordQueue(config.receive.queue_max_records, self.stats.latency)
         drop = registry.filter_batch if registry is not None else None
         self.intake = Intake(
             build_normaliser(config), self.patterns, self.queue, self.stats, drop_filter=drop
         )
         self.events_emitted = 0
         self.events_suppressed = 0
+        # Emitted events by (kind, state), for the self-metrics.
+        self.events_by_kind: Counter[tuple[str, str]] = Counter()
 
     def consume(self, batch: LogBatch) -> None:
         """Process one batch taken off the queue."""
         self.stats.records_consumed += len(batch)
-        self.schemas.observe(batch)
-        events = self.engine.observe(batch)
-        self.dispatch(events + self._check_schemas())
+        with self.stats.latency.time(Stage.DETECT):
+            self.schemas.observe(batch)
+            events = self.engine.observe(batch) + self._check_schemas()
+        self.dispatch(events)
 
     def tick(self, now_ns: int) -> None:
         """Wall clock: let silence close buckets, and judge schemas."""
@@ -103,14 +108,16 @@ class Pipeline:
     def dispatch(self, events: list[AnomalyEvent]) -> None:
         if not events:
             return
-        if self.registry is not None:
-            admitted = [e for e in events if self.registry.admit_anomaly(e)]
-        else:
-            admitted = events
-        self.events_suppressed += len(events) - len(admitted)
-        self.events_emitted += len(admitted)
-        if admitted and self.sink is not None:
-            self.sink(admitted)
+        with self.stats.latency.time(Stage.DISPATCH):
+            if self.registry is not None:
+                admitted = [e for e in events if self.registry.admit_anomaly(e)]
+            else:
+                admitted = events
+            self.events_suppressed += len(events) - len(admitted)
+            self.events_emitted += len(admitted)
+            self.events_by_kind.update((e.kind.value, e.state.value) for e in admitted)
+            if admitted and self.sink is not None:
+                self.sink(admitted)
 
     def rhythm_counts(self, limit: int = MAX_RHYTHMS_SHOWN) -> dict[str, int]:
         """Records seen per rhythm hash, most first: the engine's profiles, so bounded as they are."""
@@ -160,7 +167,12 @@ class App:
         # Test seam: awaited before each batch is consumed (e.g. to make the consumer slow).
         self._consume_hook = consume_hook
         self.grpc = GrpcServer(config.receive.grpc, self.pipeline.intake)
-        self.http = HttpServer(config.receive, self.pipeline.intake, self.status)
+        self.http = HttpServer(
+            config.receive,
+            self.pipeline.intake,
+            self.status,
+            self.prometheus_metrics if config.telemetry.metrics.prometheus else None,
+        )
         self.control = ControlServer(config.control, self)
         self.state = "new"
         self.started_at = 0.0
@@ -334,6 +346,12 @@ class App:
 
     # --- inspection -----------------------------------------------------------------------
 
+    def prometheus_metrics(self) -> tuple[bytes, str]:
+        """`GET /metrics`: the self-metrics of one status snapshot, as Prometheus text."""
+        from via_otlp.telemetry import prometheus
+
+        return prometheus.render(self.status), prometheus.CONTENT_TYPE
+
     def status(self, detail: frozenset[str] = frozenset()) -> dict[str, Any]:
         """What `/status` shows: version, state, queue and counters (`detail`: extra sections)."""
         p = self.pipeline
@@ -343,12 +361,21 @@ class App:
             "uptime_seconds": round(time.monotonic() - self.started_at, 3)
             if self.started_at
             else 0.0,
-            "queue": {"depth": p.queue.depth, "capacity": p.queue.max_records},
+            "queue": {
+                "depth": p.queue.depth,
+                "capacity": p.queue.max_records,
+                "body_bytes": p.queue.body_bytes,
+            },
             "intake": p.stats.as_dict(),
             "rhythm_hashes": p.rhythm_hashes,
             "patterns": to_plain(p.patterns.stats()),
             "detect": to_plain(p.engine.stats()),
-            "events": {"emitted": p.events_emitted, "suppressed": p.events_suppressed},
+            "events": {
+                "emitted": p.events_emitted,
+                "suppressed": p.events_suppressed,
+                "by_kind": {f"{k}/{s}": n for (k, s), n in sorted(p.events_by_kind.items())},
+            },
+            "latency": p.stats.latency.snapshot(),
             "emit": to_plain(self.emitter.stats()),
             "registry": to_plain(self.registry.status())
             if self.registry is not None

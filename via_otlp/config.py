@@ -23,6 +23,7 @@ from via_otlp.endpoints import split_endpoint
 from via_otlp.errors import ConfigError
 from via_otlp.patterns.config import PatternsConfig
 from via_otlp.registry.config import RegistryConfig
+from via_otlp.telemetry.config import TelemetryConfig
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "via.json5"
 
@@ -108,6 +109,7 @@ class Config:
     control: ControlConfig = field(default_factory=ControlConfig)
     state: StateConfig = field(default_factory=StateConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
 
     @property
     def log_level(self) -> int:

@@ -63,15 +63,15 @@ class LogsServiceHandler:
         if replaced:
             stats.invalid_utf8_requests += 1
         try:
-            self.intake.submit_request_nowait(message)
+            accepted = self.intake.submit_request_nowait(message)
         except QueueFullError as exc:
-            stats.count(Transport.GRPC, Outcome.QUEUE_FULL)
+            stats.count(Transport.GRPC, Outcome.QUEUE_FULL, exc.records)
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE,
                 str(exc),
                 trailing_metadata=_retry_metadata(code_pb2.UNAVAILABLE, str(exc), exc.retry_after),
             )
-        stats.count(Transport.GRPC, Outcome.ACCEPTED)
+        stats.count(Transport.GRPC, Outcome.ACCEPTED, accepted)
         return export_response().SerializeToString()
 
     def generic_handler(self) -> grpc.GenericRpcHandler:

@@ -1,4 +1,5 @@
-"""OTLP/HTTP intake (`POST /v1/logs`), NDJSON intake (`POST /v1/ingest`), `/healthz`, `/status`.
+"""OTLP/HTTP intake (`POST /v1/logs`), NDJSON intake (`POST /v1/ingest`), `/healthz`, `/status`,
+`/metrics`.
 
 Answers follow OTLP/HTTP: the response body is in the request's encoding; a malformed body is
 400 with a google.rpc.Status saying what was wrong; 415 for a content type or encoding we do not
@@ -140,11 +141,13 @@ class HttpServer:
         config: ReceiveConfig,
         intake: Intake,
         status: Callable[[frozenset[str]], dict[str, Any]],
+        metrics: Callable[[], tuple[bytes, str]] | None = None,
     ) -> None:
         self.config: HttpConfig = config.http
         self.batch_records = config.ndjson_batch_records
         self.intake = intake
         self.status = status
+        self.metrics = metrics  # Prometheus text and its content type; None: no /metrics
         self.serving = False
         self.port = 0
         self._runner: web.AppRunner | None = None
@@ -155,6 +158,8 @@ class HttpServer:
         app.router.add_post("/v1/ingest", self.post_ingest)
         app.router.add_get("/healthz", self.get_healthz)
         app.router.add_get("/status", self.get_status)
+        if self.metrics is not None:
+            app.router.add_get("/metrics", self.get_metrics)
         return app
 
     async def start(self) -> None:
@@ -207,6 +212,12 @@ class HttpServer:
             self.status(detail), dumps=lambda d: json.dumps(d, indent=2, sort_keys=True)
         )
 
+    async def get_metrics(self, request: web.Request) -> web.Response:
+        """via-otlp's own metrics as Prometheus text (see via_otlp/telemetry)."""
+        assert self.metrics is not None
+        body, content_type = self.metrics()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
     async def post_logs(self, request: web.Request) -> web.Response:
         """OTLP/HTTP export: protobuf or JSON, answered in the same encoding."""
         stats = self.intake.stats
@@ -258,9 +269,9 @@ class HttpServer:
         if replaced:
             stats.invalid_utf8_requests += 1
         try:
-            self.intake.submit_request_nowait(message)
+            accepted = self.intake.submit_request_nowait(message)
         except QueueFullError as exc:
-            stats.count(Transport.HTTP, Outcome.QUEUE_FULL)
+            stats.count(Transport.HTTP, Outcome.QUEUE_FULL, exc.records)
             return _status_response(
                 503,
                 code_pb2.UNAVAILABLE,
@@ -268,7 +279,7 @@ class HttpServer:
                 encoding,
                 **{"Retry-After": str(math.ceil(exc.retry_after))},
             )
-        stats.count(Transport.HTTP, Outcome.ACCEPTED)
+        stats.count(Transport.HTTP, Outcome.ACCEPTED, accepted)
         return web.Response(
             body=encode_message(export_response(), encoding), content_type=encoding.value
         )
@@ -320,19 +331,23 @@ class HttpServer:
             await flush()
         except InputError as exc:
             stats.count(Transport.NDJSON, Outcome.INVALID)
+            stats.records[(Transport.NDJSON, Outcome.ACCEPTED)] += accepted
             return web.json_response(
                 {"accepted": accepted, "rejected": rejected, "errors": errors, "error": str(exc)},
                 status=400,
             )
         except (TimeoutError, QueueFullError):
             stats.count(Transport.NDJSON, Outcome.QUEUE_FULL)
+            stats.records[(Transport.NDJSON, Outcome.ACCEPTED)] += accepted
             return web.json_response(
                 {"accepted": accepted, "rejected": rejected, "errors": errors,
                  "error": f"intake queue stayed full; lines after {accepted + rejected} were not read"},
                 status=503, headers={"Retry-After": "1"},
             )  # fmt: skip
         outcome = Outcome.ACCEPTED if accepted or not rejected else Outcome.INVALID
-        stats.count(Transport.NDJSON, outcome)
+        stats.count(Transport.NDJSON, outcome, accepted)
+        if rejected:
+            stats.records[(Transport.NDJSON, Outcome.INVALID)] += rejected
         status = 200 if outcome is Outcome.ACCEPTED else 400
         return web.json_response(
             {"accepted": accepted, "rejected": rejected, "errors": errors}, status=status

@@ -18,6 +18,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from via_otlp.model import LogBatch
 from via_otlp.patterns import PatternStage
 from via_otlp.receive.normalise import IntakeCounts, Normaliser
+from via_otlp.telemetry.timing import Stage, StageTimings
 
 
 class Transport(enum.StrEnum):
@@ -41,11 +42,14 @@ class Outcome(enum.StrEnum):
 
 
 class QueueFullError(Exception):
-    """The queue cannot take the batch now: the sender should retry after `retry_after` seconds."""
+    """The queue cannot take the batch now: the sender should retry after `retry_after` seconds.
 
-    def __init__(self, retry_after: float) -> None:
+    `records`: how many log records the refused request carried (0 when not known)."""
+
+    def __init__(self, retry_after: float, records: int = 0) -> None:
         super().__init__(f"intake queue is full, retry in {retry_after:.1f}s")
         self.retry_after = retry_after
+        self.records = records
 
 
 class RecordQueue:
@@ -55,19 +59,28 @@ class RecordQueue:
     streamed NDJSON and replay slow their sender down instead.
     """
 
-    def __init__(self, max_records: int) -> None:
+    def __init__(self, max_records: int, timings: StageTimings | None = None) -> None:
         if max_records < 1:
             raise ValueError(f"max_records must be >= 1, got {max_records}")
         self.max_records = max_records
-        self._items: deque[LogBatch] = deque()
+        # (batch, body bytes, time it was put) — the time feeds the QUEUE stage histogram.
+        self._items: deque[tuple[LogBatch, int, float]] = deque()
         self._records = 0
         self._in_flight = 0
+        self._bytes = 0
+        self._in_flight_bytes = 0
+        self._timings = timings
         self._changed = asyncio.Event()
 
     @property
     def depth(self) -> int:
         """Records queued or being consumed."""
         return self._records + self._in_flight
+
+    @property
+    def body_bytes(self) -> int:
+        """Characters of the log bodies queued or being consumed (about their bytes)."""
+        return self._bytes + self._in_flight_bytes
 
     def has_room(self, records: int) -> bool:
         # A batch larger than the whole queue is still admitted into an empty queue, never refused forever.
@@ -76,8 +89,10 @@ class RecordQueue:
     def try_put(self, batch: LogBatch) -> bool:
         if not self.has_room(len(batch)):
             return False
-        self._items.append(batch)
+        size = sum(map(len, batch.body))
+        self._items.append((batch, size, time.perf_counter()))
         self._records += len(batch)
+        self._bytes += size
         self._notify()
         return True
 
@@ -90,13 +105,18 @@ class RecordQueue:
         """The next batch; it counts as in flight until `done` is called for it."""
         while not self._items:
             await self._wait_change()
-        batch = self._items.popleft()
+        batch, size, put_at = self._items.popleft()
         self._records -= len(batch)
         self._in_flight += len(batch)
+        self._bytes -= size
+        self._in_flight_bytes += size
+        if self._timings is not None:
+            self._timings.observe(Stage.QUEUE, time.perf_counter() - put_at)
         return batch
 
     def done(self, batch: LogBatch) -> None:
         self._in_flight -= len(batch)
+        self._in_flight_bytes -= sum(map(len, batch.body))
         self._notify()
 
     async def join(self) -> None:
@@ -114,24 +134,37 @@ class RecordQueue:
 
 @dataclass
 class IntakeStats:
-    """Counters for the status page: requests by transport and outcome, records by fate."""
+    """Counters for the status page: requests by transport and outcome, records by fate.
+
+    `records` counts the log records of those requests by transport and outcome (0 where a
+    request could not be decoded); `latency` times each stage per batch.
+    """
 
     requests: Counter[tuple[Transport, Outcome]] = field(default_factory=Counter)
+    records: Counter[tuple[Transport, Outcome]] = field(default_factory=Counter)
+    latency: StageTimings = field(default_factory=StageTimings)
     records_accepted: int = 0
     records_dropped_by_patch: int = 0
     records_consumed: int = 0
     invalid_utf8_requests: int = 0
     normalised: IntakeCounts = field(default_factory=IntakeCounts)
 
-    def count(self, transport: Transport, outcome: Outcome) -> None:
+    def count(self, transport: Transport, outcome: Outcome, records: int = 0) -> None:
+        """One request answered with `outcome`, carrying `records` log records."""
         self.requests[(transport, outcome)] += 1
+        if records:
+            self.records[(transport, outcome)] += records
 
     def as_dict(self) -> dict[str, object]:
         by_transport: dict[str, dict[str, int]] = {}
         for (transport, outcome), n in sorted(self.requests.items()):
             by_transport.setdefault(transport.value, {})[outcome.value] = n
+        records: dict[str, dict[str, int]] = {}
+        for (transport, outcome), n in sorted(self.records.items()):
+            records.setdefault(transport.value, {})[outcome.value] = n
         return {
             "requests": by_transport,
+            "records": records,
             "records_accepted": self.records_accepted,
             "records_dropped_by_patch": self.records_dropped_by_patch,
             "records_consumed": self.records_consumed,
@@ -167,24 +200,26 @@ class Intake:
         self, request: ExportLogsServiceRequest, now_ns: int | None = None
     ) -> LogBatch:
         """Normalise a decoded request into a batch (not yet templated or queued)."""
-        batch, counts = self.normaliser.from_request(request, now_ns or time.time_ns())
+        with self.stats.latency.time(Stage.NORMALISE):
+            batch, counts = self.normaliser.from_request(request, now_ns or time.time_ns())
         self.stats.normalised.add(counts)
         return batch
 
     def process(self, batch: LogBatch) -> LogBatch:
         """Template a batch and remove what DROP patches match (counted)."""
-        self.patterns.apply(batch)
-        if self.drop_filter is not None:
-            before = len(batch)
-            batch = self.drop_filter(batch)
-            self.stats.records_dropped_by_patch += before - len(batch)
+        with self.stats.latency.time(Stage.PATTERNS):
+            self.patterns.apply(batch)
+            if self.drop_filter is not None:
+                before = len(batch)
+                batch = self.drop_filter(batch)
+                self.stats.records_dropped_by_patch += before - len(batch)
         return batch
 
     def submit_request_nowait(self, request: ExportLogsServiceRequest) -> int:
         """Normalise, template and enqueue a request, or raise `QueueFullError` before any work."""
         n = sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
         if n and not self.queue.has_room(n):
-            raise QueueFullError(self.retry_after)
+            raise QueueFullError(self.retry_after, n)
         return self.submit_nowait(self.prepare_request(request))
 
     def submit_nowait(self, batch: LogBatch) -> int:
@@ -193,7 +228,7 @@ class Intake:
         if not n:
             return 0
         if not self.queue.has_room(n):
-            raise QueueFullError(self.retry_after)
+            raise QueueFullError(self.retry_after, n)
         batch = self.process(batch)
         if len(batch):
             self.queue.try_put(batch)
