@@ -16,7 +16,7 @@ class MetricsConfig:
     """
 
     prometheus: bool = True
-    otlp: bool = False
+    otlp: bool = field(default=False, metadata=spec(env="VIA_TELEMETRY_METRICS_OTLP"))
     interval: float = field(default=60.0, metadata=spec(unit="duration", gt=0))
     timeout: float = field(default=10.0, metadata=spec(unit="duration", gt=0))
 
