@@ -8,6 +8,7 @@ key or a bad value is a `ConfigError` naming its key path.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,11 +80,41 @@ class ReceiveConfig:
 
 
 @dataclass(frozen=True)
+class PipelineConfig:
+    """How the work is spread: shard processes, batch bounds, memory-based admission."""
+
+    # Shard worker processes; every source's learned state lives in exactly one. 0: one per core.
+    workers: int = field(default=0, metadata=spec(ge=0, le=256))
+    # Run the whole pipeline inside the serving process (no shards): tests and debugging only.
+    in_process: bool = False
+    # A request is cut into batches of at most this many records (memory stays bounded).
+    batch_max_records: int = field(default=16384, metadata=spec(ge=1))
+    # Request bytes and batch bytes waiting for a shard, at most: above it, retry later.
+    max_queued_bytes: int = field(default=256 * 1024**2, metadata=spec(unit="size", gt=0))
+    # Soft limit on the resident memory of the service (all its processes); 0: none.
+    max_rss: int = field(default=0, metadata=spec(unit="size", ge=0))
+    # How long a sender is asked to wait when the service is full (RetryInfo, Retry-After).
+    retry_after: float = field(default=1.0, metadata=spec(unit="duration", gt=0))
+
+    @property
+    def worker_count(self) -> int:
+        """The number of shards: `workers`, or the cores this process may use."""
+        if self.workers:
+            return self.workers
+        return max(
+            1,
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else (os.cpu_count() or 1),
+        )
+
+
+@dataclass(frozen=True)
 class StateConfig:
     """Where learned state lives between runs."""
 
     data_dir: str = field(default="./var/via", metadata=spec(env="VIA_DATA_DIR", nonempty=True))
-    snapshot_interval: float = field(default=60.0, metadata=spec(unit="duration", gt=0))
+    snapshot_interval: float = field(default=10.0, metadata=spec(unit="duration", gt=0))
 
 
 @dataclass(frozen=True)
@@ -101,6 +132,7 @@ class Config:
     """The whole configuration; every section has defaults, so `{}` is a valid file."""
 
     receive: ReceiveConfig = field(default_factory=ReceiveConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     patterns: PatternsConfig = field(default_factory=PatternsConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
     emit: EmitConfig = field(default_factory=EmitConfig)

@@ -1,9 +1,24 @@
-"""The learned state on disk: one versioned JSON document, written atomically.
+"""The learned state on disk: binary snapshots of trees with array leaves, and the old JSON file.
 
-Never pickle: the file can be read by a person, diffed, and loaded by a newer version that knows
-the older `version`. Snapshots are trees whose leaves may be 1-d numpy arrays
-(`via_otlp.detect.codec`); here an array is written as ``{"__ndarray__": dtype, "b64": bytes}``
-and read back as an array.
+A snapshot tree is what `Engine.snapshot()`, `PatternStage.snapshot()` and
+`SchemaTracker.snapshot()` return: JSON values (str, int, float, bool, None, lists, dicts with
+str keys) whose leaves may also be 1-d `numpy.ndarray`s. `encode_tree` turns one into bytes:
+
+    b"VIASNAP\\0" | u32 header length | header (JSON) | padding to 8 | raw array bytes
+
+The header holds the format version, the tree with every array replaced by a reference
+``{"$nd": i}``, and each array's dtype, offset and length. Arrays are written as raw bytes (no
+base64, no per-element JSON), so a state of 100k profiles restores in a fraction of a second.
+Never pickle: the header can be read by a person, and a newer version reads an older one.
+
+>>> import numpy as np
+>>> tree = {"a": np.arange(3, dtype=np.int64), "b": [1, "x", {"c": np.zeros(2)}]}
+>>> back = decode_tree(encode_tree(tree))
+>>> back["a"].tolist(), back["b"][0], back["b"][2]["c"].dtype.name
+([0, 1, 2], 1, 'float64')
+
+`state.json` (version 1, one JSON document) is what via-otlp wrote before shards; it still
+loads (`load_state`), and the service migrates it to per-shard snapshots.
 """
 
 from __future__ import annotations
@@ -11,6 +26,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import struct
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,10 +35,142 @@ import numpy as np
 
 from via_otlp.errors import ViaError
 
+STATE_VERSION = 1
+STATE_FILE = "state.json"
+SNAPSHOT_MAGIC = b"VIASNAP\0"
+SNAPSHOT_VERSION = 1
+_ND = "$nd"
+_HEAD = struct.Struct("<8sI")
+
+
+def encode_tree(tree: Any, meta: dict[str, Any] | None = None) -> bytes:
+    """A snapshot tree (JSON values and 1-d ndarray leaves) as bytes; `meta` goes in the header."""
+    arrays: list[np.ndarray] = []
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, np.ndarray):
+            arrays.append(np.ascontiguousarray(node.reshape(-1)))
+            return {_ND: len(arrays) - 1}
+        if isinstance(node, dict):
+            return {str(k): strip(v) for k, v in node.items()}
+        if isinstance(node, list | tuple):
+            return [strip(v) for v in node]
+        if isinstance(node, np.generic):
+            return node.item()
+        return node
+
+    skeleton = strip(tree)
+    specs = []
+    offset = 0
+    for a in arrays:
+        specs.append({"dtype": a.dtype.str, "offset": offset, "length": len(a)})
+        offset += _pad8(a.nbytes)
+    header = json.dumps(
+        {"version": SNAPSHOT_VERSION, "meta": meta or {}, "arrays": specs, "tree": skeleton},
+        separators=(",", ":"),
+        allow_nan=True,
+    ).encode("utf-8")
+    parts = [_HEAD.pack(SNAPSHOT_MAGIC, len(header)), header]
+    parts.append(b"\0" * (_pad8(_HEAD.size + len(header)) - _HEAD.size - len(header)))
+    for a in arrays:
+        raw = a.tobytes()
+        parts.append(raw)
+        parts.append(b"\0" * (_pad8(len(raw)) - len(raw)))
+    return b"".join(parts)
+
+
+def decode_tree(data: bytes | memoryview) -> Any:
+    """The tree `encode_tree` wrote (arrays are writable copies)."""
+    tree, _ = decode_tree_meta(data)
+    return tree
+
+
+def decode_tree_meta(data: bytes | memoryview) -> tuple[Any, dict[str, Any]]:
+    """The tree and the header's `meta`; raises `ValueError` on anything malformed."""
+    view = memoryview(data)
+    if len(view) < _HEAD.size:
+        raise ValueError("snapshot is truncated")
+    magic, hlen = _HEAD.unpack_from(view)
+    if magic != SNAPSHOT_MAGIC:
+        raise ValueError("not a via-otlp snapshot")
+    header = json.loads(bytes(view[_HEAD.size : _HEAD.size + hlen]))
+    if header.get("version") != SNAPSHOT_VERSION:
+        raise ValueError(
+            f"snapshot format version {header.get('version')}, this via-otlp reads {SNAPSHOT_VERSION}"
+        )
+    base = _pad8(_HEAD.size + hlen)
+    arrays = []
+    for spec in header["arrays"]:
+        dtype = np.dtype(spec["dtype"])
+        start = base + int(spec["offset"])
+        end = start + int(spec["length"]) * dtype.itemsize
+        if end > len(view):
+            raise ValueError("snapshot is truncated")
+        arrays.append(np.frombuffer(view[start:end], dtype=dtype).copy())
+
+    def fill(node: Any) -> Any:
+        if isinstance(node, dict):
+            if len(node) == 1 and _ND in node:
+                return arrays[node[_ND]]
+            return {k: fill(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [fill(v) for v in node]
+        return node
+
+    return fill(header["tree"]), dict(header.get("meta") or {})
+
+
+def _pad8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file, fsync and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_snapshot(path: Path, tree: Any, meta: dict[str, Any] | None = None) -> int:
+    """Write a binary snapshot atomically; returns its size in bytes."""
+    data = encode_tree(tree, meta)
+    write_atomic(path, data)
+    return len(data)
+
+
+def load_snapshot(path: Path) -> tuple[Any, dict[str, Any]] | None:
+    """A binary snapshot's tree and meta, or None if there is none; a corrupt file is an error."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        return decode_tree_meta(data)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ViaError(
+            f"state file {path} is corrupt: {exc}", hint="move it away to start fresh"
+        ) from None
+
+
+def save_state(path: Path, parts: dict[str, Any]) -> None:
+    """Write `{"version": .., **parts}` as JSON (the single-process state file)."""
+    doc = {"version": STATE_VERSION, **parts}
+    write_atomic(path, json.dumps(doc, separators=(",", ":"), default=_json_default).encode())
+
+
 _ARRAY_KEY = "__ndarray__"
 
 
-def _encode(obj: Any) -> Any:
+def _json_default(obj: Any) -> Any:
+    """Arrays in the JSON state file: ``{"__ndarray__": dtype, "b64": little-endian bytes}``."""
     if isinstance(obj, np.ndarray):
         a = np.ascontiguousarray(obj)
         dt = a.dtype.newbyteorder("<")
@@ -33,30 +181,10 @@ def _encode(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} cannot be saved in the state file")
 
 
-def _decode(d: dict[str, Any]) -> Any:
+def _json_array(d: dict[str, Any]) -> Any:
     if _ARRAY_KEY in d and len(d) == 2:
         return np.frombuffer(base64.b64decode(d["b64"]), dtype=np.dtype(d[_ARRAY_KEY])).copy()
     return d
-
-
-STATE_VERSION = 1
-STATE_FILE = "state.json"
-
-
-def save_state(path: Path, parts: dict[str, Any]) -> None:
-    """Write `{"version": .., **parts}` to `path` via a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"version": STATE_VERSION, **parts}
-    fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, separators=(",", ":"), default=_encode)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_state(path: Path) -> dict[str, Any] | None:
@@ -66,7 +194,7 @@ def load_state(path: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     try:
-        doc = json.loads(text, object_hook=_decode)
+        doc = json.loads(text, object_hook=_json_array)
     except ValueError as exc:
         raise ViaError(
             f"state file {path} is corrupt: {exc}", hint="move it away to start fresh"
@@ -78,4 +206,4 @@ def load_state(path: Path) -> dict[str, Any] | None:
             hint="move it away to start fresh",
         )
     doc.pop("version")
-    return doc
+    return _json_arrays(doc)  # type: ignore[no-any-return]

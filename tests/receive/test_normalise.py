@@ -101,7 +101,7 @@ def test_source_identity_from_configured_attributes() -> None:
     assert batch.source_of(0).service_name == UNKNOWN_SERVICE and counts.missing_service_name == 1
 
 
-def test_ids_unique_id_event_name_and_template_hint() -> None:
+def test_ids_unique_id_and_template_hint() -> None:
     req = one_record(
         trace_id=bytes(range(16)), span_id=bytes(range(8)), event_name="payment.declined"
     )
@@ -111,11 +111,10 @@ def test_ids_unique_id_event_name_and_template_hint() -> None:
     lr.attributes.add(key="log.record.template").value.string_value = "Payment declined for <*>"
     batch, _ = Normaliser().from_request(req, NOW)
     assert batch.trace_id == ["000102030405060708090a0b0c0d0e0f"]
-    assert batch.span_id == ["0001020304050607"]
+    assert batch.span_id == [] and batch.event_name == []  # nothing reads them: not built
     assert batch.unique_id == [
         "alice"
     ]  # user.id comes before client.address in the configured order
-    assert batch.event_name == ["payment.declined"]
     assert batch.template_hint == ["Payment declined for <*>"]
 
 
@@ -185,7 +184,7 @@ def test_normalise_never_raises_and_columns_line_up(
     req = ExportLogsServiceRequest.FromString(req.SerializeToString())
     batch, counts = Normaliser().from_request(req, NOW)
     columns = [batch.source_index, batch.severity, batch.body, batch.time_ns, batch.trace_id,
-               batch.span_id, batch.unique_id, batch.event_name, batch.template_hint]  # fmt: skip
+               batch.unique_id, batch.template_hint]  # fmt: skip
     assert all(len(c) == 1 for c in columns)
     assert batch.time_ns[0] <= NOW + NormaliseOptions().max_future_skew_ns
     assert batch.time_ns[0] > 0
@@ -205,3 +204,45 @@ def test_select_keeps_samples_of_kept_records_only() -> None:
     kept = batch.select([1, 2, 5])
     assert len(kept) == 3
     assert [s.record_index for s in kept.attribute_samples] == [1]  # record 2 is now at index 1
+
+
+def test_attribute_scan_skipped_only_when_no_wanted_key_is_in_the_bytes() -> None:
+    req = one_record()
+    lr = req.resource_logs[0].scope_logs[0].log_records[0]
+    lr.attributes.add(key="user.id").value.string_value = "alice"
+    raw = req.SerializeToString()
+    batch, _ = Normaliser().from_request(req, NOW, raw)
+    assert batch.unique_id == ["alice"]
+    plain = one_record()
+    plain.resource_logs[0].scope_logs[0].log_records[0].attributes.add(key="x").value.int_value = 1
+    batch, _ = Normaliser().from_request(plain, NOW, plain.SerializeToString())
+    assert batch.unique_id == [""] and batch.template_hint == [""]
+
+
+def test_schema_sampling_counts_across_requests() -> None:
+    n = Normaliser(NormaliseOptions(sample_every=3))
+    req = one_record()
+    recs = req.resource_logs[0].scope_logs[0].log_records
+    for _ in range(3):
+        recs.add().body.string_value = "more"
+    picked = []
+    for _ in range(3):  # 4 records each: records 0, 3, 6, 9 of the stream of 12
+        batch, _ = n.from_request(req, NOW)
+        picked.append([s.record_index for s in batch.attribute_samples])
+    assert picked == [[0, 3], [2], [1]]
+
+
+def test_a_request_is_cut_into_bounded_batches_by_count_alone() -> None:
+    req = ExportLogsServiceRequest()
+    for service in ("a", "b"):
+        rl = req.resource_logs.add()
+        rl.resource.attributes.add(key="service.name").value.string_value = service
+        for i in range(7):
+            rl.scope_logs.add().log_records.add().body.string_value = f"{service} {i}"
+    whole, _ = Normaliser().from_request(req, NOW)
+    parts = list(Normaliser().batches(req, NOW, max_records=5))
+    assert [len(b) for b, _ in parts] == [5, 5, 4]
+    assert [c.records for _, c in parts] == [5, 5, 4]
+    assert [x for b, _ in parts for x in b.body] == whole.body
+    assert [s.key for s in parts[1][0].sources] == ["a", "b"]
+    assert [b.source_of(len(b) - 1).key for b, _ in parts] == ["a", "b", "b"]
