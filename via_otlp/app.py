@@ -12,7 +12,6 @@ import contextlib
 import logging
 import signal
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -22,128 +21,28 @@ from via_otlp.config import Config
 from via_otlp.configload import to_plain
 from via_otlp.control.server import ControlServer
 from via_otlp.correlate.service import Correlation
-from via_otlp.detect.engine import Engine
 from via_otlp.emit import Emitter
 from via_otlp.model import AnomalyEvent, LogBatch
-from via_otlp.patterns import PatternStage
+from via_otlp.pipeline import MAX_RHYTHMS_SHOWN, EventGate, Pipeline
 from via_otlp.receive.grpc_server import GrpcServer
 from via_otlp.receive.http_server import HttpServer
-from via_otlp.receive.intake import Intake, IntakeStats, RecordQueue
-from via_otlp.receive.normalise import NormaliseOptions, Normaliser
+from via_otlp.receive.intake import IntakeFront
 from via_otlp.registry import Registry
-from via_otlp.registry.schemas import SchemaTracker
+from via_otlp.shard.pool import ShardPool
+from via_otlp.shard.view import schema_row_from_plain
 from via_otlp.state import STATE_FILE, load_state, save_state
-from via_otlp.telemetry.timing import Stage
 
 log = logging.getLogger("via_otlp")
 
-MAX_RHYTHMS_SHOWN = 10_000
-# Buckets the wall-clock tick closes at most per call, so that catching up after a long silence
-# does not hold the event loop (an hour of 10 s buckets; ticks come every second or faster).
-MAX_BUCKETS_PER_TICK = 360
+# The serving process's own state when the work runs in shards (each shard saves its own).
+COORDINATOR_FILE = "coordinator.json"
+# How long `/status` waits for the shards' counters before it shows the last ones.
+STATUS_WAIT = 0.5
 ConsumeHook = Callable[[LogBatch], Awaitable[None]]
 
 
-def build_normaliser(config: Config) -> Normaliser:
-    return Normaliser(NormaliseOptions.from_config(config.receive))
-
-
-EventSink = Callable[[list[AnomalyEvent]], None]
-
-
-class Pipeline:
-    """Everything from a decoded request to anomaly events, without sockets.
-
-    `serve` and `replay` share it: intake (normalise, template, DROP patches), then on each
-    batch taken off the queue schema sampling and the detection engine; events go through the
-    registry (recorded; MUTE and THRESHOLD patches decide whether they are emitted) to `sink`.
-    Schema inference (`schemas`) is pure and runs with or without a registry; its windows close
-    on the engine's watermark: event time in a replay, the wall clock too in `serve`. The
-    registry only persists and restores the tracker's state.
-    """
-
-    def __init__(
-        self, config: Config, registry: Registry | None = None, sink: EventSink | None = None
-    ) -> None:
-        self.config = config
-        self.registry = registry
-        self.sink = sink
-        self.patterns = PatternStage(config.patterns)
-        self.engine = Engine(config.detect)
-        self.schemas = SchemaTracker(config.registry.schema)
-        if registry is not None:
-            registry.schema_tracker = self.schemas
-        self.stats = IntakeStats()
-        self.queue = RecordQueue(config.receive.queue_max_records, self.stats.latency)
-        drop = registry.filter_batch if registry is not None else None
-        self.intake = Intake(
-            build_normaliser(config), self.patterns, self.queue, self.stats, drop_filter=drop
-        )
-        self.events_emitted = 0
-        self.events_suppressed = 0
-        # Emitted events by (kind, state), for the self-metrics.
-        self.events_by_kind: Counter[tuple[str, str]] = Counter()
-
-    def consume(self, batch: LogBatch) -> None:
-        """Process one batch taken off the queue."""
-        self.stats.records_consumed += len(batch)
-        with self.stats.latency.time(Stage.DETECT):
-            self.schemas.observe(batch)
-            events = self.engine.observe(batch) + self._check_schemas()
-        self.dispatch(events)
-
-    def tick(self, now_ns: int) -> None:
-        """Wall clock: let silence close buckets, and judge schemas."""
-        events = self.engine.tick(now_ns, max_buckets=MAX_BUCKETS_PER_TICK)
-        self.dispatch(events + self._check_schemas())
-
-    def _check_schemas(self) -> list[AnomalyEvent]:
-        watermark = self.engine.watermark_ns
-        return [] if watermark is None else self.schemas.check(watermark)
-
-    def finish(self) -> None:
-        """End of a replay: close the buckets the input reached."""
-        self.dispatch(self.engine.flush())
-
-    def dispatch(self, events: list[AnomalyEvent]) -> None:
-        if not events:
-            return
-        with self.stats.latency.time(Stage.DISPATCH):
-            if self.registry is not None:
-                admitted = [e for e in events if self.registry.admit_anomaly(e)]
-            else:
-                admitted = events
-            self.events_suppressed += len(events) - len(admitted)
-            self.events_emitted += len(admitted)
-            self.events_by_kind.update((e.kind.value, e.state.value) for e in admitted)
-            if admitted and self.sink is not None:
-                self.sink(admitted)
-
-    def rhythm_counts(self, limit: int = MAX_RHYTHMS_SHOWN) -> dict[str, int]:
-        """Records seen per rhythm hash, most first: the engine's profiles, so bounded as they are."""
-        totals = sorted(
-            ((p.total_count, p.rhythm_hash) for p in self.engine.profiles()), reverse=True
-        )
-        return {h: n for n, h in totals[:limit]}
-
-    @property
-    def rhythm_hashes(self) -> int:
-        """Rhythm hashes with a profile now."""
-        return self.engine.stats().profiles
-
-    def snapshot(self) -> dict[str, Any]:
-        """Versioned state of every learning part (patterns, engine, schemas)."""
-        return {"patterns": self.patterns.snapshot(), "engine": self.engine.snapshot()}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        if "patterns" in state:
-            self.patterns.restore(state["patterns"])
-        if "engine" in state:
-            self.engine.restore(state["engine"])
-
-
 class App:
-    """The running service."""
+    """The running service: servers, the work (shards, or a `Pipeline` in process), outputs."""
 
     def __init__(self, config: Config, consume_hook: ConsumeHook | None = None) -> None:
         self.config = config
@@ -163,14 +62,28 @@ class App:
             else None
         )
         sink = self.emitter.submit if self.correlation is None else self._emit_and_correlate
-        self.pipeline = Pipeline(config, self.registry, sink)
-        # Test seam: awaited before each batch is consumed (e.g. to make the consumer slow).
+        # Test seam: awaited before each batch is consumed (e.g. to make the consumer slow);
+        # it runs the pipeline in process.
         self._consume_hook = consume_hook
-        self.grpc = GrpcServer(config.receive.grpc, self.pipeline.intake)
+        self.pool: ShardPool | None = None
+        self.pipeline: Pipeline | ShardPool
+        if config.pipeline.in_process or consume_hook is not None:
+            self.pipeline = Pipeline(config, self.registry, sink)
+            front: IntakeFront = self.pipeline.intake
+        else:
+            self.gate = EventGate(self.registry, sink)
+            registry = self.registry
+            self.pipeline = self.pool = ShardPool(
+                config,
+                self.gate,
+                patches=(lambda: registry.patches) if registry is not None else None,
+            )
+            front = self.pool
+        self.grpc = GrpcServer(config.receive.grpc, front)
         self.http = HttpServer(
             config.receive,
-            self.pipeline.intake,
-            self.status,
+            front,
+            self.status_fresh,
             self.prometheus_metrics if config.telemetry.metrics.prometheus else None,
         )
         self.control = ControlServer(config.control, self)
@@ -180,7 +93,10 @@ class App:
         self._restored = False
         self._correlation_start: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._state_path = Path(config.state.data_dir) / STATE_FILE
+        data_dir = Path(config.state.data_dir)
+        self._state_path = data_dir / (STATE_FILE if self.pool is None else COORDINATOR_FILE)
+        self._legacy_path = data_dir / STATE_FILE
+        self.last_snapshot: dict[str, Any] = {}
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -189,6 +105,9 @@ class App:
         self.state = "starting"
         try:
             self._restore()
+            if self.pool is not None:
+                # Shards start (and restore) while the rest of the service starts.
+                shards_ready = asyncio.create_task(self.pool.start(), name="via-shards-start")
             if self.registry is not None:
                 await self.registry.start()
             await self.emitter.start()
@@ -198,7 +117,15 @@ class App:
                 self._correlation_start = asyncio.create_task(
                     self._start_correlation(self.correlation), name="via-correlate-start"
                 )
-            self._tasks.append(asyncio.create_task(self._consume_loop(), name="via-consumer"))
+            if self.pool is not None:
+                for ready in await shards_ready:
+                    log.info("shard %(shard)d: %(profiles)d profiles from %(restored_from)s "
+                             "in %(seconds).2fs", ready)  # fmt: skip
+                self._tasks.append(
+                    asyncio.create_task(self._shard_loop(self.pool), name="via-shards")
+                )
+            else:
+                self._tasks.append(asyncio.create_task(self._consume_loop(), name="via-consumer"))
             self._tasks.append(asyncio.create_task(self._tick_loop(), name="via-ticker"))
             self._tasks.append(asyncio.create_task(self._snapshot_loop(), name="via-snapshot"))
             if self.config.receive.grpc.enabled:
@@ -213,7 +140,7 @@ class App:
         self.http.serving = True
         self.state = "serving"
         log.info(
-            "via-otlp %s serving: OTLP/gRPC %s, OTLP/HTTP %s (%.2fs to start)",
+            "via-otlp %s serving: OTLP/gRPC %s, OTLP/HTTP %s, %s (%.2fs to start)",
             __version__,
             self._where(
                 self.config.receive.grpc.enabled, self.config.receive.grpc.endpoint, self.grpc.port
@@ -221,6 +148,7 @@ class App:
             self._where(
                 self.config.receive.http.enabled, self.config.receive.http.endpoint, self.http.port
             ),
+            "in process" if self.pool is None else f"{self.pool.shards} shards",
             time.monotonic() - self.started_at,
         )
 
@@ -230,7 +158,7 @@ class App:
 
     async def shutdown(self, grace: float = 5.0) -> None:
         """Drain and stop within about `grace` seconds per stage; idempotent, and safe when
-        `start` never ran or failed half-way. State is saved as soon as the queue is drained,
+        `start` never ran or failed half-way. State is saved as soon as the work is drained,
         before the flushes that can wait on the network."""
         if self.state in ("stopped", "new"):
             self.state = "stopped"
@@ -243,12 +171,12 @@ class App:
         await asyncio.gather(self.grpc.stop(grace), self.http.stop())
         if self._tasks:
             try:
-                await asyncio.wait_for(self.pipeline.queue.join(), grace)
+                await asyncio.wait_for(self._drained(), grace)
             except TimeoutError:
                 log.error(
-                    "queue did not drain within %.1fs: %d records not processed",
+                    "work did not drain within %.1fs: %d records not processed",
                     grace,
-                    self.pipeline.queue.depth,
+                    self.pipeline.queue_depth,
                 )
         for task in self._tasks:
             task.cancel()
@@ -256,6 +184,8 @@ class App:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self.pool is not None:
+            await self.pool.stop(grace)  # each shard writes its snapshot, then exits
         self._save_if_restored()
         if self._correlation_start is not None:
             with contextlib.suppress(Exception):
@@ -268,6 +198,12 @@ class App:
         if self.correlation is not None:
             self._save_if_restored()  # the correlator may have closed incidents while flushing
         self.state = "stopped"
+
+    async def _drained(self) -> None:
+        if self.pool is not None:
+            await self.pool.wait_idle()
+        else:
+            await self.pipeline.queue.join()  # type: ignore[union-attr]
 
     @staticmethod
     async def _start_correlation(correlation: Correlation) -> None:
@@ -289,6 +225,7 @@ class App:
     # --- work -----------------------------------------------------------------------------
 
     async def _consume_loop(self) -> None:
+        assert isinstance(self.pipeline, Pipeline)
         queue = self.pipeline.queue
         while True:
             batch = await queue.get()
@@ -301,36 +238,81 @@ class App:
             finally:
                 queue.done(batch)
 
+    async def _shard_loop(self, pool: ShardPool) -> None:
+        """Every second: the shards' counters and memory, patches, schema rows to the registry."""
+        while True:
+            try:
+                if self.registry is not None:
+                    pool.push_patches(self.registry.patches)
+                await pool.refresh()
+                if self.registry is not None:
+                    for part in await pool.query("schema_rows"):
+                        for row in part:
+                            self.registry.add_schema_row(schema_row_from_plain(row))
+            except Exception:
+                log.exception("cannot refresh the shards' status")
+            await asyncio.sleep(1.0)
+
     async def _tick_loop(self) -> None:
         interval = min(1.0, self.config.detect.bucket / 4)
         while True:
             await asyncio.sleep(interval)
             try:
-                self.pipeline.tick(time.time_ns())
+                if self.pool is not None:
+                    await self.pool.tick(time.time_ns())
+                else:
+                    self.pipeline.tick(time.time_ns())
             except Exception:
                 log.exception("the wall-clock tick failed")
 
     async def _snapshot_loop(self) -> None:
-        """Save the state on an interval; the snapshot is taken on the loop (consistent), the
-        serialisation and the fsync happen in a thread (a large state takes a second)."""
+        """Save the state on an interval. Shards write their own snapshots, in their own
+        processes; in process, the snapshot is taken on the loop (consistent), and the
+        serialisation and the fsync happen in a thread."""
         while True:
             await asyncio.sleep(self.config.state.snapshot_interval)
             try:
-                await asyncio.to_thread(save_state, self._state_path, self._parts())
+                await self._snapshot()
             except Exception:
                 log.exception("cannot save state to %s", self._state_path)
 
+    async def _snapshot(self) -> None:
+        if self.pool is not None:
+            started = time.monotonic()
+            reports = await self.pool.snapshot()
+            self.last_snapshot = {
+                "seconds": round(time.monotonic() - started, 3),
+                "bytes": sum(int(r.get("bytes", 0)) for r in reports),
+                "shards": reports,
+            }
+            if all("error" not in r for r in reports):
+                self._retire_older_state()
+        await asyncio.to_thread(save_state, self._state_path, self._parts())
+
+    def _retire_older_state(self) -> None:
+        """Once every shard saved, older state (other shard counts, state.json) has served."""
+        assert self.pool is not None
+        shards_dir = self._legacy_path.parent / "shards"
+        for path in shards_dir.glob("shard-*-of-*.snap"):
+            if not path.name.endswith(f"-of-{self.pool.shards}.snap"):
+                path.unlink(missing_ok=True)
+        if self._legacy_path.exists():
+            self._legacy_path.replace(self._legacy_path.with_suffix(".json.migrated"))
+
     def _restore(self) -> None:
         state = load_state(self._state_path)
+        if state is None and self.pool is not None:
+            state = load_state(self._legacy_path)  # before shards: its correlate part
         if state is not None:
-            self.pipeline.restore(state)
+            if isinstance(self.pipeline, Pipeline):
+                self.pipeline.restore(state)
             if self.correlation is not None and "correlate" in state:
                 self.correlation.restore(state["correlate"])
             log.info("restored state from %s", self._state_path)
         self._restored = True
 
     def _parts(self) -> dict[str, Any]:
-        parts = self.pipeline.snapshot()
+        parts = self.pipeline.snapshot() if isinstance(self.pipeline, Pipeline) else {}
         if self.correlation is not None:
             parts["correlate"] = self.correlation.snapshot()
         return parts
@@ -339,7 +321,7 @@ class App:
         save_state(self._state_path, self._parts())
 
     def _emit_and_correlate(self, events: list[AnomalyEvent]) -> None:
-        """The pipeline's sink when correlate is on: admitted events go out and to incidents."""
+        """The events' sink when correlate is on: admitted events go out and to incidents."""
         self.emitter.submit(events)
         if self.correlation is not None:
             self.correlation.submit(events)
@@ -352,8 +334,21 @@ class App:
 
         return prometheus.render(self.status), prometheus.CONTENT_TYPE
 
+    async def status_fresh(self, detail: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """`/status`: `status` with the shards' counters asked for now (`rhythms`: their
+        rhythm hashes by count)."""
+        if self.pool is not None and self.state == "serving":
+            # A shard busy with a large batch answers later: the last counters are shown then.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.pool.refresh()), STATUS_WAIT)
+        out = self.status(detail)
+        if "rhythms" in detail:
+            out["rhythm_counts"] = await self.pipeline.top_rhythms(MAX_RHYTHMS_SHOWN)
+        return out
+
     def status(self, detail: frozenset[str] = frozenset()) -> dict[str, Any]:
-        """What `/status` shows: version, state, queue and counters (`detail`: extra sections)."""
+        """What `/status` shows: version, state, queue and counters (`detail`: extra sections;
+        with shards, their counters as of the last refresh)."""
         p = self.pipeline
         out: dict[str, Any] = {
             "version": __version__,
@@ -362,14 +357,14 @@ class App:
             if self.started_at
             else 0.0,
             "queue": {
-                "depth": p.queue.depth,
-                "capacity": p.queue.max_records,
-                "body_bytes": p.queue.body_bytes,
+                "depth": p.queue_depth,
+                "capacity": p.queue_capacity,
+                "body_bytes": p.body_bytes,
             },
             "intake": p.stats.as_dict(),
             "rhythm_hashes": p.rhythm_hashes,
-            "patterns": to_plain(p.patterns.stats()),
-            "detect": to_plain(p.engine.stats()),
+            "patterns": to_plain(p.pattern_stats()),
+            "detect": to_plain(p.engine_stats()),
             "events": {
                 "emitted": p.events_emitted,
                 "suppressed": p.events_suppressed,
@@ -384,9 +379,26 @@ class App:
             if self.correlation is not None
             else {"state": "disabled"},
         }
-        if "rhythms" in detail:
-            out["rhythm_counts"] = p.rhythm_counts()
+        if self.pool is not None:
+            out["shards"] = self._shards_status(self.pool)
         return out
+
+    def _shards_status(self, pool: ShardPool) -> dict[str, Any]:
+        return {
+            "workers": pool.shards,
+            "restarts": sum(s.restarts for s in pool.status()),
+            "records_lost_in_crashes": pool.lost_records,
+            "queued_bytes": pool.queued_bytes,
+            "rss_bytes": pool.rss_bytes,
+            "last_snapshot": self.last_snapshot,
+            "each": [
+                {"index": s.index, "pid": s.pid, "restarts": s.restarts,
+                 "records_in_flight": s.records_in_flight, "restored_from": s.restored_from,
+                 "profiles": s.stats.get("detect", {}).get("profiles", 0),
+                 "rss_bytes": s.stats.get("rss", 0)}
+                for s in pool.status()
+            ],
+        }  # fmt: skip
 
 
 async def serve(config: Config) -> int:

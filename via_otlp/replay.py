@@ -7,20 +7,25 @@ Formats: `otlp-json` (one ExportLogsServiceRequest in OTLP/JSON per line, as the
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import io
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
+from via_otlp.config import Config
 from via_otlp.errors import InputError, ViaError
+from via_otlp.model import AnomalyEvent
+from via_otlp.receive.intake import IntakeStats
 from via_otlp.receive.ndjson import TextRecord, parse_ndjson_line, records_to_request, text_record
-from via_otlp.receive.otlp_codec import decode_json
+from via_otlp.receive.otlp_codec import Encoding, decode_json
+from via_otlp.shard.pool import ShardPool
 
 CHUNK_RECORDS = 1000
 
@@ -140,3 +145,39 @@ class Progress:
         if self.enabled:
             self.stream.write("\r\033[K")
             self.stream.flush()
+
+
+async def replay_sharded(
+    config: Config,
+    requests: Iterable[ExportLogsServiceRequest],
+    sink: Callable[[list[AnomalyEvent]], None],
+    now_ns: int | None = None,
+    window: int = 8,
+) -> IntakeStats:
+    """Feed requests through shard processes, in order and in event time, then flush.
+
+    The same shards as `serve`, told the watermark by the coordinator, so the anomalies are the
+    same for any `pipeline.workers`. Up to `window` requests are being decoded at once; their
+    batches still go on in request order. Nothing is restored or saved: a replay starts fresh.
+    """
+    pool = ShardPool(config, sink, ordered=True, persist=False)
+    await pool.start()
+    try:
+        pending: set[asyncio.Task[int]] = set()
+        for request in requests:
+            payload = request.SerializeToString()
+            pending.add(
+                asyncio.create_task(
+                    pool.submit_payload(payload, Encoding.PROTOBUF, wait=True, now_ns=now_ns)
+                )
+            )
+            if len(pending) >= window:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for t in done:
+                    t.result()
+        if pending:
+            await asyncio.gather(*pending)
+        await pool.flush()
+    finally:
+        await pool.stop()
+    return pool.stats

@@ -206,4 +206,4 @@ def load_state(path: Path) -> dict[str, Any] | None:
             hint="move it away to start fresh",
         )
     doc.pop("version")
-    return _json_arrays(doc)  # type: ignore[no-any-return]
+    return doc

@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 from tests.correlate.conftest import ev, src, tid
-from via_otlp.app import App
+from via_otlp.app import COORDINATOR_FILE, App
 from via_otlp.config import parse_config
-from via_otlp.state import STATE_FILE
 
 
 async def test_app_correlates_admitted_events(tmp_path: Path) -> None:
@@ -43,7 +42,7 @@ async def test_app_correlates_admitted_events(tmp_path: Path) -> None:
         assert status["store"]["state"] == "ok"
     finally:
         await app.shutdown()
-    saved = json.loads((tmp_path / STATE_FILE).read_text())
+    saved = json.loads((tmp_path / COORDINATOR_FILE).read_text())  # shards keep the rest
     assert len(saved["correlate"]["open"]) == 1
     again = App(config)
     await again.start()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import start_server
+from via_otlp.state import load_snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -39,8 +40,11 @@ def test_state_is_saved_at_shutdown_and_restored_at_start(tmp_path: Path) -> Non
         rhythms_before = set(before["rhythm_counts"])
     finally:
         assert first.stop() == 0, first.log()
-    state = json.loads((first.data_dir / "state.json").read_text())
-    assert state["version"] == 1 and {"patterns", "engine"} <= set(state)
+    snapshots = sorted((first.data_dir / "shards").glob("shard-*.snap"))
+    assert snapshots, "no shard wrote its snapshot"
+    for path in snapshots:
+        loaded = load_snapshot(path)
+        assert loaded is not None and {"patterns", "engine", "schemas"} <= set(loaded[0])
     assert before["detect"]["profiles"] == 2
 
     second = start_server(tmp_path)

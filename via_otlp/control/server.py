@@ -125,12 +125,12 @@ class ControlService(pb2_grpc.ControlServicer):
             version=__version__,
             state=app.state,
             uptime_seconds=round(time.monotonic() - started, 3) if started else 0.0,
-            queue_depth=p.queue.depth,
-            queue_capacity=p.queue.max_records,
+            queue_depth=p.queue_depth,
+            queue_capacity=p.queue_capacity,
             intake=p.stats,
-            engine=p.engine.stats(),
-            bucket_seconds=p.engine.config.bucket,
-            patterns=p.patterns.stats(),
+            engine=p.engine_stats(),
+            bucket_seconds=app.config.detect.bucket,
+            patterns=p.pattern_stats(),
             registry=app.registry.status() if app.registry is not None else None,
             emitter=app.emitter.stats(),
             events_emitted=p.events_emitted,
@@ -143,7 +143,7 @@ class ControlService(pb2_grpc.ControlServicer):
         self, request: pb2.ListProfilesRequest, context: grpc.aio.ServicerContext
     ) -> pb2.ListProfilesResponse:
         page = convert.page_profiles(
-            self.app.pipeline.engine.profiles(),
+            await self.app.pipeline.profiles(),
             request.source,
             request.order_by,
             self._size(request.page_size),
@@ -162,13 +162,12 @@ class ControlService(pb2_grpc.ControlServicer):
         rhythm_hash = request.rhythm_hash.strip().lower()
         if not rhythm_hash:
             raise InputError("rhythm_hash is required")
-        engine = self.app.pipeline.engine
-        summary = engine.profile(rhythm_hash)
+        summary, recent = await self.app.pipeline.profile(rhythm_hash)
         if summary is None:
             raise NotFoundError(f"no profile with rhythm hash {rhythm_hash!r} is tracked")
         return pb2.GetProfileResponse(
             profile=convert.profile_to_proto(summary),
-            recent_buckets=convert.recent_to_proto(engine.recent_buckets(rhythm_hash) or []),
+            recent_buckets=convert.recent_to_proto(recent),
         )
 
     @_classified
@@ -177,14 +176,14 @@ class ControlService(pb2_grpc.ControlServicer):
     ) -> pb2.ListTemplatesResponse:
         pipeline = self.app.pipeline
         page = convert.page_templates(
-            pipeline.patterns.templates(),
+            await pipeline.templates(),
             request.source,
             self._size(request.page_size),
             request.page_token,
         )
         hashes: dict[tuple[str, str], list[str]] = defaultdict(list)
         if page.items:
-            for p in pipeline.engine.profiles():
+            for p in await pipeline.profiles():
                 hashes[(p.source_key, p.template_id)].append(p.rhythm_hash)
         return pb2.ListTemplatesResponse(
             templates=[

@@ -1,9 +1,10 @@
 """OTLP/gRPC intake: `LogsService/Export`, the standard health service and server reflection.
 
-The Export handler takes the raw request bytes (no generated deserializer) so that it can tell
-a malformed message (INVALID_ARGUMENT, not retryable) from invalid UTF-8 inside a valid one
-(repaired and accepted), and answer a full queue with UNAVAILABLE plus RetryInfo, which the
-Collector and the SDK exporters honour.
+The Export handler takes the raw request bytes (no generated deserializer): the event loop
+only passes them on, and a shard process decodes them. Decoding tells a malformed message
+(INVALID_ARGUMENT, not retryable) from invalid UTF-8 inside a valid one (repaired and
+accepted); a full service is answered UNAVAILABLE plus RetryInfo, which the Collector and the
+SDK exporters honour.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from grpc_reflection.v1alpha import reflection
 
 from via_otlp.config import GrpcConfig
 from via_otlp.errors import InputError, StartupError
-from via_otlp.receive.intake import Intake, Outcome, QueueFullError, Transport
-from via_otlp.receive.otlp_codec import decode_protobuf, export_response
+from via_otlp.receive.intake import IntakeFront, Outcome, QueueFullError, Transport
+from via_otlp.receive.otlp_codec import Encoding, export_response
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def _retry_metadata(code: int, message: str, retry_after: float) -> tuple[tuple[
 class LogsServiceHandler:
     """`LogsService/Export` over raw bytes."""
 
-    def __init__(self, intake: Intake, max_message_size: int) -> None:
+    def __init__(self, intake: IntakeFront, max_message_size: int) -> None:
         self.intake = intake
         self.max_message_size = max_message_size
 
@@ -56,14 +57,10 @@ class LogsServiceHandler:
                 f"request of {len(request)} bytes exceeds max_recv_msg_size {self.max_message_size}",
             )
         try:
-            message, replaced = decode_protobuf(request)
+            accepted = await self.intake.submit_payload(request, Encoding.PROTOBUF)
         except InputError as exc:
             stats.count(Transport.GRPC, Outcome.INVALID)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        if replaced:
-            stats.invalid_utf8_requests += 1
-        try:
-            accepted = self.intake.submit_request_nowait(message)
         except QueueFullError as exc:
             stats.count(Transport.GRPC, Outcome.QUEUE_FULL, exc.records)
             await context.abort(
@@ -87,7 +84,7 @@ class GrpcServer:
     def __init__(
         self,
         config: GrpcConfig,
-        intake: Intake,
+        intake: IntakeFront,
         extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
         extra_service_names: Sequence[str] = (),
     ) -> None:

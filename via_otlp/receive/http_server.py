@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -23,11 +23,10 @@ from google.rpc import code_pb2
 from via_otlp.config import HttpConfig, ReceiveConfig
 from via_otlp.endpoints import split_endpoint
 from via_otlp.errors import InputError, StartupError
-from via_otlp.receive.intake import Intake, Outcome, QueueFullError, Transport
+from via_otlp.receive.intake import IntakeFront, Outcome, QueueFullError, Transport
 from via_otlp.receive.ndjson import TextRecord, parse_ndjson_line, records_to_request
 from via_otlp.receive.otlp_codec import (
     Encoding,
-    decode,
     encode_message,
     export_response,
     status_message,
@@ -139,8 +138,8 @@ class HttpServer:
     def __init__(
         self,
         config: ReceiveConfig,
-        intake: Intake,
-        status: Callable[[frozenset[str]], dict[str, Any]],
+        intake: IntakeFront,
+        status: Callable[[frozenset[str]], Awaitable[dict[str, Any]]],
         metrics: Callable[[], tuple[bytes, str]] | None = None,
     ) -> None:
         self.config: HttpConfig = config.http
@@ -209,7 +208,7 @@ class HttpServer:
         """Counters as JSON; `?detail=rhythms` adds the record count of every rhythm hash."""
         detail = frozenset(request.query.getall("detail", []))
         return web.json_response(
-            self.status(detail), dumps=lambda d: json.dumps(d, indent=2, sort_keys=True)
+            await self.status(detail), dumps=lambda d: json.dumps(d, indent=2, sort_keys=True)
         )
 
     async def get_metrics(self, request: web.Request) -> web.Response:
@@ -262,14 +261,10 @@ class HttpServer:
             stats.count(Transport.HTTP, Outcome.INVALID)
             return _status_response(400, code_pb2.INVALID_ARGUMENT, str(exc), encoding)
         try:
-            message, replaced = decode(body, encoding)
+            accepted = await self.intake.submit_payload(body, encoding)
         except InputError as exc:
             stats.count(Transport.HTTP, Outcome.INVALID)
             return _status_response(400, code_pb2.INVALID_ARGUMENT, str(exc), encoding)
-        if replaced:
-            stats.invalid_utf8_requests += 1
-        try:
-            accepted = self.intake.submit_request_nowait(message)
         except QueueFullError as exc:
             stats.count(Transport.HTTP, Outcome.QUEUE_FULL, exc.records)
             return _status_response(
@@ -301,8 +296,11 @@ class HttpServer:
         async def flush() -> None:
             nonlocal accepted
             if pending:
-                batch = self.intake.prepare_request(records_to_request(pending))
-                await asyncio.wait_for(self.intake.submit(batch), NDJSON_ROOM_TIMEOUT)
+                payload = records_to_request(pending).SerializeToString()
+                await asyncio.wait_for(
+                    self.intake.submit_payload(payload, Encoding.PROTOBUF, wait=True),
+                    NDJSON_ROOM_TIMEOUT,
+                )
                 accepted += len(pending)
                 pending.clear()
 

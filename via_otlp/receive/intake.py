@@ -12,12 +12,14 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from via_otlp.model import LogBatch
 from via_otlp.patterns import PatternStage
 from via_otlp.receive.normalise import IntakeCounts, Normaliser
+from via_otlp.receive.otlp_codec import Encoding, decode
 from via_otlp.telemetry.timing import Stage, StageTimings
 
 
@@ -177,6 +179,16 @@ BatchFilter = Callable[[LogBatch], LogBatch]
 """Returns the batch without the records that DROP patches match (or the batch itself)."""
 
 
+class IntakeFront(Protocol):
+    """What the servers hand requests to: the in-process `Intake` or the shards' coordinator."""
+
+    stats: IntakeStats
+
+    async def submit_payload(
+        self, payload: bytes, encoding: Encoding, *, wait: bool = False
+    ) -> int: ...
+
+
 class Intake:
     """Normalise, template, filter and enqueue; raise `QueueFullError` when there is no room."""
 
@@ -188,6 +200,7 @@ class Intake:
         stats: IntakeStats | None = None,
         drop_filter: BatchFilter | None = None,
         retry_after: float = 1.0,
+        max_batch_records: int = 0,
     ) -> None:
         self.normaliser = normaliser
         self.patterns = patterns
@@ -195,6 +208,28 @@ class Intake:
         self.stats = stats or IntakeStats()
         self.drop_filter = drop_filter
         self.retry_after = retry_after
+        self.max_batch_records = max_batch_records
+
+    async def submit_payload(
+        self, payload: bytes, encoding: Encoding, *, wait: bool = False
+    ) -> int:
+        """Decode a serialised request and submit it (in-process mode: on the caller's loop).
+
+        Raises `InputError` for bytes that are not a request and `QueueFullError` when there is
+        no room (unless `wait`, which waits for it instead).
+        """
+        message, replaced = decode(payload, encoding)
+        if replaced:
+            self.stats.invalid_utf8_requests += 1
+        n = sum(len(sl.log_records) for rl in message.resource_logs for sl in rl.scope_logs)
+        if n and not wait and not self.queue.has_room(n):
+            raise QueueFullError(self.retry_after, n)
+        now = time.time_ns()
+        accepted = 0
+        for batch, counts in self.normaliser.batches(message, now, payload, self.max_batch_records):
+            self.stats.normalised.add(counts)
+            accepted += await self.submit(batch) if wait else self.submit_nowait(batch)
+        return accepted
 
     def prepare_request(
         self, request: ExportLogsServiceRequest, now_ns: int | None = None

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Any, overload
+from typing import Any, cast, overload
 
 import numpy as np
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -316,7 +316,8 @@ class Normaliser:
         if n:
             latest = now_ns + self.options.max_future_skew_ns
             batch.time_ns = _fix_times(cut.times, now_ns, latest, counts)
-            batch.trace_id = HexIds(cut.traces)
+            # A Sequence[str] like the list it replaces; read only by index.
+            batch.trace_id = cast(list[str], HexIds(cut.traces))
             batch.unique_id = cut.uids if cut.scan else [""] * n
             batch.template_hint = cut.hints if cut.scan else [""] * n
         return batch, counts
@@ -352,7 +353,8 @@ def _fix_times(times: list[int], now_ns: int, latest: int, counts: IntakeCounts)
     counts.missing_timestamp += n_missing
     counts.future_clamped += n_future
     t[missing | future] = now_ns
-    return t.tolist()  # type: ignore[no-any-return]
+    fixed: list[int] = t.tolist()
+    return fixed
 
 
 class HexIds(Sequence[str]):

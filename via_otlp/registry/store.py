@@ -38,6 +38,7 @@ from via_otlp.registry.records import (
     IncidentPage,
     RegistryState,
     RegistryStatus,
+    SchemaRow,
     WriterStats,
     decode_page_token,
     encode_page_token,
@@ -432,6 +433,11 @@ class Registry:
             await asyncio.sleep(self.config.schema_save_interval)
             if self._writer is not None:
                 self._queue_schemas(self._writer)
+
+    def add_schema_row(self, row: SchemaRow) -> None:
+        """Queue a schema row from a tracker that lives elsewhere (a shard process)."""
+        if self._writer is not None:
+            self._writer.add_schema(row)
 
     def _queue_schemas(self, writer: RegistryWriter) -> None:
         for row in self.schema_tracker.take_dirty():

@@ -1,0 +1,613 @@
+"""The coordinator: starts the shards, feeds them, keeps the watermark, gathers their events.
+
+It runs on the serving process's event loop and does I/O only: request bytes go to a shard to
+be decoded (the least loaded), the decoded batches come back cut by owning shard and go on to
+their owners, and each batch's events come back. Every batch gets a sequence number; the
+watermark after it is the one a single engine would have had (largest event time so far minus
+the allowed lateness, never going back), and every shard moves to it (INTERFACES.md). Events
+are dispatched per sequence number, in order and sorted, so the anomalies are the same for any
+number of shards.
+
+Flow control: bytes waiting for the shards and records each shard has not finished are
+bounded; past a bound, or past the memory limit, `submit_payload` raises `QueueFullError`
+(UNAVAILABLE + RetryInfo / 503 + Retry-After). Nothing accepted is dropped, unless a shard
+crashes: it is restarted from its last snapshot, its unfinished batches are counted as lost,
+and requests it was decoding are answered "retry".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from via_otlp.config import Config
+from via_otlp.configload import to_plain
+from via_otlp.detect.engine import EngineStats
+from via_otlp.detect.profile import ProfileSummary, RecentBucket
+from via_otlp.errors import InputError, StartupError
+from via_otlp.model import AnomalyEvent
+from via_otlp.patterns.stage import PatternStats, TemplateInfo
+from via_otlp.receive.intake import IntakeStats, QueueFullError
+from via_otlp.receive.normalise import IntakeCounts
+from via_otlp.receive.otlp_codec import Encoding
+from via_otlp.registry.patches import PatchRule, PatchSet
+from via_otlp.registry.records import event_from_json
+from via_otlp.shard.view import (
+    merge_stats,
+    profile_from_plain,
+    recent_from_plain,
+    template_from_plain,
+)
+from via_otlp.shard.wire import Kind, frame, json_frame, seq_frame, split_seq
+
+log = logging.getLogger("via_otlp.shard")
+
+_FRAME = struct.Struct("<IB")
+_U32 = struct.Struct("<I")
+_Q = struct.Struct("<q")
+_KIND_ORDER = {"open": 0, "update": 1, "resolved": 2}
+EventSink = Callable[[list[AnomalyEvent]], None]
+
+
+def _event_order(e: AnomalyEvent) -> tuple[Any, ...]:
+    return (e.time_ns, e.source.key, e.rhythm_hash, e.kind.value, _KIND_ORDER.get(e.state, 9))
+
+
+@dataclass
+class ShardStatus:
+    """What the coordinator knows of one shard."""
+
+    index: int
+    pid: int = 0
+    restarts: int = 0
+    decoding_bytes: int = 0
+    records_in_flight: int = 0
+    bytes_in_flight: int = 0
+    restored_from: str = ""
+    stats: dict[str, Any] = field(default_factory=dict)
+    last_snapshot: dict[str, Any] = field(default_factory=dict)
+
+
+class _Shard:
+    """The coordinator's end of one worker process."""
+
+    def __init__(self, index: int) -> None:
+        self.status = ShardStatus(index)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.alive = False
+        # Sequence numbers sent and not finished, with their record and byte counts.
+        self.pending: dict[int, tuple[int, int]] = {}
+
+    def send(self, data: bytes) -> None:
+        if self.writer is not None and self.alive:
+            self.writer.write(data)
+
+
+class ShardPool:
+    """N shard processes behind one `submit_payload` (the servers' `IntakeFront`)."""
+
+    def __init__(
+        self,
+        config: Config,
+        sink: EventSink,
+        stats: IntakeStats | None = None,
+        *,
+        ordered: bool = False,
+        patches: Callable[[], PatchSet] | None = None,
+        persist: bool = True,
+    ) -> None:
+        self.config = config
+        self.persist = persist  # restore and save snapshots (not in a replay)
+        self.shards = config.pipeline.worker_count
+        self.sink = sink
+        self.dispatch = sink  # events that did not come from a shard go out the same way
+        self.stats = stats or IntakeStats()
+        self.ordered = ordered  # replay: batches in the order the requests were submitted
+        self._shards = [_Shard(i) for i in range(self.shards)]
+        self._ids = itertools.count(1)  # replies to questions
+        self._last_rid = 0  # requests
+        self._done_seqs: set[int] = set()
+        self._seq = itertools.count(1)
+        self._lateness_ns = round(config.detect.allowed_lateness * 1e9)
+        self._max_event_ns: int | None = None
+        self._watermark = -1
+        # Requests being decoded: id → (future of its record count, bytes, records so far).
+        self._decoding: dict[int, tuple[asyncio.Future[int], int, list[int]]] = {}
+        self._next_release = 1  # ordered mode: the next request id whose batches may go on
+        self._held: dict[int, list[tuple[bool, memoryview, int]]] = {}
+        # Sequence numbers not finished by every shard, and the events gathered for them.
+        self._waiting: dict[int, int] = {}
+        self._events: dict[int, list[AnomalyEvent]] = {}
+        self._next_dispatch = 1
+        self._results: dict[int, asyncio.Future[Any]] = {}
+        self._changed = asyncio.Event()
+        self._patches: PatchSet | None = None
+        self._current_patches = patches  # the registry's patches in force, if any
+        self.lost_records = 0
+        self.rss_bytes = 0
+        self._closing = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> list[dict[str, Any]]:
+        """Start every shard and wait until each has restored its state."""
+        try:
+            ready = await asyncio.gather(*(self._spawn(s) for s in self._shards))
+            await self.refresh()
+        except BaseException:
+            await self.kill()
+            raise
+        return list(ready)
+
+    async def _spawn(self, shard: _Shard) -> dict[str, Any]:
+        parent, child = socket.socketpair()
+        try:
+            shard.process = subprocess.Popen(
+                [sys.executable, "-m", "via_otlp.shard.worker", str(child.fileno())],
+                pass_fds=(child.fileno(),),
+                start_new_session=False,
+            )
+        finally:
+            child.close()
+        shard.status.pid = shard.process.pid
+        shard.reader, shard.writer = await asyncio.open_unix_connection(sock=parent, limit=1 << 20)
+        shard.alive = True
+        init = {
+            "config": to_plain(self.config),
+            "index": shard.status.index,
+            "shards": self.shards,
+            "persist": self.persist,
+        }
+        shard.writer.write(json_frame(Kind.INIT, init))
+        got = await self._read_frame(shard)
+        if got is None or got[0] is not Kind.READY:
+            shard.alive = False
+            raise StartupError(
+                f"shard {shard.status.index} did not start (exit {shard.process.poll()})"
+            )
+        ready = json.loads(bytes(got[1]))
+        shard.status.restored_from = ready.get("restored_from", "")
+        shard.task = asyncio.create_task(
+            self._read_loop(shard), name=f"via-shard-{shard.status.index}"
+        )
+        return dict(ready)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Let every shard finish what it was sent, write its snapshot and exit."""
+        self._closing = True
+        waits = []
+        for s in self._shards:
+            if s.alive:
+                rid = next(self._ids)
+                fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                self._results[rid] = fut
+                s.send(json_frame(Kind.STOP, {"id": rid}))
+                waits.append(fut)
+        if waits:
+            done, _ = await asyncio.wait(waits, timeout=max(grace, 1.0) * 6)
+            for f in done:
+                with contextlib.suppress(Exception):
+                    result = f.result()
+                    if isinstance(result, dict) and "error" in result:
+                        log.error("%s", result["error"])
+        await self.kill(grace)
+
+    async def kill(self, grace: float = 2.0) -> None:
+        for s in self._shards:
+            s.alive = False
+            if s.writer is not None:
+                s.writer.close()
+            if s.task is not None:
+                s.task.cancel()
+        for s in self._shards:
+            if s.process is None:
+                continue
+            try:
+                await asyncio.wait_for(asyncio.to_thread(s.process.wait), grace)
+            except TimeoutError:
+                s.process.kill()
+                await asyncio.to_thread(s.process.wait)
+            s.process = None
+
+    # -- intake ------------------------------------------------------------------------------
+
+    @property
+    def queued_bytes(self) -> int:
+        return sum(s.status.decoding_bytes + s.status.bytes_in_flight for s in self._shards)
+
+    @property
+    def records_in_flight(self) -> int:
+        return sum(s.status.records_in_flight for s in self._shards)
+
+    def full(self, nbytes: int) -> bool:
+        """Whether a request of `nbytes` must wait: a shard behind, too many bytes, memory."""
+        if self._closing:
+            return True
+        p = self.config.pipeline
+        queued = self.queued_bytes
+        if queued and queued + nbytes > p.max_queued_bytes:
+            return True
+        cap = self.config.receive.queue_max_records
+        if any(s.status.records_in_flight >= cap for s in self._shards):
+            return True
+        return bool(p.max_rss and self.rss_bytes > p.max_rss)
+
+    async def submit_payload(
+        self, payload: bytes, encoding: Encoding, *, wait: bool = False, now_ns: int | None = None
+    ) -> int:
+        """Decode a request in a shard and hand its records to their owners.
+
+        Returns the records accepted once decoded; raises `InputError` when the bytes are not a
+        request and `QueueFullError` when the service is full (unless `wait`).
+        """
+        while self.full(len(payload)):
+            if not wait or self._closing:
+                raise QueueFullError(self.config.pipeline.retry_after)
+            await self._wait_change()
+        live = [s for s in self._shards if s.alive]
+        if not live:
+            raise QueueFullError(self.config.pipeline.retry_after)
+        if self._current_patches is not None:
+            # Before the request, so a DROP patch applies to every batch decoded after it.
+            self.push_patches(self._current_patches())
+        shard = min(live, key=lambda s: (s.status.decoding_bytes, s.status.records_in_flight))
+        self._last_rid += 1
+        rid = self._last_rid
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._decoding[rid] = (fut, len(payload), [0, shard.status.index])
+        shard.status.decoding_bytes += len(payload)
+        enc = b"\x00" if encoding is Encoding.PROTOBUF else b"\x01"
+        now = time.time_ns() if now_ns is None else now_ns
+        shard.send(seq_frame(Kind.DECODE, rid, now, enc + payload))
+        return await fut
+
+    async def wait_idle(self) -> None:
+        """Until every request and batch sent so far is finished."""
+        while self._decoding or self._waiting or self._held:
+            await self._wait_change()
+
+    async def tick(self, now_ns: int) -> None:
+        """Wall clock: every shard lets silence close buckets."""
+        self._broadcast_sequenced(lambda seq: json_frame(Kind.TICK, {"seq": seq, "now_ns": now_ns}))
+
+    async def flush(self) -> None:
+        """End of a replay: every shard closes the buckets the input reached."""
+        await self.wait_idle()
+        self._broadcast_sequenced(lambda seq: json_frame(Kind.FLUSH, {"seq": seq}))
+        await self.wait_idle()
+
+    def _broadcast_sequenced(self, make: Callable[[int], bytes]) -> None:
+        seq = next(self._seq)
+        live = [s for s in self._shards if s.alive]
+        self._waiting[seq] = len(live)
+        self._events[seq] = []
+        for s in live:
+            s.pending[seq] = (0, 0)
+            s.send(make(seq))
+        if not live:
+            self._finish_seq(seq)
+
+    def push_patches(self, patches: PatchSet) -> None:
+        """Give the shards the DROP patches (applied where templates are known)."""
+        if patches is self._patches:
+            return
+        self._patches = patches
+        drops = [_patch_json(p) for p in patches.patches if p.rule is PatchRule.DROP]
+        for s in self._shards:
+            s.send(frame(Kind.PATCHES, json.dumps(drops).encode()))
+
+    async def snapshot(self) -> list[dict[str, Any]]:
+        """Every shard writes its snapshot (at this point of its stream); their reports."""
+        return await self._ask_all(lambda rid: json_frame(Kind.SNAPSHOT, {"id": rid}))
+
+    async def query(self, what: str, **args: Any) -> list[Any]:
+        """Ask every live shard (`stats`, `profiles`, `profile`, `templates`, `schema_rows`)."""
+        return await self._ask_all(
+            lambda rid: json_frame(Kind.QUERY, {"id": rid, "what": what, "args": args})
+        )
+
+    async def _ask_all(self, make: Callable[[int], bytes]) -> list[Any]:
+        futs = []
+        for s in self._shards:
+            if not s.alive:
+                continue
+            rid = next(self._ids)
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._results[rid] = fut
+            s.send(make(rid))
+            futs.append(fut)
+        return list(await asyncio.gather(*futs))
+
+    # -- reading from the shards -------------------------------------------------------------
+
+    async def _read_frame(self, shard: _Shard) -> tuple[Kind, memoryview] | None:
+        assert shard.reader is not None
+        try:
+            head = await shard.reader.readexactly(_FRAME.size)
+            length, kind = _FRAME.unpack(head)
+            body = await shard.reader.readexactly(length - 1) if length > 1 else b""
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+        return Kind(kind), memoryview(body)
+
+    async def _read_loop(self, shard: _Shard) -> None:
+        while True:
+            got = await self._read_frame(shard)
+            if got is None:
+                break
+            kind, body = got
+            try:
+                self._on_frame(shard, kind, body)
+            except Exception:
+                log.exception("shard %d: cannot handle a %s frame", shard.status.index, kind.name)
+            self._notify()
+        if not self._closing:
+            await self._crashed(shard)
+
+    def _on_frame(self, shard: _Shard, kind: Kind, body: memoryview) -> None:
+        if kind is Kind.DONE:
+            doc = json.loads(bytes(body))
+            seq = doc["seq"]
+            records, nbytes = shard.pending.pop(seq, (0, 0))
+            shard.status.records_in_flight -= records
+            shard.status.bytes_in_flight -= nbytes
+            self.stats.records_consumed += doc["records"]
+            self.stats.records_dropped_by_patch += doc.get("dropped", 0)
+            if doc["events"]:
+                self._events.setdefault(seq, []).extend(event_from_json(e) for e in doc["events"])
+            self._shard_done(seq)
+        elif kind is Kind.DECODED:
+            rid, last, payload = split_seq(body)
+            if self.ordered:
+                self._held.setdefault(rid, []).append((bool(last), payload, shard.status.index))
+                self._release_held()
+            else:
+                self._decoded(rid, bool(last), payload, shard.status.index)
+        elif kind is Kind.FAILED:
+            doc = json.loads(bytes(body))
+            self._decode_failed(doc["id"], InputError(doc["error"]))
+        elif kind is Kind.RESULT:
+            doc = json.loads(bytes(body))
+            fut = self._results.pop(doc["id"], None)
+            if fut is not None and not fut.done():
+                if "error" in doc:
+                    fut.set_exception(RuntimeError(doc["error"]))
+                else:
+                    fut.set_result(doc["result"])
+
+    def _release_held(self) -> None:
+        """Ordered mode: pass decoded batches on in request order."""
+        while self._next_release <= self._last_rid:
+            rid = self._next_release
+            for last, payload, index in self._held.pop(rid, []):
+                self._decoded(rid, last, payload, index)
+            if rid in self._decoding:
+                return  # more batches of this request to come
+            self._next_release += 1
+
+    def _decoded(self, rid: int, last: bool, payload: memoryview, decoder: int) -> None:
+        """A batch of request `rid` came back decoded: sequence it and send it to its owners."""
+        entry = self._decoding.get(rid)
+        if len(payload):
+            tmax = _Q.unpack_from(payload)[0]
+            (hlen,) = _U32.unpack_from(payload, _Q.size)
+            start = _Q.size + _U32.size
+            header = json.loads(bytes(payload[start : start + hlen]))
+            self._sequence_batch(tmax, header, payload[start + hlen :])
+            if entry is not None:
+                entry[2][0] += header["records"]
+        if last and entry is not None:
+            fut, nbytes, _ = self._decoding.pop(rid)
+            self._shards[decoder].status.decoding_bytes -= nbytes
+            if not fut.done():
+                fut.set_result(entry[2][0])
+
+    def _sequence_batch(self, tmax: int, header: dict[str, Any], parts: memoryview) -> None:
+        counts = IntakeCounts(**header["counts"])
+        self.stats.normalised.add(counts)
+        self.stats.records_accepted += header["records"]
+        if header["replaced"]:
+            self.stats.invalid_utf8_requests += 1
+        if not header["records"]:
+            return
+        if self._max_event_ns is None or tmax > self._max_event_ns:
+            self._max_event_ns = tmax
+        self._watermark = max(self._watermark, self._max_event_ns - self._lateness_ns)
+        seq = next(self._seq)
+        live = [s for s in self._shards if s.alive]
+        self._waiting[seq] = len(live)
+        self._events[seq] = []
+        offset = 0
+        for s in self._shards:
+            k = s.status.index
+            size, records = header["part_bytes"][k], header["part_records"][k]
+            part = parts[offset : offset + size]
+            offset += size
+            if not s.alive:
+                self.lost_records += records
+                continue
+            s.pending[seq] = (records, size)
+            s.status.records_in_flight += records
+            s.status.bytes_in_flight += size
+            s.send(seq_frame(Kind.BATCH, seq, self._watermark, bytes(part)))
+        if not live:
+            self._finish_seq(seq)
+
+    def _decode_failed(self, rid: int, error: Exception) -> None:
+        entry = self._decoding.pop(rid, None)
+        if entry is None:
+            return
+        fut, nbytes, progress = entry
+        self._shards[progress[1]].status.decoding_bytes -= nbytes
+        if not fut.done():
+            fut.set_exception(error)
+        if self.ordered:
+            self._release_held()
+
+    def _shard_done(self, seq: int) -> None:
+        left = self._waiting.get(seq)
+        if left is None:
+            return
+        if left <= 1:
+            self._finish_seq(seq)
+        else:
+            self._waiting[seq] = left - 1
+
+    def _finish_seq(self, seq: int) -> None:
+        """Every shard finished `seq`: dispatch the events of the finished prefix, in order."""
+        self._waiting.pop(seq, None)
+        self._done_seqs.add(seq)
+        while self._next_dispatch in self._done_seqs:
+            done = self._next_dispatch
+            self._done_seqs.discard(done)
+            events = self._events.pop(done, [])
+            if events:
+                events.sort(key=_event_order)
+                self.sink(events)
+            self._next_dispatch += 1
+
+    async def _crashed(self, shard: _Shard) -> None:
+        """A shard died: count it, fail what it held, restart it from its last snapshot."""
+        st = shard.status
+        code = shard.process.poll() if shard.process is not None else None
+        log.error("shard %d (pid %d) died (exit %s): restarting it from its last snapshot",
+                  st.index, st.pid, code)  # fmt: skip
+        shard.alive = False
+        st.restarts += 1
+        for seq, (records, _) in list(shard.pending.items()):
+            self.lost_records += records
+            self._shard_done(seq)
+        shard.pending.clear()
+        st.records_in_flight = st.bytes_in_flight = 0
+        for rid, (fut, nbytes, progress) in list(self._decoding.items()):
+            if progress[1] == st.index:
+                del self._decoding[rid]
+                st.decoding_bytes -= nbytes
+                if not fut.done():
+                    fut.set_exception(QueueFullError(self.config.pipeline.retry_after))
+        for rid in [r for r, parts in self._held.items() if not parts]:
+            self._held.pop(rid)
+        if self.ordered:
+            self._release_held()
+        if shard.process is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(shard.process.wait)
+        if self._closing:
+            return
+        try:
+            await self._spawn(shard)
+            if self._patches is not None:
+                patches, self._patches = self._patches, None
+                self.push_patches(patches)
+        except Exception as exc:
+            log.error("shard %d could not be restarted: %s", st.index, exc)
+
+    # -- status ------------------------------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """Update each shard's counters and the memory in use (for admission and status)."""
+        results = await self.query("stats")
+        live = [s for s in self._shards if s.alive]
+        for s, r in zip(live, results, strict=False):
+            s.status.stats = r
+        self.rss_bytes = _rss_of(os.getpid()) + sum(int(r.get("rss", 0)) for r in results)
+
+    def status(self) -> list[ShardStatus]:
+        return [s.status for s in self._shards]
+
+    # The questions `/status` and the control API ask, as `Pipeline` answers them too.
+
+    @property
+    def queue_depth(self) -> int:
+        return self.records_in_flight
+
+    @property
+    def queue_capacity(self) -> int:
+        return self.config.receive.queue_max_records * self.shards
+
+    def engine_stats(self) -> EngineStats:
+        return merge_stats(EngineStats, (s.status.stats.get("detect", {}) for s in self._shards))
+
+    def pattern_stats(self) -> PatternStats:
+        return merge_stats(PatternStats, (s.status.stats.get("patterns", {}) for s in self._shards))
+
+    @property
+    def rhythm_hashes(self) -> int:
+        return self.engine_stats().profiles
+
+    @property
+    def events_emitted(self) -> int:
+        return int(getattr(self.sink, "emitted", 0))
+
+    @property
+    def events_suppressed(self) -> int:
+        return int(getattr(self.sink, "suppressed", 0))
+
+    @property
+    def events_by_kind(self) -> Counter[tuple[str, str]]:
+        by_kind = getattr(self.sink, "by_kind", None)
+        return by_kind if isinstance(by_kind, Counter) else Counter()
+
+    @property
+    def body_bytes(self) -> int:
+        return self.queued_bytes
+
+    async def profiles(self) -> list[ProfileSummary]:
+        out = [profile_from_plain(d) for part in await self.query("profiles") for d in part]
+        out.sort(key=lambda p: p.rhythm_hash)
+        return out
+
+    async def profile(self, rhythm_hash: str) -> tuple[ProfileSummary | None, list[RecentBucket]]:
+        for found in await self.query("profile", rhythm_hash=rhythm_hash):
+            if found is not None:
+                recent = [recent_from_plain(r) for r in found["recent"]]
+                return profile_from_plain(found["summary"]), recent
+        return None, []
+
+    async def templates(self) -> list[TemplateInfo]:
+        return [template_from_plain(d) for part in await self.query("templates") for d in part]
+
+    async def top_rhythms(self, limit: int) -> dict[str, int]:
+        totals = sorted(
+            ((p.total_count, p.rhythm_hash) for p in await self.profiles()), reverse=True
+        )
+        return {h: n for n, h in totals[:limit]}
+
+    def _notify(self) -> None:
+        self._changed.set()
+
+    async def _wait_change(self) -> None:
+        self._changed.clear()
+        await self._changed.wait()
+
+
+def _patch_json(p: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    d = asdict(p)
+    d["rule"] = p.rule.value
+    return d
+
+
+def _rss_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0

@@ -1,0 +1,256 @@
+"""What travels between the serving process and its shards: framed messages over a socket pair.
+
+A frame is ``u32 length | u8 kind | payload``. Control messages are small JSON documents;
+request bytes travel as they came; normalised batches travel in the snapshot codec of
+`via_otlp.state` (a JSON header and raw column bytes: strings joined by NUL into one UTF-8
+blob, numbers as arrays), never pickled. Splitting a batch by owning shard happens here too.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import socket
+import struct
+from operator import itemgetter
+from typing import Any, cast
+
+import numpy as np
+import xxhash
+
+from via_otlp.model import AttributeSample, LogBatch, Source
+from via_otlp.receive.normalise import HexIds
+from via_otlp.state import decode_tree, encode_tree
+
+_FRAME = struct.Struct("<IB")
+_SEQ = struct.Struct("<qq")  # (sequence number or request id, watermark / time)
+
+
+class Kind(enum.IntEnum):
+    """Frame kinds. Main → shard: INIT … STOP; shard → main: READY … FAILED."""
+
+    INIT = 1  # json: config, shard index, shard count, paths
+    DECODE = 2  # (request id, now_ns) + u8 encoding + request bytes
+    BATCH = 3  # (sequence, watermark) + encoded batch ("" for none: advance only)
+    TICK = 4  # json: now_ns
+    FLUSH = 5  # json: {} (end of a replay)
+    SNAPSHOT = 6  # json: {"id": n}
+    PATCHES = 7  # json: the DROP patches
+    QUERY = 8  # json: {"id": n, "what": ..., ...}
+    STOP = 9  # json: {} — snapshot and exit
+    READY = 20  # json: what the shard restored
+    DECODED = 21  # (request id, max event time) + json header + encoded batches per shard
+    DONE = 22  # json: sequence, records, events, counters
+    RESULT = 23  # json: {"id": n, "result": ...}
+    FAILED = 24  # json: {"id": n, "error": ...} for a request that could not be decoded
+
+
+def shard_of(source_key: str, shards: int) -> int:
+    """The shard that owns a source: a stable hash of its key (the same in every process)."""
+    return xxhash.xxh64_intdigest(source_key.encode("utf-8")) % shards if shards > 1 else 0
+
+
+# -- frames ------------------------------------------------------------------------------------
+
+
+def frame(kind: Kind, payload: bytes | memoryview = b"") -> bytes:
+    return _FRAME.pack(len(payload) + 1, kind) + bytes(payload)
+
+
+def json_frame(kind: Kind, doc: Any) -> bytes:
+    return frame(kind, json.dumps(doc, separators=(",", ":")).encode("utf-8"))
+
+
+def seq_frame(kind: Kind, a: int, b: int, payload: bytes = b"") -> bytes:
+    return frame(kind, _SEQ.pack(a, b) + payload)
+
+
+def split_seq(payload: memoryview) -> tuple[int, int, memoryview]:
+    a, b = _SEQ.unpack_from(payload)
+    return a, b, payload[_SEQ.size :]
+
+
+def send_frames(sock: socket.socket, frames: list[bytes]) -> None:
+    sock.sendall(b"".join(frames) if len(frames) > 1 else frames[0])
+
+
+def recv_exact(sock: socket.socket, n: int) -> memoryview | None:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:], n - got)
+        if k == 0:
+            return None
+        got += k
+    return view
+
+
+def recv_frame(sock: socket.socket) -> tuple[Kind, memoryview] | None:
+    """The next frame, or None when the other side closed."""
+    head = recv_exact(sock, _FRAME.size)
+    if head is None:
+        return None
+    length, kind = _FRAME.unpack(head)
+    body = recv_exact(sock, length - 1) if length > 1 else memoryview(b"")
+    if body is None:
+        return None
+    return Kind(kind), body
+
+
+# -- batches -----------------------------------------------------------------------------------
+
+_SEP = "\0"
+
+
+def _strings(values: list[str]) -> Any:
+    """A string column: one NUL-joined UTF-8 blob, or a JSON list if a value holds a NUL."""
+    if not values:
+        return {"n": 0}
+    if not any(values):
+        return {"n": len(values), "empty": True}
+    joined = _SEP.join(values)
+    if joined.count(_SEP) != len(values) - 1:
+        return {"n": len(values), "list": values}
+    blob = joined.encode("utf-8", "surrogatepass")
+    return {"n": len(values), "blob": np.frombuffer(blob, dtype=np.uint8)}
+
+
+def _unstrings(doc: dict[str, Any]) -> list[str]:
+    n = doc["n"]
+    if n == 0:
+        return []
+    if doc.get("empty"):
+        return [""] * n
+    if "list" in doc:
+        return list(doc["list"])
+    values = doc["blob"].tobytes().decode("utf-8", "surrogatepass").split(_SEP)
+    if len(values) != n:
+        raise ValueError(f"string column holds {len(values)} values, header says {n}")
+    return values
+
+
+def _trace_ids(ids: Any) -> Any:
+    raw: list[bytes] = ids.raw if isinstance(ids, HexIds) else [bytes.fromhex(t) for t in ids]
+    if not raw:
+        return {"n": 0}
+    lengths = np.fromiter(map(len, raw), dtype=np.uint8, count=len(raw))
+    if not lengths.any():
+        return {"n": len(raw), "empty": True}
+    return {"n": len(raw), "lengths": lengths, "blob": np.frombuffer(b"".join(raw), np.uint8)}
+
+
+def _untrace_ids(doc: dict[str, Any]) -> HexIds:
+    n = doc["n"]
+    if n == 0:
+        return HexIds([])
+    if doc.get("empty"):
+        return HexIds([b""] * n)
+    lengths = doc["lengths"]
+    blob = doc["blob"].tobytes()
+    width = int(lengths[0])
+    if (lengths == width).all():
+        return HexIds([blob[i : i + width] for i in range(0, n * width, width)])
+    ends = np.cumsum(lengths).tolist()
+    starts = [0, *ends[:-1]]
+    return HexIds([blob[a:b] for a, b in zip(starts, ends, strict=True)])
+
+
+def encode_batch(batch: LogBatch) -> bytes:
+    """A normalised batch (before templating) as bytes."""
+    vocab = list(dict.fromkeys(batch.severity))
+    code = {s: i for i, s in enumerate(vocab)}
+    tree = {
+        "sources": [[s.key, [list(a) for a in s.attributes]] for s in batch.sources],
+        "source_index": np.asarray(batch.source_index, dtype=np.int32),
+        "severity_vocab": vocab,
+        "severity": np.fromiter(map(code.__getitem__, batch.severity), np.uint16, len(batch)),
+        "time_ns": np.asarray(batch.time_ns, dtype=np.int64),
+        "body": _strings(batch.body),
+        "trace_id": _trace_ids(batch.trace_id),
+        "unique_id": _strings(batch.unique_id),
+        "template_hint": _strings(batch.template_hint),
+        "samples": [
+            [s.source_index, [list(a) for a in s.log_attributes],
+             [list(a) for a in s.resource_attributes], s.record_index]
+            for s in batch.attribute_samples
+        ],
+    }  # fmt: skip
+    return encode_tree(tree)
+
+
+def decode_batch(data: bytes | memoryview) -> LogBatch:
+    """The batch `encode_batch` wrote."""
+    tree = decode_tree(data)
+    vocab = tree["severity_vocab"]
+    sev = tree["severity"].tolist()
+    return LogBatch(
+        sources=[Source(k, tuple((a, b) for a, b in attrs)) for k, attrs in tree["sources"]],
+        source_index=tree["source_index"].tolist(),
+        severity=[vocab[i] for i in sev],
+        body=_unstrings(tree["body"]),
+        time_ns=tree["time_ns"].tolist(),
+        trace_id=cast(list[str], _untrace_ids(tree["trace_id"])),
+        unique_id=_unstrings(tree["unique_id"]),
+        template_hint=_unstrings(tree["template_hint"]),
+        attribute_samples=[
+            AttributeSample(
+                int(si), tuple((a, b) for a, b in la), tuple((a, b) for a, b in ra), int(ri)
+            )
+            for si, la, ra, ri in tree["samples"]
+        ],
+    )
+
+
+def _take(col: Any, idx: list[int]) -> Any:
+    if not col:
+        return []
+    if isinstance(col, HexIds):
+        return HexIds(list(_take(col.raw, idx)))
+    if len(idx) == 1:
+        return [col[idx[0]]]
+    return list(itemgetter(*idx)(col))
+
+
+def split_batch(batch: LogBatch, shards: int) -> list[LogBatch | None]:
+    """The batch's records by owning shard (None where a shard gets none), in record order.
+
+    Each part lists only its own sources; attribute samples follow their records.
+    """
+    owner = [shard_of(s.key, shards) for s in batch.sources]
+    if len(set(owner)) <= 1:
+        parts: list[LogBatch | None] = [None] * shards
+        if len(batch):
+            parts[owner[0]] = batch
+        return parts
+    rec_owner = np.asarray(owner, dtype=np.int64)[np.asarray(batch.source_index, dtype=np.int64)]
+    out: list[LogBatch | None] = []
+    for k in range(shards):
+        idx = np.flatnonzero(rec_owner == k)
+        if len(idx) == 0:
+            out.append(None)
+            continue
+        keep = idx.tolist()
+        mine = [i for i, o in enumerate(owner) if o == k]
+        remap = {old: new for new, old in enumerate(mine)}
+        new_pos = {old: new for new, old in enumerate(keep)}
+        part = LogBatch(
+            sources=[batch.sources[i] for i in mine],
+            source_index=[remap[i] for i in _take(batch.source_index, keep)],
+            severity=_take(batch.severity, keep),
+            body=_take(batch.body, keep),
+            time_ns=_take(batch.time_ns, keep),
+            trace_id=_take(batch.trace_id, keep),
+            unique_id=_take(batch.unique_id, keep),
+            template_hint=_take(batch.template_hint, keep),
+            attribute_samples=[
+                AttributeSample(
+                    remap[s.source_index], s.log_attributes, s.resource_attributes,
+                    new_pos[s.record_index],
+                )
+                for s in batch.attribute_samples
+                if s.record_index in new_pos
+            ],
+        )  # fmt: skip
+        out.append(part)
+    return out

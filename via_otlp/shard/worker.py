@@ -1,0 +1,278 @@
+"""One shard: a worker process that owns the learned state of the sources that hash to it.
+
+It does the CPU work the serving process must not: it decodes and normalises requests (any
+shard decodes any request, and returns the records cut by owning shard), and for its own
+sources it templates, applies DROP patches, samples schemas, runs the engine to the watermark
+it is told, and writes its snapshot. It reads one stream of frames in order, so a snapshot
+holds exactly the batches before it. Started as ``python -m via_otlp.shard.worker FD``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from via_otlp.config import Config
+from via_otlp.configload import load_dataclass, to_plain
+from via_otlp.errors import InputError
+from via_otlp.model import AnomalyEvent, LogBatch
+from via_otlp.pipeline import Pipeline
+from via_otlp.receive.normalise import NormaliseOptions, Normaliser
+from via_otlp.receive.otlp_codec import Encoding, decode
+from via_otlp.registry.patches import Patch, PatchRule, PatchSet
+from via_otlp.registry.records import event_to_json
+from via_otlp.shard import handoff
+from via_otlp.shard.wire import (
+    Kind,
+    decode_batch,
+    encode_batch,
+    json_frame,
+    recv_frame,
+    send_frames,
+    seq_frame,
+    split_batch,
+    split_seq,
+)
+from via_otlp.state import load_snapshot, save_snapshot
+
+log = logging.getLogger("via_otlp.shard")
+
+ENCODINGS = (Encoding.PROTOBUF, Encoding.JSON)
+_U32 = struct.Struct("<I")
+
+
+def snapshot_path(data_dir: str | Path, index: int, shards: int) -> Path:
+    """Where shard `index` of `shards` keeps its snapshot."""
+    return Path(data_dir) / "shards" / f"shard-{index}-of-{shards}.snap"
+
+
+class Shard:
+    """The state and the message handlers of one shard (no sockets: `run` feeds it)."""
+
+    def __init__(self, config: Config, index: int, shards: int) -> None:
+        self.config = config
+        self.index = index
+        self.shards = shards
+        self.events: list[AnomalyEvent] = []
+        self.patches = PatchSet()
+        self.pipeline = Pipeline(config, sink=self.events.extend, drop_filter=self._drop)
+        self.normaliser = Normaliser(NormaliseOptions.from_config(config.receive))
+        self.path = snapshot_path(config.state.data_dir, index, shards)
+        self.dropped = 0
+        self.snapshots = 0
+
+    # -- state -------------------------------------------------------------------------------
+
+    def restore(self) -> dict[str, Any]:
+        """Load this shard's snapshot, or take its sources from older state (other shard
+        counts, the single-process state.json)."""
+        started = time.monotonic()
+        loaded = load_snapshot(self.path)
+        source = "none"
+        if loaded is not None:
+            self.pipeline.restore(loaded[0])
+            source = "snapshot"
+        else:
+            source = handoff.migrate(self.pipeline, self.config, self.index, self.shards)
+        return {
+            "shard": self.index,
+            "restored_from": source,
+            "profiles": self.pipeline.rhythm_hashes,
+            "seconds": round(time.monotonic() - started, 3),
+        }
+
+    def save(self) -> dict[str, Any]:
+        started = time.monotonic()
+        tree = self.pipeline.snapshot()
+        took = time.monotonic() - started
+        size = save_snapshot(self.path, tree, {"shard": self.index, "shards": self.shards})
+        self.snapshots += 1
+        return {
+            "bytes": size,
+            "snapshot_seconds": round(took, 4),
+            "seconds": round(time.monotonic() - started, 4),
+        }
+
+    # -- work --------------------------------------------------------------------------------
+
+    def _drop(self, batch: LogBatch) -> LogBatch:
+        kept, dropped = self.patches.apply_drops(batch)
+        self.dropped += dropped
+        return kept
+
+    def decode(self, payload: memoryview, encoding: Encoding, now_ns: int) -> list[bytes]:
+        """A request cut into batches, each as a DECODED payload (with records per shard)."""
+        raw = bytes(payload)
+        message, replaced = decode(raw, encoding)
+        out = []
+        max_records = self.config.pipeline.batch_max_records
+        for batch, counts in self.normaliser.batches(message, now_ns, raw, max_records):
+            parts = split_batch(batch, self.shards)
+            blobs = [encode_batch(p) if p is not None else b"" for p in parts]
+            header = {
+                "records": len(batch),
+                "counts": asdict(counts),
+                "replaced": replaced,
+                "part_records": [len(p) if p is not None else 0 for p in parts],
+                "part_bytes": [len(b) for b in blobs],
+            }
+            tmax = int(np.max(batch.time_ns)) if len(batch) else -1
+            head = json.dumps(header, separators=(",", ":")).encode()
+            out.append(struct.pack("<q", tmax) + _U32.pack(len(head)) + head + b"".join(blobs))
+            replaced = False  # counted once per request
+        return out
+
+    def consume(self, payload: memoryview, watermark_ns: int) -> int:
+        if len(payload):
+            batch = self.pipeline.intake.process(decode_batch(payload))
+            self.pipeline.consume(batch, watermark_ns)
+            return len(batch)
+        if watermark_ns >= 0:
+            self.pipeline.advance(watermark_ns)
+        return 0
+
+    def take_events(self) -> list[dict[str, Any]]:
+        events = [event_to_json(e) for e in self.events]
+        self.events.clear()
+        return events
+
+    def set_patches(self, doc: list[dict[str, Any]]) -> None:
+        patches = []
+        for d in doc:
+            d = dict(d)
+            d["rule"] = PatchRule(d["rule"])
+            patches.append(Patch(**d))
+        self.patches = PatchSet(patches)
+
+    def query(self, what: str, args: dict[str, Any]) -> Any:
+        p = self.pipeline
+        if what == "stats":
+            return {
+                "patterns": to_plain(p.patterns.stats()),
+                "detect": to_plain(p.engine.stats()),
+                "dropped_by_patch": self.dropped,
+                "snapshots": self.snapshots,
+                "schemas": len(p.schemas.sources()),
+                "rss": _rss_bytes(),
+            }
+        if what == "profiles":
+            return [to_plain(s) for s in p.engine.profiles()]
+        if what == "profile":
+            summary = p.engine.profile(args["rhythm_hash"])
+            if summary is None:
+                return None
+            recent = p.engine.recent_buckets(args["rhythm_hash"]) or []
+            return {"summary": to_plain(summary), "recent": [to_plain(r) for r in recent]}
+        if what == "templates":
+            return [to_plain(t) for t in p.patterns.templates()]
+        if what == "schema_rows":
+            return [to_plain(r) for r in p.schemas.take_dirty()]
+        raise ValueError(f"unknown query {what!r}")
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def run(sock: socket.socket) -> int:
+    """Serve frames until STOP or until the serving process goes away."""
+    first = recv_frame(sock)
+    if first is None or first[0] is not Kind.INIT:
+        return 2
+    init = json.loads(bytes(first[1]))
+    config = load_dataclass(Config, init["config"])
+    logging.basicConfig(
+        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    shard = Shard(config, int(init["index"]), int(init["shards"]))
+    persist = bool(init.get("persist", True))
+    ready = shard.restore() if persist else {"shard": shard.index, "restored_from": "none",
+                                             "profiles": 0, "seconds": 0.0}  # fmt: skip
+    send_frames(sock, [json_frame(Kind.READY, ready)])
+    while True:
+        got = recv_frame(sock)
+        if got is None:
+            return 0  # the serving process is gone: nothing to answer to
+        kind, body = got
+        if kind is Kind.BATCH:
+            seq, watermark, payload = split_seq(body)
+            dropped_before = shard.dropped
+            records = shard.consume(payload, watermark)
+            done = {
+                "seq": seq,
+                "records": records,
+                "dropped": shard.dropped - dropped_before,
+                "events": shard.take_events(),
+            }
+            send_frames(sock, [json_frame(Kind.DONE, done)])
+        elif kind is Kind.DECODE:
+            rid, now_ns, rest = split_seq(body)
+            try:
+                parts = shard.decode(rest[1:], ENCODINGS[rest[0]], now_ns)
+            except InputError as exc:
+                send_frames(sock, [json_frame(Kind.FAILED, {"id": rid, "error": str(exc)})])
+                continue
+            frames = [
+                seq_frame(Kind.DECODED, rid, i == len(parts) - 1, p) for i, p in enumerate(parts)
+            ]
+            send_frames(sock, frames or [seq_frame(Kind.DECODED, rid, 1, b"")])
+        elif kind is Kind.TICK:
+            doc = json.loads(bytes(body))
+            shard.pipeline.tick(int(doc["now_ns"]))
+            done = {"seq": doc["seq"], "records": 0, "events": shard.take_events()}
+            send_frames(sock, [json_frame(Kind.DONE, done)])
+        elif kind is Kind.FLUSH:
+            doc = json.loads(bytes(body))
+            shard.pipeline.finish()
+            done = {"seq": doc["seq"], "records": 0, "events": shard.take_events()}
+            send_frames(sock, [json_frame(Kind.DONE, done)])
+        elif kind is Kind.SNAPSHOT or kind is Kind.STOP:
+            doc = json.loads(bytes(body))
+            try:
+                result: Any = shard.save() if persist else {"bytes": 0}
+            except OSError as exc:
+                result = {"error": f"cannot save {shard.path}: {exc}"}
+            send_frames(sock, [json_frame(Kind.RESULT, {"id": doc["id"], "result": result})])
+            if kind is Kind.STOP:
+                return 0
+        elif kind is Kind.PATCHES:
+            shard.set_patches(json.loads(bytes(body)))
+        elif kind is Kind.QUERY:
+            doc = json.loads(bytes(body))
+            try:
+                result = shard.query(doc["what"], doc.get("args") or {})
+                reply = {"id": doc["id"], "result": result}
+            except Exception as exc:  # a bad query must not kill the shard
+                reply = {"id": doc["id"], "error": str(exc)}
+            send_frames(sock, [json_frame(Kind.RESULT, reply)])
+
+
+def main() -> int:
+    # The serving process handles SIGINT/SIGTERM and stops the shards in order: a Ctrl-C that
+    # reaches the whole process group must not kill a shard before its final snapshot.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    try:
+        return run(sock)
+    finally:
+        sock.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
