@@ -370,7 +370,7 @@ class App:
                 "suppressed": p.events_suppressed,
                 "by_kind": {f"{k}/{s}": n for (k, s), n in sorted(p.events_by_kind.items())},
             },
-            "latency": p.stats.latency.snapshot(),
+            "latency": p.latency(),
             "emit": to_plain(self.emitter.stats()),
             "registry": to_plain(self.registry.status())
             if self.registry is not None

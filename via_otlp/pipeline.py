@@ -172,6 +172,9 @@ class Pipeline:
     def engine_stats(self) -> EngineStats:
         return self.engine.stats()
 
+    def latency(self) -> dict[str, Any]:
+        return self.stats.latency.snapshot()
+
     def pattern_stats(self) -> PatternStats:
         return self.patterns.stats()
 

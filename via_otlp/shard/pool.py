@@ -52,6 +52,8 @@ from via_otlp.shard.view import (
     template_from_plain,
 )
 from via_otlp.shard.wire import Kind, frame, json_frame, seq_frame, split_seq
+from via_otlp.telemetry.timing import Stage
+from via_otlp.telemetry.timing import merge as merge_timings
 
 log = logging.getLogger("via_otlp.shard")
 
@@ -123,6 +125,7 @@ class ShardPool:
         self._ids = itertools.count(1)  # replies to questions
         self._last_rid = 0  # requests
         self._done_seqs: set[int] = set()
+        self._sent_at: dict[tuple[int, int], float] = {}
         self._seq = itertools.count(1)
         self._lateness_ns = round(config.detect.allowed_lateness * 1e9)
         self._max_event_ns: int | None = None
@@ -365,6 +368,10 @@ class ShardPool:
             doc = json.loads(bytes(body))
             seq = doc["seq"]
             records, nbytes = shard.pending.pop(seq, (0, 0))
+            sent = self._sent_at.pop((shard.status.index, seq), None)
+            if sent is not None:
+                # From handing the batch over to the shard having learnt from it.
+                self.stats.latency.observe(Stage.QUEUE, time.perf_counter() - sent)
             shard.status.records_in_flight -= records
             shard.status.bytes_in_flight -= nbytes
             self.stats.records_consumed += doc["records"]
@@ -443,6 +450,8 @@ class ShardPool:
                 self.lost_records += records
                 continue
             s.pending[seq] = (records, size)
+            if records:
+                self._sent_at[(k, seq)] = time.perf_counter()
             s.status.records_in_flight += records
             s.status.bytes_in_flight += size
             s.send(seq_frame(Kind.BATCH, seq, self._watermark, bytes(part)))
@@ -492,6 +501,7 @@ class ShardPool:
         st.restarts += 1
         for seq, (records, _) in list(shard.pending.items()):
             self.lost_records += records
+            self._sent_at.pop((st.index, seq), None)
             self._shard_done(seq)
         shard.pending.clear()
         st.records_in_flight = st.bytes_in_flight = 0
@@ -540,6 +550,11 @@ class ShardPool:
     @property
     def queue_capacity(self) -> int:
         return self.config.receive.queue_max_records * self.shards
+
+    def latency(self) -> dict[str, Any]:
+        """Stage timings of this process and of every shard (as of the last refresh)."""
+        shards = [s.status.stats["latency"] for s in self._shards if "latency" in s.status.stats]
+        return merge_timings([self.stats.latency.snapshot(), *shards])
 
     def engine_stats(self) -> EngineStats:
         return merge_stats(EngineStats, (s.status.stats.get("detect", {}) for s in self._shards))

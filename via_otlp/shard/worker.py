@@ -45,6 +45,7 @@ from via_otlp.shard.wire import (
     split_seq,
 )
 from via_otlp.state import load_snapshot, save_snapshot
+from via_otlp.telemetry.timing import Stage
 
 log = logging.getLogger("via_otlp.shard")
 
@@ -117,7 +118,15 @@ class Shard:
         message, replaced = decode(raw, encoding)
         out = []
         max_records = self.config.pipeline.batch_max_records
-        for batch, counts in self.normaliser.batches(message, now_ns, raw, max_records):
+        timings = self.pipeline.stats.latency
+        batches = self.normaliser.batches(message, now_ns, raw, max_records)
+        while True:
+            started = time.perf_counter()
+            got = next(batches, None)
+            if got is None:
+                break
+            timings.observe(Stage.NORMALISE, time.perf_counter() - started)
+            batch, counts = got
             parts = split_batch(batch, self.shards)
             blobs = [encode_batch(p) if p is not None else b"" for p in parts]
             header = {
@@ -165,6 +174,7 @@ class Shard:
                 "snapshots": self.snapshots,
                 "schemas": len(p.schemas.sources()),
                 "rss": _rss_bytes(),
+                "latency": p.stats.latency.snapshot(),
             }
         if what == "profiles":
             return [to_plain(s) for s in p.engine.profiles()]
