@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from via_otlp.config import parse_config
+from via_otlp.config import DEFAULT_CONFIG_PATH, load_config, parse_config
 from via_otlp.errors import ConfigError
 from via_otlp.patterns.config import DEFAULT_MASKING, MaskRule, PatternsConfig
 from via_otlp.patterns.masking import (
@@ -238,3 +238,8 @@ def test_token_masking_equals_the_plain_alternation(rules: tuple[MaskRule, ...])
         expected = plain.sub(lambda m: masks[m.lastindex or 0], token)
         expected = re.sub(r"<\*>(?:[-.:_/]*<\*>)+", "<*>", expected)
         assert masker._mask_token(token) == expected, token
+
+
+def test_shipped_config_holds_the_default_rules() -> None:
+    # config/via.json5 replaces the whole list: it must say what the built-in defaults say
+    assert load_config(DEFAULT_CONFIG_PATH, environ={}).patterns == PatternsConfig()

@@ -128,3 +128,86 @@ def test_the_issue_lines_cost_bounded_work_through_the_stage() -> None:
     assert b.template[1] == "ask <*> to delete <*> <*> <*> <*> <*> <*> <*> <*> <*> now"
     # one span comparison, bounded by template tokens x (line tokens + 1)
     assert stage.miner(SOURCES[0].key).work.steps <= 64 * 15
+
+
+def test_merges_are_reported_with_the_rhythm_hashes_they_join() -> None:
+    stage = PatternStage()
+    lines = [
+        "job db-2 finished for alice",
+        "job db-2 finished for dave",
+        "job web-1 finished for dave",
+        "job edge-4 finished for carol",
+        "job app-3 finished for bob",
+    ]
+    b = batch(lines)
+    b.severity = ["INFO", "INFO", "WARN", "ERROR", "INFO"]
+    stage.apply(b)
+    merges = stage.take_merges()
+    assert merges and stage.take_merges() == []  # taken once
+    key = SOURCES[0].key
+    survivor = b.template_id[-1]
+    assert survivor == b.template_id[0]  # the oldest id stays
+    assert {m.new_id for m in merges} == {survivor}
+    assert {m.old_id for m in merges} == set(b.template_id) - {survivor}
+    for m in merges:
+        assert m.source_key == key and m.template == "job <*> finished for <*>"
+        for old, new in m.rhythm:
+            assert old in b.rhythm_hash and new in {
+                rhythm_hash(key, sev, survivor) for sev in ("INFO", "WARN", "ERROR")
+            }
+    moved = {old for m in merges for old, _ in m.rhythm}
+    young = {h for h, tid in zip(b.rhythm_hash, b.template_id, strict=True) if tid != survivor}
+    assert young <= moved
+
+
+def test_hinted_templates_are_listed_and_bounded() -> None:
+    stage = PatternStage(PatternsConfig(max_templates_per_source=10))
+    hints = ["user <*> in", "user <*> in", "disk <*> full"]
+    stage.apply(
+        batch(["user 1 in", "user 2 in", "disk a full", "mined line 7"], hints=[*hints, ""])
+    )
+    listed = {(t.template, t.count, t.hinted) for t in stage.templates()}
+    assert ("user <*> in", 2, True) in listed and ("disk <*> full", 1, True) in listed
+    assert ("mined line <*>", 1, False) in listed
+    stage.apply(batch([f"x {i}" for i in range(30)], hints=[f"event{i} <*>" for i in range(30)]))
+    assert sum(t.hinted for t in stage.templates()) == 10
+    again = PatternStage()
+    again.restore(json.loads(json.dumps(stage.snapshot())))
+    assert set(again.templates()) == set(stage.templates())
+
+
+def test_sources_move_between_stages_with_their_ids() -> None:
+    lines = _replay()
+    a_lines, b_lines = lines[:600], lines[600:900]
+    one = PatternStage()
+    one.apply(batch(a_lines, [i % 2 for i in range(len(a_lines))]))
+    tree = json.loads(json.dumps(one.export_sources([SOURCES[0].key, "no-such-source"])))
+    assert list(tree["sources"]) == [SOURCES[0].key]
+    other = PatternStage()
+    other.apply(batch(["something else entirely 1"]))  # replaced by the import
+    other.import_sources(tree)
+    assert {t.source_key for t in other.templates()} == {SOURCES[0].key}
+    left, right = batch(b_lines), batch(b_lines)
+    one.apply(left)
+    other.apply(right)
+    assert left.template_id == right.template_id and left.rhythm_hash == right.rhythm_hash
+
+
+def test_version_1_snapshots_still_restore() -> None:
+    v1 = {
+        "kind": "via-otlp.patterns",
+        "version": 1,
+        "sources": {
+            SOURCES[0].key: {
+                "templates": [["aaaaaaaaaa", ["user", "<*>", "in"], 5]],
+                "flooding": False,
+                "values": [],
+            }
+        },
+    }
+    stage = PatternStage()
+    stage.restore(v1)
+    b = batch(["user 7 in"])
+    stage.apply(b)
+    assert b.template_id == ["aaaaaaaaaa"]
+    assert stage.snapshot()["version"] == 2

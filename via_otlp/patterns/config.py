@@ -51,7 +51,37 @@ _HEX = "[0-9a-fA-F]"
 # is not a host, so the list is what keeps `org.apache.Foo` a constant.
 _TLD = "(?:com|net|org|edu|gov|mil|int|io|co|uk|de|fr|jp|cn|hk|ru|br|in|au|nl|eu|us|ca|local|internal|lan|corp|svc|cluster)"
 
+_MONTH = (
+    "(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
+    "|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
+)
+_WEEKDAY = "(?:Mon|Tue(?:s)?|Wed(?:nes)?|Thu(?:rs)?|Fri|Sat(?:ur)?|Sun)(?:day)?"
+_CLOCK = r"\d{1,2}:\d\d(?::\d\d(?:[.,]\d+)?)?"
+# Each branch opens on a name or a digit, never on `\b`: the regex engine then skips ahead to
+# the candidates instead of trying every position (the rule runs over whole lines).
+_DATETIME = (
+    # ctime, java.util.Date, date(1): weekday month day [year] time [[zone] year]
+    rf"{_WEEKDAY},? +{_MONTH} +\d{{1,2}},?(?: +\d{{4}})? +{_CLOCK}(?: +(?:[A-Z]{{2,5}} +)?\d{{4}})?\b"
+    # RFC 1123 / 850: weekday, day month year time [zone]
+    rf"|{_WEEKDAY}, +\d{{1,2}}[ -]{_MONTH}[ -]\d{{2,4}} +{_CLOCK}(?: +(?:GMT|UTC|[+-]\d{{4}}))?(?![\w:])"
+    # syslog and friends: month day [year] time
+    rf"|{_MONTH} +\d{{1,2}}(?:,? +\d{{4}})? +{_CLOCK}(?![\w:])"
+    # common log format: day/month/year[:time] [offset]
+    rf"|\d{{1,2}}/{_MONTH}/\d{{4}}(?::\d\d:\d\d:\d\d)?(?: [+-]\d{{4}})?(?![\w:])"
+    # a date alone: [weekday,] month day[th], year / day month year
+    rf"|(?:{_WEEKDAY},? +)?{_MONTH} +\d{{1,2}}(?:st|nd|rd|th)?, +\d{{4}}\b"
+    rf"|\d{{1,2}} +{_MONTH} +\d{{4}}\b"
+)
+
 DEFAULT_MASKING: tuple[MaskRule, ...] = (
+    # Dates and times written for people: ctime and java.util.Date (``Mon Mar  4 10:21:07 UTC
+    # 2024``), RFC 1123 (``Mon, 04 Mar 2024 10:21:07 GMT``), syslog (``Mar  4 10:21:07``), the
+    # common log format (``04/Mar/2024:10:21:07 +0000``), ``March 4, 2024``: any month or
+    # weekday name, any spacing. Their words would otherwise make one template per day.
+    _r("datetime", _DATETIME),
+    # glog / klog header at the start of a line: severity letter, month and day, time
+    # (``I0304 10:21:07.123456``)
+    _r("klog_header", r"^[IWEF]\d{4} +\d\d:\d\d:\d\d(?:\.\d+)?\b"),
     _r("timestamp", r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?(?![\w.])"),
     _r("uuid", rf"\b{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}\b"),
     _r("mac", rf"(?<![\w:-]){_HEX}{{2}}(?:[:-]{_HEX}{{2}}){{5}}(?![\w:-])"),
@@ -72,8 +102,24 @@ DEFAULT_MASKING: tuple[MaskRule, ...] = (
     # Starts with `\d` so that the regex engine can skip ahead to digits (this rule can match a
     # space, so it runs over whole lines).
     _r("size", r"\d(?<![\w.]\d)(?:\d*\.)?\d* ?(?:[KMGTP]i?B|B|bytes?)\b"),
-    _r("quoted", r'"(?:[^"\\]|\\.)*"', '"<*>"'),
-    _r("number", r"(?<![A-Za-z_])[-+]?\d+(?:[.,]\d+)*(?![A-Za-z_])"),
+    # Quoted strings are values, masked whole, except two: a quoted HTTP request line keeps its
+    # method and protocol (only the target is variable), and
+    _r("http_target", r'(?<=[A-Z] )[^\s"]+(?= HTTP/\d)'),
+    # the message of a structured line (``msg="..."``, or right after a header's ``] ``) is the
+    # event, not a value: it is left to the miner. A string opens at a quote after a space or
+    # `=:([{,` only, so the quote that closes a string left alone never opens another one.
+    _r(
+        "quoted",
+        r"(?<![^\s=:(\[{,])(?<!msg=)(?<!message=)(?<!\] )"
+        r'"(?![A-Z]+ [^\s"]+ HTTP/\d)(?:[^"\\]|\\.)*"',
+        '"<*>"',
+    ),
+    # A kernel's uptime stamp and other bracketed, space-padded numbers: ``[   12.345678]``.
+    _r("padded_number", r"\[ \ *\d+(?:\.\d+)?\]", "[<*>]"),
+    # Boolean values, and null after a key: values, not words of the message.
+    _r("boolean", r"(?<![\w.-])(?:true|false|True|False|TRUE|FALSE)(?![\w-])"),
+    _r("null", r"(?<=[=:])(?:null|NULL|nil|None)(?![\w-])"),
+    _r("number", r"(?<![\w.])(?<!HTTP/)[-+]?\d+(?:[.,]\d+)*(?![A-Za-z_])"),
 )
 
 
@@ -91,3 +137,5 @@ class PatternsConfig:
     flood_window: int = field(default=1000, metadata=spec(ge=10))
     flood_ratio: float = field(default=0.5, metadata=spec(gt=0.0, le=1.0))
     use_template_hint: bool = True
+    min_word_values: int = field(default=3, metadata=spec(ge=2))
+    key_values: bool = True

@@ -43,7 +43,11 @@ _WHITESPACE = frozenset(map(ord, " \t\n\r\f\v"))
 
 
 def _can_match_whitespace(regex: str) -> bool:
-    """Can `regex` consume a whitespace character? (Lookarounds do not consume.)"""
+    """Can `regex` consume, or look at, a whitespace character? Then it needs the whole line.
+
+    A lookaround does not consume, but one that tests for whitespace (``(?<=GET )``) can only
+    be satisfied across tokens, so such a rule runs over the line too.
+    """
     return _walk(_sre_p.parse(regex))
 
 
@@ -65,6 +69,8 @@ def _walk(items: Any) -> bool:
         if op is c.BRANCH and any(_walk(branch) for branch in av[1]):
             return True
         if op is getattr(c, "ATOMIC_GROUP", None) and _walk(av):
+            return True
+        if op in (c.ASSERT, c.ASSERT_NOT) and _walk(av[1]):
             return True
     return False
 
@@ -112,8 +118,9 @@ def _clauses(items: Any) -> list[frozenset[str]]:
 
     Consecutive literals make one string; a group, or a repeat of at least one, adds the
     clauses of its body; a small class adds its characters; an alternation adds the union
-    of each branch's most selective clause. Anything else (lookarounds, categories, optional
-    parts, case-insensitive groups) adds nothing, which is always safe.
+    of each branch's most selective clause; a positive lookaround adds the clauses of what it
+    looks at. Anything else (negative lookarounds, categories, optional parts,
+    case-insensitive groups) adds nothing, which is always safe.
     """
     c = _sre_c
     out: list[frozenset[str]] = []
@@ -137,6 +144,8 @@ def _clauses(items: Any) -> list[frozenset[str]]:
             picks = [_most_selective(_clauses(branch)) for branch in av[1]]
             if all(picks):
                 out.append(_drop_redundant(frozenset().union(*picks)))
+        elif op is c.ASSERT:  # what a positive lookaround sees is in the text too
+            out += _clauses(av[1])
     if run:
         out.append(frozenset(["".join(run)]))
     return out
@@ -195,7 +204,9 @@ def _prefilter(regex: str) -> Callable[[str], object] | None:
     the regex engine scan for them.
     """
     needed = required_strings(regex)
-    return re.compile("|".join(map(re.escape, needed))).search if needed else None
+    if not needed or all(s.isspace() for s in needed):
+        return None  # nearly every line has a space: testing for one costs more than it saves
+    return re.compile("|".join(map(re.escape, needed))).search
 
 
 def starts_inside_words(regex: str) -> bool:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import enum
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -46,8 +47,8 @@ _ZERO_DIGITS = bytes.maketrans(b"0123456789", b"0000000000")
 _HAS_DIGIT = re.compile(r"\d")
 # A token that is a word of constant shape: letters (one upper-case at least), `_`, `.`, `-`.
 _CONSTANT_WORD = re.compile(r"[A-Za-z][A-Za-z_.\-]*[A-Za-z]\W?|[A-Z]")
+_VERSION = re.compile(r"\d+(?:\.\d+)*")
 _SOFT_WORD = re.compile(r"[A-Za-z][A-Za-z0-9']*[,.;:!?]?")
-_MIN_VALUES = 3  # distinct plain words seen at one position before it becomes a variable
 _PREFIX_END = frozenset("=:([{<'\"#@/-")
 FLOOD_ID = "flood"
 _MAX_LEAF_SCAN = 512  # most recent templates of a leaf compared with a line
@@ -56,16 +57,22 @@ _MAX_SPAN_CANDIDATES = 64  # templates tried when the token count differs
 _MAX_CACHED_CHARS = 4096  # longer lines skip the fast-path caches (they would hold their text)
 
 
+def hint_id(text: str) -> str:
+    """The id of a template named by the sender: ``h`` + 9 hex digits of its text's xxh64."""
+    return "h" + xxhash.xxh64_hexdigest(text.encode())[:9]
+
+
 class Template:
     """A template: its stable id, its tokens (``<*>`` marks variables) and its line count."""
 
-    __slots__ = ("alive", "count", "forward", "id", "key", "key2", "text", "tokens")
+    __slots__ = ("alive", "born", "count", "forward", "id", "key", "key2", "text", "tokens")
 
-    def __init__(self, tid: str, tokens: list[str], count: int = 0) -> None:
+    def __init__(self, tid: str, tokens: list[str], count: int = 0, born: int = 0) -> None:
         self.id = tid
         self.tokens = tokens
         self.text = " ".join(tokens)
         self.count = count
+        self.born = born  # creation order in its source model: a merge keeps the oldest id
         self.alive = True
         self.forward: Template | None = None  # set when merged into another template
         self.key = _leaf_key(tokens)
@@ -194,6 +201,8 @@ def diff_kind(a: str, b: str) -> Diff:
     db = b[len(prefix) : len(b) - len(suffix)]
     if _is_constant_word(da) and _is_constant_word(db):
         return Diff.HARD
+    if _VERSION.fullmatch(da) and _VERSION.fullmatch(db):
+        return Diff.HARD  # numbers that masking kept on purpose (``HTTP/1.1``): a version
     if prefix.endswith("="):
         return Diff.FREE
     if _SOFT_WORD.fullmatch(da) and _SOFT_WORD.fullmatch(db):
@@ -201,12 +210,18 @@ def diff_kind(a: str, b: str) -> Diff:
     return Diff.FREE
 
 
-def _compare(template: list[str], tokens: list[str]) -> tuple[float, int]:
+def _after_key(token: str) -> bool:
+    """Is `token` a key whose value follows as the next token (``user:``, ``name=``)?"""
+    return len(token) > 1 and token[-1] in ":=" and token[-2].isalpha()
+
+
+def _compare(template: list[str], tokens: list[str], keys: bool = False) -> tuple[float, int]:
     """(score, soft position) of a line against a template of the same length.
 
     The score is the fraction of the template's constant tokens that the line matches (-1 when
     a constant word differs, or when more than one plain word differs); the soft position is
-    the one plain word that differs, or -1.
+    the one plain word that differs, or -1. With `keys`, a plain word after a key
+    (``user: alice``, ``mode= fast``) is a value, not a word that needs several values seen.
     """
     constants = 0
     hits = 0
@@ -226,7 +241,7 @@ def _compare(template: list[str], tokens: list[str]) -> tuple[float, int]:
         kind = diff_kind(a, b)
         if kind is Diff.HARD:
             return -1.0, -1
-        if kind is Diff.SOFT:
+        if kind is Diff.SOFT and not (keys and i and _after_key(template[i - 1])):
             if soft >= 0:
                 return -1.0, -1
             soft = i
@@ -274,11 +289,15 @@ class SourceMiner:
         self.config = config
         self.masker = masker or Masker.from_rules(config.masking)
         self.templates: OrderedDict[str, Template] = OrderedDict()
+        # templates named by the senders (`log.record.template`), by text; LRU-bounded
+        self.hinted: OrderedDict[str, Template] = OrderedDict()
         self.leaves: dict[tuple[int, str], list[Template]] = {}
         self.by_second: dict[tuple[int, str], list[Template]] = {}
         self.by_first: dict[str, list[Template]] = {}
         self._spans: dict[str, SpanText] = {}  # templates as texts, when a line is shorter
         self.work = Work()  # steps of the span matcher (a work budget, for tests)
+        self.on_merge: Callable[[str, Template], None] | None = None  # (absorbed id, survivor)
+        self._born = 0
         self._values: dict[tuple[str, str, int], set[str]] = {}
         self._by_shape: dict[bytes, Template] = {}
         self._by_body: dict[str, Template] = {}
@@ -312,6 +331,22 @@ class SourceMiner:
                 self.templates.move_to_end(hit.id)
             return hit
         return self._add_new_shape(body, shape)
+
+    def add_hint(self, text: str) -> Template:
+        """The template a sender named for a line (``h`` + a hash of its text), counted."""
+        template = self.hinted.get(text)
+        if template is None:
+            template = Template(hint_id(text), [text[:_MAX_CACHED_CHARS]])
+            if len(text) > _MAX_CACHED_CHARS:  # kept by a short key: bounded in bytes
+                text = template.text
+                template = self.hinted.get(text) or template
+            self.hinted[text] = template
+            if len(self.hinted) > self.config.max_templates_per_source:
+                self.hinted.popitem(last=False)
+        else:
+            self.hinted.move_to_end(text)
+        template.count += 1
+        return template
 
     def _add_new_shape(self, body: str, shape: bytes) -> Template:
         """`add` for a line whose shape was not seen lately: mask it (its masked text may be)."""
@@ -388,8 +423,7 @@ class SourceMiner:
             return None
         if _generalise(best, tokens):
             self._rekey(best)
-            if soft >= 0:
-                self._absorb_siblings(best)
+            best = self._absorb_siblings(best)
         return best
 
     def _best(self, tokens: list[str], candidates: list[Template]) -> tuple[Template | None, int]:
@@ -397,8 +431,9 @@ class SourceMiner:
         best: Template | None = None
         best_rank = (self.config.similarity, -1)
         best_soft = -1
+        keys = self.config.key_values
         for template in candidates:
-            score, soft = _compare(template.tokens, tokens)
+            score, soft = _compare(template.tokens, tokens, keys)
             rank = (score, 0 if soft >= 0 else 1)
             if rank > best_rank or (best is None and score >= best_rank[0]):
                 best, best_rank, best_soft = template, rank, soft
@@ -423,7 +458,7 @@ class SourceMiner:
                 continue  # two words differ softly or hard, never freely: skip the work
             if diff_kind(first, tokens[0]) is not Diff.FREE:
                 continue
-            score, soft = _compare(template.tokens, tokens)
+            score, soft = _compare(template.tokens, tokens, keys=self.config.key_values)
             if score >= best_score and soft < 0:
                 best, best_score = template, score
         return best
@@ -438,15 +473,39 @@ class SourceMiner:
                 self._values.clear()
             values = self._values[sig] = {tt[pos]}
         values.add(tokens[pos])
-        return len(values) >= _MIN_VALUES
+        return len(values) >= self.config.min_word_values
 
-    def _absorb_siblings(self, template: Template) -> None:
-        """Templates that the widened `template` now covers are merged into it."""
-        for other in list(self.leaves.get(template.key, [])):
-            if other is not template and _covers(template.tokens, other.tokens):
-                template.count += other.count
-                self._drop(other, forward=template)
-                self.stats.merges += 1
+    def _absorb_siblings(self, template: Template) -> Template:
+        """Merge the templates that the widened `template` now covers; return the survivor.
+
+        The survivor is the oldest of them, with the widened tokens: the id a detector has
+        known longest stays, and the younger ids forward to it (each merge is reported to
+        `on_merge`, so a detector can forget a young template's novelty).
+        """
+        covered = [
+            other
+            for other in self.leaves.get(template.key, [])
+            if other is not template and _covers(template.tokens, other.tokens)
+        ]
+        if not covered:
+            return template
+        survivor = min(covered, key=lambda t: t.born)
+        if survivor.born > template.born:
+            survivor = template
+        if survivor is not template:
+            self._unindex(survivor)
+            survivor.tokens = list(template.tokens)
+            survivor.text = template.text
+            self._index(survivor)
+            covered.remove(survivor)
+            covered.append(template)
+        for other in covered:
+            survivor.count += other.count
+            self._drop(other, forward=survivor)
+            self.stats.merges += 1
+            if self.on_merge is not None:
+                self.on_merge(other.id, survivor)
+        return survivor
 
     def _best_span(self, tokens: list[str]) -> Template | None:
         """A template of another length that fits once a bare ``<*>`` spans several tokens.
@@ -484,7 +543,8 @@ class SourceMiner:
         tid = xxhash.xxh64_hexdigest(text.encode())[:10]
         while tid in self.templates or tid == FLOOD_ID:
             tid = xxhash.xxh64_hexdigest((tid + text).encode())[:10]
-        template = Template(tid, list(tokens))
+        template = Template(tid, list(tokens), born=self._born)
+        self._born += 1
         self._insert(template)
         self.stats.created += 1
         return template
@@ -555,8 +615,9 @@ class SourceMiner:
     def to_state(self) -> dict[str, object]:
         """JSON-serialisable state: templates from least to most recently used."""
         return {
-            "templates": [[t.id, t.tokens, t.count] for t in self.templates.values()],
+            "templates": [[t.id, t.tokens, t.count, t.born] for t in self.templates.values()],
             "flooding": self.stats.flooding,
+            "hinted": [[t.id, t.text, t.count] for t in self.hinted.values()],
             # words seen at a position: without them a restored model would merge siblings later
             # than the original, and the two would give different ids to the same line
             "values": [
@@ -568,17 +629,26 @@ class SourceMiner:
         """Rebuild the model from `to_state` output (caches start empty)."""
         if not isinstance(state, dict) or not isinstance(state.get("templates"), list):
             raise ValueError("a source state must be an object with a 'templates' list")
-        for item in state["templates"]:
-            tid, tokens, count = item
+        for i, item in enumerate(state["templates"]):
+            # [id, tokens, count, born]; states written before `born` existed list templates
+            # oldest-used first, which is the best guess of their age.
+            tid, tokens, count, born = item if len(item) == 4 else (*item, i)
             if not (
                 isinstance(tid, str)
                 and isinstance(tokens, list)
                 and tokens
                 and isinstance(count, int)
+                and isinstance(born, int)
             ):
                 raise ValueError(f"malformed template entry {item!r}")
-            self._insert(Template(tid, [str(t) for t in tokens], count))
+            self._insert(Template(tid, [str(t) for t in tokens], count, born))
+            self._born = max(self._born, born + 1)
         self.stats.flooding = bool(state.get("flooding", False))
+        for item in state.get("hinted", []):
+            tid, text, count = item
+            if not (isinstance(tid, str) and isinstance(text, str) and isinstance(count, int)):
+                raise ValueError(f"malformed hinted template entry {item!r}")
+            self.hinted[text] = Template(tid, [text], count)
         for item in state.get("values", []):
             pre, post, pos, vals = item
             if not (

@@ -2,30 +2,34 @@
 
 Each source identity (`Source.key`) has its own `SourceMiner`; the masking rules (and their
 token cache) are shared. A record that carries `log.record.template` (set by the Collector's
-drain processor) keeps that template, with an id derived from its text. The rhythm hash is
-`rhythm_hash(source key, severity, template id)`: it names the template by id, never by text,
-so a template that generalises keeps its rhythm hash.
+drain processor) keeps that template, with an id derived from its text; the source's model
+keeps a bounded record of those too, so they are listed with the mined ones. The rhythm hash
+is `rhythm_hash(source key, severity, template id)`: it names the template by id, never by
+text, so a template that generalises keeps its rhythm hash.
+
+When a template widens so far that it covers younger templates of its source, they merge into
+the oldest (whose id stays); `take_merges` hands those merges to the detector with the rhythm
+hashes they join, so a young template's novelty can be withdrawn.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-
-import xxhash
 
 from via_otlp.model import LogBatch
 from via_otlp.patterns.config import PatternsConfig
 from via_otlp.patterns.masking import Masker
-from via_otlp.patterns.miner import SourceMiner
+from via_otlp.patterns.miner import SourceMiner, Template
 from via_otlp.patterns.rhythm import rhythm_hash
 
 SNAPSHOT_KIND = "via-otlp.patterns"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # v2: templates carry their age; hinted templates; v1 still restores
+_READABLE_VERSIONS = (1, 2)
 _HASH_CACHE_SIZE = 65_536
-_HINT_CACHE_SIZE = 16_384
-_MAX_CACHED_HINT = 1024
+_MAX_MERGES = 10_000  # merges kept between two `take_merges` calls (older ones dropped, counted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,22 @@ class TemplateInfo:
     template_id: str
     template: str
     count: int
+    hinted: bool = False  # given by the sender (`log.record.template`), not mined
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateMerge:
+    """Template `old_id` of a source was merged into `new_id` (which keeps its own id).
+
+    `rhythm` pairs each rhythm hash that `old_id` had (one per severity seen with it lately)
+    with the rhythm hash that replaces it: a detector moves or forgets the old one's state.
+    """
+
+    source_key: str
+    old_id: str
+    new_id: str
+    template: str
+    rhythm: tuple[tuple[str, str], ...]
 
 
 class SnapshotError(ValueError):
@@ -67,7 +87,10 @@ class PatternStage:
         self.masker = Masker.from_rules(self.config.masking)
         self._miners: OrderedDict[str, SourceMiner] = OrderedDict()
         self._hashes: dict[tuple[str, str, str], str] = {}
-        self._hints: dict[str, str] = {}
+        # severities seen lately with each (source, template id): the rhythm hashes of a merge
+        self._severities: dict[tuple[str, str], set[str]] = {}
+        self._merges: list[TemplateMerge] = []
+        self._merges_dropped = 0
         self._hinted = 0
         self._source_evictions = 0
         self._retired = _Totals()
@@ -76,7 +99,8 @@ class PatternStage:
         """The model of one source, created on first use (least recently used evicted)."""
         miner = self._miners.get(source_key)
         if miner is None:
-            miner = self._miners[source_key] = SourceMiner(self.config, self.masker)
+            miner = self._new_miner(source_key)
+            self._miners[source_key] = miner
             if len(self._miners) > self.config.max_sources:
                 _, old = self._miners.popitem(last=False)
                 self._retired.add(old)
@@ -85,10 +109,39 @@ class PatternStage:
             self._miners.move_to_end(source_key)
         return miner
 
+    def _new_miner(self, source_key: str) -> SourceMiner:
+        miner = SourceMiner(self.config, self.masker)
+        miner.on_merge = lambda old_id, survivor: self._merged(source_key, old_id, survivor)
+        return miner
+
+    def _merged(self, source_key: str, old_id: str, survivor: Template) -> None:
+        """Record a merge made by a source model (see `take_merges`)."""
+        severities = self._severities.pop((source_key, old_id), set())
+        if severities:
+            self._severities.setdefault((source_key, survivor.id), set()).update(severities)
+        rhythm = tuple(
+            (rhythm_hash(source_key, sev, old_id), rhythm_hash(source_key, sev, survivor.id))
+            for sev in sorted(severities)
+        )
+        if len(self._merges) >= _MAX_MERGES:
+            del self._merges[: _MAX_MERGES // 2]
+            self._merges_dropped += _MAX_MERGES // 2
+        self._merges.append(TemplateMerge(source_key, old_id, survivor.id, survivor.text, rhythm))
+
+    def take_merges(self) -> list[TemplateMerge]:
+        """The merges made since the last call, oldest first (the record is then emptied).
+
+        Call it after `apply`: a template that `apply` reported may have merged into an older
+        one during the same batch, and its records then carry the older id already.
+        """
+        merges, self._merges = self._merges, []
+        return merges
+
     def apply(self, batch: LogBatch) -> None:
         """Fill `template_id`, `template` and `rhythm_hash` for every record."""
         keys = [s.key for s in batch.sources]
-        adds = [self.miner(k).add for k in keys]
+        miners = [self.miner(k) for k in keys]
+        adds = [m.add for m in miners]
         use_hints = self.config.use_template_hint
         hints = batch.template_hint or [""] * len(batch.body)
         ids: list[str] = []
@@ -99,32 +152,23 @@ class PatternStage:
             batch.source_index, batch.severity, batch.body, hints, strict=True
         ):
             if hint and use_hints:
-                tid, text = self._hint_id(hint), hint
+                template = miners[src].add_hint(hint)
+                self._hinted += 1
             else:
                 template = adds[src](body)
-                tid, text = template.id, template.text
+            tid, text = template.id, template.text
             key = (keys[src], sev, tid)
             h = hash_cache.get(key)
             if h is None:
                 if len(hash_cache) >= _HASH_CACHE_SIZE:
                     hash_cache.clear()
+                    self._severities.clear()
                 h = hash_cache[key] = rhythm_hash(*key)
+                self._severities.setdefault((keys[src], tid), set()).add(sev)
             ids.append(tid)
             templates.append(text)
             hashes.append(h)
         batch.template_id, batch.template, batch.rhythm_hash = ids, templates, hashes
-
-    def _hint_id(self, hint: str) -> str:
-        """A short id for a Collector-provided template: ``h`` + a hash of its text."""
-        self._hinted += 1
-        tid = self._hints.get(hint)
-        if tid is None:
-            tid = "h" + xxhash.xxh64_hexdigest(hint.encode())[:9]
-            if len(hint) <= _MAX_CACHED_HINT:  # the cache is bounded in bytes, not only entries
-                if len(self._hints) >= _HINT_CACHE_SIZE:
-                    self._hints.clear()
-                self._hints[hint] = tid
-        return tid
 
     def stats(self) -> PatternStats:
         """Counters summed over the source models (plus those evicted, for the totals)."""
@@ -146,11 +190,15 @@ class PatternStage:
         )
 
     def templates(self) -> list[TemplateInfo]:
-        """Every template the source models keep now, by source (read-only; nothing is created)."""
+        """Every template the source models keep now, by source (read-only; nothing is created).
+
+        Mined templates first, then those the senders named (`log.record.template`).
+        """
         return [
-            TemplateInfo(key, t.id, t.text, t.count)
+            TemplateInfo(key, t.id, t.text, t.count, hinted)
             for key, miner in self._miners.items()
-            for t in miner.templates.values()
+            for hinted, kept in ((False, miner.templates), (True, miner.hinted))
+            for t in kept.values()
         ]
 
     def flooding_sources(self) -> list[str]:
@@ -158,30 +206,72 @@ class PatternStage:
         return [key for key, miner in self._miners.items() if miner.stats.flooding]
 
     def snapshot(self) -> dict[str, Any]:
-        """Versioned, JSON-serialisable state: every source's templates (ids included)."""
-        return {
-            "kind": SNAPSHOT_KIND,
-            "version": SNAPSHOT_VERSION,
-            "sources": {key: miner.to_state() for key, miner in self._miners.items()},
-        }
+        """Versioned state, a tree of JSON values: every source's templates (ids included)."""
+        return self.export_sources(self._miners)
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Replace the models by those of a `snapshot` (ids and templates are kept)."""
-        if state.get("kind") != SNAPSHOT_KIND or state.get("version") != SNAPSHOT_VERSION:
-            raise SnapshotError(
-                f"cannot restore a patterns snapshot of kind {state.get('kind')!r} "
-                f"version {state.get('version')!r} (expected {SNAPSHOT_KIND!r} v{SNAPSHOT_VERSION})"
-            )
-        sources = state.get("sources")
-        if not isinstance(sources, dict):
-            raise SnapshotError("patterns snapshot: 'sources' must be an object")
+        """Replace the models by those of a `snapshot` (ids and templates are kept).
+
+        Reads this version's snapshots and the previous one's (v1: without template ages or
+        hinted templates).
+        """
+        sources = self._check(state)
         self._miners.clear()
         self._hashes.clear()
+        self._severities.clear()
+        self._load(sources)
+
+    def export_sources(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The models of the sources `keys` (those it has), as a tree of JSON values.
+
+        Same shape as `snapshot`; `import_sources` on another instance takes it (a source that
+        moves between instances keeps its template ids, so its rhythm hashes).
+        """
+        sources = {}
+        for key in keys:
+            miner = self._miners.get(key)
+            if miner is not None:
+                sources[key] = miner.to_state()
+        return {"kind": SNAPSHOT_KIND, "version": SNAPSHOT_VERSION, "sources": sources}
+
+    def import_sources(self, tree: dict[str, Any]) -> None:
+        """Add the source models of an `export_sources` tree, replacing those of the same keys."""
+        sources = self._check(tree)
+        for key in sources:
+            self._forget(str(key))
+        self._load(sources)
+
+    def _check(self, tree: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(tree, dict):
+            raise SnapshotError("patterns snapshot: must be an object")
+        if tree.get("kind") != SNAPSHOT_KIND or tree.get("version") not in _READABLE_VERSIONS:
+            raise SnapshotError(
+                f"cannot restore a patterns snapshot of kind {tree.get('kind')!r} "
+                f"version {tree.get('version')!r} (expected {SNAPSHOT_KIND!r} "
+                f"v{'/'.join(map(str, _READABLE_VERSIONS))})"
+            )
+        sources = tree.get("sources")
+        if not isinstance(sources, dict):
+            raise SnapshotError("patterns snapshot: 'sources' must be an object")
+        return sources
+
+    def _load(self, sources: dict[str, Any]) -> None:
         for key, source_state in sources.items():
+            miner = self._new_miner(str(key))
             try:
-                self.miner(str(key)).load_state(source_state)
+                miner.load_state(source_state)
             except (TypeError, ValueError, KeyError) as exc:
                 raise SnapshotError(f"patterns snapshot: source {key!r}: {exc}") from None
+            self._miners[str(key)] = miner
+            self._miners.move_to_end(str(key))
+            if len(self._miners) > self.config.max_sources:
+                _, old = self._miners.popitem(last=False)
+                self._retired.add(old)
+                self._source_evictions += 1
+
+    def _forget(self, key: str) -> None:
+        """Drop a source's model (cached rhythm hashes stay right: they are pure functions)."""
+        self._miners.pop(key, None)
 
 
 class _Totals:
