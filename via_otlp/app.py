@@ -47,7 +47,13 @@ class App:
     def __init__(self, config: Config, consume_hook: ConsumeHook | None = None) -> None:
         self.config = config
         self.registry = (
-            Registry(config.registry, config.state.data_dir) if config.registry.enabled else None
+            Registry(
+                config.registry,
+                config.state.data_dir,
+                source_order=config.receive.source_attributes,
+            )
+            if config.registry.enabled
+            else None
         )
         self.emitter = Emitter(config.emit)
         self.correlation = (
@@ -300,9 +306,10 @@ class App:
             self._legacy_path.replace(self._legacy_path.with_suffix(".json.migrated"))
 
     def _restore(self) -> None:
-        state = load_state(self._state_path)
+        order = self.config.receive.source_attributes
+        state = load_state(self._state_path, order)
         if state is None and self.pool is not None:
-            state = load_state(self._legacy_path)  # before shards: its correlate part
+            state = load_state(self._legacy_path, order)  # before shards: its correlate part
         if state is not None:
             if isinstance(self.pipeline, Pipeline):
                 self.pipeline.restore(state)

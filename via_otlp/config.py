@@ -22,6 +22,7 @@ from via_otlp.detect.config import DetectConfig
 from via_otlp.emit.config import EmitConfig
 from via_otlp.endpoints import split_endpoint
 from via_otlp.errors import ConfigError
+from via_otlp.model import DEFAULT_SOURCE_ATTRIBUTES, SERVICE_NAME
 from via_otlp.patterns.config import PatternsConfig
 from via_otlp.registry.config import RegistryConfig
 from via_otlp.telemetry.config import TelemetryConfig
@@ -65,8 +66,7 @@ class ReceiveConfig:
     grpc: GrpcConfig = field(default_factory=GrpcConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     source_attributes: tuple[str, ...] = field(
-        default=("service.namespace", "service.name", "deployment.environment.name"),
-        metadata=spec(nonempty=True),
+        default=DEFAULT_SOURCE_ATTRIBUTES, metadata=spec(nonempty=True)
     )
     unique_id_attributes: tuple[str, ...] = ("enduser.id", "user.id", "client.address")
     max_future_skew: float = field(default=300.0, metadata=spec(unit="duration", ge=0))
@@ -75,8 +75,10 @@ class ReceiveConfig:
     ndjson_batch_records: int = field(default=1000, metadata=spec(ge=1))
 
     def check(self) -> None:
-        if "service.name" not in self.source_attributes:
-            raise ConfigError("source_attributes", "must include 'service.name'")
+        if SERVICE_NAME not in self.source_attributes:
+            raise ConfigError("source_attributes", f"must include '{SERVICE_NAME}'")
+        if len(set(self.source_attributes)) != len(self.source_attributes):
+            raise ConfigError("source_attributes", "must not name an attribute twice")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,12 +21,53 @@ VIA_SCOPE_NAME = "via-otlp"
 TEMPLATE_ATTRIBUTE = "log.record.template"
 
 
+SERVICE_NAME = "service.name"
+# The resource attributes that identify a source, by default (`receive.source_attributes`).
+DEFAULT_SOURCE_ATTRIBUTES = ("service.namespace", SERVICE_NAME, "deployment.environment.name")
+_KEY_ESCAPES = str.maketrans({"%": "%25", "/": "%2F", "@": "%40"})
+
+
+def source_key(attributes: Sequence[tuple[str, str]], order: Sequence[str] | None = None) -> str:
+    """The canonical text of a source identity: unambiguous, and short in the common cases.
+
+    `order` is the configured identity attribute names (default: those of `attributes`, in
+    their order). ``service.name`` is the anchor; attributes configured before it are written
+    before it, each followed by ``/`` (the nearest one last), and attributes configured after it
+    are written after it, each preceded by ``@``. A missing attribute keeps its place with an
+    empty value, except at the outer ends; ``%``, ``/`` and ``@`` inside values are escaped.
+    So two different identities never share a key (a key used to join the present values with
+    ``/``, and ``{namespace=shop, name=checkout}`` met ``{name=shop, environment=checkout}``).
+
+    >>> order = ("service.namespace", "service.name", "deployment.environment.name")
+    >>> [source_key(a, order) for a in (
+    ...     [("service.name", "checkout")],
+    ...     [("service.namespace", "shop"), ("service.name", "checkout")],
+    ...     [("service.name", "shop"), ("deployment.environment.name", "checkout")],
+    ...     [("service.namespace", "a/b"), ("service.name", "x"), ("deployment.environment.name", "prod")],
+    ... )]
+    ['checkout', 'shop/checkout', 'shop@checkout', 'a%2Fb/x@prod']
+    """
+    values = dict(attributes)
+    names = list(order) if order is not None else [name for name, _ in attributes]
+    if SERVICE_NAME not in names:  # no anchor: every attribute is written after an empty one
+        names = [SERVICE_NAME, *names]
+    anchor = names.index(SERVICE_NAME)
+    before = [values.get(n, "").translate(_KEY_ESCAPES) for n in names[:anchor]]
+    after = [values.get(n, "").translate(_KEY_ESCAPES) for n in names[anchor + 1 :]]
+    while before and not before[0]:
+        before.pop(0)
+    while after and not after[-1]:
+        after.pop()
+    name = values.get(SERVICE_NAME, "").translate(_KEY_ESCAPES)
+    return "".join(f"{v}/" for v in before) + name + "".join(f"@{v}" for v in after)
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     """Who logged: the identity resource attributes (in configured order) that were present.
 
-    `key` is the canonical text used in rhythm hashes and as the miner's model key, e.g.
-    ``"shop/checkout/prod"``: the present identity values joined by ``/``.
+    `key` is the canonical text used in rhythm hashes and as the miner's model key (see
+    `source_key`), e.g. ``"shop/checkout@prod"``.
     """
 
     key: str
@@ -35,13 +76,16 @@ class Source:
     @property
     def service_name(self) -> str:
         for name, value in self.attributes:
-            if name == "service.name":
+            if name == SERVICE_NAME:
                 return value
         return UNKNOWN_SERVICE
 
     @classmethod
-    def from_attributes(cls, attributes: tuple[tuple[str, str], ...]) -> Source:
-        return cls("/".join(value for _, value in attributes), attributes)
+    def from_attributes(
+        cls, attributes: tuple[tuple[str, str], ...], order: Sequence[str] | None = None
+    ) -> Source:
+        """The source of present identity `attributes`; `order`: every configured name."""
+        return cls(source_key(attributes, order), attributes)
 
 
 def source_to_json(source: Source) -> dict[str, Any]:

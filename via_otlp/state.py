@@ -17,8 +17,9 @@ Never pickle: the header can be read by a person, and a newer version reads an o
 >>> back["a"].tolist(), back["b"][0], back["b"][2]["c"].dtype.name
 ([0, 1, 2], 1, 'float64')
 
-`state.json` (version 1, one JSON document) is what via-otlp wrote before shards; it still
-loads (`load_state`), and the service migrates it to per-shard snapshots.
+`state.json` (one JSON document) is what via-otlp wrote before shards; it still loads
+(`load_state`; version 1 with its source keys moved to the current format), and the service
+migrates it to per-shard snapshots.
 """
 
 from __future__ import annotations
@@ -28,14 +29,18 @@ import json
 import os
 import struct
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from via_otlp.errors import ViaError
+from via_otlp.model import DEFAULT_SOURCE_ATTRIBUTES
+from via_otlp.sourcekeys import rekey_state
 
-STATE_VERSION = 1
+# 2: source keys in the unambiguous format of `via_otlp.model.source_key` (reads 1, migrated)
+STATE_VERSION = 2
 STATE_FILE = "state.json"
 SNAPSHOT_MAGIC = b"VIASNAP\0"
 SNAPSHOT_VERSION = 1
@@ -187,8 +192,13 @@ def _json_array(d: dict[str, Any]) -> Any:
     return d
 
 
-def load_state(path: Path) -> dict[str, Any] | None:
-    """The saved parts, or None when there is no state yet; a corrupt file is an error."""
+def load_state(
+    path: Path, source_order: Sequence[str] = DEFAULT_SOURCE_ATTRIBUTES
+) -> dict[str, Any] | None:
+    """The saved parts, or None when there is no state yet; a corrupt file is an error.
+
+    A version-1 file is migrated to current source keys (`source_order`: the configured
+    identity attributes, `receive.source_attributes`)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -199,7 +209,9 @@ def load_state(path: Path) -> dict[str, Any] | None:
         raise ViaError(
             f"state file {path} is corrupt: {exc}", hint="move it away to start fresh"
         ) from None
-    if not isinstance(doc, dict) or doc.get("version") != STATE_VERSION:
+    if isinstance(doc, dict) and doc.get("version") == 1:
+        doc = rekey_state(doc, source_order)
+    elif not isinstance(doc, dict) or doc.get("version") != STATE_VERSION:
         raise ViaError(
             f"state file {path} has version {doc.get('version') if isinstance(doc, dict) else '?'}, "
             f"this via-otlp reads version {STATE_VERSION}",

@@ -35,7 +35,7 @@ def test_first_episode_opens_an_incident_with_a_deterministic_id() -> None:
     assert kinds(out) == ["opened"]
     inc = out[0].incident
     assert inc.id == incident_id("a") and inc.root_episode_id == "a"
-    assert inc.state is IncidentState.OPEN and inc.sources == ("db/prod",)
+    assert inc.state is IncidentState.OPEN and inc.sources == ("db@prod",)
     assert inc.title.startswith("spike in db: ")
 
 

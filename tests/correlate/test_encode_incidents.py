@@ -48,8 +48,8 @@ def test_logs_on_open_and_resolve_only() -> None:
     assert attrs["via.incident.state"].string_value == "resolved"
     assert attrs["via.incident.links.trace"].int_value == 1
     assert [v.string_value for v in attrs["via.incident.sources"].array_value.values] == [
-        "data/db/prod",
-        "shop/checkout/prod",
+        "data/db@prod",
+        "shop/checkout@prod",
     ]
     assert (
         records[1].severity_text == "ERROR"

@@ -47,8 +47,8 @@ async def test_incidents_and_links_round_trip(db_dsn: str, data_dir: Path) -> No
         assert {i.id for i in (await reg.list_incidents(include_merged=True)).items} >= ids | {
             incident_id("b")
         }
-        assert [i.id for i in (await reg.list_incidents(source="db/data/prod")).items] == []
-        only_mail = await reg.list_incidents(source="comms/mailer/prod")
+        assert [i.id for i in (await reg.list_incidents(source="db/data@prod")).items] == []
+        only_mail = await reg.list_incidents(source="comms/mailer@prod")
         assert [i.id for i in only_mail.items] == [incident_id("m")]
         opened = await reg.list_incidents(state=IncidentState.OPEN)
         assert [i.id for i in opened.items] == [incident_id("m")]

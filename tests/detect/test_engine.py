@@ -223,7 +223,7 @@ def test_accessors_and_stats() -> None:
     (p,) = list(eng.profiles())
     assert (
         p.rhythm_hash == "a" * 16
-        and p.source_key == "checkout/prod"
+        and p.source_key == "checkout@prod"
         and p.state is ProfileState.ACTIVE
     )
     assert 3 < p.baseline_mean < 5 and p.baseline_std > 0 and p.total_count > 300

@@ -93,7 +93,7 @@ def test_source_identity_from_configured_attributes() -> None:
     attrs.add(key="host.name").value.string_value = "ignored"
     batch, _ = Normaliser().from_request(req, NOW)
     src = batch.source_of(0)
-    assert src.key == "shop/checkout/prod"
+    assert src.key == "shop/checkout@prod"
     assert src.attributes == (
         ("service.namespace", "shop"), ("service.name", "checkout"), ("deployment.environment.name", "prod")
     )  # fmt: skip

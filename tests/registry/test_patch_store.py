@@ -71,7 +71,7 @@ async def test_patch_round_trip_and_expiry(db_dsn: str, data_dir: Path) -> None:
         stored = await reg.upsert_patch(
             Patch(
                 PatchRule.THRESHOLD,
-                source="checkout/*",
+                source="checkout@*",
                 template="re:payment",
                 threshold=9.5,
                 reason="flaky psp",

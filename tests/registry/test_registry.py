@@ -11,6 +11,7 @@ from via_otlp.configload import load_dataclass
 from via_otlp.errors import ConfigError, InputError, StartupError, UpstreamError
 from via_otlp.model import AnomalyKind, AttributeSample, EpisodeState, LogBatch
 from via_otlp.registry.config import RegistryConfig, SchemaDriftConfig
+from via_otlp.registry.migrate import load_migrations
 from via_otlp.registry.records import EvaluationRow, RegistryState
 from via_otlp.registry.store import Registry
 
@@ -53,7 +54,7 @@ async def test_embedded_mode_starts_and_stops_its_own_server(data_dir: Path) -> 
     try:
         status = reg.status()
         assert status.state is RegistryState.OK and status.embedded
-        assert status.migrations_applied == ("0001_init", "0002_incident_graph")
+        assert status.migrations_applied == tuple(m.version for m in load_migrations())
         assert reg.record_anomaly(make_event())
         assert await reg.flush(5)
         assert (await reg.get_anomaly("ep1")) is not None

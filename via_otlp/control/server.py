@@ -253,7 +253,7 @@ class ControlService(pb2_grpc.ControlServicer):
         self, request: pb2.GetSchemaRequest, context: grpc.aio.ServicerContext
     ) -> pb2.GetSchemaResponse:
         if not request.source:
-            raise InputError("source is required (a source key such as 'shop/checkout/prod')")
+            raise InputError("source is required (a source key such as 'shop/checkout@prod')")
         record = await self._registry().get_schema(request.source)
         if record is None:
             raise NotFoundError(f"no schema stored for source {request.source!r}")

@@ -180,7 +180,7 @@ class Normaliser:
                         (*attrs, ("service.name", UNKNOWN_SERVICE)), key=lambda a: names.index(a[0])
                     )
                 )
-            src = Source.from_attributes(attrs)
+            src = Source.from_attributes(attrs, names)
             if len(self._sources) >= _SOURCE_CACHE_MAX:
                 self._sources.clear()
             self._sources[key] = src

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,14 @@ import asyncpg
 
 from via_otlp.correlate.model import Incident, IncidentEvent, IncidentLink, IncidentState, LinkType
 from via_otlp.errors import StartupError, UpstreamError, ViaError
-from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, LogBatch, source_from_json
+from via_otlp.model import (
+    DEFAULT_SOURCE_ATTRIBUTES,
+    AnomalyEvent,
+    AnomalyKind,
+    EpisodeState,
+    LogBatch,
+    source_from_json,
+)
 from via_otlp.redact import redact_text
 from via_otlp.registry._db import as_upstream, init_connection, redact_dsn
 from via_otlp.registry.config import MAX_PAGE, RegistryConfig
@@ -44,6 +52,7 @@ from via_otlp.registry.records import (
     encode_page_token,
     event_from_json,
 )
+from via_otlp.registry.rekey import rekey_sources
 from via_otlp.registry.schemas import SchemaRecord, SchemaTracker, schema_from_snapshot
 from via_otlp.registry.writer import RegistryWriter
 
@@ -59,9 +68,15 @@ class Registry:
     """PostgreSQL-backed memory of VIA: patches, schemas, anomalies and evaluation metrics."""
 
     def __init__(
-        self, config: RegistryConfig, data_dir: str | Path, *, embedded_durable: bool = True
+        self,
+        config: RegistryConfig,
+        data_dir: str | Path,
+        *,
+        embedded_durable: bool = True,
+        source_order: Sequence[str] = DEFAULT_SOURCE_ATTRIBUTES,
     ) -> None:
         self.config = config
+        self.source_order = tuple(source_order)  # to move rows of older source keys
         self.data_dir = Path(data_dir)
         # Schema inference itself is pure and lives in the pipeline, which hands its tracker
         # over here; the registry restores it at start and saves what changed.
@@ -93,6 +108,7 @@ class Registry:
             self._pool = await self._create_pool()
             async with self._pool.acquire() as conn:
                 self._migrations = tuple(await apply_migrations(conn))
+                await rekey_sources(conn, self.source_order)
             self._patch_store = PatchStore(
                 self._pool,
                 self._dsn,

@@ -70,7 +70,7 @@ def _older_states(config: Config, shards: int) -> list[tuple[str, Any]]:
         if loaded is not None:
             found.append((path.name, loaded[0]))
     if not found:
-        legacy = load_state(data_dir / STATE_FILE)
+        legacy = load_state(data_dir / STATE_FILE, config.receive.source_attributes)
         if legacy is not None:
             found.append((STATE_FILE, legacy))
     return found

@@ -25,6 +25,7 @@ import json5
 from via_otlp.configload import load_dataclass, spec
 from via_otlp.correlate.config import RelatednessConfig
 from via_otlp.errors import ConfigError
+from via_otlp.model import DEFAULT_SOURCE_ATTRIBUTES, source_key
 
 VARIABLES = ("id", "hex", "ip", "user", "ms", "word", "int")
 _PLACEHOLDER = re.compile(r"\{([a-z]+)\}")
@@ -79,8 +80,10 @@ class SourceSpec:
 
     @property
     def key(self) -> str:
-        """The source key via-otlp derives (namespace/name/environment, present ones)."""
-        return "/".join(p for p in (self.namespace, self.service, self.environment) if p)
+        """The source key via-otlp derives with the default identity attributes."""
+        names = DEFAULT_SOURCE_ATTRIBUTES
+        values = (self.namespace, self.service, self.environment)
+        return source_key([(n, v) for n, v in zip(names, values, strict=True) if v], names)
 
 
 @dataclass(frozen=True)
