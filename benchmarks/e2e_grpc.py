@@ -5,7 +5,11 @@ The same client also sends to a null LogsService (accepts and discards, in its o
 the same run: that is the transport ceiling, and the ratio survives a noisy machine.
 Targets: >= 100,000 records/s through via-otlp; < 1.5 s from process start to SERVING.
 
-    python benchmarks/e2e_grpc.py [--requests 300] [--concurrency 4]
+`--tls` adds the cost of security in the same run: via-otlp with `receive.grpc.tls` (a CA and a
+certificate made for the run) and a bearer token, against the same server in plaintext, in
+alternating rounds (median of each). Target: TLS costs < 25 % of plaintext throughput.
+
+    python benchmarks/e2e_grpc.py [--requests 300] [--concurrency 4] [--tls [--rounds 3]]
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from intake import make_request
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.certs, for --tls
+
 EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 
 
@@ -40,8 +46,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def client(target: str, payloads: list[bytes], concurrency: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
-    with grpc.insecure_channel(target, compression=grpc.Compression.Gzip) as channel:
+def channel_to(target: str, root_ca: bytes | None) -> grpc.Channel:
+    if root_ca is None:
+        return grpc.insecure_channel(target, compression=grpc.Compression.Gzip)
+    credentials = grpc.ssl_channel_credentials(root_ca)
+    return grpc.secure_channel(target, credentials, compression=grpc.Compression.Gzip)
+
+
+def client(
+    target: str,
+    payloads: list[bytes],
+    concurrency: int,
+    out: mp.Queue,  # type: ignore[type-arg]
+    root_ca: bytes | None = None,
+    token: str = "",
+) -> None:
+    metadata = (("authorization", f"Bearer {token}"),) if token else None
+    with channel_to(target, root_ca) as channel:
         call = channel.unary_unary(
             EXPORT, request_serializer=lambda b: b, response_deserializer=lambda b: b
         )
@@ -51,7 +72,7 @@ def client(target: str, payloads: list[bytes], concurrency: int, out: mp.Queue) 
             nonlocal retries
             while True:
                 try:
-                    call(p, timeout=60)
+                    call(p, timeout=60, metadata=metadata)
                     return
                 except grpc.RpcError as err:
                     if err.code() != grpc.StatusCode.UNAVAILABLE:
@@ -83,18 +104,26 @@ def null_server(port: int, ready: mp.Event) -> None:  # type: ignore[valid-type]
     server.wait_for_termination()
 
 
-def run_client(target: str, payloads: list[bytes], concurrency: int) -> tuple[float, int]:
+def run_client(
+    target: str,
+    payloads: list[bytes],
+    concurrency: int,
+    root_ca: bytes | None = None,
+    token: str = "",
+) -> tuple[float, int]:
     q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-    proc = mp.Process(target=client, args=(target, payloads, concurrency, q))
+    proc = mp.Process(target=client, args=(target, payloads, concurrency, q, root_ca, token))
     proc.start()
     result = q.get()
     proc.join()
     return result  # type: ignore[no-any-return]
 
 
-def wait_serving(target: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> float:
+def wait_serving(
+    target: str, proc: subprocess.Popen[bytes], timeout: float = 30, root_ca: bytes | None = None
+) -> float:
     start = time.perf_counter()
-    with grpc.insecure_channel(target) as channel:
+    with channel_to(target, root_ca) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.perf_counter() - start < timeout:
             if proc.poll() is not None:
@@ -110,17 +139,94 @@ def wait_serving(target: str, proc: subprocess.Popen[bytes], timeout: float = 30
     raise SystemExit("via-otlp did not become SERVING")
 
 
+def secured_vs_plaintext(args: argparse.Namespace, payloads: list[bytes]) -> None:
+    """Throughput of the same server in plaintext and with TLS and a bearer token, in rounds."""
+    import statistics
+
+    from tests.certs import CertAuthority
+
+    records = len(payloads) * 1000
+    token = "bench-token-0123456789abcdef"
+    with tempfile.TemporaryDirectory() as tmp:
+        ca = CertAuthority.create(Path(tmp) / "ca")
+        issued = ca.issue(Path(tmp) / "server", "localhost")
+        tls = {"cert_file": str(issued.cert), "key_file": str(issued.key)}
+        results: dict[str, list[tuple[float, float]]] = {"plaintext": [], "tls": []}
+        for _ in range(args.rounds):
+            for mode in ("plaintext", "tls"):
+                grpc_port, http_port = free_port(), free_port()
+                receive: dict[str, object] = {
+                    "grpc": {"endpoint": f"127.0.0.1:{grpc_port}"},
+                    "http": {"endpoint": f"127.0.0.1:{http_port}"},
+                }
+                if mode == "tls":
+                    receive["grpc"] = {**receive["grpc"], "tls": tls}  # type: ignore[dict-item]
+                    receive["auth"] = {"bearer_token": token}
+                data = Path(tmp) / f"data-{mode}"
+                cfg = Path(tmp) / f"{mode}.json5"
+                cfg.write_text(json.dumps({
+                    "receive": receive, "state": {"data_dir": str(data)},
+                    "emit": {"endpoint": ""}, "log": {"level": "warning"},
+                    "registry": {"enabled": False}, "correlate": {"enabled": False},
+                    "control": {"endpoint": f"127.0.0.1:{free_port()}"},
+                }))  # fmt: skip
+                root = ca.pem if mode == "tls" else None
+                target = f"localhost:{grpc_port}"
+                proc = subprocess.Popen(
+                    [str(Path(sys.executable).parent / "via-otlp"), "serve", "--config", str(cfg)],
+                    stdout=subprocess.DEVNULL,
+                )
+                try:
+                    wait_serving(target, proc, root_ca=root)
+                    t1 = time.perf_counter()
+                    send_secs, _ = run_client(
+                        target, payloads, args.concurrency, root, token if root else ""
+                    )
+                    while True:
+                        request = urllib.request.Request(f"http://127.0.0.1:{http_port}/status")
+                        if root:
+                            request.add_header("Authorization", f"Bearer {token}")
+                        with urllib.request.urlopen(request) as resp:
+                            status = json.loads(resp.read())
+                        if status["intake"]["records_consumed"] >= records:
+                            break
+                        time.sleep(0.02)
+                    results[mode].append(
+                        (records / send_secs, records / (time.perf_counter() - t1))
+                    )
+                finally:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(30)
+    print(f"--tls: {args.rounds} alternating rounds, median (registry and correlate off)")
+    medians = {}
+    for mode, runs in results.items():
+        accepted = statistics.median(r[0] for r in runs)
+        processed = statistics.median(r[1] for r in runs)
+        medians[mode] = (accepted, processed)
+        label = "plaintext" if mode == "plaintext" else "TLS + bearer token"
+        print(
+            f"{label:<22} accepted {accepted:>10,.0f} records/s   processed {processed:>10,.0f} records/s"
+        )
+    for i, what in enumerate(("accepted", "processed")):
+        cost = 1 - medians["tls"][i] / medians["plaintext"][i]
+        print(f"TLS cost, {what:<9}: {cost:>6.1%} of plaintext throughput   target < 25 %")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--tls", action="store_true", help="also: TLS + token vs plaintext")
+    parser.add_argument("--rounds", type=int, default=3, help="--tls: alternating rounds")
     args = parser.parse_args()
     rng = random.Random(7)
     distinct = [make_request(rng) for _ in range(30)]
     payloads = [distinct[i % len(distinct)] for i in range(args.requests)]
     records = args.requests * 1000
+    if args.tls:
+        secured_vs_plaintext(args, payloads)
 
     null_port = free_port()
     ready = mp.Event()

@@ -28,6 +28,7 @@ from via_otlp.receive.grpc_server import GrpcServer
 from via_otlp.receive.http_server import HttpServer
 from via_otlp.receive.intake import IntakeFront
 from via_otlp.registry import Registry
+from via_otlp.security.files import private_dir, restrict_new_files
 from via_otlp.shard.pool import ShardPool
 from via_otlp.shard.view import schema_row_from_plain
 from via_otlp.state import STATE_FILE, load_state, save_state
@@ -85,7 +86,7 @@ class App:
                 patches=(lambda: registry.patches) if registry is not None else None,
             )
             front = self.pool
-        self.grpc = GrpcServer(config.receive.grpc, front)
+        self.grpc = GrpcServer(config.receive.grpc, front, auth=config.receive.auth)
         self.http = HttpServer(
             config.receive,
             front,
@@ -110,6 +111,7 @@ class App:
         self.started_at = time.monotonic()
         self.state = "starting"
         try:
+            private_dir(self.config.state.data_dir)  # 0700: templates quote log lines
             self._restore()
             if self.pool is not None:
                 # Shards start (and restore) while the rest of the service starts.
@@ -410,6 +412,7 @@ class App:
 
 async def serve(config: Config) -> int:
     """Run until SIGTERM or SIGINT, then drain and exit 0."""
+    restrict_new_files()  # state, vector store, logs of the embedded server: 0600 / 0700
     app = App(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

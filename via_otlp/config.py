@@ -25,6 +25,7 @@ from via_otlp.errors import ConfigError
 from via_otlp.model import DEFAULT_SOURCE_ATTRIBUTES, SERVICE_NAME
 from via_otlp.patterns.config import PatternsConfig
 from via_otlp.registry.config import RegistryConfig
+from via_otlp.security.config import BearerAuthConfig, ServerTlsConfig
 from via_otlp.telemetry.config import TelemetryConfig
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "via.json5"
@@ -42,9 +43,11 @@ class GrpcConfig:
     enabled: bool = True
     endpoint: str = field(default="0.0.0.0:4317", metadata=spec(env="VIA_GRPC_ENDPOINT"))
     max_recv_msg_size: int = field(default=64 * 1024**2, metadata=spec(unit="size", gt=0))
+    tls: ServerTlsConfig = field(default_factory=ServerTlsConfig)
 
     def check(self) -> None:
         _check_endpoint(self.endpoint, "endpoint")
+        self.tls.check_grpc("tls")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class HttpConfig:
     enabled: bool = True
     endpoint: str = field(default="0.0.0.0:4318", metadata=spec(env="VIA_HTTP_ENDPOINT"))
     max_request_body_size: int = field(default=64 * 1024**2, metadata=spec(unit="size", gt=0))
+    tls: ServerTlsConfig = field(default_factory=ServerTlsConfig)
 
     def check(self) -> None:
         _check_endpoint(self.endpoint, "endpoint")
@@ -65,6 +69,7 @@ class ReceiveConfig:
 
     grpc: GrpcConfig = field(default_factory=GrpcConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    auth: BearerAuthConfig = field(default_factory=BearerAuthConfig)
     source_attributes: tuple[str, ...] = field(
         default=DEFAULT_SOURCE_ATTRIBUTES, metadata=spec(nonempty=True)
     )

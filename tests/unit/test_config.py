@@ -177,6 +177,7 @@ ENV_KEYS = {
     "emit.protocol": ("VIA_EMIT_PROTOCOL", "http"),
     "registry.dsn": ("VIA_REGISTRY_DSN", "postgresql://via:pw@db/via"),
     "log.level": ("VIA_LOG_LEVEL", "debug"),
+    "receive.auth.bearer_token": ("VIA_RECEIVE_BEARER_TOKEN", "intake-s3cret"),
 }
 
 

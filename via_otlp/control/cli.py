@@ -15,8 +15,9 @@
     via-otlp ctl similar "TEXT" | --episode EPISODE_ID [--limit N] [--same-incident]
 
 `--target HOST:PORT` (default `$VIA_CONTROL_ENDPOINT` or 127.0.0.1:4320), `--token` (default
-`$VIA_CONTROL_TOKEN`) and `--json` (proto3 JSON with the .proto field names) go before or after
-the subcommand. A server that cannot be reached or refuses is one line on stderr, exit code 1.
+`$VIA_CONTROL_TOKEN`), `--cacert FILE` for a TLS control API (`$VIA_CONTROL_CACERT`; a
+``https://`` target uses the system CAs), `--cert`/`--key` under mutual TLS, and `--json`
+(proto3 JSON with the .proto field names) go before or after the subcommand. A server that cannot be reached or refuses is one line on stderr, exit code 1.
 """
 
 from __future__ import annotations
@@ -63,6 +64,19 @@ def _common() -> argparse.ArgumentParser:
     p.add_argument(
         "--token", default=argparse.SUPPRESS,
         help="bearer token (default: $VIA_CONTROL_TOKEN)",
+    )  # fmt: skip
+    p.add_argument(
+        "--cacert", metavar="FILE", default=argparse.SUPPRESS,
+        help="connect with TLS, trusting the CA in FILE (default: $VIA_CONTROL_CACERT; "
+        "a https:// target uses TLS with the system CAs)",
+    )  # fmt: skip
+    p.add_argument(
+        "--cert", metavar="FILE", default=argparse.SUPPRESS,
+        help="client certificate for mutual TLS (default: $VIA_CONTROL_CERT; with --key)",
+    )  # fmt: skip
+    p.add_argument(
+        "--key", metavar="FILE", default=argparse.SUPPRESS,
+        help="client key for mutual TLS (default: $VIA_CONTROL_KEY)",
     )  # fmt: skip
     p.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS,
@@ -202,7 +216,9 @@ class Client:
             token = os.environ.get("VIA_CONTROL_TOKEN", "")
         self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.timeout = float(getattr(args, "timeout", 10.0))
-        self.channel = grpc.insecure_channel(self.target)
+        self.channel = _channel(args, self.target)
+        if self.target.startswith(("https://", "http://")):
+            self.target = self.target.split("://", 1)[1]
         self.stub = pb2_grpc.ControlStub(self.channel)
 
     def close(self) -> None:
@@ -217,10 +233,17 @@ class Client:
     def _explain(self, exc: grpc.RpcError) -> str:
         code: grpc.StatusCode = exc.code()
         details: str = exc.details() or ""
+        if code is grpc.StatusCode.UNAVAILABLE and any(
+            w in details.lower() for w in ("ssl", "handshake", "certificate")
+        ):
+            return (
+                f"TLS with the control API at {self.target} failed: {details} (plaintext server? "
+                "drop --cacert; TLS server? pass --cacert CA_FILE, and --cert/--key under mutual TLS)"
+            )
         if code is grpc.StatusCode.UNAVAILABLE and "connect" in details.lower():
             return (
                 f"cannot reach the control API at {self.target} (is `via-otlp serve` running "
-                "there? set --target or VIA_CONTROL_ENDPOINT)"
+                "there? set --target or VIA_CONTROL_ENDPOINT; a TLS control API needs --cacert)"
             )
         if code is grpc.StatusCode.UNAUTHENTICATED:
             return f"the control API at {self.target} refused the call: {details}; set --token or VIA_CONTROL_TOKEN"
@@ -231,8 +254,44 @@ class Client:
         return f"{code.name}: {details}"
 
 
+def _option(args: argparse.Namespace, name: str, env: str) -> str:
+    value = getattr(args, name, None)
+    return os.environ.get(env, "") if value is None else str(value)
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise CtlError(f"cannot read the {what} {path}: {exc.strerror}") from None
+
+
+def _channel(args: argparse.Namespace, target: str) -> grpc.Channel:
+    """Plaintext, or TLS with --cacert (or a https:// target), plus --cert/--key (mutual TLS)."""
+    cacert = _option(args, "cacert", "VIA_CONTROL_CACERT")
+    cert = _option(args, "cert", "VIA_CONTROL_CERT")
+    key = _option(args, "key", "VIA_CONTROL_KEY")
+    scheme, sep, rest = target.partition("://")
+    address = rest if sep else target
+    if bool(cert) != bool(key):
+        raise CtlError("--cert and --key go together (mutual TLS)")
+    if not (cacert or cert or (scheme == "https" and sep)):
+        return grpc.insecure_channel(address)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=_read(cacert, "CA file") if cacert else None,
+        private_key=_read(key, "client key") if key else None,
+        certificate_chain=_read(cert, "client certificate") if cert else None,
+    )
+    return grpc.secure_channel(address, credentials)
+
+
 def _run(args: argparse.Namespace, body: Callable[[Client], int]) -> int:
-    client = Client(args)
+    try:
+        client = Client(args)
+    except CtlError as exc:
+        print(f"via-otlp ctl: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     try:
         return body(client)
     except CtlError as exc:

@@ -1,7 +1,9 @@
 """Configuration of the control API (the `control` section of via.json5).
 
 The control API reads and steers everything (patches drop telemetry), so it listens on
-loopback by default; `token` adds a bearer token for anything wider.
+loopback by default, and a `token` is required before it may listen on anything wider: a
+configuration that would expose it without one does not load. `tls` is the same block as the
+intake's listeners (certificate rotation included).
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from via_otlp.configload import spec
+from via_otlp.endpoints import is_loopback, split_endpoint
 from via_otlp.errors import ConfigError
 from via_otlp.registry.config import MAX_PAGE
+from via_otlp.security.config import ServerTlsConfig, check_token
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,7 @@ class ControlConfig:
     token: str = field(default="", metadata=spec(env="VIA_CONTROL_TOKEN"))
     default_page_size: int = field(default=100, metadata=spec(ge=1))
     max_page_size: int = field(default=1000, metadata=spec(ge=1, le=MAX_PAGE))
+    tls: ServerTlsConfig = field(default_factory=ServerTlsConfig)
 
     def check(self) -> None:
         # Imported here: via_otlp.config imports this module while it is being defined.
@@ -33,5 +38,13 @@ class ControlConfig:
                 "default_page_size",
                 f"must be <= max_page_size ({self.max_page_size}), got {self.default_page_size}",
             )
-        if self.token != self.token.strip() or any(c in self.token for c in "\r\n"):
-            raise ConfigError("token", "must not have surrounding whitespace or line breaks")
+        check_token(self.token, "token")
+        self.tls.check_grpc("tls")
+        host = (split_endpoint(self.endpoint) or ("", 0))[0]
+        if self.enabled and not self.token and not is_loopback(host):
+            raise ConfigError(
+                "token",
+                f"is required when the control API listens beyond loopback ({self.endpoint}): "
+                "anyone who reaches it could add DROP patches",
+                hint="set control.token or VIA_CONTROL_TOKEN, or listen on 127.0.0.1",
+            )

@@ -1,8 +1,11 @@
 """The via.v1.Control gRPC server: read what the running service learned, and steer it.
 
 It serves on its own port (`control.endpoint`, loopback by default) with server reflection, so
-`grpcurl` needs no .proto file. With `control.token` set, an interceptor answers every call but
-reflection UNAUTHENTICATED unless it carries ``authorization: Bearer <token>``.
+`grpcurl` needs no .proto file. With `control.token` set (required beyond loopback: the config
+does not load without it), an interceptor answers every call but reflection UNAUTHENTICATED
+unless it carries ``authorization: Bearer <token>``. Reflection stays open: it reveals the API's
+shape, which README documents anyway, and lets grpcurl describe the service before the user has
+the token at hand. `control.tls` is served like the intake's (rotation, mutual TLS).
 
 Reads of memory (status, profiles, templates) never wait on PostgreSQL; registry calls map our
 errors to gRPC codes at this boundary: a malformed argument (`InputError`) is INVALID_ARGUMENT,
@@ -16,8 +19,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hmac
-import ipaddress
 import logging
 import time
 from collections import defaultdict
@@ -36,6 +37,8 @@ from via_otlp.control.gen.via.v1 import control_pb2_grpc as pb2_grpc
 from via_otlp.correlate.model import SimilarIncident
 from via_otlp.correlate.service import EpisodeNotFound
 from via_otlp.errors import InputError, StartupError, UpstreamError
+from via_otlp.security.auth import BearerTokens, GrpcBearerAuth
+from via_otlp.security.tls import CertificateFiles, grpc_server_credentials
 
 if TYPE_CHECKING:
     from via_otlp.app import App
@@ -353,59 +356,6 @@ def _one_string(key: list[Any]) -> tuple[str]:
     return (key[0],)
 
 
-class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
-    """UNAUTHENTICATED unless the call carries ``authorization: Bearer <token>``.
-
-    Reflection stays open: it reveals the API's shape, which README documents anyway, and lets
-    grpcurl describe the service before the user has the token at hand.
-    """
-
-    def __init__(self, token: str) -> None:
-        self._token = token.encode()
-
-        async def deny(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "missing or wrong bearer token (send the metadata 'authorization: Bearer <token>')",
-            )
-            raise AssertionError("unreachable: context.abort raises")
-
-        self._deny = grpc.unary_unary_rpc_method_handler(deny)
-
-    def authorised(self, metadata: Any) -> bool:
-        for key, value in metadata or ():
-            if key.lower() != "authorization" or not isinstance(value, str):
-                continue
-            scheme, _, credentials = value.strip().partition(" ")
-            if scheme.lower() == "bearer" and hmac.compare_digest(
-                credentials.strip().encode(), self._token
-            ):
-                return True
-        return False
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        method = handler_call_details.method or ""
-        if method.startswith(_OPEN_METHOD_PREFIXES) or self.authorised(
-            handler_call_details.invocation_metadata
-        ):
-            return await continuation(handler_call_details)
-        return self._deny
-
-
-def _is_loopback(endpoint: str) -> bool:
-    host = endpoint.rpartition(":")[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class ControlServer:
     """Serves via.v1.Control on its own port; `app` is the running `via_otlp.app.App`."""
 
@@ -419,13 +369,22 @@ class ControlServer:
         """Bind and serve; a port that cannot be bound is a `StartupError`."""
         if not self.config.enabled or self._server is not None:
             return
-        interceptors = [BearerTokenInterceptor(self.config.token)] if self.config.token else []
+        interceptors = (
+            [GrpcBearerAuth(BearerTokens([self.config.token]), open_prefixes=_OPEN_METHOD_PREFIXES)]
+            if self.config.token
+            else []
+        )
         server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
         pb2_grpc.add_ControlServicer_to_server(ControlService(self.config, self.app), server)
         reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME), server)
         endpoint = self.config.endpoint
+        tls = self.config.tls
         try:
-            port = server.add_insecure_port(endpoint)
+            if tls.enabled:
+                credentials = grpc_server_credentials(CertificateFiles(tls, "control.tls"))
+                port = server.add_secure_port(endpoint, credentials)
+            else:
+                port = server.add_insecure_port(endpoint)
         except RuntimeError as exc:
             raise StartupError(
                 f"cannot listen for the control API on {endpoint}: {exc}",
@@ -438,16 +397,11 @@ class ControlServer:
             )
         await server.start()
         self._server, self.port = server, port
-        if not self.config.token and not _is_loopback(endpoint):
-            log.warning(
-                "the control API on %s is reachable beyond this host without a token: "
-                "anyone who reaches it can add DROP patches (set control.token)",
-                endpoint,
-            )
         log.info(
-            "control API (via.v1.Control) on %s:%d%s",
+            "control API (via.v1.Control) on %s:%d%s%s",
             endpoint.rpartition(":")[0],
             port,
+            (", mutual TLS" if tls.mutual else ", TLS") if tls.enabled else "",
             ", bearer token required" if self.config.token else "",
         )
 

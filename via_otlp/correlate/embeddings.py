@@ -33,6 +33,7 @@ import xxhash
 
 from via_otlp.correlate.config import EmbeddingsConfig
 from via_otlp.errors import UpstreamError
+from via_otlp.redact import redact_url
 
 HASHING_MODEL = "fh1"
 """The version of the hashing features; change it when `_features` changes (new space)."""
@@ -148,6 +149,7 @@ class OpenAIEmbedder:
         self._config = config
         base = config.url.rstrip("/")
         self._endpoint = base if base.endswith("/embeddings") else base + "/embeddings"
+        self._shown = redact_url(self._endpoint)  # for messages: no credentials
         self._space = EmbeddingSpace("openai", config.model, config.dimension)
         self._rng = rng or random.Random()
         self._session: aiohttp.ClientSession | None = None
@@ -216,7 +218,7 @@ class OpenAIEmbedder:
                 payload = await resp.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise UpstreamError(
-                f"embeddings: {self._endpoint} unreachable: {type(exc).__name__}: {exc}",
+                f"embeddings: {self._shown} unreachable: {type(exc).__name__}: {exc}",
                 retryable=True,
                 hint="is the embeddings server up? episodes wait and are embedded later",
             ) from exc
@@ -228,7 +230,7 @@ class OpenAIEmbedder:
             vectors = np.asarray([d["embedding"] for d in items], dtype=np.float32)
         except (KeyError, TypeError, ValueError) as exc:
             raise UpstreamError(
-                f"embeddings: malformed response from {self._endpoint}: {exc!r}", retryable=False
+                f"embeddings: malformed response from {self._shown}: {exc!r}", retryable=False
             ) from None
         if vectors.ndim != 2 or vectors.shape[0] != n:
             raise UpstreamError(

@@ -34,6 +34,7 @@ from via_otlp.correlate.embeddings import EmbeddingSpace
 from via_otlp.correlate.model import SimilarEpisode
 from via_otlp.errors import StartupError, UpstreamError
 from via_otlp.model import AnomalyEvent
+from via_otlp.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,8 @@ class VectorStore:
 
     @property
     def mode(self) -> str:
-        return self.config.url or "local"
+        """ "local", or the server's URL without credentials (it is shown in status and errors)."""
+        return redact_url(self.config.url) if self.config.url else "local"
 
     # -- lifecycle ------------------------------------------------------------------------------
 

@@ -5,6 +5,11 @@ only passes them on, and a shard process decodes them. Decoding tells a malforme
 (INVALID_ARGUMENT, not retryable) from invalid UTF-8 inside a valid one (repaired and
 accepted); a full service is answered UNAVAILABLE plus RetryInfo, which the Collector and the
 SDK exporters honour.
+
+Security is set up here, at the listener, and stays out of the handler: `receive.grpc.tls`
+(server credentials that reload rotated certificate files, mutual TLS with `client_ca_file`) and
+`receive.auth` (one interceptor: UNAUTHENTICATED without a good bearer token, counted; health and
+reflection stay open).
 """
 
 from __future__ import annotations
@@ -19,13 +24,19 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from via_otlp.config import GrpcConfig
+from via_otlp.endpoints import is_loopback, split_endpoint
 from via_otlp.errors import InputError, StartupError
 from via_otlp.receive.intake import IntakeFront, Outcome, QueueFullError, Transport
 from via_otlp.receive.otlp_codec import Encoding, export_response
+from via_otlp.security.auth import BearerTokens, GrpcBearerAuth
+from via_otlp.security.config import BearerAuthConfig
+from via_otlp.security.tls import CertificateFiles, grpc_server_credentials
 
 log = logging.getLogger(__name__)
 
 LOGS_SERVICE = "opentelemetry.proto.collector.logs.v1.LogsService"
+# Methods a client may call without a token: health checks and server reflection.
+OPEN_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 # grpc-core rejects messages above its own limit before our handler sees them, uncounted; we set
 # it above ours so that most oversize requests are counted and answered by the handler.
 _CORE_LIMIT_FACTOR = 2
@@ -87,8 +98,11 @@ class GrpcServer:
         intake: IntakeFront,
         extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
         extra_service_names: Sequence[str] = (),
+        auth: BearerAuthConfig | None = None,
     ) -> None:
         self.config = config
+        self.auth = auth or BearerAuthConfig()
+        self.intake = intake
         self.health = (
             health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         )
@@ -98,13 +112,39 @@ class GrpcServer:
         self._server: grpc.aio.Server | None = None
         self.port = 0
 
+    def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+        if not self.auth.enabled:
+            return []
+        stats = self.intake.stats
+        return [
+            GrpcBearerAuth(
+                BearerTokens(self.auth.tokens),
+                open_prefixes=OPEN_METHOD_PREFIXES,
+                on_denied=lambda _method: stats.count(Transport.GRPC, Outcome.UNAUTHENTICATED),
+            )
+        ]
+
+    def _bind(self, server: grpc.aio.Server) -> int:
+        endpoint = self.config.endpoint
+        if not self.config.tls.enabled:
+            host = (split_endpoint(endpoint) or ("", 0))[0]
+            if self.auth.enabled and not is_loopback(host):
+                log.warning(
+                    "OTLP/gRPC on %s takes bearer tokens over plaintext: anyone on the path can "
+                    "read them (set receive.grpc.tls)", endpoint,
+                )  # fmt: skip
+            return server.add_insecure_port(endpoint)
+        credentials = grpc_server_credentials(CertificateFiles(self.config.tls, "receive.grpc.tls"))
+        return server.add_secure_port(endpoint, credentials)
+
     async def start(self) -> None:
         core_limit = self.config.max_recv_msg_size * _CORE_LIMIT_FACTOR
         server = grpc.aio.server(
+            interceptors=self._interceptors(),
             options=[
                 ("grpc.max_receive_message_length", core_limit),
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
         )
         server.add_generic_rpc_handlers((self._handler.generic_handler(), *self._extra_handlers))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -116,7 +156,7 @@ class GrpcServer:
         )
         reflection.enable_server_reflection(names, server)
         try:
-            self.port = server.add_insecure_port(self.config.endpoint)
+            self.port = self._bind(server)
         except RuntimeError as exc:
             raise StartupError(
                 f"cannot listen for OTLP/gRPC on {self.config.endpoint}: {exc}"

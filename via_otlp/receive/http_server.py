@@ -5,6 +5,11 @@ Answers follow OTLP/HTTP: the response body is in the request's encoding; a malf
 400 with a google.rpc.Status saying what was wrong; 415 for a content type or encoding we do not
 speak; 413 over the size limit; 503 with Retry-After when the queue is full (the Collector and
 the SDK exporters retry those).
+
+Security is set up at the listener: `receive.http.tls` (an `ssl.SSLContext` that serves rotated
+certificate files without a restart; mutual TLS with `client_ca_file`) and `receive.auth` (one
+middleware: 401 without a good bearer token, counted, before any body is read; `/healthz`
+stays open).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from aiohttp import web
 from google.rpc import code_pb2
 
 from via_otlp.config import HttpConfig, ReceiveConfig
-from via_otlp.endpoints import split_endpoint
+from via_otlp.endpoints import is_loopback, split_endpoint
 from via_otlp.errors import InputError, StartupError
 from via_otlp.receive.intake import IntakeFront, Outcome, QueueFullError, Transport
 from via_otlp.receive.ndjson import TextRecord, parse_ndjson_line, records_to_request
@@ -31,6 +36,9 @@ from via_otlp.receive.otlp_codec import (
     export_response,
     status_message,
 )
+from via_otlp.security.auth import DENIED_MESSAGE, BearerTokens, http_bearer_auth
+from via_otlp.security.config import BearerAuthConfig
+from via_otlp.security.tls import CertificateFiles, ssl_server_context
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +47,7 @@ SHUTDOWN_TIMEOUT = 5.0  # requests still running when the server stops get this 
 NDJSON_MAX_ERRORS_SHOWN = 10
 NDJSON_ROOM_TIMEOUT = 30.0
 _ENCODINGS = {e.value: e for e in Encoding}
+OPEN_PATHS = frozenset({"/healthz"})  # reachable without a token (load balancers, HEALTHCHECK)
 
 
 def _status_response(
@@ -46,6 +55,14 @@ def _status_response(
 ) -> web.Response:
     body = encode_message(status_message(rpc_code, message), encoding)
     return web.Response(status=code, body=body, content_type=encoding.value, headers=headers)
+
+
+def _unauthenticated(request: web.Request) -> web.Response:
+    """401 in the form the endpoint answers errors: a google.rpc.Status for OTLP, JSON else."""
+    if request.path == "/v1/logs":
+        encoding = _ENCODINGS.get(request.content_type.lower(), Encoding.JSON)
+        return _status_response(401, code_pb2.UNAUTHENTICATED, DENIED_MESSAGE, encoding)
+    return web.json_response({"error": DENIED_MESSAGE}, status=401)
 
 
 _PIECE = 64 * 1024
@@ -143,6 +160,7 @@ class HttpServer:
         metrics: Callable[[], tuple[bytes, str]] | None = None,
     ) -> None:
         self.config: HttpConfig = config.http
+        self.auth: BearerAuthConfig = config.auth
         self.batch_records = config.ndjson_batch_records
         self.intake = intake
         self.status = status
@@ -151,8 +169,26 @@ class HttpServer:
         self.port = 0
         self._runner: web.AppRunner | None = None
 
+    def _middlewares(self) -> list[Any]:
+        if not self.auth.enabled:
+            return []
+        return [
+            http_bearer_auth(
+                BearerTokens(self.auth.tokens),
+                open_paths=OPEN_PATHS,
+                deny=_unauthenticated,
+                on_denied=self._count_denied,
+            )
+        ]
+
+    def _count_denied(self, request: web.Request) -> None:
+        transport = Transport.NDJSON if request.path == "/v1/ingest" else Transport.HTTP
+        self.intake.stats.count(transport, Outcome.UNAUTHENTICATED)
+
     def make_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.config.max_request_body_size)
+        app = web.Application(
+            client_max_size=self.config.max_request_body_size, middlewares=self._middlewares()
+        )
         app.router.add_post("/v1/logs", self.post_logs)
         app.router.add_post("/v1/ingest", self.post_ingest)
         app.router.add_get("/healthz", self.get_healthz)
@@ -171,13 +207,17 @@ class HttpServer:
             auto_decompress=False,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
         )
-        await runner.setup()
-        site = web.TCPSite(
-            runner,
-            host,
-            port,
-            reuse_address=True,
+        tls = self.config.tls
+        ssl_context = (
+            ssl_server_context(CertificateFiles(tls, "receive.http.tls")) if tls.enabled else None
         )
+        if ssl_context is None and self.auth.enabled and not is_loopback(host):
+            log.warning(
+                "OTLP/HTTP on %s takes bearer tokens over plaintext: anyone on the path can "
+                "read them (set receive.http.tls)", self.config.endpoint,
+            )  # fmt: skip
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
         try:
             await site.start()
         except OSError as exc:

@@ -41,6 +41,7 @@ class Outcome(enum.StrEnum):
     TOO_LARGE = "too_large"
     QUEUE_FULL = "queue_full"
     UNAVAILABLE = "unavailable"
+    UNAUTHENTICATED = "unauthenticated"  # no or a wrong bearer token (receive.auth)
 
 
 class QueueFullError(Exception):

@@ -59,14 +59,35 @@ class _RunAs:
         return {"user": self.uid, "group": self.gid, "extra_groups": []}
 
 
-def _reachable(path: Path, uid: int) -> bool:
-    """Whether `uid` can enter `path` and every existing directory above it."""
+def _enterable(st: os.stat_result, uid: int, gid: int | None) -> bool:
+    if st.st_uid == uid or st.st_mode & stat.S_IXOTH:
+        return True
+    return gid is not None and st.st_gid == gid and bool(st.st_mode & stat.S_IXGRP)
+
+
+def _reachable(path: Path, uid: int, gid: int | None = None) -> bool:
+    """Whether `uid` (in group `gid`) can enter `path` and every existing directory above it."""
     for p in (path, *path.parents):
         if not p.exists():
             continue
-        st = p.stat()
-        if not (st.st_uid == uid or st.st_mode & stat.S_IXOTH):
+        if not _enterable(p.stat(), uid, gid):
             return False
+    return True
+
+
+def _grant_group_traverse(path: Path, uid: int, gid: int) -> bool:
+    """Let group `gid` traverse (x only) our private `path`, when that is all `uid` lacks.
+
+    The data directory is 0700 (security/files.py); run as root, the embedded server's user
+    must pass through it to its own cluster. Group traverse lists nothing and opens nothing
+    that is not also its own, so the directory stays private otherwise.
+    """
+    if not path.is_dir() or path.stat().st_uid != os.geteuid():
+        return False
+    if not all(_enterable(p.stat(), uid, gid) for p in path.parents if p.exists()):
+        return False
+    os.chown(path, -1, gid)
+    path.chmod(stat.S_IMODE(path.stat().st_mode) | stat.S_IXGRP)
     return True
 
 
@@ -206,8 +227,8 @@ class EmbeddedPostgres:
 
     def _prepare(self) -> None:
         self._bin_dir = self._bin_dir or find_bin_dir()
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)  # before: reachability checks it
         self._run_as = self._resolve_run_as()
-        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self._acquire_lock()
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
@@ -229,14 +250,15 @@ class EmbeddedPostgres:
             ) from None
         if entry.pw_uid == 0:
             raise StartupError("registry.embedded_os_user must not be root")
-        self._make_reachable(entry.pw_uid)
-        self._check_traversable(self.data_dir.parent, entry.pw_uid)
-        self._check_traversable(self._bin_dir or find_bin_dir(), entry.pw_uid)
+        self._make_reachable(entry.pw_uid, entry.pw_gid)
+        self._check_traversable(self.data_dir.parent, entry.pw_uid, entry.pw_gid)
+        self._check_traversable(self._bin_dir or find_bin_dir(), entry.pw_uid, entry.pw_gid)
         return _RunAs(entry.pw_uid, entry.pw_gid)
 
-    def _make_reachable(self, uid: int) -> None:
+    def _make_reachable(self, uid: int, gid: int) -> None:
         """Root running from a private directory (/root/...): `os_user` could not reach the
-        binaries or the cluster there, so use copies under a shared directory instead.
+        binaries or the cluster there, so use copies under a shared directory instead. A private
+        data directory of our own (0700) only gets group traverse for `os_user`'s group.
 
         The binaries are copied once per installation; the cluster moves to a fixed place
         derived from the configured path, so it is found again on the next start.
@@ -244,7 +266,8 @@ class EmbeddedPostgres:
         bin_dir = self._bin_dir or find_bin_dir()
         if not _reachable(bin_dir, uid):
             self._bin_dir = _shared_copy_of_binaries(bin_dir)
-        if not _reachable(self.data_dir.parent, uid):
+        parent = self.data_dir.parent
+        if not _reachable(parent, uid, gid) and not _grant_group_traverse(parent, uid, gid):
             key = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
             target = SHARED_DIR / f"cluster-{key}" / self.data_dir.name
             _make_shared_dir(target.parent.parent)
@@ -255,13 +278,12 @@ class EmbeddedPostgres:
             )  # fmt: skip
             self.data_dir = target
 
-    def _check_traversable(self, path: Path, uid: int) -> None:
+    def _check_traversable(self, path: Path, uid: int, gid: int | None = None) -> None:
         """Fail early, with the fix, when `uid` could not reach `path` (e.g. under /root)."""
         for p in (path, *path.parents):
             if not p.exists():
                 continue
-            st = p.stat()
-            if st.st_uid == uid or st.st_mode & stat.S_IXOTH:
+            if _enterable(p.stat(), uid, gid):
                 continue
             raise StartupError(
                 f"the embedded PostgreSQL runs as {self.os_user!r}, who cannot enter {p}",
