@@ -170,11 +170,11 @@ def encode_batch(batch: LogBatch) -> bytes:
         "trace_id": _trace_ids(batch.trace_id),
         "unique_id": _strings(batch.unique_id),
         "template_hint": _strings(batch.template_hint),
-        "samples": [
-            [s.source_index, [list(a) for a in s.log_attributes],
-             [list(a) for a in s.resource_attributes], s.record_index]
+        # One JSON text: nested lists would cost a tree walk each.
+        "samples": json.dumps([
+            [s.source_index, s.log_attributes, s.resource_attributes, s.record_index]
             for s in batch.attribute_samples
-        ],
+        ], separators=(",", ":")),
     }  # fmt: skip
     return encode_tree(tree)
 
@@ -197,7 +197,7 @@ def decode_batch(data: bytes | memoryview) -> LogBatch:
             AttributeSample(
                 int(si), tuple((a, b) for a, b in la), tuple((a, b) for a, b in ra), int(ri)
             )
-            for si, la, ra, ri in tree["samples"]
+            for si, la, ra, ri in json.loads(tree["samples"])
         ],
     )
 
