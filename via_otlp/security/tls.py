@@ -165,10 +165,10 @@ def build_ssl_context(config: ServerTlsConfig, client_ca: bytes | None) -> ssl.S
         if client_ca is not None:
             context.load_verify_locations(cadata=client_ca.decode("ascii", "replace"))
             context.verify_mode = ssl.CERT_REQUIRED
+    except (ssl.SSLError, ValueError) as exc:  # before OSError: SSLError is one
+        raise _TlsFilesError(f"the certificate files do not load: {exc}") from None
     except OSError as exc:
         raise _TlsFilesError(f"cannot read the certificate files: {exc.strerror or exc}") from None
-    except (ssl.SSLError, ValueError) as exc:
-        raise _TlsFilesError(f"the certificate files do not load: {exc}") from None
     return context
 
 
