@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -37,6 +39,8 @@ log = logging.getLogger("via_otlp")
 
 # The serving process's own state when the work runs in shards (each shard saves its own).
 COORDINATOR_FILE = "coordinator.json"
+# Who wrote a source's state to the registry (shown there, for people).
+INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
 # How long `/status` waits for the shards' counters before it shows the last ones.
 STATUS_WAIT = 0.5
 ConsumeHook = Callable[[LogBatch], Awaitable[None]]
@@ -84,6 +88,8 @@ class App:
                 config,
                 self.gate,
                 patches=(lambda: registry.patches) if registry is not None else None,
+                store=registry,
+                instance=INSTANCE,
             )
             front = self.pool
         self.grpc = GrpcServer(config.receive.grpc, front, auth=config.receive.auth)
@@ -193,6 +199,9 @@ class App:
                 await task
         self._tasks.clear()
         if self.pool is not None:
+            if self.registry is not None and self.config.state.share_interval > 0:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._share(self.pool), grace)
             await self.pool.stop(grace)  # each shard writes its snapshot, then exits
         self._save_if_restored()
         if self._correlation_start is not None:
@@ -260,6 +269,18 @@ class App:
             except Exception:
                 log.exception("cannot refresh the shards' status")
             await asyncio.sleep(1.0)
+
+    async def _share_loop(self, pool: ShardPool) -> None:
+        """Copy the learned state of the sources that changed to the registry, on an interval."""
+        while True:
+            await asyncio.sleep(self.config.state.share_interval)
+            try:
+                await self._share(pool)
+            except Exception as exc:
+                log.warning("cannot copy the sources' state to the registry: %s", exc)
+
+    async def _share(self, pool: ShardPool) -> None:
+        await pool.share()
 
     async def _tick_loop(self) -> None:
         interval = min(1.0, self.config.detect.bucket / 4)
@@ -397,6 +418,8 @@ class App:
             "workers": pool.shards,
             "restarts": sum(s.restarts for s in pool.status()),
             "records_lost_in_crashes": pool.lost_records,
+            "sources_taken_over": pool.sources_taken_over,
+            "sources_forgotten": pool.sources_forgotten,
             "queued_bytes": pool.queued_bytes,
             "rss_bytes": pool.rss_bytes,
             "last_snapshot": self.last_snapshot,

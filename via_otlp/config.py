@@ -122,6 +122,9 @@ class StateConfig:
 
     data_dir: str = field(default="./var/via", metadata=spec(env="VIA_DATA_DIR", nonempty=True))
     snapshot_interval: float = field(default=10.0, metadata=spec(unit="duration", gt=0))
+    # How often each source's learned state is copied to the registry, so that another
+    # instance can take the source over (also at shutdown); 0: never.
+    share_interval: float = field(default=30.0, metadata=spec(unit="duration", ge=0))
 
 
 @dataclass(frozen=True)

@@ -473,6 +473,63 @@ class Registry:
         )
         return [EvaluationRow(**dict(r)) for r in rows]
 
+    # -- source handoff -----------------------------------------------------------------------
+
+    async def save_source_states(self, states: Sequence[tuple[str, bytes]], instance: str) -> None:
+        """Store sources' learned state (see `via_otlp.shard.handoff`), replacing older copies."""
+        if not states:
+            return
+        if self._pool is None:
+            raise _not_running()
+        try:
+            async with self._pool.acquire(timeout=self.config.connect_timeout) as conn:
+                # Only the owner replaces a row: a source another instance took over since is
+                # left alone (the old owner forgets it: `claimed_elsewhere`).
+                await conn.executemany(
+                    "INSERT INTO source_state (source_key, snapshot, instance, updated_at) "
+                    "VALUES ($1, $2, $3, now()) ON CONFLICT (source_key) DO UPDATE SET "
+                    "snapshot = EXCLUDED.snapshot, updated_at = now() "
+                    "WHERE source_state.instance = EXCLUDED.instance",
+                    [(key, blob, instance) for key, blob in states],
+                )
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            raise as_upstream(exc, "registry source state") from exc
+
+    async def claim_sources(self, keys: Sequence[str], instance: str) -> None:
+        """Record that `instance` owns `keys` now (it took them over, or saw them first)."""
+        if not keys:
+            return
+        await self._fetch(
+            "INSERT INTO source_state (source_key, snapshot, instance) "
+            "SELECT k, ''::bytea, $2 FROM unnest($1::text[]) AS k "
+            "ON CONFLICT (source_key) DO UPDATE SET instance = $2, updated_at = now()",
+            list(keys),
+            instance,
+        )
+
+    async def claimed_elsewhere(self, keys: Sequence[str], instance: str) -> list[str]:
+        """Those of `keys` that another instance has claimed."""
+        if not keys:
+            return []
+        rows = await self._fetch(
+            "SELECT source_key FROM source_state WHERE source_key = ANY($1::text[]) "
+            "AND instance <> $2",
+            list(keys),
+            instance,
+        )
+        return sorted(r["source_key"] for r in rows)
+
+    async def load_source_states(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """The stored learned state of those of `keys` that have one."""
+        if not keys:
+            return {}
+        rows = await self._fetch(
+            "SELECT source_key, snapshot FROM source_state "
+            "WHERE source_key = ANY($1::text[]) AND length(snapshot) > 0",
+            list(keys),
+        )
+        return {r["source_key"]: bytes(r["snapshot"]) for r in rows}
+
     # -- plumbing -----------------------------------------------------------------------------
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from via_otlp.config import Config
 from via_otlp.shard.wire import shard_of
-from via_otlp.state import STATE_FILE, load_snapshot, load_state
+from via_otlp.state import STATE_FILE, decode_tree_meta, encode_tree, load_snapshot, load_state
 
 log = logging.getLogger("via_otlp.shard")
 
@@ -24,11 +24,27 @@ log = logging.getLogger("via_otlp.shard")
 
 
 def can_split() -> bool:
-    """Whether the engine and the miner can export single sources (the agreed seams)."""
+    """Whether the engine can export single sources (the agreed seam; the miner's models are
+    per source already)."""
     from via_otlp.detect.engine import Engine
-    from via_otlp.patterns import PatternStage
 
-    return hasattr(Engine, "export_sources") and hasattr(PatternStage, "export_sources")
+    return hasattr(Engine, "export_sources")
+
+
+def _patterns_export(stage: Any, keys: set[str]) -> dict[str, Any]:
+    """The miner models of `keys` (`PatternStage.export_sources` where it exists)."""
+    if hasattr(stage, "export_sources"):
+        return dict(stage.export_sources(keys))
+    known = {t.source_key for t in stage.templates()}
+    return {"sources": {k: stage.miner(k).to_state() for k in sorted(keys & known)}}
+
+
+def _patterns_import(stage: Any, tree: dict[str, Any]) -> None:
+    if hasattr(stage, "import_sources"):
+        stage.import_sources(tree)
+        return
+    for key, state in tree.get("sources", {}).items():
+        stage.miner(str(key)).load_state(state)
 
 
 def source_keys(pipeline: Any) -> list[str]:
@@ -46,7 +62,7 @@ def export_sources(pipeline: Any, keys: Collection[str]) -> dict[str, Any]:
     schemas = pipeline.schemas.snapshot()
     return {
         "engine": pipeline.engine.export_sources(wanted),
-        "patterns": pipeline.patterns.export_sources(wanted),
+        "patterns": _patterns_export(pipeline.patterns, wanted),
         "schemas": [s for s in schemas.get("sources", []) if s["source"]["key"] in wanted],
     }
 
@@ -54,9 +70,17 @@ def export_sources(pipeline: Any, keys: Collection[str]) -> dict[str, Any]:
 def import_sources(pipeline: Any, tree: dict[str, Any]) -> None:
     """Add the state `export_sources` gave, replacing what `pipeline` had for those sources."""
     pipeline.engine.import_sources(tree["engine"])
-    pipeline.patterns.import_sources(tree["patterns"])
+    _patterns_import(pipeline.patterns, tree["patterns"])
     for item in tree.get("schemas", []):
         pipeline.schemas.restore_source(item)
+
+
+def forget_sources(pipeline: Any, keys: Collection[str]) -> None:
+    """Drop the profiles, episodes and open buckets of `keys` (they moved elsewhere): an empty
+    export of them, imported, replaces what the engine had."""
+    tree = pipeline.engine.export_sources([])
+    tree["sources"] = [[k, [], 0] for k in keys]
+    pipeline.engine.import_sources(tree)
 
 
 def _older_states(config: Config, shards: int) -> list[tuple[str, Any]]:
@@ -100,3 +124,19 @@ def migrate(pipeline: Any, config: Config, index: int, shards: int) -> str:
         if mine:
             import_sources(pipeline, export_sources(whole, mine))
     return "+".join(name for name, _ in older)
+
+
+SOURCE_STATE_KIND = "via-source-state"
+
+
+def encode_source(pipeline: Any, key: str) -> bytes:
+    """One source's learned state as a binary snapshot (what the registry stores)."""
+    return encode_tree(export_sources(pipeline, [key]), {"kind": SOURCE_STATE_KIND, "source": key})
+
+
+def decode_source(data: bytes | memoryview) -> tuple[str, dict[str, Any]]:
+    """The source key and the tree of `encode_source`; raises ValueError if it is not one."""
+    tree, meta = decode_tree_meta(data)
+    if meta.get("kind") != SOURCE_STATE_KIND:
+        raise ValueError(f"not a source state (kind {meta.get('kind')!r})")
+    return str(meta["source"]), tree

@@ -28,10 +28,10 @@ import struct
 import subprocess
 import sys
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from via_otlp.config import Config
 from via_otlp.configload import to_plain
@@ -51,7 +51,7 @@ from via_otlp.shard.view import (
     recent_from_plain,
     template_from_plain,
 )
-from via_otlp.shard.wire import Kind, frame, json_frame, seq_frame, split_seq
+from via_otlp.shard.wire import Kind, frame, json_frame, seq_frame, shard_of, split_seq
 from via_otlp.telemetry.timing import Stage
 from via_otlp.telemetry.timing import merge as merge_timings
 
@@ -62,6 +62,21 @@ _U32 = struct.Struct("<I")
 _Q = struct.Struct("<q")
 _KIND_ORDER = {"open": 0, "update": 1, "resolved": 2}
 EventSink = Callable[[list[AnomalyEvent]], None]
+
+
+class SourceStore(Protocol):
+    """Where sources' learned state is shared between instances (the registry)."""
+
+    async def load_source_states(self, keys: Sequence[str]) -> dict[str, bytes]: ...
+    async def claim_sources(self, keys: Sequence[str], instance: str) -> None: ...
+    async def claimed_elsewhere(self, keys: Sequence[str], instance: str) -> list[str]: ...
+    async def save_source_states(
+        self, states: Sequence[tuple[str, bytes]], instance: str
+    ) -> None: ...
+
+
+# How long the first batch of a new source waits for its state from the registry.
+LOAD_TIMEOUT = 5.0
 
 
 def _event_order(e: AnomalyEvent) -> tuple[Any, ...]:
@@ -113,6 +128,8 @@ class ShardPool:
         ordered: bool = False,
         patches: Callable[[], PatchSet] | None = None,
         persist: bool = True,
+        store: SourceStore | None = None,
+        instance: str = "",
     ) -> None:
         self.config = config
         self.persist = persist  # restore and save snapshots (not in a replay)
@@ -143,6 +160,16 @@ class ShardPool:
         self._patches: PatchSet | None = None
         self._current_patches = patches  # the registry's patches in force, if any
         self.lost_records = 0
+        # Sources some shard has state for; one not among them is looked up in the registry
+        # (`load_states`) before its first batch, so an instance takes it over where another
+        # left it.
+        self.known: set[str] = set()
+        self._store = store
+        self.instance = instance
+        self._gate: deque[tuple[int, bool, memoryview, int]] = deque()
+        self._gate_task: asyncio.Task[None] | None = None
+        self.sources_taken_over = 0
+        self.sources_forgotten = 0
         self.rss_bytes = 0
         self._closing = False
 
@@ -186,6 +213,7 @@ class ShardPool:
             )
         ready = json.loads(bytes(got[1]))
         shard.status.restored_from = ready.get("restored_from", "")
+        self.known.update(ready.pop("sources", []))
         shard.task = asyncio.create_task(
             self._read_loop(shard), name=f"via-shard-{shard.status.index}"
         )
@@ -282,7 +310,7 @@ class ShardPool:
 
     async def wait_idle(self) -> None:
         """Until every request and batch sent so far is finished."""
-        while self._decoding or self._waiting or self._held:
+        while self._decoding or self._waiting or self._held or self._gate:
             await self._wait_change()
 
     async def tick(self, now_ns: int) -> None:
@@ -385,7 +413,12 @@ class ShardPool:
                 self._held.setdefault(rid, []).append((bool(last), payload, shard.status.index))
                 self._release_held()
             else:
-                self._decoded(rid, bool(last), payload, shard.status.index)
+                self._arrive(rid, bool(last), payload, shard.status.index)
+        elif kind is Kind.EXPORTED:
+            rid, _, payload = split_seq(body)
+            fut = self._results.pop(rid, None)
+            if fut is not None and not fut.done():
+                fut.set_result(payload)
         elif kind is Kind.FAILED:
             doc = json.loads(bytes(body))
             self._decode_failed(doc["id"], InputError(doc["error"]))
@@ -403,10 +436,89 @@ class ShardPool:
         while self._next_release <= self._last_rid:
             rid = self._next_release
             for last, payload, index in self._held.pop(rid, []):
-                self._decoded(rid, last, payload, index)
+                self._arrive(rid, last, payload, index)
             if rid in self._decoding:
                 return  # more batches of this request to come
             self._next_release += 1
+
+    def _arrive(self, rid: int, last: bool, payload: memoryview, decoder: int) -> None:
+        """A decoded batch, in order: on to `_decoded`, after any of its sources that no shard
+        knows were looked up in the registry (batches behind it wait, to keep the order)."""
+        if self._store is None or (not self._gate and not self._unknown(payload)):
+            self._decoded(rid, last, payload, decoder)
+            return
+        self._gate.append((rid, last, payload, decoder))
+        if self._gate_task is None or self._gate_task.done():
+            self._gate_task = asyncio.create_task(self._take_over(), name="via-shard-takeover")
+
+    def _unknown(self, payload: memoryview) -> list[str]:
+        header = _header(payload)
+        if header is None:
+            return []
+        keys = (k for part in header.get("part_sources", []) for k in part)
+        return sorted({k for k in keys if k not in self.known})
+
+    async def _take_over(self) -> None:
+        assert self._store is not None
+        while self._gate:
+            rid, last, payload, decoder = self._gate[0]
+            unknown = self._unknown(payload)
+            if unknown:
+                try:
+                    states = await asyncio.wait_for(
+                        self._store.load_source_states(unknown), LOAD_TIMEOUT
+                    )
+                    if states:
+                        await self._store.claim_sources(sorted(states), self.instance)
+                except Exception as exc:  # the registry away: learn the source from scratch
+                    log.warning("cannot load the state of %d new sources: %s", len(unknown), exc)
+                    states = {}
+                for key, blob in sorted(states.items()):
+                    self._shards[shard_of(key, self.shards)].send(frame(Kind.IMPORT, blob))
+                    self.sources_taken_over += 1
+                self.known.update(unknown)
+            self._gate.popleft()
+            self._decoded(rid, last, payload, decoder)
+            self._notify()
+
+    async def share(self) -> int:
+        """Copy the state of the sources that changed to the registry, and forget those that
+        another instance took over meanwhile (so their silence here is no anomaly). Returns
+        the sources written."""
+        assert self._store is not None
+        moved = await self._store.claimed_elsewhere(sorted(self.known), self.instance)
+        if moved:
+            self.forget(moved)
+        gone = set(moved)
+        states = [(k, b) for k, b in await self.export_sources() if k not in gone]
+        await self._store.save_source_states(states, self.instance)
+        return len(states)
+
+    def forget(self, keys: list[str]) -> None:
+        """Drop what the shards learned of `keys` (another instance owns them now)."""
+        by_shard: dict[int, list[str]] = {}
+        for key in keys:
+            by_shard.setdefault(shard_of(key, self.shards), []).append(key)
+        for index, mine in by_shard.items():
+            self._shards[index].send(json_frame(Kind.FORGET, {"keys": mine}))
+        self.known.difference_update(keys)
+        self.sources_forgotten += len(keys)
+        log.info("forgot %d sources another instance took over", len(keys))
+
+    async def export_sources(self, everything: bool = False) -> list[tuple[str, bytes]]:
+        """Each source's learned state, for the registry: those with records since the last
+        export (or all), as `handoff.encode_source` blobs."""
+        out: list[tuple[str, bytes]] = []
+        for payload in await self._ask_all(
+            lambda rid: json_frame(Kind.EXPORT, {"id": rid, "all": everything})
+        ):
+            (hlen,) = _U32.unpack_from(payload)
+            head = json.loads(bytes(payload[_U32.size : _U32.size + hlen]))
+            offset = _U32.size + hlen
+            for key, size in zip(head["keys"], head["sizes"], strict=True):
+                out.append((key, bytes(payload[offset : offset + size])))
+                offset += size
+        return out
 
     def _decoded(self, rid: int, last: bool, payload: memoryview, decoder: int) -> None:
         """A batch of request `rid` came back decoded: sequence it and send it to its owners."""
@@ -416,6 +528,8 @@ class ShardPool:
             (hlen,) = _U32.unpack_from(payload, _Q.size)
             start = _Q.size + _U32.size
             header = json.loads(bytes(payload[start : start + hlen]))
+            for part in header.get("part_sources", []):
+                self.known.update(part)
             self._sequence_batch(tmax, header, payload[start + hlen :])
             if entry is not None:
                 entry[2][0] += header["records"]
@@ -626,3 +740,13 @@ def _rss_of(pid: int) -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def _header(payload: memoryview) -> dict[str, Any] | None:
+    """The JSON header of a DECODED payload (None for an empty one)."""
+    if not len(payload):
+        return None
+    (hlen,) = _U32.unpack_from(payload, _Q.size)
+    start = _Q.size + _U32.size
+    header: dict[str, Any] = json.loads(bytes(payload[start : start + hlen]))
+    return header

@@ -38,11 +38,15 @@ class Kind(enum.IntEnum):
     PATCHES = 7  # json: the DROP patches
     QUERY = 8  # json: {"id": n, "what": ..., ...}
     STOP = 9  # json: {} — snapshot and exit
+    EXPORT = 10  # json: {"id": n, "all": bool} — sources' state for the registry
+    IMPORT = 11  # blob of `handoff.encode_source`: take a source over
+    FORGET = 12  # json: {"keys": [...]} — another instance took these sources over
     READY = 20  # json: what the shard restored
     DECODED = 21  # (request id, max event time) + json header + encoded batches per shard
     DONE = 22  # json: sequence, records, events, counters
     RESULT = 23  # json: {"id": n, "result": ...}
     FAILED = 24  # json: {"id": n, "error": ...} for a request that could not be decoded
+    EXPORTED = 25  # (id, 0) + u32 header length + json header {"keys", "sizes"} + blobs
 
 
 def shard_of(source_key: str, shards: int) -> int:

@@ -72,6 +72,7 @@ class Shard:
         self.path = snapshot_path(config.state.data_dir, index, shards)
         self.dropped = 0
         self.snapshots = 0
+        self.changed: set[str] = set()  # sources with records since their state was exported
 
     # -- state -------------------------------------------------------------------------------
 
@@ -91,6 +92,7 @@ class Shard:
             "restored_from": source,
             "profiles": self.pipeline.rhythm_hashes,
             "seconds": round(time.monotonic() - started, 3),
+            "sources": handoff.source_keys(self.pipeline),
         }
 
     def save(self) -> dict[str, Any]:
@@ -134,6 +136,9 @@ class Shard:
                 "counts": asdict(counts),
                 "replaced": replaced,
                 "part_records": [len(p) if p is not None else 0 for p in parts],
+                "part_sources": [
+                    [x.key for x in p.sources] if p is not None else [] for p in parts
+                ],
                 "part_bytes": [len(b) for b in blobs],
             }
             tmax = int(np.max(batch.time_ns)) if len(batch) else -1
@@ -144,12 +149,31 @@ class Shard:
 
     def consume(self, payload: memoryview, watermark_ns: int) -> int:
         if len(payload):
-            batch = self.pipeline.intake.process(decode_batch(payload))
+            batch = decode_batch(payload)
+            self.changed.update(src.key for src in batch.sources)
+            batch = self.pipeline.intake.process(batch)
             self.pipeline.consume(batch, watermark_ns)
             return len(batch)
         if watermark_ns >= 0:
             self.pipeline.advance(watermark_ns)
         return 0
+
+    def export(self, everything: bool) -> bytes:
+        """The state of the sources that changed since the last export (or of all)."""
+        keys = handoff.source_keys(self.pipeline) if everything else sorted(self.changed)
+        self.changed.clear()
+        blobs = (
+            [handoff.encode_source(self.pipeline, k) for k in keys] if handoff.can_split() else []
+        )
+        head = json.dumps({"keys": keys[: len(blobs)], "sizes": [len(b) for b in blobs]}).encode()
+        return _U32.pack(len(head)) + head + b"".join(blobs)
+
+    def take_over(self, blob: memoryview) -> None:
+        """Add a source's state from elsewhere (another instance, through the registry)."""
+        key, tree = handoff.decode_source(blob)
+        handoff.import_sources(self.pipeline, tree)
+        log.info("shard %d took source %s over with %d profiles", self.index, key,
+                 len(tree.get("engine", {}).get("profiles", []) or []))  # fmt: skip
 
     def take_events(self) -> list[dict[str, Any]]:
         events = [event_to_json(e) for e in self.events]
@@ -260,6 +284,18 @@ def run(sock: socket.socket) -> int:
             send_frames(sock, [json_frame(Kind.RESULT, {"id": doc["id"], "result": result})])
             if kind is Kind.STOP:
                 return 0
+        elif kind is Kind.EXPORT:
+            doc = json.loads(bytes(body))
+            send_frames(sock, [seq_frame(Kind.EXPORTED, doc["id"], 0, shard.export(doc["all"]))])
+        elif kind is Kind.IMPORT:
+            try:
+                shard.take_over(body)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("shard %d: cannot take a source over: %s", shard.index, exc)
+        elif kind is Kind.FORGET:
+            keys = json.loads(bytes(body))["keys"]
+            handoff.forget_sources(shard.pipeline, keys)
+            shard.changed.difference_update(keys)
         elif kind is Kind.PATCHES:
             shard.set_patches(json.loads(bytes(body)))
         elif kind is Kind.QUERY:

@@ -1,0 +1,142 @@
+"""A service that moves to another instance keeps its learned state (through the registry).
+
+Two instances (shard pools) share one real PostgreSQL registry; a small router sends each
+service's records to one of them, as the Collector's `loadbalancing` exporter does with
+`routing_key: service`. Half-way, one service moves: the new owner loads its state from the
+registry (no new warm-up, no novelty storm) and the old owner forgets it (its silence there is
+no anomaly). The anomalies are those of the same traffic without the move: none extra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import asyncpg
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from tests.registry.conftest import data_dir, db_dsn, fast_config, pg_server  # noqa: F401
+from via_otlp.config import Config, parse_config
+from via_otlp.model import AnomalyEvent
+from via_otlp.receive.otlp_codec import Encoding
+from via_otlp.registry import Registry
+from via_otlp.shard.pool import ShardPool
+from via_otlp.simulate.generate import generate
+from via_otlp.simulate.scenario import parse_scenario
+
+SCENARIO = """{
+  name: "handoff", seed: 11, duration: "5h",
+  sources: [
+    { service: "web", templates: [ { name: "page", text: "Rendered page /{word} in {ms}ms", rate: 2 } ] },
+    { service: "search", templates: [ { name: "q", text: "Search for {word} returned {int} results", rate: 1.5 } ] },
+    { service: "billing", templates: [
+        { name: "charge", text: "Charged card for order {int}", rate: 1 },
+        { name: "refund", text: "Refunded order {int} to card", rate: 0.3 } ] },
+    { service: "ledger", templates: [ { name: "post", text: "Posted entry {int} to ledger", rate: 1 } ] },
+  ],
+  anomalies: [
+    { kind: "spike", source: "billing", template: "charge", at: "4h", duration: "5m", factor: 30 },
+    { kind: "spike", source: "web", template: "page", at: "270m", duration: "5m", factor: 20 },
+  ],
+}"""
+MOVES = "billing"
+MOVE_AT = 0.7  # of the requests: 30 minutes before the billing spike, within a warm-up
+
+
+def config(tmp: Path, name: str) -> Config:
+    return parse_config(
+        f"""{{pipeline: {{workers: 2}}, state: {{data_dir: "{tmp / name}"}},
+             detect: {{warmup: "1h"}}, correlate: {{enabled: false}}}}"""
+    )
+
+
+def by_service(request: ExportLogsServiceRequest) -> dict[str, ExportLogsServiceRequest]:
+    out: dict[str, ExportLogsServiceRequest] = {}
+    for rl in request.resource_logs:
+        name = next(
+            kv.value.string_value for kv in rl.resource.attributes if kv.key == "service.name"
+        )
+        out.setdefault(name, ExportLogsServiceRequest()).resource_logs.append(rl)
+    return out
+
+
+def key(e: AnomalyEvent) -> tuple[object, ...]:
+    return (e.source.service_name, e.kind.value, e.state.value, e.rhythm_hash, e.started_ns)
+
+
+async def run(
+    tmp: Path,
+    dsn: str,
+    route: Callable[[str, bool], str],
+    requests: list[ExportLogsServiceRequest],
+    now_ns: int,
+) -> tuple[list[AnomalyEvent], dict[str, ShardPool]]:
+    registry = Registry(fast_config(dsn), tmp / "registry")
+    await registry.start()
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("DELETE FROM source_state")  # each run starts with nothing shared
+    finally:
+        await conn.close()
+    events: list[AnomalyEvent] = []
+    pools = {
+        name: ShardPool(config(tmp, name), events.extend, ordered=True, persist=False,
+                        store=registry, instance=name)
+        for name in ("a", "b")
+    }  # fmt: skip
+    try:
+        for pool in pools.values():
+            await pool.start()
+        moved = False
+        for i, request in enumerate(requests):
+            if not moved and i >= len(requests) * MOVE_AT:
+                moved = True
+                # The old owner's periodic copy to the registry (`state.share_interval`).
+                await pools["a"].wait_idle()
+                assert await pools["a"].share() > 0
+            for service, part in by_service(request).items():
+                pool = pools[route(service, moved)]
+                await pool.submit_payload(
+                    part.SerializeToString(), Encoding.PROTOBUF, wait=True, now_ns=now_ns
+                )
+            if moved and i == int(len(requests) * MOVE_AT) + 5:
+                await pools["b"].wait_idle()
+                await pools["a"].share()  # the old owner sees the claim and forgets the service
+        for pool in pools.values():
+            await pool.flush()
+    finally:
+        for pool in pools.values():
+            await pool.stop()
+        await registry.shutdown()
+    return events, pools
+
+
+async def test_a_service_that_moves_keeps_its_state_and_adds_no_anomaly(
+    tmp_path: Path,
+    db_dsn: str,  # noqa: F811
+) -> None:
+    scenario = parse_scenario(SCENARIO)
+    traffic = generate(scenario)
+    # One bucket per request, as a Collector batches a live stream (the router splits them
+    # by service, and each part moves the watermark).
+    traffic.chunk_buckets = lambda: 1  # type: ignore[method-assign]
+    requests = [g.request for g in traffic.requests()]
+    now_ns = scenario.start_ns + scenario.buckets * scenario.bucket_ns + 3600 * 10**9
+    home = {"web": "a", "billing": "a", "search": "b", "ledger": "b"}
+
+    still, _ = await run(tmp_path / "still", db_dsn, lambda s, moved: home[s], requests, now_ns)
+    assert ("billing", "spike", "open") in {k[:3] for k in map(key, still)}, sorted(map(key, still))
+
+    moved_events, pools = await run(
+        tmp_path / "moved",
+        db_dsn,
+        lambda s, moved: "b" if (moved and s == MOVES) else home[s],
+        requests,
+        now_ns,
+    )
+    extra = sorted(set(map(key, moved_events)) - set(map(key, still)))
+    missing = sorted(set(map(key, still)) - set(map(key, moved_events)))
+    assert not extra, f"anomalies only because {MOVES} moved: {extra}"
+    assert not missing, f"anomalies lost because {MOVES} moved: {missing}"
+    assert pools["b"].sources_taken_over == 1
+    assert pools["a"].sources_forgotten == 1
