@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -14,7 +16,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,13 +27,48 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+# Listening ports come from below the ephemeral range (32768-60999 on Linux), where no client
+# socket of another process can take them between our choosing and the server's binding; each
+# choice is checked free, and never handed out twice by this process.
+_PORT_RANGE = (20000, 32000)
+_handed_out: set[int] = set()
+_rng = random.Random(os.getpid() ^ time.monotonic_ns())
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback TCP port nothing listens on now (for a server a test is about to start)."""
+    for _ in range(1000):
+        port = _rng.randrange(*_PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port found in {_PORT_RANGE}")
 
 
-def http_json(url: str, timeout: float = 5.0) -> Any:
+# Client timeouts are deadlines for an answer that must come, not a measure of speed: generous,
+# so that a busy machine slows a test down without failing it.
+CLIENT_TIMEOUT = 120.0
+
+
+def http_post(url: str, body: bytes, content_type: str, **headers: str) -> tuple[int, bytes]:
+    """POST `body`; the status code and the response body, whatever the status."""
+    req = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": content_type, **headers}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=CLIENT_TIMEOUT) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def http_json(url: str, timeout: float = CLIENT_TIMEOUT) -> Any:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         return json.loads(resp.read())
 
@@ -102,8 +139,8 @@ def wait_serving(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0)
             with urllib.request.urlopen(url, timeout=1) as resp:
                 if resp.status == 200:
                     return time.monotonic() - start
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError):
+            pass  # not up yet (or, briefly, someone else's port: the process check decides)
         time.sleep(0.02)
     raise AssertionError(f"server not serving at {url} after {timeout}s")
 
@@ -144,9 +181,14 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def start_server(
-    tmp_path: Path, extra: dict[str, Any] | None = None, env: dict[str, str] | None = None
+    tmp_path: Path,
+    extra: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+    attempt: int = 1,
 ) -> ServerProcess:
-    """Write a config with free loopback ports and run `via-otlp serve --config` on it."""
+    """Write a config with free loopback ports and run `via-otlp serve --config` on it
+    (`preexec_fn` runs in the child before it starts, e.g. to set a resource limit)."""
     grpc_port, http_port = free_port(), free_port()
     control_port = free_port()
     data_dir = server_data_dir(tmp_path)
@@ -169,6 +211,7 @@ def start_server(
         stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})},
         cwd=tmp_path,
+        preexec_fn=preexec_fn,
     )
     server = ServerProcess(
         proc, grpc_port, http_port, config_path, data_dir, log_path, control_port
@@ -177,6 +220,8 @@ def start_server(
         wait_serving(f"{server.http_url}/healthz", proc)
     except AssertionError:
         server.stop()
+        if attempt < 3 and "cannot listen" in server.log():  # a port taken meanwhile
+            return start_server(tmp_path, extra, env, preexec_fn, attempt=attempt + 1)
         raise AssertionError(f"server did not start; log:\n{server.log()}") from None
     return server
 

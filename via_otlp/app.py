@@ -26,6 +26,7 @@ from via_otlp.correlate.service import Correlation
 from via_otlp.emit import Emitter
 from via_otlp.model import AnomalyEvent, LogBatch
 from via_otlp.pipeline import MAX_RHYTHMS_SHOWN, EventGate, Pipeline
+from via_otlp.receive.connlimit import raise_nofile_limit
 from via_otlp.receive.grpc_server import GrpcServer
 from via_otlp.receive.http_server import HttpServer
 from via_otlp.receive.intake import IntakeFront
@@ -392,6 +393,7 @@ class App:
                 "body_bytes": p.body_bytes,
             },
             "intake": p.stats.as_dict(),
+            "http": {"connections": self.http.stats()},
             "rhythm_hashes": p.rhythm_hashes,
             "patterns": to_plain(p.pattern_stats()),
             "detect": to_plain(p.engine_stats()),
@@ -436,6 +438,7 @@ class App:
 async def serve(config: Config) -> int:
     """Run until SIGTERM or SIGINT, then drain and exit 0."""
     restrict_new_files()  # state, vector store, logs of the embedded server: 0600 / 0700
+    raise_nofile_limit()  # connection limits follow the open-file limit: make it what it may be
     app = App(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

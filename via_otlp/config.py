@@ -44,6 +44,12 @@ class GrpcConfig:
     endpoint: str = field(default="0.0.0.0:4317", metadata=spec(env="VIA_GRPC_ENDPOINT"))
     max_recv_msg_size: int = field(default=64 * 1024**2, metadata=spec(unit="size", gt=0))
     tls: ServerTlsConfig = field(default_factory=ServerTlsConfig)
+    # Open connections at most (lowered to fit the open-file limit); more are closed at once.
+    max_connections: int = field(default=1000, metadata=spec(ge=1))
+    # A new connection must finish the HTTP/2 handshake within this.
+    handshake_timeout: float = field(default=10.0, metadata=spec(unit="duration", gt=0))
+    # A connection without calls for this long is closed (GOAWAY; clients reconnect).
+    max_connection_idle: float = field(default=300.0, metadata=spec(unit="duration", gt=0))
 
     def check(self) -> None:
         _check_endpoint(self.endpoint, "endpoint")
@@ -56,8 +62,19 @@ class HttpConfig:
 
     enabled: bool = True
     endpoint: str = field(default="0.0.0.0:4318", metadata=spec(env="VIA_HTTP_ENDPOINT"))
-    max_request_body_size: int = field(default=64 * 1024**2, metadata=spec(unit="size", gt=0))
     tls: ServerTlsConfig = field(default_factory=ServerTlsConfig)
+    # Largest body, after gzip is inflated (OTLP/HTTP and NDJSON alike); larger ones get 413.
+    max_request_body_size: int = field(default=64 * 1024**2, metadata=spec(unit="size", gt=0))
+    # Most lines (blank ones too) in one NDJSON body; more get 413.
+    max_ndjson_lines: int = field(default=1_000_000, metadata=spec(ge=1))
+    # Open connections at most (lowered to fit the open-file limit); more are answered 503.
+    max_connections: int = field(default=1000, metadata=spec(ge=1))
+    # A new connection must send its request line and headers within this.
+    read_header_timeout: float = field(default=10.0, metadata=spec(unit="duration", gt=0))
+    # A request body that stops arriving for this long is answered 408.
+    body_read_timeout: float = field(default=30.0, metadata=spec(unit="duration", gt=0))
+    # A keep-alive connection with no request in progress is closed after this.
+    idle_timeout: float = field(default=60.0, metadata=spec(unit="duration", gt=0))
 
     def check(self) -> None:
         _check_endpoint(self.endpoint, "endpoint")

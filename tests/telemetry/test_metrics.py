@@ -145,9 +145,7 @@ def test_metrics_endpoint_counts_each_transport(srv: ServerProcess) -> None:
     assert fetch(f"{srv.http_url}/v1/logs", gzip.compress(body),
                  **{"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"})[0] == 200  # fmt: skip
     lines = [json.dumps({"service": "api", "body": f"job {i} done"}) for i in range(2)]
-    code, answer, _ = fetch(
-        f"{srv.http_url}/v1/ingest", "\n".join([*lines, "{not json"]).encode()
-    )
+    code, answer, _ = fetch(f"{srv.http_url}/v1/ingest", "\n".join([*lines, "{not json"]).encode())
     assert code == 200
     assert json.loads(answer)["accepted"] == 2
     with grpc.insecure_channel(srv.grpc_target) as channel:

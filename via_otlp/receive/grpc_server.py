@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 from via_otlp.config import GrpcConfig
 from via_otlp.endpoints import is_loopback, split_endpoint
 from via_otlp.errors import InputError, StartupError
+from via_otlp.receive.connlimit import effective_limit
 from via_otlp.receive.intake import IntakeFront, Outcome, QueueFullError, Transport
 from via_otlp.receive.otlp_codec import Encoding, export_response
 from via_otlp.security.auth import BearerTokens, GrpcBearerAuth
@@ -141,10 +142,7 @@ class GrpcServer:
         core_limit = self.config.max_recv_msg_size * _CORE_LIMIT_FACTOR
         server = grpc.aio.server(
             interceptors=self._interceptors(),
-            options=[
-                ("grpc.max_receive_message_length", core_limit),
-                ("grpc.so_reuseport", 0),
-            ],
+            options=[*self._options(), ("grpc.max_receive_message_length", core_limit)],
         )
         server.add_generic_rpc_handlers((self._handler.generic_handler(), *self._extra_handlers))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -169,6 +167,17 @@ class GrpcServer:
         await server.start()
         self._server = server
         await self.set_serving(False)
+
+    def _options(self) -> list[tuple[str, int]]:
+        """Connection bounds (the HTTP side's are in `connlimit`): how many, how long a new one
+        may take to say hello, how long one may stay idle."""
+        c = self.config
+        return [
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_allowed_incoming_connections", effective_limit(c.max_connections)),
+            ("grpc.server_handshake_timeout_ms", int(c.handshake_timeout * 1000)),
+            ("grpc.max_connection_idle_ms", int(c.max_connection_idle * 1000)),
+        ]
 
     async def set_serving(self, serving: bool) -> None:
         status = (

@@ -10,14 +10,23 @@ Security is set up at the listener: `receive.http.tls` (an `ssl.SSLContext` that
 certificate files without a restart; mutual TLS with `client_ca_file`) and `receive.auth` (one
 middleware: 401 without a good bearer token, counted, before any body is read; `/healthz`
 stays open).
+
+Every way a client can hold resources is bounded: the inflated body size and the NDJSON line
+count (413), the time to send the headers (`connlimit`), a stalled body (408), the number of
+open connections (503), and a handler's work once its client has gone (abandoned). Blank NDJSON
+lines cost no Python step each (`LineSplitter`), so a gzip of millions of them costs no more
+than inflating it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import errno
 import json
 import logging
 import math
+import socket
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -28,8 +37,16 @@ from google.rpc import code_pb2
 from via_otlp.config import HttpConfig, ReceiveConfig
 from via_otlp.endpoints import is_loopback, split_endpoint
 from via_otlp.errors import InputError, StartupError
+from via_otlp.ratelog import RateLimitedLog
+from via_otlp.receive.connlimit import ConnectionGuard, GuardedSite, effective_limit
 from via_otlp.receive.intake import IntakeFront, Outcome, QueueFullError, Transport
-from via_otlp.receive.ndjson import TextRecord, parse_ndjson_line, records_to_request
+from via_otlp.receive.ndjson import (
+    Line,
+    LineSplitter,
+    TextRecord,
+    parse_ndjson_line,
+    records_to_request,
+)
 from via_otlp.receive.otlp_codec import (
     Encoding,
     encode_message,
@@ -47,6 +64,8 @@ SHUTDOWN_TIMEOUT = 5.0  # requests still running when the server stops get this 
 NDJSON_MAX_ERRORS_SHOWN = 10
 NDJSON_ROOM_TIMEOUT = 30.0
 _ENCODINGS = {e.value: e for e in Encoding}
+_TCP_INFO = getattr(socket, "TCP_INFO", 11)
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 OPEN_PATHS = frozenset({"/healthz"})  # reachable without a token (load balancers, HEALTHCHECK)
 
 
@@ -71,7 +90,11 @@ _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate":
 
 
 class BodyTooLarge(Exception):
-    """The inflated body passed the configured limit."""
+    """The body (inflated) passed a configured limit; the message says which."""
+
+
+class BodyTimeout(Exception):
+    """The body stopped arriving for longer than `body_read_timeout`."""
 
 
 def inflate(body: bytes, content_encoding: str, limit: int) -> bytes:
@@ -84,22 +107,62 @@ def inflate(body: bytes, content_encoding: str, limit: int) -> bytes:
     except zlib.error as exc:
         raise InputError(f"body is not valid {content_encoding}: {exc}") from None
     if len(out) > limit:
-        raise BodyTooLarge
+        raise BodyTooLarge(f"request body exceeds max_request_body_size {limit} once inflated")
     if not d.eof:
         raise InputError(f"body is not valid {content_encoding}: stream is truncated")
     return out
 
 
-async def _inflated_chunks(stream: Any, content_encoding: str) -> AsyncIterator[bytes]:
-    """The body inflated piece by piece: never more than 64 KiB at once, whatever the ratio."""
+def _check_declared_size(request: web.Request, limit: int) -> None:
+    """Refuse at once a body whose Content-Length already says it is too large."""
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge(
+            f"request body of {request.content_length} bytes exceeds max_request_body_size {limit}"
+        )
+
+
+async def _received(stream: Any, timeout: float) -> AsyncIterator[bytes]:
+    """The body as it arrives; `BodyTimeout` when nothing comes for `timeout` seconds."""
+    while True:
+        try:
+            chunk: bytes = await asyncio.wait_for(stream.readany(), timeout)
+        except TimeoutError:
+            raise BodyTimeout from None
+        if not chunk:
+            return
+        yield chunk
+
+
+async def read_body(request: web.Request, limit: int, timeout: float) -> bytes:
+    """The whole (still encoded) body, at most `limit` bytes, without stalling longer than `timeout`."""
+    _check_declared_size(request, limit)
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in _received(request.content, timeout):
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"request body exceeds max_request_body_size {limit}")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def _inflated_pieces(
+    stream: Any, content_encoding: str, timeout: float
+) -> AsyncIterator[bytes]:
+    """The body inflated piece by piece: never more than 64 KiB at once, whatever the ratio.
+
+    Each piece is a turn of the event loop: a small upload that inflates to a lot must not hold
+    it (the data is all there already, so reading it would not yield by itself).
+    """
     d = (
         zlib.decompressobj(_WBITS[content_encoding])
         if content_encoding not in ("", "identity")
         else None
     )
-    async for chunk in stream.iter_chunked(_PIECE):
+    async for chunk in _received(stream, timeout):
         if d is None:
             yield chunk
+            await asyncio.sleep(0)
             continue
         data = chunk
         while data:
@@ -109,44 +172,40 @@ async def _inflated_chunks(stream: Any, content_encoding: str) -> AsyncIterator[
                 raise InputError(f"body is not valid {content_encoding}: {exc}") from None
             if out:
                 yield out
+                await asyncio.sleep(0)
             data = d.unconsumed_tail
     if d is not None and not d.eof:
         raise InputError(f"body is not valid {content_encoding}: stream is truncated")
+
+
+class ClientGone(Exception):
+    """The client closed or reset its connection: the rest of its request is work for no one."""
+
+
+_TCP_ESTABLISHED = 1  # the first byte of Linux's struct tcp_info is the connection state
+
+
+def client_gone(request: web.Request) -> bool:
+    """Whether the client has closed or reset the connection, even while its data is still
+    buffered in the kernel: asyncio only learns of the close after reading all of it, so a
+    small upload that costs much work would be worked through for no one (CLOSE-WAIT)."""
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        return True
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    try:
+        state = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 1)[0]
+    except OSError:
+        return False
+    return bool(state != _TCP_ESTABLISHED)
 
 
 def _content_encoding(request: web.Request) -> str | None:
     """The request's Content-Encoding if we can decode it, else None."""
     value = request.headers.get("Content-Encoding", "identity").strip().lower()
     return value if value in ("", "identity", *_WBITS) else None
-
-
-async def _lines(
-    chunks: AsyncIterator[bytes], max_line: int
-) -> AsyncIterator[tuple[bytes | None, str]]:
-    """Split a body stream into lines without reading it whole; an over-long line yields (None, error)."""
-    buffer = bytearray()
-    skipping = False
-    async for chunk in chunks:
-        start = 0
-        while True:
-            nl = chunk.find(b"\n", start)
-            if nl < 0:
-                if not skipping:
-                    buffer += chunk[start:]
-                    if len(buffer) > max_line:
-                        buffer.clear()
-                        skipping = True
-                        yield None, f"line longer than {max_line} bytes"
-                break
-            if skipping:
-                skipping = False
-            else:
-                buffer += chunk[start:nl]
-                yield bytes(buffer), ""
-            buffer.clear()
-            start = nl + 1
-    if buffer and not skipping:
-        yield bytes(buffer), ""
 
 
 class HttpServer:
@@ -167,18 +226,23 @@ class HttpServer:
         self.metrics = metrics  # Prometheus text and its content type; None: no /metrics
         self.serving = False
         self.port = 0
+        self.guard = ConnectionGuard(self.config.max_connections, self.config.read_header_timeout)
         self._runner: web.AppRunner | None = None
+        self._error_log = RateLimitedLog(log)
+        self._fd_log = RateLimitedLog(log)
+        self._previous_handler: Any = None
 
     def _middlewares(self) -> list[Any]:
         if not self.auth.enabled:
-            return []
+            return [self._errors]
         return [
+            self._errors,
             http_bearer_auth(
                 BearerTokens(self.auth.tokens),
                 open_paths=OPEN_PATHS,
                 deny=_unauthenticated,
                 on_denied=self._count_denied,
-            )
+            ),
         ]
 
     def _count_denied(self, request: web.Request) -> None:
@@ -199,13 +263,17 @@ class HttpServer:
 
     async def start(self) -> None:
         host, port = split_endpoint(self.config.endpoint) or ("", 0)  # validated by the config
-        # We inflate bodies ourselves: to answer 415 for encodings we do not speak and to stop gzip bombs.
+        self.guard.stats.limit = effective_limit(self.config.max_connections)
+        # We inflate bodies ourselves: to answer 415 for encodings we do not speak and to stop
+        # gzip bombs. A handler whose client has gone is cancelled: its work is for no one.
         runner = web.AppRunner(
             self.make_app(),
             access_log=None,
             handle_signals=False,
             auto_decompress=False,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
+            handler_cancellation=True,
+            keepalive_timeout=self.config.idle_timeout,
         )
         tls = self.config.tls
         ssl_context = (
@@ -217,7 +285,7 @@ class HttpServer:
                 "read them (set receive.http.tls)", self.config.endpoint,
             )  # fmt: skip
         await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
+        site = GuardedSite(runner, host, port, self.guard, ssl_context=ssl_context)
         try:
             await site.start()
         except OSError as exc:
@@ -227,15 +295,57 @@ class HttpServer:
                 hint="set receive.http.endpoint to a free HOST:PORT",
             ) from None
         self._runner = runner
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
+        sockets = site.sockets
         self.port = sockets[0].getsockname()[1] if sockets else port
+        loop = asyncio.get_running_loop()
+        self._previous_handler = loop.get_exception_handler()
+        loop.set_exception_handler(self._loop_exception)
 
     async def stop(self) -> None:
         if self._runner is None:
             return
         runner, self._runner = self._runner, None
         await runner.cleanup()
+        asyncio.get_running_loop().set_exception_handler(self._previous_handler)
+
+    def stats(self) -> dict[str, int]:
+        """Connection counters for `/status`."""
+        return dataclasses.asdict(self.guard.stats)
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Out of file descriptors, asyncio retries accept() every second and logs each failure
+        with a traceback; say it once a minute, in one line, instead."""
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in _OUT_OF_RESOURCES:
+            self._fd_log.error(
+                "cannot accept connections: %s (the open-file limit is reached; "
+                "retrying every second, connections wait in the listen backlog)",
+                exc.strerror or exc,
+            )
+            return
+        if self._previous_handler is not None:
+            self._previous_handler(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    @web.middleware
+    async def _errors(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """An unexpected error is a 500 for that request and a rate-limited log line, so that
+        no input can flood the log with tracebacks."""
+        try:
+            return await handler(request)
+        except asyncio.CancelledError:
+            self.guard.stats.handlers_cancelled += 1  # the client went away (or we stop)
+            raise
+        except (web.HTTPException, ConnectionError):
+            raise
+        except Exception:
+            self._error_log.error(
+                "unexpected error handling %s %s", request.method, request.path, exc_info=True
+            )
+            return web.json_response({"error": "internal error; see the via-otlp log"}, status=500)
 
     # --- handlers -------------------------------------------------------------------------
 
@@ -288,18 +398,20 @@ class HttpServer:
             )  # fmt: skip
         limit = self.config.max_request_body_size
         try:
-            body = inflate(await request.read(), content_encoding, limit)
-        except (web.HTTPRequestEntityTooLarge, BodyTooLarge):
+            raw = await read_body(request, limit, self.config.body_read_timeout)
+            body = inflate(raw, content_encoding, limit)
+        except BodyTooLarge as exc:
             stats.count(Transport.HTTP, Outcome.TOO_LARGE)
-            return _status_response(
-                413,
-                code_pb2.RESOURCE_EXHAUSTED,
-                f"request body exceeds max_request_body_size {limit}",
-                encoding,
-            )
+            return _status_response(413, code_pb2.RESOURCE_EXHAUSTED, str(exc), encoding)
+        except BodyTimeout:
+            stats.count(Transport.HTTP, Outcome.TIMEOUT)
+            return self._body_timeout(encoding)
         except InputError as exc:
             stats.count(Transport.HTTP, Outcome.INVALID)
             return _status_response(400, code_pb2.INVALID_ARGUMENT, str(exc), encoding)
+        if client_gone(request):
+            stats.count(Transport.HTTP, Outcome.CLIENT_GONE)
+            return web.Response(status=499)  # no one reads it; the work is not done
         try:
             accepted = await self.intake.submit_payload(body, encoding)
         except InputError as exc:
@@ -319,10 +431,24 @@ class HttpServer:
             body=encode_message(export_response(), encoding), content_type=encoding.value
         )
 
+    def _body_timeout(self, encoding: Encoding) -> web.Response:
+        """408: the body stopped coming; the connection is closed (what is left is unread)."""
+        return _status_response(
+            408,
+            code_pb2.DEADLINE_EXCEEDED,
+            f"request body stalled for longer than body_read_timeout {self.config.body_read_timeout:g}s",
+            encoding,
+            Connection="close",
+        )
+
     async def post_ingest(self, request: web.Request) -> web.Response:
-        """NDJSON, streamed: bad lines are reported and skipped, good ones accepted."""
+        """NDJSON, streamed: bad lines are reported and skipped, good ones accepted.
+
+        Limits (the inflated size, the line count) answer 413 when reached, after the lines
+        before them were accepted: the answer says how many and where reading stopped.
+        """
         stats = self.intake.stats
-        default_service = request.query.get("service", "")
+        default_service = request.query.get("service", "") or "unknown_service"
         accepted = rejected = 0
         errors: list[dict[str, Any]] = []
         pending: list[TextRecord] = []
@@ -332,6 +458,9 @@ class HttpServer:
             return web.json_response(
                 {"error": "unsupported Content-Encoding: use gzip, deflate or none"}, status=415
             )
+        max_size = self.config.max_request_body_size
+        max_lines = self.config.max_ndjson_lines
+        splitter = LineSplitter(MAX_NDJSON_LINE)
 
         async def flush() -> None:
             nonlocal accepted
@@ -344,49 +473,81 @@ class HttpServer:
                 accepted += len(pending)
                 pending.clear()
 
-        line_no = 0
-        try:
-            async for line, problem in _lines(
-                _inflated_chunks(request.content, content_encoding), MAX_NDJSON_LINE
-            ):
-                line_no += 1
-                if line_no % _YIELD_EVERY_LINES == 0:
-                    await asyncio.sleep(0)  # let the loop serve others between lines
-                    if not self.serving:
-                        raise QueueFullError(1.0)  # shutting down: the sender retries later
-                if line is not None and not line.strip():
-                    continue
+        def answer(outcome: Outcome, status: int, error: str = "", **headers: str) -> web.Response:
+            """Count the request and its records, and say how far it got."""
+            stats.count(Transport.NDJSON, outcome)
+            stats.records[(Transport.NDJSON, Outcome.ACCEPTED)] += accepted
+            if rejected:
+                stats.records[(Transport.NDJSON, Outcome.INVALID)] += rejected
+            body: dict[str, Any] = {"accepted": accepted, "rejected": rejected, "errors": errors}
+            if error:
+                body["error"] = error
+            return web.json_response(body, status=status, headers=headers or None)
+
+        def take(lines: list[Line]) -> None:
+            nonlocal rejected
+            for line in lines:
                 try:
-                    if line is None:
-                        raise InputError(problem)
-                    pending.append(parse_ndjson_line(line, default_service or "unknown_service"))
+                    if line.text is None:
+                        raise InputError(f"line longer than {MAX_NDJSON_LINE} bytes")
+                    pending.append(parse_ndjson_line(line.text, default_service))
                 except InputError as exc:
                     rejected += 1
                     if len(errors) < NDJSON_MAX_ERRORS_SHOWN:
-                        errors.append({"line": line_no, "error": str(exc)})
-                if len(pending) >= self.batch_records:
+                        errors.append({"line": line.number, "error": str(exc)})
+
+        size = 0
+        try:
+            _check_declared_size(request, max_size)  # nothing read yet: "lines after 0"
+            async for piece in _inflated_pieces(
+                request.content, content_encoding, self.config.body_read_timeout
+            ):
+                size += len(piece)
+                if size > max_size:
                     await flush()
+                    raise BodyTooLarge(
+                        f"body exceeds max_request_body_size {max_size}; "
+                        f"lines after {splitter.complete} were not read"
+                    )
+                lines = splitter.feed(piece)
+                if splitter.lines > max_lines:
+                    take([line for line in lines if line.number <= max_lines])
+                    await flush()
+                    raise BodyTooLarge(
+                        f"body has more than max_ndjson_lines {max_lines} lines; "
+                        f"lines after {max_lines} were not read"
+                    )
+                for i in range(0, len(lines), _YIELD_EVERY_LINES):
+                    take(lines[i : i + _YIELD_EVERY_LINES])
+                    if len(pending) >= self.batch_records:
+                        await flush()
+                    await asyncio.sleep(0)  # let the loop serve others between lines
+                if not self.serving:
+                    raise QueueFullError(1.0)  # shutting down: the sender retries later
+                if client_gone(request):
+                    raise ClientGone
+            take(splitter.end())
             await flush()
         except InputError as exc:
-            stats.count(Transport.NDJSON, Outcome.INVALID)
-            stats.records[(Transport.NDJSON, Outcome.ACCEPTED)] += accepted
-            return web.json_response(
-                {"accepted": accepted, "rejected": rejected, "errors": errors, "error": str(exc)},
-                status=400,
+            return answer(Outcome.INVALID, 400, str(exc))
+        except BodyTooLarge as exc:
+            return answer(Outcome.TOO_LARGE, 413, str(exc))
+        except ClientGone:
+            return answer(Outcome.CLIENT_GONE, 499, "client closed the connection")  # unread
+        except BodyTimeout:
+            return answer(
+                Outcome.TIMEOUT,
+                408,
+                f"body stalled for longer than body_read_timeout "
+                f"{self.config.body_read_timeout:g}s; lines after {splitter.complete} were not read",
+                Connection="close",
             )
         except (TimeoutError, QueueFullError):
-            stats.count(Transport.NDJSON, Outcome.QUEUE_FULL)
-            stats.records[(Transport.NDJSON, Outcome.ACCEPTED)] += accepted
-            return web.json_response(
-                {"accepted": accepted, "rejected": rejected, "errors": errors,
-                 "error": f"intake queue stayed full; lines after {accepted + rejected} were not read"},
-                status=503, headers={"Retry-After": "1"},
-            )  # fmt: skip
+            return answer(
+                Outcome.QUEUE_FULL,
+                503,
+                f"intake queue stayed full; lines after {splitter.complete} were not read",
+                **{"Retry-After": "1"},
+            )
         outcome = Outcome.ACCEPTED if accepted or not rejected else Outcome.INVALID
-        stats.count(Transport.NDJSON, outcome, accepted)
-        if rejected:
-            stats.records[(Transport.NDJSON, Outcome.INVALID)] += rejected
-        status = 200 if outcome is Outcome.ACCEPTED else 400
-        return web.json_response(
-            {"accepted": accepted, "rejected": rejected, "errors": errors}, status=status
-        )
+        return answer(outcome, 200 if outcome is Outcome.ACCEPTED else 400)

@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from via_otlp.model import LogBatch
 from via_otlp.patterns import PatternStage
 from via_otlp.receive.normalise import IntakeCounts, Normaliser
-from via_otlp.receive.otlp_codec import Encoding, decode
+from via_otlp.receive.otlp_codec import Encoding, Repairs, decode
 from via_otlp.telemetry.timing import Stage, StageTimings
 
 
@@ -42,6 +42,8 @@ class Outcome(enum.StrEnum):
     QUEUE_FULL = "queue_full"
     UNAVAILABLE = "unavailable"
     UNAUTHENTICATED = "unauthenticated"  # no or a wrong bearer token (receive.auth)
+    TIMEOUT = "timeout"  # the body stopped arriving (HTTP 408)
+    CLIENT_GONE = "client_gone"  # the client closed the connection before the answer
 
 
 class QueueFullError(Exception):
@@ -150,6 +152,7 @@ class IntakeStats:
     records_dropped_by_patch: int = 0
     records_consumed: int = 0
     invalid_utf8_requests: int = 0
+    deep_values_cut_requests: int = 0
     normalised: IntakeCounts = field(default_factory=IntakeCounts)
 
     def count(self, transport: Transport, outcome: Outcome, records: int = 0) -> None:
@@ -157,6 +160,11 @@ class IntakeStats:
         self.requests[(transport, outcome)] += 1
         if records:
             self.records[(transport, outcome)] += records
+
+    def count_repairs(self, repairs: Repairs) -> None:
+        """Count a request that decoding repaired (invalid UTF-8, values nested too deep)."""
+        self.invalid_utf8_requests += bool(repairs & Repairs.INVALID_UTF8)
+        self.deep_values_cut_requests += bool(repairs & Repairs.DEEP_VALUE)
 
     def as_dict(self) -> dict[str, object]:
         by_transport: dict[str, dict[str, int]] = {}
@@ -172,6 +180,7 @@ class IntakeStats:
             "records_dropped_by_patch": self.records_dropped_by_patch,
             "records_consumed": self.records_consumed,
             "invalid_utf8_requests": self.invalid_utf8_requests,
+            "deep_values_cut_requests": self.deep_values_cut_requests,
             **{f"records_{k}": v for k, v in asdict(self.normalised).items() if k != "records"},
         }
 
@@ -219,9 +228,8 @@ class Intake:
         Raises `InputError` for bytes that are not a request and `QueueFullError` when there is
         no room (unless `wait`, which waits for it instead).
         """
-        message, replaced = decode(payload, encoding)
-        if replaced:
-            self.stats.invalid_utf8_requests += 1
+        message, repairs = decode(payload, encoding)
+        self.stats.count_repairs(repairs)
         n = sum(len(sl.log_records) for rl in message.resource_logs for sl in rl.scope_logs)
         if n and not wait and not self.queue.has_room(n):
             raise QueueFullError(self.retry_after, n)

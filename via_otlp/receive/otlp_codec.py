@@ -7,7 +7,9 @@ span ids are hex strings, not base64. Unknown fields are ignored, as the specifi
 from __future__ import annotations
 
 import base64
+import enum
 import json
+from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
@@ -20,7 +22,10 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 )
 
 from via_otlp.errors import InputError
+from via_otlp.receive import jsonrepair
 from via_otlp.receive.lenient import parse_lenient
+from via_otlp.receive.normalise import MAX_RENDER_DEPTH
+from via_otlp.receive.wire import cut_deep_values
 
 
 class Encoding(Enum):
@@ -30,19 +35,42 @@ class Encoding(Enum):
     JSON = "application/json"
 
 
-def decode_protobuf(data: bytes) -> tuple[ExportLogsServiceRequest, bool]:
-    """Parse a protobuf request; returns it and whether invalid UTF-8 had to be replaced."""
-    try:
-        return ExportLogsServiceRequest.FromString(data), False
-    except DecodeError as exc:
-        if "UTF-8" not in str(exc):
-            raise InputError(
-                f"request body is not a valid ExportLogsServiceRequest: {exc}"
-            ) from None
-    try:
-        return parse_lenient(data), True
-    except DecodeError as exc:
-        raise InputError(f"request body is not a valid ExportLogsServiceRequest: {exc}") from None
+class Repairs(enum.IntFlag):
+    """What decoding had to repair in a request that is otherwise valid (falsy: nothing)."""
+
+    NONE = 0
+    # Bytes that are not UTF-8 (or, in OTLP/JSON, an unpaired surrogate): replaced with U+FFFD.
+    INVALID_UTF8 = enum.auto()
+    # protobuf: AnyValues nested past the parser's depth limit, cut to "…" (as rendered anyway).
+    DEEP_VALUE = enum.auto()
+
+
+def decode_protobuf(data: bytes) -> tuple[ExportLogsServiceRequest, Repairs]:
+    """Parse a protobuf request; returns it and what had to be repaired (see `Repairs`).
+
+    The parser stops at the first problem it meets, so each repair is tried once, in the order
+    the problems show up.
+    """
+    repairs = Repairs.NONE
+    parse: Callable[[bytes], ExportLogsServiceRequest] = ExportLogsServiceRequest.FromString
+    while True:
+        try:
+            return parse(data), repairs
+        except DecodeError as exc:
+            problem = str(exc)
+        if "MaxDepth" in problem and not repairs & Repairs.DEEP_VALUE:
+            try:
+                data = cut_deep_values(data, MAX_RENDER_DEPTH)
+            except DecodeError as exc:
+                problem = str(exc)
+            else:
+                repairs |= Repairs.DEEP_VALUE
+                continue
+        elif "UTF-8" in problem and not repairs & Repairs.INVALID_UTF8:
+            parse = parse_lenient
+            repairs |= Repairs.INVALID_UTF8
+            continue
+        raise InputError(f"request body is not a valid ExportLogsServiceRequest: {problem}")
 
 
 def _hex_ids_to_base64(record: dict[str, Any], where: str) -> None:
@@ -69,10 +97,14 @@ def _list(parent: dict[str, Any], camel: str, snake: str, where: str) -> list[An
 
 def decode_json(data: bytes) -> ExportLogsServiceRequest:
     """Parse an OTLP/JSON request (hex ids, integer or named enums, unknown fields ignored)."""
+    return _decode_json(data)[0]
+
+
+def _decode_json(data: bytes) -> tuple[ExportLogsServiceRequest, Repairs]:
+    """`decode_json`, and whether invalid UTF-8 or unpaired surrogates had to be replaced."""
     try:
-        doc = json.loads(data)
-    except UnicodeDecodeError:
-        doc = _loads_replacing(data)
+        doc, replaced = jsonrepair.loads(data)
+        repairs = Repairs.INVALID_UTF8 if replaced else Repairs.NONE
     except (ValueError, RecursionError) as exc:
         raise InputError(f"request body is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
@@ -90,28 +122,18 @@ def decode_json(data: bytes) -> ExportLogsServiceRequest:
                     raise InputError(f"{swhere}.logRecords[{k}]: must be an object")
                 _hex_ids_to_base64(lr, f"{swhere}.logRecords[{k}]")
     try:
-        return json_format.ParseDict(doc, ExportLogsServiceRequest(), ignore_unknown_fields=True)
-    except (json_format.ParseError, RecursionError, ValueError, TypeError) as exc:
+        message = json_format.ParseDict(doc, ExportLogsServiceRequest(), ignore_unknown_fields=True)
+    # SystemError: upb reports some malformed input that way; it is the input's fault, not ours.
+    except (json_format.ParseError, RecursionError, ValueError, TypeError, SystemError) as exc:
         raise InputError(f"request body is not a valid OTLP/JSON logs request: {exc}") from None
+    return message, repairs
 
 
-def _loads_replacing(data: bytes) -> Any:
-    try:
-        return json.loads(data.decode("utf-8", "replace"))
-    except (ValueError, RecursionError) as exc:
-        raise InputError(f"request body is not valid JSON: {exc}") from None
-
-
-def decode(data: bytes, encoding: Encoding) -> tuple[ExportLogsServiceRequest, bool]:
-    """Decode a request body; the flag says whether invalid UTF-8 was replaced."""
+def decode(data: bytes, encoding: Encoding) -> tuple[ExportLogsServiceRequest, Repairs]:
+    """Decode a request body; also says what had to be repaired (`Repairs`, falsy if nothing)."""
     if encoding is Encoding.PROTOBUF:
         return decode_protobuf(data)
-    try:
-        data.decode("utf-8")
-        replaced = False
-    except UnicodeDecodeError:
-        replaced = True
-    return decode_json(data), replaced
+    return _decode_json(data)
 
 
 def encode_message(message: Message, encoding: Encoding) -> bytes:
@@ -149,6 +171,7 @@ def request_to_json_line(request: ExportLogsServiceRequest) -> str:
 
 __all__ = [
     "Encoding",
+    "Repairs",
     "decode",
     "decode_json",
     "decode_protobuf",

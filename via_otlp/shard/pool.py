@@ -42,7 +42,7 @@ from via_otlp.model import AnomalyEvent
 from via_otlp.patterns.stage import PatternStats, TemplateInfo
 from via_otlp.receive.intake import IntakeStats, QueueFullError
 from via_otlp.receive.normalise import IntakeCounts
-from via_otlp.receive.otlp_codec import Encoding
+from via_otlp.receive.otlp_codec import Encoding, Repairs
 from via_otlp.registry.patches import PatchRule, PatchSet
 from via_otlp.registry.records import event_from_json
 from via_otlp.shard.view import (
@@ -543,8 +543,7 @@ class ShardPool:
         counts = IntakeCounts(**header["counts"])
         self.stats.normalised.add(counts)
         self.stats.records_accepted += header["records"]
-        if header["replaced"]:
-            self.stats.invalid_utf8_requests += 1
+        self.stats.count_repairs(Repairs(header["repairs"]))
         if not header["records"]:
             return
         if self._max_event_ns is None or tmax > self._max_event_ns:

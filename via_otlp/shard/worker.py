@@ -29,7 +29,7 @@ from via_otlp.errors import InputError
 from via_otlp.model import AnomalyEvent, LogBatch
 from via_otlp.pipeline import Pipeline
 from via_otlp.receive.normalise import NormaliseOptions, Normaliser
-from via_otlp.receive.otlp_codec import Encoding, decode
+from via_otlp.receive.otlp_codec import Encoding, Repairs, decode
 from via_otlp.registry.patches import Patch, PatchRule, PatchSet
 from via_otlp.registry.records import event_to_json
 from via_otlp.shard import handoff
@@ -117,7 +117,7 @@ class Shard:
     def decode(self, payload: memoryview, encoding: Encoding, now_ns: int) -> list[bytes]:
         """A request cut into batches, each as a DECODED payload (with records per shard)."""
         raw = bytes(payload)
-        message, replaced = decode(raw, encoding)
+        message, repairs = decode(raw, encoding)
         out = []
         max_records = self.config.pipeline.batch_max_records
         timings = self.pipeline.stats.latency
@@ -134,7 +134,7 @@ class Shard:
             header = {
                 "records": len(batch),
                 "counts": asdict(counts),
-                "replaced": replaced,
+                "repairs": int(repairs),
                 "part_records": [len(p) if p is not None else 0 for p in parts],
                 "part_sources": [
                     [x.key for x in p.sources] if p is not None else [] for p in parts
@@ -144,7 +144,7 @@ class Shard:
             tmax = int(np.max(batch.time_ns)) if len(batch) else -1
             head = json.dumps(header, separators=(",", ":")).encode()
             out.append(struct.pack("<q", tmax) + _U32.pack(len(head)) + head + b"".join(blobs))
-            replaced = False  # counted once per request
+            repairs = Repairs.NONE  # counted once per request
         return out
 
     def consume(self, payload: memoryview, watermark_ns: int) -> int:

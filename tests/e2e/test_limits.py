@@ -1,0 +1,266 @@
+"""Hard limits of the HTTP intake, against a real server: size, lines, slow and idle clients,
+clients that leave, and too many connections under a real 1024 open-file limit.
+
+No assertion here is on elapsed time: waits are generous deadlines for something that must
+happen (a connection closed, a counter moved), and what is bounded is work and bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import resource
+import socket
+import struct
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ServerProcess, http_post, start_server
+
+pytestmark = pytest.mark.slow
+
+MAX_BODY = 1024 * 1024
+MAX_LINES = 5000
+SHORT = 1.0  # seconds: the test servers' header, body and idle timeouts
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    server = start_server(
+        tmp_path_factory.mktemp("limits"),
+        {
+            "receive": {
+                "http": {
+                    "max_request_body_size": MAX_BODY,
+                    "max_ndjson_lines": MAX_LINES,
+                    "read_header_timeout": SHORT,
+                    "body_read_timeout": SHORT,
+                    "idle_timeout": SHORT,
+                }
+            },
+            "registry": {"enabled": False},
+            "correlate": {"enabled": False},
+        },
+    )
+    yield server
+    assert server.stop() == 0, server.log()
+
+
+def post(
+    srv: ServerProcess, path: str, body: bytes, content_type: str, **headers: str
+) -> tuple[int, bytes]:
+    return http_post(f"{srv.http_url}{path}", body, content_type, **headers)
+
+
+def ingest(srv: ServerProcess, body: bytes, **headers: str) -> tuple[int, dict[str, object]]:
+    code, out = post(srv, "/v1/ingest", body, "application/x-ndjson", **headers)
+    return code, json.loads(out)
+
+
+def connect(srv: ServerProcess) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", srv.http_port), timeout=60)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (deadline: the socket's)."""
+    out = b""
+    while chunk := sock.recv(65536):
+        out += chunk
+    return out
+
+
+def connections(srv: ServerProcess) -> dict[str, int]:
+    return srv.status()["http"]["connections"]  # type: ignore[no-any-return]
+
+
+def test_ndjson_over_the_line_limit_is_413_after_the_lines_before_it(srv: ServerProcess) -> None:
+    lines = b"".join(
+        b'{"body": "line %d", "service": "limits"}\n' % i for i in range(MAX_LINES + 10)
+    )
+    code, result = ingest(srv, lines)
+    assert code == 413
+    assert result["accepted"] == MAX_LINES and result["rejected"] == 0
+    assert f"lines after {MAX_LINES} were not read" in str(result["error"])
+
+
+def test_gzip_of_millions_of_blank_lines_is_413_without_reading_them_all(
+    srv: ServerProcess,
+) -> None:
+    """16 KiB of gzip inflate to 16 Mi blank lines: refused at the line limit, nothing accepted."""
+    bomb = gzip.compress(b"\n" * (16 * 1024 * 1024))
+    assert len(bomb) < 64 * 1024
+    code, result = ingest(srv, bomb, **{"Content-Encoding": "gzip"})
+    assert code == 413 and result["accepted"] == 0
+    assert "max_ndjson_lines" in str(result["error"])
+
+
+def test_ndjson_inflating_past_the_size_limit_is_413(srv: ServerProcess) -> None:
+    line = b'{"body": "' + b"x" * 1000 + b'"}\n'
+    big = line * (
+        MAX_BODY // len(line) + 10
+    )  # fewer lines than MAX_LINES, more bytes than MAX_BODY
+    code, result = ingest(srv, gzip.compress(big), **{"Content-Encoding": "gzip"})
+    assert code == 413 and "max_request_body_size" in str(result["error"])
+    assert 0 < int(result["accepted"]) < big.count(b"\n")  # type: ignore[call-overload]
+    # declared too large: refused before reading anything
+    code, result = ingest(srv, big)
+    assert code == 413 and result["accepted"] == 0
+
+
+def test_otlp_http_over_the_size_limit_is_413(srv: ServerProcess) -> None:
+    code, _ = post(srv, "/v1/logs", b"\0" * (MAX_BODY + 1), "application/x-protobuf")
+    assert code == 413
+
+
+def test_half_sent_headers_are_closed_and_counted(srv: ServerProcess) -> None:
+    before = connections(srv)["header_timeouts"]
+    with connect(srv) as sock:
+        sock.sendall(b"POST /v1/logs HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 408")
+    with connect(srv) as sock:  # says nothing at all
+        assert read_until_closed(sock) == b""
+    assert connections(srv)["header_timeouts"] >= before + 2
+
+
+@pytest.mark.parametrize("path", ["/v1/logs", "/v1/ingest"])
+def test_a_stalled_body_is_408(srv: ServerProcess, path: str) -> None:
+    with connect(srv) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            "Content-Length: 1000\r\n\r\n".encode()
+            + b"\n" * 10
+        )
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+
+
+def test_an_idle_keep_alive_connection_is_closed(srv: ServerProcess) -> None:
+    with connect(srv) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = read_until_closed(sock)  # the answer, then the close after idle_timeout
+    assert answer.startswith(b"HTTP/1.1 200") and b"SERVING" in answer
+
+
+def test_work_stops_when_the_sender_leaves(tmp_path: Path) -> None:
+    """A body that is all there (small gzip, much work) is abandoned once its sender has gone."""
+    lines = 4_000_000
+    body = gzip.compress(
+        b"".join(
+            b'{"body": "job %d done", "service": "leaver"}\n' % (i % 100) for i in range(lines)
+        )
+    )
+    server = start_server(
+        tmp_path,
+        {
+            "receive": {"http": {"max_ndjson_lines": lines, "max_request_body_size": 1 << 30}},
+            "registry": {"enabled": False},
+            "correlate": {"enabled": False},
+        },
+    )
+    try:
+        sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=300)
+
+        def send() -> None:  # the server reads as it works: sending takes as long as the work
+            with contextlib.suppress(OSError):
+                sock.sendall(
+                    b"POST /v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(body) + body
+                )
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        server.wait_for(lambda s: s["intake"]["records_accepted"] > 0, timeout=120, what="work")
+        # gone, whatever it had not sent yet: shutdown wakes the sender, close sends a reset
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RDWR)
+        sender.join(60)
+        sock.close()
+        status = server.wait_for(
+            lambda s: s["intake"]["requests"]["ndjson"].get("client_gone", 0) >= 1,
+            timeout=120,
+            what="the handler to be cancelled",
+        )
+        accepted = status["intake"]["records_accepted"]
+        assert accepted < lines
+        time.sleep(1.0)  # no more work comes from that request
+        assert server.status()["intake"]["records_accepted"] == accepted
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def _limit_fds(n: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+
+
+def test_more_connections_than_file_descriptors(tmp_path: Path) -> None:
+    """1,100 idle and half-sent HTTP connections, and 600 to gRPC, against a process with a
+    1024 open-file limit: past the limits new connections are refused at once, the rest time
+    out; then the service answers /healthz again. The log says so in a line or two (it once
+    wrote 83 MB of "Too many open files" in 40 s)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 4096 if hard == resource.RLIM_INFINITY else min(4096, hard)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= 2000, "the test needs 2,000 descriptors"
+    server = start_server(
+        tmp_path,
+        {
+            # long enough that the limit is reached before the first ones time out
+            "receive": {
+                "http": {"read_header_timeout": "15s"},
+                "grpc": {"handshake_timeout": "15s"},
+            },
+            "registry": {"enabled": False},
+            "correlate": {"enabled": False},
+        },
+        preexec_fn=lambda: _limit_fds(1024),
+    )
+    try:
+        limit = connections(server)["limit"]
+        assert 0 < limit < 1024
+        socks = []
+        for i in range(1100):
+            s = socket.create_connection(("127.0.0.1", server.http_port), timeout=120)
+            if i % 2:
+                s.sendall(b"POST /v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Le")
+            socks.append(s)
+        for i in range(600):
+            s = socket.create_connection(("127.0.0.1", server.grpc_port), timeout=120)
+            if i % 2:
+                s.sendall(b"PRI * HTTP/2.0\r\n")
+            socks.append(s)
+        answers = []
+        for s in socks:  # every one is closed by the server: refused, or timed out
+            try:
+                answers.append(read_until_closed(s)[:12])
+            except ConnectionResetError:
+                answers.append(b"reset")  # refused while its half-sent request was unread
+            s.close()
+        assert set(answers[:1100]) <= {b"HTTP/1.1 503", b"HTTP/1.1 408", b"", b"reset"}
+        stats = server.wait_for(
+            lambda s: s["http"]["connections"]["active"] <= 1, what="no open connections"
+        )["http"]["connections"]
+        assert stats["refused"] >= 1100 - limit and stats["header_timeouts"] >= limit // 2
+        assert stats["refused"] + stats["header_timeouts"] >= 1100
+        with urllib.request.urlopen(f"{server.http_url}/healthz", timeout=60) as resp:
+            assert resp.status == 200
+        log = server.log()
+        assert 1 <= log.count("connection limit reached") <= 2, log[-3000:]
+        assert len(log) < 20_000 and "Traceback" not in log, log[-3000:]
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_still_serving(srv: ServerProcess) -> None:
+    with urllib.request.urlopen(f"{srv.http_url}/healthz", timeout=60) as resp:
+        assert resp.status == 200
+    requests = srv.status()["intake"]["requests"]
+    assert requests["ndjson"]["too_large"] >= 3 and requests["http"]["too_large"] >= 1
+    assert requests["http"]["timeout"] >= 1 and requests["ndjson"]["timeout"] >= 1

@@ -1,0 +1,135 @@
+"""Cut AnyValues nested too deep for the protobuf parser, on the wire. Pure.
+
+The protobuf runtime refuses a message nested deeper than 100 messages; every kvlist level of
+an OTLP `AnyValue` costs three (AnyValue → KeyValueList → KeyValue), so a log body nested
+about 32 levels deep made the whole export fail. README promises that content problems never
+fail a request, and the normaliser renders anything below `max_depth` levels as "…" anyway.
+So when the parser gives up on depth, `cut_deep_values` rewrites the request bytes: every
+AnyValue deeper than `max_depth` (a body or attribute value is depth 0) becomes the string "…",
+and the request parses, rendering exactly as a shallower one would.
+
+It walks only the messages that can hold an AnyValue; everything else (strings, ids,
+timestamps, unknown fields) is copied as it is. Its Python recursion is bounded by
+`max_depth`, whatever the input's nesting, and its work by the input's size.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from google.protobuf.message import DecodeError
+
+ELLIPSIS = "…"
+
+
+class _Kind(enum.Enum):
+    """The OTLP logs messages on the way from a request to its AnyValues."""
+
+    REQUEST = enum.auto()
+    RESOURCE_LOGS = enum.auto()
+    RESOURCE = enum.auto()
+    SCOPE_LOGS = enum.auto()
+    SCOPE = enum.auto()
+    LOG_RECORD = enum.auto()
+    KEY_VALUE = enum.auto()
+    ANY_VALUE = enum.auto()
+    ARRAY = enum.auto()
+    KVLIST = enum.auto()
+
+
+# field number → kind of the sub-message, for the fields that lead to AnyValues.
+_CHILDREN: dict[_Kind, dict[int, _Kind]] = {
+    _Kind.REQUEST: {1: _Kind.RESOURCE_LOGS},
+    _Kind.RESOURCE_LOGS: {1: _Kind.RESOURCE, 2: _Kind.SCOPE_LOGS},
+    _Kind.RESOURCE: {1: _Kind.KEY_VALUE},
+    _Kind.SCOPE_LOGS: {1: _Kind.SCOPE, 2: _Kind.LOG_RECORD},
+    _Kind.SCOPE: {3: _Kind.KEY_VALUE},
+    _Kind.LOG_RECORD: {5: _Kind.ANY_VALUE, 6: _Kind.KEY_VALUE},
+    _Kind.KEY_VALUE: {2: _Kind.ANY_VALUE},
+    _Kind.ANY_VALUE: {5: _Kind.ARRAY, 6: _Kind.KVLIST},
+    _Kind.ARRAY: {1: _Kind.ANY_VALUE},
+    _Kind.KVLIST: {1: _Kind.KEY_VALUE},
+}
+# AnyValue{string_value: "…"}: field 1, wire type 2, length 3.
+_CUT_VALUE = b"\x0a" + bytes([len(ELLIPSIS.encode())]) + ELLIPSIS.encode()
+
+
+def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= end or shift > 63:
+            raise DecodeError("truncated or overlong varint")
+        b = data[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def cut_deep_values(data: bytes, max_depth: int) -> bytes:
+    """`data` (an ExportLogsServiceRequest) with every AnyValue deeper than `max_depth`
+    replaced by the string "…". Raises `DecodeError` when `data` is not protobuf."""
+    out = _walk(data, 0, len(data), _Kind.REQUEST, -1, max_depth)
+    return data if out is None else out
+
+
+def _walk(
+    data: bytes, start: int, end: int, kind: _Kind, depth: int, max_depth: int
+) -> bytes | None:
+    """The message `data[start:end]` rewritten, or None when nothing in it had to change.
+
+    `depth` is the value depth of the innermost AnyValue around it (-1 above any).
+    """
+    if kind is _Kind.ANY_VALUE:
+        depth += 1
+        if depth > max_depth:
+            return _CUT_VALUE
+    children = _CHILDREN[kind]
+    pieces: list[bytes] | None = None
+    copied = start  # data[copied:pos] is unchanged and not yet in `pieces`
+    pos = start
+    while pos < end:
+        field_start = pos
+        key, pos = _varint(data, pos, end)
+        wire_type = key & 7
+        if wire_type == 0:
+            _, pos = _varint(data, pos, end)
+        elif wire_type == 1:
+            pos += 8
+        elif wire_type == 5:
+            pos += 4
+        elif wire_type == 2:
+            length, pos = _varint(data, pos, end)
+            value_end = pos + length
+            if value_end > end:
+                raise DecodeError("truncated length-delimited field")
+            child = children.get(key >> 3)
+            if child is not None:
+                new = _walk(data, pos, value_end, child, depth, max_depth)
+                if new is not None:
+                    if pieces is None:
+                        pieces = []
+                    pieces.append(data[copied:field_start])
+                    pieces.append(_encode_varint(key))
+                    pieces.append(_encode_varint(len(new)))
+                    pieces.append(new)
+                    copied = value_end
+            pos = value_end
+        else:
+            raise DecodeError(f"unsupported wire type {wire_type}")
+        if pos > end:
+            raise DecodeError("truncated field")
+    if pieces is None:
+        return None
+    pieces.append(data[copied:end])
+    return b"".join(pieces)
