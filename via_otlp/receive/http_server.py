@@ -450,6 +450,7 @@ class HttpServer:
         stats = self.intake.stats
         default_service = request.query.get("service", "") or "unknown_service"
         accepted = rejected = 0
+        repaired = False
         errors: list[dict[str, Any]] = []
         pending: list[TextRecord] = []
         content_encoding = _content_encoding(request)
@@ -476,6 +477,7 @@ class HttpServer:
         def answer(outcome: Outcome, status: int, error: str = "", **headers: str) -> web.Response:
             """Count the request and its records, and say how far it got."""
             stats.count(Transport.NDJSON, outcome)
+            stats.invalid_utf8_requests += repaired
             stats.records[(Transport.NDJSON, Outcome.ACCEPTED)] += accepted
             if rejected:
                 stats.records[(Transport.NDJSON, Outcome.INVALID)] += rejected
@@ -485,12 +487,14 @@ class HttpServer:
             return web.json_response(body, status=status, headers=headers or None)
 
         def take(lines: list[Line]) -> None:
-            nonlocal rejected
+            nonlocal rejected, repaired
             for line in lines:
                 try:
                     if line.text is None:
                         raise InputError(f"line longer than {MAX_NDJSON_LINE} bytes")
-                    pending.append(parse_ndjson_line(line.text, default_service))
+                    record = parse_ndjson_line(line.text, default_service)
+                    repaired = repaired or record.repaired
+                    pending.append(record)
                 except InputError as exc:
                     rejected += 1
                     if len(errors) < NDJSON_MAX_ERRORS_SHOWN:

@@ -9,6 +9,7 @@ microseconds or nanoseconds since the epoch (told apart by size).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Iterable
@@ -33,10 +34,12 @@ KNOWN_KEYS = frozenset({"time", "service", "severity", "body", "attributes", "tr
 
 @dataclass(frozen=True, slots=True)
 class TextRecord:
-    """One input record before it becomes OTLP: a service and a LogRecord."""
+    """One input record before it becomes OTLP: a service and a LogRecord (`repaired`: its
+    text had invalid UTF-8 or unpaired surrogates, replaced)."""
 
     service: str
     record: LogRecord
+    repaired: bool = False
 
 
 def parse_time(value: Any) -> int:
@@ -149,10 +152,11 @@ def record_from_json(doc: Any, default_service: str = UNKNOWN_SERVICE) -> TextRe
 def parse_ndjson_line(line: bytes | str, default_service: str = UNKNOWN_SERVICE) -> TextRecord:
     """One line of NDJSON → a `TextRecord` (invalid UTF-8 and unpaired surrogates replaced)."""
     try:
-        doc, _ = jsonrepair.loads(line)
+        doc, repaired = jsonrepair.loads(line)
     except (ValueError, RecursionError) as exc:
         raise InputError(f"not valid JSON: {exc}") from None
-    return record_from_json(doc, default_service)
+    record = record_from_json(doc, default_service)
+    return dataclasses.replace(record, repaired=True) if repaired else record
 
 
 # A line's content: from its first non-blank byte to its end. Searching for it skips runs of
