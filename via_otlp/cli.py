@@ -161,7 +161,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from via_otlp.config import load_config
     from via_otlp.emit import JsonLinesSink
     from via_otlp.emit.console import ConsoleWriter
-    from via_otlp.replay import Format, Progress, ReplayProblems, read_requests
+    from via_otlp.replay import Format, Progress, ReplayProblems, read_batches
 
     config = load_config(args.config)
     _setup_logging(config)
@@ -175,12 +175,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         for path in args.files:
-            for request in read_requests(
-                path, Format(args.format), args.service, problems, progress
+            intake = pipeline.intake
+            for batch in read_batches(
+                path, Format(args.format), args.service, problems, intake, progress
             ):
-                batch = pipeline.intake.process(pipeline.intake.prepare_request(request))
-                pipeline.consume(batch)
                 progress.add_records(len(batch))
+                pipeline.consume(intake.process(batch))
         pipeline.finish()
     finally:
         progress.close()
@@ -195,6 +195,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         + (f" written to {args.anomalies_out}" if sink is not None else ""),
         file=sys.stderr,
     )
+    if problems.untimed:
+        print(
+            f"{problems.untimed:,} text line(s) carried no timestamp: each took the time of the "
+            f"line before it ({problems.read_time:,} with none before: the read time)",
+            file=sys.stderr,
+        )
     if problems.count:
         print(f"{problems.count:,} line(s) could not be read; first ones:", file=sys.stderr)
         for line in problems.shown:

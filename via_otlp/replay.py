@@ -3,6 +3,11 @@
 Formats: `otlp-json` (one ExportLogsServiceRequest in OTLP/JSON per line, as the Collector's
 `file` exporter writes), `ndjson` (one record per line, see `receive/ndjson.py`) and `text`
 (raw lines of one service). `auto` looks at the first non-empty line.
+
+`read_batches` gives normalised batches: OTLP/JSON lines go straight to columns
+(`receive/otlp_json.py`, no protobuf message); a text line keeps the timestamp it carries
+(`receive/linetime.py`); a line without one (a stack trace's continuation) takes the time of the
+line before it in the file, or the read time when no line had one yet (counted).
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from via_otlp.config import Config
 from via_otlp.errors import InputError, ViaError
 from via_otlp.model import AnomalyEvent
 from via_otlp.receive.intake import IntakeStats
+from via_otlp.model import LogBatch
+from via_otlp.receive.intake import Intake
+from via_otlp.receive.linetime import LineTimes
 from via_otlp.receive.ndjson import TextRecord, parse_ndjson_line, records_to_request, text_record
 from via_otlp.receive.otlp_codec import Encoding, decode_json
 from via_otlp.shard.pool import ShardPool
@@ -57,6 +65,8 @@ class ReplayProblems:
 
     count: int = 0
     shown: list[str] = field(default_factory=list)
+    untimed: int = 0  # text lines without a timestamp of their own
+    read_time: int = 0  # ... of which no earlier line of the file gave a time: read time used
 
     def add(self, where: str, error: Exception) -> None:
         self.count += 1
@@ -107,6 +117,55 @@ def read_requests(
                 pending = []
         if pending:
             yield records_to_request(pending)
+
+
+def read_batches(
+    path: str,
+    fmt: Format,
+    service: str,
+    problems: ReplayProblems,
+    intake: Intake,
+    progress: Progress | None = None,
+) -> Iterator[LogBatch]:
+    """Normalised batches from one file, in file order: one per OTLP/JSON line, else of at most
+    CHUNK_RECORDS records."""
+    stream, size = _open(path)
+    if progress is not None:
+        progress.begin_file(path, size)
+    times = LineTimes()
+    last_time = 0
+    with stream:
+        pending: list[TextRecord] = []
+        for line_no, line in enumerate(stream, 1):
+            if progress is not None:
+                progress.advance(len(line))
+            text = line.rstrip("\r\n")
+            if not text.strip():
+                continue
+            if fmt is Format.AUTO:
+                fmt = sniff_format(text)
+            try:
+                if fmt is Format.OTLP_JSON:
+                    yield intake.prepare_json(text)
+                    continue
+                if fmt is Format.NDJSON:
+                    pending.append(parse_ndjson_line(text, service))
+                else:
+                    t = times.time_of(text)
+                    if t is None:
+                        problems.untimed += 1
+                        problems.read_time += not last_time
+                        t = last_time
+                    last_time = t
+                    pending.append(text_record(text, service, time_ns=t))
+            except InputError as exc:
+                problems.add(f"{path}:{line_no}", exc)
+                continue
+            if len(pending) >= CHUNK_RECORDS:
+                yield intake.prepare_request(records_to_request(pending))
+                pending = []
+        if pending:
+            yield intake.prepare_request(records_to_request(pending))
 
 
 class Progress:

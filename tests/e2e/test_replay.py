@@ -155,3 +155,32 @@ def test_anomalies_show_the_generalised_template(tmp_path: Path) -> None:
     spikes = [e for e in events if e["kind"] == "spike"]
     assert spikes, events
     assert spikes[0]["template"] == "invoice <*> sent to <*>"
+
+
+def test_text_lines_keep_their_own_time(tmp_path: Path) -> None:
+    """A day of plain log lines replays in the lines' time, not the time they were read."""
+    from datetime import UTC, datetime
+
+    def iso(t: float) -> str:
+        return (
+            datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        )
+
+    lines = [f"{iso(T0 + s)} INFO invoice {s} sent" for s in range(0, 7200, 2)]
+    for i in range(40):
+        lines.append(f"{iso(T0 + 7200 + i / 10)} ERROR ledger write failed for invoice {i}")
+        lines.append("    at ledger.Writer.write(Writer.java:42)")  # continuation: no time
+    lines += [f"{iso(T0 + s)} INFO invoice {s} sent" for s in range(7205, 7800, 2)]
+    log = tmp_path / "day.log"
+    log.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "a.jsonl"
+    result = replay(str(log), "--format", "text", "--service", "billing",
+                    "--anomalies-out", str(out), cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "40 text line(s) carried no timestamp" in result.stderr
+    assert "(0 with none before: the read time)" in result.stderr
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    novelty = [e for e in events if e["kind"] == "novelty" and e["state"] == "open"]
+    assert novelty, events
+    assert "ledger write failed" in novelty[0]["template"]
+    assert novelty[0]["time_unix_nano"] == (T0 + 7210) * 10**9  # event time, as with NDJSON

