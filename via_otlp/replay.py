@@ -26,10 +26,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from via_otlp.config import Config
 from via_otlp.errors import InputError, ViaError
-from via_otlp.model import AnomalyEvent
-from via_otlp.receive.intake import IntakeStats
-from via_otlp.model import LogBatch
-from via_otlp.receive.intake import Intake
+from via_otlp.model import AnomalyEvent, LogBatch
+from via_otlp.receive.intake import Intake, IntakeStats
 from via_otlp.receive.linetime import LineTimes
 from via_otlp.receive.ndjson import TextRecord, parse_ndjson_line, records_to_request, text_record
 from via_otlp.receive.otlp_codec import Encoding, decode_json

@@ -17,7 +17,7 @@ from via_otlp.model import TEMPLATE_ATTRIBUTE, VIA_SCOPE_NAME
 from via_otlp.receive import otlp_json
 from via_otlp.receive.normalise import NormaliseOptions, Normaliser
 from via_otlp.receive.otlp_codec import decode_json, request_to_json_line
-from via_otlp.receive.otlp_json import batch_from_json
+from via_otlp.receive.otlp_json import batch_from_json, batches_from_json
 
 NOW = 1_700_000_000_000_000_000
 KEYS = ["service.name", "service.namespace", "deployment.environment.name", "user.id",
@@ -93,6 +93,16 @@ def both(line: str, sample_every: int = 3) -> tuple[object, object, int, int]:
     return got, want, fast._sample_countdown, slow._sample_countdown
 
 
+def both_cut(line: str, max_records: int, countdown: int) -> tuple[object, object, int, int]:
+    opts = NormaliseOptions(sample_every=3)
+    fast, slow = Normaliser(opts), Normaliser(opts)
+    fast._sample_countdown = slow._sample_countdown = countdown
+    data = line.encode()
+    got, _ = batches_from_json(data, fast, NOW, max_records)
+    want = list(slow.batches(decode_json(data), NOW, data, max_records))
+    return got, want, fast._sample_countdown, slow._sample_countdown
+
+
 def snake_line(req: ExportLogsServiceRequest) -> str:
     doc = json_format.MessageToDict(req, preserving_proto_field_name=True)
     for rl in doc.get("resource_logs", []):
@@ -107,18 +117,14 @@ def snake_line(req: ExportLogsServiceRequest) -> str:
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
-@given(requests(), st.booleans(), st.booleans())
-def test_same_batch_as_the_protobuf_path(
-    req: ExportLogsServiceRequest, snake: bool, typed: bool
+@given(requests(), st.booleans(), st.sampled_from([0, 1, 3]), st.integers(0, 4))
+def test_same_batches_as_the_protobuf_path(
+    req: ExportLogsServiceRequest, snake: bool, max_records: int, countdown: int
 ) -> None:
-    """camelCase lines take the typed walk, proto field names the dict walk; `typed=False`
-    checks the dict walk on camelCase lines too."""
+    """camelCase lines take the typed walk, proto field names the protobuf path; batches are
+    cut at the same records, schema samples taken at the same ones."""
     line = snake_line(req) if snake else request_to_json_line(req)
-    otlp_json._TYPED = typed
-    try:
-        got, want, c1, c2 = both(line)
-    finally:
-        otlp_json._TYPED = True
+    got, want, c1, c2 = both_cut(line, max_records, countdown)
     assert got == want
     assert c1 == c2  # the schema-sampling countdown carries on the same
 

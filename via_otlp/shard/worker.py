@@ -17,6 +17,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,9 @@ from via_otlp.configload import load_dataclass, to_plain
 from via_otlp.errors import InputError
 from via_otlp.model import AnomalyEvent, LogBatch
 from via_otlp.pipeline import Pipeline
-from via_otlp.receive.normalise import NormaliseOptions, Normaliser
+from via_otlp.receive.normalise import IntakeCounts, NormaliseOptions, Normaliser
 from via_otlp.receive.otlp_codec import Encoding, Repairs, decode
+from via_otlp.receive.otlp_json import batches_from_json
 from via_otlp.registry.patches import Patch, PatchRule, PatchSet
 from via_otlp.registry.records import event_to_json
 from via_otlp.shard import handoff
@@ -117,11 +119,17 @@ class Shard:
     def decode(self, payload: memoryview, encoding: Encoding, now_ns: int) -> list[bytes]:
         """A request cut into batches, each as a DECODED payload (with records per shard)."""
         raw = bytes(payload)
-        message, repairs = decode(raw, encoding)
         out = []
         max_records = self.config.pipeline.batch_max_records
         timings = self.pipeline.stats.latency
-        batches = self.normaliser.batches(message, now_ns, raw, max_records)
+        batches: Iterator[tuple[LogBatch, IntakeCounts]]
+        if encoding is Encoding.JSON:
+            # Straight from the JSON to columns (receive/otlp_json.py), no protobuf message.
+            cuts, repairs = batches_from_json(raw, self.normaliser, now_ns, max_records)
+            batches = iter(cuts)
+        else:
+            message, repairs = decode(raw, encoding)
+            batches = self.normaliser.batches(message, now_ns, raw, max_records)
         while True:
             started = time.perf_counter()
             got = next(batches, None)
