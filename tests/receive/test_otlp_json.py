@@ -16,7 +16,7 @@ from via_otlp.errors import InputError
 from via_otlp.model import TEMPLATE_ATTRIBUTE, VIA_SCOPE_NAME
 from via_otlp.receive import otlp_json
 from via_otlp.receive.normalise import NormaliseOptions, Normaliser
-from via_otlp.receive.otlp_codec import decode_json, request_to_json_line
+from via_otlp.receive.otlp_codec import Encoding, decode, decode_json, request_to_json_line
 from via_otlp.receive.otlp_json import batch_from_json, batches_from_json
 
 NOW = 1_700_000_000_000_000_000
@@ -216,3 +216,16 @@ def test_non_finite_doubles_render_like_the_protobuf_path(d: float) -> None:
     got, want, _, _ = both(request_to_json_line(req))
     assert got == want
     assert got[0].body[0].startswith('{"a":')  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'"ok"', b'"caf\xe9"', b'"\\ud800 lone"', b'"\\ud83d\\ude00 pair"'],
+)
+def test_repairs_are_reported_as_the_protobuf_path_reports_them(body: bytes) -> None:
+    data = (b'{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":' + body
+            + b'},"attributes":[{"key":"k","value":{"stringValue":' + body + b"}}]}]}]}]}")  # fmt: skip
+    got, repairs = batches_from_json(data, Normaliser(), NOW)
+    message, want_repairs = decode(data, Encoding.JSON)
+    assert repairs == want_repairs
+    assert got == list(Normaliser().batches(message, NOW, data))
