@@ -60,3 +60,23 @@ def test_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     bad.write_text('{patterns: {masking: [{name: "x", regex: "("}]}}', encoding="utf-8")
     assert cli.run(parse([str(tmp_path / "missing.log"), "--config", str(bad)])) == 2
     assert "rule 'x' does not compile" in capsys.readouterr().err
+
+
+def test_progress_on_a_terminal_only() -> None:
+    import io
+
+    from via_otlp.patterns.cli import PatternsConfig, Progress, mine_lines
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty, pipe = Tty(), io.StringIO()
+    lines = [f"user {i} logged in" for i in range(25_000)]
+    for stream in (tty, pipe):
+        templates = mine_lines(lines, PatternsConfig(), Progress(len(lines), stream, interval=0))
+        assert len(templates) == len(lines)
+    shown = tty.getvalue()
+    assert "10,000 of 25,000 lines" in shown and "20,000 of 25,000 lines" in shown
+    assert shown.endswith("\r\033[K")  # the line is cleared at the end
+    assert pipe.getvalue() == ""

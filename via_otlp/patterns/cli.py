@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterable
 from typing import TextIO
@@ -39,11 +40,48 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(func=run)
 
 
-def mine_lines(lines: Iterable[str], config: PatternsConfig) -> list[Template]:
+def mine_lines(
+    lines: Iterable[str], config: PatternsConfig, progress: Progress | None = None
+) -> list[Template]:
     """The final template of every line (merged templates resolved to their survivor)."""
     miner = SourceMiner(config)
-    assigned = [miner.add(line) for line in lines]
+    if progress is None:
+        assigned = [miner.add(line) for line in lines]
+    else:
+        assigned = []
+        for i, line in enumerate(lines, 1):
+            assigned.append(miner.add(line))
+            if not i % 10_000:
+                progress.advance(i)
+        progress.close()
     return [t.resolve() for t in assigned]
+
+
+class Progress:
+    """`lines mined of total` on one line of stderr, only when stderr is a terminal (as replay)."""
+
+    def __init__(self, total: int, stream: TextIO | None = None, interval: float = 0.2) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() and total > 0
+        self.total = total
+        self.interval = interval
+        self._start = self._last = time.monotonic()
+
+    def advance(self, done: int) -> None:
+        now = time.monotonic()
+        if self.enabled and now - self._last >= self.interval:
+            self._last = now
+            rate = done / max(now - self._start, 1e-9)
+            self.stream.write(
+                f"\rmining: {100 * done / self.total:5.1f}% {done:,} of {self.total:,} lines, "
+                f"{rate:,.0f} lines/s "
+            )
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
 
 
 def _read_lines(stream: TextIO) -> list[str]:
@@ -65,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"via-otlp patterns: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
-    templates = mine_lines(lines, config)
+    templates = mine_lines(lines, config, Progress(len(lines)))
     out = sys.stdout
     if args.summary:
         counts = Counter(t.id for t in templates)

@@ -52,6 +52,16 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_simulate)
 
 
+def require_matplotlib() -> None:
+    """Fail now, with the fix, when `--plot` cannot draw (a whole run would be lost)."""
+    from via_otlp.errors import ViaError
+
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ViaError("--plot needs matplotlib", hint="pip install 'via-otlp[plot]'") from None
+
+
 def scenario_files(args: list[str]) -> list[Path]:
     paths = [Path(a) for a in args] or [STANDARD_SUITE]
     out: list[Path] = []
@@ -98,6 +108,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from via_otlp.simulate.run import run_live_sync, run_offline
     from via_otlp.simulate.scenario import load_scenario
 
+    if args.plot:
+        require_matplotlib()  # before the run, not after it
     config = load_config(args.config) if args.config else Config()
     scenarios = [load_scenario(p) for p in scenario_files(args.scenarios)]
     if not scenarios:
