@@ -3,6 +3,7 @@
     python benchmarks/patterns.py [--repeat N] [--rounds N]
     python benchmarks/patterns.py --adversarial
     python benchmarks/patterns.py --loso
+    python benchmarks/patterns.py --lines 1000000
 
 For each system: grouping accuracy (GA: a line is right when the set of lines in its predicted
 group equals the set in its true group), parsing accuracy (PA: its final template equals the
@@ -22,6 +23,13 @@ configuration's, and the mean. Then the synthetic systems of `synthetic_systems.
 styles, generated with ground truth) with the default configuration and with the knobs fitted
 on all eight dev systems.
 
+``--lines N`` measures at scale: N lines (the eight dev systems and the six synthetic ones
+interleaved as 14 sources, every run of digits replaced by a fresh random number of random
+length after the first round) through `PatternStage.apply` in batches of 1000, and through one
+Drain3 `TemplateMiner` per source, each miner in its own child process (same stream, same
+seed), so that each one's peak RSS is its own: lines/s (wall and CPU), peak RSS, and RSS
+growth while mining (the stream itself is held by both).
+
 ``--adversarial`` times the lines of `synthetic_logs.adversarial_lines` (runs of same-shaped
 tokens that made the old regex span matcher backtrack exponentially) and of
 `synthetic_logs.long_token_lines` (huge tokens), next to as many ordinary Loghub lines.
@@ -33,9 +41,12 @@ import argparse
 import csv
 import dataclasses
 import gc
+import json
 import logging
 import random
 import re
+import subprocess
+import sys
 import time
 import tracemalloc
 from collections import defaultdict
@@ -147,6 +158,9 @@ def measure(ds: Dataset, repeat: int) -> tuple[Score, Score]:
 
 
 _DIGITS = re.compile(r"\d+")
+# Digits of values, not of words (ssh2, HTTP/1.1, log4j, I0304): a run not glued after a letter,
+# a slash or a dot gets a fresh value at scale.
+_VALUE_DIGITS = re.compile(r"(?<![A-Za-z0-9/.])\d+")
 
 
 def mixed_stream(datasets: list[Dataset], rounds: int, seed: int = 7) -> list[tuple[int, str]]:
@@ -168,8 +182,9 @@ def mixed_stream(datasets: list[Dataset], rounds: int, seed: int = 7) -> list[tu
 
 def measure_mixed(
     datasets: list[Dataset], rounds: int, batch_size: int = 1000
-) -> tuple[int, float, float]:
-    """(lines, lines/s through PatternStage.apply, lines/s of one Drain3 per source)."""
+) -> tuple[int, float, float, float, float]:
+    """(lines, lines/s through PatternStage.apply, of one Drain3 per source; then both in CPU
+    time, which a machine shared with other work distorts less)."""
     stream = mixed_stream(datasets, rounds)
     sources = [Source.from_attributes((("service.name", ds.name),)) for ds in datasets]
     batches = []
@@ -186,21 +201,23 @@ def measure_mixed(
         )
     stage = PatternStage()
     gc.collect()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for batch in batches:
         stage.apply(batch)
     via_rate = len(stream) / (time.perf_counter() - t0)
+    via_cpu = len(stream) / (time.process_time() - c0)
 
     from drain3 import TemplateMiner
     from drain3.template_miner_config import TemplateMinerConfig
 
     miners = [TemplateMiner(config=TemplateMinerConfig()) for _ in datasets]
     gc.collect()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for s, body in stream:
         miners[s].add_log_message(body)
     drain_rate = len(stream) / (time.perf_counter() - t0)
-    return len(stream), via_rate, drain_rate
+    drain_cpu = len(stream) / (time.process_time() - c0)
+    return len(stream), via_rate, drain_rate, via_cpu, drain_cpu
 
 
 def _word(i: int) -> str:
@@ -328,6 +345,139 @@ def loso(datasets: list[Dataset]) -> None:
     )
 
 
+def scale_stream(n: int, seed: int = 11) -> tuple[list[str], list[tuple[int, str]]]:
+    """(source names, n (source index, body)): dev and synthetic systems, fresh values.
+
+    After the first round every value's digits are new: a number standing alone gets a random
+    length too, while one inside a date, time, address or padded field (next to ``:-/.`` or
+    with leading zeros) keeps its width, as those fields do. Digits of words (``ssh2``,
+    ``HTTP/1.1``, ``I0304``) are left alone.
+    """
+    datasets = [load(name) for name in SYSTEMS] + synthetic_systems.all_systems()
+    rng = random.Random(seed)
+
+    def fresh(m: re.Match[str]) -> str:
+        digits, text = m.group(), m.string
+        before = text[m.start() - 1] if m.start() else " "
+        after = text[m.end()] if m.end() < len(text) else " "
+        if before in ":-/." or after in ":-/." or (digits[0] == "0" and len(digits) > 1):
+            return str(rng.randrange(10 ** len(digits))).zfill(len(digits))
+        return str(rng.randrange(10 ** rng.randint(1, len(digits) + 1)))
+
+    stream: list[tuple[int, str]] = []
+    first = True
+    while len(stream) < n:
+        for i in range(max(len(ds.lines) for ds in datasets)):
+            for s, ds in enumerate(datasets):
+                if i < len(ds.lines):
+                    body = ds.lines[i] if first else _VALUE_DIGITS.sub(fresh, ds.lines[i])
+                    stream.append((s, body))
+        first = False
+    return [ds.name for ds in datasets], stream[:n]
+
+
+def _rss_kib(field: str) -> int:
+    """VmRSS or VmHWM of this process, in KiB (Linux)."""
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def scale_child(miner: str, n: int) -> dict[str, float]:
+    """Run one miner over the scale stream in this process; figures as a dict."""
+    names, stream = scale_stream(n)
+    gc.collect()
+    base = _rss_kib("VmRSS")
+    if miner == "via":
+        sources = [Source.from_attributes((("service.name", name),)) for name in names]
+        batches = [
+            LogBatch(
+                sources=sources,
+                source_index=[s for s, _ in stream[i : i + 1000]],
+                severity=["INFO"] * len(stream[i : i + 1000]),
+                body=[b for _, b in stream[i : i + 1000]],
+                template_hint=[""] * len(stream[i : i + 1000]),
+            )
+            for i in range(0, n, 1000)
+        ]
+        base = _rss_kib("VmRSS")
+        stage = PatternStage()
+        wall, cpu = time.perf_counter(), time.process_time()
+        for batch in batches:
+            stage.apply(batch)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        templates = stage.stats().templates
+    else:
+        from drain3 import TemplateMiner
+        from drain3.masking import MaskingInstruction
+        from drain3.template_miner_config import TemplateMinerConfig
+
+        config = TemplateMinerConfig()
+        if miner == "drain3-masked":
+            config.masking_instructions = [
+                MaskingInstruction(p, m) for p, m in DRAIN3_EXAMPLE_MASKING
+            ]
+        miners = [TemplateMiner(config=config) for _ in names]
+        wall, cpu = time.perf_counter(), time.process_time()
+        for s, body in stream:
+            miners[s].add_log_message(body)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        templates = sum(len(m.drain.id_to_cluster) for m in miners)
+    return {
+        "lines": n,
+        "wall": wall,
+        "cpu": cpu,
+        "peak_kib": _rss_kib("VmHWM"),
+        "grown_kib": _rss_kib("VmRSS") - base,
+        "templates": templates,
+    }
+
+
+# The masking of Drain3's example configuration (examples/drain3.ini), for a fair second row.
+_B, _E = r"((?<=[^A-Za-z0-9])|^)", r"((?=[^A-Za-z0-9])|$)"
+DRAIN3_EXAMPLE_MASKING = [
+    (_B + r"(([0-9a-f]{2,}:){3,}([0-9a-f]{2,}))" + _E, "ID"),
+    (_B + r"(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})" + _E, "IP"),
+    (_B + r"([0-9a-f]{6,} ?){3,}" + _E, "SEQ"),
+    (_B + r"([0-9A-F]{4} ?){4,}" + _E, "SEQ"),
+    (_B + r"(0x[a-f0-9A-F]+)" + _E, "HEX"),
+    (_B + r"([\-\+]?\d+)" + _E, "NUM"),
+]
+
+
+def scale(n: int) -> None:
+    """`--lines`: both miners over the same stream, each in a child process, side by side."""
+    rows = {}
+    for miner in ("via", "drain3", "drain3-masked"):
+        out = subprocess.run(
+            [sys.executable, __file__, "--lines", str(n), "--child", miner],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        rows[miner] = json.loads(out.splitlines()[-1])
+    print(f"{n:,} lines, 14 sources (8 Loghub + 6 synthetic systems), fresh digits after round 1")
+    print(
+        f"{'miner':<26} | {'lines/s wall':>12} {'lines/s CPU':>12} | {'peak RSS':>9} {'grown':>8} | templates"
+    )
+    for miner, label in (
+        ("via", "via-otlp PatternStage"),
+        ("drain3", "drain3 (one per source)"),
+        ("drain3-masked", "drain3 + example masking"),
+    ):
+        r = rows[miner]
+        print(
+            f"{label:<26} | {n / r['wall']:12,.0f} {n / r['cpu']:12,.0f} | "
+            f"{r['peak_kib'] / 1024:7.0f}MB {r['grown_kib'] / 1024:6.0f}MB | {r['templates']:,}"
+        )
+    for other in ("drain3", "drain3-masked"):
+        ratio_wall = rows[other]["wall"] / rows["via"]["wall"]
+        ratio_cpu = rows[other]["cpu"] / rows["via"]["cpu"]
+        print(f"speed ratio via / {other}: {ratio_wall:.2f}x wall, {ratio_cpu:.2f}x CPU")
+
+
 def _mine_seconds(lines: list[str], repeat: int) -> float:
     """Best wall time of a fresh miner over `lines` (final templates resolved, as the CLI)."""
     best = float("inf")
@@ -368,8 +518,18 @@ def main() -> None:
     parser.add_argument(
         "--loso", action="store_true", help="leave-one-system-out scores, then synthetic systems"
     )
+    parser.add_argument("--lines", type=int, default=0, help="scale run over this many lines")
+    parser.add_argument(
+        "--child", choices=("via", "drain3", "drain3-masked"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     logging.disable(logging.CRITICAL)  # drain3 logs every new cluster at INFO
+    if args.child:
+        print(json.dumps(scale_child(args.child, args.lines)))
+        return
+    if args.lines:
+        scale(args.lines)
+        return
     if args.adversarial:
         adversarial(args.repeat)
         return
@@ -405,11 +565,11 @@ def main() -> None:
     )
     print("(average lines/s = all 16,000 lines over the summed best times)")
     print()
-    lines, via_rate, drain_rate = measure_mixed(datasets, args.rounds)
+    lines, via_rate, drain_rate, via_cpu, drain_cpu = measure_mixed(datasets, args.rounds)
     print(
         f"mixed stream: {lines:,} lines, 8 sources, {args.rounds} rounds (fresh digits after the first):\n"
-        f"  PatternStage.apply (templates + rhythm hashes): {via_rate:,.0f} lines/s\n"
-        f"  drain3 (one TemplateMiner per source, mining only): {drain_rate:,.0f} lines/s"
+        f"  PatternStage.apply (templates + rhythm hashes): {via_rate:,.0f} lines/s ({via_cpu:,.0f} in CPU time)\n"
+        f"  drain3 (one TemplateMiner per source, mining only): {drain_rate:,.0f} lines/s ({drain_cpu:,.0f} in CPU time)"
     )
     held, per = bytes_per_template()
     print(f"memory: {held:,} templates held, {per:,.0f} bytes per template (model + its caches)")

@@ -329,9 +329,12 @@ class _Gen:
         t = self.now
         return f"{_DAYS[t.weekday()]}, {t.day:02d} {_MONTHS[t.month - 1]} {t.year} {t:%H:%M:%S} GMT"
 
-    def clf(self) -> str:
+    def clf(self) -> str:  # the common log format's date, then its offset: two words
         t = self.now
-        return f"{t.day:02d}/{_MONTHS[t.month - 1]}/{t.year}:{t:%H:%M:%S} +0000"
+        return f"{t.day:02d}/{_MONTHS[t.month - 1]}/{t.year}:{t:%H:%M:%S}"
+
+    def zone(self) -> str:
+        return self.rng.choice(["+0000", "+0100", "-0500"])
 
     def iso(self) -> str:
         return f"{self.now:%Y-%m-%dT%H:%M:%S}.{self.rng.randint(0, 999):03d}Z"
@@ -422,15 +425,15 @@ SYSTEMS: dict[str, list[str]] = {
         "{syslog} {host} kernel: [{uptime}] Out of memory: Killed process {pid} (java) total-vm:{int}kB",
     ],
     "access": [
-        '{ip} - {remote_user} [{clf}] "GET {urlpath} HTTP/1.1" {status} {bytes} "{referer}" "{ua}"',
-        '{ip} - {remote_user} [{clf}] "POST {urlpath} HTTP/1.1" {status} {bytes} "{referer}" "{ua}"',
-        '{ip} - {remote_user} [{clf}] "GET {urlpath} HTTP/2.0" {status} {bytes} "{referer}" "{ua}"',
-        '{ip} - {remote_user} [{clf}] "PUT {urlpath} HTTP/1.1" {status} {bytes} "{referer}" "{ua}"',
-        '{ip} - {remote_user} [{clf}] "DELETE {urlpath} HTTP/1.1" {status} {bytes} "{referer}" "{ua}"',
-        '{ip} - {remote_user} [{clf}] "HEAD {urlpath} HTTP/1.0" {status} {bytes} "{referer}" "{ua}"',
+        '{ip} - {remote_user} [{clf} {zone}] "GET {urlpath} HTTP/1.1" {status} {bytes} "{referer}" "{ua}"',
+        '{ip} - {remote_user} [{clf} {zone}] "POST {urlpath} HTTP/1.1" {status} {bytes} "{referer}" "{ua}"',
+        '{ip} - {remote_user} [{clf} {zone}] "GET {urlpath} HTTP/2.0" {status} {bytes} "{referer}" "{ua}"',
+        '{ip} - {remote_user} [{clf} {zone}] "PUT {urlpath} HTTP/1.1" {status} {bytes} "{referer}" "{ua}"',
+        '{ip} - {remote_user} [{clf} {zone}] "DELETE {urlpath} HTTP/1.1" {status} {bytes} "{referer}" "{ua}"',
+        '{ip} - {remote_user} [{clf} {zone}] "HEAD {urlpath} HTTP/1.0" {status} {bytes} "{referer}" "{ua}"',
         '{ymd} {hms} [error] {pid}#{pid}: *{int} open() "{path}" failed ({errno}: No such file or directory), client: {ip}, server: {host}, request: "GET {urlpath} HTTP/1.1", host: "{host}"',
         '{ymd} {hms} [warn] {pid}#{pid}: *{int} an upstream response is buffered to a temporary file {path} while reading upstream, client: {ip}, server: {host}, request: "GET {urlpath} HTTP/1.1", upstream: "http://{ipport}{urlpath}", host: "{host}"',
-        '{ip} - - [{clf}] "OPTIONS {urlpath} HTTP/1.1" {status} {bytes} "{referer}" "{ua}"',
+        '{ip} - - [{clf} {zone}] "OPTIONS {urlpath} HTTP/1.1" {status} {bytes} "{referer}" "{ua}"',
         "[{apachedate}] [core:error] [pid {pid}:tid {pid}] [client {ipport}] AH00126: Invalid URI in request GET {urlpath} HTTP/1.1",
         "[{apachedate}] [mpm_event:notice] [pid {pid}:tid {pid}] AH00489: Apache/{version} (Ubuntu) configured -- resuming normal operations",
         '{ymd} {hms} [error] {pid}#{pid}: *{int} upstream timed out ({errno}: Connection timed out) while reading response header from upstream, client: {ip}, server: {host}, request: "POST {urlpath} HTTP/1.1", upstream: "http://{ipport}{urlpath}", host: "{host}"',

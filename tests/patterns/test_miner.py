@@ -172,3 +172,15 @@ def test_state_round_trips_through_json() -> None:
     ]
     for line in ["user eve logged in from 10.0.0.9", "VM Started", "disk /dev/sdb2 full"]:
         assert a.add(line).id == b.add(line).id
+
+
+def test_lines_with_kept_digits_take_the_fast_path_without_mixing_them() -> None:
+    miner = SourceMiner(PatternsConfig())
+    masked: list[str] = []
+    tokens = miner.masker.tokens
+    miner.masker.tokens = lambda text: masked.append(text) or tokens(text)  # type: ignore[method-assign]
+    first = [miner.add(f'"GET /api/items/{i} HTTP/1.1" {200 + i % 3} ssh2') for i in range(60)]
+    assert len({t.id for t in first}) == 1
+    assert len(masked) <= 3  # one line of each digit shape: the kept words are the same
+    other = miner.add('"GET /api/items/7 HTTP/2.0" 201 ssh2')  # same digit shape, other word
+    assert other.id != first[0].id and other.text == '"GET <*> HTTP/2.0" <*> ssh2'

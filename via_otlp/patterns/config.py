@@ -57,28 +57,31 @@ _MONTH = (
 )
 _WEEKDAY = "(?:Mon|Tue(?:s)?|Wed(?:nes)?|Thu(?:rs)?|Fri|Sat(?:ur)?|Sun)(?:day)?"
 _CLOCK = r"\d{1,2}:\d\d(?::\d\d(?:[.,]\d+)?)?"
-# Each branch opens on a name or a digit, never on `\b`: the regex engine then skips ahead to
-# the candidates instead of trying every position (the rule runs over whole lines).
+# The lookahead lets the regex engine reject most positions with one test (the rule runs over
+# whole lines, and only on lines holding a month or weekday name: see `required_strings`).
 _DATETIME = (
+    r"(?=[A-Z\d])(?:"
     # ctime, java.util.Date, date(1): weekday month day [year] time [[zone] year]
     rf"{_WEEKDAY},? +{_MONTH} +\d{{1,2}},?(?: +\d{{4}})? +{_CLOCK}(?: +(?:[A-Z]{{2,5}} +)?\d{{4}})?\b"
     # RFC 1123 / 850: weekday, day month year time [zone]
     rf"|{_WEEKDAY}, +\d{{1,2}}[ -]{_MONTH}[ -]\d{{2,4}} +{_CLOCK}(?: +(?:GMT|UTC|[+-]\d{{4}}))?(?![\w:])"
     # syslog and friends: month day [year] time
     rf"|{_MONTH} +\d{{1,2}}(?:,? +\d{{4}})? +{_CLOCK}(?![\w:])"
-    # common log format: day/month/year[:time] [offset]
-    rf"|\d{{1,2}}/{_MONTH}/\d{{4}}(?::\d\d:\d\d:\d\d)?(?: [+-]\d{{4}})?(?![\w:])"
     # a date alone: [weekday,] month day[th], year / day month year
     rf"|(?:{_WEEKDAY},? +)?{_MONTH} +\d{{1,2}}(?:st|nd|rd|th)?, +\d{{4}}\b"
     rf"|\d{{1,2}} +{_MONTH} +\d{{4}}\b"
+    ")"
 )
+# The common log format's date is one word (``04/Mar/2024:10:21:07``; its offset is another).
+_CLF_DATE = rf"\b\d{{1,2}}/{_MONTH}/\d{{4}}(?::\d\d:\d\d:\d\d)?(?![\w:])"
 
 DEFAULT_MASKING: tuple[MaskRule, ...] = (
     # Dates and times written for people: ctime and java.util.Date (``Mon Mar  4 10:21:07 UTC
-    # 2024``), RFC 1123 (``Mon, 04 Mar 2024 10:21:07 GMT``), syslog (``Mar  4 10:21:07``), the
-    # common log format (``04/Mar/2024:10:21:07 +0000``), ``March 4, 2024``: any month or
-    # weekday name, any spacing. Their words would otherwise make one template per day.
+    # 2024``), RFC 1123 (``Mon, 04 Mar 2024 10:21:07 GMT``), syslog (``Mar  4 10:21:07``),
+    # ``March 4, 2024``, the common log format (``04/Mar/2024:10:21:07 +0000``, two words): any
+    # month or weekday name, any spacing. Their words would otherwise make one template a day.
     _r("datetime", _DATETIME),
+    _r("clf_date", _CLF_DATE),
     # glog / klog header at the start of a line: severity letter, month and day, time
     # (``I0304 10:21:07.123456``)
     _r("klog_header", r"^[IWEF]\d{4} +\d\d:\d\d:\d\d(?:\.\d+)?\b"),
@@ -96,7 +99,7 @@ DEFAULT_MASKING: tuple[MaskRule, ...] = (
     _r("url", r"\b[a-zA-Z][\w+.-]{0,31}://\S+"),
     _r("host", rf"(?<![\w.@/-])(?:[\w-]+\.)+{_TLD}(?::\d{{1,5}})?(?![\w.-])"),
     _r("path", r"(?<![\w.:/])(?:[A-Za-z]:)?(?:/[\w.@%+~-]+){2,}/?(?![\w/])"),
-    _r("id", r"\b[A-Za-z][A-Za-z0-9]*_-?\d[\w-]*"),
+    _r("id", r"\b[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z][A-Za-z0-9]*)*_-?\d[\w-]*"),
     _r("hex", rf"\b\d[xX]{_HEX}+\b|\b(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*\d){_HEX}{{8,}}\b"),
     _r("duration", r"(?<![\w.])\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h|d)(?:\d+(?:\.\d+)?(?:ms|s|m))*\b"),
     # Starts with `\d` so that the regex engine can skip ahead to digits (this rule can match a

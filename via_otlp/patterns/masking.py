@@ -21,6 +21,7 @@ id such as ``BP-1347369012-10.190.173.170-1444972147527:blk_1073742826_2022`` is
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 from collections.abc import Callable, Iterable
@@ -368,22 +369,42 @@ def _guard_runs(branches: list[str], inside: list[bool]) -> str:
     return "|".join(out)
 
 
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """What a rule list compiles to: immutable, so every `Masker` of the same rules shares it."""
+
+    line: tuple[tuple[re.Pattern[str], str, Callable[[str], object] | None], ...]
+    token: _Alternation | None
+    token_no_digit: _Alternation | None
+    digit_agnostic: bool
+
+
+@functools.lru_cache(maxsize=16)
+def _compile(rules: tuple[MaskRule, ...]) -> _Compiled:
+    """Compile and analyse `rules` once per distinct rule list (parsing them is not cheap)."""
+    line_rules = tuple(r for r in rules if _can_match_whitespace(r.regex))
+    token_rules = tuple(r for r in rules if r not in line_rules)
+    # Line rules run one after the other: alone, a rule that starts with a literal or a
+    # class lets the regex engine skip to its candidates, which an alternation does not.
+    # A rule is skipped when the line holds none of the strings every match contains.
+    return _Compiled(
+        line=tuple((re.compile(r.regex), r.mask, _prefilter(r.regex)) for r in line_rules),
+        token=_alternation(token_rules),
+        token_no_digit=_alternation(tuple(r for r in token_rules if not requires_digit(r.regex))),
+        digit_agnostic=not any(_has_literal_digit(r.regex) for r in rules),
+    )
+
+
 class Masker:
     """Applies an ordered list of `MaskRule`s: line rules once per line, token rules per token."""
 
     def __init__(self, rules: tuple[MaskRule, ...], cache_size: int = 100_000) -> None:
         self.rules = rules
-        line_rules = tuple(r for r in rules if _can_match_whitespace(r.regex))
-        token_rules = tuple(r for r in rules if r not in line_rules)
-        # Line rules run one after the other: alone, a rule that starts with a literal or a
-        # class lets the regex engine skip to its candidates, which an alternation does not.
-        # A rule is skipped when the line holds none of the strings every match contains.
-        self._line = [(re.compile(r.regex), r.mask, _prefilter(r.regex)) for r in line_rules]
-        self._token = _alternation(token_rules)
-        self._token_no_digit = _alternation(
-            tuple(r for r in token_rules if not requires_digit(r.regex))
-        )
-        self.digit_agnostic = not any(_has_literal_digit(r.regex) for r in rules)
+        compiled = _compile(rules)
+        self._line = compiled.line
+        self._token = compiled.token
+        self._token_no_digit = compiled.token_no_digit
+        self.digit_agnostic = compiled.digit_agnostic
         self._cache: dict[str, str] = {}
         self._shapes: dict[bytes, str] = {}
         self._cache_size = max(cache_size, 16)

@@ -187,7 +187,7 @@ class Diff(enum.Enum):
     HARD = 3  # two constant words (``Started`` / ``Paused``): never a variable
 
 
-def diff_kind(a: str, b: str) -> Diff:
+def diff_kind(a: str, b: str, cache: dict[tuple[str, str], Diff] = {}) -> Diff:  # noqa: B006
     """Classify the difference between template token `a` and line token `b`.
 
     >>> diff_kind("Started", "Paused"), diff_kind("alice", "bob"), diff_kind("uid=alice", "uid=bob")
@@ -195,6 +195,15 @@ def diff_kind(a: str, b: str) -> Diff:
     """
     if WILDCARD in a:
         return Diff.FREE
+    kind = cache.get((a, b))
+    if kind is None:
+        if len(cache) >= 200_000:
+            cache.clear()
+        kind = cache[(a, b)] = _diff_kind(a, b)
+    return kind
+
+
+def _diff_kind(a: str, b: str) -> Diff:
     merged = merge_token(a, b)
     prefix, suffix = split_pattern(merged)
     da = a[len(prefix) : len(a) - len(suffix)]
@@ -215,17 +224,21 @@ def _after_key(token: str) -> bool:
     return len(token) > 1 and token[-1] in ":=" and token[-2].isalpha()
 
 
-def _compare(template: list[str], tokens: list[str], keys: bool = False) -> tuple[float, int]:
+def _compare(
+    template: list[str], tokens: list[str], keys: bool = False, floor: float = 0.0
+) -> tuple[float, int]:
     """(score, soft position) of a line against a template of the same length.
 
     The score is the fraction of the template's constant tokens that the line matches (-1 when
     a constant word differs, or when more than one plain word differs); the soft position is
     the one plain word that differs, or -1. With `keys`, a plain word after a key
     (``user: alice``, ``mode= fast``) is a value, not a word that needs several values seen.
+    The comparison stops (-1) as soon as the score cannot reach `floor` any more.
     """
     constants = 0
     hits = 0
     soft = -1
+    last = len(template) - 1
     for i, (a, b) in enumerate(zip(template, tokens, strict=True)):
         if a == b:
             if a != WILDCARD:
@@ -238,6 +251,9 @@ def _compare(template: list[str], tokens: list[str], keys: bool = False) -> tupl
         if WILDCARD in a and token_fits(a, b):
             hits += 1
             continue
+        rest = last - i  # at best, every token left is a constant that matches
+        if hits + rest < floor * (constants + rest):
+            return -1.0, -1
         kind = diff_kind(a, b)
         if kind is Diff.HARD:
             return -1.0, -1
@@ -273,6 +289,29 @@ def _generalise(template: Template, tokens: list[str]) -> bool:
     return changed
 
 
+def _witness(body: str, masked: list[str]) -> tuple[tuple[int, str], ...] | None:
+    """Where the digits that survived masking come from: (index, word) of `body.split()`.
+
+    Masking treats all digits alike (`Masker.digit_agnostic`), so another line of the same
+    digit shape masks to the same text when these words are the same in it. None when a
+    masked word with digits is not a word of the line as it is (a digit kept inside a
+    partly masked word): such lines are cached by their exact text only.
+    """
+    raw = body.split()
+    where: dict[str, list[int]] = {}
+    for i, word in enumerate(raw):
+        if _HAS_DIGIT.search(word):
+            where.setdefault(word, []).append(i)
+    witness: set[tuple[int, str]] = set()
+    for token in masked:
+        if _HAS_DIGIT.search(token):
+            found = where.get(token)
+            if not found:
+                return None
+            witness.update((i, token) for i in found)
+    return tuple(sorted(witness))
+
+
 def _collapse_spans(tokens: list[str]) -> list[str]:
     """``a <*> <*> b`` → ``a <*> b``: a variable of variable length is one ``<*>``."""
     out: list[str] = []
@@ -301,6 +340,7 @@ class SourceMiner:
         self._values: dict[tuple[str, str, int], set[str]] = {}
         self._by_shape: dict[bytes, Template] = {}
         self._by_body: dict[str, Template] = {}
+        self._by_kept: dict[bytes, tuple[Template, tuple[tuple[int, str], ...]]] = {}
         self._by_masked: dict[str, tuple[Template, bool]] = {}
         self._agnostic = self.masker.digit_agnostic
         # a body up to this long has at most `max_tokens` tokens, none longer than allowed
@@ -322,6 +362,12 @@ class SourceMiner:
         # masking rules treat all digits alike, see `Masker.digit_agnostic`).
         shape = body.encode().translate(_ZERO_DIGITS) if self._agnostic else body.encode()
         hit = self._by_shape.get(shape)
+        if hit is None and self._by_kept:
+            kept = self._by_kept.get(shape)
+            if kept is not None:
+                parts = body.split()
+                if all(parts[i] == token for i, token in kept[1]):
+                    hit = kept[0]
         if hit is None and self._by_body:
             hit = self._by_body.get(body)
         if hit is not None and hit.alive:
@@ -365,7 +411,13 @@ class SourceMiner:
         template.count += 1
         if digit_free:
             self._remember(self._by_shape, shape, template)
-        else:  # lines of this shape may mask apart: only the exact line is safe to cache
+            return template
+        # Digits survived masking (``ssh2``, ``HTTP/1.1``): lines of this shape mask alike when
+        # the words that kept them are the same, which a look at those words tells.
+        witness = None if self._tokens_differ(body) else _witness(body, tokens)
+        if witness is not None:
+            self._remember(self._by_kept, shape, (template, witness))
+        else:  # only the exact line is safe to cache
             self._remember(self._by_body, body, template)
         return template
 
@@ -385,6 +437,10 @@ class SourceMiner:
         """Mark `template` most recently used (the flood template is in no LRU order)."""
         if template is not self._flood:
             self.templates.move_to_end(template.id)
+
+    def _tokens_differ(self, body: str) -> bool:
+        """Are the tokens masked other than `body.split()` (a multi-line or long body)?"""
+        return "\n" in body or len(body) > self._long
 
     def _tokens(self, body: str) -> list[str]:
         config = self.config
@@ -433,7 +489,7 @@ class SourceMiner:
         best_soft = -1
         keys = self.config.key_values
         for template in candidates:
-            score, soft = _compare(template.tokens, tokens, keys)
+            score, soft = _compare(template.tokens, tokens, keys, best_rank[0])
             rank = (score, 0 if soft >= 0 else 1)
             if rank > best_rank or (best is None and score >= best_rank[0]):
                 best, best_rank, best_soft = template, rank, soft
@@ -458,7 +514,7 @@ class SourceMiner:
                 continue  # two words differ softly or hard, never freely: skip the work
             if diff_kind(first, tokens[0]) is not Diff.FREE:
                 continue
-            score, soft = _compare(template.tokens, tokens, keys=self.config.key_values)
+            score, soft = _compare(template.tokens, tokens, self.config.key_values, best_score)
             if score >= best_score and soft < 0:
                 best, best_score = template, score
         return best
