@@ -56,8 +56,6 @@ class CertificateFiles:
             raise ValueError(f"{where}: TLS is not configured")
         self.config = config
         self.where = where
-        self.reloads = 0
-        self.reload_failures = 0
         self._lock = threading.Lock()
         self._signature: Signature | None = None
         self._failed_key: object = None  # what the last failure was about, reported once
@@ -135,7 +133,6 @@ class CertificateFiles:
                 return None
             self._signature = signature
             self._failed_key = None
-            self.reloads += 1
             log.info(
                 "%s: certificate files changed, reloaded (new connections use them)", self.where
             )
@@ -143,7 +140,6 @@ class CertificateFiles:
 
     def _failed(self, key: object, reason: str) -> None:
         if key != self._failed_key:
-            self.reload_failures += 1
             log.warning(
                 "%s: cannot reload the certificate files (%s); still serving the previous ones",
                 self.where, reason,
