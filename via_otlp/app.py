@@ -35,6 +35,7 @@ from via_otlp.security.files import private_dir, restrict_new_files
 from via_otlp.shard.pool import ShardPool
 from via_otlp.shard.view import schema_row_from_plain
 from via_otlp.state import STATE_FILE, load_state, save_state
+from via_otlp.telemetry.otlp import MetricsPusher
 
 log = logging.getLogger("via_otlp")
 
@@ -62,6 +63,7 @@ class App:
             else None
         )
         self.emitter = Emitter(config.emit)
+        self.telemetry = MetricsPusher(config.telemetry.metrics, config.emit, self.status)
         self.correlation = (
             Correlation(
                 config.correlate,
@@ -126,6 +128,7 @@ class App:
             if self.registry is not None:
                 await self.registry.start()
             await self.emitter.start()
+            await self.telemetry.start()
             if self.correlation is not None:
                 # Opening the vector store costs half a second (qdrant-client's imports); events
                 # queue in the stage meanwhile, so intake need not wait for it.
@@ -210,6 +213,7 @@ class App:
                 await self._correlation_start
         if self.correlation is not None:
             await self.correlation.shutdown(grace)
+        await self.telemetry.shutdown()  # the final totals, before the emitter's channel goes
         await self.emitter.shutdown(grace)
         if self.registry is not None:
             await self.registry.shutdown()

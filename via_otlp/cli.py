@@ -42,9 +42,12 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
+    import os
+
     parser.add_argument(
-        "--config", "-c", metavar="FILE",
-        help="JSON5 configuration file (default: built-in defaults; see config/via.json5)",
+        "--config", "-c", metavar="FILE", default=os.environ.get("VIA_CONFIG") or None,
+        help="JSON5 configuration file (default: $VIA_CONFIG, else the built-in defaults with "
+        "the VIA_* environment variables; see config/via.json5)",
     )  # fmt: skip
 
 
@@ -65,6 +68,17 @@ def build_parser(command: str | None = "") -> argparse.ArgumentParser:
     )
     _config_arg(p)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "healthcheck",
+        help="exit 0 if the service answers /healthz where the configuration says it listens",
+        description="Ask GET /healthz of the HTTP endpoint the configuration names (a wildcard "
+        "address is asked on loopback; https when receive.http.tls is on). For container "
+        "HEALTHCHECKs: it follows VIA_HTTP_ENDPOINT or --config/$VIA_CONFIG, like `serve`.",
+    )
+    _config_arg(p)
+    p.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS")
+    p.set_defaults(func=cmd_healthcheck)
 
     p = sub.add_parser("config", help="work with configuration files")
     csub = p.add_subparsers(dest="config_command", metavar="ACTION")
@@ -138,6 +152,45 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     _setup_logging(config)
     return asyncio.run(serve(config))
+
+
+def healthz_url(endpoint: str, tls: bool) -> str:
+    """The /healthz URL of an HTTP endpoint as `serve` binds it (wildcards asked on loopback).
+
+    >>> healthz_url("0.0.0.0:4318", False), healthz_url("[::]:9000", True)
+    ('http://127.0.0.1:4318/healthz', 'https://[::1]:9000/healthz')
+    """
+    host, _, port = endpoint.rpartition(":")
+    host = host.strip("[]")
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    shown = f"[{host}]" if ":" in host else host
+    return f"{'https' if tls else 'http'}://{shown}:{port}/healthz"
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    from via_otlp.config import load_config
+
+    http = load_config(args.config).receive.http
+    if not http.enabled:
+        print("via-otlp healthcheck: receive.http is off: nothing to ask", file=sys.stderr)
+        return EXIT_ERROR
+    url = healthz_url(http.endpoint, http.tls.enabled)
+    context = None
+    if http.tls.enabled:  # a probe of our own listener: its name is not what we dial
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout, context=context) as resp:
+            ok = resp.status == 200
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"via-otlp healthcheck: {url}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK if ok else EXIT_ERROR
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:

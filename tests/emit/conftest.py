@@ -21,6 +21,10 @@ from aiohttp import web
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1 import (
+    metrics_service_pb2,
+    metrics_service_pb2_grpc,
+)
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from tests.conftest import free_port  # noqa: F401  (re-exported to the emit tests)
@@ -108,6 +112,7 @@ class Recorder:
 
     logs: list[logs_service_pb2.ExportLogsServiceRequest] = field(default_factory=list)
     traces: list[trace_service_pb2.ExportTraceServiceRequest] = field(default_factory=list)
+    metrics: list[metrics_service_pb2.ExportMetricsServiceRequest] = field(default_factory=list)
     attempts: list[float] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
@@ -170,6 +175,16 @@ class _TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
+class _MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
+    def __init__(self, rec: Recorder) -> None:
+        self.rec = rec
+
+    async def Export(self, request: Any, context: Any) -> Any:
+        await _maybe_fail(self.rec, context)
+        self.rec.metrics.append(request)
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+
 async def _maybe_fail(rec: Recorder, context: Any) -> None:
     rec.attempts.append(time.monotonic())
     rec.headers.append({k: v for k, v in context.invocation_metadata() if isinstance(v, str)})
@@ -212,6 +227,7 @@ async def grpc_server_factory() -> AsyncIterator[GrpcServerFactory]:
         server = grpc.aio.server()
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_LogsServicer(rec), server)
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceServicer(rec), server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_MetricsServicer(rec), server)
         bound = server.add_insecure_port(f"127.0.0.1:{port}")
         await server.start()
         running = GrpcServer(server, bound, rec)
@@ -267,6 +283,9 @@ async def http_server() -> AsyncIterator[HttpServer]:
         if request.path == "/v1/logs":
             rec.logs.append(logs_service_pb2.ExportLogsServiceRequest.FromString(body))
             response: Any = logs_service_pb2.ExportLogsServiceResponse()
+        elif request.path == "/v1/metrics":
+            rec.metrics.append(metrics_service_pb2.ExportMetricsServiceRequest.FromString(body))
+            response = metrics_service_pb2.ExportMetricsServiceResponse()
         else:
             rec.traces.append(trace_service_pb2.ExportTraceServiceRequest.FromString(body))
             response = trace_service_pb2.ExportTraceServiceResponse()
@@ -277,6 +296,7 @@ async def http_server() -> AsyncIterator[HttpServer]:
     app = web.Application()
     app.router.add_post("/v1/logs", handle)
     app.router.add_post("/v1/traces", handle)
+    app.router.add_post("/v1/metrics", handle)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

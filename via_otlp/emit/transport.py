@@ -23,6 +23,11 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
 )
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -34,7 +39,13 @@ from via_otlp.emit.config import EmitConfig, Target, TlsConfig
 from via_otlp.emit.retry import ExportError, classify_grpc, classify_http
 from via_otlp.errors import StartupError
 
-ExportRequest = ExportLogsServiceRequest | ExportTraceServiceRequest
+ExportRequest = ExportLogsServiceRequest | ExportTraceServiceRequest | ExportMetricsServiceRequest
+# OTLP/HTTP path and response type of each request type (metrics: via-otlp's own telemetry).
+_HTTP_PATHS: dict[type, tuple[str, type[Message]]] = {
+    ExportLogsServiceRequest: ("/v1/logs", ExportLogsServiceResponse),
+    ExportTraceServiceRequest: ("/v1/traces", ExportTraceServiceResponse),
+    ExportMetricsServiceRequest: ("/v1/metrics", ExportMetricsServiceResponse),
+}
 
 USER_AGENT = f"via-otlp/{__version__}"
 _MAX_RESPONSE_BYTES = 1 << 20  # a partial-success answer is tiny; do not buffer a huge body
@@ -79,6 +90,7 @@ class GrpcTransport:
         self._channel: grpc.aio.Channel | None = None
         self._logs: logs_service_pb2_grpc.LogsServiceStub | None = None
         self._traces: trace_service_pb2_grpc.TraceServiceStub | None = None
+        self._metrics: metrics_service_pb2_grpc.MetricsServiceStub | None = None
         self._metadata = tuple((k.lower(), v) for k, v in config.headers.items())
 
     async def start(self) -> None:
@@ -102,6 +114,7 @@ class GrpcTransport:
         self._channel = channel
         self._logs = logs_service_pb2_grpc.LogsServiceStub(channel)
         self._traces = trace_service_pb2_grpc.TraceServiceStub(channel)
+        self._metrics = metrics_service_pb2_grpc.MetricsServiceStub(channel)
 
     async def send(self, request: ExportRequest, timeout: float) -> PartialSuccess:
         """One Export call; raises `ExportError` classified by the OTLP/gRPC rules."""
@@ -113,6 +126,13 @@ class GrpcTransport:
                     request, timeout=timeout, metadata=self._metadata
                 )
                 return _logs_partial(logs_response)
+            if isinstance(request, ExportMetricsServiceRequest):
+                assert self._metrics is not None
+                metrics_response = await self._metrics.Export(
+                    request, timeout=timeout, metadata=self._metadata
+                )
+                ps = metrics_response.partial_success
+                return PartialSuccess(int(ps.rejected_data_points), ps.error_message)
             trace_response = await self._traces.Export(
                 request, timeout=timeout, metadata=self._metadata
             )
@@ -125,7 +145,7 @@ class GrpcTransport:
     async def close(self) -> None:
         """Close the channel; idempotent."""
         channel, self._channel = self._channel, None
-        self._logs = self._traces = None
+        self._logs = self._traces = self._metrics = None
         if channel is not None:
             await channel.close(grace=None)
 
@@ -154,11 +174,11 @@ class HttpTransport:
         self._session = aiohttp.ClientSession(connector=connector)
 
     async def send(self, request: ExportRequest, timeout: float) -> PartialSuccess:
-        """One POST to ``/v1/logs`` or ``/v1/traces``; raises `ExportError` by the OTLP/HTTP rules."""
+        """One POST to ``/v1/logs``, ``/v1/traces`` or ``/v1/metrics``; raises `ExportError` by the OTLP/HTTP rules."""
         if self._session is None:
             raise ExportError("HTTP transport is not started", retryable=False)
-        is_logs = isinstance(request, ExportLogsServiceRequest)
-        url = f"{self._target.base_url}{'/v1/logs' if is_logs else '/v1/traces'}"
+        path, response_type = _HTTP_PATHS[type(request)]
+        url = f"{self._target.base_url}{path}"
         body = request.SerializeToString()
         if self._config.compression == "gzip":
             body = gzip.compress(body, compresslevel=6)
@@ -171,7 +191,7 @@ class HttpTransport:
             ) as response:
                 payload = await _read_bounded(response)
                 if 200 <= response.status < 300:
-                    return _parse_success(payload, is_logs)
+                    return _parse_success(payload, response_type)
                 message = _error_message(payload, response)
                 raise classify_http(response.status, response.headers.get("Retry-After"), message)
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -211,15 +231,18 @@ def _trace_partial(response: ExportTraceServiceResponse) -> PartialSuccess:
     return PartialSuccess(int(ps.rejected_spans), ps.error_message)
 
 
-def _parse_success(payload: bytes, is_logs: bool) -> PartialSuccess:
+def _parse_success(payload: bytes, response_type: type[Message]) -> PartialSuccess:
     """Partial success from a 2xx body; an empty or non-protobuf body means all was accepted."""
-    response: Message = ExportLogsServiceResponse() if is_logs else ExportTraceServiceResponse()
+    response = response_type()
     try:
         response.ParseFromString(payload)
     except DecodeError:
         return PartialSuccess()
     if isinstance(response, ExportLogsServiceResponse):
         return _logs_partial(response)
+    if isinstance(response, ExportMetricsServiceResponse):
+        ps = response.partial_success
+        return PartialSuccess(int(ps.rejected_data_points), ps.error_message)
     assert isinstance(response, ExportTraceServiceResponse)
     return _trace_partial(response)
 

@@ -16,7 +16,16 @@ if TYPE_CHECKING:  # the runners pull in the whole pipeline: imported when the c
     from via_otlp.simulate.run import ProgressFn, RunResult
     from via_otlp.simulate.scenario import Scenario
 
+# The scenario suite of the source tree; an installed copy (the container image) names its own
+# place with VIA_SCENARIOS_DIR.
 STANDARD_SUITE = Path(__file__).resolve().parents[2] / "config" / "scenarios"
+
+
+def standard_suite() -> Path:
+    """Where the standard scenarios are: $VIA_SCENARIOS_DIR, else the source tree's."""
+    import os
+
+    return Path(os.environ.get("VIA_SCENARIOS_DIR") or STANDARD_SUITE)
 
 
 def add_parser(sub: Any) -> None:
@@ -63,7 +72,7 @@ def require_matplotlib() -> None:
 
 
 def scenario_files(args: list[str]) -> list[Path]:
-    paths = [Path(a) for a in args] or [STANDARD_SUITE]
+    paths = [Path(a) for a in args] or [standard_suite()]
     out: list[Path] = []
     for p in paths:
         out += sorted(p.glob("*.json5")) if p.is_dir() else [p]
