@@ -1,25 +1,46 @@
 # syntax=docker/dockerfile:1
-# via-otlp: build wheels in one stage, run as a non-root user in a slim one.
+# via-otlp: wheels built in one stage, run as a non-root user in a slim one.
+#
+#   docker build -t via-otlp .
+#   docker run -p 4317:4317 -p 4318:4318 -v via-data:/var/lib/via via-otlp
+#
+# Every setting comes from the environment (VIA_GRPC_ENDPOINT, VIA_HTTP_ENDPOINT, VIA_DATA_DIR,
+# VIA_EMIT_ENDPOINT, VIA_REGISTRY_DSN, ...; see README "Configuration"); a config file can be
+# mounted and named with `serve --config FILE`. Learned state and the embedded PostgreSQL live
+# in the VOLUME /var/lib/via: recreate the container, keep the baselines.
 
 FROM python:3.11-slim AS build
 WORKDIR /src
+# Dependencies first, in their own layer: a change of the source does not rebuild them.
 COPY pyproject.toml README.md ./
+RUN mkdir via_otlp && echo '__version__ = "0.0.0"' > via_otlp/__init__.py \
+ && pip wheel --no-cache-dir --wheel-dir /wheels . \
+ && rm /wheels/via_otlp-*.whl
+# Then the source.
 COPY via_otlp ./via_otlp
 COPY config ./config
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 via
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 COPY config/via.json5 /etc/via/via.json5
-ENV VIA_DATA_DIR=/var/lib/via
-RUN mkdir -p /var/lib/via && chown via:via /var/lib/via
+# The standard scenario suite, for `via-otlp simulate` inside the container.
+COPY config/scenarios /usr/share/via-otlp/scenarios
+ENV VIA_DATA_DIR=/var/lib/via \
+    VIA_SCENARIOS_DIR=/usr/share/via-otlp/scenarios \
+    VIA_GRPC_ENDPOINT=0.0.0.0:4317 \
+    VIA_HTTP_ENDPOINT=0.0.0.0:4318
+RUN mkdir -p /var/lib/via && chown via:via /var/lib/via && chmod 0700 /var/lib/via
+VOLUME /var/lib/via
 USER via
 WORKDIR /home/via
-# 4317 OTLP/gRPC, 4318 OTLP/HTTP + NDJSON + /healthz + /status
+# 4317 OTLP/gRPC, 4318 OTLP/HTTP + NDJSON + /healthz + /status + /metrics
 EXPOSE 4317 4318
-HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:4318/healthz', timeout=2).status == 200 else 1)"
+# Follows the configured HTTP endpoint (VIA_HTTP_ENDPOINT, or the config file's), not a fixed
+# address: `via-otlp healthcheck` asks /healthz where `serve` listens.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+  CMD ["via-otlp", "healthcheck"]
 ENTRYPOINT ["via-otlp"]
-CMD ["serve", "--config", "/etc/via/via.json5"]
+CMD ["serve"]
