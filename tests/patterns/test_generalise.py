@@ -171,3 +171,17 @@ def test_a_merge_keeps_the_oldest_id_and_is_reported() -> None:
     assert {t.resolve().id for t in templates} == {survivor.id}
     assert [s.id for _, s in merges] == [survivor.id] * len(merges)
     assert {old for old, _ in merges} == {t.id for t in templates} - {survivor.id}
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("generating core.2275", "generating core.<*>"),  # a number after a word and a dot
+        ("Session: 30546174_3208770939 initialized", "Session: <*> initialized"),
+        ("X11 v1.2.3 ssh22 HTTP/1.1", "X11 v1.2.3 ssh22 HTTP/1.1"),  # digits of words: kept whole
+        (r"Loaded C:\Windows\winsxs\amd64_x_6.1\cbscore.dll ok", "Loaded <*> ok"),
+        ("DFSClient_NONMAPREDUCE_1537864556_1 renewed", "<*> renewed"),
+    ],
+)
+def test_numbers_inside_words_and_ids_and_paths(text: str, masked: str) -> None:
+    assert MASKER.mask(text) == masked

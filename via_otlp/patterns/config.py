@@ -98,7 +98,8 @@ DEFAULT_MASKING: tuple[MaskRule, ...] = (
     # `[\w+.-]*` rescanned a long dotted token from every word start: quadratic).
     _r("url", r"\b[a-zA-Z][\w+.-]{0,31}://\S+"),
     _r("host", rf"(?<![\w.@/-])(?:[\w-]+\.)+{_TLD}(?::\d{{1,5}})?(?![\w.-])"),
-    _r("path", r"(?<![\w.:/])(?:[A-Za-z]:)?(?:/[\w.@%+~-]+){2,}/?(?![\w/])"),
+    # file paths of two segments or more, Unix or Windows (``C:\Windows\Temp\x.log``)
+    _r("path", r"(?<![\w.:/\\])(?:[A-Za-z]:)?(?:[/\\][\w.@%+~$-]+){2,}[/\\]?(?![\w/\\])"),
     _r("id", r"\b[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z][A-Za-z0-9]*)*_-?\d[\w-]*"),
     _r("hex", rf"\b\d[xX]{_HEX}+\b|\b(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*\d){_HEX}{{8,}}\b"),
     _r("duration", r"(?<![\w.])\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h|d)(?:\d+(?:\.\d+)?(?:ms|s|m))*\b"),
@@ -122,7 +123,8 @@ DEFAULT_MASKING: tuple[MaskRule, ...] = (
     # Boolean values, and null after a key: values, not words of the message.
     _r("boolean", r"(?<![\w.-])(?:true|false|True|False|TRUE|FALSE)(?![\w-])"),
     _r("null", r"(?<=[=:])(?:null|NULL|nil|None)(?![\w-])"),
-    _r("number", r"(?<![\w.])(?<!HTTP/)[-+]?\d+(?:[.,]\d+)*(?![A-Za-z_])"),
+    # (whole runs only: never the first digits of a run glued to a word, as in ``X11``)
+    _r("number", r"(?<![A-Za-z_\d])(?<!\d\.)(?<!HTTP/)[-+]?\d+(?:[.,_]\d+)*(?![A-Za-z_\d])"),
 )
 
 
