@@ -41,6 +41,7 @@ _ZERO_DIGITS = bytes.maketrans(b"0123456789", b"0000000000")
 _DIGIT = re.compile(r"\d")
 _WORD = re.compile(r"\w")
 _WHITESPACE = frozenset(map(ord, " \t\n\r\f\v"))
+MAX_CACHED_TOKEN = 128  # longer tokens are not cached (caches are bounded in bytes, too)
 
 
 def _can_match_whitespace(regex: str) -> bool:
@@ -465,7 +466,10 @@ class Masker:
         return out
 
     def _remember(self, cache: dict[Any, str], key: Any, value: str) -> None:
-        """Cache `value`; bounded, the older half dropped when full."""
+        """Cache `value`; bounded in entries (the older half dropped when full) and in bytes
+        (a token longer than `MAX_CACHED_TOKEN` is masked each time it comes)."""
+        if len(key) > MAX_CACHED_TOKEN:
+            return
         if len(cache) >= self._cache_size:
             for k in list(cache)[: self._cache_size // 2]:  # drop the older half: amortised O(1)
                 del cache[k]

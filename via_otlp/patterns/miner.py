@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 import xxhash
 
 from via_otlp.patterns.config import PatternsConfig
-from via_otlp.patterns.masking import WILDCARD, Masker
+from via_otlp.patterns.masking import MAX_CACHED_TOKEN, WILDCARD, Masker
 from via_otlp.patterns.prepare import prepare
 from via_otlp.patterns.spans import SpanText, Work, fits, split_pattern, token_fits
 
@@ -128,7 +128,7 @@ def _is_constant_word(token: str, cache: dict[str, bool] = {}) -> bool:  # noqa:
             and not token.islower()
             and not _HAS_DIGIT.search(token)
         )
-        if len(cache) < 100_000:
+        if len(cache) < 100_000 and len(token) <= MAX_CACHED_TOKEN:
             cache[token] = hit
     return hit
 
@@ -138,7 +138,7 @@ def _is_word(token: str, cache: dict[str, bool] = {}) -> bool:  # noqa: B006
     hit = cache.get(token)
     if hit is None:
         hit = _SOFT_WORD.fullmatch(token) is not None or _is_constant_word(token)
-        if len(cache) < 100_000:
+        if len(cache) < 100_000 and len(token) <= MAX_CACHED_TOKEN:
             cache[token] = hit
     return hit
 
@@ -197,9 +197,11 @@ def diff_kind(a: str, b: str, cache: dict[tuple[str, str], Diff] = {}) -> Diff: 
         return Diff.FREE
     kind = cache.get((a, b))
     if kind is None:
-        if len(cache) >= 200_000:
-            cache.clear()
-        kind = cache[(a, b)] = _diff_kind(a, b)
+        kind = _diff_kind(a, b)
+        if len(a) + len(b) <= MAX_CACHED_TOKEN:  # bounded in bytes as well as entries
+            if len(cache) >= 200_000:
+                cache.clear()
+            cache[(a, b)] = kind
     return kind
 
 
