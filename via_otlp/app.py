@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from via_otlp import __version__
+from via_otlp import __version__, recovery
 from via_otlp.config import Config
 from via_otlp.configload import to_plain
 from via_otlp.control.server import ControlServer
@@ -43,6 +43,8 @@ log = logging.getLogger("via_otlp")
 COORDINATOR_FILE = "coordinator.json"
 # Who wrote a source's state to the registry (shown there, for people).
 INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
+# How long the start may spend reconciling the registry with the restored state.
+RECONCILE_TIMEOUT = 30.0
 # How long `/status` waits for the shards' counters before it shows the last ones.
 STATUS_WAIT = 0.5
 ConsumeHook = Callable[[LogBatch], Awaitable[None]]
@@ -113,6 +115,7 @@ class App:
         self._state_path = data_dir / (STATE_FILE if self.pool is None else COORDINATOR_FILE)
         self._legacy_path = data_dir / STATE_FILE
         self.last_snapshot: dict[str, Any] = {}
+        self.reconciled: recovery.ReconcileReport | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -144,6 +147,8 @@ class App:
                 )
             else:
                 self._tasks.append(asyncio.create_task(self._consume_loop(), name="via-consumer"))
+            if self.registry is not None:
+                await self._reconcile(self.registry)
             self._tasks.append(asyncio.create_task(self._tick_loop(), name="via-ticker"))
             self._tasks.append(asyncio.create_task(self._snapshot_loop(), name="via-snapshot"))
             if self.config.receive.grpc.enabled:
@@ -169,6 +174,24 @@ class App:
             "in process" if self.pool is None else f"{self.pool.shards} shards",
             time.monotonic() - self.started_at,
         )
+
+    async def _reconcile(self, registry: Registry) -> None:
+        """Crash safety: the registry's open episodes and recent templates against the state
+        just restored (`via_otlp.recovery`). Bounded in time; a registry that cannot answer
+        does not stop the start (the next start tries again)."""
+        ask: recovery.Ask
+        if self.pool is not None:
+            ask, gate = self.pool.query, self.gate
+        else:
+            assert isinstance(self.pipeline, Pipeline)
+            ask, gate = recovery.ask_pipeline(self.pipeline), self.pipeline.dispatch
+        try:
+            self.reconciled = await asyncio.wait_for(
+                recovery.reconcile(ask, registry, gate), RECONCILE_TIMEOUT
+            )
+        except Exception as exc:
+            log.warning("cannot reconcile the registry's open episodes with the restored "
+                        "state (they stay as they are until the next start): %s", exc)  # fmt: skip
 
     @staticmethod
     def _where(enabled: bool, endpoint: str, port: int) -> str:

@@ -860,6 +860,51 @@ class Engine:
             src = by_key.get(key) or Source(key, tuple((a, b) for a, b in attrs))
             self._sources[key] = (src, int(t))
 
+    # -- after a crash: what the registry knows and the restored state does not ----------------
+
+    def open_episodes(self) -> list[tuple[str, str, AnomalyKind]]:
+        """(episode id, rhythm hash, kind) of every open episode."""
+        return [(ep.episode_id, rh, kind) for (rh, kind), ep in self._episodes.items()]
+
+    def adopt_episode(self, event: AnomalyEvent) -> bool:
+        """Carry on an episode that was open when the process stopped but began after the
+        snapshot it restored (`event`: its latest stored event). It keeps its id, start and
+        score, so it is not opened twice, and resolves like any other. True if adopted: its
+        rhythm hash has a profile here and no episode of its kind is open on it."""
+        key = (event.rhythm_hash, event.kind)
+        if key in self._episodes or event.rhythm_hash not in self._table.index:
+            return False
+        start = event.started_ns // self._bucket_ns
+        last_hot = max(start, event.time_ns // self._bucket_ns - 1)
+        k = self.config.max_sample_trace_ids
+        self._episodes[key] = Episode(
+            event.episode_id, event.rhythm_hash, event.kind, start, last_hot, 0, event.score,
+            event.expected, event.observed, event.baseline_mean, event.baseline_std,
+            event.explanation.split(" — ")[0], list(event.sample_trace_ids[:k]),
+        )  # fmt: skip
+        return True
+
+    def discard_episodes(self, episode_ids: Collection[str]) -> int:
+        """Drop open episodes without an event: they resolved before the process stopped (the
+        registry has the resolution) and the restored snapshot predates it."""
+        ids = set(episode_ids)
+        gone = [key for key, ep in self._episodes.items() if ep.episode_id in ids]
+        for key in gone:
+            del self._episodes[key]
+        return len(gone)
+
+    def remember(self, rhythm_hash: str, source_key: str) -> bool:
+        """A rhythm hash without a profile here that was seen before (its profile was learnt
+        after the snapshot this engine restored): when it comes again it is not novel.
+        True if it was not known either way."""
+        if rhythm_hash in self._table.index or rhythm_hash in self._forgotten:
+            return False
+        self._forgotten[rhythm_hash] = source_key
+        keep = self.config.novelty.remember
+        if keep and len(self._forgotten) > keep:
+            del self._forgotten[next(iter(self._forgotten))]
+        return True
+
     # -- handing sources over ----------------------------------------------------------------
 
     def export_sources(self, keys: Collection[str]) -> dict[str, Any]:

@@ -396,6 +396,25 @@ class SourceMiner:
         template.count += 1
         return template
 
+    def recover(self, tid: str, text: str) -> bool:
+        """Add a template known from elsewhere with its id (the registry, after a crash lost
+        what was learnt since the last snapshot), unless this model has that id; lines that fit
+        it then get that id again, not a new one. True if added."""
+        if not text.strip():
+            return False
+        if tid.startswith("h"):  # named by the sender (`hint_id`)
+            if text in self.hinted:
+                return False
+            self.hinted[text] = Template(tid, [text])
+            if len(self.hinted) > self.config.max_templates_per_source:
+                self.hinted.popitem(last=False)
+            return True
+        if tid in self.templates:
+            return False
+        self._insert(Template(tid, text.split(" "), born=self._born))
+        self._born += 1
+        return True
+
     def _add_new_shape(self, body: str, shape: bytes) -> Template:
         """`add` for a line whose shape was not seen lately: mask it (its masked text may be)."""
         tokens = self._tokens(body)

@@ -201,6 +201,11 @@ class PatternStage:
             for t in kept.values()
         ]
 
+    def recover_template(self, source_key: str, template_id: str, text: str) -> bool:
+        """Teach a source's model a template it lost in a crash (`SourceMiner.recover`), so its
+        lines keep their id and rhythm hash. True if the model did not have it."""
+        return self.miner(source_key).recover(template_id, text)
+
     def flooding_sources(self) -> list[str]:
         """The sources currently reported as flooding (mostly unique lines)."""
         return [key for key, miner in self._miners.items() if miner.stats.flooding]

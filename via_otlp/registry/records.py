@@ -123,6 +123,16 @@ class EvaluationRow:
 
 
 @dataclass(frozen=True, slots=True)
+class KnownTemplate:
+    """A template the registry saw on an episode: enough to teach it again after a crash."""
+
+    source_key: str
+    template_id: str
+    template: str
+    rhythm_hash: str
+
+
+@dataclass(frozen=True, slots=True)
 class SchemaRow:
     """A source's schema snapshot and behavioural profile, as saved to `schemas`."""
 

@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import socket
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -44,6 +46,7 @@ from via_otlp.registry.records import (
     AnomalyRecord,
     EvaluationRow,
     IncidentPage,
+    KnownTemplate,
     RegistryState,
     RegistryStatus,
     SchemaRow,
@@ -59,6 +62,10 @@ from via_otlp.registry.writer import RegistryWriter
 log = logging.getLogger(__name__)
 
 _MAX_HELD_EPISODES = 100_000
+# Bounds of what one start reconciles (see `via_otlp.recovery`).
+MAX_OPEN_RECONCILED = 10_000
+MAX_TEMPLATES_RECOVERED = 10_000
+INSTANCE_FILE = "instance-id"
 _ANOMALY_COLUMNS = """episode_id, kind, state, source_key, source_attributes, rhythm_hash,
     template_id, template, severity, started_ns, ended_ns, time_ns, max_score, muted,
     explanation, events"""
@@ -95,6 +102,8 @@ class Registry:
         self.events_muted = 0
         self.events_below_threshold = 0
         self._held_open: dict[str, None] = {}  # episodes whose opening was held back, oldest first
+        # Who records the episodes (stable across restarts: kept in the data directory).
+        self.instance = ""
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -104,6 +113,7 @@ class Registry:
             return
         self._started = True
         try:
+            self.instance = instance_id(self.data_dir)
             self._dsn = await self._start_database()
             self._pool = await self._create_pool()
             async with self._pool.acquire() as conn:
@@ -185,6 +195,7 @@ class Registry:
             flush_max_rows=self.config.flush_max_rows,
             retry_max_backoff=self.config.retry_max_backoff,
             acquire_timeout=self.config.connect_timeout,
+            instance=self.instance,
         )
 
     async def _close_pool(self) -> None:
@@ -339,6 +350,50 @@ class Registry:
             else ""
         )
         return AnomalyPage(items, token)
+
+    async def open_episodes(self, limit: int = MAX_OPEN_RECONCILED) -> list[AnomalyRecord]:
+        """The episodes this instance recorded as open, oldest first: what a restart reconciles.
+
+        Rows from before episodes named their instance count as this one's when the registry
+        is embedded (one instance); in a shared database they are left alone.
+        """
+        rows = await self._fetch(
+            f"SELECT {_ANOMALY_COLUMNS} FROM anomalies WHERE state <> 'resolved' "
+            "AND (instance = $1 OR ($2 AND instance = '')) "
+            f"ORDER BY started_ns, episode_id LIMIT {int(limit)}",
+            self.instance,
+            self._embedded is not None,
+        )
+        return [_anomaly_from_row(r) for r in rows]
+
+    async def episode_states(self, episode_ids: Sequence[str]) -> dict[str, EpisodeState]:
+        """The stored state of those of `episode_ids` the registry has."""
+        if not episode_ids:
+            return {}
+        rows = await self._fetch(
+            "SELECT episode_id, state FROM anomalies WHERE episode_id = ANY($1::text[])",
+            list(episode_ids),
+        )
+        return {r["episode_id"]: EpisodeState(r["state"]) for r in rows}
+
+    async def known_templates(
+        self, since_ns: int, limit: int = MAX_TEMPLATES_RECOVERED
+    ) -> list[KnownTemplate]:
+        """The templates (and rhythm hashes) of this instance's episodes with an event since
+        `since_ns`, newest first: what a restart recovers when its snapshot predates them."""
+        rows = await self._fetch(
+            "SELECT source_key, template_id, template, rhythm_hash FROM ("
+            "  SELECT DISTINCT ON (rhythm_hash) source_key, template_id, template, rhythm_hash,"
+            "         time_ns FROM anomalies"
+            "  WHERE time_ns >= $1 AND template_id <> '' AND template <> ''"
+            "    AND (instance = $2 OR ($3 AND instance = ''))"
+            "  ORDER BY rhythm_hash, time_ns DESC"
+            f") t ORDER BY time_ns DESC LIMIT {int(limit)}",
+            int(since_ns),
+            self.instance,
+            self._embedded is not None,
+        )
+        return [KnownTemplate(**dict(r)) for r in rows]
 
     async def get_anomaly(self, episode_id: str) -> AnomalyRecord | None:
         rows = await self._fetch(
@@ -540,6 +595,24 @@ class Registry:
                 return list(await conn.fetch(sql, *args))
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
             raise as_upstream(exc, "registry query") from exc
+
+
+def instance_id(data_dir: Path) -> str:
+    """This instance's name in the registry: made once and kept in the data directory, so it
+    outlives restarts (and crashes), and differs between instances with their own state."""
+    path = data_dir / INSTANCE_FILE
+    try:
+        existing = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        existing = ""
+    if existing:
+        return existing
+    made = f"{socket.gethostname()}-{uuid.uuid4().hex[:12]}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(made + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return made
 
 
 def _not_running() -> UpstreamError:

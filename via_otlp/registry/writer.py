@@ -40,9 +40,11 @@ _MAX_EVENTS_PER_EPISODE = 64
 UPSERT_ANOMALY = f"""
 INSERT INTO anomalies AS a (episode_id, kind, state, source_key, source_attributes, rhythm_hash,
     template_id, template, severity, started_ns, ended_ns, time_ns, max_score, muted,
-    explanation, events)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, jsonb_build_array($16::jsonb))
+    explanation, events, instance)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, jsonb_build_array($16::jsonb),
+    $17)
 ON CONFLICT (episode_id) DO UPDATE SET
+    instance = CASE WHEN a.instance = '' THEN EXCLUDED.instance ELSE a.instance END,
     state = CASE WHEN EXCLUDED.time_ns >= a.time_ns THEN EXCLUDED.state ELSE a.state END,
     explanation = CASE WHEN EXCLUDED.time_ns >= a.time_ns THEN EXCLUDED.explanation ELSE a.explanation END,
     template = CASE WHEN EXCLUDED.time_ns >= a.time_ns THEN EXCLUDED.template ELSE a.template END,
@@ -122,8 +124,10 @@ class RegistryWriter:
         flush_max_rows: int = 500,
         retry_max_backoff: float = 5.0,
         acquire_timeout: float = 10.0,
+        instance: str = "",
     ) -> None:
         self._pool = pool
+        self._instance = instance
         self._buffer: deque[_Item] = deque()
         self._buffer_max = buffer_max
         self._flush_interval = flush_interval
@@ -276,7 +280,7 @@ class RegistryWriter:
         async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
             try:
                 async with conn.transaction():
-                    await _write_items(conn, batch)
+                    await _write_items(conn, batch, self._instance)
                 self._written += len(batch)
             except Exception as exc:
                 if is_retryable(exc):
@@ -291,7 +295,7 @@ class RegistryWriter:
         for item in batch:
             try:
                 async with conn.transaction():
-                    await _write_items(conn, [item])
+                    await _write_items(conn, [item], self._instance)
                 self._written += 1
             except Exception as exc:
                 if is_retryable(exc):
@@ -301,13 +305,15 @@ class RegistryWriter:
                 log.error("registry dropped a row it cannot write: %s", exc)
 
 
-async def _write_items(conn: asyncpg.Connection, items: Sequence[_Item]) -> None:
+async def _write_items(
+    conn: asyncpg.Connection, items: Sequence[_Item], instance: str = ""
+) -> None:
     events = [i for i in items if isinstance(i, _EventItem)]
     schemas = {i.source.key: i for i in items if isinstance(i, SchemaRow)}  # latest wins
     evaluations = [i for i in items if isinstance(i, EvaluationRow)]
     incidents = {i.incident.id: i for i in items if isinstance(i, IncidentEvent)}  # latest wins
     if events:
-        await conn.executemany(UPSERT_ANOMALY, [_anomaly_args(i) for i in events])
+        await conn.executemany(UPSERT_ANOMALY, [(*_anomaly_args(i), instance) for i in events])
     for ev in incidents.values():
         await conn.execute(UPSERT_INCIDENT, *_incident_args(ev))
         if ev.kind is IncidentEventKind.MERGED:

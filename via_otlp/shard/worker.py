@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from via_otlp import recovery
 from via_otlp.config import Config
 from via_otlp.configload import load_dataclass, to_plain
 from via_otlp.errors import InputError
@@ -43,6 +44,7 @@ from via_otlp.shard.wire import (
     recv_frame,
     send_frames,
     seq_frame,
+    shard_of,
     split_batch,
     split_seq,
 )
@@ -220,7 +222,12 @@ class Shard:
             return [to_plain(t) for t in p.patterns.templates()]
         if what == "schema_rows":
             return [to_plain(r) for r in p.schemas.take_dirty()]
+        if what in ("recovery_info", "recover"):  # crash safety (via_otlp/recovery.py)
+            return recovery.handle(p, what, args, owns=self._owns)
         raise ValueError(f"unknown query {what!r}")
+
+    def _owns(self, source_key: str) -> bool:
+        return shard_of(source_key, self.shards) == self.index
 
 
 def _rss_bytes() -> int:
