@@ -176,14 +176,15 @@ def test_pattern_stage_lists_templates_without_creating_models() -> None:
 
 
 def test_incident_with_and_without_its_graph() -> None:
-    from via_otlp.correlate.model import (
+    from via_otlp.model import (
+        AnomalyKind,
+        EpisodeState,
         Incident,
         IncidentLink,
         IncidentMember,
         IncidentState,
         LinkType,
     )
-    from via_otlp.model import AnomalyKind, EpisodeState
 
     def member(eid: str, service: str) -> IncidentMember:
         return IncidentMember(

@@ -9,9 +9,8 @@ import pytest
 
 from tests.correlate import run_cascade
 from via_otlp.correlate.config import RelatednessConfig
-from via_otlp.correlate.model import LinkType
 from via_otlp.correlate.offline import correlate_events
-from via_otlp.model import AnomalyEvent
+from via_otlp.model import AnomalyEvent, LinkType
 
 
 @pytest.fixture(scope="module")

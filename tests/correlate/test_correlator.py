@@ -12,9 +12,8 @@ from tests.correlate.conftest import T0, S, ev, src, tid
 from via_otlp.correlate.config import CorrelateConfig, RelatednessConfig
 from via_otlp.correlate.correlator import Correlator, incident_id
 from via_otlp.correlate.embeddings import HashingEmbedder
-from via_otlp.correlate.model import IncidentEventKind, IncidentState, LinkType
 from via_otlp.errors import ConfigError
-from via_otlp.model import EpisodeState
+from via_otlp.model import EpisodeState, IncidentEventKind, IncidentState, LinkType
 
 R = EpisodeState.RESOLVED
 EMB = HashingEmbedder(256)

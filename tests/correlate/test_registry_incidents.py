@@ -7,8 +7,7 @@ from pathlib import Path
 from tests.correlate.conftest import ev, fast_config, src, tid
 from via_otlp.correlate.config import CorrelateConfig
 from via_otlp.correlate.correlator import Correlator, incident_id
-from via_otlp.correlate.model import IncidentState, LinkType
-from via_otlp.model import EpisodeState
+from via_otlp.model import EpisodeState, IncidentState, LinkType
 from via_otlp.registry import Registry
 
 R = EpisodeState.RESOLVED

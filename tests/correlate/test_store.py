@@ -12,11 +12,10 @@ import pytest
 from tests.correlate.conftest import ev, src, tid
 from via_otlp.correlate.config import CorrelateConfig, QdrantConfig
 from via_otlp.correlate.embeddings import HashingEmbedder
-from via_otlp.correlate.model import IncidentEvent, IncidentEventKind
 from via_otlp.correlate.service import Correlation, EpisodeNotFound
 from via_otlp.correlate.store import EpisodePoint, StoreState, VectorStore, episode_payload
 from via_otlp.errors import StartupError
-from via_otlp.model import EpisodeState
+from via_otlp.model import EpisodeState, IncidentEvent, IncidentEventKind
 
 DAY = 86400
 URL = os.environ.get("VIA_TEST_QDRANT_URL", "")

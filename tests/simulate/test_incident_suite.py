@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from via_otlp.config import Config
-from via_otlp.correlate.model import LinkType
+from via_otlp.model import LinkType
 from via_otlp.simulate import incidents
 from via_otlp.simulate.cli import STANDARD_SUITE, scenario_files
 from via_otlp.simulate.run import RunResult, run_offline

@@ -26,19 +26,22 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from via_otlp.control.gen.via.v1 import control_pb2 as pb2
-from via_otlp.correlate.model import (
+from via_otlp.correlate.model import SimilarResult
+from via_otlp.detect.engine import EngineStats
+from via_otlp.detect.profile import ProfileState, ProfileSummary, RecentBucket
+from via_otlp.emit.exporter import EmitStats
+from via_otlp.errors import InputError
+from via_otlp.model import (
+    AnomalyEvent,
+    AnomalyKind,
+    EpisodeState,
     Incident,
     IncidentLink,
     IncidentMember,
     IncidentState,
     LinkType,
-    SimilarResult,
+    Source,
 )
-from via_otlp.detect.engine import EngineStats
-from via_otlp.detect.profile import ProfileState, ProfileSummary, RecentBucket
-from via_otlp.emit.exporter import EmitStats
-from via_otlp.errors import InputError
-from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, Source
 from via_otlp.patterns.stage import PatternStats, TemplateInfo
 from via_otlp.receive.intake import IntakeStats
 from via_otlp.registry.patches import Patch, PatchRule
@@ -556,7 +559,7 @@ def incident_link_to_proto(link: IncidentLink) -> pb2.IncidentLink:
 def incident_to_proto(inc: Incident, *, graph: bool = True) -> pb2.Incident:
     """An incident; `graph` adds its members and links (the counts are always there).
 
-    >>> from via_otlp.correlate.model import Incident, IncidentState
+    >>> from via_otlp.model import Incident, IncidentState
     >>> pb = incident_to_proto(Incident("i1", "t", IncidentState.OPEN, 5, 0, 6, 70.0, "e1",
     ...                                 ("shop",), (), ()), graph=False)
     >>> (pb.id, pb.state == pb2.INCIDENT_STATE_OPEN, pb.member_count, list(pb.sources))

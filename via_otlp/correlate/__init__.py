@@ -20,7 +20,8 @@ from via_otlp.correlate.embeddings import (
     make_embedder,
 )
 from via_otlp.correlate.evaluate import PairwiseScores, pairwise_scores
-from via_otlp.correlate.model import (
+from via_otlp.correlate.model import SimilarEpisode, SimilarIncident, SimilarResult
+from via_otlp.model import (
     Incident,
     IncidentEvent,
     IncidentEventKind,
@@ -28,9 +29,6 @@ from via_otlp.correlate.model import (
     IncidentMember,
     IncidentState,
     LinkType,
-    SimilarEpisode,
-    SimilarIncident,
-    SimilarResult,
 )
 
 __all__ = [

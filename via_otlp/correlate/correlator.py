@@ -42,7 +42,11 @@ import numpy as np
 import xxhash
 
 from via_otlp.correlate.config import CorrelateConfig, parse_dependency
-from via_otlp.correlate.model import (
+from via_otlp.errors import ConfigError
+from via_otlp.model import (
+    AnomalyEvent,
+    AnomalyKind,
+    EpisodeState,
     Incident,
     IncidentEvent,
     IncidentEventKind,
@@ -50,9 +54,8 @@ from via_otlp.correlate.model import (
     IncidentMember,
     IncidentState,
     LinkType,
+    Source,
 )
-from via_otlp.errors import ConfigError
-from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, Source
 
 SNAPSHOT_VERSION = 1
 MAX_TRACE_IDS_PER_MEMBER = 32

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from via_otlp.correlate.config import CorrelateConfig
 from via_otlp.correlate.correlator import Correlator
 from via_otlp.correlate.embeddings import HashingEmbedder
-from via_otlp.correlate.model import IncidentEvent
 from via_otlp.correlate.service import episode_text
-from via_otlp.model import AnomalyEvent
+from via_otlp.model import AnomalyEvent, IncidentEvent
 
 
 @dataclass

@@ -31,15 +31,10 @@ import numpy as np
 from via_otlp.correlate.config import CorrelateConfig
 from via_otlp.correlate.correlator import Correlator, CorrelatorStats
 from via_otlp.correlate.embeddings import Embedder, make_embedder
-from via_otlp.correlate.model import (
-    IncidentEvent,
-    IncidentEventKind,
-    SimilarIncident,
-    SimilarResult,
-)
+from via_otlp.correlate.model import SimilarIncident, SimilarResult
 from via_otlp.correlate.store import EpisodePoint, VectorStore, VectorStoreStats, episode_payload
 from via_otlp.errors import InputError, UpstreamError
-from via_otlp.model import AnomalyEvent, EpisodeState
+from via_otlp.model import AnomalyEvent, EpisodeState, IncidentEvent, IncidentEventKind
 
 log = logging.getLogger(__name__)
 

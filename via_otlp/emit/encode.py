@@ -28,8 +28,16 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from via_otlp import __version__
-from via_otlp.correlate.model import Incident, IncidentEvent, IncidentEventKind
-from via_otlp.model import TEMPLATE_ATTRIBUTE, VIA_SCOPE_NAME, AnomalyEvent, EpisodeState, Source
+from via_otlp.model import (
+    TEMPLATE_ATTRIBUTE,
+    VIA_SCOPE_NAME,
+    AnomalyEvent,
+    EpisodeState,
+    Incident,
+    IncidentEvent,
+    IncidentEventKind,
+    Source,
+)
 
 """Instrumentation scope name on everything VIA emits; the intake drops records carrying it."""
 

@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from via_otlp.correlate.model import IncidentEvent
 from via_otlp.emit.config import EmitConfig, parse_endpoint
 from via_otlp.emit.console import ConsoleWriter
 from via_otlp.emit.encode import (
@@ -41,7 +40,7 @@ from via_otlp.emit.encode import (
 from via_otlp.emit.retry import ExportError, backoff_delay
 from via_otlp.emit.transport import ExportRequest, Transport, make_transport
 from via_otlp.errors import StartupError
-from via_otlp.model import AnomalyEvent
+from via_otlp.model import AnomalyEvent, IncidentEvent
 
 log = logging.getLogger(__name__)
 

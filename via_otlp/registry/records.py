@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from via_otlp.correlate.model import Incident
 from via_otlp.errors import InputError
 from via_otlp.model import (
     AnomalyEvent,
     AnomalyKind,
     EpisodeState,
+    Incident,
     Source,
     source_from_json,
     source_to_json,

@@ -24,13 +24,17 @@ from typing import Any
 
 import asyncpg
 
-from via_otlp.correlate.model import Incident, IncidentEvent, IncidentLink, IncidentState, LinkType
 from via_otlp.errors import StartupError, UpstreamError, ViaError
 from via_otlp.model import (
     DEFAULT_SOURCE_ATTRIBUTES,
     AnomalyEvent,
     AnomalyKind,
     EpisodeState,
+    Incident,
+    IncidentEvent,
+    IncidentLink,
+    IncidentState,
+    LinkType,
     LogBatch,
     source_from_json,
 )

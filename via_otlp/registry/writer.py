@@ -22,8 +22,7 @@ from itertools import islice
 
 import asyncpg
 
-from via_otlp.correlate.model import IncidentEvent, IncidentEventKind
-from via_otlp.model import AnomalyEvent, source_to_json
+from via_otlp.model import AnomalyEvent, IncidentEvent, IncidentEventKind, source_to_json
 from via_otlp.registry._db import is_retryable
 from via_otlp.registry.records import (
     EvaluationRow,
