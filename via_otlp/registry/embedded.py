@@ -213,6 +213,20 @@ class EmbeddedPostgres:
             self._running = False
             self._release_lock()
 
+    def alive(self) -> bool:
+        """Whether the server process is running (a cheap check: its pid file and /proc)."""
+        pid = self._pid_from_file()
+        return pid is not None and _is_our_postmaster(pid, self.data_dir)
+
+    def restart(self) -> None:
+        """Start the server again after it died (killed, crashed, stopped by someone else):
+        what the dead one left (its pid file, its socket) is cleared first, and the start is
+        retried while its children free their shared memory. The data directory stays locked."""
+        self._running = False
+        self._clear_stale_server()
+        self._start_server()
+        self._running = True
+
     def pause(self) -> None:
         """Stop the server but keep the data directory locked (tests: "PostgreSQL goes away")."""
         self._pg_ctl("stop", "-m", "fast")
@@ -362,7 +376,7 @@ class EmbeddedPostgres:
             except StartupError:
                 _kill_and_wait(pid)
         else:
-            log.info("removing a stale postmaster.pid (pid %d is not our server)", pid)
+            log.info("removing a stale postmaster.pid (pid %d is gone, or is not our server)", pid)
         assert self._socket_dir is not None
         for path in (
             self.data_dir / "postmaster.pid",

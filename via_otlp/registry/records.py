@@ -28,10 +28,12 @@ EVENT_JSON_VERSION = 1
 
 
 class RegistryState(enum.StrEnum):
-    """`ok`: writes land; `degraded`: PostgreSQL unreachable, writes wait; `disabled`: off."""
+    """`ok`: writes land; `degraded`: PostgreSQL unreachable, writes wait; `restarting`: the
+    embedded PostgreSQL died and is being started again, writes wait; `disabled`: off."""
 
     OK = "ok"
     DEGRADED = "degraded"
+    RESTARTING = "restarting"
     DISABLED = "disabled"
 
 
@@ -61,6 +63,8 @@ class RegistryStatus:
     records_dropped_by_patch: int
     events_muted: int
     events_below_threshold: int = 0
+    embedded_restarts: int = 0  # times the embedded PostgreSQL was found dead and restarted
+    embedded_last_restart_seconds: float = 0.0  # from found dead to accepting connections
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,9 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import random
 import socket
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -38,6 +40,7 @@ from via_otlp.model import (
     LogBatch,
     source_from_json,
 )
+from via_otlp.ratelog import RateLimitedLog
 from via_otlp.redact import redact_text
 from via_otlp.registry._db import as_upstream, init_connection, redact_dsn
 from via_otlp.registry.config import MAX_PAGE, RegistryConfig
@@ -70,6 +73,10 @@ _MAX_HELD_EPISODES = 100_000
 MAX_OPEN_RECONCILED = 10_000
 MAX_TEMPLATES_RECOVERED = 10_000
 INSTANCE_FILE = "instance-id"
+# The embedded server is checked this often; a dead one is restarted with this backoff.
+SUPERVISE_INTERVAL = 0.5
+RESTART_BACKOFF = 0.5
+RESTART_MAX_BACKOFF = 10.0
 _ANOMALY_COLUMNS = """episode_id, kind, state, source_key, source_attributes, rhythm_hash,
     template_id, template, severity, started_ns, ended_ns, time_ns, max_score, muted,
     explanation, events"""
@@ -108,6 +115,10 @@ class Registry:
         self._held_open: dict[str, None] = {}  # episodes whose opening was held back, oldest first
         # Who records the episodes (stable across restarts: kept in the data directory).
         self.instance = ""
+        self._supervisor: asyncio.Task[None] | None = None
+        self._restarting = False
+        self.embedded_restarts = 0
+        self.embedded_last_restart_seconds = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -137,6 +148,10 @@ class Registry:
             self._schema_task = asyncio.create_task(
                 self._save_schemas_periodically(), name="via-schema-save"
             )
+            if self._embedded is not None:
+                self._supervisor = asyncio.create_task(
+                    self._supervise(self._embedded), name="via-postgres-supervisor"
+                )
         except BaseException as exc:
             await self.shutdown()
             if isinstance(exc, ViaError | asyncio.CancelledError):
@@ -152,6 +167,11 @@ class Registry:
 
     async def shutdown(self) -> None:
         """Save schemas, write what is buffered (bounded), close, stop the embedded server."""
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await supervisor
         task, self._schema_task = self._schema_task, None
         if task is not None:
             task.cancel()
@@ -190,6 +210,43 @@ class Registry:
             command_timeout=self.config.command_timeout,
             init=init_connection,
         )
+
+    async def _supervise(self, embedded: EmbeddedPostgres) -> None:
+        """Keep the embedded PostgreSQL running: when its process is gone, start it again,
+        retrying with jittered backoff. Writes wait in the buffer meanwhile (`restarting` in
+        `/status`) and are flushed when it is back; connections are renewed."""
+        failures = RateLimitedLog(log)
+        while True:
+            await asyncio.sleep(SUPERVISE_INTERVAL)
+            if embedded.alive():
+                continue
+            down = time.monotonic()
+            self._restarting = True
+            log.warning("embedded PostgreSQL is gone (killed or crashed): restarting it")
+            attempt = 0
+            while True:
+                try:
+                    await asyncio.to_thread(embedded.restart)
+                    break
+                except Exception as exc:
+                    attempt += 1
+                    delay = min(RESTART_MAX_BACKOFF, RESTART_BACKOFF * 2 ** (attempt - 1))
+                    failures.error(
+                        "embedded PostgreSQL did not start again (attempt %d, next in %.1fs): %s",
+                        attempt, delay, redact_text(str(exc)),
+                    )  # fmt: skip
+                    await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            self.embedded_restarts += 1
+            self.embedded_last_restart_seconds = round(time.monotonic() - down, 3)
+            self._restarting = False
+            if self._pool is not None:
+                await self._pool.expire_connections()  # the old ones point at the dead server
+            if self._writer is not None:
+                self._writer.wake()
+            log.info(
+                "embedded PostgreSQL is back after %.2fs (restart %d); buffered writes resume",
+                self.embedded_last_restart_seconds, self.embedded_restarts,
+            )  # fmt: skip
 
     def _new_writer(self, pool: asyncpg.Pool) -> RegistryWriter:
         return RegistryWriter(
@@ -285,6 +342,8 @@ class Registry:
         listening = self._patch_store is not None and self._patch_store.listening
         if not self.config.enabled or not self._started:
             state = RegistryState.DISABLED
+        elif self._restarting:
+            state = RegistryState.RESTARTING
         elif writer.state is RegistryState.DEGRADED or not listening:
             state = RegistryState.DEGRADED
         else:
@@ -300,6 +359,8 @@ class Registry:
             records_dropped_by_patch=self.records_dropped_by_patch,
             events_muted=self.events_muted,
             events_below_threshold=self.events_below_threshold,
+            embedded_restarts=self.embedded_restarts,
+            embedded_last_restart_seconds=self.embedded_last_restart_seconds,
         )
 
     def _idle_writer(self) -> WriterStats:

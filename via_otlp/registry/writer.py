@@ -134,6 +134,7 @@ class RegistryWriter:
         self._retry_max_backoff = retry_max_backoff
         self._acquire_timeout = acquire_timeout
         self._wake = asyncio.Event()
+        self._retry_now = asyncio.Event()
         self._closing = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._state = RegistryState.OK
@@ -198,6 +199,11 @@ class RegistryWriter:
                 await task
         if self._buffer:
             log.warning("registry writer stopped with %d rows not written", len(self._buffer))
+
+    def wake(self) -> None:
+        """Try the buffer now (PostgreSQL is back), rather than at the end of the backoff."""
+        self._retry_now.set()
+        self._wake.set()
 
     async def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far is written; False if `timeout` passed first."""
@@ -270,9 +276,19 @@ class RegistryWriter:
         self._full_logged = False
 
     async def _sleep_or_close(self, seconds: float) -> bool:
-        """Sleep with full jitter; True if shutdown began meanwhile."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closing.wait(), seconds * random.uniform(0.5, 1.0))
+        """Sleep with full jitter (cut short by `wake`); True if shutdown began meanwhile."""
+        self._retry_now.clear()
+        closing = asyncio.ensure_future(self._closing.wait())
+        retry = asyncio.ensure_future(self._retry_now.wait())
+        try:
+            await asyncio.wait(
+                (closing, retry),
+                timeout=seconds * random.uniform(0.5, 1.0),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            closing.cancel()
+            retry.cancel()
         return self._closing.is_set()
 
     async def _write_batch(self, batch: Sequence[_Item]) -> None:

@@ -73,7 +73,7 @@ _UNIT_SUFFIX = {"s": "seconds", "By": "bytes", "1": ""}
 
 # The states of enumerations shown as one gauge per state (1 for the current one), so an alert
 # can say `via_otlp_registry_state{state="degraded"} == 1`.
-REGISTRY_STATES = ("ok", "degraded", "disabled")
+REGISTRY_STATES = ("ok", "degraded", "restarting", "disabled")
 EMITTER_STATES = ("new", "console", "ok", "retrying", "failing", "closed")
 TRANSPORTS = ("grpc", "http", "ndjson")
 SERVICE_STATES = ("new", "starting", "serving", "draining", "stopped")
@@ -354,6 +354,13 @@ def families(status: Mapping[str, Any]) -> list[Family]:
         "Rows dropped by a full write buffer.",
         C,
         writer.get("dropped"),
+    )
+    b.one(
+        "via_otlp.registry.embedded_restarts",
+        "{restarts}",
+        "Times the embedded PostgreSQL was found dead and started again.",
+        C,
+        registry.get("embedded_restarts"),
     )
     b.one(
         "via_otlp.registry.active_patches",
