@@ -84,6 +84,7 @@ class Pipeline:
         registry: Registry | None = None,
         sink: EventSink | None = None,
         drop_filter: BatchFilter | None = None,
+        block_filter: BatchFilter | None = None,
     ) -> None:
         self.config = config
         self.registry = registry
@@ -94,6 +95,7 @@ class Pipeline:
         if registry is not None:
             registry.schema_tracker = self.schemas
             drop_filter = registry.filter_batch
+            block_filter = registry.block_batch
         self.stats = IntakeStats()
         self.dispatch.timings = self.stats.latency
         self.queue = RecordQueue(config.receive.queue_max_records, self.stats.latency)
@@ -104,6 +106,7 @@ class Pipeline:
             self.stats,
             drop_filter=drop_filter,
             max_batch_records=config.pipeline.batch_max_records,
+            block_filter=block_filter,
         )
 
     def consume(self, batch: LogBatch, watermark_ns: int | None = None) -> None:

@@ -111,7 +111,7 @@ def test_patch_round_trip_and_defaults() -> None:
 @pytest.mark.parametrize(
     ("patch", "message"),
     [
-        (pb2.Patch(source="x"), "rule must be MUTE, DROP or THRESHOLD"),
+        (pb2.Patch(source="x"), "rule must be MUTE, DROP, THRESHOLD, ALLOW or BLOCK"),
         (pb2.Patch(rule=pb2.PATCH_RULE_MUTE), "must select something"),
         (pb2.Patch(rule=pb2.PATCH_RULE_MUTE, template="re:(("), "not a valid regular expression"),
         (pb2.Patch(rule=pb2.PATCH_RULE_THRESHOLD, source="x"), "needs a threshold > 0"),

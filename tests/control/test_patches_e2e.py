@@ -198,3 +198,48 @@ def test_two_instances_on_one_database_share_patches_within_a_second(tmp_path: P
             codes.append(second.stop())
         codes.append(first.stop())
     assert codes == [0] * len(codes), first.log() + (second.log() if second else "")
+
+
+async def test_allow_keeps_what_drop_and_mute_would_take_and_block_drops_before_templating(
+    tmp_path: Path, grpc_server_factory: GrpcServerFactory
+) -> None:
+    """The seed plan's lists through ctl: BLOCK a noisy source's health checks before they
+    reach the miner, DROP and MUTE a whole source but ALLOW its payment errors."""
+    downstream = await grpc_server_factory()
+    server = await in_thread(start_server, tmp_path, emitting_to(downstream.endpoint))
+    target = server.control_target
+    try:
+        for args in (
+            ("--rule", "block", "--source", "ctl-blocked", "--template", "GET /api/items/*"),
+            ("--rule", "drop", "--source", "ctl-kept", "--template", "re:Connection"),
+            ("--rule", "mute", "--source", "ctl-kept"),
+            ("--rule", "allow", "--source", "ctl-kept", "--template", "Connection refused *"),
+        ):
+            done = await in_thread(ctl, "patch", "add", *args, target=target)
+            assert done.returncode == 0, done.stderr
+        rules = sorted(p["rule"] for p in call(target, "ListPatches")["patches"])
+        assert rules == ["PATCH_RULE_ALLOW", "PATCH_RULE_BLOCK", "PATCH_RULE_DROP",
+                         "PATCH_RULE_MUTE"]  # fmt: skip
+
+        now = time.time_ns()
+        records = history_then_novel_error(
+            "ctl-kept", now, error="Connection refused by ledger at 10.0.0.7", copies=3
+        )
+        records += history_then_novel_error("ctl-blocked", now)
+        await in_thread(ingest, server, records)
+        # ALLOW beat DROP (the records were kept) and MUTE (the novelty is emitted)
+        await in_thread(
+            wait_until, lambda: "ctl-kept" in emitted_services(downstream.rec), 20, "ctl-kept"
+        )
+        (episode,) = await in_thread(
+            wait_until, lambda: anomalies_of(server, "ctl-kept"), 10, "the kept episode"
+        )
+        assert not episode.get("muted")
+        # BLOCK: the 55 history lines never reached the miner; the novel error did
+        status = call(target, "GetStatus")
+        assert int(status["intake"]["records_dropped_by_patch"]) == 55
+        templates = call(target, "ListTemplates", {"source": "ctl-blocked"}).get("templates", [])
+        assert len(templates) == 1 and "failing" in templates[0]["template"], templates
+    finally:
+        code = await in_thread(server.stop)
+    assert code == 0, server.log()

@@ -112,3 +112,56 @@ def test_drop_by_source_before_patterns_ran() -> None:
     batch.rhythm_hash, batch.template, batch.template_id = [], [], []
     ps = PatchSet([Patch(PatchRule.DROP, source="bank/*")])
     assert ps.drop_mask(batch, NOW) == [False, True, False, False, True]
+
+
+# --- ALLOW and BLOCK -------------------------------------------------------------------------
+
+
+def _event_for(source_key: str, template: str, score: float = 50.0) -> object:
+    from dataclasses import replace
+
+    event = make_event()
+    return replace(event, source=Source(source_key, (("service.name", source_key),)),
+                   template=template, score=score)  # fmt: skip
+
+
+def test_allow_wins_over_drop_mute_and_threshold() -> None:
+    patches = PatchSet([
+        Patch(PatchRule.DROP, source="shop/*", id="d"),
+        Patch(PatchRule.MUTE, source="shop/*", id="m"),
+        Patch(PatchRule.THRESHOLD, source="shop/*", threshold=99, id="t"),
+        Patch(PatchRule.ALLOW, source="shop/*", template="payment *", id="a"),
+    ])  # fmt: skip
+    assert patches.is_dropped("shop/cart", "h", "cart updated")
+    assert not patches.is_dropped("shop/pay", "h", "payment <*> failed")
+    assert patches.is_muted(_event_for("shop/cart", "cart updated"))
+    assert not patches.is_muted(_event_for("shop/pay", "payment <*> failed"))
+    assert patches.is_below_threshold(_event_for("shop/cart", "cart updated", 50))
+    assert not patches.is_below_threshold(_event_for("shop/pay", "payment <*> failed", 50))
+    # an inactive ALLOW keeps nothing
+    off = PatchSet([Patch(PatchRule.DROP, source="x", id="d"),
+                    Patch(PatchRule.ALLOW, source="x", id="a", active=False)])  # fmt: skip
+    assert off.is_dropped("x", "h", "t")
+
+
+def test_block_drops_before_templating_by_source_and_body() -> None:
+    sources = [Source("a", (("service.name", "a"),)), Source("b", (("service.name", "b"),))]
+    batch = LogBatch(
+        sources=sources, source_index=[0, 0, 1, 0], severity=["INFO"] * 4,
+        body=["GET /health 200", "GET /cart 200", "GET /health 200", "GET /health 500"],
+        time_ns=[1, 2, 3, 4], trace_id=[""] * 4, unique_id=[""] * 4, template_hint=[""] * 4,
+    )  # fmt: skip
+    patches = PatchSet([
+        Patch(PatchRule.BLOCK, source="a", template="GET /health *", id="b"),
+        Patch(PatchRule.ALLOW, template="* 500", id="a"),
+    ])  # fmt: skip
+    kept, blocked = patches.apply_blocks(batch)
+    assert blocked == 1
+    assert kept.body == ["GET /cart 200", "GET /health 200", "GET /health 500"]
+    assert kept.source_index == [0, 1, 0] and kept.time_ns == [2, 3, 4]
+    assert PatchSet().apply_blocks(batch) == (batch, 0)
+
+
+def test_block_cannot_select_by_rhythm_hash() -> None:
+    with pytest.raises(InputError, match="before they have one"):
+        Patch(PatchRule.BLOCK, rhythm_hash="0123456789abcdef")

@@ -5,7 +5,7 @@
     via-otlp ctl profile RHYTHM_HASH [--buckets N]
     via-otlp ctl templates [--source GLOB] [--limit N]
     via-otlp ctl anomalies [--since 1h] [--kind K] [--source KEY] [--state open|resolved]
-    via-otlp ctl patch add --rule mute|drop|threshold [--source GLOB] [--template GLOB]
+    via-otlp ctl patch add --rule mute|drop|threshold|allow|block [--source GLOB] [--template GLOB]
                            [--rhythm-hash H] [--threshold SCORE] [--ttl 2h] [--reason TEXT]
     via-otlp ctl patch list [--all]
     via-otlp ctl patch rm ID...
@@ -143,9 +143,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     psub.required = True
     p = psub.add_parser("add", parents=[common], help="create (or replace, with --id) a patch")
     p.set_defaults(func=cmd_patch_add)
-    p.add_argument("--rule", required=True, type=str.lower, choices=["mute", "drop", "threshold"])
+    p.add_argument(
+        "--rule", required=True, type=str.lower,
+        choices=["mute", "drop", "threshold", "allow", "block"],
+        help="allow: always keep (wins over the others); block: drop before templating",
+    )  # fmt: skip
     p.add_argument("--source", default="", help="source key glob, or re:REGEX")
-    p.add_argument("--template", default="", help="template glob, or re:REGEX")
+    p.add_argument(
+        "--template", default="",
+        help="template glob, or re:REGEX (for --rule block: matched against the log body)",
+    )  # fmt: skip
     p.add_argument("--rhythm-hash", default="", help="exact rhythm hash")
     p.add_argument("--threshold", type=float, help="THRESHOLD only: score (0-100) to emit from")
     p.add_argument("--ttl", default="", help="expire after this long ('30m', '2h'); default never")

@@ -71,6 +71,8 @@ RULE_TO_PROTO = {
     PatchRule.MUTE: pb2.PATCH_RULE_MUTE,
     PatchRule.DROP: pb2.PATCH_RULE_DROP,
     PatchRule.THRESHOLD: pb2.PATCH_RULE_THRESHOLD,
+    PatchRule.ALLOW: pb2.PATCH_RULE_ALLOW,
+    PatchRule.BLOCK: pb2.PATCH_RULE_BLOCK,
 }
 RULE_FROM_PROTO: dict[int, PatchRule] = {v: k for k, v in RULE_TO_PROTO.items()}
 INCIDENT_STATE_TO_PROTO = {
@@ -455,7 +457,7 @@ def patch_from_proto(pb: pb2.Patch, now_ns: int, ttl_seconds: float = 0.0) -> Pa
     rule = RULE_FROM_PROTO.get(pb.rule)
     if rule is None:
         raise InputError(
-            f"patch rule must be MUTE, DROP or THRESHOLD, got {pb2.PatchRule.Name(pb.rule) if pb.rule in pb2.PatchRule.values() else pb.rule}"
+            f"patch rule must be MUTE, DROP, THRESHOLD, ALLOW or BLOCK, got {pb2.PatchRule.Name(pb.rule) if pb.rule in pb2.PatchRule.values() else pb.rule}"
         )
     if ttl_seconds < 0 or ttl_seconds != ttl_seconds:
         raise InputError(f"ttl_seconds must be >= 0, got {ttl_seconds}")

@@ -211,12 +211,14 @@ class Intake:
         drop_filter: BatchFilter | None = None,
         retry_after: float = 1.0,
         max_batch_records: int = 0,
+        block_filter: BatchFilter | None = None,
     ) -> None:
         self.normaliser = normaliser
         self.patterns = patterns
         self.queue = queue
         self.stats = stats or IntakeStats()
         self.drop_filter = drop_filter
+        self.block_filter = block_filter  # BLOCK patches: before templating
         self.retry_after = retry_after
         self.max_batch_records = max_batch_records
 
@@ -260,8 +262,13 @@ class Intake:
         return batch
 
     def process(self, batch: LogBatch) -> LogBatch:
-        """Template a batch and remove what DROP patches match (counted)."""
+        """Remove what BLOCK patches match, template the rest, remove what DROP patches match
+        (both counted as dropped by patches)."""
         with self.stats.latency.time(Stage.PATTERNS):
+            if self.block_filter is not None:
+                before = len(batch)
+                batch = self.block_filter(batch)
+                self.stats.records_dropped_by_patch += before - len(batch)
             self.patterns.apply(batch)
             if self.drop_filter is not None:
                 before = len(batch)

@@ -6,7 +6,14 @@ field given must match. Its rule:
 
 - `DROP`: matching records are ignored at intake and never enter baselines;
 - `MUTE`: detection goes on and episodes are recorded, but not emitted;
-- `THRESHOLD`: matching patterns use this score threshold (the largest one when several match).
+- `THRESHOLD`: matching patterns use this score threshold (the largest one when several match);
+- `BLOCK`: matching records are dropped before templating, so they never reach the miner
+  either. There is no template nor rhythm hash yet: a BLOCK selects by source and/or body,
+  its `template` glob being matched against the raw body;
+- `ALLOW`: the seed plan's "always keep": matching records are never dropped or blocked and
+  their anomalies never muted or held back by a threshold. ALLOW wins over every other rule.
+  Against a BLOCK (before templating) its `template` glob is matched against the body, and a
+  rhythm-hash-only ALLOW cannot protect from one (no hash yet).
 
 A patch stops applying when it is inactive or its `expires_ns` has passed. `PatchSet` is
 immutable: the store builds a new one on every change and swaps it in.
@@ -45,6 +52,8 @@ class PatchRule(enum.StrEnum):
     MUTE = "MUTE"
     DROP = "DROP"
     THRESHOLD = "THRESHOLD"
+    ALLOW = "ALLOW"
+    BLOCK = "BLOCK"
 
 
 def new_patch_id() -> str:
@@ -69,7 +78,7 @@ class Patch:
 
     def __post_init__(self) -> None:
         if not isinstance(self.rule, PatchRule):
-            raise InputError(f"patch rule must be one of MUTE, DROP, THRESHOLD, got {self.rule!r}")
+            raise InputError(f"patch rule must be one of {', '.join(PatchRule)}, got {self.rule!r}")
         if not (self.rhythm_hash or self.source or self.template):
             raise InputError(
                 "a patch must select something", hint="set rhythm_hash, source and/or template"
@@ -78,6 +87,12 @@ class Patch:
             if len(getattr(self, name)) > MAX_SELECTOR_LENGTH:
                 raise InputError(f"patch {name} is longer than {MAX_SELECTOR_LENGTH} characters")
         self._check_threshold()
+        if self.rule is PatchRule.BLOCK and self.rhythm_hash:
+            raise InputError(
+                "a BLOCK patch cannot select by rhythm hash: records are blocked before they "
+                "have one",
+                hint="select by source and/or template (a glob matched against the body)",
+            )
         if self.expires_ns < 0 or self.created_ns < 0:
             raise InputError("patch times must be >= 0 (expires_ns 0 means never)")
         if not self.id:
@@ -166,25 +181,41 @@ class PatchSet:
             if m.patch.applies_at(now) and m.matches(source_key, rhythm_hash, template)
         ]
 
+    def is_allowed(
+        self, source_key: str, rhythm_hash: str, template: str, now_ns: int | None = None
+    ) -> bool:
+        """Whether an ALLOW patch keeps this pattern whatever other patches say."""
+        return bool(self._matching(PatchRule.ALLOW, source_key, rhythm_hash, template, now_ns))
+
     def is_dropped(
         self, source_key: str, rhythm_hash: str, template: str, now_ns: int | None = None
     ) -> bool:
-        """Whether records of this pattern are dropped at intake."""
-        return bool(self._matching(PatchRule.DROP, source_key, rhythm_hash, template, now_ns))
+        """Whether records of this pattern are dropped at intake (and no ALLOW keeps them)."""
+        return bool(
+            self._matching(PatchRule.DROP, source_key, rhythm_hash, template, now_ns)
+        ) and not self.is_allowed(source_key, rhythm_hash, template, now_ns)
+
+    def is_blocked(self, source_key: str, body: str, now_ns: int | None = None) -> bool:
+        """Whether a record is blocked before templating (BLOCK and ALLOW see the body)."""
+        return bool(self._matching(PatchRule.BLOCK, source_key, "", body, now_ns)) and not bool(
+            self._matching(PatchRule.ALLOW, source_key, "", body, now_ns)
+        )
 
     def is_muted(self, event: AnomalyEvent, now_ns: int | None = None) -> bool:
-        """Whether this event is recorded but not emitted."""
-        return bool(
-            self._matching(
-                PatchRule.MUTE, event.source.key, event.rhythm_hash, event.template, now_ns
-            )
+        """Whether this event is recorded but not emitted (and no ALLOW keeps it)."""
+        key, h, t = event.source.key, event.rhythm_hash, event.template
+        return bool(self._matching(PatchRule.MUTE, key, h, t, now_ns)) and not self.is_allowed(
+            key, h, t, now_ns
         )
 
     def threshold_for(
         self, source_key: str, rhythm_hash: str, template: str, now_ns: int | None = None
     ) -> float | None:
-        """The score threshold patched for this pattern (largest of the matches), or None."""
+        """The score threshold patched for this pattern (largest of the matches), or None
+        (always None when an ALLOW keeps the pattern)."""
         found = self._matching(PatchRule.THRESHOLD, source_key, rhythm_hash, template, now_ns)
+        if not found or self.is_allowed(source_key, rhythm_hash, template, now_ns):
+            return None
         return max((p.threshold for p in found if p.threshold is not None), default=None)
 
     def is_below_threshold(self, event: AnomalyEvent, now_ns: int | None = None) -> bool:
@@ -196,6 +227,26 @@ class PatchSet:
         """Whether any DROP patch applies now (the hot path skips everything when not)."""
         now = time.time_ns() if now_ns is None else now_ns
         return any(m.patch.applies_at(now) for m in self._by_rule[PatchRule.DROP])
+
+    def has_blocks(self, now_ns: int | None = None) -> bool:
+        """Whether any BLOCK patch applies now (intake skips the body matching when not)."""
+        now = time.time_ns() if now_ns is None else now_ns
+        return any(m.patch.applies_at(now) for m in self._by_rule[PatchRule.BLOCK])
+
+    def apply_blocks(self, batch: LogBatch, now_ns: int | None = None) -> tuple[LogBatch, int]:
+        """`batch` (not yet templated) without the records BLOCK patches select, and how many
+        were blocked. Decided once per distinct (source, body)."""
+        now = time.time_ns() if now_ns is None else now_ns
+        if not self.has_blocks(now) or not len(batch):
+            return batch, 0
+        keys = list(zip(batch.source_index, batch.body, strict=True))
+        decided = {
+            k: self.is_blocked(batch.sources[k[0]].key, k[1], now) for k in dict.fromkeys(keys)
+        }
+        if not any(decided.values()):
+            return batch, 0
+        keep = [i for i, k in enumerate(keys) if not decided[k]]
+        return batch.select(keep), len(keys) - len(keep)
 
     def drop_mask(self, batch: LogBatch, now_ns: int | None = None) -> list[bool]:
         """Per record of `batch`: True when a DROP patch selects it."""

@@ -281,6 +281,13 @@ class Registry:
         self.records_dropped_by_patch += dropped
         return kept
 
+    def block_batch(self, batch: LogBatch, now_ns: int | None = None) -> LogBatch:
+        """`batch`, before templating, without the records BLOCK patches select (counted with
+        the dropped ones)."""
+        kept, blocked = self.patches.apply_blocks(batch, now_ns)
+        self.records_dropped_by_patch += blocked
+        return kept
+
     def is_muted(self, event: AnomalyEvent, now_ns: int | None = None) -> bool:
         """Whether a MUTE patch holds this event back from emission (counted)."""
         muted = self.patches.is_muted(event, now_ns)

@@ -55,6 +55,7 @@ from via_otlp.shard.wire import Kind, frame, json_frame, seq_frame, shard_of, sp
 from via_otlp.telemetry.timing import Stage
 from via_otlp.telemetry.timing import merge as merge_timings
 
+_SHARD_RULES = (PatchRule.DROP, PatchRule.BLOCK, PatchRule.ALLOW)
 log = logging.getLogger("via_otlp.shard")
 
 _FRAME = struct.Struct("<IB")
@@ -335,11 +336,12 @@ class ShardPool:
             self._finish_seq(seq)
 
     def push_patches(self, patches: PatchSet) -> None:
-        """Give the shards the DROP patches (applied where templates are known)."""
+        """Give the shards the patches applied where records are: DROP (templates known),
+        BLOCK (before templating) and ALLOW (which wins over both)."""
         if patches is self._patches:
             return
         self._patches = patches
-        drops = [_patch_json(p) for p in patches.patches if p.rule is PatchRule.DROP]
+        drops = [_patch_json(p) for p in patches.patches if p.rule in _SHARD_RULES]
         for s in self._shards:
             s.send(frame(Kind.PATCHES, json.dumps(drops).encode()))
 

@@ -71,7 +71,9 @@ class Shard:
         self.shards = shards
         self.events: list[AnomalyEvent] = []
         self.patches = PatchSet()
-        self.pipeline = Pipeline(config, sink=self.events.extend, drop_filter=self._drop)
+        self.pipeline = Pipeline(
+            config, sink=self.events.extend, drop_filter=self._drop, block_filter=self._block
+        )
         self.normaliser = Normaliser(NormaliseOptions.from_config(config.receive))
         self.path = snapshot_path(config.state.data_dir, index, shards)
         self.dropped = 0
@@ -112,6 +114,11 @@ class Shard:
         }
 
     # -- work --------------------------------------------------------------------------------
+
+    def _block(self, batch: LogBatch) -> LogBatch:
+        kept, blocked = self.patches.apply_blocks(batch)
+        self.dropped += blocked
+        return kept
 
     def _drop(self, batch: LogBatch) -> LogBatch:
         kept, dropped = self.patches.apply_drops(batch)

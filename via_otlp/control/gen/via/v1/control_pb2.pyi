@@ -29,6 +29,8 @@ class PatchRule(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PATCH_RULE_MUTE: _ClassVar[PatchRule]
     PATCH_RULE_DROP: _ClassVar[PatchRule]
     PATCH_RULE_THRESHOLD: _ClassVar[PatchRule]
+    PATCH_RULE_ALLOW: _ClassVar[PatchRule]
+    PATCH_RULE_BLOCK: _ClassVar[PatchRule]
 
 class ProfileState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -68,6 +70,8 @@ PATCH_RULE_UNSPECIFIED: PatchRule
 PATCH_RULE_MUTE: PatchRule
 PATCH_RULE_DROP: PatchRule
 PATCH_RULE_THRESHOLD: PatchRule
+PATCH_RULE_ALLOW: PatchRule
+PATCH_RULE_BLOCK: PatchRule
 PROFILE_STATE_UNSPECIFIED: ProfileState
 PROFILE_STATE_LEARNING: ProfileState
 PROFILE_STATE_ACTIVE: ProfileState
