@@ -11,14 +11,9 @@ from google.rpc import error_details_pb2, status_pb2
 from hypothesis import given
 from hypothesis import strategies as st
 
+from via_otlp.backoff import backoff_delay, parse_retry_after
 from via_otlp.emit.config import RetryConfig
-from via_otlp.emit.retry import (
-    backoff_delay,
-    classify_grpc,
-    classify_http,
-    grpc_retry_delay,
-    parse_retry_after,
-)
+from via_otlp.emit.retry import classify_grpc, classify_http, grpc_retry_delay
 
 
 def _status_details(delay_s: int, nanos: int = 0) -> bytes:

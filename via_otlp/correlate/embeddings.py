@@ -31,6 +31,7 @@ import aiohttp
 import numpy as np
 import xxhash
 
+from via_otlp.backoff import Backoff, backoff_delay, parse_retry_after
 from via_otlp.correlate.config import EmbeddingsConfig
 from via_otlp.errors import UpstreamError
 from via_otlp.redact import redact_url
@@ -152,6 +153,7 @@ class OpenAIEmbedder:
         self._shown = redact_url(self._endpoint)  # for messages: no credentials
         self._space = EmbeddingSpace("openai", config.model, config.dimension)
         self._rng = rng or random.Random()
+        self._backoff = Backoff.capped(config.retry.initial_backoff, config.retry.max_backoff)
         self._session: aiohttp.ClientSession | None = None
         self.requests = 0
         self.retries = 0
@@ -190,8 +192,7 @@ class OpenAIEmbedder:
                     raise
                 delay = getattr(exc, "retry_after", None)
                 if delay is None:
-                    cap = min(retry.max_backoff, retry.initial_backoff * 2 ** (attempt - 1))
-                    delay = self._rng.uniform(cap / 2, cap)
+                    delay = backoff_delay(attempt - 1, self._backoff, self._rng)
                 self.retries += 1
                 await asyncio.sleep(min(delay, retry.max_backoff))
 
@@ -255,13 +256,7 @@ class _RetryableStatus(UpstreamError):
 def _status_error(status: int, text: str, retry_after: str | None) -> UpstreamError:
     message = f"embeddings: HTTP {status}: {text}"
     if status in (408, 429) or status >= 500:
-        delay: float | None = None
-        if retry_after is not None:
-            try:
-                delay = max(0.0, float(retry_after))
-            except ValueError:
-                delay = None
-        return _RetryableStatus(message, delay)
+        return _RetryableStatus(message, parse_retry_after(retry_after))
     return UpstreamError(
         message, retryable=False, hint="check correlate.embeddings url, model and api_key"
     )

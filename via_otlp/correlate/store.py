@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import enum
 import logging
-import random
 import time
 import uuid
 from collections import deque
@@ -29,6 +28,7 @@ from typing import Any, TypeVar
 import numpy as np
 import xxhash
 
+from via_otlp.backoff import Backoff, backoff_delay
 from via_otlp.correlate.config import QdrantConfig
 from via_otlp.correlate.embeddings import EmbeddingSpace
 from via_otlp.correlate.model import SimilarEpisode
@@ -130,6 +130,7 @@ class VectorStore:
         self._queue: deque[_Op] = deque()
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()
+        self._backoff = Backoff.capped(0.1, config.retry_max_backoff)
         self._task: asyncio.Task[None] | None = None
         self._ready = False
         self._state = StoreState.NEW
@@ -313,7 +314,7 @@ class VectorStore:
         )
 
     async def _run_writer(self) -> None:
-        backoff = 0.0
+        failures = 0
         while True:
             if not self._queue:
                 if self._closing.is_set():
@@ -336,9 +337,10 @@ class VectorStore:
                     log.error("correlate: dropped %d vector writes: %s", len(batch), exc.message)
                     continue
                 self._degraded(exc)
-                backoff = min(self.config.retry_max_backoff, max(0.1, backoff * 2))
+                delay = backoff_delay(failures, self._backoff)
+                failures += 1
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), backoff * random.uniform(0.5, 1))
+                    await asyncio.wait_for(self._closing.wait(), delay)
                 if self._closing.is_set():
                     return
                 continue
@@ -349,7 +351,7 @@ class VectorStore:
                 log.info("correlate: Qdrant is back; vector writes resumed")
             self._state = StoreState.OK
             self._full_logged = False
-            backoff = 0.0
+            failures = 0
 
     def _take_batch(self) -> list[_Op]:
         out: list[_Op] = []

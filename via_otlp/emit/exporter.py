@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
+from via_otlp.backoff import backoff_delay
 from via_otlp.emit.config import EmitConfig, parse_endpoint
 from via_otlp.emit.console import ConsoleWriter
 from via_otlp.emit.encode import (
@@ -37,7 +38,7 @@ from via_otlp.emit.encode import (
     incidents_to_logs_request,
     incidents_to_spans_request,
 )
-from via_otlp.emit.retry import ExportError, backoff_delay
+from via_otlp.emit.retry import ExportError
 from via_otlp.emit.transport import ExportRequest, Transport, make_transport
 from via_otlp.errors import StartupError
 from via_otlp.model import AnomalyEvent, IncidentEvent

@@ -7,22 +7,20 @@
   ``google.rpc.retryinfo-bin`` trailer, so both are honoured.
 - OTLP/HTTP: 429, 502, 503 and 504 are retryable, honouring ``Retry-After`` (seconds or an
   HTTP date); every other 4xx/5xx is permanent.
-- Otherwise: exponential backoff with jitter, as the Collector's ``retry_on_failure`` does.
+- Otherwise: exponential backoff with jitter, as the Collector's ``retry_on_failure`` does
+  (`via_otlp.backoff`, shared with every other retry loop).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
 import math
-import random
 from collections.abc import Iterable
 
 import grpc
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
-from via_otlp.emit.config import RetryConfig
+from via_otlp.backoff import parse_retry_after
 from via_otlp.errors import UpstreamError
 
 RETRYABLE_GRPC_CODES = frozenset(
@@ -81,49 +79,6 @@ def classify_http(status: int, retry_after: str | None, message: str) -> ExportE
     retryable = status in RETRYABLE_HTTP_STATUSES
     delay = parse_retry_after(retry_after) if retryable else None
     return ExportError(f"HTTP {status}: {message}", retryable=retryable, retry_after=delay)
-
-
-def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header: delay-seconds or an HTTP date; None if unusable.
-
-    >>> parse_retry_after("3")
-    3.0
-    >>> parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", dt.datetime(2015, 10, 21, 7, 28, tzinfo=dt.UTC))
-    10.0
-    >>> parse_retry_after("soon") is None
-    True
-    """
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    now = now or dt.datetime.now(dt.UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-def backoff_delay(attempt: int, config: RetryConfig, rng: random.Random | None = None) -> float:
-    """The jittered delay before retry number `attempt` (0 for the first retry).
-
-    The base grows by `multiplier` from `initial_interval` up to `max_interval`; the delay is
-    drawn uniformly within ± `randomization_factor` of it, so many clients do not retry in step.
-
-    >>> from via_otlp.emit.config import RetryConfig
-    >>> cfg = RetryConfig(initial_interval=1.0, multiplier=2.0, max_interval=5.0, randomization_factor=0.0)
-    >>> [backoff_delay(n, cfg) for n in range(5)]
-    [1.0, 2.0, 4.0, 5.0, 5.0]
-    """
-    base = min(config.max_interval, config.initial_interval * config.multiplier ** min(attempt, 64))
-    spread = base * config.randomization_factor
-    if spread == 0.0:
-        return base
-    return (rng or random).uniform(base - spread, base + spread)
 
 
 def _delay_from_status(raw: bytes) -> float | None:

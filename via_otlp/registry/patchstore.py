@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
+from via_otlp.backoff import Backoff, backoff_delay
 from via_otlp.errors import InputError
 from via_otlp.registry._db import as_upstream, is_retryable
 from via_otlp.registry.patches import EMPTY_PATCHES, Patch, PatchRule, PatchSet
@@ -28,6 +28,7 @@ CHANNEL = "via_patches"
 _COLUMNS = "id, rule, rhythm_hash, source, template, params, reason, author, created_at, expires_at, active"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DEBOUNCE = 0.02
+_FIRST_RETRY = 0.1  # seconds; doubles up to retry_max_backoff
 
 
 class PatchStore:
@@ -46,7 +47,7 @@ class PatchStore:
         self._dsn = dsn
         self._refresh_interval = refresh_interval
         self._connect_timeout = connect_timeout
-        self._retry_max_backoff = retry_max_backoff
+        self._backoff = Backoff.capped(_FIRST_RETRY, retry_max_backoff)
         self._current = EMPTY_PATCHES
         self._listener: asyncpg.Connection | None = None
         self._refresh = asyncio.Event()
@@ -175,7 +176,7 @@ class PatchStore:
 
     async def _watch(self) -> None:
         """Reload on notice or every `refresh_interval`; reconnect the listener when lost."""
-        backoff = 0.0
+        failures = 0
         while not self._closing.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._refresh.wait(), self._refresh_interval)
@@ -189,13 +190,14 @@ class PatchStore:
                     await self._connect_listener()
                     log.info("patch listener reconnected")
                 await self.reload()
-                backoff = 0.0
+                failures = 0
             except Exception as exc:
                 if not is_retryable(exc) and not isinstance(exc, asyncpg.PostgresError):
                     log.exception("patch refresh failed")
-                backoff = min(self._retry_max_backoff, max(0.1, backoff * 2))
-                log.debug("patch refresh failed (%s); retry in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+                delay = backoff_delay(failures, self._backoff)
+                failures += 1
+                log.debug("patch refresh failed (%s); retry in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
                 self._refresh.set()
 
 

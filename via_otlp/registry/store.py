@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import random
 import socket
 import time
 import uuid
@@ -26,6 +25,7 @@ from typing import Any
 
 import asyncpg
 
+from via_otlp.backoff import Backoff, backoff_delay
 from via_otlp.errors import StartupError, UpstreamError, ViaError
 from via_otlp.model import (
     DEFAULT_SOURCE_ATTRIBUTES,
@@ -77,6 +77,7 @@ INSTANCE_FILE = "instance-id"
 SUPERVISE_INTERVAL = 0.5
 RESTART_BACKOFF = 0.5
 RESTART_MAX_BACKOFF = 10.0
+_RESTART = Backoff.capped(RESTART_BACKOFF, RESTART_MAX_BACKOFF)
 _ANOMALY_COLUMNS = """episode_id, kind, state, source_key, source_attributes, rhythm_hash,
     template_id, template, severity, started_ns, ended_ns, time_ns, max_score, muted,
     explanation, events"""
@@ -229,13 +230,13 @@ class Registry:
                     await asyncio.to_thread(embedded.restart)
                     break
                 except Exception as exc:
+                    delay = backoff_delay(attempt, _RESTART)
                     attempt += 1
-                    delay = min(RESTART_MAX_BACKOFF, RESTART_BACKOFF * 2 ** (attempt - 1))
                     failures.error(
                         "embedded PostgreSQL did not start again (attempt %d, next in %.1fs): %s",
                         attempt, delay, redact_text(str(exc)),
                     )  # fmt: skip
-                    await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                    await asyncio.sleep(delay)
             self.embedded_restarts += 1
             self.embedded_last_restart_seconds = round(time.monotonic() - down, 3)
             self._restarting = False

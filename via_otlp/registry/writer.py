@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from itertools import islice
 
 import asyncpg
 
+from via_otlp.backoff import Backoff, backoff_delay
 from via_otlp.model import AnomalyEvent, IncidentEvent, IncidentEventKind, source_to_json
 from via_otlp.registry._db import is_retryable
 from via_otlp.registry.records import (
@@ -35,6 +35,7 @@ from via_otlp.registry.records import (
 log = logging.getLogger(__name__)
 
 _MAX_EVENTS_PER_EPISODE = 64
+_FIRST_RETRY = 0.1  # seconds; doubles up to retry_max_backoff
 
 UPSERT_ANOMALY = f"""
 INSERT INTO anomalies AS a (episode_id, kind, state, source_key, source_attributes, rhythm_hash,
@@ -131,7 +132,7 @@ class RegistryWriter:
         self._buffer_max = buffer_max
         self._flush_interval = flush_interval
         self._flush_max_rows = flush_max_rows
-        self._retry_max_backoff = retry_max_backoff
+        self._backoff = Backoff.capped(_FIRST_RETRY, retry_max_backoff)
         self._acquire_timeout = acquire_timeout
         self._wake = asyncio.Event()
         self._retry_now = asyncio.Event()
@@ -229,7 +230,7 @@ class RegistryWriter:
     # -- the background task --------------------------------------------------------------------
 
     async def _run(self) -> None:
-        backoff = 0.0
+        failures = 0
         while True:
             if not self._buffer:
                 if self._closing.is_set():
@@ -245,14 +246,15 @@ class RegistryWriter:
                 if not is_retryable(exc):
                     self._give_up(batch, exc)
                     continue
-                backoff = self._on_outage(exc, backoff)
-                if await self._sleep_or_close(backoff):
+                self._on_outage(exc)
+                if await self._sleep_or_close(backoff_delay(failures, self._backoff)):
                     return
+                failures += 1
                 continue
             for _ in batch:
                 self._buffer.popleft()
             self._on_success()
-            backoff = 0.0
+            failures = 0
 
     def _give_up(self, batch: Sequence[_Item], exc: BaseException) -> None:
         """An error that no retry can fix (a bug): drop the batch, count it, keep going."""
@@ -262,12 +264,11 @@ class RegistryWriter:
         self._failed += len(batch)
         self._last_error = f"{type(exc).__name__}: {exc}"
 
-    def _on_outage(self, exc: BaseException, backoff: float) -> float:
+    def _on_outage(self, exc: BaseException) -> None:
         if self._state is not RegistryState.DEGRADED:
             log.warning("PostgreSQL unreachable, registry writes wait in the buffer: %s", exc)
         self._state = RegistryState.DEGRADED
         self._last_error = f"{type(exc).__name__}: {exc}"
-        return min(self._retry_max_backoff, max(0.1, backoff * 2))
 
     def _on_success(self) -> None:
         if self._state is RegistryState.DEGRADED:
@@ -276,14 +277,14 @@ class RegistryWriter:
         self._full_logged = False
 
     async def _sleep_or_close(self, seconds: float) -> bool:
-        """Sleep with full jitter (cut short by `wake`); True if shutdown began meanwhile."""
+        """Sleep `seconds` (cut short by `wake`); True if shutdown began meanwhile."""
         self._retry_now.clear()
         closing = asyncio.ensure_future(self._closing.wait())
         retry = asyncio.ensure_future(self._retry_now.wait())
         try:
             await asyncio.wait(
                 (closing, retry),
-                timeout=seconds * random.uniform(0.5, 1.0),
+                timeout=seconds,
                 return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
