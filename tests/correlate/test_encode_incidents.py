@@ -1,4 +1,4 @@
-"""Incidents → OTLP: a `via.incident` log on open and resolve, a span per resolved incident
+"""Incidents → OTLP: a `via.incident` log on open, as members join and on resolve, a span per resolved incident
 linking its episodes' spans (pure encoders), and the emitter carrying them."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def _events() -> list:
     return out
 
 
-def test_logs_on_open_and_resolve_only() -> None:
+def test_a_log_per_event_given_with_its_kind() -> None:
     events = _events()
     assert [e.kind.value for e in events] == ["opened", "updated", "updated", "updated", "resolved"]
     req = incidents_to_logs_request(events, with_span_context=True)
@@ -43,8 +43,13 @@ def test_logs_on_open_and_resolve_only() -> None:
     assert {kv.value.string_value for kv in rl.resource.attributes} >= {"db"}
     assert rl.scope_logs[0].scope.name == VIA_SCOPE_NAME
     records = rl.scope_logs[0].log_records
-    assert len(records) == 2 and all(r.event_name == VIA_INCIDENT_EVENT_NAME for r in records)
-    attrs = {kv.key: kv.value for kv in records[1].attributes}
+    assert len(records) == 5 and all(r.event_name == VIA_INCIDENT_EVENT_NAME for r in records)
+    kinds = [{kv.key: kv.value for kv in r.attributes}["via.incident.event"].string_value
+             for r in records]  # fmt: skip
+    assert kinds == ["opened", "updated", "updated", "updated", "resolved"]
+    assert "Incident growing:" in records[1].body.string_value
+    assert "2 anomalies in 2 sources" in records[1].body.string_value
+    attrs = {kv.key: kv.value for kv in records[-1].attributes}
     assert attrs["via.incident.state"].string_value == "resolved"
     assert attrs["via.incident.links.trace"].int_value == 1
     assert [v.string_value for v in attrs["via.incident.sources"].array_value.values] == [
@@ -52,10 +57,32 @@ def test_logs_on_open_and_resolve_only() -> None:
         "shop/checkout@prod",
     ]
     assert (
-        records[1].severity_text == "ERROR"
-        and "2 anomalies in 2 sources" in records[1].body.string_value
+        records[-1].severity_text == "ERROR"
+        and "Incident resolved:" in records[-1].body.string_value
+        and "2 anomalies in 2 sources" in records[-1].body.string_value
     )
-    assert records[1].trace_id == incident_trace_id(events[-1].incident.id)
+    assert records[-1].trace_id == incident_trace_id(events[-1].incident.id)
+
+
+def test_updates_go_out_when_members_join_not_on_every_change(tmp_path) -> None:
+    """The correlate stage passes on: opened, the update where `b` joined, resolved — not the
+    updates where a member's state or score changed."""
+    from via_otlp.correlate.service import Correlation
+
+    class Sink:
+        def __init__(self) -> None:
+            self.got: list = []
+
+        def submit_incidents(self, events) -> None:
+            self.got += events
+
+    sink = Sink()
+    stage = Correlation(CorrelateConfig(enabled=True, resolve_cooldown=0), tmp_path, sink=sink)
+    events = _events()
+    stage._handle(events)
+    assert [e.kind.value for e in sink.got] == ["opened", "updated", "resolved"]
+    assert len(sink.got[1].incident.episode_ids) == 2
+    assert stage.stats().events_by_kind == {"opened": 1, "updated": 1, "resolved": 1}
 
 
 def test_a_span_per_resolved_incident_links_its_episodes() -> None:

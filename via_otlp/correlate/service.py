@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import enum
 import logging
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 BATCH_MAX = 256
 MAX_SEARCH_LIMIT = 100
 _VECTOR_CACHE = 4096
+_MAX_SHOWN_TRACKED = 10_000  # incidents whose last shown size is remembered
 
 
 class EpisodeNotFound(InputError):
@@ -82,6 +83,7 @@ class CorrelationStats:
     last_error: str
     correlator: CorrelatorStats
     store: VectorStoreStats | None
+    events_by_kind: dict[str, int] | None = None  # incident events emitted, by kind
 
 
 def episode_text(event: AnomalyEvent) -> str:
@@ -132,6 +134,10 @@ class Correlation:
             "embed_delayed": 0, "embed_recovered": 0, "embed_dropped": 0, "embed_failed": 0,
         }  # fmt: skip
         self._last_error = ""
+        # Members of each open incident when its last event went out: an update goes out when
+        # the incident has grown since (a member joined, or another incident merged into it).
+        self._shown_members: dict[str, int] = {}
+        self._emitted: Counter[str] = Counter()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -237,6 +243,7 @@ class Correlation:
             last_error=self._last_error,
             correlator=self.correlator.stats(),
             store=self.store.stats() if self.store is not None else None,
+            events_by_kind=dict(self._emitted),
         )
 
     def snapshot(self) -> dict[str, Any]:
@@ -315,9 +322,8 @@ class Correlation:
         if self._registry is not None:
             for ev in events:
                 self._registry.record_incident(ev)
-        shown = [
-            e for e in events if e.kind in (IncidentEventKind.OPENED, IncidentEventKind.RESOLVED)
-        ]
+        shown = [e for e in events if self._worth_showing(e)]
+        self._emitted.update(e.kind.value for e in shown)
         if shown and self._sink is not None:
             self._sink.submit_incidents(shown)
         if self.store is not None:
@@ -328,6 +334,24 @@ class Correlation:
                         or ev.incident.merged_into
                     )
                     self.store.set_payload(list(ev.incident.episode_ids), {"incident_id": target})
+
+    def _worth_showing(self, event: IncidentEvent) -> bool:
+        """Opened and resolved always; updated when the incident has more members than when it
+        last went out (not on every member's score change); merged never (the incident it went
+        into shows the new members)."""
+        inc = event.incident
+        if event.kind in (IncidentEventKind.RESOLVED, IncidentEventKind.MERGED):
+            self._shown_members.pop(inc.id, None)
+            return event.kind is IncidentEventKind.RESOLVED
+        members = len(inc.episode_ids)
+        if event.kind is IncidentEventKind.UPDATED and members <= self._shown_members.get(
+            inc.id, members
+        ):
+            return False
+        if len(self._shown_members) >= _MAX_SHOWN_TRACKED and inc.id not in self._shown_members:
+            self._shown_members.clear()  # bounded; an incident forgotten shows its next update
+        self._shown_members[inc.id] = members
+        return True
 
     def _store_episode(self, event: AnomalyEvent, vector: np.ndarray | None) -> None:
         if self.store is None:

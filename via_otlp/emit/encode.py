@@ -97,13 +97,14 @@ def incidents_to_logs_request(
     error_score: float = DEFAULT_ERROR_SCORE,
     with_span_context: bool = False,
 ) -> ExportLogsServiceRequest:
-    """One `via.incident` LogRecord per incident that opened or resolved (updates are skipped).
+    """One `via.incident` LogRecord per incident event given, merges left out: opened, updated
+    (the correlate stage passes the updates where members joined) and resolved.
 
     A record sits under the resource of the incident's strongest episode's source, so it shows
     up with the service that hurts most; ``via.incident.sources`` lists all of them.
     """
     request = ExportLogsServiceRequest()
-    shown = [e for e in events if e.kind in (IncidentEventKind.OPENED, IncidentEventKind.RESOLVED)]
+    shown = [e for e in events if e.kind is not IncidentEventKind.MERGED]
     for source, group in _group_incidents_by_source(shown):
         scope_logs = ScopeLogs(scope=_scope())
         scope_logs.log_records.extend(
@@ -166,12 +167,14 @@ def incident_attributes(incident: Incident) -> dict[str, _Attr]:
     return attrs
 
 
-def incident_story(incident: Incident) -> str:
+def incident_story(incident: Incident, kind: IncidentEventKind | None = None) -> str:
     """One line a person understands: what, how many, where, and why they belong together."""
     n = len(incident.members)
     services = ", ".join(incident.sources[:5]) + (" ..." if len(incident.sources) > 5 else "")
     linked = ", ".join(f"{t.value} {c}" for t, c in incident.link_counts().items() if c)
     state = "resolved" if incident.state.value == "resolved" else "open"
+    if kind is IncidentEventKind.UPDATED and state == "open":
+        state = "growing"
     return (
         f"Incident {state}: {incident.title} — {n} anomal{'y' if n == 1 else 'ies'} in "
         f"{len(incident.sources)} source{'' if len(incident.sources) == 1 else 's'} ({services})"
@@ -314,8 +317,10 @@ def _incident_log_record(
         observed_time_unix_nano=event.time_ns,
         severity_number=_SEVERITY_NUMBERS[severity],
         severity_text=severity,
-        body=AnyValue(string_value=incident_story(inc)),
-        attributes=_key_values(incident_attributes(inc)),
+        body=AnyValue(string_value=incident_story(inc, event.kind)),
+        attributes=_key_values(
+            {**incident_attributes(inc), "via.incident.event": event.kind.value}
+        ),
         event_name=VIA_INCIDENT_EVENT_NAME,
     )
     if with_span_context:

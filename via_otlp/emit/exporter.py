@@ -194,7 +194,7 @@ class Emitter:
         self._submit(events)
 
     def submit_incidents(self, events: Sequence[IncidentEvent]) -> None:
-        """Queue incident events (only opened and resolved ones are exported); never blocks."""
+        """Queue incident events (opened, updated as members join, resolved); never blocks."""
         self._submit(events)
 
     def _submit(self, events: Sequence[AnomalyEvent | IncidentEvent]) -> None:
