@@ -11,6 +11,7 @@ from via_otlp.control.gen.via.v1 import control_pb2 as pb2
 from via_otlp.detect.profile import ProfileState, ProfileSummary, RecentBucket
 from via_otlp.errors import ConfigError, InputError
 from via_otlp.model import Source
+from via_otlp.paging import encode_token
 from via_otlp.registry.patches import Patch, PatchRule
 
 NOW = 1_800_000_000 * 10**9
@@ -75,7 +76,7 @@ def test_rate_order_puts_the_busiest_first() -> None:
     assert pb.state == pb2.PROFILE_STATE_ACTIVE
 
 
-@pytest.mark.parametrize("token", ["zzz", "e30", convert.encode_token("templates:", ["a"])])
+@pytest.mark.parametrize("token", ["zzz", "e30", encode_token("templates:", ["a"])])
 def test_bad_page_tokens_are_input_errors(token: str) -> None:
     with pytest.raises(InputError, match="page_token"):
         convert.page_profiles(PROFILES, "", 0, 5, token)

@@ -308,7 +308,7 @@ def test_search_similar_by_text_and_by_episode(control_server: ServerProcess) ->
 
 
 def convert_token_of_another_list() -> str:
-    from via_otlp.control.convert import encode_token
+    from via_otlp.paging import encode_token
 
     return encode_token("templates:", ["x"])
 

@@ -10,6 +10,7 @@ import pytest
 from via_otlp.configload import load_dataclass
 from via_otlp.errors import ConfigError, InputError, StartupError, UpstreamError
 from via_otlp.model import AnomalyKind, AttributeSample, EpisodeState, LogBatch
+from via_otlp.paging import encode_token
 from via_otlp.registry.config import RegistryConfig, SchemaDriftConfig
 from via_otlp.registry.migrate import load_migrations
 from via_otlp.registry.records import EvaluationRow, RegistryState
@@ -119,6 +120,12 @@ async def test_pagination_walks_every_episode_once(db_dsn: str, data_dir: Path) 
         assert sorted(seen) == [f"ep{i:02d}" for i in range(25)] and len(seen) == 25
         with pytest.raises(InputError):
             await reg.list_anomalies(page_token="!!not-a-token")
+        # A token of the other list, or of the right list with another key shape, is refused.
+        first = (await reg.list_anomalies(limit=7)).next_page_token
+        with pytest.raises(InputError, match="page_token"):
+            await reg.list_incidents(page_token=first)
+        with pytest.raises(InputError, match="page_token"):
+            await reg.list_anomalies(page_token=encode_token("anomalies", ["x", "ep01"]))
     finally:
         await reg.shutdown()
 

@@ -1,8 +1,8 @@
 """Translation between via.v1 protobuf messages and VIA's own dataclasses. Pure: no I/O.
 
 Also the pure parts of the List calls: filtering, ordering and keyset paging of in-memory
-profiles and templates, and opaque page tokens (`encode_token` / `decode_token`). A malformed
-argument is an `InputError`, which the server answers with INVALID_ARGUMENT.
+profiles and templates (page tokens from `via_otlp.paging`, shared with the registry's lists).
+A malformed argument is an `InputError`, which the server answers with INVALID_ARGUMENT.
 
 >>> from via_otlp.registry.patches import Patch, PatchRule
 >>> pb = patch_to_proto(Patch(PatchRule.MUTE, source="shop/*", id="p1"), now_ns=0)
@@ -10,16 +10,11 @@ argument is an `InputError`, which the server answers with INVALID_ARGUMENT.
 (True, 'shop/*', True)
 >>> patch_from_proto(pb, now_ns=0) == Patch(PatchRule.MUTE, source="shop/*", id="p1")
 True
->>> decode_token(encode_token("profiles", ["rate", -2.5, "00ab"]), "profiles")
-['rate', -2.5, '00ab']
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import fnmatch
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,6 +37,7 @@ from via_otlp.model import (
     LinkType,
     Source,
 )
+from via_otlp.paging import decode_token, encode_token, malformed_token
 from via_otlp.patterns.stage import PatternStats, TemplateInfo
 from via_otlp.receive.intake import IntakeStats
 from via_otlp.registry.patches import Patch, PatchRule
@@ -50,7 +46,6 @@ from via_otlp.registry.schemas import SchemaRecord
 
 T = TypeVar("T")
 
-_TOKEN_VERSION = 1
 _NS = 1_000_000_000
 
 KIND_TO_PROTO = {
@@ -96,27 +91,6 @@ _PROFILE_STATE = {
 # -- paging ----------------------------------------------------------------------------------
 
 
-def encode_token(kind: str, key: Sequence[Any]) -> str:
-    """An opaque cursor: which list it belongs to and the sort key of the last item shown."""
-    raw = json.dumps({"v": _TOKEN_VERSION, "k": kind, "after": list(key)}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode("ascii").rstrip("=")
-
-
-def decode_token(token: str, kind: str) -> list[Any]:
-    """The inverse of `encode_token`; a token of another list or a malformed one is an `InputError`."""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
-        if data["v"] != _TOKEN_VERSION or data["k"] != kind or not isinstance(data["after"], list):
-            raise ValueError(kind)
-        return list(data["after"])
-    except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError):
-        raise InputError(
-            f"malformed page_token {token!r}",
-            hint="pass the next_page_token of the previous response, with the same filters",
-        ) from None
-
-
 def page_size(requested: int, default: int, maximum: int) -> int:
     """The page size to use: `default` for 0, never above `maximum`."""
     return min(requested or default, maximum)
@@ -146,7 +120,7 @@ def paginate(
         try:
             start = next((i for i, x in enumerate(ordered) if sort_key(x) > after), len(ordered))
         except TypeError:  # a token of the same list kind but another shape
-            raise InputError(f"malformed page_token {token!r}") from None
+            raise malformed_token(token) from None
     page = ordered[start : start + size]
     more = start + size < len(ordered)
     next_token = encode_token(kind, sort_key(page[-1])) if more and page else ""

@@ -37,6 +37,7 @@ from via_otlp.control.gen.via.v1 import control_pb2_grpc as pb2_grpc
 from via_otlp.correlate.model import SimilarIncident
 from via_otlp.correlate.service import EpisodeNotFound
 from via_otlp.errors import InputError, StartupError, UpstreamError
+from via_otlp.paging import decode_token, encode_token
 from via_otlp.security.auth import BearerTokens, GrpcBearerAuth
 from via_otlp.security.tls import CertificateFiles, grpc_server_credentials
 
@@ -269,14 +270,10 @@ class ControlService(pb2_grpc.ControlServicer):
         size = self._size(request.page_size)
         after = ""
         if request.page_token:
-            (after,) = _one_string(convert.decode_token(request.page_token, "schemas"))
+            (after,) = decode_token(request.page_token, "schemas", (str,))
         records = await self._registry().list_schemas(limit=size + 1, after=after)
         page = records[:size]
-        token = (
-            convert.encode_token("schemas", [page[-1].schema.source.key])
-            if len(records) > size
-            else ""
-        )
+        token = encode_token("schemas", [page[-1].schema.source.key]) if len(records) > size else ""
         return pb2.ListSchemasResponse(
             schemas=[convert.schema_to_proto(r) for r in page], next_page_token=token
         )
@@ -348,12 +345,6 @@ class ControlService(pb2_grpc.ControlServicer):
                 ),
             )
         return convert.similar_to_proto(result)
-
-
-def _one_string(key: list[Any]) -> tuple[str]:
-    if len(key) != 1 or not isinstance(key[0], str):
-        raise InputError("malformed page_token")
-    return (key[0],)
 
 
 class ControlServer:

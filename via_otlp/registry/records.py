@@ -5,8 +5,6 @@ Kept apart from the SQL so the control API can use them without touching asyncpg
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -196,19 +194,3 @@ def event_from_json(data: Mapping[str, Any]) -> AnomalyEvent:
         explanation=data["explanation"],
         sample_trace_ids=tuple(data.get("sample_trace_ids", ())),
     )
-
-
-def encode_page_token(started_ns: int, episode_id: str) -> str:
-    """An opaque keyset cursor: the sort key of the last row of a page."""
-    raw = f"{started_ns}:{episode_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-
-def decode_page_token(token: str) -> tuple[int, str]:
-    """The inverse of `encode_page_token`; a malformed token is an `InputError`."""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        started, episode_id = raw.split(":", 1)
-        return int(started), episode_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InputError(f"malformed page token {token!r}") from None

@@ -40,6 +40,7 @@ from via_otlp.model import (
     LogBatch,
     source_from_json,
 )
+from via_otlp.paging import decode_token, encode_token
 from via_otlp.ratelog import RateLimitedLog
 from via_otlp.redact import redact_text
 from via_otlp.registry._db import as_upstream, init_connection, redact_dsn
@@ -58,8 +59,6 @@ from via_otlp.registry.records import (
     RegistryStatus,
     SchemaRow,
     WriterStats,
-    decode_page_token,
-    encode_page_token,
     event_from_json,
 )
 from via_otlp.registry.rekey import rekey_sources
@@ -73,6 +72,8 @@ _MAX_HELD_EPISODES = 100_000
 MAX_OPEN_RECONCILED = 10_000
 MAX_TEMPLATES_RECOVERED = 10_000
 INSTANCE_FILE = "instance-id"
+# The kinds of the page tokens of the two registry lists (a token of one is refused by the other).
+ANOMALIES, INCIDENTS = "anomalies", "incidents"
 # The embedded server is checked this often; a dead one is restarted with this backoff.
 SUPERVISE_INTERVAL = 0.5
 RESTART_BACKOFF = 0.5
@@ -418,7 +419,7 @@ class Registry:
         rows = await self._fetch(sql, *args)
         items = tuple(_anomaly_from_row(r) for r in rows[:limit])
         token = (
-            encode_page_token(items[-1].started_ns, items[-1].episode_id)
+            encode_token(ANOMALIES, [items[-1].started_ns, items[-1].episode_id])
             if len(rows) > limit
             else ""
         )
@@ -498,7 +499,11 @@ class Registry:
             *args,
         )
         items = tuple(Incident.from_json(r["summary"]) for r in rows[:limit])
-        token = encode_page_token(items[-1].started_ns, items[-1].id) if len(rows) > limit else ""
+        token = (
+            encode_token(INCIDENTS, [items[-1].started_ns, items[-1].id])
+            if len(rows) > limit
+            else ""
+        )
         return IncidentPage(items, token)
 
     async def get_incident(self, incident_id: str) -> Incident | None:
@@ -720,7 +725,7 @@ def _anomaly_filters(
     if state is not None:
         add("state = {}", EpisodeState(state).value)
     if page_token:
-        started, episode_id = decode_page_token(page_token)
+        started, episode_id = decode_token(page_token, ANOMALIES, (int, str))
         add("(started_ns, episode_id) < ({}, {})", started, episode_id)
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), args
 
@@ -746,7 +751,7 @@ def _incident_filters(
     if not include_merged:
         clauses.append("merged_into = ''")
     if page_token:
-        started, incident_id = decode_page_token(page_token)
+        started, incident_id = decode_token(page_token, INCIDENTS, (int, str))
         args += [started, incident_id]
         clauses.append(f"(started_ns, id) < (${len(args) - 1}, ${len(args)})")
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), args
