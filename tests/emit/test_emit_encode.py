@@ -16,9 +16,9 @@ from via_otlp.emit.encode import (
     episode_span_id,
     episode_trace_id,
     events_to_spans_request,
-    format_time,
 )
 from via_otlp.model import AnomalyKind, EpisodeState
+from via_otlp.times import format_rfc3339
 
 from .conftest import SAMPLE_TRACE, T0, make_event
 
@@ -87,7 +87,7 @@ def test_different_episodes_get_different_ids() -> None:
 def test_event_to_json_fields() -> None:
     event = make_event(state=EpisodeState.RESOLVED, kind=AnomalyKind.DROP)
     obj = event_to_json(event)
-    assert obj["time"] == format_time(event.time_ns)
+    assert obj["time"] == format_rfc3339(event.time_ns)
     assert obj["kind"] == "drop" and obj["state"] == "resolved"
     assert obj["source"] == {
         "key": "shop/checkout",

@@ -29,7 +29,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import grpc
@@ -40,6 +39,7 @@ from via_otlp.configload import parse_duration
 from via_otlp.control.gen.via.v1 import control_pb2 as pb2
 from via_otlp.control.gen.via.v1 import control_pb2_grpc as pb2_grpc
 from via_otlp.errors import ConfigError
+from via_otlp.times import datetime_from_ns, parse_rfc3339
 
 DEFAULT_TARGET = "127.0.0.1:4320"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -382,7 +382,7 @@ def when(unix_nano: int) -> str:
     """A time as short UTC ISO-8601 ("-" for 0)."""
     if not unix_nano:
         return "-"
-    return datetime.fromtimestamp(unix_nano / _NS, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return datetime_from_ns(unix_nano).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 _BARS = "▁▂▃▄▅▆▇█"
@@ -553,14 +553,11 @@ def parse_since(text: str, now_ns: int | None = None) -> int:
     except ConfigError:
         pass
     try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_rfc3339(text, naive_is_utc=True)
     except ValueError:
         raise ConfigError(
             "--since", f"must be a duration ('1h') or an ISO-8601 time, got {text!r}"
         ) from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    return round(t.timestamp() * _NS)
 
 
 def cmd_anomalies(args: argparse.Namespace) -> int:

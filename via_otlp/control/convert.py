@@ -17,7 +17,6 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from via_otlp.control.gen.via.v1 import control_pb2 as pb2
@@ -43,6 +42,7 @@ from via_otlp.receive.intake import IntakeStats
 from via_otlp.registry.patches import Patch, PatchRule
 from via_otlp.registry.records import AnomalyRecord, RegistryStatus
 from via_otlp.registry.schemas import SchemaRecord
+from via_otlp.times import ns_from_datetime
 
 T = TypeVar("T")
 
@@ -457,14 +457,6 @@ def patch_from_proto(pb: pb2.Patch, now_ns: int, ttl_seconds: float = 0.0) -> Pa
 # -- schemas ---------------------------------------------------------------------------------
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _unix_nano(t: datetime) -> int:
-    d = t - _EPOCH
-    return (d.days * 86_400 + d.seconds) * _NS + d.microseconds * 1000
-
-
 def schema_to_proto(r: SchemaRecord) -> pb2.Schema:
     s = r.schema
     return pb2.Schema(
@@ -486,8 +478,8 @@ def schema_to_proto(r: SchemaRecord) -> pb2.Schema:
         ],
         samples=s.samples,
         windows=s.windows,
-        created_unix_nano=_unix_nano(r.created_at),
-        updated_unix_nano=_unix_nano(r.updated_at),
+        created_unix_nano=ns_from_datetime(r.created_at),
+        updated_unix_nano=ns_from_datetime(r.updated_at),
     )
 
 

@@ -10,15 +10,16 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from via_otlp.emit.encode import DEFAULT_ERROR_SCORE, VIA_EVENT_NAME, format_time, severity_of
+from via_otlp.emit.encode import DEFAULT_ERROR_SCORE, VIA_EVENT_NAME, severity_of
 from via_otlp.model import AnomalyEvent
+from via_otlp.times import format_rfc3339
 
 
 def format_event(event: AnomalyEvent, error_score: float = DEFAULT_ERROR_SCORE) -> str:
     """A block of three lines describing one event (no trailing newline)."""
     source = " ".join(f"{k}={v}" for k, v in event.source.attributes) or event.source.key
     head = (
-        f"{format_time(event.time_ns)} {severity_of(event, error_score):<5} {VIA_EVENT_NAME} "
+        f"{format_rfc3339(event.time_ns)} {severity_of(event, error_score):<5} {VIA_EVENT_NAME} "
         f"kind={event.kind.value} state={event.state.value} score={event.score:.1f} "
         f"expected={event.expected:g} observed={event.observed:g} "
         f"episode={event.episode_id} rhythm={event.rhythm_hash} {source}"

@@ -9,7 +9,6 @@ records with that scope, so a pipeline that loops VIA's output back into VIA can
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -38,6 +37,7 @@ from via_otlp.model import (
     IncidentEventKind,
     Source,
 )
+from via_otlp.times import format_rfc3339
 
 """Instrumentation scope name on everything VIA emits; the intake drops records carrying it."""
 
@@ -235,7 +235,7 @@ def event_to_json(event: AnomalyEvent) -> dict[str, Any]:
     Non-finite numbers become null so the result always passes ``json.dumps(allow_nan=False)``.
     """
     return {
-        "time": format_time(event.time_ns),
+        "time": format_rfc3339(event.time_ns),
         "time_unix_nano": event.time_ns,
         "episode_id": event.episode_id,
         "kind": event.kind.value,
@@ -256,17 +256,6 @@ def event_to_json(event: AnomalyEvent) -> dict[str, Any]:
         "explanation": event.explanation,
         "sample_trace_ids": list(event.sample_trace_ids),
     }
-
-
-def format_time(time_ns: int) -> str:
-    """RFC 3339 UTC with nanoseconds, e.g. ``2024-05-01T12:00:00.000000001Z``.
-
-    >>> format_time(1_700_000_000_000_000_001)
-    '2023-11-14T22:13:20.000000001Z'
-    """
-    seconds, nanos = divmod(int(time_ns), 1_000_000_000)
-    stamp = dt.datetime.fromtimestamp(seconds, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{nanos:09d}Z"
 
 
 def _log_record(event: AnomalyEvent, error_score: float, with_span_context: bool) -> LogRecord:

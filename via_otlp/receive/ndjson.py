@@ -14,7 +14,6 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -25,6 +24,7 @@ from via_otlp.errors import InputError
 from via_otlp.model import UNKNOWN_SERVICE
 from via_otlp.receive import jsonrepair
 from via_otlp.receive.normalise import MAX_RENDER_DEPTH
+from via_otlp.times import parse_rfc3339
 
 # Deeper values are cut to "…": the normaliser renders them so anyway, and it keeps every
 # request we build within the protobuf parser's nesting limit (3 messages per kvlist level).
@@ -67,14 +67,10 @@ def _parse_time(value: Any) -> int:
         )
         return int(value * scale)
     if isinstance(value, str):
-        text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
         try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            raise InputError(f"time: {value!r} is not RFC 3339") from None
-        if parsed.tzinfo is None:
-            raise InputError(f"time: {value!r} has no time zone (add Z or an offset)")
-        return int(parsed.timestamp()) * 10**9 + parsed.microsecond * 1000
+            return parse_rfc3339(value)
+        except ValueError as exc:
+            raise InputError(f"time: {exc}") from None
     raise InputError(f"time: must be RFC 3339 text or a number, got {value!r}")
 
 

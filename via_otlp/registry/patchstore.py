@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -21,12 +21,12 @@ from via_otlp.backoff import Backoff, backoff_delay
 from via_otlp.errors import InputError
 from via_otlp.registry._db import as_upstream, is_retryable
 from via_otlp.registry.patches import EMPTY_PATCHES, Patch, PatchRule, PatchSet
+from via_otlp.times import datetime_from_ns, ns_from_datetime
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "via_patches"
 _COLUMNS = "id, rule, rhythm_hash, source, template, params, reason, author, created_at, expires_at, active"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DEBOUNCE = 0.02
 _FIRST_RETRY = 0.1  # seconds; doubles up to retry_max_backoff
 
@@ -202,14 +202,11 @@ class PatchStore:
 
 
 def _to_dt(ns: int) -> datetime | None:
-    return None if ns == 0 else datetime.fromtimestamp(ns / 1e9, tz=UTC)
+    return None if ns == 0 else datetime_from_ns(ns)
 
 
-def _to_ns(dt: datetime | None) -> int:
-    if dt is None:
-        return 0
-    delta = dt - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+def _to_ns(t: datetime | None) -> int:
+    return 0 if t is None else ns_from_datetime(t)
 
 
 def _patch_args(p: Patch) -> tuple[Any, ...]:

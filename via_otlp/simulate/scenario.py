@@ -17,7 +17,6 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import json5
@@ -26,6 +25,7 @@ from via_otlp.configload import load_dataclass, spec
 from via_otlp.correlate.config import RelatednessConfig
 from via_otlp.errors import ConfigError
 from via_otlp.model import DEFAULT_SOURCE_ATTRIBUTES, source_key
+from via_otlp.times import parse_rfc3339
 
 VARIABLES = ("id", "hex", "ip", "user", "ms", "word", "int")
 _PLACEHOLDER = re.compile(r"\{([a-z]+)\}")
@@ -187,10 +187,7 @@ class Scenario:
 
     @property
     def start_ns(self) -> int:
-        t = datetime.fromisoformat(self.start.replace("Z", "+00:00"))
-        if t.tzinfo is None:
-            t = t.replace(tzinfo=UTC)
-        return int(t.timestamp()) * 10**9
+        return parse_rfc3339(self.start, naive_is_utc=True)
 
     @property
     def bucket_ns(self) -> int:
