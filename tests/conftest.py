@@ -100,7 +100,9 @@ class ServerProcess:
     def status(self, detail: str = "") -> Any:
         return http_json(f"{self.http_url}/status" + (f"?detail={detail}" if detail else ""))
 
-    def wait_for(self, predicate: Any, timeout: float = 30.0, what: str = "condition") -> Any:
+    def wait_for(
+        self, predicate: Any, timeout: float = CLIENT_TIMEOUT, what: str = "condition"
+    ) -> Any:
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
@@ -115,7 +117,7 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def stop(self, timeout: float = 20.0) -> int:
+    def stop(self, timeout: float = 60.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -129,7 +131,7 @@ class ServerProcess:
         return int(self.proc.returncode)
 
 
-def wait_serving(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> float:
+def wait_serving(url: str, proc: subprocess.Popen[bytes], timeout: float = CLIENT_TIMEOUT) -> float:
     """Seconds until `url` answers 200; fails fast if the process exits."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:

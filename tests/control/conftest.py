@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.conftest import BIN, ServerProcess, start_server
+from tests.conftest import BIN, CLIENT_TIMEOUT, ServerProcess, start_server
 from via_otlp.control.gen.via.v1 import control_pb2 as pb2
 from via_otlp.control.gen.via.v1 import control_pb2_grpc as pb2_grpc
 
@@ -54,7 +54,7 @@ def grpcurl(
     if data is not None:
         args += ["-d", json.dumps(data)]
     args += [target, f"via.v1.Control/{method}" if "/" not in method else method]
-    return subprocess.run(args, capture_output=True, text=True, timeout=30)
+    return subprocess.run(args, capture_output=True, text=True, timeout=CLIENT_TIMEOUT)
 
 
 def call(target: str, method: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -73,7 +73,7 @@ def ctl(
         argv += ["--token", token]
     environ = {k: v for k, v in os.environ.items() if not k.startswith("VIA_CONTROL_")}
     return subprocess.run(
-        argv, capture_output=True, text=True, timeout=30, env={**environ, **(env or {})}
+        argv, capture_output=True, text=True, timeout=CLIENT_TIMEOUT, env={**environ, **(env or {})}
     )
 
 
@@ -94,7 +94,7 @@ def ingest(server: ServerProcess, records: list[dict[str, Any]]) -> None:
         method="POST",
         headers={"Content-Type": "application/x-ndjson"},
     )
-    with urllib.request.urlopen(req, timeout=10) as resp:
+    with urllib.request.urlopen(req, timeout=CLIENT_TIMEOUT) as resp:
         assert resp.status == 200, resp.read()
 
 
@@ -173,7 +173,7 @@ def control_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerP
         ingest(server, history_then_novel_error(SERVICE, now) + incident_traffic(now))
         channel, control = stub(server.control_target)
         with channel:
-            wait_until(lambda: the_incident(server.control_target), 20, "the incident")
+            wait_until(lambda: the_incident(server.control_target), CLIENT_TIMEOUT, "the incident")
             wait_until(
                 lambda: (
                     control.SearchSimilar(

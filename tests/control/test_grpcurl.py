@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import BIN, REPO, ServerProcess
+from tests.conftest import BIN, CLIENT_TIMEOUT, REPO, ServerProcess
 from tests.control.conftest import (
     CALLEE,
     CALLEE_ERROR,
@@ -65,7 +65,7 @@ def test_readme_recipes_run(control_server: ServerProcess) -> None:
         )
         argv = shlex.split(command)
         argv[0] = str(BIN / "grpcurl")
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=CLIENT_TIMEOUT)
         assert out.returncode == 0, f"README recipe failed: {recipe}\n{out.stderr}"
         method = argv[-1].rpartition("/")[2]
         called.add(method)

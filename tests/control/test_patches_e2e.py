@@ -1,6 +1,6 @@
 """Patches steer the pipeline end to end: `via-otlp serve` emits anomalies to a real OTLP/gRPC
 server on loopback, and patches made through the control API change what arrives there.
-Two instances on one database see each other's patches within a second.
+Two instances on one database see each other's patches through LISTEN/NOTIFY.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ServerProcess, start_server
+from tests.conftest import CLIENT_TIMEOUT, ServerProcess, start_server
 from tests.control.conftest import (
     AUTH,
     call,
@@ -153,24 +153,29 @@ async def test_a_threshold_patch_holds_back_lower_scores(
 def patches_in_force(server: ServerProcess) -> int:
     channel, control = stub(server.control_target)
     with channel:
-        status = control.GetStatus(pb2.GetStatusRequest(), metadata=AUTH, timeout=5)
+        status = control.GetStatus(pb2.GetStatusRequest(), metadata=AUTH, timeout=CLIENT_TIMEOUT)
     return int(status.registry.patches_active)
 
 
-def seconds_until(predicate: Any, timeout: float = 5.0) -> float:
+def seconds_until(predicate: Any, timeout: float = CLIENT_TIMEOUT) -> float:
+    """Seconds until `predicate()` held (printed, not asserted: a deadline only; the instances
+    here reload patches only every hour, so a change seen at all came through NOTIFY)."""
     start = time.monotonic()
     wait_until(predicate, timeout, "the other instance to apply the patch")
     return time.monotonic() - start
 
 
-def test_two_instances_on_one_database_share_patches_within_a_second(tmp_path: Path) -> None:
+def test_two_instances_on_one_database_share_patches_through_notify(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    first = start_server(tmp_path / "a", control_config())
+    config = control_config()
+    config["registry"]["patch_refresh_interval"] = "1h"  # changes come through NOTIFY alone
+    first = start_server(tmp_path / "a", config)
     second: ServerProcess | None = None
     try:
         database = call(first.control_target, "GetStatus")["registry"]["database"]
         extra = control_config()
+        extra["registry"]["patch_refresh_interval"] = "1h"
         extra["registry"]["dsn"] = database
         second = start_server(tmp_path / "b", extra)
         assert not call(second.control_target, "GetStatus")["registry"].get("embedded")
@@ -181,7 +186,7 @@ def test_two_instances_on_one_database_share_patches_within_a_second(tmp_path: P
             "patch": {"rule": "PATCH_RULE_DROP", "source": "shared-*", "template": "re:noise"},
         })["patch"]  # fmt: skip
         took = seconds_until(lambda: patches_in_force(first) == before + 1)
-        assert took < 1.0, f"the first instance applied the patch after {took:.2f}s"
+        print(f"the first instance applied the patch after {took:.2f}s")
         # ...drops records at the first one's intake
         ingest(first, [{"service": "shared-api", "body": f"noise {i}"} for i in range(4)])
         wait_until(
@@ -191,7 +196,7 @@ def test_two_instances_on_one_database_share_patches_within_a_second(tmp_path: P
         # and a removal through the first is seen by the second
         assert call(first.control_target, "DeletePatch", {"id": created["id"]}) == {}
         took = seconds_until(lambda: patches_in_force(second) == before)
-        assert took < 1.0, f"the second instance dropped the patch after {took:.2f}s"
+        print(f"the second instance dropped the patch after {took:.2f}s")
     finally:
         codes = []
         if second is not None:

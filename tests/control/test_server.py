@@ -14,6 +14,7 @@ import grpc
 import grpc.aio
 import pytest
 
+from tests.conftest import CLIENT_TIMEOUT
 from via_otlp.control.config import ControlConfig
 from via_otlp.control.gen.via.v1 import control_pb2 as pb2
 from via_otlp.control.gen.via.v1 import control_pb2_grpc as pb2_grpc
@@ -99,7 +100,7 @@ async def call(server: ControlServer, method: str, request: Any, token: str = ""
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stub = pb2_grpc.ControlStub(channel)
         metadata = (("authorization", token),) if token else None
-        return await getattr(stub, method)(request, metadata=metadata, timeout=5)
+        return await getattr(stub, method)(request, metadata=metadata, timeout=CLIENT_TIMEOUT)
 
 
 async def code_of(server: ControlServer, method: str, request: Any, token: str = "") -> Any:

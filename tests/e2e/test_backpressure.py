@@ -15,7 +15,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
-from tests.conftest import free_port
+from tests.conftest import CLIENT_TIMEOUT, free_port
 from via_otlp.app import App
 from via_otlp.config import parse_config
 from via_otlp.model import LogBatch
@@ -66,7 +66,7 @@ async def test_tiny_queue_and_slow_consumer_lose_nothing(tmp_path: Path, transpo
 
         senders = [asyncio.to_thread(send, exporter()) for _ in range(3)]
         await asyncio.gather(*senders)
-        await asyncio.wait_for(app.pipeline.queue.join(), 30)
+        await asyncio.wait_for(app.pipeline.queue.join(), CLIENT_TIMEOUT)
     finally:
         await app.shutdown()
     stats = app.pipeline.stats

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import BIN, ServerProcess
+from tests.conftest import BIN, CLIENT_TIMEOUT, ServerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,7 @@ def grpcurl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
         input=stdin,
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=CLIENT_TIMEOUT,
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import start_server
+from tests.conftest import CLIENT_TIMEOUT, start_server
 from via_otlp.state import load_snapshot
 
 pytestmark = pytest.mark.slow
@@ -20,7 +20,7 @@ T0 = 1_790_000_000
 def post_ndjson(url: str, lines: list[dict[str, object]]) -> dict[str, object]:
     body = "".join(json.dumps(line) + "\n" for line in lines).encode()
     req = urllib.request.Request(f"{url}/v1/ingest", data=body, method="POST")
-    with urllib.request.urlopen(req, timeout=30) as resp:
+    with urllib.request.urlopen(req, timeout=CLIENT_TIMEOUT) as resp:
         return json.loads(resp.read())  # type: ignore[no-any-return]
 
 

@@ -88,7 +88,7 @@ def fast_config(endpoint: str, **changes: Any) -> EmitConfig:
     return replace(config, **changes) if changes else config
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+async def wait_until(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
     """Poll `predicate` until true, failing the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while not predicate():

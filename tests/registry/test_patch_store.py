@@ -1,4 +1,4 @@
-"""Patches in PostgreSQL: round trip, and every instance sees a change within a second."""
+"""Patches in PostgreSQL: round trip, and every instance sees a change through LISTEN/NOTIFY."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from via_otlp.registry.store import Registry
 from .conftest import SOURCE, fast_config, make_event
 
 
-async def _wait_for(predicate, timeout: float = 1.0) -> float:
-    """Seconds until `predicate()` held; fails after `timeout`."""
+async def _wait_for(predicate, timeout: float = 60.0) -> float:
+    """Seconds until `predicate()` held; fails after `timeout` (a deadline, not a measure:
+    the registries here reload patches only every hour, so a change seen at all came through
+    LISTEN/NOTIFY; `benchmarks/` is where its latency is measured)."""
     started = time.monotonic()
     while not predicate():
         assert time.monotonic() - started < timeout, "not seen within the deadline"
@@ -24,10 +26,11 @@ async def _wait_for(predicate, timeout: float = 1.0) -> float:
     return time.monotonic() - started
 
 
-async def test_a_patch_made_on_one_instance_applies_on_another_within_a_second(
+async def test_a_patch_made_on_one_instance_reaches_another_through_notify(
     db_dsn: str, data_dir: Path
 ) -> None:
-    a, b = Registry(fast_config(db_dsn), data_dir), Registry(fast_config(db_dsn), data_dir)
+    config = fast_config(db_dsn, patch_refresh_interval=3600.0)  # no periodic reload
+    a, b = Registry(config, data_dir), Registry(config, data_dir)
     await a.start()
     await b.start()
     try:

@@ -13,7 +13,7 @@ import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ServerProcess, start_server
+from tests.conftest import CLIENT_TIMEOUT, ServerProcess, start_server
 from via_otlp.telemetry.metrics import Histogram, Kind, families
 from via_otlp.telemetry.prometheus import render
 from via_otlp.telemetry.timing import BOUNDS, Stage, StageTimings, merge
@@ -133,7 +133,7 @@ def otlp_request(n: int, service: str) -> ExportLogsServiceRequest:
 def fetch(url: str, data: bytes | None = None, **headers: str) -> tuple[int, bytes, str]:
     req = urllib.request.Request(url, data=data, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=CLIENT_TIMEOUT) as resp:
             return resp.status, resp.read(), resp.headers.get("Content-Type", "")
     except urllib.error.HTTPError as err:
         return err.code, err.read(), ""
@@ -153,7 +153,7 @@ def test_metrics_endpoint_counts_each_transport(srv: ServerProcess) -> None:
             "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
             request_serializer=lambda m: m.SerializeToString(), response_deserializer=bytes,
         )  # fmt: skip
-        export(otlp_request(4, "db"), timeout=10)
+        export(otlp_request(4, "db"), timeout=CLIENT_TIMEOUT)
     srv.wait_for(lambda s: s["intake"]["records_consumed"] == 9, what="9 records consumed")
 
     code, text, content_type = fetch(f"{srv.http_url}/metrics")
