@@ -24,6 +24,7 @@ from via_otlp.configload import to_plain
 from via_otlp.control.server import ControlServer
 from via_otlp.correlate.service import Correlation
 from via_otlp.emit import Emitter
+from via_otlp.lifecycle import AppState
 from via_otlp.model import AnomalyEvent, LogBatch
 from via_otlp.pipeline import MAX_RHYTHMS_SHOWN, EventGate, Pipeline
 from via_otlp.receive.connlimit import raise_nofile_limit
@@ -105,7 +106,7 @@ class App:
             self.prometheus_metrics if config.telemetry.metrics.prometheus else None,
         )
         self.control = ControlServer(config.control, self)
-        self.state = "new"
+        self.state = AppState.NEW
         self.started_at = 0.0
         # State is saved only once it was read: a start that fails to read it keeps the file.
         self._restored = False
@@ -121,7 +122,7 @@ class App:
 
     async def start(self) -> None:
         self.started_at = time.monotonic()
-        self.state = "starting"
+        self.state = AppState.STARTING
         try:
             private_dir(self.config.state.data_dir)  # 0700: templates quote log lines
             self._restore()
@@ -161,7 +162,7 @@ class App:
             raise
         await self.grpc.set_serving(True) if self.config.receive.grpc.enabled else None
         self.http.serving = True
-        self.state = "serving"
+        self.state = AppState.SERVING
         log.info(
             "via-otlp %s serving: OTLP/gRPC %s, OTLP/HTTP %s, %s (%.2fs to start)",
             __version__,
@@ -201,10 +202,10 @@ class App:
         """Drain and stop within about `grace` seconds per stage; idempotent, and safe when
         `start` never ran or failed half-way. State is saved as soon as the work is drained,
         before the flushes that can wait on the network."""
-        if self.state in ("stopped", "new"):
-            self.state = "stopped"
+        if self.state in (AppState.STOPPED, AppState.NEW):
+            self.state = AppState.STOPPED
             return
-        self.state = "draining"
+        self.state = AppState.DRAINING
         self.http.serving = False
         with contextlib.suppress(Exception):
             await self.grpc.set_serving(False)
@@ -242,7 +243,7 @@ class App:
             await self.registry.shutdown()
         if self.correlation is not None:
             self._save_if_restored()  # the correlator may have closed incidents while flushing
-        self.state = "stopped"
+        self.state = AppState.STOPPED
 
     async def _drained(self) -> None:
         if self.pool is not None:
@@ -395,7 +396,7 @@ class App:
     async def status_fresh(self, detail: frozenset[str] = frozenset()) -> dict[str, Any]:
         """`/status`: `status` with the shards' counters asked for now (`rhythms`: their
         rhythm hashes by count)."""
-        if self.pool is not None and self.state == "serving":
+        if self.pool is not None and self.state is AppState.SERVING:
             # A shard busy with a large batch answers later: the last counters are shown then.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self.pool.refresh()), STATUS_WAIT)
@@ -410,7 +411,7 @@ class App:
         p = self.pipeline
         out: dict[str, Any] = {
             "version": __version__,
-            "state": self.state,
+            "state": self.state.value,
             "uptime_seconds": round(time.monotonic() - self.started_at, 3)
             if self.started_at
             else 0.0,

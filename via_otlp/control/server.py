@@ -127,7 +127,7 @@ class ControlService(pb2_grpc.ControlServicer):
         started = app.started_at
         return convert.status_to_proto(
             version=__version__,
-            state=app.state,
+            state=app.state.value,
             uptime_seconds=round(time.monotonic() - started, 3) if started else 0.0,
             queue_depth=p.queue_depth,
             queue_capacity=p.queue_capacity,

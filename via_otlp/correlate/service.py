@@ -60,6 +60,16 @@ class IncidentRecorder(Protocol):
     def record_incident(self, event: IncidentEvent) -> bool: ...
 
 
+class CorrelationState(enum.StrEnum):
+    """Where the correlate stage is in its life (`state` of its status)."""
+
+    NEW = "new"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
 class ProviderState(enum.StrEnum):
     OK = "ok"
     DOWN = "down"  # the last embeddings request failed; episodes wait for the retry task
@@ -69,7 +79,7 @@ class ProviderState(enum.StrEnum):
 class CorrelationStats:
     """Counters of the correlate stage (`queued` and `embed_pending` are gauges)."""
 
-    state: str
+    state: CorrelationState
     queued: int
     dropped_queue_full: int
     events_processed: int
@@ -126,7 +136,7 @@ class Correlation:
         self._idle = asyncio.Event()
         self._idle.set()
         self._tasks: list[asyncio.Task[None]] = []
-        self._state = "new"
+        self._state = CorrelationState.NEW
         self._provider = ProviderState.OK
         self._overflow_logged = False
         self._c = {
@@ -146,9 +156,9 @@ class Correlation:
 
         A start that fails half-way undoes what it started.
         """
-        if self._state != "new":
+        if self._state is not CorrelationState.NEW:
             return
-        self._state = "starting"
+        self._state = CorrelationState.STARTING
         try:
             if self.store is not None:
                 await self.store.start()
@@ -162,7 +172,7 @@ class Correlation:
         except BaseException:
             await self.shutdown()
             raise
-        self._state = "running"
+        self._state = CorrelationState.RUNNING
         log.info(
             "correlate ready (embeddings %s, vectors %s)",
             self.embedder.space.key,
@@ -171,9 +181,9 @@ class Correlation:
 
     async def shutdown(self, timeout: float = 5.0) -> None:
         """Correlate what is queued (within `timeout`), stop; idempotent, safe without start."""
-        if self._state == "stopped":
+        if self._state is CorrelationState.STOPPED:
             return
-        self._state = "stopping"
+        self._state = CorrelationState.STOPPING
         self._closing.set()
         self._wake.set()
         loop = asyncio.get_running_loop()
@@ -195,7 +205,7 @@ class Correlation:
             await self.store.shutdown(max(0.5, deadline - loop.time()))
         with contextlib.suppress(Exception):
             await self.embedder.close()
-        self._state = "stopped"
+        self._state = CorrelationState.STOPPED
 
     # -- intake (never waits) -------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from via_otlp.model import (
     Incident,
     IncidentEvent,
     IncidentEventKind,
+    IncidentState,
     Source,
 )
 from via_otlp.times import format_rfc3339
@@ -172,7 +173,7 @@ def incident_story(incident: Incident, kind: IncidentEventKind | None = None) ->
     n = len(incident.members)
     services = ", ".join(incident.sources[:5]) + (" ..." if len(incident.sources) > 5 else "")
     linked = ", ".join(f"{t.value} {c}" for t, c in incident.link_counts().items() if c)
-    state = "resolved" if incident.state.value == "resolved" else "open"
+    state = "resolved" if incident.state is IncidentState.RESOLVED else "open"
     if kind is IncidentEventKind.UPDATED and state == "open":
         state = "growing"
     return (

@@ -41,7 +41,7 @@ from via_otlp.emit.encode import (
 from via_otlp.emit.retry import ExportError
 from via_otlp.emit.transport import ExportRequest, Transport, make_transport
 from via_otlp.errors import StartupError
-from via_otlp.model import AnomalyEvent, IncidentEvent
+from via_otlp.model import AnomalyEvent, IncidentEvent, IncidentEventKind
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +316,9 @@ class Emitter:
         return out
 
     def _write_incidents(self, incidents: list[IncidentEvent]) -> None:
-        shown = [e for e in incidents if e.kind.value in ("opened", "resolved")]
+        shown = [
+            e for e in incidents if e.kind in (IncidentEventKind.OPENED, IncidentEventKind.RESOLVED)
+        ]
         if shown and self._console is not None:
             self._console.write_lines(
                 [f"via.incident id={e.incident.id} {incident_story(e.incident)}" for e in shown]

@@ -27,6 +27,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from via_otlp.emit.exporter import EmitterState
+from via_otlp.lifecycle import AppState
+from via_otlp.registry.records import RegistryState
+
 Labels = tuple[tuple[str, str], ...]
 
 
@@ -73,10 +77,11 @@ _UNIT_SUFFIX = {"s": "seconds", "By": "bytes", "1": ""}
 
 # The states of enumerations shown as one gauge per state (1 for the current one), so an alert
 # can say `via_otlp_registry_state{state="degraded"} == 1`.
-REGISTRY_STATES = ("ok", "degraded", "restarting", "disabled")
-EMITTER_STATES = ("new", "console", "ok", "retrying", "failing", "closed")
+# Every state is shown (0 or 1), so the lists come from the enums the stages report.
+REGISTRY_STATES = tuple(s.value for s in RegistryState)
+EMITTER_STATES = tuple(s.value for s in EmitterState)
 TRANSPORTS = ("grpc", "http", "ndjson")
-SERVICE_STATES = ("new", "starting", "serving", "draining", "stopped")
+SERVICE_STATES = tuple(s.value for s in AppState)
 
 
 class _Builder:
