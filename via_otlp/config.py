@@ -11,96 +11,32 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import json5
-
-from via_otlp.configload import load_dataclass, spec
+from via_otlp.configload import load_dataclass, parse_document, read_document, spec
 from via_otlp.control.config import ControlConfig
 from via_otlp.correlate.config import CorrelateConfig
 from via_otlp.detect.config import DetectConfig
 from via_otlp.emit.config import EmitConfig
-from via_otlp.endpoints import split_endpoint
-from via_otlp.errors import ConfigError
-from via_otlp.model import DEFAULT_SOURCE_ATTRIBUTES, SERVICE_NAME
 from via_otlp.patterns.config import PatternsConfig
+from via_otlp.receive.config import GrpcConfig, HttpConfig, ReceiveConfig
 from via_otlp.registry.config import RegistryConfig
-from via_otlp.security.config import BearerAuthConfig, ServerTlsConfig
 from via_otlp.telemetry.config import TelemetryConfig
 
+# The receive section's classes are re-exported: its listeners' settings used to live here.
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "Config",
+    "GrpcConfig",
+    "HttpConfig",
+    "LogConfig",
+    "PipelineConfig",
+    "ReceiveConfig",
+    "StateConfig",
+    "load_config",
+    "parse_config",
+]
+
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "via.json5"
-
-
-def _check_endpoint(endpoint: str, path: str) -> None:
-    if split_endpoint(endpoint) is None:
-        raise ConfigError(path, f"must be HOST:PORT with a port 0-65535, got {endpoint!r}")
-
-
-@dataclass(frozen=True)
-class GrpcConfig:
-    """OTLP/gRPC intake (LogsService, health, reflection)."""
-
-    enabled: bool = True
-    endpoint: str = field(default="0.0.0.0:4317", metadata=spec(env="VIA_GRPC_ENDPOINT"))
-    max_recv_msg_size: int = field(default=64 * 1024**2, metadata=spec(unit="size", gt=0))
-    tls: ServerTlsConfig = field(default_factory=ServerTlsConfig)
-    # Open connections at most (lowered to fit the open-file limit); more are closed at once.
-    max_connections: int = field(default=1000, metadata=spec(ge=1))
-    # A new connection must finish the HTTP/2 handshake within this.
-    handshake_timeout: float = field(default=10.0, metadata=spec(unit="duration", gt=0))
-    # A connection without calls for this long is closed (GOAWAY; clients reconnect).
-    max_connection_idle: float = field(default=300.0, metadata=spec(unit="duration", gt=0))
-
-    def check(self) -> None:
-        _check_endpoint(self.endpoint, "endpoint")
-        self.tls.check_grpc("tls")
-
-
-@dataclass(frozen=True)
-class HttpConfig:
-    """OTLP/HTTP intake (/v1/logs), NDJSON intake (/v1/ingest), /healthz and /status."""
-
-    enabled: bool = True
-    endpoint: str = field(default="0.0.0.0:4318", metadata=spec(env="VIA_HTTP_ENDPOINT"))
-    tls: ServerTlsConfig = field(default_factory=ServerTlsConfig)
-    # Largest body, after gzip is inflated (OTLP/HTTP and NDJSON alike); larger ones get 413.
-    max_request_body_size: int = field(default=64 * 1024**2, metadata=spec(unit="size", gt=0))
-    # Most lines (blank ones too) in one NDJSON body; more get 413.
-    max_ndjson_lines: int = field(default=1_000_000, metadata=spec(ge=1))
-    # Open connections at most (lowered to fit the open-file limit); more are answered 503.
-    max_connections: int = field(default=1000, metadata=spec(ge=1))
-    # A new connection must send its request line and headers within this.
-    read_header_timeout: float = field(default=10.0, metadata=spec(unit="duration", gt=0))
-    # A request body that stops arriving for this long is answered 408.
-    body_read_timeout: float = field(default=30.0, metadata=spec(unit="duration", gt=0))
-    # A keep-alive connection with no request in progress is closed after this.
-    idle_timeout: float = field(default=60.0, metadata=spec(unit="duration", gt=0))
-
-    def check(self) -> None:
-        _check_endpoint(self.endpoint, "endpoint")
-
-
-@dataclass(frozen=True)
-class ReceiveConfig:
-    """How requests become LogBatches."""
-
-    grpc: GrpcConfig = field(default_factory=GrpcConfig)
-    http: HttpConfig = field(default_factory=HttpConfig)
-    auth: BearerAuthConfig = field(default_factory=BearerAuthConfig)
-    source_attributes: tuple[str, ...] = field(
-        default=DEFAULT_SOURCE_ATTRIBUTES, metadata=spec(nonempty=True)
-    )
-    unique_id_attributes: tuple[str, ...] = ("enduser.id", "user.id", "client.address")
-    max_future_skew: float = field(default=300.0, metadata=spec(unit="duration", ge=0))
-    attribute_sample_every: int = field(default=64, metadata=spec(ge=1))
-    queue_max_records: int = field(default=200_000, metadata=spec(ge=1))
-    ndjson_batch_records: int = field(default=1000, metadata=spec(ge=1))
-
-    def check(self) -> None:
-        if SERVICE_NAME not in self.source_attributes:
-            raise ConfigError("source_attributes", f"must include '{SERVICE_NAME}'")
-        if len(set(self.source_attributes)) != len(self.source_attributes):
-            raise ConfigError("source_attributes", "must not name an attribute twice")
 
 
 @dataclass(frozen=True)
@@ -179,28 +115,11 @@ def parse_config(
     text: str, origin: str = "<config>", environ: dict[str, str] | None = None
 ) -> Config:
     """Parse JSON5 text into a validated `Config`."""
-    try:
-        data: Any = json5.loads(text) if text.strip() else {}
-    except ValueError as exc:
-        raise ConfigError("", f"{origin} is not valid JSON5: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError("", f"{origin} must hold a JSON5 object at the top level")
-    return load_dataclass(Config, data, "", environ)
+    return load_dataclass(Config, parse_document(text, origin), "", environ)
 
 
 def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Config:
     """Load and validate a config file; `None` means the built-in defaults, whose env-backed
     keys (``VIA_GRPC_ENDPOINT``, ``VIA_DATA_DIR``, ...) are read from `environ` as a file's
     ``${env:...}`` would be."""
-    if path is None:
-        return load_dataclass(Config, {}, "", environ)
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            "", f"config file {p} does not exist", hint="pass --config FILE"
-        ) from None
-    except OSError as exc:
-        raise ConfigError("", f"cannot read config file {p}: {exc.strerror}") from None
-    return parse_config(text, str(p), environ)
+    return load_dataclass(Config, {} if path is None else read_document(path), "", environ)

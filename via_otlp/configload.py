@@ -37,7 +37,10 @@ import re
 import types
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+
+import json5
 
 from via_otlp.errors import ConfigError
 
@@ -109,6 +112,40 @@ def parse_size(value: Any, path: str) -> int:
             unit = m.group(2).lower() if m.group(2) else None
             return int(float(m.group(1)) * _SIZE_UNITS[unit])
     raise ConfigError(path, f"must be a size such as 4194304 or '64MiB', got {value!r}")
+
+
+def parse_document(text: str, origin: str = "<config>") -> dict[str, Any]:
+    """The JSON5 object of a config file's text (empty text is ``{}``); `origin` names it in
+    the `ConfigError` when it is not valid JSON5 or not an object."""
+    try:
+        data: Any = json5.loads(text) if text.strip() else {}
+    except ValueError as exc:
+        raise ConfigError("", f"{origin} is not valid JSON5: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("", f"{origin} must hold a JSON5 object at the top level")
+    return data
+
+
+def read_document(path: str | Path) -> dict[str, Any]:
+    """`parse_document` of a file; a missing or unreadable file is a `ConfigError`."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            "", f"config file {p} does not exist", hint="pass --config FILE"
+        ) from None
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file {p}: {exc.strerror}") from None
+    return parse_document(text, str(p))
+
+
+def load_section(
+    cls: type[T], path: str | Path, key: str, environ: Mapping[str, str] | None = None
+) -> T:
+    """One section of a config file (`key`, e.g. ``"patterns"``) as `cls`, with key paths from
+    the top: for a tool that uses one stage and need not know the others' settings."""
+    return load_dataclass(cls, read_document(path).get(key, {}), key, environ)
 
 
 def load_dataclass(

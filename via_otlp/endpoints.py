@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from via_otlp.errors import ConfigError
+
 
 def split_endpoint(endpoint: str, *, allow_port_zero: bool = True) -> tuple[str, int] | None:
     """(host, port) of ``HOST:PORT`` (IPv6 hosts in brackets), or None when it is not one."""
@@ -21,6 +23,12 @@ def split_endpoint(endpoint: str, *, allow_port_zero: bool = True) -> tuple[str,
     if not (0 if allow_port_zero else 1) <= number <= 65535:
         return None
     return host, number
+
+
+def check_endpoint(endpoint: str, path: str) -> None:
+    """A listener's ``HOST:PORT`` setting, or a `ConfigError` at `path` saying what is wrong."""
+    if split_endpoint(endpoint) is None:
+        raise ConfigError(path, f"must be HOST:PORT with a port 0-65535, got {endpoint!r}")
 
 
 def is_loopback(host: str) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from via_otlp.configload import spec
-from via_otlp.endpoints import is_loopback, split_endpoint
+from via_otlp.endpoints import check_endpoint, is_loopback, split_endpoint
 from via_otlp.errors import ConfigError
 from via_otlp.registry.config import MAX_PAGE
 from via_otlp.security.config import ServerTlsConfig, check_token
@@ -29,10 +29,7 @@ class ControlConfig:
     tls: ServerTlsConfig = field(default_factory=ServerTlsConfig)
 
     def check(self) -> None:
-        # Imported here: via_otlp.config imports this module while it is being defined.
-        from via_otlp.config import _check_endpoint
-
-        _check_endpoint(self.endpoint, "endpoint")
+        check_endpoint(self.endpoint, "endpoint")
         if self.default_page_size > self.max_page_size:
             raise ConfigError(
                 "default_page_size",

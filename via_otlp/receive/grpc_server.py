@@ -23,9 +23,9 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from via_otlp.config import GrpcConfig
 from via_otlp.endpoints import is_loopback, split_endpoint
 from via_otlp.errors import InputError, StartupError
+from via_otlp.receive.config import GrpcConfig
 from via_otlp.receive.connlimit import effective_limit
 from via_otlp.receive.intake import IntakeFront, Outcome, QueueFullError, Transport
 from via_otlp.receive.otlp_codec import Encoding, export_response

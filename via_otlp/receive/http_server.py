@@ -34,10 +34,10 @@ from typing import Any
 from aiohttp import web
 from google.rpc import code_pb2
 
-from via_otlp.config import HttpConfig, ReceiveConfig
 from via_otlp.endpoints import is_loopback, split_endpoint
 from via_otlp.errors import InputError, StartupError
 from via_otlp.ratelog import RateLimitedLog
+from via_otlp.receive.config import HttpConfig, ReceiveConfig
 from via_otlp.receive.connlimit import ConnectionGuard, GuardedSite, effective_limit
 from via_otlp.receive.intake import IntakeFront, Outcome, QueueFullError, Transport
 from via_otlp.receive.ndjson import (

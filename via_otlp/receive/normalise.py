@@ -19,7 +19,6 @@ import numpy as np
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from via_otlp.config import ReceiveConfig
 from via_otlp.model import (
     TEMPLATE_ATTRIBUTE,
     UNKNOWN_SERVICE,
@@ -28,6 +27,7 @@ from via_otlp.model import (
     LogBatch,
     Source,
 )
+from via_otlp.receive.config import ReceiveConfig
 
 MAX_RENDER_DEPTH = 16
 MAX_SEVERITY_TEXT = 32
