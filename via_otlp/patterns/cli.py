@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import TextIO
 
-from via_otlp.config import load_config
+from via_otlp.configload import load_section
 from via_otlp.errors import ViaError
 from via_otlp.patterns.config import PatternsConfig
 from via_otlp.patterns.miner import SourceMiner, Template
@@ -91,7 +91,11 @@ def _read_lines(stream: TextIO) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; 0 on success, 2 on a configuration or input error."""
     try:
-        config = load_config(args.config).patterns if args.config else PatternsConfig()
+        config = (
+            load_section(PatternsConfig, args.config, "patterns")
+            if args.config
+            else PatternsConfig()
+        )
         if args.file == "-":
             lines = _read_lines(sys.stdin)
         else:
