@@ -16,9 +16,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,13 +26,14 @@ from typing import Any, TypeVar
 import numpy as np
 import xxhash
 
-from via_otlp.backoff import Backoff, backoff_delay
+from via_otlp.backoff import Backoff
 from via_otlp.correlate.config import QdrantConfig
 from via_otlp.correlate.embeddings import EmbeddingSpace
 from via_otlp.correlate.model import SimilarEpisode
 from via_otlp.errors import StartupError, UpstreamError
 from via_otlp.model import AnomalyEvent
 from via_otlp.redact import redact_url
+from via_otlp.writebehind import WriteBehind
 
 log = logging.getLogger(__name__)
 
@@ -127,16 +126,20 @@ class VectorStore:
         self.path = Path(data_dir) / config.path
         self._client: Any = None
         self._executor: ThreadPoolExecutor | None = None
-        self._queue: deque[_Op] = deque()
-        self._wake = asyncio.Event()
-        self._closing = asyncio.Event()
-        self._backoff = Backoff.capped(0.1, config.retry_max_backoff)
-        self._task: asyncio.Task[None] | None = None
+        self._queue: WriteBehind[_Op] = WriteBehind(
+            self._write,
+            retryable=lambda exc: isinstance(exc, UpstreamError) and exc.retryable,
+            capacity=config.queue_size,
+            batch_size=config.batch_size,
+            interval=0.2,
+            backoff=Backoff.capped(0.1, config.retry_max_backoff),
+            upstream="Qdrant",
+            what="correlate: vector writes",
+            task_name="via-qdrant-writer",
+        )
         self._ready = False
-        self._state = StoreState.NEW
-        self._upserted = self._dropped = self._failed = 0
-        self._last_error = ""
-        self._full_logged = False
+        self._started = False
+        self._upserted = 0
 
     @property
     def mode(self) -> str:
@@ -153,7 +156,7 @@ class VectorStore:
         """
         if self._executor is not None:
             return
-        self._closing.clear()
+        self._started = True
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="via-qdrant")
         try:
             self._client = await self._run(self._connect)
@@ -165,31 +168,19 @@ class VectorStore:
                     f"correlate: cannot use Qdrant ({self.mode}): {exc.message}",
                     hint="check correlate.qdrant, or set correlate.enabled to false",
                 ) from exc
-            self._degraded(exc)
+            self._queue.note_outage(exc)
         except BaseException as exc:
             await self.shutdown()
             raise StartupError(
                 f"correlate: cannot open Qdrant ({self.mode}): {exc}",
                 hint="another via-otlp may hold the local Qdrant folder; use a server URL to share",
             ) from exc
-        self._task = asyncio.create_task(self._run_writer(), name="via-qdrant-writer")
+        self._queue.start()
 
     async def shutdown(self, timeout: float = 5.0) -> None:
         """Write what is queued (within `timeout`), close; idempotent, safe without start."""
-        task, self._task = self._task, None
-        self._closing.set()
-        self._wake.set()
-        if task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(task), timeout)
-            except (TimeoutError, asyncio.CancelledError):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        if self._queue:
-            log.warning("correlate: %d vector writes not done at shutdown", len(self._queue))
-            self._dropped += len(self._queue)
-            self._queue.clear()
+        if await self._queue.shutdown(timeout):
+            self._queue.discard()  # counted as dropped: nothing will write them
         client, self._client = self._client, None
         executor, self._executor = self._executor, None
         if executor is not None:
@@ -197,8 +188,6 @@ class VectorStore:
                 with contextlib.suppress(Exception):
                     await asyncio.get_running_loop().run_in_executor(executor, client.close)
             executor.shutdown(wait=False)
-        if self._state is not StoreState.NEW or executor is not None:
-            self._state = StoreState.CLOSED
 
     def _connect(self) -> Any:
         from qdrant_client import QdrantClient
@@ -218,8 +207,6 @@ class VectorStore:
             self._client = await self._run(self._connect)
         await self._run(self._ensure_sync)
         self._ready = True
-        if self._state in (StoreState.NEW, StoreState.DEGRADED):
-            self._state = StoreState.OK
 
     def _ensure_sync(self) -> None:
         from qdrant_client import models
@@ -270,103 +257,43 @@ class VectorStore:
 
     def upsert(self, point: EpisodePoint) -> bool:
         """Queue an episode's vector and payload; False when the queue is full (counted)."""
-        return self._add(point)
+        return self._queue.add(point)
 
     def set_payload(self, episode_ids: Sequence[str], payload: dict[str, Any]) -> bool:
         """Queue a payload change of stored episodes (their incident after a merge, their end)."""
-        return self._add(_SetPayload(tuple(episode_ids), dict(payload))) if episode_ids else True
-
-    def _add(self, op: _Op) -> bool:
-        if self._state is StoreState.CLOSED or len(self._queue) >= self.config.queue_size:
-            self._dropped += 1
-            if not self._full_logged:
-                self._full_logged = True
-                log.warning(
-                    "correlate: vector write queue full or closed (%d); dropping writes, see status",
-                    self.config.queue_size,
-                )
-            return False
-        self._queue.append(op)
-        if len(self._queue) >= self.config.batch_size:
-            self._wake.set()
-        return True
+        if not episode_ids:
+            return True
+        return self._queue.add(_SetPayload(tuple(episode_ids), dict(payload)))
 
     async def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far is written (or dropped); False on timeout."""
-        deadline = time.monotonic() + timeout
-        while self._queue:
-            if self._task is None or time.monotonic() >= deadline:
-                return False
-            self._wake.set()
-            await asyncio.sleep(0.01)
-        return True
+        return await self._queue.flush(timeout)
+
+    @property
+    def state(self) -> StoreState:
+        if self._executor is None:
+            return StoreState.CLOSED if self._started else StoreState.NEW
+        return StoreState.DEGRADED if self._queue.degraded else StoreState.OK
 
     def stats(self) -> VectorStoreStats:
+        q = self._queue
         return VectorStoreStats(
-            state=self._state,
+            state=self.state,
             collection=self.collection,
             mode=self.mode,
-            queued=len(self._queue),
+            queued=q.buffered,
             upserted=self._upserted,
-            dropped=self._dropped,
-            failed=self._failed,
-            last_error=self._last_error,
+            dropped=q.dropped,
+            failed=q.failed,
+            last_error=q.last_error,
         )
 
-    async def _run_writer(self) -> None:
-        failures = 0
-        while True:
-            if not self._queue:
-                if self._closing.is_set():
-                    return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 0.2)
-                self._wake.clear()
-                continue
-            batch = self._take_batch()
-            try:
-                if not self._ready:
-                    await self._ensure()
-                await self._run(self._write_sync, batch)
-            except UpstreamError as exc:
-                if not exc.retryable:
-                    for _ in batch:
-                        self._queue.popleft()
-                    self._failed += len(batch)
-                    self._last_error = exc.message
-                    log.error("correlate: dropped %d vector writes: %s", len(batch), exc.message)
-                    continue
-                self._degraded(exc)
-                delay = backoff_delay(failures, self._backoff)
-                failures += 1
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), delay)
-                if self._closing.is_set():
-                    return
-                continue
-            for _ in batch:
-                self._queue.popleft()
-            self._upserted += sum(1 for op in batch if isinstance(op, EpisodePoint))
-            if self._state is StoreState.DEGRADED:
-                log.info("correlate: Qdrant is back; vector writes resumed")
-            self._state = StoreState.OK
-            self._full_logged = False
-            failures = 0
-
-    def _take_batch(self) -> list[_Op]:
-        out: list[_Op] = []
-        for op in self._queue:
-            if len(out) >= self.config.batch_size:
-                break
-            out.append(op)
-        return out
-
-    def _degraded(self, exc: UpstreamError) -> None:
-        if self._state is not StoreState.DEGRADED:
-            log.warning("correlate: Qdrant unreachable, vector writes wait: %s", exc.message)
-        self._state = StoreState.DEGRADED
-        self._ready = self._ready and self._client is not None
-        self._last_error = exc.message
+    async def _write(self, batch: list[_Op]) -> None:
+        """Write one batch (connecting and creating the collection first if that failed before)."""
+        if not self._ready:
+            await self._ensure()
+        await self._run(self._write_sync, batch)
+        self._upserted += sum(1 for op in batch if isinstance(op, EpisodePoint))
 
     def _write_sync(self, batch: list[_Op]) -> None:
         from qdrant_client import models

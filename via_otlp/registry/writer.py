@@ -1,27 +1,22 @@
 """Write-behind to PostgreSQL, off the hot path: anomaly events, incidents, schemas, evaluations.
 
 `add_*` only appends to a bounded buffer and never waits. A background task writes the
-buffer in batches, each in one transaction. When PostgreSQL goes away, rows wait in the
-buffer (a full buffer drops new rows, counted and logged once per outage), the state turns
-`degraded`, and the task retries with jittered backoff until the server is back; nothing
-already buffered is lost. Anomaly writes are idempotent (an event already stored is not
+buffer in batches, each in one transaction (`via_otlp.writebehind`, shared with the vector
+store). When PostgreSQL goes away, rows wait in the buffer (a full buffer drops new rows,
+counted and logged once per outage), the state turns `degraded`, and the task retries with
+jittered backoff until the server is back; nothing already buffered is lost. Anomaly writes are idempotent (an event already stored is not
 added twice), so a batch retried after a lost acknowledgement does no harm.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import islice
 
 import asyncpg
 
-from via_otlp.backoff import Backoff, backoff_delay
+from via_otlp.backoff import Backoff
 from via_otlp.model import AnomalyEvent, IncidentEvent, IncidentEventKind, source_to_json
 from via_otlp.registry._db import is_retryable
 from via_otlp.registry.records import (
@@ -31,6 +26,7 @@ from via_otlp.registry.records import (
     WriterStats,
     event_to_json,
 )
+from via_otlp.writebehind import WriteBehind, describe
 
 log = logging.getLogger(__name__)
 
@@ -128,169 +124,68 @@ class RegistryWriter:
     ) -> None:
         self._pool = pool
         self._instance = instance
-        self._buffer: deque[_Item] = deque()
-        self._buffer_max = buffer_max
-        self._flush_interval = flush_interval
-        self._flush_max_rows = flush_max_rows
-        self._backoff = Backoff.capped(_FIRST_RETRY, retry_max_backoff)
         self._acquire_timeout = acquire_timeout
-        self._wake = asyncio.Event()
-        self._retry_now = asyncio.Event()
-        self._closing = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._state = RegistryState.OK
         self._written = 0
-        self._dropped = 0
-        self._failed = 0
-        self._last_error = ""
-        self._full_logged = False
+        self._buffer: WriteBehind[_Item] = WriteBehind(
+            self._write_batch,
+            retryable=is_retryable,
+            capacity=buffer_max,
+            batch_size=flush_max_rows,
+            interval=flush_interval,
+            backoff=Backoff.capped(_FIRST_RETRY, retry_max_backoff),
+            upstream="PostgreSQL",
+            what="registry writes",
+            task_name="via-registry-writer",
+        )
 
     # -- intake (never waits) -------------------------------------------------------------------
 
     def add_event(self, event: AnomalyEvent, *, muted: bool = False) -> bool:
         """Queue an anomaly event; False when the buffer is full (counted in `dropped`)."""
-        return self._add(_EventItem(event, muted))
+        return self._buffer.add(_EventItem(event, muted))
 
     def add_incident(self, event: IncidentEvent) -> bool:
         """Queue an incident change (the incident row, its member graph in `incident_links`)."""
-        return self._add(event)
+        return self._buffer.add(event)
 
     def add_schema(self, row: SchemaRow) -> bool:
         """Queue a source's schema snapshot and profile (saved by upsert)."""
-        return self._add(row)
+        return self._buffer.add(row)
 
     def add_evaluation(self, row: EvaluationRow) -> bool:
         """Queue an evaluation result."""
-        return self._add(row)
-
-    def _add(self, item: _Item) -> bool:
-        if len(self._buffer) >= self._buffer_max:
-            self._dropped += 1
-            if not self._full_logged:
-                self._full_logged = True
-                log.warning(
-                    "registry write buffer full (%d rows): dropping new rows until PostgreSQL catches up",
-                    self._buffer_max,
-                )
-            return False
-        self._buffer.append(item)
-        if len(self._buffer) >= self._flush_max_rows:
-            self._wake.set()
-        return True
+        return self._buffer.add(row)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._task is None:
-            self._closing.clear()
-            self._task = asyncio.create_task(self._run(), name="via-registry-writer")
+        self._buffer.start()
 
     async def shutdown(self, timeout: float = 5.0) -> None:
-        """Write what is buffered (within `timeout`), then stop; idempotent, safe without start."""
-        task, self._task = self._task, None
-        if task is None:
-            return
-        self._closing.set()
-        self._wake.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout)
-        except (TimeoutError, asyncio.CancelledError):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self._buffer:
-            log.warning("registry writer stopped with %d rows not written", len(self._buffer))
+        """Write what is buffered (within `timeout`), then stop; idempotent, safe without start.
+        Rows not written stay counted in `buffered`."""
+        await self._buffer.shutdown(timeout)
 
     def wake(self) -> None:
         """Try the buffer now (PostgreSQL is back), rather than at the end of the backoff."""
-        self._retry_now.set()
-        self._wake.set()
+        self._buffer.wake()
 
     async def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far is written; False if `timeout` passed first."""
-        deadline = time.monotonic() + timeout
-        target = self._written + self._failed + len(self._buffer)
-        while self._written + self._failed < target and self._buffer:
-            if self._task is None or time.monotonic() >= deadline:
-                return False
-            self._wake.set()
-            await asyncio.sleep(0.01)
-        return True
+        return await self._buffer.flush(timeout)
 
     def stats(self) -> WriterStats:
+        b = self._buffer
         return WriterStats(
-            state=self._state,
-            buffered=len(self._buffer),
+            state=RegistryState.DEGRADED if b.degraded else RegistryState.OK,
+            buffered=b.buffered,
             written=self._written,
-            dropped=self._dropped,
-            failed=self._failed,
-            last_error=self._last_error,
+            dropped=b.dropped,
+            failed=b.failed,
+            last_error=b.last_error,
         )
 
-    # -- the background task --------------------------------------------------------------------
-
-    async def _run(self) -> None:
-        failures = 0
-        while True:
-            if not self._buffer:
-                if self._closing.is_set():
-                    return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._flush_interval)
-                self._wake.clear()
-                continue
-            batch = list(islice(self._buffer, self._flush_max_rows))
-            try:
-                await self._write_batch(batch)
-            except Exception as exc:
-                if not is_retryable(exc):
-                    self._give_up(batch, exc)
-                    continue
-                self._on_outage(exc)
-                if await self._sleep_or_close(backoff_delay(failures, self._backoff)):
-                    return
-                failures += 1
-                continue
-            for _ in batch:
-                self._buffer.popleft()
-            self._on_success()
-            failures = 0
-
-    def _give_up(self, batch: Sequence[_Item], exc: BaseException) -> None:
-        """An error that no retry can fix (a bug): drop the batch, count it, keep going."""
-        log.error("registry dropped %d rows it cannot write", len(batch), exc_info=exc)
-        for _ in batch:
-            self._buffer.popleft()
-        self._failed += len(batch)
-        self._last_error = f"{type(exc).__name__}: {exc}"
-
-    def _on_outage(self, exc: BaseException) -> None:
-        if self._state is not RegistryState.DEGRADED:
-            log.warning("PostgreSQL unreachable, registry writes wait in the buffer: %s", exc)
-        self._state = RegistryState.DEGRADED
-        self._last_error = f"{type(exc).__name__}: {exc}"
-
-    def _on_success(self) -> None:
-        if self._state is RegistryState.DEGRADED:
-            log.info("PostgreSQL is back; registry writes resumed")
-        self._state = RegistryState.OK
-        self._full_logged = False
-
-    async def _sleep_or_close(self, seconds: float) -> bool:
-        """Sleep `seconds` (cut short by `wake`); True if shutdown began meanwhile."""
-        self._retry_now.clear()
-        closing = asyncio.ensure_future(self._closing.wait())
-        retry = asyncio.ensure_future(self._retry_now.wait())
-        try:
-            await asyncio.wait(
-                (closing, retry),
-                timeout=seconds,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            closing.cancel()
-            retry.cancel()
-        return self._closing.is_set()
+    # -- writing (called by the buffer's task) --------------------------------------------------
 
     async def _write_batch(self, batch: Sequence[_Item]) -> None:
         async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
@@ -316,8 +211,8 @@ class RegistryWriter:
             except Exception as exc:
                 if is_retryable(exc):
                     raise
-                self._failed += 1
-                self._last_error = f"{type(exc).__name__}: {exc}"
+                self._buffer.failed += 1
+                self._buffer.last_error = describe(exc)
                 log.error("registry dropped a row it cannot write: %s", exc)
 
 
