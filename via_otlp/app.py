@@ -456,6 +456,7 @@ class App:
             "each": [
                 {"index": s.index, "pid": s.pid, "restarts": s.restarts,
                  "records_in_flight": s.records_in_flight, "restored_from": s.restored_from,
+                 "restore_seconds": s.restore_seconds,
                  "profiles": s.stats.get("detect", {}).get("profiles", 0),
                  "rss_bytes": s.stats.get("rss", 0)}
                 for s in pool.status()

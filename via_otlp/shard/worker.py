@@ -9,6 +9,8 @@ holds exactly the batches before it. Started as ``python -m via_otlp.shard.worke
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -237,6 +239,14 @@ class Shard:
         return shard_of(source_key, self.shards) == self.index
 
 
+_TRIM_AFTER = 8 * 1024 * 1024
+
+
+def _trim() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def _rss_bytes() -> int:
     try:
         with open("/proc/self/statm", "rb") as f:
@@ -330,11 +340,27 @@ def run(sock: socket.socket) -> int:
             send_frames(sock, [json_frame(Kind.RESULT, reply)])
 
 
-def main() -> int:
+def _ignore_stop_signals() -> None:
     # The serving process handles SIGINT/SIGTERM and stops the shards in order: a Ctrl-C that
     # reaches the whole process group must not kill a shard before its final snapshot.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def serve_forked(sock: socket.socket) -> int:
+    """A shard forked from the serving process (see `pool._fork_worker`)."""
+    _ignore_stop_signals()
+    try:
+        return run(sock)
+    except BaseException:
+        log.exception("shard failed")
+        return 70
+    finally:
+        sock.close()
+
+
+def main() -> int:
+    _ignore_stop_signals()
     sock = socket.socket(fileno=int(sys.argv[1]))
     try:
         return run(sock)

@@ -1,0 +1,283 @@
+"""Shards under weight: health while a huge request is processed, and 100,000 profiles.
+
+Starts a real `via-otlp serve` (registry and correlate off, so only the pipeline is measured)
+and prints, for the shard count given:
+
+1. `/healthz` and gRPC health, worst and median latency, while one 64 MiB gRPC export of tiny
+   records is decoded and learnt from; the service's memory (all its processes) before, at the
+   peak and after. Baseline in the same run: the same probes with nothing to do.
+2. 100,000 profiles (1,000 services x 100 templates each, templates given by the
+   `log.record.template` attribute): memory per profile, snapshot write time, SIGTERM to exit,
+   restart to SERVING and the shards' restore time.
+
+    python benchmarks/shards.py [--workers 0] [--profiles 100000] [--big-mib 64]
+
+Targets: /healthz <= 1 s while the big export is processed (<= 100 ms without it); memory per
+profile <= 2 KB; SIGTERM <= 5 s and restart < 5 s at 100k profiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_tree(pid: int) -> int:
+    """Resident bytes of a process and its children."""
+    pids = [pid]
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            pids += [int(c) for c in f.read().split()]
+    except OSError:
+        pass
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            pass
+    return total
+
+
+class Server:
+    def __init__(self, tmp: Path, workers: int, snapshot_interval: str = "10s") -> None:
+        self.grpc_port, self.http_port = free_port(), free_port()
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.cfg = tmp / "via.json5"
+        self.cfg.write_text(json.dumps({
+            "receive": {"grpc": {"endpoint": f"127.0.0.1:{self.grpc_port}"},
+                        "http": {"endpoint": f"127.0.0.1:{self.http_port}"},
+                        "queue_max_records": 2_000_000},
+            "pipeline": {"workers": workers},
+            "detect": {"max_profiles": 400_000},
+            "state": {"data_dir": str(tmp / "data"), "snapshot_interval": snapshot_interval},
+            "registry": {"enabled": False}, "correlate": {"enabled": False},
+            "control": {"enabled": False}, "emit": {"endpoint": ""}, "log": {"level": "warning"},
+        }))  # fmt: skip
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> float:
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "via-otlp"), "serve", "--config", str(self.cfg)],
+            stdout=subprocess.DEVNULL,
+        )
+        with grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}") as ch:
+            stub = health_pb2_grpc.HealthStub(ch)
+            while True:
+                try:
+                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+                        return time.perf_counter() - t0
+                except grpc.RpcError:
+                    pass
+                if self.proc.poll() is not None:
+                    raise SystemExit("via-otlp exited")
+                time.sleep(0.02)
+
+    def stop(self) -> float:
+        assert self.proc is not None
+        t0 = time.perf_counter()
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(120)
+        return time.perf_counter() - t0
+
+    def status(self) -> dict[str, object]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/status", timeout=60) as r:
+            return json.loads(r.read())  # type: ignore[no-any-return]
+
+
+def probe(server: Server, stop: threading.Event, out: list[float], grpc_out: list[float]) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/healthz", timeout=30):
+                pass
+            out.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            stub.Check(health_pb2.HealthCheckRequest(), timeout=30)
+            grpc_out.append(time.perf_counter() - t0)
+            time.sleep(0.02)
+
+
+def big_request(mib: int) -> bytes:
+    req = ExportLogsServiceRequest()
+    rl = req.resource_logs.add()
+    rl.resource.attributes.add(key="service.name").value.string_value = "flood"
+    sl = rl.scope_logs.add()
+    now = time.time_ns()
+    one = sl.log_records.add()
+    one.body.string_value = "x"
+    one.time_unix_nano = now
+    size = len(one.SerializeToString()) + 2
+    for _ in range((mib * 1024 * 1024 - 4096) // size - 1):
+        lr = sl.log_records.add()
+        lr.body.string_value = "x"
+        lr.time_unix_nano = now
+    return req.SerializeToString()
+
+
+def health_under_big_request(tmp: Path, workers: int, mib: int) -> None:
+    server = Server(tmp / "big", workers)
+    server.start()
+    try:
+        assert server.proc is not None
+        quiet: list[float] = []
+        quiet_grpc: list[float] = []
+        stop = threading.Event()
+        t = threading.Thread(target=probe, args=(server, stop, quiet, quiet_grpc))
+        t.start()
+        time.sleep(3)
+        stop.set()
+        t.join()
+        payload = big_request(mib)
+        records = server.status()["intake"]["records_consumed"]  # type: ignore[index]
+        before = rss_tree(server.proc.pid)
+        busy: list[float] = []
+        busy_grpc: list[float] = []
+        stop = threading.Event()
+        t = threading.Thread(target=probe, args=(server, stop, busy, busy_grpc))
+        t.start()
+        peak = before
+        t0 = time.perf_counter()
+        with grpc.insecure_channel(
+            f"127.0.0.1:{server.grpc_port}", options=[("grpc.max_send_message_length", 1 << 30)]
+        ) as ch:
+            call = ch.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
+            fut = call.future(payload, timeout=600)
+            while not fut.done():
+                peak = max(peak, rss_tree(server.proc.pid))
+                time.sleep(0.05)
+            fut.result()
+        n = len(
+            ExportLogsServiceRequest.FromString(payload).resource_logs[0].scope_logs[0].log_records
+        )
+        while server.status()["intake"]["records_consumed"] < records + n:  # type: ignore[index,operator]
+            peak = max(peak, rss_tree(server.proc.pid))
+            time.sleep(0.1)
+        took = time.perf_counter() - t0
+        stop.set()
+        t.join()
+        time.sleep(2)
+        after = rss_tree(server.proc.pid)
+    finally:
+        server.stop()
+    mb = 1024 * 1024
+    print(
+        f"one {len(payload) / mb:.1f} MiB export of {n:,} records: accepted and processed in {took:.1f} s"
+    )
+    print(
+        f"  /healthz worst {max(busy) * 1e3:7.1f} ms, median {statistics.median(busy) * 1e3:5.1f} ms "
+        f"(idle: worst {max(quiet) * 1e3:.1f} ms)   target <= 1000 ms"
+    )
+    print(
+        f"  gRPC health worst {max(busy_grpc) * 1e3:4.1f} ms, median {statistics.median(busy_grpc) * 1e3:5.1f} ms "
+        f"(idle: worst {max(quiet_grpc) * 1e3:.1f} ms)"
+    )
+    print(f"  memory of all processes: before {before / mb:.0f} MiB, peak {peak / mb:.0f} MiB, "
+          f"2 s after {after / mb:.0f} MiB")  # fmt: skip
+
+
+def profiles_request(services: range, templates: int, t_ns: int) -> bytes:
+    req = ExportLogsServiceRequest()
+    for s in services:
+        rl = req.resource_logs.add()
+        rl.resource.attributes.add(key="service.name").value.string_value = f"svc-{s}"
+        sl = rl.scope_logs.add()
+        for k in range(templates):
+            lr = sl.log_records.add()
+            lr.body.string_value = f"event {k} of service {s}"
+            lr.time_unix_nano = t_ns
+            lr.attributes.add(key="log.record.template").value.string_value = f"event kind {k}"
+    return req.SerializeToString()
+
+
+def many_profiles(tmp: Path, workers: int, profiles: int) -> None:
+    templates = 100
+    services = profiles // templates
+    server = Server(tmp / "profiles", workers, snapshot_interval="5s")
+    server.start()
+    try:
+        assert server.proc is not None
+        base = rss_tree(server.proc.pid)
+        now = time.time_ns()
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as ch:
+            call = ch.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
+            for lo in range(0, services, 50):
+                call(
+                    profiles_request(range(lo, min(services, lo + 50)), templates, now), timeout=120
+                )
+        while True:
+            st = server.status()
+            if st["detect"]["profiles"] >= profiles:  # type: ignore[index,operator]
+                break
+            time.sleep(0.5)
+        time.sleep(12)  # at least one snapshot of everything
+        st = server.status()
+        held = rss_tree(server.proc.pid)
+        snap = st["shards"]["last_snapshot"]  # type: ignore[index]
+    finally:
+        stop_secs = server.stop()
+    restart = server.start()
+    try:
+        st2 = server.status()
+        restored = st2["detect"]["profiles"]  # type: ignore[index]
+        restores = [s["restore_seconds"] for s in st2["shards"]["each"]]  # type: ignore[index]
+    finally:
+        server.stop()
+    n = st["detect"]["profiles"]  # type: ignore[index]
+    print(
+        f"{n:,} profiles ({services:,} services x {templates} templates), {st['shards']['workers']} shards"
+    )  # type: ignore[index]
+    print(f"  memory per profile in serve: {(held - base) / n:,.0f} B (all processes, over the idle "
+          f"server's {base / 2**20:.0f} MiB)   target <= 2,048 B")  # fmt: skip
+    print(
+        f"  snapshot: {snap['bytes'] / 2**20:.1f} MiB written in {snap['seconds']:.2f} s (all shards, in parallel)"
+    )  # type: ignore[index]
+    print(f"  SIGTERM to exit: {stop_secs:.2f} s   target <= 5 s")
+    print(f"  restart to SERVING: {restart:.2f} s, shards restored in {max(restores):.2f} s, "
+          f"{restored:,} profiles back   target < 5 s")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--profiles", type=int, default=100_000)
+    parser.add_argument("--big-mib", type=int, default=64)
+    args = parser.parse_args()
+    print(
+        f"cores: {os.cpu_count()} (shared with whatever else runs), workers: {args.workers or 'one per core'}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        health_under_big_request(Path(tmp), args.workers, args.big_mib)
+        many_profiles(Path(tmp), args.workers, args.profiles)
+
+
+if __name__ == "__main__":
+    main()
