@@ -4,10 +4,10 @@ A snapshot tree is what `Engine.snapshot()`, `PatternStage.snapshot()` and
 `SchemaTracker.snapshot()` return: JSON values (str, int, float, bool, None, lists, dicts with
 str keys) whose leaves may also be 1-d `numpy.ndarray`s. `encode_tree` turns one into bytes:
 
-    b"VIASNAP\\0" | u32 header length | header (JSON) | padding to 8 | raw array bytes
+    b"VIASNAP\\0" | u32 header length | header (JSON) | tree (JSON) | padding to 8 | arrays
 
-The header holds the format version, the tree with every array replaced by a reference
-``{"$nd": i}``, and each array's dtype, offset and length. Arrays are written as raw bytes (no
+The header holds the format version, `meta`, each array's dtype, offset and length, and the
+tree's length; in the tree every array is replaced by a reference ``{"$nd": i}``. Arrays are written as raw bytes (no
 base64, no per-element JSON), so a state of 100k profiles restores in a fraction of a second.
 Never pickle: the header can be read by a person, and a newer version reads an older one.
 
@@ -43,13 +43,22 @@ from via_otlp.sourcekeys import rekey_state
 STATE_VERSION = 2
 STATE_FILE = "state.json"
 SNAPSHOT_MAGIC = b"VIASNAP\0"
-SNAPSHOT_VERSION = 1
+# 2: the tree as its own JSON document after the header (reads 1)
+SNAPSHOT_VERSION = 2
 _ND = "$nd"
 _HEAD = struct.Struct("<8sI")
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def encode_tree(tree: Any, meta: dict[str, Any] | None = None) -> bytes:
     """A snapshot tree (JSON values and 1-d ndarray leaves) as bytes; `meta` goes in the header."""
+    return b"".join(encode_parts(tree, meta))
+
+
+def encode_parts(tree: Any, meta: dict[str, Any] | None = None) -> list[bytes | memoryview]:
+    """`encode_tree` as pieces, to be written one after another (arrays are not copied)."""
     arrays: list[np.ndarray] = []
 
     def strip(node: Any) -> Any:
@@ -59,6 +68,8 @@ def encode_tree(tree: Any, meta: dict[str, Any] | None = None) -> bytes:
         if isinstance(node, dict):
             return {str(k): strip(v) for k, v in node.items()}
         if isinstance(node, list | tuple):
+            if set(map(type, node)) <= _SCALARS:  # a column of plain values: as it is, in C
+                return node
             return [strip(v) for v in node]
         if isinstance(node, np.generic):
             return node.item()
@@ -70,18 +81,18 @@ def encode_tree(tree: Any, meta: dict[str, Any] | None = None) -> bytes:
     for a in arrays:
         specs.append({"dtype": a.dtype.str, "offset": offset, "length": len(a)})
         offset += _pad8(a.nbytes)
-    header = json.dumps(
-        {"version": SNAPSHOT_VERSION, "meta": meta or {}, "arrays": specs, "tree": skeleton},
+    body = json.dumps(skeleton, separators=(",", ":"), allow_nan=True).encode("utf-8")
+    head = json.dumps(
+        {"version": SNAPSHOT_VERSION, "meta": meta or {}, "arrays": specs, "tree_bytes": len(body)},
         separators=(",", ":"),
-        allow_nan=True,
     ).encode("utf-8")
-    parts = [_HEAD.pack(SNAPSHOT_MAGIC, len(header)), header]
+    header = head + body
+    parts: list[bytes | memoryview] = [_HEAD.pack(SNAPSHOT_MAGIC, len(head)), head, body]
     parts.append(b"\0" * (_pad8(_HEAD.size + len(header)) - _HEAD.size - len(header)))
     for a in arrays:
-        raw = a.tobytes()
-        parts.append(raw)
-        parts.append(b"\0" * (_pad8(len(raw)) - len(raw)))
-    return b"".join(parts)
+        parts.append(memoryview(a.view(np.uint8)))  # type: ignore[arg-type]
+        parts.append(b"\0" * (_pad8(a.nbytes) - a.nbytes))
+    return parts
 
 
 def decode_tree(data: bytes | memoryview) -> Any:
@@ -98,14 +109,17 @@ def decode_tree_meta(data: bytes | memoryview) -> tuple[Any, dict[str, Any]]:
     magic, hlen = _HEAD.unpack_from(view)
     if magic != SNAPSHOT_MAGIC:
         raise ValueError("not a via-otlp snapshot")
-    header = json.loads(bytes(view[_HEAD.size : _HEAD.size + hlen]))
-    if header.get("version") != SNAPSHOT_VERSION:
+    head = json.loads(bytes(view[_HEAD.size : _HEAD.size + hlen]))
+    version = head.get("version")
+    if version not in (1, SNAPSHOT_VERSION):
         raise ValueError(
-            f"snapshot format version {header.get('version')}, this via-otlp reads {SNAPSHOT_VERSION}"
+            f"snapshot format version {version}, this via-otlp reads {SNAPSHOT_VERSION}"
         )
-    base = _pad8(_HEAD.size + hlen)
+    tree_at = _HEAD.size + hlen
+    tree_len = int(head.get("tree_bytes", 0))
+    base = _pad8(tree_at + tree_len)
     arrays = []
-    for spec in header["arrays"]:
+    for spec in head["arrays"]:
         dtype = np.dtype(spec["dtype"])
         start = base + int(spec["offset"])
         end = start + int(spec["length"]) * dtype.itemsize
@@ -113,29 +127,41 @@ def decode_tree_meta(data: bytes | memoryview) -> tuple[Any, dict[str, Any]]:
             raise ValueError("snapshot is truncated")
         arrays.append(np.frombuffer(view[start:end], dtype=dtype).copy())
 
-    def fill(node: Any) -> Any:
-        if isinstance(node, dict):
-            if len(node) == 1 and _ND in node:
-                return arrays[node[_ND]]
-            return {k: fill(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [fill(v) for v in node]
-        return node
+    def array_of(d: dict[str, Any]) -> Any:
+        return arrays[d[_ND]] if len(d) == 1 and _ND in d else d
 
-    return fill(header["tree"]), dict(header.get("meta") or {})
+    if version == 1:  # the tree inside the header, arrays put back by a walk
+        return _fill(head["tree"], array_of), dict(head.get("meta") or {})
+    # Arrays put back while the JSON is parsed (in C, one call per object).
+    tree = json.loads(bytes(view[tree_at : tree_at + tree_len]), object_hook=array_of)
+    return tree, dict(head.get("meta") or {})
+
+
+def _fill(node: Any, array_of: Any) -> Any:
+    if isinstance(node, dict):
+        return array_of({k: _fill(v, array_of) for k, v in node.items()})
+    if isinstance(node, list):
+        if set(map(type, node)) <= _SCALARS:
+            return node
+        return [_fill(v, array_of) for v in node]
+    return node
 
 
 def _pad8(n: int) -> int:
     return (n + 7) & ~7
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file, fsync and an atomic rename."""
+def write_atomic(path: Path, data: bytes | list[bytes | memoryview]) -> None:
+    """Write `data` (or its pieces, in order) to `path` through a temporary file, fsync and an
+    atomic rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if isinstance(data, list):
+                f.writelines(data)
+            else:
+                f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -146,9 +172,9 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def save_snapshot(path: Path, tree: Any, meta: dict[str, Any] | None = None) -> int:
     """Write a binary snapshot atomically; returns its size in bytes."""
-    data = encode_tree(tree, meta)
-    write_atomic(path, data)
-    return len(data)
+    parts = encode_parts(tree, meta)
+    write_atomic(path, parts)
+    return sum(len(p) if isinstance(p, bytes) else p.nbytes for p in parts)
 
 
 def load_snapshot(path: Path) -> tuple[Any, dict[str, Any]] | None:

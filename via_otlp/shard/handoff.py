@@ -56,6 +56,16 @@ def source_keys(pipeline: Any) -> list[str]:
     return list(keys)
 
 
+def tree_source_keys(tree: dict[str, Any]) -> list[str]:
+    """The source keys a whole-pipeline snapshot tree holds (without restoring it)."""
+    keys: dict[str, None] = {}
+    keys.update(dict.fromkeys(str(row[0]) for row in tree.get("engine", {}).get("sources", [])))
+    keys.update(dict.fromkeys(str(k) for k in tree.get("patterns", {}).get("sources", {})))
+    for item in tree.get("schemas", {}).get("sources", []):
+        keys[str(item["source"]["key"])] = None
+    return list(keys)
+
+
 def export_sources(pipeline: Any, keys: Collection[str]) -> dict[str, Any]:
     """The learned state of `keys` as one tree (engine, patterns, schemas)."""
     wanted = set(keys)

@@ -93,14 +93,16 @@ class Shard:
         if loaded is not None:
             self.pipeline.restore(loaded[0])
             source = "snapshot"
+            keys = handoff.tree_source_keys(loaded[0])
         else:
             source = handoff.migrate(self.pipeline, self.config, self.index, self.shards)
+            keys = handoff.source_keys(self.pipeline) if source != "none" else []
         return {
             "shard": self.index,
             "restored_from": source,
             "profiles": self.pipeline.rhythm_hashes,
             "seconds": round(time.monotonic() - started, 3),
-            "sources": handoff.source_keys(self.pipeline),
+            "sources": keys,
         }
 
     def save(self) -> dict[str, Any]:
