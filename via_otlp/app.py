@@ -46,6 +46,8 @@ COORDINATOR_FILE = "coordinator.json"
 INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
 # How long the start may spend reconciling the registry with the restored state.
 RECONCILE_TIMEOUT = 30.0
+# How often the event loop's lateness is measured.
+LOOP_WATCH = 0.05
 # How long `/status` waits for the shards' counters before it shows the last ones.
 STATUS_WAIT = 0.5
 ConsumeHook = Callable[[LogBatch], Awaitable[None]]
@@ -117,6 +119,7 @@ class App:
         self._legacy_path = data_dir / STATE_FILE
         self.last_snapshot: dict[str, Any] = {}
         self.reconciled: recovery.ReconcileReport | None = None
+        self.loop_lag_max = 0.0
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -151,6 +154,7 @@ class App:
             if self.registry is not None:
                 await self._reconcile(self.registry)
             self._tasks.append(asyncio.create_task(self._tick_loop(), name="via-ticker"))
+            self._tasks.append(asyncio.create_task(self._watch_loop(), name="via-loop-watch"))
             self._tasks.append(asyncio.create_task(self._snapshot_loop(), name="via-snapshot"))
             if self.config.receive.grpc.enabled:
                 await self.grpc.start()
@@ -311,6 +315,15 @@ class App:
     async def _share(self, pool: ShardPool) -> None:
         await pool.share()
 
+    async def _watch_loop(self) -> None:
+        """How late the event loop wakes up (shown in /status): the loop that answers health
+        checks must never be held by work."""
+        while True:
+            t0 = time.perf_counter()
+            await asyncio.sleep(LOOP_WATCH)
+            lag = time.perf_counter() - t0 - LOOP_WATCH
+            self.loop_lag_max = max(self.loop_lag_max, lag)
+
     async def _tick_loop(self) -> None:
         interval = min(1.0, self.config.detect.bucket / 4)
         while True:
@@ -439,6 +452,7 @@ class App:
             if self.correlation is not None
             else {"state": "disabled"},
         }
+        out["loop"] = {"lag_max_ms": round(self.loop_lag_max * 1e3, 1)}
         if self.pool is not None:
             out["shards"] = self._shards_status(self.pool)
         return out

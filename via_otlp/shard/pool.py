@@ -53,7 +53,15 @@ from via_otlp.shard.view import (
     recent_from_plain,
     template_from_plain,
 )
-from via_otlp.shard.wire import Kind, frame, json_frame, seq_frame, shard_of, split_seq
+from via_otlp.shard.wire import (
+    Kind,
+    frame,
+    frame_header,
+    json_frame,
+    seq_frame,
+    shard_of,
+    split_seq,
+)
 from via_otlp.telemetry.timing import Stage
 from via_otlp.telemetry.timing import merge as merge_timings
 
@@ -78,6 +86,8 @@ class SourceStore(Protocol):
     ) -> None: ...
 
 
+# Bytes written to a shard's socket at a time when a large request goes to it.
+SLICE = 1 << 20
 # How long the first batch of a new source waits for its state from the registry.
 LOAD_TIMEOUT = 5.0
 
@@ -114,10 +124,34 @@ class _Shard:
         self.alive = False
         # Sequence numbers sent and not finished, with their record and byte counts.
         self.pending: dict[int, tuple[int, int]] = {}
+        self.backlog: deque[bytes | memoryview] = deque()
+        self.draining: asyncio.Task[None] | None = None
 
-    def send(self, data: bytes) -> None:
-        if self.writer is not None and self.alive:
-            self.writer.write(data)
+    def send(self, *pieces: bytes | memoryview) -> None:
+        """Queue bytes for the shard, in order. Small frames are written now; a large piece
+        is written by `_drain` in slices with the loop free between them (a 64 MiB request
+        copied at once into the transport's buffer held the loop for a second)."""
+        if self.writer is None or not self.alive:
+            return
+        if not self.backlog and all(len(p) <= SLICE for p in pieces):
+            for piece in pieces:
+                self.writer.write(piece)
+            return
+        self.backlog.extend(pieces)
+        if self.draining is None or self.draining.done():
+            self.draining = asyncio.create_task(self._drain(), name="via-shard-send")
+
+    async def _drain(self) -> None:
+        writer = self.writer
+        assert writer is not None
+        try:
+            while self.backlog:
+                piece = memoryview(self.backlog.popleft()).cast("B")
+                for start in range(0, len(piece), SLICE):
+                    writer.write(piece[start : start + SLICE])
+                    await writer.drain()
+        except (ConnectionError, RuntimeError):
+            self.backlog.clear()  # the shard is gone: its restart is handled by the reader
 
 
 class ShardPool:
@@ -315,7 +349,8 @@ class ShardPool:
         shard.status.decoding_bytes += len(payload)
         enc = b"\x00" if encoding is Encoding.PROTOBUF else b"\x01"
         now = time.time_ns() if now_ns is None else now_ns
-        shard.send(seq_frame(Kind.DECODE, rid, now, enc + payload))
+        head = seq_frame(Kind.DECODE, rid, now, enc)
+        shard.send(frame_header(head, len(payload)), payload)
         return await fut
 
     async def wait_idle(self) -> None:
@@ -578,7 +613,7 @@ class ShardPool:
                 self._sent_at[(k, seq)] = time.perf_counter()
             s.status.records_in_flight += records
             s.status.bytes_in_flight += size
-            s.send(seq_frame(Kind.BATCH, seq, self._watermark, bytes(part)))
+            s.send(frame_header(seq_frame(Kind.BATCH, seq, self._watermark), len(part)), part)
         if not live:
             self._finish_seq(seq)
 

@@ -61,6 +61,12 @@ def frame(kind: Kind, payload: bytes | memoryview = b"") -> bytes:
     return _FRAME.pack(len(payload) + 1, kind) + bytes(payload)
 
 
+def frame_header(head: bytes, more: int) -> bytes:
+    """`head` (a whole frame) grown by `more` bytes that the caller sends right after it."""
+    length, kind = _FRAME.unpack_from(head)
+    return _FRAME.pack(length + more, kind) + head[_FRAME.size :]
+
+
 def json_frame(kind: Kind, doc: Any) -> bytes:
     return frame(kind, json.dumps(doc, separators=(",", ":")).encode("utf-8"))
 
