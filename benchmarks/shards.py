@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import signal
 import socket
@@ -27,10 +28,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -110,18 +111,41 @@ class Server:
             return json.loads(r.read())  # type: ignore[no-any-return]
 
 
-def probe(server: Server, stop: threading.Event, out: list[float], grpc_out: list[float]) -> None:
-    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as ch:
+def _probe(grpc_port: int, http_port: int, stop: Any, results: Any) -> None:
+    out: list[float] = []
+    grpc_out: list[float] = []
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as ch:
         stub = health_pb2_grpc.HealthStub(ch)
         while not stop.is_set():
             t0 = time.perf_counter()
-            with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/healthz", timeout=30):
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=30):
                 pass
             out.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             stub.Check(health_pb2.HealthCheckRequest(), timeout=30)
             grpc_out.append(time.perf_counter() - t0)
             time.sleep(0.02)
+    results.put((out, grpc_out))
+
+
+class Probe:
+    """`/healthz` and gRPC health, every 20 ms, from a process of their own (a sender in the
+    same process would hold its GIL and its gRPC core while it pushes 64 MiB)."""
+
+    def __init__(self, server: Server) -> None:
+        ctx = mp.get_context("spawn")
+        self.stop = ctx.Event()
+        self.results = ctx.Queue()
+        self.proc = ctx.Process(
+            target=_probe, args=(server.grpc_port, server.http_port, self.stop, self.results)
+        )
+        self.proc.start()
+
+    def finish(self) -> tuple[list[float], list[float]]:
+        self.stop.set()
+        got: tuple[list[float], list[float]] = self.results.get(timeout=120)
+        self.proc.join(30)
+        return got
 
 
 def big_request(mib: int) -> bytes:
@@ -146,22 +170,14 @@ def health_under_big_request(tmp: Path, workers: int, mib: int) -> None:
     server.start()
     try:
         assert server.proc is not None
-        quiet: list[float] = []
-        quiet_grpc: list[float] = []
-        stop = threading.Event()
-        t = threading.Thread(target=probe, args=(server, stop, quiet, quiet_grpc))
-        t.start()
-        time.sleep(3)
-        stop.set()
-        t.join()
+        probe = Probe(server)
+        time.sleep(4)
+        quiet, quiet_grpc = probe.finish()
         payload = big_request(mib)
         records = server.status()["intake"]["records_consumed"]  # type: ignore[index]
         before = rss_tree(server.proc.pid)
-        busy: list[float] = []
-        busy_grpc: list[float] = []
-        stop = threading.Event()
-        t = threading.Thread(target=probe, args=(server, stop, busy, busy_grpc))
-        t.start()
+        probe = Probe(server)
+        time.sleep(2)
         peak = before
         t0 = time.perf_counter()
         with grpc.insecure_channel(
@@ -180,8 +196,7 @@ def health_under_big_request(tmp: Path, workers: int, mib: int) -> None:
             peak = max(peak, rss_tree(server.proc.pid))
             time.sleep(0.1)
         took = time.perf_counter() - t0
-        stop.set()
-        t.join()
+        busy, busy_grpc = probe.finish()
         time.sleep(2)
         after = rss_tree(server.proc.pid)
         lag = server.status()["loop"]["lag_max_ms"]  # type: ignore[index]

@@ -133,7 +133,8 @@ class _Shard:
         copied at once into the transport's buffer held the loop for a second)."""
         if self.writer is None or not self.alive:
             return
-        if not self.backlog and all(len(p) <= SLICE for p in pieces):
+        idle = not self.backlog and (self.draining is None or self.draining.done())
+        if idle and all(len(p) <= SLICE for p in pieces):
             for piece in pieces:
                 self.writer.write(piece)
             return
