@@ -149,6 +149,10 @@ class App:
                 self._tasks.append(
                     asyncio.create_task(self._shard_loop(self.pool), name="via-shards")
                 )
+                if self.registry is not None and self.config.state.share_interval > 0:
+                    self._tasks.append(
+                        asyncio.create_task(self._share_loop(self.pool), name="via-share")
+                    )
             else:
                 self._tasks.append(asyncio.create_task(self._consume_loop(), name="via-consumer"))
             if self.registry is not None:
