@@ -20,7 +20,6 @@ from typing import Any
 
 from via_otlp import __version__, recovery
 from via_otlp.config import Config
-from via_otlp.configload import to_plain
 from via_otlp.control.server import ControlServer
 from via_otlp.correlate.service import Correlation
 from via_otlp.emit import Emitter
@@ -36,6 +35,7 @@ from via_otlp.security.files import private_dir, restrict_new_files
 from via_otlp.shard.pool import ShardPool
 from via_otlp.shard.view import schema_row_from_plain
 from via_otlp.state import STATE_FILE, load_state, save_state
+from via_otlp.status import ServiceStatus
 from via_otlp.telemetry.otlp import MetricsPusher
 
 log = logging.getLogger("via_otlp")
@@ -422,41 +422,37 @@ class App:
             out["rhythm_counts"] = await self.pipeline.top_rhythms(MAX_RHYTHMS_SHOWN)
         return out
 
-    def status(self, detail: frozenset[str] = frozenset()) -> dict[str, Any]:
-        """What `/status` shows: version, state, queue and counters (`detail`: extra sections;
-        with shards, their counters as of the last refresh)."""
+    def read_status(self) -> ServiceStatus:
+        """The counters and states of every part, read now (with shards, their counters as of
+        the last refresh): what `/status` and the control API's GetStatus both show."""
         p = self.pipeline
-        out: dict[str, Any] = {
-            "version": __version__,
-            "state": self.state.value,
-            "uptime_seconds": round(time.monotonic() - self.started_at, 3)
-            if self.started_at
-            else 0.0,
-            "queue": {
-                "depth": p.queue_depth,
-                "capacity": p.queue_capacity,
-                "body_bytes": p.body_bytes,
-            },
-            "intake": p.stats.as_dict(),
-            "http": {"connections": self.http.stats()},
-            "rhythm_hashes": p.rhythm_hashes,
-            "patterns": to_plain(p.pattern_stats()),
-            "detect": to_plain(p.engine_stats()),
-            "events": {
-                "emitted": p.events_emitted,
-                "suppressed": p.events_suppressed,
-                "by_kind": {f"{k}/{s}": n for (k, s), n in sorted(p.events_by_kind.items())},
-            },
-            "latency": p.latency(),
-            "emit": to_plain(self.emitter.stats()),
-            "registry": to_plain(self.registry.status())
-            if self.registry is not None
-            else {"state": "disabled"},
-            "correlate": to_plain(self.correlation.stats())
-            if self.correlation is not None
-            else {"state": "disabled"},
-        }
-        out["loop"] = {"lag_max_ms": round(self.loop_lag_max * 1e3, 1)}
+        started = self.started_at
+        return ServiceStatus(
+            version=__version__,
+            state=self.state,
+            uptime_seconds=round(time.monotonic() - started, 3) if started else 0.0,
+            queue_depth=p.queue_depth,
+            queue_capacity=p.queue_capacity,
+            body_bytes=p.body_bytes,
+            rhythm_hashes=p.rhythm_hashes,
+            intake=p.stats,
+            patterns=p.pattern_stats(),
+            engine=p.engine_stats(),
+            events_emitted=p.events_emitted,
+            events_suppressed=p.events_suppressed,
+            events_by_kind=p.events_by_kind,
+            emitter=self.emitter.stats(),
+            registry=self.registry.status() if self.registry is not None else None,
+            correlation=self.correlation.stats() if self.correlation is not None else None,
+            latency=p.latency(),
+            http_connections=self.http.stats(),
+            loop_lag_max_ms=round(self.loop_lag_max * 1e3, 1),
+        )
+
+    def status(self, detail: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """What `/status` shows: `read_status` as JSON, and the shards' section (`detail`:
+        extra sections)."""
+        out = self.read_status().as_dict()
         if self.pool is not None:
             out["shards"] = self._shards_status(self.pool)
         return out

@@ -216,3 +216,42 @@ def test_incident_with_and_without_its_graph() -> None:
     assert convert.incident_state_from_proto(pb2.INCIDENT_STATE_OPEN) is IncidentState.OPEN
     with pytest.raises(InputError):
         convert.incident_state_from_proto(7)
+
+
+def test_get_status_and_the_status_page_show_one_reading(tmp_path) -> None:
+    """GetStatus and /status are two forms of one `ServiceStatus`: every number they share agrees."""
+    from dataclasses import replace
+
+    from google.protobuf.json_format import MessageToDict
+
+    from via_otlp.app import App
+    from via_otlp.lifecycle import AppState
+
+    config = parse_config(
+        f"{{pipeline: {{in_process: true}}, registry: {{enabled: false}}, "
+        f'state: {{data_dir: "{tmp_path}"}}}}'
+    )
+    s = App(config).read_status()
+    s = replace(
+        s, state=AppState.SERVING, uptime_seconds=1.5, queue_depth=7, rhythm_hashes=5,
+        events_emitted=3, events_suppressed=2,
+        engine=replace(s.engine, profiles=4, open_episodes=1, records=11),
+        patterns=replace(s.patterns, templates=9, sources=2),
+    )  # fmt: skip
+    page = s.as_dict()
+    pb = MessageToDict(
+        convert.status_to_proto(s, config.detect.bucket), preserving_proto_field_name=True
+    )
+    assert (pb["state"], pb["uptime_seconds"], pb["version"]) == (
+        page["state"], page["uptime_seconds"], page["version"]
+    )  # fmt: skip
+    assert int(pb["queue"]["depth"]) == page["queue"]["depth"] == 7
+    assert int(pb["queue"]["capacity"]) == page["queue"]["capacity"]
+    assert int(pb["rhythm_hashes"]) == page["rhythm_hashes"] == 5
+    assert int(pb["events"]["emitted"]) == page["events"]["emitted"] == 3
+    assert int(pb["events"]["suppressed"]) == page["events"]["suppressed"] == 2
+    assert int(pb["profiles"]["tracked"]) == page["detect"]["profiles"] == 4
+    assert int(pb["profiles"]["records"]) == page["detect"]["records"] == 11
+    assert int(pb["templates"]["templates"]) == page["patterns"]["templates"] == 9
+    assert pb["registry"]["state"] == page["registry"]["state"] == "disabled"
+    assert pb["emitter"]["state"] == page["emit"]["state"]

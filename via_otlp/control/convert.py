@@ -42,6 +42,7 @@ from via_otlp.receive.intake import IntakeStats
 from via_otlp.registry.patches import Patch, PatchRule
 from via_otlp.registry.records import AnomalyRecord, RegistryStatus
 from via_otlp.registry.schemas import SchemaRecord
+from via_otlp.status import ServiceStatus
 from via_otlp.times import ns_from_datetime
 
 T = TypeVar("T")
@@ -137,36 +138,21 @@ def source_matches(pattern: str, key: str) -> bool:
 # -- status ----------------------------------------------------------------------------------
 
 
-def status_to_proto(
-    *,
-    version: str,
-    state: str,
-    uptime_seconds: float,
-    queue_depth: int,
-    queue_capacity: int,
-    intake: IntakeStats,
-    engine: EngineStats,
-    bucket_seconds: float,
-    patterns: PatternStats,
-    registry: RegistryStatus | None,
-    emitter: EmitStats,
-    events_emitted: int,
-    events_suppressed: int,
-    rhythm_hashes: int,
-) -> pb2.GetStatusResponse:
+def status_to_proto(s: ServiceStatus, bucket_seconds: float) -> pb2.GetStatusResponse:
+    """GetStatus: the same `ServiceStatus` that `/status` shows as JSON."""
     out = pb2.GetStatusResponse(
-        version=version,
-        state=state,
-        uptime_seconds=uptime_seconds,
-        queue=pb2.QueueStatus(depth=queue_depth, capacity=queue_capacity),
-        rhythm_hashes=rhythm_hashes,
-        events=pb2.EventsStatus(emitted=events_emitted, suppressed=events_suppressed),
+        version=s.version,
+        state=s.state.value,
+        uptime_seconds=s.uptime_seconds,
+        queue=pb2.QueueStatus(depth=s.queue_depth, capacity=s.queue_capacity),
+        rhythm_hashes=s.rhythm_hashes,
+        events=pb2.EventsStatus(emitted=s.events_emitted, suppressed=s.events_suppressed),
     )
-    out.intake.CopyFrom(intake_to_proto(intake))
-    out.profiles.CopyFrom(engine_to_proto(engine, bucket_seconds))
-    out.templates.CopyFrom(patterns_to_proto(patterns))
-    out.registry.CopyFrom(registry_to_proto(registry))
-    out.emitter.CopyFrom(emitter_to_proto(emitter))
+    out.intake.CopyFrom(intake_to_proto(s.intake))
+    out.profiles.CopyFrom(engine_to_proto(s.engine, bucket_seconds))
+    out.templates.CopyFrom(patterns_to_proto(s.patterns))
+    out.registry.CopyFrom(registry_to_proto(s.registry))
+    out.emitter.CopyFrom(emitter_to_proto(s.emitter))
     return out
 
 

@@ -29,7 +29,6 @@ import grpc
 import grpc.aio
 from grpc_reflection.v1alpha import reflection
 
-from via_otlp import __version__
 from via_otlp.control import convert
 from via_otlp.control.config import ControlConfig
 from via_otlp.control.gen.via.v1 import control_pb2 as pb2
@@ -122,25 +121,7 @@ class ControlService(pb2_grpc.ControlServicer):
     async def GetStatus(
         self, request: pb2.GetStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb2.GetStatusResponse:
-        app = self.app
-        p = app.pipeline
-        started = app.started_at
-        return convert.status_to_proto(
-            version=__version__,
-            state=app.state.value,
-            uptime_seconds=round(time.monotonic() - started, 3) if started else 0.0,
-            queue_depth=p.queue_depth,
-            queue_capacity=p.queue_capacity,
-            intake=p.stats,
-            engine=p.engine_stats(),
-            bucket_seconds=app.config.detect.bucket,
-            patterns=p.pattern_stats(),
-            registry=app.registry.status() if app.registry is not None else None,
-            emitter=app.emitter.stats(),
-            events_emitted=p.events_emitted,
-            events_suppressed=p.events_suppressed,
-            rhythm_hashes=p.rhythm_hashes,
-        )
+        return convert.status_to_proto(self.app.read_status(), self.app.config.detect.bucket)
 
     @_classified
     async def ListProfiles(
