@@ -140,3 +140,41 @@ async def test_a_service_that_moves_keeps_its_state_and_adds_no_anomaly(
     assert not missing, f"anomalies lost because {MOVES} moved: {missing}"
     assert pools["b"].sources_taken_over == 1
     assert pools["a"].sources_forgotten == 1
+
+
+async def test_serve_copies_its_sources_to_the_registry_at_shutdown(
+    tmp_path: Path,
+    db_dsn: str,  # noqa: F811
+) -> None:
+    from tests.conftest import free_port
+    from via_otlp.app import App
+
+    config = parse_config(
+        f"""{{receive: {{grpc: {{endpoint: "127.0.0.1:{free_port()}"}},
+                        http: {{endpoint: "127.0.0.1:{free_port()}"}}}},
+             pipeline: {{workers: 1}}, state: {{data_dir: "{tmp_path}"}},
+             registry: {{dsn: "{db_dsn}"}}, control: {{enabled: false}},
+             correlate: {{enabled: false}}}}"""
+    )
+    app = App(config)
+    await app.start()
+    try:
+        request = ExportLogsServiceRequest()
+        for service in ("alpha", "beta"):
+            rl = request.resource_logs.add()
+            rl.resource.attributes.add(key="service.name").value.string_value = service
+            rl.scope_logs.add().log_records.add().body.string_value = f"{service} started"
+        assert app.pool is not None
+        await app.pool.submit_payload(request.SerializeToString(), Encoding.PROTOBUF)
+        await app.pool.wait_idle()
+    finally:
+        await app.shutdown()
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT source_key, instance, length(snapshot) AS n FROM source_state"
+        )
+    finally:
+        await conn.close()
+    assert sorted(r["source_key"] for r in rows) == ["alpha", "beta"]
+    assert all(r["n"] > 0 for r in rows)
