@@ -26,7 +26,11 @@ HINT = "cache miss for key <*>"
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = start_server(tmp_path_factory.mktemp("serve"))
+    # no registry and no correlation: templates need neither, and the server starts sooner
+    server = start_server(
+        tmp_path_factory.mktemp("serve"),
+        {"registry": {"enabled": False}, "correlate": {"enabled": False}},
+    )
     yield server
     assert server.stop() == 0, server.log()
 
