@@ -255,3 +255,22 @@ def test_get_status_and_the_status_page_show_one_reading(tmp_path) -> None:
     assert int(pb["templates"]["templates"]) == page["patterns"]["templates"] == 9
     assert pb["registry"]["state"] == page["registry"]["state"] == "disabled"
     assert pb["emitter"]["state"] == page["emit"]["state"]
+
+
+def test_fill_takes_ns_for_unix_nano_enums_by_name_and_leaves_none_unset() -> None:
+    import enum
+
+    class Kind(enum.Enum):
+        SPIKE = "spike"
+        NOT_IN_PROTO = "later"
+
+    pb = convert.fill(pb2.Patch, Patch(PatchRule.BLOCK, source="a/*", created_ns=5, id="p"),
+                      in_force=True)  # fmt: skip
+    assert (pb.rule, pb.created_unix_nano, pb.HasField("threshold")) == (
+        pb2.PATCH_RULE_BLOCK, 5, False
+    )  # fmt: skip
+    desc = pb2.AnomalyKind.DESCRIPTOR
+    assert convert.enum_to_proto(Kind.SPIKE, desc) == pb2.ANOMALY_KIND_SPIKE
+    assert convert.enum_to_proto(Kind.NOT_IN_PROTO, desc) == pb2.ANOMALY_KIND_UNSPECIFIED
+    with pytest.raises(TypeError, match=r"Patch\.in_force"):
+        convert.fill(pb2.Patch, Patch(PatchRule.MUTE, source="a"))

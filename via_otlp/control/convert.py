@@ -14,15 +14,19 @@ True
 
 from __future__ import annotations
 
+import enum
 import fnmatch
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from google.protobuf.descriptor import EnumDescriptor
+from google.protobuf.message import Message
+
 from via_otlp.control.gen.via.v1 import control_pb2 as pb2
 from via_otlp.correlate.model import SimilarResult
 from via_otlp.detect.engine import EngineStats
-from via_otlp.detect.profile import ProfileState, ProfileSummary, RecentBucket
+from via_otlp.detect.profile import ProfileSummary, RecentBucket
 from via_otlp.emit.exporter import EmitStats
 from via_otlp.errors import InputError
 from via_otlp.model import (
@@ -49,44 +53,82 @@ T = TypeVar("T")
 
 _NS = 1_000_000_000
 
-KIND_TO_PROTO = {
-    AnomalyKind.NOVELTY: pb2.ANOMALY_KIND_NOVELTY,
-    AnomalyKind.SPIKE: pb2.ANOMALY_KIND_SPIKE,
-    AnomalyKind.DROP: pb2.ANOMALY_KIND_DROP,
-    AnomalyKind.DRIFT: pb2.ANOMALY_KIND_DRIFT,
-    AnomalyKind.CARDINALITY: pb2.ANOMALY_KIND_CARDINALITY,
-    AnomalyKind.SCHEMA: pb2.ANOMALY_KIND_SCHEMA,
-}
-KIND_FROM_PROTO: dict[int, AnomalyKind] = {v: k for k, v in KIND_TO_PROTO.items()}
-STATE_TO_PROTO = {
-    EpisodeState.OPEN: pb2.EPISODE_STATE_OPEN,
-    EpisodeState.RESOLVED: pb2.EPISODE_STATE_RESOLVED,
-}
-STATE_FROM_PROTO: dict[int, EpisodeState] = {v: k for k, v in STATE_TO_PROTO.items()}
-RULE_TO_PROTO = {
-    PatchRule.MUTE: pb2.PATCH_RULE_MUTE,
-    PatchRule.DROP: pb2.PATCH_RULE_DROP,
-    PatchRule.THRESHOLD: pb2.PATCH_RULE_THRESHOLD,
-    PatchRule.ALLOW: pb2.PATCH_RULE_ALLOW,
-    PatchRule.BLOCK: pb2.PATCH_RULE_BLOCK,
-}
-RULE_FROM_PROTO: dict[int, PatchRule] = {v: k for k, v in RULE_TO_PROTO.items()}
-INCIDENT_STATE_TO_PROTO = {
-    IncidentState.OPEN: pb2.INCIDENT_STATE_OPEN,
-    IncidentState.RESOLVED: pb2.INCIDENT_STATE_RESOLVED,
-}
-INCIDENT_STATE_FROM_PROTO: dict[int, IncidentState] = {
-    v: k for k, v in INCIDENT_STATE_TO_PROTO.items()
-}
-LINK_TO_PROTO = {
-    LinkType.TEMPORAL: pb2.LINK_TYPE_TEMPORAL,
-    LinkType.TRACE: pb2.LINK_TYPE_TRACE,
-    LinkType.SEMANTIC: pb2.LINK_TYPE_SEMANTIC,
-}
-_PROFILE_STATE = {
-    ProfileState.LEARNING: pb2.PROFILE_STATE_LEARNING,
-    ProfileState.ACTIVE: pb2.PROFILE_STATE_ACTIVE,
-}
+M = TypeVar("M", bound=Message)
+E = TypeVar("E", bound=enum.Enum)
+
+
+# -- generic conversion -----------------------------------------------------------------------
+
+
+def _enum_prefix(desc: EnumDescriptor) -> str:
+    """``ANOMALY_KIND_`` of ``AnomalyKind``: its zero value is always ``<PREFIX>UNSPECIFIED``."""
+    return str(desc.values_by_number[0].name).removesuffix("UNSPECIFIED")
+
+
+def enum_to_proto(member: enum.Enum, desc: EnumDescriptor) -> int:
+    """The proto value named like `member` (``AnomalyKind.SPIKE`` → ``ANOMALY_KIND_SPIKE``);
+    UNSPECIFIED (0) for a member the proto does not know yet.
+
+    >>> enum_to_proto(AnomalyKind.SPIKE, pb2.AnomalyKind.DESCRIPTOR) == pb2.ANOMALY_KIND_SPIKE
+    True
+    """
+    value = desc.values_by_name.get(_enum_prefix(desc) + member.name)
+    return int(value.number) if value is not None else 0
+
+
+def enum_from_proto(cls: type[E], proto: Any, value: int, what: str) -> E | None:
+    """The member of `cls` named like proto enum `value`, None for UNSPECIFIED; a value
+    `cls` does not have is an `InputError` naming `what`.
+
+    >>> enum_from_proto(PatchRule, pb2.PatchRule, pb2.PATCH_RULE_BLOCK, "patch rule")
+    <PatchRule.BLOCK: 'BLOCK'>
+    """
+    if value == 0:
+        return None
+    desc = proto.DESCRIPTOR
+    known = desc.values_by_number.get(value)
+    try:
+        return cls[str(known.name).removeprefix(_enum_prefix(desc))]
+    except (AttributeError, KeyError):
+        raise InputError(f"unknown {what} {value}") from None
+
+
+def fill(message: type[M], obj: object, **values: Any) -> M:
+    """A `message` whose fields take the attributes of `obj` of the same name.
+
+    A field ``x_unix_nano`` takes ``x_ns``; an enum member becomes the proto enum value of
+    its name (or, for a string field, its value); None leaves a field unset. `values` give the
+    fields `obj` names otherwise, or override. A field found nowhere is an error, so renaming
+    an attribute cannot quietly turn a field into 0.
+
+    >>> fill(pb2.QueueStatus, object(), depth=3, capacity=5).capacity
+    5
+    >>> fill(pb2.QueueStatus, object())
+    Traceback (most recent call last):
+    ...
+    TypeError: QueueStatus.depth: object has no 'depth'; pass it
+    """
+    fields: dict[str, Any] = {}
+    for f in message.DESCRIPTOR.fields:
+        if f.name in values:
+            continue
+        name = f.name
+        if not hasattr(obj, name) and name.endswith("_unix_nano"):
+            name = name.removesuffix("_unix_nano") + "_ns"
+        try:
+            value = getattr(obj, name)
+        except AttributeError:
+            raise TypeError(
+                f"{message.DESCRIPTOR.name}.{f.name}: {type(obj).__name__} has no {f.name!r}; pass it"
+            ) from None
+        if value is None:
+            continue
+        if f.enum_type is not None and isinstance(value, enum.Enum):
+            value = enum_to_proto(value, f.enum_type)
+        elif isinstance(value, enum.Enum):
+            value = value.value
+        fields[f.name] = value
+    return message(**fields, **values)
 
 
 # -- paging ----------------------------------------------------------------------------------
@@ -157,12 +199,7 @@ def status_to_proto(s: ServiceStatus, bucket_seconds: float) -> pb2.GetStatusRes
 
 
 def intake_to_proto(s: IntakeStats) -> pb2.IntakeStatus:
-    out = pb2.IntakeStatus(
-        records_accepted=s.records_accepted,
-        records_dropped_by_patch=s.records_dropped_by_patch,
-        records_consumed=s.records_consumed,
-        invalid_utf8_requests=s.invalid_utf8_requests,
-    )
+    out = fill(pb2.IntakeStatus, s, requests=[], records_normalised={})
     for (transport, outcome), n in sorted(s.requests.items()):
         out.requests.add(transport=transport.value, outcome=outcome.value, count=n)
     fixed = s.normalised
@@ -176,52 +213,27 @@ def intake_to_proto(s: IntakeStats) -> pb2.IntakeStatus:
 
 
 def engine_to_proto(s: EngineStats, bucket_seconds: float) -> pb2.ProfilesStatus:
-    return pb2.ProfilesStatus(
+    return fill(
+        pb2.ProfilesStatus,
+        s,
         tracked=s.profiles,
         learning=s.profiles_learning,
-        evictions_idle=s.evictions_idle,
-        evictions_capacity=s.evictions_capacity,
-        records=s.records,
-        late_records=s.late_records,
-        dropped_records=s.dropped_records,
-        buckets_closed=s.buckets_closed,
-        open_buckets=s.open_buckets,
-        open_episodes=s.open_episodes,
-        episodes_opened=s.episodes_opened,
-        episodes_resolved=s.episodes_resolved,
-        watermark_unix_nano=s.watermark_ns,
-        max_event_unix_nano=s.max_event_ns,
         bucket_seconds=bucket_seconds,
     )
 
 
 def patterns_to_proto(s: PatternStats) -> pb2.TemplatesStatus:
-    return pb2.TemplatesStatus(
-        sources=s.sources,
-        templates=s.templates,
-        lines=s.lines,
-        created=s.created,
-        merges=s.merges,
-        evictions=s.evictions,
-        flooding_sources=s.flooding_sources,
-        flooded_lines=s.flooded_lines,
-        hinted=s.hinted,
-    )
+    return fill(pb2.TemplatesStatus, s)
 
 
 def registry_to_proto(s: RegistryStatus | None) -> pb2.RegistryStatus:
     if s is None:
         return pb2.RegistryStatus(state="disabled")
     w = s.writer
-    return pb2.RegistryStatus(
-        state=s.state.value,
-        embedded=s.embedded,
-        database=s.database,
+    return fill(
+        pb2.RegistryStatus,
+        s,
         migrations_applied=list(s.migrations_applied),
-        patches_active=s.patches_active,
-        patches_listening=s.patches_listening,
-        records_dropped_by_patch=s.records_dropped_by_patch,
-        events_muted=s.events_muted,
         writer_buffered=w.buffered,
         writer_written=w.written,
         writer_dropped=w.dropped,
@@ -231,18 +243,7 @@ def registry_to_proto(s: RegistryStatus | None) -> pb2.RegistryStatus:
 
 
 def emitter_to_proto(s: EmitStats) -> pb2.EmitterStatus:
-    return pb2.EmitterStatus(
-        state=s.state.value,
-        queued=s.queued,
-        sent=s.sent,
-        retries=s.retries,
-        rejected=s.rejected,
-        dropped_queue_full=s.dropped_queue_full,
-        dropped_shutdown=s.dropped_shutdown,
-        failed_permanent=s.failed_permanent,
-        failed_retries_exhausted=s.failed_retries_exhausted,
-        last_error=s.last_error,
-    )
+    return fill(pb2.EmitterStatus, s)
 
 
 # -- profiles and templates ------------------------------------------------------------------
@@ -256,35 +257,13 @@ def source_to_proto(source: Source) -> pb2.Source:
 
 def profile_to_proto(p: ProfileSummary) -> pb2.Profile:
     rate = p.baseline_mean * 60.0 / p.bucket_seconds if p.bucket_seconds > 0 else 0.0
-    return pb2.Profile(
-        rhythm_hash=p.rhythm_hash,
-        source=source_to_proto(p.source),
-        template_id=p.template_id,
-        template=p.template,
-        severity=p.severity,
-        first_seen_unix_nano=p.first_seen_ns,
-        last_seen_unix_nano=p.last_seen_ns,
-        total_count=p.total_count,
-        buckets_seen=p.buckets_seen,
-        baseline_mean=p.baseline_mean,
-        baseline_std=p.baseline_std,
-        distinct_mean=p.distinct_mean,
-        bucket_seconds=p.bucket_seconds,
-        rate_per_minute=rate,
-        state=_PROFILE_STATE.get(p.state, pb2.PROFILE_STATE_UNSPECIFIED),
-    )
+    return fill(pb2.Profile, p, source=source_to_proto(p.source), rate_per_minute=rate)
 
 
 def recent_to_proto(buckets: Iterable[RecentBucket]) -> list[pb2.BucketCount]:
     """A profile's recent buckets (oldest first) as GetProfile shows them."""
     return [
-        pb2.BucketCount(
-            start_unix_nano=b.start_ns,
-            count=float(b.count),
-            distinct=float(b.distinct),
-            expected=b.expected,
-        )
-        for b in buckets
+        fill(pb2.BucketCount, b, count=float(b.count), distinct=float(b.distinct)) for b in buckets
     ]
 
 
@@ -323,13 +302,7 @@ def page_templates(
 
 
 def template_to_proto(t: TemplateInfo, rhythm_hashes: Sequence[str] = ()) -> pb2.Template:
-    return pb2.Template(
-        source_key=t.source_key,
-        template_id=t.template_id,
-        template=t.template,
-        count=t.count,
-        rhythm_hashes=sorted(rhythm_hashes),
-    )
+    return fill(pb2.Template, t, rhythm_hashes=sorted(rhythm_hashes))
 
 
 # -- anomalies -------------------------------------------------------------------------------
@@ -337,54 +310,23 @@ def template_to_proto(t: TemplateInfo, rhythm_hashes: Sequence[str] = ()) -> pb2
 
 def kind_from_proto(value: int) -> AnomalyKind | None:
     """A kind filter (None for UNSPECIFIED)."""
-    if value == pb2.ANOMALY_KIND_UNSPECIFIED:
-        return None
-    try:
-        return KIND_FROM_PROTO[value]
-    except KeyError:
-        raise InputError(f"unknown anomaly kind {value}") from None
+    return enum_from_proto(AnomalyKind, pb2.AnomalyKind, value, "anomaly kind")
 
 
 def state_from_proto(value: int) -> EpisodeState | None:
     """A state filter (None for UNSPECIFIED)."""
-    if value == pb2.EPISODE_STATE_UNSPECIFIED:
-        return None
-    try:
-        return STATE_FROM_PROTO[value]
-    except KeyError:
-        raise InputError(f"unknown episode state {value}") from None
+    return enum_from_proto(EpisodeState, pb2.EpisodeState, value, "episode state")
 
 
 def event_to_proto(e: AnomalyEvent) -> pb2.AnomalyEvent:
-    return pb2.AnomalyEvent(
-        state=STATE_TO_PROTO[e.state],
-        time_unix_nano=e.time_ns,
-        score=e.score,
-        expected=e.expected,
-        observed=e.observed,
-        baseline_mean=e.baseline_mean,
-        baseline_std=e.baseline_std,
-        explanation=e.explanation,
-        sample_trace_ids=list(e.sample_trace_ids),
-    )
+    return fill(pb2.AnomalyEvent, e)
 
 
 def anomaly_to_proto(a: AnomalyRecord) -> pb2.Anomaly:
-    return pb2.Anomaly(
-        episode_id=a.episode_id,
-        kind=KIND_TO_PROTO[a.kind],
-        state=STATE_TO_PROTO[a.state],
+    return fill(
+        pb2.Anomaly,
+        a,
         source=source_to_proto(a.source),
-        rhythm_hash=a.rhythm_hash,
-        template_id=a.template_id,
-        template=a.template,
-        severity=a.severity,
-        started_unix_nano=a.started_ns,
-        ended_unix_nano=a.ended_ns,
-        time_unix_nano=a.time_ns,
-        max_score=a.max_score,
-        muted=a.muted,
-        explanation=a.explanation,
         bucket_seconds=a.events[-1].bucket_seconds if a.events else 0.0,
         events=[event_to_proto(e) for e in a.events],
     )
@@ -394,27 +336,15 @@ def anomaly_to_proto(a: AnomalyRecord) -> pb2.Anomaly:
 
 
 def patch_to_proto(p: Patch, now_ns: int) -> pb2.Patch:
-    out = pb2.Patch(
-        id=p.id,
-        rule=RULE_TO_PROTO[p.rule],
-        rhythm_hash=p.rhythm_hash,
-        source=p.source,
-        template=p.template,
-        reason=p.reason,
-        author=p.author,
-        created_unix_nano=p.created_ns,
-        expires_unix_nano=p.expires_ns,
-        active=p.active,
-        in_force=p.applies_at(now_ns),
-    )
-    if p.threshold is not None:
-        out.threshold = p.threshold
-    return out
+    return fill(pb2.Patch, p, in_force=p.applies_at(now_ns))
 
 
 def patch_from_proto(pb: pb2.Patch, now_ns: int, ttl_seconds: float = 0.0) -> Patch:
     """A `Patch` to store; an empty id gets a new one. Bad fields raise `InputError`."""
-    rule = RULE_FROM_PROTO.get(pb.rule)
+    try:
+        rule = enum_from_proto(PatchRule, pb2.PatchRule, pb.rule, "patch rule")
+    except InputError:
+        rule = None
     if rule is None:
         raise InputError(
             f"patch rule must be MUTE, DROP, THRESHOLD, ALLOW or BLOCK, got {pb2.PatchRule.Name(pb.rule) if pb.rule in pb2.PatchRule.values() else pb.rule}"
@@ -474,40 +404,21 @@ def schema_to_proto(r: SchemaRecord) -> pb2.Schema:
 
 def incident_state_from_proto(value: int) -> IncidentState | None:
     """An incident state filter (None for UNSPECIFIED)."""
-    if value == pb2.INCIDENT_STATE_UNSPECIFIED:
-        return None
-    try:
-        return INCIDENT_STATE_FROM_PROTO[value]
-    except KeyError:
-        raise InputError(f"unknown incident state {value}") from None
+    return enum_from_proto(IncidentState, pb2.IncidentState, value, "incident state")
 
 
 def incident_member_to_proto(m: IncidentMember, root: bool = False) -> pb2.IncidentMember:
-    return pb2.IncidentMember(
-        episode_id=m.episode_id,
-        kind=KIND_TO_PROTO.get(m.kind, pb2.ANOMALY_KIND_UNSPECIFIED),
-        state=STATE_TO_PROTO[m.state],
+    return fill(
+        pb2.IncidentMember,
+        m,
         source=source_to_proto(m.source),
-        rhythm_hash=m.rhythm_hash,
-        template_id=m.template_id,
-        template=m.template,
-        severity=m.severity,
-        started_unix_nano=m.started_ns,
-        ended_unix_nano=m.ended_ns,
-        score=m.score,
         sample_trace_ids=list(m.trace_ids),
         root=root,
     )
 
 
 def incident_link_to_proto(link: IncidentLink) -> pb2.IncidentLink:
-    return pb2.IncidentLink(
-        episode_id=link.episode_id,
-        linked_episode_id=link.linked_episode_id,
-        type=LINK_TO_PROTO.get(link.type, pb2.LINK_TYPE_UNSPECIFIED),
-        confidence=link.confidence,
-        time_unix_nano=link.time_ns,
-    )
+    return fill(pb2.IncidentLink, link)
 
 
 def incident_to_proto(inc: Incident, *, graph: bool = True) -> pb2.Incident:
@@ -520,17 +431,11 @@ def incident_to_proto(inc: Incident, *, graph: bool = True) -> pb2.Incident:
     ('i1', True, 0, ['shop'])
     """
     counts = inc.link_counts()
-    out = pb2.Incident(
-        id=inc.id,
-        title=inc.title,
-        state=INCIDENT_STATE_TO_PROTO[inc.state],
-        started_unix_nano=inc.started_ns,
-        ended_unix_nano=inc.ended_ns,
-        time_unix_nano=inc.time_ns,
-        score=inc.score,
-        root_episode_id=inc.root_episode_id,
-        sources=list(inc.sources),
-        merged_into=inc.merged_into,
+    out = fill(
+        pb2.Incident,
+        inc,
+        members=[],
+        links=[],
         member_count=len(inc.members),
         temporal_links=counts[LinkType.TEMPORAL],
         trace_links=counts[LinkType.TRACE],
@@ -554,24 +459,9 @@ def similar_to_proto(result: SimilarResult) -> pb2.SearchSimilarResponse:
     out = pb2.SearchSimilarResponse()
     for e in result.episodes:
         try:
-            kind = KIND_TO_PROTO[AnomalyKind(e.kind)]
+            kind = enum_to_proto(AnomalyKind(e.kind), pb2.AnomalyKind.DESCRIPTOR)
         except ValueError:
             kind = pb2.ANOMALY_KIND_UNSPECIFIED
-        out.episodes.add(
-            episode_id=e.episode_id,
-            similarity=e.similarity,
-            incident_id=e.incident_id,
-            source=e.source,
-            kind=kind,
-            template=e.template,
-            started_unix_nano=e.started_ns,
-            score=e.score,
-        )
-    for i in result.incidents:
-        out.incidents.add(
-            incident_id=i.incident_id,
-            similarity=i.similarity,
-            best_episode_id=i.best_episode_id,
-            title=i.title,
-        )
+        out.episodes.append(fill(pb2.SimilarEpisode, e, kind=kind))
+    out.incidents.extend(fill(pb2.SimilarIncident, i) for i in result.incidents)
     return out
