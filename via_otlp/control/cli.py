@@ -29,7 +29,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import grpc
 from google.protobuf import json_format
@@ -45,6 +45,9 @@ DEFAULT_TARGET = "127.0.0.1:4320"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 _TEMPLATE_WIDTH = 70
 _NS = 1_000_000_000
+
+
+R = TypeVar("R", bound=Message)
 
 
 class CtlError(Exception):
@@ -345,6 +348,46 @@ def print_json(message: Message, out: TextIO | None = None) -> None:
     (out or sys.stdout).write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+def _answer(args: argparse.Namespace, response: R, render: Callable[[R], None]) -> int:
+    """Print `response` as proto3 JSON with --json, else as `render` draws it."""
+    if _wants_json(args):
+        print_json(response)
+    else:
+        render(response)
+    return EXIT_OK
+
+
+def _show_list(
+    args: argparse.Namespace,
+    client: Client,
+    method: str,
+    request: Message,
+    what: str,
+    headers: Sequence[str],
+    row: Callable[[Any], Sequence[Any]],
+) -> int:
+    """A List call followed over pages up to --limit (its repeated field is named `what`),
+    shown as a table of `row(item)` with a footer that says what was left out (or as JSON)."""
+
+    def render(r: Message) -> None:
+        items = getattr(r, what)
+        table(headers, [row(x) for x in items])
+        if "total_size" in r.DESCRIPTOR.fields_by_name:
+            _footer(len(items), r.total_size, what)
+        else:
+            _footer(len(items), None, what, more=bool(r.next_page_token))
+
+    return _answer(args, _collect(client, method, request, what, args.limit), render)
+
+
+def fields(rows: Sequence[tuple[str, Any]], out: TextIO | None = None) -> None:
+    """One `name  value` line per row, the values aligned."""
+    out = out or sys.stdout
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        out.write(f"{key.ljust(width)}  {value}\n")
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO | None = None) -> None:
     """Columns aligned to their widest cell; numbers right-aligned."""
     out = out or sys.stdout
@@ -413,11 +456,7 @@ def _enum(enum_type: Any, value: int, prefix: str) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    def body(client: Client) -> int:
-        s: pb2.GetStatusResponse = client.call("GetStatus", pb2.GetStatusRequest())
-        if _wants_json(args):
-            print_json(s)
-            return EXIT_OK
+    def render(s: pb2.GetStatusResponse) -> None:
         i, p, t, r, e = s.intake, s.profiles, s.templates, s.registry, s.emitter
         requests = ", ".join(f"{x.transport}/{x.outcome} {x.count:,}" for x in i.requests) or "none"
         rows = [
@@ -438,12 +477,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             ("emitter", f"{e.state}, {e.sent:,} sent, {e.retries:,} retries"
                         + (f", last error: {e.last_error}" if e.last_error else "")),
         ]  # fmt: skip
-        width = max(len(k) for k, _ in rows)
-        for key, value in rows:
-            print(f"{key.ljust(width)}  {value}")
-        return EXIT_OK
+        fields(rows)
 
-    return _run(args, body)
+    return _run(args, lambda c: _answer(args, c.call("GetStatus", pb2.GetStatusRequest()), render))
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
@@ -452,37 +488,21 @@ def cmd_profiles(args: argparse.Namespace) -> int:
         "recency": pb2.PROFILE_ORDER_RECENCY,
         "hash": pb2.PROFILE_ORDER_UNSPECIFIED,
     }[args.order]
+    request = pb2.ListProfilesRequest(source=args.source, order_by=order)
+    headers = ["RHYTHM HASH", "SOURCE", "SEVERITY", "STATE", "PER MIN", "TOTAL", "LAST SEEN",
+               "TEMPLATE"]  # fmt: skip
 
-    def body(client: Client) -> int:
-        request = pb2.ListProfilesRequest(source=args.source, order_by=order)
-        r: pb2.ListProfilesResponse = _collect(
-            client, "ListProfiles", request, "profiles", args.limit
-        )
-        if _wants_json(args):
-            print_json(r)
-            return EXIT_OK
-        table(
-            ["RHYTHM HASH", "SOURCE", "SEVERITY", "STATE", "PER MIN", "TOTAL", "LAST SEEN", "TEMPLATE"],
-            [
-                (p.rhythm_hash, p.source.key, p.severity, _enum(pb2.ProfileState, p.state, "PROFILE_STATE_"),
-                 p.rate_per_minute, p.total_count, when(p.last_seen_unix_nano), _short(p.template))
-                for p in r.profiles
-            ],
-        )  # fmt: skip
-        _footer(len(r.profiles), r.total_size, "profiles")
-        return EXIT_OK
+    def row(p: pb2.Profile) -> tuple[Any, ...]:
+        return (p.rhythm_hash, p.source.key, p.severity, _enum(pb2.ProfileState, p.state, "PROFILE_STATE_"),
+                p.rate_per_minute, p.total_count, when(p.last_seen_unix_nano), _short(p.template))  # fmt: skip
 
-    return _run(args, body)
+    return _run(
+        args, lambda c: _show_list(args, c, "ListProfiles", request, "profiles", headers, row)
+    )
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    def body(client: Client) -> int:
-        r: pb2.GetProfileResponse = client.call(
-            "GetProfile", pb2.GetProfileRequest(rhythm_hash=args.rhythm_hash)
-        )
-        if _wants_json(args):
-            print_json(r)
-            return EXIT_OK
+    def render(r: pb2.GetProfileResponse) -> None:
         p = r.profile
         per = f"per {p.bucket_seconds:g}s bucket"
         rows = [
@@ -503,9 +523,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
                 ("recent", f"{sparkline([b.count for b in recent])}  {len(recent)} buckets, "
                            f"oldest first, max {top:,.0f} (the last {min(len(recent), args.buckets)} below)"),
             )  # fmt: skip
-        width = max(len(k) for k, _ in rows)
-        for key, value in rows:
-            print(f"{key.ljust(width)}  {value}")
+        fields(rows)
         if recent and args.buckets > 0:
             print()
             table(
@@ -515,32 +533,22 @@ def cmd_profile(args: argparse.Namespace) -> int:
                     for b in recent[-args.buckets :]
                 ],
             )
-        return EXIT_OK
 
-    return _run(args, body)
+    request = pb2.GetProfileRequest(rhythm_hash=args.rhythm_hash)
+    return _run(args, lambda c: _answer(args, c.call("GetProfile", request), render))
 
 
 def cmd_templates(args: argparse.Namespace) -> int:
-    def body(client: Client) -> int:
-        request = pb2.ListTemplatesRequest(source=args.source)
-        r: pb2.ListTemplatesResponse = _collect(
-            client, "ListTemplates", request, "templates", args.limit
-        )
-        if _wants_json(args):
-            print_json(r)
-            return EXIT_OK
-        table(
-            ["SOURCE", "ID", "COUNT", "RHYTHM HASHES", "TEMPLATE"],
-            [
-                (t.source_key, t.template_id, t.count, ",".join(t.rhythm_hashes) or "-",
-                 _short(t.template))
-                for t in r.templates
-            ],
-        )  # fmt: skip
-        _footer(len(r.templates), r.total_size, "templates")
-        return EXIT_OK
+    request = pb2.ListTemplatesRequest(source=args.source)
+    headers = ["SOURCE", "ID", "COUNT", "RHYTHM HASHES", "TEMPLATE"]
 
-    return _run(args, body)
+    def row(t: pb2.Template) -> tuple[Any, ...]:
+        return (t.source_key, t.template_id, t.count, ",".join(t.rhythm_hashes) or "-",
+                _short(t.template))  # fmt: skip
+
+    return _run(
+        args, lambda c: _show_list(args, c, "ListTemplates", request, "templates", headers, row)
+    )
 
 
 def parse_since(text: str, now_ns: int | None = None) -> int:
@@ -563,31 +571,21 @@ def parse_since(text: str, now_ns: int | None = None) -> int:
 def cmd_anomalies(args: argparse.Namespace) -> int:
     since = parse_since(args.since)
 
-    def body(client: Client) -> int:
-        request = pb2.ListAnomaliesRequest(since_unix_nano=since, source=args.source)
-        if args.kind:
-            request.kind = pb2.AnomalyKind.Value("ANOMALY_KIND_" + args.kind.upper())
-        if args.state:
-            request.state = pb2.EpisodeState.Value("EPISODE_STATE_" + args.state.upper())
-        r: pb2.ListAnomaliesResponse = _collect(
-            client, "ListAnomalies", request, "anomalies", args.limit
-        )
-        if _wants_json(args):
-            print_json(r)
-            return EXIT_OK
-        table(
-            ["STARTED", "KIND", "STATE", "SCORE", "MUTED", "SOURCE", "EXPLANATION"],
-            [
-                (when(a.started_unix_nano), _enum(pb2.AnomalyKind, a.kind, "ANOMALY_KIND_"),
-                 _enum(pb2.EpisodeState, a.state, "EPISODE_STATE_"), a.max_score, a.muted,
-                 a.source.key, _short(a.explanation, 90))
-                for a in r.anomalies
-            ],
-        )  # fmt: skip
-        _footer(len(r.anomalies), None, "anomalies", more=bool(r.next_page_token))
-        return EXIT_OK
+    request = pb2.ListAnomaliesRequest(since_unix_nano=since, source=args.source)
+    if args.kind:
+        request.kind = pb2.AnomalyKind.Value("ANOMALY_KIND_" + args.kind.upper())
+    if args.state:
+        request.state = pb2.EpisodeState.Value("EPISODE_STATE_" + args.state.upper())
+    headers = ["STARTED", "KIND", "STATE", "SCORE", "MUTED", "SOURCE", "EXPLANATION"]
 
-    return _run(args, body)
+    def row(a: pb2.Anomaly) -> tuple[Any, ...]:
+        return (when(a.started_unix_nano), _enum(pb2.AnomalyKind, a.kind, "ANOMALY_KIND_"),
+                _enum(pb2.EpisodeState, a.state, "EPISODE_STATE_"), a.max_score, a.muted,
+                a.source.key, _short(a.explanation, 90))  # fmt: skip
+
+    return _run(
+        args, lambda c: _show_list(args, c, "ListAnomalies", request, "anomalies", headers, row)
+    )
 
 
 def cmd_patch_add(args: argparse.Namespace) -> int:
@@ -605,17 +603,11 @@ def cmd_patch_add(args: argparse.Namespace) -> int:
     if args.threshold is not None:
         patch.threshold = args.threshold
 
-    def body(client: Client) -> int:
-        r: pb2.UpsertPatchResponse = client.call(
-            "UpsertPatch", pb2.UpsertPatchRequest(patch=patch, ttl_seconds=ttl)
-        )
-        if _wants_json(args):
-            print_json(r)
-        else:
-            _patch_table([r.patch])
-        return EXIT_OK
-
-    return _run(args, body)
+    request = pb2.UpsertPatchRequest(patch=patch, ttl_seconds=ttl)
+    return _run(
+        args,
+        lambda c: _answer(args, c.call("UpsertPatch", request), lambda r: _patch_table([r.patch])),
+    )
 
 
 def _user() -> str:
@@ -626,18 +618,12 @@ def _user() -> str:
 
 
 def cmd_patch_list(args: argparse.Namespace) -> int:
-    def body(client: Client) -> int:
-        r: pb2.ListPatchesResponse = client.call(
-            "ListPatches", pb2.ListPatchesRequest(include_inactive=args.all)
-        )
-        if _wants_json(args):
-            print_json(r)
-        else:
-            _patch_table(r.patches)
-            _footer(len(r.patches), None, "patches")
-        return EXIT_OK
+    def render(r: pb2.ListPatchesResponse) -> None:
+        _patch_table(r.patches)
+        _footer(len(r.patches), None, "patches")
 
-    return _run(args, body)
+    request = pb2.ListPatchesRequest(include_inactive=args.all)
+    return _run(args, lambda c: _answer(args, c.call("ListPatches", request), render))
 
 
 def _patch_table(patches: Sequence[pb2.Patch]) -> None:
@@ -667,33 +653,23 @@ def cmd_patch_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    def body(client: Client) -> int:
-        if args.source:
-            r: pb2.GetSchemaResponse = client.call(
-                "GetSchema", pb2.GetSchemaRequest(source=args.source)
-            )
-            if _wants_json(args):
-                print_json(r)
-            else:
-                _schema_detail(r.schema)
-            return EXIT_OK
-        listing: pb2.ListSchemasResponse = _collect(
-            client, "ListSchemas", pb2.ListSchemasRequest(), "schemas", args.limit
+    if args.source:
+        request = pb2.GetSchemaRequest(source=args.source)
+        return _run(
+            args,
+            lambda c: _answer(
+                args, c.call("GetSchema", request), lambda r: _schema_detail(r.schema)
+            ),
         )
-        if _wants_json(args):
-            print_json(listing)
-            return EXIT_OK
-        table(
-            ["SOURCE", "KEYS", "SAMPLES", "WINDOWS", "UPDATED"],
-            [
-                (s.source.key, len(s.attributes), s.samples, s.windows, when(s.updated_unix_nano))
-                for s in listing.schemas
-            ],
-        )
-        _footer(len(listing.schemas), None, "schemas", more=bool(listing.next_page_token))
-        return EXIT_OK
+    headers = ["SOURCE", "KEYS", "SAMPLES", "WINDOWS", "UPDATED"]
 
-    return _run(args, body)
+    def row(s: pb2.Schema) -> tuple[Any, ...]:
+        return (s.source.key, len(s.attributes), s.samples, s.windows, when(s.updated_unix_nano))
+
+    listing = pb2.ListSchemasRequest()
+    return _run(
+        args, lambda c: _show_list(args, c, "ListSchemas", listing, "schemas", headers, row)
+    )
 
 
 def _schema_detail(s: pb2.Schema) -> None:
@@ -742,30 +718,20 @@ _LINK_WORD = {
 def cmd_incidents(args: argparse.Namespace) -> int:
     since = parse_since(args.since)
 
-    def body(client: Client) -> int:
-        request = pb2.ListIncidentsRequest(
-            since_unix_nano=since, source=args.source, include_merged=args.merged
-        )
-        if args.state:
-            request.state = pb2.IncidentState.Value("INCIDENT_STATE_" + args.state.upper())
-        r: pb2.ListIncidentsResponse = _collect(
-            client, "ListIncidents", request, "incidents", args.limit
-        )
-        if _wants_json(args):
-            print_json(r)
-            return EXIT_OK
-        table(
-            ["ID", "STARTED", "STATE", "SCORE", "EPISODES", "LINKS", "SOURCES", "TITLE"],
-            [
-                (i.id, when(i.started_unix_nano), _incident_state(i), i.score, i.member_count,
-                 _link_summary(i), _short(", ".join(i.sources), 40), _short(i.title, 80))
-                for i in r.incidents
-            ],
-        )  # fmt: skip
-        _footer(len(r.incidents), None, "incidents", more=bool(r.next_page_token))
-        return EXIT_OK
+    request = pb2.ListIncidentsRequest(
+        since_unix_nano=since, source=args.source, include_merged=args.merged
+    )
+    if args.state:
+        request.state = pb2.IncidentState.Value("INCIDENT_STATE_" + args.state.upper())
+    headers = ["ID", "STARTED", "STATE", "SCORE", "EPISODES", "LINKS", "SOURCES", "TITLE"]
 
-    return _run(args, body)
+    def row(i: pb2.Incident) -> tuple[Any, ...]:
+        return (i.id, when(i.started_unix_nano), _incident_state(i), i.score, i.member_count,
+                _link_summary(i), _short(", ".join(i.sources), 40), _short(i.title, 80))  # fmt: skip
+
+    return _run(
+        args, lambda c: _show_list(args, c, "ListIncidents", request, "incidents", headers, row)
+    )
 
 
 def _incident_state(i: pb2.Incident) -> str:
@@ -787,15 +753,13 @@ def _link_summary(i: pb2.Incident) -> str:
 
 
 def cmd_incident(args: argparse.Namespace) -> int:
-    def body(client: Client) -> int:
-        r: pb2.GetIncidentResponse = client.call("GetIncident", pb2.GetIncidentRequest(id=args.id))
-        if _wants_json(args):
-            print_json(r)
-        else:
-            _incident_detail(r.incident)
-        return EXIT_OK
-
-    return _run(args, body)
+    request = pb2.GetIncidentRequest(id=args.id)
+    return _run(
+        args,
+        lambda c: _answer(
+            args, c.call("GetIncident", request), lambda r: _incident_detail(r.incident)
+        ),
+    )
 
 
 def _incident_detail(i: pb2.Incident, out: TextIO | None = None) -> None:
@@ -810,9 +774,7 @@ def _incident_detail(i: pb2.Incident, out: TextIO | None = None) -> None:
         ("sources", ", ".join(i.sources)),
         ("graph", f"{len(i.members)} episodes, {_link_summary(i)} links"),
     ]
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        out.write(f"{key.ljust(width)}  {value}\n")
+    fields(rows, out)
     out.write("\n")
     for line in incident_graph_lines(i):
         out.write(line + "\n")
@@ -907,19 +869,14 @@ def cmd_similar(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
 
-    def body(client: Client) -> int:
-        r: pb2.SearchSimilarResponse = client.call(
-            "SearchSimilar",
-            pb2.SearchSimilarRequest(
-                text=args.text,
-                episode_id=args.episode,
-                limit=max(1, args.limit),
-                include_same_incident=args.same_incident,
-            ),
-        )
-        if _wants_json(args):
-            print_json(r)
-            return EXIT_OK
+    request = pb2.SearchSimilarRequest(
+        text=args.text,
+        episode_id=args.episode,
+        limit=max(1, args.limit),
+        include_same_incident=args.same_incident,
+    )
+
+    def render(r: pb2.SearchSimilarResponse) -> None:
         table(
             ["SIMILARITY", "STARTED", "KIND", "SOURCE", "EPISODE", "INCIDENT", "TEMPLATE"],
             [
@@ -940,6 +897,5 @@ def cmd_similar(args: argparse.Namespace) -> int:
                 ],
             )  # fmt: skip
         _footer(len(r.episodes), None, "similar episodes")
-        return EXIT_OK
 
-    return _run(args, body)
+    return _run(args, lambda c: _answer(args, c.call("SearchSimilar", request), render))
