@@ -102,7 +102,13 @@ def render_value(value: AnyValue) -> str:
         return value.string_value
     if kind is None:
         return ""
-    plain = _plain(value, 0)
+    return render_plain(_plain(value, 0))
+
+
+def render_plain(plain: Any) -> str:
+    """The text of a value already made plain: strings as is, ``true``/``false``, numbers by
+    `repr`, anything else compact sorted JSON (shared by the protobuf and OTLP/JSON paths, so
+    both give every value the same text)."""
     if isinstance(plain, str):
         return plain
     if isinstance(plain, bool):

@@ -36,6 +36,7 @@ from via_otlp.receive.normalise import (
     IntakeCounts,
     Normaliser,
     _Cut,
+    render_plain,
     severity_of,
 )
 from via_otlp.receive.otlp_codec import Encoding, Repairs, decode
@@ -173,14 +174,7 @@ def render(value: Any) -> str:
         return payload
     if kind == "empty":
         return ""
-    plain = _plain(value, 0)
-    if isinstance(plain, str):
-        return plain
-    if isinstance(plain, bool):
-        return "true" if plain else "false"
-    if isinstance(plain, int | float):
-        return repr(plain)
-    return json.dumps(plain, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return render_plain(_plain(value, 0))
 
 
 def _list(d: dict[str, Any], camel: str, snake: str) -> list[Any]:
