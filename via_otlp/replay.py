@@ -30,7 +30,7 @@ from via_otlp.model import AnomalyEvent, LogBatch
 from via_otlp.receive.intake import Intake, IntakeStats
 from via_otlp.receive.linetime import LineTimes
 from via_otlp.receive.ndjson import TextRecord, parse_ndjson_line, records_to_request, text_record
-from via_otlp.receive.otlp_codec import Encoding, decode_json
+from via_otlp.receive.otlp_codec import Encoding
 from via_otlp.shard.pool import ShardPool
 
 CHUNK_RECORDS = 1000
@@ -80,41 +80,6 @@ def _open(path: str) -> tuple[IO[str], int]:
         return p.open(encoding="utf-8", errors="replace", newline="\n"), p.stat().st_size
     except OSError as exc:
         raise ViaError(f"cannot read {path}: {exc.strerror}") from None
-
-
-def read_requests(
-    path: str, fmt: Format, service: str, problems: ReplayProblems, progress: Progress | None = None
-) -> Iterator[ExportLogsServiceRequest]:
-    """Requests of at most CHUNK_RECORDS records from one file, in file order."""
-    stream, size = _open(path)
-    if progress is not None:
-        progress.begin_file(path, size)
-    with stream:
-        pending: list[TextRecord] = []
-        for line_no, line in enumerate(stream, 1):
-            if progress is not None:
-                progress.advance(len(line))
-            text = line.rstrip("\r\n")
-            if not text.strip():
-                continue
-            if fmt is Format.AUTO:
-                fmt = sniff_format(text)
-            try:
-                if fmt is Format.OTLP_JSON:
-                    yield decode_json(text.encode())
-                    continue
-                if fmt is Format.NDJSON:
-                    pending.append(parse_ndjson_line(text, service))
-                else:
-                    pending.append(text_record(text, service))
-            except InputError as exc:
-                problems.add(f"{path}:{line_no}", exc)
-                continue
-            if len(pending) >= CHUNK_RECORDS:
-                yield records_to_request(pending)
-                pending = []
-        if pending:
-            yield records_to_request(pending)
 
 
 def read_batches(
