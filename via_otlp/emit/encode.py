@@ -10,8 +10,8 @@ records with that scope, so a pipeline that loops VIA's output back into VIA can
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import xxhash
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -40,7 +40,7 @@ from via_otlp.model import (
 )
 from via_otlp.times import format_rfc3339
 
-"""Instrumentation scope name on everything VIA emits; the intake drops records carrying it."""
+T = TypeVar("T")
 
 VIA_EVENT_NAME = "via.anomaly"
 """The LogRecord `event_name` of an anomaly event."""
@@ -65,14 +65,9 @@ def events_to_logs_request(
     With `with_span_context`, each record carries the trace and span id of its episode's span,
     so a backend can jump from the log to the span (use it when spans are emitted too).
     """
-    request = ExportLogsServiceRequest()
-    for source, group in _group_by_source(events):
-        scope_logs = ScopeLogs(scope=_scope())
-        scope_logs.log_records.extend(_log_record(e, error_score, with_span_context) for e in group)
-        request.resource_logs.append(
-            ResourceLogs(resource=_resource(source), scope_logs=[scope_logs])
-        )
-    return request
+    return _logs_request(
+        events, lambda e: e.source, lambda e: _log_record(e, error_score, with_span_context)
+    )
 
 
 def events_to_spans_request(
@@ -83,13 +78,7 @@ def events_to_spans_request(
     The span runs from `started_ns` to `ended_ns` and links to the episode's sample traces.
     """
     resolved = [e for e in events if e.state is EpisodeState.RESOLVED]
-    request = ExportTraceServiceRequest()
-    for source, group in _group_by_source(resolved):
-        scope_spans = ScopeSpans(scope=_scope(), spans=[_span(e, error_score) for e in group])
-        request.resource_spans.append(
-            ResourceSpans(resource=_resource(source), scope_spans=[scope_spans])
-        )
-    return request
+    return _spans_request(resolved, lambda e: e.source, lambda e: _span(e, error_score))
 
 
 def incidents_to_logs_request(
@@ -104,17 +93,12 @@ def incidents_to_logs_request(
     A record sits under the resource of the incident's strongest episode's source, so it shows
     up with the service that hurts most; ``via.incident.sources`` lists all of them.
     """
-    request = ExportLogsServiceRequest()
     shown = [e for e in events if e.kind is not IncidentEventKind.MERGED]
-    for source, group in _group_incidents_by_source(shown):
-        scope_logs = ScopeLogs(scope=_scope())
-        scope_logs.log_records.extend(
-            _incident_log_record(e, error_score, with_span_context) for e in group
-        )
-        request.resource_logs.append(
-            ResourceLogs(resource=_resource(source), scope_logs=[scope_logs])
-        )
-    return request
+    return _logs_request(
+        shown,
+        lambda e: _incident_source(e.incident),
+        lambda e: _incident_log_record(e, error_score, with_span_context),
+    )
 
 
 def incidents_to_spans_request(
@@ -126,15 +110,11 @@ def incidents_to_spans_request(
     the first); the span ids match `events_to_spans_request`'s, so a backend joins them.
     """
     resolved = [e for e in events if e.kind is IncidentEventKind.RESOLVED]
-    request = ExportTraceServiceRequest()
-    for source, group in _group_incidents_by_source(resolved):
-        spans = [_incident_span(e.incident, error_score) for e in group]
-        request.resource_spans.append(
-            ResourceSpans(
-                resource=_resource(source), scope_spans=[ScopeSpans(scope=_scope(), spans=spans)]
-            )
-        )
-    return request
+    return _spans_request(
+        resolved,
+        lambda e: _incident_source(e.incident),
+        lambda e: _incident_span(e.incident, error_score),
+    )
 
 
 def incident_trace_id(incident_id: str) -> bytes:
@@ -360,15 +340,6 @@ def _incident_span(inc: Incident, error_score: float) -> Span:
     )
 
 
-def _group_incidents_by_source(
-    events: Iterable[IncidentEvent],
-) -> list[tuple[Source, list[IncidentEvent]]]:
-    groups: dict[Source, list[IncidentEvent]] = {}
-    for event in events:
-        groups.setdefault(_incident_source(event.incident), []).append(event)
-    return list(groups.items())
-
-
 def _incident_source(inc: Incident) -> Source:
     if not inc.members:
         return Source("via-otlp", (("service.name", "via-otlp"),))
@@ -399,12 +370,39 @@ def _trace_id_bytes(text: str) -> bytes | None:
 
 
 def _group_by_source(
-    events: Iterable[AnomalyEvent],
-) -> list[tuple[Source, list[AnomalyEvent]]]:
-    groups: dict[Source, list[AnomalyEvent]] = {}
-    for event in events:
-        groups.setdefault(event.source, []).append(event)
+    items: Iterable[T], source_of: Callable[[T], Source]
+) -> list[tuple[Source, list[T]]]:
+    """`items` grouped by source, sources in order of first appearance."""
+    groups: dict[Source, list[T]] = {}
+    for item in items:
+        groups.setdefault(source_of(item), []).append(item)
     return list(groups.items())
+
+
+def _logs_request(
+    items: Iterable[T], source_of: Callable[[T], Source], record: Callable[[T], LogRecord]
+) -> ExportLogsServiceRequest:
+    """One ResourceLogs per source (VIA's scope), one record per item."""
+    request = ExportLogsServiceRequest()
+    for source, group in _group_by_source(items, source_of):
+        scope_logs = ScopeLogs(scope=_scope(), log_records=[record(x) for x in group])
+        request.resource_logs.append(
+            ResourceLogs(resource=_resource(source), scope_logs=[scope_logs])
+        )
+    return request
+
+
+def _spans_request(
+    items: Iterable[T], source_of: Callable[[T], Source], span: Callable[[T], Span]
+) -> ExportTraceServiceRequest:
+    """One ResourceSpans per source (VIA's scope), one span per item."""
+    request = ExportTraceServiceRequest()
+    for source, group in _group_by_source(items, source_of):
+        scope_spans = ScopeSpans(scope=_scope(), spans=[span(x) for x in group])
+        request.resource_spans.append(
+            ResourceSpans(resource=_resource(source), scope_spans=[scope_spans])
+        )
+    return request
 
 
 def _resource(source: Source) -> Resource:
