@@ -23,7 +23,7 @@ from via_otlp.config import Config
 from via_otlp.control.server import ControlServer
 from via_otlp.correlate.service import Correlation
 from via_otlp.emit import Emitter
-from via_otlp.lifecycle import AppState
+from via_otlp.lifecycle import AppState, stop_tasks
 from via_otlp.model import AnomalyEvent, LogBatch
 from via_otlp.pipeline import MAX_RHYTHMS_SHOWN, EventGate, Pipeline
 from via_otlp.receive.connlimit import raise_nofile_limit
@@ -228,11 +228,7 @@ class App:
                     grace,
                     self.pipeline.queue_depth,
                 )
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_tasks(self._tasks)
         self._tasks.clear()
         if self.pool is not None:
             if self.registry is not None and self.config.state.share_interval > 0:

@@ -30,6 +30,7 @@ from typing import Generic, TypeVar
 
 from via_otlp.backoff import Backoff, backoff_delay
 from via_otlp.errors import ViaError
+from via_otlp.lifecycle import stop_tasks
 
 T = TypeVar("T")
 
@@ -123,13 +124,7 @@ class WriteBehind(Generic[T]):
         task, self._task = self._task, None
         self._closing.set()
         self._wake.set()
-        if task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(task), timeout)
-            except (TimeoutError, asyncio.CancelledError):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await stop_tasks([task], timeout)
         if self._buffer:
             log.warning("%s: %d not written at shutdown", self._what, len(self._buffer))
         return len(self._buffer)

@@ -34,6 +34,7 @@ from via_otlp.correlate.embeddings import Embedder, make_embedder
 from via_otlp.correlate.model import SimilarIncident, SimilarResult
 from via_otlp.correlate.store import EpisodePoint, VectorStore, VectorStoreStats, episode_payload
 from via_otlp.errors import InputError, UpstreamError
+from via_otlp.lifecycle import stop_tasks
 from via_otlp.model import AnomalyEvent, EpisodeState, IncidentEvent, IncidentEventKind
 
 log = logging.getLogger(__name__)
@@ -188,15 +189,9 @@ class Correlation:
         self._wake.set()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        worker = self._tasks[0] if self._tasks else None
-        if worker is not None:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(worker), max(0.0, deadline - loop.time()))
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:  # the worker drains the queue; the others only wait for work
+            await stop_tasks(self._tasks[:1], max(0.0, deadline - loop.time()))
+        await stop_tasks(self._tasks)
         self._tasks.clear()
         if self._queue:
             log.warning("correlate: %d anomaly events not correlated at shutdown", len(self._queue))

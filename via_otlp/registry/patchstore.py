@@ -19,6 +19,7 @@ import asyncpg
 
 from via_otlp.backoff import Backoff, backoff_delay
 from via_otlp.errors import InputError
+from via_otlp.lifecycle import stop_tasks
 from via_otlp.registry._db import as_upstream, is_retryable
 from via_otlp.registry.patches import EMPTY_PATCHES, Patch, PatchRule, PatchSet
 from via_otlp.times import datetime_from_ns, ns_from_datetime
@@ -84,10 +85,7 @@ class PatchStore:
         self._closing.set()
         self._refresh.set()
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_tasks([task])
         await self._close_listener()
 
     # -- reads and writes ---------------------------------------------------------------------

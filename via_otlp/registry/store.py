@@ -12,7 +12,6 @@ fails half-way undoes what it started.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import socket
@@ -27,6 +26,7 @@ import asyncpg
 
 from via_otlp.backoff import Backoff, backoff_delay
 from via_otlp.errors import StartupError, UpstreamError, ViaError
+from via_otlp.lifecycle import stop_tasks
 from via_otlp.model import (
     DEFAULT_SOURCE_ATTRIBUTES,
     AnomalyEvent,
@@ -169,16 +169,9 @@ class Registry:
 
     async def shutdown(self) -> None:
         """Save schemas, write what is buffered (bounded), close, stop the embedded server."""
-        supervisor, self._supervisor = self._supervisor, None
-        if supervisor is not None:
-            supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await supervisor
-        task, self._schema_task = self._schema_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        tasks = [self._supervisor, self._schema_task]
+        self._supervisor = self._schema_task = None
+        await stop_tasks(tasks)
         writer, self._writer = self._writer, None
         if writer is not None:
             self._queue_schemas(writer)
