@@ -16,7 +16,6 @@ import asyncio
 import enum
 import io
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from via_otlp.config import Config
 from via_otlp.errors import InputError, ViaError
 from via_otlp.model import AnomalyEvent, LogBatch
+from via_otlp.progress import StatusLine
 from via_otlp.receive.intake import Intake, IntakeStats
 from via_otlp.receive.linetime import LineTimes
 from via_otlp.receive.ndjson import TextRecord, parse_ndjson_line, records_to_request, text_record
@@ -135,15 +135,11 @@ class Progress:
     """A one-line progress display on stderr, only when stderr is a terminal."""
 
     def __init__(self, stream: IO[str] | None = None, interval: float = 0.2) -> None:
-        self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty()
-        self.interval = interval
+        self.line = StatusLine(stream, interval)
         self.records = 0
         self._file = ""
         self._size = 0
         self._done = 0
-        self._last = 0.0
-        self._start = time.monotonic()
 
     def begin_file(self, name: str, size: int) -> None:
         self._file, self._size, self._done = name, size, 0
@@ -153,20 +149,13 @@ class Progress:
 
     def add_records(self, n: int) -> None:
         self.records += n
-        now = time.monotonic()
-        if self.enabled and now - self._last >= self.interval:
-            self._last = now
-            rate = self.records / max(now - self._start, 1e-9)
+        if self.line.due():
             pct = f"{100 * self._done / self._size:5.1f}% " if self._size else ""
-            self.stream.write(
-                f"\r{self._file}: {pct}{self.records:,} records, {rate:,.0f} records/s "
-            )
-            self.stream.flush()
+            rate = self.line.rate(self.records)
+            self.line.show(f"{self._file}: {pct}{self.records:,} records, {rate:,.0f} records/s")
 
     def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+        self.line.close()
 
 
 async def replay_sharded(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterable
 from typing import TextIO
@@ -19,6 +18,7 @@ from via_otlp.configload import load_section
 from via_otlp.errors import ViaError
 from via_otlp.patterns.config import PatternsConfig
 from via_otlp.patterns.miner import SourceMiner, Template
+from via_otlp.progress import StatusLine
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -61,27 +61,19 @@ class Progress:
     """`lines mined of total` on one line of stderr, only when stderr is a terminal (as replay)."""
 
     def __init__(self, total: int, stream: TextIO | None = None, interval: float = 0.2) -> None:
-        self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty() and total > 0
+        self.line = StatusLine(stream, interval)
+        self.line.enabled = self.line.enabled and total > 0
         self.total = total
-        self.interval = interval
-        self._start = self._last = time.monotonic()
 
     def advance(self, done: int) -> None:
-        now = time.monotonic()
-        if self.enabled and now - self._last >= self.interval:
-            self._last = now
-            rate = done / max(now - self._start, 1e-9)
-            self.stream.write(
-                f"\rmining: {100 * done / self.total:5.1f}% {done:,} of {self.total:,} lines, "
-                f"{rate:,.0f} lines/s "
+        if self.line.due():
+            self.line.show(
+                f"mining: {100 * done / self.total:5.1f}% {done:,} of {self.total:,} lines, "
+                f"{self.line.rate(done):,.0f} lines/s"
             )
-            self.stream.flush()
 
     def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+        self.line.close()
 
 
 def _read_lines(stream: TextIO) -> list[str]:
