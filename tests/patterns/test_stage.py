@@ -211,3 +211,25 @@ def test_version_1_snapshots_still_restore() -> None:
     stage.apply(b)
     assert b.template_id == ["aaaaaaaaaa"]
     assert stage.snapshot()["version"] == 2
+
+
+def test_fast_path_caches_stay_within_their_byte_budget_across_sources() -> None:
+    budget = 32 * 1024
+    small = PatternStage(PatternsConfig(fast_path_bytes=budget))
+    free = PatternStage(PatternsConfig())
+    lines = [f"GET /api/orders/{i} from shop{i % 7}.example took {i % 97} ms" for i in range(300)]
+    for s in range(40):  # forty sources, each caching every new line shape it meets
+        body = [f"src{s} {line} retry={j % 3}" for j, line in enumerate(lines)]
+        source = [Source.from_attributes((("service.name", f"svc{s}"),))]
+        a = LogBatch(sources=source, source_index=[0] * len(body), severity=["INFO"] * len(body),
+                     body=body)  # fmt: skip
+        b = LogBatch(sources=source, source_index=[0] * len(body), severity=["INFO"] * len(body),
+                     body=body)  # fmt: skip
+        small.apply(a)
+        free.apply(b)
+        assert a.template_id == b.template_id  # dropping caches never changes a template
+        stats = small.stats()
+        assert stats.cache_bytes <= budget
+        assert stats.cache_bytes == sum(m.cache_bytes for m in small._miners.values())
+    assert small.stats().cache_clears > 0
+    assert free.stats().cache_bytes > 3 * budget  # the budget was what bounded `small`

@@ -54,6 +54,8 @@ FLOOD_ID = "flood"
 _MAX_LEAF_SCAN = 512  # most recent templates of a leaf compared with a line
 _MAX_SCAN = 64  # templates compared when the first token does not lead to a match
 _MAX_SPAN_CANDIDATES = 64  # templates tried when the token count differs
+# What one fast-path cache entry costs besides its key: dict slot, key object, value tuple.
+CACHE_ENTRY_BYTES = 160
 _MAX_CACHED_CHARS = 4096  # longer lines skip the fast-path caches (they would hold their text)
 
 
@@ -344,6 +346,7 @@ class SourceMiner:
         self._by_body: dict[str, Template] = {}
         self._by_kept: dict[bytes, tuple[Template, tuple[tuple[int, str], ...]]] = {}
         self._by_masked: dict[str, tuple[Template, bool]] = {}
+        self.cache_bytes = 0  # what the four caches above hold, about (keys + entry overhead)
         self._agnostic = self.masker.digit_agnostic
         # a body up to this long has at most `max_tokens` tokens, none longer than allowed
         self._long = min(2 * config.max_tokens - 2, config.max_token_chars)
@@ -476,12 +479,25 @@ class SourceMiner:
         would otherwise hold whatever size the senders' bodies have.
         """
         size = self.config.fast_path_size
-        if size == 0 or len(key) > _MAX_CACHED_CHARS:  # type: ignore[arg-type]
+        n = len(key)  # type: ignore[arg-type]
+        if size == 0 or n > _MAX_CACHED_CHARS:
             return
         if len(cache) >= size:
-            for k in list(cache)[: size // 2]:  # amortised O(1), no per-hit bookkeeping
+            dropped = list(cache)[: size // 2]  # amortised O(1), no per-hit bookkeeping
+            for k in dropped:
                 del cache[k]
+            self.cache_bytes -= sum(map(len, dropped)) + CACHE_ENTRY_BYTES * len(dropped)  # type: ignore[arg-type]
+        if key not in cache:
+            self.cache_bytes += n + CACHE_ENTRY_BYTES
         cache[key] = template
+
+    def clear_caches(self) -> int:
+        """Forget the fast-path caches (the model stays); returns the bytes they held."""
+        freed = self.cache_bytes
+        for cache in (self._by_shape, self._by_body, self._by_kept, self._by_masked):
+            cache.clear()
+        self.cache_bytes = 0
+        return freed
 
     # -- matching -----------------------------------------------------------------------
 

@@ -47,6 +47,8 @@ class PatternStats:
     flooding_sources: int
     flooded_lines: int
     source_evictions: int
+    cache_bytes: int = 0  # the fast-path caches of every source model, about
+    cache_clears: int = 0  # source models whose caches were dropped to stay within the budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,8 @@ class PatternStage:
         self._merges_dropped = 0
         self._hinted = 0
         self._source_evictions = 0
+        self._cache_bytes = 0  # sum of the source models' `cache_bytes`, kept as they change
+        self._cache_clears = 0
         self._retired = _Totals()
 
     def miner(self, source_key: str) -> SourceMiner:
@@ -105,6 +109,7 @@ class PatternStage:
                 _, old = self._miners.popitem(last=False)
                 self._retired.add(old)
                 self._source_evictions += 1
+                self._cache_bytes -= old.cache_bytes
         else:
             self._miners.move_to_end(source_key)
         return miner
@@ -141,6 +146,8 @@ class PatternStage:
         """Fill `template_id`, `template` and `rhythm_hash` for every record."""
         keys = [s.key for s in batch.sources]
         miners = [self.miner(k) for k in keys]
+        distinct = list({id(m): m for m in miners}.values())
+        cached_before = sum(m.cache_bytes for m in distinct)
         adds = [m.add for m in miners]
         use_hints = self.config.use_template_hint
         hints = batch.template_hint or [""] * len(batch.body)
@@ -169,6 +176,21 @@ class PatternStage:
             templates.append(text)
             hashes.append(h)
         batch.template_id, batch.template, batch.rhythm_hash = ids, templates, hashes
+        self._cache_bytes += sum(m.cache_bytes for m in distinct) - cached_before
+        if self._cache_bytes > self.config.fast_path_bytes:
+            self._shrink_caches()
+
+    def _shrink_caches(self) -> None:
+        """Drop the fast-path caches of the least recently used sources until half the budget
+        is free: each source's caches are bounded in entries, but ten thousand sources would
+        hold gigabytes. Their models stay; their next lines take the slower path once."""
+        target = self.config.fast_path_bytes // 2
+        for miner in self._miners.values():  # least recently used first
+            if self._cache_bytes <= target:
+                break
+            if miner.cache_bytes:
+                self._cache_bytes -= miner.clear_caches()
+                self._cache_clears += 1
 
     def stats(self) -> PatternStats:
         """Counters summed over the source models (plus those evicted, for the totals)."""
@@ -187,6 +209,8 @@ class PatternStage:
             flooding_sources=live.flooding,
             flooded_lines=live.flooded_lines + self._retired.flooded_lines,
             source_evictions=self._source_evictions,
+            cache_bytes=self._cache_bytes,
+            cache_clears=self._cache_clears,
         )
 
     def templates(self) -> list[TemplateInfo]:
@@ -222,6 +246,7 @@ class PatternStage:
         """
         sources = self._check(state)
         self._miners.clear()
+        self._cache_bytes = 0
         self._hashes.clear()
         self._severities.clear()
         self._load(sources)
@@ -273,10 +298,13 @@ class PatternStage:
                 _, old = self._miners.popitem(last=False)
                 self._retired.add(old)
                 self._source_evictions += 1
+                self._cache_bytes -= old.cache_bytes
 
     def _forget(self, key: str) -> None:
         """Drop a source's model (cached rhythm hashes stay right: they are pure functions)."""
-        self._miners.pop(key, None)
+        old = self._miners.pop(key, None)
+        if old is not None:
+            self._cache_bytes -= old.cache_bytes
 
 
 class _Totals:

@@ -220,6 +220,9 @@ def families(status: Mapping[str, Any]) -> list[Family]:
     b.one("via_otlp.patterns.flooding_sources", "{sources}",
           "Sources whose lines mostly fit no template now.", G, patterns.get("flooding_sources"))  # fmt: skip
     b.one("via_otlp.patterns.lines", "{lines}", "Lines mined.", C, patterns.get("lines"))
+    b.one("via_otlp.patterns.cache.size", "By",
+          "Bytes the miners' fast-path caches hold, all sources (bounded by fast_path_bytes).",
+          G, patterns.get("cache_bytes"))  # fmt: skip
     b.one(
         "via_otlp.patterns.created_templates",
         "{templates}",
