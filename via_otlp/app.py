@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import socket
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -42,8 +42,8 @@ log = logging.getLogger("via_otlp")
 
 # The serving process's own state when the work runs in shards (each shard saves its own).
 COORDINATOR_FILE = "coordinator.json"
-# Who wrote a source's state to the registry (shown there, for people).
-INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
+# The file in the data directory that names this instance in the registry's `source_state`.
+INSTANCE_FILE = "instance-id"
 # How long the start may spend reconciling the registry with the restored state.
 RECONCILE_TIMEOUT = 30.0
 # How often the event loop's lateness is measured.
@@ -97,7 +97,7 @@ class App:
                 self.gate,
                 patches=(lambda: registry.patches) if registry is not None else None,
                 store=registry,
-                instance=INSTANCE,
+                instance="",  # named at start, once the data directory is set up
             )
             front = self.pool
         self.grpc = GrpcServer(config.receive.grpc, front, auth=config.receive.auth)
@@ -131,6 +131,7 @@ class App:
             self._restore()
             if self.pool is not None:
                 # Shards start (and restore) while the rest of the service starts.
+                self.pool.instance = instance_id(self.config.state.data_dir)
                 shards_ready = asyncio.create_task(self.pool.start(), name="via-shards-start")
             if self.registry is not None:
                 await self.registry.start()
@@ -472,6 +473,19 @@ class App:
                 for s in pool.status()
             ],
         }  # fmt: skip
+
+
+def instance_id(data_dir: str | Path) -> str:
+    """This instance's name in the registry: the same across restarts on the same data
+    directory (a restart must not look like another instance that took its sources over)."""
+    path = Path(data_dir) / INSTANCE_FILE
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        name = f"{socket.gethostname()}-{uuid.uuid4().hex[:12]}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(name + "\n", encoding="utf-8")
+        return name
 
 
 async def serve(config: Config) -> int:
