@@ -7,8 +7,8 @@ and prints, for the shard count given:
    records is decoded and learnt from; the service's memory (all its processes) before, at the
    peak and after. Baseline in the same run: the same probes with nothing to do.
 2. 100,000 profiles (1,000 services x 100 templates each, templates given by the
-   `log.record.template` attribute): memory per profile, snapshot write time, SIGTERM to exit,
-   restart to SERVING and the shards' restore time.
+   `log.record.template` attribute): memory per profile, snapshot write time and how long a
+   shard's work waited for it, SIGTERM to exit, restart to SERVING and the shards' restore time.
 
     python benchmarks/shards.py [--workers 0] [--profiles 100000] [--big-mib 64]
 
@@ -273,7 +273,9 @@ def many_profiles(tmp: Path, workers: int, profiles: int) -> None:
     print(f"  memory per profile in serve: {(held - base) / n:,.0f} B (all processes, over the idle "
           f"server's {base / 2**20:.0f} MiB)   target <= 2,048 B")  # fmt: skip
     print(
-        f"  snapshot: {snap['bytes'] / 2**20:.1f} MiB written in {snap['seconds']:.2f} s (all shards, in parallel)"
+        f"  snapshot: {snap['bytes'] / 2**20:.1f} MiB written in {snap['write_seconds']:.2f} s by "
+        f"forked children (slowest shard); a shard's work waited {snap['stall_seconds'] * 1e3:.0f} ms "
+        f"for it (the fork; it waited the whole write before)"
     )  # type: ignore[index]
     print(f"  SIGTERM to exit: {stop_secs:.2f} s   target <= 5 s")
     print(f"  restart to SERVING: {restart:.2f} s, shards restored in {max(restores):.2f} s, "

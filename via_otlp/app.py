@@ -352,12 +352,19 @@ class App:
         if self.pool is not None:
             started = time.monotonic()
             reports = await self.pool.snapshot()
+            # Shards write in forked children: `stall_seconds` is how long a shard's work
+            # waited for it (the fork), `write_seconds` how long the last finished one took.
             self.last_snapshot = {
                 "seconds": round(time.monotonic() - started, 3),
                 "bytes": sum(int(r.get("bytes", 0)) for r in reports),
+                "stall_seconds": max(
+                    (float(r.get("stall_seconds", 0)) for r in reports), default=0
+                ),
+                "write_seconds": max((float(r.get("seconds", 0)) for r in reports), default=0),
                 "shards": reports,
             }
-            if all("error" not in r for r in reports):
+            # Older state goes once every shard has finished a snapshot of its own.
+            if all("error" not in r and r.get("bytes") for r in reports):
                 self._retire_older_state()
         await asyncio.to_thread(save_state, self._state_path, self._parts())
 

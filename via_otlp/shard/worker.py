@@ -38,6 +38,7 @@ from via_otlp.receive.otlp_json import batches_from_json
 from via_otlp.registry.patches import Patch, PatchRule, PatchSet
 from via_otlp.registry.records import event_to_json
 from via_otlp.shard import handoff
+from via_otlp.shard.snapshots import SnapshotWriter
 from via_otlp.shard.wire import (
     Kind,
     decode_batch,
@@ -50,7 +51,7 @@ from via_otlp.shard.wire import (
     split_batch,
     split_seq,
 )
-from via_otlp.state import load_snapshot, save_snapshot
+from via_otlp.state import load_snapshot
 from via_otlp.telemetry.timing import Stage
 
 log = logging.getLogger("via_otlp.shard")
@@ -81,6 +82,7 @@ class Shard:
         self.dropped = 0
         self.snapshots = 0
         self.changed: set[str] = set()  # sources with records since their state was exported
+        self._writer: SnapshotWriter | None = None
 
     # -- state -------------------------------------------------------------------------------
 
@@ -105,17 +107,24 @@ class Shard:
             "sources": keys,
         }
 
+    def writer(self, close_in_child: tuple[int, ...] = ()) -> SnapshotWriter:
+        """The shard's snapshot writer (made once: it forks a child per interval)."""
+        if self._writer is None:
+            meta = {"shard": self.index, "shards": self.shards}
+            self._writer = SnapshotWriter(self.path, meta, self.pipeline.snapshot, close_in_child)
+        return self._writer
+
     def save(self) -> dict[str, Any]:
-        started = time.monotonic()
-        tree = self.pipeline.snapshot()
-        took = time.monotonic() - started
-        size = save_snapshot(self.path, tree, {"shard": self.index, "shards": self.shards})
-        self.snapshots += 1
-        return {
-            "bytes": size,
-            "snapshot_seconds": round(took, 4),
-            "seconds": round(time.monotonic() - started, 4),
-        }
+        """Start the interval's snapshot (written by a forked child: the shard goes on)."""
+        report = self.writer().start()
+        self.snapshots = self.writer().written
+        return report
+
+    def save_final(self) -> dict[str, Any]:
+        """The snapshot at shutdown, written before the shard exits."""
+        report = self.writer().save_now()
+        self.snapshots = self.writer().written
+        return report
 
     # -- work --------------------------------------------------------------------------------
 
@@ -217,6 +226,7 @@ class Shard:
                 "detect": to_plain(p.engine.stats()),
                 "dropped_by_patch": self.dropped,
                 "snapshots": self.snapshots,
+                "snapshot": self._snapshot_status(),
                 "schemas": len(p.schemas.sources()),
                 "rss": _rss_bytes(),
                 "latency": p.stats.latency.snapshot(),
@@ -236,6 +246,13 @@ class Shard:
         if what in ("recovery_info", "recover"):  # crash safety (via_otlp/recovery.py)
             return recovery.handle(p, what, args, owns=self._owns)
         raise ValueError(f"unknown query {what!r}")
+
+    def _snapshot_status(self) -> dict[str, Any]:
+        w = self._writer
+        if w is None:
+            return {}
+        w.poll()
+        return {**w.last, "writing": w.writing, "skipped": w.skipped, "failed": w.failed}
 
     def _owns(self, source_key: str) -> bool:
         return shard_of(source_key, self.shards) == self.index
@@ -272,8 +289,11 @@ def run(sock: socket.socket) -> int:
     ready = shard.restore() if persist else {"shard": shard.index, "restored_from": "none",
                                              "profiles": 0, "seconds": 0.0}  # fmt: skip
     send_frames(sock, [json_frame(Kind.READY, ready)])
+    writer = shard.writer(close_in_child=(sock.fileno(),)) if persist else None
     while True:
         got = recv_frame(sock)
+        if writer is not None and writer.writing:
+            writer.poll()  # collect a snapshot child that finished
         if got is None:
             return 0  # the serving process is gone: nothing to answer to
         kind, body = got
@@ -312,7 +332,12 @@ def run(sock: socket.socket) -> int:
         elif kind is Kind.SNAPSHOT or kind is Kind.STOP:
             doc = json.loads(bytes(body))
             try:
-                result: Any = shard.save() if persist else {"bytes": 0}
+                if not persist:
+                    result: Any = {"bytes": 0}
+                elif kind is Kind.STOP:
+                    result = shard.save_final()
+                else:
+                    result = shard.save()
             except OSError as exc:
                 result = {"error": f"cannot save {shard.path}: {exc}"}
             send_frames(sock, [json_frame(Kind.RESULT, {"id": doc["id"], "result": result})])
