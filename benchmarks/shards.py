@@ -46,22 +46,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def rss_tree(pid: int) -> int:
-    """Resident bytes of a process and its children."""
+def rss_each(pid: int) -> list[int]:
+    """Resident bytes of a process and of each of its children (the shards), in that order."""
     pids = [pid]
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
             pids += [int(c) for c in f.read().split()]
     except OSError:
         pass
-    total = 0
+    out = []
     for p in pids:
         try:
             with open(f"/proc/{p}/statm") as f:
-                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+                out.append(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
         except OSError:
             pass
-    return total
+    return out
+
+
+def rss_tree(pid: int) -> int:
+    """Resident bytes of a process and its children."""
+    return sum(rss_each(pid))
 
 
 class Server:
@@ -175,7 +180,8 @@ def health_under_big_request(tmp: Path, workers: int, mib: int) -> None:
         quiet, quiet_grpc = probe.finish()
         payload = big_request(mib)
         records = server.status()["intake"]["records_consumed"]  # type: ignore[index]
-        before = rss_tree(server.proc.pid)
+        before_each = rss_each(server.proc.pid)
+        before = sum(before_each)
         probe = Probe(server)
         time.sleep(2)
         peak = before
@@ -198,7 +204,8 @@ def health_under_big_request(tmp: Path, workers: int, mib: int) -> None:
         took = time.perf_counter() - t0
         busy, busy_grpc = probe.finish()
         time.sleep(2)
-        after = rss_tree(server.proc.pid)
+        after_each = rss_each(server.proc.pid)
+        after = sum(after_each)
         lag = server.status()["loop"]["lag_max_ms"]  # type: ignore[index]
     finally:
         server.stop()
@@ -217,6 +224,11 @@ def health_under_big_request(tmp: Path, workers: int, mib: int) -> None:
     print(f"  serving event loop: woke up at most {lag:.0f} ms late (its own measure, every 50 ms)")
     print(f"  memory of all processes: before {before / mb:.0f} MiB, peak {peak / mb:.0f} MiB, "
           f"2 s after {after / mb:.0f} MiB")  # fmt: skip
+    each = ", ".join(
+        f"{'serving' if i == 0 else f'shard {i - 1}'} {b / mb:.0f} → {a / mb:.0f}"
+        for i, (b, a) in enumerate(zip(before_each, after_each, strict=False))
+    )
+    print(f"  by process, before → 2 s after (MiB): {each}")
 
 
 def profiles_request(services: range, templates: int, t_ns: int) -> bytes:
