@@ -271,6 +271,11 @@ class PatternStage:
             self._forget(str(key))
         self._load(sources)
 
+    def forget_sources(self, keys: Iterable[str]) -> None:
+        """Drop the models of `keys` (another instance owns those sources now)."""
+        for key in keys:
+            self._forget(key)
+
     def _check(self, tree: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(tree, dict):
             raise SnapshotError("patterns snapshot: must be an object")

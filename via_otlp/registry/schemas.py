@@ -366,6 +366,17 @@ class SchemaTracker:
         st = self._sources.get(source_key)
         return None if st is None else schema_from_snapshot(_source_snapshot(st))
 
+    def export_source(self, source_key: str) -> dict[str, Any] | None:
+        """One source's snapshot (what `restore_source` takes), or None if it was never seen."""
+        st = self._sources.get(source_key)
+        return None if st is None else _source_snapshot(st)
+
+    def forget_sources(self, keys: Iterable[str]) -> None:
+        """Drop what was learnt of `keys` (another instance owns those sources now)."""
+        for key in keys:
+            self._sources.pop(key, None)
+            self._dirty.discard(key)
+
     def take_dirty(self) -> list[SchemaRow]:
         """Rows for the sources whose schema changed since the last call (for saving)."""
         rows = []

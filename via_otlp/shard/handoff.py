@@ -31,22 +31,6 @@ def can_split() -> bool:
     return hasattr(Engine, "export_sources")
 
 
-def _patterns_export(stage: Any, keys: set[str]) -> dict[str, Any]:
-    """The miner models of `keys` (`PatternStage.export_sources` where it exists)."""
-    if hasattr(stage, "export_sources"):
-        return dict(stage.export_sources(keys))
-    known = {t.source_key for t in stage.templates()}
-    return {"sources": {k: stage.miner(k).to_state() for k in sorted(keys & known)}}
-
-
-def _patterns_import(stage: Any, tree: dict[str, Any]) -> None:
-    if hasattr(stage, "import_sources"):
-        stage.import_sources(tree)
-        return
-    for key, state in tree.get("sources", {}).items():
-        stage.miner(str(key)).load_state(state)
-
-
 def source_keys(pipeline: Any) -> list[str]:
     """Every source key a pipeline holds state for (engine, miner, schemas)."""
     keys: dict[str, None] = {}
@@ -68,29 +52,32 @@ def tree_source_keys(tree: dict[str, Any]) -> list[str]:
 
 def export_sources(pipeline: Any, keys: Collection[str]) -> dict[str, Any]:
     """The learned state of `keys` as one tree (engine, patterns, schemas)."""
-    wanted = set(keys)
-    schemas = pipeline.schemas.snapshot()
+    wanted = sorted(set(keys))
+    schemas = (pipeline.schemas.export_source(k) for k in wanted)
     return {
         "engine": pipeline.engine.export_sources(wanted),
-        "patterns": _patterns_export(pipeline.patterns, wanted),
-        "schemas": [s for s in schemas.get("sources", []) if s["source"]["key"] in wanted],
+        "patterns": pipeline.patterns.export_sources(wanted),
+        "schemas": [s for s in schemas if s is not None],
     }
 
 
 def import_sources(pipeline: Any, tree: dict[str, Any]) -> None:
     """Add the state `export_sources` gave, replacing what `pipeline` had for those sources."""
     pipeline.engine.import_sources(tree["engine"])
-    _patterns_import(pipeline.patterns, tree["patterns"])
+    pipeline.patterns.import_sources(tree["patterns"])
     for item in tree.get("schemas", []):
         pipeline.schemas.restore_source(item)
 
 
 def forget_sources(pipeline: Any, keys: Collection[str]) -> None:
-    """Drop the profiles, episodes and open buckets of `keys` (they moved elsewhere): an empty
-    export of them, imported, replaces what the engine had."""
+    """Drop everything learnt of `keys` (they moved elsewhere): the engine's profiles,
+    episodes and open buckets (an empty export of them, imported, replaces what it had), the
+    miner models and the schemas."""
     tree = pipeline.engine.export_sources([])
     tree["sources"] = [[k, [], 0] for k in keys]
     pipeline.engine.import_sources(tree)
+    pipeline.patterns.forget_sources(keys)
+    pipeline.schemas.forget_sources(keys)
 
 
 def _older_states(config: Config, shards: int) -> list[tuple[str, Any]]:
