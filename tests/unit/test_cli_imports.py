@@ -69,3 +69,25 @@ def test_every_lazy_command_is_listed_and_registers_in_full() -> None:
         assert stubs.parse_known_args([name, "--no-such-flag"])[0].command == name
         with pytest.raises(SystemExit):
             full.parse_args([name, "--no-such-flag"])
+
+
+def test_a_shard_process_imports_no_registry_correlator_or_emitter() -> None:
+    """A shard restarted while serving starts a fresh interpreter: it loads the pipeline, not
+    the registry client (asyncpg), the correlator (aiohttp, Qdrant) or the OTLP exporter."""
+    probe = (
+        "import json, sys, via_otlp.shard.worker; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('via_otlp.', 'asyncpg',"
+        " 'aiohttp', 'qdrant_client')))))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    modules = json.loads(out.stdout.strip().splitlines()[-1])
+    assert not [m for m in modules if m.startswith(("asyncpg", "aiohttp", "qdrant_client"))]
+    assert "via_otlp.pipeline" in modules  # what it does need
+    assert not [
+        m
+        for m in modules
+        if m.startswith(
+            ("via_otlp.correlate.", "via_otlp.emit.exporter", "via_otlp.registry.store")
+        )
+        and m != "via_otlp.correlate.config"
+    ], modules

@@ -11,25 +11,30 @@ Only model.py and config.py are imported by other stages (registry, emit): keep 
 imports from those stages.
 """
 
-from via_otlp.correlate.config import CorrelateConfig
-from via_otlp.correlate.correlator import Correlator, CorrelatorStats, incident_id
-from via_otlp.correlate.embeddings import (
-    EmbeddingSpace,
-    HashingEmbedder,
-    OpenAIEmbedder,
-    make_embedder,
-)
-from via_otlp.correlate.evaluate import PairwiseScores, pairwise_scores
-from via_otlp.correlate.model import SimilarEpisode, SimilarIncident, SimilarResult
-from via_otlp.model import (
-    Incident,
-    IncidentEvent,
-    IncidentEventKind,
-    IncidentLink,
-    IncidentMember,
-    IncidentState,
-    LinkType,
-)
+from typing import TYPE_CHECKING
+
+from via_otlp.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from via_otlp.correlate.config import CorrelateConfig
+    from via_otlp.correlate.correlator import Correlator, CorrelatorStats, incident_id
+    from via_otlp.correlate.embeddings import (
+        EmbeddingSpace,
+        HashingEmbedder,
+        OpenAIEmbedder,
+        make_embedder,
+    )
+    from via_otlp.correlate.evaluate import PairwiseScores, pairwise_scores
+    from via_otlp.correlate.model import SimilarEpisode, SimilarIncident, SimilarResult
+    from via_otlp.model import (
+        Incident,
+        IncidentEvent,
+        IncidentEventKind,
+        IncidentLink,
+        IncidentMember,
+        IncidentState,
+        LinkType,
+    )
 
 __all__ = [
     "CorrelateConfig",
@@ -53,3 +58,30 @@ __all__ = [
     "make_embedder",
     "pairwise_scores",
 ]
+
+# Imported when first read: see via_otlp/lazy.py.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "CorrelateConfig": "via_otlp.correlate.config",
+        "Correlator": "via_otlp.correlate.correlator",
+        "CorrelatorStats": "via_otlp.correlate.correlator",
+        "incident_id": "via_otlp.correlate.correlator",
+        "EmbeddingSpace": "via_otlp.correlate.embeddings",
+        "HashingEmbedder": "via_otlp.correlate.embeddings",
+        "OpenAIEmbedder": "via_otlp.correlate.embeddings",
+        "make_embedder": "via_otlp.correlate.embeddings",
+        "PairwiseScores": "via_otlp.correlate.evaluate",
+        "pairwise_scores": "via_otlp.correlate.evaluate",
+        "SimilarEpisode": "via_otlp.correlate.model",
+        "SimilarIncident": "via_otlp.correlate.model",
+        "SimilarResult": "via_otlp.correlate.model",
+        "Incident": "via_otlp.model",
+        "IncidentEvent": "via_otlp.model",
+        "IncidentEventKind": "via_otlp.model",
+        "IncidentLink": "via_otlp.model",
+        "IncidentMember": "via_otlp.model",
+        "IncidentState": "via_otlp.model",
+        "LinkType": "via_otlp.model",
+    },
+)
