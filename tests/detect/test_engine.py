@@ -280,6 +280,19 @@ def test_config_keys_and_errors() -> None:
         parse_config("{detect: {typo: 1}}")
 
 
+def test_baseline_memories_are_checked_in_buckets() -> None:
+    """Durations are clock times: 5-minute buckets with the 30-minute default half-life would
+    be a six-bucket memory that a slow burst drags up, so the config names the key and the fix."""
+    with pytest.raises(
+        ConfigError, match=r"detect\.half_life: must be at least 20 buckets \(6000s"
+    ):
+        parse_config('{detect: {bucket: "5m"}}')
+    with pytest.raises(ConfigError, match=r"detect\.dispersion_half_life: must be at least 20"):
+        parse_config('{detect: {bucket: "20m", half_life: "8h"}}')
+    cfg = parse_config('{detect: {bucket: "5m", half_life: "15h", dispersion_half_life: "7d"}}')
+    assert cfg.detect.buckets(cfg.detect.half_life) == 180
+
+
 def test_a_bogus_timestamp_in_the_first_batch_does_not_rewind_the_clock() -> None:
     """A record stamped 1970 among current ones must not make the engine close fifty years
     of buckets (minutes of a blocked server): it counts as late."""

@@ -1,7 +1,11 @@
 """Configuration of the detect stage (the `detect` section of via.json5).
 
 Defaults live here and nowhere else. Durations are seconds (or strings such as ``"30m"``); the
-engine turns them into whole buckets, so every duration must be at least one bucket long.
+engine turns them into whole buckets, so every duration must be at least one bucket long, and
+the memories of the baselines (`half_life`, `dispersion_half_life`) at least `MIN_MEMORY_BUCKETS`:
+a half-life of a few buckets follows a burst that builds over a few buckets, so the burst is
+never judged against the level before it. Durations are clock times: a larger `bucket` needs
+them raised with it (the error says by how much).
 """
 
 from __future__ import annotations
@@ -10,6 +14,9 @@ from dataclasses import dataclass, field
 
 from via_otlp.configload import spec
 from via_otlp.errors import ConfigError
+
+MIN_MEMORY_BUCKETS = 20
+"""The shortest baseline memory (half-life, in buckets) that a slow-building burst cannot drag."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,16 @@ class DetectConfig:
             if getattr(self, name) < self.bucket:
                 raise ConfigError(
                     name, f"must be at least one bucket ({self.bucket}s), got {getattr(self, name)}"
+                )
+        for name in ("half_life", "dispersion_half_life"):
+            least = MIN_MEMORY_BUCKETS * self.bucket
+            if getattr(self, name) < least:
+                raise ConfigError(
+                    name,
+                    f"must be at least {MIN_MEMORY_BUCKETS} buckets ({least:g}s at bucket "
+                    f"{self.bucket:g}s), got {getattr(self, name):g}s: a shorter memory learns a "
+                    "slowly building anomaly as it rises; durations are clock times, so raise "
+                    "them with the bucket",
                 )
 
     def buckets(self, seconds: float) -> int:
