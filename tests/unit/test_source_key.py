@@ -6,7 +6,6 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -96,11 +95,6 @@ def test_a_version_1_document_takes_current_keys_and_rhythm_hashes(tmp_path: Pat
     assert {key for key, _attrs, _t in state["engine"]["sources"]} == keys
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the engine no longer restores its v3 snapshots (the released format): the detect "
-    "stream (#10) brings back reading them; remove this mark then",
-)
 def test_a_version_1_state_moves_to_current_keys_and_keeps_its_baselines(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     shutil.copy(V1_STATE, path)

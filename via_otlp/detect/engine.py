@@ -60,6 +60,7 @@ from via_otlp.detect.profile import (
     RecentBucket,
     Verdict,
 )
+from via_otlp.detect.upgrade import upgrade_engine
 from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, LogBatch, Source
 
 _KIND_ORDER = {k: i for i, k in enumerate(AnomalyKind)}
@@ -828,7 +829,9 @@ class Engine:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Replace all state with a `snapshot` (raises ValueError if it cannot be used)."""
+        """Replace all state with a `snapshot` (raises ValueError if it cannot be used); an
+        older format is upgraded first (`upgrade`)."""
+        state = upgrade_engine(state)
         check_version(state, self.VERSION, "Engine")
         if state["bucket_ns"] != self._bucket_ns:
             raise ValueError(

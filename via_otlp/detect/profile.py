@@ -863,7 +863,8 @@ class ProfileTable:
         fresh._grow(int(state["capacity"]))
         cols = state["columns"]
         for name, (a, _) in fresh._slot_arrays().items():
-            fresh._set_slot_array(name, as_array(cols[name], a.dtype, a.shape))
+            if name in cols:  # a column added since the snapshot keeps its fresh values
+                fresh._set_slot_array(name, as_array(cols[name], a.dtype, a.shape))
         fresh.day_abs = state["day"]
         length, r_from, r_end = state["recent"]
         if length != RECENT:
