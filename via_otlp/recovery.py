@@ -16,6 +16,8 @@ for what was already reported. At start, before intake opens (`reconcile`):
    their ids, and their rhythm hashes are remembered by the engines, so they are not novel.
 4. Every episode left is resolved in the registry (and emitted, unless muted), saying why:
    the restored state did not include it.
+5. The registry's write-behind buffer is flushed (bounded), so what step 4 wrote is in the
+   registry before intake opens: a reader right after the start sees no episode left open.
 
 Shards: the work runs in each shard for the sources it owns (`handle`, through the shard's
 QUERY message: ``recovery_info`` and ``recover``); in process, on the one `Pipeline`.
@@ -111,7 +113,11 @@ class _Gate(Protocol):
 
 
 async def reconcile(
-    ask: Ask, registry: Registry, gate: _Gate, now_ns: int | None = None
+    ask: Ask,
+    registry: Registry,
+    gate: _Gate,
+    now_ns: int | None = None,
+    flush_timeout: float = 10.0,
 ) -> ReconcileReport:
     """Reconcile the registry's open episodes and recent templates with the restored state
     (see the module docstring). Raises `UpstreamError` when the registry cannot be read."""
@@ -140,6 +146,10 @@ async def reconcile(
             registry.record_anomaly(event, muted=True)
         else:
             gate([event])
+    if resolved and not await registry.flush(flush_timeout):
+        log.warning("%d resolutions of episodes not yet written to the registry after %.0fs; "
+                    "they stay buffered and are written when it answers", len(resolved),
+                    flush_timeout)  # fmt: skip
     report = ReconcileReport(
         open_in_registry=len(rows),
         held=len(rows) - len(unknown),

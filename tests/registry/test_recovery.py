@@ -111,6 +111,11 @@ async def test_a_restart_from_an_older_snapshot_adopts_resolves_and_recovers(
     assert report.templates_recovered >= 1 and report.rhythms_remembered >= 1
     assert [(e.kind, e.state) for e in emitted] == [(AnomalyKind.NOVELTY, EpisodeState.RESOLVED)]
     assert "restarted without this episode's state" in emitted[0].explanation
+    # written before reconcile returns (before intake opens): no flush of the test's own
+    assert {(r["kind"], r["state"]) for r in await stored(db_dsn)} == {
+        ("spike", "open"),
+        ("novelty", "resolved"),
+    }
 
     # Records go on: calm, and the new template again. No second novelty, no second spike.
     run(
