@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from via_otlp import memory
 from via_otlp.config import Config
 from via_otlp.configload import to_plain
 from via_otlp.detect.engine import EngineStats
@@ -696,7 +697,7 @@ class ShardPool:
         live = [s for s in self._shards if s.alive]
         for s, r in zip(live, results, strict=False):
             s.status.stats = r
-        self.rss_bytes = _rss_of(os.getpid()) + sum(int(r.get("rss", 0)) for r in results)
+        self.rss_bytes = memory.rss_of() + sum(int(r.get("rss", 0)) for r in results)
 
     def status(self) -> list[ShardStatus]:
         return [s.status for s in self._shards]
@@ -778,14 +779,6 @@ def _patch_json(p: Any) -> dict[str, Any]:
     d = asdict(p)
     d["rule"] = p.rule.value
     return d
-
-
-def _rss_of(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 class _Forked:

@@ -9,11 +9,8 @@ holds exactly the batches before it. Started as ``python -m via_otlp.shard.worke
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import logging
-import os
 import signal
 import socket
 import struct
@@ -26,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from via_otlp import recovery
+from via_otlp import memory, recovery
 from via_otlp.config import Config
 from via_otlp.configload import load_dataclass, to_plain
 from via_otlp.errors import InputError
@@ -228,7 +225,7 @@ class Shard:
                 "snapshots": self.snapshots,
                 "snapshot": self._snapshot_status(),
                 "schemas": len(p.schemas.sources()),
-                "rss": _rss_bytes(),
+                "rss": memory.rss_of(),
                 "latency": p.stats.latency.snapshot(),
             }
         if what == "profiles":
@@ -273,19 +270,6 @@ def _send_decoded(sock: socket.socket, rid: int, parts: Iterator[bytes]) -> None
     send_frames(sock, [seq_frame(Kind.DECODED, rid, 1, held or b"")])
 
 
-def _trim() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
 def run(sock: socket.socket) -> int:
     """Serve frames until STOP or until the serving process goes away."""
     first = recv_frame(sock)
@@ -296,6 +280,7 @@ def run(sock: socket.socket) -> int:
     logging.basicConfig(
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    memory.release_large_blocks()  # a bucket close's temporaries go back between ticks
     shard = Shard(config, int(init["index"]), int(init["shards"]))
     persist = bool(init.get("persist", True))
     ready = shard.restore() if persist else {"shard": shard.index, "restored_from": "none",
@@ -329,7 +314,7 @@ def run(sock: socket.socket) -> int:
                 send_frames(sock, [json_frame(Kind.FAILED, {"id": rid, "error": str(exc)})])
             del got, body, rest
             if large:
-                _trim()  # give the request's memory back to the system
+                memory.trim()  # give the request's memory back to the system
         elif kind is Kind.TICK:
             doc = json.loads(bytes(body))
             shard.pipeline.tick(int(doc["now_ns"]))
