@@ -64,6 +64,9 @@ def hint_id(text: str) -> str:
     return "h" + xxhash.xxh64_hexdigest(text.encode())[:9]
 
 
+_NO_KEY: tuple[int, str] = (0, "")
+
+
 class Template:
     """A template: its stable id, its tokens (``<*>`` marks variables) and its line count."""
 
@@ -77,8 +80,9 @@ class Template:
         self.born = born  # creation order in its source model: a merge keeps the oldest id
         self.alive = True
         self.forward: Template | None = None  # set when merged into another template
-        self.key = _leaf_key(tokens)
-        self.key2 = _second_key(tokens)
+        # Lookup keys, set when the template is indexed (`SourceMiner._index`); sender-named
+        # templates never are, and at 100,000 of them the two tuples cost 11 MB.
+        self.key = self.key2 = _NO_KEY
 
     def resolve(self) -> Template:
         """The template this one was merged into (itself if it was not)."""
