@@ -11,7 +11,7 @@ from pathlib import Path
 import otel_collector
 import pytest
 
-from tests.conftest import ServerProcess
+from tests.conftest import CLIENT_TIMEOUT, ServerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -75,12 +75,12 @@ def test_collector_filelog_to_otlphttp_delivers_every_line(
                 f.write(f"user {i} failed to authenticate from 10.1.{i % 256}.{i % 200}\n")
         status = server.wait_for(
             lambda s: s["intake"]["records_consumed"] >= LINES,
-            timeout=60,
+            timeout=CLIENT_TIMEOUT,
             what=f"{LINES} lines from the Collector",
         )
     finally:
         collector.terminate()
-        collector.wait(20)
+        collector.wait(CLIENT_TIMEOUT)
     assert status["intake"]["records_accepted"] == LINES
     assert status["intake"]["requests"]["http"]["accepted"] >= 1
     assert status["intake"]["records_missing_service_name"] == 0

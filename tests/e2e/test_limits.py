@@ -27,18 +27,33 @@ pytestmark = pytest.mark.slow
 
 MAX_BODY = 1024 * 1024
 MAX_LINES = 5000
-SHORT = 1.0  # seconds: the test servers' header, body and idle timeouts
+SHORT = 1.0  # seconds: the `short` server's header, body and idle timeouts
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Size and line limits; the default (generous) timeouts, so that a client descheduled on a
+    busy machine never turns an expected 413 into a 408."""
     server = start_server(
         tmp_path_factory.mktemp("limits"),
         {
+            "receive": {"http": {"max_request_body_size": MAX_BODY, "max_ndjson_lines": MAX_LINES}},
+            "registry": {"enabled": False},
+            "correlate": {"enabled": False},
+        },
+    )
+    yield server
+    assert server.stop() == 0, server.log()
+
+
+@pytest.fixture(scope="module")
+def short(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Short header, body and idle timeouts, for the tests that wait for them to fire."""
+    server = start_server(
+        tmp_path_factory.mktemp("timeouts"),
+        {
             "receive": {
                 "http": {
-                    "max_request_body_size": MAX_BODY,
-                    "max_ndjson_lines": MAX_LINES,
                     "read_header_timeout": SHORT,
                     "body_read_timeout": SHORT,
                     "idle_timeout": SHORT,
@@ -118,20 +133,20 @@ def test_otlp_http_over_the_size_limit_is_413(srv: ServerProcess) -> None:
     assert code == 413
 
 
-def test_half_sent_headers_are_closed_and_counted(srv: ServerProcess) -> None:
-    before = connections(srv)["header_timeouts"]
-    with connect(srv) as sock:
+def test_half_sent_headers_are_closed_and_counted(short: ServerProcess) -> None:
+    before = connections(short)["header_timeouts"]
+    with connect(short) as sock:
         sock.sendall(b"POST /v1/logs HTTP/1.1\r\nHost: x\r\n")  # and never the rest
         answer = read_until_closed(sock)
     assert answer.startswith(b"HTTP/1.1 408")
-    with connect(srv) as sock:  # says nothing at all
+    with connect(short) as sock:  # says nothing at all
         assert read_until_closed(sock) == b""
-    assert connections(srv)["header_timeouts"] >= before + 2
+    assert connections(short)["header_timeouts"] >= before + 2
 
 
 @pytest.mark.parametrize("path", ["/v1/logs", "/v1/ingest"])
-def test_a_stalled_body_is_408(srv: ServerProcess, path: str) -> None:
-    with connect(srv) as sock:
+def test_a_stalled_body_is_408(short: ServerProcess, path: str) -> None:
+    with connect(short) as sock:
         sock.sendall(
             f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
             "Content-Length: 1000\r\n\r\n".encode()
@@ -141,8 +156,8 @@ def test_a_stalled_body_is_408(srv: ServerProcess, path: str) -> None:
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
 
 
-def test_an_idle_keep_alive_connection_is_closed(srv: ServerProcess) -> None:
-    with connect(srv) as sock:
+def test_an_idle_keep_alive_connection_is_closed(short: ServerProcess) -> None:
+    with connect(short) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         answer = read_until_closed(sock)  # the answer, then the close after idle_timeout
     assert answer.startswith(b"HTTP/1.1 200") and b"SERVING" in answer
@@ -258,9 +273,11 @@ def test_more_connections_than_file_descriptors(tmp_path: Path) -> None:
         assert server.stop() == 0, server.log()
 
 
-def test_still_serving(srv: ServerProcess) -> None:
-    with urllib.request.urlopen(f"{srv.http_url}/healthz", timeout=60) as resp:
-        assert resp.status == 200
+def test_still_serving(srv: ServerProcess, short: ServerProcess) -> None:
+    for server in (srv, short):
+        with urllib.request.urlopen(f"{server.http_url}/healthz", timeout=60) as resp:
+            assert resp.status == 200
     requests = srv.status()["intake"]["requests"]
     assert requests["ndjson"]["too_large"] >= 3 and requests["http"]["too_large"] >= 1
+    requests = short.status()["intake"]["requests"]
     assert requests["http"]["timeout"] >= 1 and requests["ndjson"]["timeout"] >= 1

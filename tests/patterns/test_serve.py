@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from benchmarks.synthetic_logs import adversarial_lines
-from tests.conftest import ServerProcess, http_json, http_post, start_server
+from tests.conftest import CLIENT_TIMEOUT, ServerProcess, http_json, http_post, start_server
 from tests.control.conftest import ctl
 
 pytestmark = pytest.mark.slow
@@ -74,7 +74,7 @@ def test_templates_named_by_the_sender_are_listed(srv: ServerProcess) -> None:
     ]
     body = "\n".join(json.dumps(r) for r in records).encode()
     assert http_post(f"{srv.http_url}/v1/ingest", body, "application/x-ndjson")[0] == 200
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + CLIENT_TIMEOUT
     while True:
         out = ctl(
             "templates", "--source", f"*{HINTED}*", "--json", target=srv.control_target, token=None

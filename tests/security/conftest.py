@@ -19,6 +19,7 @@ from opentelemetry.sdk.resources import Resource
 from tests.certs import CertAuthority, Issued, served_serial
 from tests.conftest import (
     BIN,
+    CLIENT_TIMEOUT,
     ServerProcess,
     deep_merge,
     free_port,
@@ -131,7 +132,7 @@ def served_certificate_serial(port: int, ca_files: Sequence[Path] = (), alpn: st
     if alpn:
         context.set_alpn_protocols([alpn])
     with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        socket.create_connection(("127.0.0.1", port), timeout=CLIENT_TIMEOUT) as raw,
         context.wrap_socket(raw, server_hostname="localhost") as tls,
     ):
         der = tls.getpeercert(binary_form=True)
@@ -139,7 +140,7 @@ def served_certificate_serial(port: int, ca_files: Sequence[Path] = (), alpn: st
     return served_serial(der)
 
 
-def wait_until(predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:
+def wait_until(predicate: Any, timeout: float = CLIENT_TIMEOUT, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -200,7 +201,7 @@ def start_secure_server(
             return False
 
     try:
-        wait_until(healthy, 30, "the server to serve")
+        wait_until(healthy, CLIENT_TIMEOUT, "the server to serve")
     except AssertionError:
         server.stop()
         raise

@@ -151,7 +151,7 @@ def test_the_example_exporter_delivers_over_mutual_tls_with_the_token(
     text = "".join(f"GET /api/items/{i} 200 {i % 97} ms\n" for i in range(lines))
     try:
         with collector(tmp_path / "good", exporter, TOKEN, text):
-            wait_until(lambda: intake()["records_accepted"] >= lines, 60, "every line")
+            wait_until(lambda: intake()["records_accepted"] >= lines, what="every line")
         assert intake()["records_accepted"] == lines
         assert "unauthenticated" not in intake()["requests"]["http"]
 
@@ -159,8 +159,7 @@ def test_the_example_exporter_delivers_over_mutual_tls_with_the_token(
         with collector(tmp_path / "bad", exporter, "not-the-token", "must not get in\n"):
             wait_until(
                 lambda: intake()["requests"]["http"].get("unauthenticated", 0) >= 1,
-                60,
-                "the refusal",
+                what="the refusal",
             )
         assert intake()["records_accepted"] == lines
     finally:

@@ -21,7 +21,7 @@ from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogExporter
 from opentelemetry.sdk._logs.export import LogRecordExportResult
 
-from tests.conftest import ServerProcess
+from tests.conftest import CLIENT_TIMEOUT, ServerProcess
 
 from .conftest import (
     LEAN,
@@ -187,7 +187,7 @@ def test_health_is_open_and_status_needs_the_token(tls_server: ServerProcess, pk
     assert info.value.code == 401
     request = urllib.request.Request(f"{base}/metrics")
     request.add_header("Authorization", f"Bearer {TOKEN}")
-    with urllib.request.urlopen(request, timeout=5, context=context) as resp:
+    with urllib.request.urlopen(request, timeout=CLIENT_TIMEOUT, context=context) as resp:
         assert b'outcome="unauthenticated"' in resp.read()
 
 
@@ -201,7 +201,7 @@ def test_ndjson_needs_the_token_too(tls_server: ServerProcess, pki: Pki) -> None
     assert info.value.code == 401
     assert info.value.headers["WWW-Authenticate"].startswith("Bearer")
     request.add_header("Authorization", f"Bearer {TOKEN}")
-    with urllib.request.urlopen(request, timeout=5, context=context) as resp:
+    with urllib.request.urlopen(request, timeout=CLIENT_TIMEOUT, context=context) as resp:
         assert json.loads(resp.read())["accepted"] == 1
     assert requests(tls_server, pki, "unauthenticated", "ndjson") >= 1
 
@@ -243,7 +243,9 @@ def test_mutual_tls_handshake_needs_a_client_certificate(
             raise ConnectionError("closed")
     context.load_cert_chain(pki.client.cert, pki.client.key)
     with (
-        socket.create_connection(("127.0.0.1", mtls_server.http_port), timeout=5) as raw,
+        socket.create_connection(
+            ("127.0.0.1", mtls_server.http_port), timeout=CLIENT_TIMEOUT
+        ) as raw,
         context.wrap_socket(raw, server_hostname="localhost") as tls,
     ):
         tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
