@@ -34,7 +34,7 @@ def control_config(token: str = TOKEN, **detect: Any) -> dict[str, Any]:
         "detect": {
             "bucket": "1s",
             "allowed_lateness": "1s",
-            "novelty": {"source_warmup": "30s"},
+            "novelty": {"source_warmup": "30s", "threshold": 0},  # every new pattern
             **detect,
         },
         "registry": {

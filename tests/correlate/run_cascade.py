@@ -19,7 +19,7 @@ from via_otlp.model import AnomalyEvent
 def pipeline_config() -> Config:
     detect = DetectConfig(warmup=600.0, cooldown=60.0)
     detect = dataclasses.replace(
-        detect, novelty=dataclasses.replace(detect.novelty, source_warmup=600.0)
+        detect, novelty=dataclasses.replace(detect.novelty, source_warmup=600.0, threshold=0.0)
     )
     return dataclasses.replace(Config(), detect=detect)
 

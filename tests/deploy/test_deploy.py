@@ -306,7 +306,7 @@ def test_load_generator_against_a_real_via_otlp_finds_its_incident(tmp_path: Pat
     srv: ServerProcess = start_server(tmp_path, {
         "registry": {"enabled": False}, "correlate": {"enabled": False},
         "detect": {"bucket": "5s", "allowed_lateness": "1s", "warmup": "5m", "cooldown": "30s",
-                   "novelty": {"source_warmup": "5m"}},
+                   "novelty": {"source_warmup": "5m", "threshold": 0}},
     })  # fmt: skip
     try:
         run = subprocess.run(

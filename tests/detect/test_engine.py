@@ -167,7 +167,8 @@ def test_cardinality_at_low_volume_adds_up_over_buckets() -> None:
 
 
 def test_novelty_after_source_warmup_scored_by_severity() -> None:
-    eng = Engine(CFG)
+    # threshold 0: every new pattern past the warm-up opens (evidence: tests/detect/test_novelty)
+    eng = Engine(replace(CFG, novelty=NoveltyConfig(source_warmup=600, threshold=0)))
     bs = steady("1" * 16, 2, 0, 70)  # source warms up: the first patterns are not novel
     bs += [
         batch([("2" * 16, 70 * BUCKET + 5, "INFO")]),

@@ -34,7 +34,7 @@ def fast_detection(emit_endpoint: str) -> dict[str, Any]:
             "allowed_lateness": "1s",
             "warmup": "20s",
             "cooldown": "3s",
-            "novelty": {"source_warmup": "30s"},
+            "novelty": {"source_warmup": "30s", "threshold": 0},  # every new pattern
         },
         "emit": {
             "endpoint": emit_endpoint,

@@ -26,7 +26,11 @@ BUCKET = 10
 T0 = 1_800_000_000  # event time (2027): ahead of the wall clock, so ticks never close buckets
 SERVICE = "checkout"
 CONFIG = {
-    "detect": {"warmup": "600s", "cooldown": "60s", "novelty": {"source_warmup": "600s"}},
+    "detect": {
+        "warmup": "600s",
+        "cooldown": "60s",
+        "novelty": {"source_warmup": "600s", "threshold": 0},
+    },
     "receive": {"max_future_skew": "3650d"},
     "state": {"snapshot_interval": "1h"},
     "correlate": {"enabled": False},

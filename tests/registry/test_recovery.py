@@ -29,7 +29,7 @@ SERVICE = "checkout"
 
 def config() -> Config:
     return parse_config(
-        '{detect: {warmup: "600s", cooldown: "60s", novelty: {source_warmup: "600s"}},'
+        '{detect: {warmup: "600s", cooldown: "60s", novelty: {source_warmup: "600s", threshold: 0}},'
         ' receive: {max_future_skew: "3650d"}}'
     )
 

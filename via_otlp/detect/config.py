@@ -71,10 +71,20 @@ class SeasonalConfig:
 
 @dataclass(frozen=True)
 class NoveltyConfig:
-    """A rhythm hash never seen before, once its source is past its warm-up."""
+    """A pattern never seen before, once its source is past its warm-up, with enough evidence
+    (see `via_otlp.detect.novelty`)."""
 
     source_warmup: float = field(default=3600.0, metadata=spec(unit="duration", ge=0))
     remember: int = field(default=100_000, metadata=spec(ge=0))
+    # Log10 odds (surprise + repetition + severity prior) at which a held new pattern opens.
+    threshold: float = field(default=4.0, metadata=spec(ge=0))
+    # Pseudo-count of patterns seen once, for a source none of whose patterns was seen once.
+    prior: float = field(default=0.5, metadata=spec(gt=0))
+    # A new pattern waits this long after its first bucket closes (a merge back drops it; the
+    # bucket itself closes only `allowed_lateness` after its end, which already holds it)...
+    hold: float = field(default=0.0, metadata=spec(unit="duration", ge=0))
+    # ...and is accepted as normal if its evidence has not reached `threshold` after this long.
+    hold_max: float = field(default=1800.0, metadata=spec(unit="duration", ge=0))
 
 
 @dataclass(frozen=True)

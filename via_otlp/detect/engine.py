@@ -33,11 +33,12 @@ and a snapshot taken between two batches restores to exactly the same future.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xxhash
@@ -53,6 +54,7 @@ from via_otlp.detect.episodes import (
     severity_boost,
 )
 from via_otlp.detect.hll import compact, estimate_packed, pack, packed_slots, registers_of
+from via_otlp.detect.novelty import SEVERITY_RANK, evidence, most_severe
 from via_otlp.detect.profile import (
     Alarm,
     ProfileSummary,
@@ -62,6 +64,10 @@ from via_otlp.detect.profile import (
 )
 from via_otlp.detect.upgrade import upgrade_engine
 from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, LogBatch, Source
+from via_otlp.patterns.rhythm import rhythm_hash
+
+if TYPE_CHECKING:
+    from via_otlp.patterns.stage import TemplateMerge
 
 _KIND_ORDER = {k: i for i, k in enumerate(AnomalyKind)}
 
@@ -73,6 +79,11 @@ def _pick(seq: Sequence[str], idx: np.ndarray) -> tuple[str, ...]:
     if len(idx) == 1:
         return (seq[int(idx[0])],)
     return itemgetter(*idx.tolist())(seq)
+
+
+def _held(row: list[Any]) -> list[int]:
+    """A held new pattern's [first bucket, records] from a snapshot row [rhythm hash, ...]."""
+    return [int(row[1]), int(row[2]) if len(row) > 2 else 0]
 
 
 def _sorted_unique(x: np.ndarray) -> np.ndarray:
@@ -252,6 +263,8 @@ class Engine:
         self._cooldown = max(1, config.buckets(config.cooldown))
         self._ttl = max(1, config.buckets(config.idle_ttl))
         self._source_warmup_ns = round(config.novelty.source_warmup * 1e9)
+        self._hold = config.buckets(config.novelty.hold)
+        self._hold_max = max(self._hold, config.buckets(config.novelty.hold_max))
         self._init_state()
 
     def _init_state(self) -> None:
@@ -264,7 +277,9 @@ class Engine:
         self._sources: dict[str, tuple[Source, int]] = {}  # key → (source, first seen ns)
         # Evicted rhythm hashes → their source key: not novel if they return.
         self._forgotten: dict[str, str] = {}
-        self._novel: dict[int, int] = {}  # slot → bucket of its first records
+        # Held new patterns (`novelty`): slot → [bucket of its first records, records in the
+        # buckets closed since].
+        self._novel: dict[int, list[int]] = {}
         self._c = dict.fromkeys(
             ("records", "late_records", "dropped_records", "batches", "buckets_closed", "evictions_idle",
              "evictions_capacity", "episodes_opened", "episodes_resolved"), 0,
@@ -446,9 +461,40 @@ class Engine:
             slot_of_code[code] = slot
             if rh in self._forgotten:
                 del self._forgotten[rh]
-            elif ti - known[1] >= warm:
-                self._novel[slot] = bk
+            elif ti - known[1] >= warm and not self._known_template(
+                src.key, batch.template_id[i], batch.severity[i]
+            ):
+                self._novel[slot] = [bk, 0]
         return events
+
+    def _known_template(self, source_key: str, template_id: str, severity: str) -> bool:
+        """Whether the template has (or had) a profile at another severity that is not new itself:
+        a known pattern at a new severity is not a new pattern."""
+        index, held = self._table.index, self._novel
+        for sev in SEVERITY_RANK:
+            if sev != severity:
+                rh = rhythm_hash(source_key, sev, template_id)
+                slot = index.get(rh)
+                if (slot is not None and slot not in held) or rh in self._forgotten:
+                    return True
+        return False
+
+    def merged(self, merges: Iterable[TemplateMerge]) -> None:
+        """Templates the miner merged into older ones (`PatternStage.take_merges`): a held new
+        pattern that was only a split of a known one is dropped, and its rhythm hashes, if they
+        come (records templated before the merge), are not new."""
+        table = self._table
+        for m in merges:
+            for old_rh, _ in m.rhythm:
+                slot = table.index.get(old_rh)
+                if slot is None:
+                    self.remember(old_rh, m.source_key)
+                else:
+                    self._novel.pop(slot, None)
+            for slot in [s for s in self._novel if table.template_id[s] == m.old_id]:
+                src = table.source[slot]
+                if src is not None and src.key == m.source_key:
+                    del self._novel[slot]
 
     def _sample_traces(
         self,
@@ -594,13 +640,8 @@ class Engine:
         self._c["buckets_closed"] += 1
         verdict = table.close(bk, counts, distinct, partial, with_id)
         alarms = list(verdict.alarms)
-        for slot, first_bk in list(self._novel.items()):
-            if first_bk <= bk:
-                del self._novel[slot]
-                sev = table.severity[slot]
-                score = SEVERITY_NOVELTY_SCORE.get(sev, 50.0)
-                c = float(counts[slot])
-                alarms.append(Alarm(slot, AnomalyKind.NOVELTY, score, 0.0, 0.0, c, 0.0, 0.0))
+        if self._novel:
+            alarms += self._novelty(bk, counts)
         alarms.sort(key=lambda a: (table.rhythm_hash[a.slot], _KIND_ORDER[a.kind]))
         samples: dict[int, list[str]] = {}
         if acc is not None and alarms:
@@ -611,6 +652,51 @@ class Engine:
         if len(idle):
             events += self._evict(idle.tolist(), "evictions_idle", bk)
         return events
+
+    def _novelty(self, bk: int, counts: np.ndarray) -> list[Alarm]:
+        """Judge the held new patterns at the close of bucket `bk` (`via_otlp.detect.novelty`):
+        an alarm for each template whose evidence reached the threshold after the hold (one for
+        all its severities), given up after `hold_max`, held otherwise."""
+        table = self._table
+        groups: dict[tuple[str, str], list[int]] = {}
+        for slot, held in self._novel.items():
+            if held[0] <= bk:
+                held[1] += int(counts[slot])
+                src = table.source[slot]
+                assert src is not None
+                groups.setdefault((src.key, table.template_id[slot]), []).append(slot)
+        due = {
+            g: s for g, s in groups.items() if bk - min(self._novel[x][0] for x in s) >= self._hold
+        }
+        if not due:
+            return []
+        nv = self.config.novelty
+        singles = self._singletons()
+        alarms: list[Alarm] = []
+        for (key, _), slots in due.items():
+            first = min(self._novel[s][0] for s in slots)
+            seen = sum(self._novel[s][1] for s in slots)
+            top = slots[most_severe([table.severity[s] for s in slots])]
+            known = self._sources.get(key)
+            born = first if known is None else known[1] // self._bucket_ns
+            age = min(bk + 1 - born, self._ttl)
+            more = max(0, seen - 1)
+            e = evidence(table.severity[top], singles[key], nv.prior, age, more, bk - first + 1)
+            if e >= nv.threshold:
+                score = SEVERITY_NOVELTY_SCORE.get(table.severity[top], 50.0)
+                p = 10.0**-e
+                alarms.append(Alarm(top, AnomalyKind.NOVELTY, score, p, 0.0, seen, 0.0, 0.0))
+            elif bk - first < self._hold_max:
+                continue
+            for s in slots:
+                del self._novel[s]
+        return alarms
+
+    def _singletons(self) -> Counter[str]:
+        """Per source key, its patterns seen exactly once that are not held new patterns."""
+        table, held = self._table, self._novel
+        idx = np.flatnonzero(table.live & (table.total == 1)).tolist()
+        return Counter(table.source[s].key for s in idx if s not in held)  # type: ignore[union-attr]
 
     def _episodes_step(
         self, bk: int, verdict: Verdict, alarms: list[Alarm], samples: dict[int, list[str]]
@@ -741,7 +827,7 @@ class Engine:
         who = f"{src.service_name}: '{table.template[a.slot]}'"
         usual = f"usually {number_text(a.baseline_mean * 60 / bs)}±{number_text(a.baseline_std * 60 / bs)}/min"
         if a.kind is AnomalyKind.NOVELTY:
-            return f"{src.service_name}: new {table.severity[a.slot]} pattern '{table.template[a.slot]}' ({number_text(a.observed)} in {number_text(bs)}s)"
+            return f"{src.service_name}: new {table.severity[a.slot]} pattern '{table.template[a.slot]}' ({number_text(a.observed)} so far)"
         if a.kind is AnomalyKind.SPIKE:
             return f"{who} {rate_text(a.observed, bs)}, {usual}"
         if a.kind is AnomalyKind.DROP:
@@ -824,7 +910,7 @@ class Engine:
                 for key, (src, t) in self._sources.items()
             ],
             "forgotten": [list(x) for x in self._forgotten.items()],
-            "novel": [[self._table.rhythm_hash[s], b] for s, b in self._novel.items()],
+            "novel": [[self._table.rhythm_hash[s], *h] for s, h in self._novel.items()],
             "counters": dict(self._c),
         }
 
@@ -849,7 +935,7 @@ class Engine:
         self._add_sources(state["sources"])
         self._forgotten = {rh: key for rh, key in state["forgotten"]}
         index = self._table.index
-        self._novel = {index[rh]: int(b) for rh, b in state["novel"]}
+        self._novel = {index[row[0]]: _held(row) for row in state["novel"]}
         self._c.update(state["counters"])
 
     def _add_episodes(self, rows: list[Any]) -> None:
@@ -935,7 +1021,9 @@ class Engine:
                 if key in want
             ],
             "forgotten": [[rh, key] for rh, key in self._forgotten.items() if key in want],
-            "novel": [[table.rhythm_hash[s], b] for s, b in self._novel.items() if s in set(slots)],
+            "novel": [
+                [table.rhythm_hash[s], *h] for s, h in self._novel.items() if s in set(slots)
+            ],
         }
 
     def import_sources(self, tree: dict[str, Any]) -> None:
@@ -979,4 +1067,4 @@ class Engine:
         for rh, key in tree["forgotten"]:
             self._forgotten[rh] = key
         index = table.index
-        self._novel.update({index[rh]: int(b) for rh, b in tree["novel"]})
+        self._novel.update({index[row[0]]: _held(row) for row in tree["novel"]})

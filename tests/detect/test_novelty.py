@@ -1,0 +1,177 @@
+"""Novelty that needs evidence: base rate of new patterns per source, repetition, severity,
+merges of a split template, one episode per pattern."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.detect.trees import roundtrip
+from via_otlp.config import Config, parse_config
+from via_otlp.detect import DetectConfig, Engine
+from via_otlp.detect.config import NoveltyConfig
+from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, LogBatch, Source
+from via_otlp.patterns.rhythm import rhythm_hash
+from via_otlp.pipeline import Pipeline
+
+S = 1_000_000_000
+BUCKET = 10 * S
+SRC = Source.from_attributes((("service.name", "checkout"),))
+CFG = DetectConfig(warmup=600, cooldown=60, novelty=NoveltyConfig(source_warmup=600))
+
+
+def rows_batch(rows: list[tuple[str, int, str]]) -> LogBatch:
+    """rows: (template id, time_ns, severity); rhythm hashes as the patterns stage makes them."""
+    n = len(rows)
+    return LogBatch(
+        sources=[SRC],
+        source_index=[0] * n,
+        severity=[r[2] for r in rows],
+        body=[""] * n,
+        time_ns=[r[1] for r in rows],
+        trace_id=[""] * n,
+        unique_id=[""] * n,
+        template_id=[r[0] for r in rows],
+        template=[f"pattern {r[0]} <*>" for r in rows],
+        rhythm_hash=[rhythm_hash(SRC.key, r[2], r[0]) for r in rows],
+    )
+
+
+def background(b0: int, b1: int, rare: tuple[int, ...] = ()) -> list[LogBatch]:
+    """A busy INFO template (2 a bucket) from bucket b0 to b1; rare templates once each at `rare`."""
+    rng = np.random.default_rng(b0)
+    out = []
+    for b in range(b0, b1):
+        rows = [("busy", b * BUCKET + 1 + i, "INFO") for i in range(int(rng.poisson(2.0)))]
+        rows += [(f"rare{b}", b * BUCKET + 5, "INFO")] if b in rare else []
+        out.append(rows_batch(rows))
+    return out
+
+
+def novelty_opens(events: list[AnomalyEvent]) -> list[AnomalyEvent]:
+    return [e for e in events if e.kind is AnomalyKind.NOVELTY and e.state is EpisodeState.OPEN]
+
+
+def run(eng: Engine, batches: list[LogBatch]) -> list[AnomalyEvent]:
+    out: list[AnomalyEvent] = []
+    for b in batches:
+        out += eng.observe(b)
+    return out
+
+
+def test_one_new_error_is_news_on_a_settled_source_not_on_a_young_one() -> None:
+    day = 8640  # buckets
+    # Settled: a day in which every pattern repeats; then one never-seen ERROR line.
+    settled = Engine(CFG)
+    ev = run(settled, background(0, day))
+    ev += run(
+        settled, [rows_batch([("boom", day * BUCKET + 3, "ERROR")]), *background(day + 1, day + 4)]
+    )
+    (op,) = novelty_opens(ev)
+    assert op.time_ns == (day + 1) * BUCKET  # at the close of its own bucket: no delay added
+    assert op.observed == 1 and "new ERROR pattern 'pattern boom <*>'" in op.explanation
+    # Young: 1.5 h in which two rare templates were seen once each (its rare patterns are still
+    # turning up); the same single ERROR line is no news there...
+    young = Engine(CFG)
+    t = 540
+    ev = run(young, background(0, t, rare=(200, 400)))
+    ev += run(young, [rows_batch([("boom", t * BUCKET + 3, "ERROR")]), *background(t + 1, t + 400)])
+    assert novelty_opens(ev) == []
+    # ...but a new ERROR that keeps coming is.
+    ev = run(young, [rows_batch([("bang", (t + 400) * BUCKET + i * S, "ERROR") for i in range(3)])])
+    ev += run(young, background(t + 401, t + 404))
+    assert [e.template for e in novelty_opens(ev)] == ["pattern bang <*>"]
+
+
+def test_severity_raises_the_bar_for_debug() -> None:
+    eng = Engine(CFG)
+    day = 8640
+    run(eng, background(0, day))
+    ev = run(
+        eng, [rows_batch([("dbg", day * BUCKET + 3, "DEBUG"), ("err", day * BUCKET + 4, "ERROR")])]
+    )
+    ev += run(eng, background(day + 1, day + 4))
+    assert [e.severity for e in novelty_opens(ev)] == ["ERROR"]
+
+
+def test_one_episode_per_template_and_a_known_template_at_a_new_severity_is_not_new() -> None:
+    eng = Engine(CFG)
+    day = 8640
+    run(eng, background(0, day))
+    b = day * BUCKET
+    ev = run(eng, [rows_batch([("new", b + 3, "WARN"), ("new", b + 4, "ERROR"), ("new", b + 5, "WARN"),
+                               ("busy", b + 6, "ERROR")])])  # fmt: skip
+    ev += run(eng, background(day + 1, day + 4))
+    opens = novelty_opens(ev)
+    assert [(e.template, e.severity) for e in opens] == [("pattern new <*>", "ERROR")]
+    assert opens[0].observed == 3  # both severities' records are its evidence
+
+
+def test_a_held_pattern_survives_a_snapshot_and_a_handoff() -> None:
+    cfg = DetectConfig(warmup=600, cooldown=60, novelty=NoveltyConfig(source_warmup=600, hold=30))
+    day = 8640
+    a = Engine(cfg)
+    run(a, background(0, day))
+    run(a, [rows_batch([("boom", day * BUCKET + 3, "ERROR")]), *background(day + 1, day + 2)])
+    b = Engine(cfg)
+    b.restore(roundtrip(a.snapshot()))
+    c = Engine(cfg)
+    assert a.watermark_ns is not None
+    c.advance(a.watermark_ns)  # an instance already running takes the source over
+    c.import_sources(roundtrip(a.export_sources([SRC.key])))
+    rest = background(day + 2, day + 8)
+    want = novelty_opens(run(a, rest))
+    assert len(want) == 1 and want[0].time_ns == (day + 4) * BUCKET  # held 3 buckets more
+    assert novelty_opens(run(b, rest)) == want
+    assert novelty_opens(run(c, rest)) == want
+
+
+def _pipeline() -> Pipeline:
+    return Pipeline(
+        parse_config('{detect: {warmup: "10m", novelty: {source_warmup: "10m"}}}'), None, None
+    )
+
+
+def _feed(p: Pipeline, rows: list[tuple[int, str, str]]) -> list[AnomalyEvent]:
+    """rows: (time_ns, severity, body), one batch, through intake and the engine."""
+    got: list[AnomalyEvent] = []
+    p.dispatch.sink = got.extend
+    batch = LogBatch(
+        sources=[SRC], source_index=[0] * len(rows), severity=[r[1] for r in rows],
+        body=[r[2] for r in rows], time_ns=[r[0] for r in rows], trace_id=[""] * len(rows),
+        span_id=[""] * len(rows), unique_id=[""] * len(rows), event_name=[""] * len(rows),
+        template_hint=[""] * len(rows),
+    )  # fmt: skip
+    p.consume(p.intake.process(batch))
+    return got
+
+
+def _history(p: Pipeline, buckets: int) -> None:
+    for b in range(buckets):
+        _feed(p, [(b * BUCKET + 1, "INFO", f"Cache refreshed in {b % 7 + 3} ms"),
+                  (b * BUCKET + 2, "ERROR", "Worker alpha lost its lease")])  # fmt: skip
+
+
+def test_a_split_that_merges_back_before_its_bucket_closes_is_not_new() -> None:
+    hours = 1440  # 4 h of history: a single new ERROR line is news here (the control below)
+    control = _pipeline()
+    _history(control, hours)
+    t = hours * BUCKET
+    ev = _feed(control, [(t + 1, "ERROR", "Worker beta lost its lease")])
+    for b in range(hours + 1, hours + 4):
+        ev += _feed(control, [(b * BUCKET + 1, "INFO", "Cache refreshed in 4 ms")])
+    assert [e.kind for e in novelty_opens(ev)] == [AnomalyKind.NOVELTY]
+    # The word's third value, within the allowed lateness, generalises the template: the
+    # miner merges the split back, and the held pattern is dropped.
+    merged = _pipeline()
+    _history(merged, hours)
+    ev = _feed(merged, [(t + 1, "ERROR", "Worker beta lost its lease")])
+    ev += _feed(merged, [(t + 12 * S, "ERROR", "Worker gamma lost its lease")])
+    for b in range(hours + 2, hours + 6):
+        ev += _feed(merged, [(b * BUCKET + 1, "INFO", "Cache refreshed in 4 ms")])
+    assert merged.patterns.stats().merges >= 1
+    assert novelty_opens(ev) == []
+
+
+def test_config_keys() -> None:
+    nv = Config().detect.novelty
+    assert (nv.hold, nv.hold_max, nv.threshold) == (0.0, 1800.0, 4.0)
