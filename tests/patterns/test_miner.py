@@ -184,3 +184,19 @@ def test_lines_with_kept_digits_take_the_fast_path_without_mixing_them() -> None
     assert len(masked) <= 3  # one line of each digit shape: the kept words are the same
     other = miner.add('"GET /api/items/7 HTTP/2.0" 201 ssh2')  # same digit shape, other word
     assert other.id != first[0].id and other.text == '"GET <*> HTTP/2.0" <*> ssh2'
+
+
+def test_lines_of_one_shape_keeping_different_words_are_each_masked_once() -> None:
+    # ``user1199`` is not a number, so it is kept; users alternate within one digit shape. One
+    # fast-path entry per shape made every change of user mask the line again.
+    miner = SourceMiner(PatternsConfig())
+    masked: list[str] = []
+    tokens = miner.masker.tokens
+    miner.masker.tokens = lambda text: masked.append(text) or tokens(text)  # type: ignore[method-assign]
+    users = ["user1199", "user4059", "user2434", "user3944"]
+    lines = [f"User {users[i % 4]} logged in from 10.1.2.{i % 7}" for i in range(200)]
+    lines.append("User user9999 logged in from 10.1.2.3")  # another kept word: masked
+    got = [miner.add(line).id for line in lines]
+    assert len(masked) <= 4 * 7 + 1  # each (user, digit shape) once at most
+    uncached = SourceMiner(PatternsConfig(fast_path_size=0))
+    assert [uncached.add(line).id for line in lines] == got  # the cache changes no template

@@ -30,7 +30,7 @@ from __future__ import annotations
 import enum
 import re
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -320,6 +320,12 @@ def _witness(body: str, masked: list[str]) -> tuple[tuple[int, str], ...] | None
     return tuple(sorted(witness))
 
 
+def _kept_key(shape: bytes, kept: Iterable[str]) -> bytes:
+    """The `_by_kept` key of a line: its digit shape and the words that kept digits, the
+    shape's length first so that no two (shape, words) pairs make the same key."""
+    return b"%d\x00%b\x00%b" % (len(shape), shape, "\x00".join(kept).encode())
+
+
 def _collapse_spans(tokens: list[str]) -> list[str]:
     """``a <*> <*> b`` → ``a <*> b``: a variable of variable length is one ``<*>``."""
     out: list[str] = []
@@ -348,9 +354,12 @@ class SourceMiner:
         self._values: dict[tuple[str, str, int], set[str]] = {}
         self._by_shape: dict[bytes, Template] = {}
         self._by_body: dict[str, Template] = {}
-        self._by_kept: dict[bytes, tuple[Template, tuple[tuple[int, str], ...]]] = {}
+        # Lines whose digits survived masking: by shape, where the words that kept them are;
+        # by shape and those words, the template (`_kept_key`).
+        self._kept_at: dict[bytes, tuple[int, ...]] = {}
+        self._by_kept: dict[bytes, Template] = {}
         self._by_masked: dict[str, tuple[Template, bool]] = {}
-        self.cache_bytes = 0  # what the four caches above hold, about (keys + entry overhead)
+        self.cache_bytes = 0  # what the five caches above hold, about (keys + entry overhead)
         self._agnostic = self.masker.digit_agnostic
         # a body up to this long has at most `max_tokens` tokens, none longer than allowed
         self._long = min(2 * config.max_tokens - 2, config.max_token_chars)
@@ -371,12 +380,11 @@ class SourceMiner:
         # masking rules treat all digits alike, see `Masker.digit_agnostic`).
         shape = body.encode().translate(_ZERO_DIGITS) if self._agnostic else body.encode()
         hit = self._by_shape.get(shape)
-        if hit is None and self._by_kept:
-            kept = self._by_kept.get(shape)
-            if kept is not None:
+        if hit is None and self._kept_at:
+            at = self._kept_at.get(shape)
+            if at is not None:
                 parts = body.split()
-                if all(parts[i] == token for i, token in kept[1]):
-                    hit = kept[0]
+                hit = self._by_kept.get(_kept_key(shape, [parts[i] for i in at]))
         if hit is None and self._by_body:
             hit = self._by_body.get(body)
         if hit is not None and hit.alive:
@@ -444,7 +452,11 @@ class SourceMiner:
         # the words that kept them are the same, which a look at those words tells.
         witness = None if self._tokens_differ(body) else _witness(body, tokens)
         if witness is not None:
-            self._remember(self._by_kept, shape, (template, witness))
+            # Where digits survive depends on the digit shape alone; many lines of one shape
+            # keep different words (``user1199``, ``user4059``): each such set is an entry.
+            at = tuple(i for i, _ in witness)
+            self._remember(self._kept_at, shape, at)
+            self._remember(self._by_kept, _kept_key(shape, [w for _, w in witness]), template)
         else:  # only the exact line is safe to cache
             self._remember(self._by_body, body, template)
         return template
@@ -498,7 +510,7 @@ class SourceMiner:
     def clear_caches(self) -> int:
         """Forget the fast-path caches (the model stays); returns the bytes they held."""
         freed = self.cache_bytes
-        for cache in (self._by_shape, self._by_body, self._by_kept, self._by_masked):
+        for cache in (self._by_shape, self._by_body, self._kept_at, self._by_kept, self._by_masked):
             cache.clear()
         self.cache_bytes = 0
         return freed
