@@ -58,6 +58,21 @@ def add_parser(sub: Any) -> None:
         help="via-otlp config (detect settings; with its registry enabled, results are also "
         "stored in evaluation_metrics). Default: built-in defaults, no registry",
     )  # fmt: skip
+    g = p.add_argument_group("evaluations made from code (issue #10; no scenario files)")
+    g.add_argument("--families", action="store_true",
+                   help="scenario families: per kind found/missed and delay, false episodes per "
+                   "source-day on day one and day seven (via_otlp/simulate/families.py)")  # fmt: skip
+    g.add_argument("--count-series", action="store_true",
+                   help="5-minute count series scored in the style of the NAB benchmark "
+                   "(via_otlp/simulate/countseries.py)")  # fmt: skip
+    g.add_argument("--seeds", type=int, default=5, metavar="N", help="seeds to run (default 5)")
+    g.add_argument("--first-seed", type=int, default=1, metavar="K",
+                   help="the seeds are K..K+N-1 (default 1): hold out other seeds")  # fmt: skip
+    g.add_argument("--count-config", metavar="FILE",
+                   help="--count-series: detector config for 5-minute buckets "
+                   "(default via_otlp/simulate/countseries.json5)")  # fmt: skip
+    g.add_argument("--deployment", choices=("day1", "day7", "both"), default="both",
+                   help="--families: which deployment(s) to run (default both)")  # fmt: skip
     p.set_defaults(func=cmd_simulate)
 
 
@@ -117,6 +132,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from via_otlp.simulate.run import run_live_sync, run_offline
     from via_otlp.simulate.scenario import load_scenario
 
+    if args.families or args.count_series:
+        return cmd_evaluations(args)
     if args.plot:
         require_matplotlib()  # before the run, not after it
     config = load_config(args.config) if args.config else Config()
@@ -165,6 +182,38 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     for line in missed:
         print(f"target missed: {line}", file=sys.stderr)
     return 1 if args.check and missed else 0
+
+
+def cmd_evaluations(args: argparse.Namespace) -> int:
+    """`--families` and/or `--count-series`: run, print the summary, write the JSON report."""
+    import json
+
+    seeds = list(range(args.first_seed, args.first_seed + max(1, args.seeds)))
+    out: dict[str, Any] = {}
+    started = time.monotonic()
+    if args.families:
+        from via_otlp.simulate.families import DEPLOYMENTS, run_families
+
+        config = load_config(args.config) if args.config else Config()
+        deps = DEPLOYMENTS if args.deployment == "both" else (args.deployment,)
+
+        def said(dep: str, seconds: float) -> None:
+            print(f"families {dep}: {len(seeds)} seed(s) in {seconds:.1f}s", file=sys.stderr)
+
+        fam = run_families(seeds, config, deps, said)
+        print(fam.table())
+        out["families"] = fam.to_json()
+    if args.count_series:
+        from via_otlp.simulate.countseries import run_count_series
+
+        cs = run_count_series(seeds, args.count_config)
+        print(cs.table())
+        out["count_series"] = cs.to_json()
+    print(f"evaluations in {time.monotonic() - started:.1f}s")
+    if args.report:
+        Path(args.report).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+        print(f"report written to {args.report}", file=sys.stderr)
+    return 0
 
 
 async def record_evaluations(config: Config, rows: list[Any]) -> int:

@@ -26,6 +26,7 @@ from via_otlp.simulate.scenario import (
     _PLACEHOLDER,
     InjectedKind,
     NoiseKind,
+    NoiseSpec,
     Scenario,
     SchemaChangeKind,
     TemplateSpec,
@@ -108,10 +109,11 @@ class Traffic:
         per_bucket = float(self.counts.sum()) / max(1, self.counts.shape[1])
         return int(max(1, min(MAX_CHUNK_BUCKETS, TARGET_RECORDS_PER_REQUEST // max(per_bucket, 1))))
 
-    def requests(self, time_shift_ns: int = 0) -> Iterator[GeneratedRequest]:
-        """The traffic as requests in time order (`time_shift_ns` moves every timestamp)."""
+    def requests(self, time_shift_ns: int = 0, chunk: int = 0) -> Iterator[GeneratedRequest]:
+        """The traffic as requests in time order (`time_shift_ns` moves every timestamp), one per
+        `chunk` buckets (0: sized to about `TARGET_RECORDS_PER_REQUEST` records)."""
         n_b = self.counts.shape[1]
-        step = self.chunk_buckets()
+        step = chunk or self.chunk_buckets()
         for ci, lo in enumerate(range(0, n_b, step)):
             hi = min(n_b, lo + step)
             g = self._chunk(ci, lo, hi, time_shift_ns)
@@ -329,6 +331,13 @@ def _typed_values(
     return [KeyValue(key=key, value=AnyValue(string_value=f"v{x}")) for x in a]
 
 
+def wander(noise: NoiseSpec, bucket: float, n_buckets: int, rng: np.random.Generator) -> np.ndarray:
+    """Per-bucket rate factors, mean 1: one Gamma(shape, 1/shape) draw per `period`, held."""
+    per = max(1, round(noise.period / bucket))
+    g = rng.gamma(noise.shape, 1.0 / noise.shape, -(-n_buckets // per))
+    return np.repeat(g, per)[:n_buckets]
+
+
 # -- the rates and the truth -----------------------------------------------------------------
 
 
@@ -372,6 +381,8 @@ def generate(scenario: Scenario) -> Traffic:
     season = seasonal_factor(sc, n_b)
     base = np.array([t.spec.rate for t in templates])
     rates = base[:, None] * season[None, :]
+    for g in templates:  # a template that starts later has no records before
+        rates[g.code, : min(n_b, math.ceil(g.spec.starts / bucket - 1e-9))] = 0.0
     traffic = Traffic(sc, templates, rates, np.zeros_like(rates), [])
     truth: list[TruthWindow] = []
     for ai, a in enumerate(sc.anomalies):
@@ -402,6 +413,7 @@ def generate(scenario: Scenario) -> Traffic:
             hours = np.minimum(hours, (b1 - b0) * bucket / 3600.0)
             rates[idx, b0:] *= np.maximum(0.05, 1.0 + a.percent_per_hour / 100.0 * hours)[None, :]
         elif a.kind is InjectedKind.CARDINALITY:
+            rates[idx, b0:b1] *= a.volume
             for c in codes:
                 traffic.fresh_ids.setdefault(c, []).append((b0, b1))
         elif a.kind is InjectedKind.SCHEMA:
@@ -430,6 +442,9 @@ def draw_counts(sc: Scenario, templates: list[GenTemplate], rates: np.ndarray) -
     for g in templates:
         rng = np.random.default_rng([sc.seed, g.code, 0])
         lam = rates[g.code]
+        if sc.noise.kind is NoiseKind.GAMMA and not g.spec.dispersion:
+            counts[g.code] = rng.poisson(lam * wander(sc.noise, sc.bucket, len(lam), rng))
+            continue
         disp = g.spec.dispersion or (
             sc.noise.dispersion if sc.noise.kind is NoiseKind.NEGBIN else 1.0
         )

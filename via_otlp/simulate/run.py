@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import grpc
@@ -32,7 +32,7 @@ from via_otlp.config import Config
 from via_otlp.errors import ViaError
 from via_otlp.model import TEMPLATE_ATTRIBUTE, AnomalyEvent, AnomalyKind
 from via_otlp.receive.normalise import Normaliser
-from via_otlp.simulate.generate import Traffic, generate
+from via_otlp.simulate.generate import GeneratedRequest, Traffic, generate
 from via_otlp.simulate.scenario import Scenario
 from via_otlp.simulate.score import Detection, Score, detections_of, score
 
@@ -89,15 +89,36 @@ def run_offline(
     """Generate the scenario and replay it through a fresh `Pipeline` in event time."""
     started = time.monotonic()
     traffic = generate(scenario)
-    total = traffic.total_records
+    end_ns = scenario.start_ns + scenario.buckets * scenario.bucket_ns
+    events, rhythms_of, done = replay(
+        traffic.requests(), config, end_ns, traffic.total_records, progress
+    )
+    detections = detections_of(events)
+    sc = score_run(traffic, detections, rhythms_of, config.detect.bucket_ns)
+    return RunResult(
+        scenario, traffic, detections, events, rhythms_of, done, time.monotonic() - started, sc
+    )
+
+
+def replay(
+    requests: Iterable[GeneratedRequest],
+    config: Config,
+    end_ns: int,
+    total: int = 0,
+    progress: ProgressFn | None = None,
+) -> tuple[list[AnomalyEvent], dict[int, frozenset[str]], int]:
+    """Generated requests through a fresh `Pipeline` in event time, as `replay` sends them.
+
+    Returns the events, the rhythm hashes each template code got, and the records consumed.
+    """
     events: list[AnomalyEvent] = []
     pipeline = Pipeline(config, registry=None, sink=events.extend)
     intake = pipeline.intake
-    # The receive time: after the whole scenario, so no record counts as from the future.
-    now_ns = scenario.start_ns + scenario.buckets * scenario.bucket_ns + 3600 * 10**9
+    # The receive time: after the whole run, so no record counts as from the future.
+    now_ns = end_ns + 3600 * 10**9
     pairs: set[tuple[str, int]] = set()
     done = 0
-    for g in traffic.requests():
+    for g in requests:
         batch = intake.process(intake.prepare_request(g.request, now_ns))
         if len(batch) == len(g.codes):
             pairs.update(zip(batch.rhythm_hash, g.codes.tolist(), strict=True))
@@ -109,12 +130,7 @@ def run_offline(
     rhythms: dict[int, set[str]] = {}
     for rh, code in pairs:
         rhythms.setdefault(code, set()).add(rh)
-    rhythms_of = {c: frozenset(v) for c, v in rhythms.items()}
-    detections = detections_of(events)
-    sc = score_run(traffic, detections, rhythms_of, config.detect.bucket_ns)
-    return RunResult(
-        scenario, traffic, detections, events, rhythms_of, done, time.monotonic() - started, sc
-    )
+    return events, {c: frozenset(v) for c, v in rhythms.items()}, done
 
 
 # -- live --------------------------------------------------------------------------------------

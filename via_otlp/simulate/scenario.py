@@ -38,7 +38,7 @@ class InjectedKind(enum.StrEnum):
     DROP = "drop"  # rate ÷ factor for the window
     SILENCE = "silence"  # no records at all for the window
     NEW_TEMPLATE = "new_template"  # a template never seen before, for the window
-    CARDINALITY = "cardinality"  # every record a fresh unique id, at the same volume
+    CARDINALITY = "cardinality"  # every record a fresh unique id, at volume × the rate
     DRIFT = "drift"  # rate + percent_per_hour of the base per hour, and it stays there
     SCHEMA = "schema"  # a new attribute key, or an attribute whose type changes
 
@@ -59,6 +59,8 @@ class TemplateSpec:
     attributes: dict[str, str] = field(default_factory=dict)
     users: int = field(default=1000, metadata=spec(ge=1))  # the unique-id population
     dispersion: float = field(default=0.0, metadata=spec(ge=0))  # 0: the scenario's noise
+    # No records before this time from the scenario start (a word's second value, a new release).
+    starts: float = field(default=0.0, metadata=spec(unit="duration", ge=0))
 
     def check(self) -> None:
         for where, text in [("text", self.text), *self.attributes.items()]:
@@ -102,14 +104,19 @@ class SeasonalitySpec:
 class NoiseKind(enum.StrEnum):
     POISSON = "poisson"
     NEGBIN = "negbin"
+    GAMMA = "gamma"  # gamma-Poisson with a rate that wanders per `period`, not per bucket
 
 
 @dataclass(frozen=True)
 class NoiseSpec:
-    """Count noise per bucket: Poisson, or negative binomial with variance = dispersion × mean."""
+    """Count noise per bucket: Poisson; negative binomial with variance = dispersion × mean; or
+    gamma: the rate × a Gamma(shape, 1/shape) factor drawn per `period` and per template, then
+    Poisson, so every bucket of a noisy minute is high together (as real rates wander)."""
 
     kind: NoiseKind = NoiseKind.POISSON
     dispersion: float = field(default=2.0, metadata=spec(ge=1))
+    shape: float = field(default=10.0, metadata=spec(gt=0))
+    period: float = field(default=60.0, metadata=spec(unit="duration", gt=0))
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,7 @@ class AnomalySpec:
     duration: float = field(metadata=spec(unit="duration", gt=0))
     template: str = ""  # a template name; "" means every template of the source
     factor: float = field(default=10.0, metadata=spec(gt=1))
+    volume: float = field(default=1.0, metadata=spec(gt=0))  # cardinality: rate × volume
     percent_per_hour: float = 20.0
     text: str = ""  # new_template
     severity: str = "ERROR"  # new_template

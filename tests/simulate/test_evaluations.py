@@ -1,0 +1,126 @@
+"""The issue #10 evaluations: the NAB-style scorer on hand-made cases, and the families and count
+series made from a seed (the same seed, the same traffic; another seed, other traffic)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from via_otlp.simulate import countseries as cs
+from via_otlp.simulate.families import (
+    KINDS,
+    build_case,
+    code_offsets,
+    merged_requests,
+)
+from via_otlp.simulate.generate import generate, wander
+from via_otlp.simulate.scenario import InjectedKind, NoiseKind, NoiseSpec
+
+WINDOWS = [(100, 199), (500, 599)]
+
+
+def nab(rows: list[int], windows: list[tuple[int, int]] = WINDOWS, probation: int = 0) -> float:
+    return cs.normalised([cs.nab_score(rows, windows, probation, cs.PROFILE)])
+
+
+def test_null_scores_zero_and_perfect_scores_hundred() -> None:
+    assert nab([]) == pytest.approx(0.0)
+    assert nab([100, 500]) == pytest.approx(100.0)
+
+
+def test_earlier_in_the_window_scores_more() -> None:
+    start, middle, end = nab([100, 500]), nab([150, 500]), nab([199, 500])
+    assert start > middle > end > nab([500])  # late still beats a miss
+
+
+def test_a_false_alarm_lowers_the_score_and_far_ones_cost_the_full_weight() -> None:
+    base = nab([100, 500])
+    near, far, before = nab([100, 200, 500]), nab([100, 400, 500]), nab([50, 100, 500])
+    assert near < base and far < near
+    raw = cs.nab_score([50, 100, 500], WINDOWS, 0, cs.PROFILE).raw
+    assert raw == pytest.approx(2.0 - cs.PROFILE["fp"])  # before every window: -FP
+    assert before < base
+
+
+def test_only_the_first_alarm_of_a_window_counts_and_probation_is_ignored() -> None:
+    assert nab([100, 120, 190, 500]) == pytest.approx(nab([100, 500]))
+    assert nab([10, 100, 500], probation=50) == pytest.approx(100.0)
+    s = cs.nab_score([10, 150], WINDOWS, 50, cs.PROFILE)
+    assert (s.hit, s.false_rows, s.window_hit) == (1, 0, [True, False])
+
+
+def test_series_are_seeded_and_their_windows_follow_the_benchmark_rule() -> None:
+    a, b = cs.make_series(3, 0, "tweets"), cs.make_series(3, 0, "tweets")
+    assert np.array_equal(a.counts, b.counts) and a.windows == b.windows
+    assert not np.array_equal(a.counts[:500], cs.make_series(4, 0, "tweets").counts[:500])
+    n, k = len(a.counts), len(a.anomalies)
+    for (lo, hi), (at, _) in zip(a.windows, a.anomalies, strict=True):
+        assert hi - lo + 1 == int(cs.WINDOW_SHARE * n / k)
+        assert abs((lo + hi) / 2 - at) <= 1  # centred on the anomaly's start
+        assert at > a.probation
+    r = cs.make_series(3, 1, "requests")
+    assert r.counts.mean() > a.counts.mean() / 3  # both styles have volume
+
+
+def test_families_are_deterministic_per_seed() -> None:
+    one, again, other = build_case(2, "day1"), build_case(2, "day1"), build_case(3, "day1")
+    assert one == again and one != other
+    t1, t2 = generate(one.scenario), generate(again.scenario)
+    assert np.array_equal(t1.counts, t2.counts)
+    assert sorted(one.labels) == sorted(KINDS)  # one labelled window per kind and case
+
+
+def test_day_seven_judges_the_seventh_day_of_the_same_system() -> None:
+    d1, d7 = build_case(4, "day1"), build_case(4, "day7")
+    assert d7.scenario.duration == 7 * d1.scenario.duration == 7 * 86400
+    assert all(a.at >= d7.judged_from for a in d7.scenario.anomalies)
+    texts = [[t.text for t in s.templates][:12] for s in d1.scenario.sources]
+    assert texts == [[t.text for t in s.templates][:12] for s in d7.scenario.sources]
+    # the word template's second value first appears in the judged day
+    seconds = [s.templates[-1] for s in d7.scenario.sources]
+    assert all(d7.judged_from < t.starts < d7.judged_from + 86400 for t in seconds)
+
+
+def test_family_traffic_has_the_promised_shape() -> None:
+    case = build_case(5, "day1")
+    tr = generate(case.scenario)
+    per_min = [t.spec.rate * 6 for t in tr.templates]
+    assert min(per_min) < 0.05 and max(per_min) > 50
+    errors = [t for s in case.scenario.sources for t in s.templates if t.severity == "ERROR"]
+    assert len(errors) == 3 and all(0.5 <= 1 / (t.rate * 360) <= 2 for t in errors)  # 1 per 1-2 h
+    kinds = {k: a for k, a in zip(case.labels, case.scenario.anomalies, strict=True)}
+    burst = kinds["burst"]
+    base = next(
+        t for t in tr.templates if t.service == burst.source and t.spec.name == burst.template
+    )
+    assert base.spec.rate < 0.2 and 45 <= base.spec.rate * burst.factor * 60 <= 75
+    assert (
+        kinds["cardinality"].kind is InjectedKind.CARDINALITY and kinds["cardinality"].volume == 1.5
+    )
+
+
+def test_gamma_noise_holds_its_rate_factor_for_a_period() -> None:
+    f = wander(
+        NoiseSpec(kind=NoiseKind.GAMMA, shape=5.0, period=60.0), 10.0, 600, np.random.default_rng(1)
+    )
+    blocks = f.reshape(100, 6)
+    assert np.all(blocks == blocks[:, :1]) and len(np.unique(blocks[:, 0])) == 100
+    assert 0.7 < f.mean() < 1.3
+
+
+def test_merged_runs_keep_every_record_and_its_template() -> None:
+    cases = [build_case(s, "day1") for s in (1, 2)]
+    short = [replace(c.scenario, duration=1800.0, anomalies=()) for c in cases]
+    traffics = [generate(s) for s in short]
+    offsets = code_offsets(traffics)
+    total = 0
+    for g in merged_requests(traffics):
+        services = [rl.resource.attributes[0].value.string_value for rl in g.request.resource_logs]
+        n = sum(len(sl.log_records) for rl in g.request.resource_logs for sl in rl.scope_logs)
+        assert n == len(g.codes)
+        assert any(s.endswith("-s1") for s in services) and any(s.endswith("-s2") for s in services)
+        total += n
+    assert total == sum(t.total_records for t in traffics)
+    assert offsets == [0, len(traffics[0].templates)]

@@ -1,0 +1,521 @@
+"""Scenario families: labelled traffic made from code and a seed, for a detector never tuned on it.
+
+Each seed gives two deployments of the same three-service system:
+
+- ``day1``: the detector starts cold at midnight and runs one day (warm-up, the morning ramp,
+  a rare ERROR template's first appearance, a word variable's second value all fall in it);
+- ``day7``: the detector learns six quiet days, and day seven is judged.
+
+Both carry one injected anomaly of every family kind (`KINDS`), at shuffled hours, each on a
+template (or source) chosen for it: spikes and drops on busy templates, a low-rate burst on a
+template at ~0.1 records per 10 s bucket, a cardinality change on a template whose ids come from
+a small pool, slow drifts up and down, a new template, a silent source. The background: twelve
+templates per service from 0.01 to 100 records/min (log-spaced, jittered), a daily curve,
+minute-scale gamma-Poisson rate noise (`NoiseKind.GAMMA`), a rare normal ERROR template (once
+per 1-2 h), and a template whose word variable gets its second value later in the judged day.
+
+Nothing here is tuned to a data set: texts, rates, hours and strengths are drawn from the seed
+within the ranges written below. The runs go through `run.run_offline` (the `Pipeline` path of
+`via-otlp simulate`); scoring is `score.score`, restricted to the judged day.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from via_otlp.config import Config
+from via_otlp.model import AnomalyKind
+from via_otlp.simulate.generate import GeneratedRequest, Traffic, generate
+from via_otlp.simulate.run import replay
+from via_otlp.simulate.scenario import (
+    AnomalySpec,
+    InjectedKind,
+    NoiseKind,
+    NoiseSpec,
+    Scenario,
+    SeasonalitySpec,
+    SourceSpec,
+    TemplateSpec,
+)
+from via_otlp.simulate.score import DAY_NS, Detection, detections_of, quantile, score
+
+KINDS = (
+    "spike",
+    "drop",
+    "drift_up",
+    "drift_down",
+    "burst",
+    "cardinality",
+    "new_template",
+    "silence",
+)
+DEPLOYMENTS = ("day1", "day7")
+SERVICES = ("checkout", "inventory", "notifier")
+TEMPLATES_PER_SERVICE = 12
+# The busiest template of each service, per minute: services differ in size, and the records
+# (not the buckets) are what a run costs (100/min everywhere tripled it; see README).
+SERVICE_TOP_PER_MIN = (100.0, 20.0, 5.0)
+BUCKET = 10.0
+HOUR = 3600.0
+# Hours (of the judged day) at which the eight anomalies start, before jitter; 2.5 h apart, so
+# two anomalies on the same service (every third slot) are 7.5 h apart and never overlap.
+SLOTS = tuple(3.0 + 2.5 * i for i in range(len(KINDS)))
+
+# Message shapes of the background. `{w}` is a literal word (the "word variable" of one template
+# per service takes a second value later); the other placeholders are generate.py's.
+SHAPES = (
+    "GET /api/v2/{w}/items/{id} 200 in {ms}ms",
+    "POST /api/v2/{w}/orders accepted order {id} in {ms}ms",
+    "Cache {w} miss for key session:{hex}",
+    "Connection pool {w} ready with {int} connections",
+    "Worker {w} finished job {hex} in {ms}ms",
+    "Scheduled task {w} started, next run in {int} minutes",
+    "Queue {w} depth is {int} after poll",
+    "Published event {hex} to topic {w}",
+    "Retrying call to {w} service at {ip} after {ms}ms",
+    "Health check of {w} passed in {ms}ms",
+    "Loaded {int} rows from table {w} in {ms}ms",
+    "Session {hex} for user {user} refreshed by {w}",
+    "Config key {w} reloaded from disk",
+    "Upstream {w} responded with status 503 after {ms}ms",
+    "Compacted segment {hex} of index {w}",
+    "Sent notification {id} via {w} provider",
+    "Stock level for sku {id} updated by {w}",
+    "TLS handshake with {ip} took {ms}ms on listener {w}",
+    "Batch {hex} of {int} records flushed to {w}",
+    "Feature flag {w} evaluated for user {user}",
+    "Slow query on {w} took {ms}ms",
+    "Garbage collection in {w} pool paused {ms}ms",
+    "Rebalanced {int} partitions of group {w}",
+    "Token for client {hex} renewed by {w}",
+    "Checkpoint {int} of stream {w} written",
+    "Order {id} moved to state {w}",
+    "Webhook delivery {hex} to {ip} succeeded via {w}",
+    "Thumbnail for image {id} rendered by {w} in {ms}ms",
+    "Invoice {id} generated for tenant {w}",
+    "DNS lookup for {w}.internal resolved in {ms}ms",
+    "Lease on shard {int} acquired by {w}",
+    "Metrics exported to {w} collector, {int} series",
+    "Email template {w} rendered for message {hex}",
+    "Search index {w} refreshed with {int} documents",
+)
+SMALL_POOL_SHAPES = (
+    "Rate limit exceeded for user {user} on {w}",
+    "Login throttled for account {user} by {w}",
+    "Permission denied for {user} on resource {w}",
+)
+RARE_ERROR_SHAPES = (
+    "Deadlock detected in {w} transaction {id}, retried",
+    "Certificate for {w} expires in {int} days",
+    "Disk usage on {w} volume above {int} percent",
+)
+NEW_SHAPES = (
+    "Fatal: unable to allocate {int} MB for {w} buffer",
+    "Circuit breaker {w} opened after {int} consecutive failures",
+    "Unhandled exception in {w} handler: NullReferenceError at line {int}",
+    "Replica {w} lagging behind primary by {ms}ms",
+)
+WORDS = (
+    "alpha", "harbor", "maple", "quartz", "falcon", "ember", "delta", "orbit", "cedar", "nimbus",
+    "raven", "pixel", "tundra", "summit", "lagoon", "comet", "willow", "basalt", "zephyr", "onyx",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FamilyCase:
+    """One deployment of one seed: the scenario, each anomaly's family kind, the judged day."""
+
+    seed: int
+    deployment: str
+    scenario: Scenario
+    labels: tuple[str, ...]  # family kind of anomaly i
+    judged_from: float  # seconds from the scenario start: the judged day begins
+
+
+def build_case(seed: int, deployment: str) -> FamilyCase:
+    """The scenario of `deployment` ("day1" or "day7") for `seed` (same seed, same scenario)."""
+    if deployment not in DEPLOYMENTS:
+        raise ValueError(f"deployment must be one of {DEPLOYMENTS}, got {deployment!r}")
+    days = 1 if deployment == "day1" else 7
+    judged = (days - 1) * 86400.0
+    rng = np.random.default_rng([seed, 10])  # the system: the same for both deployments
+    sources, roles = _sources(rng, seed)
+    drng = np.random.default_rng([seed, 11, days])  # this deployment's events
+    sources = _second_words(drng, sources, roles, judged)
+    anomalies, labels = _anomalies(drng, sources, roles, judged)
+    sc = Scenario(
+        name=f"family-{deployment}-seed{seed}",
+        description=f"scenario family, seed {seed}, {deployment} judged",
+        seed=seed * 100 + days,
+        duration=days * 86400.0,
+        bucket=BUCKET,
+        sources=tuple(sources),
+        seasonality=SeasonalitySpec(
+            daily=float(rng.uniform(0.3, 0.7)), peak_hour=float(rng.uniform(11.0, 17.0))
+        ),
+        noise=NoiseSpec(kind=NoiseKind.GAMMA, shape=float(rng.uniform(5.0, 20.0)), period=60.0),
+        anomalies=tuple(anomalies),
+    )
+    sc.check()
+    return FamilyCase(seed, deployment, sc, tuple(labels), judged)
+
+
+@dataclass(frozen=True)
+class _Roles:
+    """Which background template of a service plays which part (indices into its templates)."""
+
+    busy: tuple[int, ...]  # the three busiest of the others
+    low: int  # ~0.1 records per bucket: the burst target
+    small_pool: int  # ids from ~20 users: the cardinality target
+    word: int  # its word takes a second value later
+    word_text: str  # the shape, with `{w}` still in it
+
+
+def _fill(shape: str, word: str) -> str:
+    return shape.replace("{w}", word)
+
+
+def _sources(rng: np.random.Generator, seed: int) -> tuple[list[SourceSpec], list[_Roles]]:
+    shapes = list(rng.permutation(len(SHAPES)))
+    words = list(rng.permutation(len(WORDS)))
+    sources, roles = [], []
+    n = TEMPLATES_PER_SERVICE
+    for si, service in enumerate(SERVICES):
+        # Log-spaced from 0.01 per minute to the service's top rate, jittered within each step;
+        # slot 0 is the rare ERROR (once per 1-2 h); the burst target runs at ~0.05-0.15 per
+        # bucket; the small id pool template is busy (8-20/min), so ids per bucket = the count.
+        top = math.log10(SERVICE_TOP_PER_MIN[si])
+        per_min = [10 ** (-2 + (top + 2) * (i + rng.uniform(0.0, 1.0)) / n) for i in range(n)]
+        per_min[0] = 1.0 / rng.uniform(60.0, 120.0)
+        low, small_pool, word = 4, 7, 6
+        per_min[low] = float(rng.uniform(0.3, 0.9))
+        per_min[small_pool] = float(rng.uniform(8.0, 20.0))
+        templates = []
+        word_text = ""
+        for i in range(n):
+            w = WORDS[words[(si * n + i) % len(WORDS)]]
+            rate = per_min[i] * BUCKET / 60.0
+            severity = str(rng.choice(["INFO", "INFO", "INFO", "DEBUG", "WARN"]))
+            attrs: dict[str, str] = {}
+            users = 1000
+            if i == 0:
+                shape, severity = RARE_ERROR_SHAPES[si % len(RARE_ERROR_SHAPES)], "ERROR"
+            elif i == small_pool:
+                shape, severity = SMALL_POOL_SHAPES[si % len(SMALL_POOL_SHAPES)], "WARN"
+                users = int(rng.integers(15, 26))
+                attrs = {"user.id": "{user}"}
+            else:
+                shape = SHAPES[shapes.pop()]
+                if "{user}" in shape:
+                    attrs = {"user.id": "{user}"}
+            if i == word:
+                word_text = shape
+            templates.append(
+                TemplateSpec(
+                    name=f"t{i:02d}", text=_fill(shape, w), rate=rate, severity=severity,
+                    attributes=attrs, users=users,
+                )
+            )  # fmt: skip
+        busy = tuple(sorted(set(range(1, n)) - {low, small_pool, word}, key=per_min.__getitem__))[
+            -3:
+        ]
+        sources.append(
+            SourceSpec(service=f"{service}-s{seed}", namespace="family", templates=tuple(templates))
+        )
+        roles.append(_Roles(busy, low, small_pool, word, word_text))
+    return sources, roles
+
+
+def _second_words(
+    rng: np.random.Generator, sources: list[SourceSpec], roles: list[_Roles], judged: float
+) -> list[SourceSpec]:
+    """Add, per service, the word template's second value from an hour of the judged day on."""
+    out = []
+    for src, r in zip(sources, roles, strict=True):
+        first = src.templates[r.word]
+        used = {t.text for t in src.templates}
+        second = next(
+            _fill(r.word_text, w)
+            for w in (WORDS[i] for i in rng.permutation(len(WORDS)))
+            if _fill(r.word_text, w) not in used
+        )
+        twin = replace(
+            first,
+            name=f"{first.name}-second",
+            text=second,
+            rate=first.rate * float(rng.uniform(0.2, 0.6)),
+            starts=judged + float(rng.uniform(4.0, 20.0)) * HOUR,
+        )
+        out.append(replace(src, templates=(*src.templates, twin)))
+    return out
+
+
+def _anomalies(
+    rng: np.random.Generator, sources: list[SourceSpec], roles: list[_Roles], judged: float
+) -> tuple[list[AnomalySpec], list[str]]:
+    order = [KINDS[i] for i in rng.permutation(len(KINDS))]
+    out, labels = [], []
+    new_shapes = list(rng.permutation(len(NEW_SHAPES)))
+    for slot, kind in enumerate(order):
+        si = slot % len(SERVICES)
+        src, r = sources[si], roles[si]
+        at = judged + (SLOTS[slot] + float(rng.uniform(0.0, 0.5))) * HOUR
+        busy = src.templates[int(rng.choice(r.busy))].name
+        a = AnomalySpec(kind=InjectedKind.SPIKE, source=src.service, at=at, duration=600.0)
+        if kind == "spike":
+            a = replace(a, template=busy, factor=float(rng.uniform(3.0, 6.0)),
+                        duration=float(rng.uniform(5.0, 10.0)) * 60)  # fmt: skip
+        elif kind == "drop":
+            a = replace(a, kind=InjectedKind.DROP, template=busy,
+                        factor=float(rng.uniform(4.0, 8.0)),
+                        duration=float(rng.uniform(10.0, 20.0)) * 60)  # fmt: skip
+        elif kind in ("drift_up", "drift_down"):
+            pct = float(rng.uniform(25.0, 50.0) if kind == "drift_up" else -rng.uniform(20.0, 35.0))
+            a = replace(a, kind=InjectedKind.DRIFT, template=busy, percent_per_hour=pct,
+                        duration=2 * HOUR)  # fmt: skip
+        elif kind == "burst":
+            low = src.templates[r.low]
+            per_10min = low.rate * 60  # expected records in 10 minutes
+            a = replace(a, template=low.name, factor=float(rng.uniform(50.0, 70.0)) / per_10min)
+        elif kind == "cardinality":
+            a = replace(a, kind=InjectedKind.CARDINALITY, template=src.templates[r.small_pool].name,
+                        volume=1.5, duration=float(rng.uniform(10.0, 20.0)) * 60)  # fmt: skip
+        elif kind == "new_template":
+            shape = NEW_SHAPES[new_shapes.pop()]
+            a = replace(a, kind=InjectedKind.NEW_TEMPLATE, text=_fill(shape, "primary"),
+                        severity=str(rng.choice(["WARN", "ERROR"])),
+                        rate=float(rng.uniform(0.5, 3.0)) * BUCKET / 60.0,
+                        duration=float(rng.uniform(10.0, 20.0)) * 60)  # fmt: skip
+        elif kind == "silence":
+            a = replace(a, kind=InjectedKind.SILENCE,
+                        duration=float(rng.uniform(10.0, 20.0)) * 60)  # fmt: skip
+        out.append(a)
+        labels.append(kind)
+    return out, labels
+
+
+# -- running and scoring -----------------------------------------------------------------------
+
+
+@dataclass
+class CaseResult:
+    """One case, run and scored on its judged day."""
+
+    case: FamilyCase
+    delays_min: dict[int, float | None]  # anomaly index → delay in minutes (None: missed)
+    false_by_kind: dict[str, int]  # false episodes on the judged day, by alarm kind
+    quiet_source_days: float  # judged day, every source, less the windows and their tolerance
+    records: int
+    seconds: float
+
+
+# Buckets per request when several cases share a run: every case's chunk k covers the same
+# buckets, so their records reach the engine together and none is late.
+CHUNK_BUCKETS = 60
+
+
+def merged_requests(traffics: list[Traffic]) -> Iterator[GeneratedRequest]:
+    """The requests of several traffics of equal length, chunk by chunk in one request each;
+    template codes are offset so that traffic i's code c is `offsets[i] + c`."""
+    offsets = code_offsets(traffics)
+    streams = [t.requests(chunk=CHUNK_BUCKETS) for t in traffics]
+    for parts in zip(*streams, strict=True):
+        req = ExportLogsServiceRequest()
+        for g in parts:
+            req.resource_logs.extend(g.request.resource_logs)
+        codes = np.concatenate([g.codes + off for g, off in zip(parts, offsets, strict=True)])
+        yield GeneratedRequest(req, codes, parts[0].first_bucket, parts[0].last_bucket)
+
+
+def code_offsets(traffics: list[Traffic]) -> list[int]:
+    return [sum(len(t.templates) for t in traffics[:i]) for i in range(len(traffics))]
+
+
+def run_cases(cases: list[FamilyCase], config: Config) -> list[CaseResult]:
+    """Cases of one length in ONE pipeline run (their services are distinct, so they do not
+    meet in the detector), each scored on its judged day; one engine pays the per-bucket cost."""
+    started = time.monotonic()
+    traffics = [generate(c.scenario) for c in cases]
+    sc0 = cases[0].scenario
+    if any(c.scenario.duration != sc0.duration or c.scenario.start != sc0.start for c in cases):
+        raise ValueError("cases run together must share start and duration")
+    end_ns = sc0.start_ns + sc0.buckets * sc0.bucket_ns
+    total = sum(t.total_records for t in traffics)
+    events, rhythms, _ = replay(merged_requests(traffics), config, end_ns, total)
+    detections = detections_of(events)
+    seconds = time.monotonic() - started
+    out = []
+    for case, tr, off in zip(cases, traffics, code_offsets(traffics), strict=True):
+        keys = {s.key for s in case.scenario.sources}
+        mine = [d for d in detections if d.source_key in keys]
+        rhythms_of = {c: rhythms.get(off + c, frozenset()) for c in range(len(tr.templates))}
+        res = score_case(case, tr, mine, rhythms_of, config)
+        res.records, res.seconds = tr.total_records, seconds * tr.total_records / max(total, 1)
+        out.append(res)
+    return out
+
+
+def score_case(
+    case: FamilyCase,
+    traffic: Traffic,
+    detections: list[Detection],
+    rhythms_of: dict[int, frozenset[str]],
+    config: Config,
+) -> CaseResult:
+    """Score one case's detections on its judged day (earlier episodes are not judged)."""
+    sc = case.scenario
+    day0 = sc.start_ns + round(case.judged_from * 1e9)
+    s = score(
+        traffic.truth,
+        [d for d in detections if d.started_ns >= day0],
+        sources=[src.key for src in sc.sources],
+        run_start_ns=day0,
+        run_end_ns=day0 + DAY_NS,
+        bucket_ns=config.detect.bucket_ns,
+        tolerance_ns=round(sc.tolerance * 1e9),
+        rhythms_of=rhythms_of,
+    )
+    bucket_min = config.detect.bucket / 60.0
+    delays = {i: (None if d is None else d * bucket_min) for i, d in s.window_hits.items()}
+    false: dict[str, int] = {}
+    for d in s.false_detections:
+        false[d.kind.value] = false.get(d.kind.value, 0) + 1
+    quiet = sum(s.quiet_days_by_source.values())
+    return CaseResult(case, delays, false, quiet, 0, 0.0)
+
+
+@dataclass
+class FamiliesReport:
+    """Every case of every seed, and the summaries `via-otlp simulate --families` prints."""
+
+    results: list[CaseResult] = field(default_factory=list)
+    seconds: dict[str, tuple[float, float]] = field(default_factory=dict)  # wall, CPU
+
+    def seeds(self) -> list[int]:
+        return sorted({r.case.seed for r in self.results})
+
+    def by_kind(self, deployment: str | None = None) -> dict[str, tuple[int, int, float | None]]:
+        """Family kind → (found, missed, median delay in minutes), of one or both deployments."""
+        out: dict[str, tuple[int, int, float | None]] = {}
+        for kind in KINDS:
+            delays = [
+                r.delays_min[i]
+                for r in self.results
+                if deployment is None or r.case.deployment == deployment
+                for i, k in enumerate(r.case.labels)
+                if k == kind
+            ]
+            found = [d for d in delays if d is not None]
+            out[kind] = (len(found), len(delays) - len(found), quantile(found, 0.5))
+        return out
+
+    def false_rate(self, deployment: str, alarm: str | None = None) -> list[float]:
+        """False episodes per source-day on the judged day, one value per seed."""
+        vals = []
+        for seed in self.seeds():
+            rs = [
+                r for r in self.results if r.case.seed == seed and r.case.deployment == deployment
+            ]
+            if not rs:
+                continue
+            n = sum(
+                sum(v for k, v in r.false_by_kind.items() if alarm is None or k == alarm)
+                for r in rs
+            )
+            days = sum(r.quiet_source_days for r in rs)
+            vals.append(n / days if days else 0.0)
+        return vals
+
+    def alarm_kinds(self) -> list[str]:
+        seen = {k for r in self.results for k in r.false_by_kind}
+        return [k.value for k in AnomalyKind if k.value in seen]
+
+    def table(self) -> str:
+        """The summary: per kind found/missed and delay; false episodes by deployment and kind."""
+        lines = [f"scenario families: {len(self.seeds())} seed(s) {self.seeds()}", ""]
+        deps = [d for d in DEPLOYMENTS if any(r.case.deployment == d for r in self.results)]
+        lines.append(
+            f"{'kind':<14}{'found':>6}{'missed':>7}{'median delay':>14}"
+            + "".join(f"{d + ' found':>12}" for d in deps)
+        )
+        per_dep = {d: self.by_kind(d) for d in deps}
+        tf = tm = 0
+        for kind, (f, m, d) in self.by_kind().items():
+            tf, tm = tf + f, tm + m
+            ds = "-" if d is None else f"{d:.1f} min"
+            cells = "".join(
+                f"{f'{per_dep[x][kind][0]}/{sum(per_dep[x][kind][:2])}':>12}" for x in deps
+            )
+            lines.append(f"{kind:<14}{f:>6}{m:>7}{ds:>14}{cells}")
+        lines.append(f"{'all':<14}{tf:>6}{tm:>7}")
+        lines += ["", "false episodes per source-day (judged day; mean, min..max over seeds)"]
+        header = f"{'alarm kind':<14}" + "".join(f"{d:>22}" for d in DEPLOYMENTS)
+        lines.append(header)
+        for alarm in [None, *self.alarm_kinds()]:
+            cells = "".join(f"{_spread(self.false_rate(d, alarm)):>22}" for d in DEPLOYMENTS)
+            lines.append(f"{alarm or 'all':<14}{cells}")
+        lines.append("")
+        for dep, (wall, cpu) in self.seconds.items():
+            recs = sum(r.records for r in self.results if r.case.deployment == dep)
+            lines.append(f"{dep}: {recs:,} records in {wall:.1f}s ({cpu:.1f}s CPU)")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "seeds": self.seeds(),
+            "by_kind": {
+                k: {"found": f, "missed": m, "median_delay_min": d}
+                for k, (f, m, d) in self.by_kind().items()
+            },
+            "false_per_source_day": {
+                d: {
+                    (a or "all"): self.false_rate(d, a) for a in [None, *self.alarm_kinds()]
+                }
+                for d in DEPLOYMENTS
+            },
+            "seconds": {d: {"wall": round(w, 1), "cpu": round(c, 1)} for d, (w, c) in self.seconds.items()},
+            "runs": [
+                {
+                    "seed": r.case.seed, "deployment": r.case.deployment,
+                    "delays_min": {r.case.labels[i]: v for i, v in r.delays_min.items()},
+                    "false_by_kind": r.false_by_kind, "records": r.records,
+                    "seconds": round(r.seconds, 2),
+                }
+                for r in self.results
+            ],
+        }  # fmt: skip
+
+
+def _spread(vals: list[float]) -> str:
+    if not vals:
+        return "-"
+    return f"{sum(vals) / len(vals):.2f} ({min(vals):.2f}..{max(vals):.2f})"
+
+
+def run_families(
+    seeds: list[int],
+    config: Config,
+    deployments: tuple[str, ...] = DEPLOYMENTS,
+    progress: Callable[[str, float], None] | None = None,
+) -> FamiliesReport:
+    """Every deployment of every seed, run (one pipeline per deployment) and scored."""
+    rep = FamiliesReport()
+    for dep in deployments:
+        started, cpu = time.monotonic(), time.process_time()
+        rep.results += run_cases([build_case(seed, dep) for seed in seeds], config)
+        rep.seconds[dep] = (time.monotonic() - started, time.process_time() - cpu)
+        if progress is not None:
+            progress(dep, rep.seconds[dep][0])
+    return rep
+
+
+def expected_records_per_day(case: FamilyCase) -> float:
+    """Mean records per day of the background (for sizing a run)."""
+    per_bucket = sum(t.rate for s in case.scenario.sources for t in s.templates)
+    return per_bucket * 86400.0 / BUCKET
