@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -233,3 +234,28 @@ def test_fast_path_caches_stay_within_their_byte_budget_across_sources() -> None
         assert stats.cache_bytes == sum(m.cache_bytes for m in small._miners.values())
     assert small.stats().cache_clears > 0
     assert free.stats().cache_bytes > 3 * budget  # the budget was what bounded `small`
+
+
+def test_sender_named_templates_cost_the_stage_little_memory() -> None:
+    # Hinted templates never merge, so the stage keeps no severities for them; a set per
+    # (source, template) made it ~440 B per template, ~120 B is the rhythm-hash cache's entry.
+    stage = PatternStage()
+    n = 5_000
+    hints = [f"event kind {i}" for i in range(n)]
+    b = batch([f"event {i}" for i in range(n)], hints=hints)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        stage.apply(b)
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    stage_file = tracemalloc.Filter(True, "*/via_otlp/patterns/stage.py")
+    grown = sum(
+        d.size_diff
+        for d in after.filter_traces([stage_file]).compare_to(
+            before.filter_traces([stage_file]), "filename"
+        )
+    )
+    assert len(set(b.template_id)) == n
+    assert grown / n < 200, grown / n
