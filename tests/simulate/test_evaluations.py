@@ -124,3 +124,37 @@ def test_merged_runs_keep_every_record_and_its_template() -> None:
         total += n
     assert total == sum(t.total_records for t in traffics)
     assert offsets == [0, len(traffics[0].templates)]
+
+
+def test_a_case_is_judged_on_its_judged_day_only() -> None:
+    from via_otlp.config import Config
+    from via_otlp.model import AnomalyKind
+    from via_otlp.simulate.families import score_case
+    from via_otlp.simulate.score import Detection
+
+    case = build_case(6, "day7")
+    tr = generate(case.scenario)
+    rhythms = {t.code: frozenset({f"rh{t.code}"}) for t in tr.templates}
+    spike = tr.truth[case.labels.index("spike")]
+    code = spike.template_codes[0]
+    day0 = case.scenario.start_ns + int(case.judged_from * 1e9)
+    minute = 60 * 10**9
+    dets = [
+        Detection(
+            AnomalyKind.SPIKE,
+            spike.source_key,
+            f"rh{code}",
+            spike.start_ns,
+            spike.start_ns + 2 * minute,
+        ),
+        Detection(AnomalyKind.DRIFT, spike.source_key, f"rh{code}", day0 + minute, day0 + minute),
+        Detection(
+            AnomalyKind.NOVELTY, spike.source_key, "rhX", day0 - 3600 * 10**9, day0 - 3600 * 10**9
+        ),
+    ]
+    res = score_case(case, tr, dets, rhythms, Config())
+    assert res.delays_min[spike.index] == pytest.approx(2.0)
+    assert sum(v is not None for v in res.delays_min.values()) == 1
+    assert res.false_by_kind == {"drift": 1}  # the novelty of day six is not judged
+    busy = sum(w.end_ns - w.start_ns + case.scenario.tolerance * 1e9 for w in tr.truth) / 86400e9
+    assert res.quiet_source_days == pytest.approx(3 - busy)  # three sources, less the windows

@@ -118,6 +118,24 @@ class ProgressLine:
 
         return show
 
+    def labelled(self, label: str) -> ProgressFn:
+        """A progress function for one run of an evaluation (`--families`, `--count-series`)."""
+        started = time.monotonic()
+
+        def show(done: int, total: int) -> None:
+            now = time.monotonic()
+            if not self.tty or (now - self._last < 0.5 and done < total):
+                return
+            self._last = now
+            pct = 100.0 * done / max(total, 1)
+            self.stream.write(f"\r{label}: {pct:5.1f}%  {done:,}/{total:,} records  "
+                              f"{now - started:.0f}s\033[K")  # fmt: skip
+            if done >= total:
+                self.stream.write("\r\033[K")
+            self.stream.flush()
+
+        return show
+
     def done(self, r: RunResult) -> None:
         end = "\r\033[K" if self.tty else ""
         self.stream.write(
@@ -189,6 +207,7 @@ def cmd_evaluations(args: argparse.Namespace) -> int:
     import json
 
     seeds = list(range(args.first_seed, args.first_seed + max(1, args.seeds)))
+    progress = ProgressLine()
     out: dict[str, Any] = {}
     started = time.monotonic()
     if args.families:
@@ -197,16 +216,13 @@ def cmd_evaluations(args: argparse.Namespace) -> int:
         config = load_config(args.config) if args.config else Config()
         deps = DEPLOYMENTS if args.deployment == "both" else (args.deployment,)
 
-        def said(dep: str, seconds: float) -> None:
-            print(f"families {dep}: {len(seeds)} seed(s) in {seconds:.1f}s", file=sys.stderr)
-
-        fam = run_families(seeds, config, deps, said)
+        fam = run_families(seeds, config, deps, progress.labelled)
         print(fam.table())
         out["families"] = fam.to_json()
     if args.count_series:
         from via_otlp.simulate.countseries import run_count_series
 
-        cs = run_count_series(seeds, args.count_config)
+        cs = run_count_series(seeds, args.count_config, progress.labelled)
         print(cs.table())
         out["count_series"] = cs.to_json()
     print(f"evaluations in {time.monotonic() - started:.1f}s")

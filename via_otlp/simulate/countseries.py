@@ -35,6 +35,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +43,7 @@ import numpy as np
 
 from via_otlp.config import Config, load_config
 from via_otlp.simulate.generate import GenTemplate, Traffic
-from via_otlp.simulate.run import replay
+from via_otlp.simulate.run import ProgressFn, replay
 from via_otlp.simulate.scenario import Scenario, SourceSpec, TemplateSpec
 from via_otlp.simulate.score import detections_of
 
@@ -319,14 +320,16 @@ class CountSeriesReport:
         }
 
 
-def run_seed(seed: int, config: Config) -> tuple[list[Series], list[SeriesScore], int]:
+def run_seed(
+    seed: int, config: Config, progress: ProgressFn | None = None
+) -> tuple[list[Series], list[SeriesScore], int]:
     """A seed's series in one pipeline run; each scored on its own alarms."""
     styles = [st for st, k in zip(STYLES, SERIES_PER_SEED, strict=True) for _ in range(k)]
     series = [make_series(seed, i, st) for i, st in enumerate(styles)]
     traffic = series_traffic(series, seed)
     sc = traffic.scenario
     end_ns = sc.start_ns + sc.buckets * sc.bucket_ns
-    events, _, done = replay(traffic.requests(), config, end_ns, traffic.total_records)
+    events, _, done = replay(traffic.requests(), config, end_ns, traffic.total_records, progress)
     bucket_ns = config.detect.bucket_ns
     rows: dict[str, list[int]] = {}
     for d in detections_of(events):
@@ -340,14 +343,20 @@ def run_seed(seed: int, config: Config) -> tuple[list[Series], list[SeriesScore]
     return series, scores, done
 
 
-def run_count_series(seeds: list[int], config_path: str | None = None) -> CountSeriesReport:
-    """Every seed's series, run and scored; `config_path` None: the shipped 5-minute config."""
+def run_count_series(
+    seeds: list[int],
+    config_path: str | None = None,
+    progress: Callable[[str], ProgressFn | None] | None = None,
+) -> CountSeriesReport:
+    """Every seed's series, run and scored; `config_path` None: the shipped 5-minute config;
+    `progress(label)` may give a function told the records done of each seed's run."""
     path = Path(config_path) if config_path else CONFIG
     config = load_config(path)
     rep = CountSeriesReport(config_path=str(path))
     started, cpu = time.monotonic(), time.process_time()
     for seed in seeds:
-        series, scores, done = run_seed(seed, config)
+        shown = progress(f"count series seed {seed}") if progress is not None else None
+        series, scores, done = run_seed(seed, config, shown)
         rep.by_seed[seed] = scores
         rep.by_seed_series[seed] = series
         rep.records += done

@@ -32,7 +32,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from via_otlp.config import Config
 from via_otlp.model import AnomalyKind
 from via_otlp.simulate.generate import GeneratedRequest, Traffic, generate
-from via_otlp.simulate.run import replay
+from via_otlp.simulate.run import ProgressFn, replay
 from via_otlp.simulate.scenario import (
     AnomalySpec,
     InjectedKind,
@@ -337,7 +337,9 @@ def code_offsets(traffics: list[Traffic]) -> list[int]:
     return [sum(len(t.templates) for t in traffics[:i]) for i in range(len(traffics))]
 
 
-def run_cases(cases: list[FamilyCase], config: Config) -> list[CaseResult]:
+def run_cases(
+    cases: list[FamilyCase], config: Config, progress: ProgressFn | None = None
+) -> list[CaseResult]:
     """Cases of one length in ONE pipeline run (their services are distinct, so they do not
     meet in the detector), each scored on its judged day; one engine pays the per-bucket cost."""
     started = time.monotonic()
@@ -347,7 +349,7 @@ def run_cases(cases: list[FamilyCase], config: Config) -> list[CaseResult]:
         raise ValueError("cases run together must share start and duration")
     end_ns = sc0.start_ns + sc0.buckets * sc0.bucket_ns
     total = sum(t.total_records for t in traffics)
-    events, rhythms, _ = replay(merged_requests(traffics), config, end_ns, total)
+    events, rhythms, _ = replay(merged_requests(traffics), config, end_ns, total, progress)
     detections = detections_of(events)
     seconds = time.monotonic() - started
     out = []
@@ -502,16 +504,16 @@ def run_families(
     seeds: list[int],
     config: Config,
     deployments: tuple[str, ...] = DEPLOYMENTS,
-    progress: Callable[[str, float], None] | None = None,
+    progress: Callable[[str], ProgressFn | None] | None = None,
 ) -> FamiliesReport:
-    """Every deployment of every seed, run (one pipeline per deployment) and scored."""
+    """Every deployment of every seed, run (one pipeline per deployment) and scored;
+    `progress(deployment)` may give a function told the records done of the run."""
     rep = FamiliesReport()
     for dep in deployments:
         started, cpu = time.monotonic(), time.process_time()
-        rep.results += run_cases([build_case(seed, dep) for seed in seeds], config)
+        shown = progress(dep) if progress is not None else None
+        rep.results += run_cases([build_case(seed, dep) for seed in seeds], config, shown)
         rep.seconds[dep] = (time.monotonic() - started, time.process_time() - cpu)
-        if progress is not None:
-            progress(dep, rep.seconds[dep][0])
     return rep
 
 
