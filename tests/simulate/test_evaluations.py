@@ -158,3 +158,28 @@ def test_a_case_is_judged_on_its_judged_day_only() -> None:
     assert res.false_by_kind == {"drift": 1}  # the novelty of day six is not judged
     busy = sum(w.end_ns - w.start_ns + case.scenario.tolerance * 1e9 for w in tr.truth) / 86400e9
     assert res.quiet_source_days == pytest.approx(3 - busy)  # three sources, less the windows
+    import json
+
+    from via_otlp.simulate.families import FamiliesReport
+
+    rep = FamiliesReport([res])
+    table = rep.table()
+    assert "spike" in table and "2.0 min" in table and "drift" in table
+    out = json.loads(json.dumps(rep.to_json()))
+    assert out["runs"][0]["false"][0]["kind"] == "drift"
+    assert out["by_kind"]["spike"] == {"found": 1, "missed": 0, "median_delay_min": 2.0}
+
+
+def test_count_series_report_sums_over_series() -> None:
+    import json
+
+    s = cs.make_series(1, 0, "tweets")
+    first = s.windows[0][0]
+    scores = [cs.nab_score([first], list(s.windows), s.probation, cs.PROFILE)]
+    rep = cs.CountSeriesReport(by_seed={1: scores}, by_seed_series={1: [s]})
+    hit = rep.hits_by_kind()[s.anomalies[0][1]][0]
+    assert hit >= 1 and sum(v[1] for v in rep.hits_by_kind().values()) == len(s.windows)
+    expected = 100.0 / len(s.windows)  # one window caught at its start, the others missed
+    assert rep.seed_scores()[1] == pytest.approx(expected)
+    assert json.loads(json.dumps(rep.to_json()))["windows_hit"] == 1
+    assert f"1/{len(s.windows)}" in rep.table()

@@ -313,6 +313,7 @@ class CaseResult:
     quiet_source_days: float  # judged day, every source, less the windows and their tolerance
     records: int
     seconds: float
+    false: list[Detection] = field(default_factory=list)  # the false episodes, for diagnosis
 
 
 # Buckets per request when several cases share a run: every case's chunk k covers the same
@@ -389,7 +390,7 @@ def score_case(
     for d in s.false_detections:
         false[d.kind.value] = false.get(d.kind.value, 0) + 1
     quiet = sum(s.quiet_days_by_source.values())
-    return CaseResult(case, delays, false, quiet, 0, 0.0)
+    return CaseResult(case, delays, false, quiet, 0, 0.0, s.false_detections)
 
 
 @dataclass
@@ -487,11 +488,19 @@ class FamiliesReport:
                     "seed": r.case.seed, "deployment": r.case.deployment,
                     "delays_min": {r.case.labels[i]: v for i, v in r.delays_min.items()},
                     "false_by_kind": r.false_by_kind, "records": r.records,
+                    "false": [_false_json(r.case, d) for d in r.false],
                     "seconds": round(r.seconds, 2),
                 }
                 for r in self.results
             ],
         }  # fmt: skip
+
+
+def _false_json(case: FamilyCase, d: Detection) -> dict[str, object]:
+    """A false episode for the report: kind, hour of the judged day, source, template."""
+    day0 = case.scenario.start_ns + round(case.judged_from * 1e9)
+    hour = round((d.started_ns - day0) / 3.6e12, 2)
+    return {"kind": d.kind.value, "hour": hour, "source": d.source_key, "template": d.template}
 
 
 def _spread(vals: list[float]) -> str:
