@@ -14,6 +14,7 @@ from via_otlp.simulate.families import (
     build_case,
     code_offsets,
     merged_requests,
+    template_class,
 )
 from via_otlp.simulate.generate import generate, wander
 from via_otlp.simulate.scenario import InjectedKind, NoiseKind, NoiseSpec
@@ -90,6 +91,9 @@ def test_family_traffic_has_the_promised_shape() -> None:
     assert min(per_min) < 0.05 and max(per_min) > 50
     errors = [t for s in case.scenario.sources for t in s.templates if t.severity == "ERROR"]
     assert len(errors) == 3 and all(0.5 <= 1 / (t.rate * 360) <= 2 for t in errors)  # 1 per 1-2 h
+    classes = [template_class(t) for s in case.scenario.sources for t in s.templates]
+    for part in ("rare ERROR", "word 1st value", "word 2nd value", "small id pool"):
+        assert classes.count(part) == 3  # one per service
     kinds = {k: a for k, a in zip(case.labels, case.scenario.anomalies, strict=True)}
     burst = kinds["burst"]
     base = next(
@@ -156,6 +160,8 @@ def test_a_case_is_judged_on_its_judged_day_only() -> None:
     assert res.delays_min[spike.index] == pytest.approx(2.0)
     assert sum(v is not None for v in res.delays_min.values()) == 1
     assert res.false_by_kind == {"drift": 1}  # the novelty of day six is not judged
+    assert res.false_classes == [template_class(tr.templates[code].spec)]
+    assert res.false_classes[0] in ("0.1-5/min", ">= 5/min")  # spikes go to busy templates
     busy = sum(w.end_ns - w.start_ns + case.scenario.tolerance * 1e9 for w in tr.truth) / 86400e9
     assert res.quiet_source_days == pytest.approx(3 - busy)  # three sources, less the windows
     import json
@@ -167,6 +173,8 @@ def test_a_case_is_judged_on_its_judged_day_only() -> None:
     assert "spike" in table and "2.0 min" in table and "drift" in table
     out = json.loads(json.dumps(rep.to_json()))
     assert out["runs"][0]["false"][0]["kind"] == "drift"
+    assert out["runs"][0]["false"][0]["class"] == res.false_classes[0]
+    assert f"drift / {res.false_classes[0]}" in table
     assert out["by_kind"]["spike"] == {"found": 1, "missed": 0, "median_delay_min": 2.0}
 
 

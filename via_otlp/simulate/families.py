@@ -63,6 +63,9 @@ TEMPLATES_PER_SERVICE = 12
 SERVICE_TOP_PER_MIN = (100.0, 20.0, 5.0)
 BUCKET = 10.0
 HOUR = 3600.0
+# Template slots (0..11, by rising rate) with a part: the burst target, the small id pool, the
+# template whose word gets a second value.
+LOW_SLOT, WORD_SLOT, SMALL_POOL_SLOT = 4, 6, 7
 # Hours (of the judged day) at which the eight anomalies start, before jitter; 2.5 h apart, so
 # two anomalies on the same service (every third slot) are 7.5 h apart and never overlap.
 SLOTS = tuple(3.0 + 2.5 * i for i in range(len(KINDS)))
@@ -193,7 +196,7 @@ def _sources(rng: np.random.Generator, seed: int) -> tuple[list[SourceSpec], lis
         top = math.log10(SERVICE_TOP_PER_MIN[si])
         per_min = [10 ** (-2 + (top + 2) * (i + rng.uniform(0.0, 1.0)) / n) for i in range(n)]
         per_min[0] = 1.0 / rng.uniform(60.0, 120.0)
-        low, small_pool, word = 4, 7, 6
+        low, small_pool, word = LOW_SLOT, SMALL_POOL_SLOT, WORD_SLOT
         per_min[low] = float(rng.uniform(0.3, 0.9))
         per_min[small_pool] = float(rng.uniform(8.0, 20.0))
         templates = []
@@ -314,6 +317,7 @@ class CaseResult:
     records: int
     seconds: float
     false: list[Detection] = field(default_factory=list)  # the false episodes, for diagnosis
+    false_classes: list[str] = field(default_factory=list)  # template class of each (`CLASSES`)
 
 
 # Buckets per request when several cases share a run: every case's chunk k covers the same
@@ -390,7 +394,37 @@ def score_case(
     for d in s.false_detections:
         false[d.kind.value] = false.get(d.kind.value, 0) + 1
     quiet = sum(s.quiet_days_by_source.values())
-    return CaseResult(case, delays, false, quiet, 0, 0.0, s.false_detections)
+    code_of = {h: c for c, hs in rhythms_of.items() for h in hs}
+    classes = [
+        template_class(traffic.templates[code_of[d.rhythm_hash]].spec)
+        if d.rhythm_hash in code_of
+        else "unmapped"
+        for d in s.false_detections
+    ]
+    return CaseResult(case, delays, false, quiet, 0, 0.0, s.false_detections, classes)
+
+
+# What kind of template a false episode was on: the failure classes of #10 by the template's part.
+CLASSES = (
+    "rare ERROR", "word 2nd value", "word 1st value", "small id pool", "injected new",
+    "< 0.1/min", "0.1-5/min", ">= 5/min", "unmapped",
+)  # fmt: skip
+
+
+def template_class(t: TemplateSpec) -> str:
+    """The part a background template plays (see `_sources`), else its rate band."""
+    if t.name == "t00":
+        return "rare ERROR"
+    if t.name.endswith("-second"):
+        return "word 2nd value"
+    if t.starts == 0 and t.rate == 0:
+        return "injected new"
+    if t.users < 1000:
+        return "small id pool"
+    per_min = t.rate * 60.0 / BUCKET
+    if t.name == f"t{WORD_SLOT:02d}":
+        return "word 1st value"
+    return "< 0.1/min" if per_min < 0.1 else ("0.1-5/min" if per_min < 5 else ">= 5/min")
 
 
 @dataclass
@@ -435,6 +469,15 @@ class FamiliesReport:
             vals.append(n / days if days else 0.0)
         return vals
 
+    def false_by_class(self) -> dict[tuple[str, str], dict[str, int]]:
+        """(alarm kind, template class) → deployment → false episodes, over all seeds."""
+        out: dict[tuple[str, str], dict[str, int]] = {}
+        for r in self.results:
+            for d, cls in zip(r.false, r.false_classes, strict=True):
+                cell = out.setdefault((d.kind.value, cls), {})
+                cell[r.case.deployment] = cell.get(r.case.deployment, 0) + 1
+        return out
+
     def alarm_kinds(self) -> list[str]:
         seen = {k for r in self.results for k in r.false_by_kind}
         return [k.value for k in AnomalyKind if k.value in seen]
@@ -463,6 +506,11 @@ class FamiliesReport:
         for alarm in [None, *self.alarm_kinds()]:
             cells = "".join(f"{_spread(self.false_rate(d, alarm)):>22}" for d in DEPLOYMENTS)
             lines.append(f"{alarm or 'all':<14}{cells}")
+        lines += ["", "false episodes by template class (all seeds, judged day)"]
+        lines.append(f"{'alarm / class':<30}" + "".join(f"{d:>8}" for d in DEPLOYMENTS))
+        for (alarm, cls), counts in sorted(self.false_by_class().items()):
+            cells = "".join(f"{counts.get(d, 0):>8}" for d in DEPLOYMENTS)
+            lines.append(f"{alarm + ' / ' + cls:<30}{cells}")
         lines.append("")
         for dep, (wall, cpu) in self.seconds.items():
             recs = sum(r.records for r in self.results if r.case.deployment == dep)
@@ -488,7 +536,10 @@ class FamiliesReport:
                     "seed": r.case.seed, "deployment": r.case.deployment,
                     "delays_min": {r.case.labels[i]: v for i, v in r.delays_min.items()},
                     "false_by_kind": r.false_by_kind, "records": r.records,
-                    "false": [_false_json(r.case, d) for d in r.false],
+                    "false": [
+                        {**_false_json(r.case, d), "class": c}
+                        for d, c in zip(r.false, r.false_classes, strict=True)
+                    ],
                     "seconds": round(r.seconds, 2),
                 }
                 for r in self.results
