@@ -191,3 +191,13 @@ def test_count_series_report_sums_over_series() -> None:
     assert rep.seed_scores()[1] == pytest.approx(expected)
     assert json.loads(json.dumps(rep.to_json()))["windows_hit"] == 1
     assert f"1/{len(s.windows)}" in rep.table()
+
+
+def test_false_rows_are_counted_by_alarm_kind_outside_windows_and_probation() -> None:
+    s = cs.make_series(2, 1, "tweets")
+    inside, outside = s.windows[0][0] + 1, s.windows[0][1] + 5
+    assert not any(a <= outside <= b for a, b in s.windows)
+    rows = [(inside, "spike"), (outside, "drift"), (outside, "spike"), (1, "drop")]
+    got = cs.score_series(s, rows)
+    assert got.false_kinds == {"drift": 1, "spike": 1}  # row 1 is probationary
+    assert got.false_rows == 1 and got.hit == 1

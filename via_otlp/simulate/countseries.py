@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from via_otlp.config import Config, load_config
+from via_otlp.model import AnomalyEvent
 from via_otlp.simulate.generate import GenTemplate, Traffic
 from via_otlp.simulate.run import ProgressFn, replay
 from via_otlp.simulate.scenario import Scenario, SourceSpec, TemplateSpec
@@ -169,6 +170,7 @@ class SeriesScore:
     hit: int = 0
     false_rows: int = 0
     window_hit: list[bool] = field(default_factory=list)  # per window, in time order
+    false_kinds: dict[str, int] = field(default_factory=dict)  # episodes opened at false rows
 
 
 def nab_score(
@@ -289,6 +291,8 @@ class CountSeriesReport:
         lines.append("windows hit by anomaly kind: " + ", ".join(
             f"{k} {h}/{n}" for k, (h, n) in self.hits_by_kind().items()
         ))  # fmt: skip
+        fk = ", ".join(f"{k} {n}" for k, n in self.false_kinds().items()) or "none"
+        lines.append(f"episodes opened at false alarm rows, by alarm kind: {fk}")
         lines.append(
             f"{self.records:,} records in {self.seconds:.1f}s ({self.cpu_seconds:.1f}s CPU)"
         )
@@ -304,6 +308,14 @@ class CountSeriesReport:
                     out[kind] = (h + int(hit), n + 1)
         return out
 
+    def false_kinds(self) -> dict[str, int]:
+        """Alarm kind → episodes it opened at false alarm rows, over every series."""
+        out: dict[str, int] = {}
+        for x in self.all_scores():
+            for k, n in x.false_kinds.items():
+                out[k] = out.get(k, 0) + n
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
     def to_json(self) -> dict[str, object]:
         allv = self.all_scores()
         return {
@@ -314,6 +326,7 @@ class CountSeriesReport:
             "windows_hit": sum(x.hit for x in allv),
             "false_alarm_rows": sum(x.false_rows for x in allv),
             "hits_by_kind": self.hits_by_kind(),
+            "false_episodes_by_alarm_kind": self.false_kinds(),
             "records": self.records,
             "seconds": round(self.seconds, 1),
             "cpu_seconds": round(self.cpu_seconds, 1),
@@ -330,17 +343,31 @@ def run_seed(
     sc = traffic.scenario
     end_ns = sc.start_ns + sc.buckets * sc.bucket_ns
     events, _, done = replay(traffic.requests(), config, end_ns, traffic.total_records, progress)
-    bucket_ns = config.detect.bucket_ns
-    rows: dict[str, list[int]] = {}
-    for d in detections_of(events):
-        rows.setdefault(d.source_key, []).append(
-            max(0, -(-(d.time_ns - sc.start_ns) // bucket_ns) - 1)
-        )
+    rows = alarm_rows(events, sc.start_ns, config.detect.bucket_ns)
     scores = [
-        nab_score(rows.get(src.key, []), list(s.windows), s.probation, PROFILE)
-        for s, src in zip(series, sc.sources, strict=True)
+        score_series(s, rows.get(src.key, [])) for s, src in zip(series, sc.sources, strict=True)
     ]
     return series, scores, done
+
+
+def alarm_rows(
+    events: list[AnomalyEvent], start_ns: int, bucket_ns: int
+) -> dict[str, list[tuple[int, str]]]:
+    """Source key → (row, alarm kind) of every episode opening: the row is the bucket judged."""
+    rows: dict[str, list[tuple[int, str]]] = {}
+    for d in detections_of(events):
+        row = max(0, -(-(d.time_ns - start_ns) // bucket_ns) - 1)
+        rows.setdefault(d.source_key, []).append((row, d.kind.value))
+    return rows
+
+
+def score_series(s: Series, rows: list[tuple[int, str]]) -> SeriesScore:
+    """One series' NAB score, and what opened at its false alarm rows (a row may open several)."""
+    out = nab_score([r for r, _ in rows], list(s.windows), s.probation, PROFILE)
+    for r, kind in rows:
+        if r >= s.probation and not any(a <= r <= b for a, b in s.windows):
+            out.false_kinds[kind] = out.false_kinds.get(kind, 0) + 1
+    return out
 
 
 def run_count_series(

@@ -507,9 +507,9 @@ class FamiliesReport:
             cells = "".join(f"{_spread(self.false_rate(d, alarm)):>22}" for d in DEPLOYMENTS)
             lines.append(f"{alarm or 'all':<14}{cells}")
         lines += ["", "false episodes by template class (all seeds, judged day)"]
-        lines.append(f"{'alarm / class':<30}" + "".join(f"{d:>8}" for d in DEPLOYMENTS))
+        lines.append(f"{'alarm / class':<30}" + "".join(f"{d:>8}" for d in deps))
         for (alarm, cls), counts in sorted(self.false_by_class().items()):
-            cells = "".join(f"{counts.get(d, 0):>8}" for d in DEPLOYMENTS)
+            cells = "".join(f"{counts.get(d, 0):>8}" for d in deps)
             lines.append(f"{alarm + ' / ' + cls:<30}{cells}")
         lines.append("")
         for dep, (wall, cpu) in self.seconds.items():
