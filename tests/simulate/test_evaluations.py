@@ -176,6 +176,11 @@ def test_a_case_is_judged_on_its_judged_day_only() -> None:
     assert out["runs"][0]["false"][0]["class"] == res.false_classes[0]
     assert f"drift / {res.false_classes[0]}" in table
     assert out["by_kind"]["spike"] == {"found": 1, "missed": 0, "median_delay_min": 2.0}
+    failures = rep.failures()  # #10's targets: the spike (2 min) passes, the misses do not
+    assert "families drop: 1 of 1 missed" in failures
+    assert not any("spike" in f or "false episodes" in f for f in failures)
+    res.false_by_kind["drift"] = 10  # 10 / 2.75 source-days
+    assert any(f.startswith("families day7: 3.") for f in rep.failures())
 
 
 def test_count_series_report_sums_over_series() -> None:
@@ -191,6 +196,9 @@ def test_count_series_report_sums_over_series() -> None:
     assert rep.seed_scores()[1] == pytest.approx(expected)
     assert json.loads(json.dumps(rep.to_json()))["windows_hit"] == 1
     assert f"1/{len(s.windows)}" in rep.table()
+    assert rep.failures() == [f"count series: score {expected:.1f} (target >= 70)"]
+    perfect = [cs.nab_score([a for a, _ in s.windows], list(s.windows), s.probation, cs.PROFILE)]
+    assert cs.CountSeriesReport(by_seed={1: perfect}, by_seed_series={1: [s]}).failures() == []
 
 
 def test_false_rows_are_counted_by_alarm_kind_outside_windows_and_probation() -> None:

@@ -53,6 +53,7 @@ PER_DAY = round(86400 / BUCKET)
 PROBATION = 0.15
 WINDOW_SHARE = 0.10
 PROFILE = {"tp": 1.0, "fp": 0.11, "fn": 1.0}  # NAB's standard profile
+MIN_SCORE = 70.0  # the target of issue #10 (`--check`)
 STYLES = ("tweets", "requests")
 SERIES_PER_SEED = (4, 3)  # tweets, requests
 ANOMALY_KINDS = ("burst", "spike", "drop")
@@ -307,6 +308,15 @@ class CountSeriesReport:
                     h, n = out[kind]
                     out[kind] = (h + int(hit), n + 1)
         return out
+
+    def failures(self) -> list[str]:
+        """The target of #10 this report misses: a normalised score of at least `MIN_SCORE`."""
+        score = normalised(self.all_scores())
+        return (
+            []
+            if score >= MIN_SCORE
+            else [f"count series: score {score:.1f} (target >= {MIN_SCORE:g})"]
+        )
 
     def false_kinds(self) -> dict[str, int]:
         """Alarm kind → episodes it opened at false alarm rows, over every series."""

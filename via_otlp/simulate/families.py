@@ -63,6 +63,9 @@ TEMPLATES_PER_SERVICE = 12
 SERVICE_TOP_PER_MIN = (100.0, 20.0, 5.0)
 BUCKET = 10.0
 HOUR = 3600.0
+# The targets of issue #10 (`--check`).
+MAX_FALSE_PER_SOURCE_DAY = 0.5
+MAX_DELAY_MIN = {"drift_up": 30.0, "drift_down": 30.0, "*": 2.0}
 # Template slots (0..11, by rising rate) with a part: the burst target, the small id pool, the
 # template whose word gets a second value.
 LOW_SLOT, WORD_SLOT, SMALL_POOL_SLOT = 4, 6, 7
@@ -476,6 +479,25 @@ class FamiliesReport:
             for d, cls in zip(r.false, r.false_classes, strict=True):
                 cell = out.setdefault((d.kind.value, cls), {})
                 cell[r.case.deployment] = cell.get(r.case.deployment, 0) + 1
+        return out
+
+    def failures(self) -> list[str]:
+        """The targets of #10 this report misses: ≤ `MAX_FALSE_PER_SOURCE_DAY` on each judged
+        day (mean over seeds), every window found, median delay ≤ 2 min (drifts ≤ 30 min)."""
+        out = []
+        for dep in DEPLOYMENTS:
+            vals = self.false_rate(dep)
+            if vals and sum(vals) / len(vals) > MAX_FALSE_PER_SOURCE_DAY:
+                out.append(
+                    f"families {dep}: {sum(vals) / len(vals):.2f} false episodes per source-day "
+                    f"(target <= {MAX_FALSE_PER_SOURCE_DAY})"
+                )
+        for kind, (found, missed, delay) in self.by_kind().items():
+            limit = MAX_DELAY_MIN.get(kind, MAX_DELAY_MIN["*"])
+            if missed:
+                out.append(f"families {kind}: {missed} of {found + missed} missed")
+            if delay is not None and delay > limit:
+                out.append(f"families {kind}: median delay {delay:.1f} min (target <= {limit:g})")
         return out
 
     def alarm_kinds(self) -> list[str]:
