@@ -11,7 +11,8 @@ _M_MMAP_THRESHOLD = -3  # mallopt parameter (glibc malloc.h)
 # makes dozens of temporaries the size of the profile table (512 KiB at 65,536 slots); with
 # glibc's adaptive threshold they come from the heap after the first one is freed, and the
 # heap keeps the space: ~0.4 KB more resident per profile between ticks. Pinning the threshold
-# costs page faults instead (a few ms per bucket close at 50,000 profiles).
+# costs page faults instead: at 50,000 profiles a bucket close took ~45 ms more CPU (10 -> 55 ms,
+# load 12), 0.4 % of a core with 10 s buckets.
 LARGE_BLOCK_BYTES = 256 * 1024
 
 
