@@ -11,6 +11,7 @@ import pytest
 from via_otlp.simulate import countseries as cs
 from via_otlp.simulate.families import (
     KINDS,
+    FamilyCase,
     build_case,
     code_offsets,
     merged_requests,
@@ -209,3 +210,22 @@ def test_false_rows_are_counted_by_alarm_kind_outside_windows_and_probation() ->
     got = cs.score_series(s, rows)
     assert got.false_kinds == {"drift": 1, "spike": 1}  # row 1 is probationary
     assert got.false_rows == 1 and got.hit == 1
+
+
+def test_seeds_run_together_do_not_meet_in_the_detector() -> None:
+    """The evaluation runs every seed of a deployment in one pipeline: a seed's result must be
+    the one it gets alone (per-source state only), or the shared run measures something else."""
+    from via_otlp.config import Config
+    from via_otlp.simulate.families import run_cases
+
+    def short(seed: int) -> FamilyCase:  # six hours: the first anomaly (3-5.5 h) and no other
+        c = build_case(seed, "day1")
+        sc = replace(c.scenario, duration=6 * 3600.0, anomalies=c.scenario.anomalies[:1])
+        return replace(c, scenario=sc, labels=c.labels[:1])
+
+    alone = run_cases([short(10)], Config())[0]  # seed 10 starts with a silence
+    together = run_cases([short(8), short(10)], Config())[1]
+    assert together.case.seed == alone.case.seed == 10 and alone.case.labels == ("silence",)
+    assert alone.delays_min[0] is not None  # found: the comparison below is not of nothing
+    assert together.delays_min == alone.delays_min
+    assert together.false == alone.false and together.records == alone.records > 0
