@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tests.conftest import CLIENT_TIMEOUT
 from tests.correlate.conftest import ev, src, tid
 from via_otlp.app import COORDINATOR_FILE, App
 from via_otlp.config import parse_config
@@ -36,7 +37,7 @@ async def test_app_correlates_admitted_events(tmp_path: Path) -> None:
                 ev("b", src("checkout", "shop"), t=10, traces=(tid(1),)),
             ]
         )
-        assert await app.correlation.flush(5)
+        assert await app.correlation.flush(CLIENT_TIMEOUT)
         status = app.status()["correlate"]
         assert status["correlator"]["open_incidents"] == 1 and status["events_processed"] == 2
         assert status["store"]["state"] == "ok"

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 
+from tests.conftest import CLIENT_TIMEOUT
 from tests.correlate.conftest import ev, src
 from via_otlp.correlate.config import CorrelateConfig, EmbeddingsConfig, EmbeddingsRetryConfig
 from via_otlp.correlate.embeddings import EmbeddingSpace, HashingEmbedder, OpenAIEmbedder
@@ -165,9 +166,9 @@ async def test_provider_down_delays_embedding_without_blocking(
     try:
         assert not inspect.iscoroutinefunction(corr.submit)  # submit never waits: it queues
         corr.submit([ev("a", src("db"), template="pool exhausted")])
-        assert await corr.flush(5)
+        assert await corr.flush(CLIENT_TIMEOUT)
         corr.submit([ev("b", src("db"), t=5, template="pool exhausted again")])
-        assert await corr.flush(5)
+        assert await corr.flush(CLIENT_TIMEOUT)
         s = corr.stats()
         assert s.provider is ProviderState.DOWN and s.embed_delayed == 2 and s.embed_pending == 2
         assert s.correlator.episodes_seen == 2 and s.correlator.open_incidents == 1  # went on

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.conftest import CLIENT_TIMEOUT
 from tests.correlate.conftest import ev, fast_config, src, tid
 from via_otlp.correlate.config import CorrelateConfig
 from via_otlp.correlate.correlator import Correlator, incident_id
@@ -30,7 +31,7 @@ async def test_incidents_and_links_round_trip(db_dsn: str, data_dir: Path) -> No
     try:
         for e in events + events:  # replayed: idempotent
             assert reg.record_incident(e)
-        assert await reg.flush(10)
+        assert await reg.flush(CLIENT_TIMEOUT)
         main = await reg.get_incident(incident_id("a"))
         assert main is not None and main.state is IncidentState.RESOLVED
         assert set(main.episode_ids) == {"a", "b", "c"} and main.ended_ns > 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import CLIENT_TIMEOUT
 from tests.correlate.conftest import ev, src, tid
 from via_otlp.correlate.config import CorrelateConfig, QdrantConfig
 from via_otlp.correlate.embeddings import HashingEmbedder
@@ -52,7 +53,7 @@ async def test_vector_store_upsert_search_filter_and_reopen(mode: str, tmp_path:
                 EpisodePoint(e.episode_id, emb.embed_one(t), episode_payload(e, f"inc{i}"))
             )
         assert store.set_payload(["e2"], {"incident_id": "inc0"})
-        assert await store.flush(10)
+        assert await store.flush(CLIENT_TIMEOUT)
         assert store.stats().upserted == 3 and store.stats().state is StoreState.OK
         hits = await store.search(emb.embed_one("disk full on <*>"), limit=3)
         assert [h.episode_id for h in hits][:2] == ["e0", "e1"] and hits[
@@ -152,10 +153,10 @@ async def test_correlation_stage_and_search_ranks_the_earlier_recurrence_first(
             ),
         ]
         corr.submit(day1)
-        assert await corr.flush(10)
+        assert await corr.flush(CLIENT_TIMEOUT)
         corr.submit([ev("d2", src("db", "data"), t=DAY, template=fail, traces=(tid(99),))])
-        assert await corr.flush(10)
-        assert corr.store is not None and await corr.store.flush(10)
+        assert await corr.flush(CLIENT_TIMEOUT)
+        assert corr.store is not None and await corr.store.flush(CLIENT_TIMEOUT)
         a, b = corr.correlator.incident_of("d1"), corr.correlator.incident_of("c1")
         assert a == b and corr.correlator.incident_of("u1") not in (a, None)
         assert corr.correlator.incident_of("d2") not in (a, None)

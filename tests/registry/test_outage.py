@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from tests.conftest import CLIENT_TIMEOUT
 from via_otlp.model import EpisodeState
 from via_otlp.registry.embedded import EmbeddedPostgres
 from via_otlp.registry.patches import Patch, PatchRule
@@ -39,7 +40,7 @@ async def test_stop_and_restart_postgres_loses_nothing_within_the_bound(data_dir
         await reg.start()
         for i in range(50):
             assert reg.record_anomaly(make_event(f"before{i}", time_ns=T0 + i))
-        assert await reg.flush(5)
+        assert await reg.flush(CLIENT_TIMEOUT)
 
         await asyncio.to_thread(pg.pause)  # PostgreSQL goes away
         for i in range(100):

@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from tests.conftest import CLIENT_TIMEOUT
 from via_otlp import recovery
 from via_otlp.config import Config, parse_config
 from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState
@@ -94,7 +95,7 @@ async def test_a_restart_from_an_older_snapshot_adopts_resolves_and_recovers(
     spike = {82: lines(82, 60, "GET /cart 200 in 12 ms")}
     novel = {83: lines(83, 2, "disk full on /dev/sda1 while writing order 17", "ERROR")}
     run(first, range(80, 86), {**spike, **novel})
-    assert await reg.flush(10)
+    assert await reg.flush(CLIENT_TIMEOUT)
     before = await stored(db_dsn)
     assert {(r["kind"], r["state"]) for r in before} == {("spike", "open"), ("novelty", "open")}
     assert all(r["instance"] == reg.instance and reg.instance for r in before)
@@ -123,7 +124,7 @@ async def test_a_restart_from_an_older_snapshot_adopts_resolves_and_recovers(
         range(80, 100),
         {95: lines(95, 2, "disk full on /dev/sda1 while writing order 99", "ERROR")},
     )
-    assert await reg.flush(10)
+    assert await reg.flush(CLIENT_TIMEOUT)
     after = await stored(db_dsn)
     await reg.shutdown()
     assert [(r["kind"], r["state"]) for r in after] == [
@@ -143,7 +144,7 @@ async def test_an_episode_the_registry_resolved_is_not_resolved_twice(
     snapshot = first.snapshot()  # the spike is open in this snapshot
     assert len(first.engine.open_episodes()) == 1
     run(first, range(86, 100), {})  # and resolved after it
-    assert await reg.flush(10)
+    assert await reg.flush(CLIENT_TIMEOUT)
     assert [(r["kind"], r["state"]) for r in await stored(db_dsn)] == [("spike", "resolved")]
     await reg.shutdown()
 
@@ -160,7 +161,7 @@ async def test_another_instances_open_episodes_are_left_alone(
     reg, first = await life(db_dsn, data_dir)
     run(first, range(0, 80), {})
     run(first, range(80, 86), {82: lines(82, 60, "GET /cart 200 in 12 ms")})
-    assert await reg.flush(10)
+    assert await reg.flush(CLIENT_TIMEOUT)
     await reg.shutdown()
 
     other_dir = tmp_path / "other"

@@ -7,6 +7,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from tests.conftest import CLIENT_TIMEOUT
 from via_otlp.configload import load_dataclass
 from via_otlp.errors import ConfigError, InputError, StartupError, UpstreamError
 from via_otlp.model import AnomalyKind, AttributeSample, EpisodeState, LogBatch
@@ -57,7 +58,7 @@ async def test_embedded_mode_starts_and_stops_its_own_server(data_dir: Path) -> 
         assert status.state is RegistryState.OK and status.embedded
         assert status.migrations_applied == tuple(m.version for m in load_migrations())
         assert reg.record_anomaly(make_event())
-        assert await reg.flush(5)
+        assert await reg.flush(CLIENT_TIMEOUT)
         assert (await reg.get_anomaly("ep1")) is not None
     finally:
         await reg.shutdown()
@@ -84,7 +85,7 @@ async def test_episode_events_are_stored_once_and_queryable(db_dsn: str, data_di
         reg.record_anomaly(
             make_event("ep2", time_ns=T0 + 5 * S, kind=AnomalyKind.NOVELTY), muted=True
         )
-        assert await reg.flush(5)
+        assert await reg.flush(CLIENT_TIMEOUT)
         rec = await reg.get_anomaly("ep1")
         assert rec is not None
         assert rec.state is EpisodeState.RESOLVED and rec.ended_ns == T0 + 60 * S
@@ -109,7 +110,7 @@ async def test_pagination_walks_every_episode_once(db_dsn: str, data_dir: Path) 
     try:
         for i in range(25):
             reg.record_anomaly(make_event(f"ep{i:02d}", time_ns=T0 + (i // 2) * S))  # ties on start
-        assert await reg.flush(5)
+        assert await reg.flush(CLIENT_TIMEOUT)
         seen, token = [], ""
         while True:
             page = await reg.list_anomalies(limit=7, page_token=token)
@@ -175,7 +176,7 @@ async def test_evaluation_metrics(db_dsn: str, data_dir: Path) -> None:
     try:
         row = EvaluationRow("run-1", "spike", 0.9, 0.75, 0.818, 12.5, {"cusum.h": 5})
         assert reg.record_evaluation(row)
-        assert await reg.flush(5)
+        assert await reg.flush(CLIENT_TIMEOUT)
         [got] = await reg.list_evaluations(run="run-1")
         assert (got.precision, got.recall, got.f1, got.detection_delay_s) == (
             0.9,
