@@ -19,9 +19,11 @@ profile <= 2 KB; SIGTERM <= 5 s and restart < 5 s at 100k profiles.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -30,6 +32,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,21 +73,57 @@ def rss_tree(pid: int) -> int:
     return sum(rss_each(pid))
 
 
+def descendants(pid: int) -> list[int]:
+    """A process and every process under it (shards, embedded PostgreSQL and its backends)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            with contextlib.suppress(OSError, ValueError):
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def rss_all(pid: int) -> int:
+    """Resident bytes of every service process (shared pages counted once per process)."""
+    total = 0
+    for p in descendants(pid):
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            pass
+    return total
+
+
 class Server:
-    def __init__(self, tmp: Path, workers: int, snapshot_interval: str = "10s") -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        workers: int,
+        snapshot_interval: str = "10s",
+        extra: dict[str, Any] | None = None,
+        nofile: int = 0,
+    ) -> None:
+        self.nofile = nofile  # the server's open-file limit (0: inherited)
         self.grpc_port, self.http_port = free_port(), free_port()
         tmp.mkdir(parents=True, exist_ok=True)
         self.cfg = tmp / "via.json5"
-        self.cfg.write_text(json.dumps({
+        self.data_dir = tmp / "data"
+        config: dict[str, Any] = {
             "receive": {"grpc": {"endpoint": f"127.0.0.1:{self.grpc_port}"},
                         "http": {"endpoint": f"127.0.0.1:{self.http_port}"},
                         "queue_max_records": 2_000_000},
             "pipeline": {"workers": workers},
             "detect": {"max_profiles": 400_000},
-            "state": {"data_dir": str(tmp / "data"), "snapshot_interval": snapshot_interval},
+            "state": {"data_dir": str(self.data_dir), "snapshot_interval": snapshot_interval},
             "registry": {"enabled": False}, "correlate": {"enabled": False},
             "control": {"enabled": False}, "emit": {"endpoint": ""}, "log": {"level": "warning"},
-        }))  # fmt: skip
+        }  # fmt: skip
+        for section, values in (extra or {}).items():
+            config[section] = {**config.get(section, {}), **values}
+        self.cfg.write_text(json.dumps(config))
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> float:
@@ -92,6 +131,7 @@ class Server:
         self.proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "via-otlp"), "serve", "--config", str(self.cfg)],
             stdout=subprocess.DEVNULL,
+            preexec_fn=self._limit_files if self.nofile else None,
         )
         with grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}") as ch:
             stub = health_pb2_grpc.HealthStub(ch)
@@ -105,6 +145,9 @@ class Server:
                     raise SystemExit("via-otlp exited")
                 time.sleep(0.02)
 
+    def _limit_files(self) -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+
     def stop(self) -> float:
         assert self.proc is not None
         t0 = time.perf_counter()
@@ -112,26 +155,42 @@ class Server:
         self.proc.wait(120)
         return time.perf_counter() - t0
 
-    def status(self) -> dict[str, object]:
+    def status(self) -> Any:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/status", timeout=60) as r:
-            return json.loads(r.read())  # type: ignore[no-any-return]
+            return json.loads(r.read())
 
 
-def _probe(grpc_port: int, http_port: int, stop: Any, results: Any) -> None:
-    out: list[float] = []
-    grpc_out: list[float] = []
+@dataclass
+class Polls:
+    """Latencies of `/healthz` and gRPC health answers (any answer), and how many were not OK."""
+
+    http: list[float]
+    grpc: list[float]
+    http_not_ok: int = 0
+    grpc_not_ok: int = 0
+
+
+def _probe(grpc_port: int, http_port: int, stop: Any, ready: Any, results: Any) -> None:
+    polls = Polls([], [])
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as ch:
         stub = health_pb2_grpc.HealthStub(ch)
         while not stop.is_set():
             t0 = time.perf_counter()
-            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=30):
-                pass
-            out.append(time.perf_counter() - t0)
+            try:  # a refusal (503 at the connection limit) is an answer too: timed, counted
+                with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=30):
+                    pass
+            except OSError:
+                polls.http_not_ok += 1
+            polls.http.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            stub.Check(health_pb2.HealthCheckRequest(), timeout=30)
-            grpc_out.append(time.perf_counter() - t0)
+            try:
+                stub.Check(health_pb2.HealthCheckRequest(), timeout=30)
+            except grpc.RpcError:
+                polls.grpc_not_ok += 1
+            polls.grpc.append(time.perf_counter() - t0)
+            ready.set()
             time.sleep(0.02)
-    results.put((out, grpc_out))
+    results.put(polls)
 
 
 class Probe:
@@ -140,16 +199,18 @@ class Probe:
 
     def __init__(self, server: Server) -> None:
         ctx = mp.get_context("spawn")
-        self.stop = ctx.Event()
+        self.stop, ready = ctx.Event(), ctx.Event()
         self.results = ctx.Queue()
         self.proc = ctx.Process(
-            target=_probe, args=(server.grpc_port, server.http_port, self.stop, self.results)
+            target=_probe,
+            args=(server.grpc_port, server.http_port, self.stop, ready, self.results),
         )
         self.proc.start()
+        ready.wait(120)  # polling (starting a process takes seconds on a busy machine)
 
-    def finish(self) -> tuple[list[float], list[float]]:
+    def finish(self) -> Polls:
         self.stop.set()
-        got: tuple[list[float], list[float]] = self.results.get(timeout=120)
+        got: Polls = self.results.get(timeout=120)
         self.proc.join(30)
         return got
 
@@ -178,9 +239,10 @@ def health_under_big_request(tmp: Path, workers: int, mib: int) -> None:
         assert server.proc is not None
         probe = Probe(server)
         time.sleep(4)
-        quiet, quiet_grpc = probe.finish()
+        idle = probe.finish()
+        quiet, quiet_grpc = idle.http, idle.grpc
         payload = big_request(mib)
-        records = server.status()["intake"]["records_consumed"]  # type: ignore[index]
+        records = server.status()["intake"]["records_consumed"]
         before_each = rss_each(server.proc.pid)
         before = sum(before_each)
         probe = Probe(server)
@@ -199,15 +261,16 @@ def health_under_big_request(tmp: Path, workers: int, mib: int) -> None:
         n = len(
             ExportLogsServiceRequest.FromString(payload).resource_logs[0].scope_logs[0].log_records
         )
-        while server.status()["intake"]["records_consumed"] < records + n:  # type: ignore[index,operator]
+        while server.status()["intake"]["records_consumed"] < records + n:
             peak = max(peak, rss_tree(server.proc.pid))
             time.sleep(0.1)
         took = time.perf_counter() - t0
-        busy, busy_grpc = probe.finish()
+        polls = probe.finish()
+        busy, busy_grpc = polls.http, polls.grpc
         time.sleep(2)
         after_each = rss_each(server.proc.pid)
         after = sum(after_each)
-        lag = server.status()["loop"]["lag_max_ms"]  # type: ignore[index]
+        lag = server.status()["loop"]["lag_max_ms"]
     finally:
         server.stop()
     mb = 1024 * 1024
@@ -263,33 +326,33 @@ def many_profiles(tmp: Path, workers: int, profiles: int) -> None:
                 )
         while True:
             st = server.status()
-            if st["detect"]["profiles"] >= profiles:  # type: ignore[index,operator]
+            if st["detect"]["profiles"] >= profiles:
                 break
             time.sleep(0.5)
         time.sleep(12)  # at least one snapshot of everything
         st = server.status()
         held = rss_tree(server.proc.pid)
-        snap = st["shards"]["last_snapshot"]  # type: ignore[index]
+        snap = st["shards"]["last_snapshot"]
     finally:
         stop_secs = server.stop()
     restart = server.start()
     try:
         st2 = server.status()
-        restored = st2["detect"]["profiles"]  # type: ignore[index]
-        restores = [s["restore_seconds"] for s in st2["shards"]["each"]]  # type: ignore[index]
+        restored = st2["detect"]["profiles"]
+        restores = [s["restore_seconds"] for s in st2["shards"]["each"]]
     finally:
         server.stop()
-    n = st["detect"]["profiles"]  # type: ignore[index]
+    n = st["detect"]["profiles"]
     print(
         f"{n:,} profiles ({services:,} services x {templates} templates), {st['shards']['workers']} shards"
-    )  # type: ignore[index]
+    )
     print(f"  memory per profile in serve: {(held - base) / n:,.0f} B (all processes, over the idle "
           f"server's {base / 2**20:.0f} MiB)   target <= 2,048 B")  # fmt: skip
     print(
         f"  snapshot: {snap['bytes'] / 2**20:.1f} MiB written in {snap['write_seconds']:.2f} s by "
         f"forked children (slowest shard); a shard's work waited {snap['stall_seconds'] * 1e3:.0f} ms "
         f"for it (the fork; it waited the whole write before)"
-    )  # type: ignore[index]
+    )
     print(f"  SIGTERM to exit: {stop_secs:.2f} s   target <= 5 s")
     print(f"  restart to SERVING: {restart:.2f} s, shards restored in {max(restores):.2f} s, "
           f"{restored:,} profiles back   target < 5 s")  # fmt: skip
