@@ -130,8 +130,10 @@ class App:
             private_dir(self.config.state.data_dir)  # 0700: templates quote log lines
             self._restore()
             if self.pool is not None:
-                # Shards start (and restore) while the rest of the service starts.
+                # Shards start (and restore) while the rest of the service starts; forked
+                # before the registry starts threads, they need no imports of their own.
                 self.pool.instance = instance_id(self.config.state.data_dir)
+                self.pool.fork()
                 shards_ready = asyncio.create_task(self.pool.start(), name="via-shards-start")
             if self.registry is not None:
                 await self.registry.start()

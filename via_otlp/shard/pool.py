@@ -119,6 +119,7 @@ class _Shard:
     def __init__(self, index: int) -> None:
         self.status = ShardStatus(index)
         self.process: subprocess.Popen[bytes] | _Forked | None = None
+        self.sock: socket.socket | None = None  # our end to a shard forked ahead (`fork`)
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.task: asyncio.Task[None] | None = None
@@ -215,8 +216,22 @@ class ShardPool:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    def fork(self) -> None:
+        """Fork the shards now, if this process has no other thread yet (`start` uses them).
+
+        `start` would fork them too, but the service starts the registry meanwhile, whose
+        threads came first: a shard started while threads run is a fresh interpreter instead,
+        which imports everything again (~0.35 s of CPU per shard before it is ready).
+        """
+        if threading.active_count() != 1:
+            return
+        for shard in self._shards:
+            if shard.sock is None and shard.process is None:
+                shard.process, shard.sock = _start_process()
+
     async def start(self) -> list[dict[str, Any]]:
-        """Start every shard and wait until each has restored its state."""
+        """Start every shard (forked ahead by `fork`, or now) and wait until each has
+        restored its state."""
         try:
             ready = await asyncio.gather(*(self._spawn(s) for s in self._shards))
             await self.refresh()
@@ -226,20 +241,9 @@ class ShardPool:
         return list(ready)
 
     async def _spawn(self, shard: _Shard) -> dict[str, Any]:
-        parent, child = socket.socketpair()
-        try:
-            if threading.active_count() == 1:
-                # No thread yet (the servers start after the shards): a fork starts a shard
-                # with everything imported, in milliseconds instead of a second of imports.
-                shard.process = _fork_worker(parent, child)
-            else:  # a restart while the servers run: a fresh interpreter
-                shard.process = subprocess.Popen(
-                    [sys.executable, "-m", "via_otlp.shard.worker", str(child.fileno())],
-                    pass_fds=(child.fileno(),),
-                    start_new_session=False,
-                )
-        finally:
-            child.close()
+        parent, shard.sock = shard.sock, None
+        if parent is None or shard.process is None:
+            shard.process, parent = _start_process()
         shard.status.pid = shard.process.pid
         shard.reader, shard.writer = await asyncio.open_unix_connection(sock=parent, limit=1 << 20)
         shard.alive = True
@@ -807,6 +811,25 @@ class _Forked:
     def kill(self) -> None:
         if self.poll() is None:
             os.kill(self.pid, signal.SIGKILL)
+
+
+def _start_process() -> tuple[subprocess.Popen[bytes] | _Forked, socket.socket]:
+    """A shard process, and our end of its socket."""
+    parent, child = socket.socketpair()
+    try:
+        if threading.active_count() == 1:
+            # No thread yet (the servers start after the shards): a fork starts a shard
+            # with everything imported, in milliseconds instead of a second of imports.
+            return _fork_worker(parent, child), parent
+        # A restart while the servers run: a fresh interpreter.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "via_otlp.shard.worker", str(child.fileno())],
+            pass_fds=(child.fileno(),),
+            start_new_session=False,
+        )
+        return process, parent
+    finally:
+        child.close()
 
 
 def _fork_worker(parent: socket.socket, child: socket.socket) -> _Forked:
