@@ -229,3 +229,11 @@ def test_seeds_run_together_do_not_meet_in_the_detector() -> None:
     assert alone.delays_min[0] is not None  # found: the comparison below is not of nothing
     assert together.delays_min == alone.delays_min
     assert together.false == alone.false and together.records == alone.records > 0
+
+
+def test_the_count_series_config_loads_with_5_minute_buckets() -> None:
+    from via_otlp.config import load_config
+
+    d = load_config(cs.CONFIG).detect
+    assert d.bucket == cs.BUCKET == 300.0
+    assert d.half_life == 30 * 1800.0 and d.warmup == 30 * 1800.0  # the 10 s defaults x30
