@@ -33,8 +33,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bytecode import compile_package
 from intake import make_request
+from machine import compile_package, load_average
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.certs, for --tls
 
@@ -245,11 +245,12 @@ def main() -> None:
 
     print(
         f"requests: {args.requests} x 1000 records, gzip, concurrency {args.concurrency}, "
-        f"cores: {os.cpu_count()} (shared with whatever else runs)"
+        f"cores: {os.cpu_count()} (shared with whatever else runs), {load_average()}"
     )
     print(f"null LogsService (transport ceiling): {records / null_secs:>10,.0f} records/s")
     for workers in args.workers.split(","):
         run_server(workers, payloads, records, null_secs, args.concurrency)
+    print(f"at the end: {load_average()}")
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:

@@ -12,8 +12,9 @@ closed form, not one bucket at a time.
 from __future__ import annotations
 
 import argparse
-import os
 import time
+
+from machine import load_average
 
 from via_otlp.detect import DetectConfig, Engine
 from via_otlp.model import LogBatch, Source
@@ -52,7 +53,7 @@ def main() -> None:
     cpu = time.process_time()
     events = engine.observe(batch(hashes[:1], t0 + warm * bucket_ns + int(args.hours * 3600 * S)))
     took = time.process_time() - cpu
-    print(f"load average: {os.getloadavg()[0]:.1f}")
+    print(load_average())
     print(
         f"{args.profiles:,} profiles, a {args.hours:g} h gap: observe() {took:.2f} s CPU, "
         f"{engine.stats().buckets_closed - closed:,} buckets closed, {len(events)} events, "

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from bytecode import compile_package
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from machine import compile_package, load_average
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
@@ -369,13 +369,15 @@ def main() -> None:
     args = parser.parse_args()
     compile_package()  # restarts are timed as an installed wheel runs
     print(
-        f"cores: {os.cpu_count()} (shared with whatever else runs), workers: {args.workers or 'one per core'}"
+        f"cores: {os.cpu_count()} (shared with whatever else runs), workers: "
+        f"{args.workers or 'one per core'}, {load_average()}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         if args.only != "profiles":
             health_under_big_request(Path(tmp), args.workers, args.big_mib)
         if args.only != "big":
             many_profiles(Path(tmp), args.workers, args.profiles)
+    print(f"at the end: {load_average()}")
 
 
 if __name__ == "__main__":
