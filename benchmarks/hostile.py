@@ -44,6 +44,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.receive.test_codec
+from machine import load_average
 from shards import EXPORT, Polls, Probe, Server, big_request, rss_all
 
 from tests.receive.test_codec import nested_body_request
@@ -230,7 +231,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="shards (0: one per core)")
     args = parser.parse_args()
     names = ["baseline"] + [n for n in args.only.split(",") if n != "baseline"]
-    print(f"cores: {os.cpu_count()} (shared), load {os.getloadavg()[0]:.1f}; server open-file "
+    print(f"cores: {os.cpu_count()} (shared), {load_average()}; server open-file "
           f"limit 1024; polls every 20 ms from their own process", flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         server = Server(Path(tmp), args.workers, nofile=1024)
@@ -249,7 +250,7 @@ def main() -> None:
                 report(name, took, outcomes, polls, (before, rss_all(server.proc.pid)))
             print(f"status after: {json.dumps(server.status()['loop'])}")
         finally:
-            print(f"SIGTERM to exit: {server.stop():.2f} s, load {os.getloadavg()[0]:.1f}")
+            print(f"SIGTERM to exit: {server.stop():.2f} s, {load_average()}")
 
 
 if __name__ == "__main__":

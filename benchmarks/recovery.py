@@ -32,6 +32,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import contextlib
 
+from machine import load_average
 from shards import EXPORT, Server, descendants
 
 NEW_SERVICE_EVERY = 0.2
@@ -140,7 +141,7 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=3)
     parser.add_argument("--only", choices=("learning", "postgres"))
     args = parser.parse_args()
-    print(f"cores: {os.cpu_count()} (shared), load {os.getloadavg()[0]:.1f}", flush=True)
+    print(f"cores: {os.cpu_count()} (shared), {load_average()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         os.chmod(tmp, 0o755)  # the embedded PostgreSQL runs as another user when started by root
         if args.only != "postgres":
@@ -154,7 +155,7 @@ def main() -> None:
             print(f"PostgreSQL back: worst {max(b for b, _ in back):.2f} s, mean "
                   f"{statistics.mean(b for b, _ in back):.2f} s over {len(back)} kills   "
                   f"target <= 10 s")  # fmt: skip
-    print(f"load {os.getloadavg()[0]:.1f}")
+    print(load_average())
 
 
 if __name__ == "__main__":

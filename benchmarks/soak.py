@@ -38,6 +38,7 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from intake import make_request
+from machine import load_average
 from shards import EXPORT, Server, descendants
 
 RECORDS_PER_REQUEST = 1000
@@ -178,7 +179,7 @@ def main() -> None:
             idle = memory(server)
             rated = rated_load(server, args.rating_seconds)
             rate = args.rate or args.factor * rated
-            print(f"cores: {os.cpu_count()} (shared), load {os.getloadavg()[0]:.1f}; "
+            print(f"cores: {os.cpu_count()} (shared), {load_average()}; "
                   f"rated load {rated:,.0f} records/s (accepted and processed, as fast as taken, "
                   f"{args.rating_seconds:.0f} s); offering {rate:,.0f} records/s for "
                   f"{args.minutes:g} min", flush=True)  # fmt: skip
@@ -236,6 +237,7 @@ def report(
     drift = (last - first) / first
     print(f"flat within 10 %: {'yes' if abs(drift) <= 0.10 else 'NO'} (last vs first {drift:+.1%}; "
           f"max vs first {(peak - first) / first:+.1%})")  # fmt: skip
+    print(load_average())
 
 
 if __name__ == "__main__":
