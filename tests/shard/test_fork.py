@@ -51,3 +51,30 @@ def test_shards_forked_ahead_are_the_ones_started(tmp_path: Path) -> None:
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["forked"] == [True, True]
     assert got["pids"] == got["ahead"] and len(set(got["pids"])) == 2
+
+
+_KILL_CHILD = """
+import asyncio, json, sys
+from via_otlp.config import parse_config
+from via_otlp.shard.pool import ShardPool
+
+config = parse_config('{pipeline: {workers: 2}, state: {data_dir: "%s"}, correlate: {enabled: false}}'
+                      % sys.argv[1])
+pool = ShardPool(config, [].extend, persist=False)
+pool.fork()
+processes = [s.process for s in pool._shards]
+asyncio.run(pool.kill(grace=60))  # a start that failed before the shards were started
+print(json.dumps([p.returncode for p in processes]))
+"""
+
+
+def test_shards_forked_ahead_and_never_started_exit_on_their_own(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _KILL_CHILD, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    codes = json.loads(out.stdout.strip().splitlines()[-1])
+    assert codes == [2, 2]  # `run` without an INIT frame; a SIGKILL would be -9

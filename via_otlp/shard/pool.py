@@ -294,6 +294,9 @@ class ShardPool:
             s.alive = False
             if s.writer is not None:
                 s.writer.close()
+            if s.sock is not None:  # forked ahead, never started: it sees the end and exits
+                s.sock.close()
+                s.sock = None
             if s.task is not None:
                 s.task.cancel()
         for s in self._shards:
