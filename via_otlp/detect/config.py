@@ -58,6 +58,13 @@ class CardinalityConfig:
     slack: float = field(default=0.5, metadata=spec(ge=0))
     threshold: float = field(default=20.0, metadata=spec(gt=0))
     clip: float = field(default=4.0, metadata=spec(gt=0))
+    # Over windows (`via_otlp.detect.cardinality`): the ids each profile named lately, at most
+    # `id_slots` of them seen within `id_window`, and a CUSUM (nats) of fresh ones against the
+    # learned share, judged once `window_min_ids` ids were seen.
+    id_slots: int = field(default=32, metadata=spec(ge=4, le=1024))
+    id_window: float = field(default=21600.0, metadata=spec(unit="duration", gt=0))
+    window_threshold: float = field(default=9.0, metadata=spec(gt=0))
+    window_min_ids: float = field(default=20.0, metadata=spec(ge=0))
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xxhash
 
+from via_otlp.detect.cardinality import describe
 from via_otlp.detect.codec import as_array, check_version, leaf
 from via_otlp.detect.config import DetectConfig
 from via_otlp.detect.episodes import (
@@ -631,15 +632,19 @@ class Engine:
         counts = np.zeros(cap)
         distinct = np.zeros(cap)
         with_id = np.zeros(cap)
+        regs = np.zeros(0, dtype=np.int64)
         if acc is not None:
             counts[: len(acc.counts)] = acc.counts
             with_id[: len(acc.with_id)] = acc.with_id
-            slots, est = estimate_packed(acc.compacted(), self.config.cardinality.precision)
+            regs = acc.compacted()
+            slots, est = estimate_packed(regs, self.config.cardinality.precision)
             distinct[slots] = est
         self._next_close = bk + 1
         self._c["buckets_closed"] += 1
         verdict = table.close(bk, counts, distinct, partial, with_id)
         alarms = list(verdict.alarms)
+        if not partial:
+            alarms += self._id_windows(bk, regs, verdict)
         if self._novel:
             alarms += self._novelty(bk, counts)
         alarms.sort(key=lambda a: (table.rhythm_hash[a.slot], _KIND_ORDER[a.kind]))
@@ -652,6 +657,28 @@ class Engine:
         if len(idle):
             events += self._evict(idle.tolist(), "evictions_idle", bk)
         return events
+
+    def _id_windows(self, bk: int, regs: np.ndarray, verdict: Verdict) -> list[Alarm]:
+        """Distinct ids over windows (`via_otlp.detect.cardinality`): the bucket's registers
+        merged into each profile's window of recent ids; an alarm where fresh ids add up."""
+        table = self._table
+        active = table.live & (table.first_bucket <= bk)
+        active &= table.rate.n >= max(1, table.warmup_buckets)
+        w = table.ids.close(bk, regs, active)
+        calm = verdict.settled[AnomalyKind.CARDINALITY]
+        calm &= w.calm
+        already = {a.slot for a in verdict.alarms if a.kind is AnomalyKind.CARDINALITY}
+        alarms = []
+        for s in np.flatnonzero(w.hit).tolist():
+            if s in already:
+                continue
+            seen = float(table.ids.run_seen[s])
+            note = describe(float(w.observed[s]), seen, float(w.share[s]))
+            alarms.append(
+                Alarm(s, AnomalyKind.CARDINALITY, float(w.score[s]), 0.0, float(w.expected[s]),
+                      float(w.observed[s]), float(w.share[s]), 0.0, note=note)
+            )  # fmt: skip
+        return alarms
 
     def _novelty(self, bk: int, counts: np.ndarray) -> list[Alarm]:
         """Judge the held new patterns at the close of bucket `bk` (`via_otlp.detect.novelty`):
@@ -826,6 +853,8 @@ class Engine:
         bs = self.config.bucket
         who = f"{src.service_name}: '{table.template[a.slot]}'"
         usual = f"usually {number_text(a.baseline_mean * 60 / bs)}±{number_text(a.baseline_std * 60 / bs)}/min"
+        if a.note:
+            return f"{who} {a.note}"
         if a.kind is AnomalyKind.NOVELTY:
             return f"{src.service_name}: new {table.severity[a.slot]} pattern '{table.template[a.slot]}' ({number_text(a.observed)} so far)"
         if a.kind is AnomalyKind.SPIKE:

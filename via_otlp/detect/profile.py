@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from via_otlp.detect.cardinality import IdWindow
 from via_otlp.detect.codec import as_array, check_version, leaf
 from via_otlp.detect.config import DetectConfig
 from via_otlp.detect.cusum import Cusum
@@ -90,6 +91,7 @@ class Alarm:
     baseline_mean: float
     baseline_std: float
     direction: int = 1  # +1 up, -1 down (drift)
+    note: str = ""  # what the explanation says after the pattern, if not the kind's usual
 
 
 @dataclass(slots=True)
@@ -271,6 +273,7 @@ class ProfileTable:
         self.severity: list[str] = []
         self.index: dict[str, int] = {}
         self._free: list[int] = []
+        self.ids = IdWindow(c)  # distinct ids over windows (`cardinality`): slot columns too
         self._grow(capacity)
 
     # -- slots -------------------------------------------------------------------------------
@@ -287,6 +290,7 @@ class ProfileTable:
         self.season = np.concatenate([self.season, np.ones((pad, HOURS), dtype=np.float32)])
         self.day_sum = np.concatenate([self.day_sum, np.zeros((pad, HOURS), dtype=np.float32)])
         self.cusum.grow(capacity)
+        self.ids.grow(capacity)
         for name in _RECENT_COLS:
             old = getattr(self, name)
             setattr(self, name, np.concatenate([old, np.zeros((RECENT, pad), old.dtype)], axis=1))
@@ -342,6 +346,7 @@ class ProfileTable:
         for name in _RECENT_COLS:
             getattr(self, name)[:, slot] = 0
         self.cusum.clear(slot)
+        self.ids.clear(slot)
         for name in _FLOAT_COLS + _INT_COLS + _BOOL_COLS:
             getattr(self, name)[slot] = 0
         self.rhythm_hash[slot] = self.template_id[slot] = self.template[slot] = self.severity[
@@ -813,6 +818,7 @@ class ProfileTable:
         out["season"], out["day_sum"] = (self.season, 0), (self.day_sum, 0)
         for n in _RECENT_COLS:
             out[n] = (getattr(self, n), 1)
+        out.update(self.ids.slot_arrays("ids."))
         return out
 
     def _set_slot_array(self, name: str, a: np.ndarray) -> None:
@@ -926,6 +932,8 @@ class ProfileTable:
         if length == RECENT and hi > lo:
             keep_rows[np.arange(lo, hi) % RECENT] = True
         for name, (a, axis) in self._slot_arrays().items():
+            if name not in tree["columns"]:  # an export older than the column: left empty
+                continue
             shape = list(a.shape)
             shape[axis] = k
             v = as_array(tree["columns"][name], a.dtype, tuple(shape))
