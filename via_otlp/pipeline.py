@@ -113,9 +113,11 @@ class Pipeline:
         """Process one batch taken off the queue (the watermark moves to `watermark_ns` if given)."""
         self.stats.records_consumed += len(batch)
         with self.stats.latency.time(Stage.DETECT):
-            # Merges the miner made (this batch's or, with a queue, later ones'): a held new
-            # pattern that merged back into a known one is not reported.
+            # Merges and splits the miner made (this batch's or, with a queue, later ones'): a
+            # held new pattern that merged back into a known one, or that is a known one with a
+            # word's new value, is not reported.
             self.engine.merged(self.patterns.take_merges())
+            self.engine.split(self.patterns.take_splits())
             self.schemas.observe(batch)
             events = self.engine.observe(batch, watermark_ns=watermark_ns) + self._check_schemas()
         self.dispatch(events)

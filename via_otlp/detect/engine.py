@@ -68,7 +68,7 @@ from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, LogBatch, So
 from via_otlp.patterns.rhythm import rhythm_hash
 
 if TYPE_CHECKING:
-    from via_otlp.patterns.stage import TemplateMerge
+    from via_otlp.patterns.stage import TemplateMerge, TemplateSplit
 
 _KIND_ORDER = {k: i for i, k in enumerate(AnomalyKind)}
 
@@ -116,6 +116,7 @@ class EngineStats:
     max_event_ns: int
 
 
+_MAX_SPLITS = 10_000  # splits waiting for their template's first records (oldest dropped)
 _FOLD_AT = 1 << 17  # pending trace id candidates an open bucket holds before folding them
 
 
@@ -281,6 +282,9 @@ class Engine:
         # Held new patterns (`novelty`): slot → [bucket of its first records, records in the
         # buckets closed since].
         self._novel: dict[int, list[int]] = {}
+        # (source key, template id) of templates the miner split off a known one, until their
+        # profile is made (`split`); not kept in snapshots (they are used within a batch or two).
+        self._splits: dict[tuple[str, str], None] = {}
         self._c = dict.fromkeys(
             ("records", "late_records", "dropped_records", "batches", "buckets_closed", "evictions_idle",
              "evictions_capacity", "episodes_opened", "episodes_resolved"), 0,
@@ -462,6 +466,8 @@ class Engine:
             slot_of_code[code] = slot
             if rh in self._forgotten:
                 del self._forgotten[rh]
+            elif (src.key, batch.template_id[i]) in self._splits:
+                del self._splits[(src.key, batch.template_id[i])]  # a word's new value (`split`)
             elif ti - known[1] >= warm and not self._known_template(
                 src.key, batch.template_id[i], batch.severity[i]
             ):
@@ -479,6 +485,14 @@ class Engine:
                 if (slot is not None and slot not in held) or rh in self._forgotten:
                     return True
         return False
+
+    def split(self, splits: Iterable[TemplateSplit]) -> None:
+        """Templates the miner made for a word variable's new value (`PatternStage.take_splits`):
+        a known pattern, not a new one; they merge back once the word has enough values."""
+        for sp in splits:
+            self._splits[(sp.source_key, sp.new_id)] = None
+            if len(self._splits) > _MAX_SPLITS:
+                del self._splits[next(iter(self._splits))]
 
     def merged(self, merges: Iterable[TemplateMerge]) -> None:
         """Templates the miner merged into older ones (`PatternStage.take_merges`): a held new

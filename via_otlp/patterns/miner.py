@@ -350,6 +350,10 @@ class SourceMiner:
         self._spans: dict[str, SpanText] = {}  # templates as texts, when a line is shorter
         self.work = Work()  # steps of the span matcher (a work budget, for tests)
         self.on_merge: Callable[[str, Template], None] | None = None  # (absorbed id, survivor)
+        # (new id, the template it differs from in one plain word): a word variable's new value
+        # before it has enough values to generalise; a detector does not call it a new pattern.
+        self.on_split: Callable[[str, Template], None] | None = None
+        self._split_of: Template | None = None
         self._born = 0
         self._values: dict[tuple[str, str, int], set[str]] = {}
         self._by_shape: dict[bytes, Template] = {}
@@ -463,6 +467,7 @@ class SourceMiner:
 
     def _learn(self, tokens: list[str]) -> Template:
         """The template of masked `tokens` not seen lately: matched in the tree, or a new one."""
+        self._split_of = None
         template = self._match(tokens)
         if template is not None:
             self._touch(template)
@@ -471,7 +476,10 @@ class SourceMiner:
         if self.stats.flooding:
             self.stats.flooded_lines += 1
             return self._flood_template()
-        return self._create(tokens)
+        template = self._create(tokens)
+        if self._split_of is not None and self.on_split is not None:
+            self.on_split(template.id, self._split_of)
+        return template
 
     def _touch(self, template: Template) -> None:
         """Mark `template` most recently used (the flood template is in no LRU order)."""
@@ -529,6 +537,7 @@ class SourceMiner:
         if best is None:
             return self._best_span(tokens)
         if soft >= 0 and not self._enough_values(best, tokens, soft):
+            self._split_of = best
             return None
         if _generalise(best, tokens):
             self._rekey(best)

@@ -77,6 +77,16 @@ class TemplateMerge:
     rhythm: tuple[tuple[str, str], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class TemplateSplit:
+    """Template `new_id` of a source differs from `sibling_id` in one plain word only: a word
+    variable's new value, kept apart until the word has enough values to generalise."""
+
+    source_key: str
+    new_id: str
+    sibling_id: str
+
+
 class SnapshotError(ValueError):
     """A snapshot that this version cannot restore (wrong kind or version, or malformed)."""
 
@@ -92,6 +102,7 @@ class PatternStage:
         # severities seen lately with each (source, template id): the rhythm hashes of a merge
         self._severities: dict[tuple[str, str], tuple[str, ...]] = {}
         self._merges: list[TemplateMerge] = []
+        self._splits: list[TemplateSplit] = []
         self._merges_dropped = 0
         self._hinted = 0
         self._source_evictions = 0
@@ -117,6 +128,7 @@ class PatternStage:
     def _new_miner(self, source_key: str) -> SourceMiner:
         miner = SourceMiner(self.config, self.masker)
         miner.on_merge = lambda old_id, survivor: self._merged(source_key, old_id, survivor)
+        miner.on_split = lambda new_id, sibling: self._split(source_key, new_id, sibling.id)
         return miner
 
     def _note_severity(self, source_key: str, template_id: str, severity: str) -> None:
@@ -140,6 +152,18 @@ class PatternStage:
             del self._merges[: _MAX_MERGES // 2]
             self._merges_dropped += _MAX_MERGES // 2
         self._merges.append(TemplateMerge(source_key, old_id, survivor.id, survivor.text, rhythm))
+
+    def _split(self, source_key: str, new_id: str, sibling_id: str) -> None:
+        """Record a split made by a source model (see `take_splits`)."""
+        if len(self._splits) >= _MAX_MERGES:
+            del self._splits[: _MAX_MERGES // 2]
+        self._splits.append(TemplateSplit(source_key, new_id, sibling_id))
+
+    def take_splits(self) -> list[TemplateSplit]:
+        """The templates made since the last call that differ from a known one in one word only
+        (a word variable's new value), oldest first; the record is then emptied."""
+        splits, self._splits = self._splits, []
+        return splits
 
     def take_merges(self) -> list[TemplateMerge]:
         """The merges made since the last call, oldest first (the record is then emptied).
