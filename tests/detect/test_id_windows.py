@@ -99,3 +99,9 @@ def test_fresh_ids_are_found_and_places_are_reused_least_recent_first() -> None:
     w.close(3, regs(2, [f"x{i}" for i in range(16)]), active)
     w.close(4, regs(2, [f"y{i}" for i in range(16)]), active)
     assert int(np.count_nonzero(w.fp[2])) == w.k and not w.fp[[0, 1, 3]].any()
+
+
+def test_the_window_costs_what_it_says_per_profile() -> None:
+    w = IdWindow(DetectConfig(), 1000)
+    held = sum(a.nbytes for a, _ in w.slot_arrays("").values())
+    assert held == 1000 * w.nbytes_per_slot and w.nbytes_per_slot <= 160

@@ -8,8 +8,9 @@ registers, a sparse sketch) each with the bucket it was last seen in: the union 
 of the last `id_window` (up to `id_slots` ids, the least recently seen making room). A
 bucket's registers merged into the window tell which of its ids are *fresh* (absent from the
 window). A profile learns the share of its ids that are fresh (the distinct / count of its
-windows: small for a small pool, near 1 for an open population), and a Bernoulli CUSUM per id
-weighs fresh ids against that share: ``ln(q1/p0)`` for each fresh id and ``ln((1-q1)/(1-p0))``
+windows: small for a small pool, near 1 for an open population), and where that share is at
+most a half (a pool, not an open population) a Bernoulli CUSUM per id weighs fresh ids
+against it: ``ln(q1/p0)`` for each fresh id and ``ln((1-q1)/(1-p0))``
 for each known one, with ``q1`` halfway between ``p0`` and 1. A warning that hits the same 20
 clients all day and then a new one with every record adds up within a few records, at any
 volume; more records from the same clients (a volume rise) are known ids and pull it down.
@@ -34,7 +35,7 @@ from via_otlp.detect.config import DetectConfig
 from via_otlp.detect.ewma import decay_of
 
 _SWEEP = 1024  # buckets between sweeps of expired entries (ages must stay below 2**16)
-_P0_MIN, _P0_MAX = 0.02, 0.95  # the fresh share the CUSUM uses, clipped
+_P0_MIN, _P0_MAX = 0.02, 0.5  # the fresh share the CUSUM uses (clipped), judged up to
 _COLS = ("fresh", "seen", "cusum", "run_fresh", "run_seen")
 
 
@@ -153,7 +154,9 @@ class IdWindow:
         p0 = np.clip(share, _P0_MIN, _P0_MAX)
         q1 = 0.5 * (1.0 + p0)
         step = fresh * np.log(q1 / p0) + (n_ids - fresh) * np.log((1.0 - q1) / (1.0 - p0))
-        judged = active & (self.seen >= self.min_ids) & (n_ids > 0)
+        # Where nearly every id is fresh anyway (an open population) there is nothing to find,
+        # and a share clipped below the true one would make the CUSUM climb.
+        judged = active & (self.seen >= self.min_ids) & (n_ids > 0) & (share <= _P0_MAX)
         cum = np.where(judged, np.maximum(0.0, self.cusum + step), self.cusum)
         cum = np.where(active, cum, 0.0)
         going = cum > 0
