@@ -46,11 +46,15 @@ def test_a_column_the_snapshot_lacks_starts_fresh() -> None:
     table = ProfileTable(config)
     state = table.snapshot()
     state["columns"]["peak"] = np.full(table.capacity, 7.0)
-    del state["columns"]["srun_max"]
+    del state["columns"]["rate_trend"]
+    del state["columns"]["win.disp"]
+    del state["windows"]
+    state["columns"]["srun_max"] = np.ones(table.capacity)  # a column since removed: ignored
     again = ProfileTable(config)
     again.restore(state)
     assert again.peak.tolist() == [7.0] * table.capacity
-    assert again.srun_max.tolist() == [0.0] * table.capacity
+    assert again.rate_trend.tolist() == [0.0] * table.capacity
+    assert again.win.disp.shape == table.win.disp.shape and not again.win.disp.any()
 
 
 def test_an_unknown_version_is_refused_not_guessed() -> None:

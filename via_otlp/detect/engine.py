@@ -49,10 +49,10 @@ from via_otlp.detect.config import DetectConfig
 from via_otlp.detect.episodes import (
     SEVERITY_NOVELTY_SCORE,
     Episode,
+    boosted,
     episode_id,
     number_text,
     rate_text,
-    severity_boost,
 )
 from via_otlp.detect.hll import compact, estimate_packed, pack, packed_slots, registers_of
 from via_otlp.detect.novelty import SEVERITY_RANK, evidence, most_severe
@@ -757,18 +757,14 @@ class Engine:
             ep = self._episodes.get(key)
             new_samples = samples.get(a.slot, [])
             if ep is None:
-                score = min(
-                    100.0,
+                score = (
                     a.score
-                    + (
-                        0.0
-                        if a.kind is AnomalyKind.NOVELTY
-                        else severity_boost(table.severity[a.slot])
-                    ),
+                    if a.kind is AnomalyKind.NOVELTY
+                    else boosted(a.score, table.severity[a.slot])
                 )
                 ep = Episode(
                     episode_id(rh, a.kind, bk), rh, a.kind, bk, bk, 0, score, a.expected, a.observed,
-                    a.baseline_mean, a.baseline_std, self._explain(a), list(new_samples[:k]),
+                    a.baseline_mean, a.baseline_std, self._explain(a), list(new_samples[:k]), score,
                 )  # fmt: skip
                 self._episodes[key] = ep
                 self._c["episodes_opened"] += 1
@@ -776,8 +772,9 @@ class Engine:
             else:
                 ep.last_hot_bucket = bk
                 ep.calm_buckets = 0
-                if a.score > ep.score:
-                    ep.score = min(100.0, a.score + severity_boost(table.severity[a.slot]))
+                score = boosted(a.score, table.severity[a.slot])
+                if score > ep.score:
+                    ep.score = score
                     ep.expected, ep.observed = a.expected, a.observed
                 for tid in new_samples:
                     if len(ep.sample_trace_ids) >= k:
@@ -830,6 +827,8 @@ class Engine:
         ep.explanation = (
             f"{ep.explanation.split(' — ')[0]} — resolved: {why} after {number_text(dur)}s"
         )
+        # A resolution is never more severe than the opening (no alert on recovery).
+        ep.score = ep.open_score if ep.open_score >= 0 else ep.score
         return self._event(ep, EpisodeState.RESOLVED, bk)
 
     def _event(self, ep: Episode, state: EpisodeState, bk: int) -> AnomalyEvent:

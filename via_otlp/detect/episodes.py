@@ -57,6 +57,15 @@ def severity_boost(severity: str) -> float:
     return 10.0 if severity in ("ERROR", "FATAL") else 0.0
 
 
+def boosted(score: float, severity: str) -> float:
+    """A rate score raised for an ERROR or FATAL pattern: +10 at 50, less towards 100, never 100.
+
+    >>> boosted(50.0, "ERROR"), boosted(90.0, "ERROR"), boosted(90.0, "INFO")
+    (60.0, 92.0, 90.0)
+    """
+    return score + severity_boost(severity) * max(0.0, 100.0 - score) / 50.0
+
+
 @dataclass(slots=True)
 class Episode:
     """An open episode of one kind of anomaly on one rhythm hash."""
@@ -67,22 +76,24 @@ class Episode:
     start_bucket: int
     last_hot_bucket: int
     calm_buckets: int
-    score: float
+    score: float  # the highest so far (what an update reports)
     expected: float
     observed: float
     baseline_mean: float
     baseline_std: float
     explanation: str
     sample_trace_ids: list[str] = field(default_factory=list)
+    open_score: float = -1.0  # the score it opened with (what its resolution carries); -1: score
 
     def to_json(self) -> list[Any]:
         return [
             self.episode_id, self.rhythm_hash, self.kind.value, self.start_bucket, self.last_hot_bucket,
             self.calm_buckets, self.score, self.expected, self.observed, self.baseline_mean,
-            self.baseline_std, self.explanation, list(self.sample_trace_ids),
+            self.baseline_std, self.explanation, list(self.sample_trace_ids), self.open_score,
         ]  # fmt: skip
 
     @classmethod
     def from_json(cls, v: list[Any]) -> Episode:
         return cls(v[0], v[1], AnomalyKind(v[2]), int(v[3]), int(v[4]), int(v[5]), float(v[6]), float(v[7]),
-                   float(v[8]), float(v[9]), float(v[10]), v[11], list(v[12]))  # fmt: skip
+                   float(v[8]), float(v[9]), float(v[10]), v[11], list(v[12]),
+                   float(v[13]) if len(v) > 13 else -1.0)  # fmt: skip
