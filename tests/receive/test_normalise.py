@@ -246,3 +246,46 @@ def test_a_request_is_cut_into_bounded_batches_by_count_alone() -> None:
     assert [x for b, _ in parts for x in b.body] == whole.body
     assert [s.key for s in parts[1][0].sources] == ["a", "b"]
     assert [b.source_of(len(b) - 1).key for b, _ in parts] == ["a", "b", "b"]
+
+
+_WANTED_KEYS = ("enduser.id", "user.id", "client.address", "log.record.template", "x", "")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    records=st.lists(
+        st.lists(st.tuples(st.sampled_from(_WANTED_KEYS), any_values), max_size=6), max_size=6
+    ),
+    unique_keys=st.lists(st.sampled_from(_WANTED_KEYS), max_size=3).map(tuple),
+    max_records=st.integers(0, 4),
+)
+def test_attributes_looked_up_by_key_give_what_the_attribute_loop_gives(
+    records: list[list[tuple[str, AnyValue]]], unique_keys: tuple[str, ...], max_records: int
+) -> None:
+    # Keys given twice (first unique id, last hint win), ids of every AnyValue kind, several
+    # unique-id keys in any order, the hint key among them, records cut into several batches.
+    req = one_record()
+    sl = req.resource_logs[0].scope_logs[0]
+    for attrs in records:
+        lr = sl.log_records.add()
+        for key, value in attrs:
+            lr.attributes.add(key=key).value.CopyFrom(value)
+    raw = req.SerializeToString()
+    req = ExportLogsServiceRequest.FromString(raw)
+    options = NormaliseOptions(unique_id_attributes=unique_keys)
+    looped = list(Normaliser(options).batches(req, NOW, None, max_records))
+    looked_up = list(Normaliser(options).batches(req, NOW, raw, max_records, parsed_from_raw=True))
+    assert [(b.unique_id, b.template_hint) for b, _ in looked_up] == [
+        (b.unique_id, b.template_hint) for b, _ in looped
+    ]
+
+
+def test_a_key_given_twice_keeps_the_first_id_and_the_last_hint() -> None:
+    req = one_record()
+    lr = req.resource_logs[0].scope_logs[0].log_records[0]
+    for key, value in (("user.id", "first"), ("user.id", "second"),
+                       ("log.record.template", "a <*>"), ("log.record.template", "b <*>")):  # fmt: skip
+        lr.attributes.add(key=key).value.string_value = value
+    raw = req.SerializeToString()
+    batch, _ = next(Normaliser().batches(req, NOW, raw, parsed_from_raw=True))
+    assert batch.unique_id == ["first"] and batch.template_hint == ["b <*>"]

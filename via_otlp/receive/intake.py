@@ -237,7 +237,11 @@ class Intake:
             raise QueueFullError(self.retry_after, n)
         now = time.time_ns()
         accepted = 0
-        for batch, counts in self.normaliser.batches(message, now, payload, self.max_batch_records):
+        exact = encoding is Encoding.PROTOBUF and not repairs  # `message` is `payload` parsed
+        cuts = self.normaliser.batches(
+            message, now, payload, self.max_batch_records, parsed_from_raw=exact
+        )
+        for batch, counts in cuts:
             self.stats.normalised.add(counts)
             accepted += await self.submit(batch) if wait else self.submit_nowait(batch)
         return accepted

@@ -13,9 +13,12 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
+from operator import attrgetter, methodcaller
 from typing import Any, cast, overload
 
 import numpy as np
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
@@ -164,6 +167,61 @@ class NormaliseOptions:
         )
 
 
+def _attribute_maps_class() -> Any:
+    """A message class that reads an ExportLogsServiceRequest's log-record attributes as maps.
+
+    A protobuf map field is, on the wire, a repeated message of key (1) and value (2): exactly
+    OTLP's repeated KeyValue. Parsed as `map<string, AnyValue>`, the attributes can be looked
+    up by key in C; every other field is skipped (kept as unknown bytes, never walked).
+    """
+    pool = descriptor_pool.Default()
+    name = "via_otlp/receive/attribute_maps.proto"
+    try:
+        pool.FindFileByName(name)
+    except KeyError:
+        pkg = "via_otlp.attribute_maps"
+        fd = descriptor_pb2.FileDescriptorProto(
+            name=name, package=pkg, syntax="proto3", dependency=[AnyValue.DESCRIPTOR.file.name]
+        )
+        rec = fd.message_type.add(name="Record")
+        entry = rec.nested_type.add(name="AttributesEntry")
+        entry.options.map_entry = True
+        entry.field.add(name="key", number=1, label=1, type=9)
+        entry.field.add(name="value", number=2, label=1, type=11,
+                        type_name="." + AnyValue.DESCRIPTOR.full_name)  # fmt: skip
+        rec.field.add(name="attributes", number=6, label=3, type=11,
+                      type_name=f".{pkg}.Record.AttributesEntry")  # fmt: skip
+        for outer, inner, number in (("Scope", "Record", 2), ("Resource", "Scope", 2),
+                                     ("Request", "Resource", 1)):  # fmt: skip
+            m = fd.message_type.add(name=outer)
+            m.field.add(name="items", number=number, label=3, type=11,
+                        type_name=f".{pkg}.{inner}")  # fmt: skip
+        pool.Add(fd)
+    desc = pool.FindMessageTypeByName("via_otlp.attribute_maps.Request")
+    return message_factory.GetMessageClass(desc)
+
+
+_AttributeMaps = _attribute_maps_class()
+_ATTRIBUTES = attrgetter("attributes")
+
+
+def _attribute_maps(wire: bytes) -> Any:
+    """`wire`'s log records' attributes as maps (`.items[r].items[s].items[i].attributes`),
+    or None when they do not parse."""
+    try:
+        return _AttributeMaps.FromString(wire)
+    except (DecodeError, RecursionError, ValueError):
+        return None
+
+
+def _value_text(value: AnyValue | None) -> str:
+    return "" if value is None else (value.string_value or render_value(value))
+
+
+def _string_value(value: AnyValue | None) -> str:
+    return "" if value is None else value.string_value
+
+
 @dataclass
 class Normaliser:
     """Turns export requests into LogBatches; keeps a small cache of source identities."""
@@ -213,6 +271,8 @@ class Normaliser:
         now_ns: int,
         raw: bytes | None = None,
         max_records: int = 0,
+        *,
+        parsed_from_raw: bool = False,
     ) -> Iterator[tuple[LogBatch, IntakeCounts]]:
         """Normalise `request` into batches of at most `max_records` records (0: one batch).
 
@@ -220,7 +280,9 @@ class Normaliser:
         no span ids or event names; trace ids stay raw bytes (`HexIds` hex-encodes the few that
         the engine keeps as samples). When the serialised request `raw` is given, the attribute
         lists are walked only if one of the wanted keys (unique ids, template hint) occurs in it
-        at all: a substring search in C instead of a Python loop over every attribute.
+        at all: a substring search in C instead of a Python loop over every attribute. When
+        `request` was parsed, unrepaired, from the protobuf `raw` (`parsed_from_raw`), those
+        attributes are looked up by key in C (`_attribute_maps`) instead.
         Batches are cut by record count alone, so the same request always gives the same
         batches (replay gives the same anomalies for any number of shards).
         """
@@ -229,14 +291,17 @@ class Normaliser:
             k.encode() in raw for k in (*opts.unique_id_attributes, TEMPLATE_ATTRIBUTE)
         )
         limit = max_records if max_records > 0 else 1 << 62
+        maps = _attribute_maps(raw) if scan and parsed_from_raw and raw is not None else None
         cut = _Cut(scan)
-        for rl in request.resource_logs:
+        for ri, rl in enumerate(request.resource_logs):
+            scope_maps = maps.items[ri].items if maps is not None else None
             missing_before = cut.counts.missing_service_name
             src = self._resource_source(rl.resource.attributes, cut.counts)
             src_counted = cut.counts.missing_service_name != missing_before
             seen = False
-            for sl in rl.scope_logs:
+            for si, sl in enumerate(rl.scope_logs):
                 records = sl.log_records
+                record_maps = scope_maps[si].items if scope_maps is not None else None
                 if not records:
                     continue
                 if sl.scope.name == VIA_SCOPE_NAME:
@@ -247,7 +312,8 @@ class Normaliser:
                 while done < total:
                     take = min(total - done, limit - len(cut.bodies))
                     part = records if take == total else records[done : done + take]
-                    self._add(cut, src, part, rl.resource.attributes)
+                    part_maps = record_maps[done : done + take] if record_maps is not None else None
+                    self._add(cut, src, part, rl.resource.attributes, part_maps)
                     done += take
                     if len(cut.bodies) >= limit:
                         yield self._finish(cut, now_ns)
@@ -260,7 +326,12 @@ class Normaliser:
             yield self._finish(cut, now_ns)
 
     def _add(
-        self, cut: _Cut, src: Source, records: Sequence[Any], resource_attrs: Iterable[KeyValue]
+        self,
+        cut: _Cut,
+        src: Source,
+        records: Sequence[Any],
+        resource_attrs: Iterable[KeyValue],
+        record_maps: Sequence[Any] | None = None,
     ) -> None:
         idx = cut.source_ids.get(src)
         if idx is None:
@@ -292,19 +363,10 @@ class Normaliser:
         cut.traces.extend(tids)
         cut.batch.source_index.extend(repeat(idx, n))
         if cut.scan:
-            unique_keys = self.options.unique_id_attributes
-            unique_set = frozenset(unique_keys)
-            unique_order = {k: i for i, k in enumerate(unique_keys)}
-            for lr in records:
-                uid, uid_rank, hint = "", len(unique_order), ""
-                for kv in lr.attributes:
-                    k = kv.key
-                    if k in unique_set and unique_order[k] < uid_rank:
-                        uid, uid_rank = render_value(kv.value), unique_order[k]
-                    elif k == TEMPLATE_ATTRIBUTE:
-                        hint = kv.value.string_value
-                cut.uids.append(uid)
-                cut.hints.append(hint)
+            found = self._looked_up(records, record_maps) if record_maps is not None else None
+            uids, hints = found if found is not None else self._scanned(records)
+            cut.uids.extend(uids)
+            cut.hints.extend(hints)
         # Schema sampling: one record in `sample_every`, counted across requests.
         pos = max(self._sample_countdown, 1) - 1
         while pos < n:
@@ -313,6 +375,58 @@ class Normaliser:
             )
             pos += self.options.sample_every
         self._sample_countdown = pos - n + 1
+
+    def _scanned(self, records: Sequence[Any]) -> tuple[list[str], list[str]]:
+        """Each record's unique id (the first of the best-ranked unique-id key) and template
+        hint (the last), by a Python loop over every attribute: the exact rule."""
+        unique_keys = self.options.unique_id_attributes
+        unique_set = frozenset(unique_keys)
+        unique_order = {k: i for i, k in enumerate(unique_keys)}
+        uids, hints = [], []
+        for lr in records:
+            uid, uid_rank, hint = "", len(unique_order), ""
+            for kv in lr.attributes:
+                k = kv.key
+                if k in unique_set and unique_order[k] < uid_rank:
+                    uid, uid_rank = render_value(kv.value), unique_order[k]
+                elif k == TEMPLATE_ATTRIBUTE:
+                    hint = kv.value.string_value
+            uids.append(uid)
+            hints.append(hint)
+        return uids, hints
+
+    def _looked_up(
+        self, records: Sequence[Any], record_maps: Sequence[Any]
+    ) -> tuple[list[str], list[str]] | None:
+        """What `_scanned` gives, looked up by key in the records' attribute maps (C loops
+        over records, none over attributes); None where the maps cannot say it exactly.
+
+        A map keeps one value per key; the exact rule takes the first unique id and the last
+        hint of a key given twice. The maps hold as many entries as the records hold
+        attributes exactly when no record gives a key twice, so then they agree.
+        """
+        unique_keys = self.options.unique_id_attributes
+        if TEMPLATE_ATTRIBUTE in unique_keys or len(set(unique_keys)) != len(unique_keys):
+            return None  # configs where the loop's rule is not "best-ranked key present"
+        maps = list(map(_ATTRIBUTES, record_maps))
+        if sum(map(len, maps)) != sum(map(len, map(_ATTRIBUTES, records))):
+            return None
+        n = len(maps)
+        best: list[AnyValue | None] | None = None
+        for key in unique_keys:
+            if not any(map(methodcaller("__contains__", key), maps)):
+                continue
+            column = list(map(methodcaller("get", key), maps))
+            if best is None:
+                best = column
+            else:
+                best = [b if b is not None else c for b, c in zip(best, column, strict=True)]
+        uids = list(map(_value_text, best)) if best is not None else [""] * n
+        if any(map(methodcaller("__contains__", TEMPLATE_ATTRIBUTE), maps)):
+            hints = list(map(_string_value, map(methodcaller("get", TEMPLATE_ATTRIBUTE), maps)))
+        else:
+            hints = [""] * n
+        return uids, hints
 
     def _finish(self, cut: _Cut, now_ns: int) -> tuple[LogBatch, IntakeCounts]:
         batch, counts = cut.batch, cut.counts

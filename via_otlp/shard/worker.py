@@ -149,7 +149,9 @@ class Shard:
             batches = iter(cuts)
         else:
             message, repairs = decode(raw, encoding)
-            batches = self.normaliser.batches(message, now_ns, raw, max_records)
+            batches = self.normaliser.batches(
+                message, now_ns, raw, max_records, parsed_from_raw=not repairs
+            )
         while True:
             started = time.perf_counter()
             got = next(batches, None)
