@@ -54,6 +54,47 @@ def test_split_keeps_each_source_whole_and_in_order() -> None:
     assert sum(len(p) for p in parts if p is not None) == len(b)
 
 
+def test_split_parts_hold_exactly_their_owners_records_columns_and_samples() -> None:
+    sources = [Source.from_attributes((("service.name", f"s{i}"),)) for i in range(7)]
+    owner = [shard_of(s.key, 3) for s in sources]
+    assert len(set(owner)) == 3  # the names were picked so that every shard owns one
+    n = 60
+    which = [(i * 5 + i // 7) % 7 for i in range(n)]
+    b = LogBatch(
+        sources=sources,
+        source_index=which,
+        severity=[f"S{i % 4}" for i in range(n)],
+        body=[f"body {i}" for i in range(n)],
+        time_ns=[10 * i for i in range(n)],
+        trace_id=HexIds([bytes([i]) * 16 for i in range(n)]),  # type: ignore[arg-type]
+        unique_id=[f"u{i}" for i in range(n)],
+        template_hint=[f"h{i}" if i % 3 else "" for i in range(n)],
+        attribute_samples=[
+            AttributeSample(which[i], (("k", str(i)),), (), i) for i in range(0, n, 4)
+        ],
+    )
+    parts = split_batch(b, 3)
+    for k, part in enumerate(parts):
+        assert part is not None
+        keep = [i for i in range(n) if owner[which[i]] == k]
+        assert part.sources == [s for s, o in zip(sources, owner, strict=True) if o == k]
+        assert [part.sources[j].key for j in part.source_index] == [
+            sources[which[i]].key for i in keep
+        ]
+        assert part.body == [b.body[i] for i in keep]
+        assert part.severity == [b.severity[i] for i in keep]
+        assert part.time_ns == [b.time_ns[i] for i in keep]
+        assert list(part.trace_id) == [b.trace_id[i] for i in keep]
+        assert part.unique_id == [b.unique_id[i] for i in keep]
+        assert part.template_hint == [b.template_hint[i] for i in keep]
+        expected = [s for s in b.attribute_samples if s.record_index in keep]
+        assert [(part.body[s.record_index], part.sources[s.source_index].key,
+                 s.log_attributes) for s in part.attribute_samples] == [
+            (b.body[s.record_index], sources[s.source_index].key, s.log_attributes)
+            for s in expected
+        ]  # fmt: skip
+
+
 async def test_frames_stay_in_order_while_a_large_one_is_written_in_slices() -> None:
     ours, theirs = socket.socketpair()
     shard = _Shard(0)

@@ -212,20 +212,39 @@ def decode_batch(data: bytes | memoryview) -> LogBatch:
     )
 
 
-def _take(col: Any, idx: list[int]) -> Any:
+def _take(col: Any, idx: list[int], runs: list[tuple[int, int]] | None) -> Any:
+    """`col`'s values at `idx` (a list, or `HexIds`); by slices when `runs` are given."""
     if not col:
         return []
     if isinstance(col, HexIds):
-        return HexIds(list(_take(col.raw, idx)))
+        return HexIds(list(_take(col.raw, idx, runs)))
+    if runs is not None:
+        out: list[Any] = []
+        for a, b in runs:
+            out += col[a:b]
+        return out
     if len(idx) == 1:
         return [col[idx[0]]]
     return list(itemgetter(*idx)(col))
 
 
+def _runs(idx: np.ndarray) -> list[tuple[int, int]] | None:
+    """`idx` (ascending) as [start, end) runs of consecutive records, when they are few: a
+    source's records come in one run per scope, and slices copy in C."""
+    breaks = np.flatnonzero(np.diff(idx) != 1) + 1
+    if len(breaks) * 8 > len(idx):
+        return None
+    starts = idx[np.concatenate(([0], breaks))]
+    ends = idx[np.concatenate((breaks - 1, [len(idx) - 1]))] + 1
+    return list(zip(starts.tolist(), ends.tolist(), strict=True))
+
+
 def split_batch(batch: LogBatch, shards: int) -> list[LogBatch | None]:
     """The batch's records by owning shard (None where a shard gets none), in record order.
 
-    Each part lists only its own sources; attribute samples follow their records.
+    Each part lists only its own sources; attribute samples follow their records. Index
+    columns are remapped in numpy, the others copied by slices (or `itemgetter`): no Python
+    loop over records (the split was a twentieth of a two-shard pipeline's CPU).
     """
     owner = [shard_of(s.key, shards) for s in batch.sources]
     if len(set(owner)) <= 1:
@@ -233,33 +252,39 @@ def split_batch(batch: LogBatch, shards: int) -> list[LogBatch | None]:
         if len(batch):
             parts[owner[0]] = batch
         return parts
-    rec_owner = np.asarray(owner, dtype=np.int64)[np.asarray(batch.source_index, dtype=np.int64)]
+    owners = np.asarray(owner, dtype=np.int64)
+    source_index = np.asarray(batch.source_index, dtype=np.int64)
+    rec_owner = owners[source_index]
+    # A source's index among its owner's sources (`local`), a record's among its owner's.
+    local = np.zeros(len(owner), dtype=np.int64)
+    rec_local = np.zeros(len(source_index), dtype=np.int64)
     out: list[LogBatch | None] = []
     for k in range(shards):
+        mine = np.flatnonzero(owners == k)
         idx = np.flatnonzero(rec_owner == k)
+        local[mine] = np.arange(len(mine))
+        rec_local[idx] = np.arange(len(idx))
         if len(idx) == 0:
             out.append(None)
             continue
         keep = idx.tolist()
-        mine = [i for i, o in enumerate(owner) if o == k]
-        remap = {old: new for new, old in enumerate(mine)}
-        new_pos = {old: new for new, old in enumerate(keep)}
+        runs = _runs(idx)
         part = LogBatch(
-            sources=[batch.sources[i] for i in mine],
-            source_index=[remap[i] for i in _take(batch.source_index, keep)],
-            severity=_take(batch.severity, keep),
-            body=_take(batch.body, keep),
-            time_ns=_take(batch.time_ns, keep),
-            trace_id=_take(batch.trace_id, keep),
-            unique_id=_take(batch.unique_id, keep),
-            template_hint=_take(batch.template_hint, keep),
+            sources=[batch.sources[i] for i in mine.tolist()],
+            source_index=local[source_index[idx]].tolist(),
+            severity=_take(batch.severity, keep, runs),
+            body=_take(batch.body, keep, runs),
+            time_ns=_take(batch.time_ns, keep, runs),
+            trace_id=_take(batch.trace_id, keep, runs),
+            unique_id=_take(batch.unique_id, keep, runs),
+            template_hint=_take(batch.template_hint, keep, runs),
             attribute_samples=[
                 AttributeSample(
-                    remap[s.source_index], s.log_attributes, s.resource_attributes,
-                    new_pos[s.record_index],
+                    int(local[s.source_index]), s.log_attributes, s.resource_attributes,
+                    int(rec_local[s.record_index]),
                 )
                 for s in batch.attribute_samples
-                if s.record_index in new_pos
+                if rec_owner[s.record_index] == k
             ],
         )  # fmt: skip
         out.append(part)
