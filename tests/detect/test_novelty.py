@@ -83,6 +83,22 @@ def test_one_new_error_is_news_on_a_settled_source_not_on_a_young_one() -> None:
     assert [e.template for e in novelty_opens(ev)] == ["pattern bang <*>"]
 
 
+def test_a_source_still_showing_new_patterns_on_its_first_morning_is_not_surprised() -> None:
+    # Six templates, first seen within the first hour (quiet at night), all repeating since.
+    young = Engine(CFG)
+    t = 1440  # 4 h
+    rows = [[] for _ in range(t)]
+    for i, first in enumerate((0, 40, 90, 150, 220, 330)):
+        for b in range(first, t, 60 + 20 * i):
+            rows[b].append((f"t{i}", b * BUCKET + 2 + i, "INFO"))
+    batches = [rows_batch(r) for r in rows]
+    assert novelty_opens(run(young, [*background(0, 1), *batches])) == []
+    # A rare ERROR template's first record that morning is no news; on a settled source it is
+    # (test_one_new_error_is_news_on_a_settled_source_not_on_a_young_one).
+    ev = run(young, [rows_batch([("rare", t * BUCKET + 3, "ERROR")]), *background(t + 1, t + 200)])
+    assert novelty_opens(ev) == []
+
+
 def test_severity_raises_the_bar_for_debug() -> None:
     eng = Engine(CFG)
     day = 8640
@@ -153,7 +169,7 @@ def _history(p: Pipeline, buckets: int) -> None:
 
 
 def test_a_word_variables_new_value_is_not_a_new_pattern() -> None:
-    hours = 1440  # 4 h of history: a single new ERROR line is news here
+    hours = 1440  # 4 h of history
     p = _pipeline()
     _history(p, hours)
     t = hours * BUCKET
@@ -161,7 +177,8 @@ def test_a_word_variables_new_value_is_not_a_new_pattern() -> None:
     ev = _feed(p, [(t + 1, "ERROR", "Worker beta lost its lease")])
     ev += _feed(p, [(t + 2, "ERROR", "Disk quota exceeded on volume 7")])
     for b in range(hours + 1, hours + 5):
-        ev += _feed(p, [(b * BUCKET + 1, "ERROR", "Worker beta lost its lease")])
+        ev += _feed(p, [(b * BUCKET + 1, "ERROR", "Worker beta lost its lease"),
+                        (b * BUCKET + 2, "ERROR", f"Disk quota exceeded on volume {b % 9}")])  # fmt: skip
     assert {t.template for t in p.patterns.templates()} >= {
         "Worker alpha lost its lease",
         "Worker beta lost its lease",

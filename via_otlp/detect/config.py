@@ -92,6 +92,8 @@ class NoveltyConfig:
     hold: float = field(default=0.0, metadata=spec(unit="duration", ge=0))
     # ...and is accepted as normal if its evidence has not reached `threshold` after this long.
     hold_max: float = field(default=1800.0, metadata=spec(unit="duration", ge=0))
+    # Time constant of a source's recent rate of new patterns (first seen lately, weighted).
+    discovery: float = field(default=21600.0, metadata=spec(unit="duration", gt=0))
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ and a snapshot taken between two batches restores to exactly the same future.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -712,7 +713,8 @@ class Engine:
         if not due:
             return []
         nv = self.config.novelty
-        singles = self._singletons()
+        singles, found = self._discoveries(bk)
+        tau = max(1.0, nv.discovery / self.config.bucket)
         alarms: list[Alarm] = []
         for (key, _), slots in due.items():
             first = min(self._novel[s][0] for s in slots)
@@ -722,7 +724,10 @@ class Engine:
             born = first if known is None else known[1] // self._bucket_ns
             age = min(bk + 1 - born, self._ttl)
             more = max(0, seen - 1)
-            e = evidence(table.severity[top], singles[key], nv.prior, age, more, bk - first + 1)
+            recent = found.get(key, 0.0) / (tau * -math.expm1(-age / tau))
+            e = evidence(
+                table.severity[top], singles[key], nv.prior, age, more, bk - first + 1, recent
+            )
             if e >= nv.threshold:
                 score = SEVERITY_NOVELTY_SCORE.get(table.severity[top], 50.0)
                 p = 10.0**-e
@@ -733,11 +738,23 @@ class Engine:
                 del self._novel[s]
         return alarms
 
-    def _singletons(self) -> Counter[str]:
-        """Per source key, its patterns seen exactly once that are not held new patterns."""
+    def _discoveries(self, bk: int) -> tuple[Counter[str], dict[str, float]]:
+        """Per source key, over its patterns that are not held new ones: those seen exactly once,
+        and those first seen lately, weighted exp(-age / `novelty.discovery`)."""
         table, held = self._table, self._novel
-        idx = np.flatnonzero(table.live & (table.total == 1)).tolist()
-        return Counter(table.source[s].key for s in idx if s not in held)  # type: ignore[union-attr]
+        tau = max(1.0, self.config.novelty.discovery / self.config.bucket)
+        w = np.exp(-np.maximum(bk - table.first_bucket, 0) / tau)
+        idx = np.flatnonzero(table.live & ((table.total == 1) | (w > 1e-3))).tolist()
+        singles: Counter[str] = Counter()
+        found: dict[str, float] = {}
+        for s in idx:
+            if s in held:
+                continue
+            key = table.source[s].key  # type: ignore[union-attr]
+            found[key] = found.get(key, 0.0) + float(w[s])
+            if table.total[s] == 1:
+                singles[key] += 1
+        return singles, found
 
     def _episodes_step(
         self, bk: int, verdict: Verdict, alarms: list[Alarm], samples: dict[int, list[str]]

@@ -5,10 +5,12 @@ patterns are rare for its source. Three terms, in log10 units (bans), add up:
 
 - **surprise**: how unlikely a new pattern was in one bucket of this source. The rate at which a
   source still shows patterns never seen is estimated the Good–Turing way: the patterns seen
-  exactly once so far, divided by the time watched (``(singletons + prior) / age``). A young
-  source whose rare templates are still turning up (several seen once) makes new patterns
-  often, so one more is no surprise; a source watched for a day whose every pattern repeats
-  makes them rarely. No per-source state: both numbers come from the profiles.
+  exactly once so far, divided by the time watched (``(singletons + prior) / age``), or, if
+  higher, the rate at which it showed new patterns lately (its profiles' first buckets,
+  weighted ``exp(-age / discovery)``, over the time so weighted): a young source whose
+  patterns are still turning up (several seen once, or first seen a few hours ago) makes new
+  ones often, so one more is no surprise; a source watched for a day whose every pattern
+  repeats makes them rarely. No per-source state: the numbers come from the profiles.
 - **repetition**: an ordinary pattern that went unseen for `age` buckets has a rate of about one
   per `age` buckets (its rate, given that silence and the one record seen, is Gamma(2, age)); k
   more records within m buckets are as unlikely as the negative binomial tail
@@ -51,9 +53,10 @@ SEVERITY_PRIOR = {
 SEVERITY_RANK = {s: i for i, s in enumerate(("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"))}
 
 
-def surprise(singletons: float, prior: float, age_buckets: float) -> float:
-    """-log10 P(at least one new pattern in a bucket) for a source (Good–Turing rate)."""
-    lam = (singletons + prior) / max(age_buckets, 1.0)
+def surprise(singletons: float, prior: float, age_buckets: float, recent: float = 0.0) -> float:
+    """-log10 P(at least one new pattern in a bucket) for a source: the Good–Turing rate, or
+    `recent` (new patterns per bucket lately) if higher."""
+    lam = max((singletons + prior) / max(age_buckets, 1.0), recent)
     return max(0.0, -math.log10(-math.expm1(-lam)))
 
 
@@ -67,11 +70,17 @@ def repetition(more: int, buckets: int, age_buckets: float) -> float:
 
 
 def evidence(
-    severity: str, singletons: float, prior: float, age_buckets: float, more: int, buckets: int
+    severity: str,
+    singletons: float,
+    prior: float,
+    age_buckets: float,
+    more: int,
+    buckets: int,
+    recent: float = 0.0,
 ) -> float:
     """The log10 odds that a held new pattern is an incident (see the module docstring)."""
     return (
-        surprise(singletons, prior, age_buckets)
+        surprise(singletons, prior, age_buckets, recent)
         + repetition(more, buckets, age_buckets)
         + SEVERITY_PRIOR.get(severity, 0.0)
     )
