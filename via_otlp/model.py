@@ -195,10 +195,11 @@ class AnomalyKind(enum.StrEnum):
 
 
 class EpisodeState(enum.StrEnum):
-    """An episode is emitted when it opens and when it resolves."""
+    """An episode is emitted when it opens, when its score rises a band, and when it resolves."""
 
     OPEN = "open"
     RESOLVED = "resolved"
+    UPDATED = "updated"  # still open; its score rose a band (10 points) since the last event
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 import numpy as np
@@ -97,16 +98,19 @@ def test_silence_in_serve_mode_with_a_controllable_clock() -> None:
     assert ev[0].started_ns == 360 * BUCKET and ev[0].observed == 0
     assert now - (361 * BUCKET + round(CFG.allowed_lateness * S)) < 2 * S
     assert "went silent" in ev[0].explanation
-    # Records come back: the drop resolves after the cool-down.
+    # The silence goes on (each band its score rises into is one update), then records come
+    # back: the drop resolves after the cool-down.
     ev = run(eng, steady("c" * 16, 20, 420, 440), flush=False)
-    assert kinds(ev) == [("drop", "resolved")]
+    assert kinds(ev)[-1] == ("drop", "resolved")
+    assert 1 <= len(ev) - 1 <= 5 and {k for k in kinds(ev)[:-1]} == {("drop", "updated")}
 
 
 def test_low_rate_template_going_silent_is_a_drop_after_enough_evidence() -> None:
     eng = Engine(CFG)
     run(eng, steady("d" * 16, 2, 0, 360), flush=False)
     ev = eng.tick(420 * BUCKET)
-    assert kinds(ev) == [("drop", "open")]
+    assert kinds(ev)[0] == ("drop", "open")
+    assert all(k == ("drop", "updated") for k in kinds(ev)[1:])
     assert ev[0].started_ns >= 365 * BUCKET  # several silent buckets, not the first one
 
 
@@ -315,3 +319,23 @@ def test_a_tick_after_a_long_silence_closes_a_bounded_number_of_buckets() -> Non
     for _ in range(5):
         eng.tick(later, max_buckets=50)
     assert eng.stats().buckets_closed - before <= 300  # it carries on, a bounded step at a time
+
+
+def test_an_escalating_spike_sends_updates_and_resolves_no_more_severe_than_it_opened() -> None:
+    """A spike that opens mild and grows far beyond: each band its score rises into is one
+    update event (scores still rank, none at 100), and the resolution carries the opening's
+    score, so an alert never fires on recovery."""
+    eng = Engine(CFG)
+    bs = steady("e" * 16, 3, 0, 720)
+    for i, k in enumerate((18, 40, 90, 200, 400)):
+        bs.append(batch([("e" * 16, (720 + i) * BUCKET + 1 + j) for j in range(k)]))
+    bs += steady("e" * 16, 3, 725, 760, seed=2)
+    ev = run(eng, bs)
+    states = [e.state for e in ev]
+    assert states[0] is EpisodeState.OPEN and states[-1] is EpisodeState.RESOLVED
+    ups = [e for e in ev if e.state is EpisodeState.UPDATED]
+    assert ups and all(e.episode_id == ev[0].episode_id for e in ev)
+    scores = [e.score for e in ev[:-1]]
+    assert scores == sorted(scores) and len(set(scores)) == len(scores) and max(scores) < 100
+    assert all(b // 10 > a // 10 for a, b in itertools.pairwise(scores))
+    assert ev[-1].score == ev[0].score < ups[-1].score

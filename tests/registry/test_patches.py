@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import pytest
 
 from via_otlp.errors import InputError
-from via_otlp.model import LogBatch, Source
+from via_otlp.model import EpisodeState, LogBatch, Source
+from via_otlp.registry.config import RegistryConfig
 from via_otlp.registry.patches import Patch, PatchRule, PatchSet
+from via_otlp.registry.store import Registry
 
 from .conftest import make_event
 
@@ -165,3 +170,18 @@ def test_block_drops_before_templating_by_source_and_body() -> None:
 def test_block_cannot_select_by_rhythm_hash() -> None:
     with pytest.raises(InputError, match="before they have one"):
         Patch(PatchRule.BLOCK, rhythm_hash="0123456789abcdef")
+
+
+def test_a_held_opening_keeps_its_updates_and_resolution_held(tmp_path: Path) -> None:
+    """A MUTE patch held an episode's opening back: its escalations (UPDATED) and its
+    resolution stay held too, and an episode no patch selects is emitted in full."""
+    store = Registry(RegistryConfig(), tmp_path)
+    store._patch_store = SimpleNamespace(
+        current=PatchSet([Patch(PatchRule.MUTE, rhythm_hash="h1")])
+    )  # type: ignore[assignment]
+    for rh, want in (("h1", [False, False, False]), ("h2", [True, True, True])):
+        opening = make_event(f"ep-{rh}", rhythm_hash=rh, score=60.0)
+        update = make_event(f"ep-{rh}", rhythm_hash=rh, score=72.0, state=EpisodeState.UPDATED)
+        resolved = make_event(f"ep-{rh}", rhythm_hash=rh, score=60.0, state=EpisodeState.RESOLVED)
+        assert [store.admit_anomaly(e, NOW) for e in (opening, update, resolved)] == want
+    assert not store._held_open

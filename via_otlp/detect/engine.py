@@ -54,6 +54,7 @@ from via_otlp.detect.episodes import (
     episode_id,
     number_text,
     rate_text,
+    rose_a_band,
 )
 from via_otlp.detect.hll import compact, estimate_packed, pack, packed_slots, registers_of
 from via_otlp.detect.novelty import SEVERITY_RANK, evidence, most_severe
@@ -793,6 +794,10 @@ class Engine:
                 if score > ep.score:
                     ep.score = score
                     ep.expected, ep.observed = a.expected, a.observed
+                    reported = ep.reported if ep.reported >= 0 else ep.open_score
+                    if rose_a_band(score, reported):
+                        ep.reported = score
+                        events.append(self._event(ep, EpisodeState.UPDATED, bk))
                 for tid in new_samples:
                     if len(ep.sample_trace_ids) >= k:
                         break

@@ -19,6 +19,18 @@ import xxhash
 
 from via_otlp.model import AnomalyKind
 
+UPDATE_BAND = 10.0
+"""An open episode whose score rises into a higher band of this width sends an update event."""
+
+
+def rose_a_band(score: float, reported: float) -> bool:
+    """Has `score` entered a higher band than the last reported one?
+
+    >>> rose_a_band(69.9, 61.0), rose_a_band(70.0, 61.0), rose_a_band(95.0, 99.0)
+    (False, True, False)
+    """
+    return int(score // UPDATE_BAND) > int(reported // UPDATE_BAND)
+
 
 def episode_id(rhythm_hash: str, kind: AnomalyKind, start_bucket: int) -> str:
     """Deterministic id: xxh64 of rhythm hash, kind and start bucket, as 16 hex digits."""
@@ -84,16 +96,18 @@ class Episode:
     explanation: str
     sample_trace_ids: list[str] = field(default_factory=list)
     open_score: float = -1.0  # the score it opened with (what its resolution carries); -1: score
+    reported: float = -1.0  # the score of its last opening or update event; -1: open_score
 
     def to_json(self) -> list[Any]:
         return [
             self.episode_id, self.rhythm_hash, self.kind.value, self.start_bucket, self.last_hot_bucket,
             self.calm_buckets, self.score, self.expected, self.observed, self.baseline_mean,
             self.baseline_std, self.explanation, list(self.sample_trace_ids), self.open_score,
+            self.reported,
         ]  # fmt: skip
 
     @classmethod
     def from_json(cls, v: list[Any]) -> Episode:
         return cls(v[0], v[1], AnomalyKind(v[2]), int(v[3]), int(v[4]), int(v[5]), float(v[6]), float(v[7]),
                    float(v[8]), float(v[9]), float(v[10]), v[11], list(v[12]),
-                   float(v[13]) if len(v) > 13 else -1.0)  # fmt: skip
+                   float(v[13]) if len(v) > 13 else -1.0, float(v[14]) if len(v) > 14 else -1.0)  # fmt: skip

@@ -304,7 +304,9 @@ class Registry:
         for a higher score; its resolution follows the fate of its opening, so a backend never
         sees one without the other. Held events are stored with `muted` set.
         """
-        if event.state is EpisodeState.OPEN or event.episode_id not in self._held_open:
+        if event.state is EpisodeState.UPDATED and event.episode_id in self._held_open:
+            held = True  # an escalation of an episode whose opening was held back
+        elif event.state is EpisodeState.OPEN or event.episode_id not in self._held_open:
             held = self.is_muted(event, now_ns) or self._below_threshold(event, now_ns)
             if held and event.state is EpisodeState.OPEN:
                 self._held_open[event.episode_id] = None

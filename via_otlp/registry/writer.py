@@ -17,7 +17,13 @@ from dataclasses import dataclass
 import asyncpg
 
 from via_otlp.backoff import Backoff
-from via_otlp.model import AnomalyEvent, IncidentEvent, IncidentEventKind, source_to_json
+from via_otlp.model import (
+    AnomalyEvent,
+    EpisodeState,
+    IncidentEvent,
+    IncidentEventKind,
+    source_to_json,
+)
 from via_otlp.registry._db import is_retryable
 from via_otlp.registry.records import (
     EvaluationRow,
@@ -242,7 +248,7 @@ def _anomaly_args(item: _EventItem) -> tuple[object, ...]:
     return (
         e.episode_id,
         e.kind.value,
-        e.state.value,
+        "resolved" if e.state is EpisodeState.RESOLVED else "open",  # an update: still open
         e.source.key,
         source_to_json(e.source)["attributes"],
         e.rhythm_hash,

@@ -72,7 +72,7 @@ log = logging.getLogger("via_otlp.shard")
 _FRAME = struct.Struct("<IB")
 _U32 = struct.Struct("<I")
 _Q = struct.Struct("<q")
-_KIND_ORDER = {"open": 0, "update": 1, "resolved": 2}
+_KIND_ORDER = {"open": 0, "updated": 1, "resolved": 2}
 EventSink = Callable[[list[AnomalyEvent]], None]
 
 

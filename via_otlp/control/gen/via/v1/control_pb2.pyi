@@ -22,6 +22,7 @@ class EpisodeState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EPISODE_STATE_UNSPECIFIED: _ClassVar[EpisodeState]
     EPISODE_STATE_OPEN: _ClassVar[EpisodeState]
     EPISODE_STATE_RESOLVED: _ClassVar[EpisodeState]
+    EPISODE_STATE_UPDATED: _ClassVar[EpisodeState]
 
 class PatchRule(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -66,6 +67,7 @@ ANOMALY_KIND_SCHEMA: AnomalyKind
 EPISODE_STATE_UNSPECIFIED: EpisodeState
 EPISODE_STATE_OPEN: EpisodeState
 EPISODE_STATE_RESOLVED: EpisodeState
+EPISODE_STATE_UPDATED: EpisodeState
 PATCH_RULE_UNSPECIFIED: PatchRule
 PATCH_RULE_MUTE: PatchRule
 PATCH_RULE_DROP: PatchRule
