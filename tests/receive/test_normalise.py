@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from via_otlp.model import UNKNOWN_SERVICE
+from via_otlp.receive import normalise
 from via_otlp.receive.normalise import (
     MAX_RENDER_DEPTH,
     VIA_SCOPE_NAME,
@@ -289,3 +291,17 @@ def test_a_key_given_twice_keeps_the_first_id_and_the_last_hint() -> None:
     raw = req.SerializeToString()
     batch, _ = next(Normaliser().batches(req, NOW, raw, parsed_from_raw=True))
     assert batch.unique_id == ["first"] and batch.template_hint == ["b <*>"]
+
+
+def test_requests_above_the_map_bound_give_the_same_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    req = one_record()
+    sl = req.resource_logs[0].scope_logs[0]
+    for i in range(3):
+        lr = sl.log_records.add()
+        lr.attributes.add(key="user.id").value.string_value = f"u{i}"
+        lr.attributes.add(key="user.id").value.string_value = "later"
+    raw = req.SerializeToString()
+    small, _ = next(Normaliser().batches(req, NOW, raw, parsed_from_raw=True))
+    monkeypatch.setattr(normalise, "MAP_LOOKUP_MAX_BYTES", len(raw) - 1)
+    large, _ = next(Normaliser().batches(req, NOW, raw, parsed_from_raw=True))
+    assert small.unique_id == large.unique_id == ["", "u0", "u1", "u2"]
