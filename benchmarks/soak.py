@@ -17,7 +17,7 @@ flight at their working size; the sample at minute 1 is printed too); memory is 
 last sample is within 10 % of the first.
 
     nice -n 10 python benchmarks/soak.py [--minutes 30] [--factor 2] [--rate RECORDS_PER_S]
-        [--warm-minutes 5]
+        [--warm-minutes 5] [--fast-path-bytes BYTES]
 """
 
 from __future__ import annotations
@@ -137,6 +137,11 @@ def offer(server: Server, rate: float, seconds: float, cap: int = 64) -> Any:
     return proc, results
 
 
+def cache_bytes(server: Server) -> int:
+    """The miner's fast-path caches, all shards (bounded by patterns.fast_path_bytes each)."""
+    return int(server.status()["patterns"]["cache_bytes"])
+
+
 def consumed(server: Server) -> int:
     return int(server.status()["intake"]["records_consumed"])
 
@@ -164,6 +169,11 @@ def main() -> None:
     parser.add_argument("--rating-seconds", type=float, default=30.0)
     parser.add_argument("--workers", type=int, default=0, help="shards (0: one per core)")
     parser.add_argument("--warm-minutes", type=float, default=5.0)
+    parser.add_argument(
+        "--fast-path-bytes", type=int, default=0,
+        help="patterns.fast_path_bytes (default: as shipped, 256 MiB per shard, which this "
+        "traffic fills for hours: every line differs, so the cache is the growth)",
+    )  # fmt: skip
     args = parser.parse_args()
     mib = 2**20
     with tempfile.TemporaryDirectory() as tmp:
@@ -171,7 +181,9 @@ def main() -> None:
         server = Server(
             Path(tmp), args.workers, snapshot_interval="60s",
             extra={"registry": {"enabled": True}, "correlate": {"enabled": True},
-                   "receive": {"queue_max_records": QUEUE_MAX_RECORDS}},
+                   "receive": {"queue_max_records": QUEUE_MAX_RECORDS},
+                   **({"patterns": {"fast_path_bytes": args.fast_path_bytes}}
+                      if args.fast_path_bytes else {})},
         )  # fmt: skip
         server.start()
         assert server.proc is not None
@@ -193,7 +205,8 @@ def main() -> None:
                 samples.append((t, mem))
                 print(f"  {t / 60:5.1f} min  PSS {sum(mem.values()) / mib:7.0f} MiB ("
                       + ", ".join(f"{r} {mem[r] / mib:.0f}" for r in ROLES)
-                      + f")  load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+                      + f"; miner caches {cache_bytes(server) / mib:.0f})  load "
+                      f"{os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
                 time.sleep(SAMPLE_EVERY)
             counts = results.get()
             proc.join()
