@@ -135,7 +135,7 @@ def score_of_z(z: float) -> float:
 
 
 _FLOAT_COLS = (
-    "peak", "zrun_logp", "zrun_expect", "card_cusum", "card_excess", "rate_trend",
+    "peak", "zrun_logp", "zrun_expect", "card_cusum", "card_excess",
 )  # fmt: skip
 # An unusual stretch longer than this many buckets (twice the longest window) is a level
 # shift: the baseline then learns at full weight again, and the drift test tells the story.
@@ -146,11 +146,12 @@ _INT_COLS = (
     "last_bucket",
     "first_bucket",
     "total",
-    "unusual_len",
     "present",
     "season_n",
 )
 _BOOL_COLS = ("live", "has_uid")
+# Narrow columns (what they need, to keep a typical profile under 2 KB).
+_NARROW_COLS = {"rate_trend": np.float32, "unusual_len": np.int16}
 _EW_COLS = ("rate", "level", "dispersion", "card", "pop", "card_disp")
 _RECENT_COLS = ("recent_count", "recent_expected", "recent_distinct")
 HOURS = 24  # the seasonal shape: one factor per hour of the day (UTC), interpolated
@@ -289,8 +290,8 @@ class ProfileTable:
         # of unusual windows (beyond settle_sigma at some scale) has lasted.
         self.win = WindowState(0)
         # The local linear trend of the rate (`holt`).
-        self.rate_trend = np.zeros(0)
-        self.unusual_len = np.zeros(0, dtype=np.int64)
+        self.rate_trend = np.zeros(0, dtype=np.float32)
+        self.unusual_len = np.zeros(0, dtype=np.int16)
         self.first_seen_ns = np.zeros(0, dtype=np.int64)
         self.last_seen_ns = np.zeros(0, dtype=np.int64)
         self.last_bucket = np.zeros(0, dtype=np.int64)
@@ -347,6 +348,8 @@ class ProfileTable:
             )
         for name in _BOOL_COLS:
             setattr(self, name, np.concatenate([getattr(self, name), np.zeros(pad, dtype=bool)]))
+        for name, dt in _NARROW_COLS.items():
+            setattr(self, name, np.concatenate([getattr(self, name), np.zeros(pad, dtype=dt)]))
         for lst in (self.rhythm_hash, self.template_id, self.template, self.severity):
             lst.extend([""] * pad)
         self.source.extend([None] * pad)
@@ -393,7 +396,7 @@ class ProfileTable:
         self.cusum.clear(slot)
         self.ids.clear(slot)
         self.win.clear(slot)
-        for name in _FLOAT_COLS + _INT_COLS + _BOOL_COLS:
+        for name in (*_FLOAT_COLS, *_INT_COLS, *_BOOL_COLS, *_NARROW_COLS):
             getattr(self, name)[slot] = 0
         self.rhythm_hash[slot] = self.template_id[slot] = self.template[slot] = self.severity[
             slot
@@ -531,7 +534,8 @@ class ProfileTable:
         high = (wz > _SCREEN_SIGMA) & (ws >= sp.min_count)
         low = (wz < -_SCREEN_SIGMA) & (we >= dr.min_expected)
         unusual = active & (high | low).any(axis=1)
-        self.unusual_len = np.where(unusual | spike_hit | drop_hit, self.unusual_len + 1, 0)
+        longer = np.minimum(self.unusual_len + 1, 30_000)  # int16; past _RUN_MAX only "long"
+        self.unusual_len = np.where(unusual | spike_hit | drop_hit, longer, 0).astype(np.int16)
 
         # Drift: two-sided CUSUM on variance-stabilised, standardised residuals.
         dft = cfg.drift
@@ -641,7 +645,8 @@ class ProfileTable:
             c_w = np.where(drop_hit, np.maximum(c_w, mu - settle * sd), c_w)
             win.add(np.where(live, c_w, 0.0), np.where(live, mu, 0.0))
         tw = np.where(shielded, 0.0, w)
-        self.rate_trend = holt(self.rate, self.rate_trend, c / g, w, tw)
+        trend = holt(self.rate, self.rate_trend.astype(np.float64), c / g, w, tw)
+        self.rate_trend = trend.astype(np.float32)
         # The drift level keeps no trend: a ramp steeper than the baseline follows *is* the
         # drift this test finds (a trend on it missed every drift of the standard suite).
         self.level.update(y, w)
@@ -847,7 +852,8 @@ class ProfileTable:
     def _slot_arrays(self) -> dict[str, tuple[np.ndarray, int]]:
         """Every per-slot array by name, with its slot axis: one profile's state is the slice
         of each at its slot (what `take` exports and `put` imports)."""
-        out = {n: (getattr(self, n), 0) for n in _FLOAT_COLS + _INT_COLS + _BOOL_COLS}
+        names = (*_FLOAT_COLS, *_INT_COLS, *_BOOL_COLS, *_NARROW_COLS)
+        out = {n: (getattr(self, n), 0) for n in names}
         for n in _EW_COLS:
             e: EWMeanVar = getattr(self, n)
             out[f"{n}.n"], out[f"{n}.mean"], out[f"{n}.var"] = (e.n, 0), (e.mean, 0), (e.var, 0)

@@ -15,7 +15,8 @@ slow bursts; the false-alarm budget is shared by the scales (`SCALES` tests, eac
 A window is two half-blocks of ``HALF[j]`` buckets, aligned on the absolute bucket number (so
 every shard, replay and restored snapshot cuts them alike): the previous, complete one and the
 current one, so it holds between ``HALF + 1`` and ``2·HALF`` buckets. Per profile and scale
-that is four sums and one dispersion: 5 floats, 120 bytes a profile for three scales.
+that is four sums and one dispersion: 5 float32, 60 bytes a profile for three scales (sums
+of counts stay exact up to 2^24 records a window).
 
 >>> w = WindowState(2)
 >>> for b in range(12):
@@ -58,9 +59,9 @@ class WindowState:
 
     def __init__(self, capacity: int) -> None:
         j = len(HALF)
-        self.cnt = np.zeros((capacity, 2 * j))
-        self.exp = np.zeros((capacity, 2 * j))
-        self.disp = np.zeros((capacity, j))
+        self.cnt = np.zeros((capacity, 2 * j), dtype=np.float32)
+        self.exp = np.zeros((capacity, 2 * j), dtype=np.float32)
+        self.disp = np.zeros((capacity, j), dtype=np.float32)
         self.last: int | None = None  # the last bucket added (table-wide)
 
     def grow(self, capacity: int) -> None:
@@ -68,9 +69,9 @@ class WindowState:
         pad = capacity - len(self.cnt)
         if pad <= 0:
             return
-        self.cnt = np.concatenate([self.cnt, np.zeros((pad, self.cnt.shape[1]))])
-        self.exp = np.concatenate([self.exp, np.zeros((pad, self.exp.shape[1]))])
-        self.disp = np.concatenate([self.disp, np.zeros((pad, self.disp.shape[1]))])
+        self.cnt = np.concatenate([self.cnt, np.zeros((pad, self.cnt.shape[1]), np.float32)])
+        self.exp = np.concatenate([self.exp, np.zeros((pad, self.exp.shape[1]), np.float32)])
+        self.disp = np.concatenate([self.disp, np.zeros((pad, self.disp.shape[1]), np.float32)])
 
     def clear(self, slot: int) -> None:
         """Forget one profile."""
@@ -102,8 +103,8 @@ class WindowState:
         """Per profile and scale, the window's count and expected count with this bucket's `c`, `mu`
         (after `begin`; nothing is stored, so a partial bucket can be judged and not added)."""
         j = len(HALF)
-        s = self.cnt[:, :j] + self.cnt[:, j:] + c[:, None]
-        e = self.exp[:, :j] + self.exp[:, j:] + mu[:, None]
+        s = self.cnt[:, :j].astype(np.float64) + self.cnt[:, j:] + c[:, None]
+        e = self.exp[:, :j].astype(np.float64) + self.exp[:, j:] + mu[:, None]
         return s, e
 
     def add(self, c: np.ndarray, mu: np.ndarray) -> None:
@@ -127,7 +128,7 @@ class WindowState:
             ek = e[:, k]
             ok = ek > 1e-9
             r2 = np.where(ok, (s[:, k] - ek) ** 2 / np.where(ok, ek, 1.0), 0.0)
-            cur = self.disp[:, k]
+            cur = self.disp[:, k].astype(np.float64)
             bound = BOUND_Z * BOUND_Z * np.maximum(cur, 1.0)
             r2 = np.minimum(r2, bound)
             self.disp[:, k] = np.where(ok & (step > 0), cur + step * (r2 - cur), cur)
