@@ -111,6 +111,9 @@ class DetectConfig:
     cooldown: float = field(default=120.0, metadata=spec(unit="duration", ge=0))
     max_profiles: int = field(default=100_000, metadata=spec(ge=1))
     idle_ttl: float = field(default=86400.0, metadata=spec(unit="duration", gt=0))
+    # Event time that jumps further than this with no record in between is a gap in
+    # observation, skipped in one step rather than closed bucket by bucket as silence (0: never).
+    max_gap: float = field(default=3600.0, metadata=spec(unit="duration", ge=0))
     max_sample_trace_ids: int = field(default=5, metadata=spec(ge=0, le=100))
     spike: SpikeConfig = field(default_factory=SpikeConfig)
     drop: DropConfig = field(default_factory=DropConfig)

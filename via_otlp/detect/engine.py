@@ -110,6 +110,7 @@ class EngineStats:
     dropped_records: int
     batches: int
     buckets_closed: int
+    buckets_skipped: int
     open_buckets: int
     open_episodes: int
     episodes_opened: int
@@ -266,6 +267,7 @@ class Engine:
         self._lateness_ns = round(config.allowed_lateness * 1e9)
         self._cooldown = max(1, config.buckets(config.cooldown))
         self._ttl = max(1, config.buckets(config.idle_ttl))
+        self._gap_buckets = config.buckets(config.max_gap)
         self._source_warmup_ns = round(config.novelty.source_warmup * 1e9)
         self._hold = config.buckets(config.novelty.hold)
         self._hold_max = max(self._hold, config.buckets(config.novelty.hold_max))
@@ -288,7 +290,7 @@ class Engine:
         # profile is made (`split`); not kept in snapshots (they are used within a batch or two).
         self._splits: dict[tuple[str, str], None] = {}
         self._c = dict.fromkeys(
-            ("records", "late_records", "dropped_records", "batches", "buckets_closed", "evictions_idle",
+            ("records", "late_records", "dropped_records", "batches", "buckets_closed", "buckets_skipped", "evictions_idle",
              "evictions_capacity", "episodes_opened", "episodes_resolved"), 0,
         )  # fmt: skip
 
@@ -592,9 +594,10 @@ class Engine:
         if self._next_close is None:
             return []
         target = int(now_ns) - self._lateness_ns
-        if max_buckets is not None:
-            target = min(target, (self._next_close + max_buckets) * self._bucket_ns)
-        return self._advance(target)
+        if max_buckets is None:
+            return self._advance(target)
+        capped = min(target, (self._next_close + max_buckets) * self._bucket_ns)
+        return self._advance(capped, horizon_ns=target)  # a gap is skipped whole, past the cap
 
     def advance(self, watermark_ns: int) -> list[AnomalyEvent]:
         """Move the watermark to `watermark_ns` (never back) and close the buckets it passes.
@@ -623,10 +626,11 @@ class Engine:
         last = newest // self._bucket_ns
         events: list[AnomalyEvent] = []
         while self._next_close <= last:
+            events += self._skip_gap(last)
             events += self._close(self._next_close, partial=self._next_close == last)
         return events
 
-    def _advance(self, watermark_ns: int) -> list[AnomalyEvent]:
+    def _advance(self, watermark_ns: int, horizon_ns: int | None = None) -> list[AnomalyEvent]:
         if self._watermark_ns is None or watermark_ns > self._watermark_ns:
             self._watermark_ns = watermark_ns
         events: list[AnomalyEvent] = []
@@ -635,9 +639,35 @@ class Engine:
         if len(self._table) == 0 and not self._open:
             self._next_close = max(self._next_close, wm // self._bucket_ns)
             return events
+        gap_end = max(wm, horizon_ns or 0) // self._bucket_ns
         while (self._next_close + 1) * self._bucket_ns <= wm:
-            events += self._close(self._next_close)
+            events += self._skip_gap(gap_end)
+            if (self._next_close + 1) * self._bucket_ns <= wm:
+                events += self._close(self._next_close)
         return events
+
+    def _skip_gap(self, end: int) -> list[AnomalyEvent]:
+        """Step over a gap in event time: more than `max_gap` empty buckets from the next one to
+        close up to `end` (exclusive) or the first bucket holding records, in one step.
+
+        Such a jump means nothing was observed (a restart after downtime, a replay with hours
+        missing; a silence while serving is closed bucket by bucket as the wall clock moves), so
+        it is neither judged nor learnt as silence: baselines resume where they stopped. Profiles
+        idle past `idle_ttl` at its end are evicted first. The cost is O(profiles), not
+        O(buckets x profiles): a day's gap at 20,000 profiles was 8,640 closes.
+        """
+        first = self._next_close
+        if first is None or self._gap_buckets <= 0:
+            return []
+        stop = min((b for b in self._open if b >= first), default=end)
+        stop = min(stop, end)
+        if stop - first <= self._gap_buckets:
+            return []
+        self._table.skip(first, stop)
+        self._next_close = stop
+        self._c["buckets_skipped"] += stop - first
+        idle = self._table.idle(stop, self._ttl)
+        return self._evict(idle.tolist(), "evictions_idle", stop) if len(idle) else []
 
     # -- closing a bucket --------------------------------------------------------------------
 
@@ -928,6 +958,7 @@ class Engine:
             dropped_records=c["dropped_records"],
             batches=c["batches"],
             buckets_closed=c["buckets_closed"],
+            buckets_skipped=c["buckets_skipped"],
             open_buckets=len(self._open),
             open_episodes=len(self._episodes),
             episodes_opened=c["episodes_opened"],

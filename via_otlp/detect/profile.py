@@ -672,6 +672,16 @@ class ProfileTable:
 
     # -- recent buckets ----------------------------------------------------------------------
 
+    def skip(self, first: int, end: int) -> None:
+        """Buckets `first` .. `end`-1 were not observed (a gap in event time): nothing is judged
+        or learnt from them, in O(capacity). A day the gap cut short is not learnt as a day (its
+        hours in the gap would read as silence); the windows and the ring of recent buckets
+        restart after a gap by themselves, as they compare bucket numbers."""
+        day = int((end * self._bucket_s) // 86400)
+        if self.day_abs is not None and day != self.day_abs:
+            self.day_sum[:] = 0.0
+            self.day_abs = day
+
     def _remember(self, bucket: int, c: np.ndarray, mu: np.ndarray, distinct: np.ndarray) -> None:
         """Keep bucket `bucket` (count, expected count, distinct ids) in the ring of recent ones."""
         if bucket != self.recent_end or self.recent_end == self.recent_from:

@@ -268,6 +268,9 @@ def families(status: Mapping[str, Any]) -> list[Family]:
           "Records older than the watermark allows (counted, not bucketed).", C, detect.get("late_records"))  # fmt: skip
     b.one("via_otlp.detect.buckets_closed", "{buckets}", "Profile buckets closed and judged.", C,
           detect.get("buckets_closed"))  # fmt: skip
+    b.one("via_otlp.detect.buckets_skipped", "{buckets}",
+          "Buckets of event-time gaps skipped unjudged (detect.max_gap).", C,
+          detect.get("buckets_skipped"))  # fmt: skip
     if detect.get("watermark_ns"):
         b.one("via_otlp.detect.watermark", "s", "Event time up to which buckets are closed (Unix seconds).",
               G, int(detect["watermark_ns"]) / 1e9)  # fmt: skip

@@ -1,0 +1,82 @@
+"""Gaps in event time: skipped in one step (bounded work), not judged or learnt as silence."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from tests.detect.test_engine import BUCKET, CFG, batch, run
+from via_otlp.detect import Engine
+from via_otlp.model import AnomalyKind
+
+HOUR = 360  # buckets of 10 s
+
+
+def _learned(config=CFG, profiles: int = 50) -> Engine:
+    """An engine that learnt `profiles` steady patterns over two hours (buckets 0 .. 719)."""
+    eng = Engine(config)
+    for b in range(2 * HOUR):
+        rows = [(f"p{i}", b * BUCKET + 1 + i) for i in range(profiles) for _ in range(3)]
+        eng.observe(batch(rows))
+    return eng
+
+
+def test_a_day_long_gap_costs_a_few_bucket_closes_not_eight_thousand() -> None:
+    eng = _learned()
+    before = eng.stats()
+    means = {p.rhythm_hash: p.baseline_mean for p in eng.profiles()}
+    back = 2 * HOUR + 24 * HOUR * 6  # 24 h later (a day has 8,640 buckets)
+    events = eng.observe(batch([(f"p{i}", back * BUCKET + 1 + i) for i in range(50)]))
+    after = eng.stats()
+    # The work is bounded in bucket closes: the buckets before the gap that the lateness held,
+    # none inside it.
+    assert after.buckets_closed - before.buckets_closed <= 3
+    assert after.buckets_skipped >= 24 * HOUR - 3
+    # Nothing was judged in the gap: no silence or drop, and the baselines are what they were.
+    assert not [e for e in events if e.kind in (AnomalyKind.DROP,)]
+    assert {p.rhythm_hash: p.baseline_mean for p in eng.profiles()} == means
+
+
+def test_the_same_traffic_after_the_gap_is_not_an_anomaly() -> None:
+    eng = _learned()
+    back = 2 * HOUR + 6 * HOUR
+    events = run(eng, [
+        batch([(f"p{i}", b * BUCKET + 1 + i) for i in range(50) for _ in range(3)])
+        for b in range(back, back + 60)
+    ])  # fmt: skip
+    assert events == []
+
+
+def test_a_shorter_silence_is_still_closed_bucket_by_bucket_and_judged() -> None:
+    eng = _learned(profiles=5)
+    before = eng.stats().buckets_closed
+    back = 2 * HOUR + 30 * 6  # 30 minutes: under max_gap (1 h)
+    events = eng.observe(batch([(f"p{i}", back * BUCKET + 1 + i) for i in range(5)]))
+    assert eng.stats().buckets_closed - before >= 30 * 6 - 2
+    assert eng.stats().buckets_skipped == 0
+    assert {e.kind for e in events} & {AnomalyKind.DROP}
+
+
+def test_profiles_idle_past_their_ttl_are_evicted_at_the_gap() -> None:
+    eng = _learned(replace(CFG, idle_ttl=6 * 3600.0), profiles=5)
+    back = 2 * HOUR + 8 * HOUR
+    eng.observe(batch([("fresh", back * BUCKET + 1)]))
+    assert eng.stats().evictions_idle == 5
+    assert {p.rhythm_hash for p in eng.profiles()} == {"fresh"}
+
+
+def test_max_gap_zero_closes_every_bucket() -> None:
+    eng = _learned(replace(CFG, max_gap=0.0), profiles=2)
+    before = eng.stats().buckets_closed
+    back = 2 * HOUR + 2 * HOUR
+    eng.observe(batch([("p0", back * BUCKET + 1)]))
+    assert eng.stats().buckets_closed - before >= 2 * HOUR - 2
+    assert eng.stats().buckets_skipped == 0
+
+
+def test_a_tick_after_a_restart_skips_the_downtime_in_one_call() -> None:
+    eng = _learned(profiles=5)
+    before = eng.stats().buckets_closed
+    now = (2 * HOUR + 12 * HOUR) * BUCKET
+    eng.tick(now, max_buckets=100)
+    assert eng.stats().buckets_skipped >= 12 * HOUR - 5
+    assert eng.stats().buckets_closed - before <= 100
