@@ -145,7 +145,11 @@ def test_hll_error_within_bound(precision: int, n: int, seed: int) -> None:
     h = HyperLogLog(precision)
     h.add_hashes(rng.integers(0, 2**64, size=n, dtype=np.uint64))
     bound = 1.04 / math.sqrt(2**precision)
-    assert abs(h.cardinality - n) / n <= 4.5 * bound + 1e-9  # 4.5σ: a per-example bound
+    # 4.5σ: a per-example bound. With 16 or 32 registers the estimate's right tail is far
+    # heavier than a normal one (precision 4, 468 ids: 0.5 % of streams beyond 4.5σ, the worst
+    # of 3,000 at 7.5σ), so the few smallest precisions get 9σ.
+    k = 4.5 if precision >= 6 else 9.0
+    assert abs(h.cardinality - n) / n <= k * bound + 1e-9
 
 
 def test_hll_rms_error_over_many_seeds() -> None:
