@@ -64,7 +64,10 @@ def test_grouping_meets_the_pairwise_targets(runs: dict[str, RunResult]) -> None
     print()
     print(incidents.incident_table(scores))
     overall = incidents.suite_pairwise(scores)
-    assert overall.true_pairs >= 30  # enough pairs to mean something
+    # Enough pairs to mean something. The suite's 24 windows in 14 incidents make 17 pairs when
+    # each window is one episode, as it is now (a new template opens one episode, not one per
+    # severity; a spike one per window); the 30 this asked before counted duplicate episodes.
+    assert overall.true_pairs >= 15
     assert incidents.incident_failures(scores) == [], overall
     for s in scores:  # and no scenario hides behind the others
         assert s.pairwise.precision >= 0.8 and s.pairwise.recall >= 0.7, (s.scenario, s.pairwise)
