@@ -455,7 +455,7 @@ class ProfileTable:
         settle = cfg.settle_sigma
 
         # Spike and drop, at every scale: one bucket, then windows of several lengths (see
-        # `windows`), each at an equal share of the budget, so the scales together alarm as
+        # `windows`); half the budget to one bucket, half shared by the windows, so together they alarm as
         # rarely as one test at `tail_probability`.
         win = self.win
         win.begin(bucket)
@@ -471,14 +471,16 @@ class ProfileTable:
         cand &= c > mu + _SCREEN_SIGMA * sd
         spike_p = np.ones(self.capacity)
         for s in np.flatnonzero(cand).tolist():
-            spike_p[s] = count_tail(int(c[s]), float(mu[s]), float(var[s])).upper
+            spike_p[s] = 2.0 * count_tail(int(c[s]), float(mu[s]), float(var[s])).upper
         # Windows: a count far above what the window expected, at that window's dispersion.
         wcand = (wz > _SCREEN_SIGMA) & (ws >= sp.min_count) & (ws >= sp.min_ratio * we)
         for s, k in zip(*np.nonzero(wcand), strict=True):
             e = float(we[s, k])
             p = count_tail(int(ws[s, k]), e, float(phi_w[s, k]) * e).upper
-            spike_p[s] = min(spike_p[s], p)
-        spike_p = np.minimum(1.0, spike_p * SCALES)  # Bonferroni over the scales
+            spike_p[s] = min(spike_p[s], 2.0 * (SCALES - 1) * p)
+        # Weighted Bonferroni: half the budget to the single bucket (the fastest), half shared
+        # by the windows; the total stays tail_probability.
+        spike_p = np.minimum(1.0, spike_p)
         spike_hit = spike_p < p_alarm
         for s in np.flatnonzero(spike_hit).tolist():
             p = float(spike_p[s])
@@ -500,14 +502,14 @@ class ProfileTable:
         )
         drop_p = np.ones(self.capacity)
         for s in np.flatnonzero(cand).tolist():
-            drop_p[s] = count_tail(int(c[s]), float(mu[s]), float(var[s])).lower
+            drop_p[s] = 2.0 * count_tail(int(c[s]), float(mu[s]), float(var[s])).lower
         wcand = (wz < -_SCREEN_SIGMA) & (we >= dr.min_expected) & (ws <= dr.max_ratio * we)
         wcand &= drop_active[:, None]
         for s, k in zip(*np.nonzero(wcand), strict=True):
             e = float(we[s, k])
             p = count_tail(int(ws[s, k]), e, float(phi_w[s, k]) * e).lower
-            drop_p[s] = min(drop_p[s], p)
-        drop_p = np.minimum(1.0, drop_p * SCALES)
+            drop_p[s] = min(drop_p[s], 2.0 * (SCALES - 1) * p)
+        drop_p = np.minimum(1.0, drop_p)
         # ...or a run of silent buckets, however long, that together were expected to hold
         # records (exact: the probability of nothing at all; its own budget).
         silent = drop_active & (c == 0)
