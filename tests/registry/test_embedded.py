@@ -48,13 +48,16 @@ async def test_start_stop_restart_on_a_unix_socket_only(data_dir: Path) -> None:
         pg.stop()
 
 
-def test_second_process_on_the_same_data_dir_is_refused(data_dir: Path) -> None:
+async def test_second_process_on_the_same_data_dir_is_refused(data_dir: Path) -> None:
+    """...and leaves the first one's server running (a refused start used to stop it)."""
     a = EmbeddedPostgres(data_dir / "pg", durable=False)
     b = EmbeddedPostgres(data_dir / "pg", durable=False)
     try:
-        a.start()
+        dsn = a.start()
         with pytest.raises(StartupError, match="another process"):
             b.start()
+        assert a.alive()
+        assert (await _select_one(dsn))[0] == 1
     finally:
         a.stop()
         b.stop()

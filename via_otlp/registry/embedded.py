@@ -197,7 +197,8 @@ class EmbeddedPostgres:
             self._prepare()
             self._start_server()
         except BaseException:
-            self._stop_quietly()
+            if self._lock_file is not None:  # never stop a server another process drives
+                self._stop_quietly()
             self._release_lock()
             raise
         self._running = True
