@@ -29,7 +29,6 @@ import gzip
 import http.client
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -48,6 +47,7 @@ from machine import load_average
 from shards import EXPORT, Polls, Probe, Server, big_request, rss_all
 
 from tests.receive.test_codec import nested_body_request
+from tests.sockets import open_idle_connections, read_until_closed
 
 MIB = 1024 * 1024
 BASELINE_SECONDS = 10.0
@@ -120,24 +120,13 @@ def gzip_blank(server: Server) -> Outcomes:
     return out
 
 
-def read_until_closed(sock: socket.socket) -> bytes:
-    got = b""
-    with contextlib.suppress(OSError):
-        while chunk := sock.recv(65536):
-            got += chunk
-    return got
-
-
 def connections(server: Server) -> Outcomes:
-    socks = []
-    for i in range(1100):
-        s = socket.create_connection(("127.0.0.1", server.http_port), timeout=120)
-        if i % 2:
-            s.sendall(b"POST /v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Le")
-        socks.append(s)
     out: Outcomes = Counter()
-    for s in socks:  # each closed by the server: refused at once, or after the header timeout
-        out[read_until_closed(s)[:12].decode(errors="replace") or "closed, no answer"] += 1
+    for s in open_idle_connections(server.http_port, 1100):
+        answer = b"reset"  # refused while its half-sent request was unread
+        with contextlib.suppress(OSError):  # closed by the server: refused, or timed out
+            answer = read_until_closed(s)[:12]
+        out[answer.decode(errors="replace") or "closed, no answer"] += 1
         s.close()
     return out
 

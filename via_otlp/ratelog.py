@@ -58,3 +58,52 @@ class RateLimitedLog:
 
     def error(self, msg: str, *args: object, exc_info: object = None) -> bool:
         return self.log(logging.ERROR, msg, *args, exc_info=exc_info)
+
+
+class OneLineFilter(logging.Filter):
+    """A library logger's recurring warning as one line without its traceback, at most once per
+    `interval` per message (asyncpg logs a traceback each time its pool cannot reconnect, i.e.
+    every second while the embedded PostgreSQL is down or restarting).
+
+    >>> lines = []; h = logging.Handler(); h.emit = lambda r: lines.append(r.getMessage())
+    >>> logger = logging.getLogger("doctest.onelinefilter"); logger.addHandler(h)
+    >>> t = [0.0]; logger.addFilter(OneLineFilter(interval=60, clock=lambda: t[0]))
+    >>> for t[0] in (0.0, 1.0, 61.0):
+    ...     try:
+    ...         raise ConnectionRefusedError(111, "Connection refused")
+    ...     except OSError:
+    ...         logger.warning("pool cannot reconnect", exc_info=True)
+    >>> lines
+    ['pool cannot reconnect: [Errno 111] Connection refused', 'pool cannot reconnect: [Errno 111] Connection refused (1 more since the last report)']
+    """
+
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.interval = interval
+        self._clock = clock
+        self._last: dict[str, tuple[float, int]] = {}  # message -> (last logged, suppressed)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = str(record.msg)
+        now = self._clock()
+        last, suppressed = self._last.get(key, (float("-inf"), 0))
+        if now - last < self.interval:
+            self._last[key] = (last, suppressed + 1)
+            return False
+        self._last[key] = (now, 0)
+        text = record.getMessage()
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            text = f"{text}: {exc}"
+        if suppressed:
+            text = f"{text} ({suppressed} more since the last report)"
+        record.msg, record.args = text, None
+        record.exc_info = record.exc_text = None
+        return True
+
+
+def quiet_library_logger(name: str, interval: float = 60.0) -> None:
+    """Give logger `name` a `OneLineFilter` (once, however often this is called)."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, OneLineFilter) for f in logger.filters):
+        logger.addFilter(OneLineFilter(interval))

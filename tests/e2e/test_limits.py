@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ServerProcess, http_post, start_server
+from tests.sockets import HALF_HTTP2_PREFACE, open_idle_connections, read_until_closed
 
 pytestmark = pytest.mark.slow
 
@@ -82,16 +83,8 @@ def connect(srv: ServerProcess) -> socket.socket:
     return socket.create_connection(("127.0.0.1", srv.http_port), timeout=60)
 
 
-def read_until_closed(sock: socket.socket) -> bytes:
-    """Everything the server sends until it closes the connection (deadline: the socket's)."""
-    out = b""
-    while chunk := sock.recv(65536):
-        out += chunk
-    return out
-
-
 def connections(srv: ServerProcess) -> dict[str, int]:
-    return srv.status()["http"]["connections"]  # type: ignore[no-any-return]
+    return srv.status()["http"]["connections"]  # type: ignore[no-any-return,unused-ignore]
 
 
 def test_ndjson_over_the_line_limit_is_413_after_the_lines_before_it(srv: ServerProcess) -> None:
@@ -241,17 +234,8 @@ def test_more_connections_than_file_descriptors(tmp_path: Path) -> None:
     try:
         limit = connections(server)["limit"]
         assert 0 < limit < 1024
-        socks = []
-        for i in range(1100):
-            s = socket.create_connection(("127.0.0.1", server.http_port), timeout=120)
-            if i % 2:
-                s.sendall(b"POST /v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Le")
-            socks.append(s)
-        for i in range(600):
-            s = socket.create_connection(("127.0.0.1", server.grpc_port), timeout=120)
-            if i % 2:
-                s.sendall(b"PRI * HTTP/2.0\r\n")
-            socks.append(s)
+        socks = open_idle_connections(server.http_port, 1100)
+        socks += open_idle_connections(server.grpc_port, 600, HALF_HTTP2_PREFACE)
         answers = []
         for s in socks:  # every one is closed by the server: refused, or timed out
             try:

@@ -41,7 +41,7 @@ from via_otlp.model import (
     source_from_json,
 )
 from via_otlp.paging import decode_token, encode_token
-from via_otlp.ratelog import RateLimitedLog
+from via_otlp.ratelog import RateLimitedLog, quiet_library_logger
 from via_otlp.redact import redact_text
 from via_otlp.registry._db import as_upstream, init_connection, redact_dsn
 from via_otlp.registry.config import MAX_PAGE, RegistryConfig
@@ -197,6 +197,8 @@ class Registry:
         return await asyncio.to_thread(self._embedded.start)
 
     async def _create_pool(self) -> asyncpg.Pool:
+        # asyncpg logs a traceback each second its pool cannot reconnect (PostgreSQL restarting)
+        quiet_library_logger("asyncpg.pool")
         return await asyncpg.create_pool(
             self._dsn,
             min_size=self.config.pool_min_size,
