@@ -15,6 +15,7 @@ import socket
 import struct
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ import pytest
 
 from tests.conftest import ServerProcess, http_post, start_server
 from tests.sockets import HALF_HTTP2_PREFACE, open_idle_connections, read_until_closed
+from via_otlp.receive.connlimit import HEALTH_SLOTS
 
 pytestmark = pytest.mark.slow
 
@@ -235,6 +237,8 @@ def test_more_connections_than_file_descriptors(tmp_path: Path) -> None:
         limit = connections(server)["limit"]
         assert 0 < limit < 1024
         socks = open_idle_connections(server.http_port, 1100)
+        with urllib.request.urlopen(f"{server.http_url}/healthz", timeout=60) as resp:
+            assert resp.status == 200  # at the limit: answered in a health slot
         socks += open_idle_connections(server.grpc_port, 600, HALF_HTTP2_PREFACE)
         answers = []
         for s in socks:  # every one is closed by the server: refused, or timed out
@@ -249,11 +253,48 @@ def test_more_connections_than_file_descriptors(tmp_path: Path) -> None:
         )["http"]["connections"]
         assert stats["refused"] >= 1100 - limit and stats["header_timeouts"] >= limit // 2
         assert stats["refused"] + stats["header_timeouts"] >= 1100
+        assert stats["health_answered_at_limit"] >= 1
         with urllib.request.urlopen(f"{server.http_url}/healthz", timeout=60) as resp:
             assert resp.status == 200
         log = server.log()
         assert 1 <= log.count("connection limit reached") <= 2, log[-3000:]
         assert len(log) < 20_000 and "Traceback" not in log, log[-3000:]
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_health_is_answered_at_the_connection_limit(tmp_path: Path) -> None:
+    """With every connection slot held by idle and half-sent connections, `/healthz` is still
+    answered 200 (a liveness probe must not restart a service that is only busy), while any
+    other request past the limit is answered 503."""
+    limit = 4
+    server = start_server(
+        tmp_path,
+        {
+            "receive": {"http": {"max_connections": limit}},
+            "registry": {"enabled": False},
+            "correlate": {"enabled": False},
+        },
+    )
+    try:
+        # the limit, every health slot, and as many again to push the oldest out of them
+        socks = open_idle_connections(server.http_port, limit + 2 * HEALTH_SLOTS)
+        for _ in range(3):
+            with urllib.request.urlopen(f"{server.http_url}/healthz", timeout=60) as resp:
+                assert resp.status == 200 and json.loads(resp.read()) == {"status": "SERVING"}
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{server.http_url}/status", timeout=60)
+        assert refused.value.code == 503 and refused.value.headers["Retry-After"] == "1"
+        answers = []
+        for s in socks:
+            with contextlib.suppress(OSError):  # held ones: the header timeout (10 s) closes them
+                answers.append(read_until_closed(s)[:12])
+            s.close()
+        assert answers.count(b"HTTP/1.1 503") >= HEALTH_SLOTS  # pushed out of the health slots
+        stats = server.wait_for(
+            lambda s: s["http"]["connections"]["active"] <= 1, what="no open connections"
+        )["http"]["connections"]
+        assert stats["health_answered_at_limit"] == 3 and stats["refused"] >= HEALTH_SLOTS + 1
     finally:
         assert server.stop() == 0, server.log()
 

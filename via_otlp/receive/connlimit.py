@@ -5,8 +5,15 @@ new one may take to send its request line and headers, so idle or half-sent conn
 used to pile up until the process ran out of file descriptors (then every accept failed and
 logged). `ConnectionGuard` wraps each connection's protocol:
 
-- above `limit` open connections, a new one is answered `503` with `Retry-After` and closed at
-  once (its descriptor is free again right away), counted and logged at most once a minute;
+- above `limit` open connections, a new one is answered `503` with `Retry-After` and closed
+  (its descriptor is free again right away), counted and logged at most once a minute; but a
+  health check still gets its answer: a few connections past the limit (`HEALTH_SLOTS`) are
+  read up to the end of their request head and a `GET /healthz` among them is answered here,
+  whatever holds the other connections. A liveness probe that failed at the connection limit
+  would have the orchestrator restart a service that is only busy (and drop what it learnt
+  since its last snapshot). The newest connections keep those slots (a probe sends its request
+  at once; an idle one is closed with 503 when a newer one needs the slot), and none holds one
+  longer than `HEALTH_SLOT_TIMEOUT`;
 - a connection that has not sent a complete request head within `header_timeout` of opening
   is closed (`408` if it sent anything), counted.
 
@@ -21,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import resource
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +50,35 @@ BUSY_RESPONSE = (
     % (len(_BUSY_BODY), _BUSY_BODY)
 )
 TIMEOUT_RESPONSE = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+HEALTH_PATH = b"/healthz"
+HEALTH_SLOTS = 8  # connections past the limit that may still ask for /healthz (per listener)
+HEALTH_SLOT_TIMEOUT = 2.0  # seconds such a connection has to send its request head
+_MAX_HEAD = 8192  # a longer request head in a health slot is not a health check
+
+
+def health_response(serving: bool) -> bytes:
+    """`/healthz`'s answer as raw HTTP, for a connection past the limit (closed after it)."""
+    body = b'{"status": "SERVING"}' if serving else b'{"status": "NOT_SERVING"}'
+    status = b"200 OK" if serving else b"503 Service Unavailable"
+    return (
+        b"HTTP/1.1 %s\r\nContent-Type: application/json; charset=utf-8\r\n"
+        b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (status, len(body), body)
+    )
+
+
+def is_health_check(head: bytes) -> bool:
+    r"""Whether a request head asks `GET` or `HEAD /healthz` (a query string allowed).
+
+    >>> is_health_check(b"GET /healthz?x=1 HTTP/1.1\r\nHost: a\r\n\r\n"), is_health_check(b"POST /healthz HTTP/1.1")
+    (True, False)
+    """
+    parts = head.split(b"\r\n", 1)[0].split(b" ")
+    return (
+        len(parts) == 3
+        and parts[0] in (b"GET", b"HEAD")
+        and parts[1].split(b"?", 1)[0] == HEALTH_PATH
+    )
 
 
 def raise_nofile_limit() -> tuple[int, int]:
@@ -77,15 +114,20 @@ class ConnectionStats:
     refused: int = 0
     header_timeouts: int = 0
     handlers_cancelled: int = 0  # cancelled when their connection was lost
+    health_answered_at_limit: int = 0  # /healthz answered in a health slot past the limit
 
 
 class ConnectionGuard:
     """Shared state of every guarded connection of one listener."""
 
-    def __init__(self, limit: int, header_timeout: float) -> None:
+    def __init__(
+        self, limit: int, header_timeout: float, serving: Callable[[], bool] = lambda: True
+    ) -> None:
         self.stats = ConnectionStats(limit=limit)
         self.header_timeout = header_timeout
+        self.serving = serving  # what /healthz says, when it is answered past the limit
         self._refusal_log = RateLimitedLog(log)
+        self._health_slots: OrderedDict[_GuardedConnection, None] = OrderedDict()
 
     def protocol_factory(self, inner: Callable[[], asyncio.Protocol]) -> Callable[[], Any]:
         """A factory for `loop.create_server` that wraps each protocol `inner()` makes."""
@@ -102,6 +144,20 @@ class ConnectionGuard:
             transport.write(BUSY_RESPONSE)
         transport.close()
 
+    def _take_health_slot(self, conn: _GuardedConnection) -> bool:
+        """A health slot for a connection past the limit; the oldest holder gives its slot up
+        (refused) when all are taken. False: no slots at all."""
+        if HEALTH_SLOTS < 1:
+            return False
+        if len(self._health_slots) >= HEALTH_SLOTS:
+            oldest, _ = self._health_slots.popitem(last=False)
+            oldest._leave_health_slot(refuse=True)
+        self._health_slots[conn] = None
+        return True
+
+    def _free_health_slot(self, conn: _GuardedConnection) -> None:
+        self._health_slots.pop(conn, None)
+
 
 class _GuardedConnection(asyncio.Protocol):
     """Forwards to the real protocol; enforces the limit and the header deadline."""
@@ -109,6 +165,7 @@ class _GuardedConnection(asyncio.Protocol):
     __slots__ = (
         "_admitted",
         "_guard",
+        "_head",
         "_inner",
         "_make_inner",
         "_seen",
@@ -126,11 +183,19 @@ class _GuardedConnection(asyncio.Protocol):
         self._tail = b""
         self._seen = False
         self._admitted = False
+        self._head: bytearray | None = None  # past the limit: the request head read so far
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         guard = self._guard
         if guard.stats.active >= guard.stats.limit:
-            guard._refuse(transport)
+            if not guard._take_health_slot(self):
+                guard._refuse(transport)
+                return
+            self._transport = transport
+            self._head = bytearray()
+            self._timer = asyncio.get_running_loop().call_later(
+                min(HEALTH_SLOT_TIMEOUT, guard.header_timeout), self._leave_health_slot
+            )
             return
         guard.stats.active += 1
         self._admitted = True
@@ -142,6 +207,9 @@ class _GuardedConnection(asyncio.Protocol):
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
+        if self._head is not None:
+            self._health_data(data)
+            return
         if self._inner is None:
             return
         if self._timer is not None:
@@ -167,6 +235,8 @@ class _GuardedConnection(asyncio.Protocol):
             self._inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._head is not None:
+            self._leave_health_slot(refuse=False)
         if not self._admitted:
             return
         self._admitted = False
@@ -177,6 +247,34 @@ class _GuardedConnection(asyncio.Protocol):
         if self._inner is not None:
             self._inner.connection_lost(exc)
             self._inner = None
+
+    def _health_data(self, data: bytes) -> None:
+        """In a health slot: answer `/healthz` once the request head is complete, else 503."""
+        assert self._head is not None
+        self._head += data
+        end = self._head.find(b"\r\n\r\n")
+        if end < 0 and len(self._head) <= _MAX_HEAD:
+            return
+        health = end >= 0 and is_health_check(bytes(self._head[:end]))
+        transport = self._transport
+        self._leave_health_slot(refuse=not health)
+        if health and isinstance(transport, asyncio.WriteTransport):
+            self._guard.stats.health_answered_at_limit += 1
+            transport.write(health_response(self._guard.serving()))
+            transport.close()
+
+    def _leave_health_slot(self, refuse: bool = True) -> None:
+        """Give the health slot up; `refuse`: answer 503 and close (no health check came)."""
+        if self._head is None:
+            return
+        self._head = None
+        self._guard._free_health_slot(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        transport = self._transport
+        if refuse and transport is not None and not transport.is_closing():
+            self._guard._refuse(transport)
 
     def _header_timed_out(self) -> None:
         self._timer = None

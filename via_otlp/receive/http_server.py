@@ -233,7 +233,9 @@ class HttpServer:
         self.metrics = metrics  # Prometheus text and its content type; None: no /metrics
         self.serving = False
         self.port = 0
-        self.guard = ConnectionGuard(self.config.max_connections, self.config.read_header_timeout)
+        self.guard = ConnectionGuard(
+            self.config.max_connections, self.config.read_header_timeout, lambda: self.serving
+        )
         self._runner: web.AppRunner | None = None
         self._error_log = RateLimitedLog(log)
         self._fd_log = RateLimitedLog(log)
