@@ -4,6 +4,7 @@ start restores it, so baselines and template ids carry on where they stopped."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from via_otlp.state import load_snapshot
 
 pytestmark = pytest.mark.slow
 
-T0 = 1_790_000_000
+# An hour that ends a minute ago: the server's clock moves event time on (and closes, skips and
+# finally evicts idle profiles) when records are far older than now, which races the reads below.
+T0 = int(time.time()) - 3660
 
 
 def post_ndjson(url: str, lines: list[dict[str, object]]) -> dict[str, object]:
@@ -36,7 +39,10 @@ def test_state_is_saved_at_shutdown_and_restored_at_start(tmp_path: Path) -> Non
             for s in range(0, 3600, 30)
         ]
         assert post_ndjson(first.http_url, lines)["accepted"] == len(lines)
-        before = first.wait_for(lambda s: s["intake"]["records_consumed"] == len(lines))
+        # The shards report their profiles after the records are counted as consumed: wait for both.
+        before = first.wait_for(
+            lambda s: s["intake"]["records_consumed"] == len(lines) and s["detect"]["profiles"] == 2
+        )
         rhythms_before = set(before["rhythm_counts"])
     finally:
         assert first.stop() == 0, first.log()

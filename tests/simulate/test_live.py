@@ -26,7 +26,19 @@ def test_live_against_a_server(tmp_path: Path) -> None:
     )
     try:
         sc = load_scenario(SMALL)
-        (result,) = run_live_sync([sc], srv.grpc_target, collect, sc.bucket_ns, settle=3.0)
+
+        def drained(sent: int) -> bool:
+            """Every record processed and every anomaly found so far delivered (a loaded
+            machine may take longer than any fixed settle time)."""
+            st = srv.status()
+            return bool(
+                st["intake"]["records_consumed"] >= sent
+                and st["emit"]["sent"] >= st["events"]["emitted"]
+            )
+
+        (result,) = run_live_sync(
+            [sc], srv.grpc_target, collect, sc.bucket_ns, settle=3.0, drained=drained
+        )
     finally:
         assert srv.stop() == 0, srv.log()
     assert result.mode == "live"

@@ -205,8 +205,13 @@ async def run_live(
     progress: ProgressFn | None = None,
     settle: float = 5.0,
     deadline: float = 600.0,
+    drained: Callable[[int], bool] | None = None,
 ) -> RunResult:
-    """Send the scenario to `target` (host:port, OTLP/gRPC), starting now; collect and score."""
+    """Send the scenario to `target` (host:port, OTLP/gRPC), starting now; collect and score.
+
+    After sending, `drained(records sent)` (when given; called in a thread) is polled until the
+    target says it has processed everything, so a slow target is not scored early; then the
+    collector waits `settle` seconds and until nothing has arrived for one second."""
     started = time.monotonic()
     traffic = generate(scenario)
     total = traffic.total_records
@@ -223,6 +228,10 @@ async def run_live(
             done += len(g.codes)
             if progress is not None:
                 progress(done, total)
+    while drained is not None and not await asyncio.to_thread(drained, done):
+        if time.monotonic() > started + deadline:
+            break
+        await asyncio.sleep(0.2)
     end = time.monotonic() + settle
     collector.last_change = time.monotonic()
     while time.monotonic() < end or time.monotonic() - collector.last_change < 1.0:
@@ -264,7 +273,10 @@ def run_live_sync(
     bucket_ns: int,
     progress_for: Callable[[Scenario], ProgressFn | None] | None = None,
     settle: float = 5.0,
+    drained: Callable[[int], bool] | None = None,
 ) -> list[RunResult]:
+    """`run_live` for each scenario in turn, with one collector on `collect`."""
+
     async def main() -> list[RunResult]:
         collector = Collector()
         await collector.start(collect)
@@ -272,7 +284,7 @@ def run_live_sync(
             out = []
             for sc in scenarios:
                 p = progress_for(sc) if progress_for is not None else None
-                out.append(await run_live(sc, target, collector, bucket_ns, p, settle))
+                out.append(await run_live(sc, target, collector, bucket_ns, p, settle, drained=drained))
             return out
         finally:
             with contextlib.suppress(Exception):
