@@ -284,7 +284,9 @@ def run_live_sync(
             out = []
             for sc in scenarios:
                 p = progress_for(sc) if progress_for is not None else None
-                out.append(await run_live(sc, target, collector, bucket_ns, p, settle, drained=drained))
+                out.append(
+                    await run_live(sc, target, collector, bucket_ns, p, settle, drained=drained)
+                )
             return out
         finally:
             with contextlib.suppress(Exception):
