@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
 
 from via_otlp.config import Config
 from via_otlp.detect.engine import Engine, EngineStats
 from via_otlp.detect.profile import ProfileSummary, RecentBucket
-from via_otlp.model import AnomalyEvent, LogBatch
+from via_otlp.model import AnomalyEvent, LogBatch, Source
 from via_otlp.patterns import PatternStage
 from via_otlp.patterns.stage import PatternStats, TemplateInfo
 from via_otlp.receive.intake import BatchFilter, Intake, IntakeStats, RecordQueue
-from via_otlp.receive.normalise import NormaliseOptions, Normaliser
+from via_otlp.receive.normalise import HexIds, NormaliseOptions, Normaliser
 from via_otlp.registry.schemas import SchemaTracker
 from via_otlp.telemetry.timing import Stage, StageTimings
 
@@ -111,16 +113,35 @@ class Pipeline:
 
     def consume(self, batch: LogBatch, watermark_ns: int | None = None) -> None:
         """Process one batch taken off the queue (the watermark moves to `watermark_ns` if given)."""
-        self.stats.records_consumed += len(batch)
+        self.consume_group([batch], watermark_ns)
+
+    def consume_group(self, batches: list[LogBatch], watermark_ns: int | None = None) -> None:
+        """Process templated batches as one (a shard's coalesced backlog): what consuming them
+        in turn gives, when `absorbs` allowed each to join; the watermark moves once."""
         with self.stats.latency.time(Stage.DETECT):
             # Merges and splits the miner made (this batch's or, with a queue, later ones'): a
             # held new pattern that merged back into a known one, or that is a known one with a
             # word's new value, is not reported.
             self.engine.merged(self.patterns.take_merges())
             self.engine.split(self.patterns.take_splits())
-            self.schemas.observe(batch)
-            events = self.engine.observe(batch, watermark_ns=watermark_ns) + self._check_schemas()
+            for batch in batches:
+                self.stats.records_consumed += len(batch)
+                self.schemas.observe(batch)  # per batch: it samples templates with a stride
+            if len(batches) == 1:
+                events = self.engine.observe(batches[0], watermark_ns=watermark_ns)
+            else:
+                joined, parts = join_batches(batches)
+                events = self.engine.observe(joined, watermark_ns=watermark_ns, parts=parts)
+            events += self._check_schemas()
         self.dispatch(events)
+
+    def absorbs(self, watermark_ns: int, records: int) -> bool:
+        """Whether a batch may be consumed together with the group before it (`consume_group`),
+        which was consumed at `watermark_ns` and holds `records` with it: the watermark between
+        them closes no bucket and no schema window (a batch without records for this shard
+        only moves the watermark: it joins on the same terms)."""
+        wm = max(watermark_ns, self.engine.watermark_ns or watermark_ns)
+        return self.engine.absorbs(wm, records) and self.schemas.window_open_at(wm)
 
     def advance(self, watermark_ns: int) -> None:
         """No records for this shard in a batch, but the watermark moved."""
@@ -213,3 +234,37 @@ class Pipeline:
             self.engine.restore(state["engine"])
         if "schemas" in state:
             self.schemas.restore(state["schemas"])
+
+
+_JOINED = ("severity", "body", "time_ns", "template_id", "template", "rhythm_hash")
+
+
+def join_batches(batches: list[LogBatch]) -> tuple[LogBatch, np.ndarray]:
+    """Templated batches as one, with each record's batch number: the columns the engine reads
+    (schemas observe each batch on its own; attribute samples are not carried)."""
+    sources: list[Source] = []
+    where: dict[str, int] = {}
+    source_index: list[int] = []
+    for b in batches:
+        remap = [where.setdefault(s.key, len(where)) for s in b.sources]
+        if len(where) > len(sources):
+            sources += [s for s in b.sources if where[s.key] >= len(sources)]
+        if remap == list(range(len(remap))):
+            source_index += b.source_index
+        else:
+            source_index += [remap[i] for i in b.source_index]
+    joined = LogBatch(sources=sources, source_index=source_index)
+    for name in _JOINED:
+        col: list[Any] = []
+        for b in batches:
+            col += getattr(b, name)
+        setattr(joined, name, col)
+    if any(b.unique_id for b in batches):  # a batch without ids counts as ids all absent ("")
+        joined.unique_id = [u for b in batches for u in (b.unique_id or [""] * len(b))]
+    ids = [b.trace_id for b in batches]
+    if all(isinstance(t, HexIds) for t in ids):
+        joined.trace_id = cast(list[str], HexIds([r for t in ids for r in cast(HexIds, t).raw]))
+    else:
+        joined.trace_id = [x for t in ids for x in t]
+    sizes = [len(b) for b in batches]
+    return joined, np.repeat(np.arange(len(batches), dtype=np.int64), sizes)

@@ -296,13 +296,19 @@ class Engine:
 
     # -- intake ------------------------------------------------------------------------------
 
-    def observe(self, batch: LogBatch, *, watermark_ns: int | None = None) -> list[AnomalyEvent]:
+    def observe(
+        self, batch: LogBatch, *, watermark_ns: int | None = None, parts: np.ndarray | None = None
+    ) -> list[AnomalyEvent]:
         """Ingest a batch (grouped by profile and bucket); return events of buckets it closed.
 
         Records are added first, then the watermark moves, then buckets close. The watermark is
         the newest event time seen minus `allowed_lateness`, or `watermark_ns` when given: a
         sharded pipeline passes every shard the watermark one engine would have had after this
         batch, so the anomalies do not depend on how sources are spread over shards.
+
+        `parts` (each record's batch number, ascending) marks several batches observed as one
+        (a shard's coalesced backlog, only when `absorbs` said so): trace samples and template
+        texts are then taken per batch, so the result is the one of observing them in turn.
         """
         n = len(batch)
         if n == 0:
@@ -347,7 +353,7 @@ class Engine:
             self._c["dropped_records"] += n - len(pos)
 
         if len(pos):
-            self._group(batch, t, b, rec_slot, pos)
+            self._group(batch, t, b, rec_slot, pos, parts)
 
         tmax = int(t.max())
         if self._max_event_ns is None or tmax > self._max_event_ns:
@@ -356,7 +362,13 @@ class Engine:
         return events
 
     def _group(
-        self, batch: LogBatch, t: np.ndarray, b: np.ndarray, rec_slot: np.ndarray, pos: np.ndarray
+        self,
+        batch: LogBatch,
+        t: np.ndarray,
+        b: np.ndarray,
+        rec_slot: np.ndarray,
+        pos: np.ndarray,
+        parts: np.ndarray | None = None,
     ) -> None:
         """Add the records at `pos` to their open buckets, grouped by (slot, bucket)."""
         table = self._table
@@ -389,7 +401,9 @@ class Engine:
                 acc = self._bucket(bk)
                 m = g_bucket == bk
                 acc.counts[g_slot[m]] += cnt[m]
-        if batch.template:
+        if parts is not None:
+            self._group_parts(batch, parts, order, sk, span, bmin)
+        elif batch.template:
             # Per slot, the first record of the batch: the first record of its first group.
             first_of_group = order[starts]
             if span == 1:
@@ -400,10 +414,34 @@ class Engine:
                 self._refresh_templates(batch.template, g_slot[by_slot], first)
 
         max_samples = self.config.max_sample_trace_ids
-        if max_samples and batch.trace_id:
+        if max_samples and batch.trace_id and parts is None:
             self._sample_traces(batch.trace_id, order, starts, cnt, g_slot, g_bucket, max_samples)
         if batch.unique_id and any(batch.unique_id):
             self._count_unique(batch.unique_id, order, starts, cnt, g_slot, g_bucket)
+
+    def _group_parts(
+        self, batch: LogBatch, parts: np.ndarray, order: np.ndarray, sk: np.ndarray, span: int,
+        bmin: int,
+    ) -> None:  # fmt: skip
+        """`_group`'s trace samples and template texts for coalesced batches: per group and
+        batch (a group's records are in record order, so its batches come in turn), as
+        observing the batches one by one would have taken them."""
+        po = parts[order]
+        sub = np.flatnonzero(np.concatenate(([True], (sk[1:] != sk[:-1]) | (po[1:] != po[:-1]))))
+        s_slot = sk[sub] // span
+        if batch.template:
+            # Per slot, the first record of the last batch that has it: sort the sub-groups
+            # by (slot, batch, -record) and take each slot's last.
+            s_rec = order[sub]
+            o = np.lexsort((-s_rec, po[sub], s_slot))
+            ss = s_slot[o]
+            last = np.flatnonzero(np.append(ss[1:] != ss[:-1], True))
+            self._refresh_templates(batch.template, ss[last], s_rec[o][last])
+        max_samples = self.config.max_sample_trace_ids
+        if max_samples and batch.trace_id:
+            s_cnt = np.diff(np.append(sub, len(order)))
+            s_bucket = sk[sub] % span + bmin
+            self._sample_traces(batch.trace_id, order, sub, s_cnt, s_slot, s_bucket, max_samples)
 
     def _refresh_templates(
         self, templates: list[str], slots: np.ndarray, first: np.ndarray
@@ -598,6 +636,19 @@ class Engine:
             return self._advance(target)
         capped = min(target, (self._next_close + max_buckets) * self._bucket_ns)
         return self._advance(capped, horizon_ns=target)  # a gap is skipped whole, past the cap
+
+    def absorbs(self, watermark_ns: int, records: int) -> bool:
+        """Whether a batch observed with `watermark_ns` and the next one may be observed as one
+        (`observe(parts=...)`) with the same result: the watermark between them closes no
+        bucket (so nothing the second reads changes), and `records` new profiles would fit
+        (no eviction for room). False before the first records (the first batch starts the
+        clock)."""
+        return (
+            self._next_close is not None
+            and len(self._table) > 0
+            and (self._next_close + 1) * self._bucket_ns > watermark_ns
+            and len(self._table) + records <= self.config.max_profiles
+        )
 
     def advance(self, watermark_ns: int) -> list[AnomalyEvent]:
         """Move the watermark to `watermark_ns` (never back) and close the buckets it passes.

@@ -230,6 +230,12 @@ class SchemaTracker:
 
     # -- windows ------------------------------------------------------------------------------
 
+    def window_open_at(self, now_ns: int) -> bool:
+        """Whether `check(now_ns)` would close nothing and start nothing (a shard coalescing
+        batches checks it for the watermarks between them)."""
+        start = self._window_start_ns
+        return start is not None and now_ns - start < self.config.window * 1e9
+
     def check(self, now_ns: int) -> list[AnomalyEvent]:
         """Close the window if `window` seconds passed since it opened; return drift events."""
         if self._window_start_ns is None:

@@ -55,6 +55,7 @@ log = logging.getLogger("via_otlp.shard")
 
 ENCODINGS = (Encoding.PROTOBUF, Encoding.JSON)
 _U32 = struct.Struct("<I")
+_FRAME_HEAD = struct.Struct("<IB")
 
 
 def snapshot_path(data_dir: str | Path, index: int, shards: int) -> Path:
@@ -79,6 +80,7 @@ class Shard:
         self.dropped = 0
         self.snapshots = 0
         self.changed: set[str] = set()  # sources with records since their state was exported
+        self.coalesced = 0  # batches consumed together with the one before them
         self._writer: SnapshotWriter | None = None
 
     # -- state -------------------------------------------------------------------------------
@@ -187,6 +189,60 @@ class Shard:
             self.pipeline.advance(watermark_ns)
         return 0
 
+    def consume_many(self, frames: list[tuple[int, int, memoryview]]) -> list[dict[str, Any]]:
+        """BATCH frames (sequence, watermark, payload) that were waiting, consumed in as few
+        groups as give the same result as one by one (`Pipeline.absorbs`): the per-batch work
+        of templating, rhythm hashing and the engine is paid once per group. One DONE each;
+        a group's events go with its last."""
+        done: list[dict[str, Any]] = []
+        group: list[LogBatch] = []
+        records = watermark = 0
+        pipeline = self.pipeline
+
+        def flush() -> None:
+            if group:
+                pipeline.consume_group(group, watermark)
+                done[-1]["events"] = self.take_events()
+                self.coalesced += len(group) - 1
+                group.clear()
+
+        for seq, wm, payload in frames:
+            dropped = self.dropped
+            if not len(payload) and group and pipeline.absorbs(watermark, records):
+                watermark = wm  # nothing of this shard's: the watermark moves with the group
+                done.append({"seq": seq, "records": 0, "dropped": 0, "events": []})
+                continue
+            if not len(payload):
+                flush()
+                self.consume(payload, wm)
+                done.append({"seq": seq, "records": 0, "dropped": 0, "events": self.take_events()})
+                continue
+            batch = decode_batch(payload)
+            self.changed.update(src.key for src in batch.sources)
+            batch = pipeline.intake.process(batch)
+            merges, splits = pipeline.patterns.take_merges(), pipeline.patterns.take_splits()
+            joins = (
+                bool(group)
+                and not merges
+                and not splits
+                and records + len(batch) <= MAX_COALESCED_RECORDS
+                and len(batch) > 0
+                and bool(group[-1].trace_id) == bool(batch.trace_id)  # (samples or none)
+                and pipeline.absorbs(watermark, records + len(batch))
+            )
+            if not joins:
+                flush()
+                records = 0
+                pipeline.engine.merged(merges)  # as `consume` would, before its batch
+                pipeline.engine.split(splits)
+            group.append(batch)
+            records += len(batch)
+            watermark = wm
+            done.append({"seq": seq, "records": len(batch), "dropped": self.dropped - dropped,
+                         "events": []})  # fmt: skip
+        flush()
+        return done
+
     def export(self, everything: bool) -> bytes:
         """The state of the sources that changed since the last export (or of all)."""
         keys = handoff.source_keys(self.pipeline) if everything else sorted(self.changed)
@@ -262,6 +318,35 @@ class Shard:
 _TRIM_AFTER = 8 * 1024 * 1024
 
 
+# Bounds of one coalesced group: the batches already waiting are drained up to these, so the
+# latency and memory a group adds stay those of a few batches.
+MAX_COALESCED_RECORDS = 8192
+MAX_COALESCED_BYTES = 8 * 1024 * 1024
+MAX_COALESCED_FRAMES = 32
+
+
+def waiting_batches(sock: socket.socket, nbytes: int) -> list[tuple[int, int, memoryview]]:
+    """The BATCH frames that have already arrived after one of `nbytes` (whole frames only,
+    within the bounds above): read now, so that `consume_many` works on them together."""
+    out: list[tuple[int, int, memoryview]] = []
+    while len(out) + 1 < MAX_COALESCED_FRAMES:
+        try:
+            head = sock.recv(_FRAME_HEAD.size, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            break
+        if len(head) < _FRAME_HEAD.size:
+            break
+        length, kind = _FRAME_HEAD.unpack(head)
+        if kind != Kind.BATCH or nbytes + length > MAX_COALESCED_BYTES:
+            break
+        got = recv_frame(sock)
+        if got is None:
+            break
+        nbytes += length
+        out.append(split_seq(got[1]))
+    return out
+
+
 def _send_decoded(sock: socket.socket, rid: int, parts: Iterator[bytes]) -> None:
     """Send a request's DECODED frames as they are made (the last one marked as such)."""
     held: bytes | None = None
@@ -297,16 +382,9 @@ def run(sock: socket.socket) -> int:
             return 0  # the serving process is gone: nothing to answer to
         kind, body = got
         if kind is Kind.BATCH:
-            seq, watermark, payload = split_seq(body)
-            dropped_before = shard.dropped
-            records = shard.consume(payload, watermark)
-            done = {
-                "seq": seq,
-                "records": records,
-                "dropped": shard.dropped - dropped_before,
-                "events": shard.take_events(),
-            }
-            send_frames(sock, [json_frame(Kind.DONE, done)])
+            frames = [split_seq(body), *waiting_batches(sock, len(body))]
+            dones = shard.consume_many(frames)
+            send_frames(sock, [json_frame(Kind.DONE, d) for d in dones])
         elif kind is Kind.DECODE:
             rid, now_ns, rest = split_seq(body)
             large = len(rest) >= _TRIM_AFTER

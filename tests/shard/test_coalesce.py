@@ -1,0 +1,163 @@
+"""A shard that consumes its waiting batches together (`Shard.consume_many`) ends where
+consuming them one by one ends: the same events, in the same order, and the same learnt state;
+and a group is bounded in frames, bytes and records."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import struct
+from pathlib import Path
+
+import pytest
+
+from via_otlp.config import Config, parse_config
+from via_otlp.model import LogBatch
+from via_otlp.receive.otlp_codec import Encoding
+from via_otlp.shard import worker
+from via_otlp.shard.wire import Kind, frame, json_frame, seq_frame
+from via_otlp.shard.worker import Shard
+from via_otlp.simulate.generate import generate
+from via_otlp.simulate.scenario import parse_scenario
+
+# Dense in event time (many batches per 10 s bucket), so that most batches can be coalesced.
+SCENARIO = """{
+  name: "coalesce", seed: 11, duration: "30m",
+  sources: [
+    { service: "web", namespace: "shop", templates: [
+        { name: "page", text: "Rendered page /{word} in {ms}ms", rate: 20 },
+        { name: "err", text: "Internal error on /{word}: {hex}", rate: 0.5, severity: "ERROR" } ] },
+    { service: "search", namespace: "shop", templates: [
+        { name: "query", text: "Search for {word} returned {int} results", rate: 15 } ] },
+    { service: "mailer", namespace: "shop", templates: [
+        { name: "sent", text: "Mail {hex} sent to {user}", rate: 10, users: 50,
+          attributes: { "user.id": "{user}" } } ] },
+    { service: "billing", namespace: "bank", templates: [
+        { name: "charge", text: "Charged card for order {int}", rate: 10 } ] },
+  ],
+  anomalies: [
+    { kind: "spike", source: "web", template: "err", at: "20m", duration: "3m", factor: 40 },
+    { kind: "silence", source: "search", at: "24m", duration: "3m" },
+    { kind: "new_template", source: "billing", at: "27m", duration: "2m", severity: "ERROR",
+      rate: 2, text: "Card processor timed out for order {int}" },
+  ],
+}"""
+
+Frame = tuple[int, int, memoryview]
+
+
+def config(tmp_path: Path, max_profiles: int = 100_000, per_request: int = 5) -> Config:
+    """Requests cut into batches of `per_request` records at most."""
+    return parse_config(
+        f"""{{pipeline: {{workers: 2, batch_max_records: {per_request}}}, state: {{data_dir: "{tmp_path}"}},
+             detect: {{warmup: "10m", max_profiles: {max_profiles}}},
+             registry: {{enabled: false}}, correlate: {{enabled: false}}}}"""
+    )
+
+
+def frames_for(cfg: Config, index: int) -> list[Frame]:
+    """The BATCH frames shard `index` of 2 gets for the scenario, with the coordinator's
+    watermarks."""
+    scenario = parse_scenario(SCENARIO)
+    now_ns = scenario.start_ns + scenario.buckets * scenario.bucket_ns + 3600 * 10**9
+    decoder = Shard(cfg, 0, 2)
+    lateness = round(cfg.detect.allowed_lateness * 1e9)
+    out: list[Frame] = []
+    newest, watermark, seq = None, -1, 0
+    for g in generate(scenario).requests(chunk=1):  # a request per bucket
+        raw = g.request.SerializeToString()
+        for blob in decoder.decode(memoryview(raw), Encoding.PROTOBUF, now_ns):
+            (tmax,) = struct.unpack_from("<q", blob)
+            (hlen,) = struct.unpack_from("<I", blob, 8)
+            head = json.loads(blob[12 : 12 + hlen])
+            if not head["records"]:
+                continue
+            newest = tmax if newest is None else max(newest, tmax)
+            watermark = max(watermark, newest - lateness)
+            offset = 12 + hlen + sum(head["part_bytes"][:index])
+            seq += 1
+            out.append((seq, watermark, memoryview(blob)[offset : offset + head["part_bytes"][index]]))  # fmt: skip
+    return out
+
+
+def run(shard: Shard, frames: list[Frame], chunk: int) -> list[dict[str, object]]:
+    dones = []
+    for i in range(0, len(frames), chunk):
+        dones += shard.consume_many(frames[i : i + chunk])
+    shard.pipeline.finish()
+    dones.append({"seq": "end", "events": shard.take_events()})
+    return dones
+
+
+def state(shard: Shard) -> str:
+    """The learnt state, but for the count of engine observations (fewer when coalesced)."""
+    text = json.dumps(shard.pipeline.snapshot(), sort_keys=True, default=repr)
+    return re.sub(r'"batches": \d+', "", text)
+
+
+@pytest.mark.parametrize("max_profiles", [100_000, 12])
+def test_coalesced_batches_give_what_one_by_one_gives(tmp_path: Path, max_profiles: int) -> None:
+    for index in (0, 1):
+        cfg = config(tmp_path, max_profiles)
+        frames = frames_for(cfg, index)
+        one = Shard(cfg, index, 2)
+        together = Shard(cfg, index, 2)
+        expected = run(one, frames, 1)
+        got = run(together, frames, 16)
+        assert one.coalesced == 0
+        if max_profiles > 12:
+            with_records = sum(1 for _, _, p in frames if len(p))
+            assert together.coalesced >= with_records // 4, "little was coalesced: no test"
+        assert got == expected
+        assert any(d["events"] for d in expected), "no events: no test"
+        assert state(together) == state(one)
+        # One engine observation per group: fewer than batches, as many as groups.
+        e1, e2 = one.pipeline.engine.stats(), together.pipeline.engine.stats()
+        assert e2.records == e1.records
+        assert e2.batches == e1.batches - together.coalesced
+
+
+def test_a_group_holds_at_most_its_bound_in_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker, "MAX_COALESCED_RECORDS", 60)
+    cfg = config(tmp_path)
+    frames = frames_for(cfg, 0)
+    shard = Shard(cfg, 0, 2)
+    sizes: list[list[int]] = []
+    consume_group = shard.pipeline.consume_group
+
+    def spy(batches: list[LogBatch], watermark_ns: int | None = None) -> None:
+        sizes.append([len(b) for b in batches])
+        consume_group(batches, watermark_ns)
+
+    monkeypatch.setattr(shard.pipeline, "consume_group", spy)
+    dones = run(shard, frames, 16)
+    assert sum(map(sum, sizes)) == sum(int(d.get("records", 0)) for d in dones)  # type: ignore[call-overload]
+    assert max(map(len, sizes)) > 1, "nothing was coalesced: no test"
+    assert max(map(sum, sizes)) <= 60
+
+
+def test_only_whole_waiting_batch_frames_are_drained() -> None:
+    a, b = socket.socketpair()
+    try:
+        body = b"x" * 100
+        for seq in range(1, 60):
+            a.sendall(frame(Kind.BATCH, seq_frame(Kind.BATCH, seq, 7)[5:] + body))
+        a.sendall(json_frame(Kind.TICK, {"seq": 60, "now_ns": 0}))
+        got = worker.waiting_batches(b, 0)
+        assert [s for s, _, _ in got] == list(range(1, worker.MAX_COALESCED_FRAMES))
+        got = worker.waiting_batches(b, 0)
+        assert [s for s, _, _ in got] == list(range(worker.MAX_COALESCED_FRAMES, 60))
+        assert all(bytes(p) == body and w == 7 for _, w, p in got)
+        assert worker.waiting_batches(b, 0) == []  # a TICK is next: it stays for the loop
+        kind, tick = worker.recv_frame(b) or (None, b"")
+        assert kind is Kind.TICK and json.loads(bytes(tick))["seq"] == 60
+        assert worker.waiting_batches(b, 0) == []  # nothing waiting: no wait either
+        a.sendall(frame(Kind.BATCH, seq_frame(Kind.BATCH, 61, 7)[5:] + body))
+        big = worker.MAX_COALESCED_BYTES - 50
+        assert worker.waiting_batches(b, big) == []  # over the byte bound
+    finally:
+        a.close()
+        b.close()
