@@ -261,10 +261,19 @@ def join_batches(batches: list[LogBatch]) -> tuple[LogBatch, np.ndarray]:
         setattr(joined, name, col)
     if any(b.unique_id for b in batches):  # a batch without ids counts as ids all absent ("")
         joined.unique_id = [u for b in batches for u in (b.unique_id or [""] * len(b))]
-    ids = [b.trace_id for b in batches]
-    if all(isinstance(t, HexIds) for t in ids):
-        joined.trace_id = cast(list[str], HexIds([r for t in ids for r in cast(HexIds, t).raw]))
-    else:
-        joined.trace_id = [x for t in ids for x in t]
+    joined.trace_id = _join_ids([b.trace_id for b in batches])
     sizes = [len(b) for b in batches]
     return joined, np.repeat(np.arange(len(batches), dtype=np.int64), sizes)
+
+
+def _join_ids(ids: list[list[str]]) -> list[str]:
+    """Trace id columns as one: packed ids of one width stay one blob."""
+    if not all(isinstance(t, HexIds) for t in ids):
+        return [x for t in ids for x in t]
+    hex_ids = cast(list[HexIds], ids)
+    blobs = [t.blob() for t in hex_ids]
+    widths = {b[1] for b in blobs if b is not None}
+    if all(b is not None for b in blobs) and len(widths) == 1:
+        blob = b"".join(b[0] for b in blobs if b is not None)
+        return cast(list[str], HexIds.packed(blob, widths.pop(), sum(map(len, hex_ids))))
+    return cast(list[str], HexIds([r for t in hex_ids for r in t.raw]))

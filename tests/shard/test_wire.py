@@ -9,6 +9,7 @@ import socket
 import numpy as np
 
 from via_otlp.model import AttributeSample, LogBatch, Source
+from via_otlp.pipeline import join_batches
 from via_otlp.receive.normalise import HexIds
 from via_otlp.shard.pool import SLICE, _Shard
 from via_otlp.shard.wire import decode_batch, encode_batch, shard_of, split_batch
@@ -114,3 +115,18 @@ async def test_frames_stay_in_order_while_a_large_one_is_written_in_slices() -> 
     assert bytes(got) == expected
     shard.writer.close()
     theirs.close()
+
+
+def test_trace_ids_of_one_width_travel_packed_and_read_the_same() -> None:
+    b = batch()
+    b.trace_id = HexIds([bytes([i]) * 16 for i in range(4)])  # type: ignore[assignment]
+    back = decode_batch(encode_batch(b))
+    assert isinstance(back.trace_id, HexIds) and back.trace_id.blob() is not None
+    assert list(back.trace_id) == list(b.trace_id) and back.trace_id[-1] == "03" * 16
+    again = decode_batch(encode_batch(back))  # packed ids encode as they came
+    assert list(again.trace_id) == list(b.trace_id)
+    parts = split_batch(back, 7)
+    assert sorted(t for p in parts if p is not None for t in p.trace_id) == sorted(b.trace_id)
+    joined, _ = join_batches([decode_batch(encode_batch(b)), again])
+    assert isinstance(joined.trace_id, HexIds) and joined.trace_id.blob() is not None
+    assert list(joined.trace_id) == list(b.trace_id) * 2

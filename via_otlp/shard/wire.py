@@ -141,6 +141,10 @@ def _unstrings(doc: dict[str, Any]) -> list[str]:
 
 
 def _trace_ids(ids: Any) -> Any:
+    packed = ids.blob() if isinstance(ids, HexIds) else None
+    if packed is not None and packed[1]:
+        lengths = np.full(len(ids), packed[1], dtype=np.uint8)
+        return {"n": len(ids), "lengths": lengths, "blob": np.frombuffer(packed[0], np.uint8)}
     raw: list[bytes] = ids.raw if isinstance(ids, HexIds) else [bytes.fromhex(t) for t in ids]
     if not raw:
         return {"n": 0}
@@ -160,7 +164,7 @@ def _untrace_ids(doc: dict[str, Any]) -> HexIds:
     blob = doc["blob"].tobytes()
     width = int(lengths[0])
     if (lengths == width).all():
-        return HexIds([blob[i : i + width] for i in range(0, n * width, width)])
+        return HexIds.packed(blob, width, n)  # split into ids only if asked (`HexIds.raw`)
     ends = np.cumsum(lengths).tolist()
     starts = [0, *ends[:-1]]
     return HexIds([blob[a:b] for a, b in zip(starts, ends, strict=True)])
