@@ -315,6 +315,9 @@ def run_server(
                 time.sleep(0.25)  # /status asks every shard: not too often
             total_secs = time.perf_counter() - t1
             cpu1 = cpu_seconds(proc.pid)
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/status") as resp:
+                each = json.loads(resp.read()).get("shards", {}).get("each", [])
+            coalesced = sum(int(s.get("batches_coalesced", 0)) for s in each)
             main_cpu, shard_cpu = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
         finally:
             t2 = time.perf_counter()
@@ -334,6 +337,8 @@ def run_server(
         f"[{label}] CPU per million records: {(main_cpu + shard_cpu) * per_m:>9.2f} s "
         f"(serving process {main_cpu * per_m:.2f} s, shards {shard_cpu * per_m:.2f} s)"
     )
+    if workers != "in":
+        print(f"[{label}] batches coalesced      : {coalesced} (consumed with the one before)")
     print(f"[{label}] start to SERVING       : first {starts[0]:.2f} s, restart {starts[1]:.2f} s; "
           f"SIGTERM to exit {stop_secs:.2f} s")  # fmt: skip
 

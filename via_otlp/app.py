@@ -478,7 +478,8 @@ class App:
                  "records_in_flight": s.records_in_flight, "restored_from": s.restored_from,
                  "restore_seconds": s.restore_seconds,
                  "profiles": s.stats.get("detect", {}).get("profiles", 0),
-                 "rss_bytes": s.stats.get("rss", 0)}
+                 "rss_bytes": s.stats.get("rss", 0),
+                 "batches_coalesced": s.stats.get("coalesced", 0)}
                 for s in pool.status()
             ],
         }  # fmt: skip

@@ -281,6 +281,7 @@ class Shard:
                 "detect": to_plain(p.engine.stats()),
                 "dropped_by_patch": self.dropped,
                 "snapshots": self.snapshots,
+                "coalesced": self.coalesced,
                 "snapshot": self._snapshot_status(),
                 "schemas": len(p.schemas.sources()),
                 "rss": memory.rss_of(),
