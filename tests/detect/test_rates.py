@@ -102,28 +102,3 @@ def test_scores_rank_instead_of_saturating() -> None:
     assert scores[0] == 50.0
     assert all(a < b for a, b in itertools.pairwise(scores)), scores
     assert max(scores) < 100.0
-
-
-def test_silent_minutes_of_a_wandering_rate_are_one_count_not_independent_buckets() -> None:
-    """A rate that wanders minute by minute (gamma factor, CV 0.45) sometimes empties a whole
-    minute: its six silent buckets are one event, not six independent surprises, so busy
-    patterns do not open drops on them; yet a real silence of three minutes is still found
-    within two minutes."""
-    rates = np.array([1.5, 3.0, 6.0, 12.0])
-    counts = wandering(np.random.default_rng(1), np.tile(rates, 4), 2 * DAY, 0.45)
-    onsets = episodes_over(counts, DetectConfig())
-    drops = sum(k for (_, kind), k in onsets.items() if kind == AnomalyKind.DROP.value)
-    assert drops <= 1, drops  # 16 profile-days (the second day of each judged)
-    counts = wandering(np.random.default_rng(4), rates, DAY + 60, 0.45)
-    counts[DAY : DAY + 18] = 0.0
-    table = ProfileTable(DetectConfig())
-    for i in range(len(rates)):
-        table.add(f"{i:016x}", SRC, f"t{i}", f"template {i}", "INFO", 0, 0)
-    row, zeros = np.zeros(table.capacity), np.zeros(table.capacity)
-    found: dict[int, int] = {}
-    for b in range(DAY + 18):
-        row[: len(rates)] = counts[b]
-        for a in table.close(b, row, zeros).alarms:
-            if a.kind is AnomalyKind.DROP and b >= DAY:
-                found.setdefault(a.slot, b - DAY)
-    assert found.get(3, 99) <= 12 and found.get(2, 99) <= 12, found

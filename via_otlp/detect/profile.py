@@ -31,14 +31,7 @@ from via_otlp.detect.config import DetectConfig
 from via_otlp.detect.cusum import Cusum
 from via_otlp.detect.ewma import EWMeanVar, decay_of
 from via_otlp.detect.tails import count_tail
-from via_otlp.detect.windows import (
-    HALF,
-    SCALES,
-    WindowState,
-    dispersion_at,
-    log10_of,
-    silent_logp,
-)
+from via_otlp.detect.windows import HALF, SCALES, WindowState, dispersion_at, log10_of
 from via_otlp.model import AnomalyKind, Source
 
 _SCREEN_SIGMA = 3.0  # candidates for the exact tail test; p < 1e-3 needs more than 3σ anyway
@@ -526,12 +519,8 @@ class ProfileTable:
             lp0 = np.where(over, -r * np.log1p(mu / np.where(r > 0, r, 1.0)), -mu)
         self.zrun_logp = np.where(silent, self.zrun_logp + lp0, 0.0)
         self.zrun_expect = np.where(silent, self.zrun_expect + mu, 0.0)
-        # Judged as one count of 0 at the dispersion of a window as long as the run too (the
-        # larger p of the two): silent buckets of a wandering rate are not independent.
-        run_len = self.zrun_expect / np.maximum(mu, 1e-9)
-        run_logp = np.maximum(self.zrun_logp, silent_logp(self.zrun_expect, run_len, phi_w, phi))
-        run_hit = silent & (run_logp < log_p_alarm) & (self.zrun_expect >= dr.min_expected)
-        drop_p = np.where(run_hit, np.minimum(drop_p, np.exp(run_logp)), drop_p)
+        run_hit = silent & (self.zrun_logp < log_p_alarm) & (self.zrun_expect >= dr.min_expected)
+        drop_p = np.where(run_hit, np.minimum(drop_p, np.exp(self.zrun_logp)), drop_p)
         drop_hit = drop_active & (drop_p < p_alarm)
         for s in np.flatnonzero(drop_hit).tolist():
             p = float(drop_p[s])

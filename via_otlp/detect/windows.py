@@ -149,32 +149,6 @@ def dispersion_at(disp: np.ndarray, floor: np.ndarray, n: np.ndarray, hl: float)
     return out
 
 
-def silent_logp(
-    expect: np.ndarray, length: np.ndarray, phi_w: np.ndarray, phi: np.ndarray
-) -> np.ndarray:
-    """Per profile, ``ln P(no record at all)`` over a silent run of about `length` buckets that
-    were expected to hold `expect` records, at the dispersion of the window that covers it.
-
-    A wandering rate makes silent buckets come in runs (a minute whose rate dips empties all
-    six of its buckets together), so the run is judged as ONE count of 0 under a negative
-    binomial with the dispersion `phi_w` of the shortest scale whose window is as long as the
-    run (the longest scale beyond them; the one-bucket `phi` while a scale is not ready):
-    ``ln P(0) = -E·ln(φ)/(φ-1)``, ``-E`` for Poisson.
-
-    >>> lp = silent_logp(np.array([30.0]), np.array([6.0]), np.array([[4.0, 6.0, 8.0]]), np.ones(1))
-    >>> round(float(lp[0]), 1), -30.0   # a minute of silence where 30 were due: e^-13.9, not e^-30
-    (-13.9, -30.0)
-    """
-    lengths = np.array([2 * h for h in HALF])
-    k = np.minimum(np.searchsorted(lengths, length), len(HALF) - 1)
-    f = phi_w[np.arange(len(k)), k]
-    f = np.where(f > 0, f, phi)
-    over = f > 1.0 + 1e-9
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lp = np.where(over, -expect * np.log(f) / np.where(over, f - 1.0, 1.0), -expect)
-    return lp
-
-
 def log10_of(p: float) -> float:
     """``-log10 p``, 300 for a p that underflowed to 0."""
     return 300.0 if p <= 0.0 else min(300.0, -math.log10(p))
