@@ -171,8 +171,8 @@ def main() -> None:
     parser.add_argument("--warm-minutes", type=float, default=5.0)
     parser.add_argument(
         "--fast-path-bytes", type=int, default=0,
-        help="patterns.fast_path_bytes (default: as shipped, 256 MiB per shard, which this "
-        "traffic fills for hours: every line differs, so the cache is the growth)",
+        help="patterns.fast_path_bytes (default: as shipped, 8 MiB per shard; this traffic "
+        "fills any bound for hours: every line differs, so a large cache is the growth)",
     )  # fmt: skip
     args = parser.parse_args()
     mib = 2**20

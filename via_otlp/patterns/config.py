@@ -139,7 +139,7 @@ class PatternsConfig:
     max_templates_per_source: int = field(default=2000, metadata=spec(ge=10))
     max_sources: int = field(default=10_000, metadata=spec(ge=1))
     fast_path_size: int = field(default=20_000, metadata=spec(ge=0))
-    fast_path_bytes: int = field(default=256 * 1024**2, metadata=spec(unit="size", ge=0))
+    fast_path_bytes: int = field(default=8 * 1024**2, metadata=spec(unit="size", ge=0))
     flood_window: int = field(default=1000, metadata=spec(ge=10))
     flood_ratio: float = field(default=0.5, metadata=spec(gt=0.0, le=1.0))
     use_template_hint: bool = True
