@@ -29,8 +29,7 @@ import math
 import socket
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 from google.rpc import code_pb2
@@ -40,14 +39,9 @@ from via_otlp.errors import InputError, StartupError
 from via_otlp.ratelog import RateLimitedLog
 from via_otlp.receive.config import HttpConfig, ReceiveConfig
 from via_otlp.receive.connlimit import ConnectionGuard, GuardedSite, effective_limit
+from via_otlp.receive.http_ndjson import MAX_NDJSON_LINE, NdjsonParser, ParserUnavailable
 from via_otlp.receive.intake import IntakeFront, Outcome, QueueFullError, Transport
-from via_otlp.receive.ndjson import (
-    Line,
-    LineSplitter,
-    TextRecord,
-    parse_ndjson_line,
-    records_to_request,
-)
+from via_otlp.receive.ndjson import LineSplitter
 from via_otlp.receive.otlp_codec import (
     Encoding,
     encode_message,
@@ -60,13 +54,12 @@ from via_otlp.security.tls import CertificateFiles, ssl_server_context
 
 log = logging.getLogger(__name__)
 
-MAX_NDJSON_LINE = 1024 * 1024
 SHUTDOWN_TIMEOUT = 5.0  # requests still running when the server stops get this long
 NDJSON_MAX_ERRORS_SHOWN = 10
 NDJSON_ROOM_TIMEOUT = 30.0
+NDJSON_PARSE_BYTES = 256 * 1024  # body bytes sent to the parser process at once
 _ENCODINGS = {e.value: e for e in Encoding}
 _TCP_INFO = getattr(socket, "TCP_INFO", 11)
-_T = TypeVar("_T")
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 OPEN_PATHS = frozenset({"/healthz"})  # reachable without a token (load balancers, HEALTHCHECK)
 
@@ -87,7 +80,6 @@ def _unauthenticated(request: web.Request) -> web.Response:
 
 
 _PIECE = 64 * 1024
-_YIELD_EVERY_LINES = 1000  # lines parsed in one step of the NDJSON parser thread
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
@@ -204,11 +196,6 @@ def client_gone(request: web.Request) -> bool:
     return bool(state != _TCP_ESTABLISHED)
 
 
-def _serialised(records: list[TextRecord]) -> bytes:
-    """NDJSON records as one serialised OTLP request."""
-    return records_to_request(records).SerializeToString()
-
-
 def _content_encoding(request: web.Request) -> str | None:
     """The request's Content-Encoding if we can decode it, else None."""
     value = request.headers.get("Content-Encoding", "identity").strip().lower()
@@ -240,10 +227,9 @@ class HttpServer:
         self._error_log = RateLimitedLog(log)
         self._fd_log = RateLimitedLog(log)
         self._previous_handler: Any = None
-        # NDJSON lines are split, parsed and encoded here, not on the event loop: a 100 MB
-        # stream kept the loop 91 % busy and /healthz waited behind it. One thread: requests
-        # take turns, and the loop gets the GIL back within the switch interval.
-        self._parser: ThreadPoolExecutor | None = None
+        # NDJSON lines are split, parsed and encoded in a process of their own, not on the
+        # event loop (a 100 MB stream kept it 91 % busy) nor in a thread (its GIL).
+        self._ndjson = NdjsonParser()
 
     def _middlewares(self) -> list[Any]:
         if not self.auth.enabled:
@@ -319,16 +305,8 @@ class HttpServer:
             return
         runner, self._runner = self._runner, None
         await runner.cleanup()
-        if self._parser is not None:
-            self._parser.shutdown(wait=False, cancel_futures=True)
-            self._parser = None
+        self._ndjson.close()
         asyncio.get_running_loop().set_exception_handler(self._previous_handler)
-
-    async def _off_loop(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """`fn(*args)` in the NDJSON parser thread (CPU work the event loop must not do)."""
-        if self._parser is None:
-            self._parser = ThreadPoolExecutor(1, thread_name_prefix="via-ndjson")
-        return await asyncio.get_running_loop().run_in_executor(self._parser, fn, *args)
 
     def stats(self) -> dict[str, int]:
         """Connection counters for `/status`."""
@@ -474,7 +452,8 @@ class HttpServer:
         accepted = rejected = 0
         repaired = False
         errors: list[dict[str, Any]] = []
-        pending: list[TextRecord] = []
+        pending: list[bytes] = []  # serialised requests; concatenated, they are one
+        pending_records = 0
         content_encoding = _content_encoding(request)
         if content_encoding is None:
             stats.count(Transport.NDJSON, Outcome.UNSUPPORTED_MEDIA_TYPE)
@@ -486,15 +465,56 @@ class HttpServer:
         splitter = LineSplitter(MAX_NDJSON_LINE)
 
         async def flush() -> None:
-            nonlocal accepted
+            nonlocal accepted, pending_records
             if pending:
-                payload = await self._off_loop(_serialised, pending)
                 await asyncio.wait_for(
-                    self.intake.submit_payload(payload, Encoding.PROTOBUF, wait=True),
+                    self.intake.submit_payload(b"".join(pending), Encoding.PROTOBUF, wait=True),
                     NDJSON_ROOM_TIMEOUT,
                 )
-                accepted += len(pending)
+                accepted += pending_records
                 pending.clear()
+                pending_records = 0
+
+        unparsed: list[bytes] = []  # pieces read, parsed together (fewer trips to the parser)
+        unparsed_size = 0
+
+        async def parse(piece: bytes = b"", *, now: bool = False, end: bool = False) -> None:
+            """Lines of the body parsed in the parser process once `NDJSON_PARSE_BYTES` have
+            come (or `now`; `end`: the body has ended); full batches handed on."""
+            nonlocal unparsed_size
+            if piece:
+                unparsed.append(piece)
+                unparsed_size += len(piece)
+            if unparsed_size < NDJSON_PARSE_BYTES and not (now or end):
+                return
+            if unparsed:
+                data = b"".join(unparsed)
+                unparsed.clear()
+                unparsed_size = 0
+                await parse_data(data)
+            if end:
+                await parse_data(None)
+
+        async def parse_data(data: bytes | None) -> None:
+            nonlocal splitter, rejected, repaired, pending_records
+            splitter, parsed = await self._ndjson.parse(
+                splitter, data, default_service, max_lines, NDJSON_MAX_ERRORS_SHOWN
+            )
+            rejected += parsed.rejected
+            repaired = repaired or parsed.repaired
+            for number, error in parsed.errors[: NDJSON_MAX_ERRORS_SHOWN - len(errors)]:
+                errors.append({"line": number, "error": error})
+            if parsed.records:
+                pending.append(parsed.payload)
+                pending_records += parsed.records
+            if splitter.lines > max_lines:
+                await flush()
+                raise BodyTooLarge(
+                    f"body has more than max_ndjson_lines {max_lines} lines; "
+                    f"lines after {max_lines} were not read"
+                )
+            if pending_records >= self.batch_records:
+                await flush()
 
         def answer(outcome: Outcome, status: int, error: str = "", **headers: str) -> web.Response:
             """Count the request and its records, and say how far it got."""
@@ -508,20 +528,6 @@ class HttpServer:
                 body["error"] = error
             return web.json_response(body, status=status, headers=headers or None)
 
-        def take(lines: list[Line]) -> None:
-            nonlocal rejected, repaired
-            for line in lines:
-                try:
-                    if line.text is None:
-                        raise InputError(f"line longer than {MAX_NDJSON_LINE} bytes")
-                    record = parse_ndjson_line(line.text, default_service)
-                    repaired = repaired or record.repaired
-                    pending.append(record)
-                except InputError as exc:
-                    rejected += 1
-                    if len(errors) < NDJSON_MAX_ERRORS_SHOWN:
-                        errors.append({"line": line.number, "error": str(exc)})
-
         size = 0
         try:
             _check_declared_size(request, max_size)  # nothing read yet: "lines after 0"
@@ -530,28 +536,18 @@ class HttpServer:
             ):
                 size += len(piece)
                 if size > max_size:
+                    await parse(now=True)  # what came before the limit
                     await flush()
                     raise BodyTooLarge(
                         f"body exceeds max_request_body_size {max_size}; "
                         f"lines after {splitter.complete} were not read"
                     )
-                lines = await self._off_loop(splitter.feed, piece)
-                if splitter.lines > max_lines:
-                    await self._off_loop(take, [line for line in lines if line.number <= max_lines])
-                    await flush()
-                    raise BodyTooLarge(
-                        f"body has more than max_ndjson_lines {max_lines} lines; "
-                        f"lines after {max_lines} were not read"
-                    )
-                for i in range(0, len(lines), _YIELD_EVERY_LINES):
-                    await self._off_loop(take, lines[i : i + _YIELD_EVERY_LINES])
-                    if len(pending) >= self.batch_records:
-                        await flush()
+                await parse(piece)
                 if not self.serving:
                     raise QueueFullError(1.0)  # shutting down: the sender retries later
                 if client_gone(request):
                     raise ClientGone
-            await self._off_loop(take, splitter.end())
+            await parse(end=True)
             await flush()
         except InputError as exc:
             return answer(Outcome.INVALID, 400, str(exc))
@@ -570,7 +566,7 @@ class HttpServer:
                 f"{self.config.body_read_timeout:g}s; lines after {splitter.complete} were not read",
                 Connection="close",
             )
-        except (TimeoutError, QueueFullError):
+        except (TimeoutError, QueueFullError, ParserUnavailable):
             return answer(
                 Outcome.QUEUE_FULL,
                 503,
