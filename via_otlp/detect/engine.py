@@ -76,9 +76,12 @@ _KIND_ORDER = {k: i for i, k in enumerate(AnomalyKind)}
 
 
 def _pick(seq: Sequence[str], idx: np.ndarray) -> tuple[str, ...]:
-    """``tuple(seq[i] for i in idx)``, in C."""
+    """``tuple(seq[i] for i in idx)``, in C (trace ids kept as bytes say it themselves)."""
     if len(idx) == 0:
         return ()
+    hex_at = getattr(seq, "hex_at", None)
+    if hex_at is not None:
+        return tuple(hex_at(idx))
     if len(idx) == 1:
         return (seq[int(idx[0])],)
     return itemgetter(*idx.tolist())(seq)
