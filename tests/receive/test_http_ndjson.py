@@ -7,6 +7,10 @@ import asyncio
 import os
 import pickle
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -93,3 +97,27 @@ def test_an_idle_parser_process_is_stopped() -> None:
             parser.close()
 
     asyncio.run(main())
+
+
+ORPHAN = """
+import asyncio, os, signal
+from via_otlp.receive.http_ndjson import NdjsonParser
+from via_otlp.receive.ndjson import LineSplitter
+async def main():
+    p = NdjsonParser()
+    await p.parse(LineSplitter(1 << 20), b'{"body": "x"}\\n', "s", 10, 10)
+    print(next(iter(p._pool._processes)), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+asyncio.run(main())
+"""
+
+
+def test_the_parser_process_ends_when_the_serving_process_is_killed() -> None:
+    out = subprocess.run([sys.executable, "-c", ORPHAN], capture_output=True, timeout=120)
+    assert out.returncode == -signal.SIGKILL
+    worker = int(out.stdout.split()[0])
+    for _ in range(600):  # a generous deadline, not a timing assertion
+        if not Path(f"/proc/{worker}").exists():
+            break
+        time.sleep(0.1)
+    assert not Path(f"/proc/{worker}").exists(), "the parser process outlived its parent"

@@ -14,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -77,11 +80,19 @@ def parse_piece(
     return splitter, parse_lines(lines, default_service, max_errors)
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
     """The parser ends with the serving process, not on the terminal's Ctrl-C or a SIGTERM
-    sent to the whole group (the serving process stops it when it has finished)."""
+    sent to the whole group (the serving process stops it when it has finished), and also
+    when the serving process is killed (its task queue never ends then: it holds both ends)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 class ParserUnavailable(Exception):
@@ -111,7 +122,10 @@ class NdjsonParser:
         """`parse_piece` in the parser process; `ParserUnavailable` if that process died."""
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init,
+                initargs=(os.getpid(),),
             )
         loop = asyncio.get_running_loop()
         self._busy += 1
