@@ -186,7 +186,6 @@ class PatternStage:
         ids: list[str] = []
         templates: list[str] = []
         hashes: list[str] = []
-        hash_cache = self._hashes
         for src, sev, body, hint in zip(
             batch.source_index, batch.severity, batch.body, hints, strict=True
         ):
@@ -197,15 +196,10 @@ class PatternStage:
             else:
                 template = adds[src](body)
             tid, text = template.id, template.text
-            key = (keys[src], sev, tid)
-            h = hash_cache.get(key)
-            if h is None:
-                if len(hash_cache) >= _HASH_CACHE_SIZE:
-                    hash_cache.clear()
-                    self._severities.clear()
-                h = hash_cache[key] = rhythm_hash(*key)
-                if not hinted:  # only mined templates merge (`_merged`)
-                    self._note_severity(keys[src], tid, sev)
+            if template.severity == sev:  # its source's model: the same source key
+                h = template.rhythm
+            else:
+                h = self._rhythm_of(template, keys[src], sev, hinted)
             ids.append(tid)
             templates.append(text)
             hashes.append(h)
@@ -213,6 +207,25 @@ class PatternStage:
         self._cache_bytes += sum(m.cache_bytes for m in distinct) - cached_before
         if self._cache_bytes > self.config.fast_path_bytes:
             self._shrink_caches()
+
+    def _rhythm_of(self, template: Template, source_key: str, sev: str, hinted: bool) -> str:
+        """The rhythm hash of `template` at `sev`, kept on the template; a template seen at
+        another severity before keeps that one's hash, and further severities are cached."""
+        first = template.severity is None
+        key = (source_key, sev, template.id)
+        h = None if first else self._hashes.get(key)
+        if h is None:
+            if len(self._hashes) >= _HASH_CACHE_SIZE or len(self._severities) >= _HASH_CACHE_SIZE:
+                self._hashes.clear()
+                self._severities.clear()
+            h = rhythm_hash(*key)
+            if not first:
+                self._hashes[key] = h
+                self._hashes[(source_key, str(template.severity), template.id)] = template.rhythm
+            if not hinted:  # only mined templates merge (`_merged`)
+                self._note_severity(source_key, template.id, sev)
+        template.severity, template.rhythm = sev, h
+        return h
 
     def _shrink_caches(self) -> None:
         """Drop the fast-path caches of the least recently used sources until half the budget
