@@ -9,8 +9,9 @@ import pytest
 
 from via_otlp.detect.config import DetectConfig
 from via_otlp.detect.hll import HyperLogLog, compact, estimate_packed
-from via_otlp.detect.profile import ProfileTable
+from via_otlp.detect.profile import RECENT, ProfileTable
 from via_otlp.detect.upgrade import _registers_v3, upgrade_engine
+from via_otlp.model import Source
 
 
 def _v3_forms(hll: HyperLogLog) -> list[dict[str, object]]:
@@ -63,3 +64,40 @@ def test_an_unknown_version_is_refused_not_guessed() -> None:
         from via_otlp.detect.engine import Engine
 
         Engine(DetectConfig()).restore({"version": 2})
+
+
+def _table_with_recent_buckets(first: int = 0) -> ProfileTable:
+    table = ProfileTable(DetectConfig())
+    for i in range(first, first + 3):
+        table.add(f"{i:016x}", Source.from_attributes((("service.name", "a"),)), "t", "t", "INFO",
+                  0, 0)  # fmt: skip
+    for b in range(5):
+        counts = np.zeros(table.capacity)
+        counts[:3] = [4.0, 900.0, 1e6]
+        table.close(b, counts, np.zeros(table.capacity))
+    return table
+
+
+@pytest.mark.parametrize("how", ["restore", "put"])
+def test_the_ring_of_expected_counts_of_an_older_snapshot_is_kept(how: str) -> None:
+    """Version-4 tables written before the ring kept square roots (``recent_expected``, float32
+    expected counts) restore and import with those expected counts (to 3 significant digits)."""
+    table = _table_with_recent_buckets()
+    state = table.snapshot() if how == "restore" else table.take([0, 1, 2])
+    cols = state["columns"]
+    rows = RECENT * (table.capacity if how == "restore" else 3)
+    old = np.linspace(0.0, 3e9, rows).astype(np.float32)
+    old[-1] = 1e12  # beyond what the ring keeps: saturates at its largest
+    del cols["recent_root"]
+    cols["recent_expected"] = old
+    slots = [0, 1, 2]
+    if how == "restore":
+        again = ProfileTable(DetectConfig())
+        again.restore(state)
+    else:  # into a table at the same bucket (the ring keeps only its own recent range)
+        again = _table_with_recent_buckets(first=3)
+        slots = again.put(state)
+    got = np.array([[r.expected for r in again.recent(s)] for s in slots])
+    want = old.reshape(RECENT, -1)[np.arange(5), :][:, [0, 1, 2]].T.astype(np.float64)
+    assert got.shape == (3, 5)
+    assert np.allclose(got, np.minimum(want, 65504.0**2), rtol=1e-3, atol=1e-6)

@@ -31,6 +31,7 @@ from via_otlp.detect.config import DetectConfig
 from via_otlp.detect.cusum import Cusum
 from via_otlp.detect.ewma import EWMeanVar, decay_of
 from via_otlp.detect.tails import count_tail
+from via_otlp.detect.upgrade import upgrade_columns
 from via_otlp.detect.windows import HALF, SCALES, WindowState, dispersion_at, log10_of
 from via_otlp.model import AnomalyKind, Source
 
@@ -69,8 +70,9 @@ class ProfileSummary:
 class RecentBucket:
     """One recently closed bucket of one profile: what came, and what the baseline expected.
 
-    `count` saturates at 2³²-1 and `distinct` (the HyperLogLog estimate, rounded) at 65,535:
-    the ring is stored compactly (10 bytes a bucket).
+    `count` saturates at 2³²-1 and `distinct` (the HyperLogLog estimate, rounded) at 65,535;
+    `expected` is kept to about 3 significant digits (a float16 of its square root, relative
+    error <= 1e-3, up to 4.29e9): the ring is stored compactly (8 bytes a bucket).
     """
 
     start_ns: int
@@ -153,10 +155,12 @@ _BOOL_COLS = ("live", "has_uid")
 # Narrow columns (what they need, to keep a typical profile under 2 KB).
 _NARROW_COLS = {"rate_trend": np.float32, "unusual_len": np.int16}
 _EW_COLS = ("rate", "level", "dispersion", "card", "pop", "card_disp")
-_RECENT_COLS = ("recent_count", "recent_expected", "recent_distinct")
+_RECENT_COLS = ("recent_count", "recent_root", "recent_distinct")
 HOURS = 24  # the seasonal shape: one factor per hour of the day (UTC), interpolated
 RECENT = 60  # closed buckets kept per profile for the control API (`ProfileTable.recent`)
 _COUNT_MAX = np.iinfo(np.uint32).max
+_DISTINCT_MAX = np.iinfo(np.uint16).max
+_ROOT_MAX = float(np.finfo(np.float16).max)
 _GROWTH = 4  # a full table grows by a quarter: at most 25 % of its columns idle (doubling left
 # up to half, 31 % at 100,000 profiles), for copying each slot about 4 times as the table fills
 
@@ -168,8 +172,6 @@ def grown(capacity: int) -> int:
     (64, 128, 125000)
     """
     return capacity + max(64, capacity // _GROWTH)
-
-_DISTINCT_MAX = np.iinfo(np.uint16).max
 
 
 _TREND_PACE = 3.0  # the trend adapts this many times faster than the level: a 3 h ramp is half over
@@ -319,7 +321,7 @@ class ProfileTable:
         # row b % RECENT (rows are contiguous, so closing a bucket writes one row of each).
         # Rows hold buckets recent_from .. recent_end-1 (the last RECENT of them).
         self.recent_count = np.zeros((RECENT, 0), dtype=np.uint32)
-        self.recent_expected = np.zeros((RECENT, 0), dtype=np.float32)
+        self.recent_root = np.zeros((RECENT, 0), dtype=np.float16)  # sqrt(expected)
         self.recent_distinct = np.zeros((RECENT, 0), dtype=np.uint16)
         self.recent_from = 0
         self.recent_end = 0
@@ -702,7 +704,7 @@ class ProfileTable:
             self.recent_from = bucket  # a gap (buckets skipped while no profile existed): restart
         row = bucket % RECENT
         self.recent_count[row] = np.minimum(c, _COUNT_MAX)
-        self.recent_expected[row] = mu
+        self.recent_root[row] = np.minimum(np.sqrt(mu), _ROOT_MAX)
         self.recent_distinct[row] = np.minimum(np.rint(distinct), _DISTINCT_MAX)
         self.recent_end = bucket + 1
 
@@ -717,7 +719,7 @@ class ProfileTable:
                 RecentBucket(
                     b * bns,
                     int(self.recent_count[row, slot]),
-                    float(self.recent_expected[row, slot]),
+                    float(self.recent_root[row, slot]) ** 2,
                     int(self.recent_distinct[row, slot]),
                 )
             )
@@ -940,7 +942,7 @@ class ProfileTable:
         fresh = ProfileTable(self.config, 0)
         fresh._free = []
         fresh._grow(int(state["capacity"]))
-        cols = state["columns"]
+        cols = upgrade_columns(state["columns"])
         for name, (a, _) in fresh._slot_arrays().items():
             if name in cols:  # a column added since the snapshot keeps its fresh values
                 fresh._set_slot_array(name, as_array(cols[name], a.dtype, a.shape))
@@ -997,6 +999,7 @@ class ProfileTable:
         check_version(tree, self.VERSION, "ProfileTable")
         k = int(tree["count"])
         meta = tree["profiles"]
+        cols = upgrade_columns(tree["columns"])
         slots = []
         for i in range(k):
             if not self._free:
@@ -1013,11 +1016,11 @@ class ProfileTable:
         if length == RECENT and hi > lo:
             keep_rows[np.arange(lo, hi) % RECENT] = True
         for name, (a, axis) in self._slot_arrays().items():
-            if name not in tree["columns"]:  # an export older than the column: left empty
+            if name not in cols:  # an export older than the column: left empty
                 continue
             shape = list(a.shape)
             shape[axis] = k
-            v = as_array(tree["columns"][name], a.dtype, tuple(shape))
+            v = as_array(cols[name], a.dtype, tuple(shape))
             if axis == 1:  # the ring of recent buckets: rows are buckets modulo RECENT
                 v[~keep_rows] = 0
                 a[:, idx] = v

@@ -106,4 +106,19 @@ def _engine_v3_to_v4(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def upgrade_columns(columns: dict[str, Any]) -> dict[str, Any]:
+    """A profile table's columns with those whose meaning changed in place (same table
+    version) brought to their current form; `columns` itself when none did.
+
+    - ``recent_expected`` (float32 expected counts of the ring of recent buckets) became
+      ``recent_root`` (float16 square roots: 2 bytes a bucket instead of 4).
+    """
+    if "recent_expected" in columns and "recent_root" not in columns:
+        old = np.asarray(columns["recent_expected"], dtype=np.float64)
+        root = np.minimum(np.sqrt(np.maximum(old, 0.0)), float(np.finfo(np.float16).max))
+        columns = {k: v for k, v in columns.items() if k != "recent_expected"}
+        columns["recent_root"] = root.astype(np.float16)
+    return columns
+
+
 _STEPS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {3: _engine_v3_to_v4}
