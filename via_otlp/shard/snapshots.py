@@ -10,7 +10,10 @@ one is still writing is skipped (counted). The final snapshot at shutdown is wri
 shard itself, after a child still writing is stopped (its file is superseded anyway).
 
 The cost moves to memory: pages the shard changes while the child writes are copied (the
-child's garbage collector is off, so it does not touch every object itself).
+child's garbage collector is off, so it does not touch every object itself). Before each fork
+the allocator gives its free memory back (`memory.trim`, ~15 ms once, then < 1 ms): a bucket
+close's temporaries and a request's decoding leave free heap pages the shard would keep
+resident (~170 B per profile at 100,000 profiles), and the child would map them too.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from via_otlp import memory
 from via_otlp.state import save_snapshot
 
 log = logging.getLogger("via_otlp.shard")
@@ -66,6 +70,7 @@ class SnapshotWriter:
             self.skipped += 1
             return {**self.last, "stall_seconds": 0.0, "writing": True, "skipped": self.skipped}
         began = time.perf_counter()
+        memory.trim()
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: write, report through the pipe, exit without cleanup
