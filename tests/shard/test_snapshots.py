@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from via_otlp.shard.snapshots import SnapshotWriter
-from via_otlp.state import load_snapshot
+from via_otlp.state import decode_tree, load_snapshot, save_snapshot
 
 
 def _wait(writer: SnapshotWriter) -> None:
@@ -114,3 +114,20 @@ def test_the_allocator_gives_free_heap_back_before_the_fork(tmp_path: Path) -> N
         capture_output=True, text=True, check=True, timeout=120,
     )  # fmt: skip
     assert int(out.stdout.strip()) > 100 * 2**20, out.stdout
+
+
+def test_a_loaded_snapshot_reads_the_file_once_into_writable_arrays(tmp_path: Path) -> None:
+    # The arrays are views into the one buffer the file was read into (a restore copies them
+    # into its own columns: a copy per array on load doubled the bytes a restore moved), so
+    # they are writable and hold the values written, each its own part of the buffer.
+    path = tmp_path / "s.snap"
+    save_snapshot(path, {"a": np.arange(4, dtype=np.int64), "b": [np.ones(3, dtype=np.float32)]})
+    loaded = load_snapshot(path)
+    assert loaded is not None
+    a, b = loaded[0]["a"], loaded[0]["b"][0]
+    assert a.flags.writeable and b.flags.writeable and not np.shares_memory(a, b)
+    assert a.base is not None and b.base is not None  # views, not copies
+    a[:] = 7
+    assert a.tolist() == [7] * 4 and b.tolist() == [1.0] * 3
+    again = decode_tree(path.read_bytes())  # from bytes the caller keeps: copies, writable
+    assert again["a"].flags.writeable and again["a"].tolist() == [0, 1, 2, 3]
