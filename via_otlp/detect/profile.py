@@ -148,12 +148,12 @@ _INT_COLS = (
     "last_bucket",
     "first_bucket",
     "total",
-    "present",
-    "season_n",
 )
 _BOOL_COLS = ("live", "has_uid")
 # Narrow columns (what they need, to keep a typical profile under 2 KB).
-_NARROW_COLS = {"rate_trend": np.float32, "unusual_len": np.int16}
+_NARROW_COLS = {
+    "rate_trend": np.float32, "unusual_len": np.int16, "present": np.int32, "season_n": np.int32,
+}  # fmt: skip
 _EW_COLS = ("rate", "level", "dispersion", "card", "pop", "card_disp")
 _RECENT_COLS = ("recent_count", "recent_root", "recent_distinct")
 HOURS = 24  # the seasonal shape: one factor per hour of the day (UTC), interpolated
@@ -163,6 +163,26 @@ _DISTINCT_MAX = np.iinfo(np.uint16).max
 _ROOT_MAX = float(np.finfo(np.float16).max)
 _GROWTH = 4  # a full table grows by a quarter: at most 25 % of its columns idle (doubling left
 # up to half, 31 % at 100,000 profiles), for copying each slot about 4 times as the table fills
+
+
+def _extended(old: np.ndarray, capacity: int, axis: int = 0, fill: float = 0.0) -> np.ndarray:
+    """`old` with its slot `axis` extended to `capacity`, new slots holding `fill`. The space
+    comes zeroed from `np.zeros` (pages mapped on first write), so a restore, which replaces
+    every column, does not first write them all (0.6 s of a 50,000-profile restore).
+
+    >>> _extended(np.array([[1, 2]], dtype=np.int16), 3, axis=1, fill=7).tolist()
+    [[1, 2, 7]]
+    """
+    shape = list(old.shape)
+    n, shape[axis] = shape[axis], capacity
+    new = np.zeros(shape, dtype=old.dtype)
+    head = [slice(None)] * old.ndim
+    head[axis] = slice(0, n)
+    new[tuple(head)] = old
+    if fill:
+        head[axis] = slice(n, None)
+        new[tuple(head)] = fill
+    return new
 
 
 def grown(capacity: int) -> int:
@@ -313,8 +333,8 @@ class ProfileTable:
         self.total = np.zeros(0, dtype=np.int64)
         self.live = np.zeros(0, dtype=bool)
         self.has_uid = np.zeros(0, dtype=bool)
-        self.present = np.zeros(0, dtype=np.int64)  # buckets that held records
-        self.season_n = np.zeros(0, dtype=np.int64)  # whole days learned
+        self.present = np.zeros(0, dtype=np.int32)  # buckets that held records
+        self.season_n = np.zeros(0, dtype=np.int32)  # whole days learned
         self.card_cusum = np.zeros(0)  # upward CUSUM of standardised distinct-count residuals
         self.card_excess = np.zeros(0)  # distinct ids above expectation over its excursion
         # The last RECENT closed buckets of every profile, a ring shared by all: bucket b sits in
@@ -346,24 +366,15 @@ class ProfileTable:
         pad = capacity - self.capacity
         for name in _EW_COLS:
             getattr(self, name).grow(capacity)
-        self.season = np.concatenate([self.season, np.ones((pad, HOURS), dtype=np.float32)])
-        self.day_sum = np.concatenate([self.day_sum, np.zeros((pad, HOURS), dtype=np.float32)])
+        self.season = _extended(self.season, capacity, 0, 1.0)
+        self.day_sum = _extended(self.day_sum, capacity)
         self.cusum.grow(capacity)
         self.ids.grow(capacity)
         self.win.grow(capacity)
         for name in _RECENT_COLS:
-            old = getattr(self, name)
-            setattr(self, name, np.concatenate([old, np.zeros((RECENT, pad), old.dtype)], axis=1))
-        for name in _FLOAT_COLS:
-            setattr(self, name, np.concatenate([getattr(self, name), np.zeros(pad)]))
-        for name in _INT_COLS:
-            setattr(
-                self, name, np.concatenate([getattr(self, name), np.zeros(pad, dtype=np.int64)])
-            )
-        for name in _BOOL_COLS:
-            setattr(self, name, np.concatenate([getattr(self, name), np.zeros(pad, dtype=bool)]))
-        for name, dt in _NARROW_COLS.items():
-            setattr(self, name, np.concatenate([getattr(self, name), np.zeros(pad, dtype=dt)]))
+            setattr(self, name, _extended(getattr(self, name), capacity, axis=1))
+        for name in (*_FLOAT_COLS, *_INT_COLS, *_BOOL_COLS, *_NARROW_COLS):
+            setattr(self, name, _extended(getattr(self, name), capacity))
         for lst in (self.rhythm_hash, self.template_id, self.template, self.severity):
             lst.extend([""] * pad)
         self.source.extend([None] * pad)
