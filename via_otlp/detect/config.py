@@ -33,6 +33,10 @@ class DropConfig:
 
     min_expected: float = field(default=8.0, metadata=spec(gt=0))
     max_ratio: float = field(default=0.5, metadata=spec(gt=0, lt=1.0))
+    # A run of silent buckets needs this many expected records: a wandering rate empties a
+    # whole minute now and then (gamma wander of shape k: P(0) = (1 + E/k)^-k, 1e-3 at E = 15,
+    # k = 5), which the run test, judging its buckets as independent, calls p < 1e-6.
+    silent_min_expected: float = field(default=24.0, metadata=spec(gt=0))
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ Minimum-evidence rules keep tiny rates quiet (alarm fatigue is what kills detect
 a spike needs at least ``spike.min_count`` records, ``spike.min_ratio`` × the mean, more than
 any normal bucket of the recent past, and a tail probability below ``tail_probability`` under
 Poisson or negative binomial; a drop needs an expected count of ``drop.min_expected`` (over one
-bucket or a run of silent ones). Anomalous buckets teach the baseline only a little
-(``anomaly_update_weight``), so an anomaly does not become normal before it is reported.
+bucket or a window; ``drop.silent_min_expected`` over a run of silent ones). Anomalous buckets
+teach the baseline only a little (``anomaly_update_weight``), so an anomaly does not become
+normal before it is reported.
 """
 
 from __future__ import annotations
@@ -544,7 +545,8 @@ class ProfileTable:
             lp0 = np.where(over, -r * np.log1p(mu / np.where(r > 0, r, 1.0)), -mu)
         self.zrun_logp = np.where(silent, self.zrun_logp + lp0, 0.0)
         self.zrun_expect = np.where(silent, self.zrun_expect + mu, 0.0)
-        run_hit = silent & (self.zrun_logp < log_p_alarm) & (self.zrun_expect >= dr.min_expected)
+        enough = self.zrun_expect >= max(dr.min_expected, dr.silent_min_expected)
+        run_hit = silent & (self.zrun_logp < log_p_alarm) & enough
         drop_p = np.where(run_hit, np.minimum(drop_p, np.exp(self.zrun_logp)), drop_p)
         drop_hit = drop_active & (drop_p < p_alarm)
         for s in np.flatnonzero(drop_hit).tolist():
