@@ -41,13 +41,20 @@ class DropConfig:
 
 @dataclass(frozen=True)
 class DriftConfig:
-    """A sustained smaller shift, by a two-sided CUSUM on variance-stabilised residuals."""
+    """A sustained smaller shift. Day one: a two-sided CUSUM on variance-stabilised residuals.
+    Once a day's shape is learnt: a smoothed residual that leaves a slow reference level."""
 
     slack: float = field(default=0.5, metadata=spec(ge=0))
     threshold: float = field(default=20.0, metadata=spec(gt=0))
     min_mean: float = field(default=1.0, metadata=spec(ge=0))
     min_relative_shift: float = field(default=0.1, metadata=spec(ge=0))
     clip: float = field(default=3.0, metadata=spec(gt=0))
+    # Half-life of the smoothed residual, and of the reference level it is taken from.
+    window: float = field(default=600.0, metadata=spec(unit="duration", gt=0))
+    reference: float = field(default=7200.0, metadata=spec(unit="duration", gt=0))
+    # Alarm beyond this many standard deviations of the smoothed residual; calm within `settle`.
+    sigma: float = field(default=6.0, metadata=spec(gt=0))
+    settle: float = field(default=1.0, metadata=spec(ge=0))
 
 
 @dataclass(frozen=True)

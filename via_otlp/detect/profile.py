@@ -2,7 +2,7 @@
 
 A profile holds the learned rhythm of one pattern: a rate baseline (EWMA mean and variance of
 its count per bucket, plus a long-memory dispersion index and a decayed peak of normal buckets),
-a variance-stabilised level for the drift CUSUM, a cardinality baseline (distinct unique ids per
+a slow reference level and a smoothed residual for the drift test, a cardinality baseline (distinct unique ids per
 bucket), first/last seen, counts, and its learning/active state. The columns are numpy arrays
 indexed by slot; `ProfileTable.close` runs every test for every profile in a few vectorised
 steps and computes exact tail probabilities only for the few candidates a screen lets through.
@@ -154,6 +154,7 @@ _BOOL_COLS = ("live", "has_uid")
 # Narrow columns (what they need, to keep a typical profile under 2 KB).
 _NARROW_COLS = {
     "rate_trend": np.float32, "unusual_len": np.int16, "present": np.int32, "season_n": np.int32,
+    "drift_ref": np.float32, "drift_fast": np.float32,
 }  # fmt: skip
 _EW_COLS = ("rate", "level", "dispersion", "card", "pop", "card_disp")
 _RECENT_COLS = ("recent_count", "recent_root", "recent_distinct")
@@ -301,14 +302,19 @@ class ProfileTable:
         hl = c.half_life / c.bucket
         self.capacity = 0
         self.rate = EWMeanVar(hl, 0)
-        self.level = EWMeanVar(hl, 0)  # of y = 2·sqrt(count + 3/8): the drift residuals
+        self.level = EWMeanVar(hl, 0)  # of y = 2·sqrt(count + 3/8): the day-one drift residuals
+        self.cusum = Cusum(c.drift.slack, c.drift.threshold, 0)
+        # The drift test once a day's shape is learnt: a slow reference level of the
+        # deseasonalised count, and the smoothed residual `drift_fast` judged against it.
+        self._ref_hl = c.drift.reference / c.bucket
+        self._ref_lam = decay_of(self._ref_hl)
+        self._fast_lam = decay_of(c.drift.window / c.bucket)
         self.dispersion = EWMeanVar(c.dispersion_half_life / c.bucket, 0)  # of Pearson r²
         self.card = EWMeanVar(hl, 0)
         # The id population behind a profile's unique ids, as u = 1/N (occupancy model), and the
         # long-memory dispersion of distinct counts around what that population predicts.
         self.pop = EWMeanVar(hl, 0)
         self.card_disp = EWMeanVar(c.dispersion_half_life / c.bucket, 0)
-        self.cusum = Cusum(c.drift.slack, c.drift.threshold, 0)
         # Seasonality: per profile, a multiplicative factor per hour of the day: the day's
         # shape, learned at the end of each whole day from its hourly counts (`day_sum`), and
         # used once a day has been learned.
@@ -326,6 +332,8 @@ class ProfileTable:
         self.win = WindowState(0)
         # The local linear trend of the rate (`holt`).
         self.rate_trend = np.zeros(0, dtype=np.float32)
+        self.drift_ref = np.zeros(0, dtype=np.float32)
+        self.drift_fast = np.zeros(0, dtype=np.float32)
         self.unusual_len = np.zeros(0, dtype=np.int16)
         self.first_seen_ns = np.zeros(0, dtype=np.int64)
         self.last_seen_ns = np.zeros(0, dtype=np.int64)
@@ -419,9 +427,9 @@ class ProfileTable:
         self.day_sum[slot] = 0.0
         for name in _RECENT_COLS:
             getattr(self, name)[:, slot] = 0
-        self.cusum.clear(slot)
         self.ids.clear(slot)
         self.win.clear(slot)
+        self.cusum.clear(slot)
         for name in (*_FLOAT_COLS, *_INT_COLS, *_BOOL_COLS, *_NARROW_COLS):
             getattr(self, name)[slot] = 0
         self.rhythm_hash[slot] = self.template_id[slot] = self.template[slot] = self.severity[
@@ -566,7 +574,8 @@ class ProfileTable:
         longer = np.minimum(self.unusual_len + 1, 30_000)  # int16; past _RUN_MAX only "long"
         self.unusual_len = np.where(unusual | spike_hit | drop_hit, longer, 0).astype(np.int16)
 
-        # Drift: two-sided CUSUM on variance-stabilised, standardised residuals.
+        # Drift on day one (no daily shape learnt yet): a two-sided CUSUM on variance-
+        # stabilised, standardised residuals from an untrended level.
         dft = cfg.drift
         y = 2.0 * np.sqrt(c / g + 0.375)  # deseasonalised, like the level it is compared with
         floor = np.maximum(1.0, dft.min_relative_shift * np.sqrt(mu_base) / max(dft.slack, 0.05))
@@ -575,25 +584,38 @@ class ProfileTable:
         # (dispersion of a window's sum over that of one bucket) before they add up.
         vif = np.where(ready_w, win.disp / np.maximum(phi, 1e-9)[:, None], 1.0).max(axis=1)
         sy = np.maximum(self.level.std * np.sqrt(np.maximum(vif, 1.0)), floor)
-        eligible = active & (mu >= dft.min_mean) & (not partial)
+        learnt = self.season_n > 0
+        eligible = active & (mu >= dft.min_mean) & (not partial) & ~learnt
         z_raw = np.where(eligible, (y - self.level.mean) / sy, 0.0)
         z = np.clip(z_raw, -dft.clip, dft.clip)
         up, down = self.cusum.update(z)
-        for s in np.flatnonzero((up | down) & eligible).tolist():
+        up &= eligible
+        down &= eligible
+        # After it: the residuals from a slow reference, smoothed over minutes and judged in
+        # units of their own noise (see `_drift`): the episode resolves when the smoothed
+        # count holds still where the baseline caught up, under noise too.
+        hit = spike_hit | drop_hit
+        z_s = self._drift(
+            c / g, mu_base, var / (g * g), active & learnt & (not partial), ready_w, hit
+        )
+        up |= z_s > dft.sigma
+        down |= z_s < -dft.sigma
+        z_raw = np.where(learnt, z_s, z_raw)
+        for s in np.flatnonzero(up | down).tolist():
             direction = 1 if up[s] else -1
-            score = score_of_z(float(z_raw[s]))
+            zs = abs(float(z_raw[s])) - (dft.sigma if learnt[s] else 0.0)
             alarms.append(
                 Alarm(
                     s,
                     AnomalyKind.DRIFT,
-                    score,
+                    score_of_z(zs),
                     0.0,
                     float(mu[s]),
                     float(c[s]),
                     float(mu[s]),
                     float(sd[s]),
                     direction,
-                    log10p=-math.log10(p_alarm) * (1.0 + abs(float(z_raw[s])) / 5.0),
+                    log10p=-math.log10(p_alarm) * (1.0 + zs / 5.0),
                 )
             )
 
@@ -650,7 +672,7 @@ class ProfileTable:
             AnomalyKind.SPIKE: (wz[:, 0] <= settle)
             & ((c <= mu + settle * sd) | (ws[:, 0] < sp.min_count)),
             AnomalyKind.DROP: (wz[:, 0] >= -settle) & ~run_hit,
-            AnomalyKind.DRIFT: np.abs(z_raw) <= max(dft.slack, 0.5),
+            AnomalyKind.DRIFT: np.abs(z_raw) <= np.where(learnt, dft.settle, max(dft.slack, 0.5)),
             AnomalyKind.CARDINALITY: (distinct <= exp_d + settle * sd_d)
             & (self.card_cusum <= cc.threshold),
             AnomalyKind.NOVELTY: np.ones(self.capacity, dtype=bool),
@@ -676,9 +698,10 @@ class ProfileTable:
         tw = np.where(shielded, 0.0, w)
         trend = holt(self.rate, self.rate_trend.astype(np.float64), c / g, w, tw)
         self.rate_trend = trend.astype(np.float32)
-        # The drift level keeps no trend: a ramp steeper than the baseline follows *is* the
-        # drift this test finds (a trend on it missed every drift of the standard suite).
         self.level.update(y, w)
+        # (an EWMA of the deseasonalised count; its first steps average, like EWMeanVar's)
+        step = w * np.maximum(self._ref_lam, 1.0 / np.maximum(self.rate.n, 1e-9))
+        self.drift_ref = (self.drift_ref + step * (c / g - self.drift_ref)).astype(np.float32)
         # The day's hourly counts, with what was expected standing in for anomalous buckets.
         if not partial and self.config.seasonal.enabled:
             h = int((bucket * self._bucket_s) % 86400.0 // 3600.0)
@@ -698,6 +721,55 @@ class ProfileTable:
         self._learn_population(c_id, distinct, learning, card_hit | elevated_d, card_r2)
         self._remember(bucket, c, mu, distinct)
         return Verdict(bucket, c, distinct, mu, sd, alarms, settled)
+
+    def _drift(
+        self,
+        x: np.ndarray,
+        mu_base: np.ndarray,
+        var: np.ndarray,
+        judged: np.ndarray,
+        ready_w: np.ndarray,
+        hit: np.ndarray,
+    ) -> np.ndarray:
+        """Learn the deseasonalised count `x` into the fast smoothed residual; its distance
+        from 0 in units of its own noise (0 where not judged).
+
+        The residual is taken from the slow `drift_ref` (judged once a day's shape is learnt:
+        the shape is then in the season factors, so a slope left in `x` is what this test is
+        for). Its noise: the per-bucket variance `var`, inflated by the variance
+        inflation the windows learnt (buckets of a wandering rate are high together) and
+        shrunk by the averaging, but never less than what makes a ``min_relative_shift``
+        reach the threshold. One bucket moves it by at most `clip` σ, and a bucket that
+        alarmed as a spike or drop (`hit`) not at all: that story is its own episode's.
+
+        A drift is over when the smoothed count holds still where the rate baseline has
+        caught up with it (within `settle` σ of `mu_base`): the reference then takes that
+        level as normal, so the residual is back within `settle` and the episode resolves,
+        however noisy the buckets.
+        """
+        dft = self.config.drift
+        ref = self.drift_ref.astype(np.float64)
+        sb = np.sqrt(np.maximum(var, 1e-12))
+        r = np.clip(x - ref, -dft.clip * sb, dft.clip * sb)
+        lam = self._fast_lam
+        fast = np.where(hit, self.drift_fast, self.drift_fast + lam * (r - self.drift_fast))
+        self.drift_fast = np.where(self.live, fast, 0.0).astype(np.float32)
+        disp = (
+            self.win.disp
+            / np.maximum(np.where(self.dispersion.n > 0, self.dispersion.mean, 1.0), 1.0)[:, None]
+        )
+        vif = np.maximum(np.where(ready_w, disp, 1.0).max(axis=1), 1.0)
+        sd = sb * np.sqrt(vif * (lam / (2.0 - lam) + 2.0 * self._ref_lam))
+        sd = np.maximum(sd, dft.min_relative_shift * np.abs(ref) / dft.sigma)
+        eligible = judged & (mu_base >= dft.min_mean) & (self.rate.n >= self._ref_hl)
+        z = np.where(eligible, fast / sd, 0.0)
+        # The residual from the baseline, as smoothed: the reference's lag put back.
+        held = np.abs(fast - (mu_base - ref)) <= dft.settle * sd
+        accept = eligible & held & (np.abs(z) > dft.sigma)
+        if accept.any():
+            self.drift_fast = np.where(accept, fast - (mu_base - ref), fast).astype(np.float32)
+            self.drift_ref = np.where(accept, mu_base, ref).astype(np.float32)
+        return z
 
     # -- recent buckets ----------------------------------------------------------------------
 
@@ -795,8 +867,13 @@ class ProfileTable:
             self.rate.mean[idx] *= m
             self.rate_trend[idx] *= m
             self.rate.var[idx] *= m * m
+            # The drift reference takes over from the rate baseline once a day is learnt: it
+            # starts where the baseline is (its own level lagged the first day's shape).
             self.level.mean[idx] *= np.sqrt(m)
             self.level.var[idx] *= m
+            first = self.season_n[idx] == 0
+            self.drift_ref[idx] = np.where(first, self.rate.mean[idx], self.drift_ref[idx] * m)
+            self.drift_fast[idx] = np.where(first, 0.0, self.drift_fast[idx] * m)
             self.season_n[idx] += 1
         self.day_sum[:] = 0.0
 
