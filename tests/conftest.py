@@ -24,6 +24,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+# Before any test module imports grpc: via_otlp turns gRPC's fork handlers off (the tests fork
+# servers and pg_ctl while their own gRPC client threads may be busy).
+import via_otlp  # noqa: F401
+
 # Property tests draw the same examples on every run (derandomized, seeded by each test), so CI
 # passes or fails on the code, not on the draw; and no example is timed (a loaded machine made
 # the 200 ms deadline and the too-slow health check fail). HYPOTHESIS_PROFILE=explore draws afresh.
