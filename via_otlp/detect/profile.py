@@ -582,8 +582,10 @@ class ProfileTable:
         # Buckets of a wandering rate are high or low together: a CUSUM adds their residuals
         # as if independent, so they are scaled by the variance inflation the windows learnt
         # (dispersion of a window's sum over that of one bucket) before they add up.
+        # (Both drift tests use it.)
         vif = np.where(ready_w, win.disp / np.maximum(phi, 1e-9)[:, None], 1.0).max(axis=1)
-        sy = np.maximum(self.level.std * np.sqrt(np.maximum(vif, 1.0)), floor)
+        vif = np.maximum(vif, 1.0)
+        sy = np.maximum(self.level.std * np.sqrt(vif), floor)
         learnt = self.season_n > 0
         eligible = active & (mu >= dft.min_mean) & (not partial) & ~learnt
         z_raw = np.where(eligible, (y - self.level.mean) / sy, 0.0)
@@ -595,9 +597,7 @@ class ProfileTable:
         # units of their own noise (see `_drift`): the episode resolves when the smoothed
         # count holds still where the baseline caught up, under noise too.
         hit = spike_hit | drop_hit
-        z_s = self._drift(
-            c / g, mu_base, var / (g * g), active & learnt & (not partial), ready_w, hit
-        )
+        z_s = self._drift(c / g, mu_base, var / (g * g), active & learnt & (not partial), vif, hit)
         up |= z_s > dft.sigma
         down |= z_s < -dft.sigma
         z_raw = np.where(learnt, z_s, z_raw)
@@ -728,7 +728,7 @@ class ProfileTable:
         mu_base: np.ndarray,
         var: np.ndarray,
         judged: np.ndarray,
-        ready_w: np.ndarray,
+        vif: np.ndarray,
         hit: np.ndarray,
     ) -> np.ndarray:
         """Learn the deseasonalised count `x` into the fast smoothed residual; its distance
@@ -736,8 +736,8 @@ class ProfileTable:
 
         The residual is taken from the slow `drift_ref` (judged once a day's shape is learnt:
         the shape is then in the season factors, so a slope left in `x` is what this test is
-        for). Its noise: the per-bucket variance `var`, inflated by the variance
-        inflation the windows learnt (buckets of a wandering rate are high together) and
+        for). Its noise: the per-bucket variance `var`, inflated by the variance inflation
+        `vif` the windows learnt (at least 1: buckets of a wandering rate are high together) and
         shrunk by the averaging, but never less than what makes a ``min_relative_shift``
         reach the threshold. One bucket moves it by at most `clip` σ, and a bucket that
         alarmed as a spike or drop (`hit`) not at all: that story is its own episode's.
@@ -754,11 +754,6 @@ class ProfileTable:
         lam = self._fast_lam
         fast = np.where(hit, self.drift_fast, self.drift_fast + lam * (r - self.drift_fast))
         self.drift_fast = np.where(self.live, fast, 0.0).astype(np.float32)
-        disp = (
-            self.win.disp
-            / np.maximum(np.where(self.dispersion.n > 0, self.dispersion.mean, 1.0), 1.0)[:, None]
-        )
-        vif = np.maximum(np.where(ready_w, disp, 1.0).max(axis=1), 1.0)
         sd = sb * np.sqrt(vif * (lam / (2.0 - lam) + 2.0 * self._ref_lam))
         sd = np.maximum(sd, dft.min_relative_shift * np.abs(ref) / dft.sigma)
         eligible = judged & (mu_base >= dft.min_mean) & (self.rate.n >= self._ref_hl)
