@@ -14,7 +14,8 @@ forked writer's copy-on-write pages) are counted once, not once per process as R
 Prints the rated load, what was offered, accepted and shed, and the first, last and largest
 sample after the warm-up (`--warm-minutes`, default 5: caches, templates and the requests in
 flight at their working size; the sample at minute 1 is printed too); memory is flat when the
-last sample is within 10 % of the first.
+last sample is within 10 % of the first. One sample swings with the requests in flight, so it also
+prints the medians of the first and last 3 minutes and the least-squares slope: a leak is a slope.
 
     nice -n 10 python benchmarks/soak.py [--minutes 30] [--factor 2] [--rate RECORDS_PER_S]
         [--warm-minutes 5] [--fast-path-bytes BYTES]
@@ -27,6 +28,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import statistics
 import sys
 import tempfile
 import threading
@@ -217,6 +219,25 @@ def main() -> None:
     report(args, seconds, counts, processed, idle, samples, final)
 
 
+# The median of 3 minutes of samples: one sample swings with the requests in flight.
+TREND_WINDOW_S = 180.0
+
+
+def trend(points: list[tuple[float, int]]) -> tuple[float, float, float]:
+    """Medians of the first and last `TREND_WINDOW_S` of samples and the least-squares slope
+    (bytes per second): a leak shows as a slope; the bytes of requests in flight only as scatter."""
+    if len(points) < 3:
+        return 0.0, 0.0, 0.0
+    t0, t1 = points[0][0], points[-1][0]
+    head = statistics.median(b for t, b in points if t <= t0 + TREND_WINDOW_S)
+    tail = statistics.median(b for t, b in points if t >= t1 - TREND_WINDOW_S)
+    mean_t = statistics.fmean(t for t, _ in points)
+    mean_b = statistics.fmean(b for _, b in points)
+    cov = sum((t - mean_t) * (b - mean_b) for t, b in points)
+    var = sum((t - mean_t) ** 2 for t, _ in points)
+    return float(head), float(tail), cov / var if var else 0.0
+
+
 def report(
     args: argparse.Namespace,
     seconds: float,
@@ -250,6 +271,12 @@ def report(
     drift = (last - first) / first
     print(f"flat within 10 %: {'yes' if abs(drift) <= 0.10 else 'NO'} (last vs first {drift:+.1%}; "
           f"max vs first {(peak - first) / first:+.1%})")  # fmt: skip
+    head, tail, slope = trend([(t, sum(m.values())) for t, m in samples if t >= warm_s])
+    if head:
+        print(f"trend after the warm-up: median of the first {TREND_WINDOW_S / 60:g} min "
+              f"{head / mib:.0f} MiB, of the last {tail / mib:.0f} MiB ({(tail - head) / head:+.1%}); "
+              f"least-squares slope {slope * 600 / mib:+.1f} MiB per 10 min "
+              f"({slope * 600 / head:+.1%} of the first per 10 min)")  # fmt: skip
     print(load_average())
 
 
