@@ -78,11 +78,14 @@ def memory(server: Server) -> dict[str, int]:
     return out
 
 
-def _client(port: int, rate: float, seconds: float, cap: int, out: Any) -> None:
+def _client(
+    port: int, rate: float, seconds: float, cap: int, out: Any, max_age: float = 5.0
+) -> None:
     """Offer `rate` records/s (0: as fast as accepted) for `seconds`; counts outcomes.
 
-    Payloads carry the current time: one of the 30 is rebuilt every second, so records are at
-    most ~30 s old, as a live sender's are.
+    Payloads carry the current time: one of the 30 is rebuilt every `max_age / 30` seconds, so
+    records are at most `max_age` old when sent, as a live sender's are (records older than
+    `detect.allowed_lateness`, 10 s, are counted late and skip detection).
     """
     rng = random.Random(11)
     payloads = [make_request(rng, RECORDS_PER_REQUEST) for _ in range(30)]
@@ -107,7 +110,7 @@ def _client(port: int, rate: float, seconds: float, cap: int, out: Any) -> None:
         rebuilt = start
         i = 0
         while (now := time.perf_counter()) - start < seconds:
-            if now - rebuilt >= 1.0:
+            if now - rebuilt >= max_age / len(payloads):
                 payloads[i % len(payloads)] = make_request(rng, RECORDS_PER_REQUEST)
                 rebuilt = now
             if rate:
@@ -130,11 +133,13 @@ def _client(port: int, rate: float, seconds: float, cap: int, out: Any) -> None:
     out.put(counts)
 
 
-def offer(server: Server, rate: float, seconds: float, cap: int = 64) -> Any:
+def offer(server: Server, rate: float, seconds: float, cap: int = 64, max_age: float = 5.0) -> Any:
     """Start the client process (at most `cap` requests in flight); returns it and its queue."""
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
-    proc = ctx.Process(target=_client, args=(server.grpc_port, rate, seconds, cap, results))
+    proc = ctx.Process(
+        target=_client, args=(server.grpc_port, rate, seconds, cap, results, max_age)
+    )
     proc.start()
     return proc, results
 
@@ -171,6 +176,8 @@ def main() -> None:
     parser.add_argument("--rating-seconds", type=float, default=30.0)
     parser.add_argument("--workers", type=int, default=0, help="shards (0: one per core)")
     parser.add_argument("--warm-minutes", type=float, default=5.0)
+    parser.add_argument("--payload-age", type=float, default=5.0,
+                        help="seconds: the oldest a sent record's timestamp is (30 before 12-02)")  # fmt: skip
     parser.add_argument(
         "--fast-path-bytes", type=int, default=0,
         help="patterns.fast_path_bytes (default: as shipped, 8 MiB per shard; this traffic "
@@ -199,7 +206,8 @@ def main() -> None:
                   f"{args.minutes:g} min", flush=True)  # fmt: skip
             seconds = args.minutes * 60
             before = consumed(server)
-            proc, results = offer(server, rate, seconds)
+            late_before = int(server.status()["detect"]["late_records"])
+            proc, results = offer(server, rate, seconds, max_age=args.payload_age)
             t0 = time.perf_counter()
             samples: list[tuple[float, dict[str, int]]] = []
             while (t := time.perf_counter() - t0) < seconds:
@@ -213,10 +221,13 @@ def main() -> None:
             counts = results.get()
             proc.join()
             processed = consumed(server) - before
+            late = int(server.status()["detect"]["late_records"]) - late_before
             final = memory(server)
         finally:
             server.stop()
     report(args, seconds, counts, processed, idle, samples, final)
+    print(f"late (older than detect.allowed_lateness when their shard saw them: counted, not "
+          f"analysed): {late / max(processed, 1):.1%} of the records processed")  # fmt: skip
 
 
 # The median of 3 minutes of samples: one sample swings with the requests in flight.
