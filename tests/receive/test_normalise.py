@@ -305,3 +305,19 @@ def test_requests_above_the_map_bound_give_the_same_ids(monkeypatch: pytest.Monk
     monkeypatch.setattr(normalise, "MAP_LOOKUP_MAX_BYTES", len(raw) - 1)
     large, _ = next(Normaliser().batches(req, NOW, raw, parsed_from_raw=True))
     assert small.unique_id == large.unique_id == ["", "u0", "u1", "u2"]
+
+
+def test_a_key_outside_record_attributes_changes_no_id() -> None:
+    # The key's wire bytes in a resource attribute and in a body (counted, not held by a
+    # record): the lookup must not take them for a record's, nor miss a record's own.
+    req = one_record()
+    rl = req.resource_logs[0]
+    rl.resource.attributes.add(key="user.id").value.string_value = "resource"
+    records = rl.scope_logs[0].log_records
+    records[0].body.string_value = "\x0a\x07user.id\x12\x03\x0a\x01x"
+    lr = records.add()
+    lr.attributes.add(key="user.id").value.string_value = "u1"
+    lr.attributes.add(key="user.id").value.string_value = "u2"
+    raw = req.SerializeToString()
+    batch, _ = next(Normaliser().batches(req, NOW, raw, parsed_from_raw=True))
+    assert batch.unique_id == ["", "u1"]

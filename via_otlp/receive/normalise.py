@@ -10,10 +10,10 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
-from operator import attrgetter, methodcaller
+from itertools import chain, repeat
+from operator import attrgetter, is_, methodcaller
 from typing import Any, cast, overload
 
 import numpy as np
@@ -217,12 +217,34 @@ def _attribute_maps(wire: bytes) -> Any:
         return None
 
 
-def _value_text(value: AnyValue | None) -> str:
-    return "" if value is None else (value.string_value or render_value(value))
+_RECORD_FIELDS = attrgetter(
+    "body", "severity_text", "severity_number", "time_unix_nano", "trace_id"
+)
+_NO_VALUE = AnyValue()  # what a map lookup gives for a key a record does not hold
+_STRING_VALUE = attrgetter("string_value")
 
 
-def _string_value(value: AnyValue | None) -> str:
-    return "" if value is None else value.string_value
+def _texts(values: list[AnyValue]) -> list[str]:
+    """Each value's text (`render_value`): string values read in C, the others rendered."""
+    texts: list[str] = list(map(_STRING_VALUE, values))
+    if "" in texts:
+        for i, text in enumerate(texts):
+            if not text and values[i] is not _NO_VALUE:
+                texts[i] = render_value(values[i])
+    return texts
+
+
+def _key_field(key: str) -> bytes | None:
+    """A KeyValue's key field for `key` on the wire (tag 1, length, UTF-8), when counting it
+    in a request counts the KeyValues with that key: not for an empty key (proto3 leaves it
+    out) or a field that could overlap itself (then `bytes.count` could miss one)."""
+    data = key.encode()
+    if not data or len(data) >= 0x80:
+        return None
+    field = b"\x0a" + bytes([len(data)]) + data
+    if any(field[i:] == field[: len(field) - i] for i in range(1, len(field))):
+        return None
+    return field
 
 
 @dataclass
@@ -290,35 +312,40 @@ class Normaliser:
         batches (replay gives the same anomalies for any number of shards).
         """
         opts = self.options
-        scan = raw is None or any(
-            k.encode() in raw for k in (*opts.unique_id_attributes, TEMPLATE_ATTRIBUTE)
-        )
+        wanted = (*opts.unique_id_attributes, TEMPLATE_ATTRIBUTE)
+        # Each searched for once (a full pass over `raw` for every one that is absent).
+        present = wanted if raw is None else {k for k in wanted if k.encode() in raw}
+        scan = bool(present)
         limit = max_records if max_records > 0 else 1 << 62
-        maps = None
+        looked: tuple[list[str], list[str]] | None = None
         if scan and parsed_from_raw and raw is not None and len(raw) <= MAP_LOOKUP_MAX_BYTES:
-            maps = _attribute_maps(raw)
+            looked = self._looked_up(raw, present)
         cut = _Cut(scan)
-        for ri, rl in enumerate(request.resource_logs):
-            scope_maps = maps.items[ri].items if maps is not None else None
+        flat = 0  # records before this scope's, in every scope (`looked` is indexed so)
+        for rl in request.resource_logs:
             missing_before = cut.counts.missing_service_name
             src = self._resource_source(rl.resource.attributes, cut.counts)
             src_counted = cut.counts.missing_service_name != missing_before
             seen = False
-            for si, sl in enumerate(rl.scope_logs):
+            for sl in rl.scope_logs:
                 records = sl.log_records
-                record_maps = scope_maps[si].items if scope_maps is not None else None
-                if not records:
+                total = len(records)
+                at, flat = flat, flat + total
+                if not total:
                     continue
                 if sl.scope.name == VIA_SCOPE_NAME:
-                    cut.counts.loopback_ignored += len(records)
+                    cut.counts.loopback_ignored += total
                     continue
                 seen = True
-                total, done = len(records), 0
+                done = 0
                 while done < total:
                     take = min(total - done, limit - len(cut.bodies))
                     part = records if take == total else records[done : done + take]
-                    part_maps = record_maps[done : done + take] if record_maps is not None else None
-                    self._add(cut, src, part, rl.resource.attributes, part_maps)
+                    found = None
+                    if looked is not None:
+                        a, b = at + done, at + done + take
+                        found = looked[0][a:b], looked[1][a:b]
+                    self._add(cut, src, part, rl.resource.attributes, found)
                     done += take
                     if len(cut.bodies) >= limit:
                         yield self._finish(cut, now_ns)
@@ -336,39 +363,38 @@ class Normaliser:
         src: Source,
         records: Sequence[Any],
         resource_attrs: Iterable[KeyValue],
-        record_maps: Sequence[Any] | None = None,
+        found: tuple[list[str], list[str]] | None = None,
     ) -> None:
         idx = cut.source_ids.get(src)
         if idx is None:
             idx = cut.source_ids[src] = len(cut.batch.sources)
             cut.batch.sources.append(src)
         first = len(cut.bodies)
-        cols = [
-            (lr.body, lr.severity_text, lr.severity_number,
-             lr.time_unix_nano or lr.observed_time_unix_nano, lr.trace_id)
-            for lr in records
-        ]  # fmt: skip
+        cols = list(map(_RECORD_FIELDS, records))
         n = len(cols)
         body_values, sev_text, sev_num, t, tids = zip(*cols, strict=True)
-        texts = [b.string_value for b in body_values]
-        for i, text in enumerate(texts):
-            if not text and body_values[i].WhichOneof("value") != "string_value":
-                texts[i] = render_value(body_values[i])
+        if 0 in t:  # no event time: the observed time
+            t = tuple(x or lr.observed_time_unix_nano for x, lr in zip(t, records, strict=True))
+        texts: list[str] = list(map(_STRING_VALUE, body_values))
+        if "" in texts:
+            for i, text in enumerate(texts):
+                if not text and body_values[i].WhichOneof("value") != "string_value":
+                    texts[i] = render_value(body_values[i])
         cut.bodies.extend(texts)
         sev_cache = self._severity_cache
-        severities = cut.batch.severity
-        for key in zip(sev_text, sev_num, strict=True):
-            sev = sev_cache.get(key)
-            if sev is None:
-                sev = sev_cache[key] = severity_of(*key)
-                if len(sev_cache) > _SEVERITY_CACHE_MAX:
-                    sev_cache.clear()
-            severities.append(sev)
+        keys = list(zip(sev_text, sev_num, strict=True))
+        severities: list[Any] = list(map(sev_cache.get, keys))
+        if None in severities:
+            for i, sev in enumerate(severities):
+                if sev is None:
+                    sev = severities[i] = sev_cache[keys[i]] = severity_of(*keys[i])
+                    if len(sev_cache) > _SEVERITY_CACHE_MAX:
+                        sev_cache.clear()
+        cut.batch.severity.extend(severities)
         cut.times.extend(t)
         cut.traces.extend(tids)
         cut.batch.source_index.extend(repeat(idx, n))
         if cut.scan:
-            found = self._looked_up(records, record_maps) if record_maps is not None else None
             uids, hints = found if found is not None else self._scanned(records)
             cut.uids.extend(uids)
             cut.hints.extend(hints)
@@ -401,34 +427,46 @@ class Normaliser:
         return uids, hints
 
     def _looked_up(
-        self, records: Sequence[Any], record_maps: Sequence[Any]
+        self, raw: bytes, present: Collection[str]
     ) -> tuple[list[str], list[str]] | None:
-        """What `_scanned` gives, looked up by key in the records' attribute maps (C loops
-        over records, none over attributes); None where the maps cannot say it exactly.
+        """What `_scanned` gives for every record of the request `raw` (in every scope, in
+        order), looked up by key in its attributes parsed as maps: C loops over records, none
+        over attributes, and only for the keys `present` in `raw` at all (no record holds the
+        others). None where the maps cannot say it exactly.
 
-        A map keeps one value per key; the exact rule takes the first unique id and the last
-        hint of a key given twice. The maps hold as many entries as the records hold
-        attributes exactly when no record gives a key twice, so then they agree.
+        A map keeps the last value of a key given twice: the hint the exact rule takes, but not
+        its unique id (the first). So a unique-id key may be looked up only when no record gives
+        it twice: when `raw` holds its KeyValue key field as often as records hold the key (a
+        record holds it at least once; occurrences anywhere else only make us fall back).
         """
         unique_keys = self.options.unique_id_attributes
         if TEMPLATE_ATTRIBUTE in unique_keys or len(set(unique_keys)) != len(unique_keys):
             return None  # configs where the loop's rule is not "best-ranked key present"
-        maps = list(map(_ATTRIBUTES, record_maps))
-        if sum(map(len, maps)) != sum(map(len, map(_ATTRIBUTES, records))):
+        parsed = _attribute_maps(raw)
+        if parsed is None:
             return None
+        scopes = (s.items for r in parsed.items for s in r.items)
+        maps = list(map(_ATTRIBUTES, chain.from_iterable(scopes)))
         n = len(maps)
-        best: list[AnyValue | None] | None = None
+        best: list[Any] | None = None
         for key in unique_keys:
-            if not any(map(methodcaller("__contains__", key), maps)):
+            if key not in present:
                 continue
-            column = list(map(methodcaller("get", key), maps))
+            column = list(map(methodcaller("get", key, _NO_VALUE), maps))
+            holding = n - sum(map(is_, column, repeat(_NO_VALUE, n)))
+            if not holding:
+                continue
+            field = _key_field(key)
+            if field is None or raw.count(field) != holding:
+                return None
             if best is None:
                 best = column
             else:
-                best = [b if b is not None else c for b, c in zip(best, column, strict=True)]
-        uids = list(map(_value_text, best)) if best is not None else [""] * n
-        if any(map(methodcaller("__contains__", TEMPLATE_ATTRIBUTE), maps)):
-            hints = list(map(_string_value, map(methodcaller("get", TEMPLATE_ATTRIBUTE), maps)))
+                best = [b if b is not _NO_VALUE else c for b, c in zip(best, column, strict=True)]
+        uids = _texts(best) if best is not None else [""] * n
+        if TEMPLATE_ATTRIBUTE in present:
+            get_hint = methodcaller("get", TEMPLATE_ATTRIBUTE, _NO_VALUE)
+            hints = list(map(_STRING_VALUE, map(get_hint, maps)))
         else:
             hints = [""] * n
         return uids, hints
