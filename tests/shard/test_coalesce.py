@@ -44,7 +44,7 @@ SCENARIO = """{
   ],
 }"""
 
-Frame = tuple[int, int, memoryview]
+Frame = tuple[int, int, worker.Payload]
 
 
 def config(tmp_path: Path, max_profiles: int = 100_000, per_request: int = 5) -> Config:
@@ -56,18 +56,19 @@ def config(tmp_path: Path, max_profiles: int = 100_000, per_request: int = 5) ->
     )
 
 
-def frames_for(cfg: Config, index: int) -> list[Frame]:
+def frames_for(cfg: Config, index: int, decoder: Shard | None = None) -> list[Frame]:
     """The BATCH frames shard `index` of 2 gets for the scenario, with the coordinator's
-    watermarks."""
+    watermarks; with a `decoder` (shard `index`), its own parts as it held them (HELD)."""
     scenario = parse_scenario(SCENARIO)
     now_ns = scenario.start_ns + scenario.buckets * scenario.bucket_ns + 3600 * 10**9
-    decoder = Shard(cfg, 0, 2)
+    hold = decoder is not None
+    decoder = decoder or Shard(cfg, 0, 2)
     lateness = round(cfg.detect.allowed_lateness * 1e9)
     out: list[Frame] = []
     newest, watermark, seq = None, -1, 0
     for g in generate(scenario).requests(chunk=1):  # a request per bucket
         raw = g.request.SerializeToString()
-        for blob in decoder.decode(memoryview(raw), Encoding.PROTOBUF, now_ns):
+        for blob in decoder.decode(memoryview(raw), Encoding.PROTOBUF, now_ns, hold=hold):
             (tmax,) = struct.unpack_from("<q", blob)
             (hlen,) = struct.unpack_from("<I", blob, 8)
             head = json.loads(blob[12 : 12 + hlen])
@@ -77,6 +78,10 @@ def frames_for(cfg: Config, index: int) -> list[Frame]:
             watermark = max(watermark, newest - lateness)
             offset = 12 + hlen + sum(head["part_bytes"][:index])
             seq += 1
+            if hold and "held" in head:
+                assert head["part_bytes"][index] == 0  # not encoded: it stays in the decoder
+                out.append((seq, watermark, decoder.held.pop(head["held"])))
+                continue
             out.append((seq, watermark, memoryview(blob)[offset : offset + head["part_bytes"][index]]))  # fmt: skip
     return out
 
@@ -107,7 +112,7 @@ def test_coalesced_batches_give_what_one_by_one_gives(tmp_path: Path, max_profil
         got = run(together, frames, 16)
         assert one.coalesced == 0
         if max_profiles > 12:
-            with_records = sum(1 for _, _, p in frames if len(p))
+            with_records = sum(1 for _, _, p in frames if p is not None and len(p))
             assert together.coalesced >= with_records // 4, "little was coalesced: no test"
         assert got == expected
         assert any(d["events"] for d in expected), "no events: no test"
@@ -150,7 +155,7 @@ def test_only_whole_waiting_batch_frames_are_drained() -> None:
         assert [s for s, _, _ in got] == list(range(1, worker.MAX_COALESCED_FRAMES))
         got = worker.waiting_batches(b, 0)
         assert [s for s, _, _ in got] == list(range(worker.MAX_COALESCED_FRAMES, 60))
-        assert all(bytes(p) == body and w == 7 for _, w, p in got)
+        assert all(isinstance(p, memoryview) and bytes(p) == body and w == 7 for _, w, p in got)
         assert worker.waiting_batches(b, 0) == []  # a TICK is next: it stays for the loop
         kind, tick = worker.recv_frame(b) or (None, b"")
         assert kind is Kind.TICK and json.loads(bytes(tick))["seq"] == 60
@@ -161,3 +166,26 @@ def test_only_whole_waiting_batch_frames_are_drained() -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_parts_the_decoder_held_give_what_their_bytes_give(tmp_path: Path) -> None:
+    # The decoding shard keeps its own part of each batch (no encoding, no round trip through
+    # the coordinator); consumed, it must be the batch its bytes would have been.
+    cfg = config(tmp_path)
+    decoder = Shard(cfg, 1, 2)
+    held = frames_for(cfg, 1, decoder)
+    sent = frames_for(cfg, 1)
+    assert sum(isinstance(p, LogBatch) for _, _, p in held) > 10, "nothing held: no test"
+    assert not decoder.held
+    by_bytes, by_held = Shard(cfg, 1, 2), decoder  # the decoder consumes what it held
+    assert run(by_held, held, 16) == run(by_bytes, sent, 16)
+    assert state(by_held) == state(by_bytes)
+
+
+def test_a_part_held_by_a_shard_before_its_restart_is_lost_not_consumed(tmp_path: Path) -> None:
+    shard = Shard(config(tmp_path), 0, 2)
+    dones = shard.consume_many([(1, 5, None), (2, 6, memoryview(b""))])
+    assert [(d["seq"], d["records"], d.get("missing", False)) for d in dones] == [
+        (1, 0, True),
+        (2, 0, False),
+    ]

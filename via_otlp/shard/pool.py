@@ -2,7 +2,8 @@
 
 It runs on the serving process's event loop and does I/O only: request bytes go to a shard to
 be decoded (the least loaded), the decoded batches come back cut by owning shard and go on to
-their owners, and each batch's events come back. Every batch gets a sequence number; the
+their owners (the decoding shard keeps its own part: it is told when to take it, HELD), and
+each batch's events come back. Every batch gets a sequence number; the
 watermark after it is the one a single engine would have had (largest event time so far minus
 the allowed lateness, never going back), and every shard moves to it (INTERFACES.md). Events
 are dispatched per sequence number, in order and sorted, so the anomalies are the same for any
@@ -72,6 +73,7 @@ log = logging.getLogger("via_otlp.shard")
 _FRAME = struct.Struct("<IB")
 _U32 = struct.Struct("<I")
 _Q = struct.Struct("<q")
+_U64 = struct.Struct("<Q")
 _KIND_ORDER = {"open": 0, "updated": 1, "resolved": 2}
 EventSink = Callable[[list[AnomalyEvent]], None]
 
@@ -457,6 +459,8 @@ class ShardPool:
                 self.stats.latency.observe(Stage.QUEUE, time.perf_counter() - sent)
             shard.status.records_in_flight -= records
             shard.status.bytes_in_flight -= nbytes
+            if doc.get("missing"):  # held by the shard before a restart
+                self.lost_records += records
             self.stats.records_consumed += doc["records"]
             self.stats.records_dropped_by_patch += doc.get("dropped", 0)
             if doc["events"]:
@@ -585,7 +589,7 @@ class ShardPool:
             header = json.loads(bytes(payload[start : start + hlen]))
             for part in header.get("part_sources", []):
                 self.known.update(part)
-            self._sequence_batch(tmax, header, payload[start + hlen :])
+            self._sequence_batch(tmax, header, payload[start + hlen :], decoder)
             if entry is not None:
                 entry[2][0] += header["records"]
         if last and entry is not None:
@@ -594,7 +598,9 @@ class ShardPool:
             if not fut.done():
                 fut.set_result(entry[2][0])
 
-    def _sequence_batch(self, tmax: int, header: dict[str, Any], parts: memoryview) -> None:
+    def _sequence_batch(
+        self, tmax: int, header: dict[str, Any], parts: memoryview, decoder: int
+    ) -> None:
         counts = IntakeCounts(**header["counts"])
         self.stats.normalised.add(counts)
         self.stats.records_accepted += header["records"]
@@ -622,7 +628,10 @@ class ShardPool:
                 self._sent_at[(k, seq)] = time.perf_counter()
             s.status.records_in_flight += records
             s.status.bytes_in_flight += size
-            s.send(frame_header(seq_frame(Kind.BATCH, seq, self._watermark), len(part)), part)
+            if k == decoder and "held" in header:  # its own part: it kept it
+                s.send(seq_frame(Kind.HELD, seq, self._watermark, _U64.pack(header["held"])))
+            else:
+                s.send(frame_header(seq_frame(Kind.BATCH, seq, self._watermark), len(part)), part)
         if not live:
             self._finish_seq(seq)
 

@@ -41,6 +41,7 @@ class Kind(enum.IntEnum):
     EXPORT = 10  # json: {"id": n, "all": bool} — sources' state for the registry
     IMPORT = 11  # blob of `handoff.encode_source`: take a source over
     FORGET = 12  # json: {"keys": [...]} — another instance took these sources over
+    HELD = 13  # (sequence, watermark) + u64 id: a BATCH of the part the shard kept (DECODED)
     READY = 20  # json: what the shard restored
     DECODED = 21  # (request id, max event time) + json header + encoded batches per shard
     DONE = 22  # json: sequence, records, events, counters

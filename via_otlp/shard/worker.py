@@ -9,8 +9,10 @@ holds exactly the batches before it. Started as ``python -m via_otlp.shard.worke
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import signal
 import socket
 import struct
@@ -55,6 +57,10 @@ log = logging.getLogger("via_otlp.shard")
 
 ENCODINGS = (Encoding.PROTOBUF, Encoding.JSON)
 _U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_EMPTY = memoryview(b"")
+# A batch for `consume_many`: encoded (BATCH), decoded here (HELD), or None (held no more).
+Payload = memoryview | LogBatch | None
 _FRAME_HEAD = struct.Struct("<IB")
 
 
@@ -82,6 +88,11 @@ class Shard:
         self.changed: set[str] = set()  # sources with records since their state was exported
         self.coalesced = 0  # batches consumed together with the one before them
         self._writer: SnapshotWriter | None = None
+        # Parts of batches this shard decoded for itself, kept here until the coordinator
+        # sequences them (a HELD frame): they never travel to it and back. Ids start from the
+        # pid, so a restarted shard never takes a HELD meant for its predecessor for its own.
+        self.held: dict[int, LogBatch] = {}
+        self._held_ids = itertools.count((os.getpid() & 0x3FFFFF) << 32)
 
     # -- state -------------------------------------------------------------------------------
 
@@ -137,10 +148,14 @@ class Shard:
         self.dropped += dropped
         return kept
 
-    def decode(self, payload: memoryview, encoding: Encoding, now_ns: int) -> Iterator[bytes]:
+    def decode(
+        self, payload: memoryview, encoding: Encoding, now_ns: int, *, hold: bool = False
+    ) -> Iterator[bytes]:
         """A request cut into batches, each as a DECODED payload (with records per shard),
         one at a time: a large request is never held as all its batches at once. Raises
-        `InputError` before the first batch when the bytes are not a request."""
+        `InputError` before the first batch when the bytes are not a request. With `hold`,
+        this shard's own part stays here (`held`, its id in the header as "held") instead of
+        being encoded: the coordinator sends a HELD frame for it where a BATCH would go."""
         raw = bytes(payload)
         max_records = self.config.pipeline.batch_max_records
         timings = self.pipeline.stats.latency
@@ -162,7 +177,12 @@ class Shard:
             timings.observe(Stage.NORMALISE, time.perf_counter() - started)
             batch, counts = got
             parts = split_batch(batch, self.shards)
+            own = parts[self.index] if hold else None
+            if own is not None:
+                parts[self.index] = None
             blobs = [encode_batch(p) if p is not None else b"" for p in parts]
+            if own is not None:
+                parts[self.index] = own
             header = {
                 "records": len(batch),
                 "counts": asdict(counts),
@@ -173,6 +193,10 @@ class Shard:
                 ],
                 "part_bytes": [len(b) for b in blobs],
             }
+            if own is not None:
+                hid = next(self._held_ids)
+                self.held[hid] = own
+                header["held"] = hid
             tmax = int(np.max(batch.time_ns)) if len(batch) else -1
             head = json.dumps(header, separators=(",", ":")).encode()
             yield struct.pack("<q", tmax) + _U32.pack(len(head)) + head + b"".join(blobs)
@@ -189,11 +213,12 @@ class Shard:
             self.pipeline.advance(watermark_ns)
         return 0
 
-    def consume_many(self, frames: list[tuple[int, int, memoryview]]) -> list[dict[str, Any]]:
-        """BATCH frames (sequence, watermark, payload) that were waiting, consumed in as few
-        groups as give the same result as one by one (`Pipeline.absorbs`): the per-batch work
-        of templating, rhythm hashing and the engine is paid once per group. One DONE each;
-        a group's events go with its last."""
+    def consume_many(self, frames: list[tuple[int, int, Payload]]) -> list[dict[str, Any]]:
+        """BATCH frames (sequence, watermark, payload: the encoded batch, or the held part a
+        HELD frame named, None if this shard holds no such part) that were waiting, consumed in
+        as few groups as give the same result as one by one (`Pipeline.absorbs`): the
+        per-batch work of templating, rhythm hashing and the engine is paid once per group.
+        One DONE each; a group's events go with its last."""
         done: list[dict[str, Any]] = []
         group: list[LogBatch] = []
         records = watermark = 0
@@ -206,18 +231,21 @@ class Shard:
                 self.coalesced += len(group) - 1
                 group.clear()
 
-        for seq, wm, payload in frames:
+        for seq, wm, got in frames:
             dropped = self.dropped
-            if not len(payload) and group and pipeline.absorbs(watermark, records):
-                watermark = wm  # nothing of this shard's: the watermark moves with the group
-                done.append({"seq": seq, "records": 0, "dropped": 0, "events": []})
+            if got is None or not len(got):
+                if group and pipeline.absorbs(watermark, records):
+                    watermark = wm  # nothing of this shard's: the watermark moves with the group
+                    done.append({"seq": seq, "records": 0, "dropped": 0, "events": []})
+                else:
+                    flush()
+                    self.consume(_EMPTY, wm)
+                    events = self.take_events()
+                    done.append({"seq": seq, "records": 0, "dropped": 0, "events": events})
+                if got is None:  # a part its predecessor held: lost with it
+                    done[-1]["missing"] = True
                 continue
-            if not len(payload):
-                flush()
-                self.consume(payload, wm)
-                done.append({"seq": seq, "records": 0, "dropped": 0, "events": self.take_events()})
-                continue
-            batch = decode_batch(payload)
+            batch = got if isinstance(got, LogBatch) else decode_batch(got)
             self.changed.update(src.key for src in batch.sources)
             batch = pipeline.intake.process(batch)
             merges, splits = pipeline.patterns.take_merges(), pipeline.patterns.take_splits()
@@ -326,10 +354,22 @@ MAX_COALESCED_BYTES = 8 * 1024 * 1024
 MAX_COALESCED_FRAMES = 32
 
 
-def waiting_batches(sock: socket.socket, nbytes: int) -> list[tuple[int, int, memoryview]]:
-    """The BATCH frames that have already arrived after one of `nbytes` (whole frames only,
-    within the bounds above): read now, so that `consume_many` works on them together."""
-    out: list[tuple[int, int, memoryview]] = []
+def batch_item(shard: Shard, kind: Kind, body: memoryview) -> tuple[int, int, Payload]:
+    """A BATCH or HELD frame as `consume_many` takes it (a HELD part leaves `shard.held`)."""
+    seq, wm, payload = split_seq(body)
+    if kind is Kind.HELD:
+        (hid,) = _U64.unpack_from(payload)
+        return seq, wm, shard.held.pop(hid, None)
+    return seq, wm, payload
+
+
+def waiting_batches(
+    sock: socket.socket, nbytes: int, shard: Shard | None = None
+) -> list[tuple[int, int, Payload]]:
+    """The BATCH (and, given the `shard`, HELD) frames that have already arrived after one of
+    `nbytes` (whole frames only, within the bounds above): read now, so that `consume_many`
+    works on them together."""
+    out: list[tuple[int, int, Payload]] = []
     while len(out) + 1 < MAX_COALESCED_FRAMES:
         try:
             head = sock.recv(_FRAME_HEAD.size, socket.MSG_PEEK | socket.MSG_DONTWAIT)
@@ -338,13 +378,14 @@ def waiting_batches(sock: socket.socket, nbytes: int) -> list[tuple[int, int, me
         if len(head) < _FRAME_HEAD.size:
             break
         length, kind = _FRAME_HEAD.unpack(head)
-        if kind != Kind.BATCH or nbytes + length > MAX_COALESCED_BYTES:
+        batch = kind == Kind.BATCH or (kind == Kind.HELD and shard is not None)
+        if not batch or nbytes + length > MAX_COALESCED_BYTES:
             break
         got = recv_frame(sock)
         if got is None:
             break
         nbytes += length
-        out.append(split_seq(got[1]))
+        out.append(batch_item(shard, got[0], got[1]) if shard is not None else split_seq(got[1]))
     return out
 
 
@@ -382,15 +423,16 @@ def run(sock: socket.socket) -> int:
         if got is None:
             return 0  # the serving process is gone: nothing to answer to
         kind, body = got
-        if kind is Kind.BATCH:
-            frames = [split_seq(body), *waiting_batches(sock, len(body))]
+        if kind is Kind.BATCH or kind is Kind.HELD:
+            frames = [batch_item(shard, kind, body), *waiting_batches(sock, len(body), shard)]
             dones = shard.consume_many(frames)
             send_frames(sock, [json_frame(Kind.DONE, d) for d in dones])
         elif kind is Kind.DECODE:
             rid, now_ns, rest = split_seq(body)
             large = len(rest) >= _TRIM_AFTER
             try:
-                _send_decoded(sock, rid, shard.decode(rest[1:], ENCODINGS[rest[0]], now_ns))
+                parts = shard.decode(rest[1:], ENCODINGS[rest[0]], now_ns, hold=True)
+                _send_decoded(sock, rid, parts)
             except InputError as exc:
                 send_frames(sock, [json_frame(Kind.FAILED, {"id": rid, "error": str(exc)})])
             del got, body, rest
