@@ -594,22 +594,19 @@ class Engine:
     ) -> None:
         """Distinct ids of the batch into each group's bucket sketch: one vectorised update.
 
-        Each distinct id string is hashed once; all hashes are split into HyperLogLog registers
-        at once, and the (slot, register, rank) triples of each bucket are appended in one step
-        (`_OpenBucket.add_registers`): no Python work per group or per record.
+        Every record's id is hashed, in C (mapping ids to distinct codes first cost more than
+        the hashes it saved: a Python loop over the distinct ids); all hashes are split into
+        HyperLogLog registers at once, and the (slot, register, rank) triples of each bucket
+        are appended in one step (`_OpenBucket.add_registers`): no Python work per group or per
+        record.
         """
-        uniq = dict.fromkeys(uids)
-        code_of = {u: i for i, u in enumerate(uniq)}
-        # (the empty id hashes too, in C, and is then left out by `valid_u`)
-        hv = np.fromiter(
-            map(xxhash.xxh64_intdigest, map(str.encode, uniq)), dtype=np.uint64, count=len(uniq)
-        )
-        valid_u = np.fromiter(map(bool, uniq), dtype=bool, count=len(uniq))
-        codes = np.fromiter(map(code_of.__getitem__, uids), dtype=np.int64, count=len(uids))[order]
+        n = len(uids)
+        # (the empty id hashes too, in C, and is then left out by `keep`)
+        hv = np.fromiter(map(xxhash.xxh64_intdigest, map(str.encode, uids)), np.uint64, n)[order]
+        keep = np.fromiter(map(bool, uids), dtype=bool, count=n)[order]
         group = np.repeat(np.arange(len(starts), dtype=np.int64), cnt)
-        keep = valid_u[codes]
         gk = group[keep]
-        idx, rho = registers_of(hv[codes[keep]], self.config.cardinality.precision)
+        idx, rho = registers_of(hv[keep], self.config.cardinality.precision)
         packed = pack(g_slot[gk], idx, rho)
         per_group = np.bincount(gk, minlength=len(starts)).astype(np.float64)
         if int(g_bucket.min()) == int(g_bucket.max()):
