@@ -400,9 +400,12 @@ class Normaliser:
             cut.hints.extend(hints)
         # Schema sampling: one record in `sample_every`, counted across requests.
         pos = max(self._sample_countdown, 1) - 1
+        resource_types = _attribute_types(resource_attrs) if pos < n else ()  # one resource's
         while pos < n:
             cut.batch.attribute_samples.append(
-                _sample(idx, first + pos, records[pos].attributes, resource_attrs)
+                AttributeSample(
+                    idx, _attribute_types(records[pos].attributes), resource_types, first + pos
+                )
             )
             pos += self.options.sample_every
         self._sample_countdown = pos - n + 1
@@ -604,15 +607,6 @@ class HexIds(Sequence[str]):
     __hash__ = None  # type: ignore[assignment]
 
 
-def _sample(
-    source_index: int,
-    record_index: int,
-    log_attrs: Iterable[KeyValue],
-    resource_attrs: Iterable[KeyValue],
-) -> AttributeSample:
-    return AttributeSample(
-        source_index,
-        tuple((kv.key, value_type(kv.value)) for kv in log_attrs),
-        tuple((kv.key, value_type(kv.value)) for kv in resource_attrs),
-        record_index,
-    )
+def _attribute_types(attrs: Iterable[KeyValue]) -> tuple[tuple[str, str], ...]:
+    """(key, value type) of each attribute, as a schema sample lists them."""
+    return tuple((kv.key, value_type(kv.value)) for kv in attrs)
