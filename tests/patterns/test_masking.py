@@ -202,6 +202,17 @@ def test_rules_said_not_to_start_inside_words_do_not(rule: MaskRule) -> None:
                 assert regex.match(text, i) is None, (rule.name, text, i)
 
 
+@pytest.mark.parametrize(
+    "rule", [r for r in DEFAULT_MASKING if re.search(r"[+*}]\+", r.regex)], ids=lambda r: r.name
+)
+def test_possessive_repeats_match_what_greedy_ones_match(rule: MaskRule) -> None:
+    # `\d++` is only there to fail faster: the greedy rule must match the same spans
+    greedy = re.compile(re.sub(r"([+*}])\+", r"\1", rule.regex))
+    possessive = re.compile(rule.regex)
+    for text in _samples():
+        assert possessive.sub("<*>", text) == greedy.sub("<*>", text), (rule.name, text)
+
+
 def test_analyses_of_other_rule_shapes() -> None:
     assert not starts_inside_words(r"\b(?:ab|\d+)x")
     assert starts_inside_words(r"\b(?:ab|-)x")  # `-` is no word character

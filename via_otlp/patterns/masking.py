@@ -26,7 +26,7 @@ import importlib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from via_otlp.patterns.config import DEFAULT_MASKING, MaskRule
 
@@ -41,6 +41,8 @@ _ZERO_DIGITS = bytes.maketrans(b"0123456789", b"0000000000")
 _DIGIT = re.compile(r"\d")
 _WORD = re.compile(r"\w")
 _WHITESPACE = frozenset(map(ord, " \t\n\r\f\v"))
+# Greedy, lazy and possessive (``\d++``) repeats: the same to every analysis below.
+_REPEATS = (_sre_c.MAX_REPEAT, _sre_c.MIN_REPEAT, _sre_c.POSSESSIVE_REPEAT)
 MAX_CACHED_TOKEN = 128  # longer tokens are not cached (caches are bounded in bytes, too)
 
 
@@ -64,9 +66,7 @@ def _walk(items: Any) -> bool:
             return True
         if op is c.SUBPATTERN and _walk(av[-1]):
             return True
-        if op in (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None)) and _walk(
-            av[2]
-        ):
+        if op in _REPEATS and _walk(av[2]):
             return True
         if op is c.BRANCH and any(_walk(branch) for branch in av[1]):
             return True
@@ -136,7 +136,7 @@ def _clauses(items: Any) -> list[frozenset[str]]:
             run = []
         if op is c.SUBPATTERN and not av[1] & re.IGNORECASE:
             out += _clauses(av[-1])
-        elif op in (c.MAX_REPEAT, c.MIN_REPEAT) and av[0] >= 1:
+        elif op in _REPEATS and av[0] >= 1:
             out += _clauses(av[2])
         elif op is c.IN:
             chars = _class_chars(av)
@@ -188,7 +188,7 @@ def _has_literal_digit(regex: str) -> bool:
                 return True
             if op is c.SUBPATTERN and walk(av[-1]):
                 return True
-            if op in (c.MAX_REPEAT, c.MIN_REPEAT) and walk(av[2]):
+            if op in _REPEATS and walk(av[2]):
                 return True
             if op is c.BRANCH and any(walk(b) for b in av[1]):
                 return True
@@ -199,16 +199,48 @@ def _has_literal_digit(regex: str) -> bool:
     return walk(_sre_p.parse(regex))
 
 
-def _prefilter(regex: str) -> Callable[[str], object] | None:
-    """A quick search for the strings that every match of `regex` contains (None: no test).
+_MAX_NEEDLES = 3  # up to this many strings, `in` tests cost less than one regex search
 
-    One C call, whatever the number of strings: a literal or a set of first characters lets
-    the regex engine scan for them.
+
+class _LineRule(NamedTuple):
+    """A whole-line rule and the quick test a line must pass before it runs (see `_gate`)."""
+
+    regex: re.Pattern[str]
+    mask: str
+    needles: tuple[str, ...]  # a few strings of which every match contains one: `in` tests
+    search: Callable[[str], object] | None  # else a quick search (None: no test)
+
+
+def _line_rule(rule: MaskRule) -> _LineRule:
+    """Compile a whole-line rule with the cheapest exact test that can skip it.
+
+    A few strings of which every match contains one are tested with `in` (a fast substring
+    search each, no match object); more with one regex search, whatever their number (a set
+    of first characters lets the regex engine scan for them); a rule anchored at the start
+    of the line with one match attempt there instead of a `sub` that scans the line.
     """
-    needed = required_strings(regex)
-    if not needed or all(s.isspace() for s in needed):
-        return None  # nearly every line has a space: testing for one costs more than it saves
-    return re.compile("|".join(map(re.escape, needed))).search
+    regex = re.compile(rule.regex)
+    needed = required_strings(rule.regex)
+    if needed and not all(s.isspace() for s in needed):
+        if len(needed) <= _MAX_NEEDLES:
+            return _LineRule(regex, rule.mask, needed, None)
+        return _LineRule(regex, rule.mask, (), re.compile("|".join(map(re.escape, needed))).search)
+    # nearly every line has a space: testing for one costs more than it saves
+    return _LineRule(regex, rule.mask, (), regex.match if _anchored(rule.regex) else None)
+
+
+def _anchored(regex: str) -> bool:
+    """Can `regex` only match at the start of the text (``^`` or ``\\A`` first, no MULTILINE)?
+
+    >>> _anchored(r"^[IWEF]\\d{4} "), _anchored(r"(?m)^x"), _anchored(r"x|^y")
+    (True, False, False)
+    """
+    items = _sre_p.parse(regex)
+    if items.state.flags & re.MULTILINE or not len(items):
+        return False
+    op, av = items[0]
+    c = _sre_c
+    return op is c.AT and av in (c.AT_BEGINNING, c.AT_BEGINNING_STRING)
 
 
 def starts_inside_words(regex: str) -> bool:
@@ -219,6 +251,8 @@ def starts_inside_words(regex: str) -> bool:
     token rules skips them there at the cost of one test (see `_alternation`).
 
     >>> starts_inside_words(r"\\b\\d{4}-\\d\\d"), starts_inside_words(r"(?<![A-Za-z_])\\d+")
+    (False, True)
+    >>> starts_inside_words(r"(?<=[=:])null"), starts_inside_words(r"(?<=[a-z=])null")
     (False, True)
     """
     items = _sre_p.parse(regex)
@@ -234,6 +268,8 @@ def _starts_inside_words(items: Any, boundary: bool = False) -> bool:
             boundary = boundary or av is c.AT_BOUNDARY
         elif op is c.ASSERT_NOT and av[0] < 0 and _refuses_word_before(av[1]):
             return False
+        elif op is c.ASSERT and av[0] < 0 and _non_word_char(av[1]):
+            return False  # ``(?<=[=:])``: what comes before is no word character
         elif op in (c.ASSERT, c.ASSERT_NOT):
             continue  # zero-width: the match still starts here
         elif op is c.BRANCH:
@@ -254,12 +290,27 @@ def _refuses_word_before(items: Any) -> bool:
     return (c.CATEGORY, c.CATEGORY_WORD) in members and all(op is not c.NEGATE for op, _ in members)
 
 
+def _non_word_char(items: Any) -> bool:
+    """Is `items` (a lookbehind) one character, of a class that holds no word character?"""
+    c = _sre_c
+    if len(items) != 1:
+        return False
+    op, av = items[0]
+    if op is c.LITERAL:
+        return _WORD.fullmatch(chr(av)) is None
+    return op is c.IN and all(
+        (o is c.LITERAL and _WORD.fullmatch(chr(a)) is None)
+        or (o is c.RANGE and not any(_WORD.fullmatch(chr(x)) for x in range(a[0], a[1] + 1)))
+        for o, a in av
+    )
+
+
 def _word_only(op: Any, av: Any) -> bool:
     """Does the item `op av` consume a word character first, whatever it matches?"""
     c = _sre_c
     if op is c.LITERAL:
         return _WORD.fullmatch(chr(av)) is not None
-    if op in (c.MAX_REPEAT, c.MIN_REPEAT) and av[0] >= 1 and len(av[2]) >= 1:
+    if op in _REPEATS and av[0] >= 1 and len(av[2]) >= 1:
         return _word_only(*av[2][0])
     if op is c.IN:
         return bool(av) and all(_word_member(o, a) for o, a in av)
@@ -300,7 +351,7 @@ def _needs_digit(items: Any) -> bool:
             return True
         if op is c.SUBPATTERN and _needs_digit(av[-1]):
             return True
-        if op in (c.MAX_REPEAT, c.MIN_REPEAT) and av[0] >= 1 and _needs_digit(av[2]):
+        if op in _REPEATS and av[0] >= 1 and _needs_digit(av[2]):
             return True
         if op is c.BRANCH and all(_needs_digit(branch) for branch in av[1]):
             return True
@@ -343,14 +394,35 @@ def _alternation(rules: tuple[MaskRule, ...]) -> _Alternation | None:
     if not rules:
         return None
     inside = [starts_inside_words(rule.regex) for rule in rules]
+    bodies = [r.regex if i else _after_guard(r.regex) for r, i in zip(rules, inside, strict=True)]
     masks = {rule.mask for rule in rules}
     if len(masks) == 1:
-        branches = [f"(?:{rule.regex})" for rule in rules]
+        branches = [f"(?:{body})" for body in bodies]
         return _Alternation(re.compile(_guard_runs(branches, inside)), masks.pop())
-    branches = [f"(?P<_m{i}>{rule.regex})" for i, rule in enumerate(rules)]
+    branches = [f"(?P<_m{i}>{body})" for i, body in enumerate(bodies)]
     regex = re.compile(_guard_runs(branches, inside))
     by_group = {regex.groupindex[f"_m{i}"]: rule.mask for i, rule in enumerate(rules)}
     return _Alternation(regex, lambda m: by_group[m.lastindex or 0])
+
+
+def _after_guard(regex: str) -> str:
+    """`regex` without the ``\\b`` it opens with, when the ``(?<!\\w)`` guard makes it redundant.
+
+    After a non-word character, ``\\b`` only says that a word character comes next, which a
+    first item that consumes word characters only (``\\d``, ``[A-Za-z]``) says too: one test
+    less per position, and a branch that opens with one character class is skipped by the
+    regex engine without entering it.
+
+    >>> _after_guard(r"\\b\\d{4}-"), _after_guard(r"\\b(?:ab|-)x"), _after_guard(r"\\b\\da|\\bb")
+    ('\\\\d{4}-', '\\\\b(?:ab|-)x', '\\\\b\\\\da|\\\\bb')
+    """
+    if not regex.startswith("\\b"):
+        return regex
+    items = _sre_p.parse(regex)
+    c = _sre_c
+    if len(items) >= 2 and items[0] == (c.AT, c.AT_BOUNDARY) and _word_only(*items[1]):
+        return regex[2:]
+    return regex
 
 
 def _guard_runs(branches: list[str], inside: list[bool]) -> str:
@@ -374,7 +446,7 @@ def _guard_runs(branches: list[str], inside: list[bool]) -> str:
 class _Compiled:
     """What a rule list compiles to: immutable, so every `Masker` of the same rules shares it."""
 
-    line: tuple[tuple[re.Pattern[str], str, Callable[[str], object] | None], ...]
+    line: tuple[_LineRule, ...]
     token: _Alternation | None
     token_no_digit: _Alternation | None
     digit_agnostic: bool
@@ -389,7 +461,7 @@ def _compile(rules: tuple[MaskRule, ...]) -> _Compiled:
     # class lets the regex engine skip to its candidates, which an alternation does not.
     # A rule is skipped when the line holds none of the strings every match contains.
     return _Compiled(
-        line=tuple((re.compile(r.regex), r.mask, _prefilter(r.regex)) for r in line_rules),
+        line=tuple(map(_line_rule, line_rules)),
         token=_alternation(token_rules),
         token_no_digit=_alternation(tuple(r for r in token_rules if not requires_digit(r.regex))),
         digit_agnostic=not any(_has_literal_digit(r.regex) for r in rules),
@@ -417,15 +489,27 @@ class Masker:
 
     def tokens(self, text: str) -> list[str]:
         """The masked tokens of `text` (whitespace-separated)."""
-        for regex, mask, prefilter in self._line:
-            if prefilter is None or prefilter(text) is not None:
-                text = regex.sub(mask, text)
+        for regex, mask, needles, search in self._line:
+            if needles:
+                for needle in needles:
+                    if needle in text:
+                        break
+                else:
+                    continue
+            elif search is not None and search(text) is None:
+                continue
+            text = regex.sub(mask, text)
         parts = text.split()
         out = list(map(self._cache.get, parts))
-        if None in out:
-            out = [
-                m if m is not None else self._mask_token(t) for m, t in zip(out, parts, strict=True)
-            ]
+        if None in out:  # the few tokens not cached are found by `list.index`, in C
+            i = out.index(None)
+            mask_token = self._mask_token
+            try:
+                while True:
+                    out[i] = mask_token(parts[i])
+                    i = out.index(None, i + 1)
+            except ValueError:
+                pass
         return out  # type: ignore[return-value]
 
     def mask(self, text: str) -> str:
