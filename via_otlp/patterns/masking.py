@@ -378,9 +378,6 @@ class _Alternation:
     regex: re.Pattern[str]
     repl: str | Callable[[re.Match[str]], str]
 
-    def sub(self, token: str) -> str:
-        return self.regex.sub(self.repl, token)
-
 
 def _alternation(rules: tuple[MaskRule, ...]) -> _Alternation | None:
     """One regex for `rules`, tried in order at each position (None when there is no rule).
@@ -503,10 +500,15 @@ class Masker:
         out = list(map(self._cache.get, parts))
         if None in out:  # the few tokens not cached are found by `list.index`, in C
             i = out.index(None)
-            mask_token = self._mask_token
+            shapes = self._shapes if self.digit_agnostic else None
             try:
                 while True:
-                    out[i] = mask_token(parts[i])
+                    # Most are tokens with digits of a shape seen before: looked up here.
+                    token = parts[i]
+                    raw = token.encode()
+                    shape = raw.translate(_ZERO_DIGITS)
+                    masked = shapes.get(shape) if shapes is not None and shape != raw else None
+                    out[i] = masked if masked is not None else self._mask_token(token, raw, shape)
                     i = out.index(None, i + 1)
             except ValueError:
                 pass
@@ -516,15 +518,17 @@ class Masker:
         """`text` masked, its tokens joined by single spaces."""
         return " ".join(self.tokens(text))
 
-    def _mask_token(self, token: str) -> str:
-        """Mask one token that is not in the cache.
+    def _mask_token(self, token: str, raw: bytes = b"", shape: bytes = b"") -> str:
+        """Mask one token that is not in the cache (`raw`: its UTF-8, `shape`: its digits
+        zeroed, when the caller has them).
 
         A token with digits is masked by the shape of its digits when that is safe (the rules
         treat all digits alike and no digit survived masking), and is then not cached itself:
         its digits rarely come back, and would push the words out of the cache.
         """
-        raw = token.encode()
-        shape = raw.translate(_ZERO_DIGITS)
+        if not raw:
+            raw = token.encode()
+            shape = raw.translate(_ZERO_DIGITS)
         if shape != raw and self.digit_agnostic:
             masked = self._shapes.get(shape)
             if masked is None:
@@ -544,7 +548,7 @@ class Masker:
         rules = self._token if digits else self._token_no_digit
         if rules is None:
             return token
-        out = rules.sub(token)
+        out = rules.regex.sub(rules.repl, token)
         if out.count(WILDCARD) > 1:
             out = _COLLAPSE.sub(WILDCARD, out)
         return out
