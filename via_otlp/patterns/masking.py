@@ -439,6 +439,112 @@ def _guard_runs(branches: list[str], inside: list[bool]) -> str:
     return "|".join(out)
 
 
+# Characters that may cut a token in pieces masked apart (`_Separators`): punctuation only.
+_SEPARATOR_CANDIDATES = "!\"#&'()*;<>?^`{|}"
+
+
+def _sees(items: Any, ch: str) -> bool:
+    """Can some item of `items` match `ch`, or tell it from no character at all? (True when
+    unsure: a negated class, ``.``, an anchor other than ``\\b``, a group reference...)"""
+    c = _sre_c
+    o = ord(ch)
+    for op, av in items:
+        if op is c.LITERAL:
+            if av == o:
+                return True
+        elif op is c.IN:
+            if _class_accepts(av, ch):
+                return True
+        elif op is c.AT:
+            if av not in (c.AT_BOUNDARY, c.AT_NON_BOUNDARY):
+                return True
+        elif op is c.SUBPATTERN:
+            if _sees(av[-1], ch):
+                return True
+        elif op in _REPEATS:
+            if _sees(av[2], ch):
+                return True
+        elif op is c.BRANCH:
+            if any(_sees(branch, ch) for branch in av[1]):
+                return True
+        elif op in (c.ASSERT, c.ASSERT_NOT):
+            if _sees(av[1], ch):
+                return True
+        elif op is c.ATOMIC_GROUP:
+            if _sees(av, ch):
+                return True
+        else:  # NOT_LITERAL, ANY, GROUPREF...: may match anything
+            return True
+    return False
+
+
+def _class_accepts(members: Any, ch: str) -> bool:
+    """Does the class ``[...]`` of `members` match `ch` (True for a negated one: unsure)?"""
+    c = _sre_c
+    o = ord(ch)
+    for op, av in members:
+        if op is c.NEGATE:
+            return True
+        if op is c.LITERAL and av == o:
+            return True
+        if op is c.RANGE and av[0] <= o <= av[1]:
+            return True
+        if op is c.CATEGORY and av not in (c.CATEGORY_DIGIT, c.CATEGORY_WORD, c.CATEGORY_SPACE):
+            return True  # \\D, \\W, \\S
+        if op is c.CATEGORY and re.fullmatch(_CATEGORY_REGEX[av], ch):
+            return True
+        if op not in (c.LITERAL, c.RANGE, c.CATEGORY):
+            return True
+    return False
+
+
+_CATEGORY_REGEX = {
+    _sre_c.CATEGORY_DIGIT: r"\d",
+    _sre_c.CATEGORY_WORD: r"\w",
+    _sre_c.CATEGORY_SPACE: r"\s",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Separators:
+    """Characters no token rule can match or tell from the end of a text (``#`` for the
+    default rules), so that a token cut at them masks as its pieces masked apart, joined
+    by them: ``a=17##42`` as ``a=17``, ``42``, each of a digit shape met before.
+
+    A rule that sees them anyway (``\\S+`` of the URL rule) is no obstacle in a token
+    without the strings every match of that rule contains (``://``): the token is cut only
+    then.
+    """
+
+    split: Callable[[str], list[str]]  # pieces and separators, alternately
+    search: Callable[[str], object]
+    guards: tuple[str, ...]  # a token holding one of these is masked whole
+
+
+def _separators(rules: tuple[MaskRule, ...]) -> _Separators | None:
+    """The `_Separators` of token `rules` (None: no character is safe to cut at)."""
+    parsed = [(rule, _sre_p.parse(rule.regex)) for rule in rules]
+    if any(items.state.flags & (re.IGNORECASE | re.ASCII | re.LOCALE) for _, items in parsed):
+        return None
+    seps = set(_SEPARATOR_CANDIDATES)
+    guards: list[str] = []
+    for rule, items in parsed:
+        seen = {ch for ch in seps if _sees(items, ch)}
+        needed = required_strings(rule.regex)
+        if not seen:
+            continue
+        if needed and not any(ch in s for s in needed for ch in seps):
+            guards += needed  # the rule may match a separator only in a token holding these
+        else:
+            seps -= seen
+    if not seps:
+        return None
+    chars = re.escape("".join(sorted(seps)))
+    return _Separators(
+        re.compile(f"([{chars}])").split, re.compile(f"[{chars}]").search, tuple(guards)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     """What a rule list compiles to: immutable, so every `Masker` of the same rules shares it."""
@@ -447,6 +553,7 @@ class _Compiled:
     token: _Alternation | None
     token_no_digit: _Alternation | None
     digit_agnostic: bool
+    separators: _Separators | None
 
 
 @functools.lru_cache(maxsize=16)
@@ -462,6 +569,7 @@ def _compile(rules: tuple[MaskRule, ...]) -> _Compiled:
         token=_alternation(token_rules),
         token_no_digit=_alternation(tuple(r for r in token_rules if not requires_digit(r.regex))),
         digit_agnostic=not any(_has_literal_digit(r.regex) for r in rules),
+        separators=_separators(token_rules),
     )
 
 
@@ -475,6 +583,7 @@ class Masker:
         self._token = compiled.token
         self._token_no_digit = compiled.token_no_digit
         self.digit_agnostic = compiled.digit_agnostic
+        self._separators = compiled.separators
         self._cache: dict[str, str] = {}
         self._shapes: dict[bytes, str] = {}
         self._cache_size = max(cache_size, 16)
@@ -548,10 +657,22 @@ class Masker:
         rules = self._token if digits else self._token_no_digit
         if rules is None:
             return token
-        out = rules.regex.sub(rules.repl, token)
+        seps = self._separators
+        if seps is not None and seps.search(token) and not any(g in token for g in seps.guards):
+            out = "".join(
+                self._mask_piece(p) if i % 2 == 0 and p else p
+                for i, p in enumerate(seps.split(token))
+            )
+        else:
+            out = rules.regex.sub(rules.repl, token)
         if out.count(WILDCARD) > 1:
             out = _COLLAPSE.sub(WILDCARD, out)
         return out
+
+    def _mask_piece(self, piece: str) -> str:
+        """A piece of a token cut at separators, masked as a token (from the caches if seen)."""
+        masked = self._cache.get(piece)
+        return masked if masked is not None else self._mask_token(piece)
 
     def _remember(self, cache: dict[Any, str], key: Any, value: str) -> None:
         """Cache `value`; bounded in entries (the older half dropped when full) and in bytes

@@ -324,12 +324,12 @@ def _witness(body: str, masked: list[str]) -> tuple[tuple[int, str], ...] | None
     """
     raw = body.split()
     where: dict[str, list[int]] = {}
-    for i, word in enumerate(raw):
-        if _HAS_DIGIT.search(word):
+    for i, word in enumerate(raw):  # (`isalpha` first: a word of letters holds no digit)
+        if not word.isalpha() and _HAS_DIGIT.search(word):
             where.setdefault(word, []).append(i)
     witness: set[tuple[int, str]] = set()
     for token in masked:
-        if _HAS_DIGIT.search(token):
+        if token != WILDCARD and not token.isalpha() and _HAS_DIGIT.search(token):
             found = where.get(token)
             if not found:
                 return None
