@@ -15,6 +15,8 @@ from via_otlp.errors import ConfigError
 from via_otlp.patterns.config import DEFAULT_MASKING, MaskRule, PatternsConfig
 from via_otlp.patterns.masking import (
     Masker,
+    _compile,
+    _separators,
     required_strings,
     requires_digit,
     starts_inside_words,
@@ -245,10 +247,26 @@ def test_token_masking_equals_the_plain_alternation(rules: tuple[MaskRule, ...])
     plain = _plain_alternation(token_rules)
     masks = {plain.groupindex[f"_m{i}"]: r.mask for i, r in enumerate(token_rules)}
     tokens = sorted({t for line in _samples() for t in line.split()})
+    rng = random.Random(7)  # and tokens cut at separators (`#`, `(`...) into pieces masked apart
+    pieces = ["12", "0x1f", "a_1", "1.2.3.4", "ab", "x=5", "-3", "ms", "http://h", "", ":"]
+    tokens += [
+        "".join(rng.choice(pieces) + rng.choice("#();|'*<>") for _ in range(3)) for _ in range(500)
+    ]
     for token in tokens:
         expected = plain.sub(lambda m: masks[m.lastindex or 0], token)
         expected = re.sub(r"<\*>(?:[-.:_/]*<\*>)+", "<*>", expected)
         assert masker._mask_token(token) == expected, token
+
+
+def test_tokens_are_cut_only_at_characters_no_rule_sees() -> None:
+    seps = _compile(DEFAULT_MASKING).separators
+    assert seps is not None and seps.search("#") and not seps.search(".")
+    assert seps.guards == ("://",)  # the URL rule's \\S+ sees `#`, in a URL only
+    assert _separators((MaskRule("any", r"\d[^y]+"),)) is None  # a negated class sees them all
+    guarded = _separators((MaskRule("any", r"x[^y]+"),))  # ... in a token holding `x` only
+    assert guarded is not None and guarded.guards == ("x",)
+    assert MASKER.mask("steps=1514038440000##7007##5") == "steps=<*>##<*>##<*>"
+    assert MASKER.mask("http://h/a#12") == "<*>"  # a URL is masked whole
 
 
 def test_shipped_config_holds_the_default_rules() -> None:
