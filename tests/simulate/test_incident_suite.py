@@ -14,29 +14,31 @@ from pathlib import Path
 
 import pytest
 
+from tests.simulate.offline_runs import RUNS
 from via_otlp.config import Config
 from via_otlp.model import LinkType
 from via_otlp.simulate import incidents
 from via_otlp.simulate.cli import STANDARD_SUITE, scenario_files
-from via_otlp.simulate.run import RunResult, run_offline
-from via_otlp.simulate.scenario import InjectedKind, load_scenario
+from via_otlp.simulate.run import RunResult
+from via_otlp.simulate.scenario import InjectedKind
 
 INCIDENT_SUITE = STANDARD_SUITE / "incidents"
 CONFIG = Config()
 BUCKET_NS = CONFIG.detect.bucket_ns
+# The tests marked `scenario_runs` take `runs`: each scenario run offline with the default
+# config, in spawned processes started when the session was collected (offline_runs.py).
+GATE_PATHS = [str(p) for p in scenario_files([str(INCIDENT_SUITE)])]
 
 
 @pytest.fixture(scope="module")
 def runs() -> dict[str, RunResult]:
     started = time.monotonic()
-    out = {}
-    for path in scenario_files([str(INCIDENT_SUITE)]):
-        sc = load_scenario(path)
-        out[sc.name] = run_offline(sc, CONFIG)
-    print(f"\nincident suite generated and detected in {time.monotonic() - started:.1f}s")
+    out = {r.scenario.name: r for r in RUNS.results(GATE_PATHS)}
+    print(f"\nincident suite generated and detected ({time.monotonic() - started:.1f}s waiting)")
     return out
 
 
+@pytest.mark.scenario_runs
 def test_the_suite_covers_the_cases(runs: dict[str, RunResult]) -> None:
     scenarios = [r.scenario for r in runs.values()]
     assert all(incidents.has_incident_labels(s) for s in scenarios)
@@ -59,6 +61,7 @@ def test_the_suite_covers_the_cases(runs: dict[str, RunResult]) -> None:
     )
 
 
+@pytest.mark.scenario_runs
 def test_grouping_meets_the_pairwise_targets(runs: dict[str, RunResult]) -> None:
     scores = [incidents.score_incidents(r, BUCKET_NS, CONFIG.correlate) for r in runs.values()]
     print()
@@ -73,6 +76,7 @@ def test_grouping_meets_the_pairwise_targets(runs: dict[str, RunResult]) -> None
         assert s.pairwise.precision >= 0.8 and s.pairwise.recall >= 0.7, (s.scenario, s.pairwise)
 
 
+@pytest.mark.scenario_runs
 def test_trace_ids_alone_tie_the_index_and_search_failures(runs: dict[str, RunResult]) -> None:
     result = runs["unrelated-same-time"]
     s = incidents.score_incidents(result, BUCKET_NS, CONFIG.correlate)
@@ -97,6 +101,7 @@ def test_trace_ids_alone_tie_the_index_and_search_failures(runs: dict[str, RunRe
     assert index_ep.trace_ids and all(len(t) == 32 for t in index_ep.trace_ids)
 
 
+@pytest.mark.scenario_runs
 async def test_search_similar_finds_the_earlier_occurrence_first(
     runs: dict[str, RunResult], tmp_path: Path
 ) -> None:
