@@ -3,6 +3,9 @@ merges of a split template, one episode per pattern."""
 
 from __future__ import annotations
 
+import copy
+import functools
+
 import numpy as np
 
 from tests.detect.trees import roundtrip
@@ -59,11 +62,23 @@ def run(eng: Engine, batches: list[LogBatch]) -> list[AnomalyEvent]:
     return out
 
 
+@functools.cache
+def _settled(cfg: DetectConfig) -> tuple[Engine, tuple[AnomalyEvent, ...]]:
+    eng = Engine(cfg)
+    return eng, tuple(run(eng, background(0, 8640)))
+
+
+def settled_day(cfg: DetectConfig) -> tuple[Engine, list[AnomalyEvent]]:
+    """An engine after a day of `background(0, 8640)` and that day's events: the day is run once
+    per config, and every test gets its own deep copy of the engine (the same state, unshared)."""
+    eng, events = _settled(cfg)
+    return copy.deepcopy(eng), list(events)
+
+
 def test_one_new_error_is_news_on_a_settled_source_not_on_a_young_one() -> None:
     day = 8640  # buckets
     # Settled: a day in which every pattern repeats; then one never-seen ERROR line.
-    settled = Engine(CFG)
-    ev = run(settled, background(0, day))
+    settled, ev = settled_day(CFG)
     ev += run(
         settled, [rows_batch([("boom", day * BUCKET + 3, "ERROR")]), *background(day + 1, day + 4)]
     )
@@ -100,9 +115,8 @@ def test_a_source_still_showing_new_patterns_on_its_first_morning_is_not_surpris
 
 
 def test_severity_raises_the_bar_for_debug() -> None:
-    eng = Engine(CFG)
+    eng, _ = settled_day(CFG)
     day = 8640
-    run(eng, background(0, day))
     ev = run(
         eng, [rows_batch([("dbg", day * BUCKET + 3, "DEBUG"), ("err", day * BUCKET + 4, "ERROR")])]
     )
@@ -111,9 +125,8 @@ def test_severity_raises_the_bar_for_debug() -> None:
 
 
 def test_one_episode_per_template_and_a_known_template_at_a_new_severity_is_not_new() -> None:
-    eng = Engine(CFG)
+    eng, _ = settled_day(CFG)
     day = 8640
-    run(eng, background(0, day))
     b = day * BUCKET
     ev = run(eng, [rows_batch([("new", b + 3, "WARN"), ("new", b + 4, "ERROR"), ("new", b + 5, "WARN"),
                                ("busy", b + 6, "ERROR")])])  # fmt: skip
@@ -126,8 +139,7 @@ def test_one_episode_per_template_and_a_known_template_at_a_new_severity_is_not_
 def test_a_held_pattern_survives_a_snapshot_and_a_handoff() -> None:
     cfg = DetectConfig(warmup=600, cooldown=60, novelty=NoveltyConfig(source_warmup=600, hold=30))
     day = 8640
-    a = Engine(cfg)
-    run(a, background(0, day))
+    a, _ = settled_day(cfg)
     run(a, [rows_batch([("boom", day * BUCKET + 3, "ERROR")]), *background(day + 1, day + 2)])
     b = Engine(cfg)
     b.restore(roundtrip(a.snapshot()))
@@ -193,8 +205,7 @@ def test_a_held_pattern_that_merges_into_a_known_one_is_dropped() -> None:
     new_rh = rhythm_hash(SRC.key, "ERROR", "boom")
     opened = []
     for merge in (False, True):
-        eng = Engine(cfg)
-        run(eng, background(0, day))
+        eng, _ = settled_day(cfg)
         run(eng, [rows_batch([("boom", day * BUCKET + 3, "ERROR")]), *background(day + 1, day + 3)])
         if merge:  # the miner widened "busy" over it (rhythm: old hash -> the survivor's)
             busy_rh = rhythm_hash(SRC.key, "ERROR", "busy")
