@@ -69,9 +69,13 @@ class BackgroundRuns:
         return [restore(self._futures[p].result()) for p in paths]
 
     def shutdown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        """Stop the pool; runs still going (a session stopped early: -x, ^C) are not waited for."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            if not all(f.done() for f in self._futures.values()):
+                for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                    proc.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
         self._futures.clear()
 
 
