@@ -206,8 +206,9 @@ def test_false_rows_are_counted_by_alarm_kind_outside_windows_and_probation() ->
     s = cs.make_series(2, 1, "tweets")
     inside, outside = s.windows[0][0] + 1, s.windows[0][1] + 5
     assert not any(a <= outside <= b for a, b in s.windows)
+    past_end = len(s.counts)  # the empty rows after a shorter series of a seed's run
     rows = [(inside, "spike"), (outside, "drift"), (outside, "spike"), (1, "drop")]
-    got = cs.score_series(s, rows)
+    got = cs.score_series(s, [*rows, (past_end, "drop"), (past_end + 9, "drop")])
     assert got.false_kinds == {"drift": 1, "spike": 1}  # row 1 is probationary
     assert got.false_rows == 1 and got.hit == 1
 
