@@ -14,7 +14,7 @@ import numpy as np
 from tests.detect.test_rates import SRC, wandering
 from via_otlp.detect.config import DetectConfig
 from via_otlp.detect.profile import ProfileTable
-from via_otlp.model import AnomalyKind
+from via_otlp.model import AnomalyKind, Source
 
 DAY = 8640  # 10 s buckets
 RATES = np.array([2.0, 10.0, 50.0])  # records per bucket at the daily mean
@@ -80,3 +80,48 @@ def test_a_ramp_of_tens_of_percent_an_hour_is_found_and_resolves() -> None:
             first, direction = at[0]
             assert direction == sign and 0 <= first <= HOURS2, (pct, slot, at[:5])
             assert calm_run(settled[:, slot], START + HOURS2, cool), (pct, slot)
+
+
+def test_on_day_one_a_drift_is_told_from_the_daily_curve_by_the_sources_other_patterns() -> None:
+    """Day one (no shape learnt): four patterns of one source share a ±40 % daily curve (its
+    morning rise is 10-17 %/h of its level); one of them also ramps +40 %/h from 06:00 for two
+    hours. Only that one alarms as a drift (upwards, during its ramp); its siblings, riding the
+    same curve, never do."""
+    rates = np.array([4.0, 6.0, 10.0, 20.0])
+    start, n = 6 * 360, 6 * 360 + HOURS2
+    rng = np.random.default_rng(8)  # (the day-one CUSUM alone misses this one)
+    curve = daily(n)
+    hours = np.clip(np.arange(n) - start, 0, HOURS2) / 360.0
+    counts = wandering(rng, rates, n, 0.2, curve)
+    counts[:, 2] = wandering(rng, rates[2:3], n, 0.2, curve * (1.0 + 0.4 * hours))[:, 0]
+    table = ProfileTable(DetectConfig())
+    for i in range(len(rates)):
+        table.add(f"{i:016x}", SRC, f"t{i}", f"template {i}", "INFO", 0, 0)
+    row, zeros = np.zeros(table.capacity), np.zeros(table.capacity)
+    hits = []
+    for b in range(n):
+        row[: len(rates)] = counts[b]
+        hits += [
+            (a.slot, b - start, a.direction)
+            for a in table.close(b, row, zeros).alarms
+            if a.kind is AnomalyKind.DRIFT
+        ]
+    assert hits, "the drifting pattern was not found"
+    assert {s for s, _, _ in hits} == {2}, hits[:5]
+    assert all(0 < at <= HOURS2 and d == 1 for _, at, d in hits), hits[:5]
+
+
+def test_source_numbers_stay_bounded_and_consistent_as_sources_come_and_go() -> None:
+    """Sources that come and go (one short-lived profile each) do not grow the numbering past
+    four per slot, and live profiles of one source share a number no other source has."""
+    table = ProfileTable(DetectConfig())
+    keep = Source.from_attributes((("service.name", "stays"),))
+    a = table.add("a" * 16, keep, "t", "t", "INFO", 0, 0)
+    b = table.add("b" * 16, keep, "u", "u", "INFO", 0, 0)
+    for i in range(1000):
+        src = Source.from_attributes((("service.name", f"passing{i}"),))
+        table.remove(table.add(f"{i:016x}", src, "t", "t", "INFO", 0, 0))
+    last = Source.from_attributes((("service.name", "last"),))
+    c = table.add("c" * 16, last, "t", "t", "INFO", 0, 0)
+    assert len(table._src_ids) <= 4 * table.capacity
+    assert table.src_id[a] == table.src_id[b] != table.src_id[c]

@@ -41,7 +41,8 @@ class DropConfig:
 
 @dataclass(frozen=True)
 class DriftConfig:
-    """A sustained smaller shift. Day one: a two-sided CUSUM on variance-stabilised residuals.
+    """A sustained smaller shift. Day one: a pattern's smoothed residual against its source's
+    other patterns (a two-sided CUSUM on variance-stabilised residuals where it has none).
     Once a day's shape is learnt: a smoothed residual that leaves a slow reference level."""
 
     slack: float = field(default=0.5, metadata=spec(ge=0))
@@ -55,6 +56,12 @@ class DriftConfig:
     # Alarm beyond this many standard deviations of the smoothed residual; calm within `settle`.
     sigma: float = field(default=6.0, metadata=spec(gt=0))
     settle: float = field(default=1.0, metadata=spec(ge=0))
+    # Day one, a pattern whose source's other patterns know their consensus within this
+    # (relative sd): alarm when its smoothed residual leaves theirs by `sibling_sigma` σ.
+    sibling_sigma: float = field(default=5.5, metadata=spec(gt=0))
+    sibling_window: float = field(default=900.0, metadata=spec(unit="duration", gt=0))
+    sibling_reference: float = field(default=21600.0, metadata=spec(unit="duration", gt=0))
+    sibling_max_sd: float = field(default=0.2, metadata=spec(gt=0))
 
 
 @dataclass(frozen=True)

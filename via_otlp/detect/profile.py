@@ -309,6 +309,9 @@ class ProfileTable:
         self._ref_hl = c.drift.reference / c.bucket
         self._ref_lam = decay_of(self._ref_hl)
         self._fast_lam = decay_of(c.drift.window / c.bucket)
+        # Day one's (`_sibling_z`): the residual's smoothing and the reference's memory.
+        self._sib_lam = decay_of(c.drift.sibling_window / c.bucket)
+        self._sib_ref_lam = decay_of(c.drift.sibling_reference / c.bucket)
         self.dispersion = EWMeanVar(c.dispersion_half_life / c.bucket, 0)  # of Pearson r²
         self.card = EWMeanVar(hl, 0)
         # The id population behind a profile's unique ids, as u = 1/N (occupancy model), and the
@@ -360,6 +363,10 @@ class ProfileTable:
         self.template: list[str] = []
         self.severity: list[str] = []
         self.index: dict[str, int] = {}
+        # Per slot, a small number for its source (derived from `source`, never stored): the
+        # day-one drift test compares a pattern with its source's other patterns.
+        self.src_id = np.zeros(0, dtype=np.int32)
+        self._src_ids: dict[str, int] = {}
         self._free: list[int] = []
         self.ids = IdWindow(c)  # distinct ids over windows (`cardinality`): slot columns too
         self._grow(capacity)
@@ -384,6 +391,7 @@ class ProfileTable:
             setattr(self, name, _extended(getattr(self, name), capacity, axis=1))
         for name in (*_FLOAT_COLS, *_INT_COLS, *_BOOL_COLS, *_NARROW_COLS):
             setattr(self, name, _extended(getattr(self, name), capacity))
+        self.src_id = _extended(self.src_id, capacity)
         for lst in (self.rhythm_hash, self.template_id, self.template, self.severity):
             lst.extend([""] * pad)
         self.source.extend([None] * pad)
@@ -408,6 +416,7 @@ class ProfileTable:
         self.index[rhythm_hash] = slot
         self.rhythm_hash[slot] = rhythm_hash
         self.source[slot] = source
+        self.src_id[slot] = self._src_id_of(source.key)
         self.template_id[slot] = template_id
         self.template[slot] = template
         self.severity[slot] = severity
@@ -417,6 +426,20 @@ class ProfileTable:
         self.last_bucket[slot] = bucket
         self.live[slot] = True
         return slot
+
+    def _src_id_of(self, key: str) -> int:
+        """The number of source `key` (new keys get the next one; when sources that come and
+        go have used four per slot, the live ones are numbered afresh, so it stays bounded)."""
+        sid = self._src_ids.get(key)
+        if sid is None:
+            if len(self._src_ids) >= 4 * max(self.capacity, 64):
+                self._src_ids = {}
+                for s in np.flatnonzero(self.live).tolist():
+                    src = self.source[s]
+                    if src is not None:
+                        self.src_id[s] = self._src_ids.setdefault(src.key, len(self._src_ids))
+            sid = self._src_ids.setdefault(key, len(self._src_ids))
+        return sid
 
     def remove(self, slot: int) -> None:
         """Forget a profile (eviction); its slot is reused."""
@@ -597,13 +620,48 @@ class ProfileTable:
         # units of their own noise (see `_drift`): the episode resolves when the smoothed
         # count holds still where the baseline caught up, under noise too.
         hit = spike_hit | drop_hit
-        z_s = self._drift(c / g, mu_base, var / (g * g), active & learnt & (not partial), vif, hit)
+        z_s, sd_s = self._drift(
+            c / g, mu_base, var / (g * g), active & learnt & (not partial), vif, hit, learnt
+        )
+        # Day one with siblings: the smoothed residual relative to the reference, against the
+        # consensus of the source's other patterns (see `_sibling_z`); the CUSUM only where
+        # a source's other patterns say too little.
+        ref = self.drift_ref.astype(np.float64)
+        formed = live & (self.rate.n >= self._ref_hl) & (ref > 0) & (not partial)
+        formed &= active & ~learnt
+        # (Siblings must be judgeable by their slow reference, not by the moment's rate: a
+        # pattern that fell silent has a reference that decays with its residual, so it would
+        # look both far off and precise.)
+        contrib = formed & (ref >= dft.min_mean)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(formed, self.drift_fast / np.where(formed, ref, 1.0), 0.0)
+            sdr = np.where(formed, sd_s / np.where(formed, ref, 1.0), 1.0)
+        # (a relative shift under min_relative_shift never alarms, at this threshold too)
+        sdr = np.maximum(sdr, dft.min_relative_shift / dft.sibling_sigma)
+        z_sib, sib, cons = self._sibling_z(rel, sdr, formed, contrib)
+        sib &= formed & (eligible | contrib)  # (one drifting down stays judged)
+        # (A pattern whose windows are beyond the screen right now is a spike's, a drop's or
+        # a burst's story, told by their tests; a drift is a slow change under that screen.)
+        quiet = ~unusual & ~hit
+        up = np.where(sib, quiet & (z_sib > dft.sibling_sigma), up)
+        down = np.where(sib, quiet & (z_sib < -dft.sibling_sigma), down)
+        # What alarmed is the new normal: the reference takes the pattern's level as the
+        # siblings' consensus predicts it, so the episode resolves once reported and opens
+        # again only if the pattern keeps moving away (not while a shifted level holds).
+        moved = sib & quiet & (np.abs(z_sib) > dft.sibling_sigma)
+        if moved.any():
+            new_ref = ref * (1.0 + rel) / np.maximum(1.0 + cons, 1e-3)
+            self.drift_ref = np.where(moved, new_ref, ref).astype(np.float32)
+            self.drift_fast = np.where(moved, cons * new_ref, self.drift_fast).astype(np.float32)
+        z_raw = np.where(sib, z_sib, z_raw)
         up |= z_s > dft.sigma
         down |= z_s < -dft.sigma
         z_raw = np.where(learnt, z_s, z_raw)
         for s in np.flatnonzero(up | down).tolist():
             direction = 1 if up[s] else -1
-            zs = abs(float(z_raw[s])) - (dft.sigma if learnt[s] else 0.0)
+            zs = abs(float(z_raw[s])) - (
+                dft.sigma if learnt[s] else (dft.sibling_sigma if sib[s] else 0.0)
+            )
             alarms.append(
                 Alarm(
                     s,
@@ -672,7 +730,8 @@ class ProfileTable:
             AnomalyKind.SPIKE: (wz[:, 0] <= settle)
             & ((c <= mu + settle * sd) | (ws[:, 0] < sp.min_count)),
             AnomalyKind.DROP: (wz[:, 0] >= -settle) & ~run_hit,
-            AnomalyKind.DRIFT: np.abs(z_raw) <= np.where(learnt, dft.settle, max(dft.slack, 0.5)),
+            AnomalyKind.DRIFT: np.abs(z_raw)
+            <= np.where(learnt | sib, dft.settle, max(dft.slack, 0.5)),
             AnomalyKind.CARDINALITY: (distinct <= exp_d + settle * sd_d)
             & (self.card_cusum <= cc.threshold),
             AnomalyKind.NOVELTY: np.ones(self.capacity, dtype=bool),
@@ -700,7 +759,8 @@ class ProfileTable:
         self.rate_trend = trend.astype(np.float32)
         self.level.update(y, w)
         # (an EWMA of the deseasonalised count; its first steps average, like EWMeanVar's)
-        step = w * np.maximum(self._ref_lam, 1.0 / np.maximum(self.rate.n, 1e-9))
+        ref_lam = np.where(learnt, self._ref_lam, self._sib_ref_lam)
+        step = w * np.maximum(ref_lam, 1.0 / np.maximum(self.rate.n, 1e-9))
         self.drift_ref = (self.drift_ref + step * (c / g - self.drift_ref)).astype(np.float32)
         # The day's hourly counts, with what was expected standing in for anomalous buckets.
         if not partial and self.config.seasonal.enabled:
@@ -730,9 +790,10 @@ class ProfileTable:
         judged: np.ndarray,
         vif: np.ndarray,
         hit: np.ndarray,
-    ) -> np.ndarray:
+        learnt: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Learn the deseasonalised count `x` into the fast smoothed residual; its distance
-        from 0 in units of its own noise (0 where not judged).
+        from 0 in units of its own noise (0 where not judged), and that noise (every slot).
 
         The residual is taken from the slow `drift_ref` (judged once a day's shape is learnt:
         the shape is then in the season factors, so a slope left in `x` is what this test is
@@ -751,10 +812,12 @@ class ProfileTable:
         ref = self.drift_ref.astype(np.float64)
         sb = np.sqrt(np.maximum(var, 1e-12))
         r = np.clip(x - ref, -dft.clip * sb, dft.clip * sb)
-        lam = self._fast_lam
+        # (Day one smooths over `sibling_window`: a drift is judged against its siblings then.)
+        lam = np.where(learnt, self._fast_lam, self._sib_lam)
         fast = np.where(hit, self.drift_fast, self.drift_fast + lam * (r - self.drift_fast))
         self.drift_fast = np.where(self.live, fast, 0.0).astype(np.float32)
-        sd = sb * np.sqrt(vif * (lam / (2.0 - lam) + 2.0 * self._ref_lam))
+        ref_lam = np.where(learnt, self._ref_lam, self._sib_ref_lam)
+        sd = sb * np.sqrt(vif * (lam / (2.0 - lam) + 2.0 * ref_lam))
         sd = np.maximum(sd, dft.min_relative_shift * np.abs(ref) / dft.sigma)
         eligible = judged & (mu_base >= dft.min_mean) & (self.rate.n >= self._ref_hl)
         z = np.where(eligible, fast / sd, 0.0)
@@ -764,7 +827,46 @@ class ProfileTable:
         if accept.any():
             self.drift_fast = np.where(accept, fast - (mu_base - ref), fast).astype(np.float32)
             self.drift_ref = np.where(accept, mu_base, ref).astype(np.float32)
-        return z
+        return z, sd
+
+    def _sibling_z(
+        self, rel: np.ndarray, sdr: np.ndarray, judged: np.ndarray, ok: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per slot, how far its relative level `rel` (smoothed residual / reference) sits from
+        the consensus of its source's other patterns (`ok` ones), in standard deviations of
+        both; whether the others say enough (their consensus known within
+        ``drift.sibling_max_sd``); and that consensus (for `judged` slots, 0 elsewhere).
+
+        Before a day's shape is learnt, a rise that every pattern of a source shares is the
+        daily curve; one pattern's rise while its siblings keep their shape is a drift. The
+        consensus is a precision-weighted mean (no pattern weighs more than a third of its
+        source), each value clipped to within 2σ of it first (bounded influence: the drifting
+        pattern does not drag its siblings' consensus along), and leaves the pattern out; it
+        needs two other patterns at least.
+        """
+        n_src = len(self._src_ids)
+        sid = np.where(judged | ok, self.src_id, n_src)
+        m = n_src + 1
+        v = np.maximum(sdr, 1e-6) ** 2
+        w = np.where(ok, 1.0 / v, 0.0)
+        tot = np.bincount(sid, w, m)
+        w = np.minimum(w, tot[sid] / 3.0)
+        tot = np.bincount(sid, w, m)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = np.where(tot > 0, np.bincount(sid, w * rel, m) / tot, 0.0)
+            rc = np.clip(rel, mean[sid] - 2.0 * sdr, mean[sid] + 2.0 * sdr)
+            sw = np.bincount(sid, w * rc, m)
+            q = np.bincount(sid, w * w * v, m)
+            wo = tot[sid] - w
+            good = wo > 1e-9 * tot[sid]
+            wo = np.where(good, wo, 1.0)
+            mo = (sw[sid] - w * rc) / wo
+            vo = np.maximum((q[sid] - w * w * v) / (wo * wo), 0.0)
+        # (Two others at least: with one, either of the two may be the one that moved.)
+        others = np.bincount(sid, ok.astype(np.float64), m)[sid] - ok
+        enough = judged & good & (others >= 2) & (vo <= self.config.drift.sibling_max_sd**2)
+        z = np.where(enough, (rel - mo) / np.sqrt(v + vo), 0.0)
+        return z, enough, np.where(enough, mo, 0.0)
 
     # -- recent buckets ----------------------------------------------------------------------
 
@@ -1055,6 +1157,7 @@ class ProfileTable:
             rh = meta["rhythm_hash"][i]
             self.index[rh] = s
             self.rhythm_hash[s], self.source[s] = rh, sources[which[i]]
+            self.src_id[s] = self._src_id_of(sources[which[i]].key)
             self.template_id[s] = meta["template_id"][i]
             self.template[s] = meta["template"][i]
             self.severity[s] = meta["severity"][i]
