@@ -82,33 +82,56 @@ def test_a_ramp_of_tens_of_percent_an_hour_is_found_and_resolves() -> None:
             assert calm_run(settled[:, slot], START + HOURS2, cool), (pct, slot)
 
 
-def test_on_day_one_a_drift_is_told_from_the_daily_curve_by_the_sources_other_patterns() -> None:
-    """Day one (no shape learnt): four patterns of one source share a ±40 % daily curve (its
-    morning rise is 10-17 %/h of its level); one of them also ramps +40 %/h from 06:00 for two
-    hours. Only that one alarms as a drift (upwards, during its ramp); its siblings, riding the
-    same curve, never do."""
-    rates = np.array([4.0, 6.0, 10.0, 20.0])
-    start, n = 6 * 360, 6 * 360 + HOURS2
-    rng = np.random.default_rng(8)  # (the day-one CUSUM alone misses this one)
+def day_one_drifts(
+    rates: list[float], moved: np.ndarray, seed: int, cv: float
+) -> list[tuple[int, int, int]]:
+    """DRIFT alarms (slot, buckets after 06:00, direction) of one source's patterns on day one:
+    all share the daily curve, pattern 2 also takes the factor `moved` (one per bucket)."""
+    rate = np.array(rates)
+    start, n = 6 * 360, len(moved)
+    rng = np.random.default_rng(seed)
     curve = daily(n)
-    hours = np.clip(np.arange(n) - start, 0, HOURS2) / 360.0
-    counts = wandering(rng, rates, n, 0.2, curve)
-    counts[:, 2] = wandering(rng, rates[2:3], n, 0.2, curve * (1.0 + 0.4 * hours))[:, 0]
+    counts = wandering(rng, rate, n, cv, curve)
+    counts[:, 2] = wandering(rng, rate[2:3], n, cv, curve * moved)[:, 0]
     table = ProfileTable(DetectConfig())
-    for i in range(len(rates)):
+    for i in range(len(rate)):
         table.add(f"{i:016x}", SRC, f"t{i}", f"template {i}", "INFO", 0, 0)
     row, zeros = np.zeros(table.capacity), np.zeros(table.capacity)
     hits = []
     for b in range(n):
-        row[: len(rates)] = counts[b]
+        row[: len(rate)] = counts[b]
         hits += [
             (a.slot, b - start, a.direction)
             for a in table.close(b, row, zeros).alarms
             if a.kind is AnomalyKind.DRIFT
         ]
+    return hits
+
+
+def test_on_day_one_a_drift_is_told_from_the_daily_curve_by_the_sources_other_patterns() -> None:
+    """Day one (no shape learnt): four patterns of one source share a ±40 % daily curve (its
+    morning rise is 10-17 %/h of its level); one of them also ramps +40 %/h from 06:00 for two
+    hours. Only that one alarms as a drift (upwards, during its ramp); its siblings, riding the
+    same curve, never do."""
+    start, n = 6 * 360, 6 * 360 + HOURS2
+    hours = np.clip(np.arange(n) - start, 0, HOURS2) / 360.0
+    # (seed 8: the day-one CUSUM alone misses this one)
+    hits = day_one_drifts([4.0, 6.0, 10.0, 20.0], 1.0 + 0.4 * hours, seed=8, cv=0.2)
     assert hits, "the drifting pattern was not found"
     assert {s for s, _, _ in hits} == {2}, hits[:5]
     assert all(0 < at <= HOURS2 and d == 1 for _, at, d in hits), hits[:5]
+
+
+def test_on_day_one_a_pattern_that_halves_does_not_make_its_siblings_drift() -> None:
+    """Three or four steady patterns (little wander), one halves at 06:00 and stays there: it
+    alone alarms, downwards. Its siblings' consensus once centred its clip on a mean holding
+    the halved pattern, so every unchanged sibling alarmed upwards ~30 min after the step."""
+    start, n = 6 * 360, 6 * 360 + HOURS2
+    step = np.where(np.arange(n) >= start, 0.5, 1.0)
+    for rates in ([20.0, 30.0, 50.0], [20.0, 30.0, 50.0, 40.0]):
+        hits = day_one_drifts(rates, step, seed=1, cv=0.01)
+        assert hits, "the halved pattern was not found"
+        assert {(s, d) for s, _, d in hits} == {(2, -1)}, hits[:5]
 
 
 def test_source_numbers_stay_bounded_and_consistent_as_sources_come_and_go() -> None:

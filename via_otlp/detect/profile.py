@@ -632,7 +632,11 @@ class ProfileTable:
         # (Siblings must be judgeable by their slow reference, not by the moment's rate: a
         # pattern that fell silent has a reference that decays with its residual, so it would
         # look both far off and precise.)
-        contrib = formed & (ref >= dft.min_mean)
+        # (Nor is a pattern whose windows are beyond the screen now: a spike's, a drop's or a
+        # burst's level says nothing of the source's daily curve. With it in, 3-4 unchanged
+        # siblings of a pattern that halved all alarmed upwards: the clip around the mean
+        # that held the halved one drew their consensus down.)
+        contrib = formed & (ref >= dft.min_mean) & ~unusual & ~(spike_hit | drop_hit)
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = np.where(formed, self.drift_fast / np.where(formed, ref, 1.0), 0.0)
             sdr = np.where(formed, sd_s / np.where(formed, ref, 1.0), 1.0)
