@@ -80,7 +80,10 @@ def frames_for(cfg: Config, index: int, decoder: Shard | None = None) -> list[Fr
             seq += 1
             if hold and "held" in head:
                 assert head["part_bytes"][index] == 0  # not encoded: it stays in the decoder
-                out.append((seq, watermark, decoder.held.pop(head["held"])))
+                part = decoder.held.pop(head["held"])
+                # It weighs in the coordinator's byte bound as if it had travelled.
+                assert head["held_bytes"] >= sum(map(len, part.body)) > 0
+                out.append((seq, watermark, part))
                 continue
             out.append((seq, watermark, memoryview(blob)[offset : offset + head["part_bytes"][index]]))  # fmt: skip
     return out

@@ -623,12 +623,15 @@ class ShardPool:
             if not s.alive:
                 self.lost_records += records
                 continue
+            held = k == decoder and "held" in header  # its own part: it kept it
+            if held:
+                size = int(header.get("held_bytes", 0))  # weighed as if it had travelled
             s.pending[seq] = (records, size)
             if records:
                 self._sent_at[(k, seq)] = time.perf_counter()
             s.status.records_in_flight += records
             s.status.bytes_in_flight += size
-            if k == decoder and "held" in header:  # its own part: it kept it
+            if held:
                 s.send(seq_frame(Kind.HELD, seq, self._watermark, _U64.pack(header["held"])))
             else:
                 s.send(frame_header(seq_frame(Kind.BATCH, seq, self._watermark), len(part)), part)

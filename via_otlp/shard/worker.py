@@ -62,11 +62,19 @@ _EMPTY = memoryview(b"")
 # A batch for `consume_many`: encoded (BATCH), decoded here (HELD), or None (held no more).
 Payload = memoryview | LogBatch | None
 _FRAME_HEAD = struct.Struct("<IB")
+_HELD_RECORD_BYTES = 64  # a record's columns besides its body, about as encode_batch writes them
 
 
 def snapshot_path(data_dir: str | Path, index: int, shards: int) -> Path:
     """Where shard `index` of `shards` keeps its snapshot."""
     return Path(data_dir) / "shards" / f"shard-{index}-of-{shards}.snap"
+
+
+def held_weight(batch: LogBatch) -> int:
+    """Bytes a held part counts for in the coordinator's `max_queued_bytes` bound (its bodies
+    and a fixed share per record), though it never travels: kept parts must not escape the
+    bound that an encoded part is held to."""
+    return sum(map(len, batch.body)) + _HELD_RECORD_BYTES * len(batch)
 
 
 class Shard:
@@ -197,6 +205,8 @@ class Shard:
                 hid = next(self._held_ids)
                 self.held[hid] = own
                 header["held"] = hid
+                # What it weighs in the coordinator's byte bound, as its encoding would have.
+                header["held_bytes"] = held_weight(own)
             tmax = int(np.max(batch.time_ns)) if len(batch) else -1
             head = json.dumps(header, separators=(",", ":")).encode()
             yield struct.pack("<q", tmax) + _U32.pack(len(head)) + head + b"".join(blobs)
