@@ -59,6 +59,7 @@ from via_otlp.shard.wire import (
     Kind,
     frame,
     frame_header,
+    held_frame,
     json_frame,
     seq_frame,
     shard_of,
@@ -73,7 +74,6 @@ log = logging.getLogger("via_otlp.shard")
 _FRAME = struct.Struct("<IB")
 _U32 = struct.Struct("<I")
 _Q = struct.Struct("<q")
-_U64 = struct.Struct("<Q")
 _KIND_ORDER = {"open": 0, "updated": 1, "resolved": 2}
 EventSink = Callable[[list[AnomalyEvent]], None]
 
@@ -632,7 +632,7 @@ class ShardPool:
             s.status.records_in_flight += records
             s.status.bytes_in_flight += size
             if held:
-                s.send(seq_frame(Kind.HELD, seq, self._watermark, _U64.pack(header["held"])))
+                s.send(held_frame(seq, self._watermark, header["held"]))
             else:
                 s.send(frame_header(seq_frame(Kind.BATCH, seq, self._watermark), len(part)), part)
         if not live:

@@ -24,6 +24,7 @@ from via_otlp.state import decode_tree, encode_tree
 
 _FRAME = struct.Struct("<IB")
 _SEQ = struct.Struct("<qq")  # (sequence number or request id, watermark / time)
+_HELD_ID = struct.Struct("<Q")
 
 
 class Kind(enum.IntEnum):
@@ -74,6 +75,16 @@ def json_frame(kind: Kind, doc: Any) -> bytes:
 
 def seq_frame(kind: Kind, a: int, b: int, payload: bytes = b"") -> bytes:
     return frame(kind, _SEQ.pack(a, b) + payload)
+
+
+def held_frame(seq: int, watermark: int, held_id: int) -> bytes:
+    """A HELD frame: sequence `seq` for the part the decoding shard kept as `held_id`."""
+    return seq_frame(Kind.HELD, seq, watermark, _HELD_ID.pack(held_id))
+
+
+def held_id(payload: memoryview) -> int:
+    """The id a HELD frame's payload (after `split_seq`) names."""
+    return int(_HELD_ID.unpack_from(payload)[0])
 
 
 def split_seq(payload: memoryview) -> tuple[int, int, memoryview]:

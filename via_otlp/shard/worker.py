@@ -42,6 +42,7 @@ from via_otlp.shard.wire import (
     Kind,
     decode_batch,
     encode_batch,
+    held_id,
     json_frame,
     recv_frame,
     send_frames,
@@ -57,7 +58,6 @@ log = logging.getLogger("via_otlp.shard")
 
 ENCODINGS = (Encoding.PROTOBUF, Encoding.JSON)
 _U32 = struct.Struct("<I")
-_U64 = struct.Struct("<Q")
 _EMPTY = memoryview(b"")
 # A batch for `consume_many`: encoded (BATCH), decoded here (HELD), or None (held no more).
 Payload = memoryview | LogBatch | None
@@ -214,14 +214,19 @@ class Shard:
 
     def consume(self, payload: memoryview, watermark_ns: int) -> int:
         if len(payload):
-            batch = decode_batch(payload)
-            self.changed.update(src.key for src in batch.sources)
-            batch = self.pipeline.intake.process(batch)
+            batch = self._prepared(payload)
             self.pipeline.consume(batch, watermark_ns)
             return len(batch)
         if watermark_ns >= 0:
             self.pipeline.advance(watermark_ns)
         return 0
+
+    def _prepared(self, got: memoryview | LogBatch) -> LogBatch:
+        """A batch ready for the pipeline: decoded if it came encoded (a held part did not),
+        its sources marked changed, then through intake (patches, templates)."""
+        batch = got if isinstance(got, LogBatch) else decode_batch(got)
+        self.changed.update(src.key for src in batch.sources)
+        return self.pipeline.intake.process(batch)
 
     def consume_many(self, frames: list[tuple[int, int, Payload]]) -> list[dict[str, Any]]:
         """BATCH frames (sequence, watermark, payload: the encoded batch, or the held part a
@@ -255,9 +260,7 @@ class Shard:
                 if got is None:  # a part its predecessor held: lost with it
                     done[-1]["missing"] = True
                 continue
-            batch = got if isinstance(got, LogBatch) else decode_batch(got)
-            self.changed.update(src.key for src in batch.sources)
-            batch = pipeline.intake.process(batch)
+            batch = self._prepared(got)
             merges, splits = pipeline.patterns.take_merges(), pipeline.patterns.take_splits()
             joins = (
                 bool(group)
@@ -368,8 +371,7 @@ def batch_item(shard: Shard, kind: Kind, body: memoryview) -> tuple[int, int, Pa
     """A BATCH or HELD frame as `consume_many` takes it (a HELD part leaves `shard.held`)."""
     seq, wm, payload = split_seq(body)
     if kind is Kind.HELD:
-        (hid,) = _U64.unpack_from(payload)
-        return seq, wm, shard.held.pop(hid, None)
+        return seq, wm, shard.held.pop(held_id(payload), None)
     return seq, wm, payload
 
 
