@@ -224,7 +224,7 @@ _NO_VALUE = AnyValue()  # what a map lookup gives for a key a record does not ho
 _STRING_VALUE = attrgetter("string_value")
 
 
-def _texts(values: list[AnyValue]) -> list[str]:
+def _texts(values: Sequence[AnyValue]) -> list[str]:
     """Each value's text (`render_value`): string values read in C, the others rendered."""
     texts: list[str] = list(map(_STRING_VALUE, values))
     if "" in texts:
@@ -375,11 +375,7 @@ class Normaliser:
         body_values, sev_text, sev_num, t, tids = zip(*cols, strict=True)
         if 0 in t:  # no event time: the observed time
             t = tuple(x or lr.observed_time_unix_nano for x, lr in zip(t, records, strict=True))
-        texts: list[str] = list(map(_STRING_VALUE, body_values))
-        if "" in texts:
-            for i, text in enumerate(texts):
-                if not text and body_values[i].WhichOneof("value") != "string_value":
-                    texts[i] = render_value(body_values[i])
+        texts = _texts(body_values)
         cut.bodies.extend(texts)
         sev_cache = self._severity_cache
         keys = list(zip(sev_text, sev_num, strict=True))
