@@ -238,3 +238,26 @@ def test_the_count_series_config_loads_with_5_minute_buckets() -> None:
     d = load_config(cs.CONFIG).detect
     assert d.bucket == cs.BUCKET == 300.0
     assert d.half_life == 30 * 1800.0 and d.warmup == 30 * 1800.0  # the 10 s defaults x30
+
+
+def test_every_duration_of_the_count_series_config_is_the_default_x30() -> None:
+    """The file's own rule, for every duration key (nested ones too): a key added later and
+    left at its 10 s default would span 30x fewer buckets than it does there."""
+    from dataclasses import fields, is_dataclass
+
+    from via_otlp.config import load_config
+    from via_otlp.detect.config import DetectConfig
+
+    def durations(obj: object, path: str = "") -> dict[str, float]:
+        out: dict[str, float] = {}
+        for f in fields(obj):  # type: ignore[arg-type]
+            v = getattr(obj, f.name)
+            if is_dataclass(v):
+                out |= durations(v, f"{path}{f.name}.")
+            elif f.metadata.get("unit") == "duration":
+                out[path + f.name] = float(v)
+        return out
+
+    got, default = durations(load_config(cs.CONFIG).detect), durations(DetectConfig())
+    assert len(default) >= 15  # nested keys are found
+    assert {k: v for k, v in got.items() if v != 30 * default[k]} == {}
