@@ -11,9 +11,11 @@ import pytest
 from via_otlp.simulate import countseries as cs
 from via_otlp.simulate.families import (
     KINDS,
+    MIN_EVIDENCE_SIGMA,
     FamilyCase,
     build_case,
     code_offsets,
+    evidence_sigma,
     merged_requests,
     template_class,
 )
@@ -104,6 +106,26 @@ def test_family_traffic_has_the_promised_shape() -> None:
     assert (
         kinds["cardinality"].kind is InjectedKind.CARDINALITY and kinds["cardinality"].volume == 1.5
     )
+
+
+def test_drops_and_drifts_sit_where_an_ideal_test_could_find_them() -> None:
+    # Seeds 2-4 drew drops at 3.9-4.4 sigma (no test finds them at 1e-6) before the rule.
+    for seed in (1, 2, 3, 4):
+        case = build_case(seed, "day1")
+        sc = case.scenario
+        for a, kind in zip(sc.anomalies, case.labels, strict=True):
+            if kind in ("drop", "drift_up", "drift_down"):
+                src = next(s for s in sc.sources if s.service == a.source)
+                t = next(t for t in src.templates if t.name == a.template)
+                assert evidence_sigma(sc, a, t) >= MIN_EVIDENCE_SIGMA, (seed, kind)
+    # The ideal test's z: a drop loses E(1 - 1/f) records against sd sqrt(E) without wander.
+    case = build_case(1, "day1")
+    sc = replace(case.scenario, noise=NoiseSpec(), seasonality=replace(
+        case.scenario.seasonality, daily=0.0))  # fmt: skip
+    a = replace(next(a for a in sc.anomalies if a.kind is InjectedKind.DROP), duration=900.0)
+    t = replace(sc.sources[0].templates[1], rate=1.0)
+    e = a.duration / sc.bucket
+    assert evidence_sigma(sc, a, t) == pytest.approx(e * (1 - 1 / a.factor) / np.sqrt(e))
 
 
 def test_gamma_noise_holds_its_rate_factor_for_a_period() -> None:
