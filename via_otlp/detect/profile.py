@@ -683,50 +683,60 @@ class ProfileTable:
 
         # Cardinality: more distinct ids than the baseline, scaled up by the volume, explains...
         cc = cfg.cardinality
-        cmean = self.card.mean
-        volume = np.maximum(1.0, c / np.maximum(mu, 1e-9))
-        exp_d = np.minimum(cmean * volume, np.maximum(c, cmean))
-        var_d = np.maximum(self.card.var * volume * volume, np.maximum(exp_d, 1e-12))
-        sd_d = np.sqrt(var_d)
-        card_ok = live & self.has_uid & (self.card.n >= max(1, self.warmup_buckets))
-        cand = card_ok & (distinct >= cc.min_distinct) & (distinct >= cc.min_ratio * exp_d)
-        cand &= distinct > exp_d + _SCREEN_SIGMA * sd_d
-        card_hit = np.zeros(self.capacity, dtype=bool)
-        card_p = np.ones(self.capacity)
-        for s in np.flatnonzero(cand).tolist():
-            card_p[s] = count_tail(
-                round(float(distinct[s])), float(exp_d[s]), float(var_d[s])
-            ).upper
-        # ...or, at low volume, a run of buckets with more distinct ids than the learned id
-        # population gives for their record counts (occupancy model): six mails to five users
-        # name at most five of them, so six fresh ids bucket after bucket add up (CUSUM).
-        # The occupancy model counts the records that carried an id (default: all of them).
-        c_id = c if with_id is None else np.where(live, np.minimum(with_id, c), 0.0)
-        zc, cusum_hit, elevated_d, card_r2 = self._card_run(c_id, distinct, live)
-        for s in np.flatnonzero(cand | cusum_hit).tolist():
-            p = float(card_p[s])
-            if p < p_alarm:
-                score, x = score_of(p, p_alarm), log10_of(p)
-            elif cusum_hit[s]:
-                zs = max(0.0, float(zc[s]))
-                score, x = score_of_z(zs), -math.log10(p_alarm) * (1.0 + zs / 5.0)
-            else:
-                continue
-            card_hit[s] = True
-            alarms.append(
-                Alarm(
-                    s,
-                    AnomalyKind.CARDINALITY,
-                    score,
-                    p if p < p_alarm else 0.0,
-                    float(exp_d[s]),
-                    float(distinct[s]),
-                    float(cmean[s]),
-                    float(np.sqrt(self.card.var[s])),
-                    1,
-                    log10p=x,
+        # (Only where some profile has had unique ids: without any, the tests below find no
+        # candidate, the CUSUM stays 0, all is settled and nothing is learnt: skipped, a sixth
+        # of a close's cost with few profiles, where a close's cost is per numpy call.)
+        uids = bool(self.has_uid.any()) or bool(distinct.any())
+        if uids:
+            cmean = self.card.mean
+            volume = np.maximum(1.0, c / np.maximum(mu, 1e-9))
+            exp_d = np.minimum(cmean * volume, np.maximum(c, cmean))
+            var_d = np.maximum(self.card.var * volume * volume, np.maximum(exp_d, 1e-12))
+            sd_d = np.sqrt(var_d)
+            card_ok = live & self.has_uid & (self.card.n >= max(1, self.warmup_buckets))
+            cand = card_ok & (distinct >= cc.min_distinct) & (distinct >= cc.min_ratio * exp_d)
+            cand &= distinct > exp_d + _SCREEN_SIGMA * sd_d
+            card_hit = np.zeros(self.capacity, dtype=bool)
+            card_p = np.ones(self.capacity)
+            for s in np.flatnonzero(cand).tolist():
+                card_p[s] = count_tail(
+                    round(float(distinct[s])), float(exp_d[s]), float(var_d[s])
+                ).upper
+            # ...or, at low volume, a run of buckets with more distinct ids than the learned id
+            # population gives for their record counts (occupancy model): six mails to five users
+            # name at most five of them, so six fresh ids bucket after bucket add up (CUSUM).
+            # The occupancy model counts the records that carried an id (default: all of them).
+            c_id = c if with_id is None else np.where(live, np.minimum(with_id, c), 0.0)
+            zc, cusum_hit, elevated_d, card_r2 = self._card_run(c_id, distinct, live)
+            for s in np.flatnonzero(cand | cusum_hit).tolist():
+                p = float(card_p[s])
+                if p < p_alarm:
+                    score, x = score_of(p, p_alarm), log10_of(p)
+                elif cusum_hit[s]:
+                    zs = max(0.0, float(zc[s]))
+                    score, x = score_of_z(zs), -math.log10(p_alarm) * (1.0 + zs / 5.0)
+                else:
+                    continue
+                card_hit[s] = True
+                alarms.append(
+                    Alarm(
+                        s,
+                        AnomalyKind.CARDINALITY,
+                        score,
+                        p if p < p_alarm else 0.0,
+                        float(exp_d[s]),
+                        float(distinct[s]),
+                        float(cmean[s]),
+                        float(np.sqrt(self.card.var[s])),
+                        1,
+                        log10p=x,
+                    )
                 )
-            )
+            settled_card = (distinct <= exp_d + settle * sd_d) & (self.card_cusum <= cc.threshold)
+        else:
+            self.card_cusum = np.zeros(self.capacity)
+            self.card_excess = np.zeros(self.capacity)
+            settled_card = np.ones(self.capacity, dtype=bool)
 
         settled = {
             # Back within settle_sigma over the shortest window (a few buckets, not one: a
@@ -736,8 +746,7 @@ class ProfileTable:
             AnomalyKind.DROP: (wz[:, 0] >= -settle) & ~run_hit,
             AnomalyKind.DRIFT: np.abs(z_raw)
             <= np.where(learnt | sib, dft.settle, max(dft.slack, 0.5)),
-            AnomalyKind.CARDINALITY: (distinct <= exp_d + settle * sd_d)
-            & (self.card_cusum <= cc.threshold),
+            AnomalyKind.CARDINALITY: settled_card,
             AnomalyKind.NOVELTY: np.ones(self.capacity, dtype=bool),
         }
 
@@ -776,13 +785,14 @@ class ProfileTable:
             learning, np.maximum(self.peak * self._peak_decay, normal_c), self.peak
         )
         self.present += learning & (c > 0)
-        has_d = distinct > 0
-        self.has_uid |= live & has_d
-        wc = np.where(
-            self.has_uid & learning, np.where(card_hit, cfg.anomaly_update_weight, 1.0), 0.0
-        )
-        self.card.update(distinct, wc)
-        self._learn_population(c_id, distinct, learning, card_hit | elevated_d, card_r2)
+        if uids:
+            has_d = distinct > 0
+            self.has_uid |= live & has_d
+            wc = np.where(
+                self.has_uid & learning, np.where(card_hit, cfg.anomaly_update_weight, 1.0), 0.0
+            )
+            self.card.update(distinct, wc)
+            self._learn_population(c_id, distinct, learning, card_hit | elevated_d, card_r2)
         self._remember(bucket, c, mu, distinct)
         return Verdict(bucket, c, distinct, mu, sd, alarms, settled)
 

@@ -30,6 +30,7 @@ of counts stay exact up to 2^24 records a window).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -119,19 +120,27 @@ class WindowState:
         """Learn each scale's dispersion from this window (weights as the per-bucket dispersion).
 
         The step is ``max(λ, w/n)`` with the per-bucket dispersion's count `n`, each scale with a
-        half-life of at least 20 of its windows; a window adds at most ``BOUND_Z²·φ``.
+        half-life of at least 20 of its windows; a window adds at most ``BOUND_Z²·φ``. (All scales
+        in one pass of 2-d arrays: with few profiles the per-call cost, not the size, is the cost.)
         """
-        for k, h in enumerate(HALF):
-            lam = 1.0 - 2.0 ** (-1.0 / max(hl, 40.0 * h))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                step = weight * np.maximum(lam, np.where(n > 0, 1.0 / n, 0.0))
-            ek = e[:, k]
-            ok = ek > 1e-9
-            r2 = np.where(ok, (s[:, k] - ek) ** 2 / np.where(ok, ek, 1.0), 0.0)
-            cur = self.disp[:, k].astype(np.float64)
-            bound = BOUND_Z * BOUND_Z * np.maximum(cur, 1.0)
-            r2 = np.minimum(r2, bound)
-            self.disp[:, k] = np.where(ok & (step > 0), cur + step * (r2 - cur), cur)
+        lam, _, _ = _scale_constants(hl)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = weight[:, None] * np.maximum(lam, np.where(n > 0, 1.0 / n, 0.0)[:, None])
+        ok = e > 1e-9
+        r2 = np.where(ok, (s - e) ** 2 / np.where(ok, e, 1.0), 0.0)
+        cur = self.disp.astype(np.float64)
+        bound = BOUND_Z * BOUND_Z * np.maximum(cur, 1.0)
+        r2 = np.minimum(r2, bound)
+        self.disp[:] = np.where(ok & (step > 0), cur + step * (r2 - cur), cur)
+
+
+@functools.cache
+def _scale_constants(hl: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per scale, for a dispersion half-life of `hl` buckets: the dispersion's learning rate,
+    the cap on the buckets its estimate remembers, and the window length (``2·HALF``)."""
+    mem = [max(hl, 40.0 * h) for h in HALF]
+    lam = np.array([1.0 - 2.0 ** (-1.0 / x) for x in mem])
+    return lam, np.array([1.44 * x for x in mem]), np.array([2.0 * h for h in HALF])
 
 
 def dispersion_at(disp: np.ndarray, floor: np.ndarray, n: np.ndarray, hl: float) -> np.ndarray:
@@ -140,13 +149,11 @@ def dispersion_at(disp: np.ndarray, floor: np.ndarray, n: np.ndarray, hl: float)
     At least `floor` (the one-bucket dispersion: wander only adds to it), times `SAFETY`
     plus one standard error of an estimate from the windows seen so far (``sqrt(2/m)``).
     """
-    out = np.zeros_like(disp)
-    for k, h in enumerate(HALF):
-        m = np.minimum(n, 1.44 * max(hl, 40.0 * h)) / (2.0 * h)
-        ready = m >= MIN_WINDOWS
-        phi = np.maximum(disp[:, k], floor) * (SAFETY + np.sqrt(2.0 / np.maximum(m, 1.0)))
-        out[:, k] = np.where(ready, phi, 0.0)
-    return out
+    _, mem, length = _scale_constants(hl)
+    m = np.minimum(n[:, None], mem) / length
+    ready = m >= MIN_WINDOWS
+    phi = np.maximum(disp, floor[:, None]) * (SAFETY + np.sqrt(2.0 / np.maximum(m, 1.0)))
+    return np.where(ready, phi, 0.0).astype(disp.dtype)
 
 
 def log10_of(p: float) -> float:
