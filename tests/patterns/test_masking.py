@@ -272,3 +272,42 @@ def test_tokens_are_cut_only_at_characters_no_rule_sees() -> None:
 def test_shipped_config_holds_the_default_rules() -> None:
     # config/via.json5 replaces the whole list: it must say what the built-in defaults say
     assert load_config(DEFAULT_CONFIG_PATH, environ={}).patterns == PatternsConfig()
+
+
+def test_lines_whose_tokens_hold_no_piece_of_a_line_rule_skip_the_line_rules() -> None:
+    masker = Masker.from_rules(DEFAULT_MASKING)
+    line = "job 17 took 12ms on node-3 for user=alice"
+    assert masker.mask(line) == "job <*> took <*> on node-<*> for user=alice"
+
+    def refuse(text: str) -> str:
+        raise AssertionError(f"line rules ran over {text!r}")
+
+    masker._apply_line_rules = refuse  # type: ignore[method-assign]
+    assert masker.mask("job 4242 took 1ms on node-77 for user=alice") == masker.mask(line)
+    # a token holding a piece (`B` of the size rule, `"` of the quoted one) runs them
+    for held in ("job 1 took 2 KB", 'job 1 "x y"', "BLOCK* job 1", "Mar  4 10:21:07 job"):
+        with pytest.raises(AssertionError, match="line rules ran"):
+            masker.tokens(held)
+
+
+def test_masking_equals_running_every_line_through_the_line_rules() -> None:
+    # The reference takes the line-rule path for every line; the masker skips it when no token
+    # holds a piece, and keeps tokens that hold one in caches of their own: warm or cold, the
+    # same tokens (Loghub lines, noise, and lines made for the line rules).
+    reference = Masker.from_rules(DEFAULT_MASKING)
+    reference._gate = None
+    extra = [
+        "at Mon Mar  4 10:21:07 UTC 2024 x",
+        "got 16 MB and 3 KB)",
+        "[   12.5] kernel",
+        "x [ 1]",
+        'GET /a/1 HTTP/1.1 "GET /b HTTP/1.0"',
+        "I0304 10:21:07.123 x.go:1] ok",
+        "B 1 B",
+        "1 bytes",
+    ]
+    lines = _samples() + extra
+    masker = Masker.from_rules(DEFAULT_MASKING)
+    for _ in range(2):
+        for line in lines:
+            assert masker.tokens(line) == reference.tokens(line), line

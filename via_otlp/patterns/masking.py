@@ -209,6 +209,9 @@ class _LineRule(NamedTuple):
     mask: str
     needles: tuple[str, ...]  # a few strings of which every match contains one: `in` tests
     search: Callable[[str], object] | None  # else a quick search (None: no test)
+    # Strings without whitespace of which every match contains one: one of them is inside one
+    # token of a line the rule changes (empty: the rule can tell no token; see `_token_gate`).
+    pieces: tuple[str, ...] = ()
 
 
 def _line_rule(rule: MaskRule) -> _LineRule:
@@ -222,11 +225,58 @@ def _line_rule(rule: MaskRule) -> _LineRule:
     regex = re.compile(rule.regex)
     needed = required_strings(rule.regex)
     if needed and not all(s.isspace() for s in needed):
+        pieces = _pieces(needed)
         if len(needed) <= _MAX_NEEDLES:
-            return _LineRule(regex, rule.mask, needed, None)
-        return _LineRule(regex, rule.mask, (), re.compile("|".join(map(re.escape, needed))).search)
+            return _LineRule(regex, rule.mask, needed, None, pieces)
+        search = re.compile("|".join(map(re.escape, needed))).search
+        return _LineRule(regex, rule.mask, (), search, pieces)
     # nearly every line has a space: testing for one costs more than it saves
     return _LineRule(regex, rule.mask, (), regex.match if _anchored(rule.regex) else None)
+
+
+def _pieces(needed: tuple[str, ...]) -> tuple[str, ...]:
+    """Regexes, one per needed string, of which a token of every line holding it matches one.
+
+    A needed string's longest run without whitespace is inside one whitespace-separated token
+    of the line, at the token's start when whitespace comes before it in the string and at
+    its end when whitespace follows. Empty when a needed string is whitespace only.
+
+    >>> _pieces((" HTTP/", "[ ")), _pieces(("B", "byte")), _pieces(("x", " "))
+    (('H(?<=^H)TTP/', '\\\\[$'), ('B', 'byte'), ())
+    """
+    out = []
+    for s in needed:
+        runs = s.split()
+        if not runs:
+            return ()
+        k = max(range(len(runs)), key=lambda i: len(runs[i]))
+        run = runs[k]
+        first = re.escape(run[0])
+        # ``^H`` as ``H(?<=^H)``: when every branch of the gate opens with a literal, the
+        # regex engine skips to the characters that can start one instead of trying each.
+        start = f"(?<=^{first})" if k > 0 or s[0].isspace() else ""
+        end = "$" if k < len(runs) - 1 or s[-1].isspace() else ""
+        out.append(first + start + re.escape(run[1:]) + end)
+    return tuple(out)
+
+
+def _token_gate(rules: tuple[_LineRule, ...]) -> Callable[[str], object] | None:
+    """A search telling a token that holds a piece of some line rule (see `_pieces`), or None
+    when a rule is not anchored and has no pieces: every line must then go through the rules.
+
+    A line whose tokens pass none of it, nor the anchored rules' one match attempt, is left as
+    it is by every line rule, in order: the first rule is skipped and the text is unchanged
+    for the next. Its tokens come from the caches without a test per rule.
+    """
+    pieces: set[str] = set()
+    for rule in rules:
+        if rule.pieces:
+            pieces.update(rule.pieces)
+        elif not _anchored(rule.regex.pattern):
+            return None
+    if not pieces:
+        return re.compile(r"(?!)").search  # matches nothing
+    return re.compile("|".join(sorted(pieces))).search
 
 
 def _anchored(regex: str) -> bool:
@@ -550,6 +600,8 @@ class _Compiled:
     """What a rule list compiles to: immutable, so every `Masker` of the same rules shares it."""
 
     line: tuple[_LineRule, ...]
+    token_gate: Callable[[str], object] | None  # see `_token_gate`
+    anchored: tuple[Callable[[str], object], ...]  # match of the line rules without pieces
     token: _Alternation | None
     token_no_digit: _Alternation | None
     digit_agnostic: bool
@@ -564,8 +616,11 @@ def _compile(rules: tuple[MaskRule, ...]) -> _Compiled:
     # Line rules run one after the other: alone, a rule that starts with a literal or a
     # class lets the regex engine skip to its candidates, which an alternation does not.
     # A rule is skipped when the line holds none of the strings every match contains.
+    line = tuple(map(_line_rule, line_rules))
     return _Compiled(
-        line=tuple(map(_line_rule, line_rules)),
+        line=line,
+        token_gate=_token_gate(line),
+        anchored=tuple(r.regex.match for r in line if not r.pieces),
         token=_alternation(token_rules),
         token_no_digit=_alternation(tuple(r for r in token_rules if not requires_digit(r.regex))),
         digit_agnostic=not any(_has_literal_digit(r.regex) for r in rules),
@@ -574,18 +629,27 @@ def _compile(rules: tuple[MaskRule, ...]) -> _Compiled:
 
 
 class Masker:
-    """Applies an ordered list of `MaskRule`s: line rules once per line, token rules per token."""
+    """Applies an ordered list of `MaskRule`s: line rules once per line, token rules per token.
+
+    Tokens that hold a piece of a line rule (see `_token_gate`) are cached apart (`_held`,
+    `_held_shapes`): a line made of tokens found in `_cache` and `_shapes` is known to be left
+    alone by the line rules, which it then skips.
+    """
 
     def __init__(self, rules: tuple[MaskRule, ...], cache_size: int = 100_000) -> None:
         self.rules = rules
         compiled = _compile(rules)
         self._line = compiled.line
+        self._gate = compiled.token_gate
+        self._anchored = compiled.anchored
         self._token = compiled.token
         self._token_no_digit = compiled.token_no_digit
         self.digit_agnostic = compiled.digit_agnostic
         self._separators = compiled.separators
-        self._cache: dict[str, str] = {}
-        self._shapes: dict[bytes, str] = {}
+        self._cache: dict[str, str] = {}  # tokens without a piece of a line rule
+        self._shapes: dict[bytes, str] = {}  # ... with digits, by shape
+        self._held: dict[str, str] = {}  # tokens holding a piece
+        self._held_shapes: dict[bytes, str] = {}
         self._cache_size = max(cache_size, 16)
 
     @classmethod
@@ -595,7 +659,39 @@ class Masker:
 
     def tokens(self, text: str) -> list[str]:
         """The masked tokens of `text` (whitespace-separated)."""
-        for regex, mask, needles, search in self._line:
+        gate = self._gate
+        if gate is None:
+            return self._line_tokens(text)
+        for match in self._anchored:  # (one attempt at the start each)
+            if match(text) is not None:
+                return self._line_tokens(text)
+        parts = text.split()
+        out = list(map(self._cache.get, parts))
+        n = out.count(None)  # the few tokens not cached are found by `list.index`, in C
+        if n:
+            i = -1
+            shapes = self._shapes if self.digit_agnostic else None
+            held = self._held
+            for _ in range(n):
+                i = out.index(None, i + 1)
+                # Most are tokens with digits of a shape seen before: looked up here.
+                token = parts[i]
+                raw = token.encode()
+                shape = raw.translate(_ZERO_DIGITS)
+                masked = shapes.get(shape) if shapes is not None and shape != raw else None
+                if masked is None:
+                    if token in held or gate(token) is not None:  # line rules may apply
+                        lined = self._apply_line_rules(text)
+                        if lined is text:  # (`sub` returns its text when nothing matched)
+                            return self._fill(parts, out)
+                        return self._line_tokens(lined, ruled=True)
+                    masked = self._mask_token(token, raw, shape, held=False)
+                out[i] = masked
+        return out  # type: ignore[return-value]
+
+    def _apply_line_rules(self, text: str) -> str:
+        """`text` after the line rules, in order (a rule runs when its quick test passes)."""
+        for regex, mask, needles, search, _ in self._line:
             if needles:
                 for needle in needles:
                     if needle in text:
@@ -605,31 +701,45 @@ class Masker:
             elif search is not None and search(text) is None:
                 continue
             text = regex.sub(mask, text)
+        return text
+
+    def _line_tokens(self, text: str, ruled: bool = False) -> list[str]:
+        """`tokens` of a line that the line rules may change (`ruled`: they ran already)."""
+        if not ruled:
+            text = self._apply_line_rules(text)
         parts = text.split()
-        out = list(map(self._cache.get, parts))
-        if None in out:  # the few tokens not cached are found by `list.index`, in C
-            i = out.index(None)
-            shapes = self._shapes if self.digit_agnostic else None
-            try:
-                while True:
-                    # Most are tokens with digits of a shape seen before: looked up here.
-                    token = parts[i]
-                    raw = token.encode()
-                    shape = raw.translate(_ZERO_DIGITS)
-                    masked = shapes.get(shape) if shapes is not None and shape != raw else None
-                    out[i] = masked if masked is not None else self._mask_token(token, raw, shape)
-                    i = out.index(None, i + 1)
-            except ValueError:
-                pass
+        return self._fill(parts, list(map(self._cache.get, parts)))
+
+    def _fill(self, parts: list[str], out: list[str | None]) -> list[str]:
+        """`out` (masked `parts`, None where not known yet) completed from every cache."""
+        held, shapes, held_shapes = self._held, self._shapes, self._held_shapes
+        agnostic = self.digit_agnostic
+        i = -1
+        for _ in range(out.count(None)):
+            i = out.index(None, i + 1)
+            token = parts[i]
+            masked = held.get(token)
+            if masked is None:
+                raw = token.encode()
+                shape = raw.translate(_ZERO_DIGITS)
+                if agnostic and shape != raw:
+                    masked = shapes.get(shape)
+                    if masked is None:
+                        masked = held_shapes.get(shape)
+                if masked is None:
+                    masked = self._mask_token(token, raw, shape)
+            out[i] = masked
         return out  # type: ignore[return-value]
 
     def mask(self, text: str) -> str:
         """`text` masked, its tokens joined by single spaces."""
         return " ".join(self.tokens(text))
 
-    def _mask_token(self, token: str, raw: bytes = b"", shape: bytes = b"") -> str:
+    def _mask_token(
+        self, token: str, raw: bytes = b"", shape: bytes = b"", held: bool | None = None
+    ) -> str:
         """Mask one token that is not in the cache (`raw`: its UTF-8, `shape`: its digits
-        zeroed, when the caller has them).
+        zeroed, `held`: whether it holds a piece of a line rule, when the caller knows).
 
         A token with digits is masked by the shape of its digits when that is safe (the rules
         treat all digits alike and no digit survived masking), and is then not cached itself:
@@ -638,18 +748,22 @@ class Masker:
         if not raw:
             raw = token.encode()
             shape = raw.translate(_ZERO_DIGITS)
+        if held is None:
+            held = self._gate is not None and self._gate(token) is not None
+        cache = self._held if held else self._cache
         if shape != raw and self.digit_agnostic:
-            masked = self._shapes.get(shape)
+            shapes = self._held_shapes if held else self._shapes
+            masked = shapes.get(shape)
             if masked is None:
                 masked = self._mask_fresh(token, digits=True)
                 if _DIGIT.search(masked) is None:
-                    self._remember(self._shapes, shape, masked)
+                    self._remember(shapes, shape, masked)
                     return masked
-                self._remember(self._cache, token, masked)  # a digit survived (``ssh2``)
+                self._remember(cache, token, masked)  # a digit survived (``ssh2``)
             return masked
         # No shape to go by: only 0s, no digit (if ASCII), or rules that name a digit.
         masked = self._mask_fresh(token, shape != raw or b"0" in raw or len(raw) != len(token))
-        self._remember(self._cache, token, masked)
+        self._remember(cache, token, masked)
         return masked
 
     def _mask_fresh(self, token: str, digits: bool) -> str:
@@ -670,8 +784,10 @@ class Masker:
         return out
 
     def _mask_piece(self, piece: str) -> str:
-        """A piece of a token cut at separators, masked as a token (from the caches if seen)."""
+        """A token, or a piece of one cut at separators, masked (from the caches if seen)."""
         masked = self._cache.get(piece)
+        if masked is None:
+            masked = self._held.get(piece)
         return masked if masked is not None else self._mask_token(piece)
 
     def _remember(self, cache: dict[Any, str], key: Any, value: str) -> None:
