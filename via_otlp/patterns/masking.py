@@ -566,7 +566,7 @@ class _Separators:
     then.
     """
 
-    split: Callable[[str], list[str]]  # pieces and separators, alternately
+    split: Callable[[str], list[str]]  # pieces and runs of separators, alternately
     search: Callable[[str], object]
     guards: tuple[str, ...]  # a token holding one of these is masked whole
 
@@ -591,7 +591,7 @@ def _separators(rules: tuple[MaskRule, ...]) -> _Separators | None:
         return None
     chars = re.escape("".join(sorted(seps)))
     return _Separators(
-        re.compile(f"([{chars}])").split, re.compile(f"[{chars}]").search, tuple(guards)
+        re.compile(f"([{chars}]+)").split, re.compile(f"[{chars}]").search, tuple(guards)
     )
 
 
@@ -718,14 +718,15 @@ class Masker:
         for _ in range(out.count(None)):
             i = out.index(None, i + 1)
             token = parts[i]
-            masked = held.get(token)
+            raw = token.encode()
+            shape = raw.translate(_ZERO_DIGITS)
+            masked = None
+            if agnostic and shape != raw:
+                masked = shapes.get(shape)
+                if masked is None:
+                    masked = held_shapes.get(shape)
             if masked is None:
-                raw = token.encode()
-                shape = raw.translate(_ZERO_DIGITS)
-                if agnostic and shape != raw:
-                    masked = shapes.get(shape)
-                    if masked is None:
-                        masked = held_shapes.get(shape)
+                masked = held.get(token)
                 if masked is None:
                     masked = self._mask_token(token, raw, shape)
             out[i] = masked
@@ -773,22 +774,15 @@ class Masker:
             return token
         seps = self._separators
         if seps is not None and seps.search(token) and not any(g in token for g in seps.guards):
-            out = "".join(
-                self._mask_piece(p) if i % 2 == 0 and p else p
-                for i, p in enumerate(seps.split(token))
-            )
+            parts = seps.split(token)  # pieces and separators, alternately
+            pieces = parts[0::2]  # (an empty piece masks to itself: no rule matches "")
+            parts[0::2] = self._fill(pieces, list(map(self._cache.get, pieces)))
+            out = "".join(parts)
         else:
             out = rules.regex.sub(rules.repl, token)
         if out.count(WILDCARD) > 1:
             out = _COLLAPSE.sub(WILDCARD, out)
         return out
-
-    def _mask_piece(self, piece: str) -> str:
-        """A token, or a piece of one cut at separators, masked (from the caches if seen)."""
-        masked = self._cache.get(piece)
-        if masked is None:
-            masked = self._held.get(piece)
-        return masked if masked is not None else self._mask_token(piece)
 
     def _remember(self, cache: dict[Any, str], key: Any, value: str) -> None:
         """Cache `value`; bounded in entries (the older half dropped when full) and in bytes
