@@ -527,11 +527,11 @@ class ProfileTable:
         cand = active & (c >= sp.min_count) & (c >= sp.min_ratio * mu) & (c > self.peak)
         cand &= c > mu + _SCREEN_SIGMA * sd
         spike_p = np.ones(self.capacity)
-        for s in np.flatnonzero(cand).tolist():
+        for s in cand.nonzero()[0].tolist():
             spike_p[s] = 2.0 * count_tail(int(c[s]), float(mu[s]), float(var[s])).upper
         # Windows: a count far above what the window expected, at that window's dispersion.
         wcand = (wz > _SCREEN_SIGMA) & (ws >= sp.min_count) & (ws >= sp.min_ratio * we)
-        for s, k in zip(*np.nonzero(wcand), strict=True):
+        for s, k in zip(*wcand.nonzero(), strict=True):
             e = float(we[s, k])
             p = count_tail(int(ws[s, k]), e, float(phi_w[s, k]) * e).upper
             spike_p[s] = min(spike_p[s], 2.0 * (SCALES - 1) * p)
@@ -539,7 +539,7 @@ class ProfileTable:
         # by the windows; the total stays tail_probability.
         spike_p = np.minimum(1.0, spike_p)
         spike_hit = spike_p < p_alarm
-        for s in np.flatnonzero(spike_hit).tolist():
+        for s in spike_hit.nonzero()[0].tolist():
             p = float(spike_p[s])
             alarms.append(
                 Alarm(s, AnomalyKind.SPIKE, score_of(p, p_alarm), p, float(mu[s]), float(c[s]),
@@ -558,11 +558,11 @@ class ProfileTable:
             & (c < mu - _SCREEN_SIGMA * sd)
         )
         drop_p = np.ones(self.capacity)
-        for s in np.flatnonzero(cand).tolist():
+        for s in cand.nonzero()[0].tolist():
             drop_p[s] = 2.0 * count_tail(int(c[s]), float(mu[s]), float(var[s])).lower
         wcand = (wz < -_SCREEN_SIGMA) & (we >= dr.min_expected) & (ws <= dr.max_ratio * we)
         wcand &= drop_active[:, None]
-        for s, k in zip(*np.nonzero(wcand), strict=True):
+        for s, k in zip(*wcand.nonzero(), strict=True):
             e = float(we[s, k])
             p = count_tail(int(ws[s, k]), e, float(phi_w[s, k]) * e).lower
             drop_p[s] = min(drop_p[s], 2.0 * (SCALES - 1) * p)
@@ -580,7 +580,7 @@ class ProfileTable:
         run_hit = silent & (self.zrun_logp < log_p_alarm) & enough
         drop_p = np.where(run_hit, np.minimum(drop_p, np.exp(self.zrun_logp)), drop_p)
         drop_hit = drop_active & (drop_p < p_alarm)
-        for s in np.flatnonzero(drop_hit).tolist():
+        for s in drop_hit.nonzero()[0].tolist():
             p = float(drop_p[s])
             alarms.append(
                 Alarm(s, AnomalyKind.DROP, score_of(p, p_alarm), p, float(mu[s]), float(c[s]),
@@ -661,7 +661,7 @@ class ProfileTable:
         up |= z_s > dft.sigma
         down |= z_s < -dft.sigma
         z_raw = np.where(learnt, z_s, z_raw)
-        for s in np.flatnonzero(up | down).tolist():
+        for s in (up | down).nonzero()[0].tolist():
             direction = 1 if up[s] else -1
             zs = abs(float(z_raw[s])) - (
                 dft.sigma if learnt[s] else (dft.sibling_sigma if sib[s] else 0.0)
@@ -698,7 +698,7 @@ class ProfileTable:
             cand &= distinct > exp_d + _SCREEN_SIGMA * sd_d
             card_hit = np.zeros(self.capacity, dtype=bool)
             card_p = np.ones(self.capacity)
-            for s in np.flatnonzero(cand).tolist():
+            for s in cand.nonzero()[0].tolist():
                 card_p[s] = count_tail(
                     round(float(distinct[s])), float(exp_d[s]), float(var_d[s])
                 ).upper
@@ -708,7 +708,7 @@ class ProfileTable:
             # The occupancy model counts the records that carried an id (default: all of them).
             c_id = c if with_id is None else np.where(live, np.minimum(with_id, c), 0.0)
             zc, cusum_hit, elevated_d, card_r2 = self._card_run(c_id, distinct, live)
-            for s in np.flatnonzero(cand | cusum_hit).tolist():
+            for s in (cand | cusum_hit).nonzero()[0].tolist():
                 p = float(card_p[s])
                 if p < p_alarm:
                     score, x = score_of(p, p_alarm), log10_of(p)
@@ -858,6 +858,8 @@ class ProfileTable:
         pattern does not drag its siblings' consensus along), and leaves the pattern out; it
         needs two other patterns at least.
         """
+        if not judged.any():  # (every pattern's day learnt, or none formed yet: a tenth of a close)
+            return np.zeros(len(rel)), np.zeros(len(rel), dtype=bool), np.zeros(len(rel))
         n_src = len(self._src_ids)
         sid = np.where(judged | ok, self.src_id, n_src)
         m = n_src + 1
