@@ -124,6 +124,11 @@ class EngineStats:
 
 _MAX_SPLITS = 10_000  # splits waiting for their template's first records (oldest dropped)
 _FOLD_AT = 1 << 17  # pending trace id candidates an open bucket holds before folding them
+# Pending candidates past which a bucket folds them early, so that the slots whose samples are
+# complete are known (`_OpenBucket.full`) and take no more candidates: a busy bucket's later
+# batches then cost nothing there. It goes on folding early while that completes slots; once a
+# fold completes none (ids absent, or one id repeated), it waits for `_FOLD_AT` as before.
+_FOLD_SOON = 1 << 11
 
 
 @dataclass(slots=True)
@@ -144,6 +149,10 @@ class _OpenBucket:
     pending_slots: list[np.ndarray] = field(default_factory=list)
     pending_tids: list[np.ndarray] = field(default_factory=list)
     pending: int = 0
+    # Per slot: its folded samples are complete (`k` of them), so no later candidate can
+    # change them (samples are a slot's first `k` distinct ids); set by `fold`.
+    full: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    fold_early: bool = True  # folding at `_FOLD_SOON` still completes slots
 
     def grow(self, cap: int) -> None:
         if len(self.counts) < cap:
@@ -169,13 +178,49 @@ class _OpenBucket:
         self.pending_slots.append(slots)
         self.pending_tids.append(tids)
         self.pending += len(slots)
-        if self.pending > _FOLD_AT:
-            self.fold(k)
+        if self.pending > _FOLD_AT or (self.fold_early and self.pending > _FOLD_SOON):
+            self.fold_early = self.fold(k) > 0
 
-    def fold(self, k: int) -> None:
-        """Fold the pending candidates into `samples`: per slot, its first `k` distinct ids."""
-        self.samples = self.samples_of(None, k)
+    def saturated(self, slots: np.ndarray) -> np.ndarray:
+        """Whether each of `slots` has its samples complete already (`full`)."""
+        full = self.full
+        if not len(full):
+            return np.zeros(len(slots), dtype=bool)
+        inside = slots < len(full)
+        out = np.zeros(len(slots), dtype=bool)
+        out[inside] = full[slots[inside]]
+        return out
+
+    def fold(self, k: int) -> int:
+        """Fold the pending candidates into `samples` (per slot, its first `k` distinct ids),
+        in place, and mark the slots whose samples are now complete (`full`); how many."""
+        if not self.pending_slots:
+            return 0
+        ps = np.concatenate(self.pending_slots)
+        pt = np.concatenate(self.pending_tids)
         self.pending_slots, self.pending_tids, self.pending = [], [], 0
+        samples = self.samples
+        for s in np.unique(ps).tolist():  # an entry once a group was seen, ids or not
+            if s not in samples:
+                samples[s] = []
+        # Candidates in order, each (slot, id) once (a repeat could never be added: the id is
+        # in, or the slot was full when it came first) and no empty id: Python work per
+        # distinct candidate, so a source logging one trace id many times costs little.
+        set_ = pt != ""
+        done: list[int] = []
+        ids = pt[set_]
+        for s, tid in dict.fromkeys(zip(ps[set_].tolist(), ids.tolist(), strict=True)):
+            have = samples[s]
+            if len(have) < k and tid not in have:
+                have.append(tid)
+                if len(have) >= k:
+                    done.append(s)
+        if done:
+            top = max(done) + 1
+            if len(self.full) < top:
+                self.full = np.concatenate([self.full, np.zeros(top - len(self.full), bool)])
+            self.full[done] = True
+        return len(done)
 
     def samples_of(self, slots: set[int] | None, k: int) -> dict[int, list[str]]:
         """The samples of `slots` (None: of all), pending candidates included, folding nothing.
@@ -212,6 +257,8 @@ class _OpenBucket:
             self.regs = regs[~np.isin(packed_slots(regs), slots)]
         for s in slots.tolist():
             self.samples.pop(s, None)
+        inside_full = slots[slots < len(self.full)]
+        self.full[inside_full] = False  # a reused slot starts without samples
         inside = slots[slots < len(self.counts)]
         self.counts[inside] = 0.0
         self.with_id[inside] = 0.0
@@ -566,8 +613,27 @@ class Engine:
         g_bucket: np.ndarray,
         k: int,
     ) -> None:
-        """Each group's first `k` records are candidates for its bucket's sample trace ids."""
+        """Each group's first `k` records are candidates for its bucket's sample trace ids,
+        unless its slot's samples in that bucket are complete (`_OpenBucket.full`): then none
+        of its records could be one, and they are not even hex-encoded."""
         take = np.minimum(cnt, k)
+        if int(g_bucket.min()) == int(g_bucket.max()):
+            saturated = self._open[int(g_bucket[0])].saturated(g_slot)
+        else:
+            saturated = np.zeros(len(g_slot), dtype=bool)
+            for bk in np.unique(g_bucket).tolist():
+                m = g_bucket == bk
+                saturated[m] = self._open[bk].saturated(g_slot[m])
+        if saturated.any():
+            keep = ~saturated
+            if not keep.any():
+                return
+            order_groups = np.flatnonzero(keep)
+            starts, cnt, g_slot, g_bucket = (
+                starts[order_groups], cnt[order_groups], g_slot[order_groups],
+                g_bucket[order_groups],
+            )  # fmt: skip
+            take = take[order_groups]
         total = int(take.sum())
         ends = np.cumsum(take)
         within = np.arange(total, dtype=np.int64) - np.repeat(ends - take, take)
