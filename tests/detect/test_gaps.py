@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 from dataclasses import replace
 
 from tests.detect.test_engine import BUCKET, CFG, batch, run
 from via_otlp.detect import Engine
+from via_otlp.detect.config import DetectConfig
 from via_otlp.model import AnomalyKind
 
 HOUR = 360  # buckets of 10 s
 
 
-def _learned(config=CFG, profiles: int = 50) -> Engine:
-    """An engine that learnt `profiles` steady patterns over two hours (buckets 0 .. 719)."""
+def _learned(config: DetectConfig = CFG, profiles: int = 50) -> Engine:
+    """An engine that learnt `profiles` steady patterns over two hours (buckets 0 .. 719): a
+    deep copy of the one run for these arguments (each test has its own engine; the same two
+    hours are not run again for every test)."""
+    return copy.deepcopy(_learned_once(config, profiles))
+
+
+@functools.cache
+def _learned_once(config: DetectConfig, profiles: int) -> Engine:
     eng = Engine(config)
     for b in range(2 * HOUR):
         rows = [(f"p{i}", b * BUCKET + 1 + i) for i in range(profiles) for _ in range(3)]

@@ -105,10 +105,21 @@ def single(batches: list[LogBatch]) -> list[AnomalyEvent]:
     return ev + eng.flush()
 
 
+@pytest.fixture(scope="module")
+def one_engine() -> tuple[list[AnomalyEvent], list[str]]:
+    """The anomalies of `stream()` through one engine (and canonical), which every split is
+    compared with: run once for the module's six tests (events are frozen; each test makes its
+    own batches and engines)."""
+    want = single(stream())
+    return want, canonical(want)
+
+
 @pytest.mark.parametrize("workers", [1, 2, 3])
-def test_any_number_of_shards_gives_the_same_anomalies(workers: int) -> None:
+def test_any_number_of_shards_gives_the_same_anomalies(
+    workers: int, one_engine: tuple[list[AnomalyEvent], list[str]]
+) -> None:
     batches = stream()
-    want = single(batches)
+    want, want_canonical = one_engine
     kinds = {e.kind.value for e in want}
     assert {"spike", "drop", "novelty"} <= kinds, kinds
     co = Coordinator(workers)
@@ -116,7 +127,7 @@ def test_any_number_of_shards_gives_the_same_anomalies(workers: int) -> None:
     for b in batches:
         got += co.observe(b)
     got += co.flush()
-    assert canonical(got) == canonical(want)
+    assert canonical(got) == want_canonical
 
 
 def test_advance_moves_event_time_for_an_engine_without_records() -> None:
@@ -129,11 +140,13 @@ def test_advance_moves_event_time_for_an_engine_without_records() -> None:
 
 
 @pytest.mark.parametrize("cut", [300, 401, 455])
-def test_a_source_handed_to_another_engine_carries_on_as_if_it_had_stayed(cut: int) -> None:
+def test_a_source_handed_to_another_engine_carries_on_as_if_it_had_stayed(
+    cut: int, one_engine: tuple[list[AnomalyEvent], list[str]]
+) -> None:
     """Engine A has every source; at `cut` svc1 and svc4 move to engine B (which has the rest
     of the sources by then too, imported from A): the anomalies are those of one engine."""
     batches = stream()
-    want = single(batches)
+    _, want_canonical = one_engine
     a = Engine(CFG)
     ev: list[AnomalyEvent] = []
     for bt in batches[:cut]:
@@ -149,7 +162,7 @@ def test_a_source_handed_to_another_engine_carries_on_as_if_it_had_stayed(cut: i
     for bt in batches[cut:]:
         ev += c.observe(bt)
     ev += c.flush()
-    assert canonical(ev) == canonical(want)
+    assert canonical(ev) == want_canonical
 
 
 def test_import_replaces_what_the_engine_had_of_those_sources() -> None:
