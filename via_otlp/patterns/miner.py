@@ -322,19 +322,12 @@ def _witness(body: str, masked: list[str]) -> tuple[tuple[int, str], ...] | None
     masked word with digits is not a word of the line as it is (a digit kept inside a
     partly masked word): such lines are cached by their exact text only.
     """
-    raw = body.split()
-    where: dict[str, list[int]] = {}
-    for i, word in enumerate(raw):  # (`isalpha` first: a word of letters holds no digit)
-        if not word.isalpha() and _HAS_DIGIT.search(word):
-            where.setdefault(word, []).append(i)
-    witness: set[tuple[int, str]] = set()
-    for token in masked:
-        if token != WILDCARD and not token.isalpha() and _HAS_DIGIT.search(token):
-            found = where.get(token)
-            if not found:
-                return None
-            witness.update((i, token) for i in found)
-    return tuple(sorted(witness))
+    # the masked words that kept digits (`isalpha` first: a word of letters holds none)
+    kept = {t for t in masked if t != WILDCARD and not t.isalpha() and _HAS_DIGIT.search(t)}
+    found = [(i, word) for i, word in enumerate(body.split()) if word in kept]
+    if len({word for _, word in found}) < len(kept):
+        return None
+    return tuple(found)
 
 
 def _kept_key(shape: bytes, kept: Iterable[str]) -> bytes:

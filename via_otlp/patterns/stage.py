@@ -186,23 +186,21 @@ class PatternStage:
         ids: list[str] = []
         templates: list[str] = []
         hashes: list[str] = []
+        add_id, add_template, add_hash = ids.append, templates.append, hashes.append
         for src, sev, body, hint in zip(
             batch.source_index, batch.severity, batch.body, hints, strict=True
         ):
-            hinted = bool(hint) and use_hints
-            if hinted:
+            if hint and use_hints:
                 template = miners[src].add_hint(hint)
                 self._hinted += 1
             else:
                 template = adds[src](body)
-            tid, text = template.id, template.text
+            add_id(template.id)
+            add_template(template.text)
             if template.severity == sev:  # its source's model: the same source key
-                h = template.rhythm
+                add_hash(template.rhythm)
             else:
-                h = self._rhythm_of(template, keys[src], sev, hinted)
-            ids.append(tid)
-            templates.append(text)
-            hashes.append(h)
+                add_hash(self._rhythm_of(template, keys[src], sev, bool(hint) and use_hints))
         batch.template_id, batch.template, batch.rhythm_hash = ids, templates, hashes
         self._cache_bytes += sum(m.cache_bytes for m in distinct) - cached_before
         if self._cache_bytes > self.config.fast_path_bytes:
