@@ -4,6 +4,7 @@ turning to new ids at only 1.5x the volume (invisible in any one bucket)."""
 from __future__ import annotations
 
 import copy
+import functools
 
 import numpy as np
 
@@ -53,10 +54,23 @@ QUIET = 6 * 360  # 6 h of buckets
 RATE = 0.2  # 1.2 records a minute
 
 
+@functools.cache
+def _quiet_once(seed: int) -> tuple[Engine, list[AnomalyEvent]]:
+    eng = Engine(CFG)
+    return eng, run(eng, warnings(0, QUIET, RATE, 20, seed))
+
+
+def quiet(seed: int) -> tuple[Engine, list[AnomalyEvent]]:
+    """An engine after the quiet history of `seed` (20 clients, six hours), and its events: a
+    deep copy of the one run per seed (each test has its own engine; both tests use seed 1)."""
+    eng, events = _quiet_once(seed)
+    return copy.deepcopy(eng), list(events)
+
+
 def test_same_clients_then_new_ones_at_one_and_a_half_times_the_volume() -> None:
     for seed in range(3):
-        eng = Engine(CFG)
-        assert card_opens(run(eng, warnings(0, QUIET, RATE, 20, seed))) == []
+        eng, events = quiet(seed)
+        assert card_opens(events) == []
         calm = copy.deepcopy(eng)  # the same quiet history, run once (for the known ids below)
         attack = warnings(QUIET, QUIET + 120, 1.5 * RATE, None, seed)  # 20 minutes
         ev = run(eng, [*attack, *warnings(QUIET + 120, QUIET + 200, RATE, 20, seed)])
@@ -68,8 +82,7 @@ def test_same_clients_then_new_ones_at_one_and_a_half_times_the_volume() -> None
 
 
 def test_the_window_is_carried_by_snapshots_and_handoff() -> None:
-    eng = Engine(CFG)
-    run(eng, warnings(0, QUIET, RATE, 20, 1))
+    eng, _ = quiet(1)
     snap = Engine(CFG)
     snap.restore(roundtrip(eng.snapshot()))
     moved = Engine(CFG)
