@@ -192,3 +192,55 @@ def test_a_part_held_by_a_shard_before_its_restart_is_lost_not_consumed(tmp_path
         (1, 0, True),
         (2, 0, False),
     ]
+
+
+def test_held_ids_of_two_shards_of_one_pid_do_not_meet() -> None:
+    """A restarted shard may get its predecessor's pid: its HELD ids must not start where the
+    predecessor's did (they started at pid << 32), or a HELD frame meant for a part the
+    predecessor kept could take one of the new shard's parts instead of being counted lost."""
+    bases = {worker.held_id_base() for _ in range(8)}
+    assert len(bases) == 8
+    assert all(b % (1 << 32) == 0 and 0 <= b < 1 << 63 for b in bases)  # a u64 on the wire
+    a, b = Shard(Config(), 0, 2), Shard(Config(), 0, 2)
+    assert next(a._held_ids) // (1 << 32) != next(b._held_ids) // (1 << 32)
+
+
+def _decoded_payload(header: dict[str, object]) -> memoryview:
+    head = json.dumps(header).encode()
+    return memoryview(struct.pack("<q", 5) + struct.pack("<I", len(head)) + head)
+
+
+def test_a_batch_that_cannot_be_sequenced_frees_the_part_its_decoder_kept(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An exception while the coordinator handles a DECODED frame must not leave the decoding
+    shard holding its part forever (no HELD frame will ever name it): it is sent FREE, and the
+    shard drops it; its records are counted lost."""
+    from via_otlp.shard import pool as pool_mod
+    from via_otlp.shard.wire import held_id
+
+    pool = pool_mod.ShardPool(config(tmp_path), sink=lambda events: None)
+    for s in pool._shards:
+        s.alive = True  # as if started: what they are sent is recorded below
+    sent: list[tuple[int, bytes]] = []
+    monkeypatch.setattr(
+        pool_mod._Shard, "send", lambda self, *p: sent.append((self.status.index, b"".join(p)))
+    )
+    good = {"records": 8, "counts": {"records": 8}, "repairs": 0, "part_records": [5, 3],
+            "part_sources": [[], []], "part_bytes": [0, 0], "held": 77, "held_bytes": 400}  # fmt: skip
+    pool._decoded(1, False, _decoded_payload(good), 0)
+    kinds = [(i, Kind(struct.unpack_from("<IB", f)[1])) for i, f in sent]
+    assert kinds == [(0, Kind.HELD), (1, Kind.BATCH)] and pool.lost_records == 0
+    sent.clear()
+    bad = {**good, "counts": {"records": 8, "not_a_count": 1}, "held": 78}
+    with pytest.raises(TypeError):
+        pool._decoded(2, False, _decoded_payload(bad), 0)
+    assert len(sent) == 1 and sent[0][0] == 0
+    _, kind = struct.unpack_from("<IB", sent[0][1])
+    assert kind == Kind.FREE and held_id(memoryview(sent[0][1])[5:]) == 78
+    assert pool.lost_records == 5
+    # The shard drops the part the FREE frame names, and only it.
+    shard = Shard(config(tmp_path), 0, 2)
+    shard.held = {78: LogBatch(), 79: LogBatch()}
+    shard.free(memoryview(sent[0][1])[5:])
+    assert list(shard.held) == [79]

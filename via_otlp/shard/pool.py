@@ -59,6 +59,7 @@ from via_otlp.shard.wire import (
     Kind,
     frame,
     frame_header,
+    free_frame,
     held_frame,
     json_frame,
     seq_frame,
@@ -587,9 +588,15 @@ class ShardPool:
             (hlen,) = _U32.unpack_from(payload, _Q.size)
             start = _Q.size + _U32.size
             header = json.loads(bytes(payload[start : start + hlen]))
-            for part in header.get("part_sources", []):
-                self.known.update(part)
-            self._sequence_batch(tmax, header, payload[start + hlen :], decoder)
+            try:
+                for part in header.get("part_sources", []):
+                    self.known.update(part)
+                self._sequence_batch(tmax, header, payload[start + hlen :], decoder)
+            except Exception:
+                # Not sequenced (`_sequence_batch` sends nothing before it cannot fail): the
+                # part the decoder kept would wait for its HELD frame forever.
+                self._free_held(decoder, header)
+                raise
             if entry is not None:
                 entry[2][0] += header["records"]
         if last and entry is not None:
@@ -598,9 +605,26 @@ class ShardPool:
             if not fut.done():
                 fut.set_result(entry[2][0])
 
+    def _free_held(self, decoder: int, header: Any) -> None:
+        """The part shard `decoder` kept for a batch that will not be sequenced: freed there
+        (FREE) and counted lost."""
+        held = header.get("held") if isinstance(header, dict) else None
+        if not isinstance(held, int):
+            return
+        self._shards[decoder].send(free_frame(held))
+        with contextlib.suppress(Exception):
+            self.lost_records += int(header["part_records"][decoder])
+
     def _sequence_batch(
         self, tmax: int, header: dict[str, Any], parts: memoryview, decoder: int
     ) -> None:
+        # Everything read from the header first: past it, frames go out and nothing can fail.
+        part_bytes = [int(x) for x in header["part_bytes"]]
+        part_records = [int(x) for x in header["part_records"]]
+        if len(part_bytes) != self.shards or len(part_records) != self.shards:
+            raise ValueError(f"a batch cut for {len(part_bytes)} shards, not {self.shards}")
+        held_id = None if header.get("held") is None else int(header["held"])
+        held_bytes = int(header.get("held_bytes", 0))
         counts = IntakeCounts(**header["counts"])
         self.stats.normalised.add(counts)
         self.stats.records_accepted += header["records"]
@@ -617,22 +641,22 @@ class ShardPool:
         offset = 0
         for s in self._shards:
             k = s.status.index
-            size, records = header["part_bytes"][k], header["part_records"][k]
+            size, records = part_bytes[k], part_records[k]
             part = parts[offset : offset + size]
             offset += size
             if not s.alive:
                 self.lost_records += records
                 continue
-            held = k == decoder and "held" in header  # its own part: it kept it
-            if held:
-                size = int(header.get("held_bytes", 0))  # weighed as if it had travelled
+            held = held_id if k == decoder else None  # its own part: it kept it
+            if held is not None:
+                size = held_bytes  # weighed as if it had travelled
             s.pending[seq] = (records, size)
             if records:
                 self._sent_at[(k, seq)] = time.perf_counter()
             s.status.records_in_flight += records
             s.status.bytes_in_flight += size
-            if held:
-                s.send(held_frame(seq, self._watermark, header["held"]))
+            if held is not None:
+                s.send(held_frame(seq, self._watermark, held))
             else:
                 s.send(frame_header(seq_frame(Kind.BATCH, seq, self._watermark), len(part)), part)
         if not live:

@@ -43,6 +43,7 @@ class Kind(enum.IntEnum):
     IMPORT = 11  # blob of `handoff.encode_source`: take a source over
     FORGET = 12  # json: {"keys": [...]} — another instance took these sources over
     HELD = 13  # (sequence, watermark) + u64 id: a BATCH of the part the shard kept (DECODED)
+    FREE = 14  # u64 id: a part the shard kept that will never be sequenced (drop it)
     READY = 20  # json: what the shard restored
     DECODED = 21  # (request id, max event time) + json header + encoded batches per shard
     DONE = 22  # json: sequence, records, events, counters
@@ -82,8 +83,13 @@ def held_frame(seq: int, watermark: int, held_id: int) -> bytes:
     return seq_frame(Kind.HELD, seq, watermark, _HELD_ID.pack(held_id))
 
 
+def free_frame(held_id: int) -> bytes:
+    """A FREE frame: the part the decoding shard kept as `held_id` will never get a HELD."""
+    return frame(Kind.FREE, _HELD_ID.pack(held_id))
+
+
 def held_id(payload: memoryview) -> int:
-    """The id a HELD frame's payload (after `split_seq`) names."""
+    """The id a HELD frame's payload (after `split_seq`) or a FREE frame's names."""
     return int(_HELD_ID.unpack_from(payload)[0])
 
 

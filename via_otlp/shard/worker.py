@@ -70,6 +70,12 @@ def snapshot_path(data_dir: str | Path, index: int, shards: int) -> Path:
     return Path(data_dir) / "shards" / f"shard-{index}-of-{shards}.snap"
 
 
+def held_id_base() -> int:
+    """Where a shard's HELD ids start: 31 bits from the system's random source (not the
+    `random` module, whose state forked shards share) above a 32-bit counter."""
+    return (int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF) << 32
+
+
 def held_weight(batch: LogBatch) -> int:
     """Bytes a held part counts for in the coordinator's `max_queued_bytes` bound (its bodies
     and a fixed share per record), though it never travels: kept parts must not escape the
@@ -97,10 +103,11 @@ class Shard:
         self.coalesced = 0  # batches consumed together with the one before them
         self._writer: SnapshotWriter | None = None
         # Parts of batches this shard decoded for itself, kept here until the coordinator
-        # sequences them (a HELD frame): they never travel to it and back. Ids start from the
-        # pid, so a restarted shard never takes a HELD meant for its predecessor for its own.
+        # sequences them (a HELD frame): they never travel to it and back. Ids start from 31
+        # random bits, so a restarted shard (even under its predecessor's pid, which the system
+        # may hand out again) all but never takes a HELD meant for its predecessor for its own.
         self.held: dict[int, LogBatch] = {}
-        self._held_ids = itertools.count((os.getpid() & 0x3FFFFF) << 32)
+        self._held_ids = itertools.count(held_id_base())
 
     # -- state -------------------------------------------------------------------------------
 
@@ -211,6 +218,10 @@ class Shard:
             head = json.dumps(header, separators=(",", ":")).encode()
             yield struct.pack("<q", tmax) + _U32.pack(len(head)) + head + b"".join(blobs)
             repairs = Repairs.NONE  # counted once per request
+
+    def free(self, body: memoryview) -> None:
+        """A FREE frame: a part kept here whose batch the coordinator could not sequence."""
+        self.held.pop(held_id(body), None)
 
     def consume(self, payload: memoryview, watermark_ns: int) -> int:
         if len(payload):
@@ -439,6 +450,8 @@ def run(sock: socket.socket) -> int:
             frames = [batch_item(shard, kind, body), *waiting_batches(sock, len(body), shard)]
             dones = shard.consume_many(frames)
             send_frames(sock, [json_frame(Kind.DONE, d) for d in dones])
+        elif kind is Kind.FREE:
+            shard.free(body)
         elif kind is Kind.DECODE:
             rid, now_ns, rest = split_seq(body)
             large = len(rest) >= _TRIM_AFTER
