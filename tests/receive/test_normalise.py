@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs
 
 from via_otlp.model import UNKNOWN_SERVICE
 from via_otlp.receive import normalise
@@ -321,3 +322,39 @@ def test_a_key_outside_record_attributes_changes_no_id() -> None:
     raw = req.SerializeToString()
     batch, _ = next(Normaliser().batches(req, NOW, raw, parsed_from_raw=True))
     assert batch.unique_id == ["", "u1"]
+
+
+def _varint(n: int) -> bytes:
+    out = b""
+    while n >= 0x80:
+        out += bytes([n & 0x7F | 0x80])
+        n >>= 7
+    return out + bytes([n])
+
+
+@pytest.mark.parametrize(
+    "key_field",
+    [b"\x0a\x87\x00user.id", b"\x8a\x00\x07user.id", b"\x8a\x80\x00\x87\x80\x00user.id"],
+    ids=["long length", "long tag", "both"],
+)
+def test_a_key_given_twice_in_longer_varints_keeps_the_first_id(key_field: bytes) -> None:
+    """Parsers accept a tag or a length written as a longer varint than it need be: a record
+    whose first user.id is written so still gives that first id, not the map's last."""
+    value = AnyValue(string_value="first").SerializeToString()
+    first = key_field + b"\x12" + _varint(len(value)) + value
+    lr = LogRecord(time_unix_nano=NOW - 1, body=AnyValue(string_value="hello"))
+    lr.attributes.add(key="user.id").value.string_value = "second"
+    record = b"\x32" + _varint(len(first)) + first + lr.SerializeToString()
+    scope = b"\x12" + _varint(len(record)) + record
+    rl = ResourceLogs()
+    rl.resource.attributes.add(key="service.name").value.string_value = "svc"
+    resource = rl.SerializeToString() + b"\x12" + _varint(len(scope)) + scope
+    raw = b"\x0a" + _varint(len(resource)) + resource
+    req = ExportLogsServiceRequest.FromString(raw)
+    assert [kv.key for kv in req.resource_logs[0].scope_logs[0].log_records[0].attributes] == [
+        "user.id",
+        "user.id",
+    ]
+    looped, _ = next(Normaliser().batches(req, NOW, None))
+    looked_up, _ = next(Normaliser().batches(req, NOW, raw, parsed_from_raw=True))
+    assert looped.unique_id == looked_up.unique_id == ["first"]

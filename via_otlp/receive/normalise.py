@@ -235,13 +235,17 @@ def _texts(values: Sequence[AnyValue]) -> list[str]:
 
 
 def _key_field(key: str) -> bytes | None:
-    """A KeyValue's key field for `key` on the wire (tag 1, length, UTF-8), when counting it
-    in a request counts the KeyValues with that key: not for an empty key (proto3 leaves it
-    out) or a field that could overlap itself (then `bytes.count` could miss one)."""
+    """A KeyValue's key field for `key` on the wire, from its length on (length, UTF-8), when
+    counting it in a request counts the KeyValues with that key: not for an empty key (proto3
+    leaves it out) or bytes that could overlap themselves (then `bytes.count` could miss one).
+
+    Counted from the length, not the tag: a tag written as a longer varint (0x8a 0x00, which
+    parsers accept) ends just as the usual one does. A length written so ends in 0x00 right
+    before the key instead; `_looked_up` checks that none is."""
     data = key.encode()
     if not data or len(data) >= 0x80:
         return None
-    field = b"\x0a" + bytes([len(data)]) + data
+    field = bytes([len(data)]) + data
     if any(field[i:] == field[: len(field) - i] for i in range(1, len(field))):
         return None
     return field
@@ -436,7 +440,8 @@ class Normaliser:
         A map keeps the last value of a key given twice: the hint the exact rule takes, but not
         its unique id (the first). So a unique-id key may be looked up only when no record gives
         it twice: when `raw` holds its KeyValue key field as often as records hold the key (a
-        record holds it at least once; occurrences anywhere else only make us fall back).
+        record holds it at least once; occurrences anywhere else only make us fall back), and
+        holds no key field whose length is a longer varint than it need be (it ends in 0x00).
         """
         unique_keys = self.options.unique_id_attributes
         if TEMPLATE_ATTRIBUTE in unique_keys or len(set(unique_keys)) != len(unique_keys):
@@ -456,8 +461,8 @@ class Normaliser:
             if not holding:
                 continue
             field = _key_field(key)
-            if field is None or raw.count(field) != holding:
-                return None
+            if field is None or raw.count(field) != holding or b"\0" + field[1:] in raw:
+                return None  # a key twice, or a key whose length no count here would see
             if best is None:
                 best = column
             else:
