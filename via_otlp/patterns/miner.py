@@ -456,7 +456,8 @@ class SourceMiner:
         if known is not None and known[0].alive:
             template, digit_free = known
             self.stats.fast_path_hits += 1
-            self._touch(template)
+            if template is not self._flood:  # (`_touch`, inline: most new shapes come here)
+                self.templates.move_to_end(template.id)
         else:
             template = self._learn(tokens)
             # Whether a digit survived masking (``ssh2``) is remembered with the masked text.

@@ -55,7 +55,7 @@ def prepare(body: str, max_tokens: int, max_token_chars: int = 512) -> str:
         cut = len(parts) > max_tokens
         if cut:
             del parts[max_tokens:]
-        if any(len(p) > max_token_chars for p in parts):
+        if max(map(len, parts), default=0) > max_token_chars:
             parts = [WILDCARD if len(p) > max_token_chars else p for p in parts]
             cut = True
         if cut:
