@@ -279,6 +279,26 @@ def _token_gate(rules: tuple[_LineRule, ...]) -> Callable[[str], object] | None:
     return re.compile("|".join(sorted(pieces))).search
 
 
+def _first_chars(regexes: Iterable[str]) -> frozenset[str] | None:
+    """The characters a match of one of the anchored `regexes` can start with (None: unsure).
+
+    >>> sorted(_first_chars([r"^[IWEF]\\d{4} ", r"^x"]) or ()), _first_chars([r"^\\d"])
+    (['E', 'F', 'I', 'W', 'x'], None)
+    """
+    chars: set[str] = set()
+    c = _sre_c
+    for regex in regexes:
+        items = _sre_p.parse(regex)
+        if items.state.flags & re.IGNORECASE or len(items) < 2 or items[0][0] is not c.AT:
+            return None
+        op, av = items[1]
+        first = frozenset(chr(av)) if op is c.LITERAL else _class_chars(av) if op is c.IN else None
+        if not first:
+            return None
+        chars |= first
+    return frozenset(chars)
+
+
 def _anchored(regex: str) -> bool:
     """Can `regex` only match at the start of the text (``^`` or ``\\A`` first, no MULTILINE)?
 
@@ -602,6 +622,7 @@ class _Compiled:
     line: tuple[_LineRule, ...]
     token_gate: Callable[[str], object] | None  # see `_token_gate`
     anchored: tuple[Callable[[str], object], ...]  # match of the line rules without pieces
+    starts: frozenset[str] | None  # what their matches can start with (None: unsure)
     token: _Alternation | None
     token_no_digit: _Alternation | None
     digit_agnostic: bool
@@ -621,6 +642,7 @@ def _compile(rules: tuple[MaskRule, ...]) -> _Compiled:
         line=line,
         token_gate=_token_gate(line),
         anchored=tuple(r.regex.match for r in line if not r.pieces),
+        starts=_first_chars(r.regex.pattern for r in line if not r.pieces),
         token=_alternation(token_rules),
         token_no_digit=_alternation(tuple(r for r in token_rules if not requires_digit(r.regex))),
         digit_agnostic=not any(_has_literal_digit(r.regex) for r in rules),
@@ -642,6 +664,7 @@ class Masker:
         self._line = compiled.line
         self._gate = compiled.token_gate
         self._anchored = compiled.anchored
+        self._starts = compiled.starts
         self._token = compiled.token
         self._token_no_digit = compiled.token_no_digit
         self.digit_agnostic = compiled.digit_agnostic
@@ -662,9 +685,11 @@ class Masker:
         gate = self._gate
         if gate is None:
             return self._line_tokens(text)
-        for match in self._anchored:  # (one attempt at the start each)
-            if match(text) is not None:
-                return self._line_tokens(text)
+        starts = self._starts
+        if starts is None or text[:1] in starts:
+            for match in self._anchored:  # (one attempt at the start each)
+                if match(text) is not None:
+                    return self._line_tokens(text)
         parts = text.split()
         out = list(map(self._cache.get, parts))
         n = out.count(None)  # the few tokens not cached are found by `list.index`, in C

@@ -450,7 +450,11 @@ class SourceMiner:
 
     def _add_new_shape(self, body: str, shape: bytes) -> Template:
         """`add` for a line whose shape was not seen lately: mask it (its masked text may be)."""
-        tokens = self._tokens(body)
+        text = body
+        if "\n" in body or len(body) > self._long:  # (`_tokens_differ`, inline)
+            config = self.config
+            text = prepare(body, config.max_tokens, config.max_token_chars)
+        tokens = self.masker.tokens(text) or [""]
         key = " ".join(tokens)
         known = self._by_masked.get(key)
         if known is not None and known[0].alive:
@@ -504,12 +508,6 @@ class SourceMiner:
     def _tokens_differ(self, body: str) -> bool:
         """Are the tokens masked other than `body.split()` (a multi-line or long body)?"""
         return "\n" in body or len(body) > self._long
-
-    def _tokens(self, body: str) -> list[str]:
-        config = self.config
-        if "\n" in body or len(body) > self._long:
-            body = prepare(body, config.max_tokens, config.max_token_chars)
-        return self.masker.tokens(body) or [""]
 
     def _remember(self, cache: dict[_K, _V], key: _K, template: _V) -> None:
         """Cache a line (exact, or masked) → template; bounded, oldest half dropped when full.
