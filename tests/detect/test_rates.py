@@ -9,10 +9,12 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 
 from tests.detect.test_quiet_week import episodes_over
 from via_otlp.detect.config import DetectConfig
 from via_otlp.detect.profile import ProfileTable, score_of
+from via_otlp.detect.windows import HALF, LAG_SAFETY, WindowState, lag_judged
 from via_otlp.model import AnomalyKind, Source
 
 DAY = 8640  # 10 s buckets
@@ -129,3 +131,39 @@ def test_a_silent_minute_of_a_wandering_rate_does_not_open_a_drop() -> None:
             if a.kind is AnomalyKind.DROP and b >= DAY:
                 found.setdefault(a.slot, b - DAY)
     assert found.get(3, 99) <= 12 and found.get(2, 99) <= 12, found
+
+
+def test_the_lagged_test_learns_the_counts_noise_apart_from_the_wander() -> None:
+    """Poisson counts (dispersion 1) whose level wanders smoothly (gamma knots, CV 0.2, four
+    middle half-blocks apart): over the shortest lag the squared differences are the counts'
+    noise (learnt near 1); the longer scales learn the wander beyond it, more over a longer lag."""
+    rng = np.random.default_rng(8)
+    h = HALF[1]
+    w = WindowState(1)
+    ones, mu = np.ones(1), np.array([50.0])
+    knots = rng.gamma(25.0, 1.0 / 25.0, size=100)  # a smooth wander: knots 4 half-blocks apart
+    factor = np.interp(np.arange(400 * h) / (4 * h), np.arange(100), knots)
+    for b in range(len(factor)):
+        w.begin(b)
+        c = rng.poisson(mu * factor[b]).astype(np.float64)
+        w.learn_lag(w.lagged(b, c, mu), ones, np.array([float(b + 1)]), 1000.0)
+        w.add(c, mu)
+    assert 0.7 < w.lag[0, 0] < 1.4, w.lag[0]  # the counts' dispersion, not the wander's
+    assert 0.005 < w.lag[0, 1] < w.lag[0, 2] < 0.1, w.lag[0]  # the wander grows with the lag
+
+
+def test_the_lagged_reference_is_the_more_cautious_of_the_level_before_and_the_baseline() -> None:
+    """A level before at 0.6 of the baseline (a stale baseline: a weekend): a fall is judged
+    against 0.6 of what the baseline expects, a rise against the baseline itself; a level before
+    at 0.2 (the drop a recovery follows) leaves a rise judged against the baseline too."""
+    j = len(HALF)
+    ea = np.full((2, j), 100.0)
+    eb = np.full((2, j), 300.0)
+    b = np.array([[180.0] * j, [60.0] * j])
+    ok = np.ones((2, j), dtype=bool)
+    lag = np.tile([2.0, 0.05, 0.05], (2, 1))
+    m_up, _, m_dn, v_dn = lag_judged((ea, ea, b, eb, ok), lag, ok)
+    assert m_dn[:, 1].tolist() == [60.0, 20.0] and m_up[:, 1].tolist() == [100.0, 100.0]
+    # counts' noise of both blocks plus the wander: 2·60·(1 + 1/3) + 0.05·60²
+    assert v_dn[0, 1] == pytest.approx(LAG_SAFETY * (2.0 * 60.0 * (4.0 / 3.0) + 0.05 * 3600.0))
+    assert v_dn[0, 0] == pytest.approx(LAG_SAFETY * 2.0 * 60.0 * (4.0 / 3.0))  # no wander

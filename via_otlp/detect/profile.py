@@ -33,10 +33,23 @@ from via_otlp.detect.cusum import Cusum
 from via_otlp.detect.ewma import EWMeanVar, decay_of
 from via_otlp.detect.tails import count_tail
 from via_otlp.detect.upgrade import upgrade_columns
-from via_otlp.detect.windows import HALF, SCALES, WindowState, dispersion_at, log10_of
+from via_otlp.detect.windows import (
+    HALF,
+    SCALES,
+    WindowState,
+    dispersion_at,
+    lag_judged,
+    log10_of,
+)
 from via_otlp.model import AnomalyKind, Source
 
 _SCREEN_SIGMA = 3.0  # candidates for the exact tail test; p < 1e-3 needs more than 3σ anyway
+# A count's lower tail is far lighter than the normal's (it stops at 0): 18 where 120 were
+# expected at variance 11x that is 2.8σ low and p ≈ 4e-7, so the lagged drops screen at 2σ.
+_LOW_SCREEN = 2.0
+# Weighted Bonferroni: half the budget to one bucket, a quarter shared by the windows' tests
+# against the baseline and a quarter by the lagged tests against the level just before.
+_WIN_SHARE = 2.0 * 2.0 * (SCALES - 1)
 
 
 class ProfileState(enum.StrEnum):
@@ -534,9 +547,19 @@ class ProfileTable:
         for s, k in zip(*wcand.nonzero(), strict=True):
             e = float(we[s, k])
             p = count_tail(int(ws[s, k]), e, float(phi_w[s, k]) * e).upper
-            spike_p[s] = min(spike_p[s], 2.0 * (SCALES - 1) * p)
-        # Weighted Bonferroni: half the budget to the single bucket (the fastest), half shared
-        # by the windows; the total stays tail_probability.
+            spike_p[s] = min(spike_p[s], _WIN_SHARE * p)
+        # Lagged: the current half-block against the level just before it (see `lag_judged`).
+        blocks = win.lagged(bucket, c, mu)
+        la, lag_ok = blocks[0], active[:, None]
+        m_up, v_up, m_dn, v_dn = lag_judged(blocks, win.lag, ready_w & lag_ok)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z_up = np.where(v_up > 0, (la - m_up) / np.sqrt(np.where(v_up > 0, v_up, 1.0)), 0.0)
+            z_dn = np.where(v_dn > 0, (la - m_dn) / np.sqrt(np.where(v_dn > 0, v_dn, 1.0)), 0.0)
+        lcand = (z_up > _SCREEN_SIGMA) & (la >= sp.min_count) & (la >= sp.min_ratio * m_up)
+        for s, k in zip(*np.nonzero(lcand), strict=True):
+            p = count_tail(int(la[s, k]), float(m_up[s, k]), float(v_up[s, k])).upper
+            spike_p[s] = min(spike_p[s], _WIN_SHARE * p)
+        # Weighted Bonferroni (`_WIN_SHARE`): the total stays tail_probability.
         spike_p = np.minimum(1.0, spike_p)
         spike_hit = spike_p < p_alarm
         for s in spike_hit.nonzero()[0].tolist():
@@ -565,7 +588,12 @@ class ProfileTable:
         for s, k in zip(*wcand.nonzero(), strict=True):
             e = float(we[s, k])
             p = count_tail(int(ws[s, k]), e, float(phi_w[s, k]) * e).lower
-            drop_p[s] = min(drop_p[s], 2.0 * (SCALES - 1) * p)
+            drop_p[s] = min(drop_p[s], _WIN_SHARE * p)
+        lcand = (z_dn < -_LOW_SCREEN) & (m_dn >= dr.min_expected) & (la <= dr.max_ratio * m_dn)
+        lcand &= drop_active[:, None]
+        for s, k in zip(*np.nonzero(lcand), strict=True):
+            p = count_tail(int(la[s, k]), float(m_dn[s, k]), float(v_dn[s, k])).lower
+            drop_p[s] = min(drop_p[s], _WIN_SHARE * p)
         drop_p = np.minimum(1.0, drop_p)
         # ...or a run of silent buckets, however long, that together were expected to hold
         # records (exact: the probability of nothing at all; its own budget).
@@ -761,6 +789,7 @@ class ProfileTable:
         self.dispersion.update(pearson, wd)
         if not partial:
             win.learn(ws, we, wd, self.dispersion.n, self._disp_hl)
+            win.learn_lag(blocks, wd, self.dispersion.n, self._disp_hl)
             # A bucket that alarmed enters the windows at the edge of normal (mu ± settle·sd):
             # what was reported does not alarm again from every longer window it sits in,
             # while a burst that goes on still fills them.
@@ -1088,11 +1117,13 @@ class ProfileTable:
             out[f"{n}.n"], out[f"{n}.mean"], out[f"{n}.var"] = (e.n, 0), (e.mean, 0), (e.var, 0)
         out["cusum.pos"], out["cusum.neg"] = (self.cusum.pos, 0), (self.cusum.neg, 0)
         out["season"], out["day_sum"] = (self.season, 0), (self.day_sum, 0)
-        out["win.cnt"], out["win.exp"], out["win.disp"] = (
+        out["win.cnt"], out["win.exp"], out["win.disp"], out["win.lag"] = (
             (self.win.cnt, 0),
             (self.win.exp, 0),
             (self.win.disp, 0),
+            (self.win.lag, 0),
         )
+        out["win.cnt2"], out["win.exp2"] = (self.win.cnt2, 0), (self.win.exp2, 0)
         for n in _RECENT_COLS:
             out[n] = (getattr(self, n), 1)
         out.update(self.ids.slot_arrays("ids."))
@@ -1161,6 +1192,8 @@ class ProfileTable:
         else:
             fresh.win.cnt[:] = 0.0
             fresh.win.exp[:] = 0.0
+            fresh.win.cnt2[:] = 0.0
+            fresh.win.exp2[:] = 0.0
         slots = as_array(state["slots"], np.int64).tolist()
         fresh._add_meta(slots, state["profiles"])
         fresh._free = as_array(state["free"], np.int64).tolist()

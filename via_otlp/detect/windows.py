@@ -49,6 +49,13 @@ gamma wander, CV 0.2, two days × two seeds: 0.75 false episodes per profile-day
 at 1.5)."""
 BOUND_Z = 5.0
 """Bounded influence: one window adds at most ``BOUND_Z²·φ`` to the dispersion it learns."""
+LAG_SAFETY = 1.0
+"""The lagged test's variance is learnt on the comparison it judges (`learn_lag`), not averaged
+over window lengths and phases as a window's dispersion is, so it is used as learnt (at 1.5, as
+the windows: count series dev 59.1 / held-out 54.2; at 1.0: 60.9 / 58.8, no more false rows)."""
+LAG_FROM = 3
+"""The lagged test judges a current half-block once it holds a third of its buckets (fewer say
+too little about the level)."""
 
 
 class WindowState:
@@ -63,6 +70,12 @@ class WindowState:
         self.cnt = np.zeros((capacity, 2 * j), dtype=np.float32)
         self.exp = np.zeros((capacity, 2 * j), dtype=np.float32)
         self.disp = np.zeros((capacity, j), dtype=np.float32)
+        # Relative variance of the level between one half-block and the one before it, beyond
+        # what their counts' noise explains: the wander of the rate over that lag (`lagged`).
+        self.lag = np.zeros((capacity, j), dtype=np.float32)
+        # The half-block before the previous one (count, expected): the lagged test's reference.
+        self.cnt2 = np.zeros((capacity, j), dtype=np.float32)
+        self.exp2 = np.zeros((capacity, j), dtype=np.float32)
         self.last: int | None = None  # the last bucket added (table-wide)
 
     def grow(self, capacity: int) -> None:
@@ -73,16 +86,23 @@ class WindowState:
         self.cnt = np.concatenate([self.cnt, np.zeros((pad, self.cnt.shape[1]), np.float32)])
         self.exp = np.concatenate([self.exp, np.zeros((pad, self.exp.shape[1]), np.float32)])
         self.disp = np.concatenate([self.disp, np.zeros((pad, self.disp.shape[1]), np.float32)])
+        self.lag = np.concatenate([self.lag, np.zeros((pad, self.lag.shape[1]), np.float32)])
+        self.cnt2 = np.concatenate([self.cnt2, np.zeros((pad, self.cnt2.shape[1]), np.float32)])
+        self.exp2 = np.concatenate([self.exp2, np.zeros((pad, self.exp2.shape[1]), np.float32)])
 
     def clear(self, slot: int) -> None:
         """Forget one profile."""
         self.cnt[slot] = 0.0
         self.exp[slot] = 0.0
         self.disp[slot] = 0.0
+        self.lag[slot] = 0.0
+        self.cnt2[slot] = 0.0
+        self.exp2[slot] = 0.0
 
     def begin(self, bucket: int) -> None:
-        """Start the half-blocks that begin at `bucket`: the current one becomes the previous one
-        (both are emptied after a gap of more than a half-block)."""
+        """Start the half-blocks that begin at `bucket`: the current one becomes the previous one,
+        the previous one the one before it (all are emptied after a gap of more than a
+        half-block)."""
         last = self.last
         if last is not None and bucket <= last:
             return
@@ -91,9 +111,13 @@ class WindowState:
             if last is not None and bucket // h == last // h:
                 continue
             if last is not None and bucket // h == last // h + 1:
+                self.cnt2[:, k] = self.cnt[:, k]
+                self.exp2[:, k] = self.exp[:, k]
                 self.cnt[:, k] = self.cnt[:, j + k]
                 self.exp[:, k] = self.exp[:, j + k]
             else:
+                self.cnt2[:, k] = 0.0
+                self.exp2[:, k] = 0.0
                 self.cnt[:, k] = 0.0
                 self.exp[:, k] = 0.0
             self.cnt[:, j + k] = 0.0
@@ -141,6 +165,97 @@ def _scale_constants(hl: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     mem = [max(hl, 40.0 * h) for h in HALF]
     lam = np.array([1.0 - 2.0 ** (-1.0 / x) for x in mem])
     return lam, np.array([1.44 * x for x in mem]), np.array([2.0 * h for h in HALF])
+
+    def lagged(
+        self, bucket: int, c: np.ndarray, mu: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per profile and scale, the current half-block with this bucket (count, expected) and
+        the one before the previous one (count, expected), and where they can be compared (the
+        current one holds at least ``HALF/LAG_FROM`` buckets, both expected something).
+
+        The level some half-blocks before is the reference of the lagged test: a slow change the
+        baseline has not followed (a weekend, a level shift) is not in it, so the wander it is
+        judged against is only what that lag adds (`lag`), not the spread of whole windows. Not
+        the previous half-block: blocks are aligned on bucket numbers, so a change that starts
+        inside one would be half in the reference when the next one is judged.
+        """
+        j = len(HALF)
+        a = self.cnt[:, j:].astype(np.float64) + c[:, None]
+        ea = self.exp[:, j:].astype(np.float64) + mu[:, None]
+        b = self.cnt2.astype(np.float64)
+        eb = self.exp2.astype(np.float64)
+        filled = np.array([bucket % h + 1 >= max(1, h // LAG_FROM) for h in HALF])
+        ok = filled[None, :] & (ea > 1e-9) & (eb > 1e-9)
+        return a, ea, b, eb, ok
+
+    def learn_lag(
+        self,
+        blocks: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        weight: np.ndarray,
+        n: np.ndarray,
+        hl: float,
+    ) -> None:
+        """Learn the spread of the lagged comparisons from `blocks` (`lagged`; steps as `learn`,
+        bounded influence).
+
+        Over the shortest lag (a few buckets) the rate has not wandered, so the squared
+        difference of the two levels is the counts' own noise: column 0 of `lag` learns that
+        dispersion (the per-bucket one, `dispersion`, also holds the wander of the rate around
+        a slow baseline: 4-6 on counts generated at 1.2-2.5). Each longer scale learns the
+        relative variance the wander adds over its lag, beyond that noise.
+        """
+        a, ea, b, eb, ok = blocks
+        short = np.maximum(self.lag[:, 0].astype(np.float64), 1.0)
+        for k, h in enumerate(HALF):
+            lam = 1.0 - 2.0 ** (-1.0 / max(hl, 40.0 * h))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = weight * np.maximum(lam, np.where(n > 0, 1.0 / n, 0.0))
+                pooled = (a[:, k] + b[:, k]) / np.where(ok[:, k], ea[:, k] + eb[:, k], 1.0)
+                use = ok[:, k] & (pooled * ea[:, k] >= 1.0) & (pooled * eb[:, k] >= 1.0)
+                pl = np.where(use, pooled, 1.0)
+                ia = 1.0 / np.where(use, ea[:, k], 1.0)
+                ib = 1.0 / np.where(use, eb[:, k], 1.0)
+                d2 = (a[:, k] * ia - b[:, k] * ib) ** 2
+            cur = self.lag[:, k].astype(np.float64)
+            if k == 0:  # the counts' dispersion: d² over its variance at dispersion 1
+                obs = np.minimum(d2 / (pl * (ia + ib)), BOUND_Z * BOUND_Z * np.maximum(cur, 1.0))
+            else:  # the wander: relative d² less the counts' noise
+                noise = short * (ia + ib) / pl
+                rel = np.minimum(d2 / (pl * pl), BOUND_Z * BOUND_Z * (np.maximum(cur, 0.0) + noise))
+                obs = rel - noise
+            self.lag[:, k] = np.where(use & (step > 0), cur + step * (obs - cur), cur)
+
+
+def lag_judged(
+    blocks: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    lag: np.ndarray,
+    ready: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per profile and scale, the current half-block's expected count against the level just
+    before for a rise (`m_up`) and for a fall (`m_down`), and the variance of each (0 where not
+    judged).
+
+    The reference is the more cautious of the previous half-block's level and the baseline's: a
+    rise is judged against the higher of the two, a fall against the lower, so neither a stale
+    baseline (a weekend, a level shift not yet learnt) nor a previous half-block that was itself
+    unusual (the stretch before a recovery) makes a change out of nothing. The variance
+    (`learn_lag`): the counts' dispersion, for the current counts and for the reference's
+    estimate, plus the wander learnt over the scale's lag (``lag·m²``, none at the shortest),
+    times `LAG_SAFETY`.
+    """
+    _, ea, b, eb, ok = blocks
+    ok = ok & ready
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rb = np.where(ok, b / np.where(ok, eb, 1.0), 1.0)
+        ratio = np.where(ok, ea / np.where(ok, eb, 1.0), 0.0)
+    m_up = np.where(ok, ea * np.maximum(rb, 1.0), 0.0)
+    m_down = np.where(ok, ea * np.minimum(rb, 1.0), 0.0)
+    p = np.maximum(lag[:, :1], 1.0)
+    v = np.maximum(lag, 0.0)
+    v[:, 0] = 0.0
+    var_up = np.where(ok, LAG_SAFETY * (p * m_up * (1.0 + ratio) + v * m_up * m_up), 0.0)
+    var_down = np.where(ok, LAG_SAFETY * (p * m_down * (1.0 + ratio) + v * m_down * m_down), 0.0)
+    return m_up, var_up, m_down, var_down
 
 
 def dispersion_at(disp: np.ndarray, floor: np.ndarray, n: np.ndarray, hl: float) -> np.ndarray:
