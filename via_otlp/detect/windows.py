@@ -157,15 +157,6 @@ class WindowState:
         r2 = np.minimum(r2, bound)
         self.disp[:] = np.where(ok & (step > 0), cur + step * (r2 - cur), cur)
 
-
-@functools.cache
-def _scale_constants(hl: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per scale, for a dispersion half-life of `hl` buckets: the dispersion's learning rate,
-    the cap on the buckets its estimate remembers, and the window length (``2·HALF``)."""
-    mem = [max(hl, 40.0 * h) for h in HALF]
-    lam = np.array([1.0 - 2.0 ** (-1.0 / x) for x in mem])
-    return lam, np.array([1.44 * x for x in mem]), np.array([2.0 * h for h in HALF])
-
     def lagged(
         self, bucket: int, c: np.ndarray, mu: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -224,6 +215,15 @@ def _scale_constants(hl: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                 rel = np.minimum(d2 / (pl * pl), BOUND_Z * BOUND_Z * (np.maximum(cur, 0.0) + noise))
                 obs = rel - noise
             self.lag[:, k] = np.where(use & (step > 0), cur + step * (obs - cur), cur)
+
+
+@functools.cache
+def _scale_constants(hl: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per scale, for a dispersion half-life of `hl` buckets: the dispersion's learning rate,
+    the cap on the buckets its estimate remembers, and the window length (``2·HALF``)."""
+    mem = [max(hl, 40.0 * h) for h in HALF]
+    lam = np.array([1.0 - 2.0 ** (-1.0 / x) for x in mem])
+    return lam, np.array([1.44 * x for x in mem]), np.array([2.0 * h for h in HALF])
 
 
 def lag_judged(
