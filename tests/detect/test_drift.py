@@ -134,6 +134,18 @@ def test_on_day_one_a_pattern_that_halves_does_not_make_its_siblings_drift() -> 
         assert {(s, d) for s, _, d in hits} == {(2, -1)}, hits[:5]
 
 
+def test_on_day_one_a_spike_is_not_a_drift_before_it_alarms() -> None:
+    """A pattern its siblings cannot judge (they run below `drift.min_mean`, so the day-one
+    CUSUM judges it alone) triples for six minutes: that is a spike's story. Its first buckets,
+    clipped to 3σ, once filled the CUSUM before the spike alarmed (a drift 2-3 min in, every
+    seed of five)."""
+    start, n = 6 * 360, 6 * 360 + 360
+    t = np.arange(n)
+    spike = np.where((t >= start) & (t < start + 36), 3.2, 1.0)
+    for seed in (1, 2):
+        assert day_one_drifts([0.5, 0.5, 1.5], spike, seed=seed, cv=0.2) == []
+
+
 def test_source_numbers_stay_bounded_and_consistent_as_sources_come_and_go() -> None:
     """Sources that come and go (one short-lived profile each) do not grow the numbering past
     four per slot, and live profiles of one source share a number no other source has."""

@@ -156,6 +156,7 @@ _FLOAT_COLS = (
 # An unusual stretch longer than this many buckets (twice the longest window) is a level
 # shift: the baseline then learns at full weight again, and the drift test tells the story.
 _RUN_MAX = 4 * HALF[-1]
+_YOUNG = 2 * HALF[1]  # an unusual stretch this young is left to the spike and drop tests
 _INT_COLS = (
     "first_seen_ns",
     "last_seen_ns",
@@ -640,14 +641,27 @@ class ProfileTable:
         learnt = self.season_n > 0
         eligible = active & (mu >= dft.min_mean) & (not partial) & ~learnt
         z_raw = np.where(eligible, (y - self.level.mean) / sy, 0.0)
-        z = np.clip(z_raw, -dft.clip, dft.clip)
+        # A spike's first buckets, clipped to 3σ, filled the CUSUM before the spike alarmed,
+        # and the pattern opened a drift during the spike. So a bucket that alarmed as a spike
+        # or drop is that story's: it adds nothing and what the CUSUM held on that side is
+        # dropped (told); and while a stretch of unusual windows is young (< _YOUNG buckets) the
+        # CUSUM adds up but does not alarm, giving the spike test time to tell it. A step that
+        # no spike test reports (a sustained +25 %) alarms as a drift once the stretch is older.
+        hit = spike_hit | drop_hit
+        self.cusum.pos = np.where(spike_hit, 0.0, self.cusum.pos)
+        self.cusum.neg = np.where(drop_hit, 0.0, self.cusum.neg)
+        z = np.where(hit, 0.0, np.clip(z_raw, -dft.clip, dft.clip))
+        held_pos = np.maximum(0.0, self.cusum.pos + z - dft.slack)
+        held_neg = np.maximum(0.0, self.cusum.neg - z - dft.slack)
         up, down = self.cusum.update(z)
-        up &= eligible
-        down &= eligible
+        young = unusual & (self.unusual_len < _YOUNG)
+        self.cusum.pos = np.where(up & young, held_pos, self.cusum.pos)  # (held, not spent)
+        self.cusum.neg = np.where(down & young, held_neg, self.cusum.neg)
+        up &= eligible & ~young
+        down &= eligible & ~young
         # After it: the residuals from a slow reference, smoothed over minutes and judged in
         # units of their own noise (see `_drift`): the episode resolves when the smoothed
         # count holds still where the baseline caught up, under noise too.
-        hit = spike_hit | drop_hit
         z_s, sd_s = self._drift(
             c / g, mu_base, var / (g * g), active & learnt & (not partial), vif, hit, learnt
         )
