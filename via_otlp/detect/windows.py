@@ -147,9 +147,7 @@ class WindowState:
         half-life of at least 20 of its windows; a window adds at most ``BOUND_Z²·φ``. (All scales
         in one pass of 2-d arrays: with few profiles the per-call cost, not the size, is the cost.)
         """
-        lam, _, _ = _scale_constants(hl)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            step = weight[:, None] * np.maximum(lam, np.where(n > 0, 1.0 / n, 0.0)[:, None])
+        step = _steps(weight, n, hl)
         ok = e > 1e-9
         r2 = np.where(ok, (s - e) ** 2 / np.where(ok, e, 1.0), 0.0)
         cur = self.disp.astype(np.float64)
@@ -197,10 +195,10 @@ class WindowState:
         """
         a, ea, b, eb, ok = blocks
         short = np.maximum(self.lag[:, 0].astype(np.float64), 1.0)
-        for k, h in enumerate(HALF):
-            lam = 1.0 - 2.0 ** (-1.0 / max(hl, 40.0 * h))
+        steps = _steps(weight, n, hl)
+        for k in range(len(HALF)):
+            step = steps[:, k]
             with np.errstate(divide="ignore", invalid="ignore"):
-                step = weight * np.maximum(lam, np.where(n > 0, 1.0 / n, 0.0))
                 pooled = (a[:, k] + b[:, k]) / np.where(ok[:, k], ea[:, k] + eb[:, k], 1.0)
                 use = ok[:, k] & (pooled * ea[:, k] >= 1.0) & (pooled * eb[:, k] >= 1.0)
                 pl = np.where(use, pooled, 1.0)
@@ -215,6 +213,14 @@ class WindowState:
                 rel = np.minimum(d2 / (pl * pl), BOUND_Z * BOUND_Z * (np.maximum(cur, 0.0) + noise))
                 obs = rel - noise
             self.lag[:, k] = np.where(use & (step > 0), cur + step * (obs - cur), cur)
+
+
+def _steps(weight: np.ndarray, n: np.ndarray, hl: float) -> np.ndarray:
+    """Per profile and scale, the learning step of a window statistic: ``weight·max(λ, 1/n)``
+    with the scale's rate λ (`_scale_constants`) and the per-bucket dispersion's count `n`."""
+    lam, _, _ = _scale_constants(hl)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return weight[:, None] * np.maximum(lam, np.where(n > 0, 1.0 / n, 0.0)[:, None])
 
 
 @functools.cache
