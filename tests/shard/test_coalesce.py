@@ -4,6 +4,7 @@ and a group is bounded in frames, bytes and records."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
@@ -215,7 +216,7 @@ def test_a_batch_that_cannot_be_sequenced_frees_the_part_its_decoder_kept(
 ) -> None:
     """An exception while the coordinator handles a DECODED frame must not leave the decoding
     shard holding its part forever (no HELD frame will ever name it): it is sent FREE, and the
-    shard drops it; its records are counted lost."""
+    shard drops it; the records of every part are counted lost (none was sent anywhere)."""
     from via_otlp.shard import pool as pool_mod
     from via_otlp.shard.wire import held_id
 
@@ -238,9 +239,34 @@ def test_a_batch_that_cannot_be_sequenced_frees_the_part_its_decoder_kept(
     assert len(sent) == 1 and sent[0][0] == 0
     _, kind = struct.unpack_from("<IB", sent[0][1])
     assert kind == Kind.FREE and held_id(memoryview(sent[0][1])[5:]) == 78
-    assert pool.lost_records == 5
+    assert pool.lost_records == 5 + 3
     # The shard drops the part the FREE frame names, and only it.
     shard = Shard(config(tmp_path), 0, 2)
     shard.held = {78: LogBatch(), 79: LogBatch()}
     shard.free(memoryview(sent[0][1])[5:])
     assert list(shard.held) == [79]
+    # A decoder that kept nothing is sent nothing, its records are lost all the same; and a
+    # decoder whose pipe is gone does not turn the cleanup into a second error.
+    sent.clear()
+    with pytest.raises(TypeError):
+        pool._decoded(3, False, _decoded_payload({**bad, "held": None}), 0)
+    assert sent == [] and pool.lost_records == 16
+
+    def dead(self: object, *p: bytes) -> None:
+        raise BrokenPipeError
+
+    # The request's last batch: it is answered all the same (with what was sequenced).
+    loop = asyncio.new_event_loop()
+    try:
+        fut: asyncio.Future[int] = loop.create_future()
+        pool._decoding[4] = (fut, 100, [0, 0])
+        pool._shards[0].status.decoding_bytes = 100
+        pool._decoded(4, False, _decoded_payload(good), 0)
+        monkeypatch.setattr(pool_mod._Shard, "send", dead)
+        with pytest.raises(TypeError):
+            pool._decoded(4, True, _decoded_payload({**bad, "held": 80}), 0)
+        assert fut.result() == 8 and 4 not in pool._decoding
+        assert pool._shards[0].status.decoding_bytes == 0
+    finally:
+        loop.close()
+    assert pool.lost_records == 24

@@ -581,39 +581,46 @@ class ShardPool:
         return out
 
     def _decoded(self, rid: int, last: bool, payload: memoryview, decoder: int) -> None:
-        """A batch of request `rid` came back decoded: sequence it and send it to its owners."""
+        """A batch of request `rid` came back decoded: sequence it and send it to its owners.
+        The request is answered after its last batch even if that batch could not be
+        sequenced (its records counted lost): it must not wait forever."""
         entry = self._decoding.get(rid)
-        if len(payload):
-            tmax = _Q.unpack_from(payload)[0]
-            (hlen,) = _U32.unpack_from(payload, _Q.size)
-            start = _Q.size + _U32.size
-            header = json.loads(bytes(payload[start : start + hlen]))
-            try:
-                for part in header.get("part_sources", []):
-                    self.known.update(part)
-                self._sequence_batch(tmax, header, payload[start + hlen :], decoder)
-            except Exception:
-                # Not sequenced (`_sequence_batch` sends nothing before it cannot fail): the
-                # part the decoder kept would wait for its HELD frame forever.
-                self._free_held(decoder, header)
-                raise
-            if entry is not None:
-                entry[2][0] += header["records"]
-        if last and entry is not None:
-            fut, nbytes, _ = self._decoding.pop(rid)
-            self._shards[decoder].status.decoding_bytes -= nbytes
-            if not fut.done():
-                fut.set_result(entry[2][0])
+        try:
+            if len(payload):
+                tmax = _Q.unpack_from(payload)[0]
+                (hlen,) = _U32.unpack_from(payload, _Q.size)
+                start = _Q.size + _U32.size
+                header = json.loads(bytes(payload[start : start + hlen]))
+                try:
+                    for part in header.get("part_sources", []):
+                        self.known.update(part)
+                    self._sequence_batch(tmax, header, payload[start + hlen :], decoder)
+                except Exception:
+                    # Not sequenced (`_sequence_batch` sends nothing before it cannot fail):
+                    # the part the decoder kept would wait for its HELD frame forever.
+                    self._free_held(decoder, header)
+                    raise
+                if entry is not None:
+                    entry[2][0] += header["records"]
+        finally:
+            if last and entry is not None:
+                fut, nbytes, _ = self._decoding.pop(rid)
+                self._shards[decoder].status.decoding_bytes -= nbytes
+                if not fut.done():
+                    fut.set_result(entry[2][0])
 
     def _free_held(self, decoder: int, header: Any) -> None:
-        """The part shard `decoder` kept for a batch that will not be sequenced: freed there
-        (FREE) and counted lost."""
-        held = header.get("held") if isinstance(header, dict) else None
-        if not isinstance(held, int):
+        """A batch that will not be sequenced: the part shard `decoder` kept of it is freed
+        there (FREE), and the records of every part are counted lost (none was sent)."""
+        if not isinstance(header, dict):
             return
-        self._shards[decoder].send(free_frame(held))
         with contextlib.suppress(Exception):
-            self.lost_records += int(header["part_records"][decoder])
+            self.lost_records += sum(int(n) for n in header["part_records"])
+        held = header.get("held")
+        if isinstance(held, int):
+            # Cleanup never raises: a shard whose pipe is gone lost the part with its state.
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                self._shards[decoder].send(free_frame(held))
 
     def _sequence_batch(
         self, tmax: int, header: dict[str, Any], parts: memoryview, decoder: int
