@@ -308,6 +308,25 @@ def test_masking_equals_running_every_line_through_the_line_rules() -> None:
     ]
     lines = _samples() + extra
     masker = Masker.from_rules(DEFAULT_MASKING)
+    changed = 0
     for _ in range(2):
-        for line in lines:
-            assert masker.tokens(line) == reference.tokens(line), line
+        for i, line in enumerate(lines):  # every third line with the line rules run first
+            assert masker.tokens(line, rules_first=i % 3 == 0) == reference.tokens(line), line
+            assert masker.changed == reference.changed, line
+            changed += reference.changed
+    assert changed
+
+
+def test_held_caches_share_the_bound_of_the_plain_ones() -> None:
+    # Tokens holding a piece of a line rule (`B`, `"`) are cached apart from the others; each
+    # held cache and its plain counterpart hold `cache_size` entries together, never more.
+    size = 40
+    masker = Masker(DEFAULT_MASKING, cache_size=size)
+    unbounded = Masker(DEFAULT_MASKING)
+    for i in range(300):
+        word = "".join(chr(97 + int(d)) for d in str(i))
+        line = f'{word} B{word} "{word}" {word}-{i} B{word}-{i} x{i % 7}{"y" * (i % 50)}'
+        assert masker.tokens(line) == unbounded.tokens(line)
+        assert len(masker._cache) + len(masker._held) <= size
+        assert len(masker._shapes) + len(masker._held_shapes) <= size
+    assert masker._held and masker._held_shapes and masker._cache and masker._shapes

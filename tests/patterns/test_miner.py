@@ -178,7 +178,7 @@ def test_lines_with_kept_digits_take_the_fast_path_without_mixing_them() -> None
     miner = SourceMiner(PatternsConfig())
     masked: list[str] = []
     tokens = miner.masker.tokens
-    miner.masker.tokens = lambda text: masked.append(text) or tokens(text)  # type: ignore[method-assign]
+    miner.masker.tokens = lambda text, *first: masked.append(text) or tokens(text, *first)  # type: ignore[method-assign]
     first = [miner.add(f'"GET /api/items/{i} HTTP/1.1" {200 + i % 3} ssh2') for i in range(60)]
     assert len({t.id for t in first}) == 1
     assert len(masked) <= 3  # one line of each digit shape: the kept words are the same
@@ -192,7 +192,7 @@ def test_lines_of_one_shape_keeping_different_words_are_each_masked_once() -> No
     miner = SourceMiner(PatternsConfig())
     masked: list[str] = []
     tokens = miner.masker.tokens
-    miner.masker.tokens = lambda text: masked.append(text) or tokens(text)  # type: ignore[method-assign]
+    miner.masker.tokens = lambda text, *first: masked.append(text) or tokens(text, *first)  # type: ignore[method-assign]
     users = ["user1199", "user4059", "user2434", "user3944"]
     lines = [f"User {users[i % 4]} logged in from 10.1.2.{i % 7}" for i in range(200)]
     lines.append("User user9999 logged in from 10.1.2.3")  # another kept word: masked

@@ -655,7 +655,8 @@ class Masker:
 
     Tokens that hold a piece of a line rule (see `_token_gate`) are cached apart (`_held`,
     `_held_shapes`): a line made of tokens found in `_cache` and `_shapes` is known to be left
-    alone by the line rules, which it then skips.
+    alone by the line rules, which it then skips. Each held cache shares its bound
+    (`cache_size` entries) with its counterpart: the four hold at most twice `cache_size`.
     """
 
     def __init__(self, rules: tuple[MaskRule, ...], cache_size: int = 100_000) -> None:
@@ -674,17 +675,25 @@ class Masker:
         self._held: dict[str, str] = {}  # tokens holding a piece
         self._held_shapes: dict[bytes, str] = {}
         self._cache_size = max(cache_size, 16)
+        self.changed = False  # whether the line rules changed the line `tokens` masked last
 
     @classmethod
     def from_rules(cls, rules: Iterable[MaskRule]) -> Masker:
         """Compile `rules` (already validated by the config loader)."""
         return cls(tuple(rules))
 
-    def tokens(self, text: str) -> list[str]:
-        """The masked tokens of `text` (whitespace-separated)."""
+    def tokens(self, text: str, rules_first: bool = False) -> list[str]:
+        """The masked tokens of `text` (whitespace-separated); `changed` tells whether the
+        line rules changed it.
+
+        `rules_first`: the caller expects the line rules to change `text` (they changed its
+        source's previous line): they run before it is split, which then happens once. The
+        tokens are the same either way.
+        """
         gate = self._gate
-        if gate is None:
+        if gate is None or rules_first:
             return self._line_tokens(text)
+        self.changed = False
         starts = self._starts
         if starts is None or text[:1] in starts:
             for match in self._anchored:  # (one attempt at the start each)
@@ -709,6 +718,7 @@ class Masker:
                         lined = self._apply_line_rules(text)
                         if lined is text:  # (`sub` returns its text when nothing matched)
                             return self._fill(parts, out)
+                        self.changed = True
                         return self._line_tokens(lined, ruled=True)
                     masked = self._mask_token(token, raw, shape, held=False)
                 out[i] = masked
@@ -731,7 +741,9 @@ class Masker:
     def _line_tokens(self, text: str, ruled: bool = False) -> list[str]:
         """`tokens` of a line that the line rules may change (`ruled`: they ran already)."""
         if not ruled:
-            text = self._apply_line_rules(text)
+            lined = self._apply_line_rules(text)
+            self.changed = lined is not text
+            text = lined
         parts = text.split()
         return self._fill(parts, list(map(self._cache.get, parts)))
 
@@ -776,20 +788,22 @@ class Masker:
             shape = raw.translate(_ZERO_DIGITS)
         if held is None:
             held = self._gate is not None and self._gate(token) is not None
-        cache = self._held if held else self._cache
+        cache, other = (self._held, self._cache) if held else (self._cache, self._held)
         if shape != raw and self.digit_agnostic:
-            shapes = self._held_shapes if held else self._shapes
+            shapes, others = (
+                (self._held_shapes, self._shapes) if held else (self._shapes, self._held_shapes)
+            )
             masked = shapes.get(shape)
             if masked is None:
                 masked = self._mask_fresh(token, digits=True)
                 if _DIGIT.search(masked) is None:
-                    self._remember(shapes, shape, masked)
+                    self._remember(shapes, shape, masked, others)
                     return masked
-                self._remember(cache, token, masked)  # a digit survived (``ssh2``)
+                self._remember(cache, token, masked, other)  # a digit survived (``ssh2``)
             return masked
         # No shape to go by: only 0s, no digit (if ASCII), or rules that name a digit.
         masked = self._mask_fresh(token, shape != raw or b"0" in raw or len(raw) != len(token))
-        self._remember(cache, token, masked)
+        self._remember(cache, token, masked, other)
         return masked
 
     def _mask_fresh(self, token: str, digits: bool) -> str:
@@ -809,14 +823,19 @@ class Masker:
             out = _COLLAPSE.sub(WILDCARD, out)
         return out
 
-    def _remember(self, cache: dict[Any, str], key: Any, value: str) -> None:
-        """Cache `value`; bounded in entries (the older half dropped when full) and in bytes
-        (a token longer than `MAX_CACHED_TOKEN` is masked each time it comes)."""
+    def _remember(
+        self, cache: dict[Any, str], key: Any, value: str, partner: dict[Any, str]
+    ) -> None:
+        """Cache `value`; bounded in bytes (a token longer than `MAX_CACHED_TOKEN` is masked
+        each time it comes) and in entries: `cache` and its `partner` (the tokens, or shapes,
+        that hold a piece of a line rule and those that do not) share `cache_size` entries,
+        the older half of the fuller one dropped when full (amortised O(1))."""
         if len(key) > MAX_CACHED_TOKEN:
             return
-        if len(cache) >= self._cache_size:
-            for k in list(cache)[: self._cache_size // 2]:  # drop the older half: amortised O(1)
-                del cache[k]
+        if len(cache) + len(partner) >= self._cache_size:
+            fuller = cache if len(cache) >= len(partner) else partner
+            for k in list(fuller)[: len(fuller) // 2]:
+                del fuller[k]
         cache[key] = value
 
 

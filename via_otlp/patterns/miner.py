@@ -375,6 +375,7 @@ class SourceMiner:
         self._by_masked: dict[str, tuple[Template, bool]] = {}
         self.cache_bytes = 0  # what the five caches above hold, about (keys + entry overhead)
         self._agnostic = self.masker.digit_agnostic
+        self._rules_first = False  # the line rules changed the last line masked: run them first
         # a body up to this long has at most `max_tokens` tokens, none longer than allowed
         self._long = min(2 * config.max_tokens - 2, config.max_token_chars)
         self.stats = MinerStats()
@@ -454,7 +455,9 @@ class SourceMiner:
         if "\n" in body or len(body) > self._long:  # (`_tokens_differ`, inline)
             config = self.config
             text = prepare(body, config.max_tokens, config.max_token_chars)
-        tokens = self.masker.tokens(text) or [""]
+        masker = self.masker
+        tokens = masker.tokens(text, self._rules_first) or [""]
+        self._rules_first = masker.changed  # lines of a source are alike: so is the next one
         key = " ".join(tokens)
         known = self._by_masked.get(key)
         if known is not None and known[0].alive:
