@@ -12,7 +12,13 @@ import pytest
 
 from via_otlp.config import DEFAULT_CONFIG_PATH, load_config, parse_config
 from via_otlp.errors import ConfigError
-from via_otlp.patterns.config import DEFAULT_MASKING, MaskRule, PatternsConfig
+from via_otlp.patterns.config import (
+    _DATETIME,
+    _DATETIME_START,
+    DEFAULT_MASKING,
+    MaskRule,
+    PatternsConfig,
+)
 from via_otlp.patterns.masking import (
     Masker,
     _compile,
@@ -330,3 +336,24 @@ def test_held_caches_share_the_bound_of_the_plain_ones() -> None:
         assert len(masker._cache) + len(masker._held) <= size
         assert len(masker._shapes) + len(masker._held_shapes) <= size
     assert masker._held and masker._held_shapes and masker._cache and masker._shapes
+
+
+def test_datetime_lookahead_changes_no_match() -> None:
+    # `_DATETIME_START` only lets the regex engine fail faster: what every match opens with
+    # (a month or weekday name, or a day's digits, as a word before a space or a comma).
+    assert _DATETIME.startswith(_DATETIME_START)
+    fast = re.compile(_DATETIME)
+    plain = re.compile(_DATETIME.removeprefix(_DATETIME_START))
+    made = [
+        f"{w}{sep}{d} {t}"
+        for w in ("Mon", "Tues", "Wednesday", "Thu", "Mar", "Sept", "March", "xMar", "Mayday")
+        for sep in (" ", "  ", ", ", ",", "/", "-", "_")
+        for d in ("4", "04 Mar 2024", "Mar  4", "4, 2024", "12 December 2024", "4th, 1999")
+        for t in ("10:21:07", "10:21:07.5 UTC 2024", "1:2", "2024 x", "10:21:07 GMT")
+    ]
+    masked = 0
+    for text in _samples() + made:
+        out = fast.sub("<*>", text)
+        assert out == plain.sub("<*>", text), text
+        masked += out != text
+    assert masked > len(made) // 4

@@ -58,9 +58,12 @@ _MONTH = (
 _WEEKDAY = "(?:Mon|Tue(?:s)?|Wed(?:nes)?|Thu(?:rs)?|Fri|Sat(?:ur)?|Sun)(?:day)?"
 _CLOCK = r"\d{1,2}:\d\d(?::\d\d(?:[.,]\d+)?)?"
 # The lookahead lets the regex engine reject most positions with one test (the rule runs over
-# whole lines, and only on lines holding a month or weekday name: see `required_strings`).
+# whole lines, and only on lines holding a month or weekday name: see `required_strings`): a
+# match opens with a month or weekday name, or the digits of a day, a word followed by a space
+# or a comma; so ``/Mar/`` of a common log format date (its own rule) fails at once.
+_DATETIME_START = r"(?=[ADFJMNOSTW\d]\w*+[ ,])"
 _DATETIME = (
-    r"(?=[A-Z\d])(?:"
+    _DATETIME_START + "(?:"
     # ctime, java.util.Date, date(1): weekday month day [year] time [[zone] year]
     rf"{_WEEKDAY},? +{_MONTH} +\d{{1,2}},?(?: +\d{{4}})? +{_CLOCK}(?: +(?:[A-Z]{{2,5}} +)?\d{{4}})?\b"
     # RFC 1123 / 850: weekday, day month year time [zone]
