@@ -23,6 +23,7 @@ from via_otlp.patterns.masking import (
     Masker,
     _compile,
     _separators,
+    _tail,
     required_strings,
     requires_digit,
     starts_inside_words,
@@ -290,8 +291,10 @@ def test_lines_whose_tokens_hold_no_piece_of_a_line_rule_skip_the_line_rules() -
 
     masker._apply_line_rules = refuse  # type: ignore[method-assign]
     assert masker.mask("job 4242 took 1ms on node-77 for user=alice") == masker.mask(line)
-    # a token holding a piece (`B` of the size rule, `"` of the quoted one) runs them
-    for held in ("job 1 took 2 KB", 'job 1 "x y"', "BLOCK* job 1", "Mar  4 10:21:07 job"):
+    # the size rule's `B` ends a unit (its match's end, after the last space it may hold)
+    assert masker.mask("BLOCK* job 1 Bye") == "BLOCK* job <*> Bye"
+    # a token holding a piece (a unit of the size rule, `"` of the quoted one) runs them
+    for held in ("job 1 took 2 KB", 'job 1 "x y"', "got 16MB, ok", "Mar  4 10:21:07 job"):
         with pytest.raises(AssertionError, match="line rules ran"):
             masker.tokens(held)
 
@@ -324,14 +327,14 @@ def test_masking_equals_running_every_line_through_the_line_rules() -> None:
 
 
 def test_held_caches_share_the_bound_of_the_plain_ones() -> None:
-    # Tokens holding a piece of a line rule (`B`, `"`) are cached apart from the others; each
+    # Tokens holding a piece of a line rule (`"`, a unit `B`) are cached apart from the others; each
     # held cache and its plain counterpart hold `cache_size` entries together, never more.
     size = 40
     masker = Masker(DEFAULT_MASKING, cache_size=size)
     unbounded = Masker(DEFAULT_MASKING)
     for i in range(300):
         word = "".join(chr(97 + int(d)) for d in str(i))
-        line = f'{word} B{word} "{word}" {word}-{i} B{word}-{i} x{i % 7}{"y" * (i % 50)}'
+        line = f'{word} x"{word} {word}-{i} {word}-{i}-B x{i % 7}{"y" * (i % 50)}'
         assert masker.tokens(line) == unbounded.tokens(line)
         assert len(masker._cache) + len(masker._held) <= size
         assert len(masker._shapes) + len(masker._held_shapes) <= size
@@ -357,3 +360,13 @@ def test_datetime_lookahead_changes_no_match() -> None:
         assert out == plain.sub("<*>", text), text
         masked += out != text
     assert masked > len(made) // 4
+
+
+def test_a_line_rule_is_gated_by_its_end_only_when_that_end_holds_what_every_match_holds() -> None:
+    size = _tail(RULES["size"].regex, required_strings(RULES["size"].regex))
+    assert size is not None and size("BLOCK*") is None and size("16MB,") is not None
+    assert size("bytes") is not None and size("B") is not None and size("DB") is not None
+    assert _tail(r"\d+ (?:KB|MB)x", ("KB", "MB")) is not None
+    assert _tail(r"(\d) ?\1B", ("B",)) is None  # a reference to a group before it
+    assert _tail(r"B \d+", ("B",)) is None  # the end holds no needed string
+    assert _tail(r'x "', ('"',)) is None  # a string: `_pieces` already tell it

@@ -33,6 +33,7 @@ from via_otlp.patterns.config import DEFAULT_MASKING, MaskRule
 # The parser of the `re` module (`re._parser` since 3.11) tells what a rule can consume.
 _sre_c: Any = importlib.import_module("re._constants")
 _sre_p: Any = importlib.import_module("re._parser")
+_sre_compiler: Any = importlib.import_module("re._compiler")
 
 WILDCARD = "<*>"
 _COLLAPSE = re.compile(r"<\*>(?:[-.:_/]*<\*>)+")
@@ -175,28 +176,37 @@ def _drop_redundant(clause: frozenset[str]) -> frozenset[str]:
 def _has_literal_digit(regex: str) -> bool:
     """Does `regex` name a particular digit (so lines differing in digits may mask apart)?"""
 
-    def walk(items: Any) -> bool:
+    def digit(op: Any, av: Any) -> bool:
         c = _sre_c
-        for op, av in items:
-            if op in (c.LITERAL, c.NOT_LITERAL) and 48 <= av <= 57:
-                return True
-            if op is c.IN and any(
-                (o is c.LITERAL and 48 <= a <= 57)
-                or (o is c.RANGE and a != (48, 57) and a[0] <= 57 and a[1] >= 48)
-                for o, a in av
-            ):
-                return True
-            if op is c.SUBPATTERN and walk(av[-1]):
-                return True
-            if op in _REPEATS and walk(av[2]):
-                return True
-            if op is c.BRANCH and any(walk(b) for b in av[1]):
-                return True
-            if op in (c.ASSERT, c.ASSERT_NOT) and walk(av[1]):
-                return True
-        return False
+        if op in (c.LITERAL, c.NOT_LITERAL):
+            return bool(48 <= av <= 57)
+        return op is c.IN and any(
+            (o is c.LITERAL and 48 <= a <= 57)
+            or (o is c.RANGE and a != (48, 57) and a[0] <= 57 and a[1] >= 48)
+            for o, a in av
+        )
 
-    return walk(_sre_p.parse(regex))
+    return _some(_sre_p.parse(regex), digit)
+
+
+def _some(items: Any, test: Callable[[Any, Any], bool]) -> bool:
+    """Does `test(op, av)` hold for some item of `items`, at any depth (groups, repeats,
+    alternatives, lookarounds)?"""
+    c = _sre_c
+    for op, av in items:
+        if test(op, av):
+            return True
+        if op is c.SUBPATTERN and _some(av[-1], test):
+            return True
+        if op in _REPEATS and _some(av[2], test):
+            return True
+        if op is c.BRANCH and any(_some(b, test) for b in av[1]):
+            return True
+        if op in (c.ASSERT, c.ASSERT_NOT) and _some(av[1], test):
+            return True
+        if op is getattr(c, "ATOMIC_GROUP", None) and _some(av, test):
+            return True
+    return False
 
 
 _MAX_NEEDLES = 3  # up to this many strings, `in` tests cost less than one regex search
@@ -212,6 +222,9 @@ class _LineRule(NamedTuple):
     # Strings without whitespace of which every match contains one: one of them is inside one
     # token of a line the rule changes (empty: the rule can tell no token; see `_token_gate`).
     pieces: tuple[str, ...] = ()
+    # A search finding, in a token, the end of a match that holds the needed strings (see
+    # `_tail`): the test of the token gate instead of `pieces` (None: there is none).
+    tail: Callable[[str], object] | None = None
 
 
 def _line_rule(rule: MaskRule) -> _LineRule:
@@ -226,10 +239,11 @@ def _line_rule(rule: MaskRule) -> _LineRule:
     needed = required_strings(rule.regex)
     if needed and not all(s.isspace() for s in needed):
         pieces = _pieces(needed)
+        tail = _tail(rule.regex, needed)
         if len(needed) <= _MAX_NEEDLES:
-            return _LineRule(regex, rule.mask, needed, None, pieces)
+            return _LineRule(regex, rule.mask, needed, None, pieces, tail)
         search = re.compile("|".join(map(re.escape, needed))).search
-        return _LineRule(regex, rule.mask, (), search, pieces)
+        return _LineRule(regex, rule.mask, (), search, pieces, tail)
     # nearly every line has a space: testing for one costs more than it saves
     return _LineRule(regex, rule.mask, (), regex.match if _anchored(rule.regex) else None)
 
@@ -260,6 +274,49 @@ def _pieces(needed: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _tail(regex: str, needed: tuple[str, ...]) -> Callable[[str], object] | None:
+    """A search for what a match of `regex` ends with, after its last item that can touch
+    whitespace, when that end holds the `needed` strings (None: it does not, or it refers to a
+    group, or is a string). It lies inside one token, whose other characters and ends it can tell no worse than
+    the line can, so a token of every line the rule changes matches it: ``(?:[KMGTP]i?B|B|
+    bytes?)\\b`` of the size rule, which tells ``16MB,`` and ``MB`` from ``BLOCK*`` and ``Bye``.
+
+    >>> _tail(r"\\d+ ?(?:MB|B)\\b", ("B",))("BLOCK*"), _tail(r"\\d+ ?(?:MB|B)\\b", ("B",))("MB,")
+    (None, <re.Match object; span=(0, 2), match='MB'>)
+    """
+    items = _sre_p.parse(regex)
+    data = list(items)
+    start = max((i + 1 for i, item in enumerate(data) if _walk([item])), default=0)
+    tail = data[start:]
+    if all(op is _sre_c.LITERAL for op, _ in tail):
+        return None  # a string: `pieces` say as much, and where whitespace touches it
+    if _most_selective(_clauses(tail)) != frozenset(needed) or _refers(tail):
+        return None
+    try:
+        compiled = _sre_compiler.compile(_sre_p.SubPattern(items.state, tail), items.state.flags)
+    except (re.error, TypeError, ValueError):  # (a form the compiler takes only whole)
+        return None
+    return compiled.search
+
+
+_GROUP_REFERENCES = frozenset(
+    getattr(_sre_c, name)
+    for name in (
+        "GROUPREF",
+        "GROUPREF_EXISTS",
+        "GROUPREF_IGNORE",
+        "GROUPREF_LOC_IGNORE",
+        "GROUPREF_UNI_IGNORE",
+    )
+    if hasattr(_sre_c, name)
+)
+
+
+def _refers(items: Any) -> bool:
+    """Does `items` refer to a group (``(?P=x)``, ``\\1``, ``(?(1)a|b)``)?"""
+    return _some(items, lambda op, _: op in _GROUP_REFERENCES)
+
+
 def _token_gate(rules: tuple[_LineRule, ...]) -> Callable[[str], object] | None:
     """A search telling a token that holds a piece of some line rule (see `_pieces`), or None
     when a rule is not anchored and has no pieces: every line must then go through the rules.
@@ -269,14 +326,28 @@ def _token_gate(rules: tuple[_LineRule, ...]) -> Callable[[str], object] | None:
     for the next. Its tokens come from the caches without a test per rule.
     """
     pieces: set[str] = set()
+    tails: list[Callable[[str], object]] = []
     for rule in rules:
-        if rule.pieces:
+        if rule.tail is not None:
+            tails.append(rule.tail)
+        elif rule.pieces:
             pieces.update(rule.pieces)
         elif not _anchored(rule.regex.pattern):
             return None
-    if not pieces:
+    searches = ([re.compile("|".join(sorted(pieces))).search] if pieces else []) + tails
+    if not searches:
         return re.compile(r"(?!)").search  # matches nothing
-    return re.compile("|".join(sorted(pieces))).search
+    if len(searches) == 1:
+        return searches[0]
+
+    def gate(token: str) -> object:
+        for search in searches:
+            found = search(token)
+            if found is not None:
+                return found
+        return None
+
+    return gate
 
 
 def _first_chars(regexes: Iterable[str]) -> frozenset[str] | None:
@@ -726,7 +797,7 @@ class Masker:
 
     def _apply_line_rules(self, text: str) -> str:
         """`text` after the line rules, in order (a rule runs when its quick test passes)."""
-        for regex, mask, needles, search, _ in self._line:
+        for regex, mask, needles, search, _, _ in self._line:
             if needles:
                 for needle in needles:
                     if needle in text:
