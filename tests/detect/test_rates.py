@@ -146,7 +146,7 @@ def test_the_lagged_test_learns_the_counts_noise_apart_from_the_wander() -> None
     for b in range(len(factor)):
         w.begin(b)
         c = rng.poisson(mu * factor[b]).astype(np.float64)
-        w.learn_lag(w.lagged(b, c, mu), ones, np.array([float(b + 1)]), 1000.0)
+        w.learn_lag(w.lagged(b, c, mu), ones, 1000.0)
         w.add(c, mu)
     assert 0.7 < w.lag[0, 0] < 1.4, w.lag[0]  # the counts' dispersion, not the wander's
     assert 0.005 < w.lag[0, 1] < w.lag[0, 2] < 0.1, w.lag[0]  # the wander grows with the lag

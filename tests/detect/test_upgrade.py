@@ -49,6 +49,7 @@ def test_a_column_the_snapshot_lacks_starts_fresh() -> None:
     state["columns"]["peak"] = np.full(table.capacity, 7.0)
     del state["columns"]["rate_trend"]
     del state["columns"]["win.disp"]
+    del state["columns"]["win.lag_n"]
     del state["windows"]
     state["columns"]["srun_max"] = np.ones(table.capacity)  # a column since removed: ignored
     again = ProfileTable(config)
@@ -56,6 +57,7 @@ def test_a_column_the_snapshot_lacks_starts_fresh() -> None:
     assert again.peak.tolist() == [7.0] * table.capacity
     assert again.rate_trend.tolist() == [0.0] * table.capacity
     assert again.win.disp.shape == table.win.disp.shape and not again.win.disp.any()
+    assert again.win.lag_n.shape == table.win.lag_n.shape and not again.win.lag_n.any()
 
 
 def test_an_unknown_version_is_refused_not_guessed() -> None:

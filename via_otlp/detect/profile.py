@@ -552,7 +552,7 @@ class ProfileTable:
         # Lagged: the current half-block against the level just before it (see `lag_judged`).
         blocks = win.lagged(bucket, c, mu)
         la, lag_ok = blocks[0], active[:, None]
-        m_up, v_up, m_dn, v_dn = lag_judged(blocks, win.lag, ready_w & lag_ok)
+        m_up, v_up, m_dn, v_dn = lag_judged(blocks, win.lag, ready_w & lag_ok & win.lag_ready())
         with np.errstate(divide="ignore", invalid="ignore"):
             z_up = np.where(v_up > 0, (la - m_up) / np.sqrt(np.where(v_up > 0, v_up, 1.0)), 0.0)
             z_dn = np.where(v_dn > 0, (la - m_dn) / np.sqrt(np.where(v_dn > 0, v_dn, 1.0)), 0.0)
@@ -803,7 +803,7 @@ class ProfileTable:
         self.dispersion.update(pearson, wd)
         if not partial:
             win.learn(ws, we, wd, self.dispersion.n, self._disp_hl)
-            win.learn_lag(blocks, wd, self.dispersion.n, self._disp_hl)
+            win.learn_lag(blocks, wd, self._disp_hl)
             # A bucket that alarmed enters the windows at the edge of normal (mu ± settle·sd):
             # what was reported does not alarm again from every longer window it sits in,
             # while a burst that goes on still fills them.
@@ -1138,6 +1138,7 @@ class ProfileTable:
             (self.win.lag, 0),
         )
         out["win.cnt2"], out["win.exp2"] = (self.win.cnt2, 0), (self.win.exp2, 0)
+        out["win.lag_n"] = (self.win.lag_n, 0)
         for n in _RECENT_COLS:
             out[n] = (getattr(self, n), 1)
         out.update(self.ids.slot_arrays("ids."))
@@ -1208,6 +1209,7 @@ class ProfileTable:
             fresh.win.exp[:] = 0.0
             fresh.win.cnt2[:] = 0.0
             fresh.win.exp2[:] = 0.0
+            fresh.win.lag_n[:] = 0.0  # (a lag over other half-blocks is learnt again)
         slots = as_array(state["slots"], np.int64).tolist()
         fresh._add_meta(slots, state["profiles"])
         fresh._free = as_array(state["free"], np.int64).tolist()

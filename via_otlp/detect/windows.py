@@ -76,6 +76,12 @@ class WindowState:
         # The half-block before the previous one (count, expected): the lagged test's reference.
         self.cnt2 = np.zeros((capacity, j), dtype=np.float32)
         self.exp2 = np.zeros((capacity, j), dtype=np.float32)
+        # How much `lag` has learnt: the weighted number of buckets it learnt from (`learn_lag`;
+        # the per-bucket dispersion's count, as long as both were there from the start). Not
+        # that count itself: a snapshot without `lag` (older than it, or a `put` from an older
+        # shard) restores a profile whose windows are long ready with `lag` at 0, which
+        # `lag_judged` would read as the counts' dispersion 1 and no wander. (4 bytes a profile.)
+        self.lag_n = np.zeros(capacity, dtype=np.float32)
         self.last: int | None = None  # the last bucket added (table-wide)
 
     def grow(self, capacity: int) -> None:
@@ -89,6 +95,7 @@ class WindowState:
         self.lag = np.concatenate([self.lag, np.zeros((pad, self.lag.shape[1]), np.float32)])
         self.cnt2 = np.concatenate([self.cnt2, np.zeros((pad, self.cnt2.shape[1]), np.float32)])
         self.exp2 = np.concatenate([self.exp2, np.zeros((pad, self.exp2.shape[1]), np.float32)])
+        self.lag_n = np.concatenate([self.lag_n, np.zeros(pad, np.float32)])
 
     def clear(self, slot: int) -> None:
         """Forget one profile."""
@@ -98,6 +105,7 @@ class WindowState:
         self.lag[slot] = 0.0
         self.cnt2[slot] = 0.0
         self.exp2[slot] = 0.0
+        self.lag_n[slot] = 0.0
 
     def begin(self, bucket: int) -> None:
         """Start the half-blocks that begin at `bucket`: the current one becomes the previous one,
@@ -181,43 +189,53 @@ class WindowState:
         self,
         blocks: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
         weight: np.ndarray,
-        n: np.ndarray,
         hl: float,
     ) -> None:
-        """Learn the spread of the lagged comparisons from `blocks` (`lagged`; steps as `learn`,
-        bounded influence).
+        """Learn the spread of the lagged comparisons from `blocks` (`lagged`; bounded influence).
 
         Over the shortest lag (a few buckets) the rate has not wandered, so the squared
         difference of the two levels is the counts' own noise: column 0 of `lag` learns that
         dispersion (the per-bucket one, `dispersion`, also holds the wander of the rate around
         a slow baseline: 4-6 on counts generated at 1.2-2.5). Each longer scale learns the
         relative variance the wander adds over its lag, beyond that noise.
+
+        The step is ``w·max(λ, 1/n)`` with the scale's rate λ and `lag_n`, the buckets it has
+        learnt from (this one included): a running mean while young, so a `lag` that starts
+        empty (a new profile, or a restore that lacked it) is learnt as a new profile's is,
+        not at λ from the 0 it started from (a half-life of days).
         """
         a, ea, b, eb, ok = blocks
-        short = np.maximum(self.lag[:, 0].astype(np.float64), 1.0)
-        steps = _steps(weight, n, hl)
-        for k in range(len(HALF)):
-            step = steps[:, k]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                pooled = (a[:, k] + b[:, k]) / np.where(ok[:, k], ea[:, k] + eb[:, k], 1.0)
-                use = ok[:, k] & (pooled * ea[:, k] >= 1.0) & (pooled * eb[:, k] >= 1.0)
-                pl = np.where(use, pooled, 1.0)
-                ia = 1.0 / np.where(use, ea[:, k], 1.0)
-                ib = 1.0 / np.where(use, eb[:, k], 1.0)
-                d2 = (a[:, k] * ia - b[:, k] * ib) ** 2
-            cur = self.lag[:, k].astype(np.float64)
-            if k == 0:  # the counts' dispersion: d² over its variance at dispersion 1
-                obs = np.minimum(d2 / (pl * (ia + ib)), BOUND_Z * BOUND_Z * np.maximum(cur, 1.0))
-            else:  # the wander: relative d² less the counts' noise
-                noise = short * (ia + ib) / pl
-                rel = np.minimum(d2 / (pl * pl), BOUND_Z * BOUND_Z * (np.maximum(cur, 0.0) + noise))
-                obs = rel - noise
-            self.lag[:, k] = np.where(use & (step > 0), cur + step * (obs - cur), cur)
+        short = np.maximum(self.lag[:, :1].astype(np.float64), 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pooled = (a + b) / np.where(ok, ea + eb, 1.0)
+            use = ok & (pooled * ea >= 1.0) & (pooled * eb >= 1.0) & (weight[:, None] > 0)
+            pl = np.where(use, pooled, 1.0)
+            ia = 1.0 / np.where(use, ea, 1.0)
+            ib = 1.0 / np.where(use, eb, 1.0)
+            d2 = (a * ia - b * ib) ** 2
+        self.lag_n += weight.astype(np.float32)
+        step = _steps(weight, self.lag_n, hl)
+        cur = self.lag.astype(np.float64)
+        # The wander: relative d² less the counts' noise (bounded)...
+        noise = short * (ia + ib) / pl
+        rel = np.minimum(d2 / (pl * pl), BOUND_Z * BOUND_Z * (np.maximum(cur, 0.0) + noise))
+        obs = rel - noise
+        # ...but at the shortest lag the counts' dispersion: d² over its variance at dispersion 1.
+        obs[:, 0] = np.minimum(
+            d2[:, 0] / (pl[:, 0] * (ia[:, 0] + ib[:, 0])),
+            BOUND_Z * BOUND_Z * np.maximum(cur[:, 0], 1.0),
+        )
+        self.lag[:] = np.where(use & (step > 0), cur + step * (obs - cur), cur)
+
+    def lag_ready(self) -> np.ndarray:
+        """Per profile and scale, whether `lag` has learnt enough to judge with: from as many
+        buckets as `dispersion_at` asks of the windows' dispersion (`MIN_WINDOWS` windows)."""
+        return self.lag_n[:, None] >= 2.0 * MIN_WINDOWS * np.array(HALF, dtype=np.float64)
 
 
 def _steps(weight: np.ndarray, n: np.ndarray, hl: float) -> np.ndarray:
     """Per profile and scale, the learning step of a window statistic: ``weight·max(λ, 1/n)``
-    with the scale's rate λ (`_scale_constants`) and the per-bucket dispersion's count `n`."""
+    with the scale's rate λ (`_scale_constants`) and the count `n` it has learnt from."""
     lam, _, _ = _scale_constants(hl)
     with np.errstate(divide="ignore", invalid="ignore"):
         return weight[:, None] * np.maximum(lam, np.where(n > 0, 1.0 / n, 0.0)[:, None])
