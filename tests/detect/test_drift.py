@@ -33,29 +33,40 @@ def ramp(n: int, percent_per_hour: float) -> np.ndarray:
     return 1.0 + percent_per_hour / 100.0 * hours
 
 
-def drift_run(
-    percent_per_hour: float, seed: int
-) -> tuple[dict[int, list[tuple[int, int]]], np.ndarray]:
-    """Per profile, where (buckets from START) and in which direction a drift alarmed, and
-    per bucket whether each profile's drift test was settled."""
+def drift_runs(
+    cases: list[tuple[float, int]],
+) -> list[tuple[dict[int, list[tuple[int, int]]], np.ndarray]]:
+    """Per (percent per hour, seed) case: per profile, where (buckets from START) and in which
+    direction a drift alarmed, and per bucket whether each profile's drift test was settled.
+    The cases go through one table, each under a source of its own (they share nothing; see
+    test_quiet_week.together)."""
     n = START + 3 * HOURS2
-    rng = np.random.default_rng(seed)
-    counts = wandering(rng, RATES, n, 0.2, daily(n) * ramp(n, percent_per_hour))
+    k = len(RATES)
+    runs = []
+    for percent_per_hour, seed in cases:
+        rng = np.random.default_rng(seed)
+        runs.append(wandering(rng, RATES, n, 0.2, daily(n) * ramp(n, percent_per_hour)))
+    counts = np.hstack(runs)
     table = ProfileTable(DetectConfig())
-    for i in range(len(RATES)):
-        table.add(f"{i:016x}", SRC, f"t{i}", f"template {i}", "INFO", 0, 0)
+    for c in range(len(cases)):
+        src = Source.from_attributes((("service.name", f"drift-{c}"),))
+        for i in range(k):
+            table.add(f"{c * k + i:016x}", src, f"t{i}", f"template {i}", "INFO", 0, 0)
     row = np.zeros(table.capacity)
     zeros = np.zeros(table.capacity)
-    hits: dict[int, list[tuple[int, int]]] = {i: [] for i in range(len(RATES))}
-    settled = np.zeros((n, len(RATES)), dtype=bool)
+    hits: dict[int, list[tuple[int, int]]] = {slot: [] for slot in range(counts.shape[1])}
+    settled = np.zeros(counts.shape, dtype=bool)
     for b in range(n):
-        row[: len(RATES)] = counts[b]
+        row[: counts.shape[1]] = counts[b]
         v = table.close(b, row, zeros)
-        settled[b] = v.settled[AnomalyKind.DRIFT][: len(RATES)]
+        settled[b] = v.settled[AnomalyKind.DRIFT][: counts.shape[1]]
         for a in v.alarms:
             if a.kind is AnomalyKind.DRIFT:
                 hits[a.slot].append((b - START, a.direction))
-    return hits, settled
+    return [
+        ({i: hits[c * k + i] for i in range(k)}, settled[:, c * k : (c + 1) * k])
+        for c in range(len(cases))
+    ]
 
 
 def calm_run(settled: np.ndarray, lo: int, need: int) -> bool:
@@ -73,8 +84,9 @@ def test_a_ramp_of_tens_of_percent_an_hour_is_found_and_resolves() -> None:
     of the two quiet days or the morning rise alarmed), in its direction, and settled for a
     cool-down within three hours of reaching the new level."""
     cool = DetectConfig().buckets(DetectConfig().cooldown)
-    for pct, sign, seed in ((40.0, 1, 3), (-30.0, -1, 4)):
-        hits, settled = drift_run(pct, seed)
+    cases = [(40.0, 1, 3), (-30.0, -1, 4)]
+    runs = drift_runs([(pct, seed) for pct, _, seed in cases])
+    for (pct, sign, _), (hits, settled) in zip(cases, runs, strict=True):
         for slot, at in hits.items():
             assert at, (pct, slot)
             first, direction = at[0]

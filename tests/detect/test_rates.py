@@ -11,7 +11,7 @@ import itertools
 import numpy as np
 import pytest
 
-from tests.detect.test_quiet_week import episodes_over
+from tests.detect.test_quiet_week import onsets_of, together
 from via_otlp.detect.config import DetectConfig
 from via_otlp.detect.profile import ProfileTable, score_of
 from via_otlp.detect.windows import HALF, LAG_SAFETY, WindowState, lag_judged
@@ -38,35 +38,44 @@ def wandering(
 def test_minute_scale_wander_is_not_a_run_of_independent_surprises() -> None:
     """Busy patterns whose whole minutes run 20% above or below their neighbours: buckets of a
     minute are high together, which a test judging them as independent draws calls a spike."""
-    for seed in (1, 2):
-        rng = np.random.default_rng(seed)
-        rates = np.array([3.0, 30.0, 300.0, 3000.0])
-        onsets = episodes_over(wandering(rng, rates, 2 * DAY, 0.2), DetectConfig())
+    rates = np.array([3.0, 30.0, 300.0, 3000.0])
+    seeds = (1, 2)
+    runs = [wandering(np.random.default_rng(seed), rates, 2 * DAY, 0.2) for seed in seeds]
+    config = DetectConfig()
+    for seed, alarms in zip(seeds, together(runs, config, "wander"), strict=True):
+        onsets = onsets_of(alarms, config)
         assert sum(onsets.values()) <= 1, (seed, onsets)
 
 
-def burst_table(
-    rate: float, burst: int, minutes: int, seed: int, config: DetectConfig
-) -> tuple[ProfileTable, list[int], float]:
-    """A day of a low-rate pattern, then `burst` extra records spread over `minutes`; returns
-    the table after the burst, the buckets (from the burst's start) where a spike alarmed, and
+def burst_tables(
+    rate: float, burst: int, minutes: int, seeds: tuple[int, ...], config: DetectConfig
+) -> tuple[ProfileTable, list[list[int]], list[float]]:
+    """Per seed (slot `k` for `seeds[k]`, each under a source of its own): a day of a low-rate
+    pattern, then `burst` extra records spread over `minutes`; returns the table after the
+    burst, per slot the buckets (from the burst's start) where a spike alarmed, and per slot
     the baseline before the burst."""
-    rng = np.random.default_rng(seed)
+    n = minutes * 6
+    counts = []
+    for seed in seeds:  # each seed's draws in the order one table of its own would make them
+        rng = np.random.default_rng(seed)
+        day = [rng.poisson(rate) for _ in range(DAY)]
+        extra = np.bincount(rng.integers(0, n, size=burst), minlength=n)
+        counts.append(day + [rng.poisson(rate) + extra[i] for i in range(n)])
     table = ProfileTable(config)
-    table.add("b" * 16, SRC, "t", "t", "WARN", 0, 0)
+    for k in range(len(seeds)):
+        src = Source.from_attributes((("service.name", f"burst-{k}"),))
+        assert table.add(f"{k:016x}", src, "t", "t", "WARN", 0, 0) == k
     row = np.zeros(table.capacity)
     zeros = np.zeros(table.capacity)
-    for b in range(DAY):
-        row[0] = rng.poisson(rate)
-        table.close(b, row, zeros)
-    before = float(table.rate.mean[0])
-    n = minutes * 6
-    extra = np.bincount(rng.integers(0, n, size=burst), minlength=n)
-    hits = []
-    for i in range(n):
-        row[0] = rng.poisson(rate) + extra[i]
-        v = table.close(DAY + i, row, zeros)
-        hits += [i for a in v.alarms if a.kind is AnomalyKind.SPIKE]
+    hits: list[list[int]] = [[] for _ in seeds]
+    before: list[float] = []
+    for b in range(DAY + n):
+        if b == DAY:
+            before = [float(m) for m in table.rate.mean[: len(seeds)]]
+        row[: len(seeds)] = [c[b] for c in counts]
+        for a in table.close(b, row, zeros).alarms:
+            if a.kind is AnomalyKind.SPIKE and b >= DAY:
+                hits[a.slot].append(b - DAY)
     return table, hits, before
 
 
@@ -75,13 +84,14 @@ def test_a_low_rate_burst_is_found_though_no_bucket_is_extreme() -> None:
     minimum count, yet the ten minutes as one count are far beyond the usual 6. It is found
     within five minutes, and the baseline takes in less than half of what it would if it
     learned from the burst at full weight (the peak: none of it)."""
-    for seed in (3, 4, 5):
-        table, hits, before = burst_table(0.1, 63, 10, seed, DetectConfig())
-        assert hits and hits[0] <= 30, (seed, hits)
-        full, _, _ = burst_table(0.1, 63, 10, seed, DetectConfig(anomaly_update_weight=1.0))
-        moved = table.rate.mean[0] - before
-        assert moved < 0.5 * (full.rate.mean[0] - before), (seed, moved, full.rate.mean[0])
-        assert table.peak[0] < 4, table.peak[0]
+    seeds = (3, 4, 5)
+    table, hits, before = burst_tables(0.1, 63, 10, seeds, DetectConfig())
+    full, _, _ = burst_tables(0.1, 63, 10, seeds, DetectConfig(anomaly_update_weight=1.0))
+    for k, seed in enumerate(seeds):
+        assert hits[k] and hits[k][0] <= 30, (seed, hits[k])
+        moved = table.rate.mean[k] - before[k]
+        assert moved < 0.5 * (full.rate.mean[k] - before[k]), (seed, moved, full.rate.mean[k])
+        assert table.peak[k] < 4, table.peak[k]
 
 
 def test_a_first_day_morning_ramp_is_neither_drift_nor_spike() -> None:
@@ -90,10 +100,12 @@ def test_a_first_day_morning_ramp_is_neither_drift_nor_spike() -> None:
     n = DAY // 2
     t = np.arange(n)
     ramp = 1.0 + np.clip((t - 1080) / 1080.0, 0.0, 1.0)  # flat for 3 h, doubles over the next 3
-    for seed in (6, 7):
-        rng = np.random.default_rng(seed)
-        counts = wandering(rng, np.array([10.0, 100.0, 1000.0]), n, 0.1, ramp)
-        onsets = episodes_over(counts, DetectConfig())
+    seeds = (6, 7)
+    rates = np.array([10.0, 100.0, 1000.0])
+    runs = [wandering(np.random.default_rng(seed), rates, n, 0.1, ramp) for seed in seeds]
+    config = DetectConfig()
+    for seed, alarms in zip(seeds, together(runs, config, "ramp"), strict=True):
+        onsets = onsets_of(alarms, config)
         assert sum(onsets.values()) == 0, (seed, onsets)
 
 
@@ -114,22 +126,18 @@ def test_a_silent_minute_of_a_wandering_rate_does_not_open_a_drop() -> None:
     still found within two minutes. (At CV 0.45 a few minute-long silences at 6-12 records a
     bucket still open drops: the run test treats its buckets as independent.)"""
     rates = np.array([1.5, 3.0, 6.0, 12.0])
-    counts = wandering(np.random.default_rng(1), np.tile(rates, 4), 2 * DAY, 0.38)
-    onsets = episodes_over(counts, DetectConfig())
+    quiet = wandering(np.random.default_rng(1), np.tile(rates, 4), 2 * DAY, 0.38)
+    silent = wandering(np.random.default_rng(4), rates, DAY + 60, 0.38)[: DAY + 18]
+    silent[DAY:] = 0.0
+    config = DetectConfig()
+    quiet_alarms, silent_alarms = together([quiet, silent], config, "silent")
+    onsets = onsets_of(quiet_alarms, config)
     drops = sum(k for (_, kind), k in onsets.items() if kind == AnomalyKind.DROP.value)
     assert drops == 0, onsets
-    counts = wandering(np.random.default_rng(4), rates, DAY + 60, 0.38)
-    counts[DAY : DAY + 18] = 0.0
-    table = ProfileTable(DetectConfig())
-    for i in range(len(rates)):
-        table.add(f"{i:016x}", SRC, f"t{i}", f"template {i}", "INFO", 0, 0)
-    row, zeros = np.zeros(table.capacity), np.zeros(table.capacity)
     found: dict[int, int] = {}
-    for b in range(DAY + 18):
-        row[: len(rates)] = counts[b]
-        for a in table.close(b, row, zeros).alarms:
-            if a.kind is AnomalyKind.DROP and b >= DAY:
-                found.setdefault(a.slot, b - DAY)
+    for b, slot, kind in silent_alarms:
+        if kind == AnomalyKind.DROP.value and b >= DAY:
+            found.setdefault(slot, b - DAY)
     assert found.get(3, 99) <= 12 and found.get(2, 99) <= 12, found
 
 
