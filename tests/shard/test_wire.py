@@ -130,3 +130,66 @@ def test_trace_ids_of_one_width_travel_packed_and_read_the_same() -> None:
     joined, _ = join_batches([decode_batch(encode_batch(b)), again])
     assert isinstance(joined.trace_id, HexIds) and joined.trace_id.blob() is not None
     assert list(joined.trace_id) == list(b.trace_id) * 2
+
+
+def _request_of_services() -> bytes:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    req = ExportLogsServiceRequest()
+    for i in range(9):
+        rl = req.resource_logs.add()
+        if i != 4:  # one resource with no service.name at all
+            value = rl.resource.attributes.add(key="service.name").value
+            if i == 6:
+                value.int_value = 6  # rendered as the normaliser renders it
+            else:
+                value.string_value = f"svc-{i % 7}"  # two resources of one source
+        sl = rl.scope_logs.add()
+        for j in range(3):
+            lr = sl.log_records.add(time_unix_nano=1_000 + 10 * i + j)
+            lr.body.string_value = f"record {i}.{j}"
+            lr.attributes.add(key="user.id").value.string_value = f"u{j}"
+    data = req.SerializeToString()
+    # A Resource given twice in one ResourceLogs: the parser merges them, so must routing.
+    extra = ExportLogsServiceRequest()
+    rl = extra.resource_logs.add()
+    rl.resource.attributes.add(key="host.name").value.string_value = "h"
+    rl.scope_logs.add().log_records.add(time_unix_nano=5).body.string_value = "merged"
+    tail = extra.SerializeToString()
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+    named = Resource()
+    named.attributes.add(key="service.name").value.string_value = "svc-late"
+    field = named.SerializeToString()
+    inner = bytes([0x0A, len(field)]) + field  # ResourceLogs.resource, the second time
+    body = tail[2:] + inner
+    return data + bytes([0x0A, len(body)]) + body
+
+
+def test_a_request_routed_before_decoding_gives_each_shard_its_part_of_the_whole() -> None:
+    from via_otlp.receive.normalise import Normaliser
+    from via_otlp.receive.otlp_codec import Encoding, decode
+    from via_otlp.shard.wire import ROUTE_MAX_RESOURCES, route_request
+
+    data = _request_of_services()
+    whole, _ = Normaliser().from_request(decode(data, Encoding.PROTOBUF)[0], 0, data)
+    for shards in (2, 3):
+        cut = route_request(data, Normaliser(), shards)
+        assert cut is not None and sum(map(len, cut)) == len(data)
+        assert sum(1 for c in cut if c) > 1, "all to one shard: no test"
+        for k, (part, sub) in enumerate(zip(split_batch(whole, shards), cut, strict=True)):
+            if part is None:
+                assert sub == b""
+                continue
+            got, _ = Normaliser().from_request(decode(sub, Encoding.PROTOBUF)[0], 0, sub)
+            assert split_batch(got, shards)[k] is got or shards == 1  # only its own records
+            for name in ("sources", "source_index", "severity", "body", "time_ns", "unique_id"):
+                assert list(getattr(got, name)) == list(getattr(part, name)), (shards, k, name)
+    assert any(s.key.endswith("svc-late") or "svc-late" in s.key for s in whole.sources)
+    # Bytes that are not plainly ResourceLogs: not routed (one shard decodes and judges them).
+    for bad in (b"\x12\x00", data[:-1], b"\x0a\x05\x0a\x03\xff\xff\xff", b"\x0a\x02\x0f\x00"):
+        assert route_request(bad, Normaliser(), 2) is None
+    # Work on the serving loop is bounded: past so many ResourceLogs, decoded whole.
+    many = b"\x0a\x00" * ROUTE_MAX_RESOURCES
+    assert route_request(many, Normaliser(), 2) is not None
+    assert route_request(many + b"\x0a\x00", Normaliser(), 2) is None

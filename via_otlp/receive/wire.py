@@ -133,3 +133,47 @@ def _walk(
         return None
     pieces.append(data[copied:end])
     return b"".join(pieces)
+
+
+def resource_logs_spans(data: bytes, limit: int) -> list[tuple[int, int, bytes]] | None:
+    """Where each ResourceLogs of the request `data` lies, without parsing it: (start, end) of
+    its whole field (tag and length included: the bytes of a one-ResourceLogs request) and its
+    Resource's bytes (every occurrence, joined, as the parser merges them); None past `limit`
+    ResourceLogs (a Python loop: its work is bounded). Raises `DecodeError` on anything but
+    ResourceLogs fields that fit (the caller then parses the request whole, which says what is
+    wrong)."""
+    out: list[tuple[int, int, bytes]] = []
+    end = len(data)
+    pos = 0
+    while pos < end:
+        if len(out) >= limit:
+            return None
+        start = pos
+        key, pos = _varint(data, pos, end)
+        if key != 0x0A:  # field 1, length-delimited
+            raise DecodeError("not a ResourceLogs field")
+        length, pos = _varint(data, pos, end)
+        value_end = pos + length
+        if value_end > end:
+            raise DecodeError("truncated ResourceLogs")
+        resource: list[bytes] = []
+        while pos < value_end:
+            key, pos = _varint(data, pos, value_end)
+            wire_type = key & 7
+            if wire_type == 2:
+                length, pos = _varint(data, pos, value_end)
+                if key >> 3 == 1:
+                    resource.append(data[pos : pos + length])
+                pos += length
+            elif wire_type == 0:
+                _, pos = _varint(data, pos, value_end)
+            elif wire_type == 1:
+                pos += 8
+            elif wire_type == 5:
+                pos += 4
+            else:
+                raise DecodeError(f"unsupported wire type {wire_type}")
+            if pos > value_end:
+                raise DecodeError("truncated field")
+        out.append((start, value_end, b"".join(resource)))
+    return out
