@@ -180,6 +180,12 @@ def server_data_dir(tmp_path: Path) -> Path:
     return path
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: a worker per core this process may use, at most 4 (each worker starts its own
+    servers and embedded PostgreSQL; past 4 that setup costs more than the spread saves)."""
+    return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _DATA_ROOT is not None:
         shutil.rmtree(_DATA_ROOT, ignore_errors=True)
