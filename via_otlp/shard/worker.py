@@ -18,7 +18,7 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -370,9 +370,6 @@ class Shard:
 # After a request this large, the allocator's free memory goes back to the system: a 64 MiB
 # export of tiny records left the shard that decoded it 330 MiB larger for good.
 _TRIM_AFTER = 8 * 1024 * 1024
-# DECODE frames decoded among waiting batches at most (larger ones wait for the loop, which
-# gives their memory back).
-_INLINE_DECODE_MAX = 4 * 1024 * 1024 + 64
 
 
 # Bounds of one coalesced group: the batches already waiting are drained up to these, so the
@@ -391,19 +388,13 @@ def batch_item(shard: Shard, kind: Kind, body: memoryview) -> tuple[int, int, Pa
 
 
 def waiting_batches(
-    sock: socket.socket,
-    nbytes: int,
-    shard: Shard | None = None,
-    decode: Callable[[memoryview], None] | None = None,
+    sock: socket.socket, nbytes: int, shard: Shard | None = None
 ) -> list[tuple[int, int, Payload]]:
     """The BATCH (and, given the `shard`, HELD) frames that have already arrived after one of
     `nbytes` (whole frames only, within the bounds above): read now, so that `consume_many`
-    works on them together. Given `decode`, DECODE frames (of requests routed by owning shard,
-    one between every two HELD frames) are handed to it on the way instead of ending the
-    group: decoding is no step of the pipeline, so it may come before the batches waiting."""
+    works on them together."""
     out: list[tuple[int, int, Payload]] = []
-    decoded = 0
-    while len(out) + 1 < MAX_COALESCED_FRAMES and decoded < MAX_COALESCED_FRAMES:
+    while len(out) + 1 < MAX_COALESCED_FRAMES:
         try:
             head = sock.recv(_FRAME_HEAD.size, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except BlockingIOError:
@@ -411,13 +402,6 @@ def waiting_batches(
         if len(head) < _FRAME_HEAD.size:
             break
         length, kind = _FRAME_HEAD.unpack(head)
-        if kind == Kind.DECODE and decode is not None and length < _INLINE_DECODE_MAX:
-            got = recv_frame(sock)
-            if got is None:
-                break
-            decode(got[1])
-            decoded += 1
-            continue
         batch = kind == Kind.BATCH or (kind == Kind.HELD and shard is not None)
         if not batch or nbytes + length > MAX_COALESCED_BYTES:
             break
@@ -456,16 +440,6 @@ def run(sock: socket.socket) -> int:
                                              "profiles": 0, "seconds": 0.0}  # fmt: skip
     send_frames(sock, [json_frame(Kind.READY, ready)])
     writer = shard.writer(close_in_child=(sock.fileno(),)) if persist else None
-
-    def on_decode(body: memoryview) -> None:
-        """A DECODE frame met among waiting batches (`waiting_batches`): decoded now."""
-        rid, now_ns, rest = split_seq(body)
-        try:
-            parts = shard.decode(rest[1:], ENCODINGS[rest[0]], now_ns, hold=True)
-            _send_decoded(sock, rid, parts)
-        except InputError as exc:
-            send_frames(sock, [json_frame(Kind.FAILED, {"id": rid, "error": str(exc)})])
-
     while True:
         got = recv_frame(sock)
         if writer is not None and writer.writing:
@@ -474,8 +448,7 @@ def run(sock: socket.socket) -> int:
             return 0  # the serving process is gone: nothing to answer to
         kind, body = got
         if kind is Kind.BATCH or kind is Kind.HELD:
-            item = batch_item(shard, kind, body)
-            frames = [item, *waiting_batches(sock, len(body), shard, on_decode)]
+            frames = [batch_item(shard, kind, body), *waiting_batches(sock, len(body), shard)]
             dones = shard.consume_many(frames)
             send_frames(sock, [json_frame(Kind.DONE, d) for d in dones])
         elif kind is Kind.FREE:
