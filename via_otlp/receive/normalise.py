@@ -279,10 +279,6 @@ class Normaliser:
             self._sources[key] = src
         return src
 
-    def resource_source(self, attributes: Iterable[KeyValue]) -> Source:
-        """The `Source` of a resource's records (what `batches` gives them)."""
-        return self._resource_source(attributes, IntakeCounts())
-
     def _resource_source(self, attributes: Iterable[KeyValue], counts: IntakeCounts) -> Source:
         wanted = self.options.source_attributes
         values = {kv.key: render_value(kv.value) for kv in attributes if kv.key in wanted}

@@ -3,10 +3,7 @@
 It runs on the serving process's event loop and does I/O only: request bytes go to a shard to
 be decoded (the least loaded), the decoded batches come back cut by owning shard and go on to
 their owners (the decoding shard keeps its own part: it is told when to take it, HELD), and
-each batch's events come back. A protobuf request is cut by owning shard before that, when its
-ResourceLogs say whose they are (`route_request`: only their Resources are parsed): each owner
-decodes and keeps its own records, and their parts go on as the one batch a single decoder
-would have made (or, when they cannot stand for it, the request is decoded whole after all). Every batch gets a sequence number; the
+each batch's events come back. Every batch gets a sequence number; the
 watermark after it is the one a single engine would have had (largest event time so far minus
 the allowed lateness, never going back), and every shard moves to it (INTERFACES.md). Events
 are dispatched per sequence number, in order and sorted, so the anomalies are the same for any
@@ -23,11 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import itertools
 import json
 import logging
-import operator
 import os
 import signal
 import socket
@@ -38,7 +33,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from via_otlp import memory
@@ -50,7 +45,7 @@ from via_otlp.errors import InputError, StartupError
 from via_otlp.model import AnomalyEvent
 from via_otlp.patterns.stage import PatternStats, TemplateInfo
 from via_otlp.receive.intake import IntakeStats, QueueFullError
-from via_otlp.receive.normalise import IntakeCounts, NormaliseOptions, Normaliser
+from via_otlp.receive.normalise import IntakeCounts
 from via_otlp.receive.otlp_codec import Encoding, Repairs
 from via_otlp.registry.patches import PatchRule, PatchSet
 from via_otlp.registry.records import event_from_json
@@ -67,7 +62,6 @@ from via_otlp.shard.wire import (
     free_frame,
     held_frame,
     json_frame,
-    route_request,
     seq_frame,
     shard_of,
     split_seq,
@@ -120,20 +114,6 @@ class ShardStatus:
     restore_seconds: float = 0.0
     stats: dict[str, Any] = field(default_factory=dict)
     last_snapshot: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class _Routed:
-    """A request cut by owning shard before decoding (`route_request`): each owner decodes its
-    ResourceLogs and keeps its part, and the parts go on as one batch, as if one shard had
-    decoded the request whole and kept its own part of it."""
-
-    payload: bytes  # the whole request: decoded by one shard if the parts cannot stand for it
-    now_ns: int
-    nbytes: dict[int, int]  # the shards still decoding: bytes of their ResourceLogs
-    parts: list[tuple[int, memoryview]] = field(default_factory=list)  # (shard, DECODED)
-    failed: bool = False  # a part was not a request: the whole request is decoded to say why
-    aborted: bool = False  # answered "retry" (a shard died): the parts still to come are freed
 
 
 class _Shard:
@@ -215,10 +195,6 @@ class ShardPool:
         self._decoding: dict[int, tuple[asyncio.Future[int], int, list[int]]] = {}
         self._next_release = 1  # ordered mode: the next request id whose batches may go on
         self._held: dict[int, list[tuple[bool, memoryview, int]]] = {}
-        self._routed: dict[int, _Routed] = {}
-        self.routed = 0  # requests decoded in parts by their owners
-        self.routed_whole = 0  # of those, decoded whole after all (`_routed_part`)
-        self._normaliser = Normaliser(NormaliseOptions.from_config(config.receive))
         # Sequence numbers not finished by every shard, and the events gathered for them.
         self._waiting: dict[int, int] = {}
         self._events: dict[int, list[AnomalyEvent]] = {}
@@ -381,141 +357,17 @@ class ShardPool:
         self._last_rid += 1
         rid = self._last_rid
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        now = time.time_ns() if now_ns is None else now_ns
-        # Each ResourceLogs to the shard that owns its source: the request is decoded once, in
-        # parts, and no decoded part travels from one shard to another.
-        cut = None
-        if encoding is Encoding.PROTOBUF and self.shards > 1:
-            cut = route_request(payload, self._normaliser, self.shards)
-        owners = [k for k, part in enumerate(cut or []) if part]
-        if owners and all(self._shards[k].alive for k in owners):
-            if len(owners) == 1:
-                shard = self._shards[owners[0]]  # its own records only: none travel
-            else:
-                assert cut is not None
-                self._decoding[rid] = (fut, 0, [0, -1])  # bytes counted per part, below
-                self._routed[rid] = _Routed(payload, now, {k: len(cut[k]) for k in owners})
-                self.routed += 1
-                for k in owners:
-                    self._shards[k].status.decoding_bytes += len(cut[k])
-                    self._send_decode(self._shards[k], rid, now, encoding, cut[k])
-                return await fut
         self._decoding[rid] = (fut, len(payload), [0, shard.status.index])
         shard.status.decoding_bytes += len(payload)
-        self._send_decode(shard, rid, now, encoding, payload)
-        return await fut
-
-    @staticmethod
-    def _send_decode(
-        shard: _Shard, rid: int, now_ns: int, encoding: Encoding, payload: bytes
-    ) -> None:
         enc = b"\x00" if encoding is Encoding.PROTOBUF else b"\x01"
-        head = seq_frame(Kind.DECODE, rid, now_ns, enc)
+        now = time.time_ns() if now_ns is None else now_ns
+        head = seq_frame(Kind.DECODE, rid, now, enc)
         shard.send(frame_header(head, len(payload)), payload)
-
-    def _routed_part(
-        self, shard: _Shard, rid: int, last: bool, payload: memoryview, failed: bool = False
-    ) -> None:
-        """A DECODED (or FAILED) frame of a routed request's part. Once every part is in, they
-        go on as one decoded batch, or, when they cannot stand for the request decoded whole
-        (a part not a request, more than one batch, a record for another shard), are freed
-        and one shard decodes the request whole."""
-        r = self._routed[rid]
-        k = shard.status.index
-        if len(payload):
-            r.parts.append((k, payload))
-        r.failed |= failed
-        if not (last or failed):
-            return
-        shard.status.decoding_bytes -= r.nbytes.pop(k, 0)
-        if r.nbytes:
-            return
-        del self._routed[rid]
-        merged = None
-        if not (r.failed or r.aborted):
-            with contextlib.suppress(KeyError, TypeError, ValueError):
-                merged = self._merged(r.parts)
-        if merged is None:
-            for holder, part in r.parts:
-                self._free_parts(holder, _header(part))
-            if not r.aborted:
-                self.routed_whole += 1
-                self._decode_whole(rid, r)
-            return
-        decoder = r.parts[0][0] if r.parts else k
-        if self.ordered:
-            self._held.setdefault(rid, []).append((True, merged, decoder))
-            self._release_held()
-        else:
-            self._arrive(rid, True, merged, decoder)
-
-    def _merged(self, parts: list[tuple[int, memoryview]]) -> memoryview | None:
-        """The DECODED payload of the whole request from its parts' (None if they cannot
-        stand for it: then the request is decoded whole)."""
-        heads: list[tuple[int, int, dict[str, Any]]] = []
-        for k, payload in parts:
-            header = _header(payload)
-            if header is None or any(header["part_bytes"]) or any(k == h[0] for h in heads):
-                return None  # a record for another shard, or a second batch of one shard
-            heads.append((k, _Q.unpack_from(payload)[0], header))
-        if not heads:
-            return memoryview(b"")
-        records = sum(int(h["records"]) for _, _, h in heads)
-        if records > self.config.pipeline.batch_max_records:
-            return None  # decoded whole, it would be cut into several batches
-        counts = IntakeCounts()
-        for _, _, h in heads:
-            counts.add(IntakeCounts(**h["counts"]))
-        header = {
-            "records": records,
-            "counts": asdict(counts),
-            "repairs": functools.reduce(operator.or_, (int(h["repairs"]) for _, _, h in heads)),
-            "part_records": [
-                sum(int(h["part_records"][i]) for _, _, h in heads) for i in range(self.shards)
-            ],
-            "part_sources": [
-                [key for _, _, h in heads for key in h["part_sources"][i]]
-                for i in range(self.shards)
-            ],
-            "part_bytes": [0] * self.shards,
-            "holders": [
-                [k, h["held"], h.get("held_bytes", 0)]
-                for k, _, h in heads
-                if h.get("held") is not None
-            ],
-        }
-        head = json.dumps(header, separators=(",", ":")).encode()
-        tmax = max(t for _, t, _ in heads)
-        return memoryview(_Q.pack(tmax) + _U32.pack(len(head)) + head)
-
-    def _decode_whole(self, rid: int, r: _Routed) -> None:
-        """A routed request whose parts could not stand for it: one shard decodes it whole
-        (and answers, for bytes that are not a request, as it would have at once)."""
-        entry = self._decoding.get(rid)
-        if entry is None:
-            return
-        live = [s for s in self._shards if s.alive]
-        if not live:
-            self._decoding[rid] = (entry[0], 0, [0, 0])
-            self._decode_failed(rid, QueueFullError(self.config.pipeline.retry_after))
-            return
-        shard = min(live, key=lambda s: (s.status.decoding_bytes, s.status.records_in_flight))
-        self._decoding[rid] = (entry[0], len(r.payload), [0, shard.status.index])
-        shard.status.decoding_bytes += len(r.payload)
-        self._send_decode(shard, rid, r.now_ns, Encoding.PROTOBUF, r.payload)
-
-    def _free_parts(self, decoder: int, header: Any) -> None:
-        """Free the parts the shards kept of a batch that will not be sequenced (FREE): never
-        raises (a shard whose pipe is gone lost its part with its state)."""
-        if not isinstance(header, dict):
-            return
-        for k, (hid, _) in _holders(header, decoder).items():
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                self._shards[k].send(free_frame(hid))
+        return await fut
 
     async def wait_idle(self) -> None:
         """Until every request and batch sent so far is finished."""
-        while self._decoding or self._routed or self._waiting or self._held or self._gate:
+        while self._decoding or self._waiting or self._held or self._gate:
             await self._wait_change()
 
     async def tick(self, now_ns: int) -> None:
@@ -617,9 +469,7 @@ class ShardPool:
             self._shard_done(seq)
         elif kind is Kind.DECODED:
             rid, last, payload = split_seq(body)
-            if rid in self._routed:
-                self._routed_part(shard, rid, bool(last), payload)
-            elif self.ordered:
+            if self.ordered:
                 self._held.setdefault(rid, []).append((bool(last), payload, shard.status.index))
                 self._release_held()
             else:
@@ -631,10 +481,7 @@ class ShardPool:
                 fut.set_result(payload)
         elif kind is Kind.FAILED:
             doc = json.loads(bytes(body))
-            if doc["id"] in self._routed:
-                self._routed_part(shard, doc["id"], True, memoryview(b""), failed=True)
-            else:
-                self._decode_failed(doc["id"], InputError(doc["error"]))
+            self._decode_failed(doc["id"], InputError(doc["error"]))
         elif kind is Kind.RESULT:
             doc = json.loads(bytes(body))
             fut = self._results.pop(doc["id"], None)
@@ -763,14 +610,17 @@ class ShardPool:
                     fut.set_result(entry[2][0])
 
     def _free_held(self, decoder: int, header: Any) -> None:
-        """A batch that will not be sequenced: the parts the shards that decoded it kept are
-        freed there (FREE), and the records of every part are counted lost (none was sent)."""
+        """A batch that will not be sequenced: the part shard `decoder` kept of it is freed
+        there (FREE), and the records of every part are counted lost (none was sent)."""
         if not isinstance(header, dict):
             return
         with contextlib.suppress(Exception):
             self.lost_records += sum(int(n) for n in header["part_records"])
-        with contextlib.suppress(Exception):
-            self._free_parts(decoder, header)
+        held = header.get("held")
+        if isinstance(held, int):
+            # Cleanup never raises: a shard whose pipe is gone lost the part with its state.
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                self._shards[decoder].send(free_frame(held))
 
     def _sequence_batch(
         self, tmax: int, header: dict[str, Any], parts: memoryview, decoder: int
@@ -780,7 +630,8 @@ class ShardPool:
         part_records = [int(x) for x in header["part_records"]]
         if len(part_bytes) != self.shards or len(part_records) != self.shards:
             raise ValueError(f"a batch cut for {len(part_bytes)} shards, not {self.shards}")
-        holders = _holders(header, decoder)
+        held_id = None if header.get("held") is None else int(header["held"])
+        held_bytes = int(header.get("held_bytes", 0))
         counts = IntakeCounts(**header["counts"])
         self.stats.normalised.add(counts)
         self.stats.records_accepted += header["records"]
@@ -803,16 +654,16 @@ class ShardPool:
             if not s.alive:
                 self.lost_records += records
                 continue
-            held = holders.get(k)  # its own part: it kept it
+            held = held_id if k == decoder else None  # its own part: it kept it
             if held is not None:
-                size = held[1]  # weighed as if it had travelled
+                size = held_bytes  # weighed as if it had travelled
             s.pending[seq] = (records, size)
             if records:
                 self._sent_at[(k, seq)] = time.perf_counter()
             s.status.records_in_flight += records
             s.status.bytes_in_flight += size
             if held is not None:
-                s.send(held_frame(seq, self._watermark, held[0]))
+                s.send(held_frame(seq, self._watermark, held))
             else:
                 s.send(frame_header(seq_frame(Kind.BATCH, seq, self._watermark), len(part)), part)
         if not live:
@@ -871,21 +722,6 @@ class ShardPool:
                 st.decoding_bytes -= nbytes
                 if not fut.done():
                     fut.set_exception(QueueFullError(self.config.pipeline.retry_after))
-        for rid, r in list(self._routed.items()):
-            # A routed request with a part here: answered "retry"; the other parts are freed.
-            if st.index not in r.nbytes and all(k != st.index for k, _ in r.parts):
-                continue
-            st.decoding_bytes -= r.nbytes.pop(st.index, 0)
-            r.parts = [(k, part) for k, part in r.parts if k != st.index]
-            if not r.aborted:
-                r.aborted = True
-                entry = self._decoding.pop(rid, None)
-                if entry is not None and not entry[0].done():
-                    entry[0].set_exception(QueueFullError(self.config.pipeline.retry_after))
-            if not r.nbytes:
-                del self._routed[rid]
-                for k, part in r.parts:
-                    self._free_parts(k, _header(part))
         for rid in [r for r, parts in self._held.items() if not parts]:
             self._held.pop(rid)
         if self.ordered:
@@ -1056,16 +892,6 @@ def _fork_worker(parent: socket.socket, child: socket.socket) -> _Forked:
         code = worker.serve_forked(child)
     finally:
         os._exit(code)
-
-
-def _holders(header: dict[str, Any], decoder: int) -> dict[int, tuple[int, int]]:
-    """The parts of a decoded batch that the shards that decoded it kept: shard → (held id,
-    bytes it weighs). One decoder ("held"), or the owners of a routed request ("holders")."""
-    if "holders" in header:
-        return {int(k): (int(hid), int(size)) for k, hid, size in header["holders"]}
-    if header.get("held") is None:
-        return {}
-    return {decoder: (int(header["held"]), int(header.get("held_bytes", 0)))}
 
 
 def _header(payload: memoryview) -> dict[str, Any] | None:

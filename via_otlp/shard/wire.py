@@ -17,12 +17,9 @@ from typing import Any, cast
 
 import numpy as np
 import xxhash
-from google.protobuf.message import DecodeError
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from via_otlp.model import AttributeSample, LogBatch, Source
-from via_otlp.receive.normalise import HexIds, Normaliser
-from via_otlp.receive.wire import resource_logs_spans
+from via_otlp.receive.normalise import HexIds
 from via_otlp.state import decode_tree, encode_tree
 
 _FRAME = struct.Struct("<IB")
@@ -58,36 +55,6 @@ class Kind(enum.IntEnum):
 def shard_of(source_key: str, shards: int) -> int:
     """The shard that owns a source: a stable hash of its key (the same in every process)."""
     return xxhash.xxh64_intdigest(source_key.encode("utf-8")) % shards if shards > 1 else 0
-
-
-# Requests routed before decoding (`route_request`) at most: larger ones are more likely
-# than not to hold more records than a batch (then decoded twice), and the walk over their
-# ResourceLogs runs on the serving loop (about 5 µs each).
-ROUTE_MAX_BYTES = 4 << 20
-ROUTE_MAX_RESOURCES = 256
-
-
-def route_request(data: bytes, normaliser: Normaliser, shards: int) -> list[bytes] | None:
-    """The protobuf request `data` cut by owning shard, before it is decoded: each shard's
-    ResourceLogs, in order, as a request of their own (b"" for a shard that owns none). Only
-    the Resources are parsed, for their source (`Normaliser.resource_source`, as decoding
-    gives it). None when the bytes are not plainly ResourceLogs with Resources that parse, or
-    exceed the bounds above: one shard then decodes the request whole (and says what is wrong
-    with it)."""
-    if len(data) > ROUTE_MAX_BYTES:
-        return None
-    view = memoryview(data)
-    pieces: list[list[memoryview]] = [[] for _ in range(shards)]
-    try:
-        spans = resource_logs_spans(data, ROUTE_MAX_RESOURCES)
-        if spans is None:
-            return None
-        for start, end, resource in spans:
-            source = normaliser.resource_source(Resource.FromString(resource).attributes)
-            pieces[shard_of(source.key, shards)].append(view[start:end])
-    except (DecodeError, RecursionError, ValueError):
-        return None
-    return [b"".join(p) for p in pieces]
 
 
 # -- frames ------------------------------------------------------------------------------------

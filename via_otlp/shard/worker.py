@@ -334,7 +334,6 @@ class Shard:
                 "dropped_by_patch": self.dropped,
                 "snapshots": self.snapshots,
                 "coalesced": self.coalesced,
-                "held": len(self.held),  # parts kept for a HELD frame not yet come
                 "snapshot": self._snapshot_status(),
                 "schemas": len(p.schemas.sources()),
                 "rss": memory.rss_of(),
