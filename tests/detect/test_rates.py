@@ -22,11 +22,15 @@ SRC = Source.from_attributes((("service.name", "rates"),))
 
 
 def wandering(
-    rng: np.random.Generator, rates: np.ndarray, n: int, cv: float, shape: np.ndarray | None = None
+    rng: np.random.Generator,
+    rates: np.ndarray,
+    n: int,
+    cv: float | np.ndarray,
+    shape: np.ndarray | None = None,
 ) -> np.ndarray:
     """Counts whose rate wanders minute by minute: each minute (6 buckets) runs at the rate
     (times `shape`, per bucket) times a gamma factor of mean 1 and coefficient of variation
-    `cv`, then Poisson noise."""
+    `cv` (one, or one per rate), then Poisson noise."""
     minutes = -(-n // 6)
     k = 1.0 / (cv * cv)
     factor = rng.gamma(k, 1.0 / k, size=(minutes, len(rates))).repeat(6, axis=0)[:n]

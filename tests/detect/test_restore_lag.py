@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.detect.test_quiet_week import onsets_of
+from tests.detect.test_rates import wandering
 from via_otlp.detect.config import DetectConfig
 from via_otlp.detect.profile import ProfileTable
 from via_otlp.detect.windows import HALF, MIN_WINDOWS
@@ -30,26 +32,19 @@ OLD = ("win.lag", "win.cnt2", "win.exp2", "win.lag_n")  # what an older snapshot
 @functools.cache
 def _counts() -> np.ndarray:
     """Counts whose rate wanders minute by minute (gamma, `CV`), then Poisson noise."""
-    rng = np.random.default_rng(1)
-    k = 1.0 / (CV * CV)
-    factor = rng.gamma(k, 1.0 / k, size=(-(-(WARM + AFTER) // 6), len(RATES))).repeat(6, axis=0)
-    return rng.poisson(RATES * factor[: WARM + AFTER]).astype(np.float64)
+    return wandering(np.random.default_rng(1), RATES, WARM + AFTER, CV)
 
 
-def _onsets(table: ProfileTable, slots: list[int], first: int, end: int) -> dict[Any, int]:
+def _onsets(
+    table: ProfileTable, slots: list[int], first: int, end: int
+) -> dict[tuple[int, str], int]:
     """Episodes opened per (slot, kind) over buckets `first`..`end` (a cool-down apart)."""
-    cool = table.config.buckets(table.config.cooldown)
     counts, row, zeros = _counts(), np.zeros(table.capacity), np.zeros(table.capacity)
-    last: dict[Any, int] = {}
-    onsets: dict[Any, int] = {}
+    alarms = []
     for b in range(first, end):
         row[slots] = counts[b]
-        for a in table.close(b, row, zeros).alarms:
-            key = (a.slot, a.kind.value)
-            if b - last.get(key, -(10**9)) > cool:
-                onsets[key] = onsets.get(key, 0) + 1
-            last[key] = b
-    return onsets
+        alarms += [(b, a.slot, a.kind.value) for a in table.close(b, row, zeros).alarms]
+    return onsets_of(alarms, table.config)
 
 
 @functools.cache
