@@ -277,9 +277,10 @@ def _pieces(needed: tuple[str, ...]) -> tuple[str, ...]:
 def _tail(regex: str, needed: tuple[str, ...]) -> Callable[[str], object] | None:
     """A search for what a match of `regex` ends with, after its last item that can touch
     whitespace, when that end holds the `needed` strings (None: it does not, or it refers to a
-    group, or is a string). It lies inside one token, whose other characters and ends it can tell no worse than
-    the line can, so a token of every line the rule changes matches it: ``(?:[KMGTP]i?B|B|
-    bytes?)\\b`` of the size rule, which tells ``16MB,`` and ``MB`` from ``BLOCK*`` and ``Bye``.
+    group, or is a string). It lies inside one token, whose other characters and ends it can
+    tell no worse than the line can, so a token of every line the rule changes matches it:
+    ``(?:[KMGTP]i?B|B|bytes?)\\b`` of the size rule, which tells ``16MB,`` and ``MB`` from
+    ``BLOCK*`` and ``Bye``.
 
     >>> _tail(r"\\d+ ?(?:MB|B)\\b", ("B",))("BLOCK*"), _tail(r"\\d+ ?(?:MB|B)\\b", ("B",))("MB,")
     (None, <re.Match object; span=(0, 2), match='MB'>)
