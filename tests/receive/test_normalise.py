@@ -358,3 +358,53 @@ def test_a_key_given_twice_in_longer_varints_keeps_the_first_id(key_field: bytes
     looped, _ = next(Normaliser().batches(req, NOW, None))
     looked_up, _ = next(Normaliser().batches(req, NOW, raw, parsed_from_raw=True))
     assert looped.unique_id == looked_up.unique_id == ["first"]
+
+
+def _field(number: int, data: bytes) -> bytes:
+    return bytes([number << 3 | 2]) + _varint(len(data)) + data
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ids=st.lists(st.lists(any_values, min_size=1, max_size=3), min_size=1, max_size=4),
+    hints=st.lists(any_values, min_size=1, max_size=3),
+)
+def test_a_value_given_twice_in_one_key_value_reads_as_the_loop_reads_it(
+    ids: list[list[AnyValue]], hints: list[AnyValue]
+) -> None:
+    """A KeyValue may carry its value field more than once: a parser merges them (the last
+    scalar wins, arrays and kvlists add up), while the maps hold only the last one's bytes."""
+    records = b""
+    for values in ids:
+        lr = LogRecord(time_unix_nano=NOW - 1, body=AnyValue(string_value="hello"))
+        for key, sent in (("user.id", values), ("log.record.template", hints)):
+            kv = _field(1, key.encode()) + b"".join(_field(2, v.SerializeToString()) for v in sent)
+            records += _field(2, lr.SerializeToString() + _field(6, kv))
+    rl = ResourceLogs()
+    rl.resource.attributes.add(key="service.name").value.string_value = "svc"
+    raw = _field(1, rl.SerializeToString() + _field(2, records))
+    req = ExportLogsServiceRequest.FromString(raw)
+    looped, _ = next(Normaliser().batches(req, NOW, None))
+    looked_up, _ = next(Normaliser().batches(req, NOW, raw, parsed_from_raw=True))
+    assert (looked_up.unique_id, looked_up.template_hint) == (
+        looped.unique_id,
+        looped.template_hint,
+    )
+
+
+def test_ids_read_from_their_bytes_survive_the_bounded_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(normalise, "_VALUE_TEXTS_MAX", 3)
+    n = Normaliser()
+    for start in (0, 5, 2):
+        req = one_record()
+        sl = req.resource_logs[0].scope_logs[0]
+        for i in range(start, start + 5):
+            lr = sl.log_records.add()
+            lr.attributes.add(key="user.id").value.string_value = f"u{i}"
+            lr.attributes.add(key="x").value.int_value = i
+        sl.log_records.add().attributes.add(key="user.id").value.int_value = 7
+        batch, _ = next(n.batches(req, NOW, req.SerializeToString(), parsed_from_raw=True))
+        assert batch.unique_id == ["", *(f"u{i}" for i in range(start, start + 5)), "7"]
+        assert len(n._uid_texts) <= 3 + 7  # cleared before a batch that misses past the bound

@@ -10,10 +10,10 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
-from operator import attrgetter, is_, methodcaller
+from operator import attrgetter, methodcaller
 from typing import Any, cast, overload
 
 import numpy as np
@@ -171,24 +171,22 @@ def _attribute_maps_class() -> Any:
     """A message class that reads an ExportLogsServiceRequest's log-record attributes as maps.
 
     A protobuf map field is, on the wire, a repeated message of key (1) and value (2): exactly
-    OTLP's repeated KeyValue. Parsed as `map<string, AnyValue>`, the attributes can be looked
-    up by key in C; every other field is skipped (kept as unknown bytes, never walked).
+    OTLP's repeated KeyValue. Parsed as `map<string, bytes>`, the attributes can be looked up
+    by key in C, each value as its AnyValue's wire bytes (no AnyValue object is made: `_scalar`
+    reads the few distinct ones); every other field is skipped (kept as unknown bytes).
     """
     pool = descriptor_pool.Default()
-    name = "via_otlp/receive/attribute_maps.proto"
+    name = "via_otlp/receive/attribute_bytes.proto"
     try:
         pool.FindFileByName(name)
     except KeyError:
-        pkg = "via_otlp.attribute_maps"
-        fd = descriptor_pb2.FileDescriptorProto(
-            name=name, package=pkg, syntax="proto3", dependency=[AnyValue.DESCRIPTOR.file.name]
-        )
+        pkg = "via_otlp.attribute_bytes"
+        fd = descriptor_pb2.FileDescriptorProto(name=name, package=pkg, syntax="proto3")
         rec = fd.message_type.add(name="Record")
         entry = rec.nested_type.add(name="AttributesEntry")
         entry.options.map_entry = True
         entry.field.add(name="key", number=1, label=1, type=9)
-        entry.field.add(name="value", number=2, label=1, type=11,
-                        type_name="." + AnyValue.DESCRIPTOR.full_name)  # fmt: skip
+        entry.field.add(name="value", number=2, label=1, type=12)  # bytes: the AnyValue's wire
         rec.field.add(name="attributes", number=6, label=3, type=11,
                       type_name=f".{pkg}.Record.AttributesEntry")  # fmt: skip
         for outer, inner, number in (("Scope", "Record", 2), ("Resource", "Scope", 2),
@@ -197,7 +195,7 @@ def _attribute_maps_class() -> Any:
             m.field.add(name="items", number=number, label=3, type=11,
                         type_name=f".{pkg}.{inner}")  # fmt: skip
         pool.Add(fd)
-    desc = pool.FindMessageTypeByName("via_otlp.attribute_maps.Request")
+    desc = pool.FindMessageTypeByName("via_otlp.attribute_bytes.Request")
     return message_factory.GetMessageClass(desc)
 
 
@@ -234,21 +232,50 @@ def _texts(values: Sequence[AnyValue]) -> list[str]:
     return texts
 
 
-def _key_field(key: str) -> bytes | None:
-    """A KeyValue's key field for `key` on the wire, from its length on (length, UTF-8), when
-    counting it in a request counts the KeyValues with that key: not for an empty key (proto3
-    leaves it out) or bytes that could overlap themselves (then `bytes.count` could miss one).
+_SCALAR_KINDS = frozenset(
+    {"string_value", "int_value", "double_value", "bool_value", "bytes_value"}
+)
+_VALUE_TEXTS_MAX = 16384  # distinct values kept per cache (cleared, once a batch, past it)
 
-    Counted from the length, not the tag: a tag written as a longer varint (0x8a 0x00, which
-    parsers accept) ends just as the usual one does. A length written so ends in 0x00 right
-    before the key instead; `_looked_up` checks that none is."""
-    data = key.encode()
-    if not data or len(data) >= 0x80:
+
+def _scalar_text(wire: bytes, read: Callable[[AnyValue], str]) -> str | None:
+    """What `read` gives of the AnyValue whose wire bytes are `wire`, when those bytes alone
+    give it: they are the last value field of their KeyValue, which a parser merges into any
+    value field before it, so only a scalar (whatever came before, the last scalar set wins)
+    reads the same alone as merged. None otherwise (an array or kvlist, or nothing set)."""
+    try:
+        value = AnyValue.FromString(wire)
+    except (DecodeError, RecursionError, ValueError):
         return None
-    field = bytes([len(data)]) + data
-    if any(field[i:] == field[: len(field) - i] for i in range(1, len(field))):
-        return None
-    return field
+    return read(value) if value.WhichOneof("value") in _SCALAR_KINDS else None
+
+
+def _value_texts(
+    column: list[bytes | None], cache: dict[bytes | None, str], read: Callable[[AnyValue], str]
+) -> list[str] | None:
+    """Each value's text (`read`; "" where a record holds none), the distinct ones computed
+    once (`cache`, bounded), or None when one cannot be read from its bytes (`_scalar_text`)."""
+    texts: list[str | None] = list(map(cache.get, column))
+    if None in texts:
+        if len(cache) >= _VALUE_TEXTS_MAX:
+            cache.clear()
+            cache[None] = ""
+        for i, text in enumerate(texts):
+            if text is None:
+                wire = column[i]
+                assert wire is not None  # `cache` maps None to ""
+                n = len(wire)
+                if n >= 2 and wire[0] == 0x0A and wire[1] == n - 2 < 0x80:
+                    try:  # one string field, all of `wire`: its text whatever `read` is
+                        text = wire[2:].decode("utf-8")
+                    except UnicodeDecodeError:
+                        return None
+                else:
+                    text = _scalar_text(wire, read)
+                    if text is None:
+                        return None
+                texts[i] = cache[wire] = text
+    return cast(list[str], texts)
 
 
 @dataclass
@@ -259,6 +286,9 @@ class Normaliser:
     _sources: dict[tuple[str, ...], Source] = field(default_factory=dict)
     _sample_countdown: int = 0
     _severity_cache: dict[tuple[str, int], str] = field(default_factory=dict)
+    # Texts of attribute values by their wire bytes (unique ids, template hints: `_looked_up`).
+    _uid_texts: dict[bytes | None, str] = field(default_factory=lambda: {None: ""})
+    _hint_texts: dict[bytes | None, str] = field(default_factory=lambda: {None: ""})
 
     def source_for(self, values: dict[str, str]) -> Source:
         """The `Source` for identity attribute values (service.name defaults to unknown_service)."""
@@ -439,9 +469,10 @@ class Normaliser:
 
         A map keeps the last value of a key given twice: the hint the exact rule takes, but not
         its unique id (the first). So a unique-id key may be looked up only when no record gives
-        it twice: when `raw` holds its KeyValue key field as often as records hold the key (a
-        record holds it at least once; occurrences anywhere else only make us fall back), and
-        holds no key field whose length is a longer varint than it need be (it ends in 0x00).
+        it twice: when `raw` holds the key's bytes (`bytes.count`: as many as fit apart) as often
+        as records hold the key. Each such record holds them at least once, in bytes of its own,
+        however its tags and lengths are written; occurrences anywhere else only make us fall
+        back. A map's value is read from its wire bytes (`_value_texts`), where exact.
         """
         unique_keys = self.options.unique_id_attributes
         if TEMPLATE_ATTRIBUTE in unique_keys or len(set(unique_keys)) != len(unique_keys):
@@ -452,27 +483,29 @@ class Normaliser:
         scopes = (s.items for r in parsed.items for s in r.items)
         maps = list(map(_ATTRIBUTES, chain.from_iterable(scopes)))
         n = len(maps)
-        best: list[Any] | None = None
+        best: list[bytes | None] | None = None
         for key in unique_keys:
             if key not in present:
                 continue
-            column = list(map(methodcaller("get", key, _NO_VALUE), maps))
-            holding = n - sum(map(is_, column, repeat(_NO_VALUE, n)))
+            column: list[bytes | None] = list(map(methodcaller("get", key), maps))
+            holding = n - column.count(None)
             if not holding:
                 continue
-            field = _key_field(key)
-            if field is None or raw.count(field) != holding or b"\0" + field[1:] in raw:
-                return None  # a key twice, or a key whose length no count here would see
+            if raw.count(key.encode()) != holding:  # (an empty key counts len(raw) + 1)
+                return None  # a key twice, or its bytes elsewhere too
             if best is None:
                 best = column
             else:
-                best = [b if b is not _NO_VALUE else c for b, c in zip(best, column, strict=True)]
-        uids = _texts(best) if best is not None else [""] * n
+                best = [c if b is None else b for b, c in zip(best, column, strict=True)]
+        uids: list[str] | None = [""] * n
+        if best is not None:
+            uids = _value_texts(best, self._uid_texts, render_value)
+        hints: list[str] | None = [""] * n
         if TEMPLATE_ATTRIBUTE in present:
-            get_hint = methodcaller("get", TEMPLATE_ATTRIBUTE, _NO_VALUE)
-            hints = list(map(_STRING_VALUE, map(get_hint, maps)))
-        else:
-            hints = [""] * n
+            hint_column = list(map(methodcaller("get", TEMPLATE_ATTRIBUTE), maps))
+            hints = _value_texts(hint_column, self._hint_texts, _STRING_VALUE)
+        if uids is None or hints is None:
+            return None
         return uids, hints
 
     def _finish(self, cut: _Cut, now_ns: int) -> tuple[LogBatch, IntakeCounts]:
