@@ -517,7 +517,7 @@ class Normaliser:
             latest = now_ns + self.options.max_future_skew_ns
             batch.time_ns = _fix_times(cut.times, now_ns, latest, counts)
             # A Sequence[str] like the list it replaces; read only by index.
-            batch.trace_id = cast(list[str], HexIds(cut.traces))
+            batch.trace_id = cast(list[str], HexIds.of(cut.traces))
             batch.unique_id = cut.uids if cut.scan else [""] * n
             batch.template_hint = cut.hints if cut.scan else [""] * n
         return batch, counts
@@ -572,6 +572,8 @@ class HexIds(Sequence[str]):
     ('0203', ['01ff', '0203'], [b'\\x01\\xff', b'\\x02\\x03'], True)
     >>> HexIds.packed(b"\\x01\\xff\\x02\\x03", 2, 2).hex_at(np.array([1, 0, 1]))
     ['0203', '01ff', '0203']
+    >>> HexIds.of([b"\\x01\\xff", b"\\x02\\x03"]).blob(), HexIds.of([b"\\x01", b""]).blob()
+    ((b'\\x01\\xff\\x02\\x03', 2), None)
     """
 
     __slots__ = ("_blob", "_n", "_raw", "_width")
@@ -581,6 +583,17 @@ class HexIds(Sequence[str]):
         self._blob = b""
         self._width = 0
         self._n = len(raw)
+
+    @classmethod
+    def of(cls, raw: list[bytes]) -> HexIds:
+        """`raw` as one blob when every id has the same width (ids off the wire mostly do:
+        their parts and joins are then gathered in C, never split into a list), else as is."""
+        widths = set(map(len, raw))
+        if len(widths) == 1:
+            width = widths.pop()
+            if width:
+                return cls.packed(b"".join(raw), width, len(raw))
+        return cls(raw)
 
     @classmethod
     def packed(cls, blob: bytes, width: int, n: int) -> HexIds:

@@ -239,7 +239,15 @@ def _take(col: Any, idx: list[int], runs: list[tuple[int, int]] | None) -> Any:
     if not col:
         return []
     if isinstance(col, HexIds):
-        return HexIds(list(_take(col.raw, idx, runs)))
+        packed = col.blob()
+        if packed is None or not packed[1]:
+            return HexIds(list(_take(col.raw, idx, runs)))
+        blob, w = packed  # gathered from the blob, in C: no id is split out of it
+        if runs is not None:
+            data = b"".join([blob[a * w : b * w] for a, b in runs])
+        else:
+            data = np.frombuffer(blob, np.uint8).reshape(-1, w)[idx].tobytes()
+        return HexIds.packed(data, w, len(idx))
     if runs is not None:
         out: list[Any] = []
         for a, b in runs:
