@@ -412,12 +412,13 @@ class Normaliser:
         texts = _texts(body_values)
         cut.bodies.extend(texts)
         sev_cache = self._severity_cache
-        keys = list(zip(sev_text, sev_num, strict=True))
-        severities: list[Any] = list(map(sev_cache.get, keys))
+        # (zip hands dict.get one key tuple, reused: no list of n keys is made)
+        severities: list[Any] = list(map(sev_cache.get, zip(sev_text, sev_num, strict=True)))
         if None in severities:
             for i, sev in enumerate(severities):
                 if sev is None:
-                    sev = severities[i] = sev_cache[keys[i]] = severity_of(*keys[i])
+                    key = (sev_text[i], sev_num[i])
+                    sev = severities[i] = sev_cache[key] = severity_of(*key)
                     if len(sev_cache) > _SEVERITY_CACHE_MAX:
                         sev_cache.clear()
         cut.batch.severity.extend(severities)

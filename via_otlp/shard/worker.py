@@ -19,11 +19,8 @@ import struct
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from via_otlp import memory, recovery
 from via_otlp.config import Config
@@ -200,7 +197,7 @@ class Shard:
                 parts[self.index] = own
             header = {
                 "records": len(batch),
-                "counts": asdict(counts),
+                "counts": vars(counts).copy(),  # (flat: what `asdict` gives, without its walk)
                 "repairs": int(repairs),
                 "part_records": [len(p) if p is not None else 0 for p in parts],
                 "part_sources": [
@@ -214,7 +211,7 @@ class Shard:
                 header["held"] = hid
                 # What it weighs in the coordinator's byte bound, as its encoding would have.
                 header["held_bytes"] = held_weight(own)
-            tmax = int(np.max(batch.time_ns)) if len(batch) else -1
+            tmax = max(batch.time_ns) if len(batch) else -1  # (ints: no array made for it)
             head = json.dumps(header, separators=(",", ":")).encode()
             yield struct.pack("<q", tmax) + _U32.pack(len(head)) + head + b"".join(blobs)
             repairs = Repairs.NONE  # counted once per request
