@@ -244,23 +244,30 @@ def main() -> None:
     null = _SPAWN.Process(target=null_server, args=(null_port, ready), daemon=True)
     null.start()
     ready.wait(10)
+    assert null.pid is not None
+    null_cpu0 = cpu_seconds(null.pid)[0]
     null_secs, _, _ = run_client(f"127.0.0.1:{null_port}", payloads, args.concurrency)
+    null_cpu = cpu_seconds(null.pid)[0] - null_cpu0
     null.terminate()
 
     print(
         f"requests: {args.requests} x 1000 records, gzip, concurrency {args.concurrency}, "
         f"cores: {os.cpu_count()} (shared with whatever else runs), {load_average()}"
     )
-    print(f"null LogsService (transport ceiling): {records / null_secs:>10,.0f} records/s")
+    print(
+        f"null LogsService (transport ceiling): {records / null_secs:>10,.0f} records/s, "
+        f"CPU per million records {null_cpu * 1e6 / records:.2f} s"
+    )
     for workers in args.workers.split(","):
         run_server(workers, payloads, records, null_secs, args.concurrency)
     print(f"at the end: {load_average()}")
 
 
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """User + system CPU of a process, and of its children (the shards), from /proc."""
+def cpu_seconds(pid: int) -> tuple[float, float, float]:
+    """User + system CPU of a process, and of its children (the shards), from /proc; and the
+    system CPU of both (the kernel's share: sockets, copies, scheduling)."""
     tick = os.sysconf("SC_CLK_TCK")
-    own = total = 0.0
+    own = total = system = 0.0
     pids = [pid]
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
@@ -272,11 +279,28 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / tick
+            system += int(fields[12]) / tick
         except (OSError, IndexError, ValueError):
             pass
         if p == pid:
             own = total
-    return own, total - own
+    return own, total - own, system
+
+
+def thread_seconds(pid: int) -> dict[str, float]:
+    """User + system CPU of each thread of a process by thread name (summed per name)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                name, rest = f.read().split("(", 1)[1].rsplit(")", 1)
+            fields = rest.split()
+        except (OSError, ValueError):
+            continue
+        key = "event loop" if tid == str(pid) else name
+        out[key] = out.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def run_server(
@@ -306,6 +330,7 @@ def run_server(
                 proc.wait(30)
         try:
             cpu0 = cpu_seconds(proc.pid)
+            threads0 = thread_seconds(proc.pid)
             send_secs, retries, t1 = run_client(f"127.0.0.1:{grpc_port}", payloads, concurrency)
             while True:
                 with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/status") as resp:
@@ -315,10 +340,12 @@ def run_server(
                 time.sleep(0.25)  # /status asks every shard: not too often
             total_secs = time.perf_counter() - t1
             cpu1 = cpu_seconds(proc.pid)
+            threads1 = thread_seconds(proc.pid)
             with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/status") as resp:
                 each = json.loads(resp.read()).get("shards", {}).get("each", [])
             coalesced = sum(int(s.get("batches_coalesced", 0)) for s in each)
             main_cpu, shard_cpu = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+            sys_cpu = cpu1[2] - cpu0[2]
         finally:
             t2 = time.perf_counter()
             proc.send_signal(signal.SIGTERM)
@@ -335,8 +362,13 @@ def run_server(
     )
     print(
         f"[{label}] CPU per million records: {(main_cpu + shard_cpu) * per_m:>9.2f} s "
-        f"(serving process {main_cpu * per_m:.2f} s, shards {shard_cpu * per_m:.2f} s)"
+        f"(serving process {main_cpu * per_m:.2f} s, shards {shard_cpu * per_m:.2f} s; "
+        f"in the kernel {sys_cpu * per_m:.2f} s)"
     )
+    threads = {k: v - threads0.get(k, 0.0) for k, v in threads1.items()}
+    busiest = sorted(((v, k) for k, v in threads.items() if v > 0), reverse=True)[:4]
+    print(f"[{label}] serving process threads: " + ", ".join(
+        f"{k} {v * per_m:.2f} s" for v, k in busiest) + " (per million records)")  # fmt: skip
     if workers != "in":
         print(f"[{label}] batches coalesced      : {coalesced} (consumed with the one before)")
     print(f"[{label}] start to SERVING       : first {starts[0]:.2f} s, restart {starts[1]:.2f} s; "
