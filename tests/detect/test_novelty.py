@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from dataclasses import replace
 
 import numpy as np
 
@@ -63,16 +64,24 @@ def run(eng: Engine, batches: list[LogBatch]) -> list[AnomalyEvent]:
 
 
 @functools.cache
-def _settled(cfg: DetectConfig) -> tuple[Engine, tuple[AnomalyEvent, ...]]:
-    eng = Engine(cfg)
+def _settled() -> tuple[Engine, tuple[AnomalyEvent, ...]]:
+    eng = Engine(CFG)
     return eng, tuple(run(eng, background(0, 8640)))
 
 
 def settled_day(cfg: DetectConfig) -> tuple[Engine, list[AnomalyEvent]]:
-    """An engine after a day of `background(0, 8640)` and that day's events: the day is run once
-    per config, and every test gets its own deep copy of the engine (the same state, unshared)."""
-    eng, events = _settled(cfg)
-    return copy.deepcopy(eng), list(events)
+    """An engine after a day of `background(0, 8640)` and that day's events: the day is run once,
+    and every test gets its own deep copy of the engine (the same state, unshared). Under
+    another novelty config, the engine restarted with it from that day's snapshot: the day opens
+    no novelty, so its state is the same under any `hold` (the snapshots are equal)."""
+    eng, events = _settled()
+    if cfg == CFG:
+        return copy.deepcopy(eng), list(events)
+    assert replace(cfg, novelty=replace(cfg.novelty, hold=CFG.novelty.hold)) == CFG  # hold only
+    assert novelty_opens(list(events)) == []
+    restarted = Engine(cfg)
+    restarted.restore(roundtrip(eng.snapshot()))
+    return restarted, list(events)
 
 
 def test_one_new_error_is_news_on_a_settled_source_not_on_a_young_one() -> None:
