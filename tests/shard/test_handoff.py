@@ -25,7 +25,7 @@ from via_otlp.simulate.generate import generate
 from via_otlp.simulate.scenario import parse_scenario
 
 SCENARIO = """{
-  name: "handoff", seed: 11, duration: "150m",
+  name: "handoff", seed: 11, duration: "4h",
   sources: [
     { service: "web", templates: [ { name: "page", text: "Rendered page /{word} in {ms}ms", rate: 2 } ] },
     { service: "search", templates: [ { name: "q", text: "Search for {word} returned {int} results", rate: 1.5 } ] },
@@ -35,12 +35,12 @@ SCENARIO = """{
     { service: "ledger", templates: [ { name: "post", text: "Posted entry {int} to ledger", rate: 1 } ] },
   ],
   anomalies: [
-    { kind: "spike", source: "billing", template: "charge", at: "2h", duration: "5m", factor: 30 },
-    { kind: "spike", source: "web", template: "page", at: "135m", duration: "5m", factor: 20 },
+    { kind: "spike", source: "billing", template: "charge", at: "205m", duration: "5m", factor: 30 },
+    { kind: "spike", source: "web", template: "page", at: "220m", duration: "5m", factor: 20 },
   ],
 }"""
 MOVES = "billing"
-MOVE_AT = 0.7  # of the requests: 15 minutes before the billing spike, within a warm-up
+MOVE_AT = 0.8  # of the requests: 13 minutes before the billing spike, within a warm-up
 
 
 def config(tmp: Path, name: str) -> Config:
