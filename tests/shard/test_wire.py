@@ -130,3 +130,15 @@ def test_trace_ids_of_one_width_travel_packed_and_read_the_same() -> None:
     joined, _ = join_batches([decode_batch(encode_batch(b)), again])
     assert isinstance(joined.trace_id, HexIds) and joined.trace_id.blob() is not None
     assert list(joined.trace_id) == list(b.trace_id) * 2
+
+
+def test_trace_ids_longer_than_a_byte_can_count_travel_and_read_the_same() -> None:
+    # OTLP's trace ids are 16 bytes, the protobuf wire takes any length: a 300-byte one made
+    # the length column overflow, and the shard that encoded the batch died on it.
+    for ids in ([b"\x07" * 300, b"", b"\x08" * 16, b"\x09" * 255], [b"\x07" * 300] * 4):
+        b = batch()
+        b.trace_id = HexIds.of(ids)  # type: ignore[assignment]
+        back = decode_batch(encode_batch(b))
+        assert list(back.trace_id) == [i.hex() for i in ids]
+        parts = [decode_batch(encode_batch(p)) for p in split_batch(b, 7) if p is not None]
+        assert sorted(t for p in parts for t in p.trace_id) == sorted(i.hex() for i in ids)

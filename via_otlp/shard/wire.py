@@ -158,15 +158,22 @@ def _unstrings(doc: dict[str, Any]) -> list[str]:
     return values
 
 
+def _length_type(widest: int) -> type[np.unsignedinteger[Any]]:
+    """The dtype of a trace-id length column: a byte, unless an id is longer (OTLP's are 16
+    bytes, but the wire takes any: a longer one must not stop a shard's encoding)."""
+    return np.uint8 if widest < 256 else np.uint32
+
+
 def _trace_ids(ids: Any) -> Any:
     packed = ids.blob() if isinstance(ids, HexIds) else None
     if packed is not None and packed[1]:
-        lengths = np.full(len(ids), packed[1], dtype=np.uint8)
+        lengths = np.full(len(ids), packed[1], dtype=_length_type(packed[1]))
         return {"n": len(ids), "lengths": lengths, "blob": np.frombuffer(packed[0], np.uint8)}
     raw: list[bytes] = ids.raw if isinstance(ids, HexIds) else [bytes.fromhex(t) for t in ids]
     if not raw:
         return {"n": 0}
-    lengths = np.fromiter(map(len, raw), dtype=np.uint8, count=len(raw))
+    dtype = _length_type(max(map(len, raw)))
+    lengths = np.fromiter(map(len, raw), dtype=dtype, count=len(raw))
     if not lengths.any():
         return {"n": len(raw), "empty": True}
     return {"n": len(raw), "lengths": lengths, "blob": np.frombuffer(b"".join(raw), np.uint8)}
