@@ -23,6 +23,7 @@ from tests.registry.conftest import data_dir, db_dsn, fast_config, pg_server  # 
 from via_otlp.config import Config, parse_config
 from via_otlp.model import AnomalyEvent
 from via_otlp.patterns.rhythm import rhythm_hash
+from via_otlp.patterns.stage import TemplateInfo
 from via_otlp.receive.otlp_codec import Encoding
 from via_otlp.registry import Registry
 from via_otlp.shard.pool import ShardPool
@@ -91,7 +92,7 @@ async def run(
     route: Callable[[str, bool], str],
     requests: list[ExportLogsServiceRequest],
     now_ns: int,
-) -> tuple[list[AnomalyEvent], dict[str, ShardPool]]:
+) -> tuple[list[AnomalyEvent], dict[str, ShardPool], dict[str, list[TemplateInfo]]]:
     registry = Registry(fast_config(dsn), tmp / "registry")
     await registry.start()
     conn = await asyncpg.connect(dsn)
@@ -100,6 +101,7 @@ async def run(
     finally:
         await conn.close()
     events: list[AnomalyEvent] = []
+    templates: dict[str, list[TemplateInfo]] = {}
     pools = {
         name: ShardPool(config(tmp, name), events.extend, ordered=True, persist=False,
                         store=registry, instance=name)
@@ -123,13 +125,14 @@ async def run(
             if moved and i == int(len(requests) * MOVE_AT) + 5:
                 await pools["b"].wait_idle()
                 await pools["a"].share()  # the old owner sees the claim and forgets the service
-        for pool in pools.values():
+        for name, pool in pools.items():
             await pool.flush()
+            templates[name] = await pool.templates()
     finally:
         for pool in pools.values():
             await pool.stop()
         await registry.shutdown()
-    return events, pools
+    return events, pools, templates
 
 
 async def test_a_service_that_moves_keeps_its_state_and_adds_no_anomaly(
@@ -148,7 +151,9 @@ async def test_a_service_that_moves_keeps_its_state_and_adds_no_anomaly(
     def route(service: str, moved: bool) -> str:
         return "b" if (moved and service == MOVES + TWIN) else home[service.removesuffix(TWIN)]
 
-    events, pools = await run(tmp_path, db_dsn, route, [twinned(r) for r in requests], now_ns)
+    events, pools, templates = await run(
+        tmp_path, db_dsn, route, [twinned(r) for r in requests], now_ns
+    )
     assert all(
         rhythm_hash(e.source.key, e.severity, e.template_id) == e.rhythm_hash for e in events
     )
@@ -161,6 +166,15 @@ async def test_a_service_that_moves_keeps_its_state_and_adds_no_anomaly(
     assert not missing, f"anomalies lost because {MOVES} moved: {missing}"
     assert pools["b"].sources_taken_over == 1
     assert pools["a"].sources_forgotten == 1
+
+    # The new owner kept the old one's templates (ids, texts, counts of all the traffic, before
+    # the move too): re-mined from scratch, they would count only what came after it.
+    def mined(name: str, service: str) -> list[tuple[str, str, int]]:
+        return sorted((t.template_id, t.template, t.count)
+                      for t in templates[name] if t.source_key.partition("@")[0] == service)  # fmt: skip
+
+    assert mined("a", MOVES) and mined("b", MOVES + TWIN) == mined("a", MOVES)
+    assert mined("a", MOVES + TWIN) == []
 
 
 async def test_serve_copies_its_sources_to_the_registry_at_shutdown(
