@@ -6,10 +6,11 @@ from __future__ import annotations
 import copy
 import functools
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
-from tests.detect.trees import roundtrip
+from tests.detect.trees import dumps, roundtrip
 from via_otlp.config import Config, parse_config
 from via_otlp.detect import DetectConfig, Engine
 from via_otlp.detect.config import NoveltyConfig
@@ -145,6 +146,14 @@ def test_one_episode_per_template_and_a_known_template_at_a_new_severity_is_not_
     assert opens[0].observed == 3  # both severities' records are its evidence
 
 
+def born(tree: dict[str, Any]) -> tuple[object, dict[str, tuple[int, int]]]:
+    """An engine export's sources (with the time each was first seen) and, per rhythm hash, the
+    first bucket and time its pattern was seen: what the source and pattern ages start from."""
+    cols, meta = tree["table"]["columns"], tree["table"]["profiles"]
+    firsts = zip(cols["first_bucket"].tolist(), cols["first_seen_ns"].tolist(), strict=True)
+    return tree["sources"], dict(zip(meta["rhythm_hash"], firsts, strict=True))
+
+
 def test_a_held_pattern_survives_a_snapshot_and_a_handoff() -> None:
     cfg = DetectConfig(warmup=600, cooldown=60, novelty=NoveltyConfig(source_warmup=600, hold=30))
     day = 8640
@@ -156,6 +165,11 @@ def test_a_held_pattern_survives_a_snapshot_and_a_handoff() -> None:
     assert a.watermark_ns is not None
     c.advance(a.watermark_ns)  # an instance already running takes the source over
     c.import_sources(roundtrip(a.export_sources([SRC.key])))
+    # Both took the source's first time seen and its patterns' first buckets too (its warm-up
+    # and its patterns' ages do not start again), not only what this hold needs: the restored
+    # engine all of `a`'s state (the importer realigns its recent-bucket ring on its own).
+    assert dumps(b.snapshot()) == dumps(a.snapshot())
+    assert born(c.export_sources([SRC.key])) == born(a.export_sources([SRC.key]))
     rest = background(day + 2, day + 8)
     want = novelty_opens(run(a, rest))
     assert len(want) == 1 and want[0].time_ns == (day + 4) * BUCKET  # held 3 buckets more
