@@ -395,7 +395,8 @@ def test_a_value_given_twice_in_one_key_value_reads_as_the_loop_reads_it(
 def test_ids_read_from_their_bytes_survive_the_bounded_cache(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(normalise, "_VALUE_TEXTS_MAX", 3)
+    bound = 3 * normalise._TextCache.cost(AnyValue(string_value="u0").SerializeToString())
+    monkeypatch.setattr(normalise, "_VALUE_TEXTS_BYTES", bound)
     n = Normaliser()
     for start in (0, 5, 2):
         req = one_record()
@@ -407,4 +408,39 @@ def test_ids_read_from_their_bytes_survive_the_bounded_cache(
         sl.log_records.add().attributes.add(key="user.id").value.int_value = 7
         batch, _ = next(n.batches(req, NOW, req.SerializeToString(), parsed_from_raw=True))
         assert batch.unique_id == ["", *(f"u{i}" for i in range(start, start + 5)), "7"]
-        assert len(n._uid_texts) <= 3 + 7  # cleared before a batch that misses past the bound
+        assert len(n._uid_texts.texts) <= 3 + 1  # emptied before an entry that would pass it
+
+
+def _cache_bytes(cache: normalise._TextCache) -> int:
+    return sum(map(cache.cost, filter(None, cache.texts)))
+
+
+def test_id_and_hint_caches_hold_no_long_value_and_stay_within_their_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Distinct long values across requests, then one request of many distinct short ones:
+    # the caches keep no long value, and count, and stay within, the bytes they hold.
+    bound = 1 << 16
+    monkeypatch.setattr(normalise, "_VALUE_TEXTS_BYTES", bound)
+    n = Normaliser()
+    for i in range(4):
+        req = one_record()
+        lr = req.resource_logs[0].scope_logs[0].log_records[0]
+        for key in ("user.id", "log.record.template"):
+            lr.attributes.add(key=key).value.string_value = f"{i:08d}" * 4096  # 32 KiB
+        batch, _ = next(n.batches(req, NOW, req.SerializeToString(), parsed_from_raw=True))
+        assert batch.unique_id == [f"{i:08d}" * 4096]
+    for cache in (n._uid_texts, n._hint_texts):
+        assert max(map(len, filter(None, cache.texts)), default=0) <= 256
+    req = one_record()
+    sl = req.resource_logs[0].scope_logs[0]
+    for i in range(2000):
+        attrs = sl.log_records.add().attributes
+        attrs.add(key="user.id").value.string_value = f"u{i}"
+        attrs.add(key="log.record.template").value.string_value = f"t{i} <*>"
+    batch, _ = next(n.batches(req, NOW, req.SerializeToString(), parsed_from_raw=True))
+    assert batch.unique_id[1:] == [f"u{i}" for i in range(2000)]
+    assert batch.template_hint[1:] == [f"t{i} <*>" for i in range(2000)]
+    for cache in (n._uid_texts, n._hint_texts):
+        assert cache.held == _cache_bytes(cache) <= bound  # 2,000 entries would be ~300 KB
+        assert 100 < len(cache.texts) <= bound // 128 + 1

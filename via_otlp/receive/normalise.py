@@ -235,7 +235,35 @@ def _texts(values: Sequence[AnyValue]) -> list[str]:
 _SCALAR_KINDS = frozenset(
     {"string_value", "int_value", "double_value", "bool_value", "bytes_value"}
 )
-_VALUE_TEXTS_MAX = 16384  # distinct values kept per cache (cleared, once a batch, past it)
+# A value's text is kept (`_TextCache`) only when its wire bytes are this short: the values
+# that repeat (ids, hints) are; a long one would hold its bytes, up to the request limit, per entry.
+_VALUE_CACHED_MAX_BYTES = 256
+_VALUE_TEXTS_BYTES = 1 << 21  # what a `_TextCache` may hold (`_TextCache.cost` summed)
+
+
+@dataclass
+class _TextCache:
+    """Texts of attribute values by their wire bytes, bounded by the bytes they hold."""
+
+    texts: dict[bytes | None, str] = field(default_factory=lambda: {None: ""})
+    held: int = 0  # `cost` of every entry
+
+    @staticmethod
+    def cost(wire: bytes) -> int:
+        """About the bytes an entry holds: the wire bytes, a text as long, objects and slot."""
+        return 2 * len(wire) + 128
+
+    def add(self, wire: bytes, text: str) -> None:
+        """Keeps `text` for a short `wire`, first emptying the cache if it would pass its bound."""
+        if len(wire) > _VALUE_CACHED_MAX_BYTES:
+            return
+        cost = self.cost(wire)
+        if self.held + cost > _VALUE_TEXTS_BYTES:
+            self.texts.clear()
+            self.texts[None] = ""
+            self.held = 0
+        self.texts[wire] = text
+        self.held += cost
 
 
 def _scalar_text(wire: bytes, read: Callable[[AnyValue], str]) -> str | None:
@@ -251,15 +279,12 @@ def _scalar_text(wire: bytes, read: Callable[[AnyValue], str]) -> str | None:
 
 
 def _value_texts(
-    column: list[bytes | None], cache: dict[bytes | None, str], read: Callable[[AnyValue], str]
+    column: list[bytes | None], cache: _TextCache, read: Callable[[AnyValue], str]
 ) -> list[str] | None:
-    """Each value's text (`read`; "" where a record holds none), the distinct ones computed
-    once (`cache`, bounded), or None when one cannot be read from its bytes (`_scalar_text`)."""
-    texts: list[str | None] = list(map(cache.get, column))
+    """Each value's text (`read`; "" where a record holds none), the short ones computed once
+    (`cache`), or None when one cannot be read from its bytes (`_scalar_text`)."""
+    texts: list[str | None] = list(map(cache.texts.get, column))
     if None in texts:
-        if len(cache) >= _VALUE_TEXTS_MAX:
-            cache.clear()
-            cache[None] = ""
         for i, text in enumerate(texts):
             if text is None:
                 wire = column[i]
@@ -274,7 +299,8 @@ def _value_texts(
                     text = _scalar_text(wire, read)
                     if text is None:
                         return None
-                texts[i] = cache[wire] = text
+                texts[i] = text
+                cache.add(wire, text)
     return cast(list[str], texts)
 
 
@@ -287,8 +313,8 @@ class Normaliser:
     _sample_countdown: int = 0
     _severity_cache: dict[tuple[str, int], str] = field(default_factory=dict)
     # Texts of attribute values by their wire bytes (unique ids, template hints: `_looked_up`).
-    _uid_texts: dict[bytes | None, str] = field(default_factory=lambda: {None: ""})
-    _hint_texts: dict[bytes | None, str] = field(default_factory=lambda: {None: ""})
+    _uid_texts: _TextCache = field(default_factory=_TextCache)
+    _hint_texts: _TextCache = field(default_factory=_TextCache)
 
     def source_for(self, values: dict[str, str]) -> Source:
         """The `Source` for identity attribute values (service.name defaults to unknown_service)."""
