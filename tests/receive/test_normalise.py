@@ -444,3 +444,23 @@ def test_id_and_hint_caches_hold_no_long_value_and_stay_within_their_bytes(
     for cache in (n._uid_texts, n._hint_texts):
         assert cache.held == _cache_bytes(cache) <= bound  # 2,000 entries would be ~300 KB
         assert 100 < len(cache.texts) <= bound // 128 + 1
+
+
+def test_a_key_in_a_body_or_inside_a_longer_key_keeps_the_lookup() -> None:
+    # "user.id" in a body and inside "enduser.id" (both default unique-id keys) lacks the
+    # key field's length byte: the request is still looked up, not sent to the attribute loop.
+    req = one_record()
+    sl = req.resource_logs[0].scope_logs[0]
+    sl.log_records[0].body.string_value = "lookup by user.id failed"
+    for i in range(20):
+        attrs = sl.log_records.add().attributes
+        attrs.add(key="user.id").value.string_value = f"u{i % 3}"
+        if i % 10 == 0:
+            attrs.add(key="enduser.id").value.string_value = f"e{i}"
+    raw = req.SerializeToString()
+    n = Normaliser()
+    assert n._looked_up(raw, {"user.id", "enduser.id"}) is not None
+    looked_up, _ = next(n.batches(req, NOW, raw, parsed_from_raw=True))
+    looped, _ = next(Normaliser().batches(req, NOW, None))
+    assert looked_up.unique_id == looped.unique_id
+    assert looked_up.unique_id[1:4] == ["e0", "u1", "u2"]

@@ -232,6 +232,42 @@ def _texts(values: Sequence[AnyValue]) -> list[str]:
     return texts
 
 
+def _key_field(key: str) -> bytes | None:
+    """A KeyValue's key field for `key` on the wire, from its length on (length, UTF-8), when
+    counting it in a request counts the KeyValues with that key: not for an empty key (proto3
+    leaves it out) or bytes that could overlap themselves (then `bytes.count` could miss one).
+
+    Counted from the length, not the tag: a tag written as a longer varint (0x8a 0x00, which
+    parsers accept) ends just as the usual one does. A length written so ends in 0x00 right
+    before the key instead (`_key_count` checks that none is)."""
+    data = key.encode()
+    if not data or len(data) >= 0x80:
+        return None
+    field = bytes([len(data)]) + data
+    if any(field[i:] == field[: len(field) - i] for i in range(1, len(field))):
+        return None
+    return field
+
+
+def _key_count(raw: bytes, key: str, holding: int) -> int:
+    """How many times `raw` holds `key`, counted so that it is never fewer than the KeyValues
+    with that key, and is `holding` (the records holding it) when no record holds it twice.
+
+    First the key's bytes (`bytes.count`: as many as fit apart; every KeyValue holds them in
+    bytes of its own, however its tags and lengths are written; an empty key counts
+    len(raw) + 1): one pass, enough on most traffic. Where they occur elsewhere too (a body
+    mentions the key, a longer key holds it: enduser.id holds user.id), the key field
+    (`_key_field`), whose length byte those lack, when it counts every KeyValue: no length
+    written as a longer varint (it puts 0x00 right before the key)."""
+    found = raw.count(key.encode())
+    if found == holding:
+        return found
+    field = _key_field(key)
+    if field is None or raw.count(field) != holding or b"\0" + field[1:] in raw:
+        return found
+    return holding
+
+
 _SCALAR_KINDS = frozenset(
     {"string_value", "int_value", "double_value", "bool_value", "bytes_value"}
 )
@@ -496,10 +532,9 @@ class Normaliser:
 
         A map keeps the last value of a key given twice: the hint the exact rule takes, but not
         its unique id (the first). So a unique-id key may be looked up only when no record gives
-        it twice: when `raw` holds the key's bytes (`bytes.count`: as many as fit apart) as often
-        as records hold the key. Each such record holds them at least once, in bytes of its own,
-        however its tags and lengths are written; occurrences anywhere else only make us fall
-        back. A map's value is read from its wire bytes (`_value_texts`), where exact.
+        it twice: when `raw` holds the key (`_key_count`, never fewer than its KeyValues) as
+        often as records hold it; occurrences anywhere else only make us fall back. A map's
+        value is read from its wire bytes (`_value_texts`), where exact.
         """
         unique_keys = self.options.unique_id_attributes
         if TEMPLATE_ATTRIBUTE in unique_keys or len(set(unique_keys)) != len(unique_keys):
@@ -518,7 +553,7 @@ class Normaliser:
             holding = n - column.count(None)
             if not holding:
                 continue
-            if raw.count(key.encode()) != holding:  # (an empty key counts len(raw) + 1)
+            if _key_count(raw, key, holding) != holding:
                 return None  # a key twice, or its bytes elsewhere too
             if best is None:
                 best = column
