@@ -1,8 +1,9 @@
 """Shards give the anomalies a single process gives, for any number of workers.
 
 A labelled scenario with several sources is replayed through the in-process `Pipeline` and
-through 1, 2 and 3 real shard processes (`replay_sharded`): the same events, and the scenario's
-injected anomalies are among them (so the comparison is not between empty lists).
+through 1, 2 and 3 real shard processes (`replay_sharded`): the same events, given by the same
+requests (the coordinator's watermark moves the shards as the single engine's moves it), and
+the scenario's injected anomalies are among them (so the comparison is not between empty lists).
 """
 
 from __future__ import annotations
@@ -68,19 +69,29 @@ def test_any_worker_count_gives_the_single_process_anomalies(tmp_path: Path) -> 
     sources = {f"{s.namespace}/{s.service}" for s in scenario.sources}
     assert len({shard_of(k, 3) for k in sources}) > 1, "all sources on one shard: no test"
 
-    single: list[AnomalyEvent] = []
-    pipeline = Pipeline(config(tmp_path, 1), sink=single.extend)
+    # The single process's events as each request (then the end of the input) gave them.
+    emitted: list[list[AnomalyEvent]] = []
+    pipeline = Pipeline(config(tmp_path, 1), sink=lambda events: emitted[-1].extend(events))
     for request in requests:
+        emitted.append([])
         pipeline.consume(pipeline.intake.process(pipeline.intake.prepare_request(request, now_ns)))
+    emitted.append([])
     pipeline.finish()
+    single = [e for part in emitted for e in part]
     expected = sorted(map(key, single))
+    expected_parts = [sorted(map(key, part)) for part in emitted if part]
+    assert len(expected_parts) > 1, "all events at once: no check of when they come"
     kinds = {(e.source.service_name, e.kind.value) for e in single}
     assert {("web", "spike"), ("search", "drop"), ("billing", "novelty")} <= kinds
 
     for workers in (1, 2, 3):
-        got: list[AnomalyEvent] = []
+        parts: list[list[AnomalyEvent]] = []  # one per request that gave events, in order
         stats = asyncio.run(
-            replay_sharded(config(tmp_path / str(workers), workers), requests, got.extend, now_ns)
+            replay_sharded(config(tmp_path / str(workers), workers), requests, parts.append, now_ns)
         )
         assert stats.records_consumed == traffic.total_records
-        assert sorted(map(key, got)) == expected, f"{workers} workers"
+        assert sorted(key(e) for part in parts for e in part) == expected, f"{workers} workers"
+        # ...and with the same request: the coordinator's watermark closed the shards' buckets
+        # as the single engine's did (without it, they closed them all at the end).
+        got_parts = [sorted(map(key, part)) for part in parts]
+        assert got_parts == expected_parts, f"{workers} workers: events at other requests"
