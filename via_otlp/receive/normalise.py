@@ -679,6 +679,11 @@ class HexIds(Sequence[str]):
     def __len__(self) -> int:
         return self._n
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes the ids hold (before hex encoding)."""
+        return len(self._blob) if self._raw is None else sum(map(len, self._raw))
+
     def hex_at(self, idx: np.ndarray) -> list[str]:
         """The ids at `idx`, hex-encoded: for packed ids one gather and one encoding in numpy
         (the engine's trace samples; per id, this was slower than the list it replaced)."""

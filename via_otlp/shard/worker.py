@@ -28,7 +28,7 @@ from via_otlp.configload import load_dataclass, to_plain
 from via_otlp.errors import InputError
 from via_otlp.model import AnomalyEvent, LogBatch
 from via_otlp.pipeline import Pipeline
-from via_otlp.receive.normalise import IntakeCounts, NormaliseOptions, Normaliser
+from via_otlp.receive.normalise import HexIds, IntakeCounts, NormaliseOptions, Normaliser
 from via_otlp.receive.otlp_codec import Encoding, Repairs, decode
 from via_otlp.receive.otlp_json import batches_from_json
 from via_otlp.registry.patches import Patch, PatchRule, PatchSet
@@ -74,10 +74,13 @@ def held_id_base() -> int:
 
 
 def held_weight(batch: LogBatch) -> int:
-    """Bytes a held part counts for in the coordinator's `max_queued_bytes` bound (its bodies
-    and a fixed share per record), though it never travels: kept parts must not escape the
-    bound that an encoded part is held to."""
-    return sum(map(len, batch.body)) + _HELD_RECORD_BYTES * len(batch)
+    """Bytes a held part counts for in the coordinator's `max_queued_bytes` bound (its bodies,
+    trace ids, unique ids and template hints, and a fixed share per record), though it never
+    travels: kept parts must not escape the bound that an encoded part is held to."""
+    ids = batch.trace_id
+    id_bytes = ids.nbytes if isinstance(ids, HexIds) else sum(map(len, ids))
+    texts = sum(map(len, batch.body)) + sum(map(len, batch.unique_id))
+    return texts + sum(map(len, batch.template_hint)) + id_bytes + _HELD_RECORD_BYTES * len(batch)
 
 
 class Shard:
