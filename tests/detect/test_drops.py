@@ -1,0 +1,64 @@
+"""A sustained drop must not teach the baseline before it is judged (issue #10).
+
+Runs the profile layer directly (as test_rates), every count drawn at once from a seeded
+generator: busy patterns whose rate wanders minute by minute, then a drop to a fifth.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.detect.test_rates import wandering
+from via_otlp.detect.config import DetectConfig
+from via_otlp.detect.profile import ProfileTable
+from via_otlp.model import AnomalyKind, Source
+
+WARM = 1440  # four hours of 10 s buckets
+DROP = 96  # sixteen minutes
+K = 12
+
+
+def test_a_slow_low_rate_drop_is_judged_against_the_level_before_it() -> None:
+    """Twelve patterns at 1.4 records a bucket (minute-scale wander, CV 0.3) fall to a fifth for
+    sixteen minutes. No bucket can show it and the windows take minutes to reach their screen;
+    a baseline that learns those minutes at full weight (and the slope they make) follows the
+    drop down, to about 60 % of the level before it, and 5 of the 12 drops opened within them.
+    Held back while its windows are already low, it keeps three quarters of the level, and 8
+    of them open."""
+    shape = np.ones(WARM + DROP)
+    shape[WARM:] = 0.2
+    counts = wandering(np.random.default_rng(1), np.full(K, 1.4), WARM + DROP, 0.3, shape)
+    table = ProfileTable(DetectConfig())
+    src = Source.from_attributes((("service.name", "drops"),))
+    for k in range(K):
+        assert table.add(f"{k:016x}", src, f"t{k}", f"template {k}", "INFO", 0, 0) == k
+    row, zeros = np.zeros(table.capacity), np.zeros(table.capacity)
+    found: set[int] = set()
+    for b in range(WARM + DROP):
+        if b == WARM:
+            before = (table.rate.mean + table.rate_trend)[:K].copy()
+        row[:K] = counts[b]
+        for a in table.close(b, row, zeros).alarms:
+            assert b >= WARM, (b, a)  # nothing before the drop
+            if a.kind is AnomalyKind.DROP:
+                found.add(a.slot)
+    after = (table.rate.mean + table.rate_trend)[:K]
+    assert float(np.mean(after / before)) > 0.7, after / before
+    assert len(found) >= 7, sorted(found)
+
+
+def test_a_snapshot_without_the_low_stretch_restores_with_none_open() -> None:
+    """A snapshot older than `low_len` restores with no low stretch open (the baseline learns
+    as before until its windows are low again), and the table judges on."""
+    table = ProfileTable(DetectConfig())
+    src = Source.from_attributes((("service.name", "drops"),))
+    table.add("0" * 16, src, "t", "template", "INFO", 0, 0)
+    row, zeros = np.zeros(table.capacity), np.zeros(table.capacity)
+    table.low_len[0] = 7
+    state = table.snapshot()
+    del state["columns"]["low_len"]
+    table.restore(state)
+    assert table.low_len.tolist() == [0] * table.capacity
+    row[0] = 3.0
+    table.close(0, row, zeros)
+    assert table.low_len[0] == 0 and table.rate.n[0] == 1.0
