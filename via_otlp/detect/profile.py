@@ -820,8 +820,9 @@ class ProfileTable:
         # of it by then (0.74 to 0.37 in 19 minutes), so its windows were judged against a level
         # already gone down. So while some window or lagged comparison is already low beyond
         # `settle_sigma` (with the minimum evidence of a drop: `_low_stretch`), a bucket below
-        # the forecast teaches it only a little, for as long as the longest window. Its buckets above the forecast, and the trend,
-        # still learn (freezing the trend as well found no more drops, on a synthetic probe).
+        # the forecast teaches it only a little, for as long as the longest window. Its buckets
+        # above the forecast, and the trend, still learn (freezing the trend as well found no
+        # more drops, on a synthetic probe).
         low = self._low_stretch(wz, we, z_dn, m_dn, active) & ~shielded
         wr = np.where(low & (c / g < mu_base), cfg.anomaly_update_weight * w, w)
         tw = np.where(shielded, 0.0, w)
