@@ -82,8 +82,8 @@ def calm_run(settled: np.ndarray, lo: int, need: int) -> bool:
 def test_a_ramp_of_tens_of_percent_an_hour_is_found_and_resolves() -> None:
     """+40 %/h and -30 %/h for two hours, after two learnt days, two seeds each: found during
     the ramp (none of the two quiet days or the morning rise alarmed), in its direction, and
-    settled for a cool-down within three hours of reaching the new level, all but one of each
-    direction's six. (Resolution under noise is a matter of luck now and then: over seeds 4-11
+    settled for a cool-down within three hours of reaching the new level, all but one of the
+    twelve. (Resolution under noise is a matter of luck now and then: over seeds 4-11
     three of the 48 ramps took longer, with or without the baseline's low-stretch hold; which
     three changed with it, and with one seed a case each way, the test was a coin on that.)"""
     cool = DetectConfig().buckets(DetectConfig().cooldown)
@@ -97,7 +97,7 @@ def test_a_ramp_of_tens_of_percent_an_hour_is_found_and_resolves() -> None:
             assert direction == sign and 0 <= first <= HOURS2, (pct, slot, at[:5])
             if not calm_run(settled[:, slot], START + HOURS2, cool):
                 late[sign].append((seed, slot))
-    assert len(late[1]) <= 1 and len(late[-1]) <= 1, late
+    assert len(late[1]) + len(late[-1]) <= 1, late
 
 
 def day_one_drifts(

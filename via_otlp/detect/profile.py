@@ -823,7 +823,7 @@ class ProfileTable:
         # the forecast teaches it only a little, for as long as the longest window. Its buckets
         # above the forecast, and the trend, still learn (freezing the trend as well found no
         # more drops, on a synthetic probe).
-        low = self._low_stretch(wz, we, z_dn, m_dn, active) & ~shielded
+        low = self._low_stretch(wz, we, z_dn, m_dn, active, partial) & ~shielded
         wr = np.where(low & (c / g < mu_base), cfg.anomaly_update_weight * w, w)
         tw = np.where(shielded, 0.0, w)
         trend = holt(self.rate, self.rate_trend.astype(np.float64), c / g, wr, tw)
@@ -855,7 +855,13 @@ class ProfileTable:
         return Verdict(bucket, c, distinct, mu, sd, alarms, settled)
 
     def _low_stretch(
-        self, wz: np.ndarray, we: np.ndarray, z_dn: np.ndarray, m_dn: np.ndarray, ok: np.ndarray
+        self,
+        wz: np.ndarray,
+        we: np.ndarray,
+        z_dn: np.ndarray,
+        m_dn: np.ndarray,
+        ok: np.ndarray,
+        partial: bool,
     ) -> np.ndarray:
         """Per slot, whether the baseline is held back from a low stretch (see `close`).
 
@@ -869,6 +875,16 @@ class ProfileTable:
         percent an hour lagged further: the held-out families found two drifts fewer, one here).
         """
         cfg = self.config
+        if partial:  # (a bucket cut short neither opens nor ends a stretch; it learns nothing)
+            return np.zeros(len(ok), dtype=bool)
+        if (
+            wz.size
+            and z_dn.size
+            and wz.min() >= -cfg.settle_sigma
+            and z_dn.min() >= -cfg.settle_sigma
+            and not self.low_len.any()
+        ):  # (nothing low and no stretch open, as in most closes: two reductions, not twenty)
+            return np.zeros(len(ok), dtype=bool)
         ev = cfg.drop.min_expected
         z = np.minimum(
             np.where(we >= ev, wz, 0.0).min(axis=1), np.where(m_dn >= ev, z_dn, 0.0).min(axis=1)
