@@ -10,7 +10,7 @@ import numpy as np
 
 from tests.detect.test_rates import wandering
 from via_otlp.detect.config import DetectConfig
-from via_otlp.detect.profile import ProfileTable
+from via_otlp.detect.profile import _LOW_MAX, ProfileTable
 from via_otlp.model import AnomalyKind, Source
 
 WARM = 1440  # four hours of 10 s buckets
@@ -62,3 +62,38 @@ def test_a_snapshot_without_the_low_stretch_restores_with_none_open() -> None:
     row[0] = 3.0
     table.close(0, row, zeros)
     assert table.low_len[0] == 0 and table.rate.n[0] == 1.0
+
+
+def test_a_low_stretch_holds_the_baseline_for_the_longest_window_at_most() -> None:
+    """A stretch opens when a window with a drop's evidence is below -settle_sigma and lasts
+    while one stays below half that; it holds the baseline for its first `_LOW_MAX` buckets
+    only (longer, it is a level shift, learnt at full weight), a bucket cut short leaves it as
+    it was, and a window back near its expectation ends it. Checked on `_low_stretch` itself:
+    the drop runs above cannot tell the bound from the unusual-stretch shield."""
+    cfg = DetectConfig()
+    table = ProfileTable(cfg)
+    src = Source.from_attributes((("service.name", "drops"),))
+    for k in range(3):
+        table.add(f"{k:016x}", src, f"t{k}", f"template {k}", "INFO", 0, 0)
+    n = table.capacity
+    ok = np.zeros(n, dtype=bool)
+    ok[:3] = True
+    ev = np.full((n, 3), cfg.drop.min_expected)  # every window has a drop's evidence
+    calm, none = np.zeros((n, 3)), np.zeros((n, 3))
+    low = calm.copy()
+    low[0, 1] = -1.5 * cfg.settle_sigma  # slot 0: one window low
+    low[1, 2] = -0.75 * cfg.settle_sigma  # slot 1: low, but not enough to open a stretch
+    low[2, 0] = -1.5 * cfg.settle_sigma
+    weak = np.zeros_like(ev)
+    weak[2] = ev[2] - 1.0  # slot 2: its windows lack the evidence, so they do not count
+    held = [table._low_stretch(low, ev - weak, none, ev, ok, False) for _ in range(_LOW_MAX + 20)]
+    assert [bool(h[0]) for h in held] == [True] * _LOW_MAX + [False] * 20
+    assert not any(h[1] or h[2] for h in held)
+    assert table.low_len[0] == _LOW_MAX + 20
+    assert not table._low_stretch(low, ev, none, ev, ok, True).any()  # cut short: held, not learnt
+    assert table.low_len[0] == _LOW_MAX + 20
+    half = calm.copy()
+    half[0, 1] = -0.75 * cfg.settle_sigma  # below half the line: an open stretch goes on
+    table.low_len[0] = 5
+    assert table._low_stretch(half, ev, none, ev, ok, False)[0] and table.low_len[0] == 6
+    assert not table._low_stretch(calm, ev, none, ev, ok, False).any() and table.low_len[0] == 0
