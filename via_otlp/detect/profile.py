@@ -202,6 +202,20 @@ def _extended(old: np.ndarray, capacity: int, axis: int = 0, fill: float = 0.0) 
     return new
 
 
+def across(ufunc: np.ufunc, a: np.ndarray) -> np.ndarray:
+    """`a` (a row per profile, a column per scale) reduced across its columns by `ufunc`
+    (np.minimum, np.maximum, np.logical_or), a column at a time: the same values as
+    ``reduce(axis=1)``, which costs 10-20 times more on rows of three.
+
+    >>> across(np.minimum, np.array([[3.0, 1.0, 2.0], [0.0, 5.0, -1.0]])).tolist()
+    [1.0, -1.0]
+    """
+    out = a[:, 0].copy()
+    for j in range(1, a.shape[1]):
+        ufunc(out, a[:, j], out=out)
+    return out
+
+
 def grown(capacity: int) -> int:
     """The capacity a full table grows to (at least 64 slots more).
 
@@ -626,7 +640,7 @@ class ProfileTable:
         # a low rate's windows are often 2σ high and never 2σ low, which would bias it down.)
         high = (wz > _SCREEN_SIGMA) & (ws >= sp.min_count)
         low = (wz < -_SCREEN_SIGMA) & (we >= dr.min_expected)
-        unusual = active & (high | low).any(axis=1)
+        unusual = active & across(np.logical_or, high | low)
         longer = np.minimum(self.unusual_len + 1, 30_000)  # int16; past _RUN_MAX only "long"
         self.unusual_len = np.where(unusual | spike_hit | drop_hit, longer, 0).astype(np.int16)
 
@@ -639,7 +653,7 @@ class ProfileTable:
         # as if independent, so they are scaled by the variance inflation the windows learnt
         # (dispersion of a window's sum over that of one bucket) before they add up.
         # (Both drift tests use it.)
-        vif = np.where(ready_w, win.disp / np.maximum(phi, 1e-9)[:, None], 1.0).max(axis=1)
+        vif = across(np.maximum, np.where(ready_w, win.disp / np.maximum(phi, 1e-9)[:, None], 1.0))
         vif = np.maximum(vif, 1.0)
         sy = np.maximum(self.level.std * np.sqrt(vif), floor)
         learnt = self.season_n > 0
@@ -886,8 +900,8 @@ class ProfileTable:
         ):  # (nothing low and no stretch open, as in most closes: two reductions, not twenty)
             return np.zeros(len(ok), dtype=bool)
         ev = cfg.drop.min_expected
-        z = np.minimum(
-            np.where(we >= ev, wz, 0.0).min(axis=1), np.where(m_dn >= ev, z_dn, 0.0).min(axis=1)
+        z = across(
+            np.minimum, np.minimum(np.where(we >= ev, wz, 0.0), np.where(m_dn >= ev, z_dn, 0.0))
         )
         on = ok & ((z < -cfg.settle_sigma) | ((self.low_len > 0) & (z < -0.5 * cfg.settle_sigma)))
         self.low_len = np.where(on, np.minimum(self.low_len + 1, 30_000), 0).astype(np.int16)
