@@ -65,11 +65,12 @@ def test_a_snapshot_without_the_low_stretch_restores_with_none_open() -> None:
 
 
 def test_a_low_stretch_holds_the_baseline_for_the_longest_window_at_most() -> None:
-    """A stretch opens when a window with a drop's evidence is below -settle_sigma and lasts
-    while one stays below half that; it holds the baseline for its first `_LOW_MAX` buckets
-    only (longer, it is a level shift, learnt at full weight), a bucket cut short leaves it as
-    it was, and a window back near its expectation ends it. Checked on `_low_stretch` itself:
-    the drop runs above cannot tell the bound from the unusual-stretch shield."""
+    """A stretch opens when a window (`close` zeroes those without a drop's evidence) or a
+    lagged comparison with that evidence is below -settle_sigma and lasts while one stays below
+    half that; it holds the baseline for its first `_LOW_MAX` buckets only (longer, it is a
+    level shift, learnt at full weight), a bucket cut short leaves it as it was, and a window
+    back near its expectation ends it. Checked on `_low_stretch` itself: the drop runs above
+    cannot tell the bound from the unusual-stretch shield."""
     cfg = DetectConfig()
     table = ProfileTable(cfg)
     src = Source.from_attributes((("service.name", "drops"),))
@@ -78,22 +79,23 @@ def test_a_low_stretch_holds_the_baseline_for_the_longest_window_at_most() -> No
     n = table.capacity
     ok = np.zeros(n, dtype=bool)
     ok[:3] = True
-    ev = np.full((n, 3), cfg.drop.min_expected)  # every window has a drop's evidence
-    calm, none = np.zeros((n, 3)), np.zeros((n, 3))
-    low = calm.copy()
+    ev = np.full((n, 3), cfg.drop.min_expected)  # every lagged comparison has a drop's evidence
+    calm = np.zeros((n, 3))
+    low, lagged = calm.copy(), calm.copy()
     low[0, 1] = -1.5 * cfg.settle_sigma  # slot 0: one window low
     low[1, 2] = -0.75 * cfg.settle_sigma  # slot 1: low, but not enough to open a stretch
-    low[2, 0] = -1.5 * cfg.settle_sigma
-    weak = np.zeros_like(ev)
-    weak[2] = ev[2] - 1.0  # slot 2: its windows lack the evidence, so they do not count
-    held = [table._low_stretch(low, ev - weak, none, ev, ok, False) for _ in range(_LOW_MAX + 20)]
+    lagged[2, 0] = -1.5 * cfg.settle_sigma
+    weak = ev.copy()
+    weak[2] = cfg.drop.min_expected - 1.0  # slot 2: its comparisons lack the evidence: no count
+    held = [table._low_stretch(low, lagged, weak, ok, False) for _ in range(_LOW_MAX + 20)]
     assert [bool(h[0]) for h in held] == [True] * _LOW_MAX + [False] * 20
     assert not any(h[1] or h[2] for h in held)
     assert table.low_len[0] == _LOW_MAX + 20
-    assert not table._low_stretch(low, ev, none, ev, ok, True).any()  # cut short: held, not learnt
+    assert not table._low_stretch(low, calm, ev, ok, True).any()  # cut short: held, not learnt
     assert table.low_len[0] == _LOW_MAX + 20
+    assert table._low_stretch(calm, lagged, ev, ok, False)[2]  # with the evidence, it counts
     half = calm.copy()
     half[0, 1] = -0.75 * cfg.settle_sigma  # below half the line: an open stretch goes on
     table.low_len[0] = 5
-    assert table._low_stretch(half, ev, none, ev, ok, False)[0] and table.low_len[0] == 6
-    assert not table._low_stretch(calm, ev, none, ev, ok, False).any() and table.low_len[0] == 0
+    assert table._low_stretch(half, calm, ev, ok, False)[0] and table.low_len[0] == 6
+    assert not table._low_stretch(calm, calm, ev, ok, False).any() and table.low_len[0] == 0

@@ -157,6 +157,7 @@ _FLOAT_COLS = (
 # shift: the baseline then learns at full weight again, and the drift test tells the story.
 _RUN_MAX = 4 * HALF[-1]
 _LOW_MAX = 2 * HALF[-1]  # a low stretch holds the baseline back this long at most (`close`)
+_LEN_CAP = 30_000  # int16 stretch lengths stop counting here: past their bound only "long"
 _YOUNG = 2 * HALF[1]  # an unusual stretch this young is left to the spike and drop tests
 _INT_COLS = (
     "first_seen_ns",
@@ -531,8 +532,9 @@ class ProfileTable:
         n = self.rate.n
         active = live & (n >= max(1, self.warmup_buckets))
         self._season_roll(bucket)
-        # The baseline learns deseasonalised counts (c / g); the expected count is mu_base · g.
+        # The baseline learns deseasonalised counts (c_des = c / g); expected mu_base · g.
         g = self._season_factor(bucket)
+        c_des = c / g
         # The baseline's forecast: its level plus its local trend (a smooth ramp, such as the
         # morning rise on a first day, is followed without lag rather than judged as a shift).
         mu_base = np.maximum(self.rate.mean + self.rate_trend, 0.0)
@@ -602,7 +604,9 @@ class ProfileTable:
         drop_p = np.ones(self.capacity)
         for s in cand.nonzero()[0].tolist():
             drop_p[s] = 2.0 * count_tail(int(c[s]), float(mu[s]), float(var[s])).lower
-        wcand = (wz < -_SCREEN_SIGMA) & (we >= dr.min_expected) & (ws <= dr.max_ratio * we)
+        wz_dn = np.where(we >= dr.min_expected, wz, 0.0)  # windows with a drop's evidence
+        w_low = wz_dn < -_SCREEN_SIGMA
+        wcand = w_low & (ws <= dr.max_ratio * we)
         wcand &= drop_active[:, None]
         for s, k in zip(*wcand.nonzero(), strict=True):
             e = float(we[s, k])
@@ -639,15 +643,14 @@ class ProfileTable:
         # slowly is judged against the level before it. (Evidence on both sides, not just z:
         # a low rate's windows are often 2σ high and never 2σ low, which would bias it down.)
         high = (wz > _SCREEN_SIGMA) & (ws >= sp.min_count)
-        low = (wz < -_SCREEN_SIGMA) & (we >= dr.min_expected)
-        unusual = active & across(np.logical_or, high | low)
-        longer = np.minimum(self.unusual_len + 1, 30_000)  # int16; past _RUN_MAX only "long"
+        unusual = active & across(np.logical_or, high | w_low)
+        longer = np.minimum(self.unusual_len + 1, _LEN_CAP)
         self.unusual_len = np.where(unusual | spike_hit | drop_hit, longer, 0).astype(np.int16)
 
         # Drift on day one (no daily shape learnt yet): a two-sided CUSUM on variance-
         # stabilised, standardised residuals from an untrended level.
         dft = cfg.drift
-        y = 2.0 * np.sqrt(c / g + 0.375)  # deseasonalised, like the level it is compared with
+        y = 2.0 * np.sqrt(c_des + 0.375)  # deseasonalised, like the level it is compared with
         floor = np.maximum(1.0, dft.min_relative_shift * np.sqrt(mu_base) / max(dft.slack, 0.05))
         # Buckets of a wandering rate are high or low together: a CUSUM adds their residuals
         # as if independent, so they are scaled by the variance inflation the windows learnt
@@ -681,7 +684,7 @@ class ProfileTable:
         # units of their own noise (see `_drift`): the episode resolves when the smoothed
         # count holds still where the baseline caught up, under noise too.
         z_s, sd_s = self._drift(
-            c / g, mu_base, var / (g * g), active & learnt & (not partial), vif, hit, learnt
+            c_des, mu_base, var / (g * g), active & learnt & (not partial), vif, hit, learnt
         )
         # Day one with siblings: the smoothed residual relative to the reference, against the
         # consensus of the source's other patterns (see `_sibling_z`); the CUSUM only where
@@ -837,16 +840,16 @@ class ProfileTable:
         # the forecast teaches it only a little, for as long as the longest window. Its buckets
         # above the forecast, and the trend, still learn (freezing the trend as well found no
         # more drops, on a synthetic probe).
-        low = self._low_stretch(wz, we, z_dn, m_dn, active, partial) & ~shielded
-        wr = np.where(low & (c / g < mu_base), cfg.anomaly_update_weight * w, w)
+        held = self._low_stretch(wz_dn, z_dn, m_dn, active, partial) & ~shielded
+        wr = np.where(held & (c_des < mu_base), cfg.anomaly_update_weight * w, w)
         tw = np.where(shielded, 0.0, w)
-        trend = holt(self.rate, self.rate_trend.astype(np.float64), c / g, wr, tw)
+        trend = holt(self.rate, self.rate_trend.astype(np.float64), c_des, wr, tw)
         self.rate_trend = trend.astype(np.float32)
         self.level.update(y, w)
         # (an EWMA of the deseasonalised count; its first steps average, like EWMeanVar's)
         ref_lam = np.where(learnt, self._ref_lam, self._sib_ref_lam)
         step = w * np.maximum(ref_lam, 1.0 / np.maximum(self.rate.n, 1e-9))
-        self.drift_ref = (self.drift_ref + step * (c / g - self.drift_ref)).astype(np.float32)
+        self.drift_ref = (self.drift_ref + step * (c_des - self.drift_ref)).astype(np.float32)
         # The day's hourly counts, with what was expected standing in for anomalous buckets.
         if not partial and self.config.seasonal.enabled:
             h = int((bucket * self._bucket_s) % 86400.0 // 3600.0)
@@ -869,20 +872,15 @@ class ProfileTable:
         return Verdict(bucket, c, distinct, mu, sd, alarms, settled)
 
     def _low_stretch(
-        self,
-        wz: np.ndarray,
-        we: np.ndarray,
-        z_dn: np.ndarray,
-        m_dn: np.ndarray,
-        ok: np.ndarray,
-        partial: bool,
+        self, wz_dn: np.ndarray, z_dn: np.ndarray, m_dn: np.ndarray, ok: np.ndarray, partial: bool
     ) -> np.ndarray:
         """Per slot, whether the baseline is held back from a low stretch (see `close`).
 
-        A stretch opens when some window against the baseline (`wz`, expected `we`) or lagged
-        comparison (`z_dn`, `m_dn`) with the minimum evidence of a drop is below
-        ``-settle_sigma``, and lasts while one is below half that (so evidence that wavers
-        around the line does not restart it), through buckets that are shielded anyway. Its
+        A stretch opens when some window against the baseline (`wz_dn`: 0 where a window lacks
+        a drop's evidence) or lagged comparison (`z_dn`, expected `m_dn`) with the minimum
+        evidence of a drop is below ``-settle_sigma``, and lasts while one is below half that
+        (so evidence that wavers around the line does not restart it), through buckets that
+        are shielded anyway. Its
         first `_LOW_MAX` buckets (the longest window) are held: by then a drop has had its
         windows to be judged in; a longer stretch is a level shift or a ramp, learnt at full
         weight until it clears (held for `_RUN_MAX`, as an unusual stretch is, ramps of tens of
@@ -892,19 +890,17 @@ class ProfileTable:
         if partial:  # (a bucket cut short neither opens nor ends a stretch; it learns nothing)
             return np.zeros(len(ok), dtype=bool)
         if (
-            wz.size
+            wz_dn.size
             and z_dn.size
-            and wz.min() >= -cfg.settle_sigma
+            and wz_dn.min() >= -cfg.settle_sigma
             and z_dn.min() >= -cfg.settle_sigma
             and not self.low_len.any()
         ):  # (nothing low and no stretch open, as in most closes: two reductions, not twenty)
             return np.zeros(len(ok), dtype=bool)
-        ev = cfg.drop.min_expected
-        z = across(
-            np.minimum, np.minimum(np.where(we >= ev, wz, 0.0), np.where(m_dn >= ev, z_dn, 0.0))
-        )
+        lz_dn = np.where(m_dn >= cfg.drop.min_expected, z_dn, 0.0)
+        z = across(np.minimum, np.minimum(wz_dn, lz_dn))
         on = ok & ((z < -cfg.settle_sigma) | ((self.low_len > 0) & (z < -0.5 * cfg.settle_sigma)))
-        self.low_len = np.where(on, np.minimum(self.low_len + 1, 30_000), 0).astype(np.int16)
+        self.low_len = np.where(on, np.minimum(self.low_len + 1, _LEN_CAP), 0).astype(np.int16)
         return on & (self.low_len <= _LOW_MAX)
 
     def _drift(
