@@ -13,6 +13,7 @@ from via_otlp.pipeline import join_batches
 from via_otlp.receive.normalise import HexIds
 from via_otlp.shard.pool import SLICE, _Shard
 from via_otlp.shard.wire import decode_batch, encode_batch, shard_of, split_batch
+from via_otlp.shard.worker import held_weight
 
 
 def batch() -> LogBatch:
@@ -147,15 +148,12 @@ def test_trace_ids_longer_than_a_byte_can_count_travel_and_read_the_same() -> No
 def test_a_held_part_weighs_its_ids_and_hints_not_only_its_bodies() -> None:
     """A part a shard keeps counts in the coordinator's byte bound for what it holds: trace ids
     up to any width travel now (not only <= 255 bytes), and unique ids and hints can be long."""
-    from via_otlp.shard.worker import held_weight
-
     n = 50
-    src = Source(key="s", attributes=(("service.name", "s"),))
     wide = HexIds.of([bytes([i]) * 300 for i in range(n)])
-    batch = LogBatch(
-        sources=[src], source_index=[0] * n, severity=["INFO"] * n, body=["x"] * n,
-        time_ns=[1] * n, trace_id=wide, span_id=[""] * n, unique_id=["u" * 100] * n,
-        event_name=[""] * n, template_hint=["h <*>" * 20] * n,
+    part = LogBatch(
+        sources=[Source.from_attributes((("service.name", "s"),))], source_index=[0] * n,
+        severity=["INFO"] * n, body=["x"] * n, time_ns=[1] * n, trace_id=wide,  # type: ignore[arg-type]
+        unique_id=["u" * 100] * n, template_hint=["h <*>" * 20] * n,
     )  # fmt: skip
     assert wide.nbytes == 300 * n and HexIds([b"ab", b""]).nbytes == 2
-    assert held_weight(batch) >= n * (1 + 300 + 100 + 100)
+    assert held_weight(part) >= n * (1 + 300 + 100 + 100)
