@@ -263,10 +263,21 @@ def main() -> None:
     print(f"at the end: {load_average()}")
 
 
+def _stat_seconds(path: str) -> tuple[str, float, float] | None:
+    """The name, user CPU and system CPU (seconds) in a /proc `stat` file; None if gone."""
+    try:
+        with open(path) as f:
+            name, rest = f.read().split("(", 1)[1].rsplit(")", 1)
+        fields = rest.split()
+        tick = os.sysconf("SC_CLK_TCK")
+        return name, int(fields[11]) / tick, int(fields[12]) / tick
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def cpu_seconds(pid: int) -> tuple[float, float, float]:
     """User + system CPU of a process, and of its children (the shards), from /proc; and the
     system CPU of both (the kernel's share: sockets, copies, scheduling)."""
-    tick = os.sysconf("SC_CLK_TCK")
     own = total = system = 0.0
     pids = [pid]
     try:
@@ -275,13 +286,10 @@ def cpu_seconds(pid: int) -> tuple[float, float, float]:
     except OSError:
         pass
     for p in pids:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-            system += int(fields[12]) / tick
-        except (OSError, IndexError, ValueError):
-            pass
+        got = _stat_seconds(f"/proc/{p}/stat")
+        if got is not None:
+            total += got[1] + got[2]
+            system += got[2]
         if p == pid:
             own = total
     return own, total - own, system
@@ -289,17 +297,13 @@ def cpu_seconds(pid: int) -> tuple[float, float, float]:
 
 def thread_seconds(pid: int) -> dict[str, float]:
     """User + system CPU of each thread of a process by thread name (summed per name)."""
-    tick = os.sysconf("SC_CLK_TCK")
     out: dict[str, float] = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                name, rest = f.read().split("(", 1)[1].rsplit(")", 1)
-            fields = rest.split()
-        except (OSError, ValueError):
+        got = _stat_seconds(f"/proc/{pid}/task/{tid}/stat")
+        if got is None:
             continue
-        key = "event loop" if tid == str(pid) else name
-        out[key] = out.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        key = "event loop" if tid == str(pid) else got[0]
+        out[key] = out.get(key, 0.0) + got[1] + got[2]
     return out
 
 
