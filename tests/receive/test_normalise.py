@@ -25,6 +25,13 @@ from via_otlp.receive.normalise import (
 NOW = 1_800_000_000 * 10**9
 
 
+@pytest.fixture(autouse=True)
+def _python_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are of the pure-Python path (its lookups, caches and loop); the compiled
+    walker, where built, is compared against it in test_wirewalk.py."""
+    monkeypatch.setattr(normalise, "_walk", None)
+
+
 def one_record(service: str | None = "svc", **fields: object) -> ExportLogsServiceRequest:
     req = ExportLogsServiceRequest()
     rl = req.resource_logs.add()

@@ -32,6 +32,14 @@ from via_otlp.model import (
 )
 from via_otlp.receive.config import ReceiveConfig
 
+_walk: Callable[..., Any] | None
+try:  # the compiled walker (setup.py, optional): without it, the Python path does it all
+    from via_otlp.receive import _wirewalk
+
+    _walk = _wirewalk.walk
+except ImportError:  # pragma: no cover - built wherever a C compiler is (test_wirewalk.py)
+    _walk = None
+
 MAX_RENDER_DEPTH = 16
 MAX_SEVERITY_TEXT = 32
 _SOURCE_CACHE_MAX = 4096
@@ -406,15 +414,31 @@ class Normaliser:
         `MAP_LOOKUP_MAX_BYTES`, those attributes are looked up by key in C (`_attribute_maps`).
         Batches are cut by record count alone, so the same request always gives the same
         batches (replay gives the same anomalies for any number of shards).
+
+        Where the compiled walker is built (`_wirewalk`), a request parsed from `raw` is walked
+        in C into every record's columns at once (`_walked`), the rest as below; it gives
+        exactly what the Python path gives (tests/receive/test_wirewalk.py), or nothing, and
+        then the Python path does it all.
         """
         opts = self.options
+        walked = self._walked(request, raw) if parsed_from_raw and raw is not None else None
         wanted = (*opts.unique_id_attributes, TEMPLATE_ATTRIBUTE)
         # Each searched for once (a full pass over `raw` for every one that is absent).
-        present = wanted if raw is None else {k for k in wanted if k.encode() in raw}
+        present = (
+            wanted
+            if raw is None or walked is not None
+            else {k for k in wanted if k.encode() in raw}
+        )
         scan = bool(present)
         limit = max_records if max_records > 0 else 1 << 62
         looked: tuple[list[str], list[str]] | None = None
-        if scan and parsed_from_raw and raw is not None and len(raw) <= MAP_LOOKUP_MAX_BYTES:
+        if (
+            walked is None
+            and scan
+            and parsed_from_raw
+            and raw is not None
+            and len(raw) <= MAP_LOOKUP_MAX_BYTES
+        ):
             looked = self._looked_up(raw, present)
         cut = _Cut(scan)
         flat = 0  # records before this scope's, in every scope (`looked` is indexed so)
@@ -436,6 +460,15 @@ class Normaliser:
                 done = 0
                 while done < total:
                     take = min(total - done, limit - len(cut.bodies))
+                    if walked is not None:
+                        self._add_walked(
+                            cut, src, records, done, take, at, rl.resource.attributes, walked
+                        )
+                        done += take
+                        if len(cut.bodies) >= limit:
+                            yield self._finish(cut, now_ns)
+                            cut = _Cut(scan)
+                        continue
                     part = records if take == total else records[done : done + take]
                     found = None
                     if looked is not None:
@@ -461,10 +494,7 @@ class Normaliser:
         resource_attrs: Iterable[KeyValue],
         found: tuple[list[str], list[str]] | None = None,
     ) -> None:
-        idx = cut.source_ids.get(src)
-        if idx is None:
-            idx = cut.source_ids[src] = len(cut.batch.sources)
-            cut.batch.sources.append(src)
+        idx = _source_index(cut, src)
         first = len(cut.bodies)
         cols = list(map(_RECORD_FIELDS, records))
         n = len(cols)
@@ -491,17 +521,87 @@ class Normaliser:
             uids, hints = found if found is not None else self._scanned(records)
             cut.uids.extend(uids)
             cut.hints.extend(hints)
-        # Schema sampling: one record in `sample_every`, counted across requests.
+        self._sample(cut, idx, records, 0, n, resource_attrs, first)
+
+    def _sample(
+        self,
+        cut: _Cut,
+        idx: int,
+        records: Sequence[Any],
+        start: int,
+        n: int,
+        resource_attrs: Iterable[KeyValue],
+        first: int,
+    ) -> None:
+        """Schema sampling of records[start : start + n] (batch rows from `first` on): one
+        record in `sample_every`, counted across requests."""
         pos = max(self._sample_countdown, 1) - 1
         resource_types = _attribute_types(resource_attrs) if pos < n else ()  # one resource's
         while pos < n:
             cut.batch.attribute_samples.append(
                 AttributeSample(
-                    idx, _attribute_types(records[pos].attributes), resource_types, first + pos
+                    idx,
+                    _attribute_types(records[start + pos].attributes),
+                    resource_types,
+                    first + pos,
                 )
             )
             pos += self.options.sample_every
         self._sample_countdown = pos - n + 1
+
+    def _severity(self, text: str, number: int) -> str:
+        """`severity_of`, through the same bounded cache as `_add`'s."""
+        key = (text, number)
+        sev = self._severity_cache.get(key)
+        if sev is None:
+            sev = self._severity_cache[key] = severity_of(text, number)
+            if len(self._severity_cache) > _SEVERITY_CACHE_MAX:
+                self._severity_cache.clear()
+        return sev
+
+    def _walked(self, request: ExportLogsServiceRequest, raw: bytes) -> _Walked | None:
+        """Every record's columns (in every scope, in order) walked from `raw`, the bytes
+        `request` was parsed from unrepaired, by the compiled walker: None where it is not built
+        or cannot say exactly what the Python path would (it never guesses)."""
+        if _walk is None:
+            return None
+        keys = tuple(k.encode() for k in self.options.unique_id_attributes)
+        try:
+            walked = _walk(
+                raw, keys, TEMPLATE_ATTRIBUTE.encode(), _render_wire, _string_wire, self._severity
+            )
+        except (DecodeError, RecursionError, ValueError):
+            return None  # a value whose bytes do not parse alone: not bytes the parser took
+        if walked is None:
+            return None
+        records = sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
+        return cast(_Walked, walked) if len(walked[0]) == records else None
+
+    def _add_walked(
+        self,
+        cut: _Cut,
+        src: Source,
+        records: Sequence[Any],
+        start: int,
+        n: int,
+        flat: int,
+        resource_attrs: Iterable[KeyValue],
+        walked: _Walked,
+    ) -> None:
+        """As `_add`, for records[start : start + n] (flat index `flat` + `start` on), their
+        columns taken from `walked`."""
+        idx = _source_index(cut, src)
+        first = len(cut.bodies)
+        a, b = flat + start, flat + start + n
+        bodies, severities, times, traces, uids, hints = walked
+        cut.bodies.extend(bodies[a:b])
+        cut.batch.severity.extend(severities[a:b])
+        cut.times.extend(times[a:b])
+        cut.traces.extend(traces[a:b])
+        cut.batch.source_index.extend(repeat(idx, n))
+        cut.uids.extend(uids[a:b])
+        cut.hints.extend(hints[a:b])
+        self._sample(cut, idx, records, start, n, resource_attrs, first)
 
     def _scanned(self, records: Sequence[Any]) -> tuple[list[str], list[str]]:
         """Each record's unique id (the first of the best-ranked unique-id key) and template
@@ -583,6 +683,29 @@ class Normaliser:
             batch.unique_id = cut.uids if cut.scan else [""] * n
             batch.template_hint = cut.hints if cut.scan else [""] * n
         return batch, counts
+
+
+# The compiled walker's columns: bodies, severities, times, trace ids, unique ids, hints.
+_Walked = tuple[list[str], list[str], list[int], list[bytes], list[str], list[str]]
+
+
+def _render_wire(wire: bytes) -> str:
+    """`render_value` of the AnyValue whose wire bytes are `wire` (the walker's callback)."""
+    return render_value(AnyValue.FromString(wire))
+
+
+def _string_wire(wire: bytes) -> str:
+    """The string_value of the AnyValue whose wire bytes are `wire` (the walker's callback)."""
+    return str(AnyValue.FromString(wire).string_value)
+
+
+def _source_index(cut: _Cut, src: Source) -> int:
+    """`src`'s index in the batch being filled, added on first use."""
+    idx = cut.source_ids.get(src)
+    if idx is None:
+        idx = cut.source_ids[src] = len(cut.batch.sources)
+        cut.batch.sources.append(src)
+    return idx
 
 
 class _Cut:

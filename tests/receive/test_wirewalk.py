@@ -1,0 +1,405 @@
+"""The compiled walker (`_wirewalk`) against the pure-Python path it speeds up: same batches.
+
+Every request is normalised twice, by the same `Normaliser.batches` with the walker and
+without it (the reference), and the two must agree in every column, count, sample and
+encoded byte, over realistic requests of many shapes and over thousands of mutated or
+truncated copies of them. The walker is also handed those bytes directly, whether the
+protobuf parser takes them or not: it may give up, never crash.
+
+By hand, more cases: `python tests/receive/test_wirewalk.py 100000`.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import shutil
+import sys
+import sysconfig
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+from via_otlp.errors import InputError
+from via_otlp.model import TEMPLATE_ATTRIBUTE, VIA_SCOPE_NAME
+from via_otlp.receive import normalise
+from via_otlp.receive.normalise import NormaliseOptions, Normaliser
+from via_otlp.receive.otlp_codec import decode_protobuf
+from via_otlp.shard.wire import encode_batch
+
+NOW = 1_800_000_000 * 10**9
+UNIQUE_KEYS = ("user.id", "enduser.id", "session.id")
+OPTIONS = [
+    NormaliseOptions(unique_id_attributes=UNIQUE_KEYS, sample_every=3),
+    NormaliseOptions(),
+    # a key listed twice, the hint key among the unique ones, an empty key
+    NormaliseOptions(
+        unique_id_attributes=("session.id", "user.id", "session.id", TEMPLATE_ATTRIBUTE, ""),
+        sample_every=1,
+    ),
+]
+
+
+def _compiler() -> str | None:
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return shutil.which(cc) or shutil.which("gcc")
+
+
+def test_the_walker_is_built_wherever_a_compiler_is() -> None:
+    if _compiler() is None:
+        pytest.skip("no C compiler here: normalisation runs in Python (the reference)")
+    assert normalise._walk is not None, (
+        "via_otlp/receive/_wirewalk.c is not built: run `pip install -e .` (setup.py builds it)"
+    )
+
+
+# -- requests -----------------------------------------------------------------------------
+
+
+def _value(rng: random.Random, depth: int = 0) -> AnyValue:
+    v = AnyValue()
+    kind = rng.randrange(12 if depth < 40 else 8)
+    if kind <= 2:
+        v.string_value = rng.choice(["", "x", "héllo wörld ✓", "a\x00b", "😀" * 3, "user 42"])
+    elif kind == 3:
+        v.int_value = rng.choice([0, 1, -1, 2**63 - 1, -(2**63), 12345])
+    elif kind == 4:
+        v.double_value = rng.choice([0.0, -0.0, 1.5, 1e300, float("inf"), float("nan"), 1 / 3])
+    elif kind == 5:
+        v.bool_value = rng.random() < 0.5
+    elif kind == 6:
+        v.bytes_value = rng.randbytes(rng.randrange(5))
+    elif kind == 7:
+        pass  # no value at all
+    elif kind <= 9:
+        v.array_value.SetInParent()
+        for _ in range(rng.randrange(3)):
+            v.array_value.values.append(_value(rng, depth + 1))
+    else:
+        v.kvlist_value.SetInParent()
+        for _ in range(rng.randrange(3)):
+            kv = v.kvlist_value.values.add(key=rng.choice(["b", "a", "ключ", ""]))
+            kv.value.CopyFrom(_value(rng, depth + 1))
+    return v
+
+
+def _deep(levels: int) -> AnyValue:
+    v = AnyValue()
+    inner = v
+    for i in range(levels):
+        inner = (
+            inner.array_value.values.add()
+            if i % 2
+            else inner.kvlist_value.values.add(key="k").value
+        )
+    inner.string_value = "leaf"
+    return v
+
+
+KEYS = [*UNIQUE_KEYS, TEMPLATE_ATTRIBUTE, "http.method", "user.idx", "", "enduser.id.extra"]
+
+
+def _record(rng: random.Random) -> LogRecord:
+    lr = LogRecord()
+    if rng.random() < 0.8:
+        lr.time_unix_nano = rng.choice([NOW - rng.randrange(10**12), NOW + 10**15, 1, 2**64 - 1])
+    if rng.random() < 0.5:
+        lr.observed_time_unix_nano = NOW - rng.randrange(10**9)
+    if rng.random() < 0.8:
+        lr.severity_number = rng.choice([0, 1, 9, 13, 17, 21, 24, 25, 99, 2**31 - 1])  # type: ignore[assignment]
+    if rng.random() < 0.7:
+        lr.severity_text = rng.choice(
+            ["INFO", "warning", " Error ", "notice2", "", "x" * 40, "débug", "CRIT"]
+        )
+    shape = rng.random()
+    if shape < 0.55:
+        lr.body.string_value = rng.choice(["GET /x 200", "", "ünïcode ✓", "user 7 logged in"])
+    elif shape < 0.9:
+        lr.body.CopyFrom(_value(rng))
+    elif shape < 0.95:
+        lr.body.CopyFrom(_deep(rng.choice([5, 17, 30])))
+    for _ in range(rng.randrange(6)):
+        kv = lr.attributes.add(key=rng.choice(KEYS))
+        if rng.random() < 0.6:
+            kv.value.string_value = rng.choice(["u1", "u2", "", "ü", "hint {n}"])
+        elif rng.random() < 0.9:
+            kv.value.CopyFrom(_value(rng))
+    if rng.random() < 0.8:
+        lr.trace_id = rng.choice([rng.randbytes(16), b"", rng.randbytes(3), rng.randbytes(300)])
+    if rng.random() < 0.3:
+        lr.span_id = rng.randbytes(8)
+    if rng.random() < 0.2:
+        lr.event_name = "evt"
+    if rng.random() < 0.1:
+        lr.flags = 1
+    return lr
+
+
+def _request(rng: random.Random) -> ExportLogsServiceRequest:
+    req = ExportLogsServiceRequest()
+    for _ in range(rng.randrange(1, 4)):
+        rl = req.resource_logs.add()
+        if rng.random() < 0.85:
+            rl.resource.attributes.add(key="service.name").value.string_value = rng.choice(
+                ["checkout", "cart", "", "ßervice"]
+            )
+        if rng.random() < 0.3:
+            rl.resource.attributes.add(key="service.namespace").value.int_value = 3
+        for _ in range(rng.randrange(0, 3)):
+            sl = rl.scope_logs.add()
+            if rng.random() < 0.1:
+                sl.scope.name = VIA_SCOPE_NAME
+            for _ in range(rng.randrange(0, 8)):
+                sl.log_records.append(_record(rng))
+    return req
+
+
+def _field(number: int, data: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _wrapped(records: list[bytes]) -> bytes:
+    """A request of one resource and scope holding these LogRecords' bytes as they are."""
+    resource = _field(1, _field(1, KeyValue(key="service.name").SerializeToString()))
+    scope = b"".join(_field(2, r) for r in records)
+    return _field(1, resource + _field(2, scope))
+
+
+def _odd_wire(rng: random.Random) -> bytes:
+    """Records a serializer does not write but a parser takes: fields given twice (merged or
+    last-wins), a key after its value, long varints, fields of other wire types, unknown ones."""
+    out = []
+    for _ in range(rng.randrange(1, 6)):
+        lr = _record(rng).SerializeToString()
+        extra = rng.choice([
+            _field(5, AnyValue(string_value="second body").SerializeToString()),
+            _field(5, _value(rng).SerializeToString()),
+            _field(3, b"ERROR"),
+            _field(9, b"\x01" * 16),
+            b"\x09" + (NOW + 5).to_bytes(8, "little"),  # time again: the last wins
+            b"\x08\x05",  # time as a varint: another wire type
+            b"\x10\x91\x80\x80\x80\x00",  # severity 17 in a long varint
+            b"\x10\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",  # severity -1
+            _field(6, _field(2, AnyValue(string_value="late").SerializeToString())
+                   + _field(1, b"user.id")),  # the key after its value
+            _field(6, _field(1, b"user.id") + _field(2, b"\x0a\x01a") + _field(2, b"\x18\x05")),
+            _field(6, _field(1, b"user.id") + _field(1, b"session.id") + _field(2, b"\x0a\x01s")),
+            _field(6, _field(1, b"user.id") + _field(2, b"\x0a\x81\x00z")),  # long length
+            _field(6, _field(1, TEMPLATE_ATTRIBUTE.encode()) + _field(2, b"\x18\x07")),
+            _field(6, _field(1, b"user.id") + _field(2, b"\x10\x02")),  # bool
+            _field(6, _field(1, b"user.id") + _field(2, b"\x0a\x01a\x0a\x01b")),
+            _field(6, _field(1, b"user.id") + _field(2, b"\x40\x01")),  # strindex
+            b"\xf8\x01\x05",  # unknown field 31, varint
+            b"\x9d\x01\x01\x02\x03\x04",  # unknown field 19, fixed32
+            b"",
+        ])  # fmt: skip
+        out.append(lr + extra if rng.random() < 0.7 else extra + lr)
+    return _wrapped(out)
+
+
+def requests(rng: random.Random, n: int) -> list[bytes]:
+    """`n` request bodies: mostly realistic, some shaped on the wire by hand."""
+    out = []
+    for _ in range(n):
+        if rng.random() < 0.75:
+            out.append(_request(rng).SerializeToString())
+        else:
+            out.append(_odd_wire(rng))
+    return out
+
+
+def mutated(rng: random.Random, raw: bytes) -> bytes:
+    """`raw` with a few random bytes changed, cut, inserted, or a stretch repeated."""
+    data = bytearray(raw)
+    for _ in range(rng.randrange(1, 4)):
+        if not data:
+            data = bytearray(rng.randbytes(rng.randrange(1, 20)))
+        op = rng.randrange(5)
+        at = rng.randrange(len(data))
+        if op == 0:
+            data[at] = rng.randrange(256)
+        elif op == 1:
+            data[at] ^= 1 << rng.randrange(8)
+        elif op == 2:
+            del data[at:]
+        elif op == 3:
+            data[at:at] = rng.randbytes(rng.randrange(1, 4))
+        else:
+            data[at:at] = data[at : at + rng.randrange(1, 40)]
+    return bytes(data)
+
+
+# -- comparing ----------------------------------------------------------------------------
+
+
+def _outcomes(raws: list[bytes], options: NormaliseOptions, max_records: int) -> list[Any]:
+    """What each request gives, normalised in turn by one Normaliser (its state carries)."""
+    n = Normaliser(options)
+    out: list[Any] = []
+    for raw in raws:
+        try:
+            message, repairs = decode_protobuf(raw)
+        except InputError as exc:
+            out.append(("refused", str(exc)))
+            continue
+        got = []
+        for batch, counts in n.batches(message, NOW, raw, max_records, parsed_from_raw=not repairs):
+            got.append((
+                encode_batch(batch),
+                batch.sources,
+                batch.source_index,
+                batch.severity,
+                batch.body,
+                batch.time_ns,
+                list(batch.trace_id),
+                [*batch.trace_id.raw] if hasattr(batch.trace_id, "raw") else None,
+                batch.unique_id,
+                batch.template_hint,
+                batch.attribute_samples,
+                vars(counts),
+            ))  # fmt: skip
+        out.append(("batches", got))
+    return out
+
+
+class _Counted:
+    """The walker, counting the requests it walked to the end (not None)."""
+
+    def __init__(self, walk: Callable[..., Any]) -> None:
+        self.walk, self.calls, self.walked = walk, 0, 0
+
+    def __call__(self, *args: Any) -> Any:
+        self.calls += 1
+        got = self.walk(*args)
+        self.walked += got is not None
+        return got
+
+
+def compare(raws: list[bytes], options: NormaliseOptions, max_records: int) -> _Counted:
+    """Asserts the walker and the Python path agree on every request of `raws`."""
+    walk = normalise._walk
+    assert walk is not None
+    counted = _Counted(walk)
+    try:
+        normalise._walk = None
+        expected = _outcomes(raws, options, max_records)
+        normalise._walk = counted
+        got = _outcomes(raws, options, max_records)
+    finally:
+        normalise._walk = walk
+    for i, (e, g) in enumerate(zip(expected, got, strict=True)):
+        assert g == e, f"request {i}: {base64.b64encode(raws[i]).decode()}"
+    return counted
+
+
+def walk_directly(raw: bytes, options: NormaliseOptions) -> Any:
+    """The walker on any bytes, as `Normaliser._walked` calls it: columns, None, or an error
+    from a callback on a value that does not parse (only in bytes the parser refused)."""
+    n = Normaliser(options)
+    walk = normalise._walk
+    assert walk is not None
+    keys = tuple(k.encode() for k in options.unique_id_attributes)
+    try:
+        return walk(
+            raw,
+            keys,
+            TEMPLATE_ATTRIBUTE.encode(),
+            normalise._render_wire,
+            normalise._string_wire,
+            n._severity,
+        )
+    except (DecodeError, RecursionError, ValueError):
+        return "callback refused"
+
+
+built = pytest.mark.skipif(normalise._walk is None, reason="asserted by the test above")
+
+
+@built
+@pytest.mark.parametrize("options", OPTIONS)
+@pytest.mark.parametrize("max_records", [0, 4])
+def test_realistic_requests_give_the_same_batches(
+    options: NormaliseOptions, max_records: int
+) -> None:
+    rng = random.Random(13)
+    counted = compare(requests(rng, 150), options, max_records)
+    # The walker must actually do the work on most of them, not give up on everything.
+    assert counted.walked >= 0.6 * counted.calls > 0
+
+
+@built
+def test_odd_wire_is_walked_or_left_to_python_alike() -> None:
+    """Records written by hand: merged bodies (the walker gives up), a key after its value,
+    values given twice in one KeyValue, long varints, a severity of -1, unknown fields."""
+    rng = random.Random(7)
+    raws = [_odd_wire(rng) for _ in range(300)]
+    counted = compare(raws, OPTIONS[0], 0)
+    assert 0 < counted.walked < counted.calls  # some walked, some left to Python
+
+
+@built
+def test_a_known_request_gives_known_columns() -> None:
+    """The columns themselves, so that a walker and a Python path both wrong cannot pass."""
+    req = ExportLogsServiceRequest()
+    rl = req.resource_logs.add()
+    rl.resource.attributes.add(key="service.name").value.string_value = "svc"
+    lr = rl.scope_logs.add().log_records.add(
+        severity_text="warning", observed_time_unix_nano=NOW - 5, trace_id=b"\xab\xcd"
+    )
+    lr.body.kvlist_value.values.add(key="b").value.int_value = 2
+    lr.attributes.add(key="session.id").value.int_value = -7
+    lr.attributes.add(key="user.id").value.string_value = "ü1"
+    lr.attributes.add(key="user.id").value.string_value = "second"
+    lr.attributes.add(key=TEMPLATE_ATTRIBUTE).value.string_value = "first"
+    lr.attributes.add(key=TEMPLATE_ATTRIBUTE).value.string_value = "last"
+    raw = req.SerializeToString()
+    got = walk_directly(raw, NormaliseOptions(unique_id_attributes=UNIQUE_KEYS))
+    assert got == (['{"b":2}'], ["WARN"], [NOW - 5], [b"\xab\xcd"], ["ü1"], ["last"])
+    got = walk_directly(raw, NormaliseOptions(unique_id_attributes=("session.id",)))
+    assert got[4] == ["-7"]
+
+
+@built
+@pytest.mark.parametrize("options", OPTIONS[:2])
+def test_mutated_bytes_give_the_same_answer_and_never_crash(options: NormaliseOptions) -> None:
+    rng = random.Random(42)
+    seeds = requests(rng, 40)
+    raws = [mutated(rng, rng.choice(seeds)) for _ in range(1500)]
+    for raw in raws:
+        got = walk_directly(raw, options)
+        assert got is None or got == "callback refused" or len(got) == 6
+    counted = compare(raws, options, 3)
+    assert counted.walked > 50  # mutants the parser took, walked to the end
+
+
+def main(cases: int) -> None:
+    """`cases` mutants, in rounds of 1,000, each compared and walked directly."""
+    rng = random.Random(2026)
+    done = walked = 0
+    while done < cases:
+        options = OPTIONS[done // 1000 % len(OPTIONS)]
+        seeds = requests(rng, 40)
+        raws = [mutated(rng, rng.choice(seeds)) for _ in range(1000)] + seeds
+        for raw in raws:
+            walk_directly(raw, options)
+        walked += compare(raws, options, rng.choice([0, 3])).walked
+        done += 1000
+        print(f"{done} mutants compared, {walked} walked by C to the end", flush=True)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 10_000)

@@ -1,0 +1,461 @@
+/* The log records of an ExportLogsServiceRequest's wire bytes, walked once into columns.
+ *
+ * An optional speed-up of `Normaliser.batches` (via_otlp/receive/normalise.py, `_walked`):
+ * the pure-Python path is the reference, and this walker gives exactly its columns or says it
+ * cannot (returns None, and Python does the work). It is only asked about bytes the protobuf
+ * parser already accepted unrepaired, but it never trusts them: every length is checked
+ * against the bytes left, varints stop at 10 bytes, and there is no recursion (the messages
+ * walked are a fixed five levels: request, ResourceLogs, ScopeLogs, LogRecord, KeyValue; an
+ * AnyValue is only looked at as a whole). Anything it does not read exactly as the parser
+ * would (groups, a known field with another wire type, a body or KeyValue value given twice,
+ * which the parser merges) makes it give up on the whole request.
+ *
+ * walk(raw, unique_keys, hint_key, render, hint_text, severity)
+ *   raw          bytes of an ExportLogsServiceRequest
+ *   unique_keys  tuple of bytes: the unique-id attribute keys, best first
+ *   hint_key     bytes: the template-hint attribute key
+ *   render       callable(bytes) -> str: render_value of the AnyValue with these wire bytes
+ *   hint_text    callable(bytes) -> str: its string_value
+ *   severity     callable(str, int) -> str: severity_of (cached by the caller)
+ * -> (bodies, severities, times, trace_ids, unique_ids, hints): one list each, an item per log
+ *    record of every scope of every resource in wire order; or None.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_KEYS 64
+#define SEV_SLOTS 8
+
+typedef struct {
+    const uint8_t *p;
+    Py_ssize_t n;
+} span;
+
+/* A varint at *pos (< end): 0 on success, -1 when truncated, longer than 10 bytes, or past
+ * 64 bits (a tenth byte above 1: left to the parser's own rule). */
+static int
+read_varint(const uint8_t *buf, Py_ssize_t *pos, Py_ssize_t end, uint64_t *out)
+{
+    uint64_t v = 0;
+    Py_ssize_t i = *pos;
+    for (int shift = 0; shift < 70; shift += 7) {
+        if (i >= end)
+            return -1;
+        uint8_t b = buf[i++];
+        if (shift == 63 && b > 1)
+            return -1;
+        v |= (uint64_t)(b & 0x7F) << shift;
+        if (b < 0x80) {
+            *pos = i;
+            *out = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* One field: its number and wire type, and its value (varint and fixed) or bytes. */
+typedef struct {
+    uint32_t number;
+    int wire_type;
+    uint64_t value;
+    span data;
+} field;
+
+/* The field at *pos: 0 on success, -1 on anything the walker does not take (malformed, a
+ * group, field number 0). */
+static int
+read_field(const uint8_t *buf, Py_ssize_t *pos, Py_ssize_t end, field *f)
+{
+    uint64_t key, len;
+    f->value = 0;
+    f->data.p = NULL;
+    f->data.n = 0;
+    if (read_varint(buf, pos, end, &key) < 0)
+        return -1;
+    if ((key >> 3) == 0 || (key >> 3) > 0x1FFFFFFF)
+        return -1;
+    f->number = (uint32_t)(key >> 3);
+    f->wire_type = (int)(key & 7);
+    switch (f->wire_type) {
+    case 0:
+        return read_varint(buf, pos, end, &f->value);
+    case 1:
+    case 5: {
+        int size = f->wire_type == 1 ? 8 : 4;
+        if (end - *pos < size)
+            return -1;
+        for (int i = size - 1; i >= 0; i--) /* little-endian on the wire, whatever the machine */
+            f->value = (f->value << 8) | buf[*pos + i];
+        *pos += size;
+        return 0;
+    }
+    case 2:
+        if (read_varint(buf, pos, end, &len) < 0 || len > (uint64_t)(end - *pos))
+            return -1;
+        f->data.p = buf + *pos;
+        f->data.n = (Py_ssize_t)len;
+        *pos += (Py_ssize_t)len;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+typedef struct {
+    PyObject *bodies, *severities, *times, *traces, *uids, *hints;
+    PyObject *render, *hint_text, *severity;
+    span keys[MAX_KEYS];
+    Py_ssize_t n_keys;
+    Py_ssize_t worst_rank; /* the rank to beat: as many as there are distinct keys */
+    span hint_key;
+    /* severity texts already mapped: (text bytes, number) -> canonical (a new reference) */
+    span sev_text[SEV_SLOTS];
+    int32_t sev_num[SEV_SLOTS];
+    PyObject *sev_out[SEV_SLOTS];
+    int sev_used, sev_next;
+} walker;
+
+enum { OK = 0, GIVE_UP = 1, FAILED = -1 }; /* FAILED: a Python exception is set */
+
+static int
+append_new(PyObject *list, PyObject *item)
+{
+    if (item == NULL)
+        return FAILED;
+    int rc = PyList_Append(list, item);
+    Py_DECREF(item);
+    return rc < 0 ? FAILED : OK;
+}
+
+/* A callback's answer, which must be a str. */
+static PyObject *
+call_text(PyObject *fn, span value)
+{
+    PyObject *arg = PyBytes_FromStringAndSize((const char *)value.p, value.n);
+    if (arg == NULL)
+        return NULL;
+    PyObject *out = PyObject_CallOneArg(fn, arg);
+    Py_DECREF(arg);
+    if (out != NULL && !PyUnicode_CheckExact(out)) {
+        Py_DECREF(out);
+        PyErr_SetString(PyExc_TypeError, "_wirewalk: a text callback returned no str");
+        return NULL;
+    }
+    return out;
+}
+
+/* The text of the AnyValue `value` (`present`: its field was on the wire): a lone string
+ * field decoded here (NULL with *give_up when not UTF-8), a lone int64 for the unique id
+ * (`as_int`), anything else from `fn` (exact: the bytes alone parse as the field did). */
+static PyObject *
+value_text(span value, int present, PyObject *fn, int as_int, int *give_up)
+{
+    if (!present || value.n == 0)
+        return PyUnicode_FromStringAndSize("", 0);
+    Py_ssize_t pos = 0;
+    field f;
+    if (read_field(value.p, &pos, value.n, &f) == 0 && pos == value.n) {
+        if (f.number == 1 && f.wire_type == 2) {
+            PyObject *text = PyUnicode_DecodeUTF8((const char *)f.data.p, f.data.n, NULL);
+            if (text == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                PyErr_Clear();
+                *give_up = 1;
+            }
+            return text;
+        }
+        if (as_int && f.number == 3 && f.wire_type == 0) {
+            PyObject *i = PyLong_FromLongLong((long long)(int64_t)f.value);
+            if (i == NULL)
+                return NULL;
+            PyObject *text = PyObject_Str(i);
+            Py_DECREF(i);
+            return text;
+        }
+    }
+    return call_text(fn, value);
+}
+
+/* The canonical severity of (text, number), from a few remembered ones or `severity`. */
+static PyObject *
+severity_text(walker *w, span text, int32_t number, int *give_up)
+{
+    for (int i = 0; i < w->sev_used; i++) {
+        if (w->sev_num[i] == number && w->sev_text[i].n == text.n &&
+            (text.n == 0 || memcmp(w->sev_text[i].p, text.p, (size_t)text.n) == 0)) {
+            Py_INCREF(w->sev_out[i]);
+            return w->sev_out[i];
+        }
+    }
+    PyObject *t = PyUnicode_DecodeUTF8((const char *)text.p, text.n, NULL);
+    if (t == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+            PyErr_Clear();
+            *give_up = 1;
+        }
+        return NULL;
+    }
+    PyObject *num = PyLong_FromLong(number);
+    if (num == NULL) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    PyObject *out = PyObject_CallFunctionObjArgs(w->severity, t, num, NULL);
+    Py_DECREF(t);
+    Py_DECREF(num);
+    if (out == NULL)
+        return NULL;
+    if (!PyUnicode_CheckExact(out)) {
+        Py_DECREF(out);
+        PyErr_SetString(PyExc_TypeError, "_wirewalk: severity returned no str");
+        return NULL;
+    }
+    int slot = w->sev_used < SEV_SLOTS ? w->sev_used++ : (w->sev_next++ % SEV_SLOTS);
+    Py_XDECREF(w->sev_out[slot]);
+    w->sev_text[slot] = text;
+    w->sev_num[slot] = number;
+    Py_INCREF(out);
+    w->sev_out[slot] = out;
+    return out;
+}
+
+static int
+key_is(span key, span want)
+{
+    return key.n == want.n && (key.n == 0 || memcmp(key.p, want.p, (size_t)key.n) == 0);
+}
+
+static int
+walk_record(walker *w, const uint8_t *buf, Py_ssize_t pos, Py_ssize_t end)
+{
+    uint64_t time = 0, observed = 0;
+    int32_t sev_num = 0;
+    span sev = {NULL, 0}, body = {NULL, 0}, trace = {NULL, 0};
+    int has_body = 0;
+    /* unique id: the first value of the best-ranked key; hint: the last value of its key */
+    Py_ssize_t uid_rank = w->worst_rank;
+    span uid = {NULL, 0}, hint = {NULL, 0};
+    int uid_present = 0, hint_present = 0;
+
+    while (pos < end) {
+        field f;
+        if (read_field(buf, &pos, end, &f) < 0)
+            return GIVE_UP;
+        int wt = f.wire_type;
+        uint64_t v = f.value;
+        span s = f.data;
+        switch (f.number) {
+        case 1: /* time_unix_nano, fixed64 */
+            if (wt != 1)
+                return GIVE_UP;
+            time = v;
+            break;
+        case 11: /* observed_time_unix_nano, fixed64 */
+            if (wt != 1)
+                return GIVE_UP;
+            observed = v;
+            break;
+        case 2: /* severity_number, enum: only the values an int32 holds as given */
+            if (wt != 0 || v > 0x7FFFFFFF)
+                return GIVE_UP;
+            sev_num = (int32_t)v;
+            break;
+        case 3: /* severity_text */
+            if (wt != 2)
+                return GIVE_UP;
+            sev = s;
+            break;
+        case 5: /* body: given twice, the parser merges the two */
+            if (wt != 2 || has_body)
+                return GIVE_UP;
+            body = s;
+            has_body = 1;
+            break;
+        case 9: /* trace_id */
+            if (wt != 2)
+                return GIVE_UP;
+            trace = s;
+            break;
+        case 6: { /* attributes: one KeyValue */
+            if (wt != 2)
+                return GIVE_UP;
+            span key = {NULL, 0}, value = {NULL, 0};
+            int has_value = 0;
+            Py_ssize_t kp = 0;
+            while (kp < s.n) {
+                field k;
+                if (read_field(s.p, &kp, s.n, &k) < 0)
+                    return GIVE_UP;
+                if (k.number == 1) {
+                    if (k.wire_type != 2)
+                        return GIVE_UP;
+                    key = k.data;
+                }
+                else if (k.number == 2) {
+                    if (k.wire_type != 2 || has_value)
+                        return GIVE_UP;
+                    value = k.data;
+                    has_value = 1;
+                }
+            }
+            Py_ssize_t rank = -1;
+            for (Py_ssize_t i = 0; i < w->n_keys; i++)
+                if (key_is(key, w->keys[i]))
+                    rank = i; /* a key listed twice ranks as its last place */
+            if (rank >= 0 && rank < uid_rank) {
+                uid_rank = rank;
+                uid = value;
+                uid_present = has_value;
+            }
+            else if (key_is(key, w->hint_key)) {
+                hint = value;
+                hint_present = has_value;
+            }
+            break;
+        }
+        default:
+            break; /* fields not read (span id, flags, ...) and unknown ones */
+        }
+    }
+
+    int give_up = 0;
+    PyObject *text = value_text(body, has_body, w->render, 0, &give_up);
+    if (text == NULL)
+        return give_up ? GIVE_UP : FAILED;
+    if (append_new(w->bodies, text) < 0)
+        return FAILED;
+    PyObject *sv = severity_text(w, sev, sev_num, &give_up);
+    if (sv == NULL)
+        return give_up ? GIVE_UP : FAILED;
+    if (append_new(w->severities, sv) < 0)
+        return FAILED;
+    if (append_new(w->times, PyLong_FromUnsignedLongLong(time ? time : observed)) < 0)
+        return FAILED;
+    if (append_new(w->traces, PyBytes_FromStringAndSize((const char *)trace.p, trace.n)) < 0)
+        return FAILED;
+    PyObject *u = value_text(uid, uid_present, w->render, 1, &give_up);
+    if (u == NULL)
+        return give_up ? GIVE_UP : FAILED;
+    if (append_new(w->uids, u) < 0)
+        return FAILED;
+    PyObject *h = value_text(hint, hint_present, w->hint_text, 0, &give_up);
+    if (h == NULL)
+        return give_up ? GIVE_UP : FAILED;
+    if (append_new(w->hints, h) < 0)
+        return FAILED;
+    return OK;
+}
+
+/* The length-delimited fields `number` of the message buf[pos:end], each handed to `inner`.
+ * Other fields are skipped; field `number` with another wire type gives up. */
+typedef int (*inner_fn)(walker *, const uint8_t *, Py_ssize_t, Py_ssize_t);
+
+static int
+each_field(walker *w, const uint8_t *buf, Py_ssize_t pos, Py_ssize_t end, uint32_t want,
+           inner_fn inner)
+{
+    while (pos < end) {
+        field f;
+        if (read_field(buf, &pos, end, &f) < 0)
+            return GIVE_UP;
+        if (f.number != want)
+            continue;
+        if (f.wire_type != 2)
+            return GIVE_UP;
+        int rc = inner(w, buf, f.data.p - buf, f.data.p - buf + f.data.n);
+        if (rc != OK)
+            return rc;
+    }
+    return OK;
+}
+
+static int
+walk_scope(walker *w, const uint8_t *buf, Py_ssize_t pos, Py_ssize_t end)
+{
+    return each_field(w, buf, pos, end, 2, walk_record); /* ScopeLogs.log_records */
+}
+
+static int
+walk_resource(walker *w, const uint8_t *buf, Py_ssize_t pos, Py_ssize_t end)
+{
+    return each_field(w, buf, pos, end, 2, walk_scope); /* ResourceLogs.scope_logs */
+}
+
+static PyObject *
+wirewalk_walk(PyObject *module, PyObject *args)
+{
+    Py_buffer raw;
+    PyObject *keys, *hint_key, *render, *hint_text, *severity;
+    (void)module;
+    if (!PyArg_ParseTuple(args, "y*O!O!OOO:walk", &raw, &PyTuple_Type, &keys, &PyBytes_Type,
+                          &hint_key, &render, &hint_text, &severity))
+        return NULL;
+    PyObject *result = NULL;
+    walker w;
+    memset(&w, 0, sizeof w);
+    w.render = render;
+    w.hint_text = hint_text;
+    w.severity = severity;
+    w.n_keys = PyTuple_GET_SIZE(keys);
+    if (w.n_keys > MAX_KEYS) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < w.n_keys; i++) {
+        PyObject *k = PyTuple_GET_ITEM(keys, i);
+        if (!PyBytes_Check(k)) {
+            PyErr_SetString(PyExc_TypeError, "walk: unique_keys must be a tuple of bytes");
+            goto done;
+        }
+        w.keys[i].p = (const uint8_t *)PyBytes_AS_STRING(k);
+        w.keys[i].n = PyBytes_GET_SIZE(k);
+    }
+    for (Py_ssize_t i = 0; i < w.n_keys; i++) {
+        int seen = 0;
+        for (Py_ssize_t j = 0; j < i; j++)
+            seen |= key_is(w.keys[i], w.keys[j]);
+        w.worst_rank += !seen;
+    }
+    w.hint_key.p = (const uint8_t *)PyBytes_AS_STRING(hint_key);
+    w.hint_key.n = PyBytes_GET_SIZE(hint_key);
+    if (!(w.bodies = PyList_New(0)) || !(w.severities = PyList_New(0)) ||
+        !(w.times = PyList_New(0)) || !(w.traces = PyList_New(0)) || !(w.uids = PyList_New(0)) ||
+        !(w.hints = PyList_New(0)))
+        goto done;
+    int rc = each_field(&w, (const uint8_t *)raw.buf, 0, raw.len, 1, walk_resource);
+    if (rc == GIVE_UP)
+        result = Py_NewRef(Py_None);
+    else if (rc == OK)
+        result = PyTuple_Pack(6, w.bodies, w.severities, w.times, w.traces, w.uids, w.hints);
+done:
+    for (int i = 0; i < SEV_SLOTS; i++)
+        Py_XDECREF(w.sev_out[i]);
+    Py_XDECREF(w.bodies);
+    Py_XDECREF(w.severities);
+    Py_XDECREF(w.times);
+    Py_XDECREF(w.traces);
+    Py_XDECREF(w.uids);
+    Py_XDECREF(w.hints);
+    PyBuffer_Release(&raw);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"walk", wirewalk_walk, METH_VARARGS,
+     "walk(raw, unique_keys, hint_key, render, hint_text, severity) -> columns or None"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_wirewalk",
+    "A compiled walker of OTLP logs requests into columns (see via_otlp/receive/normalise.py).",
+    -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__wirewalk(void)
+{
+    return PyModule_Create(&module_def);
+}

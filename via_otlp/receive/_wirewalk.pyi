@@ -1,0 +1,12 @@
+"""Types of the compiled walker (_wirewalk.c): see its header comment."""
+
+from collections.abc import Callable
+
+def walk(
+    raw: bytes,
+    unique_keys: tuple[bytes, ...],
+    hint_key: bytes,
+    render: Callable[[bytes], str],
+    hint_text: Callable[[bytes], str],
+    severity: Callable[[str, int], str],
+) -> tuple[list[str], list[str], list[int], list[bytes], list[str], list[str]] | None: ...
