@@ -104,7 +104,7 @@ def _deep(levels: int) -> AnyValue:
 KEYS = [*UNIQUE_KEYS, TEMPLATE_ATTRIBUTE, "http.method", "user.idx", "", "enduser.id.extra"]
 
 
-def _record(rng: random.Random) -> LogRecord:
+def _record(rng: random.Random, uniform_ids: bool = False) -> LogRecord:
     lr = LogRecord()
     if rng.random() < 0.8:
         lr.time_unix_nano = rng.choice([NOW - rng.randrange(10**12), NOW + 10**15, 1, 2**64 - 1])
@@ -129,7 +129,9 @@ def _record(rng: random.Random) -> LogRecord:
             kv.value.string_value = rng.choice(["u1", "u2", "", "ü", "hint {n}"])
         elif rng.random() < 0.9:
             kv.value.CopyFrom(_value(rng))
-    if rng.random() < 0.8:
+    if uniform_ids:  # as SDKs send them: every record's 16 bytes (the walker packs them)
+        lr.trace_id = rng.randbytes(16)
+    elif rng.random() < 0.8:
         lr.trace_id = rng.choice([rng.randbytes(16), b"", rng.randbytes(3), rng.randbytes(300)])
     if rng.random() < 0.3:
         lr.span_id = rng.randbytes(8)
@@ -142,6 +144,7 @@ def _record(rng: random.Random) -> LogRecord:
 
 def _request(rng: random.Random) -> ExportLogsServiceRequest:
     req = ExportLogsServiceRequest()
+    uniform_ids = rng.random() < 0.5
     for _ in range(rng.randrange(1, 4)):
         rl = req.resource_logs.add()
         if rng.random() < 0.85:
@@ -155,7 +158,7 @@ def _request(rng: random.Random) -> ExportLogsServiceRequest:
             if rng.random() < 0.1:
                 sl.scope.name = VIA_SCOPE_NAME
             for _ in range(rng.randrange(0, 8)):
-                sl.log_records.append(_record(rng))
+                sl.log_records.append(_record(rng, uniform_ids))
     return req
 
 
@@ -368,7 +371,17 @@ def test_a_known_request_gives_known_columns() -> None:
     lr.attributes.add(key=TEMPLATE_ATTRIBUTE).value.string_value = "last"
     raw = req.SerializeToString()
     got = walk_directly(raw, NormaliseOptions(unique_id_attributes=UNIQUE_KEYS))
-    assert got == (['{"b":2}'], ["WARN"], [NOW - 5], [b"\xab\xcd"], ["ü1"], ["last"])
+    columns = (
+        ['{"b":2}'],
+        ["WARN"],
+        [NOW - 5],
+        (b"\xab\xcd", 2),
+        ["ü1"],
+        ["last"],
+        NOW - 5,
+        NOW - 5,
+    )
+    assert got == columns
     got = walk_directly(raw, NormaliseOptions(unique_id_attributes=("session.id",)))
     assert got[4] == ["-7"]
 
@@ -381,7 +394,7 @@ def test_mutated_bytes_give_the_same_answer_and_never_crash(options: NormaliseOp
     raws = [mutated(rng, rng.choice(seeds)) for _ in range(1500)]
     for raw in raws:
         got = walk_directly(raw, options)
-        assert got is None or got == "callback refused" or len(got) == 6
+        assert got is None or got == "callback refused" or len(got) == 8
     counted = compare(raws, options, 3)
     assert counted.walked > 50  # mutants the parser took, walked to the end
 

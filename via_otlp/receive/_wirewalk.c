@@ -17,8 +17,10 @@
  *   render       callable(bytes) -> str: render_value of the AnyValue with these wire bytes
  *   hint_text    callable(bytes) -> str: its string_value
  *   severity     callable(str, int) -> str: severity_of (cached by the caller)
- * -> (bodies, severities, times, trace_ids, unique_ids, hints): one list each, an item per log
- *    record of every scope of every resource in wire order; or None.
+ * -> (bodies, severities, times, trace_ids, unique_ids, hints, time_min, time_max): a list
+ *    each, an item per log record of every scope of every resource in wire order, except the
+ *    trace ids: (blob, width) when all are `width` > 0 bytes wide, else a list; then the least
+ *    and greatest time. Or None.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -105,7 +107,11 @@ read_field(const uint8_t *buf, Py_ssize_t *pos, Py_ssize_t end, field *f)
 }
 
 typedef struct {
-    PyObject *bodies, *severities, *times, *traces, *uids, *hints;
+    PyObject *bodies, *severities, *times, *uids, *hints;
+    /* trace ids: where each record's is in the request (one blob made of them at the end) */
+    span *traces;
+    Py_ssize_t n_traces, traces_cap;
+    uint64_t time_min, time_max;
     PyObject *render, *hint_text, *severity;
     span keys[MAX_KEYS];
     Py_ssize_t n_keys;
@@ -333,8 +339,22 @@ walk_record(walker *w, const uint8_t *buf, Py_ssize_t pos, Py_ssize_t end)
         return FAILED;
     if (append_new(w->times, PyLong_FromUnsignedLongLong(time ? time : observed)) < 0)
         return FAILED;
-    if (append_new(w->traces, PyBytes_FromStringAndSize((const char *)trace.p, trace.n)) < 0)
-        return FAILED;
+    uint64_t t = time ? time : observed;
+    if (w->n_traces == 0 || t < w->time_min)
+        w->time_min = t;
+    if (w->n_traces == 0 || t > w->time_max)
+        w->time_max = t;
+    if (w->n_traces == w->traces_cap) {
+        Py_ssize_t cap = w->traces_cap ? 2 * w->traces_cap : 1024;
+        span *grown = PyMem_Realloc(w->traces, (size_t)cap * sizeof(span));
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return FAILED;
+        }
+        w->traces = grown;
+        w->traces_cap = cap;
+    }
+    w->traces[w->n_traces++] = trace;
     PyObject *u = value_text(uid, uid_present, w->render, 1, &give_up);
     if (u == NULL)
         return give_up ? GIVE_UP : FAILED;
@@ -383,6 +403,39 @@ walk_resource(walker *w, const uint8_t *buf, Py_ssize_t pos, Py_ssize_t end)
     return each_field(w, buf, pos, end, 2, walk_scope); /* ResourceLogs.scope_logs */
 }
 
+/* The trace ids: (blob, width) when every record's is `width` > 0 bytes wide (as
+ * `HexIds.of` packs them), else a list of bytes. */
+static PyObject *
+trace_ids(walker *w)
+{
+    Py_ssize_t width = w->n_traces ? w->traces[0].n : 0;
+    int uniform = width > 0;
+    for (Py_ssize_t i = 1; uniform && i < w->n_traces; i++)
+        uniform = w->traces[i].n == width;
+    if (uniform) {
+        /* records are disjoint parts of the request: the ids fit in its size */
+        PyObject *blob = PyBytes_FromStringAndSize(NULL, w->n_traces * width);
+        if (blob == NULL)
+            return NULL;
+        char *out = PyBytes_AS_STRING(blob);
+        for (Py_ssize_t i = 0; i < w->n_traces; i++)
+            memcpy(out + i * width, w->traces[i].p, (size_t)width);
+        return Py_BuildValue("(Nn)", blob, width);
+    }
+    PyObject *list = PyList_New(w->n_traces);
+    if (list == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < w->n_traces; i++) {
+        PyObject *id = PyBytes_FromStringAndSize((const char *)w->traces[i].p, w->traces[i].n);
+        if (id == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, id);
+    }
+    return list;
+}
+
 static PyObject *
 wirewalk_walk(PyObject *module, PyObject *args)
 {
@@ -421,21 +474,26 @@ wirewalk_walk(PyObject *module, PyObject *args)
     w.hint_key.p = (const uint8_t *)PyBytes_AS_STRING(hint_key);
     w.hint_key.n = PyBytes_GET_SIZE(hint_key);
     if (!(w.bodies = PyList_New(0)) || !(w.severities = PyList_New(0)) ||
-        !(w.times = PyList_New(0)) || !(w.traces = PyList_New(0)) || !(w.uids = PyList_New(0)) ||
+        !(w.times = PyList_New(0)) || !(w.uids = PyList_New(0)) ||
         !(w.hints = PyList_New(0)))
         goto done;
     int rc = each_field(&w, (const uint8_t *)raw.buf, 0, raw.len, 1, walk_resource);
     if (rc == GIVE_UP)
         result = Py_NewRef(Py_None);
-    else if (rc == OK)
-        result = PyTuple_Pack(6, w.bodies, w.severities, w.times, w.traces, w.uids, w.hints);
+    else if (rc == OK) {
+        PyObject *traces = trace_ids(&w);
+        if (traces != NULL)
+            result = Py_BuildValue("(OOONOOKK)", w.bodies, w.severities, w.times, traces, w.uids,
+                                   w.hints, (unsigned long long)w.time_min,
+                                   (unsigned long long)w.time_max);
+    }
 done:
     for (int i = 0; i < SEV_SLOTS; i++)
         Py_XDECREF(w.sev_out[i]);
     Py_XDECREF(w.bodies);
     Py_XDECREF(w.severities);
     Py_XDECREF(w.times);
-    Py_XDECREF(w.traces);
+    PyMem_Free(w.traces);
     Py_XDECREF(w.uids);
     Py_XDECREF(w.hints);
     PyBuffer_Release(&raw);

@@ -9,4 +9,16 @@ def walk(
     render: Callable[[bytes], str],
     hint_text: Callable[[bytes], str],
     severity: Callable[[str, int], str],
-) -> tuple[list[str], list[str], list[int], list[bytes], list[str], list[str]] | None: ...
+) -> (
+    tuple[
+        list[str],
+        list[str],
+        list[int],
+        list[bytes] | tuple[bytes, int],
+        list[str],
+        list[str],
+        int,
+        int,
+    ]
+    | None
+): ...

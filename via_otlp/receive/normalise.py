@@ -440,7 +440,11 @@ class Normaliser:
             and len(raw) <= MAP_LOOKUP_MAX_BYTES
         ):
             looked = self._looked_up(raw, present)
-        cut = _Cut(scan)
+        # Times the walker saw all within range: no batch of this request has one to fix.
+        in_range = (
+            walked is not None and walked[6] > 0 and walked[7] <= now_ns + opts.max_future_skew_ns
+        )
+        cut = _Cut(scan, in_range)
         flat = 0  # records before this scope's, in every scope (`looked` is indexed so)
         for rl in request.resource_logs:
             missing_before = cut.counts.missing_service_name
@@ -467,7 +471,7 @@ class Normaliser:
                         done += take
                         if len(cut.bodies) >= limit:
                             yield self._finish(cut, now_ns)
-                            cut = _Cut(scan)
+                            cut = _Cut(scan, in_range)
                         continue
                     part = records if take == total else records[done : done + take]
                     found = None
@@ -593,11 +597,14 @@ class Normaliser:
         idx = _source_index(cut, src)
         first = len(cut.bodies)
         a, b = flat + start, flat + start + n
-        bodies, severities, times, traces, uids, hints = walked
+        bodies, severities, times, traces, uids, hints, _, _ = walked
         cut.bodies.extend(bodies[a:b])
         cut.batch.severity.extend(severities[a:b])
         cut.times.extend(times[a:b])
-        cut.traces.extend(traces[a:b])
+        if isinstance(traces, list):
+            cut.traces.extend(traces[a:b])
+        else:
+            cut.add_packed(*traces, a, b)
         cut.batch.source_index.extend(repeat(idx, n))
         cut.uids.extend(uids[a:b])
         cut.hints.extend(hints[a:b])
@@ -677,16 +684,21 @@ class Normaliser:
         batch.body = cut.bodies
         if n:
             latest = now_ns + self.options.max_future_skew_ns
-            batch.time_ns = _fix_times(cut.times, now_ns, latest, counts)
+            batch.time_ns = (
+                cut.times if cut.times_in_range else _fix_times(cut.times, now_ns, latest, counts)
+            )
             # A Sequence[str] like the list it replaces; read only by index.
-            batch.trace_id = cast(list[str], HexIds.of(cut.traces))
+            batch.trace_id = cast(list[str], cut.trace_ids())
             batch.unique_id = cut.uids if cut.scan else [""] * n
             batch.template_hint = cut.hints if cut.scan else [""] * n
         return batch, counts
 
 
-# The compiled walker's columns: bodies, severities, times, trace ids, unique ids, hints.
-_Walked = tuple[list[str], list[str], list[int], list[bytes], list[str], list[str]]
+# The compiled walker's columns: bodies, severities, times, trace ids (a list, or a blob of
+# ids of one width and the width), unique ids, hints; then the least and greatest time.
+_Walked = tuple[
+    list[str], list[str], list[int], list[bytes] | tuple[bytes, int], list[str], list[str], int, int
+]
 
 
 def _render_wire(wire: bytes) -> str:
@@ -711,16 +723,45 @@ def _source_index(cut: _Cut, src: Source) -> int:
 class _Cut:
     """The batch being filled by `Normaliser.batches`."""
 
-    def __init__(self, scan: bool) -> None:
+    def __init__(self, scan: bool, times_in_range: bool = False) -> None:
         self.batch = LogBatch()
         self.counts = IntakeCounts()
         self.scan = scan
+        self.times_in_range = times_in_range  # no time 0 or past the future bound: none to fix
         self.source_ids: dict[Source, int] = {}
         self.bodies: list[str] = []
         self.times: list[int] = []
         self.traces: list[bytes] = []
+        # Or, while every trace id is one stretch of a walked request's blob of ids of one
+        # width: [blob, width, first, end] (ids first..end-1), instead of `traces`.
+        self.packed: list[Any] | None = None
         self.uids: list[str] = []
         self.hints: list[str] = []
+
+    def add_packed(self, blob: bytes, width: int, first: int, end: int) -> None:
+        """Trace ids first..end-1 of `blob` (ids `width` bytes wide), for the rows just added."""
+        packed = self.packed
+        if packed is not None and packed[0] is blob and packed[3] == first:
+            packed[3] = end
+        elif packed is None and not self.traces and len(self.bodies) == end - first:
+            self.packed = [blob, width, first, end]
+        else:
+            if packed is not None:
+                self.traces.extend(_ids_of(*packed))
+                self.packed = None
+            self.traces.extend(_ids_of(blob, width, first, end))
+
+    def trace_ids(self) -> HexIds:
+        """The trace ids, as `HexIds.of(traces)` gives them."""
+        if self.packed is None:
+            return HexIds.of(self.traces)
+        blob, width, first, end = self.packed
+        return HexIds.packed(blob[first * width : end * width], width, end - first)
+
+
+def _ids_of(blob: bytes, width: int, first: int, end: int) -> list[bytes]:
+    """Ids first..end-1 of `blob`, ids `width` bytes wide, as byte strings."""
+    return [blob[i : i + width] for i in range(first * width, end * width, width)]
 
 
 _SEVERITY_CACHE_MAX = 1024
