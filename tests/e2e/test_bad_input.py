@@ -1,7 +1,10 @@
 """Bad input gets the right OTLP answer and a counter, never a crash; the server keeps serving.
 
-One server process takes every kind of bad request in turn; at the end it must still be
-SERVING, have counted each outcome, and stop cleanly (the fixture checks exit code 0).
+A module-scoped server takes every kind of bad request; it must stay SERVING and stop cleanly
+(the fixture checks exit code 0). Under xdist's worksteal a module's tests may run on different
+workers, each with its own server, in any share: so each test asserts the counters its own
+requests moved, and starts from a drained queue (records an earlier test left in flight are
+not counted as its own).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -75,24 +79,38 @@ def request_with(
     return req
 
 
-def consumed(srv: ServerProcess) -> int:
-    return int(srv.status()["intake"]["records_consumed"])
+def settled(srv: ServerProcess) -> dict[str, Any]:
+    """The intake counters once every record accepted so far has been consumed."""
+    return srv.wait_for(
+        lambda s: s["intake"]["records_consumed"] == s["intake"]["records_accepted"],
+        what="the records accepted so far to be consumed",
+    )["intake"]
+
+
+def requests(srv: ServerProcess, transport: str, outcome: str) -> int:
+    """How many requests over `transport` ("http", "grpc") the server counted with `outcome`."""
+    return int(srv.status()["intake"]["requests"].get(transport, {}).get(outcome, 0))
 
 
 def test_truncated_protobuf_is_400_with_a_status_over_http(srv: ServerProcess) -> None:
+    before = requests(srv, "http", "invalid")
     body = request_with().SerializeToString()[:-3]
     code, out = post(srv, body, "application/x-protobuf")
     assert code == 400
     status = status_pb2.Status.FromString(out)
     assert status.code == 3 and "not a valid ExportLogsServiceRequest" in status.message
+    assert requests(srv, "http", "invalid") == before + 1
 
 
 def test_truncated_protobuf_is_invalid_argument_over_grpc(srv: ServerProcess) -> None:
+    before = requests(srv, "grpc", "invalid")
     err = grpc_export(srv, request_with().SerializeToString()[:-3])
     assert isinstance(err, grpc.RpcError) and err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert requests(srv, "grpc", "invalid") == before + 1
 
 
 def test_garbage_json_is_400(srv: ServerProcess) -> None:
+    before = requests(srv, "http", "invalid")
     code, out = post(srv, b'{"resourceLogs": [', "application/json")
     assert code == 400 and "not valid JSON" in json.loads(out)["message"]
     code, out = post(
@@ -101,16 +119,20 @@ def test_garbage_json_is_400(srv: ServerProcess) -> None:
         "application/json",
     )
     assert code == 400 and "traceId" in json.loads(out)["message"]
+    assert requests(srv, "http", "invalid") == before + 2
 
 
 def test_wrong_content_type_is_415(srv: ServerProcess) -> None:
+    before = requests(srv, "http", "unsupported_media_type")
     code, out = post(srv, b"hello", "text/plain")
     assert code == 415 and "application/x-protobuf" in json.loads(out)["message"]
     code, _ = post(srv, b"x", "application/json", **{"Content-Encoding": "br"})
     assert code == 415
+    assert requests(srv, "http", "unsupported_media_type") == before + 2
 
 
 def test_oversize_body_is_413_and_resource_exhausted(srv: ServerProcess) -> None:
+    before = requests(srv, "http", "too_large"), requests(srv, "grpc", "too_large")
     big = request_with(body="x" * (MAX_BODY + 10)).SerializeToString()
     code, _ = post(srv, big, "application/x-protobuf")
     assert code == 413
@@ -121,17 +143,21 @@ def test_oversize_body_is_413_and_resource_exhausted(srv: ServerProcess) -> None
         srv, gzip.compress(big), "application/x-protobuf", **{"Content-Encoding": "gzip"}
     )
     assert code == 413
+    after = requests(srv, "http", "too_large"), requests(srv, "grpc", "too_large")
+    assert after == (before[0] + 2, before[1] + 1)
 
 
 def test_broken_gzip_is_400(srv: ServerProcess) -> None:
+    before = requests(srv, "http", "invalid")
     code, _ = post(
         srv, b"\x1f\x8b not really gzip", "application/x-protobuf", **{"Content-Encoding": "gzip"}
     )
     assert code == 400
+    assert requests(srv, "http", "invalid") == before + 1
 
 
 def test_invalid_utf8_is_replaced_and_accepted(srv: ServerProcess) -> None:
-    before = consumed(srv)
+    before = settled(srv)
     body = (
         request_with(body="caf\u00e9 ok")
         .SerializeToString()
@@ -145,8 +171,10 @@ def test_invalid_utf8_is_replaced_and_accepted(srv: ServerProcess) -> None:
         "application/json",
     )
     assert code == 200
-    status = srv.wait_for(lambda s: s["intake"]["records_consumed"] >= before + 3)
-    assert status["intake"]["invalid_utf8_requests"] >= 3
+    status = srv.wait_for(
+        lambda s: s["intake"]["records_consumed"] == before["records_consumed"] + 3
+    )
+    assert status["intake"]["invalid_utf8_requests"] == before["invalid_utf8_requests"] + 3
 
 
 def nested_kvlist(depth: int) -> ExportLogsServiceRequest:
@@ -161,7 +189,7 @@ def nested_kvlist(depth: int) -> ExportLogsServiceRequest:
 def test_deeply_nested_body(srv: ServerProcess) -> None:
     from tests.receive.test_codec import nested_body_request
 
-    before = srv.status()["intake"]
+    before = settled(srv)
     # within protobuf's nesting limit (100 messages, 3 per kvlist level): accepted, rendered cut at depth 16
     assert post(srv, nested_kvlist(28).SerializeToString(), "application/x-protobuf")[0] == 200
     # beyond it: cut to "…" at the same depth, and accepted too (content never fails a request)
@@ -185,7 +213,7 @@ def test_deeply_nested_body(srv: ServerProcess) -> None:
 
 
 def test_unpaired_surrogates_are_repaired_not_a_500(srv: ServerProcess) -> None:
-    before = srv.status()["intake"]
+    before = settled(srv)
     key = '{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"\\udc00"},"attributes":[{"key":"k\\ud800","value":{"stringValue":"v"}}]}]}]}]}'
     for body in (key, '{"resourceLogs":[{"\\ud800":1}]}'):
         code, out = post(srv, body.encode(), "application/json")
@@ -198,14 +226,14 @@ def test_unpaired_surrogates_are_repaired_not_a_500(srv: ServerProcess) -> None:
     )
     assert code == 200 and json.loads(out)["accepted"] == 1
     after = srv.wait_for(
-        lambda s: s["intake"]["records_consumed"] >= before["records_consumed"] + 2
+        lambda s: s["intake"]["records_consumed"] == before["records_consumed"] + 2
     )["intake"]
     assert after["invalid_utf8_requests"] >= before["invalid_utf8_requests"] + 2
     assert "Traceback" not in srv.log()
 
 
 def test_zero_and_far_future_timestamps_and_missing_resource(srv: ServerProcess) -> None:
-    before = srv.status()["intake"]
+    before = settled(srv)
     far_future = time.time_ns() + 10 * 365 * 86400 * 10**9
     for req in (
         request_with(time_unix_nano=0, observed_time_unix_nano=0),
@@ -233,13 +261,10 @@ def test_ndjson_bad_lines_are_reported_and_good_ones_kept(srv: ServerProcess) ->
 
 
 def test_still_serving_after_all_of_it(srv: ServerProcess) -> None:
-    status = srv.status()
-    assert status["state"] == "serving"
-    http = status["intake"]["requests"]["http"]
-    assert http["invalid"] >= 4 and http["too_large"] >= 2 and http["unsupported_media_type"] >= 2
-    assert status["intake"]["requests"]["grpc"]["invalid"] >= 1
-    assert status["intake"]["requests"]["grpc"]["too_large"] >= 1
-    with urllib.request.urlopen(f"{srv.http_url}/healthz") as resp:
+    """Whatever this worker's share of the tests above did to it, the server still serves.
+    (The counters each bad request must move are asserted by the test that sent it.)"""
+    assert srv.status()["state"] == "serving"
+    with urllib.request.urlopen(f"{srv.http_url}/healthz", timeout=CLIENT_TIMEOUT) as resp:
         assert resp.status == 200
 
 
