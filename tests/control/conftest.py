@@ -167,7 +167,11 @@ def control_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerP
     """A server with a token that has learned `checkout`, found a novelty and saved a schema,
     and grouped the new errors of `orders` and `payments` into one incident."""
     tmp_path: Path = tmp_path_factory.mktemp("control")
-    server = start_server(tmp_path, control_config())
+    # The tests read this server for as long as a worker runs the package's share of them, which
+    # on a loaded machine is minutes: its wall clock closes buckets all the while, and with the
+    # default cool-down (120 one-second buckets) the episodes and incidents the tests find open
+    # would resolve under them. An hour's cool-down keeps them open whatever the tests' pace.
+    server = start_server(tmp_path, control_config(cooldown="1h"))
     try:
         now = time.time_ns()
         ingest(server, history_then_novel_error(SERVICE, now) + incident_traffic(now))
@@ -180,17 +184,17 @@ def control_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerP
                         pb2.SearchSimilarRequest(text=CALLEE_ERROR), metadata=AUTH
                     ).episodes
                 ),
-                20,
+                CLIENT_TIMEOUT,
                 "the episodes' vectors to be stored",
             )
             wait_until(
                 lambda: control.ListAnomalies(pb2.ListAnomaliesRequest(), metadata=AUTH).anomalies,
-                20,
+                CLIENT_TIMEOUT,
                 "the novelty to be recorded",
             )
             wait_until(
                 lambda: control.ListSchemas(pb2.ListSchemasRequest(), metadata=AUTH).schemas,
-                20,
+                CLIENT_TIMEOUT,
                 "the schema of checkout to be saved",
             )
         yield server
