@@ -86,11 +86,17 @@ async def test_mute_and_drop_change_what_is_emitted(
 
         # the unpatched source's novelty arrives downstream...
         await in_thread(
-            wait_until, lambda: "ctl-plain" in emitted_services(downstream.rec), 20, "ctl-plain"
+            wait_until,
+            lambda: "ctl-plain" in emitted_services(downstream.rec),
+            CLIENT_TIMEOUT,
+            "ctl-plain",
         )
         # ...the muted one is recorded (flagged muted) in the same bucket, and not emitted
         (episode,) = await in_thread(
-            wait_until, lambda: anomalies_of(server, "ctl-muted"), 10, "the muted episode"
+            wait_until,
+            lambda: anomalies_of(server, "ctl-muted"),
+            CLIENT_TIMEOUT,
+            "the muted episode",
         )
         assert episode["muted"] and episode["kind"] == "ANOMALY_KIND_NOVELTY"
         assert not anomalies_of(server, "ctl-dropped"), "dropped records made an anomaly"
@@ -117,7 +123,10 @@ async def test_mute_and_drop_change_what_is_emitted(
              "body": "Replica lag above limit on shard 7"},
         ])  # fmt: skip
         await in_thread(
-            wait_until, lambda: "ctl-muted" in emitted_services(downstream.rec), 20, "ctl-muted"
+            wait_until,
+            lambda: "ctl-muted" in emitted_services(downstream.rec),
+            CLIENT_TIMEOUT,
+            "ctl-muted",
         )
     finally:
         code = await in_thread(server.stop)
@@ -140,9 +149,14 @@ async def test_a_threshold_patch_holds_back_lower_scores(
         )
         await in_thread(ingest, server, records)
         await in_thread(
-            wait_until, lambda: "ctl-plain" in emitted_services(downstream.rec), 20, "ctl-plain"
+            wait_until,
+            lambda: "ctl-plain" in emitted_services(downstream.rec),
+            CLIENT_TIMEOUT,
+            "ctl-plain",
         )
-        await in_thread(wait_until, lambda: anomalies_of(server, "ctl-strict"), 10, "recorded")
+        await in_thread(
+            wait_until, lambda: anomalies_of(server, "ctl-strict"), CLIENT_TIMEOUT, "recorded"
+        )
         await asyncio.sleep(0.5)
         assert emitted_services(downstream.rec) == ["ctl-plain"]
     finally:
@@ -190,7 +204,9 @@ def test_two_instances_on_one_database_share_patches_through_notify(tmp_path: Pa
         # ...drops records at the first one's intake
         ingest(first, [{"service": "shared-api", "body": f"noise {i}"} for i in range(4)])
         wait_until(
-            lambda: first.status()["intake"]["records_dropped_by_patch"] == 4, 10, "the drop"
+            lambda: first.status()["intake"]["records_dropped_by_patch"] == 4,
+            CLIENT_TIMEOUT,
+            "the drop",
         )
 
         # and a removal through the first is seen by the second
@@ -234,10 +250,13 @@ async def test_allow_keeps_what_drop_and_mute_would_take_and_block_drops_before_
         await in_thread(ingest, server, records)
         # ALLOW beat DROP (the records were kept) and MUTE (the novelty is emitted)
         await in_thread(
-            wait_until, lambda: "ctl-kept" in emitted_services(downstream.rec), 20, "ctl-kept"
+            wait_until,
+            lambda: "ctl-kept" in emitted_services(downstream.rec),
+            CLIENT_TIMEOUT,
+            "ctl-kept",
         )
         (episode,) = await in_thread(
-            wait_until, lambda: anomalies_of(server, "ctl-kept"), 10, "the kept episode"
+            wait_until, lambda: anomalies_of(server, "ctl-kept"), CLIENT_TIMEOUT, "the kept episode"
         )
         assert not episode.get("muted")
         # BLOCK: the 55 history lines never reached the miner; the novel error did

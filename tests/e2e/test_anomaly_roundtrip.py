@@ -18,7 +18,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
-from tests.conftest import ServerProcess, free_port, start_server
+from tests.conftest import CLIENT_TIMEOUT, ServerProcess, free_port, start_server
 from tests.emit.conftest import GrpcServerFactory, Recorder
 
 pytestmark = pytest.mark.slow
@@ -110,14 +110,20 @@ async def run(tmp_path: Path, factory: GrpcServerFactory, downstream_first: bool
             await asyncio.to_thread(
                 server.wait_for,
                 lambda s: s["events"]["emitted"] >= 1,
-                30,
+                CLIENT_TIMEOUT,
                 "the anomaly to be found",
             )
-            await asyncio.sleep(1.0)  # the emitter is retrying against a closed port
-            assert server.status()["emit"]["retries"] >= 1
+            await asyncio.to_thread(  # the emitter is retrying against a closed port
+                server.wait_for,
+                lambda s: s["emit"]["retries"] >= 1,
+                CLIENT_TIMEOUT,
+                "the emitter to retry",
+            )
             downstream = await factory(port)
         rec = downstream.rec
-        await wait_for(lambda: novelty_records(rec), 30, "a novelty log record downstream")
+        await wait_for(
+            lambda: novelty_records(rec), CLIENT_TIMEOUT, "a novelty log record downstream"
+        )
         record = novelty_records(rec)[0]
         a = attrs(record)
         assert record.event_name == "via.anomaly"
@@ -140,7 +146,7 @@ async def run(tmp_path: Path, factory: GrpcServerFactory, downstream_first: bool
         def novelty_spans() -> list[Any]:
             return [s for s in rec.spans if attrs(s).get("via.episode.id") == a["via.episode.id"]]
 
-        await wait_for(novelty_spans, 40, "the novelty episode's span")
+        await wait_for(novelty_spans, CLIENT_TIMEOUT, "the novelty episode's span")
         span = novelty_spans()[0]
         assert attrs(span)["via.anomaly.kind"] == "novelty"
         assert span.start_time_unix_nano == a["via.episode.start_time_unix_nano"]

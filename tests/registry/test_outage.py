@@ -45,7 +45,9 @@ async def test_stop_and_restart_postgres_loses_nothing_within_the_bound(data_dir
         await asyncio.to_thread(pg.pause)  # PostgreSQL goes away
         for i in range(100):
             assert reg.record_anomaly(make_event(f"during{i}", time_ns=T0 + 1000 + i))
-        await _until(lambda: reg.status().state is RegistryState.DEGRADED, 5, "degraded")
+        await _until(
+            lambda: reg.status().state is RegistryState.DEGRADED, CLIENT_TIMEOUT, "degraded"
+        )
         # Hot-path calls go on while the database is away.
         assert not reg.patches.is_muted(make_event())
         for i in range(100, 160):  # 150 fit in the buffer; the rest are counted drops
@@ -55,8 +57,10 @@ async def test_stop_and_restart_postgres_loses_nothing_within_the_bound(data_dir
         assert not await reg.flush(0.3)
 
         await asyncio.to_thread(pg.resume)  # and comes back
-        await _until(lambda: reg.status().writer.buffered == 0, 10, "the buffer to drain")
-        await _until(lambda: reg.status().state is RegistryState.OK, 10, "ok again")
+        await _until(
+            lambda: reg.status().writer.buffered == 0, CLIENT_TIMEOUT, "the buffer to drain"
+        )
+        await _until(lambda: reg.status().state is RegistryState.OK, CLIENT_TIMEOUT, "ok again")
 
         conn = await asyncpg.connect(dsn)
         try:
@@ -70,7 +74,7 @@ async def test_stop_and_restart_postgres_loses_nothing_within_the_bound(data_dir
         # The patch listener reconnected: a patch still reaches the cache.
         await reg.upsert_patch(Patch(PatchRule.MUTE, rhythm_hash="after"))
         assert reg.patches.is_muted(make_event(rhythm_hash="after", state=EpisodeState.OPEN))
-        await _until(lambda: reg.status().patches_listening, 5, "the listener")
+        await _until(lambda: reg.status().patches_listening, CLIENT_TIMEOUT, "the listener")
     finally:
         await reg.shutdown()
         pg.stop()

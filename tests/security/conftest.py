@@ -94,15 +94,20 @@ def send_one(exporter: Any, body: str = "Payment declined for order 42") -> LogR
     return recording.results[0]
 
 
-def grpcurl(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def grpcurl(*args: str, timeout: float = CLIENT_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """grpcurl with a deadline for an answer that must come (generous: a loaded machine is slow)."""
     return subprocess.run(
-        [str(BIN / "grpcurl"), "-max-time", "15", *args],
+        [str(BIN / "grpcurl"), "-max-time", "60", *args],
         capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
 
 
 def https_json(
-    url: str, ca: Path, token: str = "", timeout: float = 5.0, client: Issued | None = None
+    url: str,
+    ca: Path,
+    token: str = "",
+    timeout: float = CLIENT_TIMEOUT,
+    client: Issued | None = None,
 ) -> tuple[int, Any]:
     """GET over TLS trusting `ca` (with a `client` certificate under mutual TLS): (status, JSON)."""
     import urllib.error

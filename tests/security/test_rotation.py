@@ -12,6 +12,7 @@ from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.sdk._logs.export import LogRecordExportResult
 
 from tests.certs import CertAuthority, Issued
+from tests.conftest import CLIENT_TIMEOUT
 
 from .conftest import (
     LEAN,
@@ -34,12 +35,14 @@ def _install(issued: Issued, cert: Path, key: Path) -> None:
         os.replace(staging, target)
 
 
-def _exporter(port: int, ca: CertAuthority) -> GrpcLogExporter:
+def _exporter(port: int, ca: CertAuthority, timeout: float = CLIENT_TIMEOUT) -> GrpcLogExporter:
+    """An exporter trusting `ca`: `timeout` is generous for one that must succeed; one refused
+    in the handshake is retried by the SDK until it, so the refused one is given a short one."""
     return GrpcLogExporter(
         endpoint=f"localhost:{port}",
         credentials=grpc.ssl_channel_credentials(ca.pem),
         headers={"authorization": f"Bearer {TOKEN}"},
-        timeout=5,
+        timeout=timeout,
     )
 
 
@@ -84,7 +87,8 @@ def test_rotated_certificates_are_served_without_a_restart(tmp_path: Path) -> No
                 what=f"the {name} listener to serve the new certificate",
             )
         assert send_one(_exporter(server.grpc_port, new_ca)) is LogRecordExportResult.SUCCESS
-        assert send_one(_exporter(server.grpc_port, old_ca)) is LogRecordExportResult.FAILURE
+        refused = _exporter(server.grpc_port, old_ca, timeout=5)
+        assert send_one(refused) is LogRecordExportResult.FAILURE
         status = https_json(f"https://localhost:{server.http_port}/status", new_ca.cert, TOKEN)[1]
         assert status["intake"]["requests"]["grpc"]["accepted"] == 2
         log = server.log()
