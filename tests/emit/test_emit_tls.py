@@ -109,6 +109,9 @@ async def test_https_with_ca_file_and_untrusted_without(certs: Certs) -> None:
         untrusted = Emitter(base)  # the system CAs do not know the test CA
         await untrusted.start()
         untrusted.submit([make_event()])
+        # its first attempt has failed (on a loaded machine, not necessarily within the 0.3 s
+        # the shutdown below allows)
+        await wait_until(lambda: bool(untrusted.stats().last_error))
         await untrusted.shutdown(timeout=0.3)
         assert untrusted.stats().sent == 0
         assert "certificate" in untrusted.stats().last_error.lower()
