@@ -6,7 +6,7 @@ encoded byte, over realistic requests of many shapes and over thousands of mutat
 truncated copies of them. The walker is also handed those bytes directly, whether the
 protobuf parser takes them or not: it may give up, never crash.
 
-By hand, more cases: `python tests/receive/test_wirewalk.py 100000`.
+By hand, more cases: `python tests/receive/test_wirewalk.py 100000 [seed]`.
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ def _value(rng: random.Random, depth: int = 0) -> AnyValue:
     return v
 
 
-def _deep(levels: int) -> AnyValue:
-    v = AnyValue()
+def _deep(v: AnyValue, levels: int) -> None:
+    """`v` made `levels` deep, in place (a copy of a value past the parser's depth fails)."""
     inner = v
     for i in range(levels):
         inner = (
@@ -98,14 +98,16 @@ def _deep(levels: int) -> AnyValue:
             else inner.kvlist_value.values.add(key="k").value
         )
     inner.string_value = "leaf"
-    return v
 
 
 KEYS = [*UNIQUE_KEYS, TEMPLATE_ATTRIBUTE, "http.method", "user.idx", "", "enduser.id.extra"]
 
 
-def _record(rng: random.Random, uniform_ids: bool = False) -> LogRecord:
-    lr = LogRecord()
+def _record(
+    rng: random.Random, uniform_ids: bool = False, lr: LogRecord | None = None
+) -> LogRecord:
+    """A random record (filled into `lr`, when given)."""
+    lr = LogRecord() if lr is None else lr
     if rng.random() < 0.8:
         lr.time_unix_nano = rng.choice([NOW - rng.randrange(10**12), NOW + 10**15, 1, 2**64 - 1])
     if rng.random() < 0.5:
@@ -122,7 +124,7 @@ def _record(rng: random.Random, uniform_ids: bool = False) -> LogRecord:
     elif shape < 0.9:
         lr.body.CopyFrom(_value(rng))
     elif shape < 0.95:
-        lr.body.CopyFrom(_deep(rng.choice([5, 17, 30])))
+        _deep(lr.body, rng.choice([5, 17, 30, 45]))  # 45: past the parser's depth
     for _ in range(rng.randrange(6)):
         kv = lr.attributes.add(key=rng.choice(KEYS))
         if rng.random() < 0.6:
@@ -158,7 +160,7 @@ def _request(rng: random.Random) -> ExportLogsServiceRequest:
             if rng.random() < 0.1:
                 sl.scope.name = VIA_SCOPE_NAME
             for _ in range(rng.randrange(0, 8)):
-                sl.log_records.append(_record(rng, uniform_ids))
+                _record(rng, uniform_ids, sl.log_records.add())
     return req
 
 
@@ -345,6 +347,32 @@ def test_realistic_requests_give_the_same_batches(
 
 
 @built
+def test_the_attribute_loop_gives_what_the_walker_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference above looks attributes up by key where it can; here, by its loop."""
+    monkeypatch.setattr(normalise, "MAP_LOOKUP_MAX_BYTES", 0)
+    counted = compare(requests(random.Random(5), 100), OPTIONS[0], 0)
+    assert counted.walked >= 0.6 * counted.calls > 0
+
+
+def test_a_key_value_with_a_field_the_maps_do_not_declare_keeps_its_id_and_hint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Python path's lookup by key (`_looked_up`) lost such a KeyValue (found by the walker's
+    fuzz): the parser keeps its map entry with the unknown fields. It must fall back instead."""
+    monkeypatch.setattr(normalise, "_walk", None)
+    req = ExportLogsServiceRequest()
+    sl = req.resource_logs.add().scope_logs.add()
+    odd = sl.log_records.add().attributes
+    odd.add(key="user.id", key_strindex=3).value.string_value = "a"
+    odd.add(key=TEMPLATE_ATTRIBUTE, key_strindex=3).value.string_value = "t"
+    sl.log_records.add().attributes.add(key=TEMPLATE_ATTRIBUTE).value.string_value = "u"
+    raw = req.SerializeToString()
+    assert Normaliser()._looked_up(raw, {"user.id", TEMPLATE_ATTRIBUTE}) is None
+    batch, _ = next(Normaliser().batches(req, NOW, raw, parsed_from_raw=True))
+    assert (batch.unique_id, batch.template_hint) == (["a", ""], ["t", "u"])
+
+
+@built
 def test_odd_wire_is_walked_or_left_to_python_alike() -> None:
     """Records written by hand: merged bodies (the walker gives up), a key after its value,
     values given twice in one KeyValue, long varints, a severity of -1, unknown fields."""
@@ -399,9 +427,9 @@ def test_mutated_bytes_give_the_same_answer_and_never_crash(options: NormaliseOp
     assert counted.walked > 50  # mutants the parser took, walked to the end
 
 
-def main(cases: int) -> None:
+def main(cases: int, seed: int) -> None:
     """`cases` mutants, in rounds of 1,000, each compared and walked directly."""
-    rng = random.Random(2026)
+    rng = random.Random(seed)
     done = walked = 0
     while done < cases:
         options = OPTIONS[done // 1000 % len(OPTIONS)]
@@ -415,4 +443,7 @@ def main(cases: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 10_000)
+    main(
+        int(sys.argv[1]) if len(sys.argv) > 1 else 10_000,
+        int(sys.argv[2:3][0] if sys.argv[2:] else 2026),
+    )

@@ -640,8 +640,11 @@ class Normaliser:
         A map keeps the last value of a key given twice: the hint the exact rule takes, but not
         its unique id (the first). So a unique-id key may be looked up only when no record gives
         it twice: when `raw` holds the key (`_key_count`, never fewer than its KeyValues) as
-        often as records hold it; occurrences anywhere else only make us fall back. A map's
-        value is read from its wire bytes (`_value_texts`), where exact.
+        often as records hold it; occurrences anywhere else only make us fall back. The same
+        count guards the hint key, and every key against a KeyValue the maps leave out: the
+        parser keeps a map entry holding a field the entry does not declare (a KeyValue's
+        key_strindex, any newer field) with the record's unknown fields, not in its map. A
+        map's value is read from its wire bytes (`_value_texts`), where exact.
         """
         unique_keys = self.options.unique_id_attributes
         if TEMPLATE_ATTRIBUTE in unique_keys or len(set(unique_keys)) != len(unique_keys):
@@ -658,10 +661,10 @@ class Normaliser:
                 continue
             column: list[bytes | None] = list(map(methodcaller("get", key), maps))
             holding = n - column.count(None)
+            if _key_count(raw, key, holding) != holding:
+                return None  # a key twice, its bytes elsewhere too, or an entry left out
             if not holding:
                 continue
-            if _key_count(raw, key, holding) != holding:
-                return None  # a key twice, or its bytes elsewhere too
             if best is None:
                 best = column
             else:
@@ -672,6 +675,9 @@ class Normaliser:
         hints: list[str] | None = [""] * n
         if TEMPLATE_ATTRIBUTE in present:
             hint_column = list(map(methodcaller("get", TEMPLATE_ATTRIBUTE), maps))
+            holding = n - hint_column.count(None)
+            if _key_count(raw, TEMPLATE_ATTRIBUTE, holding) != holding:
+                return None
             hints = _value_texts(hint_column, self._hint_texts, _STRING_VALUE)
         if uids is None or hints is None:
             return None
