@@ -56,6 +56,9 @@ def test_the_walker_is_built_wherever_a_compiler_is() -> None:
     assert normalise._walk is not None, (
         "via_otlp/receive/_wirewalk.c is not built: run `pip install -e .` (setup.py builds it)"
     )
+    from via_otlp.receive import _wirewalk
+
+    assert _wirewalk.MAX_RENDER_DEPTH == normalise.MAX_RENDER_DEPTH
 
 
 # -- requests -----------------------------------------------------------------------------
@@ -65,11 +68,23 @@ def _value(rng: random.Random, depth: int = 0) -> AnyValue:
     v = AnyValue()
     kind = rng.randrange(12 if depth < 40 else 8)
     if kind <= 2:
-        v.string_value = rng.choice(["", "x", "héllo wörld ✓", "a\x00b", "😀" * 3, "user 42"])
+        v.string_value = rng.choice(
+            [
+                "",
+                "x",
+                "héllo wörld ✓",
+                "a\x00b",
+                "😀" * 3,
+                "user 42",
+                'q"\\/\n\r\t\b\f\x1f\x7f\u2028',
+            ]
+        )
     elif kind == 3:
         v.int_value = rng.choice([0, 1, -1, 2**63 - 1, -(2**63), 12345])
     elif kind == 4:
-        v.double_value = rng.choice([0.0, -0.0, 1.5, 1e300, float("inf"), float("nan"), 1 / 3])
+        v.double_value = rng.choice(
+            [0.0, -0.0, 1.5, 1e300, float("inf"), -float("inf"), float("nan"), 1 / 3, 1e16, 5e-324]
+        )
     elif kind == 5:
         v.bool_value = rng.random() < 0.5
     elif kind == 6:
@@ -412,6 +427,39 @@ def test_a_known_request_gives_known_columns() -> None:
     assert got == columns
     got = walk_directly(raw, NormaliseOptions(unique_id_attributes=("session.id",)))
     assert got[4] == ["-7"]
+
+
+@built
+def test_structured_bodies_are_rendered_in_c(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kvlist and array bodies (sorted keys, the last of a key given twice, JSON escapes,
+    float reprs, "…" past the depth) come out of the walker without asking Python."""
+    req = ExportLogsServiceRequest()
+    rl = req.resource_logs.add()
+    lr = rl.scope_logs.add().log_records.add()
+    values = lr.body.kvlist_value.values
+    values.add(key="b").value.double_value = 1.5
+    array = values.add(key="a").value.array_value.values
+    array.add().bool_value = True
+    array.add()  # no value: null
+    array.add().string_value = 'q"\\\n\x01ü'
+    array.add().double_value = -0.0
+    array.add().double_value = float("inf")
+    array.add().int_value = -(2**63)
+    values.add(key="b").value.int_value = 2
+    values.add(key="ü").value.kvlist_value.values.add(key="x").value.double_value = 1e300
+    _deep(values.add(key="deep").value, 20)
+    raw = req.SerializeToString()
+    expected = normalise.render_value(lr.body)
+
+    def python_asked(wire: bytes) -> str:
+        raise AssertionError("the walker asked Python to render a value it renders itself")
+
+    monkeypatch.setattr(normalise, "_render_wire", python_asked)
+    got = walk_directly(raw, NormaliseOptions())
+    assert got[0] == [expected]
+    assert expected.startswith(
+        '{"a":[true,null,"q\\"\\\\\\n\\u0001ü",-0.0,"inf",-9223372036854775808],"b":2,'
+    )
 
 
 @built

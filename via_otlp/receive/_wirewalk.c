@@ -4,11 +4,13 @@
  * the pure-Python path is the reference, and this walker gives exactly its columns or says it
  * cannot (returns None, and Python does the work). It is only asked about bytes the protobuf
  * parser already accepted unrepaired, but it never trusts them: every length is checked
- * against the bytes left, varints stop at 10 bytes, and there is no recursion (the messages
- * walked are a fixed five levels: request, ResourceLogs, ScopeLogs, LogRecord, KeyValue; an
- * AnyValue is only looked at as a whole). Anything it does not read exactly as the parser
- * would (groups, a known field with another wire type, a body or KeyValue value given twice,
- * which the parser merges) makes it give up on the whole request.
+ * against the bytes left, varints stop at 10 bytes, and recursion is bounded: the messages
+ * walked are a fixed five levels (request, ResourceLogs, ScopeLogs, LogRecord, KeyValue), and
+ * an AnyValue rendered as text is entered at most MAX_RENDER_DEPTH + 1 levels deep (deeper is
+ * "…", as in Python). Anything it does not read exactly as the parser would (groups, a known
+ * field with another wire type, a body or KeyValue value given twice, which the parser
+ * merges) makes it give up on the whole request; a value it cannot render (bytes) is
+ * rendered by Python.
  *
  * walk(raw, unique_keys, hint_key, render, hint_text, severity)
  *   raw          bytes of an ExportLogsServiceRequest
@@ -27,8 +29,12 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <math.h>
+#include <stdlib.h>
+
 #define MAX_KEYS 64
 #define SEV_SLOTS 8
+#define MAX_RENDER_DEPTH 16 /* normalise.MAX_RENDER_DEPTH: deeper values render as "…" */
 
 typedef struct {
     const uint8_t *p;
@@ -153,11 +159,293 @@ call_text(PyObject *fn, span value)
     return out;
 }
 
-/* The text of the AnyValue `value` (`present`: its field was on the wire): a lone string
- * field decoded here (NULL with *give_up when not UTF-8), a lone int64 for the unique id
- * (`as_int`), anything else from `fn` (exact: the bytes alone parse as the field did). */
+/* -- render_value in C: the text `render_value` gives an AnyValue that is not a string -------
+ * Exactly `render_plain(_plain(value, 0))`: scalars as `repr` and true/false, arrays and kvlists
+ * as compact JSON with sorted keys (a key given twice keeps its last value), non-ASCII as is,
+ * "…" past MAX_RENDER_DEPTH. Anything else gives up and the caller asks Python: bytes values
+ * (base64), string_value_strindex, a value field given twice or two of them (the parser merges
+ * or overrides), a field of a known number with another wire type. */
+
+typedef struct {
+    char *p;
+    Py_ssize_t n, cap;
+} text_buf;
+
+static int
+put(text_buf *b, const char *s, Py_ssize_t n)
+{
+    if (n == 0)
+        return OK; /* (s may be NULL: an empty key) */
+    if (b->n + n > b->cap) {
+        Py_ssize_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n) {
+            if (cap > PY_SSIZE_T_MAX / 2)
+                return FAILED;
+            cap *= 2;
+        }
+        char *grown = PyMem_Realloc(b->p, (size_t)cap);
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return FAILED;
+        }
+        b->p = grown;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, (size_t)n);
+    b->n += n;
+    return OK;
+}
+
+/* A JSON string as json.dumps(ensure_ascii=False) writes it. */
+static int
+put_json_string(text_buf *b, span s)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (s.n == 0)
+        return put(b, "\"\"", 2); /* (s.p may be NULL) */
+    if (put(b, "\"", 1) < 0)
+        return FAILED;
+    Py_ssize_t run = 0; /* s.p[run..i) is copied as it is */
+    for (Py_ssize_t i = 0; i < s.n; i++) {
+        uint8_t c = s.p[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        if (put(b, (const char *)s.p + run, i - run) < 0)
+            return FAILED;
+        run = i + 1;
+        char esc[6] = {'\\', 0, 0, 0, 0, 0};
+        Py_ssize_t len = 2;
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        default:
+            esc[1] = 'u';
+            esc[2] = '0';
+            esc[3] = '0';
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            len = 6;
+        }
+        if (put(b, esc, len) < 0)
+            return FAILED;
+    }
+    if (put(b, (const char *)s.p + run, s.n - run) < 0)
+        return FAILED;
+    return put(b, "\"", 1);
+}
+
+static int
+put_double(text_buf *b, double d, int quoted)
+{
+    if (!isfinite(d)) { /* _plain gives str(d): a JSON string inside a value, bare on top */
+        const char *t = isnan(d) ? "nan" : d > 0 ? "inf" : "-inf";
+        span text = {(const uint8_t *)t, (Py_ssize_t)strlen(t)};
+        return quoted ? put_json_string(b, text) : put(b, t, text.n);
+    }
+    char *r = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (r == NULL)
+        return FAILED;
+    int rc = put(b, r, (Py_ssize_t)strlen(r));
+    PyMem_Free(r);
+    return rc;
+}
+
+typedef struct {
+    span key, value;
+    int present;
+    Py_ssize_t order;
+} entry;
+
+static int
+entry_cmp(const void *a, const void *b)
+{
+    const entry *x = a, *y = b;
+    Py_ssize_t n = x->key.n < y->key.n ? x->key.n : y->key.n;
+    int c = n ? memcmp(x->key.p, y->key.p, (size_t)n) : 0;
+    if (c == 0)
+        c = (x->key.n > y->key.n) - (x->key.n < y->key.n);
+    if (c == 0)
+        c = (x->order > y->order) - (x->order < y->order);
+    return c;
+}
+
+static int put_plain(text_buf *b, span value, int present, int depth, int top);
+
+/* An ArrayValue (`kvlist` 0) or KeyValueList (1) as JSON. */
+static int
+put_list(text_buf *b, span list, int kvlist, int depth)
+{
+    Py_ssize_t pos = 0, n = 0, cap = 0;
+    entry *items = NULL;
+    int rc = OK;
+    while (pos < list.n) {
+        field f;
+        if (read_field(list.p, &pos, list.n, &f) < 0) {
+            rc = GIVE_UP;
+            goto done;
+        }
+        if (f.number != 1)
+            continue;
+        if (f.wire_type != 2) {
+            rc = GIVE_UP;
+            goto done;
+        }
+        if (n == cap) {
+            cap = cap ? 2 * cap : 8;
+            entry *grown = PyMem_Realloc(items, (size_t)cap * sizeof(entry));
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                rc = FAILED;
+                goto done;
+            }
+            items = grown;
+        }
+        entry *e = &items[n];
+        e->order = n;
+        n++;
+        e->key.p = NULL;
+        e->key.n = 0;
+        e->value = f.data;
+        e->present = 1;
+        if (!kvlist)
+            continue;
+        /* a KeyValue: its key (the last given) and value (given once) */
+        span kv = f.data;
+        Py_ssize_t kp = 0;
+        e->present = 0;
+        while (kp < kv.n) {
+            field k;
+            if (read_field(kv.p, &kp, kv.n, &k) < 0) {
+                rc = GIVE_UP;
+                goto done;
+            }
+            if ((k.number == 1 || k.number == 2) && k.wire_type != 2) {
+                rc = GIVE_UP;
+                goto done;
+            }
+            if (k.number == 1)
+                e->key = k.data;
+            else if (k.number == 2) {
+                if (e->present) {
+                    rc = GIVE_UP;
+                    goto done;
+                }
+                e->value = k.data;
+                e->present = 1;
+            }
+        }
+    }
+    if (kvlist && n > 1)
+        qsort(items, (size_t)n, sizeof(entry), entry_cmp);
+    if (put(b, kvlist ? "{" : "[", 1) < 0) {
+        rc = FAILED;
+        goto done;
+    }
+    int first = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (kvlist && i + 1 < n && items[i].key.n == items[i + 1].key.n &&
+            (items[i].key.n == 0 ||
+             memcmp(items[i].key.p, items[i + 1].key.p, (size_t)items[i].key.n) == 0))
+            continue; /* a key given again later: the dict keeps the last value */
+        if (!first && put(b, ",", 1) < 0) {
+            rc = FAILED;
+            goto done;
+        }
+        first = 0;
+        if (kvlist && (put_json_string(b, items[i].key) < 0 || put(b, ":", 1) < 0)) {
+            rc = FAILED;
+            goto done;
+        }
+        rc = put_plain(b, items[i].value, items[i].present, depth + 1, 0);
+        if (rc != OK)
+            goto done;
+    }
+    if (put(b, kvlist ? "}" : "]", 1) < 0)
+        rc = FAILED;
+done:
+    PyMem_Free(items);
+    return rc;
+}
+
+/* `_plain(value, depth)` written as render_plain (`top`) or json.dumps (inside) writes it. */
+static int
+put_plain(text_buf *b, span value, int present, int depth, int top)
+{
+    static const char cut[] = "\xe2\x80\xa6"; /* … */
+    if (depth > MAX_RENDER_DEPTH) {
+        span text = {(const uint8_t *)cut, 3};
+        return top ? put(b, cut, 3) : put_json_string(b, text);
+    }
+    field kind = {0, 0, 0, {NULL, 0}};
+    int kinds = 0;
+    Py_ssize_t pos = 0;
+    while (present && pos < value.n) {
+        field f;
+        if (read_field(value.p, &pos, value.n, &f) < 0)
+            return GIVE_UP;
+        if (f.number < 1 || f.number > 8)
+            continue; /* unknown fields: no part of the value */
+        static const int wire_of[9] = {-1, 2, 0, 0, 1, 2, 2, 2, 0};
+        if (f.wire_type != wire_of[f.number] || kinds++)
+            return GIVE_UP; /* another wire type, or a second value field */
+        kind = f;
+    }
+    if (!kinds) /* no value: None, "" on top */
+        return top ? OK : put(b, "null", 4);
+    char digits[32];
+    switch (kind.number) {
+    case 1:
+        return top ? put(b, (const char *)kind.data.p, kind.data.n)
+                   : put_json_string(b, kind.data);
+    case 2:
+        return kind.value ? put(b, "true", 4) : put(b, "false", 5);
+    case 3: {
+        int len = snprintf(digits, sizeof digits, "%lld", (long long)(int64_t)kind.value);
+        return put(b, digits, len);
+    }
+    case 4: {
+        double d;
+        memcpy(&d, &kind.value, sizeof d);
+        return put_double(b, d, !top);
+    }
+    case 5:
+    case 6:
+        return put_list(b, kind.data, kind.number == 6, depth);
+    default: /* bytes (base64), string_value_strindex: Python renders them */
+        return GIVE_UP;
+    }
+}
+
+/* render_value(value) made here: a new str, or NULL with *give_up (nothing set) or an error. */
 static PyObject *
-value_text(span value, int present, PyObject *fn, int as_int, int *give_up)
+render_here(span value, int *give_up)
+{
+    text_buf b = {NULL, 0, 0};
+    int rc = put_plain(&b, value, 1, 0, 1);
+    PyObject *text = NULL;
+    if (rc == OK) {
+        text = PyUnicode_DecodeUTF8(b.p ? b.p : "", b.n, NULL);
+        if (text == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+            PyErr_Clear();
+            *give_up = 1;
+        }
+    }
+    else if (rc == GIVE_UP)
+        *give_up = 1;
+    PyMem_Free(b.p);
+    return text;
+}
+
+/* The text of the AnyValue `value` (`present`: its field was on the wire): a lone string
+ * field decoded here (NULL with *give_up when not UTF-8), any other value rendered here when
+ * `render` (`render_here`), else from `fn` (exact: the bytes alone parse as the field did). */
+static PyObject *
+value_text(span value, int present, PyObject *fn, int render, int *give_up)
 {
     if (!present || value.n == 0)
         return PyUnicode_FromStringAndSize("", 0);
@@ -172,14 +460,12 @@ value_text(span value, int present, PyObject *fn, int as_int, int *give_up)
             }
             return text;
         }
-        if (as_int && f.number == 3 && f.wire_type == 0) {
-            PyObject *i = PyLong_FromLongLong((long long)(int64_t)f.value);
-            if (i == NULL)
-                return NULL;
-            PyObject *text = PyObject_Str(i);
-            Py_DECREF(i);
+    }
+    if (render) {
+        int cannot = 0;
+        PyObject *text = render_here(value, &cannot);
+        if (text != NULL || !cannot)
             return text;
-        }
     }
     return call_text(fn, value);
 }
@@ -327,7 +613,7 @@ walk_record(walker *w, const uint8_t *buf, Py_ssize_t pos, Py_ssize_t end)
     }
 
     int give_up = 0;
-    PyObject *text = value_text(body, has_body, w->render, 0, &give_up);
+    PyObject *text = value_text(body, has_body, w->render, 1, &give_up);
     if (text == NULL)
         return give_up ? GIVE_UP : FAILED;
     if (append_new(w->bodies, text) < 0)
@@ -515,5 +801,10 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__wirewalk(void)
 {
-    return PyModule_Create(&module_def);
+    PyObject *m = PyModule_Create(&module_def);
+    if (m != NULL && PyModule_AddIntConstant(m, "MAX_RENDER_DEPTH", MAX_RENDER_DEPTH) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -2,6 +2,8 @@
 
 from collections.abc import Callable
 
+MAX_RENDER_DEPTH: int
+
 def walk(
     raw: bytes,
     unique_keys: tuple[bytes, ...],
