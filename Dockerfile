@@ -10,13 +10,18 @@
 # in the VOLUME /var/lib/via: recreate the container, keep the baselines.
 
 FROM python:3.11-slim AS build
+# A C compiler for the optional compiled walker (setup.py): without it the wheel would quietly
+# lack via_otlp/receive/_wirewalk and the image normalise in pure Python, ~5x slower.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies first, in their own layer: a change of the source does not rebuild them.
 COPY pyproject.toml README.md ./
 RUN mkdir via_otlp && echo '__version__ = "0.0.0"' > via_otlp/__init__.py \
  && pip wheel --no-cache-dir --wheel-dir /wheels . \
  && rm /wheels/via_otlp-*.whl
-# Then the source.
+# Then the source (setup.py: the compiled walker, built into the wheel here).
+COPY setup.py ./
 COPY via_otlp ./via_otlp
 COPY config ./config
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .

@@ -17,6 +17,7 @@ import shutil
 import sys
 import sysconfig
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,6 +60,16 @@ def test_the_walker_is_built_wherever_a_compiler_is() -> None:
     from via_otlp.receive import _wirewalk
 
     assert _wirewalk.MAX_RENDER_DEPTH == normalise.MAX_RENDER_DEPTH
+
+
+def test_the_image_build_compiles_the_walker() -> None:
+    """The Dockerfile's wheel has the walker: setup.py in the build context and the source
+    layer, and a C compiler in the build stage (optional=True would build without it, silently)."""
+    repo = Path(__file__).resolve().parents[2]
+    dockerfile = (repo / "Dockerfile").read_text()
+    build_stage = dockerfile[: dockerfile.index("FROM", dockerfile.index("AS build"))]
+    assert "gcc" in build_stage and "COPY setup.py" in build_stage
+    assert "!setup.py" in (repo / ".dockerignore").read_text().split()
 
 
 # -- requests -----------------------------------------------------------------------------
