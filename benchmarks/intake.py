@@ -53,7 +53,7 @@ def make_request(rng: random.Random, n_records: int = 1000) -> bytes:
             )
             lr = sl.log_records.add()
             lr.time_unix_nano = now + rng.randrange(10**10)
-            lr.severity_number = rng.choice([9, 9, 9, 13, 17])  # type: ignore[assignment]
+            lr.severity_number = rng.choice([9, 9, 9, 13, 17])  # type: ignore[assignment,unused-ignore]
             lr.severity_text = {9: "INFO", 13: "WARN", 17: "ERROR"}[lr.severity_number]
             lr.body.string_value = shape.format(
                 n=rng.randrange(10**6), ms=rng.randrange(2000), user=f"user{rng.randrange(5000)}",
