@@ -217,6 +217,27 @@ def across(ufunc: np.ufunc, a: np.ndarray) -> np.ndarray:
     return out
 
 
+def bucket_dispersion(
+    phi: np.ndarray, short: np.ndarray, ready: np.ndarray, mu: np.ndarray, level: np.ndarray
+) -> np.ndarray:
+    """Per slot, the dispersion of this bucket's count around `mu`: the counts' own noise
+    (`short`, learnt where the level has not wandered: `WindowState.learn_lag`'s shortest lag)
+    plus the wander of the rate around the baseline, which grows with the square of the rate.
+
+    `phi` (mean Pearson r² over the day) is ``a + b·m`` on average, with ``a`` the counts' own
+    dispersion and ``b·mu²`` the wander's variance at expected count ``mu``; so at ``mu`` the
+    dispersion is ``a + (phi - a)·mu / level`` with ``level`` the baseline's mean (the seasonal
+    factors average 1). One dispersion for every hour judged a night-time spike at the day's
+    variance (20-22× the mean on a noisy count series, 4-6 of it the counts' own) and a peak
+    hour's too lightly. `phi` where `short` is not `ready`; never below 1.
+
+    >>> bucket_dispersion(*(np.array([x]) for x in (6.0, 2.0, True, 5.0, 10.0))).tolist()
+    [4.0]
+    """
+    a = np.where(ready, np.clip(short, 1.0, phi), phi)
+    return np.maximum(a + (phi - a) * mu / np.maximum(level, 1e-9), 1.0)
+
+
 def grown(capacity: int) -> int:
     """The capacity a full table grows to (at least 64 slots more).
 
@@ -540,7 +561,10 @@ class ProfileTable:
         mu_base = np.maximum(self.rate.mean + self.rate_trend, 0.0)
         mu = mu_base * g
         phi = np.maximum(1.0, np.where(self.dispersion.n > 0, self.dispersion.mean, 1.0))
-        var = np.maximum(np.maximum(self.rate.var * g * g, mu * phi), np.maximum(mu, 1e-12))
+        phi_b = bucket_dispersion(
+            phi, self.win.lag[:, 0], self.win.lag_ready()[:, 0], mu, self.rate.mean
+        )
+        var = np.maximum(np.maximum(self.rate.var * g * g, mu * phi_b), np.maximum(mu, 1e-12))
         sd = np.sqrt(var)
         alarms: list[Alarm] = []
         settle = cfg.settle_sigma
