@@ -17,7 +17,7 @@ from via_otlp.config import Config, parse_config
 from via_otlp.model import LogBatch
 from via_otlp.receive.otlp_codec import Encoding
 from via_otlp.shard import worker
-from via_otlp.shard.wire import Kind, frame, json_frame, seq_frame
+from via_otlp.shard.wire import Kind, frame, json_frame, seq_frame, split_seq
 from via_otlp.shard.worker import Shard
 from via_otlp.simulate.generate import generate
 from via_otlp.simulate.scenario import parse_scenario
@@ -172,6 +172,30 @@ def test_only_whole_waiting_batch_frames_are_drained() -> None:
         b.close()
 
 
+def test_decode_frames_between_waiting_batches_are_decoded_on_the_way() -> None:
+    """Routed requests put a DECODE between every two HELD frames of a shard: handed to the
+    decoder as they come, they do not end the group (nor are they lost or reordered)."""
+    a, b = socket.socketpair()
+    try:
+        body = b"x" * 100
+        for seq in range(1, 4):
+            a.sendall(frame(Kind.BATCH, seq_frame(Kind.BATCH, seq, 7)[5:] + body))
+            a.sendall(seq_frame(Kind.DECODE, 100 + seq, 0, b"\x00" + body))
+        a.sendall(json_frame(Kind.TICK, {"seq": 9, "now_ns": 0}))
+        decoded: list[int] = []
+        got = worker.waiting_batches(b, 0, decode=lambda f: decoded.append(split_seq(f)[0]))
+        assert [s for s, _, _ in got] == [1, 2, 3] and decoded == [101, 102, 103]
+        assert worker.waiting_batches(b, 0) == []  # the TICK is next
+        kind, _ = worker.recv_frame(b) or (None, b"")
+        assert kind is Kind.TICK
+        a.sendall(seq_frame(Kind.DECODE, 104, 0, b"\x00"))
+        a.sendall(frame(Kind.BATCH, seq_frame(Kind.BATCH, 4, 7)[5:] + body))
+        assert worker.waiting_batches(b, 0) == []  # without a decoder, a DECODE ends the group
+    finally:
+        a.close()
+        b.close()
+
+
 def test_parts_the_decoder_held_give_what_their_bytes_give(tmp_path: Path) -> None:
     # The decoding shard keeps its own part of each batch (no encoding, no round trip through
     # the coordinator); consumed, it must be the batch its bytes would have been.
@@ -259,7 +283,7 @@ def test_a_batch_that_cannot_be_sequenced_frees_the_part_its_decoder_kept(
     loop = asyncio.new_event_loop()
     try:
         fut: asyncio.Future[int] = loop.create_future()
-        pool._decoding[4] = (fut, 100, [0, 0])
+        pool._decoding[4] = pool_mod._Request(fut, 0, {0: 100})
         pool._shards[0].status.decoding_bytes = 100
         pool._decoded(4, False, _decoded_payload(good), 0)
         monkeypatch.setattr(pool_mod._Shard, "send", dead)

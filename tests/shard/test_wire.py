@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Any
 
 import numpy as np
 
@@ -157,3 +158,115 @@ def test_a_held_part_weighs_its_ids_and_hints_not_only_its_bodies() -> None:
     )  # fmt: skip
     assert wide.nbytes == 300 * n and HexIds([b"ab", b""]).nbytes == 2
     assert held_weight(part) >= n * (1 + 300 + 100 + 100)
+
+
+def _request_of_services() -> bytes:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    req = ExportLogsServiceRequest()
+    for i in range(9):
+        rl = req.resource_logs.add()
+        if i != 4:  # one resource with no service.name at all
+            value = rl.resource.attributes.add(key="service.name").value
+            if i == 6:
+                value.int_value = 6  # rendered as the normaliser renders it
+            else:
+                value.string_value = f"svc-{i % 7}"  # two resources of one source
+        sl = rl.scope_logs.add()
+        for j in range(3):
+            lr = sl.log_records.add(time_unix_nano=1_000 + 10 * i + j)
+            lr.body.string_value = f"record {i}.{j}"
+            lr.attributes.add(key="user.id").value.string_value = f"u{j}"
+    data = req.SerializeToString()
+    # A Resource given twice in one ResourceLogs: the parser merges them, so must routing.
+    extra = ExportLogsServiceRequest()
+    rl = extra.resource_logs.add()
+    rl.resource.attributes.add(key="host.name").value.string_value = "h"
+    rl.scope_logs.add().log_records.add(time_unix_nano=5).body.string_value = "merged"
+    tail = extra.SerializeToString()
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+    named = Resource()
+    named.attributes.add(key="service.name").value.string_value = "svc-late"
+    field = named.SerializeToString()
+    inner = bytes([0x0A, len(field)]) + field  # ResourceLogs.resource, the second time
+    body = tail[2:] + inner
+    return data + bytes([0x0A, len(body)]) + body
+
+
+def test_a_request_routed_before_decoding_gives_each_shard_its_part_of_the_whole() -> None:
+    from via_otlp.receive.normalise import NormaliseOptions, Normaliser
+    from via_otlp.receive.otlp_codec import Encoding, decode
+    from via_otlp.shard.wire import Router
+
+    data = _request_of_services()
+    whole, _ = Normaliser().from_request(decode(data, Encoding.PROTOBUF)[0], 0, data)
+    for shards in (2, 3):
+        router = Router(NormaliseOptions(), shards)
+        for _ in range(2):  # the second time, the owners come from the router's cache
+            cut = router.cut(data)
+            assert cut is not None and sum(len(p) for c in cut for p in c) == len(data)
+            assert sum(1 for c in cut if c) > 1, "all to one shard: no test"
+            for k, (part, pieces) in enumerate(zip(split_batch(whole, shards), cut, strict=True)):
+                sub = b"".join(pieces)
+                if part is None:
+                    assert sub == b""
+                    continue
+                got, _ = Normaliser().from_request(decode(sub, Encoding.PROTOBUF)[0], 0, sub)
+                assert split_batch(got, shards)[k] is got  # only its own records
+                for name in ("sources", "source_index", "severity", "body", "time_ns",
+                             "unique_id"):  # fmt: skip
+                    assert list(getattr(got, name)) == list(getattr(part, name)), (shards, k)
+    assert any("svc-late" in s.key for s in whole.sources)
+    # Bytes that are not plainly ResourceLogs: not routed (one shard decodes and judges them).
+    for bad in (b"\x12\x00", data[:-1], b"\x0a\x05\x0a\x03\xff\xff\xff", b"\x0a\x02\x0f\x00"):
+        assert Router(NormaliseOptions(), 2).cut(bad) is None
+
+
+class _Counted(bytes):
+    """Bytes that count the single bytes read from them (`_varint` reads one at a time)."""
+
+    reads = 0
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, int):
+            _Counted.reads += 1
+        return super().__getitem__(i)
+
+
+def test_the_cut_before_decoding_reads_a_bounded_part_of_any_request() -> None:
+    # It runs on the serving process's event loop: its work must not grow with the input.
+    from via_otlp.receive.normalise import NormaliseOptions
+    from via_otlp.receive.wire import _encode_varint as _varint
+    from via_otlp.shard.wire import (
+        ROUTE_MAX_BYTES,
+        ROUTE_MAX_FIELDS,
+        ROUTE_MAX_RESOURCE_BYTES,
+        Router,
+    )
+
+    def cut(data: bytes) -> object:
+        return Router(NormaliseOptions(), 2).cut(data)
+
+    # Fields: ResourceLogs, and the fields inside them, at most ROUTE_MAX_FIELDS.
+    assert cut(b"\x0a\x00" * ROUTE_MAX_FIELDS) is not None
+    assert cut(b"\x0a\x00" * (ROUTE_MAX_FIELDS + 1)) is None
+    inner = b"\x18\x01" * (ROUTE_MAX_FIELDS - 1)  # unknown varint fields of one ResourceLogs
+    assert cut(b"\x0a" + bytes([0x80 | (len(inner) & 0x7F), len(inner) >> 7]) + inner)
+    inner += b"\x18\x01"
+    assert cut(b"\x0a" + bytes([0x80 | (len(inner) & 0x7F), len(inner) >> 7]) + inner) is None
+    # Resource bytes parsed: at most ROUTE_MAX_RESOURCE_BYTES in all.
+    attr = b"\x0a\x05\x0a\x01k\x12\x00"  # Resource.attributes: {key: "k", value: {}}
+
+    def resource_logs(resource: bytes) -> bytes:
+        return b"\x0a" + _varint(len(resource) + 3) + b"\x0a" + _varint(len(resource)) + resource
+
+    fits = resource_logs(attr * (ROUTE_MAX_RESOURCE_BYTES // len(attr) // 2)) * 2
+    assert cut(fits) is not None and cut(resource_logs(attr * 20)) is not None
+    assert cut(fits + resource_logs(attr * 20)) is None
+    # A 4 MiB request of one ResourceLogs full of tiny fields: a bounded number of bytes read.
+    body = b"\x18\x01" * ((ROUTE_MAX_BYTES - 8) // 2)
+    big = _Counted(b"\x0a" + _varint(len(body)) + body)
+    _Counted.reads = 0
+    assert cut(big) is None
+    assert 0 < _Counted.reads <= 4 * ROUTE_MAX_FIELDS

@@ -133,3 +133,61 @@ def _walk(
         return None
     pieces.append(data[copied:end])
     return b"".join(pieces)
+
+
+_FIXED_SIZE = {1: 8, 5: 4}  # wire type → bytes: fixed64, fixed32
+
+
+def resource_logs_spans(
+    data: bytes, max_fields: int, max_resource_bytes: int
+) -> list[tuple[int, int, bytes]] | None:
+    """Where each ResourceLogs of the request `data` lies, without parsing it: (start, end) of
+    its whole field (tag and length included: the bytes of a one-ResourceLogs request) and its
+    Resource's bytes (every occurrence, joined, as the parser merges them).
+
+    Its work is bounded whatever the input (it runs where only I/O may): None as soon as more
+    than `max_fields` fields (ResourceLogs, and fields inside them) would be read, or their
+    Resources hold more than `max_resource_bytes`. Raises `DecodeError` on anything but
+    ResourceLogs fields that fit (the caller then parses the request whole, which says what is
+    wrong).
+    """
+    out: list[tuple[int, int, bytes]] = []
+    end = len(data)
+    pos = fields = resource_bytes = 0
+    while pos < end:
+        start = pos
+        key, pos = _varint(data, pos, end)
+        if key != 0x0A:  # field 1, length-delimited
+            raise DecodeError("not a ResourceLogs field")
+        length, pos = _varint(data, pos, end)
+        value_end = pos + length
+        if value_end > end:
+            raise DecodeError("truncated ResourceLogs")
+        fields += 1
+        resource: list[bytes] = []
+        while pos < value_end:
+            fields += 1
+            if fields > max_fields:
+                return None
+            key, pos = _varint(data, pos, value_end)
+            wire_type = key & 7
+            if wire_type == 2:
+                length, pos = _varint(data, pos, value_end)
+                if key >> 3 == 1:
+                    resource_bytes += length
+                    if resource_bytes > max_resource_bytes:
+                        return None
+                    resource.append(data[pos : pos + length])
+                pos += length
+            elif wire_type == 0:
+                _, pos = _varint(data, pos, value_end)
+            elif wire_type in _FIXED_SIZE:
+                pos += _FIXED_SIZE[wire_type]
+            else:
+                raise DecodeError(f"unsupported wire type {wire_type}")
+            if pos > value_end:
+                raise DecodeError("truncated field")
+        if fields > max_fields:
+            return None
+        out.append((start, value_end, b"".join(resource)))
+    return out

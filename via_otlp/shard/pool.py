@@ -3,7 +3,11 @@
 It runs on the serving process's event loop and does I/O only: request bytes go to a shard to
 be decoded (the least loaded), the decoded batches come back cut by owning shard and go on to
 their owners (the decoding shard keeps its own part: it is told when to take it, HELD), and
-each batch's events come back. Every batch gets a sequence number; the
+each batch's events come back. A protobuf request is cut by owning shard before that, when its
+ResourceLogs say whose they are (`Router.cut`: a bounded walk of the framing, only the
+Resources parsed): each owner decodes and keeps its own records, and their parts go on as the
+one batch a single decoder would have made (or, when they cannot stand for it, the request is
+decoded whole after all). Every batch gets a sequence number; the
 watermark after it is the one a single engine would have had (largest event time so far minus
 the allowed lateness, never going back), and every shard moves to it (INTERFACES.md). Events
 are dispatched per sequence number, in order and sorted, so the anomalies are the same for any
@@ -45,7 +49,7 @@ from via_otlp.errors import InputError, StartupError
 from via_otlp.model import AnomalyEvent
 from via_otlp.patterns.stage import PatternStats, TemplateInfo
 from via_otlp.receive.intake import IntakeStats, QueueFullError
-from via_otlp.receive.normalise import IntakeCounts
+from via_otlp.receive.normalise import IntakeCounts, NormaliseOptions
 from via_otlp.receive.otlp_codec import Encoding, Repairs
 from via_otlp.registry.patches import PatchRule, PatchSet
 from via_otlp.registry.records import event_from_json
@@ -57,6 +61,7 @@ from via_otlp.shard.view import (
 )
 from via_otlp.shard.wire import (
     Kind,
+    Router,
     frame,
     frame_header,
     free_frame,
@@ -114,6 +119,34 @@ class ShardStatus:
     restore_seconds: float = 0.0
     stats: dict[str, Any] = field(default_factory=dict)
     last_snapshot: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Request:
+    """A request being decoded: answered (`fut`) with its records once its last batch is
+    sequenced. Its bytes stay charged to the shards decoding it (`charges`, in their
+    `decoding_bytes`, so in `max_queued_bytes`) until then, also while the parts of a routed
+    request wait for each other in their owners."""
+
+    fut: asyncio.Future[int]
+    decoder: int  # the shard decoding it whole; -1 for a routed request (`_Routed`)
+    charges: dict[int, int]  # shard index → bytes charged to it
+    records: int = 0
+
+
+@dataclass
+class _Routed:
+    """A request cut by owning shard before decoding (`Router.cut`): each owner decodes its
+    ResourceLogs and keeps its part, and the parts go on as one batch, as if one shard had
+    decoded the request whole and kept its own part of it."""
+
+    request: _Request
+    payload: bytes  # the whole request: decoded by one shard if the parts cannot stand for it
+    now_ns: int
+    waiting: set[int]  # the owners still decoding their part
+    parts: list[tuple[int, memoryview]] = field(default_factory=list)  # (shard, DECODED)
+    failed: bool = False  # a part was not a request: the whole request is decoded to say why
+    aborted: bool = False  # answered "retry" (an owner died): the parts are freed as they come
 
 
 class _Shard:
@@ -191,10 +224,14 @@ class ShardPool:
         self._lateness_ns = round(config.detect.allowed_lateness * 1e9)
         self._max_event_ns: int | None = None
         self._watermark = -1
-        # Requests being decoded: id → (future of its record count, bytes, records so far).
-        self._decoding: dict[int, tuple[asyncio.Future[int], int, list[int]]] = {}
+        # Requests being decoded, and those of them routed by owning shard (`_Routed`).
+        self._decoding: dict[int, _Request] = {}
         self._next_release = 1  # ordered mode: the next request id whose batches may go on
-        self._held: dict[int, list[tuple[bool, memoryview, int]]] = {}
+        self._held: dict[int, list[tuple[bool, Decoded, int]]] = {}
+        self._routed: dict[int, _Routed] = {}
+        self.routed = 0  # requests decoded in parts by their owners
+        self.routed_whole = 0  # of those, decoded whole after all (`_routed_part`)
+        self._router = Router(NormaliseOptions.from_config(config.receive), self.shards)
         # Sequence numbers not finished by every shard, and the events gathered for them.
         self._waiting: dict[int, int] = {}
         self._events: dict[int, list[AnomalyEvent]] = {}
@@ -210,7 +247,7 @@ class ShardPool:
         self.known: set[str] = set()
         self._store = store
         self.instance = instance
-        self._gate: deque[tuple[int, bool, memoryview, int]] = deque()
+        self._gate: deque[tuple[int, bool, Decoded, int]] = deque()
         self._gate_task: asyncio.Task[None] | None = None
         self.sources_taken_over = 0
         self.sources_forgotten = 0
@@ -353,21 +390,189 @@ class ShardPool:
         if self._current_patches is not None:
             # Before the request, so a DROP patch applies to every batch decoded after it.
             self.push_patches(self._current_patches())
-        shard = min(live, key=lambda s: (s.status.decoding_bytes, s.status.records_in_flight))
         self._last_rid += 1
         rid = self._last_rid
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._decoding[rid] = (fut, len(payload), [0, shard.status.index])
-        shard.status.decoding_bytes += len(payload)
-        enc = b"\x00" if encoding is Encoding.PROTOBUF else b"\x01"
         now = time.time_ns() if now_ns is None else now_ns
-        head = seq_frame(Kind.DECODE, rid, now, enc)
-        shard.send(frame_header(head, len(payload)), payload)
+        # Each ResourceLogs to the shard that owns its source: the request is decoded once, in
+        # parts, and no decoded part travels from one shard to another.
+        cut = None
+        if encoding is Encoding.PROTOBUF and self.shards > 1:
+            cut = self._router.cut(payload)
+        owners = [k for k, pieces in enumerate(cut or []) if pieces]
+        if len(owners) > 1 and all(self._shards[k].alive for k in owners):
+            assert cut is not None
+            sizes = {k: sum(map(len, cut[k])) for k in owners}
+            req = self._decoding[rid] = _Request(fut, -1, {})
+            self._routed[rid] = _Routed(req, payload, now, set(owners))
+            self.routed += 1
+            for k in owners:
+                self._charge(req, k, sizes[k])
+                self._send_decode(self._shards[k], rid, now, encoding, sizes[k], *cut[k])
+            return await fut
+        if len(owners) == 1 and self._shards[owners[0]].alive:
+            shard = self._shards[owners[0]]  # its own records only: none travel
+        else:
+            shard = min(live, key=lambda s: (s.status.decoding_bytes, s.status.records_in_flight))
+        req = self._decoding[rid] = _Request(fut, shard.status.index, {})
+        self._charge(req, shard.status.index, len(payload))
+        self._send_decode(shard, rid, now, encoding, len(payload), payload)
         return await fut
+
+    def _charge(self, req: _Request, index: int, nbytes: int) -> None:
+        req.charges[index] = req.charges.get(index, 0) + nbytes
+        self._shards[index].status.decoding_bytes += nbytes
+
+    def _discharge(self, req: _Request, index: int | None = None) -> None:
+        """Take the request's bytes off shard `index` (every shard's when None)."""
+        for k in list(req.charges) if index is None else [index]:
+            self._shards[k].status.decoding_bytes -= req.charges.pop(k, 0)
+
+    @staticmethod
+    def _send_decode(
+        shard: _Shard,
+        rid: int,
+        now_ns: int,
+        encoding: Encoding,
+        size: int,
+        *pieces: bytes | memoryview,
+    ) -> None:
+        enc = b"\x00" if encoding is Encoding.PROTOBUF else b"\x01"
+        head = seq_frame(Kind.DECODE, rid, now_ns, enc)
+        shard.send(frame_header(head, size), *pieces)
+
+    def _routed_part(
+        self, shard: _Shard, rid: int, last: bool, payload: memoryview, failed: bool = False
+    ) -> None:
+        """A DECODED (or FAILED) frame of a routed request's part. Once every part is in, they
+        go on as one decoded batch, or, when they cannot stand for the request decoded whole
+        (a part not a request, more than one batch, a record for another shard, a value cut
+        for its depth), are freed and one shard decodes the request whole. Of a request
+        answered "retry" (`_abort_routed`), the part is freed at once."""
+        r = self._routed[rid]
+        k = shard.status.index
+        if len(payload):
+            r.parts.append((k, payload))
+        r.failed |= failed
+        if last or failed:
+            r.waiting.discard(k)
+        if r.aborted:
+            self._drop_routed(rid, r)
+            return
+        if r.waiting:
+            return
+        del self._routed[rid]
+        merged = None
+        if not r.failed:
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                merged = self._merged(r.parts)
+        if merged is None:
+            for holder, part in r.parts:
+                self._free_parts(holder, _header(part))
+            self.routed_whole += 1
+            self._decode_whole(rid, r)
+            return
+        # Its bytes stay charged to the owners until the batch is sequenced (`_decoded`).
+        decoder = r.parts[0][0] if r.parts else k
+        if self.ordered:
+            self._held.setdefault(rid, []).append((True, merged, decoder))
+            self._release_held()
+        else:
+            self._arrive(rid, True, merged, decoder)
+
+    def _abort_routed(self, index: int) -> None:
+        """Shard `index` died: each routed request with a part there is answered "retry", and
+        the parts the other owners kept are freed (as they come, for those still decoding)."""
+        retry = QueueFullError(self.config.pipeline.retry_after)
+        for rid, r in list(self._routed.items()):
+            if index not in r.waiting and all(k != index for k, _ in r.parts):
+                continue
+            r.parts = [(k, part) for k, part in r.parts if k != index]  # gone with it
+            r.waiting.discard(index)
+            if not r.aborted:
+                r.aborted = True
+                if self._decoding.pop(rid, None) is not None and not r.request.fut.done():
+                    r.request.fut.set_exception(retry)
+            self._drop_routed(rid, r)
+
+    def _drop_routed(self, rid: int, r: _Routed) -> None:
+        """An aborted routed request: free the parts in, take the bytes of the owners that
+        are done off their charge, and forget it once no owner is decoding."""
+        for holder, part in r.parts:
+            self._free_parts(holder, _header(part))
+        r.parts.clear()
+        for k in [k for k in r.request.charges if k not in r.waiting]:
+            self._discharge(r.request, k)
+        if not r.waiting:
+            del self._routed[rid]
+
+    def _merged(self, parts: list[tuple[int, memoryview]]) -> Decoded | None:
+        """The decoded batch of the whole request from its parts' (None if they cannot
+        stand for it: then the request is decoded whole)."""
+        heads: list[tuple[int, int, dict[str, Any]]] = []
+        for k, payload in parts:
+            header = _header(payload)
+            if header is None or any(header["part_bytes"]) or any(k == h[0] for h in heads):
+                return None  # a record for another shard, or a second batch of one shard
+            if int(header["repairs"]) & Repairs.DEEP_VALUE:
+                return None  # values cut for their depth: repaired on the whole, as before
+            heads.append((k, _Q.unpack_from(payload)[0], header))
+        if not heads:
+            return memoryview(b"")
+        records = sum(int(h["records"]) for _, _, h in heads)
+        if records > self.config.pipeline.batch_max_records:
+            return None  # decoded whole, it would be cut into several batches
+        counts = IntakeCounts()
+        repairs = 0
+        for _, _, h in heads:
+            counts.add(IntakeCounts(**h["counts"]))
+            repairs |= int(h["repairs"])
+        header = {
+            "records": records,
+            "counts": vars(counts).copy(),
+            "repairs": repairs,
+            "part_records": [
+                sum(int(h["part_records"][i]) for _, _, h in heads) for i in range(self.shards)
+            ],
+            "part_sources": [
+                [key for _, _, h in heads for key in h["part_sources"][i]]
+                for i in range(self.shards)
+            ],
+            "part_bytes": [0] * self.shards,
+            "holders": [
+                [k, h["held"], h.get("held_bytes", 0)]
+                for k, _, h in heads
+                if h.get("held") is not None
+            ],
+        }
+        return _Merged(max(t for _, t, _ in heads), header)
+
+    def _decode_whole(self, rid: int, r: _Routed) -> None:
+        """A routed request whose parts could not stand for it: one shard decodes it whole
+        (and answers, for bytes that are not a request, as it would have at once)."""
+        req = r.request
+        self._discharge(req)
+        live = [s for s in self._shards if s.alive]
+        if not live:
+            self._decode_failed(rid, QueueFullError(self.config.pipeline.retry_after))
+            return
+        shard = min(live, key=lambda s: (s.status.decoding_bytes, s.status.records_in_flight))
+        req.decoder = shard.status.index
+        self._charge(req, shard.status.index, len(r.payload))
+        self._send_decode(shard, rid, r.now_ns, Encoding.PROTOBUF, len(r.payload), r.payload)
+
+    def _free_parts(self, decoder: int, header: Any) -> None:
+        """Free the parts the shards kept of a batch that will not be sequenced (FREE): never
+        raises (a shard whose pipe is gone lost its part with its state)."""
+        if not isinstance(header, dict):
+            return
+        for k, (hid, _) in _holders(header, decoder).items():
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                self._shards[k].send(free_frame(hid))
 
     async def wait_idle(self) -> None:
         """Until every request and batch sent so far is finished."""
-        while self._decoding or self._waiting or self._held or self._gate:
+        while self._decoding or self._routed or self._waiting or self._held or self._gate:
             await self._wait_change()
 
     async def tick(self, now_ns: int) -> None:
@@ -469,7 +674,9 @@ class ShardPool:
             self._shard_done(seq)
         elif kind is Kind.DECODED:
             rid, last, payload = split_seq(body)
-            if self.ordered:
+            if rid in self._routed:
+                self._routed_part(shard, rid, bool(last), payload)
+            elif self.ordered:
                 self._held.setdefault(rid, []).append((bool(last), payload, shard.status.index))
                 self._release_held()
             else:
@@ -481,7 +688,10 @@ class ShardPool:
                 fut.set_result(payload)
         elif kind is Kind.FAILED:
             doc = json.loads(bytes(body))
-            self._decode_failed(doc["id"], InputError(doc["error"]))
+            if doc["id"] in self._routed:
+                self._routed_part(shard, doc["id"], True, memoryview(b""), failed=True)
+            else:
+                self._decode_failed(doc["id"], InputError(doc["error"]))
         elif kind is Kind.RESULT:
             doc = json.loads(bytes(body))
             fut = self._results.pop(doc["id"], None)
@@ -501,7 +711,7 @@ class ShardPool:
                 return  # more batches of this request to come
             self._next_release += 1
 
-    def _arrive(self, rid: int, last: bool, payload: memoryview, decoder: int) -> None:
+    def _arrive(self, rid: int, last: bool, payload: Decoded, decoder: int) -> None:
         """A decoded batch, in order: on to `_decoded`, after any of its sources that no shard
         knows were looked up in the registry (batches behind it wait, to keep the order)."""
         if self._store is None or (not self._gate and not self._unknown(payload)):
@@ -511,7 +721,7 @@ class ShardPool:
         if self._gate_task is None or self._gate_task.done():
             self._gate_task = asyncio.create_task(self._take_over(), name="via-shard-takeover")
 
-    def _unknown(self, payload: memoryview) -> list[str]:
+    def _unknown(self, payload: Decoded) -> list[str]:
         header = _header(payload)
         if header is None:
             return []
@@ -580,47 +790,41 @@ class ShardPool:
                 offset += size
         return out
 
-    def _decoded(self, rid: int, last: bool, payload: memoryview, decoder: int) -> None:
+    def _decoded(self, rid: int, last: bool, payload: Decoded, decoder: int) -> None:
         """A batch of request `rid` came back decoded: sequence it and send it to its owners.
         The request is answered after its last batch even if that batch could not be
         sequenced (its records counted lost): it must not wait forever."""
         entry = self._decoding.get(rid)
         try:
-            if len(payload):
-                tmax = _Q.unpack_from(payload)[0]
-                (hlen,) = _U32.unpack_from(payload, _Q.size)
-                start = _Q.size + _U32.size
-                header = json.loads(bytes(payload[start : start + hlen]))
+            if isinstance(payload, _Merged) or len(payload):
+                tmax, header, parts = _parsed(payload)
                 try:
                     for part in header.get("part_sources", []):
                         self.known.update(part)
-                    self._sequence_batch(tmax, header, payload[start + hlen :], decoder)
+                    self._sequence_batch(tmax, header, parts, decoder)
                 except Exception:
                     # Not sequenced (`_sequence_batch` sends nothing before it cannot fail):
                     # the part the decoder kept would wait for its HELD frame forever.
                     self._free_held(decoder, header)
                     raise
                 if entry is not None:
-                    entry[2][0] += header["records"]
+                    entry.records += header["records"]
         finally:
             if last and entry is not None:
-                fut, nbytes, _ = self._decoding.pop(rid)
-                self._shards[decoder].status.decoding_bytes -= nbytes
-                if not fut.done():
-                    fut.set_result(entry[2][0])
+                del self._decoding[rid]
+                self._discharge(entry)
+                if not entry.fut.done():
+                    entry.fut.set_result(entry.records)
 
     def _free_held(self, decoder: int, header: Any) -> None:
-        """A batch that will not be sequenced: the part shard `decoder` kept of it is freed
-        there (FREE), and the records of every part are counted lost (none was sent)."""
+        """A batch that will not be sequenced: the parts the shards that decoded it kept are
+        freed there (FREE), and the records of every part are counted lost (none was sent)."""
         if not isinstance(header, dict):
             return
         with contextlib.suppress(Exception):
             self.lost_records += sum(int(n) for n in header["part_records"])
-        held = header.get("held")
-        if isinstance(held, int):
-            # Cleanup never raises: a shard whose pipe is gone lost the part with its state.
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                self._shards[decoder].send(free_frame(held))
+        with contextlib.suppress(Exception):
+            self._free_parts(decoder, header)
 
     def _sequence_batch(
         self, tmax: int, header: dict[str, Any], parts: memoryview, decoder: int
@@ -630,8 +834,7 @@ class ShardPool:
         part_records = [int(x) for x in header["part_records"]]
         if len(part_bytes) != self.shards or len(part_records) != self.shards:
             raise ValueError(f"a batch cut for {len(part_bytes)} shards, not {self.shards}")
-        held_id = None if header.get("held") is None else int(header["held"])
-        held_bytes = int(header.get("held_bytes", 0))
+        holders = _holders(header, decoder)
         counts = IntakeCounts(**header["counts"])
         self.stats.normalised.add(counts)
         self.stats.records_accepted += header["records"]
@@ -654,16 +857,16 @@ class ShardPool:
             if not s.alive:
                 self.lost_records += records
                 continue
-            held = held_id if k == decoder else None  # its own part: it kept it
+            held = holders.get(k)  # its own part: it kept it
             if held is not None:
-                size = held_bytes  # weighed as if it had travelled
+                size = held[1]  # weighed as if it had travelled
             s.pending[seq] = (records, size)
             if records:
                 self._sent_at[(k, seq)] = time.perf_counter()
             s.status.records_in_flight += records
             s.status.bytes_in_flight += size
             if held is not None:
-                s.send(held_frame(seq, self._watermark, held))
+                s.send(held_frame(seq, self._watermark, held[0]))
             else:
                 s.send(frame_header(seq_frame(Kind.BATCH, seq, self._watermark), len(part)), part)
         if not live:
@@ -673,10 +876,9 @@ class ShardPool:
         entry = self._decoding.pop(rid, None)
         if entry is None:
             return
-        fut, nbytes, progress = entry
-        self._shards[progress[1]].status.decoding_bytes -= nbytes
-        if not fut.done():
-            fut.set_exception(error)
+        self._discharge(entry)
+        if not entry.fut.done():
+            entry.fut.set_exception(error)
         if self.ordered:
             self._release_held()
 
@@ -716,12 +918,13 @@ class ShardPool:
             self._shard_done(seq)
         shard.pending.clear()
         st.records_in_flight = st.bytes_in_flight = 0
-        for rid, (fut, nbytes, progress) in list(self._decoding.items()):
-            if progress[1] == st.index:
+        for rid, req in list(self._decoding.items()):
+            if req.decoder == st.index:
                 del self._decoding[rid]
-                st.decoding_bytes -= nbytes
-                if not fut.done():
-                    fut.set_exception(QueueFullError(self.config.pipeline.retry_after))
+                self._discharge(req)
+                if not req.fut.done():
+                    req.fut.set_exception(QueueFullError(self.config.pipeline.retry_after))
+        self._abort_routed(st.index)
         for rid in [r for r, parts in self._held.items() if not parts]:
             self._held.pop(rid)
         if self.ordered:
@@ -894,11 +1097,42 @@ def _fork_worker(parent: socket.socket, child: socket.socket) -> _Forked:
         os._exit(code)
 
 
-def _header(payload: memoryview) -> dict[str, Any] | None:
-    """The JSON header of a DECODED payload (None for an empty one)."""
-    if not len(payload):
-        return None
+def _holders(header: dict[str, Any], decoder: int) -> dict[int, tuple[int, int]]:
+    """The parts of a decoded batch that the shards that decoded it kept: shard → (held id,
+    bytes it weighs). One decoder ("held"), or the owners of a routed request ("holders")."""
+    if "holders" in header:
+        return {int(k): (int(hid), int(size)) for k, hid, size in header["holders"]}
+    if header.get("held") is None:
+        return {}
+    return {decoder: (int(header["held"]), int(header.get("held_bytes", 0)))}
+
+
+@dataclass
+class _Merged:
+    """The batch of a routed request, made of its parts' DECODED headers (`_merged`): its
+    largest event time and its header, kept parsed (all its parts are held by their owners)."""
+
+    tmax: int
+    header: dict[str, Any]
+
+
+# A decoded batch: a DECODED payload, or a routed request's merged parts.
+Decoded = memoryview | _Merged
+_NO_PARTS = memoryview(b"")
+
+
+def _parsed(payload: Decoded) -> tuple[int, dict[str, Any], memoryview]:
+    """The largest event time, the header and the encoded parts of a (non-empty) batch."""
+    if isinstance(payload, _Merged):
+        return payload.tmax, payload.header, _NO_PARTS
     (hlen,) = _U32.unpack_from(payload, _Q.size)
     start = _Q.size + _U32.size
-    header: dict[str, Any] = json.loads(bytes(payload[start : start + hlen]))
-    return header
+    header = json.loads(bytes(payload[start : start + hlen]))
+    return _Q.unpack_from(payload)[0], header, payload[start + hlen :]
+
+
+def _header(payload: Decoded) -> dict[str, Any] | None:
+    """The JSON header of a decoded batch (None for an empty one)."""
+    if not isinstance(payload, _Merged) and not len(payload):
+        return None
+    return _parsed(payload)[1]

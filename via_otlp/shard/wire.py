@@ -17,9 +17,12 @@ from typing import Any, cast
 
 import numpy as np
 import xxhash
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from via_otlp.model import AttributeSample, LogBatch, Source
-from via_otlp.receive.normalise import HexIds
+from via_otlp.receive.normalise import HexIds, IntakeCounts, NormaliseOptions, Normaliser
+from via_otlp.receive.wire import resource_logs_spans
 from via_otlp.state import decode_tree, encode_tree
 
 _FRAME = struct.Struct("<IB")
@@ -55,6 +58,70 @@ class Kind(enum.IntEnum):
 def shard_of(source_key: str, shards: int) -> int:
     """The shard that owns a source: a stable hash of its key (the same in every process)."""
     return xxhash.xxh64_intdigest(source_key.encode("utf-8")) % shards if shards > 1 else 0
+
+
+# Bounds of the cut before decoding (`Router`): it runs on the serving process's event loop,
+# which does I/O only, so its work must not grow with the input. Larger requests, or ones
+# with more fields or Resource bytes, are decoded whole by one shard as before.
+ROUTE_MAX_BYTES = 4 << 20
+ROUTE_MAX_FIELDS = 1024  # ResourceLogs and the fields inside them walked (~20 bytes read each)
+ROUTE_MAX_RESOURCE_BYTES = 16 << 10  # Resource bytes parsed (its attributes are a Python loop)
+_OWNER_CACHE_MAX = 4096  # Resources whose owner is remembered by their bytes, at most
+_OWNER_CACHE_KEY_MAX = 1024  # and only Resources this short
+
+
+class Router:
+    """Cuts protobuf requests by owning shard before they are decoded (`cut`)."""
+
+    def __init__(self, options: NormaliseOptions, shards: int) -> None:
+        self.normaliser = Normaliser(options)
+        self.shards = shards
+        self._owners: dict[bytes, int] = {}  # a Resource's bytes → the shard owning its source
+
+    def owner(self, resource: bytes) -> int:
+        """The shard that owns the source of the Resource `resource` (its bytes), as decoding
+        gives it. Raises `DecodeError` (or `ValueError`) when the bytes do not parse."""
+        found = self._owners.get(resource)
+        if found is not None:
+            return found
+        attributes = Resource.FromString(resource).attributes
+        # The normaliser's own rule, so a record's source is the one its decoder will give it.
+        source = self.normaliser._resource_source(attributes, IntakeCounts())
+        owner = shard_of(source.key, self.shards)
+        if len(resource) <= _OWNER_CACHE_KEY_MAX:
+            if len(self._owners) >= _OWNER_CACHE_MAX:
+                self._owners.clear()
+            self._owners[resource] = owner
+        return owner
+
+    def cut(self, data: bytes) -> list[list[memoryview]] | None:
+        """The protobuf request `data` cut by owning shard, before it is decoded: each shard's
+        ResourceLogs, in order, as the pieces of a request of their own (none for a shard that
+        owns none; neighbours joined). Only the framing is walked and only the Resources are
+        parsed. None when the bytes are not plainly ResourceLogs with Resources that parse, or
+        exceed the bounds above: one shard then decodes the request whole (and says what is
+        wrong with it)."""
+        if len(data) > ROUTE_MAX_BYTES:
+            return None
+        view = memoryview(data)
+        pieces: list[list[memoryview]] = [[] for _ in range(self.shards)]
+        last, run_start, run_end = -1, 0, 0
+        try:
+            spans = resource_logs_spans(data, ROUTE_MAX_FIELDS, ROUTE_MAX_RESOURCE_BYTES)
+            if spans is None:
+                return None
+            for start, end, resource in spans:
+                k = self.owner(resource)
+                if k != last or start != run_end:
+                    if last >= 0:
+                        pieces[last].append(view[run_start:run_end])
+                    last, run_start = k, start
+                run_end = end
+        except (DecodeError, RecursionError, ValueError):
+            return None
+        if last >= 0:
+            pieces[last].append(view[run_start:run_end])
+        return pieces
 
 
 # -- frames ------------------------------------------------------------------------------------

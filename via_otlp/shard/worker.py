@@ -1,7 +1,8 @@
 """One shard: a worker process that owns the learned state of the sources that hash to it.
 
 It does the CPU work the serving process must not: it decodes and normalises requests (any
-shard decodes any request, and returns the records cut by owning shard), and for its own
+shard decodes any request, and returns the records cut by owning shard; of a request the
+coordinator cut by owning shard before decoding, only its own ResourceLogs), and for its own
 sources it templates, applies DROP patches, samples schemas, runs the engine to the watermark
 it is told, and writes its snapshot. It reads one stream of frames in order, so a snapshot
 holds exactly the batches before it. Started as ``python -m via_otlp.shard.worker FD``.
@@ -18,7 +19,7 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from via_otlp.registry.records import event_to_json
 from via_otlp.shard import handoff
 from via_otlp.shard.snapshots import SnapshotWriter
 from via_otlp.shard.wire import (
+    ROUTE_MAX_BYTES,
     Kind,
     decode_batch,
     encode_batch,
@@ -334,6 +336,7 @@ class Shard:
                 "dropped_by_patch": self.dropped,
                 "snapshots": self.snapshots,
                 "coalesced": self.coalesced,
+                "held": len(self.held),  # parts kept for a HELD frame not yet come
                 "snapshot": self._snapshot_status(),
                 "schemas": len(p.schemas.sources()),
                 "rss": memory.rss_of(),
@@ -369,6 +372,9 @@ class Shard:
 # After a request this large, the allocator's free memory goes back to the system: a 64 MiB
 # export of tiny records left the shard that decoded it 330 MiB larger for good.
 _TRIM_AFTER = 8 * 1024 * 1024
+# DECODE frames decoded among waiting batches at most: those of routed requests (larger ones
+# wait for the loop, which gives their memory back).
+_INLINE_DECODE_MAX = ROUTE_MAX_BYTES + 64
 
 
 # Bounds of one coalesced group: the batches already waiting are drained up to these, so the
@@ -387,13 +393,19 @@ def batch_item(shard: Shard, kind: Kind, body: memoryview) -> tuple[int, int, Pa
 
 
 def waiting_batches(
-    sock: socket.socket, nbytes: int, shard: Shard | None = None
+    sock: socket.socket,
+    nbytes: int,
+    shard: Shard | None = None,
+    decode: Callable[[memoryview], None] | None = None,
 ) -> list[tuple[int, int, Payload]]:
     """The BATCH (and, given the `shard`, HELD) frames that have already arrived after one of
     `nbytes` (whole frames only, within the bounds above): read now, so that `consume_many`
-    works on them together."""
+    works on them together. Given `decode`, DECODE frames (of requests routed by owning shard,
+    one between every two HELD frames) are handed to it on the way instead of ending the
+    group: decoding is no step of the pipeline, so it may come before the batches waiting."""
     out: list[tuple[int, int, Payload]] = []
-    while len(out) + 1 < MAX_COALESCED_FRAMES:
+    decoded = 0
+    while len(out) + 1 < MAX_COALESCED_FRAMES and decoded < MAX_COALESCED_FRAMES:
         try:
             head = sock.recv(_FRAME_HEAD.size, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except BlockingIOError:
@@ -401,6 +413,13 @@ def waiting_batches(
         if len(head) < _FRAME_HEAD.size:
             break
         length, kind = _FRAME_HEAD.unpack(head)
+        if kind == Kind.DECODE and decode is not None and length < _INLINE_DECODE_MAX:
+            got = recv_frame(sock)
+            if got is None:
+                break
+            decode(got[1])
+            decoded += 1
+            continue
         batch = kind == Kind.BATCH or (kind == Kind.HELD and shard is not None)
         if not batch or nbytes + length > MAX_COALESCED_BYTES:
             break
@@ -439,6 +458,16 @@ def run(sock: socket.socket) -> int:
                                              "profiles": 0, "seconds": 0.0}  # fmt: skip
     send_frames(sock, [json_frame(Kind.READY, ready)])
     writer = shard.writer(close_in_child=(sock.fileno(),)) if persist else None
+
+    def on_decode(body: memoryview) -> None:
+        """A DECODE frame: decoded, its batches sent back (DECODED), or FAILED."""
+        rid, now_ns, rest = split_seq(body)
+        try:
+            parts = shard.decode(rest[1:], ENCODINGS[rest[0]], now_ns, hold=True)
+            _send_decoded(sock, rid, parts)
+        except InputError as exc:
+            send_frames(sock, [json_frame(Kind.FAILED, {"id": rid, "error": str(exc)})])
+
     while True:
         got = recv_frame(sock)
         if writer is not None and writer.writing:
@@ -447,20 +476,16 @@ def run(sock: socket.socket) -> int:
             return 0  # the serving process is gone: nothing to answer to
         kind, body = got
         if kind is Kind.BATCH or kind is Kind.HELD:
-            frames = [batch_item(shard, kind, body), *waiting_batches(sock, len(body), shard)]
+            item = batch_item(shard, kind, body)
+            frames = [item, *waiting_batches(sock, len(body), shard, on_decode)]
             dones = shard.consume_many(frames)
             send_frames(sock, [json_frame(Kind.DONE, d) for d in dones])
         elif kind is Kind.FREE:
             shard.free(body)
         elif kind is Kind.DECODE:
-            rid, now_ns, rest = split_seq(body)
-            large = len(rest) >= _TRIM_AFTER
-            try:
-                parts = shard.decode(rest[1:], ENCODINGS[rest[0]], now_ns, hold=True)
-                _send_decoded(sock, rid, parts)
-            except InputError as exc:
-                send_frames(sock, [json_frame(Kind.FAILED, {"id": rid, "error": str(exc)})])
-            del got, body, rest
+            large = len(body) >= _TRIM_AFTER
+            on_decode(body)
+            del got, body
             if large:
                 memory.trim()  # give the request's memory back to the system
         elif kind is Kind.TICK:
