@@ -42,16 +42,21 @@ BIN = Path(sys.executable).parent
 
 # Listening ports come from below the ephemeral range (32768-60999 on Linux), where no client
 # socket of another process can take them between our choosing and the server's binding; each
-# choice is checked free, and never handed out twice by this process.
+# choice is checked free, and never handed out twice by this process. Under xdist each worker
+# takes only the ports of its own residue (worker index modulo the worker count): a port one
+# worker chose and checked free, but whose server is not listening yet (a downstream a test
+# starts later, a server still starting), is never chosen by another.
 _PORT_RANGE = (20000, 32000)
 _handed_out: set[int] = set()
 _rng = random.Random(os.getpid() ^ time.monotonic_ns())
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_WORKERS = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 
 
 def free_port() -> int:
     """A loopback TCP port nothing listens on now (for a server a test is about to start)."""
     for _ in range(1000):
-        port = _rng.randrange(*_PORT_RANGE)
+        port = _rng.randrange(_PORT_RANGE[0] + _WORKER % _WORKERS, _PORT_RANGE[1], _WORKERS)
         if port in _handed_out:
             continue
         with socket.socket() as s:
