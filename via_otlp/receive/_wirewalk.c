@@ -1,28 +1,36 @@
 /* The log records of an ExportLogsServiceRequest's wire bytes, walked once into columns.
  *
- * An optional speed-up of `Normaliser.batches` (via_otlp/receive/normalise.py, `_walked`):
+ * An optional speed-up of `Normaliser.batches` (via_otlp/receive/normalise.py, `_walker`):
  * the pure-Python path is the reference, and this walker gives exactly its columns or says it
- * cannot (returns None, and Python does the work). It is only asked about bytes the protobuf
+ * cannot (a take returns None, and Python does the records from there on). It is only asked about bytes the protobuf
  * parser already accepted unrepaired, but it never trusts them: every length is checked
  * against the bytes left, varints stop at 10 bytes, and recursion is bounded: the messages
  * walked are a fixed five levels (request, ResourceLogs, ScopeLogs, LogRecord, KeyValue), and
  * an AnyValue rendered as text is entered at most MAX_RENDER_DEPTH + 1 levels deep (deeper is
  * "…", as in Python). Anything it does not read exactly as the parser would (groups, a known
  * field with another wire type, a body or KeyValue value given twice, which the parser
- * merges) makes it give up on the whole request; a value it cannot render (bytes) is
- * rendered by Python.
+ * merges) makes it give up on the rest of the request; a value it cannot render (bytes) is
+ * rendered by Python, asked once the take has walked all its records (a take that gives up
+ * has asked nothing).
  *
- * walk(raw, unique_keys, hint_key, render, hint_text, severity)
+ * Walk(raw, unique_keys, hint_key, render, hint_text, severity): a walk of one request
  *   raw          bytes of an ExportLogsServiceRequest
  *   unique_keys  tuple of bytes: the unique-id attribute keys, best first
  *   hint_key     bytes: the template-hint attribute key
  *   render       callable(bytes) -> str: render_value of the AnyValue with these wire bytes
  *   hint_text    callable(bytes) -> str: its string_value
  *   severity     callable(str, int) -> str: severity_of (cached by the caller)
+ * .take(skip, n) passes over the next `skip` log records (not read), then walks the n after
+ * them (fewer at the end of the request), records of every scope of every resource in wire
+ * order; so a request is walked one batch at a time, never into columns all at once.
  * -> (bodies, severities, times, trace_ids, unique_ids, hints, time_min, time_max): a list
- *    each, an item per log record of every scope of every resource in wire order, except the
- *    trace ids: (blob, width) when all are `width` > 0 bytes wide, else a list; then the least
- *    and greatest time. Or None.
+ *    each, an item per record, except the trace ids: (blob, width) when all are `width` > 0
+ *    bytes wide, else a list; then the least and greatest time (0, 0 for no record). Or None:
+ *    the walker gives up on the request (this take and every later one).
+ *
+ * ABI_VERSION: normalise.py uses the module only when it is the version it reads (a stale
+ * build, left by an editable install after a `git pull`, is refused): raise it whenever the
+ * interface or the meaning of its results changes.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -32,6 +40,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#define ABI_VERSION 2 /* normalise.WALKER_ABI: the version of this interface */
 #define MAX_KEYS 64
 #define SEV_SLOTS 8
 #define MAX_RENDER_DEPTH 16 /* normalise.MAX_RENDER_DEPTH: deeper values render as "…" */
@@ -118,7 +127,15 @@ typedef struct {
     span *traces;
     Py_ssize_t n_traces, traces_cap;
     uint64_t time_min, time_max;
-    PyObject *render, *hint_text, *severity;
+    PyObject *render, *hint_text, *severity; /* (references the Walk holds) */
+    /* values left to a callback, asked once the take has walked all its records (a take that
+     * gives up has asked Python nothing): the item `index` of `list` is None until then */
+    struct pending {
+        PyObject *list, *fn;
+        Py_ssize_t index;
+        span value;
+    } *pending;
+    Py_ssize_t n_pending, pending_cap;
     span keys[MAX_KEYS];
     Py_ssize_t n_keys;
     Py_ssize_t worst_rank; /* the rank to beat: as many as there are distinct keys */
@@ -179,8 +196,10 @@ put(text_buf *b, const char *s, Py_ssize_t n)
     if (b->n + n > b->cap) {
         Py_ssize_t cap = b->cap ? b->cap : 256;
         while (cap < b->n + n) {
-            if (cap > PY_SSIZE_T_MAX / 2)
+            if (cap > PY_SSIZE_T_MAX / 2) {
+                PyErr_NoMemory();
                 return FAILED;
+            }
             cap *= 2;
         }
         char *grown = PyMem_Realloc(b->p, (size_t)cap);
@@ -441,11 +460,13 @@ render_here(span value, int *give_up)
     return text;
 }
 
-/* The text of the AnyValue `value` (`present`: its field was on the wire): a lone string
- * field decoded here (NULL with *give_up when not UTF-8), any other value rendered here when
- * `render` (`render_here`), else from `fn` (exact: the bytes alone parse as the field did). */
+/* The text of the AnyValue `value` (`present`: its field was on the wire), to be appended to
+ * `list`: a lone string field decoded here (NULL with *give_up when not UTF-8), any other value
+ * rendered here when `render` (`render_here`), else None, the value left to `fn` (exact: the
+ * bytes alone parse as the field did) until the take has walked all its records (`ask`). */
 static PyObject *
-value_text(span value, int present, PyObject *fn, int render, int *give_up)
+value_text(walker *w, PyObject *list, span value, int present, PyObject *fn, int render,
+           int *give_up)
 {
     if (!present || value.n == 0)
         return PyUnicode_FromStringAndSize("", 0);
@@ -467,7 +488,35 @@ value_text(span value, int present, PyObject *fn, int render, int *give_up)
         if (text != NULL || !cannot)
             return text;
     }
-    return call_text(fn, value);
+    if (w->n_pending == w->pending_cap) {
+        Py_ssize_t cap = w->pending_cap ? 2 * w->pending_cap : 64;
+        struct pending *grown = PyMem_Realloc(w->pending, (size_t)cap * sizeof *grown);
+        if (grown == NULL)
+            return PyErr_NoMemory();
+        w->pending = grown;
+        w->pending_cap = cap;
+    }
+    struct pending *p = &w->pending[w->n_pending++];
+    p->list = list;
+    p->fn = fn;
+    p->index = PyList_GET_SIZE(list);
+    p->value = value;
+    return Py_NewRef(Py_None);
+}
+
+/* The callbacks' texts of the values left to them, in their places: OK or FAILED. */
+static int
+ask(walker *w)
+{
+    for (Py_ssize_t i = 0; i < w->n_pending; i++) {
+        struct pending *p = &w->pending[i];
+        PyObject *text = call_text(p->fn, p->value);
+        if (text == NULL)
+            return FAILED;
+        if (PyList_SetItem(p->list, p->index, text) < 0) /* (steals text, drops the None) */
+            return FAILED;
+    }
+    return OK;
 }
 
 /* The canonical severity of (text, number), from a few remembered ones or `severity`. */
@@ -613,7 +662,7 @@ walk_record(walker *w, const uint8_t *buf, Py_ssize_t pos, Py_ssize_t end)
     }
 
     int give_up = 0;
-    PyObject *text = value_text(body, has_body, w->render, 1, &give_up);
+    PyObject *text = value_text(w, w->bodies, body, has_body, w->render, 1, &give_up);
     if (text == NULL)
         return give_up ? GIVE_UP : FAILED;
     if (append_new(w->bodies, text) < 0)
@@ -641,52 +690,17 @@ walk_record(walker *w, const uint8_t *buf, Py_ssize_t pos, Py_ssize_t end)
         w->traces_cap = cap;
     }
     w->traces[w->n_traces++] = trace;
-    PyObject *u = value_text(uid, uid_present, w->render, 1, &give_up);
+    PyObject *u = value_text(w, w->uids, uid, uid_present, w->render, 1, &give_up);
     if (u == NULL)
         return give_up ? GIVE_UP : FAILED;
     if (append_new(w->uids, u) < 0)
         return FAILED;
-    PyObject *h = value_text(hint, hint_present, w->hint_text, 0, &give_up);
+    PyObject *h = value_text(w, w->hints, hint, hint_present, w->hint_text, 0, &give_up);
     if (h == NULL)
         return give_up ? GIVE_UP : FAILED;
     if (append_new(w->hints, h) < 0)
         return FAILED;
     return OK;
-}
-
-/* The length-delimited fields `number` of the message buf[pos:end], each handed to `inner`.
- * Other fields are skipped; field `number` with another wire type gives up. */
-typedef int (*inner_fn)(walker *, const uint8_t *, Py_ssize_t, Py_ssize_t);
-
-static int
-each_field(walker *w, const uint8_t *buf, Py_ssize_t pos, Py_ssize_t end, uint32_t want,
-           inner_fn inner)
-{
-    while (pos < end) {
-        field f;
-        if (read_field(buf, &pos, end, &f) < 0)
-            return GIVE_UP;
-        if (f.number != want)
-            continue;
-        if (f.wire_type != 2)
-            return GIVE_UP;
-        int rc = inner(w, buf, f.data.p - buf, f.data.p - buf + f.data.n);
-        if (rc != OK)
-            return rc;
-    }
-    return OK;
-}
-
-static int
-walk_scope(walker *w, const uint8_t *buf, Py_ssize_t pos, Py_ssize_t end)
-{
-    return each_field(w, buf, pos, end, 2, walk_record); /* ScopeLogs.log_records */
-}
-
-static int
-walk_resource(walker *w, const uint8_t *buf, Py_ssize_t pos, Py_ssize_t end)
-{
-    return each_field(w, buf, pos, end, 2, walk_scope); /* ResourceLogs.scope_logs */
 }
 
 /* The trace ids: (blob, width) when every record's is `width` > 0 bytes wide (as
@@ -722,87 +736,226 @@ trace_ids(walker *w)
     return list;
 }
 
-static PyObject *
-wirewalk_walk(PyObject *module, PyObject *args)
-{
+/* -- Walk: one request, walked a take at a time --------------------------------------------
+ * Where the walk is, at each level (0: the request, 1: the ResourceLogs being read, 2: the
+ * ScopeLogs being read): the offset in raw of its next field, and its end (pos == end: none
+ * being read). Each level's range lies within the one around it. */
+enum { LEVELS = 3 };
+
+typedef struct {
+    PyObject_HEAD
     Py_buffer raw;
+    PyObject *keys, *hint_key; /* w.keys and w.hint_key point into them */
+    walker w;
+    Py_ssize_t pos[LEVELS], end[LEVELS];
+    int over; /* gave up (or failed): every take gives None */
+    int busy; /* a take is running (a callback calling take again is refused) */
+} WalkObject;
+
+/* The next log record: 1 with its range in *pos, *end; 0 at the end of the request;
+ * -1 where the walker does not read the request as the parser does (it gives up). */
+static int
+next_record(WalkObject *s, Py_ssize_t *pos, Py_ssize_t *end)
+{
+    /* the field each level holds the next level in: ExportLogsServiceRequest.resource_logs,
+     * ResourceLogs.scope_logs, ScopeLogs.log_records */
+    static const uint32_t inner[LEVELS] = {1, 2, 2};
+    const uint8_t *buf = s->raw.buf;
+    for (;;) {
+        int level = LEVELS - 1;
+        while (level >= 0 && s->pos[level] >= s->end[level])
+            level--;
+        if (level < 0)
+            return 0;
+        field f;
+        if (read_field(buf, &s->pos[level], s->end[level], &f) < 0)
+            return -1;
+        if (f.number != inner[level])
+            continue;
+        if (f.wire_type != 2)
+            return -1;
+        Py_ssize_t start = f.data.p - buf;
+        if (level == LEVELS - 1) {
+            *pos = start;
+            *end = start + f.data.n;
+            return 1;
+        }
+        s->pos[level + 1] = start;
+        s->end[level + 1] = start + f.data.n;
+    }
+}
+
+static PyObject *
+Walk_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
     PyObject *keys, *hint_key, *render, *hint_text, *severity;
-    (void)module;
-    if (!PyArg_ParseTuple(args, "y*O!O!OOO:walk", &raw, &PyTuple_Type, &keys, &PyBytes_Type,
+    Py_buffer raw;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "Walk takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "y*O!O!OOO:Walk", &raw, &PyTuple_Type, &keys, &PyBytes_Type,
                           &hint_key, &render, &hint_text, &severity))
         return NULL;
-    PyObject *result = NULL;
-    walker w;
-    memset(&w, 0, sizeof w);
-    w.render = render;
-    w.hint_text = hint_text;
-    w.severity = severity;
-    w.n_keys = PyTuple_GET_SIZE(keys);
-    if (w.n_keys > MAX_KEYS) {
-        result = Py_NewRef(Py_None);
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < w.n_keys; i++) {
-        PyObject *k = PyTuple_GET_ITEM(keys, i);
-        if (!PyBytes_Check(k)) {
-            PyErr_SetString(PyExc_TypeError, "walk: unique_keys must be a tuple of bytes");
-            goto done;
+    Py_ssize_t n_keys = PyTuple_GET_SIZE(keys);
+    for (Py_ssize_t i = 0; i < n_keys; i++) {
+        if (!PyBytes_Check(PyTuple_GET_ITEM(keys, i))) {
+            PyBuffer_Release(&raw);
+            PyErr_SetString(PyExc_TypeError, "Walk: unique_keys must be a tuple of bytes");
+            return NULL;
         }
-        w.keys[i].p = (const uint8_t *)PyBytes_AS_STRING(k);
-        w.keys[i].n = PyBytes_GET_SIZE(k);
     }
-    for (Py_ssize_t i = 0; i < w.n_keys; i++) {
+    WalkObject *s = (WalkObject *)type->tp_alloc(type, 0);
+    if (s == NULL) {
+        PyBuffer_Release(&raw);
+        return NULL;
+    }
+    /* tp_alloc zeroed the rest: no lists, no severities, the walk at the request's start */
+    s->raw = raw;
+    s->end[0] = raw.len;
+    s->keys = Py_NewRef(keys);
+    s->hint_key = Py_NewRef(hint_key);
+    walker *w = &s->w;
+    w->render = Py_NewRef(render);
+    w->hint_text = Py_NewRef(hint_text);
+    w->severity = Py_NewRef(severity);
+    if (n_keys > MAX_KEYS) {
+        s->over = 1;
+        return (PyObject *)s;
+    }
+    w->n_keys = n_keys;
+    for (Py_ssize_t i = 0; i < n_keys; i++) {
+        PyObject *k = PyTuple_GET_ITEM(keys, i);
+        w->keys[i].p = (const uint8_t *)PyBytes_AS_STRING(k);
+        w->keys[i].n = PyBytes_GET_SIZE(k);
+    }
+    for (Py_ssize_t i = 0; i < n_keys; i++) {
         int seen = 0;
         for (Py_ssize_t j = 0; j < i; j++)
-            seen |= key_is(w.keys[i], w.keys[j]);
-        w.worst_rank += !seen;
+            seen |= key_is(w->keys[i], w->keys[j]);
+        w->worst_rank += !seen;
     }
-    w.hint_key.p = (const uint8_t *)PyBytes_AS_STRING(hint_key);
-    w.hint_key.n = PyBytes_GET_SIZE(hint_key);
-    if (!(w.bodies = PyList_New(0)) || !(w.severities = PyList_New(0)) ||
-        !(w.times = PyList_New(0)) || !(w.uids = PyList_New(0)) ||
-        !(w.hints = PyList_New(0)))
+    w->hint_key.p = (const uint8_t *)PyBytes_AS_STRING(hint_key);
+    w->hint_key.n = PyBytes_GET_SIZE(hint_key);
+    return (PyObject *)s;
+}
+
+static void
+Walk_dealloc(WalkObject *s)
+{
+    walker *w = &s->w;
+    for (int i = 0; i < SEV_SLOTS; i++)
+        Py_XDECREF(w->sev_out[i]);
+    PyMem_Free(w->traces); /* (the column lists live only during a take) */
+    PyMem_Free(w->pending);
+    Py_XDECREF(w->render);
+    Py_XDECREF(w->hint_text);
+    Py_XDECREF(w->severity);
+    Py_XDECREF(s->keys);
+    Py_XDECREF(s->hint_key);
+    if (s->raw.obj != NULL)
+        PyBuffer_Release(&s->raw);
+    Py_TYPE(s)->tp_free((PyObject *)s);
+}
+
+static PyObject *
+Walk_take(WalkObject *s, PyObject *args)
+{
+    Py_ssize_t skip, n;
+    if (!PyArg_ParseTuple(args, "nn:take", &skip, &n))
+        return NULL;
+    if (s->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "Walk.take: called again during a take");
+        return NULL;
+    }
+    if (s->over)
+        Py_RETURN_NONE;
+    walker *w = &s->w;
+    PyObject *result = NULL;
+    int rc = OK;
+    Py_ssize_t pos, end;
+    s->busy = 1;
+    w->n_traces = 0;
+    w->n_pending = 0;
+    w->time_min = w->time_max = 0;
+    if (!(w->bodies = PyList_New(0)) || !(w->severities = PyList_New(0)) ||
+        !(w->times = PyList_New(0)) || !(w->uids = PyList_New(0)) ||
+        !(w->hints = PyList_New(0))) {
+        rc = FAILED;
         goto done;
-    int rc = each_field(&w, (const uint8_t *)raw.buf, 0, raw.len, 1, walk_resource);
+    }
+    for (Py_ssize_t i = 0; i < skip; i++) {
+        int got = next_record(s, &pos, &end);
+        if (got <= 0) {
+            rc = got < 0 ? GIVE_UP : OK;
+            break;
+        }
+    }
+    for (Py_ssize_t i = 0; rc == OK && i < n; i++) {
+        int got = next_record(s, &pos, &end);
+        if (got <= 0) {
+            rc = got < 0 ? GIVE_UP : OK;
+            break;
+        }
+        rc = walk_record(w, (const uint8_t *)s->raw.buf, pos, end);
+    }
+    if (rc == OK)
+        rc = ask(w);
     if (rc == GIVE_UP)
         result = Py_NewRef(Py_None);
     else if (rc == OK) {
-        PyObject *traces = trace_ids(&w);
+        PyObject *traces = trace_ids(w);
         if (traces != NULL)
-            result = Py_BuildValue("(OOONOOKK)", w.bodies, w.severities, w.times, traces, w.uids,
-                                   w.hints, (unsigned long long)w.time_min,
-                                   (unsigned long long)w.time_max);
+            result = Py_BuildValue("(OOONOOKK)", w->bodies, w->severities, w->times, traces,
+                                   w->uids, w->hints, (unsigned long long)w->time_min,
+                                   (unsigned long long)w->time_max);
     }
 done:
-    for (int i = 0; i < SEV_SLOTS; i++)
-        Py_XDECREF(w.sev_out[i]);
-    Py_XDECREF(w.bodies);
-    Py_XDECREF(w.severities);
-    Py_XDECREF(w.times);
-    PyMem_Free(w.traces);
-    Py_XDECREF(w.uids);
-    Py_XDECREF(w.hints);
-    PyBuffer_Release(&raw);
+    if (result == NULL || result == Py_None)
+        s->over = 1; /* the records after these would not follow on from them */
+    Py_CLEAR(w->bodies);
+    Py_CLEAR(w->severities);
+    Py_CLEAR(w->times);
+    Py_CLEAR(w->uids);
+    Py_CLEAR(w->hints);
+    s->busy = 0;
     return result;
 }
 
-static PyMethodDef methods[] = {
-    {"walk", wirewalk_walk, METH_VARARGS,
-     "walk(raw, unique_keys, hint_key, render, hint_text, severity) -> columns or None"},
+static PyMethodDef Walk_methods[] = {
+    {"take", (PyCFunction)Walk_take, METH_VARARGS,
+     "take(skip, n) -> the columns of the n records after the next `skip`, or None"},
     {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject WalkType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "via_otlp.receive._wirewalk.Walk",
+    .tp_basicsize = sizeof(WalkObject),
+    .tp_dealloc = (destructor)Walk_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Walk(raw, unique_keys, hint_key, render, hint_text, severity): see take",
+    .tp_methods = Walk_methods,
+    .tp_new = Walk_new,
 };
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "_wirewalk",
     "A compiled walker of OTLP logs requests into columns (see via_otlp/receive/normalise.py).",
-    -1, methods, NULL, NULL, NULL, NULL,
+    -1, NULL, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC
 PyInit__wirewalk(void)
 {
+    if (PyType_Ready(&WalkType) < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&module_def);
-    if (m != NULL && PyModule_AddIntConstant(m, "MAX_RENDER_DEPTH", MAX_RENDER_DEPTH) < 0) {
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddIntConstant(m, "ABI_VERSION", ABI_VERSION) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_RENDER_DEPTH", MAX_RENDER_DEPTH) < 0 ||
+        PyModule_AddType(m, &WalkType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -2,25 +2,31 @@
 
 from collections.abc import Callable
 
+ABI_VERSION: int
 MAX_RENDER_DEPTH: int
 
-def walk(
-    raw: bytes,
-    unique_keys: tuple[bytes, ...],
-    hint_key: bytes,
-    render: Callable[[bytes], str],
-    hint_text: Callable[[bytes], str],
-    severity: Callable[[str, int], str],
-) -> (
-    tuple[
-        list[str],
-        list[str],
-        list[int],
-        list[bytes] | tuple[bytes, int],
-        list[str],
-        list[str],
-        int,
-        int,
-    ]
-    | None
-): ...
+class Walk:
+    def __init__(
+        self,
+        raw: bytes,
+        unique_keys: tuple[bytes, ...],
+        hint_key: bytes,
+        render: Callable[[bytes], str],
+        hint_text: Callable[[bytes], str],
+        severity: Callable[[str, int], str],
+    ) -> None: ...
+    def take(
+        self, skip: int, n: int
+    ) -> (
+        tuple[
+            list[str],
+            list[str],
+            list[int],
+            list[bytes] | tuple[bytes, int],
+            list[str],
+            list[str],
+            int,
+            int,
+        ]
+        | None
+    ): ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,11 +33,34 @@ from via_otlp.model import (
 )
 from via_otlp.receive.config import ReceiveConfig
 
+log = logging.getLogger(__name__)
+
+# The compiled walker's interface this module reads (_wirewalk.c, ABI_VERSION).
+WALKER_ABI = 2
+
+
+def walker_of(module: Any) -> Callable[..., Any] | None:
+    """The compiled walker of `module` (its `Walk`) when it is the build this code reads, else
+    None, with one warning: an editable install does not rebuild it on `git pull`, and a build
+    of another interface would fail every request it walked."""
+    version = getattr(module, "ABI_VERSION", None)
+    if version == WALKER_ABI:
+        return cast(Callable[..., Any], module.Walk)
+    log.warning(
+        "%s is a stale build (interface %s, this code reads %s): normalising in pure Python "
+        "until it is rebuilt (`pip install -e .`)",
+        getattr(module, "__file__", "via_otlp/receive/_wirewalk"),
+        version,
+        WALKER_ABI,
+    )
+    return None
+
+
 _walk: Callable[..., Any] | None
 try:  # the compiled walker (setup.py, optional): without it, the Python path does it all
     from via_otlp.receive import _wirewalk
 
-    _walk = _wirewalk.walk
+    _walk = walker_of(_wirewalk)
 except ImportError:  # pragma: no cover - built wherever a C compiler is (test_wirewalk.py)
     _walk = None
 
@@ -416,35 +440,26 @@ class Normaliser:
         batches (replay gives the same anomalies for any number of shards).
 
         Where the compiled walker is built (`_wirewalk`), a request parsed from `raw` is walked
-        in C into every record's columns at once (`_walked`), the rest as below; it gives
-        exactly what the Python path gives (tests/receive/test_wirewalk.py), or nothing, and
-        then the Python path does it all.
+        in C into its records' columns, one batch's records at a time (`_walker`: the columns
+        of a large request are never all held at once), the rest as below; it gives exactly
+        what the Python path gives (tests/receive/test_wirewalk.py), or nothing, and then the
+        Python path does the records from there on.
         """
         opts = self.options
-        walked = self._walked(request, raw) if parsed_from_raw and raw is not None else None
+        walker = self._walker(raw) if parsed_from_raw and raw is not None else None
         wanted = (*opts.unique_id_attributes, TEMPLATE_ATTRIBUTE)
-        # Each searched for once (a full pass over `raw` for every one that is absent).
-        present = (
-            wanted
-            if raw is None or walked is not None
-            else {k for k in wanted if k.encode() in raw}
-        )
+        present: Collection[str] = wanted
+        if raw is not None and walker is None:
+            present = self._present(raw, wanted)
         scan = bool(present)
         limit = max_records if max_records > 0 else 1 << 62
-        looked: tuple[list[str], list[str]] | None = None
-        if (
-            walked is None
-            and scan
-            and parsed_from_raw
-            and raw is not None
-            and len(raw) <= MAP_LOOKUP_MAX_BYTES
-        ):
-            looked = self._looked_up(raw, present)
-        # Times the walker saw all within range: no batch of this request has one to fix.
-        in_range = (
-            walked is not None and walked[6] > 0 and walked[7] <= now_ns + opts.max_future_skew_ns
-        )
-        cut = _Cut(scan, in_range)
+        looked = self._looked(raw, present, parsed_from_raw) if walker is None else None
+        latest = now_ns + opts.max_future_skew_ns
+        # Walked columns of records [w_start, w_end) of every scope (`flat` numbering); the
+        # walker is at w_end. One take is at most what the batch has room for.
+        window: _Walked | None = None
+        w_start = w_end = 0
+        cut = _Cut(scan, walker is not None)
         flat = 0  # records before this scope's, in every scope (`looked` is indexed so)
         for rl in request.resource_logs:
             missing_before = cut.counts.missing_service_name
@@ -464,31 +479,59 @@ class Normaliser:
                 done = 0
                 while done < total:
                     take = min(total - done, limit - len(cut.bodies))
-                    if walked is not None:
+                    a = at + done
+                    if walker is not None and a >= w_end:
+                        window = walker.take(a - w_end, limit - len(cut.bodies))
+                        if window is None or not window[0]:  # gave up (or fewer records)
+                            walker = window = None
+                            present = self._present(cast(bytes, raw), wanted)
+                            scan = bool(present)
+                            looked = self._looked(raw, present, parsed_from_raw)
+                            cut.times_in_range = False  # the rows to come are not walked
+                        else:
+                            w_start, w_end = a, a + len(window[0])
+                            # (window[6] > 0: no time 0; every time within the future bound)
+                            cut.times_in_range &= window[6] > 0 and window[7] <= latest
+                    if window is not None:
+                        take = min(take, w_end - a)
                         self._add_walked(
-                            cut, src, records, done, take, at, rl.resource.attributes, walked
-                        )
-                        done += take
-                        if len(cut.bodies) >= limit:
-                            yield self._finish(cut, now_ns)
-                            cut = _Cut(scan, in_range)
-                        continue
-                    part = records if take == total else records[done : done + take]
-                    found = None
-                    if looked is not None:
-                        a, b = at + done, at + done + take
-                        found = looked[0][a:b], looked[1][a:b]
-                    self._add(cut, src, part, rl.resource.attributes, found)
+                            cut, src, records, done, take, a - w_start, rl.resource.attributes,
+                            window,
+                        )  # fmt: skip
+                        if a + take == w_end:
+                            window = None  # every row taken: not held while the batch is
+                    else:
+                        part = records if take == total else records[done : done + take]
+                        found = None
+                        if looked is not None:
+                            found = looked[0][a : a + take], looked[1][a : a + take]
+                        self._add(cut, src, part, rl.resource.attributes, found)
                     done += take
                     if len(cut.bodies) >= limit:
                         yield self._finish(cut, now_ns)
-                        cut = _Cut(scan)
+                        # (times in range: the window's times, ANDed in as each is taken)
+                        cut = _Cut(scan, walker is not None and window is None)
             if src_counted and not seen:
                 cut.counts.missing_service_name -= (
                     1  # a resource with no records is not worth counting
                 )
         if cut.bodies or cut.counts.loopback_ignored or cut.counts.missing_service_name:
             yield self._finish(cut, now_ns)
+
+    @staticmethod
+    def _present(raw: bytes, wanted: tuple[str, ...]) -> set[str]:
+        """The keys of `wanted` that `raw` holds at all, each searched for once (a full pass
+        over `raw` for every one that is absent)."""
+        return {k for k in wanted if k.encode() in raw}
+
+    def _looked(
+        self, raw: bytes | None, present: Collection[str], parsed_from_raw: bool
+    ) -> tuple[list[str], list[str]] | None:
+        """`_looked_up` where it may be asked: a request parsed from `raw` unrepaired, of at
+        most MAP_LOOKUP_MAX_BYTES, holding a wanted key."""
+        if not present or not parsed_from_raw or raw is None or len(raw) > MAP_LOOKUP_MAX_BYTES:
+            return None
+        return self._looked_up(raw, present)
 
     def _add(
         self,
@@ -519,7 +562,7 @@ class Normaliser:
                         sev_cache.clear()
         cut.batch.severity.extend(severities)
         cut.times.extend(t)
-        cut.traces.extend(tids)
+        cut.add_traces(tids)
         cut.batch.source_index.extend(repeat(idx, n))
         if cut.scan:
             uids, hints = found if found is not None else self._scanned(records)
@@ -563,23 +606,18 @@ class Normaliser:
                 self._severity_cache.clear()
         return sev
 
-    def _walked(self, request: ExportLogsServiceRequest, raw: bytes) -> _Walked | None:
-        """Every record's columns (in every scope, in order) walked from `raw`, the bytes
-        `request` was parsed from unrepaired, by the compiled walker: None where it is not built
-        or cannot say exactly what the Python path would (it never guesses)."""
+    def _walker(self, raw: bytes) -> Any:
+        """A walk of `raw` (a request parsed from it unrepaired) by the compiled walker, whose
+        `take(skip, n)` gives the columns of the next records, in every scope, in order: None
+        where it is not built. A take gives None where it cannot say exactly what the Python
+        path would (it never guesses), and so does every take after it."""
         if _walk is None:
             return None
         keys = tuple(k.encode() for k in self.options.unique_id_attributes)
-        try:
-            walked = _walk(
-                raw, keys, TEMPLATE_ATTRIBUTE.encode(), _render_wire, _string_wire, self._severity
-            )
-        except (DecodeError, RecursionError, ValueError):
-            return None  # a value whose bytes do not parse alone: not bytes the parser took
-        if walked is None:
-            return None
-        records = sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
-        return cast(_Walked, walked) if len(walked[0]) == records else None
+        walker = _walk(
+            raw, keys, TEMPLATE_ATTRIBUTE.encode(), _render_wire, _string_wire, self._severity
+        )
+        return _Takes(walker)
 
     def _add_walked(
         self,
@@ -588,21 +626,21 @@ class Normaliser:
         records: Sequence[Any],
         start: int,
         n: int,
-        flat: int,
+        at: int,
         resource_attrs: Iterable[KeyValue],
         walked: _Walked,
     ) -> None:
-        """As `_add`, for records[start : start + n] (flat index `flat` + `start` on), their
-        columns taken from `walked`."""
+        """As `_add`, for records[start : start + n], their columns taken from `walked` (from
+        its row `at` on)."""
         idx = _source_index(cut, src)
         first = len(cut.bodies)
-        a, b = flat + start, flat + start + n
+        a, b = at, at + n
         bodies, severities, times, traces, uids, hints, _, _ = walked
         cut.bodies.extend(bodies[a:b])
         cut.batch.severity.extend(severities[a:b])
         cut.times.extend(times[a:b])
         if isinstance(traces, list):
-            cut.traces.extend(traces[a:b])
+            cut.add_traces(traces[a:b])
         else:
             cut.add_packed(*traces, a, b)
         cut.batch.source_index.extend(repeat(idx, n))
@@ -707,6 +745,22 @@ _Walked = tuple[
 ]
 
 
+class _Takes:
+    """A walk whose callbacks' refusals (a value whose bytes do not parse alone: not bytes the
+    parser took) are a take that gives up."""
+
+    __slots__ = ("_walker",)
+
+    def __init__(self, walker: Any) -> None:
+        self._walker = walker
+
+    def take(self, skip: int, n: int) -> _Walked | None:
+        try:
+            return cast(_Walked | None, self._walker.take(skip, n))
+        except (DecodeError, RecursionError, ValueError):
+            return None
+
+
 def _render_wire(wire: bytes) -> str:
     """`render_value` of the AnyValue whose wire bytes are `wire` (the walker's callback)."""
     return render_value(AnyValue.FromString(wire))
@@ -743,6 +797,13 @@ class _Cut:
         self.packed: list[Any] | None = None
         self.uids: list[str] = []
         self.hints: list[str] = []
+
+    def add_traces(self, ids: Iterable[bytes]) -> None:
+        """Trace ids for the rows just added (the packed ones before them made a list)."""
+        if self.packed is not None:
+            self.traces.extend(_ids_of(*self.packed))
+            self.packed = None
+        self.traces.extend(ids)
 
     def add_packed(self, blob: bytes, width: int, first: int, end: int) -> None:
         """Trace ids first..end-1 of `blob` (ids `width` bytes wide), for the rows just added."""
