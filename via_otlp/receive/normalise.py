@@ -403,7 +403,9 @@ class Normaliser:
             self._sources[key] = src
         return src
 
-    def _resource_source(self, attributes: Iterable[KeyValue], counts: IntakeCounts) -> Source:
+    def resource_source(self, attributes: Iterable[KeyValue], counts: IntakeCounts) -> Source:
+        """The source a Resource's attributes name (the router asks this too, so a routed part
+        goes to the shard its decoder would give it)."""
         wanted = self.options.source_attributes
         values = {kv.key: render_value(kv.value) for kv in attributes if kv.key in wanted}
         if not values.get("service.name"):
@@ -463,7 +465,7 @@ class Normaliser:
         flat = 0  # records before this scope's, in every scope (`looked` is indexed so)
         for rl in request.resource_logs:
             missing_before = cut.counts.missing_service_name
-            src = self._resource_source(rl.resource.attributes, cut.counts)
+            src = self.resource_source(rl.resource.attributes, cut.counts)
             src_counted = cut.counts.missing_service_name != missing_before
             seen = False
             for sl in rl.scope_logs:

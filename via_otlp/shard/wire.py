@@ -86,7 +86,7 @@ class Router:
             return found
         attributes = Resource.FromString(resource).attributes
         # The normaliser's own rule, so a record's source is the one its decoder will give it.
-        source = self.normaliser._resource_source(attributes, IntakeCounts())
+        source = self.normaliser.resource_source(attributes, IntakeCounts())
         owner = shard_of(source.key, self.shards)
         if len(resource) <= _OWNER_CACHE_KEY_MAX:
             if len(self._owners) >= _OWNER_CACHE_MAX:
