@@ -31,13 +31,17 @@ MAX_BODY = 256 * 1024
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    # no registry and no correlation: bad input never reaches them, and the server starts
+    # without an embedded PostgreSQL
     server = start_server(
         tmp_path_factory.mktemp("bad"),
         {
             "receive": {
                 "http": {"max_request_body_size": MAX_BODY},
                 "grpc": {"max_recv_msg_size": MAX_BODY},
-            }
+            },
+            "registry": {"enabled": False},
+            "correlate": {"enabled": False},
         },
     )
     yield server
