@@ -1,7 +1,7 @@
 """Profiles: one per rhythm hash, kept as columns so a closing bucket judges all of them at once.
 
 A profile holds the learned rhythm of one pattern: a rate baseline (EWMA mean and variance of
-its count per bucket, plus a long-memory dispersion index and a decayed peak of normal buckets),
+its count per bucket, plus a long-memory dispersion index and a decayed peak of normal buckets, deseasonalised),
 a slow reference level and a smoothed residual for the drift test, a cardinality baseline (distinct unique ids per
 bucket), first/last seen, counts, and its learning/active state. The columns are numpy arrays
 indexed by slot; `ProfileTable.close` runs every test for every profile in a few vectorised
@@ -582,7 +582,7 @@ class ProfileTable:
         wz = np.where(active[:, None], wz, 0.0)
         sp = cfg.spike
         # One bucket: far above the mean and above any normal bucket of the recent past.
-        cand = active & (c >= sp.min_count) & (c >= sp.min_ratio * mu) & (c > self.peak)
+        cand = active & (c >= sp.min_count) & (c >= sp.min_ratio * mu) & (c_des > self.peak)
         cand &= c > mu + _SCREEN_SIGMA * sd
         spike_p = np.ones(self.capacity)
         for s in cand.nonzero()[0].tolist():
@@ -879,7 +879,9 @@ class ProfileTable:
             h = int((bucket * self._bucket_s) % 86400.0 // 3600.0)
             self.day_sum[:, h] += np.where(anomalous, mu, c).astype(np.float32)
         # The peak of normal buckets: not one that alarmed, nor one inside an unusual stretch.
-        normal_c = np.where(anomalous | unusual, 0.0, c)
+        # Deseasonalised, as the baseline is: in raw counts the busy hours' highs were the bar
+        # for a spike at a quiet hour, which one 8x its hour's level may never reach.
+        normal_c = np.where(anomalous | unusual, 0.0, c_des)
         self.peak = np.where(
             learning, np.maximum(self.peak * self._peak_decay, normal_c), self.peak
         )
@@ -1111,6 +1113,7 @@ class ProfileTable:
             self.rate.mean[idx] *= m
             self.rate_trend[idx] *= m
             self.rate.var[idx] *= m * m
+            self.peak[idx] *= m
             # The drift reference takes over from the rate baseline once a day is learnt: it
             # starts where the baseline is (its own level lagged the first day's shape).
             self.level.mean[idx] *= np.sqrt(m)
