@@ -27,18 +27,26 @@ def test_dispersion_grows_with_the_expected_count() -> None:
     assert bucket_dispersion(phi, np.full(4, 0.2), ready, np.zeros(4), level).min() == 1.0
 
 
-def test_a_quiet_hour_is_judged_at_its_own_variance() -> None:
-    """A profile at a quiet hour (seasonal factor 0.3) whose day's dispersion is 9: its buckets'
-    variance is the Poisson noise plus 0.3 of the wander, not 9x the expected count."""
+def quiet_hour_profile(rate: float, buckets: int, seed: int) -> tuple[ProfileTable, int]:
+    """A profile learnt at a quiet hour (seasonal factor 0.3 at every hour, so its baseline is
+    ``rate / 0.3``): Poisson counts at `rate` a bucket for `buckets` buckets."""
     table = ProfileTable(DetectConfig())
     slot = table.add("00000000000000aa", SRC, "t", "template", "INFO", 0, 0)
     table.season[slot] = 0.3
     table.season_n[slot] = 1
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     row, zeros = np.zeros(table.capacity), np.zeros(table.capacity)
-    for b in range(200):  # Poisson at 9 a bucket: 30 deseasonalised
-        row[slot] = rng.poisson(9.0)
+    for b in range(buckets):
+        row[slot] = rng.poisson(rate)
         table.close(b, row, zeros)
+    return table, slot
+
+
+def test_a_quiet_hour_is_judged_at_its_own_variance() -> None:
+    """A profile at a quiet hour (seasonal factor 0.3) whose day's dispersion is 9: its buckets'
+    variance is the Poisson noise plus 0.3 of the wander, not 9x the expected count."""
+    table, slot = quiet_hour_profile(9.0, 200, 3)  # 30 a bucket deseasonalised
+    row, zeros = np.zeros(table.capacity), np.zeros(table.capacity)
     assert table.win.lag_ready()[slot, 0]
     a = float(np.clip(table.win.lag[slot, 0], 1.0, None))
     assert a < 2.0  # (Poisson counts: their own dispersion is about 1)
