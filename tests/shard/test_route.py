@@ -12,6 +12,7 @@ import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -21,6 +22,7 @@ from via_otlp.errors import InputError
 from via_otlp.receive.intake import QueueFullError
 from via_otlp.receive.normalise import NormaliseOptions, Normaliser
 from via_otlp.receive.otlp_codec import Encoding, Repairs, decode
+from via_otlp.shard import pool as pool_module
 from via_otlp.shard.pool import ShardPool
 from via_otlp.shard.wire import Router, shard_of
 
@@ -224,5 +226,55 @@ def test_an_owner_dying_while_the_other_parts_wait_answers_retry_and_frees_them(
             assert await pool.submit_payload(payload, Encoding.PROTOBUF) == 8
             await pool.wait_idle()
             assert pool.stats.records_consumed == 8
+
+    asyncio.run(main())
+
+
+def test_a_request_sent_to_a_shard_whose_restart_fails_answers_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restarting shard counts as alive from its start, before READY: if it dies then, the
+    requests sent to it meanwhile (a routed part, and one it decodes whole) are answered
+    "retry" and their bytes uncharged, and (ordered, as in a replay) later requests go on."""
+    a, b = service_on(0), service_on(1)
+    both, only_b, only_a = request({a: 3, b: 3}), request({b: 2}), request({a: 2})
+    spawned: list[int] = []
+    real = pool_module._start_process
+
+    def stopped() -> Any:  # the replacement holds still before it can read INIT
+        process, sock = real()
+        os.kill(process.pid, signal.SIGSTOP)
+        spawned.append(process.pid)
+        return process, sock
+
+    async def main() -> None:
+        pool = ShardPool(config(tmp_path), lambda events: None, persist=False, ordered=True)
+        await pool.start()
+        try:
+            monkeypatch.setattr(pool_module, "_start_process", stopped)
+            os.kill(pool.status()[1].pid, signal.SIGKILL)
+            await until(lambda: bool(spawned) and pool._shards[1].alive)
+            futs = [
+                asyncio.ensure_future(pool.submit_payload(p, Encoding.PROTOBUF, now_ns=NOW))
+                for p in (both, only_b)
+            ]
+            await until(lambda: pool._shards[1].status.decoding_bytes > 0)
+            assert len(pool._routed) == 1 and pool.queued_bytes == len(both) + len(only_b)
+            os.kill(spawned[0], signal.SIGKILL)  # the restart fails
+            for fut in futs:
+                with pytest.raises(QueueFullError):
+                    await asyncio.wait_for(fut, 60)
+            await until(lambda: not pool._routed)  # shard 0's part came and was freed
+            assert pool.queued_bytes == 0 and not pool._decoding
+            assert not pool._shards[1].alive and len(spawned) == 1 and await held(pool) == [0]
+            # Nothing waits on them: the next request is answered and the pool goes idle.
+            assert await asyncio.wait_for(pool.submit_payload(only_a, Encoding.PROTOBUF), 60) == 2
+            await asyncio.wait_for(pool.wait_idle(), 60)
+            assert pool.queued_bytes == 0 and pool.stats.records_consumed == 2
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                for pid in spawned:
+                    os.kill(pid, signal.SIGKILL)
+            await pool.stop()
 
     asyncio.run(main())

@@ -293,10 +293,15 @@ class ShardPool:
             "shards": self.shards,
             "persist": self.persist,
         }
-        shard.writer.write(json_frame(Kind.INIT, init))
-        got = await self._read_frame(shard)
+        try:
+            shard.writer.write(json_frame(Kind.INIT, init))
+            got = await self._read_frame(shard)
+        except BaseException:
+            self._lost(shard)
+            raise
         if got is None or got[0] is not Kind.READY:
-            shard.alive = False
+            # Requests may have been sent to it since it was marked alive: answer them.
+            self._lost(shard)
             raise StartupError(
                 f"shard {shard.status.index} did not start (exit {shard.process.poll()})"
             )
@@ -904,14 +909,13 @@ class ShardPool:
                 self.sink(events)
             self._next_dispatch += 1
 
-    async def _crashed(self, shard: _Shard) -> None:
-        """A shard died: count it, fail what it held, restart it from its last snapshot."""
+    def _lost(self, shard: _Shard) -> None:
+        """Shard `shard` is not alive any more (it died, or a restart failed before READY):
+        the batches it owed count lost, and each request it was decoding, or had a routed
+        part of, is answered "retry" with its charge taken off. Every way a shard stops
+        being alive comes here, so no request waits for an answer that cannot come."""
         st = shard.status
-        code = shard.process.poll() if shard.process is not None else None
-        log.error("shard %d (pid %d) died (exit %s): restarting it from its last snapshot",
-                  st.index, st.pid, code)  # fmt: skip
         shard.alive = False
-        st.restarts += 1
         for seq, (records, _) in list(shard.pending.items()):
             self.lost_records += records
             self._sent_at.pop((st.index, seq), None)
@@ -929,6 +933,16 @@ class ShardPool:
             self._held.pop(rid)
         if self.ordered:
             self._release_held()
+        self._notify()
+
+    async def _crashed(self, shard: _Shard) -> None:
+        """A shard died: count it, fail what it held, restart it from its last snapshot."""
+        st = shard.status
+        code = shard.process.poll() if shard.process is not None else None
+        log.error("shard %d (pid %d) died (exit %s): restarting it from its last snapshot",
+                  st.index, st.pid, code)  # fmt: skip
+        st.restarts += 1
+        self._lost(shard)
         if shard.process is not None:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(shard.process.wait)
