@@ -106,14 +106,15 @@ def test_routed_requests_answer_as_one_decoder_would(tmp_path: Path) -> None:
         async with started(config(tmp_path, batch_max_records=8)) as pool:
             accepted = [await pool.submit_payload(small, Encoding.PROTOBUF, now_ns=NOW)]
             assert (pool.routed, pool.routed_whole) == (1, 0)
-            # More records than a batch holds: decoded whole, it is cut where one decoder cuts.
+            # More records than a batch holds: not routed (its parts could not stand for it),
+            # decoded whole at once and cut where one decoder cuts.
             accepted.append(await pool.submit_payload(large, Encoding.PROTOBUF, now_ns=NOW))
-            assert (pool.routed, pool.routed_whole) == (2, 1)
+            assert (pool.routed, pool.routed_whole) == (1, 0)
             with pytest.raises(InputError) as error:
                 await pool.submit_payload(bad, Encoding.PROTOBUF, now_ns=NOW)
-            assert (pool.routed, pool.routed_whole) == (3, 2)
+            assert (pool.routed, pool.routed_whole) == (2, 1)
             accepted.append(await pool.submit_payload(wide_bytes, Encoding.PROTOBUF, now_ns=NOW))
-            assert pool.routed == 3  # not routed
+            assert pool.routed == 2  # not routed
             await pool.wait_idle()
             return accepted, str(error.value), await held(pool), pool
 

@@ -270,3 +270,37 @@ def test_the_cut_before_decoding_reads_a_bounded_part_of_any_request() -> None:
     _Counted.reads = 0
     assert cut(big) is None
     assert 0 < _Counted.reads <= 4 * ROUTE_MAX_FIELDS
+
+
+def test_the_cut_before_decoding_leaves_requests_of_more_records_than_a_batch_whole() -> None:
+    # Their parts could not stand for the request (one decoder cuts it into batches): routed,
+    # they were decoded in parts and then again whole. Counting them reads a bounded part.
+    from via_otlp.receive.normalise import NormaliseOptions
+    from via_otlp.receive.wire import RECORD_SAMPLE
+    from via_otlp.receive.wire import _encode_varint as _varint
+    from via_otlp.shard.wire import ROUTE_MAX_BYTES, Router
+
+    def ld(field: int, value: bytes) -> bytes:
+        return bytes([field << 3 | 2]) + _varint(len(value)) + value
+
+    def request(records: list[int], record: bytes = ld(5, ld(1, b"m"))) -> bytes:
+        """One ResourceLogs per entry, with one ScopeLogs of that many records."""
+        return b"".join(ld(1, ld(1, b"") + ld(2, ld(1, b"") + ld(2, record) * n)) for n in records)
+
+    def cut(data: bytes, limit: int = 100) -> object:
+        return Router(NormaliseOptions(), 2, limit).cut(data)
+
+    assert cut(request([100])) is not None and cut(request([101])) is None
+    assert cut(request([60, 40])) is not None and cut(request([60, 41])) is None
+    assert cut(request([101]), limit=101) is not None
+    # Past the sample, judged by its bytes per record: a little either side of the limit.
+    assert cut(request([300, 300, 300]), limit=1000) is not None
+    assert cut(request([400, 400, 400]), limit=1000) is None
+    # Without the limit (or bytes too few for that many records) nothing is counted.
+    assert Router(NormaliseOptions(), 2).cut(request([101])) is not None
+    assert cut(request([0, 0, 0]), limit=10**6) is not None
+    # A 4 MiB request of tiny records: a bounded number of bytes read.
+    big = _Counted(request([(ROUTE_MAX_BYTES - 64) // 4], record=b""))
+    _Counted.reads = 0
+    assert cut(big, limit=16_384) is None
+    assert 0 < _Counted.reads <= 8 * RECORD_SAMPLE

@@ -136,10 +136,11 @@ def _walk(
 
 
 _FIXED_SIZE = {1: 8, 5: 4}  # wire type → bytes: fixed64, fixed32
+RECORD_SAMPLE = 64  # ScopeLogs fields `resource_logs_spans` walks to count LogRecords
 
 
 def resource_logs_spans(
-    data: bytes, max_fields: int, max_resource_bytes: int
+    data: bytes, max_fields: int, max_resource_bytes: int, max_records: int | None = None
 ) -> list[tuple[int, int, bytes]] | None:
     """Where each ResourceLogs of the request `data` lies, without parsing it: (start, end) of
     its whole field (tag and length included: the bytes of a one-ResourceLogs request) and its
@@ -150,10 +151,18 @@ def resource_logs_spans(
     Resources hold more than `max_resource_bytes`. Raises `DecodeError` on anything but
     ResourceLogs fields that fit (the caller then parses the request whole, which says what is
     wrong).
+
+    With `max_records`, None too when the request holds more LogRecords than that, as far as
+    `_RecordCount` can tell (it counts the first `RECORD_SAMPLE` fields of the ScopeLogs and
+    judges the rest by their bytes): a request cannot exceed it if its bytes are fewer than
+    two per record, so small requests are not walked for it at all.
     """
     out: list[tuple[int, int, bytes]] = []
     end = len(data)
     pos = fields = resource_bytes = 0
+    records = None
+    if max_records is not None and end > 2 * max_records:
+        records = _RecordCount(RECORD_SAMPLE)
     while pos < end:
         start = pos
         key, pos = _varint(data, pos, end)
@@ -178,6 +187,8 @@ def resource_logs_spans(
                     if resource_bytes > max_resource_bytes:
                         return None
                     resource.append(data[pos : pos + length])
+                elif key == 0x12 and records is not None:  # ScopeLogs
+                    records.scope_logs(data, pos, min(pos + length, value_end))
                 pos += length
             elif wire_type == 0:
                 _, pos = _varint(data, pos, value_end)
@@ -190,4 +201,49 @@ def resource_logs_spans(
         if fields > max_fields:
             return None
         out.append((start, value_end, b"".join(resource)))
+    if records is not None and max_records is not None and records.estimate() > max_records:
+        return None
     return out
+
+
+class _RecordCount:
+    """The LogRecords of a request's ScopeLogs: counted in the first `budget` fields walked,
+    and judged in the rest by the bytes per record of those counted. The estimate only picks
+    between routing a request and decoding it whole (both answer the same): it need not be
+    exact, but it must cost little."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.counted = 0  # LogRecords counted
+        self.walked = 0  # bytes of ScopeLogs walked
+        self.unwalked = 0  # bytes of ScopeLogs not walked
+
+    def scope_logs(self, data: bytes, pos: int, end: int) -> None:
+        start = pos
+        try:
+            while pos < end and self.budget > 0:
+                self.budget -= 1
+                key, pos = _varint(data, pos, end)
+                wire_type = key & 7
+                if wire_type == 2:
+                    length, pos = _varint(data, pos, end)
+                    pos += length
+                    self.counted += key == 0x12  # LogRecord
+                elif wire_type == 0:
+                    _, pos = _varint(data, pos, end)
+                elif wire_type in _FIXED_SIZE:
+                    pos += _FIXED_SIZE[wire_type]
+                else:
+                    break
+        except DecodeError:
+            pass  # not for this to say: the decoder will
+        pos = min(pos, end)
+        self.walked += pos - start
+        self.unwalked += end - pos
+
+    def estimate(self) -> int:
+        if not self.unwalked:
+            return self.counted
+        if not self.counted:
+            return self.unwalked // 2  # at least two bytes a record
+        return self.counted + -(-self.unwalked * self.counted // max(self.walked, 1))

@@ -231,7 +231,11 @@ class ShardPool:
         self._routed: dict[int, _Routed] = {}
         self.routed = 0  # requests decoded in parts by their owners
         self.routed_whole = 0  # of those, decoded whole after all (`_routed_part`)
-        self._router = Router(NormaliseOptions.from_config(config.receive), self.shards)
+        self._router = Router(
+            NormaliseOptions.from_config(config.receive),
+            self.shards,
+            config.pipeline.batch_max_records,
+        )
         # Sequence numbers not finished by every shard, and the events gathered for them.
         self._waiting: dict[int, int] = {}
         self._events: dict[int, list[AnomalyEvent]] = {}

@@ -73,9 +73,14 @@ _OWNER_CACHE_KEY_MAX = 1024  # and only Resources this short
 class Router:
     """Cuts protobuf requests by owning shard before they are decoded (`cut`)."""
 
-    def __init__(self, options: NormaliseOptions, shards: int) -> None:
+    def __init__(
+        self, options: NormaliseOptions, shards: int, max_records: int | None = None
+    ) -> None:
         self.normaliser = Normaliser(options)
         self.shards = shards
+        # More LogRecords than this (a batch): decoded whole, since the parts could not stand
+        # for the request and would be decoded twice.
+        self.max_records = max_records
         self._owners: dict[bytes, int] = {}  # a Resource's bytes → the shard owning its source
 
     def owner(self, resource: bytes) -> int:
@@ -107,7 +112,9 @@ class Router:
         pieces: list[list[memoryview]] = [[] for _ in range(self.shards)]
         last, run_start, run_end = -1, 0, 0
         try:
-            spans = resource_logs_spans(data, ROUTE_MAX_FIELDS, ROUTE_MAX_RESOURCE_BYTES)
+            spans = resource_logs_spans(
+                data, ROUTE_MAX_FIELDS, ROUTE_MAX_RESOURCE_BYTES, self.max_records
+            )
             if spans is None:
                 return None
             for start, end, resource in spans:
