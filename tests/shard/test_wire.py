@@ -304,3 +304,31 @@ def test_the_cut_before_decoding_leaves_requests_of_more_records_than_a_batch_wh
     _Counted.reads = 0
     assert cut(big, limit=16_384) is None
     assert 0 < _Counted.reads <= 8 * RECORD_SAMPLE
+
+
+def test_the_cut_before_decoding_parses_few_new_resources_and_remembers_large_ones() -> None:
+    # Parsing a Resource is a Python loop on the serving process's event loop: a request of
+    # many Resources not seen before is decoded whole instead; Resources seen are remembered,
+    # Kubernetes-sized ones (kilobytes) too.
+    from via_otlp.receive.normalise import NormaliseOptions
+    from via_otlp.receive.wire import _encode_varint as _varint
+    from via_otlp.shard.wire import ROUTE_MAX_PARSES, Router
+
+    def ld(field: int, value: bytes) -> bytes:
+        return bytes([field << 3 | 2]) + _varint(len(value)) + value
+
+    def resource_logs(name: str, pad: int = 0) -> bytes:
+        attrs = ld(1, ld(1, b"service.name") + ld(2, ld(1, name.encode())))
+        if pad:
+            attrs += ld(1, ld(1, b"k8s.pod.uid") + ld(2, ld(1, b"x" * pad)))
+        return ld(1, ld(1, attrs))
+
+    router = Router(NormaliseOptions(), 2)
+    many = b"".join(resource_logs(f"svc-{i}") for i in range(ROUTE_MAX_PARSES + 1))
+    assert router.cut(many) is None  # one parse too many
+    assert router.cut(many) is not None  # the first ROUTE_MAX_PARSES were remembered
+    fresh = Router(NormaliseOptions(), 2)
+    assert fresh.cut(many[: -len(resource_logs(f"svc-{ROUTE_MAX_PARSES}"))]) is not None
+    large = b"".join(resource_logs(f"pod-{i}", pad=3000) for i in range(4))
+    assert fresh.cut(large) is not None
+    assert sum(len(r) > 3000 for r in fresh._owners) == 4

@@ -447,8 +447,11 @@ class ShardPool:
         *pieces: bytes | memoryview,
     ) -> None:
         enc = b"\x00" if encoding is Encoding.PROTOBUF else b"\x01"
-        head = seq_frame(Kind.DECODE, rid, now_ns, enc)
-        shard.send(frame_header(head, size), *pieces)
+        head = frame_header(seq_frame(Kind.DECODE, rid, now_ns, enc), size)
+        if len(pieces) > 1 and size <= SLICE:
+            shard.send(b"".join((head, *pieces)))  # one write, not one a ResourceLogs run
+        else:
+            shard.send(head, *pieces)
 
     def _routed_part(
         self, shard: _Shard, rid: int, last: bool, payload: memoryview, failed: bool = False

@@ -66,8 +66,11 @@ def shard_of(source_key: str, shards: int) -> int:
 ROUTE_MAX_BYTES = 4 << 20
 ROUTE_MAX_FIELDS = 1024  # ResourceLogs and the fields inside them walked (~20 bytes read each)
 ROUTE_MAX_RESOURCE_BYTES = 16 << 10  # Resource bytes parsed (its attributes are a Python loop)
-_OWNER_CACHE_MAX = 4096  # Resources whose owner is remembered by their bytes, at most
-_OWNER_CACHE_KEY_MAX = 1024  # and only Resources this short
+ROUTE_MAX_PARSES = 32  # Resources parsed (not remembered) for one request
+# Resources whose owner is remembered by their bytes: this many bytes at most, each counted
+# with an allowance for its entry (Kubernetes Resources of 1-4 KiB are remembered too).
+_OWNER_CACHE_BYTES = 4 << 20
+_OWNER_ENTRY_BYTES = 128
 
 
 class Router:
@@ -82,6 +85,7 @@ class Router:
         # for the request and would be decoded twice.
         self.max_records = max_records
         self._owners: dict[bytes, int] = {}  # a Resource's bytes → the shard owning its source
+        self._owner_bytes = 0  # their size, as `_OWNER_CACHE_BYTES` counts it
 
     def owner(self, resource: bytes) -> int:
         """The shard that owns the source of the Resource `resource` (its bytes), as decoding
@@ -93,17 +97,19 @@ class Router:
         # The normaliser's own rule, so a record's source is the one its decoder will give it.
         source = self.normaliser.resource_source(attributes, IntakeCounts())
         owner = shard_of(source.key, self.shards)
-        if len(resource) <= _OWNER_CACHE_KEY_MAX:
-            if len(self._owners) >= _OWNER_CACHE_MAX:
-                self._owners.clear()
-            self._owners[resource] = owner
+        weight = len(resource) + _OWNER_ENTRY_BYTES
+        if self._owner_bytes + weight > _OWNER_CACHE_BYTES:
+            self._owners.clear()
+            self._owner_bytes = 0
+        self._owners[resource] = owner
+        self._owner_bytes += weight
         return owner
 
     def cut(self, data: bytes) -> list[list[memoryview]] | None:
         """The protobuf request `data` cut by owning shard, before it is decoded: each shard's
         ResourceLogs, in order, as the pieces of a request of their own (none for a shard that
         owns none; neighbours joined). Only the framing is walked and only the Resources are
-        parsed. None when the bytes are not plainly ResourceLogs with Resources that parse, or
+        parsed, at most ROUTE_MAX_PARSES of them not remembered from before. None when the bytes are not plainly ResourceLogs with Resources that parse, or
         exceed the bounds above: one shard then decodes the request whole (and says what is
         wrong with it)."""
         if len(data) > ROUTE_MAX_BYTES:
@@ -117,8 +123,14 @@ class Router:
             )
             if spans is None:
                 return None
+            parses = 0
             for start, end, resource in spans:
-                k = self.owner(resource)
+                k = self._owners.get(resource, -1)
+                if k < 0:
+                    parses += 1
+                    if parses > ROUTE_MAX_PARSES:
+                        return None  # many Resources not seen before: decoded whole
+                    k = self.owner(resource)
                 if k != last or start != run_end:
                     if last >= 0:
                         pieces[last].append(view[run_start:run_end])
