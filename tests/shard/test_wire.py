@@ -332,3 +332,10 @@ def test_the_cut_before_decoding_parses_few_new_resources_and_remembers_large_on
     large = b"".join(resource_logs(f"pod-{i}", pad=3000) for i in range(4))
     assert fresh.cut(large) is not None
     assert sum(len(r) > 3000 for r in fresh._owners) == 4
+    # The walk stops at the Resource past the bound: what follows it is not read.
+    reads = []
+    for data in (many, many + b"".join(resource_logs(f"more-{i}") for i in range(300))):
+        _Counted.reads = 0
+        assert Router(NormaliseOptions(), 2).cut(_Counted(data)) is None
+        reads.append(_Counted.reads)
+    assert 0 < reads[0] == reads[1]

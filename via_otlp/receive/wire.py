@@ -16,6 +16,7 @@ timestamps, unknown fields) is copied as it is. Its Python recursion is bounded 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 
 from google.protobuf.message import DecodeError
 
@@ -140,7 +141,11 @@ RECORD_SAMPLE = 64  # ScopeLogs fields `resource_logs_spans` walks to count LogR
 
 
 def resource_logs_spans(
-    data: bytes, max_fields: int, max_resource_bytes: int, max_records: int | None = None
+    data: bytes,
+    max_fields: int,
+    max_resource_bytes: int,
+    max_records: int | None = None,
+    keep: Callable[[bytes], bool] | None = None,
 ) -> list[tuple[int, int, bytes]] | None:
     """Where each ResourceLogs of the request `data` lies, without parsing it: (start, end) of
     its whole field (tag and length included: the bytes of a one-ResourceLogs request) and its
@@ -155,7 +160,9 @@ def resource_logs_spans(
     With `max_records`, None too when the request holds more LogRecords than that, as far as
     `_RecordCount` can tell (it counts the first `RECORD_SAMPLE` fields of the ScopeLogs and
     judges the rest by their bytes): a request cannot exceed it if its bytes are fewer than
-    two per record, so small requests are not walked for it at all.
+    two per record, so small requests are not walked for it at all. With `keep`, each
+    ResourceLogs' Resource bytes are given to it as soon as walked, and the walk stops (None)
+    the first time it says False.
     """
     out: list[tuple[int, int, bytes]] = []
     end = len(data)
@@ -201,6 +208,8 @@ def resource_logs_spans(
         if fields > max_fields:
             return None
         out.append((start, value_end, b"".join(resource)))
+        if keep is not None and not keep(out[-1][2]):
+            return None
     if records is not None and max_records is not None and records.estimate() > max_records:
         return None
     return out

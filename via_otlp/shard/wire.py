@@ -109,28 +109,36 @@ class Router:
         """The protobuf request `data` cut by owning shard, before it is decoded: each shard's
         ResourceLogs, in order, as the pieces of a request of their own (none for a shard that
         owns none; neighbours joined). Only the framing is walked and only the Resources are
-        parsed, at most ROUTE_MAX_PARSES of them not remembered from before. None when the bytes are not plainly ResourceLogs with Resources that parse, or
-        exceed the bounds above: one shard then decodes the request whole (and says what is
-        wrong with it)."""
+        parsed, at most ROUTE_MAX_PARSES of them not remembered from before (the walk stops
+        there). None when the bytes are not plainly ResourceLogs with Resources that parse,
+        or exceed the bounds above: one shard then decodes the request whole (and says what
+        is wrong with it)."""
         if len(data) > ROUTE_MAX_BYTES:
             return None
         view = memoryview(data)
         pieces: list[list[memoryview]] = [[] for _ in range(self.shards)]
         last, run_start, run_end = -1, 0, 0
+        owners: list[int] = []  # of each ResourceLogs, as the walk passes it
+        parses = 0
+
+        def keep(resource: bytes) -> bool:
+            nonlocal parses
+            k = self._owners.get(resource, -1)
+            if k < 0:
+                parses += 1
+                if parses > ROUTE_MAX_PARSES:
+                    return False  # many Resources not seen before: decoded whole
+                k = self.owner(resource)
+            owners.append(k)
+            return True
+
         try:
             spans = resource_logs_spans(
-                data, ROUTE_MAX_FIELDS, ROUTE_MAX_RESOURCE_BYTES, self.max_records
+                data, ROUTE_MAX_FIELDS, ROUTE_MAX_RESOURCE_BYTES, self.max_records, keep
             )
             if spans is None:
                 return None
-            parses = 0
-            for start, end, resource in spans:
-                k = self._owners.get(resource, -1)
-                if k < 0:
-                    parses += 1
-                    if parses > ROUTE_MAX_PARSES:
-                        return None  # many Resources not seen before: decoded whole
-                    k = self.owner(resource)
+            for (start, end, _), k in zip(spans, owners, strict=True):
                 if k != last or start != run_end:
                     if last >= 0:
                         pieces[last].append(view[run_start:run_end])
