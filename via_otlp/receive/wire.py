@@ -137,7 +137,7 @@ def _walk(
 
 
 _FIXED_SIZE = {1: 8, 5: 4}  # wire type → bytes: fixed64, fixed32
-RECORD_SAMPLE = 64  # ScopeLogs fields `resource_logs_spans` walks to count LogRecords
+RECORD_SAMPLE = 16  # ScopeLogs fields `resource_logs_spans` walks to count LogRecords
 
 
 def resource_logs_spans(
@@ -217,27 +217,30 @@ def resource_logs_spans(
 
 class _RecordCount:
     """The LogRecords of a request's ScopeLogs: counted in the first `budget` fields walked,
-    and judged in the rest by the bytes per record of those counted. The estimate only picks
-    between routing a request and decoding it whole (both answer the same): it need not be
-    exact, but it must cost little."""
+    and judged in the rest by the bytes per record of those counted (the rest's other fields,
+    a few bytes a ScopeLogs, count as records too). The estimate only picks between routing
+    a request and decoding it whole (both answer the same): it need not be exact, but it
+    must cost little."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
         self.counted = 0  # LogRecords counted
-        self.walked = 0  # bytes of ScopeLogs walked
+        self.counted_bytes = 0  # their fields' bytes
         self.unwalked = 0  # bytes of ScopeLogs not walked
 
     def scope_logs(self, data: bytes, pos: int, end: int) -> None:
-        start = pos
         try:
             while pos < end and self.budget > 0:
                 self.budget -= 1
+                start = pos
                 key, pos = _varint(data, pos, end)
                 wire_type = key & 7
                 if wire_type == 2:
                     length, pos = _varint(data, pos, end)
                     pos += length
-                    self.counted += key == 0x12  # LogRecord
+                    if key == 0x12:  # LogRecord
+                        self.counted += 1
+                        self.counted_bytes += min(pos, end) - start
                 elif wire_type == 0:
                     _, pos = _varint(data, pos, end)
                 elif wire_type in _FIXED_SIZE:
@@ -246,13 +249,11 @@ class _RecordCount:
                     break
         except DecodeError:
             pass  # not for this to say: the decoder will
-        pos = min(pos, end)
-        self.walked += pos - start
-        self.unwalked += end - pos
+        self.unwalked += end - min(pos, end)
 
     def estimate(self) -> int:
         if not self.unwalked:
             return self.counted
         if not self.counted:
             return self.unwalked // 2  # at least two bytes a record
-        return self.counted + -(-self.unwalked * self.counted // max(self.walked, 1))
+        return self.counted + self.unwalked * self.counted // self.counted_bytes
