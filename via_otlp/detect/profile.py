@@ -50,6 +50,13 @@ _LOW_SCREEN = 2.0
 # Weighted Bonferroni: half the budget to one bucket, a quarter shared by the windows' tests
 # against the baseline and a quarter by the lagged tests against the level just before.
 _WIN_SHARE = 2.0 * 2.0 * (SCALES - 1)
+# A drop has one test more, the longest window against the level from before the change
+# (`drop_ref`): its quarter-budget for windows and lagged tests is shared by one more.
+_DROP_SHARE = 2.0 * (2.0 * (SCALES - 1) + 1.0)
+# The reference level is held (not updated) while some window or lagged comparison with a
+# drop's evidence is below -_REF_SIGMA (until back above half that): it is the level before a
+# fall begins, not one the fall has already taught the baseline.
+_REF_SIGMA = 1.0
 
 
 class ProfileState(enum.StrEnum):
@@ -171,6 +178,7 @@ _BOOL_COLS = ("live", "has_uid")
 _NARROW_COLS = {
     "rate_trend": np.float32, "unusual_len": np.int16, "present": np.int32, "season_n": np.int32,
     "drift_ref": np.float32, "drift_fast": np.float32, "low_len": np.int16,
+    "drop_ref": np.float32, "ref_len": np.int16,
 }  # fmt: skip
 _EW_COLS = ("rate", "level", "dispersion", "card", "pop", "card_disp")
 _RECENT_COLS = ("recent_count", "recent_root", "recent_distinct")
@@ -392,6 +400,10 @@ class ProfileTable:
         # How long the current stretch of low windows (below -settle_sigma, not yet unusual) has
         # held the baseline back (`close`: bounded influence of a drop before it is judged).
         self.low_len = np.zeros(0, dtype=np.int16)
+        # The deseasonalised level from before a fall (`_reference`): the baseline's forecast,
+        # held while windows are low, and how long it has been held. (6 bytes a profile.)
+        self.drop_ref = np.zeros(0, dtype=np.float32)
+        self.ref_len = np.zeros(0, dtype=np.int16)
         self.first_seen_ns = np.zeros(0, dtype=np.int64)
         self.last_seen_ns = np.zeros(0, dtype=np.int64)
         self.last_bucket = np.zeros(0, dtype=np.int64)
@@ -635,12 +647,29 @@ class ProfileTable:
         for s, k in zip(*wcand.nonzero(), strict=True):
             e = float(we[s, k])
             p = count_tail(int(ws[s, k]), e, float(phi_w[s, k]) * e).lower
-            drop_p[s] = min(drop_p[s], _WIN_SHARE * p)
+            drop_p[s] = min(drop_p[s], _DROP_SHARE * p)
         lcand = (z_dn < -_LOW_SCREEN) & (m_dn >= dr.min_expected) & (la <= dr.max_ratio * m_dn)
         lcand &= drop_active[:, None]
         for s, k in zip(*np.nonzero(lcand), strict=True):
             p = count_tail(int(la[s, k]), float(m_dn[s, k]), float(v_dn[s, k])).lower
-            drop_p[s] = min(drop_p[s], _WIN_SHARE * p)
+            drop_p[s] = min(drop_p[s], _DROP_SHARE * p)
+        # The longest window against the level from before the change (`drop_ref`): a slow
+        # drop at a low rate has taught the baseline half of itself before any window is low
+        # enough to hold it back (expected 0.62 -> 0.36 while it fell), and is judged against
+        # the level it fell from as well.
+        mu_ref = np.where(live & (self.drop_ref > 0), self.drop_ref * g, 0.0)
+        e_ref = win.ref_sum(mu_ref)
+        s_l, phi_l = ws[:, -1], phi_w[:, -1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z_ref = np.where(
+                (phi_l > 0) & (e_ref > 1e-9), (s_l - e_ref) / np.sqrt(phi_l * e_ref), 0.0
+            )
+        rcand = drop_active & (e_ref > we[:, -1]) & (e_ref >= dr.min_expected)
+        rcand &= (z_ref < -_SCREEN_SIGMA) & (s_l <= dr.max_ratio * e_ref)
+        for s in rcand.nonzero()[0].tolist():
+            e = float(e_ref[s])
+            p = count_tail(int(s_l[s]), e, float(phi_l[s]) * e).lower
+            drop_p[s] = min(drop_p[s], _DROP_SHARE * p)
         drop_p = np.minimum(1.0, drop_p)
         # ...or a run of silent buckets, however long, that together were expected to hold
         # records (exact: the probability of nothing at all; its own budget).
@@ -855,6 +884,7 @@ class ProfileTable:
             c_w = np.where(spike_hit, np.minimum(c, mu + settle * sd), c)
             c_w = np.where(drop_hit, np.maximum(c_w, mu - settle * sd), c_w)
             win.add(np.where(live, c_w, 0.0), np.where(live, mu, 0.0))
+            win.add_ref(mu_ref)
         # Bounded influence of a drop before it is judged: a drop at a low rate takes many
         # buckets to reach the screen (3σ) that makes a stretch unusual, and the baseline, which
         # follows a level twice as fast as a plain EWMA (`holt`) and a slope besides, learnt half
@@ -864,6 +894,10 @@ class ProfileTable:
         # the forecast teaches it only a little, for as long as the longest window. Its buckets
         # above the forecast, and the trend, still learn (freezing the trend as well found no
         # more drops, on a synthetic probe).
+        lz_dn = np.where(m_dn >= dr.min_expected, z_dn, 0.0)
+        z_low = across(np.minimum, np.minimum(wz_dn, lz_dn))
+        if not partial:
+            self._reference(z_low, mu_base, active, shielded)
         held = self._low_stretch(wz_dn, z_dn, m_dn, active, partial) & ~shielded
         wr = np.where(held & (c_des < mu_base), cfg.anomaly_update_weight * w, w)
         tw = np.where(shielded, 0.0, w)
@@ -896,6 +930,21 @@ class ProfileTable:
             self._learn_population(c_id, distinct, learning, card_hit | elevated_d, card_r2)
         self._remember(bucket, c, mu, distinct)
         return Verdict(bucket, c, distinct, mu, sd, alarms, settled)
+
+    def _reference(
+        self, z_low: np.ndarray, mu_base: np.ndarray, ok: np.ndarray, shielded: np.ndarray
+    ) -> None:
+        """Follow the baseline's forecast `mu_base` into `drop_ref`, except while the level may
+        be falling: some window or lagged comparison with a drop's evidence (the lowest, `z_low`)
+        below ``-_REF_SIGMA`` (held until it is back above half that) or a shielded bucket.
+        Held `_RUN_MAX` buckets at most: a longer stretch is a new level, which it then follows.
+        """
+        hold = ok & (
+            (z_low < -_REF_SIGMA) | ((self.ref_len > 0) & (z_low < -0.5 * _REF_SIGMA)) | shielded
+        )
+        self.ref_len = np.where(hold, np.minimum(self.ref_len + 1, _LEN_CAP), 0).astype(np.int16)
+        follow = self.live & ((~hold) | (self.ref_len > _RUN_MAX) | (self.drop_ref <= 0))
+        self.drop_ref = np.where(follow, mu_base, self.drop_ref).astype(np.float32)
 
     def _low_stretch(
         self, wz_dn: np.ndarray, z_dn: np.ndarray, m_dn: np.ndarray, ok: np.ndarray, partial: bool
@@ -1230,6 +1279,7 @@ class ProfileTable:
         )
         out["win.cnt2"], out["win.exp2"] = (self.win.cnt2, 0), (self.win.exp2, 0)
         out["win.lag_n"] = (self.win.lag_n, 0)
+        out["win.rexp"] = (self.win.rexp, 0)
         for n in _RECENT_COLS:
             out[n] = (getattr(self, n), 1)
         out.update(self.ids.slot_arrays("ids."))
@@ -1301,6 +1351,7 @@ class ProfileTable:
             fresh.win.cnt2[:] = 0.0
             fresh.win.exp2[:] = 0.0
             fresh.win.lag_n[:] = 0.0  # (a lag over other half-blocks is learnt again)
+            fresh.win.rexp[:] = 0.0
         slots = as_array(state["slots"], np.int64).tolist()
         fresh._add_meta(slots, state["profiles"])
         fresh._free = as_array(state["free"], np.int64).tolist()

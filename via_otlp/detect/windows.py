@@ -82,6 +82,9 @@ class WindowState:
         # shard) restores a profile whose windows are long ready with `lag` at 0, which
         # `lag_judged` would read as the counts' dispersion 1 and no wander. (4 bytes a profile.)
         self.lag_n = np.zeros(capacity, dtype=np.float32)
+        # The longest scale's previous and current half-block of what the level from before a
+        # change (`ProfileTable.drop_ref`) expected: the drop test's second reference. (8 bytes.)
+        self.rexp = np.zeros((capacity, 2), dtype=np.float32)
         self.last: int | None = None  # the last bucket added (table-wide)
 
     def grow(self, capacity: int) -> None:
@@ -96,6 +99,7 @@ class WindowState:
         self.cnt2 = np.concatenate([self.cnt2, np.zeros((pad, self.cnt2.shape[1]), np.float32)])
         self.exp2 = np.concatenate([self.exp2, np.zeros((pad, self.exp2.shape[1]), np.float32)])
         self.lag_n = np.concatenate([self.lag_n, np.zeros(pad, np.float32)])
+        self.rexp = np.concatenate([self.rexp, np.zeros((pad, 2), np.float32)])
 
     def clear(self, slot: int) -> None:
         """Forget one profile."""
@@ -106,6 +110,7 @@ class WindowState:
         self.cnt2[slot] = 0.0
         self.exp2[slot] = 0.0
         self.lag_n[slot] = 0.0
+        self.rexp[slot] = 0.0
 
     def begin(self, bucket: int) -> None:
         """Start the half-blocks that begin at `bucket`: the current one becomes the previous one,
@@ -130,6 +135,10 @@ class WindowState:
                 self.exp[:, k] = 0.0
             self.cnt[:, j + k] = 0.0
             self.exp[:, j + k] = 0.0
+            if k == j - 1:  # (the longest scale's second reference rolls with it)
+                adjacent = last is not None and bucket // h == last // h + 1
+                self.rexp[:, 0] = self.rexp[:, 1] if adjacent else 0.0
+                self.rexp[:, 1] = 0.0
         self.last = bucket
 
     def sums(self, c: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -145,6 +154,15 @@ class WindowState:
         j = len(HALF)
         self.cnt[:, j:] += c[:, None]
         self.exp[:, j:] += mu[:, None]
+
+    def ref_sum(self, mu_ref: np.ndarray) -> np.ndarray:
+        """Per profile, the longest window's expected count at the reference level, with this
+        bucket's `mu_ref` (as `sums`: nothing stored)."""
+        return self.rexp[:, 0].astype(np.float64) + self.rexp[:, 1] + mu_ref
+
+    def add_ref(self, mu_ref: np.ndarray) -> None:
+        """Add the closed bucket's expected count at the reference level (see `ref_sum`)."""
+        self.rexp[:, 1] += mu_ref
 
     def learn(
         self, s: np.ndarray, e: np.ndarray, weight: np.ndarray, n: np.ndarray, hl: float
