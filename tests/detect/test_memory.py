@@ -32,10 +32,11 @@ def _batch(ids: range) -> LogBatch:
     )
 
 
-def test_a_typical_profile_costs_the_engine_under_1_7_kb() -> None:
+def test_a_typical_profile_costs_the_engine_under_1_72_kb() -> None:
     # 2,024 B with a table that doubled (capacity 131,072 for 100,000 profiles) and a float32
     # ring of expected counts; 1,683 B growing by a quarter; ~1,560 B with the ring's square roots;
-    # 1,682 B with the lagged test's columns, 1,686 B with how much they learnt (win.lag_n).
+    # 1,682 B with the lagged test's columns, 1,686 B with how much they learnt (win.lag_n);
+    # 1,700-1,703 B with the drop test's reference level (drop_ref, ref_len, win.rexp: 14 B).
     gc.collect()
     tracemalloc.start()
     try:
@@ -49,7 +50,7 @@ def test_a_typical_profile_costs_the_engine_under_1_7_kb() -> None:
     finally:
         tracemalloc.stop()
     assert eng.stats().profiles == N
-    assert per_profile < 1_700, per_profile
+    assert per_profile < 1_720, per_profile
 
 
 def test_a_full_table_grows_by_a_quarter_not_double() -> None:
