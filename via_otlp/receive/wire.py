@@ -77,6 +77,21 @@ def _encode_varint(value: int) -> bytes:
     return bytes(out)
 
 
+_FIXED_SIZE = {1: 8, 5: 4}  # wire type → bytes: fixed64, fixed32
+
+
+def _skip_scalar(data: bytes, pos: int, end: int, wire_type: int) -> int:
+    """Where a field's value of wire type 0 (varint), 1 (fixed64) or 5 (fixed32) that starts
+    at `pos` ends (a fixed value may end past `end`: the caller checks). Raises `DecodeError`
+    for any other wire type (groups, and length-delimited values, which callers read)."""
+    if wire_type == 0:
+        return _varint(data, pos, end)[1]
+    size = _FIXED_SIZE.get(wire_type)
+    if size is None:
+        raise DecodeError(f"unsupported wire type {wire_type}")
+    return pos + size
+
+
 def cut_deep_values(data: bytes, max_depth: int) -> bytes:
     """`data` (an ExportLogsServiceRequest) with every AnyValue deeper than `max_depth`
     replaced by the string "…". Raises `DecodeError` when `data` is not protobuf."""
@@ -103,13 +118,7 @@ def _walk(
         field_start = pos
         key, pos = _varint(data, pos, end)
         wire_type = key & 7
-        if wire_type == 0:
-            _, pos = _varint(data, pos, end)
-        elif wire_type == 1:
-            pos += 8
-        elif wire_type == 5:
-            pos += 4
-        elif wire_type == 2:
+        if wire_type == 2:
             length, pos = _varint(data, pos, end)
             value_end = pos + length
             if value_end > end:
@@ -127,7 +136,7 @@ def _walk(
                     copied = value_end
             pos = value_end
         else:
-            raise DecodeError(f"unsupported wire type {wire_type}")
+            pos = _skip_scalar(data, pos, end, wire_type)
         if pos > end:
             raise DecodeError("truncated field")
     if pieces is None:
@@ -136,7 +145,6 @@ def _walk(
     return b"".join(pieces)
 
 
-_FIXED_SIZE = {1: 8, 5: 4}  # wire type → bytes: fixed64, fixed32
 RECORD_SAMPLE = 16  # ScopeLogs fields `resource_logs_spans` walks to count LogRecords
 
 
@@ -197,12 +205,8 @@ def resource_logs_spans(
                 elif key == 0x12 and records is not None:  # ScopeLogs
                     records.scope_logs(data, pos, min(pos + length, value_end))
                 pos += length
-            elif wire_type == 0:
-                _, pos = _varint(data, pos, value_end)
-            elif wire_type in _FIXED_SIZE:
-                pos += _FIXED_SIZE[wire_type]
             else:
-                raise DecodeError(f"unsupported wire type {wire_type}")
+                pos = _skip_scalar(data, pos, value_end, wire_type)
             if pos > value_end:
                 raise DecodeError("truncated field")
         if fields > max_fields:
@@ -241,14 +245,10 @@ class _RecordCount:
                     if key == 0x12:  # LogRecord
                         self.counted += 1
                         self.counted_bytes += min(pos, end) - start
-                elif wire_type == 0:
-                    _, pos = _varint(data, pos, end)
-                elif wire_type in _FIXED_SIZE:
-                    pos += _FIXED_SIZE[wire_type]
                 else:
-                    break
+                    pos = _skip_scalar(data, pos, end, wire_type)
         except DecodeError:
-            pass  # not for this to say: the decoder will
+            pass  # (a group, or truncated) not for this to say: the decoder will
         self.unwalked += end - min(pos, end)
 
     def estimate(self) -> int:
