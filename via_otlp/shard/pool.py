@@ -422,7 +422,7 @@ class ShardPool:
         if len(owners) == 1 and self._shards[owners[0]].alive:
             shard = self._shards[owners[0]]  # its own records only: none travel
         else:
-            shard = min(live, key=lambda s: (s.status.decoding_bytes, s.status.records_in_flight))
+            shard = _least_loaded(live)
         req = self._decoding[rid] = _Request(fut, shard.status.index, {})
         self._charge(req, shard.status.index, len(payload))
         self._send_decode(shard, rid, now, encoding, len(payload), payload)
@@ -522,13 +522,13 @@ class ShardPool:
         """The decoded batch of the whole request from its parts' (None if they cannot
         stand for it: then the request is decoded whole)."""
         heads: list[tuple[int, int, dict[str, Any]]] = []
-        for k, payload in parts:
-            header = _header(payload)
-            if header is None or any(header["part_bytes"]) or any(k == h[0] for h in heads):
+        for k, payload in parts:  # (only non-empty parts are kept: `_routed_part`)
+            tmax, header, _ = _parsed(payload)
+            if any(header["part_bytes"]) or any(k == h[0] for h in heads):
                 return None  # a record for another shard, or a second batch of one shard
             if int(header["repairs"]) & Repairs.DEEP_VALUE:
                 return None  # values cut for their depth: repaired on the whole, as before
-            heads.append((k, _Q.unpack_from(payload)[0], header))
+            heads.append((k, tmax, header))
         if not heads:
             return memoryview(b"")
         records = sum(int(h["records"]) for _, _, h in heads)
@@ -568,7 +568,7 @@ class ShardPool:
         if not live:
             self._decode_failed(rid, QueueFullError(self.config.pipeline.retry_after))
             return
-        shard = min(live, key=lambda s: (s.status.decoding_bytes, s.status.records_in_flight))
+        shard = _least_loaded(live)
         req.decoder = shard.status.index
         self._charge(req, shard.status.index, len(r.payload))
         self._send_decode(shard, rid, r.now_ns, Encoding.PROTOBUF, len(r.payload), r.payload)
@@ -1116,6 +1116,11 @@ def _fork_worker(parent: socket.socket, child: socket.socket) -> _Forked:
         code = worker.serve_forked(child)
     finally:
         os._exit(code)
+
+
+def _least_loaded(live: list[_Shard]) -> _Shard:
+    """The shard to decode a request whole: the fewest bytes being decoded, then records."""
+    return min(live, key=lambda s: (s.status.decoding_bytes, s.status.records_in_flight))
 
 
 def _holders(header: dict[str, Any], decoder: int) -> dict[int, tuple[int, int]]:
