@@ -558,10 +558,7 @@ class Normaliser:
         if None in severities:
             for i, sev in enumerate(severities):
                 if sev is None:
-                    key = (sev_text[i], sev_num[i])
-                    sev = severities[i] = sev_cache[key] = severity_of(*key)
-                    if len(sev_cache) > _SEVERITY_CACHE_MAX:
-                        sev_cache.clear()
+                    severities[i] = self._severity(sev_text[i], sev_num[i])
         cut.batch.severity.extend(severities)
         cut.times.extend(t)
         cut.add_traces(tids)
@@ -599,7 +596,8 @@ class Normaliser:
         self._sample_countdown = pos - n + 1
 
     def _severity(self, text: str, number: int) -> str:
-        """`severity_of`, through the same bounded cache as `_add`'s."""
+        """`severity_of` through a bounded cache (`_add` looks a whole column up in it first,
+        and asks this for the misses)."""
         key = (text, number)
         sev = self._severity_cache.get(key)
         if sev is None:
