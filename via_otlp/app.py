@@ -467,6 +467,8 @@ class App:
         return {
             "workers": pool.shards,
             "restarts": sum(s.restarts for s in pool.status()),
+            "restart_failures": sum(s.restart_failures for s in pool.status()),
+            "down": [s.index for s in pool.status() if s.down],
             "records_lost_in_crashes": pool.lost_records,
             "sources_taken_over": pool.sources_taken_over,
             "sources_forgotten": pool.sources_forgotten,
@@ -474,7 +476,8 @@ class App:
             "rss_bytes": pool.rss_bytes,
             "last_snapshot": self.last_snapshot,
             "each": [
-                {"index": s.index, "pid": s.pid, "restarts": s.restarts,
+                {"index": s.index, "pid": s.pid, "restarts": s.restarts, "down": s.down,
+                 "restart_failures": s.restart_failures,
                  "records_in_flight": s.records_in_flight, "restored_from": s.restored_from,
                  "restore_seconds": s.restore_seconds,
                  "profiles": s.stats.get("detect", {}).get("profiles", 0),

@@ -251,6 +251,9 @@ def test_a_batch_that_cannot_be_sequenced_frees_the_part_its_decoder_kept(
     monkeypatch.setattr(
         pool_mod._Shard, "send", lambda self, *p: sent.append((self.status.index, b"".join(p)))
     )
+    loop = asyncio.new_event_loop()
+    for rid in (1, 2, 3):  # requests being decoded by shard 0 (a batch of none is not sequenced)
+        pool._decoding[rid] = pool_mod._Request(loop.create_future(), 0, {})
     good = {"records": 8, "counts": {"records": 8}, "repairs": 0, "part_records": [5, 3],
             "part_sources": [[], []], "part_bytes": [0, 0], "held": 77, "held_bytes": 400}  # fmt: skip
     pool._decoded(1, False, _decoded_payload(good), 0)
@@ -280,7 +283,6 @@ def test_a_batch_that_cannot_be_sequenced_frees_the_part_its_decoder_kept(
         raise BrokenPipeError
 
     # The request's last batch: it is answered all the same (with what was sequenced).
-    loop = asyncio.new_event_loop()
     try:
         fut: asyncio.Future[int] = loop.create_future()
         pool._decoding[4] = pool_mod._Request(fut, 0, {0: 100})

@@ -251,6 +251,11 @@ def test_a_request_sent_to_a_shard_whose_restart_fails_answers_retry(
     async def main() -> None:
         pool = ShardPool(config(tmp_path), lambda events: None, persist=False, ordered=True)
         await pool.start()
+
+        async def never(delay: float) -> None:  # the backoff: no second restart in this test
+            await asyncio.Event().wait()
+
+        pool._backoff_sleep = never
         try:
             monkeypatch.setattr(pool_module, "_start_process", stopped)
             os.kill(pool.status()[1].pid, signal.SIGKILL)

@@ -16,8 +16,11 @@ number of shards.
 Flow control: bytes waiting for the shards and records each shard has not finished are
 bounded; past a bound, or past the memory limit, `submit_payload` raises `QueueFullError`
 (UNAVAILABLE + RetryInfo / 503 + Retry-After). Nothing accepted is dropped, unless a shard
-crashes: it is restarted from its last snapshot, its unfinished batches are counted as lost,
-and requests it was decoding are answered "retry".
+crashes: it is restarted from its last snapshot (again after a backoff while restarts fail:
+it is `down` meanwhile), its unfinished batches are counted as lost, and requests none of
+whose batches went on yet (those it was decoding, those with records for a shard not alive,
+and in ordered mode those whose batches wait for their turn) are answered "retry", so that
+their resending counts nothing twice. `stop` lets what is in flight finish first.
 """
 
 from __future__ import annotations
@@ -36,11 +39,12 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from via_otlp import memory
+from via_otlp.backoff import Backoff, backoff_delay
 from via_otlp.config import Config
 from via_otlp.configload import to_plain
 from via_otlp.detect.engine import EngineStats
@@ -99,6 +103,8 @@ class SourceStore(Protocol):
 SLICE = 1 << 20
 # How long the first batch of a new source waits for its state from the registry.
 LOAD_TIMEOUT = 5.0
+# Between attempts to restart a shard whose restart failed: from 0.1 s, doubling up to 30 s.
+RESTART_BACKOFF = Backoff.capped(0.1, 30.0)
 
 
 def _event_order(e: AnomalyEvent) -> tuple[Any, ...]:
@@ -117,6 +123,8 @@ class ShardStatus:
     bytes_in_flight: int = 0
     restored_from: str = ""
     restore_seconds: float = 0.0
+    down: bool = False  # dead, and its restart failed: restarted again after a backoff
+    restart_failures: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
     last_snapshot: dict[str, Any] = field(default_factory=dict)
 
@@ -132,6 +140,7 @@ class _Request:
     decoder: int  # the shard decoding it whole; -1 for a routed request (`_Routed`)
     charges: dict[int, int]  # shard index → bytes charged to it
     records: int = 0
+    sequenced: bool = False  # a batch of it went on: answering "retry" would duplicate it
 
 
 @dataclass
@@ -256,7 +265,9 @@ class ShardPool:
         self.sources_taken_over = 0
         self.sources_forgotten = 0
         self.rss_bytes = 0
-        self._closing = False
+        self._closing = False  # no new request is taken
+        self._stopping = False  # STOP sent: no batch is sequenced any more
+        self._backoff_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # (tests hold it)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -319,8 +330,17 @@ class ShardPool:
         return dict(ready)
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Let every shard finish what it was sent, write its snapshot and exit."""
+        """Let every shard finish what it was sent, write its snapshot and exit.
+
+        No request is taken any more; those in flight get up to `grace` to be decoded and
+        consumed. Then STOP goes out, and a batch decoded after it is not sequenced (its
+        shards would never read it): its request is answered "retry", or, if part of it went
+        on already, its records are counted lost. Batches a shard never finished count lost.
+        """
         self._closing = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wait_idle(), grace)
+        self._stopping = True
         waits = []
         for s in self._shards:
             if s.alive:
@@ -337,6 +357,11 @@ class ShardPool:
                     if isinstance(result, dict) and "error" in result:
                         log.error("%s", result["error"])
         await self.kill(grace)
+        for s in self._shards:  # sent, never finished (a shard that did not stop in time)
+            self.lost_records += sum(records for records, _ in s.pending.values())
+            s.pending.clear()
+        for rid, req in list(self._decoding.items()):
+            self._retry(rid, req)
 
     async def kill(self, grace: float = 2.0) -> None:
         for s in self._shards:
@@ -396,6 +421,15 @@ class ShardPool:
         live = [s for s in self._shards if s.alive]
         if not live:
             raise QueueFullError(self.config.pipeline.retry_after)
+        # Each ResourceLogs to the shard that owns its source: the request is decoded once, in
+        # parts, and no decoded part travels from one shard to another.
+        cut = None
+        if encoding is Encoding.PROTOBUF and self.shards > 1:
+            cut = self._router.cut(payload)
+        owners = [k for k, pieces in enumerate(cut or []) if pieces]
+        if any(not self._shards[k].alive for k in owners):
+            # An owner is dead or down: its records could not go on (`_refused`).
+            raise QueueFullError(self.config.pipeline.retry_after)
         if self._current_patches is not None:
             # Before the request, so a DROP patch applies to every batch decoded after it.
             self.push_patches(self._current_patches())
@@ -403,13 +437,7 @@ class ShardPool:
         rid = self._last_rid
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         now = time.time_ns() if now_ns is None else now_ns
-        # Each ResourceLogs to the shard that owns its source: the request is decoded once, in
-        # parts, and no decoded part travels from one shard to another.
-        cut = None
-        if encoding is Encoding.PROTOBUF and self.shards > 1:
-            cut = self._router.cut(payload)
-        owners = [k for k, pieces in enumerate(cut or []) if pieces]
-        if len(owners) > 1 and all(self._shards[k].alive for k in owners):
+        if len(owners) > 1:
             assert cut is not None
             sizes = {k: sum(map(len, cut[k])) for k in owners}
             req = self._decoding[rid] = _Request(fut, -1, {})
@@ -419,10 +447,8 @@ class ShardPool:
                 self._charge(req, k, sizes[k])
                 self._send_decode(self._shards[k], rid, now, encoding, sizes[k], *cut[k])
             return await fut
-        if len(owners) == 1 and self._shards[owners[0]].alive:
-            shard = self._shards[owners[0]]  # its own records only: none travel
-        else:
-            shard = _least_loaded(live)
+        # One owner decodes its own records (none travel); else the least busy decodes it whole.
+        shard = self._shards[owners[0]] if len(owners) == 1 else _least_loaded(live)
         req = self._decoding[rid] = _Request(fut, shard.status.index, {})
         self._charge(req, shard.status.index, len(payload))
         self._send_decode(shard, rid, now, encoding, len(payload), payload)
@@ -714,13 +740,16 @@ class ShardPool:
                     fut.set_result(doc["result"])
 
     def _release_held(self) -> None:
-        """Ordered mode: pass decoded batches on in request order."""
+        """Ordered mode: pass decoded batches on in request order, each request's all at
+        once when its last is in: a decoder that dies before that leaves nothing of its
+        request gone on, so the "retry" it is answered duplicates nothing."""
         while self._next_release <= self._last_rid:
             rid = self._next_release
+            batches = self._held.get(rid)
+            if (rid in self._decoding or rid in self._routed) and not (batches and batches[-1][0]):
+                return  # more batches of this request to come
             for last, payload, index in self._held.pop(rid, []):
                 self._arrive(rid, last, payload, index)
-            if rid in self._decoding:
-                return  # more batches of this request to come
             self._next_release += 1
 
     def _arrive(self, rid: int, last: bool, payload: Decoded, decoder: int) -> None:
@@ -805,11 +834,24 @@ class ShardPool:
     def _decoded(self, rid: int, last: bool, payload: Decoded, decoder: int) -> None:
         """A batch of request `rid` came back decoded: sequence it and send it to its owners.
         The request is answered after its last batch even if that batch could not be
-        sequenced (its records counted lost): it must not wait forever."""
+        sequenced (its records counted lost): it must not wait forever.
+
+        Nothing goes on of a request already answered "retry" (its decoder died), nor, while
+        none of it went on, of one that the shards could not all take (the pool stops, or a
+        shard it has records for is down): that one is answered "retry" now, so its sender
+        resends it whole and nothing is lost or counted twice."""
         entry = self._decoding.get(rid)
         try:
             if isinstance(payload, _Merged) or len(payload):
                 tmax, header, parts = _parsed(payload)
+                if entry is None or (not entry.sequenced and self._refused(header)):
+                    self._free_parts(decoder, header)
+                    if entry is not None:
+                        self._retry(rid, entry)
+                    return
+                if self._stopping:  # part of it went on: the rest cannot, and is lost
+                    self._free_held(decoder, header)
+                    return
                 try:
                     for part in header.get("part_sources", []):
                         self.known.update(part)
@@ -819,14 +861,28 @@ class ShardPool:
                     # the part the decoder kept would wait for its HELD frame forever.
                     self._free_held(decoder, header)
                     raise
-                if entry is not None:
-                    entry.records += header["records"]
+                entry.records += header["records"]
+                entry.sequenced = True
         finally:
-            if last and entry is not None:
-                del self._decoding[rid]
+            if last and entry is not None and self._decoding.pop(rid, None) is not None:
                 self._discharge(entry)
                 if not entry.fut.done():
                     entry.fut.set_result(entry.records)
+
+    def _refused(self, header: dict[str, Any]) -> bool:
+        """Whether a decoded batch cannot go on whole: the pool stops, or a shard it has
+        records for is not alive (dead, or down after a failed restart)."""
+        if self._stopping:
+            return True
+        part_records = header.get("part_records") or ()
+        return any(n and not s.alive for s, n in zip(self._shards, part_records, strict=False))
+
+    def _retry(self, rid: int, req: _Request) -> None:
+        """Answer request `rid` "retry" (none of it went on) and take its bytes off."""
+        self._decoding.pop(rid, None)
+        self._discharge(req)
+        if not req.fut.done():
+            req.fut.set_exception(QueueFullError(self.config.pipeline.retry_after))
 
     def _free_held(self, decoder: int, header: Any) -> None:
         """A batch that will not be sequenced: the parts the shards that decoded it kept are
@@ -931,19 +987,30 @@ class ShardPool:
         st.records_in_flight = st.bytes_in_flight = 0
         for rid, req in list(self._decoding.items()):
             if req.decoder == st.index:
-                del self._decoding[rid]
-                self._discharge(req)
-                if not req.fut.done():
-                    req.fut.set_exception(QueueFullError(self.config.pipeline.retry_after))
+                self._retry(rid, req)
         self._abort_routed(st.index)
-        for rid in [r for r, parts in self._held.items() if not parts]:
-            self._held.pop(rid)
+        # Ordered: batches decoded but not gone on yet (a request's go on together, once its
+        # last is in: `_release_held`). Those of a request answered "retry", or with a part
+        # the dead shard kept, are dropped (and the request answered "retry"): none went on.
+        for rid, batches in list(self._held.items()):
+            waiting = self._decoding.get(rid)
+            if waiting is not None and not any(
+                st.index in _holders(_header(p) or {}, d) for _, p, d in batches
+            ):
+                continue
+            del self._held[rid]
+            for _, p, d in batches:
+                self._free_parts(d, _header(p))
+            if waiting is not None:
+                self._retry(rid, waiting)
         if self.ordered:
             self._release_held()
         self._notify()
 
     async def _crashed(self, shard: _Shard) -> None:
-        """A shard died: count it, fail what it held, restart it from its last snapshot."""
+        """A shard died: count it, fail what it held, restart it from its last snapshot
+        (again and again, after a growing delay, while the restart fails: it is `down`
+        meanwhile, and requests with records for it are answered "retry")."""
         st = shard.status
         code = shard.process.poll() if shard.process is not None else None
         log.error("shard %d (pid %d) died (exit %s): restarting it from its last snapshot",
@@ -953,15 +1020,30 @@ class ShardPool:
         if shard.process is not None:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(shard.process.wait)
-        if self._closing:
-            return
-        try:
-            await self._spawn(shard)
+        attempt = 0
+        while not self._closing:
+            try:
+                await self._spawn(shard)
+            except Exception as exc:
+                delay = backoff_delay(attempt, RESTART_BACKOFF)
+                attempt += 1
+                st.down = True
+                st.restart_failures += 1
+                if shard.writer is not None:
+                    shard.writer.close()
+                log.error("shard %d could not be restarted (%s): trying again in %.1f s",
+                          st.index, exc, delay)  # fmt: skip
+                if shard.process is not None:
+                    with contextlib.suppress(Exception):
+                        shard.process.kill()
+                        await asyncio.to_thread(shard.process.wait)
+                await self._backoff_sleep(delay)
+                continue
+            st.down = False
             if self._patches is not None:
                 patches, self._patches = self._patches, None
                 self.push_patches(patches)
-        except Exception as exc:
-            log.error("shard %d could not be restarted: %s", st.index, exc)
+            return
 
     # -- status ------------------------------------------------------------------------------
 

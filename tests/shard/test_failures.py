@@ -1,0 +1,188 @@
+"""Worker failure loses nothing and counts nothing twice: a request is either answered "retry"
+with none of it gone on (its sender resends it whole), or consumed. Real shard processes: a
+shard is held still with SIGSTOP and killed with SIGKILL at the point under test, never by
+timing; waits for what must happen use the suite's client deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import CLIENT_TIMEOUT
+from tests.shard.test_route import NOW, config, request, service_on
+from via_otlp.receive.intake import QueueFullError
+from via_otlp.receive.otlp_codec import Encoding
+from via_otlp.shard import pool as pool_module
+from via_otlp.shard.pool import ShardPool
+
+PB = Encoding.PROTOBUF
+
+
+async def until(done: Callable[[], bool]) -> None:
+    """Until `done()` holds (it must: the deadline is the suite's, not a bound tested)."""
+
+    async def wait() -> None:
+        while not done():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(wait(), CLIENT_TIMEOUT)
+
+
+def _resume(pool: ShardPool, *pids: int) -> None:
+    for pid in {*pids, *(s.pid for s in pool.status())}:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("grace", [CLIENT_TIMEOUT, 0.0])
+def test_a_request_decoded_while_the_pool_stops_is_consumed_or_answered_retry(
+    tmp_path: Path, grace: float
+) -> None:
+    """Shard 0 holds still with a request's part to decode when the pool is told to stop.
+    Given the time, the request is decoded and consumed before STOP goes out; given none,
+    STOP goes first and the request, decoded after it, is answered "retry" with nothing of
+    it gone on. (Before: answered with its 6 records, sent to shards that had stopped
+    reading: neither consumed nor counted lost.)"""
+    a, b = service_on(0), service_on(1)
+    payload = request({a: 3, b: 3})  # routed: each owner decodes its part
+
+    async def main() -> tuple[Any, ShardPool]:
+        pool = ShardPool(config(tmp_path), lambda events: None, persist=False)
+        await pool.start()
+        pid0 = pool.status()[0].pid
+        try:
+            os.kill(pid0, signal.SIGSTOP)
+            fut = asyncio.ensure_future(pool.submit_payload(payload, PB, now_ns=NOW))
+            await until(lambda: any(r.parts for r in pool._routed.values()))  # shard 1's in
+            stopping = asyncio.ensure_future(pool.stop(grace))
+            # No request is taken once `_closing`; STOP is out once `_stopping` (the old
+            # code sent it with `_closing`, in the same step).
+            stop_sent = "_stopping" if grace == 0 and hasattr(pool, "_stopping") else "_closing"
+            await until(lambda: bool(getattr(pool, stop_sent)))
+            os.kill(pid0, signal.SIGCONT)
+            await asyncio.wait_for(stopping, CLIENT_TIMEOUT)
+            with contextlib.suppress(QueueFullError):
+                return await asyncio.wait_for(fut, CLIENT_TIMEOUT), pool
+            return "retry", pool
+        finally:
+            _resume(pool, pid0)
+            await pool.kill()
+
+    answer, pool = asyncio.run(main())
+    consumed, lost = pool.stats.records_consumed, pool.lost_records
+    if grace:
+        assert (answer, consumed, lost) == (6, 6, 0)
+    else:
+        assert (answer, consumed, lost) == ("retry", 0, 0)
+    assert pool.queued_bytes == 0 and not pool._decoding
+
+
+def test_ordered_a_decoder_killed_after_its_batches_came_back_duplicates_nothing(
+    tmp_path: Path,
+) -> None:
+    """Ordered (a replay): request 2 is decoded whole by shard 1, its batches wait for
+    request 1 (shard 0 holds still), and shard 1 is killed. Request 2 is answered "retry";
+    once resent, every record is consumed once and none is lost. (Before: its batches went on
+    when request 1 was done: shard 0's records consumed twice with the resend, shard 1's
+    part counted lost.)"""
+    a, b = service_on(0), service_on(1)
+    first = request({a: 2})  # its one owner, shard 0, decodes it
+    second = request({a: 3, b: 3})  # more than a batch: decoded whole by the least busy
+    cfg = config(tmp_path, batch_max_records=4)
+
+    async def main() -> ShardPool:
+        pool = ShardPool(cfg, lambda events: None, persist=False, ordered=True)
+        await pool.start()
+        pid0, pid1 = (s.pid for s in pool.status())
+        try:
+            os.kill(pid0, signal.SIGSTOP)
+            f1 = asyncio.ensure_future(pool.submit_payload(first, PB, now_ns=NOW))
+            await until(lambda: pool._shards[0].status.decoding_bytes > 0)
+            f2 = asyncio.ensure_future(pool.submit_payload(second, PB, now_ns=NOW))
+            await until(lambda: bool(pool._held.get(2)) and pool._held[2][-1][0])
+            assert [d for _, _, d in pool._held[2]] == [1, 1]  # two batches, by shard 1
+            os.kill(pid1, signal.SIGKILL)
+            with pytest.raises(QueueFullError):
+                await asyncio.wait_for(f2, CLIENT_TIMEOUT)
+            os.kill(pid0, signal.SIGCONT)
+            assert await asyncio.wait_for(f1, CLIENT_TIMEOUT) == 2
+            await until(lambda: pool.status()[1].pid != pid1 and pool._shards[1].alive)
+            # The sender resends request 2.
+            assert await asyncio.wait_for(pool.submit_payload(second, PB), CLIENT_TIMEOUT) == 6
+            await asyncio.wait_for(pool.wait_idle(), CLIENT_TIMEOUT)
+            return pool
+        finally:
+            _resume(pool, pid0)
+            await pool.stop()
+
+    pool = asyncio.run(main())
+    assert (pool.stats.records_consumed, pool.lost_records) == (2 + 6, 0)
+
+
+def test_a_shard_whose_restart_fails_is_restarted_after_a_backoff_and_shown_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shard 1 dies and its replacement dies before READY. Meanwhile it is `down` (with a
+    restart failure counted), requests with records for it are answered "retry" (routed, or
+    decoded whole by shard 0), shard 0's own go on; after the backoff a second restart brings
+    it back and its requests are taken. (Before: never restarted, retry answers forever.)"""
+    a, b = service_on(0), service_on(1)
+    only_a, only_b = request({a: 2}), request({b: 2})
+    large = request({a: 3, b: 3})  # not routed (more than a batch): decoded whole by shard 0
+    spawned: list[int] = []
+    real = pool_module._start_process
+
+    def first_held() -> Any:  # the first replacement holds still before it can read INIT
+        process, sock = real()
+        if not spawned:
+            os.kill(process.pid, signal.SIGSTOP)
+        spawned.append(process.pid)
+        return process, sock
+
+    async def main() -> tuple[ShardPool, list[float]]:
+        pool = ShardPool(config(tmp_path, batch_max_records=4), lambda e: None, persist=False)
+        await pool.start()
+        backoff = asyncio.Event()
+        delays: list[float] = []
+
+        async def held_sleep(delay: float) -> None:
+            delays.append(delay)
+            await backoff.wait()
+
+        pool._backoff_sleep = held_sleep
+        try:
+            monkeypatch.setattr(pool_module, "_start_process", first_held)
+            os.kill(pool.status()[1].pid, signal.SIGKILL)
+            await until(lambda: bool(spawned))
+            os.kill(spawned[0], signal.SIGKILL)  # the restart fails
+            await until(lambda: pool.status()[1].restart_failures == 1)
+            st = pool.status()[1]
+            assert st.down and not pool._shards[1].alive and len(spawned) == 1
+            for payload in (only_b, large):
+                with pytest.raises(QueueFullError):
+                    await asyncio.wait_for(pool.submit_payload(payload, PB), CLIENT_TIMEOUT)
+            assert await asyncio.wait_for(pool.submit_payload(only_a, PB), CLIENT_TIMEOUT) == 2
+            backoff.set()  # the backoff is over: the second restart succeeds
+            await until(lambda: not pool.status()[1].down)
+            assert len(spawned) == 2 and pool._shards[1].alive
+            assert await asyncio.wait_for(pool.submit_payload(only_b, PB), CLIENT_TIMEOUT) == 2
+            assert await asyncio.wait_for(pool.submit_payload(large, PB), CLIENT_TIMEOUT) == 6
+            await asyncio.wait_for(pool.wait_idle(), CLIENT_TIMEOUT)
+            return pool, delays
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                for pid in spawned[:1]:
+                    os.kill(pid, signal.SIGKILL)
+            await pool.stop()
+
+    pool, delays = asyncio.run(main())
+    assert len(delays) == 1 and 0 < delays[0] <= pool_module.RESTART_BACKOFF.max_interval * 2
+    assert (pool.stats.records_consumed, pool.lost_records) == (2 + 2 + 6, 0)
+    assert pool.status()[1].restarts == 1 and pool.queued_bytes == 0
