@@ -284,3 +284,20 @@ def test_a_request_sent_to_a_shard_whose_restart_fails_answers_retry(
             await pool.stop()
 
     asyncio.run(main())
+
+
+def test_resources_remembered_from_before_do_not_count_in_the_routing_byte_bound() -> None:
+    """The bound on Resource bytes is on those parsed (a Python loop each): a request whose
+    Resources together exceed it, but were seen before, is routed, not decoded whole. (Before:
+    every Resource's bytes counted, so such a request was decoded whole at every send.)"""
+    from via_otlp.shard.wire import ROUTE_MAX_PARSES, ROUTE_MAX_RESOURCE_BYTES
+
+    pad = "p" * 600
+    payload = request({f"svc{i}-{pad}": 1 for i in range(30)})
+    resource_bytes = 30 * len(pad)
+    assert resource_bytes > ROUTE_MAX_RESOURCE_BYTES and ROUTE_MAX_PARSES >= 30  # (the case)
+    router = Router(NormaliseOptions(), 2)
+    assert router.cut(payload) is None  # first seen: more bytes parsed than the bound
+    cut = router.cut(payload)  # the Resources parsed then are remembered: a few left to parse
+    assert cut is not None and all(cut)  # (the 30 services fall on both shards)
+    assert sum(len(p) for pieces in cut for p in pieces) == len(payload)

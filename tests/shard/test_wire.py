@@ -261,7 +261,9 @@ def test_the_cut_before_decoding_reads_a_bounded_part_of_any_request() -> None:
     def resource_logs(resource: bytes) -> bytes:
         return b"\x0a" + _varint(len(resource) + 3) + b"\x0a" + _varint(len(resource)) + resource
 
-    fits = resource_logs(attr * (ROUTE_MAX_RESOURCE_BYTES // len(attr) // 2)) * 2
+    other = attr.replace(b"k", b"j")  # (two different Resources: one repeated is parsed once)
+    half = ROUTE_MAX_RESOURCE_BYTES // len(attr) // 2
+    fits = resource_logs(attr * half) + resource_logs(other * half)
     assert cut(fits) is not None and cut(resource_logs(attr * 20)) is not None
     assert cut(fits + resource_logs(attr * 20)) is None
     # A 4 MiB request of one ResourceLogs full of tiny fields: a bounded number of bytes read.

@@ -73,6 +73,7 @@ from via_otlp.shard.wire import (
     json_frame,
     seq_frame,
     shard_of,
+    split_done,
     split_seq,
 )
 from via_otlp.telemetry.timing import Stage
@@ -694,8 +695,7 @@ class ShardPool:
 
     def _on_frame(self, shard: _Shard, kind: Kind, body: memoryview) -> None:
         if kind is Kind.DONE:
-            doc = json.loads(bytes(body))
-            seq = doc["seq"]
+            seq, consumed, dropped, missing, events = split_done(body)
             records, nbytes = shard.pending.pop(seq, (0, 0))
             sent = self._sent_at.pop((shard.status.index, seq), None)
             if sent is not None:
@@ -703,22 +703,25 @@ class ShardPool:
                 self.stats.latency.observe(Stage.QUEUE, time.perf_counter() - sent)
             shard.status.records_in_flight -= records
             shard.status.bytes_in_flight -= nbytes
-            if doc.get("missing"):  # held by the shard before a restart
+            if missing:  # held by the shard before a restart
                 self.lost_records += records
-            self.stats.records_consumed += doc["records"]
-            self.stats.records_dropped_by_patch += doc.get("dropped", 0)
-            if doc["events"]:
-                self._events.setdefault(seq, []).extend(event_from_json(e) for e in doc["events"])
+            self.stats.records_consumed += consumed
+            self.stats.records_dropped_by_patch += dropped
+            if events:
+                self._events.setdefault(seq, []).extend(
+                    event_from_json(e) for e in json.loads(bytes(events))
+                )
             self._shard_done(seq)
         elif kind is Kind.DECODED:
             rid, last, payload = split_seq(body)
             if rid in self._routed:
                 self._routed_part(shard, rid, bool(last), payload)
             elif self.ordered:
-                self._held.setdefault(rid, []).append((bool(last), payload, shard.status.index))
+                batch = (bool(last), _read(payload), shard.status.index)
+                self._held.setdefault(rid, []).append(batch)
                 self._release_held()
             else:
-                self._arrive(rid, bool(last), payload, shard.status.index)
+                self._arrive(rid, bool(last), _read(payload), shard.status.index)
         elif kind is Kind.EXPORTED:
             rid, _, payload = split_seq(body)
             fut = self._results.pop(rid, None)
@@ -1215,28 +1218,43 @@ def _holders(header: dict[str, Any], decoder: int) -> dict[int, tuple[int, int]]
     return {decoder: (int(header["held"]), int(header.get("held_bytes", 0)))}
 
 
+_NO_PARTS = memoryview(b"")
+
+
 @dataclass
 class _Merged:
-    """The batch of a routed request, made of its parts' DECODED headers (`_merged`): its
-    largest event time and its header, kept parsed (all its parts are held by their owners)."""
+    """A decoded batch kept parsed: a DECODED payload read once as it arrives (its header is
+    asked for again on its way: sources to look up, sequencing), or the batch of a routed
+    request made of its parts' headers (`_merged`; all its parts are held by their owners)."""
 
     tmax: int
     header: dict[str, Any]
+    parts: memoryview = _NO_PARTS  # the encoded parts for the shards that did not keep theirs
 
 
-# A decoded batch: a DECODED payload, or a routed request's merged parts.
+# A decoded batch: a DECODED payload (empty: a request of no records), or one kept parsed.
 Decoded = memoryview | _Merged
-_NO_PARTS = memoryview(b"")
 
 
 def _parsed(payload: Decoded) -> tuple[int, dict[str, Any], memoryview]:
     """The largest event time, the header and the encoded parts of a (non-empty) batch."""
     if isinstance(payload, _Merged):
-        return payload.tmax, payload.header, _NO_PARTS
+        return payload.tmax, payload.header, payload.parts
     (hlen,) = _U32.unpack_from(payload, _Q.size)
     start = _Q.size + _U32.size
     header = json.loads(bytes(payload[start : start + hlen]))
     return _Q.unpack_from(payload)[0], header, payload[start + hlen :]
+
+
+def _read(payload: memoryview) -> Decoded:
+    """A DECODED payload parsed once (an empty one, or one that does not parse, stays as it
+    is: `_decoded` then fails on it where its request is answered all the same)."""
+    if not len(payload):
+        return payload
+    try:
+        return _Merged(*_parsed(payload))
+    except (ValueError, TypeError, struct.error):
+        return payload
 
 
 def _header(payload: Decoded) -> dict[str, Any] | None:

@@ -28,6 +28,7 @@ from via_otlp.state import decode_tree, encode_tree
 _FRAME = struct.Struct("<IB")
 _SEQ = struct.Struct("<qq")  # (sequence number or request id, watermark / time)
 _HELD_ID = struct.Struct("<Q")
+_DONE = struct.Struct("<qqqB")
 
 
 class Kind(enum.IntEnum):
@@ -49,7 +50,7 @@ class Kind(enum.IntEnum):
     FREE = 14  # u64 id: a part the shard kept that will never be sequenced (drop it)
     READY = 20  # json: what the shard restored
     DECODED = 21  # (request id, max event time) + json header + encoded batches per shard
-    DONE = 22  # json: sequence, records, events, counters
+    DONE = 22  # (sequence, records, dropped) + u8 missing + json events (none: no bytes)
     RESULT = 23  # json: {"id": n, "result": ...}
     FAILED = 24  # json: {"id": n, "error": ...} for a request that could not be decoded
     EXPORTED = 25  # (id, 0) + u32 header length + json header {"keys", "sizes"} + blobs
@@ -65,7 +66,8 @@ def shard_of(source_key: str, shards: int) -> int:
 # with more fields or Resource bytes, are decoded whole by one shard as before.
 ROUTE_MAX_BYTES = 4 << 20
 ROUTE_MAX_FIELDS = 1024  # ResourceLogs and the fields inside them walked (~20 bytes read each)
-ROUTE_MAX_RESOURCE_BYTES = 16 << 10  # Resource bytes parsed (its attributes are a Python loop)
+# Resource bytes parsed (their attributes are a Python loop); those remembered cost nothing.
+ROUTE_MAX_RESOURCE_BYTES = 16 << 10
 ROUTE_MAX_PARSES = 32  # Resources parsed (not remembered) for one request
 # Resources whose owner is remembered by their bytes: this many bytes at most, each counted
 # with an allowance for its entry (Kubernetes Resources of 1-4 KiB are remembered too).
@@ -109,8 +111,8 @@ class Router:
         """The protobuf request `data` cut by owning shard, before it is decoded: each shard's
         ResourceLogs, in order, as the pieces of a request of their own (none for a shard that
         owns none; neighbours joined). Only the framing is walked and only the Resources are
-        parsed, at most ROUTE_MAX_PARSES of them not remembered from before (the walk stops
-        there). None when the bytes are not plainly ResourceLogs with Resources that parse,
+        parsed, at most ROUTE_MAX_PARSES and ROUTE_MAX_RESOURCE_BYTES of them not remembered
+        from before (the walk stops there). None when the bytes are not plainly ResourceLogs with Resources that parse,
         or exceed the bounds above: one shard then decodes the request whole (and says what
         is wrong with it)."""
         if len(data) > ROUTE_MAX_BYTES:
@@ -119,14 +121,15 @@ class Router:
         pieces: list[list[memoryview]] = [[] for _ in range(self.shards)]
         last, run_start, run_end = -1, 0, 0
         owners: list[int] = []  # of each ResourceLogs, as the walk passes it
-        parses = 0
+        parses = parsed_bytes = 0
 
         def keep(resource: bytes) -> bool:
-            nonlocal parses
+            nonlocal parses, parsed_bytes
             k = self._owners.get(resource, -1)
             if k < 0:
                 parses += 1
-                if parses > ROUTE_MAX_PARSES:
+                parsed_bytes += len(resource)
+                if parses > ROUTE_MAX_PARSES or parsed_bytes > ROUTE_MAX_RESOURCE_BYTES:
                     return False  # many Resources not seen before: decoded whole
                 k = self.owner(resource)
             owners.append(k)
@@ -134,7 +137,12 @@ class Router:
 
         try:
             spans = resource_logs_spans(
-                data, ROUTE_MAX_FIELDS, ROUTE_MAX_RESOURCE_BYTES, self.max_records, keep
+                # (The Resources' bytes are bounded by the request's: only those parsed count.)
+                data,
+                ROUTE_MAX_FIELDS,
+                ROUTE_MAX_BYTES,
+                self.max_records,
+                keep,
             )
             if spans is None:
                 return None
@@ -185,6 +193,24 @@ def free_frame(held_id: int) -> bytes:
 def held_id(payload: memoryview) -> int:
     """The id a HELD frame's payload (after `split_seq`) or a FREE frame's names."""
     return int(_HELD_ID.unpack_from(payload)[0])
+
+
+def done_frame(done: dict[str, Any]) -> bytes:
+    """A DONE frame: fixed fields packed, the events (JSON) only if any: most batches have
+    none, and the serving loop reads one DONE per shard and batch."""
+    events = done.get("events")
+    tail = json.dumps(events, separators=(",", ":")).encode("utf-8") if events else b""
+    fixed = _DONE.pack(
+        done["seq"], done["records"], done.get("dropped", 0), bool(done.get("missing"))
+    )
+    return frame(Kind.DONE, fixed + tail)
+
+
+def split_done(payload: memoryview) -> tuple[int, int, int, bool, memoryview]:
+    """A DONE frame's sequence, records consumed, records dropped, whether the part was
+    missing, and its events' JSON (empty: none)."""
+    seq, records, dropped, missing = _DONE.unpack_from(payload)
+    return seq, records, dropped, bool(missing), payload[_DONE.size :]
 
 
 def split_seq(payload: memoryview) -> tuple[int, int, memoryview]:

@@ -40,6 +40,7 @@ from via_otlp.shard.wire import (
     ROUTE_MAX_BYTES,
     Kind,
     decode_batch,
+    done_frame,
     encode_batch,
     held_id,
     json_frame,
@@ -479,7 +480,7 @@ def run(sock: socket.socket) -> int:
             item = batch_item(shard, kind, body)
             frames = [item, *waiting_batches(sock, len(body), shard, on_decode)]
             dones = shard.consume_many(frames)
-            send_frames(sock, [json_frame(Kind.DONE, d) for d in dones])
+            send_frames(sock, [done_frame(d) for d in dones])
         elif kind is Kind.FREE:
             shard.free(body)
         elif kind is Kind.DECODE:
@@ -492,13 +493,13 @@ def run(sock: socket.socket) -> int:
             doc = json.loads(bytes(body))
             shard.pipeline.tick(int(doc["now_ns"]))
             done = {"seq": doc["seq"], "records": 0, "events": shard.take_events()}
-            send_frames(sock, [json_frame(Kind.DONE, done)])
+            send_frames(sock, [done_frame(done)])
             memory.trim()  # a bucket close's temporaries: ~250 B a profile held till a snapshot
         elif kind is Kind.FLUSH:
             doc = json.loads(bytes(body))
             shard.pipeline.finish()
             done = {"seq": doc["seq"], "records": 0, "events": shard.take_events()}
-            send_frames(sock, [json_frame(Kind.DONE, done)])
+            send_frames(sock, [done_frame(done)])
         elif kind is Kind.SNAPSHOT or kind is Kind.STOP:
             doc = json.loads(bytes(body))
             try:
