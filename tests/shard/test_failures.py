@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import CLIENT_TIMEOUT
 from tests.shard.test_route import NOW, config, request, service_on
+from via_otlp.config import Config, parse_config
 from via_otlp.receive.intake import QueueFullError
 from via_otlp.receive.otlp_codec import Encoding
 from via_otlp.shard import pool as pool_module
@@ -186,3 +187,49 @@ def test_a_shard_whose_restart_fails_is_restarted_after_a_backoff_and_shown_down
     assert len(delays) == 1 and 0 < delays[0] <= pool_module.RESTART_BACKOFF.max_interval * 2
     assert (pool.stats.records_consumed, pool.lost_records) == (2 + 2 + 6, 0)
     assert pool.status()[1].restarts == 1 and pool.queued_bytes == 0
+
+
+def config3(tmp_path: Path, **pipeline: int) -> Config:
+    """Three shards (`config`'s are two)."""
+    extra = "".join(f", {k}: {v}" for k, v in pipeline.items())
+    return parse_config(
+        f"""{{pipeline: {{workers: 3{extra}}}, state: {{data_dir: "{tmp_path}"}},
+             registry: {{enabled: false}}, correlate: {{enabled: false}}}}"""
+    )
+
+
+def test_ordered_a_routed_request_answered_retry_holds_back_no_later_request(
+    tmp_path: Path,
+) -> None:
+    """Ordered, three shards: request 1 is routed to shards 0 (held still) and 1, request 2
+    (shard 2's only) is decoded and waits for its turn; shard 1 is killed. Request 1 is
+    answered "retry", and request 2 goes on at once: nothing of request 1 will go on, however
+    long shard 0 takes to finish its part. (Before: request 2 waited until shard 0 finished
+    decoding, and then for ever, `wait_idle`, `flush` and `stop` with it.)"""
+    a, b, c = (service_on(k, 3) for k in range(3))
+
+    async def main() -> ShardPool:
+        pool = ShardPool(config3(tmp_path), lambda events: None, persist=False, ordered=True)
+        await pool.start()
+        pid0, pid1, _ = (s.pid for s in pool.status())
+        try:
+            os.kill(pid0, signal.SIGSTOP)
+            f1 = asyncio.ensure_future(pool.submit_payload(request({a: 1, b: 1}), PB, now_ns=NOW))
+            await until(lambda: any(r.parts for r in pool._routed.values()))  # shard 1's in
+            f2 = asyncio.ensure_future(pool.submit_payload(request({c: 2}), PB, now_ns=NOW))
+            await until(lambda: bool(pool._held.get(2)))
+            os.kill(pid1, signal.SIGKILL)
+            with pytest.raises(QueueFullError):
+                await asyncio.wait_for(f1, CLIENT_TIMEOUT)
+            assert await asyncio.wait_for(f2, CLIENT_TIMEOUT) == 2  # shard 0 still held
+            await until(lambda: pool._shards[1].alive and pool.status()[1].pid != pid1)
+            os.kill(pid0, signal.SIGCONT)  # its part of request 1 comes, and is freed
+            await asyncio.wait_for(pool.wait_idle(), CLIENT_TIMEOUT)
+            return pool
+        finally:
+            _resume(pool, pid0)
+            await pool.stop()
+
+    pool = asyncio.run(main())
+    assert (pool.stats.records_consumed, pool.lost_records) == (2, 0)
+    assert pool.queued_bytes == 0 and not pool._routed

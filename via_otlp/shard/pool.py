@@ -749,7 +749,11 @@ class ShardPool:
         while self._next_release <= self._last_rid:
             rid = self._next_release
             batches = self._held.get(rid)
-            if (rid in self._decoding or rid in self._routed) and not (batches and batches[-1][0]):
+            routed = self._routed.get(rid)
+            # (A routed request answered "retry" holds nothing back: none of it goes on, and
+            # its owners may finish decoding their parts long after, or never.)
+            coming = rid in self._decoding or (routed is not None and not routed.aborted)
+            if coming and not (batches and batches[-1][0]):
                 return  # more batches of this request to come
             for last, payload, index in self._held.pop(rid, []):
                 self._arrive(rid, last, payload, index)
