@@ -21,6 +21,8 @@ from via_otlp.config import Config, parse_config
 from via_otlp.receive.intake import QueueFullError
 from via_otlp.receive.otlp_codec import Encoding
 from via_otlp.shard import pool as pool_module
+from via_otlp.shard import wire
+from via_otlp.shard import worker as worker_module
 from via_otlp.shard.pool import ShardPool
 
 PB = Encoding.PROTOBUF
@@ -233,3 +235,53 @@ def test_ordered_a_routed_request_answered_retry_holds_back_no_later_request(
     pool = asyncio.run(main())
     assert (pool.stats.records_consumed, pool.lost_records) == (2, 0)
     assert pool.queued_bytes == 0 and not pool._routed
+
+
+def _stalling_send_decoded(sock: Any, rid: int, parts: Any) -> None:
+    """`worker._send_decoded` of a shard that holds itself still (SIGSTOP) once it has sent
+    the first of a request's batches and before it decodes the next."""
+    held = None
+    for part in parts:
+        if held is not None:
+            wire.send_frames(sock, [wire.seq_frame(wire.Kind.DECODED, rid, 0, held)])
+            os.kill(os.getpid(), signal.SIGSTOP)
+        held = part
+    wire.send_frames(sock, [wire.seq_frame(wire.Kind.DECODED, rid, 1, held or b"")])
+
+
+def test_a_decoder_killed_after_a_batch_went_on_answers_that_batch_not_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request of two batches is decoded whole; its first (shard 1's 4 records) goes on,
+    and the decoder is killed before it decodes the second. The request is answered with the
+    4 records that went on, which shard 1 consumes: the sender resends none of them. (Before:
+    answered "retry" while shard 1 consumed them: the resend counted them twice.)"""
+    a, b = service_on(0), service_on(1)
+    payload = request({b: 4, a: 4})  # more than a batch: decoded whole, b's records first
+    # The shards are forked from this process: they run the stalling `_send_decoded`.
+    monkeypatch.setattr(worker_module, "_send_decoded", _stalling_send_decoded)
+
+    async def main() -> tuple[ShardPool, Any]:
+        pool = ShardPool(config(tmp_path, batch_max_records=4), lambda e: None, persist=False)
+        await pool.start()
+        pids = [s.pid for s in pool.status()]
+        try:
+            fut = asyncio.ensure_future(pool.submit_payload(payload, PB, now_ns=NOW))
+            await until(lambda: any(r.sequenced for r in pool._decoding.values()))
+            decoder = pool._decoding[1].decoder
+            os.kill(pids[decoder], signal.SIGKILL)
+            answer: int | str
+            try:
+                answer = await asyncio.wait_for(fut, CLIENT_TIMEOUT)
+            except QueueFullError:
+                answer = "retry"
+            await until(lambda: all(s.alive for s in pool._shards))
+            await asyncio.wait_for(pool.wait_idle(), CLIENT_TIMEOUT)
+            return pool, answer
+        finally:
+            _resume(pool, *pids)
+            await pool.stop()
+
+    pool, answer = asyncio.run(main())
+    assert (answer, pool.stats.records_consumed, pool.lost_records) == (4, 4, 0)
+    assert pool.stats.records_accepted == 4 and pool.queued_bytes == 0

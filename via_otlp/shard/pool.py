@@ -362,7 +362,7 @@ class ShardPool:
             self.lost_records += sum(records for records, _ in s.pending.values())
             s.pending.clear()
         for rid, req in list(self._decoding.items()):
-            self._retry(rid, req)
+            self._cut_short(rid, req)
 
     async def kill(self, grace: float = 2.0) -> None:
         for s in self._shards:
@@ -891,6 +891,19 @@ class ShardPool:
         if not req.fut.done():
             req.fut.set_exception(QueueFullError(self.config.pipeline.retry_after))
 
+    def _cut_short(self, rid: int, req: _Request) -> None:
+        """Request `rid` will get no more batches (its decoder died, or the pool stopped):
+        answered "retry" if none of it went on, else with the records that did (the sender
+        must not resend them: they would count twice). The rest was never decoded, so it is
+        counted nowhere."""
+        if not req.sequenced:
+            self._retry(rid, req)
+            return
+        self._decoding.pop(rid, None)
+        self._discharge(req)
+        if not req.fut.done():
+            req.fut.set_result(req.records)
+
     def _free_held(self, decoder: int, header: Any) -> None:
         """A batch that will not be sequenced: the parts the shards that decoded it kept are
         freed there (FREE), and the records of every part are counted lost (none was sent)."""
@@ -982,7 +995,8 @@ class ShardPool:
     def _lost(self, shard: _Shard) -> None:
         """Shard `shard` is not alive any more (it died, or a restart failed before READY):
         the batches it owed count lost, and each request it was decoding, or had a routed
-        part of, is answered "retry" with its charge taken off. Every way a shard stops
+        part of, is answered "retry" with its charge taken off (or, if part of it went on
+        already, with that part: `_cut_short`). Every way a shard stops
         being alive comes here, so no request waits for an answer that cannot come."""
         st = shard.status
         shard.alive = False
@@ -994,7 +1008,7 @@ class ShardPool:
         st.records_in_flight = st.bytes_in_flight = 0
         for rid, req in list(self._decoding.items()):
             if req.decoder == st.index:
-                self._retry(rid, req)
+                self._cut_short(rid, req)
         self._abort_routed(st.index)
         # Ordered: batches decoded but not gone on yet (a request's go on together, once its
         # last is in: `_release_held`). Those of a request answered "retry", or with a part
