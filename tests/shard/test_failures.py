@@ -255,11 +255,14 @@ def test_a_decoder_killed_after_a_batch_went_on_answers_that_batch_not_retry(
     """A request of two batches is decoded whole; its first (shard 1's 4 records) goes on,
     and the decoder is killed before it decodes the second. The request is answered with the
     4 records that went on, which shard 1 consumes: the sender resends none of them. (Before:
-    answered "retry" while shard 1 consumed them: the resend counted them twice.)"""
+    answered "retry" while shard 1 consumed them: the resend counted them twice.) Batches go
+    on as they come only past GATHER_MAX_BYTES of a request (set to 0 here); below it, none
+    goes on before the last: test_a_decoder_killed_between_the_batches_..._nothing."""
     a, b = service_on(0), service_on(1)
     payload = request({b: 4, a: 4})  # more than a batch: decoded whole, b's records first
     # The shards are forked from this process: they run the stalling `_send_decoded`.
     monkeypatch.setattr(worker_module, "_send_decoded", _stalling_send_decoded)
+    monkeypatch.setattr(pool_module, "GATHER_MAX_BYTES", 0)
 
     async def main() -> tuple[ShardPool, Any]:
         pool = ShardPool(config(tmp_path, batch_max_records=4), lambda e: None, persist=False)
@@ -285,3 +288,50 @@ def test_a_decoder_killed_after_a_batch_went_on_answers_that_batch_not_retry(
     pool, answer = asyncio.run(main())
     assert (answer, pool.stats.records_consumed, pool.lost_records) == (4, 4, 0)
     assert pool.stats.records_accepted == 4 and pool.queued_bytes == 0
+
+
+def test_a_decoder_killed_between_the_batches_of_a_request_duplicates_nothing(
+    tmp_path: Path,
+) -> None:
+    """Unordered (serve): a request of two batches, its decoder killed after the first came
+    back. It is answered "retry" and nothing of it went on: resent, each record is consumed
+    once, none lost. (Before: the first batch went on as it came, so the resend consumed its
+    records twice, and the dead shard's part of it counted lost.) The first DECODED frame is
+    the one a shard makes (`Shard.decode`, in this process), handed to the pool as if read
+    from the decoder: the real decoder is held still, then killed."""
+    from via_otlp.shard.wire import Kind, seq_frame
+    from via_otlp.shard.worker import Shard
+
+    a, b = service_on(0), service_on(1)
+    payload = request({a: 3, b: 3})  # more than a batch: decoded whole, in two batches
+    cfg = config(tmp_path, batch_max_records=4)
+
+    async def main() -> ShardPool:
+        pool = ShardPool(cfg, lambda events: None, persist=False)
+        await pool.start()
+        pids = [s.pid for s in pool.status()]
+        try:
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+            fut = asyncio.ensure_future(pool.submit_payload(payload, PB, now_ns=NOW))
+            await until(lambda: bool(pool._decoding))
+            k = pool._decoding[1].decoder
+            os.kill(pids[1 - k], signal.SIGCONT)
+            first = next(iter(Shard(cfg, k, 2).decode(memoryview(payload), PB, NOW)))
+            body = memoryview(seq_frame(Kind.DECODED, 1, 0, first))[5:]
+            pool._on_frame(pool._shards[k], Kind.DECODED, body)  # its first batch is in
+            os.kill(pids[k], signal.SIGKILL)
+            with pytest.raises(QueueFullError):
+                await asyncio.wait_for(fut, CLIENT_TIMEOUT)
+            await until(lambda: pool.status()[k].pid != pids[k] and pool._shards[k].alive)
+            # The sender resends it.
+            assert await asyncio.wait_for(pool.submit_payload(payload, PB), CLIENT_TIMEOUT) == 6
+            await asyncio.wait_for(pool.wait_idle(), CLIENT_TIMEOUT)
+            return pool
+        finally:
+            _resume(pool, *pids)
+            await pool.stop()
+
+    pool = asyncio.run(main())
+    assert (pool.stats.records_consumed, pool.lost_records) == (6, 0)
+    assert pool.queued_bytes == 0 and not pool._held

@@ -104,6 +104,8 @@ class SourceStore(Protocol):
 SLICE = 1 << 20
 # How long the first batch of a new source waits for its state from the registry.
 LOAD_TIMEOUT = 5.0
+# Decoded batches of one request gathered before they go on together (`_gather`) at most.
+GATHER_MAX_BYTES = 32 << 20
 # Between attempts to restart a shard whose restart failed: from 0.1 s, doubling up to 30 s.
 RESTART_BACKOFF = Backoff.capped(0.1, 30.0)
 
@@ -237,6 +239,8 @@ class ShardPool:
         # Requests being decoded, and those of them routed by owning shard (`_Routed`).
         self._decoding: dict[int, _Request] = {}
         self._next_release = 1  # ordered mode: the next request id whose batches may go on
+        # Decoded batches that wait for the rest of their request (`_gather`), or in ordered
+        # mode also for the requests before it (`_release_held`).
         self._held: dict[int, list[tuple[bool, Decoded, int]]] = {}
         self._routed: dict[int, _Routed] = {}
         self.routed = 0  # requests decoded in parts by their owners
@@ -721,7 +725,7 @@ class ShardPool:
                 self._held.setdefault(rid, []).append(batch)
                 self._release_held()
             else:
-                self._arrive(rid, bool(last), _read(payload), shard.status.index)
+                self._gather(rid, bool(last), _read(payload), shard.status.index)
         elif kind is Kind.EXPORTED:
             rid, _, payload = split_seq(body)
             fut = self._results.pop(rid, None)
@@ -741,6 +745,23 @@ class ShardPool:
                     fut.set_exception(RuntimeError(doc["error"]))
                 else:
                     fut.set_result(doc["result"])
+
+    def _gather(self, rid: int, last: bool, payload: Decoded, decoder: int) -> None:
+        """Unordered: a request's batches go on together once its last is in, as in ordered
+        mode, so a decoder that dies before that leaves nothing of it sequenced and its
+        "retry" duplicates nothing. Past GATHER_MAX_BYTES gathered (a request of many large
+        batches) they go on as they come, as before: its memory stays bounded."""
+        gathered = self._held.get(rid)
+        if gathered is None and last:
+            self._arrive(rid, last, payload, decoder)  # one batch: nothing to wait for
+            return
+        if gathered is None:
+            gathered = self._held[rid] = []
+        gathered.append((last, payload, decoder))
+        if last or sum(_weight(p) for _, p, _ in gathered) > GATHER_MAX_BYTES:
+            del self._held[rid]
+            for one in gathered:
+                self._arrive(rid, *one)
 
     def _release_held(self) -> None:
         """Ordered mode: pass decoded batches on in request order, each request's all at
@@ -1010,8 +1031,8 @@ class ShardPool:
             if req.decoder == st.index:
                 self._cut_short(rid, req)
         self._abort_routed(st.index)
-        # Ordered: batches decoded but not gone on yet (a request's go on together, once its
-        # last is in: `_release_held`). Those of a request answered "retry", or with a part
+        # Batches decoded but not gone on yet (a request's go on together, once its last is
+        # in: `_gather`, `_release_held`). Those of a request answered "retry", or with a part
         # the dead shard kept, are dropped (and the request answered "retry"): none went on.
         for rid, batches in list(self._held.items()):
             waiting = self._decoding.get(rid)
@@ -1262,6 +1283,11 @@ def _parsed(payload: Decoded) -> tuple[int, dict[str, Any], memoryview]:
     start = _Q.size + _U32.size
     header = json.loads(bytes(payload[start : start + hlen]))
     return _Q.unpack_from(payload)[0], header, payload[start + hlen :]
+
+
+def _weight(payload: Decoded) -> int:
+    """The bytes a decoded batch holds here (its encoded parts)."""
+    return len(payload.parts) if isinstance(payload, _Merged) else len(payload)
 
 
 def _read(payload: memoryview) -> Decoded:
