@@ -44,6 +44,21 @@ def _resume(pool: ShardPool, *pids: int) -> None:
             os.kill(pid, signal.SIGCONT)
 
 
+def _first_held(spawned: list[int]) -> Callable[[], Any]:
+    """`_start_process` whose first shard holds still (SIGSTOP) before it can read INIT;
+    the pids it starts go to `spawned`."""
+    real = pool_module._start_process
+
+    def start() -> Any:
+        process, sock = real()
+        if not spawned:
+            os.kill(process.pid, signal.SIGSTOP)
+        spawned.append(process.pid)
+        return process, sock
+
+    return start
+
+
 @pytest.mark.parametrize("grace", [CLIENT_TIMEOUT, 0.0])
 def test_a_request_decoded_while_the_pool_stops_is_consumed_or_answered_retry(
     tmp_path: Path, grace: float
@@ -140,14 +155,7 @@ def test_a_shard_whose_restart_fails_is_restarted_after_a_backoff_and_shown_down
     only_a, only_b = request({a: 2}), request({b: 2})
     large = request({a: 3, b: 3})  # not routed (more than a batch): decoded whole by shard 0
     spawned: list[int] = []
-    real = pool_module._start_process
-
-    def first_held() -> Any:  # the first replacement holds still before it can read INIT
-        process, sock = real()
-        if not spawned:
-            os.kill(process.pid, signal.SIGSTOP)
-        spawned.append(process.pid)
-        return process, sock
+    first_held = _first_held(spawned)
 
     async def main() -> tuple[ShardPool, list[float]]:
         pool = ShardPool(config(tmp_path, batch_max_records=4), lambda e: None, persist=False)
@@ -335,3 +343,57 @@ def test_a_decoder_killed_between_the_batches_of_a_request_duplicates_nothing(
     pool = asyncio.run(main())
     assert (pool.stats.records_consumed, pool.lost_records) == (6, 0)
     assert pool.queued_bytes == 0 and not pool._held
+
+
+def test_a_restarting_shard_takes_no_records_before_it_is_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shard 1 dies; its replacement holds still before READY, then dies too. Meanwhile it is
+    `down` and not alive, and a request with records for it is answered "retry"; resent once
+    a restart is READY, it is consumed whole. (Before: alive as soon as it was started, the
+    request was answered with its 6 records and shard 1's 3 were lost with the failed
+    attempt.)"""
+    a, b = service_on(0), service_on(1)
+    payload = request({a: 3, b: 3})  # more than a batch: decoded whole by shard 0
+    spawned: list[int] = []
+
+    async def main() -> tuple[ShardPool, Any]:
+        pool = ShardPool(config(tmp_path, batch_max_records=4), lambda e: None, persist=False)
+        await pool.start()
+        backoff = asyncio.Event()
+
+        async def held_sleep(delay: float) -> None:
+            await backoff.wait()
+
+        pool._backoff_sleep = held_sleep
+        try:
+            monkeypatch.setattr(pool_module, "_start_process", _first_held(spawned))
+            reader = pool._shards[1].reader
+            os.kill(pool.status()[1].pid, signal.SIGKILL)
+            # Connected to the replacement, which has not read INIT.
+            await until(lambda: pool._shards[1].reader not in (reader, None))
+            restoring = (pool.status()[1].down, pool._shards[1].alive)
+            answer: int | str
+            try:
+                answer = await asyncio.wait_for(pool.submit_payload(payload, PB), CLIENT_TIMEOUT)
+            except QueueFullError:
+                answer = "retry"
+            os.kill(spawned[0], signal.SIGKILL)  # this restart fails
+            await until(lambda: pool.status()[1].restart_failures == 1)
+            lost = pool.lost_records
+            backoff.set()
+            await until(lambda: not pool.status()[1].down)
+            assert pool._shards[1].alive
+            # The sender resends it.
+            assert await asyncio.wait_for(pool.submit_payload(payload, PB), CLIENT_TIMEOUT) == 6
+            await asyncio.wait_for(pool.wait_idle(), CLIENT_TIMEOUT)
+            return pool, (restoring, answer, lost)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                for pid in spawned[:1]:
+                    os.kill(pid, signal.SIGKILL)
+            await pool.stop()
+
+    pool, seen = asyncio.run(main())
+    assert seen == ((True, False), "retry", 0)
+    assert (pool.stats.records_consumed, pool.lost_records) == (6, 0)

@@ -234,9 +234,9 @@ def test_an_owner_dying_while_the_other_parts_wait_answers_retry_and_frees_them(
 def test_a_request_sent_to_a_shard_whose_restart_fails_answers_retry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A restarting shard counts as alive from its start, before READY: if it dies then, the
-    requests sent to it meanwhile (a routed part, and one it decodes whole) are answered
-    "retry" and their bytes uncharged, and (ordered, as in a replay) later requests go on."""
+    """A restarting shard takes nothing before READY: requests with records for it (a routed
+    one, and one it would decode whole) are answered "retry" with nothing charged; when it dies
+    before READY, nothing waits on it, and (ordered, as in a replay) later requests go on."""
     a, b = service_on(0), service_on(1)
     both, only_b, only_a = request({a: 3, b: 3}), request({b: 2}), request({a: 2})
     spawned: list[int] = []
@@ -258,20 +258,15 @@ def test_a_request_sent_to_a_shard_whose_restart_fails_answers_retry(
         pool._backoff_sleep = never
         try:
             monkeypatch.setattr(pool_module, "_start_process", stopped)
+            reader = pool._shards[1].reader
             os.kill(pool.status()[1].pid, signal.SIGKILL)
-            await until(lambda: bool(spawned) and pool._shards[1].alive)
-            futs = [
-                asyncio.ensure_future(pool.submit_payload(p, Encoding.PROTOBUF, now_ns=NOW))
-                for p in (both, only_b)
-            ]
-            await until(lambda: pool._shards[1].status.decoding_bytes > 0)
-            assert len(pool._routed) == 1 and pool.queued_bytes == len(both) + len(only_b)
-            os.kill(spawned[0], signal.SIGKILL)  # the restart fails
-            for fut in futs:
+            await until(lambda: pool._shards[1].reader not in (reader, None))  # restoring
+            for p in (both, only_b):
                 with pytest.raises(QueueFullError):
-                    await asyncio.wait_for(fut, 60)
-            await until(lambda: not pool._routed)  # shard 0's part came and was freed
-            assert pool.queued_bytes == 0 and not pool._decoding
+                    await asyncio.wait_for(pool.submit_payload(p, Encoding.PROTOBUF), 60)
+            assert pool.queued_bytes == 0 and not pool._decoding and not pool._routed
+            os.kill(spawned[0], signal.SIGKILL)  # the restart fails
+            await until(lambda: pool.status()[1].restart_failures == 1)
             assert not pool._shards[1].alive and len(spawned) == 1 and await held(pool) == [0]
             # Nothing waits on them: the next request is answered and the pool goes idle.
             assert await asyncio.wait_for(pool.submit_payload(only_a, Encoding.PROTOBUF), 60) == 2

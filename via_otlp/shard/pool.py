@@ -16,8 +16,8 @@ number of shards.
 Flow control: bytes waiting for the shards and records each shard has not finished are
 bounded; past a bound, or past the memory limit, `submit_payload` raises `QueueFullError`
 (UNAVAILABLE + RetryInfo / 503 + Retry-After). Nothing accepted is dropped, unless a shard
-crashes: it is restarted from its last snapshot (again after a backoff while restarts fail:
-it is `down` meanwhile), its unfinished batches are counted as lost, and requests none of
+crashes: it is restarted from its last snapshot (again after a backoff while restarts fail;
+it is `down` until one is READY), its unfinished batches are counted as lost, and requests none of
 whose batches went on yet (those it was decoding, those with records for a shard not alive,
 and in ordered mode those whose batches wait for their turn) are answered "retry", so that
 their resending counts nothing twice. `stop` lets what is in flight finish first.
@@ -126,7 +126,7 @@ class ShardStatus:
     bytes_in_flight: int = 0
     restored_from: str = ""
     restore_seconds: float = 0.0
-    down: bool = False  # dead, and its restart failed: restarted again after a backoff
+    down: bool = False  # dead: takes no records until restarted (READY; again after a backoff)
     restart_failures: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
     last_snapshot: dict[str, Any] = field(default_factory=dict)
@@ -306,7 +306,6 @@ class ShardPool:
             shard.process, parent = _start_process()
         shard.status.pid = shard.process.pid
         shard.reader, shard.writer = await asyncio.open_unix_connection(sock=parent, limit=1 << 20)
-        shard.alive = True
         init = {
             "config": to_plain(self.config),
             "index": shard.status.index,
@@ -320,7 +319,6 @@ class ShardPool:
             self._lost(shard)
             raise
         if got is None or got[0] is not Kind.READY:
-            # Requests may have been sent to it since it was marked alive: answer them.
             self._lost(shard)
             raise StartupError(
                 f"shard {shard.status.index} did not start (exit {shard.process.poll()})"
@@ -329,6 +327,10 @@ class ShardPool:
         shard.status.restored_from = ready.get("restored_from", "")
         shard.status.restore_seconds = float(ready.get("seconds", 0.0))
         self.known.update(ready.pop("sources", []))
+        # Takes records only now: sent to it while it restores, they would be lost with it
+        # if this attempt fails, though their requests were answered.
+        shard.alive = True
+        shard.status.down = False
         shard.task = asyncio.create_task(
             self._read_loop(shard), name=f"via-shard-{shard.status.index}"
         )
@@ -899,7 +901,7 @@ class ShardPool:
 
     def _refused(self, header: dict[str, Any]) -> bool:
         """Whether a decoded batch cannot go on whole: the pool stops, or a shard it has
-        records for is not alive (dead, or down after a failed restart)."""
+        records for is not alive (dead, or down until a restart is READY)."""
         if self._stopping:
             return True
         part_records = header.get("part_records") or ()
@@ -1058,6 +1060,7 @@ class ShardPool:
         log.error("shard %d (pid %d) died (exit %s): restarting it from its last snapshot",
                   st.index, st.pid, code)  # fmt: skip
         st.restarts += 1
+        st.down = True
         self._lost(shard)
         if shard.process is not None:
             with contextlib.suppress(Exception):
@@ -1069,7 +1072,6 @@ class ShardPool:
             except Exception as exc:
                 delay = backoff_delay(attempt, RESTART_BACKOFF)
                 attempt += 1
-                st.down = True
                 st.restart_failures += 1
                 if shard.writer is not None:
                     shard.writer.close()
@@ -1081,7 +1083,6 @@ class ShardPool:
                         await asyncio.to_thread(shard.process.wait)
                 await self._backoff_sleep(delay)
                 continue
-            st.down = False
             if self._patches is not None:
                 patches, self._patches = self._patches, None
                 self.push_patches(patches)
