@@ -397,3 +397,57 @@ def test_a_restarting_shard_takes_no_records_before_it_is_ready(
     pool, seen = asyncio.run(main())
     assert seen == ((True, False), "retry", 0)
     assert (pool.stats.records_consumed, pool.lost_records) == (6, 0)
+
+
+@pytest.mark.parametrize("ordered", [False, True])
+def test_a_request_of_several_batches_for_a_shard_down_is_answered_retry_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ordered: bool
+) -> None:
+    """Shard 1 is down (its restart failed; the backoff held). A request of two batches, the
+    first with no records for shard 1, the second with 3, is answered "retry" with nothing of
+    it gone on; resent once shard 1 is back, it is consumed whole. (Before: the first batch
+    went on, the second's 3 records for shard 1 were counted lost, and the request was
+    answered with all 8.)"""
+    a, b = service_on(0), service_on(1)
+    payload = request({a: 5, b: 3})  # decoded whole: batches of a:4, then a:1 and b:3
+    spawned: list[int] = []
+
+    async def main() -> tuple[ShardPool, Any]:
+        cfg = config(tmp_path, batch_max_records=4)
+        pool = ShardPool(cfg, lambda e: None, persist=False, ordered=ordered)
+        await pool.start()
+        backoff = asyncio.Event()
+
+        async def held_sleep(delay: float) -> None:
+            await backoff.wait()
+
+        pool._backoff_sleep = held_sleep
+        try:
+            monkeypatch.setattr(pool_module, "_start_process", _first_held(spawned))
+            os.kill(pool.status()[1].pid, signal.SIGKILL)
+            await until(lambda: bool(spawned))
+            os.kill(spawned[0], signal.SIGKILL)  # the restart fails: down
+            await until(lambda: pool.status()[1].restart_failures == 1)
+            answer: int | str
+            try:
+                answer = await asyncio.wait_for(pool.submit_payload(payload, PB), CLIENT_TIMEOUT)
+            except QueueFullError:
+                answer = "retry"
+            await asyncio.wait_for(pool.wait_idle(), CLIENT_TIMEOUT)
+            seen = (answer, pool.lost_records, pool.stats.records_consumed)
+            backoff.set()
+            await until(lambda: pool._shards[1].alive)
+            # The sender resends it.
+            assert await asyncio.wait_for(pool.submit_payload(payload, PB), CLIENT_TIMEOUT) == 8
+            await asyncio.wait_for(pool.wait_idle(), CLIENT_TIMEOUT)
+            return pool, seen
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                for pid in spawned[:1]:
+                    os.kill(pid, signal.SIGKILL)
+            await pool.stop()
+
+    pool, seen = asyncio.run(main())
+    assert seen == ("retry", 0, 0)
+    assert (pool.stats.records_consumed, pool.lost_records) == (8, 0)
+    assert pool.stats.records_accepted == 8 and pool.queued_bytes == 0

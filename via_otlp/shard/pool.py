@@ -762,8 +762,28 @@ class ShardPool:
         gathered.append((last, payload, decoder))
         if last or sum(_weight(p) for _, p, _ in gathered) > GATHER_MAX_BYTES:
             del self._held[rid]
-            for one in gathered:
-                self._arrive(rid, *one)
+            self._arrive_all(rid, gathered)
+
+    def _arrive_all(self, rid: int, batches: list[tuple[bool, Decoded, int]]) -> None:
+        """Batches of request `rid` that go on together: none does unless all can (a shard
+        one of them has records for is not alive, or the pool stops: `_refused`). Else the
+        request is answered "retry" with nothing of it gone on, as its first batch alone
+        would be (`_decoded`), instead of its later batches' records for that shard being
+        lost once the first went on."""
+        if len(batches) > 1 and (self._stopping or not all(s.alive for s in self._shards)):
+            entry = self._decoding.get(rid)
+            heads = [(_header_or_none(payload), decoder) for _, payload, decoder in batches]
+            if (
+                entry is not None
+                and not entry.sequenced
+                and any(h is not None and self._refused(h) for h, _ in heads)
+            ):
+                for header, decoder in heads:
+                    self._free_parts(decoder, header)
+                self._retry(rid, entry)
+                return
+        for one in batches:
+            self._arrive(rid, *one)
 
     def _release_held(self) -> None:
         """Ordered mode: pass decoded batches on in request order, each request's all at
@@ -778,8 +798,7 @@ class ShardPool:
             coming = rid in self._decoding or (routed is not None and not routed.aborted)
             if coming and not (batches and batches[-1][0]):
                 return  # more batches of this request to come
-            for last, payload, index in self._held.pop(rid, []):
-                self._arrive(rid, last, payload, index)
+            self._arrive_all(rid, self._held.pop(rid, []))
             self._next_release += 1
 
     def _arrive(self, rid: int, last: bool, payload: Decoded, decoder: int) -> None:
@@ -1300,6 +1319,14 @@ def _read(payload: memoryview) -> Decoded:
         return _Merged(*_parsed(payload))
     except (ValueError, TypeError, struct.error):
         return payload
+
+
+def _header_or_none(payload: Decoded) -> dict[str, Any] | None:
+    """The header of a decoded batch (None for an empty one, or one that does not parse)."""
+    try:
+        return _header(payload)
+    except (ValueError, TypeError, struct.error):
+        return None
 
 
 def _header(payload: Decoded) -> dict[str, Any] | None:
