@@ -420,8 +420,9 @@ class App:
         """`/status`: `status` with the shards' counters asked for now (`rhythms`: their
         rhythm hashes by count)."""
         if self.pool is not None and self.state is AppState.SERVING:
-            # A shard busy with a large batch answers later: the last counters are shown then.
-            with contextlib.suppress(TimeoutError):
+            # A shard busy with a large batch answers later, one that died never: the last
+            # counters are shown then.
+            with contextlib.suppress(TimeoutError, ConnectionError):
                 await asyncio.wait_for(asyncio.shield(self.pool.refresh()), STATUS_WAIT)
         out = self.status(detail)
         if "rhythms" in detail:

@@ -451,3 +451,47 @@ def test_a_request_of_several_batches_for_a_shard_down_is_answered_retry_whole(
     assert seen == ("retry", 0, 0)
     assert (pool.stats.records_consumed, pool.lost_records) == (8, 0)
     assert pool.stats.records_accepted == 8 and pool.queued_bytes == 0
+
+
+@pytest.mark.parametrize("when", ["grace", "stop sent"])
+def test_a_shard_dying_while_the_pool_stops_is_waited_for_by_nothing(
+    tmp_path: Path, when: str
+) -> None:
+    """The pool stops with all the grace in the world (the suite's client deadline) and shard
+    1 is killed: while the requests in flight are finished (shard 0 holds one still), or
+    after STOP went out (shard 1 held still before it could answer it; the request was
+    consumed before). It is marked down at
+    once and nothing waits on it: the request is consumed and `stop` returns within the
+    deadline. (Before: it stayed alive, so the request's batch waited for it, and so did
+    `stop`, for the whole grace and then six times it for its STOP answer.)"""
+    a = service_on(0)
+
+    async def main() -> tuple[ShardPool, int]:
+        pool = ShardPool(config(tmp_path), lambda events: None, persist=False)
+        await pool.start()
+        pid0, pid1 = (s.pid for s in pool.status())
+        try:
+            if when == "grace":
+                os.kill(pid0, signal.SIGSTOP)
+            fut = asyncio.ensure_future(pool.submit_payload(request({a: 2}), PB, now_ns=NOW))
+            if when == "grace":
+                await until(lambda: pool._shards[0].status.decoding_bytes > 0)
+            else:  # consumed before the pool stops: STOP goes out at once
+                await asyncio.wait_for(pool.wait_idle(), CLIENT_TIMEOUT)
+                os.kill(pid1, signal.SIGSTOP)
+            stopping = asyncio.ensure_future(pool.stop(CLIENT_TIMEOUT))
+            await until(lambda: pool._closing if when == "grace" else pool._stopping)
+            os.kill(pid1, signal.SIGKILL)
+            await until(lambda: not pool._shards[1].alive)
+            if when == "grace":
+                os.kill(pid0, signal.SIGCONT)
+            answer = await asyncio.wait_for(fut, CLIENT_TIMEOUT)
+            await asyncio.wait_for(stopping, CLIENT_TIMEOUT)
+            return pool, answer
+        finally:
+            _resume(pool, pid0, pid1)
+            await pool.kill()
+
+    pool, answer = asyncio.run(main())
+    assert (answer, pool.stats.records_consumed, pool.lost_records) == (2, 2, 0)
+    assert pool.status()[1].down and pool.queued_bytes == 0

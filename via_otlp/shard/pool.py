@@ -174,6 +174,7 @@ class _Shard:
         self.alive = False
         # Sequence numbers sent and not finished, with their record and byte counts.
         self.pending: dict[int, tuple[int, int]] = {}
+        self.asked: set[int] = set()  # questions (`_results` ids) it has not answered
         self.backlog: deque[bytes | memoryview] = deque()
         self.draining: asyncio.Task[None] | None = None
 
@@ -354,6 +355,7 @@ class ShardPool:
                 rid = next(self._ids)
                 fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
                 self._results[rid] = fut
+                s.asked.add(rid)
                 s.send(json_frame(Kind.STOP, {"id": rid}))
                 waits.append(fut)
         if waits:
@@ -669,6 +671,7 @@ class ShardPool:
             rid = next(self._ids)
             fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             self._results[rid] = fut
+            s.asked.add(rid)
             s.send(make(rid))
             futs.append(fut)
         return list(await asyncio.gather(*futs))
@@ -698,6 +701,9 @@ class ShardPool:
             self._notify()
         if not self._closing:
             await self._crashed(shard)
+        elif shard.alive:  # it died while the pool stops: not restarted, nothing waits on it
+            shard.status.down = True
+            self._lost(shard)
 
     def _on_frame(self, shard: _Shard, kind: Kind, body: memoryview) -> None:
         if kind is Kind.DONE:
@@ -730,6 +736,7 @@ class ShardPool:
                 self._gather(rid, bool(last), _read(payload), shard.status.index)
         elif kind is Kind.EXPORTED:
             rid, _, payload = split_seq(body)
+            shard.asked.discard(rid)
             fut = self._results.pop(rid, None)
             if fut is not None and not fut.done():
                 fut.set_result(payload)
@@ -741,6 +748,7 @@ class ShardPool:
                 self._decode_failed(doc["id"], InputError(doc["error"]))
         elif kind is Kind.RESULT:
             doc = json.loads(bytes(body))
+            shard.asked.discard(doc["id"])
             fut = self._results.pop(doc["id"], None)
             if fut is not None and not fut.done():
                 if "error" in doc:
@@ -1048,6 +1056,11 @@ class ShardPool:
             self._shard_done(seq)
         shard.pending.clear()
         st.records_in_flight = st.bytes_in_flight = 0
+        for rid in shard.asked:  # a question it will never answer (STOP, a query, ...)
+            fut = self._results.pop(rid, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(ConnectionError(f"shard {st.index} died"))
+        shard.asked.clear()
         for rid, req in list(self._decoding.items()):
             if req.decoder == st.index:
                 self._cut_short(rid, req)
