@@ -17,6 +17,10 @@ from via_otlp.errors import ConfigError
 
 MIN_MEMORY_BUCKETS = 20
 """The shortest baseline memory (half-life, in buckets) that a slow-building burst cannot drag."""
+DAY = 86400.0
+MAX_TAIL = 0.25
+"""The largest tail probability a bucket that `false_alarms_per_day` turns into (a huge budget
+or bucket would otherwise ask for p > 0.5: every test alarming)."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,12 @@ class DetectConfig:
     half_life: float = field(default=1800.0, metadata=spec(unit="duration", gt=0))
     dispersion_half_life: float = field(default=21600.0, metadata=spec(unit="duration", gt=0))
     warmup: float = field(default=1800.0, metadata=spec(unit="duration", ge=0))
-    tail_probability: float = field(default=1e-6, metadata=spec(gt=0, lt=0.5))
+    # The false-alarm budget: how often a day each test of a profile may alarm by chance, spread
+    # over the day's buckets (so it holds whatever the bucket: 0.00864 is 1e-6 a 10 s bucket);
+    # the older `tail_probability`, the budget per bucket (scaled with the bucket by hand),
+    # replaces it when set.
+    false_alarms_per_day: float = field(default=0.00864, metadata=spec(gt=0))
+    tail_probability: float | None = field(default=None, metadata=spec(gt=0, lt=0.5))
     settle_sigma: float = field(default=2.0, metadata=spec(gt=0))
     anomaly_update_weight: float = field(default=0.1, metadata=spec(ge=0, le=1.0))
     cooldown: float = field(default=120.0, metadata=spec(unit="duration", ge=0))
@@ -139,6 +148,14 @@ class DetectConfig:
     cardinality: CardinalityConfig = field(default_factory=CardinalityConfig)
     novelty: NoveltyConfig = field(default_factory=NoveltyConfig)
     seasonal: SeasonalConfig = field(default_factory=SeasonalConfig)
+
+    @property
+    def p_alarm(self) -> float:
+        """The tail probability a test alarms below, per bucket: `tail_probability` if set, else
+        `false_alarms_per_day` spread over the day's buckets (so it survives a bucket change)."""
+        if self.tail_probability is not None:
+            return self.tail_probability
+        return min(MAX_TAIL, self.false_alarms_per_day * self.bucket / DAY)
 
     def check(self) -> None:
         if self.bucket * 1e9 < 1 or self.bucket != self.bucket:

@@ -558,7 +558,7 @@ class ProfileTable:
         evidence of a drop or a downward drift, and nothing is learnt from it.
         """
         cfg = self.config
-        p_alarm = cfg.tail_probability
+        p_alarm = cfg.p_alarm
         log_p_alarm = math.log(p_alarm)
         live = self.live & (self.first_bucket <= bucket)
         c = np.where(live, counts, 0.0)
