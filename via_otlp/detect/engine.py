@@ -65,6 +65,7 @@ from via_otlp.detect.profile import (
     RecentBucket,
     Verdict,
 )
+from via_otlp.detect.samples import TraceSamples
 from via_otlp.detect.upgrade import upgrade_engine
 from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, LogBatch, Source
 from via_otlp.patterns.rhythm import rhythm_hash
@@ -142,10 +143,11 @@ class _OpenBucket:
     regs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     pending_regs: list[np.ndarray] = field(default_factory=list)
     pending_reg_count: int = 0
-    samples: dict[int, list[str]] = field(default_factory=dict)
-    # Trace id candidates not folded into `samples` yet: per batch, the first few records of
-    # each group as (slot, trace id) in record order. Folding is Python work per candidate and
-    # samples are rarely read (an alarm, a snapshot), so it waits until then, or until many wait.
+    # The folded trace id samples: per slot, its first `k` distinct non-empty ids (`samples`).
+    traces: TraceSamples = field(default_factory=TraceSamples)
+    # Trace id candidates not folded into the samples yet: per batch, the first few records of
+    # each group as (slot, trace id) in record order. Folding waits until samples are read (an
+    # alarm, a snapshot), or until many wait.
     pending_slots: list[np.ndarray] = field(default_factory=list)
     pending_tids: list[np.ndarray] = field(default_factory=list)
     pending: int = 0
@@ -192,57 +194,41 @@ class _OpenBucket:
         return out
 
     def fold(self, k: int) -> int:
-        """Fold the pending candidates into `samples` (per slot, its first `k` distinct ids),
-        in place, and mark the slots whose samples are now complete (`full`); how many."""
+        """Fold the pending candidates into the samples (per slot, its first `k` distinct ids),
+        and mark the slots whose samples are now complete (`full`); how many."""
         if not self.pending_slots:
             return 0
         ps = np.concatenate(self.pending_slots)
         pt = np.concatenate(self.pending_tids)
         self.pending_slots, self.pending_tids, self.pending = [], [], 0
-        samples = self.samples
-        for s in np.unique(ps).tolist():  # an entry once a group was seen, ids or not
-            if s not in samples:
-                samples[s] = []
-        # Candidates in order, each (slot, id) once (a repeat could never be added: the id is
-        # in, or the slot was full when it came first) and no empty id: Python work per
-        # distinct candidate, so a source logging one trace id many times costs little.
-        set_ = pt != ""
-        done: list[int] = []
-        ids = pt[set_]
-        for s, tid in dict.fromkeys(zip(ps[set_].tolist(), ids.tolist(), strict=True)):
-            have = samples[s]
-            if len(have) < k and tid not in have:
-                have.append(tid)
-                if len(have) >= k:
-                    done.append(s)
-        if done:
-            top = max(done) + 1
+        traces = self.traces
+        traces.see(ps)  # an entry once a group was seen, ids or not
+        added = traces.take(ps, pt, k)
+        done = _sorted_unique(added[traces.count[added] >= k])  # (they held fewer before)
+        if len(done):
+            top = int(done[-1]) + 1
             if len(self.full) < top:
                 self.full = np.concatenate([self.full, np.zeros(top - len(self.full), bool)])
             self.full[done] = True
         return len(done)
 
+    @property
+    def samples(self) -> dict[int, list[str]]:
+        """The folded samples by slot (an entry for every slot seen, ids or not)."""
+        return self.traces.by_slot(None)
+
     def samples_of(self, slots: set[int] | None, k: int) -> dict[int, list[str]]:
-        """The samples of `slots` (None: of all), pending candidates included, folding nothing.
+        """The samples of `slots` (None: of all), pending candidates folded first.
 
         A slot's entry exists once a group of it was seen, even if none of its ids was set.
         """
+        self.fold(k)
         if slots is None:
-            out = {s: list(v) for s, v in self.samples.items()}
-        else:
-            out = {s: list(self.samples[s]) for s in slots if s in self.samples}
-            want = np.fromiter(slots, dtype=np.int64, count=len(slots))
-        for ps, pt in zip(self.pending_slots, self.pending_tids, strict=True):
-            if slots is not None:
-                m = np.isin(ps, want)
-                ps, pt = ps[m], pt[m]
-            for s, tid in zip(ps.tolist(), pt.tolist(), strict=True):
-                have = out.get(s)
-                if have is None:
-                    have = out[s] = []
-                if tid and len(have) < k and tid not in have:
-                    have.append(tid)
-        return out
+            return self.traces.by_slot(None)
+        want = np.zeros(len(self.traces.seen), dtype=bool)
+        idx = np.fromiter(slots, dtype=np.int64, count=len(slots))
+        want[idx[idx < len(want)]] = True
+        return self.traces.by_slot(want)
 
     def forget(self, slots: np.ndarray) -> None:
         """Drop everything of evicted `slots` (their slots may be reused)."""
@@ -255,8 +241,7 @@ class _OpenBucket:
         regs = self.compacted()
         if len(regs):
             self.regs = regs[~np.isin(packed_slots(regs), slots)]
-        for s in slots.tolist():
-            self.samples.pop(s, None)
+        self.traces.forget(slots)
         inside_full = slots[slots < len(self.full)]
         self.full[inside_full] = False  # a reused slot starts without samples
         inside = slots[slots < len(self.counts)]
@@ -270,7 +255,7 @@ class _OpenBucket:
         if slots is None:
             nz = np.flatnonzero((self.counts != 0) | (self.with_id != 0))
             pos = nz
-            samples = self.samples
+            samples = self.traces.by_slot(None)
         else:
             slots = slots[slots < len(self.counts)]
             keep = (self.counts[slots] != 0) | (self.with_id[slots] != 0)
@@ -280,7 +265,7 @@ class _OpenBucket:
             m = np.isin(rs, slots)
             new_slot = np.array([renum[x] for x in rs[m].tolist()], dtype=np.int64)
             regs = (new_slot << 24) | (regs[m] & 0xFFFFFF)
-            samples = {renum[s]: v for s, v in self.samples.items() if s in renum}
+            samples = {renum[s]: v for s, v in self.traces.by_slot(None).items() if s in renum}
         return {
             "bucket": bucket,
             "slots": pos.astype(np.int64),
@@ -298,9 +283,16 @@ class _OpenBucket:
         regs = as_array(tree["regs"], np.int64)
         if len(regs):
             self.add_registers((slot_of[regs >> 24] << 24) | (regs & 0xFFFFFF))
-        for s, v in tree["samples"]:
-            have = self.samples.setdefault(int(slot_of[int(s)]), [])
-            have += [t for t in v if t not in have]
+        rows = tree["samples"]
+        if not rows:
+            return
+        here = [int(slot_of[int(s)]) for s, _ in rows]
+        self.traces.see(np.array(here, dtype=np.int64))
+        ps = np.array([s for s, (_, v) in zip(here, rows, strict=True) for _ in v], np.int64)
+        pt = np.empty(len(ps), dtype=object)
+        pt[:] = [t for _, v in rows for t in v]
+        if len(ps):  # (each id its slot does not hold yet, however many it holds)
+            self.traces.take(ps, pt, np.iinfo(np.int64).max)
 
 
 class Engine:
