@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ async def until(done: Callable[[], bool]) -> None:
 
 
 def _resume(pool: ShardPool, *pids: int) -> None:
-    for pid in {*pids, *(s.pid for s in pool.status())}:
+    for pid in {*pids, *(s.pid for s in pool.status())} - {0}:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)
 
@@ -194,7 +195,11 @@ def test_a_shard_whose_restart_fails_is_restarted_after_a_backoff_and_shown_down
             await pool.stop()
 
     pool, delays = asyncio.run(main())
-    assert len(delays) == 1 and 0 < delays[0] <= pool_module.RESTART_BACKOFF.max_interval * 2
+    # The first delay is the schedule's first (0.1 s, jittered down to half of it).
+    first = pool_module.backoff_delay(
+        0, replace(pool_module.RESTART_BACKOFF, randomization_factor=0)
+    )
+    assert len(delays) == 1 and first * 2 / 3 - 1e-9 <= delays[0] <= first * 4 / 3 + 1e-9
     assert (pool.stats.records_consumed, pool.lost_records) == (2 + 2 + 6, 0)
     assert pool.status()[1].restarts == 1 and pool.queued_bytes == 0
 
@@ -561,7 +566,7 @@ def test_status_shows_a_shard_down_and_its_failed_restarts(
     def shards(status: dict[str, Any]) -> Any:
         s = status["shards"]
         each = s["each"][1]
-        return s["down"], s["restarts"], s["restart_failures"], each["down"]
+        return s["down"], s["restarts"], s["restart_failures"], each["down"], each["pid"] > 0
 
     async def main() -> list[Any]:
         app = App(cfg)
@@ -593,7 +598,44 @@ def test_status_shows_a_shard_down_and_its_failed_restarts(
         return seen
 
     assert asyncio.run(main()) == [
-        ([], 0, 0, False),
-        ([1], 1, 1, True),
-        ([], 1, 1, False),
+        ([], 0, 0, False, True),
+        ([1], 1, 1, True, False),  # no process meanwhile
+        ([], 1, 1, False, True),
     ]
+
+
+def test_a_shard_dying_soon_after_its_restart_is_restarted_after_a_backoff(
+    tmp_path: Path,
+) -> None:
+    """Shard 1 dies and is restarted at once; its replacement dies as soon as it is READY, and
+    is restarted only after the backoff's next delay, which grows with each such death. (Before:
+    the backoff began again from nothing at each death, so a shard dying soon after each start
+    was restarted in a busy loop.)"""
+
+    async def main() -> list[float]:
+        pool = ShardPool(config(tmp_path), lambda events: None, persist=False)
+        await pool.start()
+        delays: list[float] = []
+
+        async def recorded_sleep(delay: float) -> None:
+            delays.append(delay)
+
+        pool._backoff_sleep = recorded_sleep
+        try:
+            seen = []
+            for _ in range(3):
+                pid = pool.status()[1].pid
+                os.kill(pid, signal.SIGKILL)
+
+                def restarted(pid: int = pid) -> bool:
+                    return pool._shards[1].alive and pool.status()[1].pid != pid
+
+                await until(restarted)
+                seen.append(len(delays))
+            assert seen == [0, 1, 2]  # the first death after a start: restarted at once
+            return delays
+        finally:
+            await pool.stop()
+
+    first, second = asyncio.run(main())
+    assert second >= first > 0  # [b/2, b] of a base that doubles: never smaller

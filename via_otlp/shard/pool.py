@@ -108,6 +108,10 @@ LOAD_TIMEOUT = 5.0
 GATHER_MAX_BYTES = 32 << 20
 # Between attempts to restart a shard whose restart failed: from 0.1 s, doubling up to 30 s.
 RESTART_BACKOFF = Backoff.capped(0.1, 30.0)
+# A shard that dies sooner than this after a restart was READY is restarted after the next
+# delay of the backoff, not at once: one that dies soon after each start is not restarted in
+# a busy loop. (After this long up, it starts from the first delay again.)
+RESTART_STABLE = 60.0
 
 
 def _event_order(e: AnomalyEvent) -> tuple[Any, ...]:
@@ -177,6 +181,9 @@ class _Shard:
         self.asked: set[int] = set()  # questions (`_results` ids) it has not answered
         self.backlog: deque[bytes | memoryview] = deque()
         self.draining: asyncio.Task[None] | None = None
+        # When its last restart was READY, and the restart backoff's attempts until then.
+        self.restarted_at: float | None = None
+        self.attempt = 0
 
     def send(self, *pieces: bytes | memoryview) -> None:
         """Queue bytes for the shard, in order. Small frames are written now; a large piece
@@ -1098,6 +1105,14 @@ class ShardPool:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(shard.process.wait)
         attempt = 0
+        since = shard.restarted_at
+        if since is not None and time.monotonic() - since < RESTART_STABLE:
+            attempt = shard.attempt  # it died soon after its last restart: no busy loop
+            delay = backoff_delay(attempt, RESTART_BACKOFF)
+            attempt += 1
+            log.error("shard %d died %.1f s after its restart: restarting it in %.1f s",
+                      st.index, time.monotonic() - since, delay)  # fmt: skip
+            await self._backoff_sleep(delay)
         while not self._closing:
             try:
                 await self._spawn(shard)
@@ -1113,8 +1128,10 @@ class ShardPool:
                     with contextlib.suppress(Exception):
                         shard.process.kill()
                         await asyncio.to_thread(shard.process.wait)
+                st.pid = 0  # no process while down (/status showed the failed attempt's)
                 await self._backoff_sleep(delay)
                 continue
+            shard.restarted_at, shard.attempt = time.monotonic(), attempt
             if self._patches is not None:
                 patches, self._patches = self._patches, None
                 self.push_patches(patches)
