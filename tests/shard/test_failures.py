@@ -500,6 +500,7 @@ def test_a_shard_dying_while_the_pool_stops_is_waited_for_by_nothing(
     pool, answer = asyncio.run(main())
     assert (answer, pool.stats.records_consumed, pool.lost_records) == (2, 2, 0)
     assert pool.status()[1].down and pool.queued_bytes == 0
+    assert not pool.status()[0].down  # it stopped when told to
 
 
 def test_ordered_a_batch_waiting_its_turn_with_a_part_a_dead_shard_kept_is_answered_retry(

@@ -709,7 +709,8 @@ class ShardPool:
         if not self._closing:
             await self._crashed(shard)
         elif shard.alive:  # it died while the pool stops: not restarted, nothing waits on it
-            shard.status.down = True
+            # (one that answered STOP and exited, as it should, is not down)
+            shard.status.down = not self._stopping or bool(shard.asked)
             self._lost(shard)
 
     def _on_frame(self, shard: _Shard, kind: Kind, body: memoryview) -> None:
