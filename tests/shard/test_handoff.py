@@ -13,19 +13,30 @@ each run gets what it gets alone, and the instances close each bucket once for b
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
+import pytest
+from google.protobuf.json_format import MessageToJson
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
+from tests.conftest import CLIENT_TIMEOUT
 from tests.registry.conftest import data_dir, db_dsn, fast_config, pg_server  # noqa: F401
+from tests.shard.test_failures import _first_held, until
+from tests.shard.test_route import NOW, request, service_on
 from via_otlp.config import Config, parse_config
 from via_otlp.model import AnomalyEvent
 from via_otlp.patterns.rhythm import rhythm_hash
 from via_otlp.patterns.stage import TemplateInfo
+from via_otlp.receive.intake import QueueFullError
 from via_otlp.receive.otlp_codec import Encoding
 from via_otlp.registry import Registry
+from via_otlp.shard import pool as pool_module
 from via_otlp.shard.pool import ShardPool
 from via_otlp.simulate.generate import generate
 from via_otlp.simulate.scenario import parse_scenario
@@ -213,3 +224,114 @@ async def test_serve_copies_its_sources_to_the_registry_at_shutdown(
         await conn.close()
     assert sorted(r["source_key"] for r in rows) == ["alpha", "beta"]
     assert all(r["n"] > 0 for r in rows)
+
+
+async def _took_over_later(
+    tmp: Path, registry: Registry, service: str, pools: list[ShardPool]
+) -> ShardPool:
+    """Instance b, started, after instance a learnt 5 records of `service` and shared them."""
+    for name in ("a", "b"):
+        pools.append(ShardPool(config(tmp, name), lambda e: None, persist=False,
+                               store=registry, instance=name))  # fmt: skip
+        await pools[-1].start()
+    a = pools[0]
+    await a.submit_payload(request({service: 5}), Encoding.PROTOBUF, now_ns=NOW)
+    await a.wait_idle()
+    assert await a.share() == 1
+    await a.stop()
+    return pools[1]
+
+
+async def test_a_source_whose_shard_is_down_is_taken_over_once_its_batch_is_resent(
+    tmp_path: Path,
+    db_dsn: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Instance b gets a source instance a shared, while the shard that owns it in b is down
+    (restarting, held before READY). The request, decoded by the other shard, is answered
+    "retry"; resent once the owner is READY, the owner imports the shared state: the source's
+    template counts a's records too. (Before: the IMPORT went to the down shard and was
+    dropped, yet the source was marked known, so the resend was learnt from scratch: 3, not
+    5 + 3.)"""
+    service = service_on(0)
+    registry = Registry(fast_config(db_dsn), tmp_path / "registry")
+    await registry.start()
+    spawned: list[int] = []
+    pools: list[ShardPool] = []
+    try:
+        b = await _took_over_later(tmp_path, registry, service, pools)
+        monkeypatch.setattr(pool_module, "_start_process", _first_held(spawned))
+        reader = b._shards[0].reader
+        os.kill(b.status()[0].pid, signal.SIGKILL)
+        await until(lambda: b._shards[0].reader not in (reader, None))  # restart not READY
+        assert b.status()[0].down
+        # JSON: not routed, so shard 1 decodes it whole, and its batch has records for 0.
+        resend = MessageToJson(ExportLogsServiceRequest.FromString(request({service: 3})))
+        with pytest.raises(QueueFullError):
+            await asyncio.wait_for(
+                b.submit_payload(resend.encode(), Encoding.JSON, now_ns=NOW), CLIENT_TIMEOUT
+            )
+        os.kill(spawned[0], signal.SIGCONT)
+        await until(lambda: not b.status()[0].down)
+        answer = await asyncio.wait_for(
+            b.submit_payload(resend.encode(), Encoding.JSON, now_ns=NOW), CLIENT_TIMEOUT
+        )
+        await asyncio.wait_for(b.wait_idle(), CLIENT_TIMEOUT)
+        counts = [t.count for t in await b.templates() if t.source_key.startswith(service)]
+    finally:
+        for pid in spawned:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        for pool in pools:
+            await pool.stop()
+        await registry.shutdown()
+    assert answer == 3
+    assert sum(counts) == 5 + 3, counts
+    assert b.sources_taken_over == 1
+
+
+async def test_a_source_imported_into_a_shard_that_died_is_imported_again_after_its_restart(
+    tmp_path: Path,
+    db_dsn: str,  # noqa: F811
+) -> None:
+    """Instance b takes over a source a shared; its owner in b, held still, is sent the IMPORT
+    and the batch, and is killed before it reads them (the batch counts lost). After the
+    restart, the source's next request imports the shared state again: its template counts
+    a's records too. (Before: the source stayed known, and the restarted shard learnt it from
+    scratch: 2, not 5 + 2.)"""
+    service = service_on(0)
+    registry = Registry(fast_config(db_dsn), tmp_path / "registry")
+    await registry.start()
+    pools: list[ShardPool] = []
+    try:
+        b = await _took_over_later(tmp_path, registry, service, pools)
+        pid = b.status()[0].pid
+        os.kill(pid, signal.SIGSTOP)
+        # Shard 0 has a request to decode (it never will: answered "retry" once it dies), so
+        # the JSON one, not routed, goes to shard 1, which hands shard 0 its IMPORT and batch.
+        busy = asyncio.ensure_future(
+            b.submit_payload(request({service_on(0, prefix="busy"): 1}), Encoding.PROTOBUF)
+        )
+        await until(lambda: b.status()[0].decoding_bytes > 0)
+        first = MessageToJson(ExportLogsServiceRequest.FromString(request({service: 3})))
+        took = b.submit_payload(first.encode(), Encoding.JSON, now_ns=NOW)
+        assert await asyncio.wait_for(took, CLIENT_TIMEOUT) == 3
+        os.kill(pid, signal.SIGKILL)
+        await until(lambda: b.status()[0].restarts == 1 and not b.status()[0].down)
+        with pytest.raises(QueueFullError):
+            await asyncio.wait_for(busy, CLIENT_TIMEOUT)
+        answer = await asyncio.wait_for(
+            b.submit_payload(request({service: 2}), Encoding.PROTOBUF, now_ns=NOW),
+            CLIENT_TIMEOUT,
+        )
+        await asyncio.wait_for(b.wait_idle(), CLIENT_TIMEOUT)
+        counts = [t.count for t in await b.templates() if t.source_key.startswith(service)]
+    finally:
+        for s in pools[-1].status() if pools else []:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(s.pid, signal.SIGCONT)
+        for pool in pools:
+            await pool.stop()
+        await registry.shutdown()
+    assert (answer, b.lost_records) == (2, 3)
+    assert sum(counts) == 5 + 2, counts

@@ -334,6 +334,10 @@ class ShardPool:
         ready = json.loads(bytes(got[1]))
         shard.status.restored_from = ready.get("restored_from", "")
         shard.status.restore_seconds = float(ready.get("seconds", 0.0))
+        # Of its sources, known now are those its snapshot has: any other it had (learnt or
+        # imported since, or an IMPORT it died before reading) is looked up again.
+        index = shard.status.index
+        self.known = {k for k in self.known if shard_of(k, self.shards) != index}
         self.known.update(ready.pop("sources", []))
         # Takes records only now: sent to it while it restores, they would be lost with it
         # if this attempt fails, though their requests were answered.
@@ -844,18 +848,27 @@ class ShardPool:
                     states = await asyncio.wait_for(
                         self._store.load_source_states(unknown), LOAD_TIMEOUT
                     )
+                    # Only sources whose owner is alive: an IMPORT to one dead or down (until a
+                    # restart is READY) would be dropped, and its batch, refused (`_refused`),
+                    # come back resent with the source known, learnt from scratch after all.
+                    states = {k: b for k, b in states.items() if self._owner(k).alive}
                     if states:
                         await self._store.claim_sources(sorted(states), self.instance)
                 except Exception as exc:  # the registry away: learn the source from scratch
                     log.warning("cannot load the state of %d new sources: %s", len(unknown), exc)
                     states = {}
                 for key, blob in sorted(states.items()):
-                    self._shards[shard_of(key, self.shards)].send(frame(Kind.IMPORT, blob))
-                    self.sources_taken_over += 1
-                self.known.update(unknown)
+                    self._owner(key).send(frame(Kind.IMPORT, blob))
+                    self.sources_taken_over += self._owner(key).alive
+                # Known once handed to a live owner (else looked up again when resent).
+                self.known.update(k for k in unknown if self._owner(k).alive)
             self._gate.popleft()
             self._decoded(rid, last, payload, decoder)
             self._notify()
+
+    def _owner(self, key: str) -> _Shard:
+        """The shard that owns source `key`."""
+        return self._shards[shard_of(key, self.shards)]
 
     async def share(self) -> int:
         """Copy the state of the sources that changed to the registry, and forget those that
