@@ -10,6 +10,7 @@ them raised with it (the error says by how much).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from via_otlp.configload import spec
@@ -19,8 +20,12 @@ MIN_MEMORY_BUCKETS = 20
 """The shortest baseline memory (half-life, in buckets) that a slow-building burst cannot drag."""
 DAY = 86400.0
 MAX_TAIL = 0.25
-"""The largest tail probability a bucket that `false_alarms_per_day` turns into (a huge budget
-or bucket would otherwise ask for p > 0.5: every test alarming)."""
+"""The largest per-bucket tail probability either budget key may give: a test at p > 0.25 alarms
+on a quarter of normal buckets, no longer a detector (and past 0.5 every bucket is a tail)."""
+MIN_TAIL = 1e-300
+"""The smallest: far below any useful budget, and clear of the underflow to 0 that a tiny
+`false_alarms_per_day` spread over a day's buckets hits (the close takes its log)."""
+DEFAULT_FALSE_ALARMS_PER_DAY = 0.00864
 
 
 @dataclass(frozen=True)
@@ -130,9 +135,10 @@ class DetectConfig:
     # The false-alarm budget: how often a day each test of a profile may alarm by chance, spread
     # over the day's buckets (so it holds whatever the bucket: 0.00864 is 1e-6 a 10 s bucket);
     # the older `tail_probability`, the budget per bucket (scaled with the bucket by hand),
-    # replaces it when set.
-    false_alarms_per_day: float = field(default=0.00864, metadata=spec(gt=0))
-    tail_probability: float | None = field(default=None, metadata=spec(gt=0, lt=0.5))
+    # replaces it when set (setting both, with a budget a day other than the default, is an
+    # error). Either must give a per-bucket probability in [MIN_TAIL, MAX_TAIL].
+    false_alarms_per_day: float = field(default=DEFAULT_FALSE_ALARMS_PER_DAY, metadata=spec(gt=0))
+    tail_probability: float | None = field(default=None, metadata=spec(gt=0))
     settle_sigma: float = field(default=2.0, metadata=spec(gt=0))
     anomaly_update_weight: float = field(default=0.1, metadata=spec(ge=0, le=1.0))
     cooldown: float = field(default=120.0, metadata=spec(unit="duration", ge=0))
@@ -175,6 +181,35 @@ class DetectConfig:
                     "slowly building anomaly as it rises; durations are clock times, so raise "
                     "them with the bucket",
                 )
+        self._check_budget()
+
+    def _check_budget(self) -> None:
+        """Reject a budget that is not finite or whose per-bucket probability leaves
+        [MIN_TAIL, MAX_TAIL]: it would crash the first close (log of 0) or alarm constantly."""
+        tail = self.tail_probability
+        if tail is not None:
+            if not MIN_TAIL <= tail <= MAX_TAIL:  # NaN fails too
+                raise ConfigError(
+                    "tail_probability",
+                    f"must be a per-bucket probability from {MIN_TAIL:g} to {MAX_TAIL:g}, "
+                    f"got {tail!r}",
+                )
+            if self.false_alarms_per_day != DEFAULT_FALSE_ALARMS_PER_DAY:
+                raise ConfigError(
+                    "tail_probability",
+                    f"is set ({tail:g}) together with false_alarms_per_day "
+                    f"({self.false_alarms_per_day:g}); it would replace it: set only one",
+                )
+            return
+        per_day = self.false_alarms_per_day
+        per_bucket = self.bucket / DAY
+        lo, hi = MIN_TAIL / per_bucket, MAX_TAIL / per_bucket
+        if not (math.isfinite(per_day) and MIN_TAIL <= per_day * per_bucket <= MAX_TAIL):
+            raise ConfigError(
+                "false_alarms_per_day",
+                f"must be from {lo:g} to {hi:g} at bucket {self.bucket:g}s (a per-bucket "
+                f"probability from {MIN_TAIL:g} to {MAX_TAIL:g}), got {per_day!r}",
+            )
 
     def buckets(self, seconds: float) -> int:
         """A duration as a whole number of buckets (rounded up)."""

@@ -10,9 +10,9 @@ That keeps a closing bucket cheap even with 100,000 profiles and the memory per 
 
 Minimum-evidence rules keep tiny rates quiet (alarm fatigue is what kills detectors):
 a spike needs at least ``spike.min_count`` records, ``spike.min_ratio`` × the mean, more than
-any normal bucket of the recent past, and a tail probability below ``tail_probability`` under
-Poisson or negative binomial; a drop needs an expected count of ``drop.min_expected`` (over one
-bucket or a window; ``drop.silent_min_expected`` over a run of silent ones). Anomalous buckets
+any normal bucket of the recent past, and a tail probability below ``p_alarm`` (the
+`false_alarms_per_day` budget per bucket) under Poisson or negative binomial; a drop needs an
+expected count of ``drop.min_expected`` (over one bucket or a window; ``drop.silent_min_expected`` over a run of silent ones). Anomalous buckets
 teach the baseline only a little (``anomaly_update_weight``), so an anomaly does not become
 normal before it is reported.
 """
@@ -583,7 +583,7 @@ class ProfileTable:
 
         # Spike and drop, at every scale: one bucket, then windows of several lengths (see
         # `windows`); half the budget to one bucket, half shared by the windows, so together they alarm as
-        # rarely as one test at `tail_probability`.
+        # rarely as one test at `p_alarm`.
         win = self.win
         win.begin(bucket)
         ws, we = win.sums(c, mu)
@@ -616,7 +616,7 @@ class ProfileTable:
         for s, k in zip(*np.nonzero(lcand), strict=True):
             p = count_tail(int(la[s, k]), float(m_up[s, k]), float(v_up[s, k])).upper
             spike_p[s] = min(spike_p[s], _WIN_SHARE * p)
-        # Weighted Bonferroni (`_WIN_SHARE`): the total stays tail_probability.
+        # Weighted Bonferroni (`_WIN_SHARE`): the total stays p_alarm.
         spike_p = np.minimum(1.0, spike_p)
         spike_hit = spike_p < p_alarm
         for s in spike_hit.nonzero()[0].tolist():

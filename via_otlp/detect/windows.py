@@ -10,7 +10,8 @@ aggregation*, so minute-scale wander widens the longer windows instead of lookin
 independent Poisson surprise, and a low-rate burst (63 records in ten minutes where 5 are usual)
 is one very unlikely count even when no bucket of it is. One mechanism finds spikes, drops and
 slow bursts; the false-alarm budget is shared by the scales (`SCALES` tests, each at
-``tail_probability / SCALES``) so adding scales does not add false alarms.
+``p_alarm / SCALES``, ``p_alarm`` being `false_alarms_per_day` spread over the day's buckets) so
+adding scales does not add false alarms.
 
 A window is two half-blocks of ``HALF[j]`` buckets, aligned on the absolute bucket number (so
 every shard, replay and restored snapshot cuts them alike): the previous, complete one and the
