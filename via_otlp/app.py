@@ -126,6 +126,7 @@ class App:
     async def start(self) -> None:
         self.started_at = time.monotonic()
         self.state = AppState.STARTING
+        shards_ready: asyncio.Task[list[dict[str, Any]]] | None = None
         try:
             private_dir(self.config.state.data_dir)  # 0700: templates quote log lines
             self._restore()
@@ -146,6 +147,7 @@ class App:
                     self._start_correlation(self.correlation), name="via-correlate-start"
                 )
             if self.pool is not None:
+                assert shards_ready is not None
                 for ready in await shards_ready:
                     log.info("shard %(shard)d: %(profiles)d profiles from %(restored_from)s "
                              "in %(seconds).2fs", ready)  # fmt: skip
@@ -169,6 +171,13 @@ class App:
                 await self.http.start()
             await self.control.start()
         except BaseException:
+            if shards_ready is not None and not shards_ready.done():
+                # Something else failed first: the shards' own start is stopped (it kills
+                # them), and awaited so that its error is not reported on its own.
+                shards_ready.cancel()
+            if shards_ready is not None:
+                with contextlib.suppress(BaseException):
+                    await shards_ready
             await self.shutdown()
             raise
         await self.grpc.set_serving(True) if self.config.receive.grpc.enabled else None

@@ -78,3 +78,19 @@ def test_shards_forked_ahead_and_never_started_exit_on_their_own(tmp_path: Path)
     )
     codes = json.loads(out.stdout.strip().splitlines()[-1])
     assert codes == [2, 2]  # `run` without an INIT frame; a SIGKILL would be -9
+
+
+def test_a_forked_shard_reaped_elsewhere_reads_as_exited() -> None:
+    """`kill` waits for a shard in a thread while the loop may ask its exit code (a failed
+    start reports it): whichever reaps the child first, the other must not raise ECHILD."""
+    import os
+
+    from via_otlp.shard.pool import _Forked
+
+    pid = os.fork()
+    if pid == 0:
+        os._exit(3)
+    forked = _Forked(pid)
+    assert os.waitpid(pid, 0)[0] == pid  # reaped by someone else, as by the other caller
+    assert forked.poll() is not None
+    assert forked.wait() == forked.returncode

@@ -550,6 +550,8 @@ def serve_forked(sock: socket.socket) -> int:
     _ignore_stop_signals()
     try:
         return run(sock)
+    except (BrokenPipeError, ConnectionResetError):
+        return 0  # the serving process closed our socket (a start that failed): nobody to answer
     except BaseException:
         log.exception("shard failed")
         return 70
