@@ -60,6 +60,43 @@ def _first_held(spawned: list[int]) -> Callable[[], Any]:
     return start
 
 
+async def _answer(pool: ShardPool, payload: bytes) -> int | str:
+    """What the sender of `payload` is answered: its records, or "retry"."""
+    try:
+        return await asyncio.wait_for(pool.submit_payload(payload, PB), CLIENT_TIMEOUT)
+    except QueueFullError:
+        return "retry"
+
+
+def _hold_backoff(pool: ShardPool, delays: list[float] | None = None) -> asyncio.Event:
+    """Restart delays (recorded in `delays`) last until the returned event is set."""
+    over = asyncio.Event()
+
+    async def held_sleep(delay: float) -> None:
+        if delays is not None:
+            delays.append(delay)
+        await over.wait()
+
+    pool._backoff_sleep = held_sleep
+    return over
+
+
+async def _fail_restart(pool: ShardPool, spawned: list[int]) -> None:
+    """Shard 1 dies and its replacement (`_first_held`: held before INIT) dies too: shard 1
+    is down, its restart failed once, the next waits for the backoff."""
+    os.kill(pool.status()[1].pid, signal.SIGKILL)
+    await until(lambda: bool(spawned))
+    os.kill(spawned[0], signal.SIGKILL)
+    await until(lambda: pool.status()[1].restart_failures == 1)
+
+
+def _kill_held(spawned: list[int]) -> None:
+    """The held replacement, if a test ended before it was killed."""
+    with contextlib.suppress(ProcessLookupError):
+        for pid in spawned[:1]:
+            os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("grace", [CLIENT_TIMEOUT, 0.0])
 def test_a_request_decoded_while_the_pool_stops_is_consumed_or_answered_retry(
     tmp_path: Path, grace: float
@@ -161,20 +198,11 @@ def test_a_shard_whose_restart_fails_is_restarted_after_a_backoff_and_shown_down
     async def main() -> tuple[ShardPool, list[float]]:
         pool = ShardPool(config(tmp_path, batch_max_records=4), lambda e: None, persist=False)
         await pool.start()
-        backoff = asyncio.Event()
         delays: list[float] = []
-
-        async def held_sleep(delay: float) -> None:
-            delays.append(delay)
-            await backoff.wait()
-
-        pool._backoff_sleep = held_sleep
+        backoff = _hold_backoff(pool, delays)
         try:
             monkeypatch.setattr(pool_module, "_start_process", first_held)
-            os.kill(pool.status()[1].pid, signal.SIGKILL)
-            await until(lambda: bool(spawned))
-            os.kill(spawned[0], signal.SIGKILL)  # the restart fails
-            await until(lambda: pool.status()[1].restart_failures == 1)
+            await _fail_restart(pool, spawned)
             st = pool.status()[1]
             assert st.down and not pool._shards[1].alive and len(spawned) == 1
             for payload in (only_b, large):
@@ -189,9 +217,7 @@ def test_a_shard_whose_restart_fails_is_restarted_after_a_backoff_and_shown_down
             await asyncio.wait_for(pool.wait_idle(), CLIENT_TIMEOUT)
             return pool, delays
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                for pid in spawned[:1]:
-                    os.kill(pid, signal.SIGKILL)
+            _kill_held(spawned)
             await pool.stop()
 
     pool, delays = asyncio.run(main())
@@ -365,12 +391,7 @@ def test_a_restarting_shard_takes_no_records_before_it_is_ready(
     async def main() -> tuple[ShardPool, Any]:
         pool = ShardPool(config(tmp_path, batch_max_records=4), lambda e: None, persist=False)
         await pool.start()
-        backoff = asyncio.Event()
-
-        async def held_sleep(delay: float) -> None:
-            await backoff.wait()
-
-        pool._backoff_sleep = held_sleep
+        backoff = _hold_backoff(pool)
         try:
             monkeypatch.setattr(pool_module, "_start_process", _first_held(spawned))
             reader = pool._shards[1].reader
@@ -378,11 +399,7 @@ def test_a_restarting_shard_takes_no_records_before_it_is_ready(
             # Connected to the replacement, which has not read INIT.
             await until(lambda: pool._shards[1].reader not in (reader, None))
             restoring = (pool.status()[1].down, pool._shards[1].alive)
-            answer: int | str
-            try:
-                answer = await asyncio.wait_for(pool.submit_payload(payload, PB), CLIENT_TIMEOUT)
-            except QueueFullError:
-                answer = "retry"
+            answer = await _answer(pool, payload)
             os.kill(spawned[0], signal.SIGKILL)  # this restart fails
             await until(lambda: pool.status()[1].restart_failures == 1)
             lost = pool.lost_records
@@ -394,9 +411,7 @@ def test_a_restarting_shard_takes_no_records_before_it_is_ready(
             await asyncio.wait_for(pool.wait_idle(), CLIENT_TIMEOUT)
             return pool, (restoring, answer, lost)
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                for pid in spawned[:1]:
-                    os.kill(pid, signal.SIGKILL)
+            _kill_held(spawned)
             await pool.stop()
 
     pool, seen = asyncio.run(main())
@@ -421,23 +436,11 @@ def test_a_request_of_several_batches_for_a_shard_down_is_answered_retry_whole(
         cfg = config(tmp_path, batch_max_records=4)
         pool = ShardPool(cfg, lambda e: None, persist=False, ordered=ordered)
         await pool.start()
-        backoff = asyncio.Event()
-
-        async def held_sleep(delay: float) -> None:
-            await backoff.wait()
-
-        pool._backoff_sleep = held_sleep
+        backoff = _hold_backoff(pool)
         try:
             monkeypatch.setattr(pool_module, "_start_process", _first_held(spawned))
-            os.kill(pool.status()[1].pid, signal.SIGKILL)
-            await until(lambda: bool(spawned))
-            os.kill(spawned[0], signal.SIGKILL)  # the restart fails: down
-            await until(lambda: pool.status()[1].restart_failures == 1)
-            answer: int | str
-            try:
-                answer = await asyncio.wait_for(pool.submit_payload(payload, PB), CLIENT_TIMEOUT)
-            except QueueFullError:
-                answer = "retry"
+            await _fail_restart(pool, spawned)
+            answer = await _answer(pool, payload)
             await asyncio.wait_for(pool.wait_idle(), CLIENT_TIMEOUT)
             seen = (answer, pool.lost_records, pool.stats.records_consumed)
             backoff.set()
@@ -447,9 +450,7 @@ def test_a_request_of_several_batches_for_a_shard_down_is_answered_retry_whole(
             await asyncio.wait_for(pool.wait_idle(), CLIENT_TIMEOUT)
             return pool, seen
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                for pid in spawned[:1]:
-                    os.kill(pid, signal.SIGKILL)
+            _kill_held(spawned)
             await pool.stop()
 
     pool, seen = asyncio.run(main())
@@ -574,27 +575,17 @@ def test_status_shows_a_shard_down_and_its_failed_restarts(
         await app.start()
         pool = app.pool
         assert pool is not None
-        backoff = asyncio.Event()
-
-        async def held_sleep(delay: float) -> None:
-            await backoff.wait()
-
-        pool._backoff_sleep = held_sleep
+        backoff = _hold_backoff(pool)
         seen = [shards(app.status())]
         try:
             monkeypatch.setattr(pool_module, "_start_process", _first_held(spawned))
-            os.kill(pool.status()[1].pid, signal.SIGKILL)
-            await until(lambda: bool(spawned))
-            os.kill(spawned[0], signal.SIGKILL)  # the restart fails
-            await until(lambda: pool.status()[1].restart_failures == 1)
+            await _fail_restart(pool, spawned)
             seen.append(shards(app.status()))
             backoff.set()
             await until(lambda: pool._shards[1].alive)
             seen.append(shards(app.status()))
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                for pid in spawned[:1]:
-                    os.kill(pid, signal.SIGKILL)
+            _kill_held(spawned)
             await app.shutdown()
         return seen
 
