@@ -526,7 +526,7 @@ class ShardPool:
                 merged = self._merged(r.parts)
         if merged is None:
             for holder, part in r.parts:
-                self._free_parts(holder, _header(part))
+                self._free_parts(holder, _header_or_none(part))
             self.routed_whole += 1
             self._decode_whole(rid, r)
             return
@@ -557,7 +557,7 @@ class ShardPool:
         """An aborted routed request: free the parts in, take the bytes of the owners that
         are done off their charge, and forget it once no owner is decoding."""
         for holder, part in r.parts:
-            self._free_parts(holder, _header(part))
+            self._free_parts(holder, _header_or_none(part))
         r.parts.clear()
         for k in [k for k in r.request.charges if k not in r.waiting]:
             self._discharge(r.request, k)
@@ -832,7 +832,7 @@ class ShardPool:
             self._gate_task = asyncio.create_task(self._take_over(), name="via-shard-takeover")
 
     def _unknown(self, payload: Decoded) -> list[str]:
-        header = _header(payload)
+        header = _header_or_none(payload)
         if header is None:
             return []
         keys = (k for part in header.get("part_sources", []) for k in part)
@@ -1092,12 +1092,12 @@ class ShardPool:
         for rid, batches in list(self._held.items()):
             waiting = self._decoding.get(rid)
             if waiting is not None and not any(
-                st.index in _holders(_header(p) or {}, d) for _, p, d in batches
+                st.index in _holders(_header_or_none(p) or {}, d) for _, p, d in batches
             ):
                 continue
             del self._held[rid]
             for _, p, d in batches:
-                self._free_parts(d, _header(p))
+                self._free_parts(d, _header_or_none(p))
             if waiting is not None:
                 self._retry(rid, waiting)
         if self.ordered:
