@@ -55,6 +55,10 @@ class PipelineConfig:
     max_rss: int = field(default=0, metadata=spec(unit="size", ge=0))
     # How long a sender is asked to wait when the service is full (RetryInfo, Retry-After).
     retry_after: float = field(default=1.0, metadata=spec(unit="duration", gt=0))
+    # How long a shard may take to restore its state and say it is ready (at start and after a
+    # crash). Past it the shard is killed: a start fails with an error, a restart is tried again
+    # after a backoff. A restore that hangs (a stuck disk) must not keep a shard down for ever.
+    ready_timeout: float = field(default=300.0, metadata=spec(unit="duration", gt=0))
 
     @property
     def worker_count(self) -> int:

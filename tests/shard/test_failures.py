@@ -631,3 +631,70 @@ def test_a_shard_dying_soon_after_its_restart_is_restarted_after_a_backoff(
 
     first, second = asyncio.run(main())
     assert second >= first > 0  # [b/2, b] of a base that doubles: never smaller
+
+
+def _ready_within(pool: ShardPool, seconds: float) -> None:
+    pool.config = replace(
+        pool.config, pipeline=replace(pool.config.pipeline, ready_timeout=seconds)
+    )
+
+
+def test_a_start_whose_shard_never_becomes_ready_fails_with_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shard holds still before it restores (as on a stuck disk) and never says READY: the
+    start fails with an error naming `pipeline.ready_timeout`, and no shard process is left.
+    (Before: start() waited for it for ever, and `serve` never reached SERVING.)"""
+    spawned: list[int] = []
+    monkeypatch.setattr(pool_module, "_start_process", _first_held(spawned))
+
+    async def main() -> str:
+        pool = ShardPool(config(tmp_path), lambda events: None, persist=False)
+        _ready_within(pool, 0.5)
+        try:
+            with pytest.raises(pool_module.StartupError) as failed:
+                await asyncio.wait_for(pool.start(), CLIENT_TIMEOUT)
+            return str(failed.value)
+        finally:
+            _kill_held(spawned)
+
+    message = asyncio.run(main())
+    assert "did not restore its state" in message and "pipeline.ready_timeout" in message
+    assert len(spawned) == 2
+    for pid in spawned:  # killed and reaped
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_a_restart_that_never_becomes_ready_is_killed_and_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shard 1 dies; its replacement holds still before READY (a restore that hangs). Past
+    `pipeline.ready_timeout` it is killed and counted a failed restart, and the next attempt
+    brings shard 1 back. (Before: the restart loop waited on it for ever, shard 1 down.)"""
+    b = service_on(1)
+    spawned: list[int] = []
+
+    async def main() -> tuple[int, int]:
+        pool = ShardPool(config(tmp_path), lambda events: None, persist=False)
+        await pool.start()
+        try:
+            _ready_within(pool, 0.5)
+            monkeypatch.setattr(pool_module, "_start_process", _first_held(spawned))
+            os.kill(pool.status()[1].pid, signal.SIGKILL)
+            await until(lambda: pool.status()[1].restart_failures == 1)
+            _ready_within(pool, CLIENT_TIMEOUT)  # the next attempt may take its time
+            await until(lambda: not pool.status()[1].down)
+            assert pool._shards[1].alive and len(spawned) == 2
+            consumed = await asyncio.wait_for(
+                pool.submit_payload(request({b: 2}), PB), CLIENT_TIMEOUT
+            )
+            return consumed, spawned[0]
+        finally:
+            _kill_held(spawned)
+            await pool.stop()
+
+    consumed, hung = asyncio.run(main())
+    assert consumed == 2
+    with pytest.raises(ProcessLookupError):  # the hung one was killed and reaped
+        os.kill(hung, 0)

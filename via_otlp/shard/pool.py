@@ -320,9 +320,16 @@ class ShardPool:
             "shards": self.shards,
             "persist": self.persist,
         }
+        timeout = self.config.pipeline.ready_timeout
         try:
             shard.writer.write(json_frame(Kind.INIT, init))
-            got = await self._read_frame(shard)
+            got = await asyncio.wait_for(self._read_frame(shard), timeout)
+        except TimeoutError:
+            self._lost(shard)
+            raise StartupError(
+                f"shard {shard.status.index} did not restore its state within {timeout:g} s "
+                "(pipeline.ready_timeout)"
+            ) from None
         except BaseException:
             self._lost(shard)
             raise
