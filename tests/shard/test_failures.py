@@ -698,3 +698,43 @@ def test_a_restart_that_never_becomes_ready_is_killed_and_tried_again(
     assert consumed == 2
     with pytest.raises(ProcessLookupError):  # the hung one was killed and reaped
         os.kill(hung, 0)
+
+
+def _first_part_cut(sock: Any, rid: int, parts: Any) -> None:
+    """`worker._send_decoded` of a shard whose first DECODED ever is cut to 3 bytes (a part
+    that does not parse); later ones are whole."""
+    frames = [bytes(p) for p in parts] or [b""]
+    if not getattr(_first_part_cut, "sent", False):
+        _first_part_cut.sent = True  # type: ignore[attr-defined]  # per forked shard
+        frames[0] = frames[0][:3]
+    for i, frame in enumerate(frames):
+        last = int(i == len(frames) - 1)
+        wire.send_frames(sock, [wire.seq_frame(wire.Kind.DECODED, rid, last, frame)])
+
+
+def test_a_routed_part_that_does_not_parse_falls_back_to_decoding_the_request_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A routed request's parts come back from both owners cut short (headers that do not
+    parse): the pool frees what it can, has one shard decode the request whole, and the
+    request is consumed, nothing lost and nothing twice. (Before 99b3612 the fallback read
+    the parts' headers with `_header`, which raised on them: the request never finished.)"""
+    a, b = service_on(0), service_on(1)
+    monkeypatch.setattr(worker_module, "_send_decoded", _first_part_cut)
+
+    async def main() -> tuple[int, ShardPool]:
+        pool = ShardPool(config(tmp_path), lambda events: None, persist=False)
+        await pool.start()
+        try:
+            got = await asyncio.wait_for(
+                pool.submit_payload(request({a: 3, b: 3}), PB, now_ns=NOW), CLIENT_TIMEOUT
+            )
+            await asyncio.wait_for(pool.wait_idle(), CLIENT_TIMEOUT)
+            return got, pool
+        finally:
+            await pool.stop()
+
+    got, pool = asyncio.run(main())
+    assert got == 6 and (pool.routed, pool.routed_whole) == (1, 1)
+    assert (pool.stats.records_consumed, pool.lost_records) == (6, 0)
+    assert pool.queued_bytes == 0 and not pool._routed

@@ -1354,13 +1354,21 @@ Decoded = memoryview | _Merged
 
 
 def _parsed(payload: Decoded) -> tuple[int, dict[str, Any], memoryview]:
-    """The largest event time, the header and the encoded parts of a (non-empty) batch."""
+    """The largest event time, the header and the encoded parts of a (non-empty) batch;
+    ValueError for one that does not parse (too short for its framing, or a header that is
+    not a JSON object), so every caller catches one exception."""
     if isinstance(payload, _Merged):
         return payload.tmax, payload.header, payload.parts
-    (hlen,) = _U32.unpack_from(payload, _Q.size)
+    try:
+        (hlen,) = _U32.unpack_from(payload, _Q.size)
+        (tmax,) = _Q.unpack_from(payload)
+    except struct.error as exc:
+        raise ValueError(f"decoded batch of {len(payload)} bytes: {exc}") from None
     start = _Q.size + _U32.size
     header = json.loads(bytes(payload[start : start + hlen]))
-    return _Q.unpack_from(payload)[0], header, payload[start + hlen :]
+    if not isinstance(header, dict):
+        raise ValueError("decoded batch header is not an object")
+    return tmax, header, payload[start + hlen :]
 
 
 def _weight(payload: Decoded) -> int:
@@ -1375,7 +1383,7 @@ def _read(payload: memoryview) -> Decoded:
         return payload
     try:
         return _Merged(*_parsed(payload))
-    except (ValueError, TypeError, struct.error):
+    except (ValueError, TypeError):
         return payload
 
 
@@ -1383,7 +1391,7 @@ def _header_or_none(payload: Decoded) -> dict[str, Any] | None:
     """The header of a decoded batch (None for an empty one, or one that does not parse)."""
     try:
         return _header(payload)
-    except (ValueError, TypeError, struct.error):
+    except (ValueError, TypeError):
         return None
 
 
