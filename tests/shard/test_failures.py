@@ -738,3 +738,36 @@ def test_a_routed_part_that_does_not_parse_falls_back_to_decoding_the_request_wh
     assert got == 6 and (pool.routed, pool.routed_whole) == (1, 1)
     assert (pool.stats.records_consumed, pool.lost_records) == (6, 0)
     assert pool.queued_bytes == 0 and not pool._routed
+
+
+@pytest.mark.parametrize("defect", ["_merged", "_arrive"])
+def test_a_decoded_frame_the_pool_cannot_handle_still_answers_its_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, defect: str
+) -> None:
+    """A defect while the pool handles a DECODED frame (made here: `_merged` for a routed
+    request, `_arrive` for one its owner decoded raises) answers the request "retry" and
+    frees what the shards kept of it; the pool takes the next request as before. (Before:
+    logged, and the request was never answered: its sender waited for its deadline.)"""
+    a, b = service_on(0), service_on(1)
+    payload = request({a: 3, b: 3}) if defect == "_merged" else request({b: 3})
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a defect")
+
+    async def main() -> tuple[int | str, list[int], int]:
+        pool = ShardPool(config(tmp_path), lambda events: None, persist=False)
+        await pool.start()
+        try:
+            with monkeypatch.context() as m:
+                m.setattr(ShardPool, defect, broken)
+                answer = await _answer(pool, payload)
+                await asyncio.wait_for(pool.wait_idle(), CLIENT_TIMEOUT)
+            held = [int(r["held"]) for r in await pool.query("stats")]
+            resent = await asyncio.wait_for(pool.submit_payload(payload, PB), CLIENT_TIMEOUT)
+            return answer, held, resent
+        finally:
+            await pool.stop()
+
+    answer, held, resent = asyncio.run(main())
+    records = 6 if defect == "_merged" else 3
+    assert (answer, held, resent) == ("retry", [0, 0], records)

@@ -526,11 +526,11 @@ class ShardPool:
             return
         if r.waiting:
             return
-        del self._routed[rid]
         merged = None
         if not r.failed:
             with contextlib.suppress(KeyError, TypeError, ValueError):
                 merged = self._merged(r.parts)
+        del self._routed[rid]  # (only now: `_give_up` frees the parts if merging failed)
         if merged is None:
             for holder, part in r.parts:
                 self._free_parts(holder, _header_or_none(part))
@@ -716,6 +716,8 @@ class ShardPool:
                 self._on_frame(shard, kind, body)
             except Exception:
                 log.exception("shard %d: cannot handle a %s frame", shard.status.index, kind.name)
+                with contextlib.suppress(Exception):
+                    self._give_up(shard.status.index, kind, body)
             self._notify()
         if not self._closing:
             await self._crashed(shard)
@@ -723,6 +725,31 @@ class ShardPool:
             # (one that answered STOP and exited, as it should, is not down)
             shard.status.down = not self._stopping or bool(shard.asked)
             self._lost(shard)
+
+    def _give_up(self, decoder: int, kind: Kind, body: memoryview) -> None:
+        """A DECODED frame that could not be handled (a defect here): its request is answered
+        now, "retry" or with the part of it that went on, never left waiting for ever; the
+        parts the shards kept for it are freed (later frames of it find it gone: freed too;
+        a FREE after its part was sequenced finds nothing there)."""
+        if kind is not Kind.DECODED:
+            return
+        rid, _, payload = split_seq(body)
+        r = self._routed.get(rid)
+        if r is not None:
+            if not r.aborted:
+                r.aborted = True
+                if self._decoding.pop(rid, None) is not None and not r.request.fut.done():
+                    r.request.fut.set_exception(QueueFullError(self.config.pipeline.retry_after))
+            self._drop_routed(rid, r)
+            return
+        self._free_parts(decoder, _header_or_none(payload))
+        for _, held, holder in self._held.pop(rid, []):
+            self._free_parts(holder, _header_or_none(held))
+        entry = self._decoding.get(rid)
+        if entry is not None:
+            self._cut_short(rid, entry)
+        if self.ordered:
+            self._release_held()
 
     def _on_frame(self, shard: _Shard, kind: Kind, body: memoryview) -> None:
         if kind is Kind.DONE:
