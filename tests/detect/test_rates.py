@@ -6,6 +6,7 @@ generators; an episode is counted when a (profile, kind) alarms after a calm coo
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -39,14 +40,42 @@ def wandering(
     return rng.poisson(rates[None, :] * factor).astype(np.float64)
 
 
+Alarms = list[tuple[int, int, str]]
+WANDER_SEEDS = (1, 2)
+RAMP_SEEDS = (6, 7)
+SILENT_RATES = np.array([1.5, 3.0, 6.0, 12.0])
+
+
+@functools.cache
+def wandering_runs() -> dict[str, list[Alarms]]:
+    """The alarms of the three wandering-rate tests' runs (the minute-scale wander's, the
+    first-day ramp's, the silent minute's), each run drawn as its test describes, all through
+    one table (`together`, default config): 2 days of closes instead of 2 + 1/2 + 2. Every run
+    is under a source of its own and keeps its own columns and length, so each gets the alarms,
+    bucket for bucket, that a table of its own (or of its test's runs) gives it."""
+    wander = [
+        wandering(np.random.default_rng(seed), np.array([3.0, 30.0, 300.0, 3000.0]), 2 * DAY, 0.2)
+        for seed in WANDER_SEEDS
+    ]
+    n = DAY // 2
+    ramp = 1.0 + np.clip((np.arange(n) - 1080) / 1080.0, 0.0, 1.0)  # flat 3 h, then doubles in 3
+    ramps = [
+        wandering(np.random.default_rng(seed), np.array([10.0, 100.0, 1000.0]), n, 0.1, ramp)
+        for seed in RAMP_SEEDS
+    ]
+    quiet = wandering(np.random.default_rng(1), np.tile(SILENT_RATES, 4), 2 * DAY, 0.38)
+    silent = wandering(np.random.default_rng(4), SILENT_RATES, DAY + 60, 0.38)[: DAY + 18]
+    silent[DAY:] = 0.0
+    alarms = together([*wander, *ramps, quiet, silent], DetectConfig(), "wandering")
+    return {"wander": alarms[:2], "ramp": alarms[2:4], "silent": alarms[4:]}
+
+
 def test_minute_scale_wander_is_not_a_run_of_independent_surprises() -> None:
     """Busy patterns whose whole minutes run 20% above or below their neighbours: buckets of a
-    minute are high together, which a test judging them as independent draws calls a spike."""
-    rates = np.array([3.0, 30.0, 300.0, 3000.0])
-    seeds = (1, 2)
-    runs = [wandering(np.random.default_rng(seed), rates, 2 * DAY, 0.2) for seed in seeds]
+    minute are high together, which a test judging them as independent draws calls a spike.
+    (Rates 3, 30, 300 and 3000, CV 0.2, two days, seeds 1 and 2: `wandering_runs`.)"""
     config = DetectConfig()
-    for seed, alarms in zip(seeds, together(runs, config, "wander"), strict=True):
+    for seed, alarms in zip(WANDER_SEEDS, wandering_runs()["wander"], strict=True):
         onsets = onsets_of(alarms, config)
         assert sum(onsets.values()) <= 1, (seed, onsets)
 
@@ -100,15 +129,11 @@ def test_a_low_rate_burst_is_found_though_no_bucket_is_extreme() -> None:
 
 def test_a_first_day_morning_ramp_is_neither_drift_nor_spike() -> None:
     """A first day: the rate doubles smoothly over three hours (with minute-scale wander), which
-    a level that lags the ramp takes for a sustained shift; a level with a trend follows it."""
-    n = DAY // 2
-    t = np.arange(n)
-    ramp = 1.0 + np.clip((t - 1080) / 1080.0, 0.0, 1.0)  # flat for 3 h, doubles over the next 3
-    seeds = (6, 7)
-    rates = np.array([10.0, 100.0, 1000.0])
-    runs = [wandering(np.random.default_rng(seed), rates, n, 0.1, ramp) for seed in seeds]
+    a level that lags the ramp takes for a sustained shift; a level with a trend follows it.
+    (Half a day, flat for 3 h then doubling over the next 3; rates 10, 100 and 1000, CV 0.1,
+    seeds 6 and 7: `wandering_runs`.)"""
     config = DetectConfig()
-    for seed, alarms in zip(seeds, together(runs, config, "ramp"), strict=True):
+    for seed, alarms in zip(RAMP_SEEDS, wandering_runs()["ramp"], strict=True):
         onsets = onsets_of(alarms, config)
         assert sum(onsets.values()) == 0, (seed, onsets)
 
@@ -128,13 +153,11 @@ def test_a_silent_minute_of_a_wandering_rate_does_not_open_a_drop() -> None:
     judges as independent draws. A run must be expected to hold `silent_min_expected` records
     (with 8, two drops opened on these 16 profile-days); a real silence of three minutes is
     still found within two minutes. (At CV 0.45 a few minute-long silences at 6-12 records a
-    bucket still open drops: the run test treats its buckets as independent.)"""
-    rates = np.array([1.5, 3.0, 6.0, 12.0])
-    quiet = wandering(np.random.default_rng(1), np.tile(rates, 4), 2 * DAY, 0.38)
-    silent = wandering(np.random.default_rng(4), rates, DAY + 60, 0.38)[: DAY + 18]
-    silent[DAY:] = 0.0
+    bucket still open drops: the run test treats its buckets as independent.)
+    (Quiet: rates 1.5-12 four times over, two days, seed 1; silent: the four rates, seed 4, a
+    day then three silent minutes: `wandering_runs`.)"""
     config = DetectConfig()
-    quiet_alarms, silent_alarms = together([quiet, silent], config, "silent")
+    quiet_alarms, silent_alarms = wandering_runs()["silent"]
     onsets = onsets_of(quiet_alarms, config)
     drops = sum(k for (_, kind), k in onsets.items() if kind == AnomalyKind.DROP.value)
     assert drops == 0, onsets
