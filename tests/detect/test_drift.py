@@ -9,9 +9,11 @@ so the episode resolves under noise.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from tests.detect.test_rates import SRC, wandering
+from tests.detect.test_rates import wandering
 from via_otlp.detect.config import DetectConfig
 from via_otlp.detect.profile import ProfileTable
 from via_otlp.model import AnomalyKind, Source
@@ -100,41 +102,73 @@ def test_a_ramp_of_tens_of_percent_an_hour_is_found_and_resolves() -> None:
     assert len(late[1]) + len(late[-1]) <= 1, late
 
 
-def day_one_drifts(
-    rates: list[float], moved: np.ndarray, seed: int, cv: float
-) -> list[tuple[int, int, int]]:
-    """DRIFT alarms (slot, buckets after 06:00, direction) of one source's patterns on day one:
-    all share the daily curve, pattern 2 also takes the factor `moved` (one per bucket)."""
+def day_one_counts(rates: list[float], moved: np.ndarray, seed: int, cv: float) -> np.ndarray:
+    """Day-one counts (buckets × patterns) of one source's patterns: all share the daily curve,
+    pattern 2 also takes the factor `moved` (one per bucket)."""
     rate = np.array(rates)
-    start, n = 6 * 360, len(moved)
+    n = len(moved)
     rng = np.random.default_rng(seed)
     curve = daily(n)
     counts = wandering(rng, rate, n, cv, curve)
     counts[:, 2] = wandering(rng, rate[2:3], n, cv, curve * moved)[:, 0]
+    return counts
+
+
+DAY_ONE_START = 6 * 360  # 06:00 on day one
+DAY_ONE_MOVES = 6 * 360 + HOURS2  # the runs in which a pattern ramps or halves: 06:00 + 2 h
+DAY_ONE_SPIKE = 6 * 360 + 360  # the spike runs: 06:00 + 1 h
+HALVES_RATES = ([20.0, 30.0, 50.0], [20.0, 30.0, 50.0, 40.0])
+SPIKE_SEEDS = (1, 2)
+
+
+@functools.cache
+def day_one_runs() -> dict[str, list[list[tuple[int, int, int]]]]:
+    """The day-one tests' runs (`day_one_counts`, drawn as each test's docstring says), per test
+    and run the DRIFT alarms (slot, buckets after 06:00, direction). The five runs go through
+    one table, each under a source of its own (its patterns are siblings of each other, of no
+    other run's; see test_quiet_week.together), each with its own columns and length: a run
+    gets the alarms a table of its own gives it, and the morning is closed once, not five times."""
+    t = np.arange(DAY_ONE_MOVES)
+    hours = np.clip(t - DAY_ONE_START, 0, HOURS2) / 360.0
+    step = np.where(t >= DAY_ONE_START, 0.5, 1.0)
+    ts = np.arange(DAY_ONE_SPIKE)
+    spike = np.where((ts >= DAY_ONE_START) & (ts < DAY_ONE_START + 36), 3.2, 1.0)
+    runs = {
+        # (seed 8: the day-one CUSUM alone misses this one)
+        "ramp": [day_one_counts([4.0, 6.0, 10.0, 20.0], 1.0 + 0.4 * hours, seed=8, cv=0.2)],
+        "halves": [day_one_counts(rates, step, seed=1, cv=0.01) for rates in HALVES_RATES],
+        "spike": [day_one_counts([0.5, 0.5, 1.5], spike, seed=s, cv=0.2) for s in SPIKE_SEEDS],
+    }
+    cases = [c for cs in runs.values() for c in cs]
+    los = np.cumsum([0] + [c.shape[1] for c in cases])
+    n = max(c.shape[0] for c in cases)
+    counts = np.hstack([np.vstack([c, np.zeros((n - len(c), c.shape[1]))]) for c in cases])
     table = ProfileTable(DetectConfig())
-    for i in range(len(rate)):
-        table.add(f"{i:016x}", SRC, f"t{i}", f"template {i}", "INFO", 0, 0)
+    for k, c in enumerate(cases):
+        src = Source.from_attributes((("service.name", f"day-one-{k}"),))
+        for i in range(c.shape[1]):
+            table.add(f"{los[k] + i:016x}", src, f"t{i}", f"template {i}", "INFO", 0, 0)
     row, zeros = np.zeros(table.capacity), np.zeros(table.capacity)
-    hits = []
+    hits: list[list[tuple[int, int, int]]] = [[] for _ in cases]
+    case_of = np.repeat(np.arange(len(cases)), [c.shape[1] for c in cases])
     for b in range(n):
-        row[: len(rate)] = counts[b]
-        hits += [
-            (a.slot, b - start, a.direction)
-            for a in table.close(b, row, zeros).alarms
-            if a.kind is AnomalyKind.DRIFT
-        ]
-    return hits
+        row[: counts.shape[1]] = counts[b]
+        for a in table.close(b, row, zeros).alarms:
+            k = case_of[a.slot]
+            if a.kind is AnomalyKind.DRIFT and b < len(cases[k]):
+                hits[k].append((int(a.slot - los[k]), b - DAY_ONE_START, a.direction))
+    out, at = {}, 0
+    for name, cs in runs.items():
+        out[name], at = hits[at : at + len(cs)], at + len(cs)
+    return out
 
 
 def test_on_day_one_a_drift_is_told_from_the_daily_curve_by_the_sources_other_patterns() -> None:
     """Day one (no shape learnt): four patterns of one source share a ±40 % daily curve (its
     morning rise is 10-17 %/h of its level); one of them also ramps +40 %/h from 06:00 for two
     hours. Only that one alarms as a drift (upwards, during its ramp); its siblings, riding the
-    same curve, never do."""
-    start, n = 6 * 360, 6 * 360 + HOURS2
-    hours = np.clip(np.arange(n) - start, 0, HOURS2) / 360.0
-    # (seed 8: the day-one CUSUM alone misses this one)
-    hits = day_one_drifts([4.0, 6.0, 10.0, 20.0], 1.0 + 0.4 * hours, seed=8, cv=0.2)
+    same curve, never do. (Rates 4, 6, 10 and 20, CV 0.2, seed 8: `day_one_runs`.)"""
+    (hits,) = day_one_runs()["ramp"]
     assert hits, "the drifting pattern was not found"
     assert {s for s, _, _ in hits} == {2}, hits[:5]
     assert all(0 < at <= HOURS2 and d == 1 for _, at, d in hits), hits[:5]
@@ -143,25 +177,21 @@ def test_on_day_one_a_drift_is_told_from_the_daily_curve_by_the_sources_other_pa
 def test_on_day_one_a_pattern_that_halves_does_not_make_its_siblings_drift() -> None:
     """Three or four steady patterns (little wander), one halves at 06:00 and stays there: it
     alone alarms, downwards. Its siblings' consensus once centred its clip on a mean holding
-    the halved pattern, so every unchanged sibling alarmed upwards ~30 min after the step."""
-    start, n = 6 * 360, 6 * 360 + HOURS2
-    step = np.where(np.arange(n) >= start, 0.5, 1.0)
-    for rates in ([20.0, 30.0, 50.0], [20.0, 30.0, 50.0, 40.0]):
-        hits = day_one_drifts(rates, step, seed=1, cv=0.01)
-        assert hits, "the halved pattern was not found"
-        assert {(s, d) for s, _, d in hits} == {(2, -1)}, hits[:5]
+    the halved pattern, so every unchanged sibling alarmed upwards ~30 min after the step.
+    (Rates 20, 30, 50 and 20, 30, 50, 40, CV 0.01, seed 1, for two hours after: `day_one_runs`.)"""
+    for rates, hits in zip(HALVES_RATES, day_one_runs()["halves"], strict=True):
+        assert hits, ("the halved pattern was not found", rates)
+        assert {(s, d) for s, _, d in hits} == {(2, -1)}, (rates, hits[:5])
 
 
 def test_on_day_one_a_spike_is_not_a_drift_before_it_alarms() -> None:
     """A pattern its siblings cannot judge (they run below `drift.min_mean`, so the day-one
     CUSUM judges it alone) triples for six minutes: that is a spike's story. Its first buckets,
     clipped to 3σ, once filled the CUSUM before the spike alarmed (a drift 2-3 min in, every
-    seed of five)."""
-    start, n = 6 * 360, 6 * 360 + 360
-    t = np.arange(n)
-    spike = np.where((t >= start) & (t < start + 36), 3.2, 1.0)
-    for seed in (1, 2):
-        assert day_one_drifts([0.5, 0.5, 1.5], spike, seed=seed, cv=0.2) == []
+    seed of five). (Rates 0.5, 0.5 and 1.5, CV 0.2, seeds 1 and 2, for an hour after 06:00:
+    `day_one_runs`.)"""
+    for seed, hits in zip(SPIKE_SEEDS, day_one_runs()["spike"], strict=True):
+        assert hits == [], (seed, hits)
 
 
 def test_source_numbers_stay_bounded_and_consistent_as_sources_come_and_go() -> None:
