@@ -381,15 +381,17 @@ class Engine:
         table = self._table
         rec_slot = np.fromiter(map(table.index.get, hashes, repeat(-1)), dtype=np.int64, count=n)
         if int(rec_slot.min()) < 0:
-            uniq = dict.fromkeys(hashes)
+            # Only the records without a profile are coded (their hashes in order of first
+            # appearance): a batch with a few new patterns no longer codes all its records.
+            miss = np.flatnonzero(rec_slot < 0)
+            missing = [hashes[i] for i in miss.tolist()]
+            uniq = dict.fromkeys(missing)
             code_of = {h: i for i, h in enumerate(uniq)}
-            codes = np.fromiter(map(code_of.__getitem__, hashes), dtype=np.int64, count=n)
-            slot_of_code = np.fromiter(
-                map(table.index.get, uniq, repeat(-1)), dtype=np.int64, count=len(uniq)
-            )
-            new_codes = np.flatnonzero(slot_of_code < 0)
-            events += self._create(batch, codes, new_codes, slot_of_code, t, b)
-            rec_slot = slot_of_code[codes]
+            codes = np.fromiter(map(code_of.__getitem__, missing), np.int64, count=len(miss))
+            slot_of_code = np.full(len(uniq), -1, dtype=np.int64)
+            known = rec_slot[rec_slot >= 0]  # the batch's profiles: never evicted for room
+            events += self._create(batch, codes, miss, slot_of_code, known, t, b)
+            rec_slot[miss] = slot_of_code[codes]
         pos = np.flatnonzero(rec_slot >= 0)
         if len(pos) < n:  # more new patterns than max_profiles allows: counted, not a crash
             self._c["dropped_records"] += n - len(pos)
@@ -514,20 +516,26 @@ class Engine:
         self,
         batch: LogBatch,
         codes: np.ndarray,
-        new_codes: np.ndarray,
+        rows: np.ndarray,
         slot_of_code: np.ndarray,
+        protect: np.ndarray,
         t: np.ndarray,
         b: np.ndarray,
     ) -> list[AnomalyEvent]:
+        """Profiles for the new rhythm hashes: the records `rows` of `batch` have none, and
+        `codes` numbers their hashes in order of first appearance; each new profile's slot goes
+        to `slot_of_code` (-1 stays where `max_profiles` leaves no room). `protect`: the slots
+        of the batch's other records, which an eviction for room must spare."""
         events: list[AnomalyEvent] = []
         first = np.full(len(slot_of_code), len(codes), dtype=np.int64)
         np.minimum.at(first, codes, np.arange(len(codes), dtype=np.int64))
+        first = rows[first]  # each new hash's first record in the batch
+        new_codes = np.arange(len(slot_of_code))
         table = self._table
         free = self.config.max_profiles - len(table)
         if len(new_codes) > free:
             need = len(new_codes) - free
             k = max(need, self.config.max_profiles // 100)
-            protect = slot_of_code[slot_of_code >= 0]
             victims = table.least_recent(k, protect)
             events += self._evict(victims.tolist(), "evictions_capacity", self._next_close or 0)
             room = self.config.max_profiles - len(table)

@@ -43,14 +43,11 @@ def hash64(value: str | bytes) -> int:
 
 
 def _bit_length(w: np.ndarray) -> np.ndarray:
-    """Exact bit length of each uint64 (0 for 0), by binary search on shifts."""
-    w = w.copy()
-    r = np.zeros(w.shape, dtype=np.int64)
-    for s in (32, 16, 8, 4, 2, 1):
-        big = w >= np.uint64(1 << s)
-        w = np.where(big, w >> np.uint64(s), w)
-        r += big * s
-    return r + (w > 0)
+    """Exact bit length of each uint64 (0 for 0): every bit below the highest set, counted."""
+    w = w | (w >> np.uint64(1))
+    for s in (2, 4, 8, 16, 32):
+        w |= w >> np.uint64(s)
+    return np.bitwise_count(w).astype(np.int64)
 
 
 def _sigma(x: float) -> float:
@@ -84,7 +81,9 @@ def registers_of(hashes: np.ndarray, precision: int) -> tuple[np.ndarray, np.nda
     q = 64 - precision
     idx = (hashes >> np.uint64(q)).astype(np.int64)
     rest = hashes & np.uint64((1 << q) - 1)
-    rho = q + 1 - _bit_length(rest)
+    # Below 2**53 a float64 holds `rest` exactly, and its exponent is the bit length.
+    bits = np.frexp(rest.astype(np.float64))[1] if q <= 53 else _bit_length(rest)
+    rho = q + 1 - bits
     return idx, rho.astype(np.uint8)
 
 

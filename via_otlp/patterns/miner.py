@@ -398,7 +398,7 @@ class SourceMiner:
         if hit is None and self._kept_at:
             at = self._kept_at.get(shape)
             if at is not None:
-                parts = body.split()
+                parts = body.split(None, at[-1] + 1)  # (the words up to the last one read)
                 hit = self._by_kept.get(_kept_key(shape, [parts[i] for i in at]))
         if hit is None and self._by_body:
             hit = self._by_body.get(body)

@@ -187,6 +187,7 @@ class PatternStage:
         templates: list[str] = []
         hashes: list[str] = []
         add_id, add_template, add_hash = ids.append, templates.append, hashes.append
+        cached = self._hashes
         for src, sev, body, hint in zip(
             batch.source_index, batch.severity, batch.body, hints, strict=True
         ):
@@ -199,6 +200,12 @@ class PatternStage:
             add_template(template.text)
             if template.severity == sev:  # its source's model: the same source key
                 add_hash(template.rhythm)
+            elif (
+                template.severity is not None
+                and (h := cached.get((keys[src], sev, template.id))) is not None
+            ):  # `_rhythm_of` when its cache has it (a template seen at several severities)
+                template.severity, template.rhythm = sev, h
+                add_hash(h)
             else:
                 add_hash(self._rhythm_of(template, keys[src], sev, bool(hint) and use_hints))
         batch.template_id, batch.template, batch.rhythm_hash = ids, templates, hashes
