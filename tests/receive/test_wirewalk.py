@@ -69,6 +69,33 @@ def test_the_walker_is_built_wherever_a_compiler_is() -> None:
     assert _wirewalk.MAX_RENDER_DEPTH == normalise.MAX_RENDER_DEPTH
 
 
+def test_ids_are_hashed_in_c_as_xxhash_hashes_them() -> None:
+    """`xxh64_utf8` (the engine's distinct-id hashes, `detect.engine._hash_ids`) gives
+    `xxh64_intdigest(s.encode())` for every length around XXH64's 4-, 8- and 32-byte steps and
+    any UTF-8, and fails where `str.encode` fails."""
+    if _compiler() is None:
+        pytest.skip("no C compiler here: the ids are hashed in Python")
+    import numpy as np
+    import xxhash
+
+    from via_otlp.detect import engine
+    from via_otlp.receive import _wirewalk
+
+    rng = random.Random(3)
+    alphabet = "ab09-_ \x00\néß€😀"
+    ids = ["", "a", "user1199"] + [
+        "".join(rng.choice(alphabet) for _ in range(n)) for n in range(80) for _ in range(20)
+    ]
+    want = np.array([xxhash.xxh64_intdigest(s.encode()) for s in ids], dtype=np.uint64)
+    assert np.array_equal(np.frombuffer(_wirewalk.xxh64_utf8(ids), dtype=np.uint64), want)
+    assert engine._xxh64_utf8 is _wirewalk.xxh64_utf8
+    assert np.array_equal(engine._hash_ids(ids), want)
+    with pytest.raises(UnicodeEncodeError):
+        _wirewalk.xxh64_utf8(["ok", "\ud800"])
+    with pytest.raises(TypeError):
+        _wirewalk.xxh64_utf8(["ok", b"not a str"])  # type: ignore[list-item]
+
+
 def test_a_build_of_another_interface_is_refused_with_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
@@ -73,7 +73,20 @@ from via_otlp.patterns.rhythm import rhythm_hash
 if TYPE_CHECKING:
     from via_otlp.patterns.stage import TemplateMerge, TemplateSplit
 
+_xxh64_utf8: Callable[[list[str]], bytes] | None
+try:  # XXH64 of every id in one call (built with the compiled walker; setup.py, optional)
+    from via_otlp.receive._wirewalk import xxh64_utf8 as _xxh64_utf8
+except ImportError:  # pragma: no cover - not built, or a stale build without it
+    _xxh64_utf8 = None
+
 _KIND_ORDER = {k: i for i, k in enumerate(AnomalyKind)}
+
+
+def _hash_ids(uids: list[str]) -> np.ndarray:
+    """``xxh64_intdigest(uid.encode())`` of every id, as uint64 (in C where it is built)."""
+    if _xxh64_utf8 is not None:
+        return np.frombuffer(_xxh64_utf8(uids), dtype=np.uint64)
+    return np.fromiter(map(xxhash.xxh64_intdigest, map(str.encode, uids)), np.uint64, len(uids))
 
 
 def _pick(seq: Sequence[str], idx: np.ndarray) -> tuple[str, ...]:
@@ -668,7 +681,7 @@ class Engine:
         """
         n = len(uids)
         # (the empty id hashes too, in C, and is then left out by `keep`)
-        hv = np.fromiter(map(xxhash.xxh64_intdigest, map(str.encode, uids)), np.uint64, n)[order]
+        hv = _hash_ids(uids)[order]
         keep = np.fromiter(map(bool, uids), dtype=bool, count=n)[order]
         group = np.repeat(np.arange(len(starts), dtype=np.int64), cnt)
         gk = group[keep]

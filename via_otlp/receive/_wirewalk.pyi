@@ -1,6 +1,6 @@
 """Types of the compiled walker (_wirewalk.c): see its header comment."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 ABI_VERSION: int
 MAX_RENDER_DEPTH: int
@@ -30,3 +30,5 @@ class Walk:
         ]
         | None
     ): ...
+
+def xxh64_utf8(strs: Sequence[str], /) -> bytes: ...
