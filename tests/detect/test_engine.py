@@ -8,10 +8,12 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import xxhash
 
 from tests.detect.trees import dumps, roundtrip
 from via_otlp.config import parse_config
 from via_otlp.detect import DetectConfig, Engine, ProfileState
+from via_otlp.detect import engine as engine_module
 from via_otlp.detect.config import NoveltyConfig
 from via_otlp.errors import ConfigError
 from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, LogBatch, Source
@@ -148,6 +150,27 @@ def test_cardinality_many_distinct_ids() -> None:
     ev = run(eng, bs)
     assert kinds(ev) == [("cardinality", "open"), ("cardinality", "resolved")]
     assert ev[0].observed > 25 and ev[0].expected < 5
+
+
+def test_an_id_whose_hash_is_the_empty_ids_is_still_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Records without an id are told apart by their hash (the empty id's); an id that has
+    that hash too is looked at and counted all the same (here "user1" is made to have it)."""
+    empty = engine_module._EMPTY_ID_HASH
+    assert int(empty) == xxhash.xxh64_intdigest(b"")
+    real = engine_module._hash_ids
+
+    def colliding(uids: list[str]) -> np.ndarray:
+        hashes = real(uids).copy()
+        hashes[np.array([u == "user1" for u in uids])] = empty
+        return hashes
+
+    monkeypatch.setattr(engine_module, "_hash_ids", colliding)
+    eng = Engine(CFG)
+    ids = ["user1", "", "user2", "user1"]
+    eng.observe(batch([("a" * 16, i * S, "INFO", ids[i % 4]) for i in range(8)]))
+    assert sum(float(acc.with_id.sum()) for acc in eng._open.values()) == 6.0
 
 
 def test_cardinality_at_low_volume_adds_up_over_buckets() -> None:

@@ -82,6 +82,9 @@ except ImportError:  # pragma: no cover - not built, or a stale build without it
 _KIND_ORDER = {k: i for i, k in enumerate(AnomalyKind)}
 
 
+_EMPTY_ID_HASH = np.uint64(xxhash.xxh64_intdigest(b""))
+
+
 def _hash_ids(uids: list[str]) -> np.ndarray:
     """``xxh64_intdigest(uid.encode())`` of every id, as uint64 (in C where it is built)."""
     if _xxh64_utf8 is not None:
@@ -679,10 +682,16 @@ class Engine:
         are appended in one step (`_OpenBucket.add_registers`): no Python work per group or per
         record.
         """
-        n = len(uids)
-        # (the empty id hashes too, in C, and is then left out by `keep`)
-        hv = _hash_ids(uids)[order]
-        keep = np.fromiter(map(bool, uids), dtype=bool, count=n)[order]
+        # (the empty id hashes too, in C, and is then left out by `keep`: the records whose
+        # hash is the empty id's are empty ids, unless another id has that hash: then they are
+        # looked at one by one)
+        hashed = _hash_ids(uids)
+        present = hashed != _EMPTY_ID_HASH
+        if not present.all():
+            maybe = np.flatnonzero(~present)
+            if "".join(_pick(uids, maybe)):
+                present[maybe] = [bool(uids[i]) for i in maybe.tolist()]
+        hv, keep = hashed[order], present[order]
         group = np.repeat(np.arange(len(starts), dtype=np.int64), cnt)
         gk = group[keep]
         idx, rho = registers_of(hv[keep], self.config.cardinality.precision)
