@@ -40,6 +40,7 @@ from via_otlp.detect.windows import (
     dispersion_at,
     lag_judged,
     log10_of,
+    tail_dispersion_at,
 )
 from via_otlp.model import AnomalyKind, Source
 
@@ -599,11 +600,20 @@ class ProfileTable:
         spike_p = np.ones(self.capacity)
         for s in cand.nonzero()[0].tolist():
             spike_p[s] = 2.0 * count_tail(int(c[s]), float(mu[s]), float(var[s])).upper
-        # Windows: a count far above what the window expected, at that window's dispersion.
+        # Windows: a count far above what the window expected, at that window's dispersion
+        # with SAFETY on the wander only (`tail_dispersion_at`: at a low rate the Poisson part
+        # is all there is, and a burst of 10x is a spike), never heavier than `phi_w` (heavier,
+        # in full windows at busy hours, it lost a held-out count-series window). Screened at
+        # `phi_w` as before: at a low rate phi_t >= phi_w / 1.6, where an alarm is > 4σ.
         wcand = (wz > _SCREEN_SIGMA) & (ws >= sp.min_count) & (ws >= sp.min_ratio * we)
+        if wcand.any():
+            phi_t = np.minimum(
+                tail_dispersion_at(win.disp, self.dispersion.n, self._disp_hl, we, self.rate.mean),
+                phi_w,
+            )
         for s, k in zip(*wcand.nonzero(), strict=True):
             e = float(we[s, k])
-            p = count_tail(int(ws[s, k]), e, float(phi_w[s, k]) * e).upper
+            p = count_tail(int(ws[s, k]), e, float(phi_t[s, k]) * e).upper
             spike_p[s] = min(spike_p[s], _WIN_SHARE * p)
         # Lagged: the current half-block against the level just before it (see `lag_judged`).
         blocks = win.lagged(bucket, c, mu)
