@@ -1005,12 +1005,12 @@ xxh64(const uint8_t *p, size_t len)
         h = XXP5;
     }
     h += (uint64_t)len;
-    while (p + 8 <= end) {
+    while ((size_t)(end - p) >= 8) {  /* (not p + 8 <= end: past the end is UB) */
         h ^= xx_round(0, xx_read(p, 8));
         h = xx_rotl(h, 27) * XXP1 + XXP4;
         p += 8;
     }
-    if (p + 4 <= end) {
+    if ((size_t)(end - p) >= 4) {
         h ^= xx_read(p, 4) * XXP1;
         h = xx_rotl(h, 23) * XXP2 + XXP3;
         p += 4;
