@@ -548,17 +548,21 @@ class ShardPool:
     def _abort_routed(self, index: int) -> None:
         """Shard `index` died: each routed request with a part there is answered "retry", and
         the parts the other owners kept are freed (as they come, for those still decoding)."""
-        retry = QueueFullError(self.config.pipeline.retry_after)
         for rid, r in list(self._routed.items()):
             if index not in r.waiting and all(k != index for k, _ in r.parts):
                 continue
             r.parts = [(k, part) for k, part in r.parts if k != index]  # gone with it
             r.waiting.discard(index)
-            if not r.aborted:
-                r.aborted = True
-                if self._decoding.pop(rid, None) is not None and not r.request.fut.done():
-                    r.request.fut.set_exception(retry)
-            self._drop_routed(rid, r)
+            self._abort(rid, r)
+
+    def _abort(self, rid: int, r: _Routed) -> None:
+        """Answer routed request `rid` "retry" (once: none of it goes on) and free what its
+        owners kept (`_drop_routed`)."""
+        if not r.aborted:
+            r.aborted = True
+            if self._decoding.pop(rid, None) is not None and not r.request.fut.done():
+                r.request.fut.set_exception(QueueFullError(self.config.pipeline.retry_after))
+        self._drop_routed(rid, r)
 
     def _drop_routed(self, rid: int, r: _Routed) -> None:
         """An aborted routed request: free the parts in, take the bytes of the owners that
@@ -736,11 +740,7 @@ class ShardPool:
         rid, _, payload = split_seq(body)
         r = self._routed.get(rid)
         if r is not None:
-            if not r.aborted:
-                r.aborted = True
-                if self._decoding.pop(rid, None) is not None and not r.request.fut.done():
-                    r.request.fut.set_exception(QueueFullError(self.config.pipeline.retry_after))
-            self._drop_routed(rid, r)
+            self._abort(rid, r)
             return
         self._free_parts(decoder, _header_or_none(payload))
         for _, held, holder in self._held.pop(rid, []):
