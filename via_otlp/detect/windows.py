@@ -260,6 +260,13 @@ def _steps(weight: np.ndarray, n: np.ndarray, hl: float) -> np.ndarray:
         return weight[:, None] * np.maximum(lam, np.where(n > 0, 1.0 / n, 0.0)[:, None])
 
 
+def _windows_seen(n: np.ndarray, hl: float) -> np.ndarray:
+    """Per profile and scale, how many windows' worth of buckets its dispersion has learnt from
+    (capped at what it remembers): a scale is judged from `MIN_WINDOWS` on."""
+    _, mem, length = _scale_constants(hl)
+    return np.minimum(n[:, None], mem) / length
+
+
 @functools.cache
 def _scale_constants(hl: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per scale, for a dispersion half-life of `hl` buckets: the dispersion's learning rate,
@@ -307,8 +314,7 @@ def dispersion_at(disp: np.ndarray, floor: np.ndarray, n: np.ndarray, hl: float)
     At least `floor` (the one-bucket dispersion: wander only adds to it), times `SAFETY`
     plus one standard error of an estimate from the windows seen so far (``sqrt(2/m)``).
     """
-    _, mem, length = _scale_constants(hl)
-    m = np.minimum(n[:, None], mem) / length
+    m = _windows_seen(n, hl)
     ready = m >= MIN_WINDOWS
     phi = np.maximum(disp, floor[:, None]) * (SAFETY + np.sqrt(2.0 / np.maximum(m, 1.0)))
     return np.where(ready, phi, 0.0).astype(disp.dtype)
@@ -347,8 +353,7 @@ def tail_dispersion_at(
     >>> tail_dispersion_at(3 * one, n, 2160.0, full, np.ones(1)).round(2).tolist()
     [[4.79, 5.33, 5.69]]
     """
-    _, mem, length = _scale_constants(hl)
-    m = np.minimum(n[:, None], mem) / length
+    m = _windows_seen(n, hl)
     ready = m >= MIN_WINDOWS
     base = np.maximum(disp, 1.0)
     typical = np.maximum(level, 1e-12)[:, None] * (1.5 * np.array(HALF) + 0.5)
