@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import CLIENT_TIMEOUT
-from tests.shard.test_route import NOW, config, request, service_on
+from tests.shard.test_route import NOW, config, held, request, service_on
 from via_otlp.config import Config, parse_config
 from via_otlp.receive.intake import QueueFullError
 from via_otlp.receive.otlp_codec import Encoding
@@ -762,12 +762,12 @@ def test_a_decoded_frame_the_pool_cannot_handle_still_answers_its_request(
                 m.setattr(ShardPool, defect, broken)
                 answer = await _answer(pool, payload)
                 await asyncio.wait_for(pool.wait_idle(), CLIENT_TIMEOUT)
-            held = [int(r["held"]) for r in await pool.query("stats")]
+            kept = await held(pool)
             resent = await asyncio.wait_for(pool.submit_payload(payload, PB), CLIENT_TIMEOUT)
-            return answer, held, resent
+            return answer, kept, resent
         finally:
             await pool.stop()
 
-    answer, held, resent = asyncio.run(main())
+    answer, kept, resent = asyncio.run(main())
     records = 6 if defect == "_merged" else 3
-    assert (answer, held, resent) == ("retry", [0, 0], records)
+    assert (answer, kept, resent) == ("retry", [0, 0], records)
