@@ -329,6 +329,26 @@ def test_a_decoder_killed_after_a_batch_went_on_answers_that_batch_not_retry(
     assert pool.stats.records_accepted == 4 and pool.queued_bytes == 0
 
 
+async def _submit_held_still(pool: ShardPool, payload: bytes) -> tuple[asyncio.Future[int], int]:
+    """Every shard held still (SIGSTOP), `payload` submitted: its answer to come, and the
+    shard that decodes it whole."""
+    for s in pool.status():
+        os.kill(s.pid, signal.SIGSTOP)
+    fut = asyncio.ensure_future(pool.submit_payload(payload, PB, now_ns=NOW))
+    await until(lambda: bool(pool._decoding))
+    return fut, pool._decoding[1].decoder
+
+
+def _first_batch_in(pool: ShardPool, cfg: Config, k: int, payload: bytes) -> None:
+    """Request 1's first batch, as shard `k` decodes it (`Shard.decode`, made in this
+    process), handed to the pool as if read from `k`."""
+    from via_otlp.shard.worker import Shard
+
+    first = next(iter(Shard(cfg, k, 2).decode(memoryview(payload), PB, NOW)))
+    body = memoryview(wire.seq_frame(wire.Kind.DECODED, 1, 0, first))[5:]
+    pool._on_frame(pool._shards[k], wire.Kind.DECODED, body)
+
+
 def test_a_decoder_killed_between_the_batches_of_a_request_duplicates_nothing(
     tmp_path: Path,
 ) -> None:
@@ -338,9 +358,6 @@ def test_a_decoder_killed_between_the_batches_of_a_request_duplicates_nothing(
     records twice, and the dead shard's part of it counted lost.) The first DECODED frame is
     the one a shard makes (`Shard.decode`, in this process), handed to the pool as if read
     from the decoder: the real decoder is held still, then killed."""
-    from via_otlp.shard.wire import Kind, seq_frame
-    from via_otlp.shard.worker import Shard
-
     a, b = service_on(0), service_on(1)
     payload = request({a: 3, b: 3})  # more than a batch: decoded whole, in two batches
     cfg = config(tmp_path, batch_max_records=4)
@@ -350,15 +367,9 @@ def test_a_decoder_killed_between_the_batches_of_a_request_duplicates_nothing(
         await pool.start()
         pids = [s.pid for s in pool.status()]
         try:
-            for pid in pids:
-                os.kill(pid, signal.SIGSTOP)
-            fut = asyncio.ensure_future(pool.submit_payload(payload, PB, now_ns=NOW))
-            await until(lambda: bool(pool._decoding))
-            k = pool._decoding[1].decoder
+            fut, k = await _submit_held_still(pool, payload)
             os.kill(pids[1 - k], signal.SIGCONT)
-            first = next(iter(Shard(cfg, k, 2).decode(memoryview(payload), PB, NOW)))
-            body = memoryview(seq_frame(Kind.DECODED, 1, 0, first))[5:]
-            pool._on_frame(pool._shards[k], Kind.DECODED, body)  # its first batch is in
+            _first_batch_in(pool, cfg, k, payload)
             os.kill(pids[k], signal.SIGKILL)
             with pytest.raises(QueueFullError):
                 await asyncio.wait_for(fut, CLIENT_TIMEOUT)
@@ -374,6 +385,50 @@ def test_a_decoder_killed_between_the_batches_of_a_request_duplicates_nothing(
     pool = asyncio.run(main())
     assert (pool.stats.records_consumed, pool.lost_records) == (6, 0)
     assert pool.queued_bytes == 0 and not pool._held
+
+
+def test_a_request_answered_retry_while_its_decoder_still_decodes_stays_charged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Serve, batches going on as they come (GATHER_MAX_BYTES 0): a request of two batches
+    whose first comes back after the other shard died is answered "retry" at once, but its
+    bytes stay charged (`max_queued_bytes`) while its decoder still decodes the rest; they
+    come off when its last batch is in, which is freed: nothing of it went on, nothing lost.
+    (Before: taken off at the answer, so the pool took more bytes than its bound while the
+    decoder still held these.) The first batch is made in this process as in the test
+    above; the real decoder, held still meanwhile, then decodes the request and is let go."""
+    a, b = service_on(0), service_on(1)
+    payload = request({a: 3, b: 3})  # more than a batch: decoded whole, in two batches
+    cfg = config(tmp_path, batch_max_records=4)
+    monkeypatch.setattr(pool_module, "GATHER_MAX_BYTES", 0)
+    spawned: list[int] = []
+
+    async def main() -> tuple[ShardPool, Any]:
+        pool = ShardPool(cfg, lambda events: None, persist=False)
+        await pool.start()
+        _hold_backoff(pool)
+        pids = [s.pid for s in pool.status()]
+        try:
+            fut, k = await _submit_held_still(pool, payload)
+            monkeypatch.setattr(pool_module, "_start_process", _first_held(spawned))
+            os.kill(pids[1 - k], signal.SIGKILL)  # its restart holds still: not alive
+            await until(lambda: bool(spawned) and not pool._shards[1 - k].alive)
+            _first_batch_in(pool, cfg, k, payload)
+            with pytest.raises(QueueFullError):
+                await asyncio.wait_for(fut, CLIENT_TIMEOUT)
+            charged = pool.queued_bytes
+            os.kill(pids[k], signal.SIGCONT)  # the decoder decodes it and sends both batches
+            await until(lambda: not pool._decoding)
+            return pool, (charged, pool.queued_bytes)
+        finally:
+            _kill_held(spawned)
+            _resume(pool, *pids)
+            await pool.stop()
+
+    pool, (charged, after) = asyncio.run(main())
+    assert (charged, after) == (len(payload), 0)
+    assert (pool.stats.records_consumed, pool.lost_records) == (0, 0)
+    assert not pool._held
 
 
 def test_a_restarting_shard_takes_no_records_before_it_is_ready(
@@ -771,3 +826,52 @@ def test_a_decoded_frame_the_pool_cannot_handle_still_answers_its_request(
     answer, kept, resent = asyncio.run(main())
     records = 6 if defect == "_merged" else 3
     assert (answer, kept, resent) == ("retry", [0, 0], records)
+
+
+def test_ordered_a_request_given_up_keeps_none_of_its_later_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ordered (replay): a defect while the pool handles the first of a request's two
+    batches answers it "retry" (`_give_up`) and its turn passes; its second batch, decoded
+    after, is freed where it comes: nothing of it is held in the pool or in the shards.
+    (Before: held for a turn that had passed, in the pool and in its decoder, for good: the
+    pool was never idle again, so a flush waited for ever.)"""
+    a, b = service_on(0), service_on(1)
+    payload = request({a: 3, b: 3})  # more than a batch: decoded whole, in two batches
+    real_release, real_on_frame = ShardPool._release_held, ShardPool._on_frame
+    calls: list[str] = []
+
+    def release_once_broken(self: ShardPool) -> None:
+        calls.append("release")
+        if calls.count("release") == 1:  # the first batch's: a defect
+            raise RuntimeError("a defect")
+        real_release(self)
+
+    def on_frame(self: ShardPool, shard: Any, kind: wire.Kind, body: memoryview) -> None:
+        if kind is wire.Kind.DECODED:
+            calls.append("decoded")
+        real_on_frame(self, shard, kind, body)
+
+    async def main() -> tuple[int | str, list[int], int]:
+        pool = ShardPool(
+            config(tmp_path, batch_max_records=4),
+            lambda events: None,
+            persist=False,
+            ordered=True,
+        )
+        await pool.start()
+        try:
+            with monkeypatch.context() as m:
+                m.setattr(ShardPool, "_release_held", release_once_broken)
+                m.setattr(ShardPool, "_on_frame", on_frame)
+                answer = await _answer(pool, payload)
+                await until(lambda: calls.count("decoded") == 2)
+                await asyncio.wait_for(pool.wait_idle(), CLIENT_TIMEOUT)
+            assert not pool._held
+            kept = await held(pool)
+            resent = await asyncio.wait_for(pool.submit_payload(payload, PB), CLIENT_TIMEOUT)
+            return answer, kept, resent
+        finally:
+            await pool.stop()
+
+    assert asyncio.run(main()) == ("retry", [0, 0], 6)

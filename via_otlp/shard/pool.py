@@ -148,6 +148,7 @@ class _Request:
     charges: dict[int, int]  # shard index → bytes charged to it
     records: int = 0
     sequenced: bool = False  # a batch of it went on: answering "retry" would duplicate it
+    refused: bool = False  # answered "retry" while its decoder still decodes: batches freed
 
 
 @dataclass
@@ -774,6 +775,10 @@ class ShardPool:
             rid, last, payload = split_seq(body)
             if rid in self._routed:
                 self._routed_part(shard, rid, bool(last), payload)
+            elif self.ordered and rid < self._next_release:
+                # Its turn passed (answered already, `_give_up`): none of it goes on, and held
+                # it would wait for a turn that never comes.
+                self._free_parts(shard.status.index, _header_or_none(_read(payload)))
             elif self.ordered:
                 batch = (bool(last), _read(payload), shard.status.index)
                 self._held.setdefault(rid, []).append(batch)
@@ -834,7 +839,7 @@ class ShardPool:
             ):
                 for header, decoder in heads:
                     self._free_parts(decoder, header)
-                self._retry(rid, entry)
+                self._retry(rid, entry, coming=not batches[-1][0])
                 return
         for one in batches:
             self._arrive(rid, *one)
@@ -956,10 +961,14 @@ class ShardPool:
         try:
             if isinstance(payload, _Merged) or len(payload):
                 tmax, header, parts = _parsed(payload)
-                if entry is None or (not entry.sequenced and self._refused(header)):
+                if (
+                    entry is None
+                    or entry.refused
+                    or (not entry.sequenced and self._refused(header))
+                ):
                     self._free_parts(decoder, header)
                     if entry is not None:
-                        self._retry(rid, entry)
+                        self._retry(rid, entry, coming=not last)
                     return
                 if self._stopping:  # part of it went on: the rest cannot, and is lost
                     self._free_held(decoder, header)
@@ -989,12 +998,19 @@ class ShardPool:
         part_records = header.get("part_records") or ()
         return any(n and not s.alive for s, n in zip(self._shards, part_records, strict=False))
 
-    def _retry(self, rid: int, req: _Request) -> None:
-        """Answer request `rid` "retry" (none of it went on) and take its bytes off."""
-        self._decoding.pop(rid, None)
-        self._discharge(req)
+    def _retry(self, rid: int, req: _Request, coming: bool = False) -> None:
+        """Answer request `rid` "retry" (none of it went on) and take its bytes off: now, or,
+        while its decoder still decodes more of it (`coming`), once its last batch is in
+        (`_decoded`; its batches are freed as they come). Until then those bytes are still
+        being decoded: they count in `max_queued_bytes`, and in ordered mode the requests
+        after it keep waiting their turn rather than pass its later batches."""
         if not req.fut.done():
             req.fut.set_exception(QueueFullError(self.config.pipeline.retry_after))
+        if coming:
+            req.refused = True
+            return
+        self._decoding.pop(rid, None)
+        self._discharge(req)
 
     def _cut_short(self, rid: int, req: _Request) -> None:
         """Request `rid` will get no more batches (its decoder died, or the pool stopped):
@@ -1133,7 +1149,7 @@ class ShardPool:
             for _, p, d in batches:
                 self._free_parts(d, _header_or_none(p))
             if waiting is not None:
-                self._retry(rid, waiting)
+                self._retry(rid, waiting, coming=not batches[-1][0])
         if self.ordered:
             self._release_held()
         self._notify()
