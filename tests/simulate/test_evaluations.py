@@ -10,12 +10,15 @@ import pytest
 
 from via_otlp.simulate import countseries as cs
 from via_otlp.simulate.families import (
+    EVIDENCE_KINDS,
+    IDEAL_ALARM_SIGMA,
     KINDS,
     MIN_EVIDENCE_SIGMA,
     FamilyCase,
     build_case,
     code_offsets,
     evidence_sigma,
+    ideal_delay_min,
     merged_requests,
     template_class,
 )
@@ -114,7 +117,7 @@ def test_drops_and_drifts_sit_where_an_ideal_test_could_find_them() -> None:
         case = build_case(seed, "day1")
         sc = case.scenario
         for a, kind in zip(sc.anomalies, case.labels, strict=True):
-            if kind in ("drop", "drift_up", "drift_down"):
+            if kind in EVIDENCE_KINDS:
                 src = next(s for s in sc.sources if s.service == a.source)
                 t = next(t for t in src.templates if t.name == a.template)
                 assert evidence_sigma(sc, a, t) >= MIN_EVIDENCE_SIGMA, (seed, kind)
@@ -126,6 +129,28 @@ def test_drops_and_drifts_sit_where_an_ideal_test_could_find_them() -> None:
     t = replace(sc.sources[0].templates[1], rate=1.0)
     e = a.duration / sc.bucket
     assert evidence_sigma(sc, a, t) == pytest.approx(e * (1 - 1 / a.factor) / np.sqrt(e))
+
+
+def test_the_ideal_delay_is_the_minute_a_ramp_of_known_noise_reaches_the_alarm_z() -> None:
+    """A drift of p % an hour on a flat Poisson template of λ records a minute: after m
+    minutes the ideal test's z is (p/6000)·sqrt(λ·Σi²), so it alarms at the first m where that
+    reaches IDEAL_ALARM_SIGMA; a ramp too weak to get there within its length has none."""
+    case = build_case(1, "day1")
+    sc = replace(case.scenario, noise=NoiseSpec(), seasonality=replace(
+        case.scenario.seasonality, daily=0.0))  # fmt: skip
+    a = next(a for a in sc.anomalies if a.kind is InjectedKind.DRIFT)
+    src = next(s for s in sc.sources if s.service == a.source)
+    lam = 60.0  # records a minute
+    t = next(t for t in src.templates if t.name == a.template)
+    sc = replace(sc, sources=tuple(
+        replace(s, templates=tuple(replace(x, rate=lam / 6) if x is t else x
+                                   for x in s.templates)) for s in sc.sources))  # fmt: skip
+    m = np.arange(1, round(a.duration / 60) + 1)
+    z = abs(a.percent_per_hour) / 6000 * np.sqrt(lam * np.cumsum(m**2))
+    assert z[-1] > IDEAL_ALARM_SIGMA  # (the closed form below is tested, not skipped)
+    assert ideal_delay_min(sc, a) == float(np.argmax(z >= IDEAL_ALARM_SIGMA) + 1)
+    weak = replace(a, percent_per_hour=a.percent_per_hour / 1000)
+    assert ideal_delay_min(sc, weak) is None
 
 
 def test_gamma_noise_holds_its_rate_factor_for_a_period() -> None:
@@ -199,6 +224,10 @@ def test_a_case_is_judged_on_its_judged_day_only() -> None:
     assert out["runs"][0]["false"][0]["class"] == res.false_classes[0]
     assert f"drift / {res.false_classes[0]}" in table
     assert out["by_kind"]["spike"] == {"found": 1, "missed": 0, "median_delay_min": 2.0}
+    drop = next(a for a, k in zip(case.scenario.anomalies, case.labels, strict=True) if k == "drop")
+    ideal = ideal_delay_min(case.scenario, drop)
+    assert ideal is not None and out["ideal_median_delay_min"]["drop"] == ideal
+    assert f"{ideal:.1f} min" in table.splitlines()[3 + KINDS.index("drop")]
     failures = rep.failures()  # #10's targets: the spike (2 min) passes, the misses do not
     assert "families drop: 1 of 1 missed" in failures
     assert not any("spike" in f or "false episodes" in f for f in failures)
