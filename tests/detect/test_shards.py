@@ -208,3 +208,20 @@ def test_packed_sketches_estimate_as_the_sketch_class(rows: list, precision: int
     assert slots.tolist() == sorted(sketches)
     for s, e in zip(slots.tolist(), est.tolist(), strict=True):
         assert math.isclose(e, sketches[s].cardinality, rel_tol=1e-9, abs_tol=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 8), st.sampled_from([4, 10, 14]), st.integers(0, 2**32))
+def test_a_few_sketches_estimate_exactly_as_many(few: int, precision: int, seed: int) -> None:
+    """A closing bucket's few sketches (estimated in Python floats) give the very floats they
+    give among many (the vectorised loops): a close's outputs do not depend on which ran."""
+    rng = np.random.default_rng(seed)
+    slots = rng.integers(0, 60, 3000)
+    hv = rng.integers(0, 2**63, 3000, dtype=np.uint64) << np.uint64(1)
+    idx, rho = registers_of(hv | rng.integers(0, 2, 3000, dtype=np.uint64), precision)
+    packed = compact(pack(slots, idx, rho))
+    many_slots, many = estimate_packed(packed, precision)
+    assert len(many_slots) > 32  # (more than `hll._FEW`: the vectorised loops)
+    mine = (packed >> 24) < few
+    few_slots, est = estimate_packed(packed[mine], precision)
+    assert est.tobytes() == many[: len(few_slots)].tobytes()

@@ -170,12 +170,9 @@ class IdWindow:
         hit = judged & (cum >= self.threshold)
         # Learn the share of fresh ids, an excursion only a little.
         w = np.where(going, self.anomaly_weight, 1.0)
-        self.fresh = (self.fresh * np.where(n_ids > 0, self.decay, 1.0) + w * fresh).astype(
-            np.float32
-        )
-        self.seen = (self.seen * np.where(n_ids > 0, self.decay, 1.0) + w * n_ids).astype(
-            np.float32
-        )
+        decay = np.where(n_ids > 0, self.decay, 1.0)
+        self.fresh = (self.fresh * decay + w * fresh).astype(np.float32)
+        self.seen = (self.seen * decay + w * n_ids).astype(np.float32)
         score = np.minimum(100.0, 50.0 * cum / max(self.threshold, 1e-9))
         expected = share * self.run_seen
         return WindowVerdict(

@@ -59,6 +59,18 @@ LAG_FROM = 3
 too little about the level)."""
 
 
+_LAG_READY = 2.0 * MIN_WINDOWS * np.array(HALF, dtype=np.float64)  # (`WindowState.lag_ready`)
+
+
+@functools.cache
+def _filled(phase: tuple[int, ...]) -> np.ndarray:
+    """Per scale, whether the current half-block (at `phase`, the bucket modulo each `HALF`)
+    holds enough buckets for the lagged test (`WindowState.lagged`; cached: it recurs)."""
+    out = np.array([p + 1 >= max(1, h // LAG_FROM) for p, h in zip(phase, HALF, strict=True)])
+    out.flags.writeable = False
+    return out
+
+
 class WindowState:
     """Per profile and scale: the previous and the current half-block's count and expected count.
 
@@ -200,7 +212,7 @@ class WindowState:
         ea = self.exp[:, j:].astype(np.float64) + mu[:, None]
         b = self.cnt2.astype(np.float64)
         eb = self.exp2.astype(np.float64)
-        filled = np.array([bucket % h + 1 >= max(1, h // LAG_FROM) for h in HALF])
+        filled = _filled(tuple(bucket % h for h in HALF))
         ok = filled[None, :] & (ea > 1e-9) & (eb > 1e-9)
         return a, ea, b, eb, ok
 
@@ -249,15 +261,15 @@ class WindowState:
     def lag_ready(self) -> np.ndarray:
         """Per profile and scale, whether `lag` has learnt enough to judge with: from as many
         buckets as `dispersion_at` asks of the windows' dispersion (`MIN_WINDOWS` windows)."""
-        return self.lag_n[:, None] >= 2.0 * MIN_WINDOWS * np.array(HALF, dtype=np.float64)
+        return self.lag_n[:, None] >= _LAG_READY
 
 
 def _steps(weight: np.ndarray, n: np.ndarray, hl: float) -> np.ndarray:
     """Per profile and scale, the learning step of a window statistic: ``weight·max(λ, 1/n)``
     with the scale's rate λ (`_scale_constants`) and the count `n` it has learnt from."""
     lam, _, _ = _scale_constants(hl)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return weight[:, None] * np.maximum(lam, np.where(n > 0, 1.0 / n, 0.0)[:, None])
+    inv = np.divide(1.0, n, out=np.zeros(len(n), n.dtype), where=n > 0)  # (an errstate costs more)
+    return weight[:, None] * np.maximum(lam, inv[:, None])
 
 
 def _windows_seen(n: np.ndarray, hl: float) -> np.ndarray:
