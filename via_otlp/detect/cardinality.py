@@ -114,9 +114,13 @@ class IdWindow:
             self._sweep(now)
         slot = (packed >> 24).astype(np.int64)
         per_slot = np.bincount(slot, minlength=cap)
-        keep = per_slot[slot] <= self.k // 2
-        slot, fp = slot[keep], fingerprints(packed[keep])
-        n_ids = np.where(per_slot <= self.k // 2, per_slot, 0).astype(np.float64)
+        if len(slot) and per_slot.max() > self.k // 2:
+            keep = per_slot[slot] <= self.k // 2
+            slot, fp = slot[keep], fingerprints(packed[keep])
+            n_ids = np.where(per_slot <= self.k // 2, per_slot, 0).astype(np.float64)
+        else:  # (every profile followed, as in most closes: four numpy calls fewer)
+            fp = fingerprints(packed)
+            n_ids = per_slot.astype(np.float64)
         fresh = np.zeros(cap)
         if len(slot):
             fresh = np.bincount(slot[self._merge(slot, fp, now)], minlength=cap).astype(np.float64)

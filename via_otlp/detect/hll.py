@@ -364,6 +364,31 @@ def _estimates_few(hist: Sequence[Sequence[float]], m: int, top: int) -> np.ndar
     return np.array([scale / (z + m * s) for z, s in zip(zs, ss, strict=True)])
 
 
+_FEW_REGISTERS = 128  # registers up to which `estimate_packed` counts them in Python
+
+
+def _estimate_few_packed(packed: list[int], m: int, q: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """`estimate_packed` of a few registers, histograms and all in Python (the same counts, so
+    the same estimates); None where the sketches are more than `_FEW` or a rank reaches q + 1
+    (the vectorised path, with tau, takes those)."""
+    hists: dict[int, list[float]] = {}
+    top = 0
+    for v in packed:
+        s, r = v >> _SLOT_SHIFT, v & 0xFF
+        if r > q:
+            return None
+        h = hists.get(s)
+        if h is None:
+            if len(hists) == _FEW:
+                return None
+            h = hists[s] = [0.0] * (q + 2)
+        h[r] += 1.0
+        top = max(top, r)
+    for h in hists.values():
+        h[0] = m - sum(h[1:])
+    return np.array(list(hists), dtype=np.int64), _estimates_few(list(hists.values()), m, top)
+
+
 def estimate_packed(packed: np.ndarray, precision: int) -> tuple[np.ndarray, np.ndarray]:
     """(slots, estimated distinct values) of every sketch in a *compacted* packed array.
 
@@ -380,6 +405,10 @@ def estimate_packed(packed: np.ndarray, precision: int) -> tuple[np.ndarray, np.
         return np.zeros(0, dtype=np.int64), np.zeros(0)
     m = 1 << precision
     q = 64 - precision
+    if len(packed) <= _FEW_REGISTERS:
+        few = _estimate_few_packed(packed.tolist(), m, q)
+        if few is not None:
+            return few
     slot = packed >> _SLOT_SHIFT
     rank = (packed & 0xFF).astype(np.int64)
     starts = np.flatnonzero(np.concatenate(([True], slot[1:] != slot[:-1])))
