@@ -4,6 +4,7 @@ must give the same anomalies."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -12,7 +13,7 @@ import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.detect.test_engine import BUCKET, CFG, S
+from tests.detect.test_engine import BUCKET, CFG, Copies, S, run_copied
 from tests.detect.trees import roundtrip
 from via_otlp.detect import Engine
 from via_otlp.detect.codec import check_tree
@@ -97,20 +98,23 @@ def canonical(events: list[AnomalyEvent]) -> list[str]:
     return sorted(repr(e) for e in events)
 
 
-def single(batches: list[LogBatch]) -> list[AnomalyEvent]:
-    eng = Engine(CFG)
-    ev: list[AnomalyEvent] = []
-    for b in batches:
-        ev += eng.observe(b)
-    return ev + eng.flush()
+CUTS = (300, 401, 455)  # where the handoff tests move sources to another engine
 
 
 @pytest.fixture(scope="module")
-def one_engine() -> tuple[list[AnomalyEvent], list[str]]:
+def one_engine_run() -> tuple[list[AnomalyEvent], Copies]:
+    """`stream()` through one engine, run once for the module's six tests (`run_copied`): its
+    anomalies, and the engine at each of `CUTS`, which a handoff test hands from."""
+    return run_copied(stream(), CUTS)
+
+
+@pytest.fixture(scope="module")
+def one_engine(
+    one_engine_run: tuple[list[AnomalyEvent], Copies],
+) -> tuple[list[AnomalyEvent], list[str]]:
     """The anomalies of `stream()` through one engine (and canonical), which every split is
-    compared with: run once for the module's six tests (events are frozen; each test makes its
-    own batches and engines)."""
-    want = single(stream())
+    compared with (events are frozen; each test makes its own batches and engines)."""
+    want = one_engine_run[0]
     return want, canonical(want)
 
 
@@ -139,18 +143,18 @@ def test_advance_moves_event_time_for_an_engine_without_records() -> None:
     assert ev == [] and eng.stats().late_records == eng.stats().records > 0
 
 
-@pytest.mark.parametrize("cut", [300, 401, 455])
+@pytest.mark.parametrize("cut", CUTS)
 def test_a_source_handed_to_another_engine_carries_on_as_if_it_had_stayed(
-    cut: int, one_engine: tuple[list[AnomalyEvent], list[str]]
+    cut: int,
+    one_engine: tuple[list[AnomalyEvent], list[str]],
+    one_engine_run: tuple[list[AnomalyEvent], Copies],
 ) -> None:
     """Engine A has every source; at `cut` svc1 and svc4 move to engine B (which has the rest
-    of the sources by then too, imported from A): the anomalies are those of one engine."""
+    of the sources by then too, imported from A): the anomalies are those of one engine.
+    (A is the one engine's copy at `cut`: `one_engine_run`.)"""
     batches = stream()
     _, want_canonical = one_engine
-    a = Engine(CFG)
-    ev: list[AnomalyEvent] = []
-    for bt in batches[:cut]:
-        ev += a.observe(bt)
+    a, ev = copy.deepcopy(one_engine_run[1][cut])
     moved = {SOURCES[1].key, SOURCES[4].key}
     tree = roundtrip(a.export_sources(moved))
     check_tree(tree)
