@@ -252,14 +252,19 @@ def start_server(
     return server
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
+def intake_server(tmp_path: Path) -> Iterator[ServerProcess]:
     """A server for intake tests: no registry and no correlation (none of its users reads
     them), so no embedded PostgreSQL starts with it (a second of CPU less a test)."""
     srv = start_server(tmp_path, {"registry": {"enabled": False}, "correlate": {"enabled": False}})
     yield srv
     code = srv.stop()
     assert code == 0, f"server exited with {code} on SIGTERM; log:\n{srv.log()}"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """An intake server of this test's own (`intake_server`)."""
+    yield from intake_server(tmp_path)
 
 
 # OTLP/gRPC downstream servers that record what they receive (written for the emit tests),

@@ -7,14 +7,22 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import BIN, CLIENT_TIMEOUT, ServerProcess
+from tests.conftest import BIN, CLIENT_TIMEOUT, ServerProcess, intake_server
 
 pytestmark = pytest.mark.slow
 
 LOGS_SERVICE = "opentelemetry.proto.collector.logs.v1.LogsService"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One intake server for the module's recipes: listing and health only read it, and the
+    export's records are the only ones it is sent (one start instead of three)."""
+    yield from intake_server(tmp_path_factory.mktemp("grpcurl"))
 
 
 def grpcurl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -90,6 +90,15 @@ def frames_for(cfg: Config, index: int, decoder: Shard | None = None) -> list[Fr
     return out
 
 
+@pytest.fixture(scope="module")
+def sent_frames(tmp_path_factory: pytest.TempPathFactory) -> dict[int, list[Frame]]:
+    """Per shard index, the frames it is sent (`frames_for` without a decoder), made once for
+    the module: they depend on the scenario and the batching, which no test changes, not on
+    `max_profiles` (checked equal, byte for byte) nor on the data directory."""
+    cfg = config(tmp_path_factory.mktemp("decoder"))
+    return {index: frames_for(cfg, index) for index in (0, 1)}
+
+
 def run(shard: Shard, frames: list[Frame], chunk: int) -> list[dict[str, object]]:
     dones = []
     for i in range(0, len(frames), chunk):
@@ -106,10 +115,12 @@ def state(shard: Shard) -> str:
 
 
 @pytest.mark.parametrize("max_profiles", [100_000, 12])
-def test_coalesced_batches_give_what_one_by_one_gives(tmp_path: Path, max_profiles: int) -> None:
+def test_coalesced_batches_give_what_one_by_one_gives(
+    tmp_path: Path, max_profiles: int, sent_frames: dict[int, list[Frame]]
+) -> None:
     for index in (0, 1):
         cfg = config(tmp_path, max_profiles)
-        frames = frames_for(cfg, index)
+        frames = sent_frames[index]
         one = Shard(cfg, index, 2)
         together = Shard(cfg, index, 2)
         expected = run(one, frames, 1)
@@ -128,11 +139,11 @@ def test_coalesced_batches_give_what_one_by_one_gives(tmp_path: Path, max_profil
 
 
 def test_a_group_holds_at_most_its_bound_in_records(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sent_frames: dict[int, list[Frame]]
 ) -> None:
     monkeypatch.setattr(worker, "MAX_COALESCED_RECORDS", 60)
     cfg = config(tmp_path)
-    frames = frames_for(cfg, 0)
+    frames = sent_frames[0]
     shard = Shard(cfg, 0, 2)
     sizes: list[list[int]] = []
     consume_group = shard.pipeline.consume_group
@@ -196,17 +207,18 @@ def test_decode_frames_between_waiting_batches_are_decoded_on_the_way() -> None:
         b.close()
 
 
-def test_parts_the_decoder_held_give_what_their_bytes_give(tmp_path: Path) -> None:
+def test_parts_the_decoder_held_give_what_their_bytes_give(
+    tmp_path: Path, sent_frames: dict[int, list[Frame]]
+) -> None:
     # The decoding shard keeps its own part of each batch (no encoding, no round trip through
     # the coordinator); consumed, it must be the batch its bytes would have been.
     cfg = config(tmp_path)
     decoder = Shard(cfg, 1, 2)
     held = frames_for(cfg, 1, decoder)
-    sent = frames_for(cfg, 1)
     assert sum(isinstance(p, LogBatch) for _, _, p in held) > 10, "nothing held: no test"
     assert not decoder.held
     by_bytes, by_held = Shard(cfg, 1, 2), decoder  # the decoder consumes what it held
-    assert run(by_held, held, 16) == run(by_bytes, sent, 16)
+    assert run(by_held, held, 16) == run(by_bytes, sent_frames[1], 16)
     assert state(by_held) == state(by_bytes)
 
 
