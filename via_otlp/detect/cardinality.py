@@ -136,7 +136,7 @@ class IdWindow:
         found = match.any(axis=1)
         col = match.argmax(axis=1)
         self.last[slot[found], col[found]] = now
-        new = np.flatnonzero(~found)
+        new = (~found).nonzero()[0]
         if len(new):
             s = slot[new]
             # Each fresh id takes its slot's j-th least recently seen place (j: its order among
@@ -155,7 +155,7 @@ class IdWindow:
     def _judge(self, n_ids: np.ndarray, fresh: np.ndarray, active: np.ndarray) -> WindowVerdict:
         """The Bernoulli CUSUM of fresh ids against the learned share, then learning it."""
         share = (self.fresh.astype(np.float64) + 1.0) / (self.seen.astype(np.float64) + 2.0)
-        p0 = np.clip(share, _P0_MIN, _P0_MAX)
+        p0 = share.clip(_P0_MIN, _P0_MAX)
         q1 = 0.5 * (1.0 + p0)
         step = fresh * np.log(q1 / p0) + (n_ids - fresh) * np.log((1.0 - q1) / (1.0 - p0))
         # Where nearly every id is fresh anyway (an open population) there is nothing to find,

@@ -854,7 +854,7 @@ class Engine:
         calm &= w.calm
         already = {a.slot for a in verdict.alarms if a.kind is AnomalyKind.CARDINALITY}
         alarms = []
-        for s in np.flatnonzero(w.hit).tolist():
+        for s in w.hit.nonzero()[0].tolist():
             if s in already:
                 continue
             seen = float(table.ids.run_seen[s])

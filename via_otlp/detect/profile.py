@@ -243,7 +243,7 @@ def bucket_dispersion(
     >>> bucket_dispersion(*(np.array([x]) for x in (6.0, 2.0, True, 5.0, 10.0))).tolist()
     [4.0]
     """
-    a = np.where(ready, np.clip(short, 1.0, phi), phi)
+    a = np.where(ready, short.clip(1.0, phi), phi)
     return np.maximum(a + (phi - a) * mu / np.maximum(level, 1e-9), 1.0)
 
 
@@ -298,7 +298,7 @@ def holt(
     bound = 0.5 * lam * np.abs(ew.mean)
     tw = weight if trend_weight is None else trend_weight
     t = (1.0 - 0.1 * lam) * trend + np.where(grown, tw * (_TREND_PACE * lam) ** 2, 0.0) * e
-    return np.where(move, np.clip(t, -bound, bound), trend)
+    return np.where(move, t.clip(-bound, bound), trend)
 
 
 def occupancy(c: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -311,7 +311,7 @@ def occupancy(c: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     >>> round(float(e[0]), 3), round(float(v[0]), 3)
     (3.689, 0.526)
     """
-    u = np.clip(u, 0.0, 1.0 - 1e-9)
+    u = u.clip(0.0, 1.0 - 1e-9)
     small = u < 1e-4
     us = np.where(small, 0.5, u)
     n = 1.0 / us
@@ -331,9 +331,9 @@ def population_of(c: np.ndarray, d: np.ndarray) -> np.ndarray:
     >>> round(float(population_of(np.array([6.0]), np.array([3.689]))[0]), 3)
     0.2
     """
-    d = np.clip(d, 1.0, c)
+    d = d.clip(1.0, c)
     out = np.where(d >= c - 1e-9, 0.0, 1.0)
-    todo = np.flatnonzero((d < c - 1e-9) & (d > 1.0 + 1e-9))
+    todo = ((d < c - 1e-9) & (d > 1.0 + 1e-9)).nonzero()[0]
     if len(todo) == 0:
         return out
     c, d = c[todo], d[todo]
@@ -531,7 +531,7 @@ class ProfileTable:
 
     def idle(self, bucket: int, ttl_buckets: int) -> np.ndarray:
         """Slots of live profiles without records for `ttl_buckets` buckets."""
-        return np.flatnonzero(self.live & (bucket - self.last_bucket >= ttl_buckets))
+        return (self.live & (bucket - self.last_bucket >= ttl_buckets)).nonzero()[0]
 
     def least_recent(self, k: int, protect: np.ndarray) -> np.ndarray:
         """The `k` live profiles seen longest ago (not in `protect`), oldest first, ties by slot."""
@@ -1019,7 +1019,7 @@ class ProfileTable:
         dft = self.config.drift
         ref = self.drift_ref.astype(np.float64)
         sb = np.sqrt(np.maximum(var, 1e-12))
-        r = np.clip(x - ref, -dft.clip * sb, dft.clip * sb)
+        r = (x - ref).clip(-dft.clip * sb, dft.clip * sb)
         # (Day one smooths over `sibling_window`: a drift is judged against its siblings then.)
         lam = np.where(learnt, self._fast_lam, self._sib_lam)
         fast = np.where(hit, self.drift_fast, self.drift_fast + lam * (r - self.drift_fast))
@@ -1064,7 +1064,7 @@ class ProfileTable:
         tot = np.bincount(sid, w, m)
         with np.errstate(divide="ignore", invalid="ignore"):
             mean = np.where(tot > 0, np.bincount(sid, w * rel, m) / tot, 0.0)
-            rc = np.clip(rel, mean[sid] - 2.0 * sdr, mean[sid] + 2.0 * sdr)
+            rc = rel.clip(mean[sid] - 2.0 * sdr, mean[sid] + 2.0 * sdr)
             sw = np.bincount(sid, w * rc, m)
             q = np.bincount(sid, w * w * v, m)
             wo = tot[sid] - w
@@ -1204,10 +1204,10 @@ class ProfileTable:
         step = np.zeros(cap)
         known = live & self.has_uid & (self.pop.n >= max(1, self.warmup_buckets))
         info = known & (distinct > 0) & (c >= 1)
-        idx = np.flatnonzero(info)
+        idx = info.nonzero()[0]
         if len(idx):
             cs = c[idx]
-            ds = np.clip(distinct[idx], 1.0, cs)
+            ds = distinct[idx].clip(1.0, cs)
             e, v = occupancy(cs, self.pop.mean[idx])
             # Sketch noise (HyperLogLog: relative error 1.04/sqrt(m)) and half an id of rounding.
             noise = 1.08 * ds * ds / float(1 << cc.precision) + 0.25
@@ -1217,7 +1217,7 @@ class ProfileTable:
             r2[idx] = (ds - e) ** 2 / (v + noise)
             step[idx] = ds - e
         cum = np.where(info, self.card_cusum + np.minimum(zc, cc.clip), self.card_cusum) - cc.slack
-        cum = np.where(known, np.clip(cum, 0.0, cc.threshold + 2.0 * cc.clip), 0.0)
+        cum = np.where(known, cum.clip(0.0, cc.threshold + 2.0 * cc.clip), 0.0)
         self.card_excess = np.where(cum > 0, self.card_excess + step, 0.0)
         self.card_cusum = cum
         hit = (cum > cc.threshold) & (self.card_excess >= cc.min_distinct)
@@ -1234,7 +1234,7 @@ class ProfileTable:
         """Learn u = 1/N from each bucket's (records, distinct ids), and the dispersion."""
         cfg = self.config
         cap = self.capacity
-        idx = np.flatnonzero(learning & self.has_uid & (distinct > 0) & (c >= 2))
+        idx = (learning & self.has_uid & (distinct > 0) & (c >= 2)).nonzero()[0]
         x = np.zeros(cap)
         w = np.zeros(cap)
         if len(idx):
