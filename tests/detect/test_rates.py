@@ -127,23 +127,21 @@ def test_a_low_rate_burst_is_found_though_no_bucket_is_extreme() -> None:
         assert table.peak[k] < 4, table.peak[k]
 
 
-def test_a_burst_at_a_twentieth_of_a_record_a_bucket_is_judged_on_its_poisson_tail() -> None:
-    """0.05 records a bucket (Poisson, a few hours learnt), then 36 more in ten minutes: a
-    5-minute window holds ~18 where ~1.5 were expected. The baseline remembers only a few
-    records at this rate, so its noise reads as a one-bucket dispersion of 1.1-1.3 while the
-    windows' own read ~1; judged at that floor times 1.5 (a negative binomial of shape ~2,
-    near-geometric tails) no slot was found, nor at a day's history (the windows' test must
-    judge the Poisson part as Poisson). None of the quiet stretch alarms."""
-    seeds = range(1, 9)
-    hist, n = 1000, 60
+def low_rate_bursts(
+    rate: float, burst: int, seeds: range, hist: int
+) -> tuple[dict[int, int], list[tuple[int, int]]]:
+    """Per seed (one profile each, under a source of its own): `hist` buckets of Poisson counts
+    at `rate`, then `burst` extra records spread over ten minutes. Returns per slot the first
+    spike's bucket from the burst's start, and the (slot, bucket) of spikes before it."""
+    n = 60
     counts = []
     for seed in seeds:
         rng = np.random.default_rng(seed)
-        extra = np.bincount(rng.integers(0, n, size=36), minlength=n)
-        counts.append(np.concatenate([rng.poisson(0.05, hist), rng.poisson(0.05, n) + extra]))
+        extra = np.bincount(rng.integers(0, n, size=burst), minlength=n)
+        counts.append(np.concatenate([rng.poisson(rate, hist), rng.poisson(rate, n) + extra]))
     table = ProfileTable(DetectConfig())
     for k in seeds:
-        src = Source.from_attributes((("service.name", f"twentieth-{k}"),))
+        src = Source.from_attributes((("service.name", f"low-{k}"),))
         table.add(f"{k:016x}", src, "t", "t", "WARN", 0, 0)
     rows = np.zeros((hist + n, table.capacity))
     rows[:, : len(counts)] = np.array(counts).T
@@ -156,6 +154,17 @@ def test_a_burst_at_a_twentieth_of_a_record_a_bucket_is_judged_on_its_poisson_ta
                 if b < hist:
                     early.append((a.slot, b))
                 found.setdefault(a.slot, b - hist)
+    return found, early
+
+
+def test_a_burst_at_a_twentieth_of_a_record_a_bucket_is_judged_on_its_poisson_tail() -> None:
+    """0.05 records a bucket (Poisson, a few hours learnt), then 36 more in ten minutes: a
+    5-minute window holds ~18 where ~1.5 were expected. The baseline remembers only a few
+    records at this rate, so its noise reads as a one-bucket dispersion of 1.1-1.3 while the
+    windows' own read ~1; judged at that floor times 1.5 (a negative binomial of shape ~2,
+    near-geometric tails) no slot was found, nor at a day's history (the windows' test must
+    judge the Poisson part as Poisson). None of the quiet stretch alarms."""
+    found, early = low_rate_bursts(0.05, 36, range(1, 9), 1000)
     assert not early, early
     assert len(found) >= 6, found
 
@@ -235,3 +244,37 @@ def test_the_lagged_reference_is_the_more_cautious_of_the_level_before_and_the_b
     # counts' noise of both blocks plus the wander: 2·60·(1 + 1/3) + 0.05·60²
     assert v_dn[0, 1] == pytest.approx(LAG_SAFETY * (2.0 * 60.0 * (4.0 / 3.0) + 0.05 * 3600.0))
     assert v_dn[0, 0] == pytest.approx(LAG_SAFETY * 2.0 * 60.0 * (4.0 / 3.0))  # no wander
+
+
+def test_a_burst_at_a_daily_low_is_judged_against_the_level_before_it() -> None:
+    """0.03 records a bucket (a night's low), then 20 more in ten minutes: even at
+    `anomaly_update_weight` the first buckets teach a baseline this small about twice itself,
+    so the windows expect ~4 where ~2 were usual and the burst falls just short against them.
+    The longest window is also judged against the level held from before the stretch
+    (`drop_ref`), as a drop is: 8 of 16 are found (3 judged against the baseline alone), and
+    nothing in the quiet hours before."""
+    found, early = low_rate_bursts(0.03, 20, range(1, 17), 1500)
+    assert not early, early
+    assert len(found) >= 6, found
+
+
+def test_a_spike_window_is_screened_at_the_dispersion_it_is_judged_with() -> None:
+    """Windows are judged for a spike at `tail_dispersion_at` (the wander's part only), and
+    screened at it: at `dispersion_at`, floored by a heavy one-bucket dispersion (6 here, where
+    the windows never wandered), a short window at 7 a bucket where 2 are usual sat under the
+    screen (2.6σ) and went untested, though its tail at the lighter dispersion is ~1e-7."""
+    table = ProfileTable(DetectConfig())
+    table.add("0" * 16, SRC, "t", "t", "INFO", 0, 0)
+    rng = np.random.default_rng(1)
+    row, zeros = np.zeros(table.capacity), np.zeros(table.capacity)
+    for b in range(1200):
+        row[0] = rng.poisson(2.0)
+        assert not table.close(b, row, zeros).alarms
+    found = []
+    for b in range(1200, 1206):
+        table.dispersion.mean[0] = 6.0  # (held there: the burst would teach it)
+        table.win.disp[0] = 1.0
+        table.win.lag[0] = 6.0  # (the lagged test's counts as noisy as one bucket's)
+        row[0] = 7.0
+        found += [a.kind for a in table.close(b, row, zeros).alarms]
+    assert AnomalyKind.SPIKE in found
