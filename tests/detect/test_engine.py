@@ -271,7 +271,7 @@ def mixed_stream() -> list[LogBatch]:
     return bs
 
 
-SPLITS = (1, 200, 400, 401, 450)
+SPLITS = (1, 200, 400, 401, 408, 450)  # 408: an episode open (403-414)
 
 
 Copies = dict[int, tuple[Engine, list[AnomalyEvent]]]
