@@ -52,7 +52,6 @@ _LOW_SCREEN = 2.0
 # tests against the baseline, the lagged tests against the level just before, and the longest
 # window against the level from before the change (`drop_ref`), for spikes and drops alike.
 _WIN_SHARE = 2.0 * (2.0 * (SCALES - 1) + 1.0)
-_DROP_SHARE = _WIN_SHARE
 # The reference level is held (not updated) while some window or lagged comparison with a
 # drop's evidence is below -_REF_SIGMA (until back above half that): it is the level before a
 # fall begins, not one the fall has already taught the baseline.
@@ -605,20 +604,9 @@ class ProfileTable:
         # in full windows at busy hours, it lost a held-out count-series window). Screened at
         # that same dispersion: at `phi_w`, where the one-bucket floor makes it far heavier
         # (1.94x), a window the tail test would alarm on stayed under the screen, untested.
-        # (`phi_t` >= 1, so a window under 3σ at Poisson is not computed at all.)
-        wcand = ready_w & active[:, None] & (we > 1e-9) & (ws >= sp.min_count)
-        wcand &= ws >= sp.min_ratio * we
-        wcand &= ws - we > _SCREEN_SIGMA * np.sqrt(we)
-        if wcand.any():
-            phi_t = np.minimum(
-                tail_dispersion_at(win.disp, self.dispersion.n, self._disp_hl, we, self.rate.mean),
-                phi_w,
-            )
-            wcand &= (ws - we) ** 2 > _SCREEN_SIGMA**2 * phi_t * we
-        for s, k in zip(*wcand.nonzero(), strict=True):
-            e = float(we[s, k])
-            p = count_tail(int(ws[s, k]), e, float(phi_t[s, k]) * e).upper
-            spike_p[s] = min(spike_p[s], _WIN_SHARE * p)
+        # (That dispersion is at least 1: a window under 3σ at Poisson is not computed at all.)
+        rows, cols = self._spike_screen(ws, we, ready_w & active[:, None]).nonzero()
+        self._window_spikes(spike_p, rows, cols, ws[rows, cols], we[rows, cols], phi_w)
         # Lagged: the current half-block against the level just before it (see `lag_judged`).
         blocks = win.lagged(bucket, c, mu)
         la, lag_ok = blocks[0], active[:, None]
@@ -637,22 +625,10 @@ class ProfileTable:
         mu_ref = np.where(live & (self.drop_ref > 0), self.drop_ref * g, 0.0)
         e_ref = win.ref_sum(mu_ref)
         s_l = ws[:, -1]
-        rup = ready_w[:, -1] & active & (e_ref > 1e-9) & (e_ref < we[:, -1])
-        rup &= (s_l >= sp.min_count) & (s_l >= sp.min_ratio * e_ref)
-        rup &= s_l - e_ref > _SCREEN_SIGMA * np.sqrt(e_ref)
-        up_idx = rup.nonzero()[0]
-        if len(up_idx):
-            e_up = np.repeat(e_ref[up_idx, None], len(HALF), axis=1)
-            phi_r = tail_dispersion_at(
-                win.disp[up_idx], self.dispersion.n[up_idx], self._disp_hl, e_up,
-                self.rate.mean[up_idx],
-            )[:, -1]  # fmt: skip
-            phi_r = np.minimum(phi_r, phi_w[up_idx, -1])
-            keep = (s_l[up_idx] - e_ref[up_idx]) ** 2 > _SCREEN_SIGMA**2 * phi_r * e_ref[up_idx]
-            for s, phi_s in zip(up_idx[keep].tolist(), phi_r[keep].tolist(), strict=True):
-                e = float(e_ref[s])
-                p = count_tail(int(s_l[s]), e, phi_s * e).upper
-                spike_p[s] = min(spike_p[s], _WIN_SHARE * p)
+        ok = ready_w[:, -1] & active & (e_ref < we[:, -1])
+        rows = self._spike_screen(s_l, e_ref, ok).nonzero()[0]
+        cols = np.full(len(rows), len(HALF) - 1)
+        self._window_spikes(spike_p, rows, cols, s_l[rows], e_ref[rows], phi_w)
         # Weighted Bonferroni (`_WIN_SHARE`): the total stays p_alarm.
         spike_p = np.minimum(1.0, spike_p)
         spike_hit = spike_p < p_alarm
@@ -684,12 +660,12 @@ class ProfileTable:
         for s, k in zip(*wcand.nonzero(), strict=True):
             e = float(we[s, k])
             p = count_tail(int(ws[s, k]), e, float(phi_w[s, k]) * e).lower
-            drop_p[s] = min(drop_p[s], _DROP_SHARE * p)
+            drop_p[s] = min(drop_p[s], _WIN_SHARE * p)
         lcand = (z_dn < -_LOW_SCREEN) & (m_dn >= dr.min_expected) & (la <= dr.max_ratio * m_dn)
         lcand &= drop_active[:, None]
         for s, k in zip(*np.nonzero(lcand), strict=True):
             p = count_tail(int(la[s, k]), float(m_dn[s, k]), float(v_dn[s, k])).lower
-            drop_p[s] = min(drop_p[s], _DROP_SHARE * p)
+            drop_p[s] = min(drop_p[s], _WIN_SHARE * p)
         # The longest window against the level from before the change (`drop_ref`): a slow
         # drop at a low rate has taught the baseline half of itself before any window is low
         # enough to hold it back (expected 0.62 -> 0.36 while it fell), and is judged against
@@ -704,7 +680,7 @@ class ProfileTable:
         for s in rcand.nonzero()[0].tolist():
             e = float(e_ref[s])
             p = count_tail(int(s_l[s]), e, float(phi_l[s]) * e).lower
-            drop_p[s] = min(drop_p[s], _DROP_SHARE * p)
+            drop_p[s] = min(drop_p[s], _WIN_SHARE * p)
         drop_p = np.minimum(1.0, drop_p)
         # ...or a run of silent buckets, however long, that together were expected to hold
         # records (exact: the probability of nothing at all; its own budget).
@@ -965,6 +941,45 @@ class ProfileTable:
             self._learn_population(c_id, distinct, learning, card_hit | elevated_d, card_r2)
         self._remember(bucket, c, mu, distinct)
         return Verdict(bucket, c, distinct, mu, sd, alarms, settled)
+
+    def _spike_screen(self, s: np.ndarray, e: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        """Where `ok` windows' counts `s` are worth a spike's tail test against the `e` they
+        expected: `min_count` records, `min_ratio` times `e`, and 3σ above it even at Poisson
+        (a window's tail dispersion is at least 1)."""
+        sp = self.config.spike
+        out = ok & (e > 1e-9) & (s >= sp.min_count) & (s >= sp.min_ratio * e)
+        return out & (s - e > _SCREEN_SIGMA * np.sqrt(e))
+
+    def _window_spikes(
+        self,
+        spike_p: np.ndarray,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        s: np.ndarray,
+        e: np.ndarray,
+        phi_w: np.ndarray,
+    ) -> None:
+        """The spike tail tests of windows (`_spike_screen`ed): profile `rows` at scale `cols`,
+        counts `s` against the `e` expected, each at the dispersion of its scale for a spike
+        (`tail_dispersion_at`, never heavier than `phi_w`), screened at it first; `spike_p`
+        keeps each profile's least p times its share of the budget (`_WIN_SHARE`)."""
+        if not len(rows):
+            return
+        # (`tail_dispersion_at` is elementwise: a row's value at its scale is the same
+        # whatever the other scales were given.)
+        e_scales = np.repeat(e[:, None], len(HALF), axis=1)
+        phi = tail_dispersion_at(
+            self.win.disp[rows], self.dispersion.n[rows], self._disp_hl, e_scales,
+            self.rate.mean[rows],
+        )[np.arange(len(rows)), cols]  # fmt: skip
+        phi = np.minimum(phi, phi_w[rows, cols])
+        keep = (s - e) ** 2 > _SCREEN_SIGMA**2 * phi * e
+        for r, n, ex, ph in zip(
+            rows[keep].tolist(), s[keep].tolist(), e[keep].tolist(), phi[keep].tolist(),
+            strict=True,
+        ):  # fmt: skip
+            p = count_tail(int(n), ex, ph * ex).upper
+            spike_p[r] = min(spike_p[r], _WIN_SHARE * p)
 
     def _reference(
         self, z_low: np.ndarray, mu_base: np.ndarray, ok: np.ndarray, shielded: np.ndarray
