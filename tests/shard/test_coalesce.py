@@ -15,6 +15,7 @@ import pytest
 
 from via_otlp.config import Config, parse_config
 from via_otlp.model import LogBatch
+from via_otlp.receive.intake import QueueFullError
 from via_otlp.receive.otlp_codec import Encoding
 from via_otlp.shard import worker
 from via_otlp.shard.wire import Kind, frame, json_frame, seq_frame, split_seq
@@ -250,9 +251,12 @@ def _decoded_payload(header: dict[str, object]) -> memoryview:
 def test_a_batch_that_cannot_be_sequenced_frees_the_part_its_decoder_kept(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """An exception while the coordinator handles a DECODED frame must not leave the decoding
-    shard holding its part forever (no HELD frame will ever name it): it is sent FREE, and the
-    shard drops it; the records of every part are counted lost (none was sent anywhere)."""
+    """An exception while the coordinator passes a decoded batch on must not leave the
+    decoding shard holding its part forever (no HELD frame will ever name it): it is sent
+    FREE, and the shard drops it. Its request is answered at once: "retry" if none of it went
+    on (nothing lost: the sender resends it whole), else with the records that did (the rest
+    counted lost). (Before: the exception went on up, a request of more batches was left
+    unanswered, and in ordered mode every request behind it waited for ever.)"""
     from via_otlp.shard import pool as pool_mod
     from via_otlp.shard.wire import held_id
 
@@ -264,8 +268,9 @@ def test_a_batch_that_cannot_be_sequenced_frees_the_part_its_decoder_kept(
         pool_mod._Shard, "send", lambda self, *p: sent.append((self.status.index, b"".join(p)))
     )
     loop = asyncio.new_event_loop()
-    for rid in (1, 2, 3):  # requests being decoded by shard 0 (a batch of none is not sequenced)
-        pool._decoding[rid] = pool_mod._Request(loop.create_future(), 0, {})
+    futs = {rid: loop.create_future() for rid in (1, 2, 3)}
+    for rid, fut in futs.items():  # requests being decoded by shard 0
+        pool._decoding[rid] = pool_mod._Request(fut, 0, {})
     good = {"records": 8, "counts": {"records": 8}, "repairs": 0, "part_records": [5, 3],
             "part_sources": [[], []], "part_bytes": [0, 0], "held": 77, "held_bytes": 400}  # fmt: skip
     pool._decoded(1, False, _decoded_payload(good), 0)
@@ -273,38 +278,41 @@ def test_a_batch_that_cannot_be_sequenced_frees_the_part_its_decoder_kept(
     assert kinds == [(0, Kind.HELD), (1, Kind.BATCH)] and pool.lost_records == 0
     sent.clear()
     bad = {**good, "counts": {"records": 8, "not_a_count": 1}, "held": 78}
-    with pytest.raises(TypeError):
-        pool._decoded(2, False, _decoded_payload(bad), 0)
+    pool._decoded(2, False, _decoded_payload(bad), 0)  # its first batch: more to come
     assert len(sent) == 1 and sent[0][0] == 0
     _, kind = struct.unpack_from("<IB", sent[0][1])
-    assert kind == Kind.FREE and held_id(memoryview(sent[0][1])[5:]) == 78
-    assert pool.lost_records == 5 + 3
+    free = memoryview(sent[0][1])[5:]
+    assert kind == Kind.FREE and held_id(free) == 78
+    assert isinstance(futs[2].exception(), QueueFullError) and pool.lost_records == 0
+    # Its later batches are freed as they come, sequenced never; answered, it is forgotten.
+    sent.clear()
+    pool._decoded(2, True, _decoded_payload({**good, "held": 81}), 0)
+    assert [Kind(struct.unpack_from("<IB", f)[1]) for _, f in sent] == [Kind.FREE]
+    assert 2 not in pool._decoding and pool.lost_records == 0
     # The shard drops the part the FREE frame names, and only it.
     shard = Shard(config(tmp_path), 0, 2)
     shard.held = {78: LogBatch(), 79: LogBatch()}
-    shard.free(memoryview(sent[0][1])[5:])
+    shard.free(free)
     assert list(shard.held) == [79]
-    # A decoder that kept nothing is sent nothing, its records are lost all the same; and a
-    # decoder whose pipe is gone does not turn the cleanup into a second error.
+    # A decoder that kept nothing is sent nothing; and a decoder whose pipe is gone does not
+    # turn the cleanup into a second error.
     sent.clear()
-    with pytest.raises(TypeError):
-        pool._decoded(3, False, _decoded_payload({**bad, "held": None}), 0)
-    assert sent == [] and pool.lost_records == 16
+    pool._decoded(3, True, _decoded_payload({**bad, "held": None}), 0)
+    assert sent == [] and isinstance(futs[3].exception(), QueueFullError)
 
     def dead(self: object, *p: bytes) -> None:
         raise BrokenPipeError
 
-    # The request's last batch: it is answered all the same (with what was sequenced).
+    # A batch of a request part of which went on: answered with that part, the rest lost.
     try:
         fut: asyncio.Future[int] = loop.create_future()
         pool._decoding[4] = pool_mod._Request(fut, 0, {0: 100})
         pool._shards[0].status.decoding_bytes = 100
         pool._decoded(4, False, _decoded_payload(good), 0)
         monkeypatch.setattr(pool_mod._Shard, "send", dead)
-        with pytest.raises(TypeError):
-            pool._decoded(4, True, _decoded_payload({**bad, "held": 80}), 0)
+        pool._decoded(4, True, _decoded_payload({**bad, "held": 80}), 0)
         assert fut.result() == 8 and 4 not in pool._decoding
         assert pool._shards[0].status.decoding_bytes == 0
     finally:
         loop.close()
-    assert pool.lost_records == 24
+    assert pool.lost_records == 8 and list(pool._decoding) == [1]  # its last is to come

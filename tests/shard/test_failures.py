@@ -875,3 +875,88 @@ def test_ordered_a_request_given_up_keeps_none_of_its_later_batches(
             await pool.stop()
 
     assert asyncio.run(main()) == ("retry", [0, 0], 6)
+
+
+def test_ordered_a_defect_in_a_request_released_behind_another_holds_back_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ordered (replay): request B's two batches wait their turn behind request A (its decoder
+    held still); A's batch comes, and both go on, but B's first batch cannot be sequenced (a
+    defect, made here). B is answered "retry" with nothing of it kept anywhere, and the pool
+    goes on: idle, and B resent is consumed. (Before: the defect went up to the frame of A,
+    B was never answered, its second batch stayed in its decoder, and every request after B
+    waited its turn for ever.)"""
+    a, b = service_on(0), service_on(1)
+    first, second = request({a: 3}), request({b: 5})  # B: two batches of at most 4
+    real = ShardPool._sequence_batch
+
+    def broken_for_four(
+        self: ShardPool, tmax: int, header: dict[str, Any], parts: memoryview, decoder: int
+    ) -> None:
+        if header["records"] == 4:  # B's first batch
+            raise RuntimeError("a defect")
+        real(self, tmax, header, parts, decoder)
+
+    async def main() -> tuple[int | str, int | str, list[int], int]:
+        pool = ShardPool(
+            config(tmp_path, batch_max_records=4),
+            lambda events: None,
+            persist=False,
+            ordered=True,
+        )
+        await pool.start()
+        pid0 = pool.status()[0].pid
+        try:
+            os.kill(pid0, signal.SIGSTOP)
+            answer_a = asyncio.ensure_future(_answer(pool, first))
+            with monkeypatch.context() as m:
+                m.setattr(ShardPool, "_sequence_batch", broken_for_four)
+                answer_b = asyncio.ensure_future(_answer(pool, second))
+                await until(lambda: len(pool._held.get(2, [])) == 2)  # B waits behind A
+                os.kill(pid0, signal.SIGCONT)
+                answers = await asyncio.gather(answer_a, answer_b)
+            await asyncio.wait_for(pool.wait_idle(), CLIENT_TIMEOUT)
+            kept = await held(pool)
+            resent = await asyncio.wait_for(pool.submit_payload(second, PB), CLIENT_TIMEOUT)
+            return answers[0], answers[1], kept, resent
+        finally:
+            _resume(pool, pid0)
+            await pool.stop()
+
+    assert asyncio.run(main()) == (3, "retry", [0, 0], 5)
+
+
+def test_ordered_a_routed_request_given_up_lets_the_next_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ordered (replay): a routed request (one part held still in shard 0) with a request
+    waiting its turn behind it; the last part comes and the pool cannot merge them (a defect,
+    made here): the routed request is answered "retry" (`_give_up`) and the one behind it goes
+    on at once. (Before: it waited for some other frame to come, and with none, for ever.)"""
+    a, b = service_on(0), service_on(1)
+    routed, behind = request({a: 3, b: 3}), request({b: 2})
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a defect")
+
+    async def main() -> tuple[int | str, int | str, list[int]]:
+        pool = ShardPool(config(tmp_path), lambda events: None, persist=False, ordered=True)
+        await pool.start()
+        pid0 = pool.status()[0].pid
+        try:
+            os.kill(pid0, signal.SIGSTOP)
+            with monkeypatch.context() as m:
+                m.setattr(ShardPool, "_merged", broken)
+                first = asyncio.ensure_future(_answer(pool, routed))
+                await until(lambda: any(r.parts for r in pool._routed.values()))
+                second = asyncio.ensure_future(_answer(pool, behind))
+                await until(lambda: bool(pool._held.get(2)))  # its turn is after the first's
+                os.kill(pid0, signal.SIGCONT)
+                answers = await asyncio.gather(first, second)
+            await asyncio.wait_for(pool.wait_idle(), CLIENT_TIMEOUT)
+            return answers[0], answers[1], await held(pool)
+        finally:
+            _resume(pool, pid0)
+            await pool.stop()
+
+    assert asyncio.run(main()) == ("retry", 2, [0, 0])

@@ -742,6 +742,8 @@ class ShardPool:
         r = self._routed.get(rid)
         if r is not None:
             self._abort(rid, r)
+            if self.ordered:  # its turn may be the next: those behind it wait for it
+                self._release_held()
             return
         self._free_parts(decoder, _header_or_none(payload))
         for _, held, holder in self._held.pop(rid, []):
@@ -950,8 +952,8 @@ class ShardPool:
 
     def _decoded(self, rid: int, last: bool, payload: Decoded, decoder: int) -> None:
         """A batch of request `rid` came back decoded: sequence it and send it to its owners.
-        The request is answered after its last batch even if that batch could not be
-        sequenced (its records counted lost): it must not wait forever.
+        The request is answered after its last batch, or at once if a batch of it cannot be
+        sequenced (a defect: `_drop_batch`): it must not wait forever.
 
         Nothing goes on of a request already answered "retry" (its decoder died), nor, while
         none of it went on, of one that the shards could not all take (the pool stops, or a
@@ -959,36 +961,57 @@ class ShardPool:
         resends it whole and nothing is lost or counted twice."""
         entry = self._decoding.get(rid)
         try:
-            if isinstance(payload, _Merged) or len(payload):
-                tmax, header, parts = _parsed(payload)
-                if (
-                    entry is None
-                    or entry.refused
-                    or (not entry.sequenced and self._refused(header))
-                ):
-                    self._free_parts(decoder, header)
-                    if entry is not None:
-                        self._retry(rid, entry, coming=not last)
-                    return
-                if self._stopping:  # part of it went on: the rest cannot, and is lost
-                    self._free_held(decoder, header)
-                    return
-                try:
-                    for part in header.get("part_sources", []):
-                        self.known.update(part)
-                    self._sequence_batch(tmax, header, parts, decoder)
-                except Exception:
-                    # Not sequenced (`_sequence_batch` sends nothing before it cannot fail):
-                    # the part the decoder kept would wait for its HELD frame forever.
-                    self._free_held(decoder, header)
-                    raise
-                entry.records += header["records"]
-                entry.sequenced = True
+            self._go_on(rid, last, payload, decoder, entry)
+        except Exception:
+            # A defect here: its batch is dropped and its request answered now, so neither the
+            # parts the shards kept nor, in ordered mode, the requests behind it wait for ever.
+            log.exception("cannot pass on a decoded batch of request %d", rid)
+            self._drop_batch(rid, last, payload, decoder, entry)
         finally:
             if last and entry is not None and self._decoding.pop(rid, None) is not None:
                 self._discharge(entry)
                 if not entry.fut.done():
                     entry.fut.set_result(entry.records)
+
+    def _go_on(
+        self, rid: int, last: bool, payload: Decoded, decoder: int, entry: _Request | None
+    ) -> None:
+        """Sequence a decoded batch of request `rid` and send it to its owners, unless none
+        of the request may go on (see `_decoded`)."""
+        if not isinstance(payload, _Merged) and not len(payload):
+            return
+        tmax, header, parts = _parsed(payload)
+        if entry is None or entry.refused or (not entry.sequenced and self._refused(header)):
+            self._free_parts(decoder, header)
+            if entry is not None:
+                self._retry(rid, entry, coming=not last)
+            return
+        if self._stopping:  # part of it went on: the rest cannot, and is lost
+            self._free_held(decoder, header)
+            return
+        for part in header.get("part_sources", []):
+            self.known.update(part)
+        self._sequence_batch(tmax, header, parts, decoder)
+        entry.records += header["records"]
+        entry.sequenced = True
+
+    def _drop_batch(
+        self, rid: int, last: bool, payload: Decoded, decoder: int, entry: _Request | None
+    ) -> None:
+        """A batch that could not go on (a defect): what the shards kept of it is freed, and
+        its request answered "retry" if none of it went on, else with the records that did
+        (the rest counted lost); its later batches, if any, are freed as they come."""
+        header = _header_or_none(payload)
+        if entry is None or self._decoding.get(rid) is not entry:
+            self._free_parts(decoder, header)
+            return
+        if entry.sequenced:
+            self._free_held(decoder, header)
+            if not entry.fut.done():
+                entry.fut.set_result(entry.records)
+        else:
+            self._free_parts(decoder, header)
+        self._retry(rid, entry, coming=not last)
 
     def _refused(self, header: dict[str, Any]) -> bool:
         """Whether a decoded batch cannot go on whole: the pool stops, or a shard it has
