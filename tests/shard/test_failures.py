@@ -90,6 +90,13 @@ async def _fail_restart(pool: ShardPool, spawned: list[int]) -> None:
     await until(lambda: pool.status()[1].restart_failures == 1)
 
 
+async def _ordered_pool(tmp_path: Path, **pipeline: int) -> ShardPool:
+    """A started pool in ordered mode (as replay runs it)."""
+    pool = ShardPool(config(tmp_path, **pipeline), lambda events: None, persist=False, ordered=True)
+    await pool.start()
+    return pool
+
+
 def _kill_held(spawned: list[int]) -> None:
     """The held replacement, if a test ended before it was killed."""
     with contextlib.suppress(ProcessLookupError):
@@ -853,13 +860,7 @@ def test_ordered_a_request_given_up_keeps_none_of_its_later_batches(
         real_on_frame(self, shard, kind, body)
 
     async def main() -> tuple[int | str, list[int], int]:
-        pool = ShardPool(
-            config(tmp_path, batch_max_records=4),
-            lambda events: None,
-            persist=False,
-            ordered=True,
-        )
-        await pool.start()
+        pool = await _ordered_pool(tmp_path, batch_max_records=4)
         try:
             with monkeypatch.context() as m:
                 m.setattr(ShardPool, "_release_held", release_once_broken)
@@ -898,13 +899,7 @@ def test_ordered_a_defect_in_a_request_released_behind_another_holds_back_nothin
         real(self, tmax, header, parts, decoder)
 
     async def main() -> tuple[int | str, int | str, list[int], int]:
-        pool = ShardPool(
-            config(tmp_path, batch_max_records=4),
-            lambda events: None,
-            persist=False,
-            ordered=True,
-        )
-        await pool.start()
+        pool = await _ordered_pool(tmp_path, batch_max_records=4)
         pid0 = pool.status()[0].pid
         try:
             os.kill(pid0, signal.SIGSTOP)
@@ -940,8 +935,7 @@ def test_ordered_a_routed_request_given_up_lets_the_next_go_on(
         raise RuntimeError("a defect")
 
     async def main() -> tuple[int | str, int | str, list[int]]:
-        pool = ShardPool(config(tmp_path), lambda events: None, persist=False, ordered=True)
-        await pool.start()
+        pool = await _ordered_pool(tmp_path)
         pid0 = pool.status()[0].pid
         try:
             os.kill(pid0, signal.SIGSTOP)
