@@ -3,6 +3,11 @@
 Start: restore state → consumer → gRPC and HTTP intake → health SERVING.
 Stop (SIGTERM/SIGINT): health NOT_SERVING → intake stops → queue drains → state saved.
 A start that fails half-way stops what it had started.
+
+`serve` starts the shards first (`EarlyShards`): they restore their snapshots while this
+process imports and builds the servers (gRPC, aiohttp, the control API, the emitter: half a
+second of imports the shards never use). So this module imports only what the shards need at
+its top; the servers' modules are imported where the `App` is built.
 """
 
 from __future__ import annotations
@@ -16,27 +21,23 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from via_otlp import __version__, recovery
 from via_otlp.config import Config
-from via_otlp.control.server import ControlServer
-from via_otlp.correlate.service import Correlation
-from via_otlp.emit import Emitter
 from via_otlp.lifecycle import AppState, stop_tasks
 from via_otlp.model import AnomalyEvent, LogBatch
 from via_otlp.pipeline import MAX_RHYTHMS_SHOWN, EventGate, Pipeline
-from via_otlp.receive.connlimit import raise_nofile_limit
-from via_otlp.receive.grpc_server import GrpcServer
-from via_otlp.receive.http_server import HttpServer
-from via_otlp.receive.intake import IntakeFront
-from via_otlp.registry import Registry
 from via_otlp.security.files import private_dir, restrict_new_files
 from via_otlp.shard.pool import ShardPool
 from via_otlp.shard.view import schema_row_from_plain
 from via_otlp.state import STATE_FILE, load_state, save_state
-from via_otlp.status import ServiceStatus
-from via_otlp.telemetry.otlp import MetricsPusher
+
+if TYPE_CHECKING:
+    from via_otlp.correlate.service import Correlation
+    from via_otlp.receive.intake import IntakeFront
+    from via_otlp.registry import Registry
+    from via_otlp.status import ServiceStatus
 
 log = logging.getLogger("via_otlp")
 
@@ -53,20 +54,90 @@ STATUS_WAIT = 0.5
 ConsumeHook = Callable[[LogBatch], Awaitable[None]]
 
 
+# Turns of the event loop that `EarlyShards.begin` gives the shards' start: enough for it to
+# open each shard's socket and write its INIT (four turns) before the servers' imports hold
+# the loop.
+INIT_TURNS = 8
+
+
+def new_registry(config: Config) -> Registry | None:
+    """The registry the configuration asks for (not started), or None."""
+    if not config.registry.enabled:
+        return None
+    from via_otlp.registry import Registry
+
+    return Registry(
+        config.registry, config.state.data_dir, source_order=config.receive.source_attributes
+    )
+
+
+def new_pool(config: Config, gate: EventGate, registry: Registry | None) -> ShardPool:
+    """The shards of a service (not started)."""
+    return ShardPool(
+        config,
+        gate,
+        patches=(lambda: registry.patches) if registry is not None else None,
+        store=registry,
+        instance="",  # named at start, once the data directory is set up
+    )
+
+
+class EarlyShards:
+    """The shards of `serve`, started before the rest of the service is built: `begin` forks
+    them (this process has no thread yet) and sends each its INIT, so they restore their
+    snapshots while the servers' modules are imported. The `App` built next takes them over
+    (`App(config, early=...)`) and waits for them in `start`, as for shards it started itself.
+    Their events go through `gate`, whose sink the `App` sets."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.registry = new_registry(config)
+        self.gate = EventGate(self.registry, None)
+        self.pool = new_pool(config, self.gate, self.registry)
+        self.ready: asyncio.Task[list[dict[str, Any]]] | None = None
+        self.began = 0.0  # (monotonic) the start of the service: `App.start` counts from it
+
+    async def begin(self) -> None:
+        self.began = time.monotonic()
+        data_dir = self.config.state.data_dir
+        private_dir(data_dir)  # 0700 before anything is written in it (as `App.start` does)
+        self.pool.instance = instance_id(data_dir)
+        self.pool.fork()
+        self.ready = asyncio.create_task(self.pool.start(), name="via-shards-start")
+        for _ in range(INIT_TURNS):
+            await asyncio.sleep(0)
+
+    async def abandon(self) -> None:
+        """Stop the shards when the service could not be built around them."""
+        if self.ready is None:
+            return
+        if self.ready.done() and not self.ready.cancelled() and self.ready.exception() is None:
+            await self.pool.stop()  # started: each writes its snapshot, as at a shutdown
+            return
+        self.ready.cancel()  # its own failure path kills the shards
+        with contextlib.suppress(BaseException):
+            await self.ready
+
+
 class App:
     """The running service: servers, the work (shards, or a `Pipeline` in process), outputs."""
 
-    def __init__(self, config: Config, consume_hook: ConsumeHook | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        consume_hook: ConsumeHook | None = None,
+        *,
+        early: EarlyShards | None = None,
+    ) -> None:
+        from via_otlp.control.server import ControlServer
+        from via_otlp.correlate.service import Correlation
+        from via_otlp.emit import Emitter
+        from via_otlp.receive.grpc_server import GrpcServer
+        from via_otlp.receive.http_server import HttpServer
+        from via_otlp.telemetry.otlp import MetricsPusher
+
         self.config = config
-        self.registry = (
-            Registry(
-                config.registry,
-                config.state.data_dir,
-                source_order=config.receive.source_attributes,
-            )
-            if config.registry.enabled
-            else None
-        )
+        self.registry = early.registry if early is not None else new_registry(config)
         self.emitter = Emitter(config.emit)
         self.telemetry = MetricsPusher(config.telemetry.metrics, config.emit, self.status)
         self.correlation = (
@@ -86,19 +157,22 @@ class App:
         self._consume_hook = consume_hook
         self.pool: ShardPool | None = None
         self.pipeline: Pipeline | ShardPool
-        if config.pipeline.in_process or consume_hook is not None:
+        # The shards' start (`ShardPool.start`), once begun: by `EarlyShards` or by `start`.
+        self._shards_ready: asyncio.Task[list[dict[str, Any]]] | None = None
+        self._began = 0.0
+        if early is not None:
+            self._began = early.began
+            self.gate = early.gate
+            self.gate.sink = sink
+            self.pipeline = self.pool = early.pool
+            self._shards_ready = early.ready
+            front: IntakeFront = self.pool
+        elif config.pipeline.in_process or consume_hook is not None:
             self.pipeline = Pipeline(config, self.registry, sink)
-            front: IntakeFront = self.pipeline.intake
+            front = self.pipeline.intake
         else:
             self.gate = EventGate(self.registry, sink)
-            registry = self.registry
-            self.pipeline = self.pool = ShardPool(
-                config,
-                self.gate,
-                patches=(lambda: registry.patches) if registry is not None else None,
-                store=registry,
-                instance="",  # named at start, once the data directory is set up
-            )
+            self.pipeline = self.pool = new_pool(config, self.gate, self.registry)
             front = self.pool
         self.grpc = GrpcServer(config.receive.grpc, front, auth=config.receive.auth)
         self.http = HttpServer(
@@ -124,18 +198,19 @@ class App:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.started_at = time.monotonic()
+        self.started_at = self._began or time.monotonic()
         self.state = AppState.STARTING
-        shards_ready: asyncio.Task[list[dict[str, Any]]] | None = None
+        shards_ready = self._shards_ready  # begun already by `EarlyShards` (in `serve`)
         try:
             private_dir(self.config.state.data_dir)  # 0700: templates quote log lines
             self._restore()
-            if self.pool is not None:
+            if self.pool is not None and shards_ready is None:
                 # Shards start (and restore) while the rest of the service starts; forked
                 # before the registry starts threads, they need no imports of their own.
                 self.pool.instance = instance_id(self.config.state.data_dir)
                 self.pool.fork()
                 shards_ready = asyncio.create_task(self.pool.start(), name="via-shards-start")
+                self._shards_ready = shards_ready
             if self.registry is not None:
                 await self.registry.start()
             await self.emitter.start()
@@ -441,6 +516,8 @@ class App:
     def read_status(self) -> ServiceStatus:
         """The counters and states of every part, read now (with shards, their counters as of
         the last refresh): what `/status` and the control API's GetStatus both show."""
+        from via_otlp.status import ServiceStatus
+
         p = self.pipeline
         started = self.started_at
         return ServiceStatus(
@@ -514,8 +591,19 @@ def instance_id(data_dir: str | Path) -> str:
 async def serve(config: Config) -> int:
     """Run until SIGTERM or SIGINT, then drain and exit 0."""
     restrict_new_files()  # state, vector store, logs of the embedded server: 0600 / 0700
-    raise_nofile_limit()  # connection limits follow the open-file limit: make it what it may be
-    app = App(config)
+    early = None
+    if not config.pipeline.in_process:
+        early = EarlyShards(config)  # restoring while the servers' modules are imported
+        await early.begin()
+    try:
+        from via_otlp.receive.connlimit import raise_nofile_limit
+
+        raise_nofile_limit()  # connection limits follow the open-file limit: make it what it may be
+        app = App(config, early=early)
+    except BaseException:
+        if early is not None:
+            await early.abandon()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,0 +1,67 @@
+"""`serve` starts the shards before it imports the servers: they restore their snapshots while
+the serving process imports gRPC, aiohttp and the control API (`app.EarlyShards`).
+
+Timing would be flaky on a busy machine; the order is not. A fresh interpreter (no thread, so
+the shards are forked) begins the shards, then holds its event loop: each shard must start its
+restore all the same (its INIT went out in `begin`), and nothing of the servers is imported yet.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+_PROBE = """
+import asyncio, json, sys, time
+from pathlib import Path
+from via_otlp.app import EarlyShards
+from via_otlp.config import load_config
+from via_otlp.shard import worker
+
+config = load_config(sys.argv[1])
+marks = Path(sys.argv[2])
+restore = worker.Shard.restore
+
+def marked(self):
+    (marks / f"restoring-{self.index}").touch()
+    return restore(self)
+
+worker.Shard.restore = marked  # (the forked shards inherit it)
+
+async def main():
+    early = EarlyShards(config)
+    await early.begin()
+    loaded = sorted(m for m in ("grpc", "aiohttp", "asyncpg", "qdrant_client") if m in sys.modules)
+    # The loop is held from here until every shard has begun its restore.
+    give_up = time.monotonic() + 60
+    while not all((marks / f"restoring-{i}").exists() for i in range(2)):
+        if time.monotonic() > give_up:
+            print(json.dumps({"loaded": loaded, "ready": None}))
+            await early.abandon()
+            return
+        time.sleep(0.01)
+    ready = await early.ready
+    await early.pool.stop()
+    print(json.dumps({"loaded": loaded, "ready": sorted(r["shard"] for r in ready)}))
+
+asyncio.run(main())
+"""
+
+
+def test_shards_restore_while_the_servers_are_imported(tmp_path: Path) -> None:
+    config = tmp_path / "via.json5"
+    config.write_text(json.dumps({
+        "pipeline": {"workers": 2}, "state": {"data_dir": str(tmp_path / "data")},
+        "registry": {"enabled": False}, "correlate": {"enabled": False},
+    }))  # fmt: skip
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(config), str(marks)],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["loaded"] == [], got  # forked before the servers' modules were imported
+    assert got["ready"] == [0, 1], got  # both began restoring with the loop held, then READY
