@@ -42,6 +42,11 @@ from machine import compile_package, load_average
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+_PROMPT = [
+    ("grpc.initial_reconnect_backoff_ms", 20),
+    ("grpc.min_reconnect_backoff_ms", 20),
+    ("grpc.max_reconnect_backoff_ms", 50),
+]
 
 
 def free_port() -> int:
@@ -133,7 +138,10 @@ class Server:
             stdout=subprocess.DEVNULL,
             preexec_fn=self._limit_files if self.nofile else None,
         )
-        with grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}") as ch:
+        # Reconnects every 20-50 ms: with gRPC's default backoff (1 s, x1.6 per failed
+        # connect) a client that began asking before the server listened saw SERVING up to
+        # several seconds after it was (5.5 s measured when the server said 3.4 s to start).
+        with grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}", options=_PROMPT) as ch:
             stub = health_pb2_grpc.HealthStub(ch)
             while True:
                 try:
