@@ -65,3 +65,20 @@ def test_shards_restore_while_the_servers_are_imported(tmp_path: Path) -> None:
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["loaded"] == [], got  # forked before the servers' modules were imported
     assert got["ready"] == [0, 1], got  # both began restoring with the loop held, then READY
+
+
+def test_shards_start_early_only_with_state_to_restore(tmp_path: Path) -> None:
+    from via_otlp.app import has_shard_state
+    from via_otlp.config import load_config
+
+    path = tmp_path / "via.json5"
+    path.write_text(json.dumps({"state": {"data_dir": str(tmp_path / "data")}}))
+    config = load_config(str(path))
+    assert not has_shard_state(config)  # a first start: nothing to restore
+    (tmp_path / "data" / "shards").mkdir(parents=True)
+    assert not has_shard_state(config)
+    (tmp_path / "data" / "shards" / "shard-0-of-4.snap").write_bytes(b"")
+    assert has_shard_state(config)  # (of another shard count too: migrated from)
+    (tmp_path / "data" / "shards" / "shard-0-of-4.snap").unlink()
+    (tmp_path / "data" / "state.json").write_text("{}")
+    assert has_shard_state(config)  # the single-process state, split among the shards
