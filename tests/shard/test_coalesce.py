@@ -316,3 +316,47 @@ def test_a_batch_that_cannot_be_sequenced_frees_the_part_its_decoder_kept(
     finally:
         loop.close()
     assert pool.lost_records == 8 and list(pool._decoding) == [1]  # its last is to come
+
+
+@pytest.mark.parametrize("broken", ["held", "repairs", "later"])
+def test_a_batch_that_cannot_go_on_counts_nothing_twice_and_loses_nothing_unsaid(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, broken: str
+) -> None:
+    """Defects in a decoded batch's header, each answered without an exception leaving the
+    pool: a held id that is not a number (the cleanup itself must not fail: before, it raised
+    again and, in ordered mode, every request after it waited for ever); a bad `repairs`
+    value (nothing counted accepted before it was read: the resend would count twice); a
+    defect in the middle batch of three, after the first went on (the later batch's records
+    are counted lost too, not only the failing one's)."""
+    from via_otlp.shard import pool as pool_mod
+
+    pool = pool_mod.ShardPool(config(tmp_path), sink=lambda events: None, ordered=True)
+    for s in pool._shards:
+        s.alive = True
+    monkeypatch.setattr(pool_mod._Shard, "send", lambda self, *p: None)
+    loop = asyncio.new_event_loop()
+    futs = {rid: loop.create_future() for rid in (1, 2)}
+    for rid, fut in futs.items():
+        pool._decoding[rid] = pool_mod._Request(fut, 0, {})
+    pool._last_rid = 2
+    good = {"records": 8, "counts": {"records": 8}, "repairs": 0, "part_records": [5, 3],
+            "part_sources": [[], []], "part_bytes": [0, 0], "held": 77, "held_bytes": 400}  # fmt: skip
+    bad = {**good, "held": "x"} if broken == "held" else {**good, "repairs": "x"}
+    batches = [bad] if broken != "later" else [good, {**good, "counts": {"x": 1}}, good]
+    pool._held[1] = [
+        (i == len(batches) - 1, pool_mod._read(_decoded_payload(h)), 0)
+        for i, h in enumerate(batches)
+    ]
+    pool._held[2] = [(True, pool_mod._read(_decoded_payload(good)), 0)]
+    try:
+        pool._release_held()  # request 1's batches, then request 2's, in turn
+        assert pool._next_release == 3 and not pool._held and not pool._decoding
+        assert futs[2].result() == 8  # the request behind it went on
+        if broken == "later":
+            assert futs[1].result() == 8  # what went on
+            assert (pool.stats.records_accepted, pool.lost_records) == (16, 16)
+        else:
+            assert isinstance(futs[1].exception(), QueueFullError)  # resent whole
+            assert (pool.stats.records_accepted, pool.lost_records) == (8, 0)
+    finally:
+        loop.close()

@@ -636,8 +636,13 @@ class ShardPool:
         raises (a shard whose pipe is gone lost its part with its state)."""
         if not isinstance(header, dict):
             return
-        for k, (hid, _) in _holders(header, decoder).items():
-            with contextlib.suppress(ConnectionError, RuntimeError):
+        try:
+            holders = _holders(header, decoder)
+        except (KeyError, TypeError, ValueError):
+            return  # a header this broken names no part a shard could find
+        for k, (hid, _) in holders.items():
+            # (a shard number or held id out of range is a defect upstream: nothing to free)
+            with contextlib.suppress(Exception):
                 self._shards[k].send(free_frame(hid))
 
     async def wait_idle(self) -> None:
@@ -982,7 +987,10 @@ class ShardPool:
             return
         tmax, header, parts = _parsed(payload)
         if entry is None or entry.refused or (not entry.sequenced and self._refused(header)):
-            self._free_parts(decoder, header)
+            if entry is not None and entry.sequenced:  # after a defect: the rest is lost
+                self._free_held(decoder, header)
+            else:
+                self._free_parts(decoder, header)
             if entry is not None:
                 self._retry(rid, entry, coming=not last)
             return
@@ -1068,10 +1076,14 @@ class ShardPool:
             raise ValueError(f"a batch cut for {len(part_bytes)} shards, not {self.shards}")
         holders = _holders(header, decoder)
         counts = IntakeCounts(**header["counts"])
+        records = int(header["records"])
+        repairs = Repairs(header["repairs"])
+        if any(not 0 <= k < self.shards or not 0 <= h < 1 << 64 for k, (h, _) in holders.items()):
+            raise ValueError(f"parts held as {holders} (of {self.shards} shards)")
         self.stats.normalised.add(counts)
-        self.stats.records_accepted += header["records"]
-        self.stats.count_repairs(Repairs(header["repairs"]))
-        if not header["records"]:
+        self.stats.records_accepted += records
+        self.stats.count_repairs(repairs)
+        if not records:
             return
         if self._max_event_ns is None or tmax > self._max_event_ns:
             self._max_event_ns = tmax
