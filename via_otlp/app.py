@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from via_otlp import __version__, recovery
 from via_otlp.config import Config
-from via_otlp.lifecycle import AppState, stop_tasks
+from via_otlp.lifecycle import AppState, raise_nofile_limit, stop_tasks
 from via_otlp.model import AnomalyEvent, LogBatch
 from via_otlp.pipeline import MAX_RHYTHMS_SHOWN, EventGate, Pipeline
 from via_otlp.security.files import private_dir, restrict_new_files
@@ -105,10 +105,8 @@ class EarlyShards:
         self.gate = EventGate(self.registry, None)
         self.pool = new_pool(config, self.gate, self.registry)
         self.ready: asyncio.Task[list[dict[str, Any]]] | None = None
-        self.began = 0.0  # (monotonic) the start of the service: `App.start` counts from it
 
     async def begin(self) -> None:
-        self.began = time.monotonic()
         data_dir = self.config.state.data_dir
         private_dir(data_dir)  # 0700 before anything is written in it (as `App.start` does)
         self.pool.instance = instance_id(data_dir)
@@ -138,6 +136,7 @@ class App:
         consume_hook: ConsumeHook | None = None,
         *,
         early: EarlyShards | None = None,
+        began: float = 0.0,
     ) -> None:
         from via_otlp.control.server import ControlServer
         from via_otlp.correlate.service import Correlation
@@ -169,9 +168,10 @@ class App:
         self.pipeline: Pipeline | ShardPool
         # The shards' start (`ShardPool.start`), once begun: by `EarlyShards` or by `start`.
         self._shards_ready: asyncio.Task[list[dict[str, Any]]] | None = None
-        self._began = 0.0
+        # (monotonic) when the service began: `serve` counts its start from before the imports
+        # and any early shards, on either path; else `start` counts from itself.
+        self._began = began
         if early is not None:
-            self._began = early.began
             self.gate = early.gate
             self.gate.sink = sink
             self.pipeline = self.pool = early.pool
@@ -600,24 +600,25 @@ def instance_id(data_dir: str | Path) -> str:
 
 async def serve(config: Config) -> int:
     """Run until SIGTERM or SIGINT, then drain and exit 0."""
+    began = time.monotonic()
     restrict_new_files()  # state, vector store, logs of the embedded server: 0600 / 0700
+    raise_nofile_limit()  # connection limits follow the open-file limit: make it what it may be
+    # Handled before anything is forked: a SIGTERM while early shards restore stops them with
+    # the rest (once started) instead of leaving them behind as orphans.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     early = None
     if not config.pipeline.in_process and has_shard_state(config):
         early = EarlyShards(config)  # restoring while the servers' modules are imported
         await early.begin()
     try:
-        from via_otlp.receive.connlimit import raise_nofile_limit
-
-        raise_nofile_limit()  # connection limits follow the open-file limit: make it what it may be
-        app = App(config, early=early)
+        app = App(config, early=early, began=began)
     except BaseException:
         if early is not None:
             await early.abandon()
         raise
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await app.start()
     await stop.wait()
     log.info("stopping: draining the queue and saving state")

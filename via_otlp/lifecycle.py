@@ -1,5 +1,6 @@
 """Where the service is in its life: the `state` of `/status`, `ctl status` and the
-`via_otlp.state` self-metric; and `stop_tasks`, how every component ends its background tasks.
+`via_otlp.state` self-metric; `stop_tasks`, how every component ends its background tasks; and
+`raise_nofile_limit`, done first, before any process is forked.
 
 Kept apart from `app.py` so that readers of the status (telemetry, control) know the states
 without importing the whole application.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import resource
 from collections.abc import Iterable
 from typing import Any
 
@@ -48,3 +50,13 @@ async def stop_tasks(tasks: Iterable[asyncio.Task[Any] | None], grace: float = 0
         for task in pending:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def raise_nofile_limit() -> tuple[int, int]:
+    """Raise the soft open-file limit to the hard one (as the Go runtime does); returns both."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return soft, hard

@@ -82,3 +82,40 @@ def test_shards_start_early_only_with_state_to_restore(tmp_path: Path) -> None:
     (tmp_path / "data" / "shards" / "shard-0-of-4.snap").unlink()
     (tmp_path / "data" / "state.json").write_text("{}")
     assert has_shard_state(config)  # the single-process state, split among the shards
+
+
+def test_the_app_takes_the_early_shards_over_and_abandon_stops_them(tmp_path: Path) -> None:
+    """`App(config, early=...)` runs the shards `EarlyShards` began (no second set is started),
+    and when the service cannot be built around them, `abandon` leaves no shard running."""
+    import asyncio
+    import os
+
+    from via_otlp.app import App, EarlyShards
+    from via_otlp.config import load_config
+
+    path = tmp_path / "via.json5"
+    path.write_text(json.dumps({
+        "pipeline": {"workers": 2}, "state": {"data_dir": str(tmp_path / "data")},
+        "registry": {"enabled": False}, "correlate": {"enabled": False},
+    }))  # fmt: skip
+    config = load_config(str(path))
+
+    async def main() -> tuple[bool, bool, list[int]]:
+        early = EarlyShards(config)
+        await early.begin()
+        app = App(config, early=early)
+        taken = app.pool is early.pool and app._shards_ready is early.ready
+        assert early.ready is not None
+        await early.ready  # READY: abandon stops them (each writes its snapshot)
+        pids = [s.pid for s in early.pool.status()]
+        await early.abandon()
+        return taken, all(pids), pids
+
+    taken, started, pids = asyncio.run(main())
+    assert taken and started
+    for pid in pids:  # reaped: no such process any more
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        raise AssertionError(f"shard {pid} still runs")

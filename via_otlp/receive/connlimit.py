@@ -25,7 +25,6 @@ handlers' (`body_read_timeout`). The limit itself follows the process's file des
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import resource
 from collections import OrderedDict
@@ -79,16 +78,6 @@ def is_health_check(head: bytes) -> bool:
         and parts[0] in (b"GET", b"HEAD")
         and parts[1].split(b"?", 1)[0] == HEALTH_PATH
     )
-
-
-def raise_nofile_limit() -> tuple[int, int]:
-    """Raise the soft open-file limit to the hard one (as the Go runtime does); returns both."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-    return soft, hard
 
 
 def effective_limit(configured: int, listeners: int = 2) -> int:
