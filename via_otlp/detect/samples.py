@@ -4,7 +4,8 @@ An anomaly event carries a few trace ids of the records that made it: per slot, 
 distinct non-empty ids among its candidates, in the order they came. Candidates come by the
 thousand per batch (the first records of every group), so they are taken with a few sorts per
 batch, not with Python work per candidate: a Python loop over them was half the engine's time
-at 20,000 profiles. Ids are compared by their `hash` mixed with the slot; every match is then
+at 20,000 profiles. Ids are compared by their XXH64 (`hash_ids`, in C, which the engine takes
+with the candidates) mixed with the slot; every match is then
 checked for equal ids, and should two different ids ever meet on one key, that batch is taken
 by the loop itself (`TraceSamples._take_exact`), so the samples are exactly the loop's.
 
@@ -21,7 +22,42 @@ by the loop itself (`TraceSamples._take_exact`), so the samples are exactly the 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
+import xxhash
+
+_xxh64_utf8: Callable[[Sequence[str]], bytes] | None
+try:  # XXH64 of every id in one call (built with the compiled walker; setup.py, optional)
+    from via_otlp.receive._wirewalk import xxh64_utf8 as _xxh64_utf8
+except ImportError:  # pragma: no cover - not built, or a stale build without it
+    _xxh64_utf8 = None
+
+EMPTY_ID_HASH = np.uint64(xxhash.xxh64_intdigest(b""))
+_EMPTY_KEY = int(EMPTY_ID_HASH.astype(np.int64))  # (as the int64 `take` compares)
+
+
+def hash_ids(ids: Sequence[str], errors: str = "surrogatepass") -> np.ndarray:
+    """``xxh64_intdigest(id.encode("utf-8", errors))`` of every id, as uint64 (in C where it is
+    built: there an id without UTF-8, a lone surrogate, takes the loop, unless `errors` is
+    "strict": then it raises).
+
+    >>> h = hash_ids(["ab", "", "\\ud800"])
+    >>> h[:2].tolist() == [xxhash.xxh64_intdigest(b"ab"), int(EMPTY_ID_HASH)]
+    True
+    >>> int(h[2]) == xxhash.xxh64_intdigest("\\ud800".encode("utf-8", "surrogatepass"))
+    True
+    """
+    if _xxh64_utf8 is not None:
+        try:
+            return np.frombuffer(_xxh64_utf8(ids), dtype=np.uint64)
+        except UnicodeEncodeError:
+            if errors == "strict":
+                raise
+    return np.fromiter(
+        (xxhash.xxh64_intdigest(i.encode("utf-8", errors)) for i in ids), np.uint64, len(ids)
+    )
+
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd: slot -> slot·_MIX is one-to-one modulo 2^64
 
@@ -85,17 +121,21 @@ class TraceSamples:
             self._key = [np.concatenate(self._key or [np.zeros(0, dtype=np.int64)])]
         return self._slot[0], self._tid[0], self._key[0]
 
-    def take(self, ps: np.ndarray, pt: np.ndarray, cap: int) -> np.ndarray:
+    def take(
+        self, ps: np.ndarray, pt: np.ndarray, cap: int, ph: np.ndarray | None = None
+    ) -> np.ndarray:
         """Take each candidate (slot `ps`, id `pt`, in order) whose id is not empty and which its
         slot does not hold yet, while the slot holds fewer than `cap`: the loop
         ``if tid and len(have) < cap and tid not in have: have.append(tid)``, in a few sorts.
-        Returns the slots of the samples taken (one per sample)."""
+        `ph`: the ids' `hash_ids` as int64, if the caller has them. Returns the slots of the
+        samples taken (one per sample)."""
         n = len(ps)
         if n == 0:
             return ps
         self._room(int(ps.max()) + 1)
-        ph = np.fromiter(map(hash, pt.tolist()), dtype=np.int64, count=n)
-        zero = ph == 0  # the empty id hashes to 0 (and, rarely, another id: compared)
+        if ph is None:
+            ph = hash_ids(pt.tolist()).view(np.int64)
+        zero = ph == _EMPTY_KEY  # the empty id's hash (and, rarely, another id's: compared)
         if zero.any():
             empty = zero.copy()
             empty[zero] = pt[zero] == ""
@@ -174,11 +214,18 @@ class TraceSamples:
         self._slot.append(slots)
         self._tid.append(tids)
         self._key.append(keys)
-        at = np.searchsorted(self._skey, ks)
-        self._skey = np.insert(self._skey, at, ks)
-        self._spos = np.insert(self._spos, at, self.n + at_)
+        # `np.insert` of both at once: each new key goes before the first larger one, the
+        # new ones in their order (`ks` is sorted), the old ones to the places left.
+        dest = np.searchsorted(self._skey, ks) + np.arange(m)
+        old = np.ones(len(self._skey) + m, dtype=bool)
+        old[dest] = False
+        skey = np.empty(len(old), dtype=np.int64)
+        skey[dest], skey[old] = ks, self._skey
+        spos = np.empty(len(old), dtype=np.int64)
+        spos[dest], spos[old] = self.n + at_, self._spos
+        self._skey, self._spos = skey, spos
         self.n += m
-        np.add.at(self.count, slots, 1)
+        self.count += np.bincount(slots, minlength=len(self.count))
 
     def by_slot(self, want: np.ndarray | None) -> dict[int, list[str]]:
         """The samples of every seen slot (of those where the mask `want` is set), slot order."""
