@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from via_otlp.patterns.config import PatternsConfig
-from via_otlp.patterns.miner import FLOOD_ID, SourceMiner, merge_token
+from via_otlp.patterns.miner import FLOOD_ID, SourceMiner, Template, merge_token
 from via_otlp.patterns.prepare import prepare
 
 
@@ -172,6 +174,32 @@ def test_state_round_trips_through_json() -> None:
     ]
     for line in ["user eve logged in from 10.0.0.9", "VM Started", "disk /dev/sdb2 full"]:
         assert a.add(line).id == b.add(line).id
+
+
+def test_sender_named_templates_are_made_on_first_use_after_a_restore(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a = SourceMiner(PatternsConfig())
+    for text in ["event kind 1", "event kind 2", "event kind 1", "event kind 3"]:
+        a.add_hint(text)
+    state = json.loads(json.dumps(a.to_state()))
+    made: list[str] = []
+    named = Template.named
+
+    def counted(tid: str, text: str, count: int = 0) -> Template:
+        made.append(text)
+        return named(tid, text, count)
+
+    monkeypatch.setattr(Template, "named", counted)
+    b = SourceMiner(PatternsConfig())
+    b.load_state(state)
+    assert made == []  # a restore of many sources makes none (most send later, if at all)
+    listed = [(k, t.id, t.text, t.count) for k, t in b.hinted.items()]
+    assert made == ["event kind 2", "event kind 1", "event kind 3"]  # once each, in use order
+    assert listed == [(k, t.id, t.text, t.count) for k, t in a.hinted.items()]
+    assert b.to_state() == a.to_state()
+    assert b.add_hint("event kind 2") is b.hinted["event kind 2"]
+    assert b.hinted["event kind 2"].count == 2 and len(made) == 3
 
 
 def test_lines_with_kept_digits_take_the_fast_path_without_mixing_them() -> None:

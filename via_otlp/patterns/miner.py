@@ -352,8 +352,11 @@ class SourceMiner:
         self.config = config
         self.masker = masker or Masker.from_rules(config.masking)
         self.templates: OrderedDict[str, Template] = OrderedDict()
-        # templates named by the senders (`log.record.template`), by text; LRU-bounded
-        self.hinted: dict[str, Template] = {}  # by text, least recently used first
+        # templates named by the senders (`log.record.template`), by text; LRU-bounded (`hinted`)
+        self._hinted: dict[str, Template] = {}  # by text, least recently used first
+        # the validated [id, text, count] entries of `load_state`, made templates on first use:
+        # a restore of 100,000 of them does not build one (most sources send later, if at all)
+        self._hinted_state: list[tuple[str, str, int]] | None = None
         self.leaves: dict[tuple[int, str], list[Template]] = {}
         self.by_second: dict[tuple[int, str], list[Template]] = {}
         self.by_first: dict[str, list[Template]] = {}
@@ -410,9 +413,25 @@ class SourceMiner:
             return hit
         return self._add_new_shape(body, shape)
 
+    @property
+    def hinted(self) -> dict[str, Template]:
+        """The templates named by the senders, by text, least recently used first."""
+        if self._hinted_state is not None:
+            self._build_hinted()
+        return self._hinted
+
+    def _build_hinted(self) -> None:
+        """Make the templates of the loaded entries (`load_state`), as loading did before."""
+        entries, self._hinted_state = self._hinted_state or [], None
+        hinted, named = self._hinted, Template.named
+        for tid, text, count in entries:
+            hinted[text] = named(tid, text, count)
+
     def add_hint(self, text: str) -> Template:
         """The template a sender named for a line (``h`` + a hash of its text), counted."""
-        hinted = self.hinted
+        if self._hinted_state is not None:  # (`hinted`, inline: once per line)
+            self._build_hinted()
+        hinted = self._hinted
         template = hinted.pop(text, None)  # put back last: the most recently used
         if template is None:
             if len(text) > _MAX_CACHED_CHARS:  # kept by a short key: bounded in bytes
@@ -428,8 +447,9 @@ class SourceMiner:
     def _bound_hinted(self) -> None:
         """Forget the least recently used sender-named template beyond the bound. (A plain
         dict in use order: an OrderedDict cost 53 B more per template.)"""
-        if len(self.hinted) > self.config.max_templates_per_source:
-            del self.hinted[next(iter(self.hinted))]
+        hinted = self._hinted  # (its callers read `hinted` first: the loaded ones are built)
+        if len(hinted) > self.config.max_templates_per_source:
+            del hinted[next(iter(hinted))]
 
     def recover(self, tid: str, text: str) -> bool:
         """Add a template known from elsewhere with its id (the registry, after a crash lost
@@ -692,11 +712,14 @@ class SourceMiner:
 
     def _index(self, template: Template) -> None:
         """Add `template` to the lookup indexes under its current keys."""
-        template.key = _leaf_key(template.tokens)
-        template.key2 = _second_key(template.tokens)
-        self.leaves.setdefault(template.key, []).append(template)
-        self.by_second.setdefault(template.key2, []).append(template)
-        self.by_first.setdefault(template.key[1], []).append(template)
+        tokens = template.tokens  # (`_leaf_key` and `_second_key`, inline: a restore runs it
+        n = len(tokens)  # once per template, 100,000 times at 100,000 profiles)
+        first = _token_key(tokens[0]) if n else ""
+        template.key = key = (n, first)
+        template.key2 = key2 = (n, _token_key(tokens[1]) if n > 1 else "")
+        self.leaves.setdefault(key, []).append(template)
+        self.by_second.setdefault(key2, []).append(template)
+        self.by_first.setdefault(first, []).append(template)
 
     def _unindex(self, template: Template) -> None:
         self.leaves[template.key].remove(template)
@@ -763,26 +786,42 @@ class SourceMiner:
         """Rebuild the model from `to_state` output (caches start empty)."""
         if not isinstance(state, dict) or not isinstance(state.get("templates"), list):
             raise ValueError("a source state must be an object with a 'templates' list")
-        for i, item in enumerate(state["templates"]):
-            # [id, tokens, count, born]; states written before `born` existed list templates
-            # oldest-used first, which is the best guess of their age.
-            tid, tokens, count, born = item if len(item) == 4 else (*item, i)
-            if not (
-                isinstance(tid, str)
-                and isinstance(tokens, list)
-                and tokens
-                and isinstance(count, int)
-                and isinstance(born, int)
-            ):
-                raise ValueError(f"malformed template entry {item!r}")
-            self._insert(Template(tid, [str(t) for t in tokens], count, born))
-            self._born = max(self._born, born + 1)
+        templates, index = self.templates, self._index
+        room = self.config.max_templates_per_source
+        try:
+            for i, item in enumerate(state["templates"]):
+                # [id, tokens, count, born]; states written before `born` existed list templates
+                # oldest-used first, which is the best guess of their age.
+                tid, tokens, count, born = item if len(item) == 4 else (*item, i)
+                if not (
+                    isinstance(tid, str)
+                    and isinstance(tokens, list)
+                    and tokens
+                    and isinstance(count, int)
+                    and isinstance(born, int)
+                ):
+                    raise ValueError(f"malformed template entry {item!r}")
+                template = Template(tid, list(map(str, tokens)), count, born)
+                if len(templates) < room:  # `_insert`, which cannot evict yet: inline
+                    templates[tid] = template
+                    index(template)
+                else:
+                    self._insert(template)
+                if born >= self._born:
+                    self._born = born + 1
+        finally:
+            self.stats.templates = len(templates)
         self.stats.flooding = bool(state.get("flooding", False))
+        # the sender-named templates are made on first use (`hinted`); until then, their entries
+        entries = self._hinted_state = self._hinted_state or []
+        add = entries.append
         for item in state.get("hinted", []):
             tid, text, count = item
             if not (isinstance(tid, str) and isinstance(text, str) and isinstance(count, int)):
                 raise ValueError(f"malformed hinted template entry {item!r}")
-            self.hinted[text] = Template.named(tid, text, count)
+            add((tid, text, count))
+        if not entries:
+            self._hinted_state = None
         for item in state.get("values", []):
             pre, post, pos, vals = item
             if not (
