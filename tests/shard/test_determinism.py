@@ -21,10 +21,15 @@ from via_otlp.shard.wire import shard_of
 from via_otlp.simulate.generate import generate
 from via_otlp.simulate.scenario import parse_scenario
 
-# Every shard closes every 10 s bucket, so the run is as short as finds all three kinds: 200
-# minutes (the silence needs 3 h of history to be a drop; at 130 minutes it is only a drift).
+# Every shard closes every bucket, so the run is as short as finds all three kinds: 200 minutes
+# (the silence needs 3 h of history to be a drop; at 130 minutes it is only a drift). The buckets
+# are 30 s, not the default 10 s: a third of the closes (the run's cost, in each of the six shard
+# runs and the single process), and the same three kinds found; what is compared (shards against
+# one process) does not depend on the bucket's width. The requests are cut every 50 minutes, as
+# the default chunking cut the 10 s buckets, so the watermark moves at the same times.
+CHUNK_BUCKETS = 100  # 50 minutes of 30 s buckets a request: four requests
 SCENARIO = """{
-  name: "shards", seed: 7, duration: "200m",
+  name: "shards", seed: 7, duration: "200m", bucket: "30s",
   sources: [
     { service: "web", namespace: "shop", templates: [
         { name: "page", text: "Rendered page /{word} in {ms}ms", rate: 2 },
@@ -51,7 +56,8 @@ SCENARIO = """{
 def config(tmp_path: Path, workers: int) -> Config:
     return parse_config(
         f"""{{pipeline: {{workers: {workers}}}, state: {{data_dir: "{tmp_path}"}},
-             detect: {{warmup: "1h"}}, registry: {{enabled: false}}, correlate: {{enabled: false}}}}"""
+             detect: {{warmup: "1h", bucket: "30s"}},
+             registry: {{enabled: false}}, correlate: {{enabled: false}}}}"""
     )
 
 
@@ -64,7 +70,8 @@ def key(e: AnomalyEvent) -> tuple[object, ...]:
 def test_any_worker_count_gives_the_single_process_anomalies(tmp_path: Path) -> None:
     scenario = parse_scenario(SCENARIO)
     traffic = generate(scenario)
-    requests = [g.request for g in traffic.requests()]
+    requests = [g.request for g in traffic.requests(chunk=CHUNK_BUCKETS)]
+    assert len(requests) == 4
     now_ns = scenario.start_ns + scenario.buckets * scenario.bucket_ns + 3600 * 10**9
     sources = {f"{s.namespace}/{s.service}" for s in scenario.sources}
     assert len({shard_of(k, 3) for k in sources}) > 1, "all sources on one shard: no test"
