@@ -655,32 +655,23 @@ class ProfileTable:
             drop_p[s] = 2.0 * count_tail(int(c[s]), float(mu[s]), float(var[s])).lower
         wz_dn = np.where(we >= dr.min_expected, wz, 0.0)  # windows with a drop's evidence
         w_low = wz_dn < -_SCREEN_SIGMA
-        wcand = w_low & (ws <= dr.max_ratio * we)
-        wcand &= drop_active[:, None]
-        for s, k in zip(*wcand.nonzero(), strict=True):
-            e = float(we[s, k])
-            p = count_tail(int(ws[s, k]), e, float(phi_w[s, k]) * e).lower
-            drop_p[s] = min(drop_p[s], _WIN_SHARE * p)
-        lcand = (z_dn < -_LOW_SCREEN) & (m_dn >= dr.min_expected) & (la <= dr.max_ratio * m_dn)
-        lcand &= drop_active[:, None]
-        for s, k in zip(*np.nonzero(lcand), strict=True):
-            p = count_tail(int(la[s, k]), float(m_dn[s, k]), float(v_dn[s, k])).lower
-            drop_p[s] = min(drop_p[s], _WIN_SHARE * p)
-        # The longest window against the level from before the change (`drop_ref`): a slow
-        # drop at a low rate has taught the baseline half of itself before any window is low
-        # enough to hold it back (expected 0.62 -> 0.36 while it fell), and is judged against
-        # the level it fell from as well.
+        # Windows against the baseline, at their dispersion `phi_w`...
+        ok = drop_active[:, None]
+        self._window_drops(drop_p, self._drop_screen(ws, we, wz, ok), ws, we, phi_w * we)
+        # ...the current half-block against the level just before it (`lag_judged`)...
+        cand = self._drop_screen(la, m_dn, z_dn, ok, _LOW_SCREEN)
+        self._window_drops(drop_p, cand, la, m_dn, v_dn)
+        # ...and the longest window against the level from before the change (`drop_ref`): a
+        # slow drop at a low rate has taught the baseline half of itself before any window is
+        # low enough to hold it back (expected 0.62 -> 0.36 while it fell), and is judged
+        # against the level it fell from as well.
         phi_l = phi_w[:, -1]
         with np.errstate(divide="ignore", invalid="ignore"):
             z_ref = np.where(
                 (phi_l > 0) & (e_ref > 1e-9), (s_l - e_ref) / np.sqrt(phi_l * e_ref), 0.0
             )
-        rcand = drop_active & (e_ref > we[:, -1]) & (e_ref >= dr.min_expected)
-        rcand &= (z_ref < -_SCREEN_SIGMA) & (s_l <= dr.max_ratio * e_ref)
-        for s in rcand.nonzero()[0].tolist():
-            e = float(e_ref[s])
-            p = count_tail(int(s_l[s]), e, float(phi_l[s]) * e).lower
-            drop_p[s] = min(drop_p[s], _WIN_SHARE * p)
+        cand = self._drop_screen(s_l, e_ref, z_ref, drop_active & (e_ref > we[:, -1]))
+        self._window_drops(drop_p, cand, s_l, e_ref, phi_l * e_ref)
         drop_p = np.minimum(1.0, drop_p)
         # ...or a run of silent buckets, however long, that together were expected to hold
         # records (exact: the probability of nothing at all; its own budget).
@@ -980,6 +971,29 @@ class ProfileTable:
         ):  # fmt: skip
             p = count_tail(int(n), ex, ph * ex).upper
             spike_p[r] = min(spike_p[r], _WIN_SHARE * p)
+
+    def _drop_screen(
+        self, s: np.ndarray, e: np.ndarray, z: np.ndarray, ok: np.ndarray,
+        sigma: float = _SCREEN_SIGMA,
+    ) -> np.ndarray:  # fmt: skip
+        """Where `ok` windows' counts `s` are worth a drop's tail test against the `e` they
+        expected: `min_expected` of them, at most `max_ratio` times `e`, and `z` (the count's
+        standard score at the variance it is judged with) below ``-sigma``."""
+        dr = self.config.drop
+        return ok & (e >= dr.min_expected) & (z < -sigma) & (s <= dr.max_ratio * e)
+
+    def _window_drops(
+        self, drop_p: np.ndarray, cand: np.ndarray, s: np.ndarray, e: np.ndarray, v: np.ndarray
+    ) -> None:
+        """The drop tail tests of windows (`_drop_screen`ed, `cand`: per profile, or per profile
+        and scale): counts `s` against the `e` expected at variance `v`; `drop_p` keeps each
+        profile's least p times its share of the budget (`_WIN_SHARE`)."""
+        rows = cand.nonzero()[0]
+        for r, n, ex, var in zip(
+            rows.tolist(), s[cand].tolist(), e[cand].tolist(), v[cand].tolist(), strict=True
+        ):  # fmt: skip
+            p = count_tail(int(n), ex, var).lower
+            drop_p[r] = min(drop_p[r], _WIN_SHARE * p)
 
     def _reference(
         self, z_low: np.ndarray, mu_base: np.ndarray, ok: np.ndarray, shielded: np.ndarray
