@@ -712,14 +712,11 @@ class SourceMiner:
 
     def _index(self, template: Template) -> None:
         """Add `template` to the lookup indexes under its current keys."""
-        tokens = template.tokens  # (`_leaf_key` and `_second_key`, inline: a restore runs it
-        n = len(tokens)  # once per template, 100,000 times at 100,000 profiles)
-        first = _token_key(tokens[0]) if n else ""
-        template.key = key = (n, first)
-        template.key2 = key2 = (n, _token_key(tokens[1]) if n > 1 else "")
+        template.key = key = _leaf_key(template.tokens)
+        template.key2 = key2 = _second_key(template.tokens)
         self.leaves.setdefault(key, []).append(template)
         self.by_second.setdefault(key2, []).append(template)
-        self.by_first.setdefault(first, []).append(template)
+        self.by_first.setdefault(key[1], []).append(template)
 
     def _unindex(self, template: Template) -> None:
         self.leaves[template.key].remove(template)
