@@ -15,6 +15,7 @@ from tests.detect.trees import dumps, roundtrip
 from via_otlp.config import parse_config
 from via_otlp.detect import DetectConfig, Engine, ProfileState
 from via_otlp.detect import engine as engine_module
+from via_otlp.detect import samples as samples_module
 from via_otlp.detect.config import NoveltyConfig
 from via_otlp.errors import ConfigError
 from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, LogBatch, Source
@@ -158,7 +159,7 @@ def test_an_id_whose_hash_is_the_empty_ids_is_still_counted(
 ) -> None:
     """Records without an id are told apart by their hash (the empty id's); an id that has
     that hash too is looked at and counted all the same (here "user1" is made to have it)."""
-    empty = engine_module._EMPTY_ID_HASH
+    empty = samples_module.EMPTY_ID_HASH
     assert int(empty) == xxhash.xxh64_intdigest(b"")
     real = engine_module._hash_ids
 

@@ -78,7 +78,7 @@ def test_ids_are_hashed_in_c_as_xxhash_hashes_them() -> None:
     import numpy as np
     import xxhash
 
-    from via_otlp.detect import engine
+    from via_otlp.detect import engine, samples
     from via_otlp.receive import _wirewalk
 
     rng = random.Random(3)
@@ -88,7 +88,7 @@ def test_ids_are_hashed_in_c_as_xxhash_hashes_them() -> None:
     ]
     want = np.array([xxhash.xxh64_intdigest(s.encode()) for s in ids], dtype=np.uint64)
     assert np.array_equal(np.frombuffer(_wirewalk.xxh64_utf8(ids), dtype=np.uint64), want)
-    assert engine._xxh64_utf8 is _wirewalk.xxh64_utf8
+    assert samples._xxh64_utf8 is _wirewalk.xxh64_utf8
     assert np.array_equal(engine._hash_ids(ids), want)
     with pytest.raises(UnicodeEncodeError):
         _wirewalk.xxh64_utf8(["ok", "\ud800"])

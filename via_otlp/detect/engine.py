@@ -65,7 +65,6 @@ from via_otlp.detect.profile import (
     Verdict,
 )
 from via_otlp.detect.samples import EMPTY_ID_HASH, TraceSamples, hash_ids
-from via_otlp.detect.samples import _xxh64_utf8 as _xxh64_utf8  # (the C hashes, if built)
 from via_otlp.detect.upgrade import upgrade_engine
 from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, LogBatch, Source
 from via_otlp.patterns.rhythm import rhythm_hash
@@ -75,9 +74,6 @@ if TYPE_CHECKING:
 
 
 _KIND_ORDER = {k: i for i, k in enumerate(AnomalyKind)}
-
-
-_EMPTY_ID_HASH = EMPTY_ID_HASH
 
 
 def _hash_ids(uids: list[str]) -> np.ndarray:
@@ -710,7 +706,7 @@ class Engine:
         # hash is the empty id's are empty ids, unless another id has that hash: then they are
         # looked at one by one)
         hashed = _hash_ids(uids)
-        present = hashed != _EMPTY_ID_HASH
+        present = hashed != EMPTY_ID_HASH
         if not present.all():
             maybe = np.flatnonzero(~present)
             if "".join(_pick(uids, maybe)):
