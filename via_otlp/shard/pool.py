@@ -987,12 +987,7 @@ class ShardPool:
             return
         tmax, header, parts = _parsed(payload)
         if entry is None or entry.refused or (not entry.sequenced and self._refused(header)):
-            if entry is not None and entry.sequenced:  # after a defect: the rest is lost
-                self._free_held(decoder, header)
-            else:
-                self._free_parts(decoder, header)
-            if entry is not None:
-                self._retry(rid, entry, coming=not last)
+            self._turn_away(rid, last, decoder, header, entry)
             return
         if self._stopping:  # part of it went on: the rest cannot, and is lost
             self._free_held(decoder, header)
@@ -1009,17 +1004,24 @@ class ShardPool:
         """A batch that could not go on (a defect): what the shards kept of it is freed, and
         its request answered "retry" if none of it went on, else with the records that did
         (the rest counted lost); its later batches, if any, are freed as they come."""
-        header = _header_or_none(payload)
-        if entry is None or self._decoding.get(rid) is not entry:
-            self._free_parts(decoder, header)
-            return
-        if entry.sequenced:
+        if entry is not None and self._decoding.get(rid) is not entry:
+            entry = None  # answered already
+        if entry is not None and entry.sequenced and not entry.fut.done():
+            entry.fut.set_result(entry.records)
+        self._turn_away(rid, last, decoder, _header_or_none(payload), entry)
+
+    def _turn_away(
+        self, rid: int, last: bool, decoder: int, header: Any, entry: _Request | None
+    ) -> None:
+        """A batch none of which goes on: what the shards kept of it is freed (its records
+        counted lost if part of its request went on: after a defect), and its request, if
+        still waiting, answered "retry" (`_retry`: at its last batch if more are coming)."""
+        if entry is not None and entry.sequenced:
             self._free_held(decoder, header)
-            if not entry.fut.done():
-                entry.fut.set_result(entry.records)
         else:
             self._free_parts(decoder, header)
-        self._retry(rid, entry, coming=not last)
+        if entry is not None:
+            self._retry(rid, entry, coming=not last)
 
     def _refused(self, header: dict[str, Any]) -> bool:
         """Whether a decoded batch cannot go on whole: the pool stops, or a shard it has
