@@ -12,7 +12,8 @@ middleware: 401 without a good bearer token, counted, before any body is read; `
 stays open).
 
 Every way a client can hold resources is bounded: the inflated body size and the NDJSON line
-count (413), the time to send the headers (`connlimit`), a stalled body (408), the number of
+count (413), the time to send the headers (`connlimit`), a stalled body (408, and its
+connection closed with it), the time aiohttp reads on after an early answer, the number of
 open connections (503), and a handler's work once its client has gone (abandoned). Blank NDJSON
 lines cost no Python step each (`LineSplitter`), so a gzip of millions of them costs no more
 than inflating it.
@@ -55,6 +56,7 @@ from via_otlp.security.tls import CertificateFiles, ssl_server_context
 log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT = 5.0  # requests still running when the server stops get this long
+LINGERING_TIME = 10.0  # aiohttp's default; see `lingering_time`
 NDJSON_MAX_ERRORS_SHOWN = 10
 NDJSON_ROOM_TIMEOUT = 30.0
 NDJSON_PARSE_BYTES = 256 * 1024  # body bytes sent to the parser process at once
@@ -172,6 +174,28 @@ async def _inflated_pieces(
         raise InputError(f"body is not valid {content_encoding}: stream is truncated")
 
 
+def lingering_time(config: HttpConfig) -> float:
+    """How long aiohttp reads on after answering a request whose body it has not read (413 by
+    Content-Length, 401, 415): long enough that a client still sending reads the answer rather
+    than a reset, never longer than a stalled body is allowed (`body_read_timeout`)."""
+    return min(LINGERING_TIME, config.body_read_timeout)
+
+
+async def answer_and_close(request: web.Request, response: web.Response) -> web.Response:
+    """Send `response` now and close the connection once it is written.
+
+    Otherwise aiohttp lingers: it reads the rest of an unread body for up to `lingering_time`
+    before closing, whatever the response says (`force_close()` does not stop it,
+    aiohttp#1800), then keeps the connection if the rest came. After a stalled body there is
+    nothing to wait for, and the stalled client would hold its connection that long.
+    """
+    response.force_close()  # `Connection: close`, and no keep-alive
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()  # the transport closes once the answer is flushed
+    return response
+
+
 class ClientGone(Exception):
     """The client closed or reset its connection: the rest of its request is work for no one."""
 
@@ -273,6 +297,7 @@ class HttpServer:
             shutdown_timeout=SHUTDOWN_TIMEOUT,
             handler_cancellation=True,
             keepalive_timeout=self.config.idle_timeout,
+            lingering_time=lingering_time(self.config),
         )
         tls = self.config.tls
         ssl_context = (
@@ -405,7 +430,7 @@ class HttpServer:
             return _status_response(413, code_pb2.RESOURCE_EXHAUSTED, str(exc), encoding)
         except BodyTimeout:
             stats.count(Transport.HTTP, Outcome.TIMEOUT)
-            return self._body_timeout(encoding)
+            return await answer_and_close(request, self._body_timeout(encoding))
         except InputError as exc:
             stats.count(Transport.HTTP, Outcome.INVALID)
             return _status_response(400, code_pb2.INVALID_ARGUMENT, str(exc), encoding)
@@ -438,7 +463,6 @@ class HttpServer:
             code_pb2.DEADLINE_EXCEEDED,
             f"request body stalled for longer than body_read_timeout {self.config.body_read_timeout:g}s",
             encoding,
-            Connection="close",
         )
 
     async def post_ingest(self, request: web.Request) -> web.Response:
@@ -559,12 +583,14 @@ class HttpServer:
             answer(Outcome.CLIENT_GONE, 499)  # counted, with the records accepted before
             raise
         except BodyTimeout:
-            return answer(
-                Outcome.TIMEOUT,
-                408,
-                f"body stalled for longer than body_read_timeout "
-                f"{self.config.body_read_timeout:g}s; lines after {splitter.complete} were not read",
-                Connection="close",
+            return await answer_and_close(
+                request,
+                answer(
+                    Outcome.TIMEOUT,
+                    408,
+                    f"body stalled for longer than body_read_timeout {self.config.body_read_timeout:g}s; "
+                    f"lines after {splitter.complete} were not read",
+                ),
             )
         except (TimeoutError, QueueFullError, ParserUnavailable):
             return answer(
