@@ -149,3 +149,35 @@ def test_a_snapshot_without_the_reference_level_restores_and_takes_it_up() -> No
     assert table.drop_ref[0] == forecast > 0
     table.close(11, row, zeros)
     assert table.win.rexp[0].sum() > 0
+
+
+def under_a_heavy_floor(rate: float, then: int, warm: int) -> list[AnomalyKind]:
+    """A profile at Poisson `rate` records a bucket (seed 1) for `warm` buckets, then `then` a
+    bucket for six, its one-bucket dispersion held at 6 through them (and the lagged test's
+    counts as noisy) while its windows' stays 1: the kinds that open in those six buckets.
+    (Held: the fall would teach them.)"""
+    table = ProfileTable(DetectConfig())
+    src = Source.from_attributes((("service.name", "drops"),))
+    table.add("0" * 16, src, "t", "template", "INFO", 0, 0)
+    rng = np.random.default_rng(1)
+    row, zeros = np.zeros(table.capacity), np.zeros(table.capacity)
+    for b in range(warm):
+        row[0] = rng.poisson(rate)
+        assert not table.close(b, row, zeros).alarms
+    found = []
+    for b in range(warm, warm + 6):
+        table.dispersion.mean[0] = 6.0
+        table.win.disp[0] = 1.0
+        table.win.lag[0] = 6.0
+        row[0] = then
+        found += [a.kind for a in table.close(b, row, zeros).alarms]
+    return found
+
+
+def test_a_drop_window_is_judged_at_its_own_dispersion() -> None:
+    """Drop windows are judged (and screened) at `tail_dispersion_at`, as spikes are: at
+    `dispersion_at`, floored by a heavy one-bucket dispersion (6 here, where the windows never
+    wandered), 8 a bucket where 20 are usual went untested: five of them and one usual bucket
+    made 58 where 121 were expected, 1.8σ at that floor (x10) and 5.3σ at the windows' own
+    (x1.2). No bucket alone shows it (1.1σ), nor the lagged test at its own variance."""
+    assert AnomalyKind.DROP in under_a_heavy_floor(20.0, 8, 400)

@@ -58,6 +58,14 @@ _WIN_SHARE = 2.0 * (2.0 * (SCALES - 1) + 1.0)
 _REF_SIGMA = 1.0
 
 
+def _poisson_z(s: np.ndarray, e: np.ndarray, ready: np.ndarray) -> np.ndarray:
+    """Counts `s`'s standard score against the `e` expected at Poisson (a window's tail
+    dispersion is at least 1: a screen for its tail tests), 0 where not `ready` or nothing
+    was expected."""
+    ok = ready & (e > 1e-9)
+    return np.where(ok, (s - e) / np.sqrt(np.where(ok, e, 1.0)), 0.0)
+
+
 class ProfileState(enum.StrEnum):
     """LEARNING until a profile has seen `warmup` worth of buckets; then ACTIVE (judged)."""
 
@@ -606,7 +614,7 @@ class ProfileTable:
         # (1.94x), a window the tail test would alarm on stayed under the screen, untested.
         # (That dispersion is at least 1: a window under 3σ at Poisson is not computed at all.)
         rows, cols = self._spike_screen(ws, we, ready_w & active[:, None]).nonzero()
-        self._window_spikes(spike_p, rows, cols, ws[rows, cols], we[rows, cols], phi_w)
+        self._window_tails(spike_p, rows, cols, ws[rows, cols], we[rows, cols], phi_w, True)
         # Lagged: the current half-block against the level just before it (see `lag_judged`).
         blocks = win.lagged(bucket, c, mu)
         la, lag_ok = blocks[0], active[:, None]
@@ -615,9 +623,7 @@ class ProfileTable:
             z_up = np.where(v_up > 0, (la - m_up) / np.sqrt(np.where(v_up > 0, v_up, 1.0)), 0.0)
             z_dn = np.where(v_dn > 0, (la - m_dn) / np.sqrt(np.where(v_dn > 0, v_dn, 1.0)), 0.0)
         lcand = (z_up > _SCREEN_SIGMA) & (la >= sp.min_count) & (la >= sp.min_ratio * m_up)
-        for s, k in zip(*np.nonzero(lcand), strict=True):
-            p = count_tail(int(la[s, k]), float(m_up[s, k]), float(v_up[s, k])).upper
-            spike_p[s] = min(spike_p[s], _WIN_SHARE * p)
+        self._tail_tests(spike_p, lcand, la, m_up, v_up, True)
         # The longest window against the level from before the change (`drop_ref`, held while
         # a stretch is unusual), as drops are: a burst at a daily low (0.03 records a bucket)
         # teaches the baseline twice itself even at `anomaly_update_weight`, so the windows
@@ -628,7 +634,7 @@ class ProfileTable:
         ok = ready_w[:, -1] & active & (e_ref < we[:, -1])
         rows = self._spike_screen(s_l, e_ref, ok).nonzero()[0]
         cols = np.full(len(rows), len(HALF) - 1)
-        self._window_spikes(spike_p, rows, cols, s_l[rows], e_ref[rows], phi_w)
+        self._window_tails(spike_p, rows, cols, s_l[rows], e_ref[rows], phi_w, True)
         # Weighted Bonferroni (`_WIN_SHARE`): the total stays p_alarm.
         spike_p = np.minimum(1.0, spike_p)
         spike_hit = spike_p < p_alarm
@@ -655,23 +661,25 @@ class ProfileTable:
             drop_p[s] = 2.0 * count_tail(int(c[s]), float(mu[s]), float(var[s])).lower
         wz_dn = np.where(we >= dr.min_expected, wz, 0.0)  # windows with a drop's evidence
         w_low = wz_dn < -_SCREEN_SIGMA
-        # Windows against the baseline, at their dispersion `phi_w`...
+        # Windows against the baseline, at their own dispersion for a tail, as spikes are
+        # (`_window_tails`), screened at Poisson first: at `phi_w`, floored by the one-bucket
+        # dispersion, a window was judged far heavier than its counts vary (1.94x), and a slow
+        # or low-rate drop was found late or not at all...
         ok = drop_active[:, None]
-        self._window_drops(drop_p, self._drop_screen(ws, we, wz, ok), ws, we, phi_w * we)
-        # ...the current half-block against the level just before it (`lag_judged`)...
+        rows, cols = self._drop_screen(ws, we, _poisson_z(ws, we, ready_w), ok).nonzero()
+        self._window_tails(drop_p, rows, cols, ws[rows, cols], we[rows, cols], phi_w, False)
+        # ...the current half-block against the level just before it (`lag_judged`, at the
+        # variance learnt on that comparison)...
         cand = self._drop_screen(la, m_dn, z_dn, ok, _LOW_SCREEN)
-        self._window_drops(drop_p, cand, la, m_dn, v_dn)
+        self._tail_tests(drop_p, cand, la, m_dn, v_dn, False)
         # ...and the longest window against the level from before the change (`drop_ref`): a
         # slow drop at a low rate has taught the baseline half of itself before any window is
         # low enough to hold it back (expected 0.62 -> 0.36 while it fell), and is judged
         # against the level it fell from as well.
-        phi_l = phi_w[:, -1]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z_ref = np.where(
-                (phi_l > 0) & (e_ref > 1e-9), (s_l - e_ref) / np.sqrt(phi_l * e_ref), 0.0
-            )
-        cand = self._drop_screen(s_l, e_ref, z_ref, drop_active & (e_ref > we[:, -1]))
-        self._window_drops(drop_p, cand, s_l, e_ref, phi_l * e_ref)
+        z_ref = _poisson_z(s_l, e_ref, ready_w[:, -1])
+        rows = self._drop_screen(s_l, e_ref, z_ref, drop_active & (e_ref > we[:, -1])).nonzero()[0]
+        cols = np.full(len(rows), len(HALF) - 1)
+        self._window_tails(drop_p, rows, cols, s_l[rows], e_ref[rows], phi_w, False)
         drop_p = np.minimum(1.0, drop_p)
         # ...or a run of silent buckets, however long, that together were expected to hold
         # records (exact: the probability of nothing at all; its own budget).
@@ -941,19 +949,20 @@ class ProfileTable:
         out = ok & (e > 1e-9) & (s >= sp.min_count) & (s >= sp.min_ratio * e)
         return out & (s - e > _SCREEN_SIGMA * np.sqrt(e))
 
-    def _window_spikes(
+    def _window_tails(
         self,
-        spike_p: np.ndarray,
+        p_out: np.ndarray,
         rows: np.ndarray,
         cols: np.ndarray,
         s: np.ndarray,
         e: np.ndarray,
         phi_w: np.ndarray,
+        upper: bool,
     ) -> None:
-        """The spike tail tests of windows (`_spike_screen`ed): profile `rows` at scale `cols`,
-        counts `s` against the `e` expected, each at the dispersion of its scale for a spike
-        (`tail_dispersion_at`, never heavier than `phi_w`), screened at it first; `spike_p`
-        keeps each profile's least p times its share of the budget (`_WIN_SHARE`)."""
+        """The tail tests of windows (`_spike_screen`ed or `_drop_screen`ed at Poisson): profile
+        `rows` at scale `cols`, counts `s` against the `e` expected, each at the dispersion of
+        its scale for a tail (`tail_dispersion_at`, never heavier than `phi_w`), screened at it
+        first (3σ); the upper tail for a spike, the lower for a drop (`_tail_tests`)."""
         if not len(rows):
             return
         # (`tail_dispersion_at` is elementwise: a row's value at its scale is the same
@@ -965,12 +974,7 @@ class ProfileTable:
         )[np.arange(len(rows)), cols]  # fmt: skip
         phi = np.minimum(phi, phi_w[rows, cols])
         keep = (s - e) ** 2 > _SCREEN_SIGMA**2 * phi * e
-        for r, n, ex, ph in zip(
-            rows[keep].tolist(), s[keep].tolist(), e[keep].tolist(), phi[keep].tolist(),
-            strict=True,
-        ):  # fmt: skip
-            p = count_tail(int(n), ex, ph * ex).upper
-            spike_p[r] = min(spike_p[r], _WIN_SHARE * p)
+        self._tail_tests(p_out, keep, s, e, phi * e, upper, rows[keep])
 
     def _drop_screen(
         self, s: np.ndarray, e: np.ndarray, z: np.ndarray, ok: np.ndarray,
@@ -982,18 +986,27 @@ class ProfileTable:
         dr = self.config.drop
         return ok & (e >= dr.min_expected) & (z < -sigma) & (s <= dr.max_ratio * e)
 
-    def _window_drops(
-        self, drop_p: np.ndarray, cand: np.ndarray, s: np.ndarray, e: np.ndarray, v: np.ndarray
+    def _tail_tests(
+        self,
+        p_out: np.ndarray,
+        cand: np.ndarray,
+        s: np.ndarray,
+        e: np.ndarray,
+        v: np.ndarray,
+        upper: bool,
+        rows: np.ndarray | None = None,
     ) -> None:
-        """The drop tail tests of windows (`_drop_screen`ed, `cand`: per profile, or per profile
-        and scale): counts `s` against the `e` expected at variance `v`; `drop_p` keeps each
+        """The exact tail tests of candidates `cand` (per profile, or per profile and scale;
+        `rows` the profile of each when the arrays are not per profile): counts `s` against the
+        `e` expected at variance `v`, the upper tail (`upper`) or the lower; `p_out` keeps each
         profile's least p times its share of the budget (`_WIN_SHARE`)."""
-        rows = cand.nonzero()[0]
+        if rows is None:
+            rows = cand.nonzero()[0]
         for r, n, ex, var in zip(
             rows.tolist(), s[cand].tolist(), e[cand].tolist(), v[cand].tolist(), strict=True
         ):  # fmt: skip
-            p = count_tail(int(n), ex, var).lower
-            drop_p[r] = min(drop_p[r], _WIN_SHARE * p)
+            t = count_tail(int(n), ex, var)
+            p_out[r] = min(p_out[r], _WIN_SHARE * (t.upper if upper else t.lower))
 
     def _reference(
         self, z_low: np.ndarray, mu_base: np.ndarray, ok: np.ndarray, shielded: np.ndarray
