@@ -14,6 +14,14 @@ and prints, for the shard count given:
 
 Targets: /healthz <= 1 s while the big export is processed (<= 100 ms without it); memory per
 profile <= 2 KB; SIGTERM <= 5 s and restart < 5 s at 100k profiles.
+
+3. `--only first-start`: a first start (empty data directory) on the embedded defaults (registry
+   with its embedded PostgreSQL, correlate with local Qdrant, control API), from the spawn to
+   gRPC SERVING and /healthz 200; then one NDJSON record posted at once: when it is answered,
+   and that it is kept (consumed). With `--trees OLD NEW` each round starts one service per
+   tree (PYTHONPATH), alternated: old and new on the same load.
+
+    python benchmarks/shards.py --only first-start --rounds 3 --trees /tmp/old /work/wt/new
 """
 
 from __future__ import annotations
@@ -110,8 +118,10 @@ class Server:
         snapshot_interval: str = "10s",
         extra: dict[str, Any] | None = None,
         nofile: int = 0,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.nofile = nofile  # the server's open-file limit (0: inherited)
+        self.env = env  # the server's environment (None: inherited)
         self.grpc_port, self.http_port = free_port(), free_port()
         tmp.mkdir(parents=True, exist_ok=True)
         self.cfg = tmp / "via.json5"
@@ -137,6 +147,7 @@ class Server:
             [str(Path(sys.executable).parent / "via-otlp"), "serve", "--config", str(self.cfg)],
             stdout=subprocess.DEVNULL,
             preexec_fn=self._limit_files if self.nofile else None,
+            env=self.env,
         )
         # Reconnects every 20-50 ms: with gRPC's default backoff (1 s, x1.6 per failed
         # connect) a client that began asking before the server listened saw SERVING up to
@@ -366,6 +377,100 @@ def many_profiles(tmp: Path, workers: int, profiles: int) -> None:
           f"{restored:,} profiles back   target < 5 s")  # fmt: skip
 
 
+def _healthz_ok(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def _grpc_serving(stub: Any) -> bool:
+    try:
+        return bool(stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1)
+    except grpc.RpcError:
+        return False
+
+
+def one_first_start(tmp: Path, tree: str) -> dict[str, float]:
+    """Seconds from the spawn of a first start (embedded defaults) to the registry ready (its
+    log line), to gRPC SERVING, to /healthz 200, to the answer of one NDJSON record posted
+    then, to that record consumed; SIGTERM."""
+    extra = {"registry": {"enabled": True}, "correlate": {"enabled": True},
+             "control": {"enabled": True, "endpoint": f"127.0.0.1:{free_port()}"},
+             "log": {"level": "info"}}  # fmt: skip
+    server = Server(tmp, 0, extra=extra, env={**os.environ, "PYTHONPATH": tree})
+    log_path = tmp / "serve.log"
+    t0 = time.perf_counter()
+    wall0 = time.time()
+    got: dict[str, float] = {}
+    server.proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "via-otlp"), "serve", "--config", str(server.cfg)],
+        stdout=subprocess.DEVNULL, stderr=log_path.open("wb"), env=server.env,
+    )  # fmt: skip
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}", options=_PROMPT) as ch:
+            stub = health_pb2_grpc.HealthStub(ch)
+            while len(got) < 2:
+                if "grpc" not in got and _grpc_serving(stub):
+                    got["grpc"] = time.perf_counter() - t0
+                if "healthz" not in got and _healthz_ok(server.http_port):
+                    got["healthz"] = time.perf_counter() - t0
+                if server.proc.poll() is not None:
+                    raise SystemExit("via-otlp exited")
+                time.sleep(0.01)
+        line = json.dumps({"service": "checkout", "severity": "ERROR", "body": "declined 42"})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{server.http_port}/v1/ingest", data=line.encode() + b"\n"
+        )
+        with urllib.request.urlopen(req, timeout=60) as r:
+            accepted = json.loads(r.read()).get("accepted")
+        got["answered"] = time.perf_counter() - t0
+        if accepted != 1:
+            raise SystemExit(f"the record was not accepted: {accepted}")
+        while server.status()["intake"]["records_consumed"] < 1:
+            time.sleep(0.01)
+        got["consumed"] = time.perf_counter() - t0
+    finally:
+        got["sigterm"] = server.stop()
+    got["registry"] = _logged_at(log_path, "registry ready", wall0)
+    return got
+
+
+def _logged_at(log_path: Path, what: str, wall0: float) -> float:
+    """Seconds from `wall0` to the first log line that says `what` (-1: none)."""
+    for line in log_path.read_text(errors="replace").splitlines():
+        if what in line:
+            stamp = time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")
+            return time.mktime(stamp) + int(line[20:23]) / 1e3 - wall0
+    return -1.0
+
+
+def first_start(tmp: Path, trees: list[str], rounds: int) -> None:
+    compile_trees(trees)
+    runs: dict[str, list[dict[str, float]]] = {t: [] for t in trees}
+    for r in range(rounds):
+        for t in trees:
+            runs[t].append(one_first_start(tmp / f"first-{r}-{len(runs[t])}-{Path(t).name}", t))
+            print(f"round {r + 1} {t}: " + ", ".join(f"{k} {v:.2f}" for k, v in runs[t][-1].items())
+                  + f"   ({load_average()})", flush=True)  # fmt: skip
+    print("first start, seconds from the spawn (min-max over rounds):")
+    for t in trees:
+        cols = []
+        for k in ("registry", "grpc", "healthz", "answered", "consumed", "sigterm"):
+            vals = [g[k] for g in runs[t]]
+            cols.append(f"{k} {min(vals):.2f}-{max(vals):.2f}")
+        print(f"  {t}: " + ", ".join(cols))
+
+
+def compile_trees(trees: list[str]) -> None:
+    """Byte-compile via_otlp of each tree, as an installed wheel is."""
+    import compileall
+
+    for t in trees:
+        compileall.compile_dir(Path(t) / "via_otlp", quiet=1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -373,8 +478,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--profiles", type=int, default=100_000)
     parser.add_argument("--big-mib", type=int, default=64)
-    parser.add_argument("--only", choices=("big", "profiles"), help="run one of the two parts")
+    parser.add_argument("--only", choices=("big", "profiles", "first-start"),
+                        help="run one part (first-start runs only with --only)")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=3, help="first-start: rounds")
+    parser.add_argument("--trees", nargs="+", default=[str(Path(__file__).parent.parent)],
+                        help="first-start: source trees to start (PYTHONPATH), alternated")  # fmt: skip
     args = parser.parse_args()
+    if args.only == "first-start":
+        print(f"cores: {os.cpu_count()} (shared with whatever else runs), {load_average()}")
+        with tempfile.TemporaryDirectory() as tmp:
+            first_start(Path(tmp), args.trees, args.rounds)
+        print(f"at the end: {load_average()}")
+        return
     compile_package()  # restarts are timed as an installed wheel runs
     print(
         f"cores: {os.cpu_count()} (shared with whatever else runs), workers: "

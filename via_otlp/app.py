@@ -4,10 +4,12 @@ Start: restore state → consumer → gRPC and HTTP intake → health SERVING.
 Stop (SIGTERM/SIGINT): health NOT_SERVING → intake stops → queue drains → state saved.
 A start that fails half-way stops what it had started.
 
-`serve` starts the shards first (`EarlyShards`): they restore their snapshots while this
-process imports and builds the servers (gRPC, aiohttp, the control API, the emitter: half a
-second of imports the shards never use). So this module imports only what the shards need at
-its top; the servers' modules are imported where the `App` is built.
+`serve` starts the shards and the registry first (`EarlyShards`): the shards restore their
+snapshots, and the embedded PostgreSQL is initialised and started (its `initdb`: most of a first
+start), while this process imports and builds the servers (gRPC, aiohttp, the control API, the
+emitter: half a second of imports the shards never use). So this module imports only what the
+shards and the registry need at its top; the servers' modules are imported where the `App` is
+built. SERVING still waits for both, as on any start.
 """
 
 from __future__ import annotations
@@ -86,38 +88,51 @@ def new_pool(config: Config, gate: EventGate, registry: Registry | None) -> Shar
 
 def has_shard_state(config: Config) -> bool:
     """Whether the shards have state to restore (snapshots, or older state to take theirs
-    from). Only then does `serve` start them ahead of the servers' imports: with nothing to
-    restore they would only take CPU from those (a start with the registry: 0.2 s later)."""
+    from). Only then does `serve` send them their INIT ahead of the servers' imports: with
+    nothing to restore they would only take CPU from those (a start with the registry: 0.2 s
+    later). They are forked ahead either way (before the registry's threads)."""
     data_dir = Path(config.state.data_dir)
     return (data_dir / STATE_FILE).exists() or any((data_dir / "shards").glob(SNAPSHOT_GLOB))
 
 
 class EarlyShards:
-    """The shards of `serve`, started before the rest of the service is built: `begin` forks
-    them (this process has no thread yet) and sends each its INIT, so they restore their
-    snapshots while the servers' modules are imported. The `App` built next takes them over
-    (`App(config, early=...)`) and waits for them in `start`, as for shards it started itself.
+    """The shards and the registry of `serve`, started before the rest of the service is
+    built: `begin` forks the shards (this process has no thread yet), sends each its INIT when
+    it has state to restore (`restore`), and then begins the registry's start (the embedded
+    PostgreSQL's initdb and start run in a thread and its own processes), so both go on while
+    the servers' modules are imported. The `App` built next takes them over
+    (`App(config, early=...)`) and waits for them in `start`, as for those it started itself.
     Their events go through `gate`, whose sink the `App` sets."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, restore: bool = True) -> None:
         self.config = config
+        self.restore = restore
         self.registry = new_registry(config)
         self.gate = EventGate(self.registry, None)
         self.pool = new_pool(config, self.gate, self.registry)
         self.ready: asyncio.Task[list[dict[str, Any]]] | None = None
+        self.registry_up: asyncio.Task[None] | None = None
 
     async def begin(self) -> None:
         data_dir = self.config.state.data_dir
         private_dir(data_dir)  # 0700 before anything is written in it (as `App.start` does)
         self.pool.instance = instance_id(data_dir)
-        self.pool.fork()
-        self.ready = asyncio.create_task(self.pool.start(), name="via-shards-start")
+        self.pool.fork()  # before the registry's first thread (forked, a shard imports nothing)
+        if self.restore:  # (with nothing to restore, its INIT waits for `App.start`)
+            self.ready = asyncio.create_task(self.pool.start(), name="via-shards-start")
+        if self.registry is not None:
+            self.registry_up = asyncio.create_task(self.registry.start(), name="via-registry-start")
         for _ in range(INIT_TURNS):
             await asyncio.sleep(0)
 
     async def abandon(self) -> None:
-        """Stop the shards when the service could not be built around them."""
+        """Stop the shards and the registry when the service could not be built around them."""
+        if self.registry_up is not None and self.registry is not None:
+            with contextlib.suppress(BaseException):  # (its thread is not cut short)
+                await self.registry_up
+            await self.registry.shutdown()
         if self.ready is None:
+            await self.pool.kill()  # forked, never sent their INIT: they see the end and exit
             return
         if self.ready.done() and not self.ready.cancelled() and self.ready.exception() is None:
             await self.pool.stop()  # started: each writes its snapshot, as at a shutdown
@@ -168,6 +183,8 @@ class App:
         self.pipeline: Pipeline | ShardPool
         # The shards' start (`ShardPool.start`), once begun: by `EarlyShards` or by `start`.
         self._shards_ready: asyncio.Task[list[dict[str, Any]]] | None = None
+        # The registry's start, once begun by `EarlyShards`.
+        self._registry_up: asyncio.Task[None] | None = None
         # (monotonic) when the service began: `serve` counts its start from before the imports
         # and any early shards, on either path; else `start` counts from itself.
         self._began = began
@@ -176,6 +193,7 @@ class App:
             self.gate.sink = sink
             self.pipeline = self.pool = early.pool
             self._shards_ready = early.ready
+            self._registry_up = early.registry_up
             front: IntakeFront = self.pool
         elif config.pipeline.in_process or consume_hook is not None:
             self.pipeline = Pipeline(config, self.registry, sink)
@@ -222,7 +240,7 @@ class App:
                 shards_ready = asyncio.create_task(self.pool.start(), name="via-shards-start")
                 self._shards_ready = shards_ready
             if self.registry is not None:
-                await self.registry.start()
+                await (self._registry_up or self.registry.start())
             await self.emitter.start()
             await self.telemetry.start()
             if self.correlation is not None:
@@ -341,6 +359,9 @@ class App:
         await self.telemetry.shutdown()  # the final totals, before the emitter's channel goes
         await self.emitter.shutdown(grace)
         if self.registry is not None:
+            if self._registry_up is not None:  # begun early: its thread is not cut short
+                with contextlib.suppress(BaseException):
+                    await self._registry_up
             await self.registry.shutdown()
         if self.correlation is not None:
             self._save_if_restored()  # the correlator may have closed incidents while flushing
@@ -610,8 +631,10 @@ async def serve(config: Config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     early = None
-    if not config.pipeline.in_process and has_shard_state(config):
-        early = EarlyShards(config)  # restoring while the servers' modules are imported
+    if not config.pipeline.in_process:
+        # Restoring (if there is state), and the registry starting, while the servers'
+        # modules are imported.
+        early = EarlyShards(config, restore=has_shard_state(config))
         await early.begin()
     try:
         app = App(config, early=early, began=began)

@@ -119,3 +119,49 @@ def test_the_app_takes_the_early_shards_over_and_abandon_stops_them(tmp_path: Pa
         except ProcessLookupError:
             continue
         raise AssertionError(f"shard {pid} still runs")
+
+
+_REGISTRY_PROBE = """
+import asyncio, json, os, sys
+from via_otlp.app import EarlyShards
+from via_otlp.config import load_config
+from via_otlp.registry import Registry
+
+config = load_config(sys.argv[1])
+seen = {}
+
+async def start(self):  # what the real start does first: a thread runs initdb, pg_ctl
+    me = os.getpid()
+    with open(f"/proc/{me}/task/{me}/children") as f:
+        seen["shards_forked"] = len(f.read().split())
+    seen["loaded"] = sorted(m for m in ("grpc", "aiohttp", "qdrant_client") if m in sys.modules)
+
+Registry.start = start
+
+async def main():
+    early = EarlyShards(config, restore=False)  # a first start: nothing to restore
+    await early.begin()
+    seen["begun"] = early.registry_up is not None and early.registry_up.done()
+    seen["init_sent"] = early.ready is not None
+    await early.abandon()
+
+asyncio.run(main())
+print(json.dumps(seen))
+"""
+
+
+def test_the_registry_starts_while_the_servers_are_imported(tmp_path: Path) -> None:
+    """On every start, a first one too, `serve` begins the registry's start (the embedded
+    PostgreSQL's initdb and start: most of a first start) before it imports the servers, and
+    after the shards are forked (its thread would make every shard a fresh interpreter)."""
+    config = tmp_path / "via.json5"
+    config.write_text(json.dumps({
+        "pipeline": {"workers": 2}, "state": {"data_dir": str(tmp_path / "data")},
+        "correlate": {"enabled": False},
+    }))  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", _REGISTRY_PROBE, str(config)],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got == {"shards_forked": 2, "loaded": [], "begun": True, "init_sent": False}, got
