@@ -18,7 +18,8 @@ profile <= 2 KB; SIGTERM <= 5 s and restart < 5 s at 100k profiles.
 3. `--only first-start`: a first start (empty data directory) on the embedded defaults (registry
    with its embedded PostgreSQL, correlate with local Qdrant, control API), from the spawn to
    gRPC SERVING and /healthz 200; then one NDJSON record posted at once: when it is answered,
-   and that it is kept (consumed). With `--trees OLD NEW` each round starts one service per
+   and that it is kept (consumed); then a restart on that state (the cluster exists, no
+   initdb) to gRPC SERVING. With `--trees OLD NEW` each round starts one service per
    tree (PYTHONPATH), alternated: old and new on the same load.
 
     python benchmarks/shards.py --only first-start --rounds 3 --trees /tmp/old /work/wt/new
@@ -395,7 +396,7 @@ def _grpc_serving(stub: Any) -> bool:
 def one_first_start(tmp: Path, tree: str) -> dict[str, float]:
     """Seconds from the spawn of a first start (embedded defaults) to the registry ready (its
     log line), to gRPC SERVING, to /healthz 200, to the answer of one NDJSON record posted
-    then, to that record consumed; SIGTERM."""
+    then, to that record consumed; SIGTERM; then a restart on that state to gRPC SERVING."""
     extra = {"registry": {"enabled": True}, "correlate": {"enabled": True},
              "control": {"enabled": True, "endpoint": f"127.0.0.1:{free_port()}"},
              "log": {"level": "info"}}  # fmt: skip
@@ -434,6 +435,10 @@ def one_first_start(tmp: Path, tree: str) -> dict[str, float]:
     finally:
         got["sigterm"] = server.stop()
     got["registry"] = _logged_at(log_path, "registry ready", wall0)
+    config = json.loads(server.cfg.read_text())
+    server.cfg.write_text(json.dumps({**config, "log": {"level": "warning"}}))
+    got["restart"] = server.start()  # its state and its cluster there now: no initdb
+    server.stop()
     return got
 
 
@@ -457,7 +462,7 @@ def first_start(tmp: Path, trees: list[str], rounds: int) -> None:
     print("first start, seconds from the spawn (min-max over rounds):")
     for t in trees:
         cols = []
-        for k in ("registry", "grpc", "healthz", "answered", "consumed", "sigterm"):
+        for k in ("registry", "grpc", "healthz", "answered", "consumed", "sigterm", "restart"):
             vals = [g[k] for g in runs[t]]
             cols.append(f"{k} {min(vals):.2f}-{max(vals):.2f}")
         print(f"  {t}: " + ", ".join(cols))
