@@ -619,9 +619,10 @@ def instance_id(data_dir: str | Path) -> str:
         return name
 
 
-async def serve(config: Config) -> int:
-    """Run until SIGTERM or SIGINT, then drain and exit 0."""
-    began = time.monotonic()
+async def serve(config: Config, began: float | None = None) -> int:
+    """Run until SIGTERM or SIGINT, then drain and exit 0. The start is counted from `began`
+    (monotonic; the command's start, before its imports), else from here."""
+    began = time.monotonic() if began is None else began
     restrict_new_files()  # state, vector store, logs of the embedded server: 0600 / 0700
     raise_nofile_limit()  # connection limits follow the open-file limit: make it what it may be
     # Handled before anything is forked: a SIGTERM while early shards restore stops them with

@@ -145,13 +145,15 @@ def _setup_logging(config: Config | None = None) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
+    import time
 
+    began = time.monotonic()  # "N s to start" and the uptime count the imports below too
     from via_otlp.app import serve
     from via_otlp.config import load_config
 
     config = load_config(args.config)
     _setup_logging(config)
-    return asyncio.run(serve(config))
+    return asyncio.run(serve(config, began=began))
 
 
 def healthz_url(endpoint: str, tls: bool) -> str:
