@@ -31,43 +31,43 @@ pytestmark = pytest.mark.slow
 MAX_BODY = 1024 * 1024
 MAX_LINES = 5000
 SHORT = 1.0  # seconds: the `short` server's header, body and idle timeouts
+SMALL_BODY = 1024  # the `guarded` server's size limit
+TOKEN = "expect-s3cret"
+
+
+def lean_server(
+    tmp_path_factory: pytest.TempPathFactory, name: str, receive: dict[str, object]
+) -> Iterator[ServerProcess]:
+    """A server with these `receive` settings, without registry or correlation (no embedded
+    PostgreSQL: the limits are all at the intake), stopped cleanly at the end."""
+    server = start_server(
+        tmp_path_factory.mktemp(name),
+        {"receive": receive, "registry": {"enabled": False}, "correlate": {"enabled": False}},
+    )
+    yield server
+    assert server.stop() == 0, server.log()
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """Size and line limits; the default (generous) timeouts, so that a client descheduled on a
     busy machine never turns an expected 413 into a 408."""
-    server = start_server(
-        tmp_path_factory.mktemp("limits"),
-        {
-            "receive": {"http": {"max_request_body_size": MAX_BODY, "max_ndjson_lines": MAX_LINES}},
-            "registry": {"enabled": False},
-            "correlate": {"enabled": False},
-        },
-    )
-    yield server
-    assert server.stop() == 0, server.log()
+    limits = {"max_request_body_size": MAX_BODY, "max_ndjson_lines": MAX_LINES}
+    yield from lean_server(tmp_path_factory, "limits", {"http": limits})
 
 
 @pytest.fixture(scope="module")
 def short(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """Short header, body and idle timeouts, for the tests that wait for them to fire."""
-    server = start_server(
-        tmp_path_factory.mktemp("timeouts"),
-        {
-            "receive": {
-                "http": {
-                    "read_header_timeout": SHORT,
-                    "body_read_timeout": SHORT,
-                    "idle_timeout": SHORT,
-                }
-            },
-            "registry": {"enabled": False},
-            "correlate": {"enabled": False},
-        },
-    )
-    yield server
-    assert server.stop() == 0, server.log()
+    timeouts = {"read_header_timeout": SHORT, "body_read_timeout": SHORT, "idle_timeout": SHORT}
+    yield from lean_server(tmp_path_factory, "timeouts", {"http": timeouts})
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A bearer token and a small size limit, for the requests that expect 100-continue."""
+    receive = {"http": {"max_request_body_size": SMALL_BODY}, "auth": {"bearer_token": TOKEN}}
+    yield from lean_server(tmp_path_factory, "guarded", receive)
 
 
 def post(
@@ -89,14 +89,30 @@ def connections(srv: ServerProcess) -> dict[str, int]:
     return srv.status()["http"]["connections"]  # type: ignore[no-any-return,unused-ignore]
 
 
-def outcomes(srv: ServerProcess, kind: str, outcome: str) -> int:
+def intake(srv: ServerProcess, token: str = "") -> dict[str, dict[str, dict[str, int]]]:
+    """The server's intake counters (`token`: the bearer token its `/status` needs, if any)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(f"{srv.http_url}/status", headers=headers)
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        return json.loads(resp.read())["intake"]
+
+
+def outcomes(srv: ServerProcess, kind: str, outcome: str, token: str = "") -> int:
     """How many requests of `kind` ("http", "ndjson") the server has counted with `outcome`.
 
     Each test compares this before and after its own requests: under xdist's worksteal a module's
     tests may run on different workers, each with its own module-scoped server.
     """
-    requests = srv.status()["intake"]["requests"]
-    return int(requests.get(kind, {}).get(outcome, 0))
+    return int(intake(srv, token)["requests"].get(kind, {}).get(outcome, 0))
+
+
+def accepted(srv: ServerProcess, kind: str, token: str = "") -> tuple[int, int]:
+    """Requests of `kind` the server has accepted, and the records they carried."""
+    counts = intake(srv, token)
+    return (
+        counts["requests"].get(kind, {}).get("accepted", 0),
+        counts["records"].get(kind, {}).get("accepted", 0),
+    )
 
 
 def test_ndjson_over_the_line_limit_is_413_after_the_lines_before_it(srv: ServerProcess) -> None:
@@ -155,14 +171,20 @@ def test_half_sent_headers_are_closed_and_counted(short: ServerProcess) -> None:
     assert connections(short)["header_timeouts"] >= before + 2
 
 
-def read_response(sock: socket.socket) -> bytes:
-    """One response (head and a Content-Length body), leaving the connection open."""
+def read_head(sock: socket.socket) -> tuple[bytes, bytes]:
+    """The head of the next response (an interim 100 Continue has no body), and what came after."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         assert chunk, f"closed before the end of a response head: {data!r}"
         data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One response (head and a Content-Length body), leaving the connection open."""
+    head, body = read_head(sock)
     length = next(
         int(line.split(b":", 1)[1])
         for line in head.split(b"\r\n")
@@ -207,6 +229,97 @@ def test_a_stalled_body_is_408_and_its_connection_closed(short: ServerProcess, p
             sock.sendall(b"\n" * 990 + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert rest_until_closed(sock) == b""
     assert outcomes(short, kind, "timeout") == before + 1
+
+
+EXPECT_HEAD = (
+    "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+    "Content-Length: {length}\r\nExpect: 100-continue\r\n{extra}\r\n"
+)
+GOOD_JSON = (
+    b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"body": {"stringValue": "hi"}}]}]}]}'
+)
+GOOD_NDJSON = b'{"body": "hi", "service": "expect"}\n'
+BEARER = f"Authorization: Bearer {TOKEN}\r\n"
+
+
+def refused_before_the_body(server: ServerProcess, head: str, status: int) -> bytes:
+    """Send the head of a request that expects 100-continue, and never its body: the first answer
+    is the refusal `status` (not 100 Continue), and it closes the connection: no body will come,
+    so there is nothing to wait for."""
+    with connect(server) as sock:
+        sock.sendall(head.encode())
+        first, body = read_head(sock)
+        assert first.startswith(b"HTTP/1.1 %d " % status), first
+        assert b"connection: close" in first.lower(), first
+        body += rest_until_closed(sock)
+    return first + b"\r\n\r\n" + body
+
+
+@pytest.mark.parametrize(("path", "kind"), [("/v1/logs", "http"), ("/v1/ingest", "ndjson")])
+def test_expect_100_continue_is_refused_first_when_too_large(
+    guarded: ServerProcess, path: str, kind: str
+) -> None:
+    """A Content-Length over the limit is answered 413 instead of 100 Continue (aiohttp's own
+    expect handler sent 100 Continue first, then 413: the client began an upload we refused)."""
+    before = outcomes(guarded, kind, "too_large", TOKEN)
+    head = EXPECT_HEAD.format(
+        path=path, content_type="application/json", length=999_999, extra=BEARER
+    )
+    answer = refused_before_the_body(guarded, head, 413)
+    assert b"max_request_body_size" in answer
+    assert outcomes(guarded, kind, "too_large", TOKEN) == before + 1
+
+
+@pytest.mark.parametrize(("path", "kind"), [("/v1/logs", "http"), ("/v1/ingest", "ndjson")])
+def test_expect_100_continue_is_refused_first_without_a_token(
+    guarded: ServerProcess, path: str, kind: str
+) -> None:
+    before = outcomes(guarded, kind, "unauthenticated", TOKEN)
+    head = EXPECT_HEAD.format(path=path, content_type="application/json", length=10, extra="")
+    answer = refused_before_the_body(guarded, head, 401)
+    assert b"www-authenticate: bearer" in answer.lower()
+    assert outcomes(guarded, kind, "unauthenticated", TOKEN) == before + 1
+
+
+@pytest.mark.parametrize(
+    ("path", "kind", "extra"),
+    [
+        ("/v1/logs", "http", ""),  # a content type OTLP/HTTP does not speak
+        ("/v1/ingest", "ndjson", "Content-Encoding: br\r\n"),  # an encoding we cannot inflate
+    ],
+)
+def test_expect_100_continue_is_refused_first_for_an_unsupported_type(
+    guarded: ServerProcess, path: str, kind: str, extra: str
+) -> None:
+    before = outcomes(guarded, kind, "unsupported_media_type", TOKEN)
+    head = EXPECT_HEAD.format(path=path, content_type="text/plain", length=10, extra=BEARER + extra)
+    refused_before_the_body(guarded, head, 415)
+    assert outcomes(guarded, kind, "unsupported_media_type", TOKEN) == before + 1
+
+
+@pytest.mark.parametrize(
+    ("path", "kind", "content_type", "body"),
+    [
+        ("/v1/logs", "http", "application/json", GOOD_JSON),
+        ("/v1/ingest", "ndjson", "application/x-ndjson", GOOD_NDJSON),
+    ],
+)
+def test_expect_100_continue_then_the_body_is_accepted(
+    guarded: ServerProcess, path: str, kind: str, content_type: str, body: bytes
+) -> None:
+    """A request the headers do not refuse is told 100 Continue, sends its body, is answered 200
+    with its record accepted, and keeps its connection."""
+    before = accepted(guarded, kind, TOKEN)
+    head = EXPECT_HEAD.format(path=path, content_type=content_type, length=len(body), extra=BEARER)
+    with connect(guarded) as sock:
+        sock.sendall(head.encode())
+        first, rest = read_head(sock)
+        assert first == b"HTTP/1.1 100 Continue" and rest == b""
+        sock.sendall(body)
+        answer = read_response(sock)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+        assert b"connection: close" not in answer.lower()
+    assert accepted(guarded, kind, TOKEN) == (before[0] + 1, before[1] + 1)
 
 
 def test_an_idle_keep_alive_connection_is_closed(short: ServerProcess) -> None:
@@ -356,9 +469,9 @@ def test_health_is_answered_at_the_connection_limit(tmp_path: Path) -> None:
         assert server.stop() == 0, server.log()
 
 
-def test_still_serving(srv: ServerProcess, short: ServerProcess) -> None:
-    """Whatever this worker's share of the tests above did to them, both servers still answer.
+def test_still_serving(srv: ServerProcess, short: ServerProcess, guarded: ServerProcess) -> None:
+    """Whatever this worker's share of the tests above did to them, the servers still answer.
     (The counters each refusal must move are asserted by the test that made it.)"""
-    for server in (srv, short):
+    for server in (srv, short, guarded):
         with urllib.request.urlopen(f"{server.http_url}/healthz", timeout=60) as resp:
             assert resp.status == 200

@@ -17,6 +17,11 @@ connection closed with it), the time aiohttp reads on after an early answer, the
 open connections (503), and a handler's work once its client has gone (abandoned). Blank NDJSON
 lines cost no Python step each (`LineSplitter`), so a gzip of millions of them costs no more
 than inflating it.
+
+What can be refused on the headers alone (401, 503 shutting down, 415, 413 by Content-Length)
+is decided by one screen a route: its handler runs it first, and a request that says
+`Expect: 100-continue` gets the refusal instead of `100 Continue`, so that no one uploads a body
+we then refuse (`expect_handler`).
 """
 
 from __future__ import annotations
@@ -24,15 +29,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
+import functools
 import json
 import logging
 import math
 import socket
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web_urldispatcher import _default_expect_handler  # 100 Continue, or 417
 from google.rpc import code_pb2
 
 from via_otlp.endpoints import is_loopback, split_endpoint
@@ -109,12 +117,13 @@ def inflate(body: bytes, content_encoding: str, limit: int) -> bytes:
     return out
 
 
-def _check_declared_size(request: web.Request, limit: int) -> None:
-    """Refuse at once a body whose Content-Length already says it is too large."""
+def _declared_too_large(request: web.Request, limit: int) -> str:
+    """Why a body whose Content-Length already says it is too large is refused ("" if not)."""
     if request.content_length is not None and request.content_length > limit:
-        raise BodyTooLarge(
+        return (
             f"request body of {request.content_length} bytes exceeds max_request_body_size {limit}"
         )
+    return ""
 
 
 async def _received(stream: Any, timeout: float) -> AsyncIterator[bytes]:
@@ -131,7 +140,6 @@ async def _received(stream: Any, timeout: float) -> AsyncIterator[bytes]:
 
 async def read_body(request: web.Request, limit: int, timeout: float) -> bytes:
     """The whole (still encoded) body, at most `limit` bytes, without stalling longer than `timeout`."""
-    _check_declared_size(request, limit)
     parts: list[bytes] = []
     size = 0
     async for chunk in _received(request.content, timeout):
@@ -177,11 +185,15 @@ async def _inflated_pieces(
 def lingering_time(config: HttpConfig) -> float:
     """How long aiohttp reads on after answering a request whose body it has not read (413 by
     Content-Length, 401, 415): long enough that a client still sending reads the answer rather
-    than a reset, never longer than a stalled body is allowed (`body_read_timeout`)."""
+    than a reset, never longer than a stalled body is allowed (`body_read_timeout`). (A request
+    that expected 100-continue is refused before it sends: no lingering, see `expect_handler`.)"""
     return min(LINGERING_TIME, config.body_read_timeout)
 
 
-async def answer_and_close(request: web.Request, response: web.Response) -> web.Response:
+_Answer = TypeVar("_Answer", bound=web.StreamResponse)
+
+
+async def answer_and_close(request: web.Request, response: _Answer) -> _Answer:
     """Send `response` now and close the connection once it is written.
 
     Otherwise aiohttp lingers: it reads the rest of an unread body for up to `lingering_time`
@@ -194,6 +206,41 @@ async def answer_and_close(request: web.Request, response: web.Response) -> web.
     await response.write_eof()
     request.protocol.force_close()  # the transport closes once the answer is flushed
     return response
+
+
+ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
+_PASSED = web.Response(status=100)  # a marker through the middlewares: the headers refuse nothing
+
+
+def expect_handler(
+    screen: Callable[[web.Request], object], middlewares: Iterable[Middleware]
+) -> ExpectHandler:
+    """`Expect: 100-continue` answered as the route would answer the headers alone.
+
+    aiohttp calls an expect handler before the app's middlewares, and its default one sends
+    `100 Continue` at once: a client that waits for it was told to upload a body that auth or
+    the route then refused. This one runs `middlewares` (auth) around `screen` (the route's
+    header checks, which return a response to refuse) first, and answers a refusal instead,
+    closing the connection: the client sends no body after it, so there is nothing to linger
+    for.
+    """
+
+    async def passed(request: web.Request) -> web.StreamResponse:
+        refusal = screen(request)
+        return refusal if isinstance(refusal, web.StreamResponse) else _PASSED
+
+    checked: Handler = passed
+    for middleware in reversed(list(middlewares)):
+        checked = functools.partial(middleware, handler=checked)
+
+    async def expect(request: web.Request) -> web.StreamResponse | None:
+        answer = await checked(request)
+        if answer is _PASSED:
+            await _default_expect_handler(request)
+            return None
+        return await answer_and_close(request, answer)
+
+    return expect
 
 
 class ClientGone(Exception):
@@ -273,11 +320,20 @@ class HttpServer:
         self.intake.stats.count(transport, Outcome.UNAUTHENTICATED)
 
     def make_app(self) -> web.Application:
+        middlewares = self._middlewares()
         app = web.Application(
-            client_max_size=self.config.max_request_body_size, middlewares=self._middlewares()
+            client_max_size=self.config.max_request_body_size, middlewares=middlewares
         )
-        app.router.add_post("/v1/logs", self.post_logs)
-        app.router.add_post("/v1/ingest", self.post_ingest)
+        app.router.add_post(
+            "/v1/logs",
+            self.post_logs,
+            expect_handler=expect_handler(self._logs_screen, middlewares),
+        )
+        app.router.add_post(
+            "/v1/ingest",
+            self.post_ingest,
+            expect_handler=expect_handler(self._ingest_screen, middlewares),
+        )
         app.router.add_get("/healthz", self.get_healthz)
         app.router.add_get("/status", self.get_status)
         if self.metrics is not None:
@@ -392,8 +448,10 @@ class HttpServer:
         body, content_type = self.metrics()
         return web.Response(body=body, headers={"Content-Type": content_type})
 
-    async def post_logs(self, request: web.Request) -> web.Response:
-        """OTLP/HTTP export: protobuf or JSON, answered in the same encoding."""
+    def _logs_screen(self, request: web.Request) -> tuple[Encoding, str] | web.Response:
+        """What `/v1/logs` answers on the headers alone: 503 shutting down, 415 for a content
+        type or encoding we do not speak, 413 by Content-Length (each counted); else the body's
+        encoding and Content-Encoding."""
         stats = self.intake.stats
         if not self.serving:
             stats.count(Transport.HTTP, Outcome.UNAVAILABLE)
@@ -421,6 +479,18 @@ class HttpServer:
                 f"unsupported Content-Encoding {request.headers['Content-Encoding']!r}: use gzip, deflate or none",
                 encoding,
             )  # fmt: skip
+        if too_large := _declared_too_large(request, self.config.max_request_body_size):
+            stats.count(Transport.HTTP, Outcome.TOO_LARGE)
+            return _status_response(413, code_pb2.RESOURCE_EXHAUSTED, too_large, encoding)
+        return encoding, content_encoding
+
+    async def post_logs(self, request: web.Request) -> web.Response:
+        """OTLP/HTTP export: protobuf or JSON, answered in the same encoding."""
+        screened = self._logs_screen(request)
+        if isinstance(screened, web.Response):
+            return screened
+        encoding, content_encoding = screened
+        stats = self.intake.stats
         limit = self.config.max_request_body_size
         try:
             raw = await read_body(request, limit, self.config.body_read_timeout)
@@ -465,6 +535,22 @@ class HttpServer:
             encoding,
         )
 
+    def _ingest_screen(self, request: web.Request) -> str | web.Response:
+        """What `/v1/ingest` answers on the headers alone: 415 for an encoding we cannot
+        inflate, 413 by Content-Length (each counted); else the Content-Encoding."""
+        stats = self.intake.stats
+        content_encoding = _content_encoding(request)
+        if content_encoding is None:
+            stats.count(Transport.NDJSON, Outcome.UNSUPPORTED_MEDIA_TYPE)
+            return web.json_response(
+                {"error": "unsupported Content-Encoding: use gzip, deflate or none"}, status=415
+            )
+        if too_large := _declared_too_large(request, self.config.max_request_body_size):
+            stats.count(Transport.NDJSON, Outcome.TOO_LARGE)
+            body = {"accepted": 0, "rejected": 0, "errors": [], "error": too_large}  # nothing read
+            return web.json_response(body, status=413)
+        return content_encoding
+
     async def post_ingest(self, request: web.Request) -> web.Response:
         """NDJSON, streamed: bad lines are reported and skipped, good ones accepted.
 
@@ -478,12 +564,9 @@ class HttpServer:
         errors: list[dict[str, Any]] = []
         pending: list[bytes] = []  # serialised requests; concatenated, they are one
         pending_records = 0
-        content_encoding = _content_encoding(request)
-        if content_encoding is None:
-            stats.count(Transport.NDJSON, Outcome.UNSUPPORTED_MEDIA_TYPE)
-            return web.json_response(
-                {"error": "unsupported Content-Encoding: use gzip, deflate or none"}, status=415
-            )
+        content_encoding = self._ingest_screen(request)
+        if isinstance(content_encoding, web.Response):
+            return content_encoding
         max_size = self.config.max_request_body_size
         max_lines = self.config.max_ndjson_lines
         splitter = LineSplitter(MAX_NDJSON_LINE)
@@ -554,7 +637,6 @@ class HttpServer:
 
         size = 0
         try:
-            _check_declared_size(request, max_size)  # nothing read yet: "lines after 0"
             async for piece in _inflated_pieces(
                 request.content, content_encoding, self.config.body_read_timeout
             ):
