@@ -32,7 +32,9 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import re
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -439,7 +441,19 @@ def one_first_start(tmp: Path, tree: str) -> dict[str, float]:
     server.cfg.write_text(json.dumps({**config, "log": {"level": "warning"}}))
     got["restart"] = server.start()  # its state and its cluster there now: no initdb
     server.stop()
+    _remove_shared_cluster(log_path)
     return got
+
+
+def _remove_shared_cluster(log_path: Path) -> None:
+    """Remove the copy of this run's cluster that a tree kept in /var/tmp/via-otlp (root, older
+    trees: a data dir in a private temp dir was not made reachable), once its server stopped;
+    the temp dir takes the rest away."""
+    found = re.search(r"keeping the cluster in (\S+)", log_path.read_text(errors="replace"))
+    if found:
+        cluster = Path(found.group(1)).parent
+        if cluster.parent == Path("/var/tmp/via-otlp") and cluster.name.startswith("cluster-"):
+            shutil.rmtree(cluster, ignore_errors=True)
 
 
 def _logged_at(log_path: Path, what: str, wall0: float) -> float:

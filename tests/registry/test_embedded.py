@@ -117,17 +117,15 @@ async def test_start_after_a_killed_run(data_dir: Path, kill_server: bool) -> No
 @pytest.mark.skipif(
     os.geteuid() != 0, reason="only root must hand the server to an unprivileged user"
 )
-def test_root_with_a_private_directory_uses_shared_copies(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
+def test_root_with_a_private_directory_uses_shared_copies(data_dir: Path) -> None:
     """Root running from /root/... (mode 700): the server user cannot reach the binaries or the
     cluster there, so both are used from /var/tmp/via-otlp instead, and found again next time."""
     import shutil
 
     from via_otlp.registry.embedded import find_bin_dir
 
-    private = tmp_path_factory.mktemp("private")
-    private.chmod(0o700)
+    private = data_dir / "root"  # 0700 in a 0755 directory: like /root, not a temp dir
+    private.mkdir(mode=0o700)
     real_bin = find_bin_dir()
     site = private / "site"
     shutil.copytree(
@@ -154,3 +152,67 @@ def test_root_with_a_private_directory_uses_shared_copies(
         copied_bin = again._bin_dir
         if copied_bin is not None and str(copied_bin).startswith("/var/tmp/via-otlp/"):
             shutil.rmtree(copied_bin.parents[2], ignore_errors=True)
+
+
+def test_durable_initdb_is_synced_before_it_is_renamed_into_place(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """initdb runs without its fsync per file; one sync of the whole new cluster (with our
+    include line) comes before the rename, and the parent directory is fsynced after it."""
+    from via_otlp.registry import embedded
+
+    pg_dir = data_dir / "pg"
+    seen: list[tuple[str, Path, bool]] = []
+
+    def sync_filesystem(path: Path) -> None:
+        conf = (path / "postgresql.conf").read_text()
+        assert (path / "PG_VERSION").exists() and "include_if_exists = 'via.conf'" in conf
+        seen.append(("sync", path, pg_dir.exists()))
+
+    def fsync_dir(path: Path) -> None:
+        seen.append(("fsync", path, (pg_dir / "PG_VERSION").exists()))
+
+    monkeypatch.setattr(embedded, "_sync_filesystem", sync_filesystem)
+    monkeypatch.setattr(embedded, "_fsync_dir", fsync_dir)
+    pg = EmbeddedPostgres(pg_dir)
+    try:
+        pg.start()
+    finally:
+        pg.stop()
+    assert [(what, renamed) for what, _, renamed in seen] == [("sync", False), ("fsync", True)]
+    assert seen[0][1].parent == data_dir and seen[1][1] == data_dir
+
+
+def test_the_cluster_is_synced_to_disk(data_dir: Path) -> None:
+    """The real sync: syncfs on the new cluster's file system, without an error."""
+    from via_otlp.registry.embedded import _fsync_dir, _sync_filesystem
+
+    _sync_filesystem(data_dir)
+    _fsync_dir(data_dir)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="only root must hand the server to an unprivileged user"
+)
+def test_root_with_a_data_dir_deep_in_a_private_temp_dir_keeps_the_cluster_there() -> None:
+    """A TemporaryDirectory (0700, in the sticky /tmp) holding the data dir a few levels down:
+    the private directories on the way get group traverse, no copy in /var/tmp/via-otlp."""
+    import pwd
+    import shutil
+    import tempfile
+
+    from via_otlp.registry.embedded import find_bin_dir
+
+    temp = Path(tempfile.mkdtemp())
+    try:
+        state = temp / "run" / "data"
+        state.mkdir(parents=True, mode=0o700)
+        pg = EmbeddedPostgres(state / "postgres", durable=False)
+        pg._bin_dir = find_bin_dir()
+        nobody = pwd.getpwnam(pg.os_user)
+        run_as = pg._resolve_run_as()
+        assert pg.data_dir == state / "postgres"
+        assert run_as.uid == nobody.pw_uid
+        assert (temp.stat().st_mode & 0o777) == 0o710 and (state.stat().st_mode & 0o777) == 0o710
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)

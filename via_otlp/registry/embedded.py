@@ -16,6 +16,7 @@ The methods block (they run subprocesses): call them through `asyncio.to_thread`
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import importlib.util
@@ -75,19 +76,41 @@ def _reachable(path: Path, uid: int, gid: int | None = None) -> bool:
     return True
 
 
+def _private_temp_dir(path: Path) -> bool:
+    """Whether `path` is ours inside a sticky, world-writable directory (/tmp, /var/tmp): a
+    private temporary directory (mkdtemp, TemporaryDirectory, pytest's), made to be thrown away."""
+    parent = path.parent.stat()
+    mode = parent.st_mode
+    return (
+        path.stat().st_uid == os.geteuid()
+        and bool(mode & stat.S_ISVTX)
+        and bool(mode & stat.S_IWOTH)
+    )
+
+
 def _grant_group_traverse(path: Path, uid: int, gid: int) -> bool:
-    """Let group `gid` traverse (x only) our private `path`, when that is all `uid` lacks.
+    """Let group `gid` traverse (x only) the private directories of ours that keep `uid` from
+    `path`: `path` itself, or any between `path` and a private temporary directory of ours.
 
     The data directory is 0700 (security/files.py); run as root, the embedded server's user
-    must pass through it to its own cluster. Group traverse lists nothing and opens nothing
-    that is not also its own, so the directory stays private otherwise.
+    must pass through it to its own cluster, and a data directory in a temporary directory
+    keeps its cluster there (removed with it). Group traverse lists nothing and opens nothing
+    that is not also its own, so the directories stay private otherwise. A private directory
+    elsewhere above (/root) is left alone: False.
     """
-    if not path.is_dir() or path.stat().st_uid != os.geteuid():
+    if not path.is_dir():
         return False
-    if not all(_enterable(p.stat(), uid, gid) for p in path.parents if p.exists()):
+    chain = [p for p in (path, *path.parents) if p.exists()]
+    blocking = [p for p in chain if not _enterable(p.stat(), uid, gid)]
+    if not blocking:
+        return True
+    if any(p.stat().st_uid != os.geteuid() for p in blocking):
         return False
-    os.chown(path, -1, gid)
-    path.chmod(stat.S_IMODE(path.stat().st_mode) | stat.S_IXGRP)
+    if blocking[-1] != path and not _private_temp_dir(blocking[-1]):
+        return False
+    for p in blocking:
+        os.chown(p, -1, gid)
+        p.chmod(stat.S_IMODE(p.stat().st_mode) | stat.S_IXGRP)
     return True
 
 
@@ -273,7 +296,8 @@ class EmbeddedPostgres:
     def _make_reachable(self, uid: int, gid: int) -> None:
         """Root running from a private directory (/root/...): `os_user` could not reach the
         binaries or the cluster there, so use copies under a shared directory instead. A private
-        data directory of our own (0700) only gets group traverse for `os_user`'s group.
+        data directory of our own (0700), or one inside a private temporary directory of ours,
+        only gets group traverse for `os_user`'s group (`_grant_group_traverse`).
 
         The binaries are copied once per installation; the cluster moves to a fixed place
         derived from the configured path, so it is found again on the next start.
@@ -326,7 +350,12 @@ class EmbeddedPostgres:
             self._lock_file = None
 
     def _initdb(self) -> None:
-        """Initialise into a sibling directory and rename it, so a killed initdb leaves nothing."""
+        """Initialise into a sibling directory and rename it, so a killed initdb leaves nothing.
+
+        initdb runs with --no-sync (its default fsyncs every file: seconds under I/O load);
+        when durable, the new cluster is synced with one syncfs before it is renamed into
+        place and the parent directory is fsynced after, so a cluster under its name is on disk.
+        """
         if self.data_dir.exists() and any(self.data_dir.iterdir()):
             raise StartupError(
                 f"{self.data_dir} is not empty but holds no PostgreSQL cluster",
@@ -338,18 +367,20 @@ class EmbeddedPostgres:
         try:
             self._chown(tmp)
             args = ["-D", str(tmp), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8"]
-            args += ["--locale=C", "--no-instructions"]
-            if not self.durable:
-                args.append("--no-sync")
+            args += ["--locale=C", "--no-instructions", "--no-sync"]
             self._run("initdb", *args, action="init")
+            with open(tmp / "postgresql.conf", "a", encoding="utf-8") as conf:
+                conf.write("\ninclude_if_exists = 'via.conf'\n")
+            if self.durable:
+                _sync_filesystem(tmp)
             if self.data_dir.exists():
                 self.data_dir.rmdir()
             tmp.rename(self.data_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        with open(self.data_dir / "postgresql.conf", "a", encoding="utf-8") as conf:
-            conf.write("\ninclude_if_exists = 'via.conf'\n")
+        if self.durable:
+            _fsync_dir(self.data_dir.parent)
 
     def _check_ownership(self) -> None:
         uid = os.geteuid() if self._run_as.uid is None else self._run_as.uid
@@ -490,6 +521,37 @@ class EmbeddedPostgres:
                     f"embedded PostgreSQL: {program} {action} failed ({_reason(exc)}): {text[-2000:]}",
                     hint=f"see {self.data_dir / 'server.log'}",
                 ) from None
+
+
+def _sync_filesystem(path: Path) -> None:
+    """Write out everything of the file system holding `path` (syncfs(2); os.sync without it):
+    one wait for a whole new cluster instead of an fsync per file."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        syncfs = getattr(_libc(), "syncfs", None)
+        if syncfs is None:
+            os.sync()
+        elif syncfs(fd) != 0:
+            raise StartupError(
+                f"embedded PostgreSQL: the new cluster in {path} could not be written to disk "
+                f"(syncfs: {os.strerror(ctypes.get_errno())})",
+                hint="check the disk and the system log",
+            )
+    finally:
+        os.close(fd)
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the entries of directory `path` durable (after a rename into it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _tail(path: Path, size: int = 1500) -> str:
