@@ -216,3 +216,18 @@ def test_root_with_a_data_dir_deep_in_a_private_temp_dir_keeps_the_cluster_there
         assert (temp.stat().st_mode & 0o777) == 0o710 and (state.stat().st_mode & 0o777) == 0o710
     finally:
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_what_a_killed_initdb_left_is_removed_at_the_next_one(data_dir: Path) -> None:
+    left = data_dir / ".pg.init-killed"
+    (left / "base").mkdir(parents=True)
+    (left / "PG_VERSION").write_text("18\n")
+    other = data_dir / ".other.init-keep"  # another cluster's: not ours to remove
+    other.mkdir()
+    pg = EmbeddedPostgres(data_dir / "pg", durable=False)
+    try:
+        pg.start()
+    finally:
+        pg.stop()
+    assert not left.exists() and other.exists()
+    assert sorted(p.name for p in data_dir.iterdir() if ".init-" in p.name) == [".other.init-keep"]

@@ -350,7 +350,8 @@ class EmbeddedPostgres:
             self._lock_file = None
 
     def _initdb(self) -> None:
-        """Initialise into a sibling directory and rename it, so a killed initdb leaves nothing.
+        """Initialise into a sibling directory and rename it, so a killed initdb leaves nothing
+        under the cluster's name (the sibling it left is removed at the next initdb).
 
         initdb runs with --no-sync (its default fsyncs every file: seconds under I/O load);
         when durable, the new cluster is synced with one syncfs before it is renamed into
@@ -361,9 +362,11 @@ class EmbeddedPostgres:
                 f"{self.data_dir} is not empty but holds no PostgreSQL cluster",
                 hint="remove it or point registry.embedded_dir elsewhere",
             )
-        tmp = Path(
-            tempfile.mkdtemp(prefix=f".{self.data_dir.name}.init-", dir=self.data_dir.parent)
-        )
+        prefix = f".{self.data_dir.name}.init-"
+        for left in self.data_dir.parent.iterdir():  # a killed initdb's: we hold the lock
+            if left.name.startswith(prefix) and left.is_dir() and not left.is_symlink():
+                shutil.rmtree(left, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=self.data_dir.parent))
         try:
             self._chown(tmp)
             args = ["-D", str(tmp), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8"]
