@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from via_otlp.durable import fsync_dir
 from via_otlp.errors import ViaError
 from via_otlp.model import DEFAULT_SOURCE_ATTRIBUTES
 from via_otlp.sourcekeys import rekey_state
@@ -157,8 +158,8 @@ def _pad8(n: int) -> int:
 
 
 def write_atomic(path: Path, data: bytes | list[bytes | memoryview]) -> None:
-    """Write `data` (or its pieces, in order) to `path` through a temporary file, fsync and an
-    atomic rename."""
+    """Write `data` (or its pieces, in order) to `path` through a temporary file, fsync, an
+    atomic rename and an fsync of the directory (without it a crash can undo the rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     try:
@@ -173,6 +174,7 @@ def write_atomic(path: Path, data: bytes | list[bytes | memoryview]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
 
 
 def save_snapshot(path: Path, tree: Any, meta: dict[str, Any] | None = None) -> int:

@@ -173,7 +173,7 @@ def test_durable_initdb_is_synced_before_it_is_renamed_into_place(
         seen.append(("fsync", path, (pg_dir / "PG_VERSION").exists()))
 
     monkeypatch.setattr(embedded, "_sync_filesystem", sync_filesystem)
-    monkeypatch.setattr(embedded, "_fsync_dir", fsync_dir)
+    monkeypatch.setattr(embedded, "fsync_dir", fsync_dir)
     pg = EmbeddedPostgres(pg_dir)
     try:
         pg.start()
@@ -185,10 +185,11 @@ def test_durable_initdb_is_synced_before_it_is_renamed_into_place(
 
 def test_the_cluster_is_synced_to_disk(data_dir: Path) -> None:
     """The real sync: syncfs on the new cluster's file system, without an error."""
-    from via_otlp.registry.embedded import _fsync_dir, _sync_filesystem
+    from via_otlp.durable import fsync_dir
+    from via_otlp.registry.embedded import _sync_filesystem
 
     _sync_filesystem(data_dir)
-    _fsync_dir(data_dir)
+    fsync_dir(data_dir)
 
 
 @pytest.mark.skipif(

@@ -131,3 +131,17 @@ def test_a_loaded_snapshot_reads_the_file_once_into_writable_arrays(tmp_path: Pa
     assert a.tolist() == [7] * 4 and b.tolist() == [1.0] * 3
     again = decode_tree(path.read_bytes())  # from bytes the caller keeps: copies, writable
     assert again["a"].flags.writeable and again["a"].tolist() == [0, 1, 2, 3]
+
+
+def test_a_snapshot_is_renamed_into_place_and_then_its_directory_synced(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The data is fsynced before the rename, the directory after it: without the second, a
+    crash can undo the rename and bring back the snapshot before it (or none)."""
+    import via_otlp.state as state
+
+    path = tmp_path / "shard-0-of-1.snap"
+    synced: list[tuple[Path, bool]] = []
+    monkeypatch.setattr(state, "fsync_dir", lambda d: synced.append((Path(d), path.exists())))
+    save_snapshot(path, {"n": 1})
+    assert synced == [(tmp_path, True)]

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from via_otlp.durable import fsync_dir
 from via_otlp.errors import StartupError
 
 log = logging.getLogger(__name__)
@@ -383,7 +384,7 @@ class EmbeddedPostgres:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         if self.durable:
-            _fsync_dir(self.data_dir.parent)
+            fsync_dir(self.data_dir.parent)
 
     def _check_ownership(self) -> None:
         uid = os.geteuid() if self._run_as.uid is None else self._run_as.uid
@@ -546,15 +547,6 @@ def _sync_filesystem(path: Path) -> None:
 
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make the entries of directory `path` durable (after a rename into it)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _tail(path: Path, size: int = 1500) -> str:
