@@ -93,6 +93,22 @@ def _pick(seq: Sequence[str], idx: np.ndarray) -> tuple[str, ...]:
     return itemgetter(*idx.tolist())(seq)
 
 
+def _slots_of(index: dict[str, int], hashes: Sequence[str]) -> np.ndarray:
+    """Each hash's slot in `index`, -1 where it has none: all looked up in one C call
+    (`itemgetter`, a quarter faster than a `get` per hash), by `get` when one is missing.
+
+    >>> _slots_of({"a": 3, "b": 5}, ["b", "a", "b"]).tolist(), _slots_of({"a": 3}, ["a", "c"]).tolist()
+    ([5, 3, 5], [3, -1])
+    """
+    n = len(hashes)
+    if n > 1:
+        try:
+            return np.fromiter(itemgetter(*hashes)(index), dtype=np.int64, count=n)
+        except KeyError:
+            pass
+    return np.fromiter(map(index.get, hashes, repeat(-1)), dtype=np.int64, count=n)
+
+
 def _held(row: list[Any]) -> list[int]:
     """A held new pattern's [first bucket, records] from a snapshot row [rhythm hash, ...]."""
     return [int(row[1]), int(row[2]) if len(row) > 2 else 0]
@@ -414,7 +430,7 @@ class Engine:
         # Rhythm hash → profile slot (one dict look-up per record, in C); new hashes make profiles.
         hashes = batch.rhythm_hash
         table = self._table
-        rec_slot = np.fromiter(map(table.index.get, hashes, repeat(-1)), dtype=np.int64, count=n)
+        rec_slot = _slots_of(table.index, hashes)
         if int(rec_slot.min()) < 0:
             # Only the records without a profile are coded (their hashes in order of first
             # appearance): a batch with a few new patterns no longer codes all its records.
