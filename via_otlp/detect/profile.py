@@ -714,35 +714,24 @@ class ProfileTable:
         # stabilised, standardised residuals from an untrended level.
         dft = cfg.drift
         y = 2.0 * np.sqrt(c_des + 0.375)  # deseasonalised, like the level it is compared with
-        floor = np.maximum(1.0, dft.min_relative_shift * np.sqrt(mu_base) / max(dft.slack, 0.05))
         # Buckets of a wandering rate are high or low together: a CUSUM adds their residuals
         # as if independent, so they are scaled by the variance inflation the windows learnt
         # (dispersion of a window's sum over that of one bucket) before they add up.
         # (Both drift tests use it.)
         vif = across(np.maximum, np.where(ready_w, win.disp / np.maximum(phi, 1e-9)[:, None], 1.0))
         vif = np.maximum(vif, 1.0)
-        sy = np.maximum(self.level.std * np.sqrt(vif), floor)
         learnt = self.season_n > 0
         eligible = active & (mu >= dft.min_mean) & (not partial) & ~learnt
-        z_raw = np.where(eligible, (y - self.level.mean) / sy, 0.0)
-        # A spike's first buckets, clipped to 3σ, filled the CUSUM before the spike alarmed,
-        # and the pattern opened a drift during the spike. So a bucket that alarmed as a spike
-        # or drop is that story's: it adds nothing and what the CUSUM held on that side is
-        # dropped (told); and while a stretch of unusual windows is young (< _YOUNG buckets) the
-        # CUSUM adds up but does not alarm, giving the spike test time to tell it. A step that
-        # no spike test reports (a sustained +25 %) alarms as a drift once the stretch is older.
         hit = spike_hit | drop_hit
-        self.cusum.pos = np.where(spike_hit, 0.0, self.cusum.pos)
-        self.cusum.neg = np.where(drop_hit, 0.0, self.cusum.neg)
-        z = np.where(hit, 0.0, np.clip(z_raw, -dft.clip, dft.clip))
-        held_pos = np.maximum(0.0, self.cusum.pos + z - dft.slack)
-        held_neg = np.maximum(0.0, self.cusum.neg - z - dft.slack)
-        up, down = self.cusum.update(z)
-        young = unusual & (self.unusual_len < _YOUNG)
-        self.cusum.pos = np.where(up & young, held_pos, self.cusum.pos)  # (held, not spent)
-        self.cusum.neg = np.where(down & young, held_neg, self.cusum.neg)
-        up &= eligible & ~young
-        down &= eligible & ~young
+        if eligible.any() or self.cusum.pos.any() or self.cusum.neg.any():
+            z_raw, up, down = self._day_one_cusum(
+                y, mu_base, vif, eligible, spike_hit, drop_hit, unusual
+            )
+        else:  # (no day-one profile and nothing held, as after the first day: none of it moves)
+            cap = self.capacity
+            z_raw = np.zeros(cap)
+            up, down = np.zeros(cap, dtype=bool), np.zeros(cap, dtype=bool)
+            self.cusum.pos, self.cusum.neg = np.zeros(cap), np.zeros(cap)
         # After it: the residuals from a slow reference, smoothed over minutes and judged in
         # units of their own noise (see `_drift`): the episode resolves when the smoothed
         # count holds still where the baseline caught up, under noise too.
@@ -762,28 +751,33 @@ class ProfileTable:
         # burst's level says nothing of the source's daily curve. With it in, 3-4 unchanged
         # siblings of a pattern that halved all alarmed upwards: the clip around the mean
         # that held the halved one drew their consensus down.)
-        contrib = formed & (ref >= dft.min_mean) & ~unusual & ~(spike_hit | drop_hit)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rel = np.where(formed, self.drift_fast / np.where(formed, ref, 1.0), 0.0)
-            sdr = np.where(formed, sd_s / np.where(formed, ref, 1.0), 1.0)
-        # (a relative shift under min_relative_shift never alarms, at this threshold too)
-        sdr = np.maximum(sdr, dft.min_relative_shift / dft.sibling_sigma)
-        z_sib, sib, cons = self._sibling_z(rel, sdr, formed, contrib)
-        sib &= formed & (eligible | contrib)  # (one drifting down stays judged)
-        # (A pattern whose windows are beyond the screen right now is a spike's, a drop's or
-        # a burst's story, told by their tests; a drift is a slow change under that screen.)
-        quiet = ~unusual & ~hit
-        up = np.where(sib, quiet & (z_sib > dft.sibling_sigma), up)
-        down = np.where(sib, quiet & (z_sib < -dft.sibling_sigma), down)
-        # What alarmed is the new normal: the reference takes the pattern's level as the
-        # siblings' consensus predicts it, so the episode resolves once reported and opens
-        # again only if the pattern keeps moving away (not while a shifted level holds).
-        moved = sib & quiet & (np.abs(z_sib) > dft.sibling_sigma)
-        if moved.any():
-            new_ref = ref * (1.0 + rel) / np.maximum(1.0 + cons, 1e-3)
-            self.drift_ref = np.where(moved, new_ref, ref).astype(np.float32)
-            self.drift_fast = np.where(moved, cons * new_ref, self.drift_fast).astype(np.float32)
-        z_raw = np.where(sib, z_sib, z_raw)
+        if formed.any():
+            contrib = formed & (ref >= dft.min_mean) & ~unusual & ~(spike_hit | drop_hit)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rel = np.where(formed, self.drift_fast / np.where(formed, ref, 1.0), 0.0)
+                sdr = np.where(formed, sd_s / np.where(formed, ref, 1.0), 1.0)
+            # (a relative shift under min_relative_shift never alarms, at this threshold too)
+            sdr = np.maximum(sdr, dft.min_relative_shift / dft.sibling_sigma)
+            z_sib, sib, cons = self._sibling_z(rel, sdr, formed, contrib)
+            sib &= formed & (eligible | contrib)  # (one drifting down stays judged)
+            # (A pattern whose windows are beyond the screen right now is a spike's, a drop's or
+            # a burst's story, told by their tests; a drift is a slow change under that screen.)
+            quiet = ~unusual & ~hit
+            up = np.where(sib, quiet & (z_sib > dft.sibling_sigma), up)
+            down = np.where(sib, quiet & (z_sib < -dft.sibling_sigma), down)
+            # What alarmed is the new normal: the reference takes the pattern's level as the
+            # siblings' consensus predicts it, so the episode resolves once reported and opens
+            # again only if the pattern keeps moving away (not while a shifted level holds).
+            moved = sib & quiet & (np.abs(z_sib) > dft.sibling_sigma)
+            if moved.any():
+                new_ref = ref * (1.0 + rel) / np.maximum(1.0 + cons, 1e-3)
+                self.drift_ref = np.where(moved, new_ref, ref).astype(np.float32)
+                self.drift_fast = np.where(moved, cons * new_ref, self.drift_fast).astype(
+                    np.float32
+                )
+            z_raw = np.where(sib, z_sib, z_raw)
+        else:  # (no pattern judged against its siblings, as after the first day)
+            sib = np.zeros(self.capacity, dtype=bool)
         up |= z_s > dft.sigma
         down |= z_s < -dft.sigma
         z_raw = np.where(learnt, z_s, z_raw)
@@ -1054,6 +1048,46 @@ class ProfileTable:
         on = ok & ((z < -cfg.settle_sigma) | ((self.low_len > 0) & (z < -0.5 * cfg.settle_sigma)))
         self.low_len = np.where(on, np.minimum(self.low_len + 1, _LEN_CAP), 0).astype(np.int16)
         return on & (self.low_len <= _LOW_MAX)
+
+    def _day_one_cusum(
+        self,
+        y: np.ndarray,
+        mu_base: np.ndarray,
+        vif: np.ndarray,
+        eligible: np.ndarray,
+        spike_hit: np.ndarray,
+        drop_hit: np.ndarray,
+        unusual: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The day-one drift CUSUM (`close`) on `y` (variance-stabilised, deseasonalised counts)
+        against the untrended level: the residuals (0 where not `eligible`), and which side
+        alarmed.
+
+        A spike's first buckets, clipped to 3σ, filled the CUSUM before the spike alarmed,
+        and the pattern opened a drift during the spike. So a bucket that alarmed as a spike
+        or drop is that story's: it adds nothing and what the CUSUM held on that side is
+        dropped (told); and while a stretch of `unusual` windows is young (< _YOUNG buckets)
+        the CUSUM adds up but does not alarm, giving the spike test time to tell it. A step
+        that no spike test reports (a sustained +25 %) alarms as a drift once the stretch is
+        older.
+        """
+        dft = self.config.drift
+        floor = np.maximum(1.0, dft.min_relative_shift * np.sqrt(mu_base) / max(dft.slack, 0.05))
+        sy = np.maximum(self.level.std * np.sqrt(vif), floor)
+        z_raw = np.where(eligible, (y - self.level.mean) / sy, 0.0)
+        hit = spike_hit | drop_hit
+        self.cusum.pos = np.where(spike_hit, 0.0, self.cusum.pos)
+        self.cusum.neg = np.where(drop_hit, 0.0, self.cusum.neg)
+        z = np.where(hit, 0.0, np.clip(z_raw, -dft.clip, dft.clip))
+        held_pos = np.maximum(0.0, self.cusum.pos + z - dft.slack)
+        held_neg = np.maximum(0.0, self.cusum.neg - z - dft.slack)
+        up, down = self.cusum.update(z)
+        young = unusual & (self.unusual_len < _YOUNG)
+        self.cusum.pos = np.where(up & young, held_pos, self.cusum.pos)  # (held, not spent)
+        self.cusum.neg = np.where(down & young, held_neg, self.cusum.neg)
+        up &= eligible & ~young
+        down &= eligible & ~young
+        return z_raw, up, down
 
     def _drift(
         self,
