@@ -468,12 +468,13 @@ class Engine:
         """Add the records at `pos` to their open buckets, grouped by (slot, bucket)."""
         table = self._table
         # Group by (slot, bucket): one sort, then per-group reductions.
-        bp = b[pos]
+        whole = len(pos) == len(b)  # (every record has a profile, as usual: no copies)
+        bp = b if whole else b[pos]
         bmin = int(bp.min())
         span = int(bp.max()) - bmin + 1
-        key = rec_slot[pos] * span + (bp - bmin)
+        key = (rec_slot if whole else rec_slot[pos]) * span + (bp - bmin)
         sort, sk = _stable_order(key)
-        order = pos[sort]  # record positions, grouped (each group in record order)
+        order = sort if whole else pos[sort]  # record positions, grouped (in record order)
         starts = np.flatnonzero(np.concatenate(([True], sk[1:] != sk[:-1])))
         cnt = np.diff(np.append(starts, len(pos)))
         gkey = sk[starts]
