@@ -169,6 +169,10 @@ _FOLD_AT = 1 << 17  # pending trace id candidates an open bucket holds before fo
 # complete are known (`_OpenBucket.full`) and take no more candidates: a busy bucket's later
 # batches then cost nothing there. It goes on folding early while that completes slots; once a
 # fold completes none (ids absent, or one id repeated), it waits for `_FOLD_AT` as before.
+# An early fold also waits for as many candidates as the bucket holds samples: with many
+# profiles each fold completes a few slots only and costs as much as the samples held (their
+# sorted keys are rebuilt), so folds get fewer as the samples grow (a few per bucket, not one
+# per batch). Pending memory stays under the samples' own and `_FOLD_AT`.
 _FOLD_SOON = 1 << 11
 
 
@@ -228,7 +232,8 @@ class _OpenBucket:
         self.pending_tids.append(tids)
         self.pending_hashes.append(hashes)
         self.pending += len(slots)
-        if self.pending > _FOLD_AT or (self.fold_early and self.pending > _FOLD_SOON):
+        soon = max(_FOLD_SOON, self.traces.n)
+        if self.pending > _FOLD_AT or (self.fold_early and self.pending > soon):
             self.fold_early = self.fold(k) > 0
 
     def saturated(self, slots: np.ndarray) -> np.ndarray:

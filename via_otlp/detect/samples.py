@@ -173,14 +173,16 @@ class TraceSamples:
         if not len(uk):
             return ps[:0]
         # In the order they came: each slot's i-th new id is taken while it holds < cap - i.
-        by_pos = np.argsort(firstpos)
-        first = firstpos[by_pos]
+        # (`firstpos` are distinct positions below n: put in order by a mask, not a sort;
+        # `where`: each one's place in that order)
+        at_pos = np.zeros(n, dtype=bool)
+        at_pos[firstpos] = True
+        first = np.flatnonzero(at_pos)
+        where = np.cumsum(at_pos)[firstpos] - 1
         fs = ps[first]
         ok = self.count[fs] + _rank_in_group(fs) < cap
         keep = first[ok]
         # The taken ones' keys stay in key order, with their place among the taken.
-        where = np.empty(len(uk), dtype=np.int64)
-        where[by_pos] = np.arange(len(uk))
         taken = ok[where]
         place = (np.cumsum(ok) - 1)[where[taken]]
         self._append(ps[keep], pt[keep], key[keep], uk[taken], place)
