@@ -64,6 +64,13 @@ def short(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture(scope="module")
+def stalls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A short body timeout only: a kept connection is not closed for idleness while a client
+    descheduled on a busy machine takes its time between two requests."""
+    yield from lean_server(tmp_path_factory, "stalls", {"http": {"body_read_timeout": SHORT}})
+
+
+@pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A bearer token and a small size limit, for the requests that expect 100-continue."""
     receive = {"http": {"max_request_body_size": SMALL_BODY}, "auth": {"bearer_token": TOKEN}}
@@ -207,7 +214,7 @@ def rest_until_closed(sock: socket.socket) -> bytes:
 
 
 @pytest.mark.parametrize("path", ["/v1/logs", "/v1/ingest"])
-def test_a_stalled_body_is_408_and_its_connection_closed(short: ServerProcess, path: str) -> None:
+def test_a_stalled_body_is_408_and_its_connection_closed(stalls: ServerProcess, path: str) -> None:
     """A good request keeps its connection; a stalled body after it is answered 408 and the
     connection closed with the answer: even if the rest of the body then comes, with a next
     request behind it, nothing more is read or answered. (aiohttp's lingering close used to read
@@ -217,8 +224,8 @@ def test_a_stalled_body_is_408_and_its_connection_closed(short: ServerProcess, p
         f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
         "Content-Length: %d\r\n\r\n"
     )
-    before = outcomes(short, kind, "timeout")
-    with connect(short) as sock:
+    before = outcomes(stalls, kind, "timeout")
+    with connect(stalls) as sock:
         sock.sendall((head % 0).encode())  # a good (empty) request: kept alive
         assert read_response(sock).startswith(b"HTTP/1.1 200")
         sock.sendall((head % 1000).encode() + b"\n" * 10)  # and the rest never comes
@@ -228,7 +235,7 @@ def test_a_stalled_body_is_408_and_its_connection_closed(short: ServerProcess, p
         with contextlib.suppress(OSError):  # the rest, late; the server may reset instead
             sock.sendall(b"\n" * 990 + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert rest_until_closed(sock) == b""
-    assert outcomes(short, kind, "timeout") == before + 1
+    assert outcomes(stalls, kind, "timeout") == before + 1
 
 
 EXPECT_HEAD = (
@@ -243,16 +250,16 @@ BEARER = f"Authorization: Bearer {TOKEN}\r\n"
 
 
 def refused_before_the_body(server: ServerProcess, head: str, status: int) -> bytes:
-    """Send the head of a request that expects 100-continue, and never its body: the first answer
-    is the refusal `status` (not 100 Continue), and it closes the connection: no body will come,
-    so there is nothing to wait for."""
+    """Send the head of a request that expects 100-continue, and wait: the first answer is the
+    refusal `status` (not 100 Continue), saying the connection closes, and the client, which
+    sends no body after it, goes."""
     with connect(server) as sock:
         sock.sendall(head.encode())
-        first, body = read_head(sock)
-        assert first.startswith(b"HTTP/1.1 %d " % status), first
-        assert b"connection: close" in first.lower(), first
-        body += rest_until_closed(sock)
-    return first + b"\r\n\r\n" + body
+        answer = read_response(sock)
+    first = answer.partition(b"\r\n\r\n")[0]
+    assert first.startswith(b"HTTP/1.1 %d " % status), first
+    assert b"connection: close" in first.lower(), first
+    return answer
 
 
 @pytest.mark.parametrize(("path", "kind"), [("/v1/logs", "http"), ("/v1/ingest", "ndjson")])
@@ -295,6 +302,27 @@ def test_expect_100_continue_is_refused_first_for_an_unsupported_type(
     head = EXPECT_HEAD.format(path=path, content_type="text/plain", length=10, extra=BEARER + extra)
     refused_before_the_body(guarded, head, 415)
     assert outcomes(guarded, kind, "unsupported_media_type", TOKEN) == before + 1
+
+
+@pytest.mark.parametrize(("path", "kind"), [("/v1/logs", "http"), ("/v1/ingest", "ndjson")])
+@pytest.mark.parametrize("token", ["", TOKEN])
+def test_a_refused_request_that_sends_its_body_without_waiting_reads_the_refusal(
+    guarded: ServerProcess, path: str, kind: str, token: str
+) -> None:
+    """A client may send its body without waiting for 100 Continue (RFC 9110 10.1.1; Python's
+    http.client does). It reads its 401 or 413, not a reset: the refusal is not retried as a
+    broken connection would be. (Cutting the connection at once reset it mid-send.)"""
+    outcome, status = ("too_large", 413) if token else ("unauthenticated", 401)
+    before = outcomes(guarded, kind, outcome, TOKEN)
+    body = b"x" * (4 * 1024 * 1024)  # more than the socket buffers hold: still sending
+    extra = f"Authorization: Bearer {token}\r\n" if token else ""
+    head = EXPECT_HEAD.format(path=path, content_type="application/json", length=len(body),
+                              extra=extra)  # fmt: skip
+    with connect(guarded) as sock:
+        sock.sendall(head.encode() + body)
+        answer = read_response(sock)
+    assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:200]
+    assert outcomes(guarded, kind, outcome, TOKEN) == before + 1
 
 
 @pytest.mark.parametrize(

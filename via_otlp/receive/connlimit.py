@@ -53,6 +53,7 @@ TIMEOUT_RESPONSE = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nConten
 HEALTH_PATH = b"/healthz"
 HEALTH_SLOTS = 8  # connections past the limit that may still ask for /healthz (per listener)
 HEALTH_SLOT_TIMEOUT = 2.0  # seconds such a connection has to send its request head
+TLS_SHUTDOWN_TIMEOUT = 5.0  # seconds a TLS close waits for the client's close_notify (asyncio: 30)
 _MAX_HEAD = 8192  # a longer request head in a health slot is not a health check
 
 
@@ -305,6 +306,8 @@ class GuardedSite(web.BaseSite):
         server = self._runner.server
         assert server is not None
         loop = asyncio.get_running_loop()
+        # A TLS close waits for the client's close_notify: 30 s by default, the connection's
+        # slot held all that time after a 408 or an idle close; a client that has it sends it at once.
         self._server = await loop.create_server(
             self._guard.protocol_factory(server),
             self._host or None,
@@ -312,6 +315,7 @@ class GuardedSite(web.BaseSite):
             ssl=self._ssl_context,
             reuse_address=True,
             backlog=self._backlog,
+            ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT if self._ssl_context else None,
         )
 
     @property

@@ -27,6 +27,7 @@ we then refuse (`expect_handler`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import functools
@@ -185,8 +186,8 @@ async def _inflated_pieces(
 def lingering_time(config: HttpConfig) -> float:
     """How long aiohttp reads on after answering a request whose body it has not read (413 by
     Content-Length, 401, 415): long enough that a client still sending reads the answer rather
-    than a reset, never longer than a stalled body is allowed (`body_read_timeout`). (A request
-    that expected 100-continue is refused before it sends: no lingering, see `expect_handler`.)"""
+    than a reset, never longer than a stalled body is allowed (`body_read_timeout`); the same for a
+    request that expected 100-continue, refused on its headers (`expect_handler`)."""
     return min(LINGERING_TIME, config.body_read_timeout)
 
 
@@ -202,8 +203,9 @@ async def answer_and_close(request: web.Request, response: _Answer) -> _Answer:
     nothing to wait for, and the stalled client would hold its connection that long.
     """
     response.force_close()  # `Connection: close`, and no keep-alive
-    await response.prepare(request)
-    await response.write_eof()
+    with contextlib.suppress(ConnectionError):  # gone already: nobody to answer (counted)
+        await response.prepare(request)
+        await response.write_eof()
     request.protocol.force_close()  # the transport closes once the answer is flushed
     return response
 
@@ -221,8 +223,10 @@ def expect_handler(
     `100 Continue` at once: a client that waits for it was told to upload a body that auth or
     the route then refused. This one runs `middlewares` (auth) around `screen` (the route's
     header checks, which return a response to refuse) first, and answers a refusal instead,
-    closing the connection: the client sends no body after it, so there is nothing to linger
-    for.
+    with `Connection: close`. The connection is not cut at once: a client may send its body
+    without waiting (RFC 9110 10.1.1; Python's http.client does, curl after 1 s), and would read
+    a reset (retryable, to an exporter) instead of the refusal; aiohttp reads such a body for
+    `lingering_time` at most, and a client that waited closes on the refusal.
     """
 
     async def passed(request: web.Request) -> web.StreamResponse:
@@ -238,7 +242,8 @@ def expect_handler(
         if answer is _PASSED:
             await _default_expect_handler(request)
             return None
-        return await answer_and_close(request, answer)
+        answer.force_close()
+        return answer
 
     return expect
 
