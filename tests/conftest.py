@@ -31,7 +31,7 @@ import via_otlp  # noqa: F401
 # Property tests draw the same examples on every run (derandomized, seeded by each test), so CI
 # passes or fails on the code, not on the draw; and no example is timed (a loaded machine made
 # the 200 ms deadline and the too-slow health check fail). HYPOTHESIS_PROFILE=explore draws afresh.
-_UNTIMED = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+_UNTIMED: dict[str, Any] = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
 settings.register_profile("ci", derandomize=True, **_UNTIMED)
 settings.register_profile("explore", derandomize=False, **_UNTIMED)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

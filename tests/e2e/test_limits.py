@@ -7,6 +7,7 @@ happen (a connection closed, a counter moved), and what is bounded is work and b
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gzip
 import json
@@ -22,8 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ServerProcess, http_post, start_server
+from tests.conftest import ServerProcess, free_port, http_post, start_server
 from tests.sockets import HALF_HTTP2_PREFACE, open_idle_connections, read_until_closed
+from via_otlp.app import App
+from via_otlp.config import parse_config
 from via_otlp.receive.connlimit import HEALTH_SLOTS
 
 pytestmark = pytest.mark.slow
@@ -503,3 +506,39 @@ def test_still_serving(srv: ServerProcess, short: ServerProcess, guarded: Server
     for server in (srv, short, guarded):
         with urllib.request.urlopen(f"{server.http_url}/healthz", timeout=60) as resp:
             assert resp.status == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "kind", "content_type"),
+    [("/v1/logs", "http", "application/json"), ("/v1/ingest", "ndjson", "application/x-ndjson")],
+)
+async def test_a_request_while_shutting_down_is_503_before_its_body(
+    tmp_path: Path, path: str, kind: str, content_type: str
+) -> None:
+    """Once the intake stops serving, a request that expects 100-continue is answered 503 with
+    Retry-After at once, on its headers (it was told 100 Continue and uploaded its body to
+    /v1/ingest first, only to be refused), and counted as unavailable."""
+    http_port = free_port()
+    config = parse_config(
+        f"""{{receive: {{grpc: {{enabled: false}}, http: {{endpoint: "127.0.0.1:{http_port}"}}}},
+              state: {{data_dir: "{tmp_path}"}}, control: {{enabled: false}},
+              registry: {{enabled: false}}, correlate: {{enabled: false}}}}"""
+    )
+    app = App(config)
+    await app.start()
+    try:
+        app.http.serving = False  # what shutdown does first
+        head = EXPECT_HEAD.format(path=path, content_type=content_type, length=10, extra="")
+
+        def first_head() -> bytes:
+            with socket.create_connection(("127.0.0.1", http_port), timeout=30) as sock:
+                sock.sendall(head.encode())
+                return read_head(sock)[0]
+
+        first = (await asyncio.to_thread(first_head)).lower()
+    finally:
+        await app.shutdown()
+    assert first.startswith(b"http/1.1 503 "), first
+    assert b"retry-after: 1" in first and b"connection: close" in first
+    counts = app.pipeline.stats.as_dict()["requests"][kind]  # type: ignore[index]
+    assert counts.get("unavailable") == 1, counts

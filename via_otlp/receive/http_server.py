@@ -541,9 +541,19 @@ class HttpServer:
         )
 
     def _ingest_screen(self, request: web.Request) -> str | web.Response:
-        """What `/v1/ingest` answers on the headers alone: 415 for an encoding we cannot
-        inflate, 413 by Content-Length (each counted); else the Content-Encoding."""
+        """What `/v1/ingest` answers on the headers alone: 503 shutting down, 415 for an
+        encoding we cannot inflate, 413 by Content-Length (each counted); else the
+        Content-Encoding."""
         stats = self.intake.stats
+        if not self.serving:
+            stats.count(Transport.NDJSON, Outcome.UNAVAILABLE)
+            gone = {
+                "accepted": 0,
+                "rejected": 0,
+                "errors": [],
+                "error": "via-otlp is shutting down",
+            }
+            return web.json_response(gone, status=503, headers={"Retry-After": "1"})
         content_encoding = _content_encoding(request)
         if content_encoding is None:
             stats.count(Transport.NDJSON, Outcome.UNSUPPORTED_MEDIA_TYPE)
