@@ -4,12 +4,14 @@ Start: restore state → consumer → gRPC and HTTP intake → health SERVING.
 Stop (SIGTERM/SIGINT): health NOT_SERVING → intake stops → queue drains → state saved.
 A start that fails half-way stops what it had started.
 
-`serve` starts the shards and the registry first (`EarlyShards`): the shards restore their
-snapshots, and the embedded PostgreSQL is initialised and started (its `initdb`: most of a first
-start), while this process imports and builds the servers (gRPC, aiohttp, the control API, the
-emitter: half a second of imports the shards never use). So this module imports only what the
-shards and the registry need at its top; the servers' modules are imported where the `App` is
-built. SERVING still waits for both, as on any start.
+The embedded PostgreSQL's start begins before this module is imported: `via-otlp serve`
+spawns its `initdb` (most of a first start), or its server, right after reading the
+configuration (`cli.begin_embedded`), and hands it over to `serve`. `serve` then starts the
+shards and the registry's start (`EarlyShards`): the shards restore their snapshots, and the
+registry waits for its server and migrates, while this process imports and builds the servers
+(gRPC, aiohttp, the control API, the emitter: half a second of imports the shards never use).
+So this module imports only what the shards and the registry need at its top; the servers'
+modules are imported where the `App` is built. SERVING still waits for both, as on any start.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from via_otlp.correlate.service import Correlation
     from via_otlp.receive.intake import IntakeFront
     from via_otlp.registry import Registry
+    from via_otlp.registry.embedded import EmbeddedPostgres
     from via_otlp.status import ServiceStatus
 
 log = logging.getLogger("via_otlp")
@@ -64,14 +67,18 @@ ConsumeHook = Callable[[LogBatch], Awaitable[None]]
 INIT_TURNS = 8
 
 
-def new_registry(config: Config) -> Registry | None:
-    """The registry the configuration asks for (not started), or None."""
+def new_registry(config: Config, embedded: EmbeddedPostgres | None = None) -> Registry | None:
+    """The registry the configuration asks for (not started), or None; `embedded`: its
+    embedded server, begun already (`serve`)."""
     if not config.registry.enabled:
         return None
     from via_otlp.registry import Registry
 
     return Registry(
-        config.registry, config.state.data_dir, source_order=config.receive.source_attributes
+        config.registry,
+        config.state.data_dir,
+        source_order=config.receive.source_attributes,
+        embedded=embedded,
     )
 
 
@@ -104,10 +111,12 @@ class EarlyShards:
     (`App(config, early=...)`) and waits for them in `start`, as for those it started itself.
     Their events go through `gate`, whose sink the `App` sets."""
 
-    def __init__(self, config: Config, *, restore: bool = True) -> None:
+    def __init__(
+        self, config: Config, *, restore: bool = True, embedded: EmbeddedPostgres | None = None
+    ) -> None:
         self.config = config
         self.restore = restore
-        self.registry = new_registry(config)
+        self.registry = new_registry(config, embedded)
         self.gate = EventGate(self.registry, None)
         self.pool = new_pool(config, self.gate, self.registry)
         self.ready: asyncio.Task[list[dict[str, Any]]] | None = None
@@ -152,6 +161,7 @@ class App:
         *,
         early: EarlyShards | None = None,
         began: float = 0.0,
+        embedded: EmbeddedPostgres | None = None,
     ) -> None:
         from via_otlp.control.server import ControlServer
         from via_otlp.correlate.service import Correlation
@@ -161,7 +171,7 @@ class App:
         from via_otlp.telemetry.otlp import MetricsPusher
 
         self.config = config
-        self.registry = early.registry if early is not None else new_registry(config)
+        self.registry = early.registry if early is not None else new_registry(config, embedded)
         self.emitter = Emitter(config.emit)
         self.telemetry = MetricsPusher(config.telemetry.metrics, config.emit, self.status)
         self.correlation = (
@@ -619,9 +629,12 @@ def instance_id(data_dir: str | Path) -> str:
         return name
 
 
-async def serve(config: Config, began: float | None = None) -> int:
+async def serve(
+    config: Config, began: float | None = None, embedded: EmbeddedPostgres | None = None
+) -> int:
     """Run until SIGTERM or SIGINT, then drain and exit 0. The start is counted from `began`
-    (monotonic; the command's start, before its imports), else from here."""
+    (monotonic; the command's start, before its imports), else from here. `embedded`: the
+    registry's embedded server, its start begun by the command (`cli.begin_embedded`)."""
     began = time.monotonic() if began is None else began
     restrict_new_files()  # state, vector store, logs of the embedded server: 0600 / 0700
     raise_nofile_limit()  # connection limits follow the open-file limit: make it what it may be
@@ -635,10 +648,10 @@ async def serve(config: Config, began: float | None = None) -> int:
     if not config.pipeline.in_process:
         # Restoring (if there is state), and the registry starting, while the servers'
         # modules are imported.
-        early = EarlyShards(config, restore=has_shard_state(config))
+        early = EarlyShards(config, restore=has_shard_state(config), embedded=embedded)
         await early.begin()
     try:
-        app = App(config, early=early, began=began)
+        app = App(config, early=early, began=began, embedded=embedded)
     except BaseException:
         if early is not None:
             await early.abandon()

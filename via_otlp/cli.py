@@ -23,6 +23,7 @@ from via_otlp.errors import ConfigError, ViaError
 
 if TYPE_CHECKING:
     from via_otlp.config import Config
+    from via_otlp.registry.embedded import EmbeddedPostgres
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -148,12 +149,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import time
 
     began = time.monotonic()  # "N s to start" and the uptime count the imports below too
-    from via_otlp.app import serve
-    from via_otlp.config import load_config
+    from via_otlp.config import load_config  # (imports no numpy: see `begin_embedded`)
 
     config = load_config(args.config)
     _setup_logging(config)
-    return asyncio.run(serve(config, began=began))
+    embedded = begin_embedded(config)
+    try:
+        from via_otlp.app import serve
+
+        return asyncio.run(serve(config, began=began, embedded=embedded))
+    finally:
+        if embedded is not None:  # (stopped by the registry already, unless the start failed)
+            embedded.stop()
+
+
+def begin_embedded(config: Config) -> EmbeddedPostgres | None:
+    """The registry's embedded PostgreSQL with its start begun (its initdb, or its server,
+    spawned), or None (registry off, or a DSN). `serve` calls this before it imports numpy,
+    the pipeline and the servers (half a second), which then overlap initdb, and before it
+    forks the shards (it starts no thread). The registry's start finishes it."""
+    if not config.registry.enabled or config.registry.dsn:
+        return None
+    from via_otlp.registry.embedded import embedded_for
+    from via_otlp.security.files import private_dir, restrict_new_files
+
+    restrict_new_files()  # as `serve` does first: the cluster and its log are private
+    private_dir(config.state.data_dir)
+    embedded = embedded_for(config.registry, config.state.data_dir)
+    embedded.begin()
+    return embedded
 
 
 def healthz_url(endpoint: str, tls: bool) -> str:

@@ -172,7 +172,7 @@ def test_durable_initdb_is_synced_before_it_is_renamed_into_place(
     def fsync_dir(path: Path) -> None:
         seen.append(("fsync", path, (pg_dir / "PG_VERSION").exists()))
 
-    monkeypatch.setattr(embedded, "_sync_filesystem", sync_filesystem)
+    monkeypatch.setattr(embedded, "sync_filesystem", sync_filesystem)
     monkeypatch.setattr(embedded, "fsync_dir", fsync_dir)
     pg = EmbeddedPostgres(pg_dir)
     try:
@@ -185,10 +185,9 @@ def test_durable_initdb_is_synced_before_it_is_renamed_into_place(
 
 def test_the_cluster_is_synced_to_disk(data_dir: Path) -> None:
     """The real sync: syncfs on the new cluster's file system, without an error."""
-    from via_otlp.durable import fsync_dir
-    from via_otlp.registry.embedded import _sync_filesystem
+    from via_otlp.durable import fsync_dir, sync_filesystem
 
-    _sync_filesystem(data_dir)
+    sync_filesystem(data_dir)
     fsync_dir(data_dir)
 
 
@@ -232,3 +231,60 @@ def test_what_a_killed_initdb_left_is_removed_at_the_next_one(data_dir: Path) ->
         pg.stop()
     assert not left.exists() and other.exists()
     assert sorted(p.name for p in data_dir.iterdir() if ".init-" in p.name) == [".other.init-keep"]
+
+
+_FORKED_THEN_KILLED = """
+import os, signal, sys, time
+from via_otlp.registry.embedded import EmbeddedPostgres
+pg = EmbeddedPostgres(sys.argv[1], durable=False)  # (kept: its lock file stays open)
+pg.start()
+child = os.fork()  # as `serve` forks its shards after the registry's start began
+if child == 0:
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # (the test reads the parent's output to its end)
+        os.dup2(null, fd)
+    time.sleep(60)
+    os._exit(0)
+print(child, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+async def test_a_killed_run_s_forked_child_does_not_keep_the_data_directory(
+    data_dir: Path,
+) -> None:
+    """The data directory's lock ends with the process that took it: a child it forked (a
+    shard, still finishing after its parent was killed) lets go of its copy."""
+    pg_dir = data_dir / "pg"
+    run = subprocess.run(
+        [sys.executable, "-c", _FORKED_THEN_KILLED, str(pg_dir)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    child = int(run.stdout.split()[0])
+    pg = EmbeddedPostgres(pg_dir, durable=False)
+    try:
+        assert Path(f"/proc/{child}").exists()  # the child lives on...
+        dsn = pg.start()  # ...and the next run takes the data directory all the same
+        assert (await _select_one(dsn))[0] == 1
+    finally:
+        pg.stop()
+        os.kill(child, signal.SIGKILL)
+
+
+def test_a_server_that_cannot_start_says_why(data_dir: Path) -> None:
+    """The server is waited for by its postmaster.pid, not by pg_ctl: when it exits at its
+    start, the error carries the end of its log, and nothing is left running or locked."""
+    pg_dir = data_dir / "pg"
+    pg = EmbeddedPostgres(pg_dir, durable=False)
+    pg.start()
+    pg.stop()
+    with open(pg_dir / "postgresql.conf", "a", encoding="utf-8") as conf:
+        conf.write("\nshared_buffers = 'lots'\n")
+    with pytest.raises(StartupError, match=r"(?s)did not start.*shared_buffers") as err:
+        pg.start()
+    assert "server.log" in (err.value.hint or "")
+    assert not pg.running and pg._server is None and pg._pid_from_file() is None
+    again = EmbeddedPostgres(pg_dir, durable=False)  # the lock was released
+    with pytest.raises(StartupError, match="shared_buffers"):
+        again.start()

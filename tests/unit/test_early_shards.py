@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 _PROBE = """
 import asyncio, json, sys, time
@@ -154,14 +155,56 @@ def test_the_registry_starts_while_the_servers_are_imported(tmp_path: Path) -> N
     """On every start, a first one too, `serve` begins the registry's start (the embedded
     PostgreSQL's initdb and start: most of a first start) before it imports the servers, and
     after the shards are forked (its thread would make every shard a fresh interpreter)."""
+    got, _ = _run_probe(_REGISTRY_PROBE, tmp_path)
+    assert got == {"shards_forked": 2, "loaded": [], "begun": True, "init_sent": False}, got
+
+
+def _run_probe(probe: str, tmp_path: Path) -> tuple[Any, str]:
+    """What `probe` printed last (JSON) and its stderr, run on 2 shards with the registry."""
     config = tmp_path / "via.json5"
     config.write_text(json.dumps({
         "pipeline": {"workers": 2}, "state": {"data_dir": str(tmp_path / "data")},
         "correlate": {"enabled": False},
     }))  # fmt: skip
     out = subprocess.run(
-        [sys.executable, "-c", _REGISTRY_PROBE, str(config)],
+        [sys.executable, "-c", probe, str(config)],
         capture_output=True, text=True, check=True, timeout=120,
     )  # fmt: skip
-    got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got == {"shards_forked": 2, "loaded": [], "begun": True, "init_sent": False}, got
+    return json.loads(out.stdout.strip().splitlines()[-1]), out.stderr
+
+
+_BEGIN_PROBE = """
+import json, subprocess, sys, threading
+from via_otlp import cli
+
+seen = []
+
+def refused(cmd, *args, **kwargs):  # the first process of the registry's start: noted, refused
+    seen.append({
+        "program": str(cmd[0]).rsplit("/", 1)[-1],
+        "loaded": sorted(m for m in ("numpy", "grpc", "aiohttp", "asyncpg") if m in sys.modules),
+        "threads": threading.active_count(),
+    })
+    raise OSError("refused by the test")
+
+subprocess.Popen = refused
+code = cli.main(["serve", "--config", sys.argv[1]])
+print(json.dumps({"code": code, "seen": seen}))
+"""
+
+
+def test_serve_spawns_initdb_before_its_heavy_imports(tmp_path: Path) -> None:
+    """`via-otlp serve` with the embedded registry spawns initdb (most of a first start) right
+    after reading its configuration: before numpy, gRPC, aiohttp or asyncpg are imported and
+    before any thread (the shards are forked after it). A failure there is one clear error,
+    and leaves neither the half-made cluster nor the data directory's lock behind."""
+    import fcntl
+
+    got, stderr = _run_probe(_BEGIN_PROBE, tmp_path)
+    assert got == {"code": 1, "seen": [{"program": "initdb", "loaded": [], "threads": 1}]}, got
+    assert "initdb init failed (refused by the test)" in stderr
+    assert "Traceback" not in stderr
+    data = tmp_path / "data"
+    assert not [p.name for p in data.iterdir() if ".init-" in p.name]
+    with open(data / ".postgres.lock", "wb") as lock:  # free again
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -10,13 +10,15 @@ and a `postmaster.pid` whose process is gone (or is not our server) is removed. 
 keeps two VIA processes from driving one data directory. PostgreSQL refuses to run as root;
 when VIA runs as root the server runs as `os_user` (default ``nobody``) instead.
 
-The methods block (they run subprocesses): call them through `asyncio.to_thread`.
+`begin` spawns the first process of a start (initdb on a new cluster, else the server) and
+returns at once: `serve` calls it before its heavy imports and before it forks the shards (it
+starts no thread). The other methods block (they wait on subprocesses): call them through
+`asyncio.to_thread`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import hashlib
 import importlib.util
@@ -32,10 +34,13 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from via_otlp.durable import fsync_dir
+from via_otlp.durable import fsync_dir, sync_filesystem
 from via_otlp.errors import StartupError
+
+if TYPE_CHECKING:
+    from via_otlp.registry.config import RegistryConfig
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +48,42 @@ _SOCKET_NAME = ".s.PGSQL.5432"
 _MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux; keep a margin
 _LOG_MAX_BYTES = 4 * 1024**2
 _STALE_START_ATTEMPTS = 4
+# How often a starting server's postmaster.pid is read (pg_ctl -w reads it every 100 ms).
+_READY_POLL = 0.005
+# postmaster.pid: line 1 the pid, line 8 the status (PostgreSQL's LOCK_FILE_LINE_PM_STATUS).
+_PM_STATUS_LINE = 8
 SUPERUSER = "postgres"
 # Where root keeps what the unprivileged server user must reach when the configured place is private.
 SHARED_DIR = Path("/var/tmp/via-otlp")
+
+
+# The data directories' lock files this process holds (their fds). A flock belongs to the open
+# file, which a fork shares: a child forked after `begin` (a shard) lets go of its copy, so the
+# lock ends with this process (a killed `serve` whose shards linger must not keep it).
+_held_locks: set[int] = set()
+
+
+def _let_go_of_locks_in_child() -> None:
+    if not _held_locks:
+        return
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    for fd in _held_locks:  # the fd stays valid (its file object may still close it)
+        with contextlib.suppress(OSError):
+            os.dup2(devnull, fd)
+    os.close(devnull)
+    _held_locks.clear()
+
+
+os.register_at_fork(after_in_child=_let_go_of_locks_in_child)
+
+
+def embedded_for(
+    config: RegistryConfig, data_dir: str | Path, *, durable: bool = True
+) -> EmbeddedPostgres:
+    """The embedded server of a registry with `config` (no DSN) and its state in `data_dir`."""
+    return EmbeddedPostgres(
+        Path(data_dir) / config.embedded_dir, os_user=config.embedded_os_user, durable=durable
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +233,12 @@ class EmbeddedPostgres:
         self._run_as = _RunAs(None, None)
         self._running = False
         self._stale_cleared = False
+        self._initdb_job: _Job | None = None  # initdb spawned by `begin`, not waited for yet
+        self._init_dir: Path | None = None  # where that initdb writes the new cluster
+        self._server: subprocess.Popen[bytes] | None = None  # the server we spawned last
+        self._spawned_at = 0.0  # (monotonic) when `_server` was spawned
+        self._pending = False  # `_server` spawned, not waited for yet (`_start_server`)
+        self._initdb_began = 0.0  # (monotonic) when `_initdb_job` was spawned
 
     # -- public -------------------------------------------------------------------------------
 
@@ -210,32 +254,71 @@ class EmbeddedPostgres:
         host = urllib.parse.quote(str(self._socket_dir), safe="")
         return f"postgresql://{SUPERUSER}@/postgres?host={host}&port=5432"
 
+    def begin(self) -> None:
+        """Begin `start` without waiting: take the data directory, and spawn initdb (no
+        cluster yet) or the server (the cluster exists); `start` waits for them and does the
+        rest. Starts no thread, so a process may fork after it (`serve` forks its shards).
+
+        A begin that fails releases what it took; `stop` ends a begun start.
+        """
+        if self._running or self._lock_file is not None:
+            return
+        try:
+            self._bin_dir = self._bin_dir or find_bin_dir()
+            self.data_dir.parent.mkdir(parents=True, exist_ok=True)  # reachability checks it
+            self._run_as = self._resolve_run_as()
+            self._acquire_lock()
+            if (self.data_dir / "PG_VERSION").exists():
+                self._prepare_cluster()
+                self._spawn_server()
+            else:
+                self._begin_initdb()
+        except BaseException:
+            self._abandon()
+            raise
+
     def start(self) -> str:
-        """Initialise the cluster if needed, start the server and return its DSN.
+        """Initialise the cluster if needed, start the server and return its DSN (after
+        `begin`, or on its own).
 
         A start that fails half-way stops what it started and releases the lock.
         """
         if self._running:
             return self.dsn
+        self.begin()
         try:
-            self._prepare()
+            if self._initdb_job is not None:
+                self._finish_initdb()
+                self._prepare_cluster()
+                self._spawn_server()
             self._start_server()
         except BaseException:
-            if self._lock_file is not None:  # never stop a server another process drives
-                self._stop_quietly()
-            self._release_lock()
+            self._abandon()
             raise
         self._running = True
         return self.dsn
 
     def stop(self) -> None:
-        """Stop the server (fast shutdown) and release the data directory; idempotent."""
+        """Stop the server (fast shutdown) and release the data directory; idempotent. Ends a
+        start that `begin` began, as well."""
         if self._lock_file is None:
             return
+        self._abandon()
+        self._running = False
+
+    def _abandon(self) -> None:
+        """Stop what this start spawned (initdb, the server) and release the lock."""
+        if self._lock_file is None:  # never stop a server another process drives
+            return
         try:
+            if self._initdb_job is not None:
+                self._initdb_job.kill()
+                self._initdb_job = None
+            if self._init_dir is not None:  # a new cluster never renamed into place
+                shutil.rmtree(self._init_dir, ignore_errors=True)
+                self._init_dir = None
             self._stop_quietly()
         finally:
-            self._running = False
             self._release_lock()
 
     def alive(self) -> bool:
@@ -255,6 +338,7 @@ class EmbeddedPostgres:
     def pause(self) -> None:
         """Stop the server but keep the data directory locked (tests: "PostgreSQL goes away")."""
         self._pg_ctl("stop", "-m", "fast")
+        self._reap()
         self._running = False
 
     def resume(self) -> None:
@@ -264,13 +348,8 @@ class EmbeddedPostgres:
 
     # -- preparation ---------------------------------------------------------------------------
 
-    def _prepare(self) -> None:
-        self._bin_dir = self._bin_dir or find_bin_dir()
-        self.data_dir.parent.mkdir(parents=True, exist_ok=True)  # before: reachability checks it
-        self._run_as = self._resolve_run_as()
-        self._acquire_lock()
-        if not (self.data_dir / "PG_VERSION").exists():
-            self._initdb()
+    def _prepare_cluster(self) -> None:
+        """Ready an existing cluster for its server: checked, stale server cleared, settings."""
         self._check_ownership()
         self._socket_dir = self._choose_socket_dir()
         self._clear_stale_server()
@@ -342,17 +421,20 @@ class EmbeddedPostgres:
                 hint="give each via-otlp instance its own state.data_dir, or share a server via registry.dsn",
             ) from None
         self._lock_file = f
+        _held_locks.add(f.fileno())
 
     def _release_lock(self) -> None:
         if self._lock_file is not None:
+            _held_locks.discard(self._lock_file.fileno())
             with contextlib.suppress(OSError):
                 fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
             self._lock_file.close()
             self._lock_file = None
 
-    def _initdb(self) -> None:
-        """Initialise into a sibling directory and rename it, so a killed initdb leaves nothing
-        under the cluster's name (the sibling it left is removed at the next initdb).
+    def _begin_initdb(self) -> None:
+        """Spawn initdb into a sibling directory (`_finish_initdb` renames it into place), so
+        a killed initdb leaves nothing under the cluster's name (the sibling it left is
+        removed at the next initdb).
 
         initdb runs with --no-sync (its default fsyncs every file: seconds under I/O load);
         when durable, the new cluster is synced with one syncfs before it is renamed into
@@ -367,22 +449,34 @@ class EmbeddedPostgres:
         for left in self.data_dir.parent.iterdir():  # a killed initdb's: we hold the lock
             if left.name.startswith(prefix) and left.is_dir() and not left.is_symlink():
                 shutil.rmtree(left, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=self.data_dir.parent))
+        self._init_dir = tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=self.data_dir.parent))
+        self._chown(tmp)
+        args = ["-D", str(tmp), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8"]
+        args += ["--locale=C", "--no-instructions", "--no-sync"]
+        self._initdb_job = self._spawn("initdb", *args, action="init")
+        self._initdb_began = time.monotonic()
+
+    def _finish_initdb(self) -> None:
+        assert self._initdb_job is not None and self._init_dir is not None
+        tmp = self._init_dir
         try:
-            self._chown(tmp)
-            args = ["-D", str(tmp), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8"]
-            args += ["--locale=C", "--no-instructions", "--no-sync"]
-            self._run("initdb", *args, action="init")
+            self._finish(self._initdb_job, "initdb", action="init")
+            self._initdb_job = None
+            log.info(
+                "embedded PostgreSQL: new cluster in %.2fs", time.monotonic() - self._initdb_began
+            )
             with open(tmp / "postgresql.conf", "a", encoding="utf-8") as conf:
                 conf.write("\ninclude_if_exists = 'via.conf'\n")
             if self.durable:
-                _sync_filesystem(tmp)
+                _sync_cluster(tmp)
             if self.data_dir.exists():
                 self.data_dir.rmdir()
             tmp.rename(self.data_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        finally:
+            self._init_dir = None
         if self.durable:
             fsync_dir(self.data_dir.parent)
 
@@ -470,16 +564,52 @@ class EmbeddedPostgres:
             if path.stat().st_size > _LOG_MAX_BYTES:
                 path.replace(self.data_dir / "server.log.1")
 
+    def _spawn_server(self) -> None:
+        """Spawn the server (as `pg_ctl start` does: its own session, output appended to
+        server.log); `_start_server` waits until it is ready."""
+        assert self._bin_dir is not None
+        if self._server is not None:
+            self._server.poll()  # the one before, if it died (killed, stopped): reaped
+        log_path = self.data_dir / "server.log"
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            self._chown(log_path)
+            self._server = subprocess.Popen(
+                [str(self._bin_dir / "postgres"), "-D", str(self.data_dir)],
+                stdin=subprocess.DEVNULL,
+                stdout=fd,
+                stderr=subprocess.STDOUT,
+                cwd=self.data_dir.parent,
+                start_new_session=True,
+                **self._run_as.kwargs(),
+            )
+        except OSError as exc:
+            raise StartupError(
+                f"embedded PostgreSQL: the server could not be started ({exc})",
+                hint=f"check {self._bin_dir}",
+            ) from None
+        finally:
+            os.close(fd)
+        self._spawned_at = time.monotonic()
+        self._pending = True
+
     def _start_server(self) -> None:
-        started = time.monotonic()
-        log_path = str(self.data_dir / "server.log")
-        # After a killed server its children take a moment to exit and free shared memory.
+        """Wait until the server spawned by `begin` is ready, else spawn one and wait.
+
+        After a killed server its children take a moment to exit and free shared memory: the
+        start is then retried a few times.
+        """
+        started = self._spawned_at if self._pending else time.monotonic()
         attempts = _STALE_START_ATTEMPTS if self._stale_cleared else 1
         for attempt in range(1, attempts + 1):
+            if not self._pending:
+                self._spawn_server()
+            self._pending = False
             try:
-                self._pg_ctl("start", "-t", str(int(self.start_timeout)), "-l", log_path)
+                self._wait_ready()
                 break
             except StartupError:
+                self._stop_quietly()
                 if attempt == attempts:
                     raise
                 time.sleep(0.5)
@@ -487,66 +617,136 @@ class EmbeddedPostgres:
             "embedded PostgreSQL started in %.2fs (%s)", time.monotonic() - started, self.data_dir
         )
 
-    def _stop_quietly(self) -> None:
-        if self._pid_from_file() is None:
-            return
+    def _wait_ready(self) -> None:
+        """Until the server says "ready" in its postmaster.pid, as `pg_ctl start -w` waits,
+        but read every few milliseconds instead of every 100 ms; a StartupError with the end
+        of server.log when it exits first or is not ready within `start_timeout`."""
+        proc = self._server
+        assert proc is not None
+        deadline = self._spawned_at + self.start_timeout
+        while not self._ready(proc.pid):
+            code = proc.poll()
+            if code is not None:
+                raise self._server_failed(f"exit status {code}")
+            if time.monotonic() > deadline:
+                raise self._server_failed(f"not ready within {self.start_timeout:g} s")
+            time.sleep(_READY_POLL)
+
+    def _ready(self, pid: int) -> bool:
         try:
-            self._pg_ctl("stop", "-m", "fast")
-        except StartupError:
-            pid = self._pid_from_file()
-            if pid is not None and _is_our_postmaster(pid, self.data_dir):
-                _kill_and_wait(pid)
+            lines = (self.data_dir / "postmaster.pid").read_text().split("\n")
+        except (FileNotFoundError, PermissionError):
+            return False
+        if len(lines) < _PM_STATUS_LINE or lines[0].strip() != str(pid):
+            return False
+        return lines[_PM_STATUS_LINE - 1].strip() in ("ready", "standby")
+
+    def _server_failed(self, reason: str) -> StartupError:
+        log_path = self.data_dir / "server.log"
+        return StartupError(
+            f"embedded PostgreSQL: the server did not start ({reason}): {_tail(log_path)[-2000:]}",
+            hint=f"see {log_path}",
+        )
+
+    def _stop_quietly(self) -> None:
+        """Stop the server (pg_ctl stop, else a kill), and reap it when it is our child (a
+        server that has written no postmaster.pid yet is killed)."""
+        self._pending = False
+        stopping = self._pid_from_file() is not None
+        if stopping:
+            try:
+                self._pg_ctl("stop", "-m", "fast")
+            except StartupError:
+                pid = self._pid_from_file()
+                if pid is not None and _is_our_postmaster(pid, self.data_dir):
+                    _kill_and_wait(pid)
+        elif self._server is not None and self._server.poll() is None:
+            self._server.kill()
+        self._reap()
+
+    def _reap(self) -> None:
+        """Wait for the server we spawned, once it was stopped (it is our child)."""
+        proc, self._server = self._server, None
+        if proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
 
     def _pg_ctl(self, action: str, *args: str) -> None:
         self._run("pg_ctl", "-D", str(self.data_dir), "-w", action, *args, action=action)
 
     def _run(self, program: str, *args: str, action: str = "") -> None:
+        self._finish(self._spawn(program, *args, action=action), program, action)
+
+    def _spawn(self, program: str, *args: str, action: str) -> _Job:
         assert self._bin_dir is not None
         cmd = [str(self._bin_dir / program), *args]
-        with tempfile.TemporaryFile() as out:
-            # Output to a file, not a pipe: pg_ctl's server inherits it and would hold a pipe open.
-            try:
-                subprocess.run(
-                    cmd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    check=True,
-                    timeout=self.start_timeout + 10,
-                    cwd=self.data_dir.parent,
-                    **self._run_as.kwargs(),
-                )
-            except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-                out.seek(0)
-                text = out.read().decode("utf-8", "replace").strip()
-                if action in ("start", "stop"):
-                    text += "\n" + _tail(self.data_dir / "server.log")
-                raise StartupError(
-                    f"embedded PostgreSQL: {program} {action} failed ({_reason(exc)}): {text[-2000:]}",
-                    hint=f"see {self.data_dir / 'server.log'}",
-                ) from None
-
-
-def _sync_filesystem(path: Path) -> None:
-    """Write out everything of the file system holding `path` (syncfs(2); os.sync without it):
-    one wait for a whole new cluster instead of an fsync per file."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        syncfs = getattr(_libc(), "syncfs", None)
-        if syncfs is None:
-            os.sync()
-        elif syncfs(fd) != 0:
-            raise StartupError(
-                f"embedded PostgreSQL: the new cluster in {path} could not be written to disk "
-                f"(syncfs: {os.strerror(ctypes.get_errno())})",
-                hint="check the disk and the system log",
+        # Output to a file, not a pipe: pg_ctl's server inherits it and would hold a pipe open.
+        out = tempfile.TemporaryFile()  # noqa: SIM115 - closed by `_finish` or `_Job.kill`
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.data_dir.parent,
+                **self._run_as.kwargs(),
             )
-    finally:
-        os.close(fd)
+        except OSError as exc:
+            out.close()
+            raise self._failed(program, action, str(exc), "") from None
+        return _Job(proc, out)
+
+    def _finish(self, job: _Job, program: str, action: str) -> None:
+        """Wait for `job`; a StartupError with its output when it fails or takes too long."""
+        try:
+            try:
+                code = job.proc.wait(timeout=self.start_timeout + 10)
+            except subprocess.TimeoutExpired as exc:
+                job.proc.kill()
+                job.proc.wait()
+                reason = str(exc)
+            else:
+                if code == 0:
+                    return
+                reason = f"exit status {code}"
+            job.out.seek(0)
+            text = job.out.read().decode("utf-8", "replace").strip()
+            if action in ("start", "stop"):
+                text += "\n" + _tail(self.data_dir / "server.log")
+            raise self._failed(program, action, reason, text)
+        finally:
+            job.out.close()
+
+    def _failed(self, program: str, action: str, reason: str, text: str) -> StartupError:
+        return StartupError(
+            f"embedded PostgreSQL: {program} {action} failed ({reason}): {text[-2000:]}",
+            hint=f"see {self.data_dir / 'server.log'}",
+        )
 
 
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """A PostgreSQL program running, its output collected in a file."""
+
+    proc: subprocess.Popen[bytes]
+    out: IO[bytes]
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.out.close()
+
+
+def _sync_cluster(path: Path) -> None:
+    try:
+        sync_filesystem(path)
+    except OSError as exc:
+        raise StartupError(
+            f"embedded PostgreSQL: the new cluster in {path} could not be written to disk "
+            f"({exc.strerror or exc})",
+            hint="check the disk and the system log",
+        ) from None
 
 
 def _tail(path: Path, size: int = 1500) -> str:
@@ -557,12 +757,6 @@ def _tail(path: Path, size: int = 1500) -> str:
             return f.read().decode("utf-8", "replace")
     except OSError:
         return ""
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, subprocess.CalledProcessError):
-        return f"exit status {exc.returncode}"
-    return str(exc)
 
 
 def _is_our_postmaster(pid: int, data_dir: Path) -> bool:

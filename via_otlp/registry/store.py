@@ -45,7 +45,7 @@ from via_otlp.ratelog import RateLimitedLog, quiet_library_logger
 from via_otlp.redact import redact_text
 from via_otlp.registry._db import as_upstream, init_connection, redact_dsn
 from via_otlp.registry.config import MAX_PAGE, RegistryConfig
-from via_otlp.registry.embedded import EmbeddedPostgres
+from via_otlp.registry.embedded import EmbeddedPostgres, embedded_for
 from via_otlp.registry.migrate import apply_migrations
 from via_otlp.registry.patches import EMPTY_PATCHES, Patch, PatchSet
 from via_otlp.registry.patchstore import PatchStore
@@ -94,7 +94,9 @@ class Registry:
         *,
         embedded_durable: bool = True,
         source_order: Sequence[str] = DEFAULT_SOURCE_ATTRIBUTES,
+        embedded: EmbeddedPostgres | None = None,
     ) -> None:
+        """`embedded`: the embedded server to use, its start begun already (`serve`)."""
         self.config = config
         self.source_order = tuple(source_order)  # to move rows of older source keys
         self.data_dir = Path(data_dir)
@@ -103,6 +105,7 @@ class Registry:
         self.schema_tracker = SchemaTracker(config.schema)
         self._embedded_durable = embedded_durable
         self._embedded: EmbeddedPostgres | None = None
+        self._begun_embedded = embedded
         self._pool: asyncpg.Pool | None = None
         self._patch_store: PatchStore | None = None
         self._writer: RegistryWriter | None = None
@@ -189,11 +192,11 @@ class Registry:
     async def _start_database(self) -> str:
         if self.config.dsn:
             return self.config.dsn
-        self._embedded = EmbeddedPostgres(
-            self.data_dir / self.config.embedded_dir,
-            os_user=self.config.embedded_os_user,
-            durable=self._embedded_durable,
-        )
+        self._embedded, self._begun_embedded = self._begun_embedded, None
+        if self._embedded is None:
+            self._embedded = embedded_for(
+                self.config, self.data_dir, durable=self._embedded_durable
+            )
         return await asyncio.to_thread(self._embedded.start)
 
     async def _create_pool(self) -> asyncpg.Pool:
