@@ -51,6 +51,8 @@ class HttpConfig:
     body_read_timeout: float = field(default=30.0, metadata=spec(unit="duration", gt=0))
     # A keep-alive connection with no request in progress is closed after this.
     idle_timeout: float = field(default=60.0, metadata=spec(unit="duration", gt=0))
+    # A client that stops reading an answer (nothing leaves its socket) is cut off after this.
+    write_timeout: float = field(default=30.0, metadata=spec(unit="duration", gt=0))
 
     def check(self) -> None:
         check_endpoint(self.endpoint, "endpoint")

@@ -15,7 +15,13 @@ logged). `ConnectionGuard` wraps each connection's protocol:
   at once; an idle one is closed with 503 when a newer one needs the slot), and none holds one
   longer than `HEALTH_SLOT_TIMEOUT`;
 - a connection that has not sent a complete request head within `header_timeout` of opening
-  is closed (`408` if it sent anything), counted.
+  is closed (`408` if it sent anything), counted;
+- a connection whose client stops reading an answer (writing paused, and no byte taken by the
+  client) for `write_timeout` is aborted, counted: aiohttp has no write timeout, so a client
+  asking for a large `/status` or `/metrics` and never reading held its handler, the answer's
+  bytes and a connection slot for ever. A slow reader is not a stalled one: what counts is the
+  bytes still unsent (asyncio's buffer and the kernel's send queue), not the time between the
+  kernel's "writable" wake-ups, which with megabytes of send buffer draining slowly can be long.
 
 Idle keep-alive connections are aiohttp's `keepalive_timeout`; stalled bodies are the
 handlers' (`body_read_timeout`). The limit itself follows the process's file descriptor limit
@@ -25,8 +31,11 @@ handlers' (`body_read_timeout`). The limit itself follows the process's file des
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import resource
+import struct
+import termios
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,6 +112,7 @@ class ConnectionStats:
     active: int = 0
     refused: int = 0
     header_timeouts: int = 0
+    write_timeouts: int = 0  # aborted: the client stopped reading an answer
     handlers_cancelled: int = 0  # cancelled when their connection was lost
     health_answered_at_limit: int = 0  # /healthz answered in a health slot past the limit
 
@@ -111,10 +121,15 @@ class ConnectionGuard:
     """Shared state of every guarded connection of one listener."""
 
     def __init__(
-        self, limit: int, header_timeout: float, serving: Callable[[], bool] = lambda: True
+        self,
+        limit: int,
+        header_timeout: float,
+        serving: Callable[[], bool] = lambda: True,
+        write_timeout: float = 30.0,
     ) -> None:
         self.stats = ConnectionStats(limit=limit)
         self.header_timeout = header_timeout
+        self.write_timeout = write_timeout
         self.serving = serving  # what /healthz says, when it is answered past the limit
         self._refusal_log = RateLimitedLog(log)
         self._health_slots: OrderedDict[_GuardedConnection, None] = OrderedDict()
@@ -162,6 +177,8 @@ class _GuardedConnection(asyncio.Protocol):
         "_tail",
         "_timer",
         "_transport",
+        "_unsent_mark",
+        "_write_timer",
     )
 
     def __init__(self, guard: ConnectionGuard, make_inner: Callable[[], asyncio.Protocol]) -> None:
@@ -170,6 +187,8 @@ class _GuardedConnection(asyncio.Protocol):
         self._inner: asyncio.Protocol | None = None
         self._transport: asyncio.BaseTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._write_timer: asyncio.TimerHandle | None = None  # set while writing is paused
+        self._unsent_mark = 0  # bytes unsent when that timer was set
         self._tail = b""
         self._seen = False
         self._admitted = False
@@ -218,11 +237,40 @@ class _GuardedConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         if self._inner is not None:
+            if self._write_timer is None:
+                self._watch_writing()
             self._inner.pause_writing()
 
     def resume_writing(self) -> None:
+        self._cancel_write_timer()
         if self._inner is not None:
             self._inner.resume_writing()
+
+    def _cancel_write_timer(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _watch_writing(self) -> None:
+        self._unsent_mark = _unsent(self._transport)
+        self._write_timer = asyncio.get_running_loop().call_later(
+            self._guard.write_timeout, self._write_timed_out
+        )
+
+    def _write_timed_out(self) -> None:
+        """`write_timeout` since writing paused or last moved: if the client took nothing in
+        that time, abort (a close would wait to send what it does not read); else watch on."""
+        self._write_timer = None
+        transport = self._transport
+        if not isinstance(transport, asyncio.WriteTransport) or not self._admitted:
+            return
+        if transport.is_closing():
+            return
+        if _unsent(transport) < self._unsent_mark:
+            self._watch_writing()
+            return
+        self._guard.stats.write_timeouts += 1
+        transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._head is not None:
@@ -231,6 +279,7 @@ class _GuardedConnection(asyncio.Protocol):
             return
         self._admitted = False
         self._guard.stats.active -= 1
+        self._cancel_write_timer()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -275,6 +324,22 @@ class _GuardedConnection(asyncio.Protocol):
         if self._seen and isinstance(transport, asyncio.WriteTransport):
             transport.write(TIMEOUT_RESPONSE)
         transport.close()
+
+
+def _unsent(transport: asyncio.BaseTransport | None) -> int:
+    """Bytes written to `transport` that the peer has not yet taken: asyncio's buffer plus, on
+    Linux, the socket's send queue (TIOCOUTQ; elsewhere the buffer alone)."""
+    if not isinstance(transport, asyncio.WriteTransport):
+        return 0
+    unsent = transport.get_write_buffer_size()
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+            unsent += struct.unpack("i", queued)[0]
+        except (OSError, ValueError):
+            pass
+    return unsent
 
 
 class GuardedSite(web.BaseSite):

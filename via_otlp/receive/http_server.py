@@ -297,7 +297,10 @@ class HttpServer:
         self.serving = False
         self.port = 0
         self.guard = ConnectionGuard(
-            self.config.max_connections, self.config.read_header_timeout, lambda: self.serving
+            self.config.max_connections,
+            self.config.read_header_timeout,
+            lambda: self.serving,
+            self.config.write_timeout,
         )
         self._runner: web.AppRunner | None = None
         self._error_log = RateLimitedLog(log)
