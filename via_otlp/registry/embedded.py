@@ -337,7 +337,7 @@ class EmbeddedPostgres:
 
     def pause(self) -> None:
         """Stop the server but keep the data directory locked (tests: "PostgreSQL goes away")."""
-        self._pg_ctl("stop", "-m", "fast")
+        self._stop_server()
         self._reap()
         self._running = False
 
@@ -648,14 +648,31 @@ class EmbeddedPostgres:
             hint=f"see {log_path}",
         )
 
+    def _stop_server(self) -> None:
+        """A fast shutdown, waited for: of the server we spawned, by SIGINT and waiting for it
+        to exit (`pg_ctl stop -w` sends the same and reads the pid file every 100 ms); of
+        another (left by an earlier run), by pg_ctl stop."""
+        proc = self._server
+        if proc is None or proc.poll() is not None or self._pid_from_file() != proc.pid:
+            self._pg_ctl("stop", "-m", "fast")
+            return
+        os.kill(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(self.start_timeout + 10)
+        except subprocess.TimeoutExpired:
+            raise StartupError(
+                f"embedded PostgreSQL: the server did not stop within {self.start_timeout + 10:g} s",
+                hint=f"see {self.data_dir / 'server.log'}",
+            ) from None
+
     def _stop_quietly(self) -> None:
-        """Stop the server (pg_ctl stop, else a kill), and reap it when it is our child (a
+        """Stop the server (a fast shutdown, else a kill), and reap it when it is our child (a
         server that has written no postmaster.pid yet is killed)."""
         self._pending = False
         stopping = self._pid_from_file() is not None
         if stopping:
             try:
-                self._pg_ctl("stop", "-m", "fast")
+                self._stop_server()
             except StartupError:
                 pid = self._pid_from_file()
                 if pid is not None and _is_our_postmaster(pid, self.data_dir):
