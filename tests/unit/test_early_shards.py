@@ -178,11 +178,12 @@ import json, subprocess, sys, threading
 from via_otlp import cli
 
 seen = []
+HEAVY = ("numpy", "via_otlp.patterns.stage", "grpc", "aiohttp", "asyncpg")
 
 def refused(cmd, *args, **kwargs):  # the first process of the registry's start: noted, refused
     seen.append({
         "program": str(cmd[0]).rsplit("/", 1)[-1],
-        "loaded": sorted(m for m in ("numpy", "grpc", "aiohttp", "asyncpg") if m in sys.modules),
+        "loaded": sorted(m for m in HEAVY if m in sys.modules),
         "threads": threading.active_count(),
     })
     raise OSError("refused by the test")
@@ -195,9 +196,9 @@ print(json.dumps({"code": code, "seen": seen}))
 
 def test_serve_spawns_initdb_before_its_heavy_imports(tmp_path: Path) -> None:
     """`via-otlp serve` with the embedded registry spawns initdb (most of a first start) right
-    after reading its configuration: before numpy, gRPC, aiohttp or asyncpg are imported and
-    before any thread (the shards are forked after it). A failure there is one clear error,
-    and leaves neither the half-made cluster nor the data directory's lock behind."""
+    after reading its configuration: before numpy, the pattern miner, gRPC, aiohttp or asyncpg
+    are imported and before any thread (the shards are forked after it). A failure there is
+    one clear error, and leaves neither the half-made cluster nor the data directory's lock."""
     import fcntl
 
     got, stderr = _run_probe(_BEGIN_PROBE, tmp_path)
