@@ -105,9 +105,10 @@ def has_shard_state(config: Config) -> bool:
 class EarlyShards:
     """The shards and the registry of `serve`, started before the rest of the service is
     built: `begin` forks the shards (this process has no thread yet), sends each its INIT when
-    it has state to restore (`restore`), and then begins the registry's start (the embedded
-    PostgreSQL's initdb and start run in a thread and its own processes), so both go on while
-    the servers' modules are imported. The `App` built next takes them over
+    it has state to restore (`restore`), and then begins the registry's start (a thread waits
+    for the embedded PostgreSQL, whose initdb or server the command spawned already, then the
+    registry migrates), so both go on while the servers' modules are imported. The `App`
+    built next takes them over
     (`App(config, early=...)`) and waits for them in `start`, as for those it started itself.
     Their events go through `gate`, whose sink the `App` sets."""
 
