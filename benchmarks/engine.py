@@ -13,19 +13,22 @@ from __future__ import annotations
 import gc
 import time
 import tracemalloc
+from collections.abc import Sequence
 
 import numpy as np
 
 from via_otlp.detect import DetectConfig, Engine
 from via_otlp.model import LogBatch, Source
+from via_otlp.receive.normalise import HexIds
 
 BUCKET_NS = 10_000_000_000
 
 
 def make_batches(
-    n_batches: int, size: int, n_profiles: int, uid_share: float, seed: int = 1
+    n_batches: int, size: int, n_profiles: int, uid_share: float, seed: int = 1, wire: bool = False
 ) -> list[LogBatch]:
-    """Batches of `size` records spread over `n_profiles` patterns, 1 s of event time each."""
+    """Batches of `size` records spread over `n_profiles` patterns, 1 s of event time each;
+    trace ids as strs, or with `wire` as the intake gives them (16 bytes each, `HexIds`)."""
     rng = np.random.default_rng(seed)
     sources = [Source.from_attributes((("service.name", f"svc{i}"),)) for i in range(20)]
     hashes = [f"{i:016x}" for i in range(n_profiles)]
@@ -42,7 +45,9 @@ def make_batches(
                 rng.integers(0, 5000, size).tolist(), rng.random(size).tolist(), strict=True
             )
         ]
-        tids = [f"{x:032x}" for x in rng.integers(0, 2**62, size=size).tolist()]
+        tids: Sequence[str] = [f"{x:032x}" for x in rng.integers(0, 2**62, size=size).tolist()]
+        if wire:
+            tids = HexIds.packed(bytes.fromhex("".join(tids)), 16, size)
         pl = p.tolist()
         out.append(
             LogBatch(
@@ -51,7 +56,7 @@ def make_batches(
                 severity=["INFO"] * size,
                 body=[""] * size,
                 time_ns=times,
-                trace_id=tids,
+                trace_id=tids,  # type: ignore[arg-type]
                 unique_id=uids,
                 template_id=[hashes[i][-12:] for i in pl],
                 template=[f"template {i} <*>" for i in pl],
@@ -83,10 +88,15 @@ class Ceiling:
 
 
 def throughput(
-    label: str, size: int, n_profiles: int, uid_share: float, seconds: int = 300
+    label: str,
+    size: int,
+    n_profiles: int,
+    uid_share: float,
+    seconds: int = 300,
+    wire: bool = False,
 ) -> None:
     """Engine and ceiling on the same batches, interleaved batch by batch (same noise)."""
-    batches = make_batches(seconds, size, n_profiles, uid_share)
+    batches = make_batches(seconds, size, n_profiles, uid_share, wire=wire)
     eng = Engine(DetectConfig(warmup=60))
     ceiling = Ceiling(n_profiles)
     gc.collect()
@@ -111,23 +121,27 @@ def throughput(
     )
 
 
-def _memory_batch(src: list[Source], ids: range, distinct_per_profile: int) -> LogBatch:
-    rows = [(i, j) for i in ids for j in range(max(1, distinct_per_profile))]
+def _memory_batch(
+    src: list[Source], ids: range, distinct_per_profile: int, traces: int = 0
+) -> LogBatch:
+    """A record per profile of `ids`, or one per distinct id or trace id: `traces` of them
+    with their own trace id (lower hex, as the intake gives them), so that as many are held."""
+    rows = [(i, j) for i in ids for j in range(max(1, distinct_per_profile, traces))]
     return LogBatch(
         sources=src,
         source_index=[i % 100 for i, _ in rows],
         severity=["INFO"] * len(rows),
         body=[""] * len(rows),
         time_ns=[1_000_000_000] * len(rows),
-        trace_id=[""] * len(rows),
-        unique_id=[f"u{i}-{j}" if distinct_per_profile else "" for i, j in rows],
+        trace_id=[f"{i:016x}{j:016x}" if j < traces else "" for i, j in rows],
+        unique_id=[f"u{i}-{j}" if j < distinct_per_profile else "" for i, j in rows],
         template_id=[f"{i:012x}" for i, _ in rows],
         template=[f"GET /api/v1/orders/<*> returned <*> for user <*> ({i})" for i, _ in rows],
         rhythm_hash=[f"{i:016x}" for i, _ in rows],
     )
 
 
-def memory(n_profiles: int, distinct_per_profile: int, label: str) -> None:
+def memory(n_profiles: int, distinct_per_profile: int, label: str, traces: int = 0) -> None:
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
@@ -136,7 +150,7 @@ def memory(n_profiles: int, distinct_per_profile: int, label: str) -> None:
     chunk = 10_000
     for lo in range(0, n_profiles, chunk):
         eng.observe(
-            _memory_batch(src, range(lo, min(n_profiles, lo + chunk)), distinct_per_profile)
+            _memory_batch(src, range(lo, min(n_profiles, lo + chunk)), distinct_per_profile, traces)
         )
     gc.collect()
     used = tracemalloc.get_traced_memory()[0] - base
@@ -156,8 +170,10 @@ def main() -> None:
     throughput("batch 8192, 1,000 profiles, 50% unique ids", 8192, 1_000, 0.5)
     throughput("batch 1024, 1,000 profiles, no unique ids", 1024, 1_000, 0.0, seconds=1000)
     throughput("batch 8192, 20,000 profiles, no unique ids", 8192, 20_000, 0.0)
+    throughput("  the same, trace ids as bytes (HexIds)", 8192, 20_000, 0.0, wire=True)
     memory(100_000, 0, "memory, typical (no unique ids)")
     memory(100_000, 3, "memory, typical (3 distinct ids each)")
+    memory(100_000, 0, "memory, 5 trace ids each (as many held)", traces=5)
     memory(20_000, 200, "memory, worst (200 ids, dense sketches)")
 
 

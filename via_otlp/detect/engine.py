@@ -64,7 +64,14 @@ from via_otlp.detect.profile import (
     RecentBucket,
     Verdict,
 )
-from via_otlp.detect.samples import EMPTY_ID_HASH, TraceSamples, hash_ids
+from via_otlp.detect.samples import (
+    EMPTY_ID_HASH,
+    TraceSamples,
+    as_held,
+    hash_ids,
+    join_ids,
+    pick_ids,
+)
 from via_otlp.detect.upgrade import upgrade_engine
 from via_otlp.model import AnomalyEvent, AnomalyKind, EpisodeState, LogBatch, Source
 from via_otlp.patterns.rhythm import rhythm_hash
@@ -190,11 +197,11 @@ class _OpenBucket:
     # The folded trace id samples: per slot, its first `k` distinct non-empty ids (`samples`).
     traces: TraceSamples = field(default_factory=TraceSamples)
     # Trace id candidates not folded into the samples yet: per batch, the first few records of
-    # each group as (slot, trace id) in record order. Folding waits until samples are read (an
-    # alarm, a snapshot), or until many wait.
+    # each group as (slot, trace id) in record order, empty ids left out, ids as `pick_ids`
+    # gives them. Folding waits until samples are read (an alarm, a snapshot), or until many wait.
     pending_slots: list[np.ndarray] = field(default_factory=list)
     pending_tids: list[np.ndarray] = field(default_factory=list)
-    pending_hashes: list[np.ndarray] = field(default_factory=list)  # their `hash_ids` (int64)
+    pending_hashes: list[np.ndarray | None] = field(default_factory=list)  # strs' `hash_ids`
     pending: int = 0
     # Per slot: its folded samples are complete (`k` of them), so no later candidate can
     # change them (samples are a slot's first `k` distinct ids); set by `fold`.
@@ -222,16 +229,23 @@ class _OpenBucket:
         return self.regs
 
     def add_candidates(
-        self, slots: np.ndarray, tids: np.ndarray, k: int, hashes: np.ndarray | None = None
+        self,
+        slots: np.ndarray,
+        tids: np.ndarray,
+        k: int,
+        hashes: np.ndarray | None = None,
+        keep: np.ndarray | None = None,
     ) -> None:
-        """Candidates (slot, trace id) in record order; `hashes`: the ids' `hash_ids` as int64
-        (computed here if not given)."""
-        if hashes is None:
-            hashes = hash_ids(tids.tolist()).view(np.int64)
-        self.pending_slots.append(slots)
+        """Candidates (slot, trace id) in record order: `tids` as `pick_ids` gives them (its
+        `hashes`, and `keep`: the mask of `slots` whose ids they are, the others empty), or an
+        object array of strs (held as 16 bytes here where they are lower hex)."""
+        if tids.ndim == 1 and hashes is None and keep is None:
+            tids, hashes, keep = as_held(tids)
+        self.traces.see(slots)  # an entry once a group was seen, ids or not
+        self.pending += len(slots)
+        self.pending_slots.append(slots if keep is None else slots[keep])
         self.pending_tids.append(tids)
         self.pending_hashes.append(hashes)
-        self.pending += len(slots)
         soon = max(_FOLD_SOON, self.traces.n)
         if self.pending > _FOLD_AT or (self.fold_early and self.pending > soon):
             self.fold_early = self.fold(k) > 0
@@ -252,12 +266,10 @@ class _OpenBucket:
         if not self.pending_slots:
             return 0
         ps = np.concatenate(self.pending_slots)
-        pt = np.concatenate(self.pending_tids)
-        ph = np.concatenate(self.pending_hashes)
+        pt, ph = join_ids(self.pending_tids, self.pending_hashes)
         self.pending_slots, self.pending_tids, self.pending_hashes = [], [], []
         self.pending = 0
         traces = self.traces
-        traces.see(ps)  # an entry once a group was seen, ids or not
         added = traces.take(ps, pt, k, ph)
         done = _sorted_unique(added[traces.count[added] >= k])  # (they held fewer before)
         if len(done):
@@ -293,7 +305,8 @@ class _OpenBucket:
                 self.pending -= int(np.count_nonzero(m))
                 self.pending_slots[i] = ps[~m]
                 self.pending_tids[i] = self.pending_tids[i][~m]
-                self.pending_hashes[i] = self.pending_hashes[i][~m]
+                h = self.pending_hashes[i]
+                self.pending_hashes[i] = None if h is None else h[~m]
         regs = self.compacted()
         if len(regs):
             self.regs = regs[~np.isin(packed_slots(regs), slots)]
@@ -348,7 +361,8 @@ class _OpenBucket:
         pt = np.empty(len(ps), dtype=object)
         pt[:] = [t for _, v in rows for t in v]
         if len(ps):  # (each id its slot does not hold yet, however many it holds)
-            self.traces.take(ps, pt, np.iinfo(np.int64).max)
+            tids, hashes, keep = as_held(pt)
+            self.traces.take(ps if keep is None else ps[keep], tids, np.iinfo(np.int64).max, hashes)
 
 
 class Engine:
@@ -695,17 +709,18 @@ class Engine:
         within = np.arange(total, dtype=np.int64) - np.repeat(ends - take, take)
         rec = order[np.repeat(starts, take) + within]
         c_slot = np.repeat(g_slot, take)
-        picked = _pick(tids, rec)
-        c_hash = hash_ids(picked).view(np.int64)  # (in C, while the ids are at hand)
-        c_tid = np.empty(total, dtype=object)
-        c_tid[:] = picked
+        c_tid, c_hash, kept = pick_ids(tids, rec)  # (16 bytes each, or strs with their hashes)
         if int(g_bucket.min()) == int(g_bucket.max()):
-            self._open[int(g_bucket[0])].add_candidates(c_slot, c_tid, k, c_hash)
+            self._open[int(g_bucket[0])].add_candidates(c_slot, c_tid, k, c_hash, kept)
             return
         c_bucket = np.repeat(g_bucket, take)
+        held = c_bucket if kept is None else c_bucket[kept]
         for bk in np.unique(g_bucket).tolist():
-            m = c_bucket == bk
-            self._open[bk].add_candidates(c_slot[m], c_tid[m], k, c_hash[m])
+            m, mh = c_bucket == bk, held == bk
+            self._open[bk].add_candidates(
+                c_slot[m], c_tid[mh], k, None if c_hash is None else c_hash[mh],
+                None if kept is None else kept[m],
+            )  # fmt: skip
 
     def _count_unique(
         self,
