@@ -31,7 +31,14 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from via_otlp.config import Config
 from via_otlp.model import AnomalyKind
-from via_otlp.simulate.generate import GeneratedRequest, Traffic, generate, seasonal_factor
+from via_otlp.simulate.generate import (
+    GeneratedRequest,
+    Traffic,
+    drift_factor,
+    generate,
+    seasonal_factor,
+    window_buckets,
+)
 from via_otlp.simulate.run import ProgressFn, replay
 from via_otlp.simulate.scenario import (
     AnomalySpec,
@@ -193,18 +200,36 @@ def evidence_sigma(sc: Scenario, a: AnomalySpec, t: TemplateSpec) -> float:
 
 def evidence_by_minute(sc: Scenario, a: AnomalySpec, t: TemplateSpec) -> np.ndarray:
     """`evidence_sigma` of the anomaly's first 1, 2, ... minutes (how an ideal test's z grows:
-    as the square root of the minutes for a drop, as their 1.5th power for a drift's ramp)."""
-    b0 = round(a.at / sc.bucket)
+    as the square root of the minutes for a drop, as their 1.5th power for a drift's ramp), at
+    the rate as generated: the buckets and ramp of generate.py, on a template earlier drifts
+    may have moved (`_drifted`)."""
+    b0, b1 = window_buckets(a, sc.bucket, sc.buckets)
     per = round(60.0 / sc.bucket)
-    minutes = max(1, round(a.duration / 60.0))
-    g = seasonal_factor(sc, b0 + minutes * per)[b0:].reshape(minutes, per).mean(axis=1)
-    lam = t.rate * per * g  # expected records a minute
+    minutes = max(1, -(-(b1 - b0) // per))
+    b = np.arange(b0, b0 + minutes * per)
+    lam = t.rate * seasonal_factor(sc, b[-1] + 1)[b0:] * _drifted(sc, a, t, b)  # a bucket
     if a.kind is InjectedKind.DROP:
         signal = lam * (1.0 - 1.0 / a.factor)
     else:
-        signal = lam * abs(a.percent_per_hour) / 100.0 * np.arange(1, minutes + 1) / 60.0
+        signal = lam * (drift_factor(a, sc.bucket, b1 - b0, b - b0) - 1.0)
+    signal[b >= b1] = 0.0  # the last minute's buckets past the window
+    lam, signal = lam.reshape(minutes, per).sum(axis=1), signal.reshape(minutes, per).sum(axis=1)
     shape = sc.noise.shape if sc.noise.kind is NoiseKind.GAMMA else math.inf
     return np.sqrt(np.cumsum(signal**2 / (lam + lam**2 / shape)))
+
+
+def _drifted(sc: Scenario, a: AnomalySpec, t: TemplateSpec, buckets: np.ndarray) -> np.ndarray:
+    """The factor by which the drifts of `a`'s source that start before `a`, on template `t` or
+    on all its templates, have moved `t`'s rate in `buckets` (held after a drift ends)."""
+    out = np.ones(len(buckets))
+    for d in sc.anomalies:
+        if (d.kind is not InjectedKind.DRIFT or d.source != a.source or d.at >= a.at
+                or d.template not in ("", t.name)):  # fmt: skip
+            continue
+        d0, d1 = window_buckets(d, sc.bucket, sc.buckets)
+        on = buckets >= d0
+        out[on] *= drift_factor(d, sc.bucket, d1 - d0, buckets[on] - d0)
+    return out
 
 
 def ideal_delay_min(sc: Scenario, a: AnomalySpec) -> float | None:
@@ -218,22 +243,30 @@ def ideal_delay_min(sc: Scenario, a: AnomalySpec) -> float | None:
 
 
 def _detectable(sc: Scenario, roles: list[_Roles], labels: list[str]) -> Iterator[AnomalySpec]:
-    """The anomalies, a drop or drift whose drawn template falls short of `MIN_EVIDENCE_SIGMA`
-    moved to the quietest busy template of its service that reaches it (the busiest if none
-    does): the class stays as hard as a test can meet, and no other draw changes."""
+    """The anomalies, a drop or drift on the quietest busy template of its service that reaches
+    `MIN_EVIDENCE_SIGMA` and no earlier anomaly touched (its drawn one if that qualifies): the
+    class stays as hard as a test can meet, judged on a template nothing changed before, and
+    no other draw changes. Never on a template an earlier drift moved (its level holds after
+    the ramp); on one a short anomaly touched (a spike, a burst: the rate is back after it) only
+    when no untouched one reaches the evidence; the busiest unmoved one when none reaches it.
+    A silence names no template and leaves none changed."""
+    done: list[AnomalySpec] = []
     for a, kind in zip(sc.anomalies, labels, strict=True):
-        if kind not in EVIDENCE_KINDS:
-            yield a
-            continue
-        si = next(i for i, s in enumerate(sc.sources) if s.service == a.source)
-        src = sc.sources[si]
-        by_name = {t.name: t for t in src.templates}
-        if evidence_sigma(sc, a, by_name[a.template]) >= MIN_EVIDENCE_SIGMA:
-            yield a
-            continue
-        busy = sorted((src.templates[i] for i in roles[si].busy), key=lambda t: t.rate)
-        ok = [t for t in busy if evidence_sigma(sc, a, t) >= MIN_EVIDENCE_SIGMA]
-        yield replace(a, template=(ok[0] if ok else busy[-1]).name)
+        if kind in EVIDENCE_KINDS:
+            si = next(i for i, s in enumerate(sc.sources) if s.service == a.source)
+            before = [b for b in done if b.source == a.source and b.at < a.at]
+            moved = {b.template for b in before if b.kind is InjectedKind.DRIFT}
+            touched = {b.template for b in before}
+            busy = [sc.sources[si].templates[i] for i in roles[si].busy]
+            busy = sorted((t for t in busy if t.name not in moved), key=lambda t: t.rate)
+            now = replace(sc, anomalies=(*done, *sc.anomalies[len(done) :]))  # as moved so far
+            ok = [t for t in busy if evidence_sigma(now, a, t) >= MIN_EVIDENCE_SIGMA]
+            clean = [t.name for t in ok if t.name not in touched]
+            if a.template not in clean:
+                pick = clean[0] if clean else (ok[0] if ok else busy[-1]).name
+                a = replace(a, template=pick)
+        done.append(a)
+        yield a
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from via_otlp.receive.otlp_codec import request_to_json_line
 from via_otlp.simulate.scenario import (
     _PLACEHOLDER,
+    AnomalySpec,
     InjectedKind,
     NoiseKind,
     NoiseSpec,
@@ -358,6 +359,19 @@ def seasonal_factor(scenario: Scenario, n_buckets: int) -> np.ndarray:
     return daily * weekly
 
 
+def window_buckets(a: AnomalySpec, bucket: float, n_buckets: int) -> tuple[int, int]:
+    """The buckets [b0, b1) anomaly `a` is labelled to (a drift's factor holds after b1)."""
+    b0 = math.ceil(a.at / bucket - 1e-9)
+    return b0, min(n_buckets, b0 + max(1, math.ceil(a.duration / bucket - 1e-9)))
+
+
+def drift_factor(a: AnomalySpec, bucket: float, length: int, since: np.ndarray) -> np.ndarray:
+    """Drift `a`'s rate factor `since` (>= 0) buckets after its first of `length` (b1 - b0): its
+    percent an hour from the end of that first bucket, held from the last on, at least 0.05."""
+    hours = np.minimum(since + 1, length) * bucket / 3600.0
+    return np.maximum(0.05, 1.0 + a.percent_per_hour / 100.0 * hours)
+
+
 def generate(scenario: Scenario) -> Traffic:
     """Rates, counts and truth windows of a scenario (records are built later, per chunk)."""
     sc = scenario
@@ -386,8 +400,7 @@ def generate(scenario: Scenario) -> Traffic:
     traffic = Traffic(sc, templates, rates, np.zeros_like(rates), [])
     truth: list[TruthWindow] = []
     for ai, a in enumerate(sc.anomalies):
-        b0 = math.ceil(a.at / bucket - 1e-9)
-        b1 = min(n_b, b0 + max(1, math.ceil(a.duration / bucket - 1e-9)))
+        b0, b1 = window_buckets(a, bucket, n_b)
         src = sc.source(a.source)
         if a.kind is InjectedKind.NEW_TEMPLATE:
             g = new_of[ai]
@@ -409,9 +422,7 @@ def generate(scenario: Scenario) -> Traffic:
         elif a.kind is InjectedKind.SILENCE:
             rates[idx, b0:b1] = 0.0
         elif a.kind is InjectedKind.DRIFT:
-            hours = (np.arange(n_b - b0) + 1) * bucket / 3600.0
-            hours = np.minimum(hours, (b1 - b0) * bucket / 3600.0)
-            rates[idx, b0:] *= np.maximum(0.05, 1.0 + a.percent_per_hour / 100.0 * hours)[None, :]
+            rates[idx, b0:] *= drift_factor(a, bucket, b1 - b0, np.arange(n_b - b0))[None, :]
         elif a.kind is InjectedKind.CARDINALITY:
             rates[idx, b0:b1] *= a.volume
             for c in codes:
