@@ -285,6 +285,7 @@ def test_a_case_is_judged_on_its_judged_day_only() -> None:
     rep = FamiliesReport([res])
     table = rep.table()
     assert "spike" in table and "2.0 min" in table and "drift" in table
+    assert rep.short_of_evidence() == (0, 3) and "allows: 0 of 3 short)" in table
     out = json.loads(json.dumps(rep.to_json()))
     assert out["runs"][0]["false"][0]["kind"] == "drift"
     assert out["runs"][0]["false"][0]["class"] == res.false_classes[0]

@@ -236,10 +236,12 @@ def ideal_delay_min(sc: Scenario, a: AnomalySpec) -> float | None:
     """The minute from its start at which an ideal test finds drop or drift `a`
     (`evidence_by_minute` reaches `IDEAL_ALARM_SIGMA`; None if it never does): a bound no
     detector beats on average, for the report to set beside the delays it measures."""
-    t = next(t for s in sc.sources if s.service == a.source for t in s.templates
-             if t.name == a.template)  # fmt: skip
-    reached = np.flatnonzero(evidence_by_minute(sc, a, t) >= IDEAL_ALARM_SIGMA)
+    reached = np.flatnonzero(evidence_by_minute(sc, a, _template_of(sc, a)) >= IDEAL_ALARM_SIGMA)
     return float(reached[0] + 1) if len(reached) else None
+
+
+def _template_of(sc: Scenario, a: AnomalySpec) -> TemplateSpec:
+    return next(t for t in sc.source(a.source).templates if t.name == a.template)
 
 
 def _detectable(sc: Scenario, roles: list[_Roles], labels: list[str]) -> Iterator[AnomalySpec]:
@@ -565,6 +567,17 @@ class FamiliesReport:
             out[kind] = quantile([d for d in delays if d is not None], 0.5)
         return out
 
+    def short_of_evidence(self) -> tuple[int, int]:
+        """(drops and drifts below `MIN_EVIDENCE_SIGMA`, all of them): no busy template of their
+        service that no earlier drift moved gives them more (see `_detectable`)."""
+        ev = [
+            evidence_sigma(r.case.scenario, a, _template_of(r.case.scenario, a))
+            for r in self.results
+            for a, k in zip(r.case.scenario.anomalies, r.case.labels, strict=True)
+            if k in EVIDENCE_KINDS
+        ]
+        return sum(e < MIN_EVIDENCE_SIGMA for e in ev), len(ev)
+
     def false_rate(self, deployment: str, alarm: str | None = None) -> list[float]:
         """False episodes per source-day on the judged day, one value per seed."""
         vals = []
@@ -640,10 +653,11 @@ class FamiliesReport:
             )
             lines.append(f"{kind:<14}{f:>6}{m:>7}{ds:>14}{bs:>11}{cells}")
         lines.append(f"{'all':<14}{tf:>6}{tm:>7}")
+        short, placed = self.short_of_evidence()
         lines.append(
             f"(ideal: median minute at which a test knowing the baseline and the noise reaches "
             f"{IDEAL_ALARM_SIGMA}σ; drops and drifts are placed at >= {MIN_EVIDENCE_SIGMA}σ "
-            f"over their whole length)"
+            f"over their whole length where their service allows: {short} of {placed} short)"
         )
         lines += ["", "false episodes per source-day (judged day; mean, min..max over seeds)"]
         header = f"{'alarm kind':<14}" + "".join(f"{d:>22}" for d in DEPLOYMENTS)
