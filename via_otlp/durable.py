@@ -8,7 +8,6 @@ of an fsync each.
 
 from __future__ import annotations
 
-import ctypes
 import os
 from pathlib import Path
 
@@ -26,6 +25,8 @@ def sync_filesystem(path: str | Path) -> None:
     """Write out everything of the file system holding directory `path` (syncfs(2); os.sync
     where the C library has no syncfs): one wait for many new files instead of an fsync per
     file. OSError when the file system reports a write error."""
+    import ctypes  # (here: once per new cluster, not at every import of `state`)
+
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         syncfs = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
