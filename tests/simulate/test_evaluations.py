@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from via_otlp.simulate import countseries as cs
+from via_otlp.simulate import families
 from via_otlp.simulate.families import (
     EVIDENCE_KINDS,
     IDEAL_ALARM_SIGMA,
@@ -27,7 +28,7 @@ from via_otlp.simulate.families import (
     template_class,
 )
 from via_otlp.simulate.generate import generate, wander
-from via_otlp.simulate.scenario import AnomalySpec, InjectedKind, NoiseKind, NoiseSpec
+from via_otlp.simulate.scenario import AnomalySpec, InjectedKind, NoiseKind, NoiseSpec, Scenario
 
 WINDOWS = [(100, 199), (500, 599)]
 
@@ -115,6 +116,10 @@ def test_family_traffic_has_the_promised_shape() -> None:
     )
 
 
+def drop_of(sc: Scenario) -> AnomalySpec:
+    return next(a for a in sc.anomalies if a.kind is InjectedKind.DROP)
+
+
 def test_drops_and_drifts_sit_where_an_ideal_test_could_find_them() -> None:
     # Seeds 2-4 drew drops at 3.9-4.4 sigma (no test finds them at 1e-6) before the rule; day-one
     # seeds 1, 3 and 4 then put a drop on a template an earlier drift_down had lowered (the
@@ -144,8 +149,16 @@ def test_drops_and_drifts_sit_where_an_ideal_test_could_find_them() -> None:
             else:  # no test could find it on any of them: the busiest
                 assert a.template == unmoved[-1].name, where
                 short.append(where)
-    # Notifier (5 records/min at most) has no template where these reach 5.5 sigma.
-    assert short == [("day1", 3, "drop"), ("day7", 3, "drop")]
+    # Notifier (5 records/min at most) had no template where these reached 5.5 sigma at their
+    # drawn length: they are made longer until the busiest does.
+    assert short == []
+    for deployment, seed in [("day1", 3), ("day7", 3)]:
+        longer = drop_of(build_case(seed, deployment).scenario)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(families, "MAX_LENGTHENING", 1.0)  # as drawn
+            drawn = drop_of(build_case(seed, deployment).scenario)
+        assert (drawn.template, drawn.at) == (longer.template, longer.at)
+        assert drawn.duration < longer.duration <= drawn.duration + 10 * 60  # minute by minute
     # The ideal test's z: a drop loses E(1 - 1/f) records against sd sqrt(E) without wander.
     case = build_case(1, "day1")
     sc = replace(case.scenario, noise=NoiseSpec(), seasonality=replace(

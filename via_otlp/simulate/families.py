@@ -85,6 +85,9 @@ SLOTS = tuple(3.0 + 2.5 * i for i in range(len(KINDS)))
 # 4.75; below it no test finds the anomaly within the false-alarm budget (#10: three of five
 # day-one drops sat at 3.9-4.4).
 MIN_EVIDENCE_SIGMA = 5.5
+# Where no template of its service gets a drop or drift there (a quiet service), the anomaly is
+# made longer until one does, up to this many times its drawn length (`_lengthened`).
+MAX_LENGTHENING = 4.0
 # The z at which that ideal test would alarm (one-sided, the detector's default 1e-6 a bucket):
 # the minute it gets there is the "ideal delay" the report sets beside the detector's.
 IDEAL_ALARM_SIGMA = 4.75
@@ -250,8 +253,10 @@ def _detectable(sc: Scenario, roles: list[_Roles], labels: list[str]) -> Iterato
     class stays as hard as a test can meet, judged on a template nothing changed before, and
     no other draw changes. Never on a template an earlier drift moved (its level holds after
     the ramp); on one a short anomaly touched (a spike, a burst: the rate is back after it) only
-    when no untouched one reaches the evidence; the busiest unmoved one when none reaches it.
-    A silence names no template and leaves none changed."""
+    when no untouched one reaches the evidence; when none reaches it (a quiet service), the
+    busiest unmoved one, the anomaly made longer until it does (`_lengthened`): a miss then says
+    something about the detector, not about the draw. A silence names no template and leaves
+    none changed."""
     done: list[AnomalySpec] = []
     for a, kind in zip(sc.anomalies, labels, strict=True):
         if kind in EVIDENCE_KINDS:
@@ -267,8 +272,22 @@ def _detectable(sc: Scenario, roles: list[_Roles], labels: list[str]) -> Iterato
             if a.template not in clean:
                 pick = clean[0] if clean else (ok[0] if ok else busy[-1]).name
                 a = replace(a, template=pick)
+            if not ok:
+                a = _lengthened(now, a, busy[-1])
         done.append(a)
         yield a
+
+
+def _lengthened(sc: Scenario, a: AnomalySpec, t: TemplateSpec) -> AnomalySpec:
+    """`a` on `t`, longer by whole steps (a minute for a drop, five for a drift's ramp) until
+    it reaches `MIN_EVIDENCE_SIGMA`, at most `MAX_LENGTHENING` times its drawn length and ending
+    half an hour before the scenario does (the evidence grows with the square root of a drop's
+    length, with the 1.5th power of a ramp's)."""
+    step = 60.0 if a.kind is InjectedKind.DROP else 300.0
+    longest = min(a.duration * MAX_LENGTHENING, sc.duration - 1800.0 - a.at)
+    while evidence_sigma(sc, a, t) < MIN_EVIDENCE_SIGMA and a.duration + step <= longest:
+        a = replace(a, duration=a.duration + step)
+    return a
 
 
 @dataclass(frozen=True)
