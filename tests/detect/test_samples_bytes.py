@@ -218,3 +218,43 @@ def test_five_trace_ids_held_in_an_open_bucket_cost_under_250_bytes_a_profile() 
     # 100,000 profiles); 16 bytes, an int64 key and int32 slot and place: ~32 B per id.
     extra = _open_bucket_bytes(5) - _open_bucket_bytes(0)
     assert extra < 250, extra
+
+
+def test_an_odd_id_after_every_sample_was_forgotten_is_held() -> None:
+    """All of a bucket's samples forgotten (their profiles evicted), then an id that is not
+    lower hex: it is held as a str (an empty chunk of 16-byte ids was left beside it, and the
+    next read of the samples failed to join them)."""
+    ts = samples_mod.TraceSamples()
+    ts.see(np.array([0]))
+    tids, h, _ = samples_mod.pick_ids(["ab" * 16], np.array([0]))
+    ts.take(np.array([0]), tids, 5, h)
+    ts.forget(np.array([0]))
+    ts.see(np.array([1]))
+    tids, h, _ = samples_mod.pick_ids(["AB" * 16], np.array([0]))
+    ts.take(np.array([1]), tids, 5, h)
+    assert ts.by_slot(None) == {1: ["AB" * 16]}
+
+
+def test_ids_made_to_share_a_key_cost_the_batch_not_the_bucket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two 16-byte ids with one key are easy to make (the key is linear in the id's halves);
+    the exact fallback then compares only the samples of the batch's own slots."""
+    held, per = 2000, 5
+    ts = samples_mod.TraceSamples()
+    slots = np.repeat(np.arange(held), per)
+    ts.see(slots)
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, 2**63, size=(len(slots), 2), dtype=np.int64).view(np.uint64)
+    ts.take(slots, ids, per + 1)
+    compared = []
+    real = samples_mod._hashable
+    monkeypatch.setattr(samples_mod, "_hashable", lambda t: compared.append(len(t)) or real(t))
+    hi, lo = 12345, 67890
+    mask, mix = (1 << 64) - 1, int(samples_mod._MIX2)
+    twin = [(hi + 1) & mask, lo ^ ((hi * mix) & mask) ^ (((hi + 1) * mix) & mask)]
+    pair = np.array([[hi, lo], twin], dtype=np.uint64)
+    assert samples_mod._id_hashes(pair)[0] == samples_mod._id_hashes(pair)[1]  # one key
+    taken = ts.take(np.array([7, 7]), pair, per + 1)
+    assert taken.tolist() == [7]  # the slot had room for one more: the first of the two
+    assert compared and sum(compared) <= 2 + per  # the batch and its slot's samples, not all 10,000

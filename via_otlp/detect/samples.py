@@ -274,6 +274,8 @@ class TraceSamples:
             held, hashes, _ = objects(hex_ids(tid_all))
             self._tid = [held]
             self._resort(_keys(hashes, slot_all))
+        else:  # (all forgotten: an empty chunk of 16-byte ids would not join the strs)
+            self._slot, self._tid = [], []
         self.strs = True
 
     def take(
@@ -356,10 +358,13 @@ class TraceSamples:
 
     def _take_exact(self, ps: np.ndarray, pt: np.ndarray, key: np.ndarray, cap: int) -> np.ndarray:
         """`take` by the loop itself, ids compared as they are: when two ids met on one key
-        (`ps`, `pt` without empty ids)."""
+        (`ps`, `pt` without empty ids). Only the samples of the batch's slots are compared: two
+        ids that share a key are cheap to make (the key of 16-byte ids is linear), so a loop over
+        the whole bucket would let two records a request stall a shard."""
         slot_all, tid_all = self._flat()
+        mine = np.isin(slot_all, ps)
         have: dict[int, list[Any]] = {}
-        for s, t in zip(slot_all.tolist(), _hashable(tid_all), strict=True):
+        for s, t in zip(slot_all[mine].tolist(), _hashable(tid_all[mine]), strict=True):
             have.setdefault(s, []).append(t)
         keep = []
         for i, (s, t) in enumerate(zip(ps.tolist(), _hashable(pt), strict=True)):
