@@ -14,6 +14,7 @@ import gc
 import tracemalloc
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import cast
 
 import numpy as np
 import pytest
@@ -126,7 +127,7 @@ def test_ids_that_are_not_lower_hex_stay_strs() -> None:
 
 def _wire(b: LogBatch) -> LogBatch:
     """`b` with its trace ids as the intake gives them (bytes, `HexIds`)."""
-    return replace(b, trace_id=HexIds.of([bytes.fromhex(t) for t in b.trace_id]))
+    return replace(b, trace_id=cast(list[str], HexIds.of([bytes.fromhex(t) for t in b.trace_id])))
 
 
 def test_the_engine_samples_the_same_ids_whatever_form_they_came_in(
@@ -247,9 +248,14 @@ def test_ids_made_to_share_a_key_cost_the_batch_not_the_bucket(
     rng = np.random.default_rng(1)
     ids = rng.integers(0, 2**63, size=(len(slots), 2), dtype=np.int64).view(np.uint64)
     ts.take(slots, ids, per + 1)
-    compared = []
+    compared: list[int] = []
     real = samples_mod._hashable
-    monkeypatch.setattr(samples_mod, "_hashable", lambda t: compared.append(len(t)) or real(t))
+
+    def counted(tids: np.ndarray) -> list[object]:
+        compared.append(len(tids))
+        return real(tids)
+
+    monkeypatch.setattr(samples_mod, "_hashable", counted)
     hi, lo = 12345, 67890
     mask, mix = (1 << 64) - 1, int(samples_mod._MIX2)
     twin = [(hi + 1) & mask, lo ^ ((hi * mix) & mask) ^ (((hi + 1) * mix) & mask)]
