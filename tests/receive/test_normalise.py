@@ -30,6 +30,7 @@ def _python_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """These tests are of the pure-Python path (its lookups, caches and loop); the compiled
     walker, where built, is compared against it in test_wirewalk.py."""
     monkeypatch.setattr(normalise, "_walk", None)
+    monkeypatch.setattr(normalise, "_types_in_c", None)
 
 
 def one_record(service: str | None = "svc", **fields: object) -> ExportLogsServiceRequest:
@@ -471,3 +472,53 @@ def test_a_key_in_a_body_or_inside_a_longer_key_keeps_the_lookup() -> None:
     looped, _ = next(Normaliser().batches(req, NOW, None))
     assert looked_up.unique_id == looped.unique_id
     assert looked_up.unique_id[1:4] == ["e0", "u1", "u2"]
+
+
+def test_a_resource_sent_again_is_read_once_and_counted_each_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sender repeats its Resources in every request: their source and attribute types are
+    remembered by their bytes (read once through the protobuf accessors, not once per
+    ResourceLogs), while what is counted per request still is, and the batches are those a
+    fresh normaliser gives."""
+    req = ExportLogsServiceRequest()
+    for service in ("a", "b", None):
+        rl = req.resource_logs.add()
+        if service is not None:
+            rl.resource.attributes.add(key="service.name").value.string_value = service
+        rl.resource.attributes.add(key="host.name").value.int_value = 7
+        for _ in range(2):
+            scope = rl.scope_logs.add()
+            for i in range(3):
+                scope.log_records.add().body.string_value = f"r{i}"
+    raw = req.SerializeToString()
+    options = NormaliseOptions(sample_every=1)
+    rendered: list[object] = []
+    typed: list[object] = []
+    render, types = normalise.render_value, normalise._attribute_types
+
+    def counted_render(value: AnyValue) -> str:
+        rendered.append(value)
+        return render(value)
+
+    def counted_types(attributes: object) -> tuple[tuple[str, str], ...]:
+        typed.append(attributes)
+        return types(attributes)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(normalise, "render_value", counted_render)
+    monkeypatch.setattr(normalise, "_attribute_types", counted_types)
+    n = Normaliser(options)
+    got = [list(n.batches(req, NOW, raw, parsed_from_raw=True)) for _ in range(4)]
+    # Identity attributes rendered for the first request only (two resources name a service);
+    # types: every record's (sample_every=1), and each of the three resources' once.
+    assert len(rendered) == 2
+    assert len(typed) == 4 * 18 + 3
+    monkeypatch.setattr(normalise, "render_value", render)
+    monkeypatch.setattr(normalise, "_attribute_types", types)
+    for batches in got:
+        fresh = list(Normaliser(options).batches(req, NOW, raw, parsed_from_raw=True))
+        assert [(b.body, b.sources, b.attribute_samples) for b, _ in batches] == [
+            (b.body, b.sources, b.attribute_samples) for b, _ in fresh
+        ]
+        assert [c for _, c in batches] == [c for _, c in fresh]
+        assert batches[0][1].missing_service_name == 1

@@ -729,3 +729,53 @@ if __name__ == "__main__":
         int(sys.argv[1]) if len(sys.argv) > 1 else 10_000,
         int(sys.argv[2:3][0] if sys.argv[2:] else 2026),
     )
+
+
+def _records_of(raw: bytes) -> list[LogRecord]:
+    try:
+        req = ExportLogsServiceRequest.FromString(raw)
+    except DecodeError:
+        return []
+    return [lr for rl in req.resource_logs for sl in rl.scope_logs for lr in sl.log_records]
+
+
+@built
+def test_a_sampled_record_s_attribute_types_read_in_c_are_the_accessors_ones() -> None:
+    """A schema sample's attribute types are read in C from the record serialised again
+    (`_record_types`): the same as through the accessors, over realistic and mutated
+    records and odd wire (unknown fields, a value of another wire type, no value), or None
+    (then Python reads them)."""
+    assert normalise._types_in_c is not None, (
+        "via_otlp/receive/_wirewalk.c is a build without attribute_types: rebuild it "
+        "(`python setup.py build_ext --inplace`, or `pip install -e .`)"
+    )
+    rng = random.Random(5)
+    seeds = requests(rng, 30)
+    records = [lr for raw in seeds for lr in _records_of(raw)]
+    records += [lr for _ in range(600) for lr in _records_of(mutated(rng, rng.choice(seeds)))]
+    odd_values = [
+        b"",  # no value set: "empty"
+        b"\x08\x01",  # field 1 (string_value) as a varint: unknown to the parser
+        b"\x10\x01" + _field(1, b"s"),  # bool, then string: the last set wins
+        b"\x19" + bytes(8),  # double 0.0
+        _field(5, b"") + b"\x40\x07",  # array, then string_value_strindex
+        _field(7, b"\x00") + b"\x78\x01",  # bytes, then an unknown field 15
+    ]
+    for value in odd_values:
+        key_values = [
+            _field(1, b"k") + _field(2, value),
+            _field(1, b"k"),
+            b"\x10\x05" + _field(1, b"n"),
+        ]
+        for kv in key_values:
+            records.append(LogRecord.FromString(_field(6, kv) + _field(6, _field(1, b"x"))))
+    read_in_c = 0
+    for lr in records:
+        expected = normalise._attribute_types(lr.attributes)
+        got = normalise._types_in_c(
+            lr.SerializeToString(), normalise._WIRE_TYPES, normalise._NAME_OF_FIELD
+        )
+        assert got is None or got == expected
+        read_in_c += got is not None
+        assert normalise._record_types(lr) == expected
+    assert read_in_c > 0.9 * len(records)

@@ -1065,7 +1065,104 @@ xxh64_utf8(PyObject *module, PyObject *arg)
     return out;
 }
 
+/* attribute_types(record, wire_types, names): the (key, type name) of each attribute of the
+ * LogRecord whose wire bytes are `record`, as `normalise._attribute_types` gives them from the
+ * parsed record; None where it does not read them as the parser does (a value given twice, a
+ * group, a key that is not UTF-8): Python reads them then. Meant for a record serialised by
+ * the parser (one value a KeyValue; fields of another wire type are unknown ones, after).
+ *   wire_types  bytes: [n] the wire type of AnyValue field n (0xFF: not one of its values)
+ *   names       tuple of str: [n] the type name of AnyValue field n; [0] of no value */
+static PyObject *
+attribute_types(PyObject *self, PyObject *args)
+{
+    Py_buffer rec, wt;
+    PyObject *names;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*y*O!:attribute_types", &rec, &wt, &PyTuple_Type, &names))
+        return NULL;
+    const uint8_t *buf = rec.buf, *wire = wt.buf;
+    Py_ssize_t n_wire = wt.len < PyTuple_GET_SIZE(names) ? wt.len : PyTuple_GET_SIZE(names);
+    PyObject *out = PyList_New(0);
+    Py_ssize_t pos = 0;
+    int give_up = 0;
+    while (out != NULL && !give_up && pos < rec.len) {
+        field f;
+        if (read_field(buf, &pos, rec.len, &f) < 0) {
+            give_up = 1;
+            break;
+        }
+        if (f.number != 6)
+            continue;
+        if (f.wire_type != 2) {
+            give_up = 1;
+            break;
+        }
+        span key = {(const uint8_t *)"", 0};
+        Py_ssize_t kind = 0, kp = 0;
+        int has_value = 0;
+        while (kp < f.data.n) {
+            field k;
+            if (read_field(f.data.p, &kp, f.data.n, &k) < 0) {
+                give_up = 1;
+                break;
+            }
+            if (k.number == 1 && k.wire_type == 2)
+                key = k.data;
+            else if (k.number == 2 && k.wire_type == 2) {
+                if (has_value) { /* the parser merges the two */
+                    give_up = 1;
+                    break;
+                }
+                has_value = 1;
+                Py_ssize_t vp = 0;
+                while (vp < k.data.n) {
+                    field v;
+                    if (read_field(k.data.p, &vp, k.data.n, &v) < 0) {
+                        give_up = 1;
+                        break;
+                    }
+                    if (v.number < (uint32_t)n_wire && wire[v.number] == v.wire_type)
+                        kind = (Py_ssize_t)v.number; /* a oneof: the last one set */
+                }
+            }
+            else if (k.number == 1 || k.number == 2) {
+                give_up = 1; /* a known field of another wire type: left to the parser */
+                break;
+            }
+        }
+        if (give_up)
+            break;
+        PyObject *text = PyUnicode_DecodeUTF8((const char *)key.p, key.n, NULL);
+        if (text == NULL) {
+            PyErr_Clear();
+            give_up = 1;
+            break;
+        }
+        PyObject *pair = PyTuple_Pack(2, text, PyTuple_GET_ITEM(names, kind));
+        Py_DECREF(text);
+        if (pair == NULL || PyList_Append(out, pair) < 0) {
+            Py_XDECREF(pair);
+            Py_CLEAR(out);
+            break;
+        }
+        Py_DECREF(pair);
+    }
+    PyBuffer_Release(&rec);
+    PyBuffer_Release(&wt);
+    if (out == NULL)
+        return NULL;
+    if (give_up) {
+        Py_DECREF(out);
+        Py_RETURN_NONE;
+    }
+    PyObject *types = PyList_AsTuple(out);
+    Py_DECREF(out);
+    return types;
+}
+
 static PyMethodDef module_methods[] = {
+    {"attribute_types", (PyCFunction)attribute_types, METH_VARARGS,
+     "attribute_types(record, wire_types, names) -> tuple | None: (key, type) of each attribute"},
     {"xxh64_utf8", (PyCFunction)xxh64_utf8, METH_O,
      "xxh64_utf8(strs) -> bytes: XXH64 (seed 0) of each str's UTF-8, native uint64 each"},
     {NULL, NULL, 0, NULL},

@@ -61,12 +61,17 @@ try:  # the compiled walker (setup.py, optional): without it, the Python path do
     from via_otlp.receive import _wirewalk
 
     _walk = walker_of(_wirewalk)
+    _wirewalk_module: Any = _wirewalk if _walk is not None else None
 except ImportError:  # pragma: no cover - built wherever a C compiler is (test_wirewalk.py)
     _walk = None
+    _wirewalk_module = None
 
 MAX_RENDER_DEPTH = 16
 MAX_SEVERITY_TEXT = 32
 _SOURCE_CACHE_MAX = 4096
+# Resources remembered by their wire bytes (`_Resource`): how many, and the largest kept.
+_RESOURCE_CACHE_MAX = 1024
+_RESOURCE_CACHE_BYTES = 2048
 
 _SEVERITY_BY_NUMBER = (
     "UNSPECIFIED",
@@ -372,12 +377,34 @@ def _value_texts(
     return cast(list[str], texts)
 
 
+class _Resource:
+    """What a Resource gives every record under it: its source, whether it names no service,
+    and (made once, when a schema sample first asks) its attributes' types. A pure function of
+    the Resource's wire bytes, so remembered by them across requests (`Normaliser._resource`):
+    a sender repeats the same few Resources, and reading them through the protobuf accessors
+    (~10 µs for three attributes) was paid on every ResourceLogs of every request."""
+
+    __slots__ = ("source", "types", "unnamed")
+
+    def __init__(self, source: Source, unnamed: bool) -> None:
+        self.source = source
+        self.unnamed = unnamed
+        self.types: tuple[tuple[str, str], ...] | None = None
+
+    def types_of(self, attributes: Iterable[KeyValue]) -> tuple[tuple[str, str], ...]:
+        """The attributes' types (`attributes`: this Resource's, read only the first time)."""
+        if self.types is None:
+            self.types = _attribute_types(attributes)
+        return self.types
+
+
 @dataclass
 class Normaliser:
     """Turns export requests into LogBatches; keeps a small cache of source identities."""
 
     options: NormaliseOptions = field(default_factory=NormaliseOptions)
     _sources: dict[tuple[str, ...], Source] = field(default_factory=dict)
+    _resources: dict[bytes, _Resource] = field(default_factory=dict)
     _sample_countdown: int = 0
     _severity_cache: dict[tuple[str, int], str] = field(default_factory=dict)
     # Texts of attribute values by their wire bytes (unique ids, template hints: `_looked_up`).
@@ -411,6 +438,22 @@ class Normaliser:
         if not values.get("service.name"):
             counts.missing_service_name += 1
         return self.source_for(values)
+
+    def _resource(self, resource: Any) -> _Resource:
+        """`resource_source` of a parsed Resource and its attributes' types, remembered by the
+        Resource's wire bytes (serialising three attributes costs a tenth of reading them)."""
+        wire = resource.SerializeToString()
+        got = self._resources.get(wire)
+        if got is None:
+            counts = IntakeCounts()
+            got = _Resource(
+                self.resource_source(resource.attributes, counts), bool(counts.missing_service_name)
+            )
+            if len(wire) <= _RESOURCE_CACHE_BYTES:
+                if len(self._resources) >= _RESOURCE_CACHE_MAX:
+                    self._resources.clear()
+                self._resources[wire] = got
+        return got
 
     def from_request(
         self, request: ExportLogsServiceRequest, now_ns: int, raw: bytes | None = None
@@ -464,9 +507,9 @@ class Normaliser:
         cut = _Cut(scan, walker is not None)
         flat = 0  # records before this scope's, in every scope (`looked` is indexed so)
         for rl in request.resource_logs:
-            missing_before = cut.counts.missing_service_name
-            src = self.resource_source(rl.resource.attributes, cut.counts)
-            src_counted = cut.counts.missing_service_name != missing_before
+            res = self._resource(rl.resource)
+            src = res.source
+            cut.counts.missing_service_name += res.unnamed
             seen = False
             for sl in rl.scope_logs:
                 records = sl.log_records
@@ -497,7 +540,7 @@ class Normaliser:
                     if window is not None:
                         take = min(take, w_end - a)
                         self._add_walked(
-                            cut, src, records, done, take, a - w_start, rl.resource.attributes,
+                            cut, src, records, done, take, a - w_start, (res, rl.resource),
                             window,
                         )  # fmt: skip
                         if a + take == w_end:
@@ -507,13 +550,13 @@ class Normaliser:
                         found = None
                         if looked is not None:
                             found = looked[0][a : a + take], looked[1][a : a + take]
-                        self._add(cut, src, part, rl.resource.attributes, found)
+                        self._add(cut, src, part, (res, rl.resource), found)
                     done += take
                     if len(cut.bodies) >= limit:
                         yield self._finish(cut, now_ns)
                         # (times in range: the window's times, ANDed in as each is taken)
                         cut = _Cut(scan, walker is not None and window is None)
-            if src_counted and not seen:
+            if res.unnamed and not seen:
                 cut.counts.missing_service_name -= (
                     1  # a resource with no records is not worth counting
                 )
@@ -540,7 +583,7 @@ class Normaliser:
         cut: _Cut,
         src: Source,
         records: Sequence[Any],
-        resource_attrs: Iterable[KeyValue],
+        resource: tuple[_Resource, Any],
         found: tuple[list[str], list[str]] | None = None,
     ) -> None:
         idx = _source_index(cut, src)
@@ -567,7 +610,7 @@ class Normaliser:
             uids, hints = found if found is not None else self._scanned(records)
             cut.uids.extend(uids)
             cut.hints.extend(hints)
-        self._sample(cut, idx, records, 0, n, resource_attrs, first)
+        self._sample(cut, idx, records, 0, n, resource, first)
 
     def _sample(
         self,
@@ -576,18 +619,19 @@ class Normaliser:
         records: Sequence[Any],
         start: int,
         n: int,
-        resource_attrs: Iterable[KeyValue],
+        resource: tuple[_Resource, Any],
         first: int,
     ) -> None:
         """Schema sampling of records[start : start + n] (batch rows from `first` on): one
         record in `sample_every`, counted across requests."""
         pos = max(self._sample_countdown, 1) - 1
-        resource_types = _attribute_types(resource_attrs) if pos < n else ()  # one resource's
+        if pos < n:  # the resource's (its Resource message, read only once for its bytes)
+            resource_types = resource[0].types_of(resource[1].attributes)
         while pos < n:
             cut.batch.attribute_samples.append(
                 AttributeSample(
                     idx,
-                    _attribute_types(records[start + pos].attributes),
+                    _record_types(records[start + pos]),
                     resource_types,
                     first + pos,
                 )
@@ -627,7 +671,7 @@ class Normaliser:
         start: int,
         n: int,
         at: int,
-        resource_attrs: Iterable[KeyValue],
+        resource: tuple[_Resource, Any],
         walked: _Walked,
     ) -> None:
         """As `_add`, for records[start : start + n], their columns taken from `walked` (from
@@ -646,7 +690,7 @@ class Normaliser:
         cut.batch.source_index.extend(repeat(idx, n))
         cut.uids.extend(uids[a:b])
         cut.hints.extend(hints[a:b])
-        self._sample(cut, idx, records, start, n, resource_attrs, first)
+        self._sample(cut, idx, records, start, n, resource, first)
 
     def _scanned(self, records: Sequence[Any]) -> tuple[list[str], list[str]]:
         """Each record's unique id (the first of the best-ranked unique-id key) and template
@@ -952,6 +996,46 @@ class HexIds(Sequence[str]):
     __hash__ = None  # type: ignore[assignment]
 
 
+# `value_type` by the name of the AnyValue field set (None: none).
+_TYPE_NAMES: dict[str | None, str] = {
+    None: "empty",
+    **{f.name: f.name[:-6] for f in AnyValue.DESCRIPTOR.oneofs_by_name["value"].fields},
+}
+
+
+def _any_value_tables() -> tuple[bytes, tuple[str, ...]]:
+    """For the compiled `attribute_types`: the wire type of each AnyValue field of its `value`
+    oneof by field number (0xFF: none such), and its type name (`value_type`; [0]: none)."""
+    fd = descriptor_pb2.FieldDescriptorProto
+    wire_of = {fd.TYPE_DOUBLE: 1, fd.TYPE_FIXED64: 1, fd.TYPE_SFIXED64: 1, fd.TYPE_FLOAT: 5,
+               fd.TYPE_FIXED32: 5, fd.TYPE_SFIXED32: 5, fd.TYPE_STRING: 2, fd.TYPE_BYTES: 2,
+               fd.TYPE_MESSAGE: 2}  # fmt: skip
+    fields = {f.number: f for f in AnyValue.DESCRIPTOR.oneofs_by_name["value"].fields}
+    wire = bytearray([0xFF]) * (max(fields) + 1)
+    names = ["empty"] + [""] * max(fields)
+    for number, f in fields.items():
+        wire[number] = wire_of.get(f.type, 0)  # (every other scalar is a varint)
+        names[number] = _TYPE_NAMES[f.name]
+    return bytes(wire), tuple(names)
+
+
+_WIRE_TYPES, _NAME_OF_FIELD = _any_value_tables()
+_types_in_c: Callable[[bytes, bytes, tuple[str, ...]], Any] | None = getattr(
+    _wirewalk_module, "attribute_types", None
+)
+
+
+def _record_types(record: Any) -> tuple[tuple[str, str], ...]:
+    """`_attribute_types` of a parsed LogRecord's attributes: read in C from the record
+    serialised again (about a third of the accessors' cost), else through them."""
+    if _types_in_c is not None:
+        got = _types_in_c(record.SerializeToString(), _WIRE_TYPES, _NAME_OF_FIELD)
+        if got is not None:
+            return cast(tuple[tuple[str, str], ...], got)
+    return _attribute_types(record.attributes)
+
+
 def _attribute_types(attrs: Iterable[KeyValue]) -> tuple[tuple[str, str], ...]:
-    """(key, value type) of each attribute, as a schema sample lists them."""
-    return tuple((kv.key, value_type(kv.value)) for kv in attrs)
+    """(key, value type) of each attribute, as a schema sample lists them (`value_type`)."""
+    names = _TYPE_NAMES
+    return tuple([(kv.key, names[kv.value.WhichOneof("value")]) for kv in attrs])
