@@ -16,8 +16,8 @@ logged). `ConnectionGuard` wraps each connection's protocol:
   longer than `HEALTH_SLOT_TIMEOUT`;
 - a connection that has not sent a complete request head within `header_timeout` of opening
   is closed (`408` if it sent anything), counted;
-- a connection whose client stops reading an answer (writing paused, and no byte taken by the
-  client) for `write_timeout` is aborted, counted: aiohttp has no write timeout, so a client
+- a connection whose client stops reading an answer (anything left that the kernel does not
+  take, and no byte taken by the client) for `write_timeout` is aborted, counted: aiohttp has no write timeout, so a client
   asking for a large `/status` or `/metrics` and never reading held its handler, the answer's
   bytes and a connection slot for ever. A slow reader is not a stalled one: what counts is the
   bytes still unsent (asyncio's buffer and the kernel's send queue), not the time between the
@@ -209,6 +209,11 @@ class _GuardedConnection(asyncio.Protocol):
         guard.stats.active += 1
         self._admitted = True
         self._transport = transport
+        if isinstance(transport, asyncio.WriteTransport):
+            # Pause (and so watch, `write_timeout`) as soon as the kernel takes no more: with
+            # asyncio's 64 KiB high-water mark a client that stopped reading with less than
+            # that left in the buffer was never watched, and the close waited for it for ever.
+            transport.set_write_buffer_limits(high=0)
         self._timer = asyncio.get_running_loop().call_later(
             guard.header_timeout, self._header_timed_out
         )
