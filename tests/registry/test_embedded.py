@@ -272,6 +272,30 @@ async def test_a_killed_run_s_forked_child_does_not_keep_the_data_directory(
         os.kill(child, signal.SIGKILL)
 
 
+def test_a_child_forked_while_initdb_runs_lets_go_of_its_output(data_dir: Path) -> None:
+    """A shard forked after `begin` does not keep initdb's output file (a deleted temporary file
+    it would hold for its whole life): in the child, that descriptor is /dev/null."""
+    pg = EmbeddedPostgres(data_dir / "pg", durable=False)
+    pg.begin()
+    try:
+        assert pg._initdb_job is not None
+        fd = pg._initdb_job.out.fileno()
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report what its copy of that descriptor is, and go
+            os.write(w, os.readlink(f"/proc/self/fd/{fd}").encode())
+            os._exit(0)
+        os.close(w)
+        with os.fdopen(r, "rb") as pipe:
+            held = pipe.read().decode()
+        os.waitpid(pid, 0)
+        assert held == os.devnull
+        assert "(deleted)" in os.readlink(f"/proc/self/fd/{fd}")  # the parent's is the file
+        pg.start()
+    finally:
+        pg.stop()
+
+
 def test_a_server_that_cannot_start_says_why(data_dir: Path) -> None:
     """The server is waited for by its postmaster.pid, not by pg_ctl: when it exits at its
     start, the error carries the end of its log, and nothing is left running or locked."""

@@ -57,9 +57,10 @@ SUPERUSER = "postgres"
 SHARED_DIR = Path("/var/tmp/via-otlp")
 
 
-# The data directories' lock files this process holds (their fds). A flock belongs to the open
-# file, which a fork shares: a child forked after `begin` (a shard) lets go of its copy, so the
-# lock ends with this process (a killed `serve` whose shards linger must not keep it).
+# Files of this process that a child forked after `begin` (a shard) lets go of (their fds): the
+# data directories' lock files (a flock belongs to the open file, which a fork shares: the lock
+# must end with this process, not with a shard that outlives a killed `serve`), and the output
+# file of an initdb under way (a deleted temporary file a shard would hold for its whole life).
 _held_locks: set[int] = set()
 
 
@@ -75,6 +76,13 @@ def _let_go_of_locks_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_let_go_of_locks_in_child)
+
+
+def _close_output(out: IO[bytes]) -> None:
+    """Close a program's output file (and stop handing it to forked children)."""
+    if not out.closed:
+        _held_locks.discard(out.fileno())
+        out.close()
 
 
 def embedded_for(
@@ -711,6 +719,7 @@ class EmbeddedPostgres:
         except OSError as exc:
             out.close()
             raise self._failed(program, action, str(exc), "") from None
+        _held_locks.add(out.fileno())
         return _Job(proc, out)
 
     def _finish(self, job: _Job, program: str, action: str) -> None:
@@ -732,7 +741,7 @@ class EmbeddedPostgres:
                 text += "\n" + _tail(self.data_dir / "server.log")
             raise self._failed(program, action, reason, text)
         finally:
-            job.out.close()
+            _close_output(job.out)
 
     def _failed(self, program: str, action: str, reason: str, text: str) -> StartupError:
         return StartupError(
@@ -752,7 +761,7 @@ class _Job:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        self.out.close()
+        _close_output(self.out)
 
 
 def _sync_cluster(path: Path) -> None:
