@@ -542,3 +542,36 @@ async def test_a_request_while_shutting_down_is_503_before_its_body(
     assert b"retry-after: 1" in first and b"connection: close" in first
     counts = app.pipeline.stats.as_dict()["requests"][kind]  # type: ignore[index]
     assert counts.get("unavailable") == 1, counts
+
+
+async def test_a_body_cut_short_by_shutdown_is_503_unavailable(tmp_path: Path) -> None:
+    """NDJSON streaming in when shutdown begins: the lines before are accepted, the answer is
+    503 + Retry-After saying where reading stopped, counted unavailable (not queue_full: the
+    queue was not full, and an operator reading the counters would look for the wrong cause)."""
+    http_port = free_port()
+    config = parse_config(
+        f"""{{receive: {{grpc: {{enabled: false}}, http: {{endpoint: "127.0.0.1:{http_port}"}}}},
+              state: {{data_dir: "{tmp_path}"}}, control: {{enabled: false}},
+              registry: {{enabled: false}}, correlate: {{enabled: false}}}}"""
+    )
+    app = App(config)
+    await app.start()
+    body = GOOD_NDJSON * 3
+    head = EXPECT_HEAD.format(
+        path="/v1/ingest", content_type="application/x-ndjson", length=len(body), extra=""
+    )
+    try:
+        with socket.create_connection(("127.0.0.1", http_port), timeout=30) as sock:
+            await asyncio.to_thread(sock.sendall, head.encode())
+            first, _ = await asyncio.to_thread(read_head, sock)
+            assert first == b"HTTP/1.1 100 Continue"  # the headers passed
+            app.http.serving = False  # shutdown begins while the body comes
+            await asyncio.to_thread(sock.sendall, body)
+            answer = await asyncio.to_thread(read_response, sock)
+    finally:
+        await app.shutdown()
+    head_part, _, text = answer.partition(b"\r\n\r\n")
+    assert head_part.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in head_part.lower()
+    assert json.loads(text)["error"].startswith("via-otlp is shutting down")
+    counts = app.pipeline.stats.as_dict()["requests"]["ndjson"]  # type: ignore[index]
+    assert counts.get("unavailable") == 1 and not counts.get("queue_full"), counts

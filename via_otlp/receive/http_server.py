@@ -252,6 +252,10 @@ class ClientGone(Exception):
     """The client closed or reset its connection: the rest of its request is work for no one."""
 
 
+class ShuttingDown(Exception):
+    """The intake stopped serving while a body streamed in: the rest is for the next instance."""
+
+
 _TCP_ESTABLISHED = 1  # the first byte of Linux's struct tcp_info is the connection state
 
 
@@ -668,7 +672,7 @@ class HttpServer:
                     )
                 await parse(piece)
                 if not self.serving:
-                    raise QueueFullError(1.0)  # shutting down: the sender retries later
+                    raise ShuttingDown  # the sender retries the rest later
                 if client_gone(request):
                     raise ClientGone
             await parse(end=True)
@@ -679,6 +683,13 @@ class HttpServer:
             return answer(Outcome.TOO_LARGE, 413, str(exc))
         except ClientGone:
             return answer(Outcome.CLIENT_GONE, 499, "client closed the connection")  # unread
+        except ShuttingDown:
+            return answer(
+                Outcome.UNAVAILABLE,
+                503,
+                f"via-otlp is shutting down; lines after {splitter.complete} were not read",
+                **{"Retry-After": "1"},
+            )
         except asyncio.CancelledError:  # its connection was lost while the parser worked
             answer(Outcome.CLIENT_GONE, 499)  # counted, with the records accepted before
             raise
