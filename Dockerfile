@@ -27,7 +27,12 @@ COPY config ./config
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim
-RUN useradd --create-home --uid 10001 via
+# tini as PID 1: it forwards SIGTERM to via-otlp and reaps orphans. via-otlp as PID 1 waits only
+# for its own children, so the embedded PostgreSQL's backends, orphaned when its server is
+# killed, would stay as zombies.
+RUN apt-get update && apt-get install -y --no-install-recommends tini \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --create-home --uid 10001 via
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 COPY config/via.json5 /etc/via/via.json5
@@ -47,5 +52,5 @@ EXPOSE 4317 4318
 # address: `via-otlp healthcheck` asks /healthz where `serve` listens.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["via-otlp", "healthcheck"]
-ENTRYPOINT ["via-otlp"]
+ENTRYPOINT ["tini", "--", "via-otlp"]
 CMD ["serve"]

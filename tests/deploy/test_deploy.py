@@ -265,6 +265,12 @@ def test_dockerfile_keeps_state_builds_dependencies_first_and_follows_the_endpoi
     assert "127.0.0.1:4318" not in text and "healthcheck" in text[text.index("HEALTHCHECK") :]
     assert health
     assert "COPY config/scenarios" in text
+    # PID 1 must reap orphans (the embedded PostgreSQL's backends when its server is killed)
+    # and forward SIGTERM: via-otlp runs under tini, installed in the image it runs in.
+    entry = next(line for line in lines if line.startswith("ENTRYPOINT"))
+    assert json.loads(entry.removeprefix("ENTRYPOINT"))[:3] == ["tini", "--", "via-otlp"]
+    runtime = text[text.rindex("FROM ") :]
+    assert "install -y --no-install-recommends tini" in runtime
     ignore = [
         w
         for line in (REPO / ".dockerignore").read_text().splitlines()
