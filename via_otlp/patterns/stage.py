@@ -22,7 +22,7 @@ from typing import Any
 from via_otlp.model import LogBatch
 from via_otlp.patterns.config import PatternsConfig
 from via_otlp.patterns.masking import Masker
-from via_otlp.patterns.miner import SourceMiner, Template
+from via_otlp.patterns.miner import Named, SourceMiner, Template
 from via_otlp.patterns.rhythm import rhythm_hash
 
 SNAPSHOT_KIND = "via-otlp.patterns"
@@ -188,6 +188,7 @@ class PatternStage:
         hashes: list[str] = []
         add_id, add_template, add_hash = ids.append, templates.append, hashes.append
         cached = self._hashes
+        template: Named
         for src, sev, body, hint in zip(
             batch.source_index, batch.severity, batch.body, hints, strict=True
         ):
@@ -213,7 +214,7 @@ class PatternStage:
         if self._cache_bytes > self.config.fast_path_bytes:
             self._shrink_caches()
 
-    def _rhythm_of(self, template: Template, source_key: str, sev: str, hinted: bool) -> str:
+    def _rhythm_of(self, template: Named, source_key: str, sev: str, hinted: bool) -> str:
         """The rhythm hash of `template` at `sev`, kept on the template; a template seen at
         another severity before keeps that one's hash, and further severities are cached."""
         first = template.severity is None
