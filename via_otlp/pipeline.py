@@ -228,12 +228,47 @@ class Pipeline:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
+        share_strings(state)
         if "patterns" in state:
             self.patterns.restore(state["patterns"])
         if "engine" in state:
             self.engine.restore(state["engine"])
         if "schemas" in state:
             self.schemas.restore(state["schemas"])
+
+
+def share_strings(tree: Any) -> None:
+    """Make the equal strings in the lists of `tree` (a snapshot as parsed) one object each, in
+    place. A parser makes a string per value: restored apart, the profile table held its own
+    severity word per profile and its own copy of the id and text the patterns stage keeps for
+    a sender-named template (~180 B a profile more than before the restart).
+
+    >>> tree = {"a": ["INFO", "T1"], "b": [["T1", 3]]}
+    >>> tree["b"][0][0] = "".join(["T", "1"])  # equal, another object
+    >>> share_strings(tree)
+    >>> tree["b"][0][0] is tree["a"][1]
+    True
+    """
+    memo: dict[str, str] = {}
+    share = memo.setdefault
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            todo += [v for v in node.values() if isinstance(v, list | dict)]
+        elif isinstance(node, list) and node:
+            first = node[0]
+            if type(first) is str and type(node[-1]) is str:  # (strings)
+                node[:] = [share(v, v) if type(v) is str else v for v in node]
+            elif type(first) is str:  # a row that starts with one
+                for i, v in enumerate(node):
+                    if type(v) is str:
+                        node[i] = share(v, v)
+                    elif isinstance(v, list | dict):
+                        todo.append(v)
+            elif isinstance(first, list | dict):
+                todo += node
+            # (a list that starts with a number holds numbers: not walked)
 
 
 _JOINED = ("severity", "body", "time_ns", "template_id", "template", "rhythm_hash")
