@@ -940,8 +940,8 @@ class ProfileTable:
         expected: `min_count` records, `min_ratio` times `e`, and 3σ above it even at Poisson
         (a window's tail dispersion is at least 1)."""
         sp = self.config.spike
-        out = ok & (e > 1e-9) & (s >= sp.min_count) & (s >= sp.min_ratio * e)
-        return out & (s - e > _SCREEN_SIGMA * np.sqrt(e))
+        out = ok & (s >= sp.min_count) & (s >= sp.min_ratio * e)
+        return out & (_poisson_z(s, e, ok) > _SCREEN_SIGMA)
 
     def _window_tails(
         self,
