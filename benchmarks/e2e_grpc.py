@@ -5,11 +5,20 @@ The same client also sends to a null LogsService (accepts and discards, in its o
 the same run: that is the transport ceiling, and the ratio survives a noisy machine.
 Targets: >= 100,000 records/s through via-otlp; < 1.5 s from process start to SERVING.
 
+Traffic (`--shape`): `issue` (default) is the shape issue #13 measured: 12 services (the
+OpenTelemetry demo's names, resource `service.name` + `deployment.environment.name`), 59 message
+templates (each service logs its own 4-5), 1,000 records a request split evenly. `intake` is the
+earlier shape (benchmarks/intake.py: 5 services, 40 shapes; figures before 2026-12-04 used it), in
+which 4 of the 5 sources hash to one shard of 2. Each sharded run prints how the records split
+across the shards (`shard_of` on the source keys sent) and each shard's CPU, so records/s can be
+read against the busiest shard.
+
 `--tls` adds the cost of security in the same run: via-otlp with `receive.grpc.tls` (a CA and a
 certificate made for the run) and a bearer token, against the same server in plaintext, in
 alternating rounds (median of each). Target: TLS costs < 25 % of plaintext throughput.
 
-    python benchmarks/e2e_grpc.py [--requests 300] [--concurrency 4] [--tls [--rounds 3]]
+    python benchmarks/e2e_grpc.py [--requests 300] [--concurrency 4] [--workers in,1,2,0]
+                                  [--shape issue|intake] [--tls [--rounds 3]]
 """
 
 from __future__ import annotations
@@ -31,9 +40,13 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from via_otlp.model import DEFAULT_SOURCE_ATTRIBUTES, source_key
+from via_otlp.shard.wire import shard_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from intake import make_request
+from intake import SHAPES, make_request
 from machine import compile_package, load_average
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.certs, for --tls
@@ -42,6 +55,114 @@ EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 # Senders in fresh interpreters: a client forked from this process after it had used gRPC (the
 # health checks) hung in gRPC now and then, and the run with it.
 _SPAWN = mp.get_context("spawn")
+
+# The issue's shape: 12 services, each logging its own templates (59 in all).
+SERVICES = [
+    "frontend", "cart", "checkout", "payment", "shipping", "email", "currency", "ad",
+    "recommendation", "product-catalog", "quote", "fraud-detection",
+]  # fmt: skip
+TEMPLATES = [
+    *SHAPES,  # benchmarks/intake.py's 8, and 51 more
+    "Added {k} units of product {hex} to cart of {user}",
+    "Cart {uuid} emptied by {user}",
+    "Order {n} placed: {k} items, total {ms}.{k}9 USD",
+    "Charged card ending {k}{k}{k}{k} for order {n}",
+    "Shipping quote for zip {n} is {ms} cents",
+    "Tracking id {uuid} assigned to order {n}",
+    "Sent order confirmation to {user}@example.com",
+    "Converted {ms} EUR to USD at rate 1.0{k}",
+    "Served ad {hex} for context category {k}",
+    "Recommended {k} products to {user} in {ms} ms",
+    "Product catalog reloaded: {n} products",
+    "Quote calculated for {k} items: {ms} units",
+    "Fraud score {k}.{k} for order {n} below threshold",
+    "TLS handshake with {ip} failed: certificate expired",
+    "Slow query on table orders took {ms} ms",
+    "Kafka consumer lag on partition {k} is {n} messages",
+    "gRPC call oteldemo.CartService/GetCart returned OK in {ms} ms",
+    "Health check passed for upstream {ip}",
+    "Rate limit exceeded for client {ip}, dropping request",
+    "Feature flag productCatalogFailure evaluated to false for {user}",
+    "Session {hex} expired after {ms} seconds of inactivity",
+    "Inventory for sku {hex} dropped to {k}",
+    "Email template order-confirmation rendered in {ms} ms",
+    "Currency list fetched: {k} currencies supported",
+    "Ad request without context keys, serving random ads",
+    "Cache warmed with {n} recommendations",
+    "Product {hex} not found in catalog",
+    "Shipping cost for order {n} computed as free over threshold",
+    "Fraud check queued for order {n} with priority {k}",
+    "Websocket connection {uuid} closed by client",
+    "Image resize for product {hex} took {ms} ms",
+    "Received {k} messages from topic orders in {ms} ms",
+    "Redis SET cart:{uuid} took {ms} us",
+    "Checkout {uuid} failed: payment service unavailable",
+    "Refund of {ms} cents issued for order {n}",
+    "Delivery window for order {n} is {k} to {k} days",
+    "SMTP server accepted message {hex} for delivery",
+    "Exchange rates refreshed from upstream in {ms} ms",
+    "Ad campaign {n} budget at {k}0 percent",
+    "Model version {k} loaded for recommendations",
+    "Search for products matching query returned {n} results",
+    "Quote service cold start took {ms} ms",
+    "Transaction {uuid} flagged for manual review",
+    "Garbage collection paused worker {k} for {ms} ms",
+    "Config reloaded from /etc/app/config.yaml, {k} keys changed",
+    "Circuit breaker for payment opened after {k} failures",
+    "Upstream {ip} responded 503, retry in {ms} ms",
+    "JWT for {user} verified, expires in {n} s",
+    "Wrote {n} bytes to object store bucket exports",
+    "DNS lookup for {hex}.svc.cluster.local took {ms} ms",
+    "Worker pool resized from {k} to {k} threads",
+]
+
+
+def issue_request(rng: random.Random, n_records: int = 1000) -> bytes:
+    """One request of the issue's shape: the records of `make_request` (times, severities, trace
+    and span ids, 4 attributes; `n_records` rounded down to a multiple of 5) regrouped evenly
+    under `SERVICES`, each body one of its service's own templates."""
+    sent = ExportLogsServiceRequest.FromString(make_request(rng, n_records))
+    records = [lr for rl in sent.resource_logs for sl in rl.scope_logs for lr in sl.log_records]
+    req = ExportLogsServiceRequest()
+    start = 0
+    for i, service in enumerate(SERVICES):
+        rl = req.resource_logs.add()
+        rl.resource.CopyFrom(sent.resource_logs[0].resource)
+        for kv in rl.resource.attributes:
+            if kv.key in ("service.name", "host.name"):
+                kv.value.string_value = service if kv.key == "service.name" else f"{service}-5d8b"
+        sl = rl.scope_logs.add()
+        sl.scope.CopyFrom(sent.resource_logs[0].scope_logs[0].scope)
+        own = TEMPLATES[i :: len(SERVICES)]
+        share = len(records) // len(SERVICES) + (i < len(records) % len(SERVICES))
+        for lr in records[start : start + share]:
+            record = sl.log_records.add()
+            record.CopyFrom(lr)
+            record.body.string_value = rng.choice(own).format(
+                n=rng.randrange(10**6), ms=rng.randrange(2000), user=f"user{rng.randrange(5000)}",
+                ip=f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}",
+                hex=f"{rng.getrandbits(48):012x}", uuid=f"{rng.getrandbits(128):032x}", k=rng.randrange(8),
+            )  # fmt: skip
+        start += share
+    return req.SerializeToString()
+
+
+def records_by_source(payloads: list[bytes]) -> dict[str, int]:
+    """Records sent per source key (the default `receive.source_attributes`)."""
+    counts: dict[bytes, dict[str, int]] = {}
+    out: dict[str, int] = {}
+    for data in payloads:
+        if data not in counts:  # payloads repeat a few distinct requests
+            per: dict[str, int] = {}
+            for rl in ExportLogsServiceRequest.FromString(data).resource_logs:
+                present = {kv.key: kv.value.string_value for kv in rl.resource.attributes}
+                identity = [(n, present[n]) for n in DEFAULT_SOURCE_ATTRIBUTES if n in present]
+                key = source_key(identity, DEFAULT_SOURCE_ATTRIBUTES)
+                per[key] = per.get(key, 0) + sum(len(sl.log_records) for sl in rl.scope_logs)
+            counts[data] = per
+        for key, n in counts[data].items():
+            out[key] = out.get(key, 0) + n
+    return out
 
 
 def free_port() -> int:
@@ -223,6 +344,12 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--shape",
+        choices=("issue", "intake"),
+        default="issue",
+        help="traffic: issue #13's 12 services / 59 templates, or benchmarks/intake.py's 5 / 40",
+    )
     parser.add_argument("--tls", action="store_true", help="also: TLS + token vs plaintext")
     parser.add_argument("--rounds", type=int, default=3, help="--tls: alternating rounds")
     parser.add_argument(
@@ -233,7 +360,8 @@ def main() -> None:
     args = parser.parse_args()
     compile_package()  # starts are timed as an installed wheel runs
     rng = random.Random(7)
-    distinct = [make_request(rng) for _ in range(30)]
+    make = issue_request if args.shape == "issue" else make_request
+    distinct = [make(rng) for _ in range(30)]
     payloads = [distinct[i % len(distinct)] for i in range(args.requests)]
     records = args.requests * 1000
     if args.tls:
@@ -258,8 +386,13 @@ def main() -> None:
         f"null LogsService (transport ceiling): {records / null_secs:>10,.0f} records/s, "
         f"CPU per million records {null_cpu * 1e6 / records:.2f} s"
     )
+    sources = records_by_source(payloads)
+    print(
+        f"traffic (--shape {args.shape}): {len(sources)} sources, each "
+        f"{min(sources.values()) / records:.1%}-{max(sources.values()) / records:.1%} of records"
+    )
     for workers in args.workers.split(","):
-        run_server(workers, payloads, records, null_secs, args.concurrency)
+        run_server(workers, payloads, records, null_secs, args.concurrency, sources)
     print(f"at the end: {load_average()}")
 
 
@@ -307,8 +440,34 @@ def thread_seconds(pid: int) -> dict[str, float]:
     return out
 
 
+def shard_split(sources: dict[str, int], shards: int) -> tuple[list[int], list[int]]:
+    """Records and sources per shard, as the pipeline routes them (`shard_of`)."""
+    records, count = [0] * shards, [0] * shards
+    for key, n in sources.items():
+        records[shard_of(key, shards)] += n
+        count[shard_of(key, shards)] += 1
+    return records, count
+
+
+def shard_pids(http_port: int) -> list[int]:
+    """The shards' pids by index, from /status."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/status") as resp:
+        each = json.loads(resp.read()).get("shards", {}).get("each", [])
+    return [int(s["pid"]) for s in sorted(each, key=lambda s: s["index"])]
+
+
+def process_seconds(pid: int) -> float:
+    got = _stat_seconds(f"/proc/{pid}/stat")
+    return got[1] + got[2] if got is not None else 0.0
+
+
 def run_server(
-    workers: str, payloads: list[bytes], records: int, null_secs: float, concurrency: int
+    workers: str,
+    payloads: list[bytes],
+    records: int,
+    null_secs: float,
+    concurrency: int,
+    sources: dict[str, int],
 ) -> None:
     """One via-otlp configuration: start, restart, load, stop; prints its figures."""
     grpc_port, http_port = free_port(), free_port()
@@ -333,7 +492,9 @@ def run_server(
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(30)
         try:
+            pids = shard_pids(http_port) if workers != "in" else []
             cpu0 = cpu_seconds(proc.pid)
+            each0 = [process_seconds(p) for p in pids]
             threads0 = thread_seconds(proc.pid)
             send_secs, retries, t1 = run_client(f"127.0.0.1:{grpc_port}", payloads, concurrency)
             while True:
@@ -344,6 +505,7 @@ def run_server(
                 time.sleep(0.25)  # /status asks every shard: not too often
             total_secs = time.perf_counter() - t1
             cpu1 = cpu_seconds(proc.pid)
+            each_cpu = [process_seconds(p) - c for p, c in zip(pids, each0, strict=True)]
             threads1 = thread_seconds(proc.pid)
             with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/status") as resp:
                 each = json.loads(resp.read()).get("shards", {}).get("each", [])
@@ -375,6 +537,11 @@ def run_server(
         f"{k} {v * per_m:.2f} s" for v, k in busiest) + " (per million records)")  # fmt: skip
     if workers != "in":
         print(f"[{label}] batches coalesced      : {coalesced} (consumed with the one before)")
+        split, count = shard_split(sources, len(pids))
+        print(f"[{label}] records per shard      : " + ", ".join(
+            f"{i}: {n:,} ({n / records:.0%}, {c} sources, CPU {cpu * per_m:.2f} s per million)"
+            for i, (n, c, cpu) in enumerate(zip(split, count, each_cpu, strict=True)))
+            + f"; busiest {max(split) / records:.0%}, even {1 / len(split):.0%}")  # fmt: skip
     print(f"[{label}] start to SERVING       : first {starts[0]:.2f} s, restart {starts[1]:.2f} s; "
           f"SIGTERM to exit {stop_secs:.2f} s")  # fmt: skip
 
