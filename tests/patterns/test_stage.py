@@ -214,6 +214,30 @@ def test_version_1_snapshots_still_restore() -> None:
     assert stage.snapshot()["version"] == 2
 
 
+def test_the_stage_keeps_the_string_a_profile_holds_for_a_rhythm_hash() -> None:
+    # After a restart the profile table holds its rhythm hashes as parsed from the snapshot;
+    # the stage worked each out again on its template's first line: two strings a profile.
+    lines = ["user 1 in", "user 2 in", "disk full on sda", "user 3 in"]
+    where, hints = [0, 0, 1, 0], ["", "", "disk full on <*>", ""]
+    first = batch(lines, where, hints)
+    first.severity = ["INFO", "INFO", "INFO", "WARN"]  # (one template at two severities)
+    PatternStage().apply(first)
+    profiles = {h: "".join(list(h)) for h in first.rhythm_hash}  # equal, other objects
+    assert len(profiles) == 3
+    stage = PatternStage()
+    stage.known_hash = lambda h: profiles.get(h, h)
+    for _ in range(2):
+        again = batch(lines, where, hints)
+        again.severity = list(first.severity)
+        stage.apply(again)
+        assert again.rhythm_hash == first.rhythm_hash
+        assert all(h is profiles[h] for h in again.rhythm_hash)
+    new = batch(["user 4 in"], [1])  # no profile yet: its own string
+    stage.apply(new)
+    assert new.rhythm_hash[0] not in profiles
+    assert new.rhythm_hash[0] == rhythm_hash(SOURCES[1].key, "INFO", new.template_id[0])
+
+
 def test_fast_path_caches_stay_within_their_byte_budget_across_sources() -> None:
     budget = 32 * 1024
     small = PatternStage(PatternsConfig(fast_path_bytes=budget))

@@ -15,7 +15,7 @@ hashes they join, so a young template's novelty can be withdrawn.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +109,10 @@ class PatternStage:
         self._cache_bytes = 0  # sum of the source models' `cache_bytes`, kept as they change
         self._cache_clears = 0
         self._retired = _Totals()
+        # The string a profile holds for a rhythm hash it equals (`Pipeline` gives the engine's):
+        # a restored profile table holds its hashes as parsed, and a template's first line after
+        # the restart worked out another string of each (65 B a profile, `serve` over 2 KB).
+        self.known_hash: Callable[[str], str] = str
 
     def miner(self, source_key: str) -> SourceMiner:
         """The model of one source, created on first use (least recently used evicted)."""
@@ -224,7 +228,7 @@ class PatternStage:
             if len(self._hashes) >= _HASH_CACHE_SIZE or len(self._severities) >= _HASH_CACHE_SIZE:
                 self._hashes.clear()
                 self._severities.clear()
-            h = rhythm_hash(*key)
+            h = self.known_hash(rhythm_hash(*key))
             if not first:
                 self._hashes[key] = h
                 self._hashes[(source_key, str(template.severity), template.id)] = template.rhythm
