@@ -93,7 +93,7 @@ class Pipeline:
         self.dispatch = EventGate(registry, sink)
         self.patterns = PatternStage(config.patterns)
         self.engine = Engine(config.detect)
-        self.patterns.known_hash = self._profile_hash
+        self.patterns.known_hash = self.engine.rhythm_string
         self.schemas = SchemaTracker(config.registry.schema)
         if registry is not None:
             registry.schema_tracker = self.schemas
@@ -111,12 +111,6 @@ class Pipeline:
             max_batch_records=config.pipeline.batch_max_records,
             block_filter=block_filter,
         )
-
-    def _profile_hash(self, rhythm_hash: str) -> str:
-        """The engine's own string for `rhythm_hash` if it has a profile, else `rhythm_hash`."""
-        table = self.engine._table
-        slot = table.index.get(rhythm_hash)
-        return rhythm_hash if slot is None else table.rhythm_hash[slot]
 
     def consume(self, batch: LogBatch, watermark_ns: int | None = None) -> None:
         """Process one batch taken off the queue (the watermark moves to `watermark_ns` if given)."""

@@ -1169,6 +1169,14 @@ class Engine:
         for rh in sorted(table.index):
             yield table.summary(table.index[rh])
 
+    def rhythm_string(self, rhythm_hash: str) -> str:
+        """The engine's own string for `rhythm_hash` when it has a profile for it, else
+        `rhythm_hash`: a caller that keeps the hash (the patterns stage) shares it instead of
+        holding a second copy per profile (~65 B each after a restart)."""
+        table = self._table
+        slot = table.index.get(rhythm_hash)
+        return rhythm_hash if slot is None else table.rhythm_hash[slot]
+
     def profile(self, rhythm_hash: str) -> ProfileSummary | None:
         """The summary of one profile, or None if it is not tracked."""
         slot = self._table.index.get(rhythm_hash)
