@@ -121,7 +121,7 @@ def throughput(
     )
 
 
-def _memory_batch(
+def memory_batch(
     src: list[Source], ids: range, distinct_per_profile: int, traces: int = 0
 ) -> LogBatch:
     """A record per profile of `ids`, or one per distinct id or trace id: `traces` of them
@@ -150,7 +150,7 @@ def memory(n_profiles: int, distinct_per_profile: int, label: str, traces: int =
     chunk = 10_000
     for lo in range(0, n_profiles, chunk):
         eng.observe(
-            _memory_batch(src, range(lo, min(n_profiles, lo + chunk)), distinct_per_profile, traces)
+            memory_batch(src, range(lo, min(n_profiles, lo + chunk)), distinct_per_profile, traces)
         )
     gc.collect()
     used = tracemalloc.get_traced_memory()[0] - base

@@ -19,6 +19,7 @@ from typing import cast
 import numpy as np
 import pytest
 
+from benchmarks.engine import memory_batch
 from tests.detect.test_engine import BUCKET, CFG, batch
 from tests.detect.test_trace_candidates import _run as run_trace_stream
 from tests.detect.test_trace_candidates import _stream as trace_stream
@@ -172,24 +173,7 @@ def test_a_snapshot_of_byte_samples_restores_them_as_bytes() -> None:
 
 
 N = 8_000
-
-
-def _batch(traces: int) -> LogBatch:
-    """A record of each of `N` profiles, or `traces` with distinct trace ids."""
-    src = [Source.from_attributes((("service.name", f"svc{i}"),)) for i in range(100)]
-    rows = [(i, j) for i in range(N) for j in range(max(1, traces))]
-    return LogBatch(
-        sources=src,
-        source_index=[i % 100 for i, _ in rows],
-        severity=["INFO"] * len(rows),
-        body=[""] * len(rows),
-        time_ns=[1_000_000_000] * len(rows),
-        trace_id=[f"{i:016x}{j:016x}" if j < traces else "" for i, j in rows],
-        unique_id=[""] * len(rows),
-        template_id=[f"{i:012x}" for i, _ in rows],
-        template=[f"GET /api/v1/orders/<*> ({i})" for i, _ in rows],
-        rhythm_hash=[f"{i:016x}" for i, _ in rows],
-    )
+SOURCES = [Source.from_attributes((("service.name", f"svc{i}"),)) for i in range(100)]
 
 
 def _open_bucket_bytes(traces: int) -> float:
@@ -201,7 +185,7 @@ def _open_bucket_bytes(traces: int) -> float:
     try:
         base = tracemalloc.get_traced_memory()[0]
         eng = Engine(DetectConfig(max_profiles=N))
-        b = _batch(traces)
+        b = memory_batch(SOURCES, range(N), 0, traces)
         eng.observe(b)
         (acc,) = eng._open.values()
         acc.fold(5)  # (as an alarm or a snapshot would: every candidate folded)
