@@ -508,6 +508,20 @@ def test_still_serving(srv: ServerProcess, short: ServerProcess, guarded: Server
             assert resp.status == 200
 
 
+async def intake_app(tmp_path: Path) -> tuple[App, int]:
+    """A started in-process App with only the HTTP intake (its port), for tests that put it in
+    states a server process cannot be held in (shutdown begun)."""
+    http_port = free_port()
+    config = parse_config(
+        f"""{{receive: {{grpc: {{enabled: false}}, http: {{endpoint: "127.0.0.1:{http_port}"}}}},
+              state: {{data_dir: "{tmp_path}"}}, control: {{enabled: false}},
+              registry: {{enabled: false}}, correlate: {{enabled: false}}}}"""
+    )
+    app = App(config)
+    await app.start()
+    return app, http_port
+
+
 @pytest.mark.parametrize(
     ("path", "kind", "content_type"),
     [("/v1/logs", "http", "application/json"), ("/v1/ingest", "ndjson", "application/x-ndjson")],
@@ -518,14 +532,7 @@ async def test_a_request_while_shutting_down_is_503_before_its_body(
     """Once the intake stops serving, a request that expects 100-continue is answered 503 with
     Retry-After at once, on its headers (it was told 100 Continue and uploaded its body to
     /v1/ingest first, only to be refused), and counted as unavailable."""
-    http_port = free_port()
-    config = parse_config(
-        f"""{{receive: {{grpc: {{enabled: false}}, http: {{endpoint: "127.0.0.1:{http_port}"}}}},
-              state: {{data_dir: "{tmp_path}"}}, control: {{enabled: false}},
-              registry: {{enabled: false}}, correlate: {{enabled: false}}}}"""
-    )
-    app = App(config)
-    await app.start()
+    app, http_port = await intake_app(tmp_path)
     try:
         app.http.serving = False  # what shutdown does first
         head = EXPECT_HEAD.format(path=path, content_type=content_type, length=10, extra="")
@@ -548,14 +555,7 @@ async def test_a_body_cut_short_by_shutdown_is_503_unavailable(tmp_path: Path) -
     """NDJSON streaming in when shutdown begins: the lines before are accepted, the answer is
     503 + Retry-After saying where reading stopped, counted unavailable (not queue_full: the
     queue was not full, and an operator reading the counters would look for the wrong cause)."""
-    http_port = free_port()
-    config = parse_config(
-        f"""{{receive: {{grpc: {{enabled: false}}, http: {{endpoint: "127.0.0.1:{http_port}"}}}},
-              state: {{data_dir: "{tmp_path}"}}, control: {{enabled: false}},
-              registry: {{enabled: false}}, correlate: {{enabled: false}}}}"""
-    )
-    app = App(config)
-    await app.start()
+    app, http_port = await intake_app(tmp_path)
     body = GOOD_NDJSON * 3
     head = EXPECT_HEAD.format(
         path="/v1/ingest", content_type="application/x-ndjson", length=len(body), extra=""
