@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -575,3 +576,38 @@ async def test_a_body_cut_short_by_shutdown_is_503_unavailable(tmp_path: Path) -
     assert json.loads(text)["error"].startswith("via-otlp is shutting down")
     counts = app.pipeline.stats.as_dict()["requests"]["ndjson"]  # type: ignore[index]
     assert counts.get("unavailable") == 1 and not counts.get("queue_full"), counts
+
+
+async def test_lines_read_before_shutdown_are_accepted(tmp_path: Path) -> None:
+    """Lines parsed before shutdown began are handed on, not dropped: the answer's `accepted` is
+    the line it says reading stopped after. (They sat in a batch not yet full and were lost
+    while the answer said they had been read.)"""
+    app, http_port = await intake_app(tmp_path)
+    parser = app.http._ndjson
+    parse = parser.parse
+
+    async def parse_then_shut(*args: Any) -> Any:
+        out = await parse(*args)
+        app.http.serving = False  # shutdown begins once the first lines are parsed
+        return out
+
+    parser.parse = parse_then_shut  # type: ignore[method-assign,assignment]
+    line = b'{"body": "' + b"x" * 1000 + b'", "service": "cut"}\n'  # long: fewer than a batch
+    body = line * 400  # more than one parse's worth (256 KiB)
+    head = EXPECT_HEAD.format(
+        path="/v1/ingest", content_type="application/x-ndjson", length=len(body), extra=""
+    )
+    try:
+        with socket.create_connection(("127.0.0.1", http_port), timeout=30) as sock:
+            await asyncio.to_thread(sock.sendall, head.encode())
+            first, _ = await asyncio.to_thread(read_head, sock)
+            assert first == b"HTTP/1.1 100 Continue"
+            await asyncio.to_thread(sock.sendall, body)
+            answer = await asyncio.to_thread(read_response, sock)
+    finally:
+        await app.shutdown()
+    assert answer.startswith(b"HTTP/1.1 503 ")
+    said = json.loads(answer.partition(b"\r\n\r\n")[2])
+    read = int(said["error"].split("lines after ")[1].split()[0])
+    assert 0 < read <= 400 and said["accepted"] == read, said
+    assert app.pipeline.stats.records_consumed == read

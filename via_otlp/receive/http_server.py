@@ -672,6 +672,7 @@ class HttpServer:
                     )
                 await parse(piece)
                 if not self.serving:
+                    await flush()  # the lines read are accepted, as the answer says
                     raise ShuttingDown  # the sender retries the rest later
                 if client_gone(request):
                     raise ClientGone
