@@ -194,6 +194,37 @@ def test_the_ideal_delay_is_the_minute_a_ramp_of_known_noise_reaches_the_alarm_z
     assert ideal_delay_min(sc, weak) is None
 
 
+def test_spikes_and_bursts_get_the_ideal_delay_of_their_factor_over_the_known_noise() -> None:
+    """A spike (or burst) of factor f on a flat template of λ records a minute under gamma wander
+    of shape k adds (f - 1)·λ a minute against a variance of λ + λ²/k, so after m minutes the
+    ideal test's z is (f - 1)·λ·sqrt(m / (λ + λ²/k)); the report gives both kinds that delay."""
+    case = build_case(1, "day1")
+    sc = replace(case.scenario, seasonality=replace(case.scenario.seasonality, daily=0.0))
+    assert sc.noise.kind is NoiseKind.GAMMA
+    k = sc.noise.shape
+    for kind in ("spike", "burst"):
+        a = sc.anomalies[case.labels.index(kind)]
+        assert a.kind is InjectedKind.SPIKE
+        src = next(s for s in sc.sources if s.service == a.source)
+        t = next(t for t in src.templates if t.name == a.template)
+        lam = t.rate * 6  # records a minute
+        m = np.arange(1, -(-round(a.duration / 10) // 6) + 1)
+        z = (a.factor - 1) * lam * np.sqrt(m / (lam + lam**2 / k))
+        assert evidence_by_minute(sc, a, t) == pytest.approx(z)
+        weak = replace(a, factor=1.0 + 0.2 * (a.factor - 1) / z[0])  # 0.2 sigma a minute
+        assert ideal_delay_min(replace(sc, anomalies=(weak,)), weak) is None
+        strong = ideal_delay_min(sc, a)
+        assert strong == float(np.argmax(z >= IDEAL_ALARM_SIGMA) + 1)
+    missed = dict.fromkeys(range(len(case.labels)))
+    rep = families.FamiliesReport([families.CaseResult(case, missed, {}, 1.0, 0, 0.0)])
+    ideal = rep.ideal_delays()
+    table = rep.table().splitlines()
+    for kind in ("spike", "burst"):
+        a = case.scenario.anomalies[case.labels.index(kind)]
+        assert ideal[kind] == ideal_delay_min(case.scenario, a) is not None
+        assert f"{ideal[kind]:.1f} min" in table[3 + KINDS.index(kind)]
+
+
 def test_a_drop_after_a_drift_on_its_template_has_the_evidence_of_the_drifted_rate() -> None:
     """A drift_down of 30 % an hour for an hour leaves the template at 0.7 of its rate, and a
     drop hours later takes its evidence from that: on flat Poisson traffic z grows as the root

@@ -92,6 +92,9 @@ MAX_LENGTHENING = 4.0
 # the minute it gets there is the "ideal delay" the report sets beside the detector's.
 IDEAL_ALARM_SIGMA = 4.75
 EVIDENCE_KINDS = ("drop", "drift_up", "drift_down")  # the kinds placed by their evidence
+# The kinds the report gives an ideal delay: those placed by evidence, and spikes and bursts
+# (drawn, not placed: the ideal says whether the 2 min target is reachable on their template).
+IDEAL_KINDS = (*EVIDENCE_KINDS, "spike", "burst")
 
 # Message shapes of the background. `{w}` is a literal word (the "word variable" of one template
 # per service takes a second value later); the other placeholders are generate.py's.
@@ -196,16 +199,16 @@ def build_case(seed: int, deployment: str) -> FamilyCase:
 def evidence_sigma(sc: Scenario, a: AnomalySpec, t: TemplateSpec) -> float:
     """The anomaly `a` on template `t`, as the z of an ideal test (matched filter over minutes,
     baseline and noise known): per minute the signal is the expected records lost (a drop) or
-    added (a drift's ramp), the variance the count's under no anomaly (Poisson plus the gamma
-    wander: ``λ + λ²/shape``), at the day's curve."""
+    added (a drift's ramp, a spike's or a burst's factor), the variance the count's under no
+    anomaly (Poisson plus the gamma wander: ``λ + λ²/shape``), at the day's curve."""
     return float(evidence_by_minute(sc, a, t)[-1])
 
 
 def evidence_by_minute(sc: Scenario, a: AnomalySpec, t: TemplateSpec) -> np.ndarray:
     """`evidence_sigma` of the anomaly's first 1, 2, ... minutes (how an ideal test's z grows:
-    as the square root of the minutes for a drop, as their 1.5th power for a drift's ramp), at
-    the rate as generated: the buckets and ramp of generate.py, on a template earlier drifts
-    may have moved (`_drifted`)."""
+    as the square root of the minutes for a drop or a spike, as their 1.5th power for a drift's
+    ramp), at the rate as generated: the buckets and ramp of generate.py, on a template earlier
+    drifts may have moved (`_drifted`)."""
     b0, b1 = window_buckets(a, sc.bucket, sc.buckets)
     per = round(60.0 / sc.bucket)
     minutes = max(1, -(-(b1 - b0) // per))
@@ -213,6 +216,8 @@ def evidence_by_minute(sc: Scenario, a: AnomalySpec, t: TemplateSpec) -> np.ndar
     lam = t.rate * seasonal_factor(sc, b[-1] + 1)[b0:] * _drifted(sc, a, t, b)  # a bucket
     if a.kind is InjectedKind.DROP:
         signal = lam * (1.0 - 1.0 / a.factor)
+    elif a.kind is InjectedKind.SPIKE:  # a spike or a burst
+        signal = lam * (a.factor - 1.0)
     else:
         signal = lam * (drift_factor(a, sc.bucket, b1 - b0, b - b0) - 1.0)
     signal[b >= b1] = 0.0  # the last minute's buckets past the window
@@ -236,7 +241,7 @@ def _drifted(sc: Scenario, a: AnomalySpec, t: TemplateSpec, buckets: np.ndarray)
 
 
 def ideal_delay_min(sc: Scenario, a: AnomalySpec) -> float | None:
-    """The minute from its start at which an ideal test finds drop or drift `a`
+    """The minute from its start at which an ideal test finds drop, drift, spike or burst `a`
     (`evidence_by_minute` reaches `IDEAL_ALARM_SIGMA`; None if it never does): a bound no
     detector beats on average, for the report to set beside the delays it measures."""
     reached = np.flatnonzero(evidence_by_minute(sc, a, _template_of(sc, a)) >= IDEAL_ALARM_SIGMA)
@@ -574,9 +579,9 @@ class FamiliesReport:
         return out
 
     def ideal_delays(self) -> dict[str, float | None]:
-        """Kind → median `ideal_delay_min` of its anomalies (the kinds placed by evidence)."""
+        """Kind → median `ideal_delay_min` of its anomalies (`IDEAL_KINDS`)."""
         out: dict[str, float | None] = {}
-        for kind in EVIDENCE_KINDS:
+        for kind in IDEAL_KINDS:
             delays = [
                 ideal_delay_min(r.case.scenario, a)
                 for r in self.results
