@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ from tests.conftest import ServerProcess, free_port, http_post, start_server
 from tests.sockets import HALF_HTTP2_PREFACE, open_idle_connections, read_until_closed
 from via_otlp.app import App
 from via_otlp.config import parse_config
+from via_otlp.model import LogBatch
+from via_otlp.receive import http_server
 from via_otlp.receive.connlimit import HEALTH_SLOTS
 
 pytestmark = pytest.mark.slow
@@ -509,16 +511,22 @@ def test_still_serving(srv: ServerProcess, short: ServerProcess, guarded: Server
             assert resp.status == 200
 
 
-async def intake_app(tmp_path: Path) -> tuple[App, int]:
+async def intake_app(
+    tmp_path: Path,
+    receive: str = "",
+    http: str = "",
+    consume_hook: Callable[[LogBatch], Awaitable[None]] | None = None,
+) -> tuple[App, int]:
     """A started in-process App with only the HTTP intake (its port), for tests that put it in
-    states a server process cannot be held in (shutdown begun)."""
+    states a server process cannot be held in (shutdown begun, a consumer held); `receive` and
+    `http`: more keys of those sections (JSON5)."""
     http_port = free_port()
     config = parse_config(
-        f"""{{receive: {{grpc: {{enabled: false}}, http: {{endpoint: "127.0.0.1:{http_port}"}}}},
+        f"""{{receive: {{grpc: {{enabled: false}}, http: {{endpoint: "127.0.0.1:{http_port}", {http}}}, {receive}}},
               state: {{data_dir: "{tmp_path}"}}, control: {{enabled: false}},
               registry: {{enabled: false}}, correlate: {{enabled: false}}}}"""
     )
-    app = App(config)
+    app = App(config, consume_hook=consume_hook)
     await app.start()
     return app, http_port
 
@@ -611,3 +619,67 @@ async def test_lines_read_before_shutdown_are_accepted(tmp_path: Path) -> None:
     read = int(said["error"].split("lines after ")[1].split()[0])
     assert 0 < read <= 400 and said["accepted"] == read, said
     assert app.pipeline.stats.records_consumed == read
+
+
+async def test_a_full_queue_answer_says_which_lines_were_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue fills (a real bound: `queue_max_records`, its consumer held on the first batch)
+    between two flushes of one NDJSON body: the 503 says lines after the last flush that went
+    through were not accepted, and `accepted` is exactly those lines. (It said reading stopped
+    after every line parsed, the failed flush's too: a sender resuming there lost them.)"""
+    monkeypatch.setattr(http_server, "NDJSON_ROOM_TIMEOUT", 0.5)  # how long a flush waits for room
+    held = asyncio.Event()
+
+    async def hold(batch: LogBatch) -> None:
+        await held.wait()
+
+    # A flush per parse (every 256 KiB inflated: gzip comes in 64 KiB pieces); the first goes
+    # into the empty queue, the second finds no room for its lines while the first is held.
+    app, http_port = await intake_app(
+        tmp_path, "queue_max_records: 300, ndjson_batch_records: 100", consume_hook=hold
+    )
+    lines = [b'{"body": "%s", "service": "full"}' % (b"x" * 1000) for _ in range(400)]
+    lines[350] = b"not json"  # a bad line among those not taken is not reported either
+    body = gzip.compress(b"\n".join(lines) + b"\n", 1)
+    try:
+        code, out = await asyncio.to_thread(
+            http_post,
+            f"http://127.0.0.1:{http_port}/v1/ingest",
+            body,
+            "application/x-ndjson",
+            **{"Content-Encoding": "gzip"},
+        )
+    finally:
+        held.set()
+        await app.shutdown()
+    said = json.loads(out)
+    assert code == 503 and said["error"].startswith("intake queue stayed full"), said
+    taken = int(said["error"].split("lines after ")[1].split()[0])
+    assert 0 < taken < 350 and said["accepted"] == taken, said
+    assert said["rejected"] == 0 and said["errors"] == [], said
+    assert app.pipeline.stats.records_consumed == taken
+    counts = app.pipeline.stats.as_dict()
+    assert counts["records"]["ndjson"] == {"accepted": taken}, counts  # type: ignore[index]
+
+
+async def test_a_stalled_body_answer_says_which_lines_were_taken(tmp_path: Path) -> None:
+    """A body that stalls after lines parsed but not yet handed on (fewer than a batch): the 408
+    says lines after the last flush were not accepted, not lines after the last parsed one."""
+    app, http_port = await intake_app(tmp_path, http="body_read_timeout: 0.5")
+    line = b'{"body": "' + b"x" * 1000 + b'", "service": "stalled"}\n'
+    sent = line * 300  # more than one parse's worth (256 KiB), fewer than a batch of records
+    head = (
+        "POST /v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n"
+        f"Content-Length: {len(sent) * 2}\r\n\r\n"
+    )
+    try:
+        with socket.create_connection(("127.0.0.1", http_port), timeout=30) as sock:
+            await asyncio.to_thread(sock.sendall, head.encode() + sent)  # and the rest never comes
+            answer = await asyncio.to_thread(read_response, sock)
+    finally:
+        await app.shutdown()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    said = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert said["error"].endswith("lines after 0 were not accepted"), said
+    assert said["accepted"] == 0 and app.pipeline.stats.records_consumed == 0

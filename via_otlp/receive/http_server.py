@@ -578,14 +578,19 @@ class HttpServer:
 
         Limits (the inflated size, the line count) answer 413 when reached, after the lines
         before them were accepted: the answer says how many and where reading stopped.
+        Every answer reports lines 1..`through` only, those handed on (or rejected) by the last
+        flush that succeeded: lines parsed after it were not taken, and the sender resends them.
         """
         stats = self.intake.stats
         default_service = request.query.get("service", "") or "unknown_service"
-        accepted = rejected = 0
+        accepted = rejected = through = 0
         repaired = False
         errors: list[dict[str, Any]] = []
-        pending: list[bytes] = []  # serialised requests; concatenated, they are one
-        pending_records = 0
+        # Parsed since the last flush: serialised requests (concatenated, they are one), their
+        # records, and the bad lines among them (counted, and shown, once handed on).
+        pending: list[bytes] = []
+        pending_records = pending_rejected = 0
+        pending_errors: list[dict[str, Any]] = []
         content_encoding = self._ingest_screen(request)
         if isinstance(content_encoding, web.Response):
             return content_encoding
@@ -594,7 +599,8 @@ class HttpServer:
         splitter = LineSplitter(MAX_NDJSON_LINE)
 
         async def flush() -> None:
-            nonlocal accepted, pending_records
+            """Hand on the lines parsed so far; only then do they count as taken (`through`)."""
+            nonlocal accepted, rejected, through, pending_records, pending_rejected
             if pending:
                 await asyncio.wait_for(
                     self.intake.submit_payload(b"".join(pending), Encoding.PROTOBUF, wait=True),
@@ -603,6 +609,11 @@ class HttpServer:
                 accepted += pending_records
                 pending.clear()
                 pending_records = 0
+            rejected += pending_rejected
+            pending_rejected = 0
+            errors.extend(pending_errors)
+            pending_errors.clear()
+            through = min(splitter.complete, max_lines)
 
         unparsed: list[bytes] = []  # pieces read, parsed together (fewer trips to the parser)
         unparsed_size = 0
@@ -625,14 +636,15 @@ class HttpServer:
                 await parse_data(None)
 
         async def parse_data(data: bytes | None) -> None:
-            nonlocal splitter, rejected, repaired, pending_records
+            nonlocal splitter, pending_rejected, repaired, pending_records
             splitter, parsed = await self._ndjson.parse(
                 splitter, data, default_service, max_lines, NDJSON_MAX_ERRORS_SHOWN
             )
-            rejected += parsed.rejected
+            pending_rejected += parsed.rejected
             repaired = repaired or parsed.repaired
-            for number, error in parsed.errors[: NDJSON_MAX_ERRORS_SHOWN - len(errors)]:
-                errors.append({"line": number, "error": error})
+            room = NDJSON_MAX_ERRORS_SHOWN - len(errors) - len(pending_errors)
+            for number, error in parsed.errors[: max(room, 0)]:
+                pending_errors.append({"line": number, "error": error})
             if parsed.records:
                 pending.append(parsed.payload)
                 pending_records += parsed.records
@@ -640,10 +652,10 @@ class HttpServer:
                 await flush()
                 raise BodyTooLarge(
                     f"body has more than max_ndjson_lines {max_lines} lines; "
-                    f"lines after {max_lines} were not read"
+                    f"lines after {through} were not read"
                 )
-            if pending_records >= self.batch_records:
-                await flush()
+            if pending_records >= self.batch_records or not pending:
+                await flush()  # (nothing to hand on: the lines parsed are taken at once)
 
         def answer(outcome: Outcome, status: int, error: str = "", **headers: str) -> web.Response:
             """Count the request and its records, and say how far it got."""
@@ -668,7 +680,7 @@ class HttpServer:
                     await flush()
                     raise BodyTooLarge(
                         f"body exceeds max_request_body_size {max_size}; "
-                        f"lines after {splitter.complete} were not read"
+                        f"lines after {through} were not read"
                     )
                 await parse(piece)
                 if not self.serving:
@@ -688,7 +700,7 @@ class HttpServer:
             return answer(
                 Outcome.UNAVAILABLE,
                 503,
-                f"via-otlp is shutting down; lines after {splitter.complete} were not read",
+                f"via-otlp is shutting down; lines after {through} were not read",
                 **{"Retry-After": "1"},
             )
         except asyncio.CancelledError:  # its connection was lost while the parser worked
@@ -701,14 +713,14 @@ class HttpServer:
                     Outcome.TIMEOUT,
                     408,
                     f"body stalled for longer than body_read_timeout {self.config.body_read_timeout:g}s; "
-                    f"lines after {splitter.complete} were not read",
+                    f"lines after {through} were not accepted",
                 ),
             )
         except (TimeoutError, QueueFullError, ParserUnavailable):
             return answer(
                 Outcome.QUEUE_FULL,
                 503,
-                f"intake queue stayed full; lines after {splitter.complete} were not read",
+                f"intake queue stayed full; lines after {through} were not accepted",
                 **{"Retry-After": "1"},
             )
         outcome = Outcome.ACCEPTED if accepted or not rejected else Outcome.INVALID
