@@ -607,7 +607,8 @@ class App:
             "each": [
                 {"index": s.index, "pid": s.pid, "restarts": s.restarts, "down": s.down,
                  "restart_failures": s.restart_failures,
-                 "records_in_flight": s.records_in_flight, "restored_from": s.restored_from,
+                 "records_in_flight": s.records_in_flight,
+                 "records_consumed": s.records_consumed, "restored_from": s.restored_from,
                  "restore_seconds": s.restore_seconds,
                  "profiles": s.stats.get("detect", {}).get("profiles", 0),
                  "rss_bytes": s.stats.get("rss", 0),

@@ -128,6 +128,7 @@ class ShardStatus:
     decoding_bytes: int = 0
     records_in_flight: int = 0
     bytes_in_flight: int = 0
+    records_consumed: int = 0  # learnt from by this shard since the service began: the split
     restored_from: str = ""
     restore_seconds: float = 0.0
     down: bool = False  # dead: takes no records until restarted (READY; again after a backoff)
@@ -772,6 +773,7 @@ class ShardPool:
             if missing:  # held by the shard before a restart
                 self.lost_records += records
             self.stats.records_consumed += consumed
+            shard.status.records_consumed += consumed
             self.stats.records_dropped_by_patch += dropped
             if events:
                 self._events.setdefault(seq, []).extend(
