@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import gzip
 import json
+import os
 import resource
+import signal
 import socket
 import struct
 import threading
@@ -25,6 +27,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ServerProcess, free_port, http_post, start_server
+from tests.shard.test_route import until
 from tests.sockets import HALF_HTTP2_PREFACE, open_idle_connections, read_until_closed
 from via_otlp.app import App
 from via_otlp.config import parse_config
@@ -683,3 +686,37 @@ async def test_a_stalled_body_answer_says_which_lines_were_taken(tmp_path: Path)
     said = json.loads(answer.partition(b"\r\n\r\n")[2])
     assert said["error"].endswith("lines after 0 were not accepted"), said
     assert said["accepted"] == 0 and app.pipeline.stats.records_consumed == 0
+
+
+async def test_a_flush_sent_on_is_answered_however_long_the_shards_take(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush that found room is answered once the shards have its records, even when that
+    takes longer than the wait for room may: the timeout covered the whole hand-over, so it
+    answered 503 "not accepted" of records that went on, and a sender's retry sent them twice.
+    (The shards are held still with SIGSTOP, never by timing.)"""
+    monkeypatch.setattr(http_server, "NDJSON_ROOM_TIMEOUT", 0.2)
+    app, http_port = await intake_app(tmp_path)
+    pool = app.pool
+    assert pool is not None
+    pids = [s.pid for s in pool.status()]
+    body = b'{"body": "sent on", "service": "held"}\n' * 5
+    url = f"http://127.0.0.1:{http_port}/v1/ingest"
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            post = asyncio.ensure_future(
+                asyncio.to_thread(http_post, url, body, "application/x-ndjson")
+            )
+            await until(lambda: pool.queued_bytes > 0)  # sent to a shard, which is held
+            await asyncio.sleep(2 * http_server.NDJSON_ROOM_TIMEOUT)  # the old bound is past
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+        code, out = await post
+        await asyncio.wait_for(pool.wait_idle(), 60)
+    finally:
+        await app.shutdown()
+    assert code == 200 and json.loads(out)["accepted"] == 5, out
+    assert app.pipeline.stats.records_consumed == 5

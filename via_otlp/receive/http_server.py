@@ -602,9 +602,13 @@ class HttpServer:
             """Hand on the lines parsed so far; only then do they count as taken (`through`)."""
             nonlocal accepted, rejected, through, pending_records, pending_rejected
             if pending:
-                await asyncio.wait_for(
-                    self.intake.submit_payload(b"".join(pending), Encoding.PROTOBUF, wait=True),
-                    NDJSON_ROOM_TIMEOUT,
+                # Only the wait for room is bounded: records sent on are answered, else the
+                # answer could say "not taken" of records that were (and would come twice).
+                await self.intake.submit_payload(
+                    b"".join(pending),
+                    Encoding.PROTOBUF,
+                    wait=True,
+                    room_timeout=NDJSON_ROOM_TIMEOUT,
                 )
                 accepted += pending_records
                 pending.clear()

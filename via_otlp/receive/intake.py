@@ -195,7 +195,12 @@ class IntakeFront(Protocol):
     stats: IntakeStats
 
     async def submit_payload(
-        self, payload: bytes, encoding: Encoding, *, wait: bool = False
+        self,
+        payload: bytes,
+        encoding: Encoding,
+        *,
+        wait: bool = False,
+        room_timeout: float | None = None,
     ) -> int: ...
 
 
@@ -223,18 +228,26 @@ class Intake:
         self.max_batch_records = max_batch_records
 
     async def submit_payload(
-        self, payload: bytes, encoding: Encoding, *, wait: bool = False
+        self,
+        payload: bytes,
+        encoding: Encoding,
+        *,
+        wait: bool = False,
+        room_timeout: float | None = None,
     ) -> int:
         """Decode a serialised request and submit it (in-process mode: on the caller's loop).
 
         Raises `InputError` for bytes that are not a request and `QueueFullError` when there is
-        no room (unless `wait`, which waits for it instead).
+        no room (unless `wait`, which waits for it instead: `TimeoutError` past `room_timeout`,
+        with none of the request taken).
         """
         message, repairs = decode(payload, encoding)
         self.stats.count_repairs(repairs)
         n = sum(len(sl.log_records) for rl in message.resource_logs for sl in rl.scope_logs)
         if n and not wait and not self.queue.has_room(n):
             raise QueueFullError(self.retry_after, n)
+        if n and wait:  # room for all of it first, so a timeout leaves none of it taken
+            await asyncio.wait_for(self.queue.wait_for_room(n), room_timeout)
         now = time.time_ns()
         accepted = 0
         exact = encoding is Encoding.PROTOBUF and not repairs  # `message` is `payload` parsed

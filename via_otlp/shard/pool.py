@@ -436,17 +436,25 @@ class ShardPool:
         return bool(p.max_rss and self.rss_bytes > p.max_rss)
 
     async def submit_payload(
-        self, payload: bytes, encoding: Encoding, *, wait: bool = False, now_ns: int | None = None
+        self,
+        payload: bytes,
+        encoding: Encoding,
+        *,
+        wait: bool = False,
+        room_timeout: float | None = None,
+        now_ns: int | None = None,
     ) -> int:
         """Decode a request in a shard and hand its records to their owners.
 
         Returns the records accepted once decoded; raises `InputError` when the bytes are not a
-        request and `QueueFullError` when the service is full (unless `wait`).
+        request and `QueueFullError` when the service is full (unless `wait`: then it waits
+        for room, `TimeoutError` past `room_timeout`; once sent, the request is answered).
         """
-        while self.full(len(payload)):
-            if not wait or self._closing:
-                raise QueueFullError(self.config.pipeline.retry_after)
-            await self._wait_change()
+        async with asyncio.timeout(room_timeout if wait else None):
+            while self.full(len(payload)):
+                if not wait or self._closing:
+                    raise QueueFullError(self.config.pipeline.retry_after)
+                await self._wait_change()
         live = [s for s in self._shards if s.alive]
         if not live:
             raise QueueFullError(self.config.pipeline.retry_after)
