@@ -1,9 +1,9 @@
 """What travels between the serving process and its shards: framed messages over a socket pair.
 
 A frame is ``u32 length | u8 kind | payload``. Control messages are small JSON documents;
-request bytes travel as they came; normalised batches travel in the snapshot codec of
-`via_otlp.state` (a JSON header and raw column bytes: strings joined by NUL into one UTF-8
-blob, numbers as arrays), never pickled. Splitting a batch by owning shard happens here too.
+request bytes travel as they came; normalised batches travel as length-prefixed sections
+(`encode_batch`: strings joined by NUL into one UTF-8 blob, numbers as arrays), never
+pickled. Splitting a batch by owning shard happens here too.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from via_otlp.model import AttributeSample, LogBatch, Source
 from via_otlp.receive.normalise import HexIds, IntakeCounts, NormaliseOptions, Normaliser
 from via_otlp.receive.wire import resource_logs_spans
-from via_otlp.state import decode_tree, encode_tree
 
 _FRAME = struct.Struct("<IB")
 _SEQ = struct.Struct("<qq")  # (sequence number or request id, watermark / time)
@@ -247,118 +246,156 @@ def recv_frame(sock: socket.socket) -> tuple[Kind, memoryview] | None:
 
 
 # -- batches -----------------------------------------------------------------------------------
+#
+# A batch is a fixed sequence of sections, each `u32 length | bytes`, after a magic: no header
+# to write or parse (as a JSON header and tree walk it was a third of a travelling batch's cost).
+# Numbers are raw little-endian arrays; string columns `u8 mode | u32 count` then their values
+# (NUL-joined UTF-8, or a JSON list when a value holds a NUL); nested data (sources, attribute
+# samples, the severity names) one JSON text each.
 
+_BATCH_MAGIC = b"VIB1"
+_LEN = struct.Struct("<I")
+_STR = struct.Struct("<BI")  # mode, count
+_IDS = struct.Struct("<BII")  # mode, count, width
+_ALL_EMPTY, _JOINED, _LISTED = 0, 1, 2  # string column modes
+_NO_IDS, _PACKED, _LENGTHS = 0, 1, 2  # trace id column modes
 _SEP = "\0"
+_SECTIONS = 10
 
 
-def _strings(values: list[str]) -> Any:
-    """A string column: one NUL-joined UTF-8 blob, or a JSON list if a value holds a NUL."""
-    if not values:
-        return {"n": 0}
+def _json_bytes(doc: Any) -> bytes:
+    return json.dumps(doc, separators=(",", ":")).encode("utf-8")
+
+
+def _strings(values: list[str]) -> bytes:
+    """A string column: its values NUL-joined, or a JSON list if a value holds a NUL."""
     if not any(values):
-        return {"n": len(values), "empty": True}
+        return _STR.pack(_ALL_EMPTY, len(values))
     joined = _SEP.join(values)
     if joined.count(_SEP) != len(values) - 1:
-        return {"n": len(values), "list": values}
-    blob = joined.encode("utf-8", "surrogatepass")
-    return {"n": len(values), "blob": np.frombuffer(blob, dtype=np.uint8)}
+        return _STR.pack(_LISTED, len(values)) + _json_bytes(values)
+    return _STR.pack(_JOINED, len(values)) + joined.encode("utf-8", "surrogatepass")
 
 
-def _unstrings(doc: dict[str, Any]) -> list[str]:
-    n = doc["n"]
-    if n == 0:
-        return []
-    if doc.get("empty"):
+def _unstrings(section: memoryview) -> list[str]:
+    mode, n = _STR.unpack_from(section)
+    if mode == _ALL_EMPTY:
         return [""] * n
-    if "list" in doc:
-        return list(doc["list"])
-    values = doc["blob"].tobytes().decode("utf-8", "surrogatepass").split(_SEP)
-    if len(values) != n:
-        raise ValueError(f"string column holds {len(values)} values, header says {n}")
+    data = bytes(section[_STR.size :])
+    if mode == _LISTED:
+        values = json.loads(data)
+    else:
+        values = data.decode("utf-8", "surrogatepass").split(_SEP)
+    if mode not in (_JOINED, _LISTED) or not isinstance(values, list) or len(values) != n:
+        raise ValueError(f"string column of {n} values does not read as such (mode {mode})")
     return values
 
 
-def _length_type(widest: int) -> type[np.unsignedinteger[Any]]:
-    """The dtype of a trace-id length column: a byte, unless an id is longer (OTLP's are 16
-    bytes, but the wire takes any: a longer one must not stop a shard's encoding)."""
-    return np.uint8 if widest < 256 else np.uint32
-
-
-def _trace_ids(ids: Any) -> Any:
+def _trace_ids(ids: Any) -> bytes:
+    """Ids of one width as one blob (packed `HexIds` as they are), else lengths and a blob."""
     packed = ids.blob() if isinstance(ids, HexIds) else None
     if packed is not None and packed[1]:
-        lengths = np.full(len(ids), packed[1], dtype=_length_type(packed[1]))
-        return {"n": len(ids), "lengths": lengths, "blob": np.frombuffer(packed[0], np.uint8)}
+        return _IDS.pack(_PACKED, len(ids), packed[1]) + packed[0]
     raw: list[bytes] = ids.raw if isinstance(ids, HexIds) else [bytes.fromhex(t) for t in ids]
-    if not raw:
-        return {"n": 0}
-    dtype = _length_type(max(map(len, raw)))
-    lengths = np.fromiter(map(len, raw), dtype=dtype, count=len(raw))
-    if not lengths.any():
-        return {"n": len(raw), "empty": True}
-    return {"n": len(raw), "lengths": lengths, "blob": np.frombuffer(b"".join(raw), np.uint8)}
+    lengths = list(map(len, raw))
+    if not any(lengths):
+        return _IDS.pack(_NO_IDS, len(raw), 0)
+    if lengths.count(lengths[0]) == len(lengths):
+        return _IDS.pack(_PACKED, len(raw), lengths[0]) + b"".join(raw)
+    widths = np.asarray(lengths, dtype=np.uint32).tobytes()
+    return _IDS.pack(_LENGTHS, len(raw), 0) + widths + b"".join(raw)
 
 
-def _untrace_ids(doc: dict[str, Any]) -> HexIds:
-    n = doc["n"]
-    if n == 0:
-        return HexIds([])
-    if doc.get("empty"):
+def _untrace_ids(section: memoryview) -> HexIds:
+    mode, n, width = _IDS.unpack_from(section)
+    data = section[_IDS.size :]
+    if mode == _NO_IDS:
         return HexIds([b""] * n)
-    lengths = doc["lengths"]
-    blob = doc["blob"].tobytes()
-    width = int(lengths[0])
-    if (lengths == width).all():
-        return HexIds.packed(blob, width, n)  # split into ids only if asked (`HexIds.raw`)
-    ends = np.cumsum(lengths).tolist()
-    starts = [0, *ends[:-1]]
-    return HexIds([blob[a:b] for a, b in zip(starts, ends, strict=True)])
+    if mode == _PACKED and len(data) == n * width:
+        return HexIds.packed(bytes(data), width, n)  # split into ids only if asked
+    if mode != _LENGTHS or len(data) < 4 * n:
+        raise ValueError(f"trace id column of {n} ids does not read as such (mode {mode})")
+    ends = np.cumsum(np.frombuffer(data, np.uint32, n), dtype=np.int64).tolist()
+    blob = bytes(data[4 * n :])
+    if (ends[-1] if ends else 0) != len(blob):
+        raise ValueError(f"trace id column of {n} ids does not read as such (mode {mode})")
+    return HexIds([blob[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)])
 
 
 def encode_batch(batch: LogBatch) -> bytes:
     """A normalised batch (before templating) as bytes."""
     vocab = list(dict.fromkeys(batch.severity))
     code = {s: i for i, s in enumerate(vocab)}
-    tree = {
-        "sources": [[s.key, [list(a) for a in s.attributes]] for s in batch.sources],
-        "source_index": np.asarray(batch.source_index, dtype=np.int32),
-        "severity_vocab": vocab,
-        "severity": np.fromiter(map(code.__getitem__, batch.severity), np.uint16, len(batch)),
-        "time_ns": np.asarray(batch.time_ns, dtype=np.int64),
-        "body": _strings(batch.body),
-        "trace_id": _trace_ids(batch.trace_id),
-        "unique_id": _strings(batch.unique_id),
-        "template_hint": _strings(batch.template_hint),
-        # One JSON text: nested lists would cost a tree walk each.
-        "samples": json.dumps([
+    sections = (
+        _json_bytes([[s.key, s.attributes] for s in batch.sources]),
+        np.asarray(batch.source_index, dtype=np.int32).tobytes(),
+        _json_bytes(vocab),
+        np.fromiter(map(code.__getitem__, batch.severity), np.uint16, len(batch)).tobytes(),
+        np.asarray(batch.time_ns, dtype=np.int64).tobytes(),
+        _strings(batch.body),
+        _trace_ids(batch.trace_id),
+        _strings(batch.unique_id),
+        _strings(batch.template_hint),
+        _json_bytes([
             [s.source_index, s.log_attributes, s.resource_attributes, s.record_index]
             for s in batch.attribute_samples
-        ], separators=(",", ":")),
-    }  # fmt: skip
-    return encode_tree(tree)
+        ]),
+    )  # fmt: skip
+    out = [_BATCH_MAGIC]
+    for section in sections:
+        out += (_LEN.pack(len(section)), section)
+    return b"".join(out)
+
+
+def _sections(data: bytes | memoryview) -> list[memoryview]:
+    """The sections of an encoded batch; ValueError when it is not one."""
+    view = memoryview(data)
+    if view[: len(_BATCH_MAGIC)] != _BATCH_MAGIC:
+        raise ValueError("not an encoded batch")
+    out = []
+    at = len(_BATCH_MAGIC)
+    while at < len(view):
+        if at + _LEN.size > len(view):
+            raise ValueError("encoded batch is truncated")
+        (n,) = _LEN.unpack_from(view, at)
+        at += _LEN.size
+        if at + n > len(view):
+            raise ValueError("encoded batch is truncated")
+        out.append(view[at : at + n])
+        at += n
+    if len(out) != _SECTIONS:
+        raise ValueError(f"encoded batch has {len(out)} sections, not {_SECTIONS}")
+    return out
 
 
 def decode_batch(data: bytes | memoryview) -> LogBatch:
     """The batch `encode_batch` wrote."""
-    tree = decode_tree(data)
-    vocab = tree["severity_vocab"]
-    sev = tree["severity"].tolist()
-    return LogBatch(
-        sources=[Source(k, tuple((a, b) for a, b in attrs)) for k, attrs in tree["sources"]],
-        source_index=tree["source_index"].tolist(),
-        severity=[vocab[i] for i in sev],
-        body=_unstrings(tree["body"]),
-        time_ns=tree["time_ns"].tolist(),
-        trace_id=cast(list[str], _untrace_ids(tree["trace_id"])),
-        unique_id=_unstrings(tree["unique_id"]),
-        template_hint=_unstrings(tree["template_hint"]),
-        attribute_samples=[
-            AttributeSample(
-                int(si), tuple((a, b) for a, b in la), tuple((a, b) for a, b in ra), int(ri)
-            )
-            for si, la, ra, ri in json.loads(tree["samples"])
-        ],
-    )
+    try:
+        sources, source_index, vocab, sev, times, body, trace, unique, hint, samples = _sections(
+            data
+        )
+        vocab_names = json.loads(bytes(vocab))
+        return LogBatch(
+            sources=[
+                Source(k, tuple((a, b) for a, b in attrs))
+                for k, attrs in json.loads(bytes(sources))
+            ],
+            source_index=np.frombuffer(source_index, np.int32).tolist(),
+            severity=[vocab_names[i] for i in np.frombuffer(sev, np.uint16).tolist()],
+            body=_unstrings(body),
+            time_ns=np.frombuffer(times, np.int64).tolist(),
+            trace_id=cast(list[str], _untrace_ids(trace)),
+            unique_id=_unstrings(unique),
+            template_hint=_unstrings(hint),
+            attribute_samples=[
+                AttributeSample(
+                    int(si), tuple((a, b) for a, b in la), tuple((a, b) for a, b in ra), int(ri)
+                )
+                for si, la, ra, ri in json.loads(bytes(samples))
+            ],
+        )
+    except struct.error as exc:
+        raise ValueError(f"encoded batch: {exc}") from None
 
 
 def _take(col: Any, idx: list[int], runs: list[tuple[int, int]] | None) -> Any:
