@@ -34,6 +34,7 @@ from via_otlp.config import parse_config
 from via_otlp.model import LogBatch
 from via_otlp.receive import http_server
 from via_otlp.receive.connlimit import HEALTH_SLOTS
+from via_otlp.receive.intake import RecordQueue
 
 pytestmark = pytest.mark.slow
 
@@ -664,6 +665,50 @@ async def test_a_full_queue_answer_says_which_lines_were_taken(
     assert app.pipeline.stats.records_consumed == taken
     counts = app.pipeline.stats.as_dict()
     assert counts["records"]["ndjson"] == {"accepted": taken}, counts  # type: ignore[index]
+
+
+async def test_a_wait_for_room_ended_by_shutdown_is_answered_as_shutdown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush waiting for room when shutdown begins: the 503 says the service is stopping and
+    counts the request unavailable, not "queue stayed full" (an operator would look for a
+    capacity problem that is not there); the lines it names as taken are still exact."""
+    monkeypatch.setattr(http_server, "NDJSON_ROOM_TIMEOUT", 0.5)
+    held = asyncio.Event()
+    app: Any = None
+    wait_for_room = RecordQueue.wait_for_room
+
+    async def hold(batch: LogBatch) -> None:
+        await held.wait()
+
+    async def stop_while_waiting(queue: RecordQueue, records: int) -> None:
+        if not queue.has_room(records):
+            app.http.serving = False  # shutdown begins while this flush waits for room
+        await wait_for_room(queue, records)
+
+    monkeypatch.setattr(RecordQueue, "wait_for_room", stop_while_waiting)
+    app, http_port = await intake_app(
+        tmp_path, "queue_max_records: 300, ndjson_batch_records: 100", consume_hook=hold
+    )
+    lines = [b'{"body": "%s", "service": "stopping"}' % (b"x" * 1000) for _ in range(400)]
+    body = gzip.compress(b"\n".join(lines) + b"\n", 1)
+    try:
+        code, out = await asyncio.to_thread(
+            http_post,
+            f"http://127.0.0.1:{http_port}/v1/ingest",
+            body,
+            "application/x-ndjson",
+            **{"Content-Encoding": "gzip"},
+        )
+    finally:
+        held.set()
+        await app.shutdown()
+    said = json.loads(out)
+    assert code == 503 and said["error"].startswith("via-otlp is shutting down"), said
+    taken = int(said["error"].split("lines after ")[1].split()[0])
+    assert 0 < taken < 400 and said["accepted"] == taken, said
+    counts = app.pipeline.stats.as_dict()["requests"]["ndjson"]
+    assert counts.get("unavailable") == 1 and not counts.get("queue_full"), counts
 
 
 async def test_a_stalled_body_answer_says_which_lines_were_taken(tmp_path: Path) -> None:

@@ -721,6 +721,13 @@ class HttpServer:
                 ),
             )
         except (TimeoutError, QueueFullError, ParserUnavailable):
+            if not self.serving:  # (the wait for room ended because the service is stopping)
+                return answer(
+                    Outcome.UNAVAILABLE,
+                    503,
+                    f"via-otlp is shutting down; lines after {through} were not accepted",
+                    **{"Retry-After": "1"},
+                )
             return answer(
                 Outcome.QUEUE_FULL,
                 503,
