@@ -52,10 +52,11 @@ _LOW_SCREEN = 2.0
 # tests against the baseline, the lagged tests against the level just before, and the longest
 # window against the level from before the change (`drop_ref`), for spikes and drops alike.
 _WIN_SHARE = 2.0 * (2.0 * (SCALES - 1) + 1.0)
-# The reference level is held (not updated) while some window or lagged comparison with a
-# drop's evidence is below -_REF_SIGMA (until back above half that): it is the level before a
-# fall begins, not one the fall has already taught the baseline.
-_REF_SIGMA = 1.0
+# The reference level is held (not updated) from the first bucket below this fraction of the
+# forecast for as long as the deficit below it adds up (`_reference`): the level before a fall
+# begins, not one the fall has already taught the baseline.
+_REF_SLACK = 0.5
+_CUS_MAX = 1e4  # (the deficit's float16 stops here: a stretch that long follows anyway)
 
 
 def _poisson_z(s: np.ndarray, e: np.ndarray, ready: np.ndarray) -> np.ndarray:
@@ -164,9 +165,7 @@ def score_of_z(z: float) -> float:
     return float(100.0 - 50.0 / (1.0 + abs(z) / 5.0) ** 2)
 
 
-_FLOAT_COLS = (
-    "peak", "zrun_logp", "zrun_expect", "card_cusum", "card_excess",
-)  # fmt: skip
+_FLOAT_COLS = ("peak", "card_cusum", "card_excess")
 # An unusual stretch longer than this many buckets (twice the longest window) is a level
 # shift: the baseline then learns at full weight again, and the drift test tells the story.
 _RUN_MAX = 4 * HALF[-1]
@@ -185,7 +184,8 @@ _BOOL_COLS = ("live", "has_uid")
 _NARROW_COLS = {
     "rate_trend": np.float32, "unusual_len": np.int16, "present": np.int32, "season_n": np.int32,
     "drift_ref": np.float32, "drift_fast": np.float32, "low_len": np.int16,
-    "drop_ref": np.float32, "ref_len": np.int16,
+    "drop_ref": np.float32, "ref_len": np.int16, "ref_cus": np.float16, "ref_disp": np.float16,
+    "zrun_logp": np.float32, "zrun_expect": np.float32,
 }  # fmt: skip
 _EW_COLS = ("rate", "level", "dispersion", "card", "pop", "card_disp")
 _RECENT_COLS = ("recent_count", "recent_root", "recent_distinct")
@@ -395,8 +395,10 @@ class ProfileTable:
         self._peak_decay = 1.0 - decay_of(c.dispersion_half_life / c.bucket)
         self._disp_hl = c.dispersion_half_life / c.bucket
         self.peak = np.zeros(0)
-        self.zrun_logp = np.zeros(0)
-        self.zrun_expect = np.zeros(0)
+        # A run of silent buckets: its log probability and expected count (float32: 8 bytes a
+        # profile, which pay for `ref_cus` and `ref_disp`).
+        self.zrun_logp = np.zeros(0, dtype=np.float32)
+        self.zrun_expect = np.zeros(0, dtype=np.float32)
         # Counts over windows of several lengths (`windows`), and how long the current stretch
         # of unusual windows (beyond settle_sigma at some scale) has lasted.
         self.win = WindowState(0)
@@ -409,9 +411,13 @@ class ProfileTable:
         # held the baseline back (`close`: bounded influence of a drop before it is judged).
         self.low_len = np.zeros(0, dtype=np.int16)
         # The deseasonalised level from before a fall (`_reference`): the baseline's forecast,
-        # held while windows are low, and how long it has been held. (6 bytes a profile.)
+        # held while the counts fall short of it, and how long it has been held; the deficit
+        # that holds it, in buckets' worth of the forecast; and the longest window's
+        # dispersion from before the hold, to judge the fall with. (10 bytes a profile.)
         self.drop_ref = np.zeros(0, dtype=np.float32)
         self.ref_len = np.zeros(0, dtype=np.int16)
+        self.ref_cus = np.zeros(0, dtype=np.float16)
+        self.ref_disp = np.zeros(0, dtype=np.float16)
         self.first_seen_ns = np.zeros(0, dtype=np.int64)
         self.last_seen_ns = np.zeros(0, dtype=np.int64)
         self.last_bucket = np.zeros(0, dtype=np.int64)
@@ -676,10 +682,22 @@ class ProfileTable:
         # slow drop at a low rate has taught the baseline half of itself before any window is
         # low enough to hold it back (expected 0.62 -> 0.36 while it fell), and is judged
         # against the level it fell from as well.
+        # Its dispersion is the one learnt before the hold began (`ref_disp`: the fall's own
+        # windows teach the current one, 1.12 -> 1.5 over a 24-minute drop), and a window is
+        # "busy" (`tail_dispersion_at`) against the reference level, not the baseline the fall
+        # has pulled down (which judged the level it fell from as 1.2-1.4x busier than usual).
         z_ref = _poisson_z(s_l, e_ref, ready_w[:, -1])
         rows = self._drop_screen(s_l, e_ref, z_ref, drop_active & (e_ref > we[:, -1])).nonzero()[0]
-        cols = np.full(len(rows), len(HALF) - 1)
-        self._window_tails(drop_p, rows, cols, s_l[rows], e_ref[rows], phi_w, False)
+        if len(rows):
+            cols = np.full(len(rows), len(HALF) - 1)
+            before = win.disp.copy()
+            held = self.ref_disp.astype(np.float32)
+            before[:, -1] = np.where(held > 0, np.minimum(before[:, -1], held), before[:, -1])
+            phi_ref = dispersion_at(before, phi, self.dispersion.n, self._disp_hl)
+            level = np.where(self.drop_ref > 0, self.drop_ref, self.rate.mean)
+            self._window_tails(
+                drop_p, rows, cols, s_l[rows], e_ref[rows], phi_ref, False, before, level
+            )
         drop_p = np.minimum(1.0, drop_p)
         # ...or a run of silent buckets, however long, that together were expected to hold
         # records (exact: the probability of nothing at all; its own budget).
@@ -688,8 +706,8 @@ class ProfileTable:
         with np.errstate(divide="ignore", invalid="ignore"):
             r = np.where(over, mu * mu / np.where(over, var - mu, 1.0), 1.0)
             lp0 = np.where(over, -r * np.log1p(mu / np.where(r > 0, r, 1.0)), -mu)
-        self.zrun_logp = np.where(silent, self.zrun_logp + lp0, 0.0)
-        self.zrun_expect = np.where(silent, self.zrun_expect + mu, 0.0)
+        self.zrun_logp = np.where(silent, self.zrun_logp + lp0, 0.0).astype(np.float32)
+        self.zrun_expect = np.where(silent, self.zrun_expect + mu, 0.0).astype(np.float32)
         enough = self.zrun_expect >= max(dr.min_expected, dr.silent_min_expected)
         run_hit = silent & (self.zrun_logp < log_p_alarm) & enough
         drop_p = np.where(run_hit, np.minimum(drop_p, np.exp(self.zrun_logp)), drop_p)
@@ -898,10 +916,8 @@ class ProfileTable:
         # the forecast teaches it only a little, for as long as the longest window. Its buckets
         # above the forecast, and the trend, still learn (freezing the trend as well found no
         # more drops, on a synthetic probe).
-        lz_dn = np.where(m_dn >= dr.min_expected, z_dn, 0.0)
-        z_low = across(np.minimum, np.minimum(wz_dn, lz_dn))
         if not partial:
-            self._reference(z_low, mu_base, active, shielded)
+            self._reference(c_des, mu_base, active, shielded)
         held = self._low_stretch(wz_dn, z_dn, m_dn, active, partial) & ~shielded
         wr = np.where(held & (c_des < mu_base), cfg.anomaly_update_weight * w, w)
         tw = np.where(shielded, 0.0, w)
@@ -952,20 +968,24 @@ class ProfileTable:
         e: np.ndarray,
         phi_w: np.ndarray,
         upper: bool,
+        disp: np.ndarray | None = None,
+        level: np.ndarray | None = None,
     ) -> None:
         """The tail tests of windows (`_spike_screen`ed or `_drop_screen`ed at Poisson): profile
         `rows` at scale `cols`, counts `s` against the `e` expected, each at the dispersion of
         its scale for a tail (`tail_dispersion_at`, never heavier than `phi_w`), screened at it
-        first (3σ); the upper tail for a spike, the lower for a drop (`_tail_tests`)."""
+        first (3σ); the upper tail for a spike, the lower for a drop (`_tail_tests`). `disp` and
+        `level` stand in for the windows' dispersions and the baseline's level where given."""
         if not len(rows):
             return
         # (`tail_dispersion_at` is elementwise: a row's value at its scale is the same
         # whatever the other scales were given.)
         e_scales = np.repeat(e[:, None], len(HALF), axis=1)
+        disp = self.win.disp if disp is None else disp
+        level = self.rate.mean if level is None else level
         phi = tail_dispersion_at(
-            self.win.disp[rows], self.dispersion.n[rows], self._disp_hl, e_scales,
-            self.rate.mean[rows],
-        )[np.arange(len(rows)), cols]  # fmt: skip
+            disp[rows], self.dispersion.n[rows], self._disp_hl, e_scales, level[rows]
+        )[np.arange(len(rows)), cols]
         phi = np.minimum(phi, phi_w[rows, cols])
         keep = (s - e) ** 2 > _SCREEN_SIGMA**2 * phi * e
         self._tail_tests(p_out, keep, s, e, phi * e, upper, rows[keep])
@@ -1003,19 +1023,31 @@ class ProfileTable:
             p_out[r] = min(p_out[r], _WIN_SHARE * (t.upper if upper else t.lower))
 
     def _reference(
-        self, z_low: np.ndarray, mu_base: np.ndarray, ok: np.ndarray, shielded: np.ndarray
+        self, c_des: np.ndarray, mu_base: np.ndarray, ok: np.ndarray, shielded: np.ndarray
     ) -> None:
         """Follow the baseline's forecast `mu_base` into `drop_ref`, except while the level may
-        be falling: some window or lagged comparison with a drop's evidence (the lowest, `z_low`)
-        below ``-_REF_SIGMA`` (held until it is back above half that) or a shielded bucket.
+        be falling, or a shielded bucket.
+
+        "May be falling": a one-sided CUSUM of the deseasonalised counts `c_des` below half the
+        forecast (`ref_cus`, in buckets' worth of the forecast) is above 0; its last zero is
+        where a fall began, so the reference is the forecast from just before its first low
+        bucket. Windows 1σ low (the trigger before) need 8 expected records to say so: at a
+        low rate 9-16 buckets into a drop, by when the baseline had learnt a tenth of it; and
+        they held a forecast that ran high by chance for as long as the counts stayed under it
+        (a false drop on day one). The CUSUM lets go when the counts are back above half of it.
         Held `_RUN_MAX` buckets at most: a longer stretch is a new level, which it then follows.
+        `ref_disp` keeps the longest window's dispersion from before the hold (see `close`).
         """
-        hold = ok & (
-            (z_low < -_REF_SIGMA) | ((self.ref_len > 0) & (z_low < -0.5 * _REF_SIGMA)) | shielded
-        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            short = np.where(mu_base > 0, _REF_SLACK - c_des / mu_base, -1.0)
+        cus = np.clip(self.ref_cus.astype(np.float64) + short, 0.0, _CUS_MAX)
+        self.ref_cus = np.where(ok, cus, 0.0).astype(np.float16)
+        hold = ok & (shielded | (self.ref_cus > 0))
         self.ref_len = np.where(hold, np.minimum(self.ref_len + 1, _LEN_CAP), 0).astype(np.int16)
         follow = self.live & ((~hold) | (self.ref_len > _RUN_MAX) | (self.drop_ref <= 0))
         self.drop_ref = np.where(follow, mu_base, self.drop_ref).astype(np.float32)
+        keep = hold & (self.ref_disp > 0)
+        self.ref_disp = np.where(keep, self.ref_disp, self.win.disp[:, -1]).astype(np.float16)
 
     def _low_stretch(
         self, wz_dn: np.ndarray, z_dn: np.ndarray, m_dn: np.ndarray, ok: np.ndarray, partial: bool
