@@ -12,7 +12,7 @@ import numpy as np
 
 from tests.detect.test_rates import wandering
 from via_otlp.detect.config import DetectConfig
-from via_otlp.detect.profile import _LOW_MAX, ProfileTable
+from via_otlp.detect.profile import _LOW_MAX, _RUN_MAX, ProfileTable
 from via_otlp.model import AnomalyKind, Source
 
 WARM = 1440  # four hours of 10 s buckets
@@ -76,6 +76,17 @@ def test_a_snapshot_without_the_low_stretch_restores_with_none_open() -> None:
     assert table.low_len[0] == 0 and table.rate.n[0] == 1.0
 
 
+def three_patterns() -> tuple[ProfileTable, np.ndarray]:
+    """A table (default config) with three patterns, and the mask of their slots."""
+    table = ProfileTable(DetectConfig())
+    src = Source.from_attributes((("service.name", "drops"),))
+    for k in range(3):
+        table.add(f"{k:016x}", src, f"t{k}", f"template {k}", "INFO", 0, 0)
+    ok = np.zeros(table.capacity, dtype=bool)
+    ok[:3] = True
+    return table, ok
+
+
 def test_a_low_stretch_holds_the_baseline_for_the_longest_window_at_most() -> None:
     """A stretch opens when a window (`close` zeroes those without a drop's evidence) or a
     lagged comparison with that evidence is below -settle_sigma and lasts while one stays below
@@ -84,13 +95,8 @@ def test_a_low_stretch_holds_the_baseline_for_the_longest_window_at_most() -> No
     back near its expectation ends it. Checked on `_low_stretch` itself: the drop runs above
     cannot tell the bound from the unusual-stretch shield."""
     cfg = DetectConfig()
-    table = ProfileTable(cfg)
-    src = Source.from_attributes((("service.name", "drops"),))
-    for k in range(3):
-        table.add(f"{k:016x}", src, f"t{k}", f"template {k}", "INFO", 0, 0)
+    table, ok = three_patterns()
     n = table.capacity
-    ok = np.zeros(n, dtype=bool)
-    ok[:3] = True
     ev = np.full((n, 3), cfg.drop.min_expected)  # every lagged comparison has a drop's evidence
     calm = np.zeros((n, 3))
     low, lagged = calm.copy(), calm.copy()
@@ -181,3 +187,66 @@ def test_a_drop_window_is_judged_at_its_own_dispersion() -> None:
     made 58 where 121 were expected, 1.8σ at that floor (x10) and 5.3σ at the windows' own
     (x1.2). No bucket alone shows it (1.1σ), nor the lagged test at its own variance."""
     assert AnomalyKind.DROP in under_a_heavy_floor(20.0, 8, 400)
+
+
+def test_the_reference_is_held_from_the_first_bucket_of_a_fall() -> None:
+    """Twelve patterns at 0.6 records a bucket (minute-scale wander, seed 3) fall silent: the
+    reference is the forecast from the bucket before the first empty one, held from there, and
+    the longest window's dispersion from before the fall (`ref_disp`) is kept while the empty
+    buckets teach the current one (a pattern whose last counts before it were already short
+    keeps what it held then). Windows 1σ low, the trigger before, need 8 expected records:
+    at this rate they held nothing in the first six buckets (the forecast had fallen 3 %), and
+    the fall's windows raised the dispersion the drop was then judged with."""
+    warm, fall = WARM, 60
+    counts = wandering(np.random.default_rng(3), np.full(K, 0.6), warm, 0.2)
+    table = ProfileTable(DetectConfig())
+    src = Source.from_attributes((("service.name", "drops"),))
+    for k in range(K):
+        table.add(f"{k:016x}", src, f"t{k}", f"template {k}", "INFO", 0, 0)
+    row, zeros = np.zeros(table.capacity), np.zeros(table.capacity)
+    for b in range(warm):
+        row[:K] = counts[b]
+        table.close(b, row, zeros)
+    ref, disp = table.drop_ref[:K].copy(), table.win.disp[:K, -1].copy()
+    held = table.ref_disp[:K].copy()  # (the dispersion when a hold open now began)
+    assert (held <= np.float16(disp.max())).all()
+    row[:K] = 0.0
+    for b in range(warm, warm + 6):
+        table.close(b, row, zeros)
+    assert table.drop_ref[:K].tolist() == ref.tolist()
+    assert table.ref_len[:K].min() >= 6
+    for b in range(warm + 6, warm + fall):
+        table.close(b, row, zeros)
+    forecast = np.maximum(table.rate.mean + table.rate_trend, 0.0)[:K]
+    assert table.drop_ref[:K].tolist() == ref.tolist() and (ref > forecast).all()
+    assert table.ref_disp[:K].tolist() == held.tolist()
+    assert (table.win.disp[:K, -1] > disp).all()
+
+
+def test_a_forecast_that_runs_high_is_not_held() -> None:
+    """`_reference` directly: counts at 70 % of a forecast (one that ran high by chance) never
+    add to the shortfall below half of it, so the reference follows the forecast; counts at a
+    fifth of it hold the forecast from before them until they are back above half of it, for
+    `_RUN_MAX` buckets at most; a shielded bucket holds it too."""
+    table, ok = three_patterns()
+    n = table.capacity
+    calm = np.zeros(n, dtype=bool)
+    shield = calm.copy()
+    shield[2] = True
+    table._reference(np.ones(n), np.ones(n), ok, calm)
+    assert table.drop_ref[:3].tolist() == [1.0] * 3 and not table.ref_len.any()
+    c = np.full(n, 0.7)
+    c[1] = 0.2
+    for i in range(10):
+        table._reference(c, np.full(n, 1.0 - 0.02 * i), ok, shield)
+    assert table.drop_ref[0] == np.float32(0.82) and table.ref_len[0] == 0
+    assert table.drop_ref[1] == 1.0 and table.ref_len[1] == 10
+    assert table.drop_ref[2] == 1.0 and table.ref_len[2] == 10
+    c[1] = 1.0  # back: the shortfall (3 buckets' worth) goes in a few buckets at this rate
+    for _ in range(6):
+        table._reference(c, np.full(n, 0.8), ok, calm)
+    assert table.drop_ref[1] == np.float32(0.8) and table.ref_cus[1] == 0
+    c[1] = 0.0
+    for _ in range(_RUN_MAX + 1):
+        table._reference(c, np.full(n, 0.5), ok, calm)
+    assert table.ref_len[1] == _RUN_MAX + 1 and table.drop_ref[1] == 0.5  # a new level
