@@ -625,13 +625,15 @@ async def test_lines_read_before_shutdown_are_accepted(tmp_path: Path) -> None:
     assert app.pipeline.stats.records_consumed == read
 
 
-async def test_a_full_queue_answer_says_which_lines_were_taken(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The queue fills (a real bound: `queue_max_records`, its consumer held on the first batch)
-    between two flushes of one NDJSON body: the 503 says lines after the last flush that went
-    through were not accepted, and `accepted` is exactly those lines. (It said reading stopped
-    after every line parsed, the failed flush's too: a sender resuming there lost them.)"""
+async def post_to_a_held_queue(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    lines: list[bytes],
+    started: Callable[[App], None] = lambda app: None,
+) -> tuple[App, int, dict[str, Any]]:
+    """POST `lines` (gzipped) to /v1/ingest of a real app whose queue holds 300 records, whose
+    consumer is held on its first batch until the answer is in and whose flushes wait 0.5 s for
+    room; `started` sees the app before the POST. Returns the app (shut down), code and answer."""
     monkeypatch.setattr(http_server, "NDJSON_ROOM_TIMEOUT", 0.5)  # how long a flush waits for room
     held = asyncio.Event()
 
@@ -643,8 +645,7 @@ async def test_a_full_queue_answer_says_which_lines_were_taken(
     app, http_port = await intake_app(
         tmp_path, "queue_max_records: 300, ndjson_batch_records: 100", consume_hook=hold
     )
-    lines = [b'{"body": "%s", "service": "full"}' % (b"x" * 1000) for _ in range(400)]
-    lines[350] = b"not json"  # a bad line among those not taken is not reported either
+    started(app)
     body = gzip.compress(b"\n".join(lines) + b"\n", 1)
     try:
         code, out = await asyncio.to_thread(
@@ -657,7 +658,19 @@ async def test_a_full_queue_answer_says_which_lines_were_taken(
     finally:
         held.set()
         await app.shutdown()
-    said = json.loads(out)
+    return app, code, json.loads(out)
+
+
+async def test_a_full_queue_answer_says_which_lines_were_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue fills (a real bound: `queue_max_records`, its consumer held on the first batch)
+    between two flushes of one NDJSON body: the 503 says lines after the last flush that went
+    through were not accepted, and `accepted` is exactly those lines. (It said reading stopped
+    after every line parsed, the failed flush's too: a sender resuming there lost them.)"""
+    lines = [b'{"body": "%s", "service": "full"}' % (b"x" * 1000) for _ in range(400)]
+    lines[350] = b"not json"  # a bad line among those not taken is not reported either
+    app, code, said = await post_to_a_held_queue(tmp_path, monkeypatch, lines)
     assert code == 503 and said["error"].startswith("intake queue stayed full"), said
     taken = int(said["error"].split("lines after ")[1].split()[0])
     assert 0 < taken < 350 and said["accepted"] == taken, said
@@ -673,41 +686,21 @@ async def test_a_wait_for_room_ended_by_shutdown_is_answered_as_shutdown(
     """A flush waiting for room when shutdown begins: the 503 says the service is stopping and
     counts the request unavailable, not "queue stayed full" (an operator would look for a
     capacity problem that is not there); the lines it names as taken are still exact."""
-    monkeypatch.setattr(http_server, "NDJSON_ROOM_TIMEOUT", 0.5)
-    held = asyncio.Event()
-    app: Any = None
+    apps: list[App] = []
     wait_for_room = RecordQueue.wait_for_room
-
-    async def hold(batch: LogBatch) -> None:
-        await held.wait()
 
     async def stop_while_waiting(queue: RecordQueue, records: int) -> None:
         if not queue.has_room(records):
-            app.http.serving = False  # shutdown begins while this flush waits for room
+            apps[0].http.serving = False  # shutdown begins while this flush waits for room
         await wait_for_room(queue, records)
 
     monkeypatch.setattr(RecordQueue, "wait_for_room", stop_while_waiting)
-    app, http_port = await intake_app(
-        tmp_path, "queue_max_records: 300, ndjson_batch_records: 100", consume_hook=hold
-    )
     lines = [b'{"body": "%s", "service": "stopping"}' % (b"x" * 1000) for _ in range(400)]
-    body = gzip.compress(b"\n".join(lines) + b"\n", 1)
-    try:
-        code, out = await asyncio.to_thread(
-            http_post,
-            f"http://127.0.0.1:{http_port}/v1/ingest",
-            body,
-            "application/x-ndjson",
-            **{"Content-Encoding": "gzip"},
-        )
-    finally:
-        held.set()
-        await app.shutdown()
-    said = json.loads(out)
+    app, code, said = await post_to_a_held_queue(tmp_path, monkeypatch, lines, apps.append)
     assert code == 503 and said["error"].startswith("via-otlp is shutting down"), said
     taken = int(said["error"].split("lines after ")[1].split()[0])
     assert 0 < taken < 400 and said["accepted"] == taken, said
-    counts = app.pipeline.stats.as_dict()["requests"]["ndjson"]
+    counts = app.pipeline.stats.as_dict()["requests"]["ndjson"]  # type: ignore[index]
     assert counts.get("unavailable") == 1 and not counts.get("queue_full"), counts
 
 
