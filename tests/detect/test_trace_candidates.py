@@ -118,3 +118,16 @@ def test_a_complete_slot_adds_no_candidates(monkeypatch: pytest.MonkeyPatch) -> 
     # A slot evicted and reused starts again without samples.
     acc.forget(np.array([0], dtype=np.int64))
     assert not acc.saturated(np.array([0]))[0] and acc.saturated(np.array([1]))[0]
+
+
+def test_pending_counts_the_candidates_held_not_the_records_without_ids() -> None:
+    """`pending` decides when candidates are folded: it counts those held (records without a
+    trace id are left out of them), so forgetting slots brings it back to what is held."""
+    acc = engine_mod._OpenBucket(counts=np.zeros(4), with_id=np.zeros(4))
+    slots = np.arange(40, dtype=np.int64) % 4
+    tids = np.array([f"{i:032x}" if i % 10 == 0 else "" for i in range(40)], dtype=object)
+    acc.add_candidates(slots, tids, K)
+    held = sum(len(p) for p in acc.pending_slots)
+    assert held == 4 and acc.pending == held  # 4 ids among 40 records
+    acc.forget(np.array([0], dtype=np.int64))
+    assert acc.pending == sum(len(p) for p in acc.pending_slots) == 2

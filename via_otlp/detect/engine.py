@@ -242,8 +242,8 @@ class _OpenBucket:
         if tids.ndim == 1 and hashes is None and keep is None:
             tids, hashes, keep = as_held(tids)
         self.traces.see(slots)  # an entry once a group was seen, ids or not
-        self.pending += len(slots)
         self.pending_slots.append(slots if keep is None else slots[keep])
+        self.pending += len(self.pending_slots[-1])  # (records without an id are not candidates)
         self.pending_tids.append(tids)
         self.pending_hashes.append(hashes)
         soon = max(_FOLD_SOON, self.traces.n)
