@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from via_otlp.detect.tails import count_tail, poisson_sf
 from via_otlp.simulate import countseries as cs
 from via_otlp.simulate import families
 from via_otlp.simulate.families import (
@@ -194,14 +195,16 @@ def test_the_ideal_delay_is_the_minute_a_ramp_of_known_noise_reaches_the_alarm_z
     assert ideal_delay_min(sc, weak) is None
 
 
-def test_spikes_and_bursts_get_the_ideal_delay_of_their_factor_over_the_known_noise() -> None:
-    """A spike (or burst) of factor f on a flat template of λ records a minute under gamma wander
-    of shape k adds (f - 1)·λ a minute against a variance of λ + λ²/k, so after m minutes the
-    ideal test's z is (f - 1)·λ·sqrt(m / (λ + λ²/k)); the report gives both kinds that delay."""
+def test_spikes_and_bursts_get_the_ideal_delay_of_their_expected_count_by_its_law() -> None:
+    """A spike (or burst) of factor f on a flat Poisson template of λ records a minute is
+    expected to bring floor(f·λ·m) records in its first m minutes, where λ·m are usual: the
+    ideal test finds it at the first m where that count is as rare as IDEAL_ALARM_SIGMA (one-
+    sided), by the Poisson tail, not the normal approximation's z (f - 1)·sqrt(λ·m), far too
+    hopeful for a few records; a spike too weak to get there has none."""
     case = build_case(1, "day1")
-    sc = replace(case.scenario, seasonality=replace(case.scenario.seasonality, daily=0.0))
-    assert sc.noise.kind is NoiseKind.GAMMA
-    k = sc.noise.shape
+    sc = replace(case.scenario, noise=NoiseSpec(), seasonality=replace(
+        case.scenario.seasonality, daily=0.0))  # fmt: skip
+    assert pytest.approx(1.02e-6, rel=0.01) == families.IDEAL_ALARM_P
     for kind in ("spike", "burst"):
         a = sc.anomalies[case.labels.index(kind)]
         assert a.kind is InjectedKind.SPIKE
@@ -209,12 +212,45 @@ def test_spikes_and_bursts_get_the_ideal_delay_of_their_factor_over_the_known_no
         t = next(t for t in src.templates if t.name == a.template)
         lam = t.rate * 6  # records a minute
         m = np.arange(1, -(-round(a.duration / 10) // 6) + 1)
-        z = (a.factor - 1) * lam * np.sqrt(m / (lam + lam**2 / k))
-        assert evidence_by_minute(sc, a, t) == pytest.approx(z)
-        weak = replace(a, factor=1.0 + 0.2 * (a.factor - 1) / z[0])  # 0.2 sigma a minute
+        p = [poisson_sf(int(np.floor(a.factor * lam * i * (1 + 1e-12))), lam * i) for i in m]
+        assert families.count_tail_by_minute(sc, a, t) == pytest.approx(p, rel=1e-6)
+        weak = replace(a, factor=1.5)
         assert ideal_delay_min(replace(sc, anomalies=(weak,)), weak) is None
-        strong = ideal_delay_min(sc, a)
-        assert strong == float(np.argmax(z >= IDEAL_ALARM_SIGMA) + 1)
+        assert ideal_delay_min(sc, a) == float(np.argmax(np.array(p) <= families.IDEAL_ALARM_P) + 1)
+    # A burst of 3 records a minute where 0.3 are usual: z 4.9 in its first minute (the normal
+    # approximation's ideal: 1 minute), but 3 records where 0.3 are usual are not rare at 1e-6.
+    a = sc.anomalies[case.labels.index("burst")]
+    src = next(s for s in sc.sources if s.service == a.source)
+    t = next(t for t in src.templates if t.name == a.template)
+    sc = replace(sc, sources=tuple(
+        replace(s, templates=tuple(replace(x, rate=0.05) if x is t else x for x in s.templates))
+        for s in sc.sources))  # fmt: skip
+    a = replace(a, factor=10.0)
+    assert evidence_by_minute(sc, a, replace(t, rate=0.05))[0] > IDEAL_ALARM_SIGMA
+    assert ideal_delay_min(sc, a) == 3.0  # 6 where 0.6 (P 4e-5), 9 where 0.9 (P 4.8e-7)
+
+
+def test_under_gamma_wander_the_ideal_count_has_the_variance_of_the_periods_it_spans() -> None:
+    """Gamma wander of shape k draws one factor per minute from the scenario's start: a spike
+    that starts on a minute spans whole minutes, each Λ + Λ²/k (Λ = its records a minute), one
+    that starts mid-minute touches one more, its two parts Λ/2 each: Λ/2 (1 + Λ/(2k)) twice."""
+    case = build_case(1, "day1")
+    sc = replace(case.scenario, seasonality=replace(case.scenario.seasonality, daily=0.0))
+    assert sc.noise.kind is NoiseKind.GAMMA and sc.noise.period == 60.0
+    k = sc.noise.shape
+    a = sc.anomalies[case.labels.index("spike")]
+    src = next(s for s in sc.sources if s.service == a.source)
+    t = next(t for t in src.templates if t.name == a.template)
+    lam = t.rate * 6
+    on = replace(a, at=3600.0 * 5, duration=300.0)
+    mid = replace(on, at=on.at + 30.0)
+    for i in (1, 3):
+        n = int(np.floor(on.factor * lam * i * (1 + 1e-12)))
+        whole = count_tail(n, lam * i, i * (lam + lam**2 / k)).upper
+        halves = count_tail(n, lam * i, (i - 1) * (lam + lam**2 / k) + lam + lam**2 / (2 * k)).upper
+        assert families.count_tail_by_minute(sc, on, t)[i - 1] == pytest.approx(whole, rel=1e-6)
+        assert families.count_tail_by_minute(sc, mid, t)[i - 1] == pytest.approx(halves, rel=1e-6)
+        assert halves < whole  # (two half-minutes wander apart: lighter than one whole one)
     missed = dict.fromkeys(range(len(case.labels)))
     rep = families.FamiliesReport([families.CaseResult(case, missed, {}, 1.0, 0, 0.0)])
     ideal = rep.ideal_delays()
