@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import pytest
 
 from tests.detect.test_rates import wandering
 from via_otlp.detect.config import DetectConfig
@@ -250,3 +251,22 @@ def test_a_forecast_that_runs_high_is_not_held() -> None:
     for _ in range(_RUN_MAX + 1):
         table._reference(c, np.full(n, 0.5), ok, calm)
     assert table.ref_len[1] == _RUN_MAX + 1 and table.drop_ref[1] == 0.5  # a new level
+
+
+def test_the_held_drop_reference_keeps_its_expectation_across_the_day_s_roll() -> None:
+    """At midnight the daily shape is learnt and every deseasonalised level is rescaled so no
+    expectation jumps; `drop_ref` (a level held from before a fall, deseasonalised like the
+    baseline) was left out, so a drop held over midnight was judged against a level off by the
+    factor (about 2 on the first day)."""
+    table = ProfileTable(DetectConfig())
+    slot = table.add("00000000000000dd", Source.from_attributes((("service.name", "roll"),)),
+                     "t", "template", "INFO", 0, 0)  # fmt: skip
+    per_day = int(86400 / 10)
+    table.day_abs = 0
+    table.day_sum[slot] = 1e3 + 4e4 * np.sin(np.linspace(0.0, np.pi, 24)) ** 2  # quiet nights
+    table.rate.mean[slot] = 20.0
+    table.drop_ref[slot] = 30.0  # held: a fall began when the forecast stood at 30
+    before = float(table.drop_ref[slot]) / float(table.rate.mean[slot])
+    table._season_roll(per_day)  # the first bucket of day two
+    assert table.season_n[slot] == 1 and abs(float(table.rate.mean[slot]) - 20.0) > 1.0
+    assert float(table.drop_ref[slot]) / float(table.rate.mean[slot]) == pytest.approx(before)

@@ -1306,6 +1306,7 @@ class ProfileTable:
             self.rate_trend[idx] *= m
             self.rate.var[idx] *= m * m
             self.peak[idx] *= m
+            self.drop_ref[idx] *= m  # (deseasonalised as the baseline it follows or holds)
             # The drift reference takes over from the rate baseline once a day is learnt: it
             # starts where the baseline is (its own level lagged the first day's shape).
             self.level.mean[idx] *= np.sqrt(m)
