@@ -65,6 +65,12 @@ class DriftConfig:
     # Alarm beyond this many standard deviations of the smoothed residual; calm within `settle`.
     sigma: float = field(default=6.0, metadata=spec(gt=0))
     settle: float = field(default=1.0, metadata=spec(ge=0))
+    # A second test beside it: the same residual from a slower reference (less of a ramp
+    # absorbed, less reference noise), alarming only while the residual from `reference` is at
+    # least `slow_min_shift` (relative): a steep change, not a slow weekly transition.
+    slow_reference: float = field(default=21600.0, metadata=spec(unit="duration", gt=0))
+    slow_min_shift: float = field(default=0.2, metadata=spec(ge=0))
+    slow_min_share: float = field(default=0.7, metadata=spec(ge=0, le=1.0))
     # Day one, a pattern whose source's other patterns know their consensus within this
     # (relative sd): alarm when its smoothed residual leaves theirs by `sibling_sigma` σ.
     sibling_sigma: float = field(default=5.5, metadata=spec(gt=0))

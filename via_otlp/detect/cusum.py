@@ -35,7 +35,9 @@ class Cusum:
 
     VERSION = 1
 
-    def __init__(self, slack: float, threshold: float, size: int | None = None) -> None:
+    def __init__(
+        self, slack: float, threshold: float, size: int | None = None, dtype: Any = np.float64
+    ) -> None:
         if not (math.isfinite(slack) and slack >= 0):
             raise ValueError(f"slack: must be a finite number >= 0, got {slack!r}")
         if not (math.isfinite(threshold) and threshold > 0):
@@ -43,8 +45,9 @@ class Cusum:
         self.slack = float(slack)
         self.threshold = float(threshold)
         self.size = size
-        self.pos: Any = 0.0 if size is None else np.zeros(size)
-        self.neg: Any = 0.0 if size is None else np.zeros(size)
+        self.dtype = dtype  # of the arrays (float32 where memory counts: ProfileTable)
+        self.pos: Any = 0.0 if size is None else np.zeros(size, dtype=dtype)
+        self.neg: Any = 0.0 if size is None else np.zeros(size, dtype=dtype)
 
     def update(self, z: Any) -> tuple[Any, Any]:
         """Add residual(s) `z`; returns ``(up, down)``: which side alarmed (and was reset)."""
@@ -55,8 +58,8 @@ class Cusum:
             self.pos = 0.0 if up else pos
             self.neg = 0.0 if down else neg
             return up, down
-        pos = np.maximum(0.0, self.pos + z - self.slack)
-        neg = np.maximum(0.0, self.neg - z - self.slack)
+        pos = np.maximum(0.0, self.pos + z - self.slack).astype(self.dtype, copy=False)
+        neg = np.maximum(0.0, self.neg - z - self.slack).astype(self.dtype, copy=False)
         up, down = pos > self.threshold, neg > self.threshold
         pos[up] = 0.0
         neg[down] = 0.0
@@ -66,7 +69,7 @@ class Cusum:
     def grow(self, size: int) -> None:
         if self.size is None or size <= self.size:
             return
-        pad = np.zeros(size - self.size)
+        pad = np.zeros(size - self.size, dtype=self.dtype)
         self.pos = np.concatenate([self.pos, pad])
         self.neg = np.concatenate([self.neg, pad])
         self.size = size

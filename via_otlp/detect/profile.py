@@ -183,7 +183,8 @@ _BOOL_COLS = ("live", "has_uid")
 # Narrow columns (what they need, to keep a typical profile under 2 KB).
 _NARROW_COLS = {
     "rate_trend": np.float32, "unusual_len": np.int16, "present": np.int32, "season_n": np.int32,
-    "drift_ref": np.float32, "drift_fast": np.float32, "low_len": np.int16,
+    "drift_ref": np.float32, "drift_fast": np.float32, "drift_slow": np.float32,
+    "low_len": np.int16,
     "drop_ref": np.float32, "ref_len": np.int16, "ref_cus": np.float16, "ref_disp": np.float16,
     "zrun_logp": np.float32, "zrun_expect": np.float32,
 }  # fmt: skip
@@ -370,12 +371,15 @@ class ProfileTable:
         self.capacity = 0
         self.rate = EWMeanVar(hl, 0)
         self.level = EWMeanVar(hl, 0)  # of y = 2·sqrt(count + 3/8): the day-one drift residuals
-        self.cusum = Cusum(c.drift.slack, c.drift.threshold, 0)
+        # (float32: a CUSUM of a few tens of σ needs no more; 8 bytes a profile less, which pay
+        # for `drift_slow`)
+        self.cusum = Cusum(c.drift.slack, c.drift.threshold, 0, np.float32)
         # The drift test once a day's shape is learnt: a slow reference level of the
         # deseasonalised count, and the smoothed residual `drift_fast` judged against it.
         self._ref_hl = c.drift.reference / c.bucket
         self._ref_lam = decay_of(self._ref_hl)
         self._fast_lam = decay_of(c.drift.window / c.bucket)
+        self._slow_lam = decay_of(c.drift.slow_reference / c.bucket)
         # Day one's (`_sibling_z`): the residual's smoothing and the reference's memory.
         self._sib_lam = decay_of(c.drift.sibling_window / c.bucket)
         self._sib_ref_lam = decay_of(c.drift.sibling_reference / c.bucket)
@@ -406,6 +410,9 @@ class ProfileTable:
         self.rate_trend = np.zeros(0, dtype=np.float32)
         self.drift_ref = np.zeros(0, dtype=np.float32)
         self.drift_fast = np.zeros(0, dtype=np.float32)
+        # The slow test's reference (`_drift`): 4 bytes a profile.
+        self.drift_slow = np.zeros(0, dtype=np.float32)
+        self._steep = np.zeros(0, dtype=bool)  # (this close's steep residuals: not state)
         self.unusual_len = np.zeros(0, dtype=np.int16)
         # How long the current stretch of low windows (below -settle_sigma, not yet unusual) has
         # held the baseline back (`close`: bounded influence of a drop before it is judged).
@@ -749,7 +756,8 @@ class ProfileTable:
             cap = self.capacity
             z_raw = np.zeros(cap)
             up, down = np.zeros(cap, dtype=bool), np.zeros(cap, dtype=bool)
-            self.cusum.pos, self.cusum.neg = np.zeros(cap), np.zeros(cap)
+            self.cusum.pos = np.zeros(cap, dtype=np.float32)
+            self.cusum.neg = np.zeros(cap, dtype=np.float32)
         # After it: the residuals from a slow reference, smoothed over minutes and judged in
         # units of their own noise (see `_drift`): the episode resolves when the smoothed
         # count holds still where the baseline caught up, under noise too.
@@ -928,6 +936,12 @@ class ProfileTable:
         ref_lam = np.where(learnt, self._ref_lam, self._sib_ref_lam)
         step = w * np.maximum(ref_lam, 1.0 / np.maximum(self.rate.n, 1e-9))
         self.drift_ref = (self.drift_ref + step * (c_des - self.drift_ref)).astype(np.float32)
+        # (the slow one holds while the residual is steep: a ramp is not learnt as it rises)
+        slow = self.drift_slow.astype(np.float64)
+        slow = np.where(slow > 0, slow, self.drift_ref)
+        step = w * np.maximum(self._slow_lam, 1.0 / np.maximum(self.rate.n, 1e-9))
+        step = np.where(self._steep, 0.0, step)
+        self.drift_slow = (slow + step * (c_des - slow)).astype(np.float32)
         # The day's hourly counts, with what was expected standing in for anomalous buckets.
         if not partial and self.config.seasonal.enabled:
             h = int((bucket * self._bucket_s) % 86400.0 // 3600.0)
@@ -1115,8 +1129,9 @@ class ProfileTable:
         held_neg = np.maximum(0.0, self.cusum.neg - z - dft.slack)
         up, down = self.cusum.update(z)
         young = unusual & (self.unusual_len < _YOUNG)
-        self.cusum.pos = np.where(up & young, held_pos, self.cusum.pos)  # (held, not spent)
-        self.cusum.neg = np.where(down & young, held_neg, self.cusum.neg)
+        # (held, not spent)
+        self.cusum.pos = np.where(up & young, held_pos, self.cusum.pos).astype(np.float32)
+        self.cusum.neg = np.where(down & young, held_neg, self.cusum.neg).astype(np.float32)
         up &= eligible & ~young
         down &= eligible & ~young
         return z_raw, up, down
@@ -1160,12 +1175,27 @@ class ProfileTable:
         sd = np.maximum(sd, dft.min_relative_shift * np.abs(ref) / dft.sigma)
         eligible = judged & (mu_base >= dft.min_mean) & (self.rate.n >= self._ref_hl)
         z = np.where(eligible, fast / sd, 0.0)
+        # The slow test: the same smoothed residual from the slow reference (the references
+        # move slowly beside the window: their difference is added), judged only while the
+        # residual from `drift_ref` is steep (at least slow_min_shift, the same way).
+        slow = self.drift_slow.astype(np.float64)
+        slow = np.where(slow > 0, slow, ref)  # (a table from before it: starts at drift_ref)
+        fast_s = fast + ref - slow
+        sd_s = sb * np.sqrt(vif * (lam / (2.0 - lam) + 2.0 * self._slow_lam))
+        sd_s = np.maximum(sd_s, dft.min_relative_shift * np.abs(slow) / dft.sigma)
+        # (after two days: one day's shape leaves hour-long errors a slow reference keeps)
+        steep = eligible & (self.season_n >= 2) & (np.abs(fast) >= dft.slow_min_shift * np.abs(ref))
+        steep &= fast * fast_s >= dft.slow_min_share * fast_s * fast_s
+        self._steep = steep
+        z_s = np.where(steep, fast_s / sd_s, 0.0)
+        z = np.where(np.abs(z_s) > np.abs(z), z_s, z)
         # The residual from the baseline, as smoothed: the reference's lag put back.
         held = np.abs(fast - (mu_base - ref)) <= dft.settle * sd
         accept = eligible & held & (np.abs(z) > dft.sigma)
         if accept.any():
             self.drift_fast = np.where(accept, fast - (mu_base - ref), fast).astype(np.float32)
             self.drift_ref = np.where(accept, mu_base, ref).astype(np.float32)
+            self.drift_slow = np.where(accept, mu_base, slow).astype(np.float32)
         return z, sd
 
     def _sibling_z(
@@ -1314,6 +1344,7 @@ class ProfileTable:
             first = self.season_n[idx] == 0
             self.drift_ref[idx] = np.where(first, self.rate.mean[idx], self.drift_ref[idx] * m)
             self.drift_fast[idx] = np.where(first, 0.0, self.drift_fast[idx] * m)
+            self.drift_slow[idx] = np.where(first, self.rate.mean[idx], self.drift_slow[idx] * m)
             self.season_n[idx] += 1
         self.day_sum[:] = 0.0
 
