@@ -77,14 +77,14 @@ def test_a_snapshot_without_the_low_stretch_restores_with_none_open() -> None:
     assert table.low_len[0] == 0 and table.rate.n[0] == 1.0
 
 
-def three_patterns() -> tuple[ProfileTable, np.ndarray]:
-    """A table (default config) with three patterns, and the mask of their slots."""
+def patterns(n: int = 3) -> tuple[ProfileTable, np.ndarray]:
+    """A table (default config) with `n` patterns of one source, and the mask of their slots."""
     table = ProfileTable(DetectConfig())
     src = Source.from_attributes((("service.name", "drops"),))
-    for k in range(3):
+    for k in range(n):
         table.add(f"{k:016x}", src, f"t{k}", f"template {k}", "INFO", 0, 0)
     ok = np.zeros(table.capacity, dtype=bool)
-    ok[:3] = True
+    ok[:n] = True
     return table, ok
 
 
@@ -96,7 +96,7 @@ def test_a_low_stretch_holds_the_baseline_for_the_longest_window_at_most() -> No
     back near its expectation ends it. Checked on `_low_stretch` itself: the drop runs above
     cannot tell the bound from the unusual-stretch shield."""
     cfg = DetectConfig()
-    table, ok = three_patterns()
+    table, ok = patterns()
     n = table.capacity
     ev = np.full((n, 3), cfg.drop.min_expected)  # every lagged comparison has a drop's evidence
     calm = np.zeros((n, 3))
@@ -200,10 +200,7 @@ def test_the_reference_is_held_from_the_first_bucket_of_a_fall() -> None:
     the fall's windows raised the dispersion the drop was then judged with."""
     warm, fall = WARM, 60
     counts = wandering(np.random.default_rng(3), np.full(K, 0.6), warm, 0.2)
-    table = ProfileTable(DetectConfig())
-    src = Source.from_attributes((("service.name", "drops"),))
-    for k in range(K):
-        table.add(f"{k:016x}", src, f"t{k}", f"template {k}", "INFO", 0, 0)
+    table, _ = patterns(K)
     row, zeros = np.zeros(table.capacity), np.zeros(table.capacity)
     for b in range(warm):
         row[:K] = counts[b]
@@ -229,7 +226,7 @@ def test_a_forecast_that_runs_high_is_not_held() -> None:
     add to the shortfall below half of it, so the reference follows the forecast; counts at a
     fifth of it hold the forecast from before them until they are back above half of it, for
     `_RUN_MAX` buckets at most; a shielded bucket holds it too."""
-    table, ok = three_patterns()
+    table, ok = patterns()
     n = table.capacity
     calm = np.zeros(n, dtype=bool)
     shield = calm.copy()
@@ -258,9 +255,8 @@ def test_the_held_drop_reference_keeps_its_expectation_across_the_day_s_roll() -
     expectation jumps; `drop_ref` (a level held from before a fall, deseasonalised like the
     baseline) was left out, so a drop held over midnight was judged against a level off by the
     factor (about 2 on the first day)."""
-    table = ProfileTable(DetectConfig())
-    slot = table.add("00000000000000dd", Source.from_attributes((("service.name", "roll"),)),
-                     "t", "template", "INFO", 0, 0)  # fmt: skip
+    table, _ = patterns(1)
+    slot = 0
     per_day = int(86400 / 10)
     table.day_abs = 0
     table.day_sum[slot] = 1e3 + 4e4 * np.sin(np.linspace(0.0, np.pi, 24)) ** 2  # quiet nights
