@@ -412,7 +412,6 @@ class ProfileTable:
         self.drift_fast = np.zeros(0, dtype=np.float32)
         # The slow test's reference (`_drift`): 4 bytes a profile.
         self.drift_slow = np.zeros(0, dtype=np.float32)
-        self._steep = np.zeros(0, dtype=bool)  # (this close's steep residuals: not state)
         self.unusual_len = np.zeros(0, dtype=np.int16)
         # How long the current stretch of low windows (below -settle_sigma, not yet unusual) has
         # held the baseline back (`close`: bounded influence of a drop before it is judged).
@@ -756,12 +755,12 @@ class ProfileTable:
             cap = self.capacity
             z_raw = np.zeros(cap)
             up, down = np.zeros(cap, dtype=bool), np.zeros(cap, dtype=bool)
-            self.cusum.pos = np.zeros(cap, dtype=np.float32)
-            self.cusum.neg = np.zeros(cap, dtype=np.float32)
+            self.cusum.pos = np.zeros(cap, dtype=self.cusum.dtype)
+            self.cusum.neg = np.zeros(cap, dtype=self.cusum.dtype)
         # After it: the residuals from a slow reference, smoothed over minutes and judged in
         # units of their own noise (see `_drift`): the episode resolves when the smoothed
         # count holds still where the baseline caught up, under noise too.
-        z_s, sd_s = self._drift(
+        z_s, sd_s, steep = self._drift(
             c_des, mu_base, var / (g * g), active & learnt & (not partial), vif, hit, learnt
         )
         # Day one with siblings: the smoothed residual relative to the reference, against the
@@ -940,7 +939,7 @@ class ProfileTable:
         slow = self.drift_slow.astype(np.float64)
         slow = np.where(slow > 0, slow, self.drift_ref)
         step = w * np.maximum(self._slow_lam, 1.0 / np.maximum(self.rate.n, 1e-9))
-        step = np.where(self._steep, 0.0, step)
+        step = np.where(steep, 0.0, step)
         self.drift_slow = (slow + step * (c_des - slow)).astype(np.float32)
         # The day's hourly counts, with what was expected standing in for anomalous buckets.
         if not partial and self.config.seasonal.enabled:
@@ -1130,8 +1129,9 @@ class ProfileTable:
         up, down = self.cusum.update(z)
         young = unusual & (self.unusual_len < _YOUNG)
         # (held, not spent)
-        self.cusum.pos = np.where(up & young, held_pos, self.cusum.pos).astype(np.float32)
-        self.cusum.neg = np.where(down & young, held_neg, self.cusum.neg).astype(np.float32)
+        dtype = self.cusum.dtype
+        self.cusum.pos = np.where(up & young, held_pos, self.cusum.pos).astype(dtype)
+        self.cusum.neg = np.where(down & young, held_neg, self.cusum.neg).astype(dtype)
         up &= eligible & ~young
         down &= eligible & ~young
         return z_raw, up, down
@@ -1145,9 +1145,10 @@ class ProfileTable:
         vif: np.ndarray,
         hit: np.ndarray,
         learnt: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Learn the deseasonalised count `x` into the fast smoothed residual; its distance
-        from 0 in units of its own noise (0 where not judged), and that noise (every slot).
+        from 0 in units of its own noise (0 where not judged), that noise (every slot), and
+        where it is steep enough for the slow test (whose reference `close` then holds).
 
         The residual is taken from the slow `drift_ref` (judged once a day's shape is learnt:
         the shape is then in the season factors, so a slope left in `x` is what this test is
@@ -1171,8 +1172,7 @@ class ProfileTable:
         fast = np.where(hit, self.drift_fast, self.drift_fast + lam * (r - self.drift_fast))
         self.drift_fast = np.where(self.live, fast, 0.0).astype(np.float32)
         ref_lam = np.where(learnt, self._ref_lam, self._sib_ref_lam)
-        sd = sb * np.sqrt(vif * (lam / (2.0 - lam) + 2.0 * ref_lam))
-        sd = np.maximum(sd, dft.min_relative_shift * np.abs(ref) / dft.sigma)
+        sd = self._residual_sd(sb, vif, lam, ref_lam, ref)
         eligible = judged & (mu_base >= dft.min_mean) & (self.rate.n >= self._ref_hl)
         z = np.where(eligible, fast / sd, 0.0)
         # The slow test: the same smoothed residual from the slow reference (the references
@@ -1181,12 +1181,10 @@ class ProfileTable:
         slow = self.drift_slow.astype(np.float64)
         slow = np.where(slow > 0, slow, ref)  # (a table from before it: starts at drift_ref)
         fast_s = fast + ref - slow
-        sd_s = sb * np.sqrt(vif * (lam / (2.0 - lam) + 2.0 * self._slow_lam))
-        sd_s = np.maximum(sd_s, dft.min_relative_shift * np.abs(slow) / dft.sigma)
+        sd_s = self._residual_sd(sb, vif, lam, self._slow_lam, slow)
         # (after two days: one day's shape leaves hour-long errors a slow reference keeps)
         steep = eligible & (self.season_n >= 2) & (np.abs(fast) >= dft.slow_min_shift * np.abs(ref))
         steep &= fast * fast_s >= dft.slow_min_share * fast_s * fast_s
-        self._steep = steep
         z_s = np.where(steep, fast_s / sd_s, 0.0)
         z = np.where(np.abs(z_s) > np.abs(z), z_s, z)
         # The residual from the baseline, as smoothed: the reference's lag put back.
@@ -1196,7 +1194,17 @@ class ProfileTable:
             self.drift_fast = np.where(accept, fast - (mu_base - ref), fast).astype(np.float32)
             self.drift_ref = np.where(accept, mu_base, ref).astype(np.float32)
             self.drift_slow = np.where(accept, mu_base, slow).astype(np.float32)
-        return z, sd
+        return z, sd, steep
+
+    def _residual_sd(
+        self, sb: np.ndarray, vif: np.ndarray, lam: Any, ref_lam: Any, ref: np.ndarray
+    ) -> np.ndarray:
+        """The noise of a residual smoothed at `lam` from a reference smoothed at `ref_lam`,
+        per-bucket sd `sb` inflated by `vif`; never less than what makes a shift of
+        ``min_relative_shift`` of `ref` reach the drift sigma."""
+        dft = self.config.drift
+        sd = sb * np.sqrt(vif * (lam / (2.0 - lam) + 2.0 * ref_lam))
+        return np.maximum(sd, dft.min_relative_shift * np.abs(ref) / dft.sigma)
 
     def _sibling_z(
         self, rel: np.ndarray, sdr: np.ndarray, judged: np.ndarray, ok: np.ndarray
