@@ -619,8 +619,8 @@ class ProfileTable:
         for s in cand.nonzero()[0].tolist():
             spike_p[s] = 2.0 * count_tail(int(c[s]), float(mu[s]), float(var[s])).upper
         # Windows: a count far above what the window expected, at that window's dispersion
-        # with SAFETY on the wander only (`tail_dispersion_at`: at a low rate the Poisson part
-        # is all there is, and a burst of 10x is a spike), never heavier than `phi_w` (heavier,
+        # with the wander at the window's rate (`tail_dispersion_at`: at a low rate the Poisson
+        # part is all there is, and a burst of 10x is a spike), never heavier than `phi_w` (heavier,
         # in full windows at busy hours, it lost a held-out count-series window). Screened at
         # that same dispersion: at `phi_w`, where the one-bucket floor makes it far heavier
         # (1.94x), a window the tail test would alarm on stayed under the screen, untested.
@@ -997,7 +997,13 @@ class ProfileTable:
         disp = self.win.disp if disp is None else disp
         level = self.rate.mean if level is None else level
         phi = tail_dispersion_at(
-            disp[rows], self.dispersion.n[rows], self._disp_hl, e_scales, level[rows]
+            disp[rows],
+            self.win.disp_e[rows],
+            self.dispersion.n[rows],
+            self._disp_hl,
+            e_scales,
+            self.win.lengths(),
+            level[rows],
         )[np.arange(len(rows)), cols]
         phi = np.minimum(phi, phi_w[rows, cols])
         keep = (s - e) ** 2 > _SCREEN_SIGMA**2 * phi * e
@@ -1461,6 +1467,7 @@ class ProfileTable:
             (self.win.lag, 0),
         )
         out["win.cnt2"], out["win.exp2"] = (self.win.cnt2, 0), (self.win.exp2, 0)
+        out["win.disp_e"] = (self.win.disp_e, 0)
         out["win.lag_n"] = (self.win.lag_n, 0)
         out["win.rexp"] = (self.win.rexp, 0)
         for n in _RECENT_COLS:

@@ -47,7 +47,11 @@ SAFETY = 1.5
 with a burst of wander varies more than one that straddles two); the negative binomial matched
 to that average is too light in the tail, so windows are judged at 1.5× it (on minute-scale
 gamma wander, CV 0.2, two days × two seeds: 0.75 false episodes per profile-day at 1.0, none
-at 1.5). A spike's tail test applies it to the wander part only (`tail_dispersion_at`)."""
+at 1.5). A spike's tail test models the part of it that was the wander's lag behind a rising
+rate instead (`tail_dispersion_at`, `WANDER_SAFETY`)."""
+WANDER_SAFETY = 1.0
+"""A spike's tail test scales the learnt wander to the rate it judges (`tail_dispersion_at`), so
+the lag `SAFETY` covered there is modelled; measured at 1.0 and 1.25 (`experiments/`)."""
 BOUND_Z = 5.0
 """Bounded influence: one window adds at most ``BOUND_Z²·φ`` to the dispersion it learns."""
 LAG_SAFETY = 1.0
@@ -59,6 +63,7 @@ LAG_FROM = 3
 too little about the level)."""
 
 
+_MEAN_LEN = 1.5 * np.array(HALF, dtype=np.float64) + 0.5  # a window's mean length over phases
 _LAG_READY = 2.0 * MIN_WINDOWS * np.array(HALF, dtype=np.float64)  # (`WindowState.lag_ready`)
 
 
@@ -83,6 +88,9 @@ class WindowState:
         self.cnt = np.zeros((capacity, 2 * j), dtype=np.float32)
         self.exp = np.zeros((capacity, 2 * j), dtype=np.float32)
         self.disp = np.zeros((capacity, j), dtype=np.float32)
+        # The expected count of the windows `disp` learnt from, averaged with the same steps: the
+        # wander part of `disp` grows with it (`tail_dispersion_at`). (12 bytes a profile.)
+        self.disp_e = np.zeros((capacity, j), dtype=np.float32)
         # Relative variance of the level between one half-block and the one before it, beyond
         # what their counts' noise explains: the wander of the rate over that lag (`lagged`).
         self.lag = np.zeros((capacity, j), dtype=np.float32)
@@ -108,6 +116,7 @@ class WindowState:
         self.cnt = np.concatenate([self.cnt, np.zeros((pad, self.cnt.shape[1]), np.float32)])
         self.exp = np.concatenate([self.exp, np.zeros((pad, self.exp.shape[1]), np.float32)])
         self.disp = np.concatenate([self.disp, np.zeros((pad, self.disp.shape[1]), np.float32)])
+        self.disp_e = np.concatenate([self.disp_e, np.zeros((pad, self.disp.shape[1]), np.float32)])
         self.lag = np.concatenate([self.lag, np.zeros((pad, self.lag.shape[1]), np.float32)])
         self.cnt2 = np.concatenate([self.cnt2, np.zeros((pad, self.cnt2.shape[1]), np.float32)])
         self.exp2 = np.concatenate([self.exp2, np.zeros((pad, self.exp2.shape[1]), np.float32)])
@@ -119,6 +128,7 @@ class WindowState:
         self.cnt[slot] = 0.0
         self.exp[slot] = 0.0
         self.disp[slot] = 0.0
+        self.disp_e[slot] = 0.0
         self.lag[slot] = 0.0
         self.cnt2[slot] = 0.0
         self.exp2[slot] = 0.0
@@ -192,7 +202,19 @@ class WindowState:
         cur = self.disp.astype(np.float64)
         bound = BOUND_Z * BOUND_Z * np.maximum(cur, 1.0)
         r2 = np.minimum(r2, bound)
-        self.disp[:] = np.where(ok & (step > 0), cur + step * (r2 - cur), cur)
+        move = ok & (step > 0)
+        self.disp[:] = np.where(move, cur + step * (r2 - cur), cur)
+        # (From the window's own count where nothing was learnt yet: a snapshot from before
+        # `disp_e` restores it at 0 under a `disp` long learnt.)
+        at = self.disp_e.astype(np.float64)
+        at = np.where(at > 0, at, e)
+        self.disp_e[:] = np.where(move, at + step * (e - at), self.disp_e)
+
+    def lengths(self) -> np.ndarray:
+        """Per scale, the buckets in the window that ends at the last bucket begun (`begin`):
+        the previous half-block and the current one so far, this bucket included."""
+        last = 0 if self.last is None else self.last
+        return np.array([h + last % h + 1 for h in HALF], dtype=np.float64)
 
     def lagged(
         self, bucket: int, c: np.ndarray, mu: np.ndarray
@@ -333,44 +355,62 @@ def dispersion_at(disp: np.ndarray, floor: np.ndarray, n: np.ndarray, hl: float)
 
 
 def tail_dispersion_at(
-    disp: np.ndarray, n: np.ndarray, hl: float, e: np.ndarray, level: np.ndarray
+    disp: np.ndarray,
+    disp_e: np.ndarray,
+    n: np.ndarray,
+    hl: float,
+    e: np.ndarray,
+    length: np.ndarray,
+    level: np.ndarray,
 ) -> np.ndarray:
     """Per profile and scale, the dispersion a window's count is judged with for a spike (its
     upper tail), and 0 where a scale is not ready.
 
-    A window's variance is its counts' Poisson part plus the wander of the rate, which grows
-    with the square of the expected count: ``E + (φ - 1)·E·(E / Ē)`` with ``φ`` the dispersion
-    learnt at that scale (`disp`, at least 1) over windows that expected ``Ē`` on average (the
-    baseline's level `level` times the mean window length). `SAFETY` applies to the wander part
-    only, times ``E / Ē`` when the window expects more than usual (a full-length window, a busy
-    hour): there the learnt average is too light. Then one standard error of the estimate
-    (``sqrt(2/m)``, as `dispersion_at`).
+    A window's variance is its counts' Poisson part plus the wander of the rate: ``E + v·E²``
+    for a relative wander ``v`` (Poisson-gamma), so its dispersion ``1 + v·E`` grows with the
+    rate. `disp` (at least 1) was learnt over windows that expected `disp_e` on average (the
+    same steps), so the wander part at this window is ``(φ - 1)·busy`` with ``busy`` the
+    window's rate per bucket over the one `disp` learnt at (``E/L`` over ``disp_e/L̄``, ``L̄``
+    the mean window length), times ``L/L̄`` when the window is longer than that (wander coherent
+    over the whole window: the cautious side). That is the lag that `SAFETY` (1.5) covered here
+    before: a dispersion learnt at night judged at noon, or early in a morning ramp (1.49 where
+    ~2.2 held at the rate judged). The wander part is not scaled by `SAFETY` any more
+    (`WANDER_SAFETY`). Then one standard error of the estimate (``sqrt(2/m)``, as
+    `dispersion_at`). Where `disp_e` is 0 (a snapshot from before it, until the next window is
+    learnt) ``busy`` is ``E`` over `level` times the mean window length, at least 1.
 
     `dispersion_at` (``max(φ, φ_bucket)·(SAFETY + se)``) judged the Poisson part at 1.5x as
     well and was floored by the one-bucket dispersion; at a low rate that is no wander at all
-    but the noise of a baseline that remembers a few records (Pearson r² over a baseline with
-    a CV of 0.3 at 0.05 records a bucket: 1.13-1.32 on pure Poisson counts, where the windows'
-    own dispersion read 0.6-1.2). A window that expected 1-3 records was judged at φ ≈ 2, a
-    negative binomial of shape 1-3 (near-geometric tails), so 20 records where 2.3 were
-    expected gave p ≈ 5e-6, not a spike; at 1.2, 2e-10. The close judges with the lighter of
-    this and `dispersion_at`.
+    but the noise of a baseline that remembers a few records. The close judges with the
+    lighter of this and `dispersion_at`.
 
-    Poisson counts (φ = 1) at any rate, and φ = 3 in full-length windows (as `dispersion_at`
-    judges them: 4.69, 4.92, 5.22), a day's windows seen:
+    Poisson counts (φ = 1) at any rate, and φ = 3 learnt at the rate judged, a day's windows
+    seen (mean-length windows):
 
     >>> one, n = np.ones((1, len(HALF))), np.array([1e9])
-    >>> tail_dispersion_at(one, n, 2160.0, 0.1 * one, np.ones(1)).round(2).tolist()
+    >>> mean_len = np.array([1.5 * h + 0.5 for h in HALF])
+    >>> e = mean_len[None, :]
+    >>> tail_dispersion_at(one, e, n, 2160.0, e, mean_len, np.ones(1)).round(2).tolist()
     [[1.06, 1.14, 1.24]]
-    >>> full = np.array([[2.0 * h for h in HALF]])
-    >>> tail_dispersion_at(3 * one, n, 2160.0, full, np.ones(1)).round(2).tolist()
-    [[4.79, 5.33, 5.69]]
+    >>> tail_dispersion_at(3 * one, e, n, 2160.0, e, mean_len, np.ones(1)).round(2).tolist()
+    [[3.19, 3.42, 3.72]]
+
+    At twice the rate it was learnt at, the wander part doubles:
+
+    >>> tail_dispersion_at(3 * one, e, n, 2160.0, 2 * e, mean_len, np.ones(1)).round(2).tolist()
+    [[5.19, 5.42, 5.72]]
     """
     m = _windows_seen(n, hl)
     ready = m >= MIN_WINDOWS
     base = np.maximum(disp, 1.0)
-    typical = np.maximum(level, 1e-12)[:, None] * (1.5 * np.array(HALF) + 0.5)
-    busy = np.maximum(np.where(level[:, None] > 0, e / typical, 1.0), 1.0)
-    phi = 1.0 + (base - 1.0) * SAFETY * busy + base * np.sqrt(2.0 / np.maximum(m, 1.0))
+    mean_len = _MEAN_LEN[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(disp_e > 0, e / np.where(disp_e > 0, disp_e, 1.0), 0.0)
+    busy = rate * np.maximum(mean_len / np.maximum(length, 1.0)[None, :], 1.0)
+    typical = np.maximum(level, 1e-12)[:, None] * mean_len
+    old = np.maximum(np.where(level[:, None] > 0, e / typical, 1.0), 1.0)
+    busy = np.where(disp_e > 0, busy, old)
+    phi = 1.0 + (base - 1.0) * WANDER_SAFETY * busy + base * np.sqrt(2.0 / np.maximum(m, 1.0))
     return np.where(ready, phi, 0.0).astype(disp.dtype)
 
 
