@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from via_otlp.detect.windows import HALF, WindowState, tail_dispersion_at
+from via_otlp.detect.windows import MEAN_LEN, WindowState, tail_dispersion_at
 
 V = 0.2  # relative variance of the gamma wander (shape 5)
 LOW, HIGH = 1.0, 6.0  # records a bucket: learnt at LOW for most of the memory, then HIGH
 HL = 2160.0  # the default dispersion half-life in buckets
-MEAN_LEN = np.array([1.5 * h + 0.5 for h in HALF])
 
 
 def _learnt(profiles: int, seed: int) -> tuple[WindowState, np.ndarray]:

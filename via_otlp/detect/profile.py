@@ -1460,16 +1460,7 @@ class ProfileTable:
             out[f"{n}.n"], out[f"{n}.mean"], out[f"{n}.var"] = (e.n, 0), (e.mean, 0), (e.var, 0)
         out["cusum.pos"], out["cusum.neg"] = (self.cusum.pos, 0), (self.cusum.neg, 0)
         out["season"], out["day_sum"] = (self.season, 0), (self.day_sum, 0)
-        out["win.cnt"], out["win.exp"], out["win.disp"], out["win.lag"] = (
-            (self.win.cnt, 0),
-            (self.win.exp, 0),
-            (self.win.disp, 0),
-            (self.win.lag, 0),
-        )
-        out["win.cnt2"], out["win.exp2"] = (self.win.cnt2, 0), (self.win.exp2, 0)
-        out["win.disp_e"] = (self.win.disp_e, 0)
-        out["win.lag_n"] = (self.win.lag_n, 0)
-        out["win.rexp"] = (self.win.rexp, 0)
+        out.update(self.win.slot_arrays("win."))
         for n in _RECENT_COLS:
             out[n] = (getattr(self, n), 1)
         out.update(self.ids.slot_arrays("ids."))

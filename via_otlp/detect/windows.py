@@ -52,6 +52,8 @@ rate instead (`tail_dispersion_at`, `WANDER_SAFETY`)."""
 WANDER_SAFETY = 1.0
 """A spike's tail test scales the learnt wander to the rate it judges (`tail_dispersion_at`), so
 the lag `SAFETY` covered there is modelled; measured at 1.0 and 1.25 (`experiments/`)."""
+MEAN_LEN = 1.5 * np.array(HALF, dtype=np.float64) + 0.5
+"""Per scale, a window's mean length in buckets over the phases of its half-blocks."""
 BOUND_Z = 5.0
 """Bounded influence: one window adds at most ``BOUND_Z²·φ`` to the dispersion it learns."""
 LAG_SAFETY = 1.0
@@ -63,7 +65,7 @@ LAG_FROM = 3
 too little about the level)."""
 
 
-_MEAN_LEN = 1.5 * np.array(HALF, dtype=np.float64) + 0.5  # a window's mean length over phases
+_COLS = ("cnt", "exp", "disp", "lag", "cnt2", "exp2", "disp_e", "lag_n", "rexp")  # per slot
 _LAG_READY = 2.0 * MIN_WINDOWS * np.array(HALF, dtype=np.float64)  # (`WindowState.lag_ready`)
 
 
@@ -113,27 +115,19 @@ class WindowState:
         pad = capacity - len(self.cnt)
         if pad <= 0:
             return
-        self.cnt = np.concatenate([self.cnt, np.zeros((pad, self.cnt.shape[1]), np.float32)])
-        self.exp = np.concatenate([self.exp, np.zeros((pad, self.exp.shape[1]), np.float32)])
-        self.disp = np.concatenate([self.disp, np.zeros((pad, self.disp.shape[1]), np.float32)])
-        self.disp_e = np.concatenate([self.disp_e, np.zeros((pad, self.disp.shape[1]), np.float32)])
-        self.lag = np.concatenate([self.lag, np.zeros((pad, self.lag.shape[1]), np.float32)])
-        self.cnt2 = np.concatenate([self.cnt2, np.zeros((pad, self.cnt2.shape[1]), np.float32)])
-        self.exp2 = np.concatenate([self.exp2, np.zeros((pad, self.exp2.shape[1]), np.float32)])
-        self.lag_n = np.concatenate([self.lag_n, np.zeros(pad, np.float32)])
-        self.rexp = np.concatenate([self.rexp, np.zeros((pad, 2), np.float32)])
+        for name in _COLS:
+            a = getattr(self, name)
+            setattr(self, name, np.concatenate([a, np.zeros((pad, *a.shape[1:]), np.float32)]))
 
     def clear(self, slot: int) -> None:
         """Forget one profile."""
-        self.cnt[slot] = 0.0
-        self.exp[slot] = 0.0
-        self.disp[slot] = 0.0
-        self.disp_e[slot] = 0.0
-        self.lag[slot] = 0.0
-        self.cnt2[slot] = 0.0
-        self.exp2[slot] = 0.0
-        self.lag_n[slot] = 0.0
-        self.rexp[slot] = 0.0
+        for name in _COLS:
+            getattr(self, name)[slot] = 0.0
+
+    def slot_arrays(self, prefix: str) -> dict[str, tuple[np.ndarray, int]]:
+        """Every column by name (``prefix`` + attribute), slot axis 0: what a `ProfileTable`
+        carries through snapshot, take and put."""
+        return {f"{prefix}{n}": (getattr(self, n), 0) for n in _COLS}
 
     def begin(self, bucket: int) -> None:
         """Start the half-blocks that begin at `bucket`: the current one becomes the previous one,
@@ -388,22 +382,21 @@ def tail_dispersion_at(
     seen (mean-length windows):
 
     >>> one, n = np.ones((1, len(HALF))), np.array([1e9])
-    >>> mean_len = np.array([1.5 * h + 0.5 for h in HALF])
-    >>> e = mean_len[None, :]
-    >>> tail_dispersion_at(one, e, n, 2160.0, e, mean_len, np.ones(1)).round(2).tolist()
+    >>> e = MEAN_LEN[None, :]
+    >>> tail_dispersion_at(one, e, n, 2160.0, e, MEAN_LEN, np.ones(1)).round(2).tolist()
     [[1.06, 1.14, 1.24]]
-    >>> tail_dispersion_at(3 * one, e, n, 2160.0, e, mean_len, np.ones(1)).round(2).tolist()
+    >>> tail_dispersion_at(3 * one, e, n, 2160.0, e, MEAN_LEN, np.ones(1)).round(2).tolist()
     [[3.19, 3.42, 3.72]]
 
     At twice the rate it was learnt at, the wander part doubles:
 
-    >>> tail_dispersion_at(3 * one, e, n, 2160.0, 2 * e, mean_len, np.ones(1)).round(2).tolist()
+    >>> tail_dispersion_at(3 * one, e, n, 2160.0, 2 * e, MEAN_LEN, np.ones(1)).round(2).tolist()
     [[5.19, 5.42, 5.72]]
     """
     m = _windows_seen(n, hl)
     ready = m >= MIN_WINDOWS
     base = np.maximum(disp, 1.0)
-    mean_len = _MEAN_LEN[None, :]
+    mean_len = MEAN_LEN[None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = np.where(disp_e > 0, e / np.where(disp_e > 0, disp_e, 1.0), 0.0)
     busy = rate * np.maximum(mean_len / np.maximum(length, 1.0)[None, :], 1.0)
