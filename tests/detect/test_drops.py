@@ -6,7 +6,9 @@ generator: busy patterns whose rate wanders minute by minute, then a drop to a f
 
 from __future__ import annotations
 
+import copy
 import functools
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,19 +23,25 @@ DROP = 96  # sixteen minutes
 K = 12
 
 
+def _falling(table: ProfileTable) -> np.ndarray:
+    """Add twelve patterns to `table` (slots 0..11), and draw their counts: 1.4 records a
+    bucket (minute-scale wander, CV 0.3, seed 1) for `WARM` buckets, then a fifth for `DROP`."""
+    shape = np.ones(WARM + DROP)
+    shape[WARM:] = 0.2
+    src = Source.from_attributes((("service.name", "drops"),))
+    for k in range(K):
+        assert table.add(f"{k:016x}", src, f"t{k}", f"template {k}", "INFO", 0, 0) == k
+    return wandering(np.random.default_rng(1), np.full(K, 1.4), WARM + DROP, 0.3, shape)
+
+
 @functools.cache
 def slow_drop() -> tuple[ProfileTable, frozenset[int], np.ndarray]:
     """Twelve patterns at 1.4 records a bucket (minute-scale wander, CV 0.3, seed 1) fall to a
     fifth for sixteen minutes, run once for the tests that read it: the table at the end, the
     patterns whose drop opened, and the level (baseline plus trend) before the fall. Nothing
     opens in the four hours before it."""
-    shape = np.ones(WARM + DROP)
-    shape[WARM:] = 0.2
-    counts = wandering(np.random.default_rng(1), np.full(K, 1.4), WARM + DROP, 0.3, shape)
     table = ProfileTable(DetectConfig())
-    src = Source.from_attributes((("service.name", "drops"),))
-    for k in range(K):
-        assert table.add(f"{k:016x}", src, f"t{k}", f"template {k}", "INFO", 0, 0) == k
+    counts = _falling(table)
     row, zeros = np.zeros(table.capacity), np.zeros(table.capacity)
     found: set[int] = set()
     level = np.zeros(K)
@@ -134,7 +142,9 @@ def test_a_slow_drop_is_also_judged_against_the_level_it_fell_from() -> None:
 def test_a_snapshot_without_the_reference_level_restores_and_takes_it_up() -> None:
     """A snapshot older than `drop_ref`, `ref_len` and the windows' `rexp` restores them as 0:
     no reference, so no drop is judged against it (nothing expected), until the next bucket
-    sets it from the baseline's forecast; then the windows collect it again."""
+    sets it from the baseline's forecast; then the windows collect it again. One older than
+    `ref_disp_e` restores it as 0 (a drop against the reference reads the current `disp_e`)
+    until the next bucket that holds nothing takes it up."""
     table = ProfileTable(DetectConfig())
     src = Source.from_attributes((("service.name", "drops"),))
     table.add("0" * 16, src, "t", "template", "INFO", 0, 0)
@@ -145,15 +155,17 @@ def test_a_snapshot_without_the_reference_level_restores_and_takes_it_up() -> No
     assert table.drop_ref[0] > 0 and table.win.rexp[0].sum() > 0
     table.ref_len[0] = 4
     state = table.snapshot()
-    for name in ("drop_ref", "ref_len", "win.rexp"):
+    for name in ("drop_ref", "ref_len", "win.rexp", "ref_disp_e"):
         del state["columns"][name]
     table.restore(state)
     assert table.drop_ref.tolist() == [0.0] * table.capacity
+    assert not table.ref_disp_e.any()
     assert table.ref_len[0] == 0 and not table.win.rexp.any()
     assert table.win.ref_sum(np.zeros(table.capacity))[0] == 0.0
     forecast = np.float32(max(0.0, float(table.rate.mean[0]) + float(table.rate_trend[0])))
     table.close(10, row, zeros)
     assert table.drop_ref[0] == forecast > 0
+    assert table.ref_disp_e[0] == table.win.disp_e[0, -1] > 0
     table.close(11, row, zeros)
     assert table.win.rexp[0].sum() > 0
 
@@ -266,3 +278,67 @@ def test_the_held_drop_reference_keeps_its_expectation_across_the_day_s_roll() -
     table._season_roll(per_day)  # the first bucket of day two
     assert table.season_n[slot] == 1 and abs(float(table.rate.mean[slot]) - 20.0) > 1.0
     assert float(table.drop_ref[slot]) / float(table.rate.mean[slot]) == pytest.approx(before)
+
+
+class _RefTails(ProfileTable):
+    """A table that records the variance each drop window judged against `drop_ref` was tested
+    at, over its expected count (the dispersion it was judged with), per bucket and slot."""
+
+    def __init__(self, config: DetectConfig) -> None:
+        super().__init__(config)
+        self.bucket, self._ref = 0, False
+        self.judged: dict[tuple[int, int], float] = {}
+
+    def _window_tails(self, *args: Any, **kw: Any) -> None:
+        self._ref = len(args) > 7 and not args[6]  # (`disp` given, lower tail: the reference)
+        super()._window_tails(*args, **kw)
+        self._ref = False
+
+    def _tail_tests(
+        self, p_out: np.ndarray, cand: np.ndarray, s: np.ndarray, e: np.ndarray, v: np.ndarray,
+        upper: bool, rows: np.ndarray | None = None,
+    ) -> None:  # fmt: skip
+        if self._ref and rows is not None:
+            for r, ex, var in zip(rows.tolist(), e[cand].tolist(), v[cand].tolist(), strict=True):
+                self.judged[(self.bucket, r)] = var / ex
+        super()._tail_tests(p_out, cand, s, e, v, upper, rows)
+
+
+def test_a_drop_against_the_reference_is_judged_at_the_rate_its_dispersion_learnt_at() -> None:
+    """The drop window against `drop_ref` is judged with the longest window's dispersion from
+    before the hold (`ref_disp`), its wander scaled from the expected count that dispersion had
+    learnt at (`ref_disp_e`, held with it) to the reference's. The fall's windows teach the
+    current `disp_e` the baseline's lower expectation (a young pattern's, or one the baseline
+    follows down, most); judged from that, the level it fell from looked busier than the
+    dispersion had seen, so heavier. The twelve patterns of `slow_drop` fall to a fifth: the
+    same run with the current `disp_e` dragged to half its value once a hold is open judges
+    those windows with the same dispersions (old: 21-23 % heavier, and one window no longer
+    reached the screen)."""
+    table = _RefTails(DetectConfig())
+    counts = _falling(table)
+    row, zeros = np.zeros(table.capacity), np.zeros(table.capacity)
+    for b in range(WARM):
+        row[:K] = counts[b]
+        table.close(b, row, zeros)
+    pre = table.win.disp_e[:K, -1].copy()
+    runs, first = [], []
+    for dragged in (False, True):
+        run = copy.deepcopy(table)
+        alarm = WARM + DROP
+        for b in range(WARM, WARM + DROP):
+            run.bucket = b
+            row[:K] = counts[b]
+            if run.close(b, row, zeros).alarms:
+                alarm = min(alarm, b)
+            if dragged:
+                held = run.ref_len[:K] > 0
+                run.win.disp_e[:K, -1] = np.where(held, 0.5 * pre, run.win.disp_e[:K, -1])
+        runs.append(run.judged)
+        first.append(alarm)
+    # (Up to the first alarm in either run: after it, what each learns differs.)
+    upto = min(first)
+    natural, dragged_ = ({k: v for k, v in j.items() if k[0] <= upto} for j in runs)
+    assert len(natural) >= 6, natural
+    for key in natural.keys() & dragged_.keys():
+        assert dragged_[key] == pytest.approx(natural[key], rel=1e-6), (key, natural, dragged_)
+    assert natural.keys() == dragged_.keys()

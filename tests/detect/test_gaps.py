@@ -6,9 +6,12 @@ import copy
 import functools
 from dataclasses import replace
 
+import numpy as np
+
 from tests.detect.test_engine import BUCKET, CFG, batch, run
 from via_otlp.detect import Engine
 from via_otlp.detect.config import DetectConfig
+from via_otlp.detect.windows import HALF, MEAN_LEN, WindowState, tail_dispersion_at
 from via_otlp.model import AnomalyKind
 
 HOUR = 360  # buckets of 10 s
@@ -90,3 +93,27 @@ def test_a_tick_after_a_restart_skips_the_downtime_in_one_call() -> None:
     eng.tick(now, max_buckets=100)
     assert eng.stats().buckets_skipped >= 12 * HOUR - 5
     assert eng.stats().buckets_closed - before <= 100
+
+
+def test_a_window_after_a_gap_is_judged_at_the_length_it_holds() -> None:
+    """A gap empties the half-blocks it skips (`WindowState.begin`), so the windows just after
+    it hold only the buckets since (and, across a short gap, what their previous half-block had
+    before it). `lengths` counted the previous half-block as full all the same: the first
+    bucket after a gap, alone in its windows, was taken for windows of 4, 16 and 76 buckets
+    at a quarter to a 68th of the rate, so its wander was scaled almost away
+    (`tail_dispersion_at`). Counted from the buckets begun, each window's length is what it
+    sums (one expected record a bucket here) from a new table's first bucket on, through a gap
+    longer than every half-block and one shorter than the longest, and a bucket at the rate
+    learnt is judged with the wander learnt at that rate."""
+    win = WindowState(1)
+    one = np.ones(1)
+    for b in [*range(200), *range(1200, 1300), *range(1320, 1400)]:  # gaps of 1000 and 20
+        win.begin(b)
+        _, e = win.sums(one, one)
+        assert win.lengths().tolist() == e[0].tolist(), (b, win.lengths(), e)
+        if b == 1200:  # alone in its windows
+            disp = np.full((1, len(HALF)), 3.0)
+            at = MEAN_LEN[None, :]  # (learnt at one record a bucket)
+            phi = tail_dispersion_at(disp, at, np.array([1e9]), 2160.0, e, win.lengths(), one)
+            assert phi.round(2).tolist() == [[3.19, 3.42, 3.72]]  # (old: 1.69, 1.54, 1.75)
+        win.add(one, one)

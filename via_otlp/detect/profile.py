@@ -186,6 +186,7 @@ _NARROW_COLS = {
     "drift_ref": np.float32, "drift_fast": np.float32, "drift_slow": np.float32,
     "low_len": np.int16,
     "drop_ref": np.float32, "ref_len": np.int16, "ref_cus": np.float16, "ref_disp": np.float16,
+    "ref_disp_e": np.float32,
     "zrun_logp": np.float32, "zrun_expect": np.float32,
 }  # fmt: skip
 _EW_COLS = ("rate", "level", "dispersion", "card", "pop", "card_disp")
@@ -419,11 +420,14 @@ class ProfileTable:
         # The deseasonalised level from before a fall (`_reference`): the baseline's forecast,
         # held while the counts fall short of it, and how long it has been held; the deficit
         # that holds it, in buckets' worth of the forecast; and the longest window's
-        # dispersion from before the hold, to judge the fall with. (10 bytes a profile.)
+        # dispersion from before the hold, to judge the fall with, with the expected count it
+        # had learnt at (`WindowState.disp_e`; float32: a busy pattern's window expects more
+        # than float16 holds). (14 bytes a profile.)
         self.drop_ref = np.zeros(0, dtype=np.float32)
         self.ref_len = np.zeros(0, dtype=np.int16)
         self.ref_cus = np.zeros(0, dtype=np.float16)
         self.ref_disp = np.zeros(0, dtype=np.float16)
+        self.ref_disp_e = np.zeros(0, dtype=np.float32)
         self.first_seen_ns = np.zeros(0, dtype=np.int64)
         self.last_seen_ns = np.zeros(0, dtype=np.int64)
         self.last_bucket = np.zeros(0, dtype=np.int64)
@@ -689,21 +693,27 @@ class ProfileTable:
         # low enough to hold it back (expected 0.62 -> 0.36 while it fell), and is judged
         # against the level it fell from as well.
         # Its dispersion is the one learnt before the hold began (`ref_disp`: the fall's own
-        # windows teach the current one, 1.12 -> 1.5 over a 24-minute drop), and a window is
-        # "busy" (`tail_dispersion_at`) against the reference level, not the baseline the fall
-        # has pulled down (which judged the level it fell from as 1.2-1.4x busier than usual).
+        # windows teach the current one, 1.12 -> 1.5 over a 24-minute drop), and its wander is
+        # scaled to the reference's count (`tail_dispersion_at`'s "busy") from the expected
+        # count that dispersion learnt at, held with it (`ref_disp_e`), not the current
+        # `disp_e`, which the fall's windows pull down as the baseline follows it (that judged
+        # the level it fell from as busier than the dispersion it is judged with had seen).
         z_ref = _poisson_z(s_l, e_ref, ready_w[:, -1])
         rows = self._drop_screen(s_l, e_ref, z_ref, drop_active & (e_ref > we[:, -1])).nonzero()[0]
         if len(rows):
             cols = np.full(len(rows), len(HALF) - 1)
-            before = win.disp.copy()
+            before, before_e = win.disp.copy(), win.disp_e.copy()
             held = self.ref_disp.astype(np.float32)
-            before[:, -1] = np.where(held > 0, np.minimum(before[:, -1], held), before[:, -1])
+            use = (held > 0) & (held < before[:, -1])  # (the lighter: the fall only adds)
+            before[:, -1] = np.where(use, held, before[:, -1])
+            held_e = self.ref_disp_e  # (0 in a snapshot from before it: the current one)
+            before_e[:, -1] = np.where(use & (held_e > 0), held_e, before_e[:, -1])
             phi_ref = dispersion_at(before, phi, self.dispersion.n, self._disp_hl)
             level = np.where(self.drop_ref > 0, self.drop_ref, self.rate.mean)
             self._window_tails(
-                drop_p, rows, cols, s_l[rows], e_ref[rows], phi_ref, False, before, level
-            )
+                drop_p, rows, cols, s_l[rows], e_ref[rows], phi_ref, False, before, level,
+                before_e,
+            )  # fmt: skip
         drop_p = np.minimum(1.0, drop_p)
         # ...or a run of silent buckets, however long, that together were expected to hold
         # records (exact: the probability of nothing at all; its own budget).
@@ -983,22 +993,25 @@ class ProfileTable:
         upper: bool,
         disp: np.ndarray | None = None,
         level: np.ndarray | None = None,
+        disp_e: np.ndarray | None = None,
     ) -> None:
         """The tail tests of windows (`_spike_screen`ed or `_drop_screen`ed at Poisson): profile
         `rows` at scale `cols`, counts `s` against the `e` expected, each at the dispersion of
         its scale for a tail (`tail_dispersion_at`, never heavier than `phi_w`), screened at it
-        first (3σ); the upper tail for a spike, the lower for a drop (`_tail_tests`). `disp` and
-        `level` stand in for the windows' dispersions and the baseline's level where given."""
+        first (3σ); the upper tail for a spike, the lower for a drop (`_tail_tests`). `disp`,
+        `disp_e` and `level` stand in for the windows' dispersions, the expected counts they
+        learnt at and the baseline's level (read where `disp_e` is 0) where given."""
         if not len(rows):
             return
         # (`tail_dispersion_at` is elementwise: a row's value at its scale is the same
         # whatever the other scales were given.)
         e_scales = np.repeat(e[:, None], len(HALF), axis=1)
         disp = self.win.disp if disp is None else disp
+        disp_e = self.win.disp_e if disp_e is None else disp_e
         level = self.rate.mean if level is None else level
         phi = tail_dispersion_at(
             disp[rows],
-            self.win.disp_e[rows],
+            disp_e[rows],
             self.dispersion.n[rows],
             self._disp_hl,
             e_scales,
@@ -1055,7 +1068,8 @@ class ProfileTable:
         they held a forecast that ran high by chance for as long as the counts stayed under it
         (a false drop on day one). The CUSUM lets go when the counts are back above half of it.
         Held `_RUN_MAX` buckets at most: a longer stretch is a new level, which it then follows.
-        `ref_disp` keeps the longest window's dispersion from before the hold (see `close`).
+        `ref_disp` keeps the longest window's dispersion from before the hold, and `ref_disp_e`
+        the expected count it learnt at (see `close`).
         """
         with np.errstate(divide="ignore", invalid="ignore"):
             short = np.where(mu_base > 0, _REF_SLACK - c_des / mu_base, -1.0)
@@ -1067,6 +1081,7 @@ class ProfileTable:
         self.drop_ref = np.where(follow, mu_base, self.drop_ref).astype(np.float32)
         keep = hold & (self.ref_disp > 0)
         self.ref_disp = np.where(keep, self.ref_disp, self.win.disp[:, -1]).astype(np.float16)
+        self.ref_disp_e = np.where(keep, self.ref_disp_e, self.win.disp_e[:, -1]).astype(np.float32)
 
     def _low_stretch(
         self, wz_dn: np.ndarray, z_dn: np.ndarray, m_dn: np.ndarray, ok: np.ndarray, partial: bool

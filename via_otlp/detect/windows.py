@@ -109,6 +109,9 @@ class WindowState:
         # change (`ProfileTable.drop_ref`) expected: the drop test's second reference. (8 bytes.)
         self.rexp = np.zeros((capacity, 2), dtype=np.float32)
         self.last: int | None = None  # the last bucket added (table-wide)
+        # Per scale, the buckets begun in the previous and in the current half-block (table-wide:
+        # `lengths`); None where not counted (a restored table: both taken as full).
+        self.filled: list[tuple[int, int]] | None = None
 
     def grow(self, capacity: int) -> None:
         """Extend to `capacity` profiles (new ones empty)."""
@@ -137,15 +140,21 @@ class WindowState:
         if last is not None and bucket <= last:
             return
         j = len(HALF)
+        if self.filled is None:
+            self.filled = [(0, 0) if last is None else (h, last % h + 1) for h in HALF]
+        filled = self.filled
         for k, h in enumerate(HALF):
             if last is not None and bucket // h == last // h:
+                filled[k] = (filled[k][0], filled[k][1] + 1)
                 continue
             if last is not None and bucket // h == last // h + 1:
+                filled[k] = (filled[k][1], 1)
                 self.cnt2[:, k] = self.cnt[:, k]
                 self.exp2[:, k] = self.exp[:, k]
                 self.cnt[:, k] = self.cnt[:, j + k]
                 self.exp[:, k] = self.exp[:, j + k]
             else:
+                filled[k] = (0, 1)
                 self.cnt2[:, k] = 0.0
                 self.exp2[:, k] = 0.0
                 self.cnt[:, k] = 0.0
@@ -206,9 +215,13 @@ class WindowState:
 
     def lengths(self) -> np.ndarray:
         """Per scale, the buckets in the window that ends at the last bucket begun (`begin`):
-        the previous half-block and the current one so far, this bucket included."""
-        last = 0 if self.last is None else self.last
-        return np.array([h + last % h + 1 for h in HALF], dtype=np.float64)
+        the previous half-block and the current one so far, this bucket included, less those a
+        gap in event time skipped (after one, the previous half-block is empty or part-filled,
+        and the current one starts where the gap ended)."""
+        if self.filled is None:
+            last = 0 if self.last is None else self.last
+            return np.array([h + last % h + 1 for h in HALF], dtype=np.float64)
+        return np.array([a + b for a, b in self.filled], dtype=np.float64)
 
     def lagged(
         self, bucket: int, c: np.ndarray, mu: np.ndarray
