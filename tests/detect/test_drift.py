@@ -229,11 +229,9 @@ SLOW_START = 360  # minute buckets of a learnt flat shape before the ramps and t
 
 @functools.cache
 def minute_runs() -> list[list[tuple[int, int]]]:
-    """The drift alarms (minutes from SLOW_START, direction) of patterns at 100 records a minute
-    (gamma wander CV 0.2 a minute), judged with 1-minute buckets and the default durations, as
-    after two learnt days of a flat shape (`season_n` set: a tenth of the closes and none of a
-    day's): +25 %/h, -25 %/h for two hours, and a fall of 3 %/h for ten (a weekday running
-    into a weekend is at most that steep), each under a source of its own."""
+    """The drift alarms (minutes from SLOW_START, direction; `learnt_drifts`) of patterns at 100
+    records a minute (gamma wander CV 0.2 a minute): +25 %/h, -25 %/h for two hours, and a fall
+    of 3 %/h for ten (a weekday running into a weekend is at most that steep)."""
     rng = np.random.default_rng(3)
     t = np.arange(SLOW_START + 600)
     ramp = np.clip(t - SLOW_START, 0, 120) / 60.0
@@ -241,18 +239,26 @@ def minute_runs() -> list[list[tuple[int, int]]]:
     shapes = [1.0 + 0.25 * ramp, 1.0 - 0.25 * ramp, 1.0 - 0.03 * slow]
     k = 1.0 / 0.2**2
     counts = np.stack([rng.poisson(100.0 * f * rng.gamma(k, 1 / k, len(t))) for f in shapes], 1)
+    return learnt_drifts(counts, SLOW_START)
+
+
+def learnt_drifts(counts: np.ndarray, start: int) -> list[list[tuple[int, int]]]:
+    """The drift alarms (buckets from `start`, direction) of each column of `counts` (a pattern
+    under a source of its own), closed as 1-minute buckets with the default durations as after
+    two learnt days of a flat shape (`season_n` set: a tenth of the closes and none of a day's)."""
+    m = counts.shape[1]
     table = ProfileTable(DetectConfig(bucket=60.0))
-    for i in range(len(shapes)):
+    for i in range(m):
         src = Source.from_attributes((("service.name", f"minute-{i}"),))
         table.add(f"{i:016x}", src, "t", "template", "INFO", 0, 0)
-    table.season_n[: len(shapes)] = 2
+    table.season_n[:m] = 2
     row, zeros = np.zeros(table.capacity), np.zeros(table.capacity)
-    hits: list[list[tuple[int, int]]] = [[] for _ in shapes]
-    for b in range(len(t)):
-        row[: len(shapes)] = counts[b]
+    hits: list[list[tuple[int, int]]] = [[] for _ in range(m)]
+    for b in range(len(counts)):
+        row[:m] = counts[b]
         for a in table.close(b, row, zeros).alarms:
             if a.kind is AnomalyKind.DRIFT:
-                hits[a.slot].append((b - SLOW_START, a.direction))
+                hits[a.slot].append((b - start, a.direction))
     return hits
 
 
@@ -281,10 +287,10 @@ STEP_LEN = 96  # minutes: a weekend of the count series (two days of 5-minute ro
 def step_runs() -> tuple[int, list[list[int | None]]]:
     """Weekend-style steps and ramps as on the count series (x30: a 5-minute row is a 10 s
     bucket, an hour of its wander two minutes): 150 records a minute at variance 2x the mean,
-    the rate wandering by a gamma factor (shape 10) drawn every two minutes and interpolated,
-    judged with 1-minute buckets after two learnt days of a flat shape. Six patterns step to
-    0.55-0.8 of their level for STEP_LEN minutes, two ramp by +-40 %/h for two hours; four
-    seeds. Returns the steps called a drift while they last, and each ramp's first alarm."""
+    the rate wandering by a gamma factor (shape 10) drawn every two minutes and interpolated.
+    Six patterns step to 0.55-0.8 of their level for STEP_LEN minutes, two ramp by +-40 %/h
+    for two hours; four seeds (`learnt_drifts`). Returns the steps called a drift while they
+    last, and each ramp's first alarm."""
     n, start = 540, 240
     t = np.arange(n)
     inside = (t >= start) & (t < start + STEP_LEN)
@@ -298,18 +304,7 @@ def step_runs() -> tuple[int, list[list[int | None]]]:
         wander = np.stack([np.interp(t / 2.0, np.arange(g.shape[1]), gi) for gi in g], 1)
         lam = 150.0 * np.stack(shapes, 1) * wander
         counts = rng.negative_binomial(lam, 0.5)  # (variance 2x the mean)
-        table = ProfileTable(DetectConfig(bucket=60.0))
-        for i in range(len(shapes)):
-            src = Source.from_attributes((("service.name", f"step-{i}"),))
-            table.add(f"{i:016x}", src, "t", "template", "INFO", 0, 0)
-        table.season_n[: len(shapes)] = 2
-        row, zeros = np.zeros(table.capacity), np.zeros(table.capacity)
-        hits: list[list[int]] = [[] for _ in shapes]
-        for b in range(n):
-            row[: len(shapes)] = counts[b]
-            for a in table.close(b, row, zeros).alarms:
-                if a.kind is AnomalyKind.DRIFT:
-                    hits[a.slot].append(b - start)
+        hits = [[b for b, _ in h] for h in learnt_drifts(counts, start)]
         called += sum(any(0 <= b < STEP_LEN for b in h) for h in hits[:6])
         firsts.append([min((b for b in h if b >= 0), default=None) for h in hits[6:]])
     return called, firsts
