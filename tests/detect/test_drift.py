@@ -312,10 +312,10 @@ def step_runs() -> tuple[int, list[list[int | None]]]:
 
 def test_a_weekend_step_is_not_a_drift_of_the_slow_test() -> None:
     """24 patterns step to 0.55-0.8 of their level for a weekend's worth of buckets (noisy:
-    the fast test calls none of them): the slow reference, held while the step is steep,
-    saw the full step and its wander for as long as it lasted and called 9 of them a drift.
-    Judged only while the smoothed level still grows (beyond twice its noise), 3; the ramps
-    of +-40 %/h beside them are still found, each in the first two and a half hours."""
+    the fast test alone calls one of them): the slow reference, held while the step is
+    steep, kept the full step and its wander for as long as it lasted and the slow test
+    called 9 of them a drift. Judged only while the smoothed level still grows (beyond twice
+    its noise), 3; the ramps of +-40 %/h beside them are still found, each within 150 min."""
     called, firsts = step_runs()
     assert called <= 4, called
     for f in firsts:

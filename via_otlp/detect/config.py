@@ -67,7 +67,8 @@ class DriftConfig:
     settle: float = field(default=1.0, metadata=spec(ge=0))
     # A second test beside it: the same residual from a slower reference (less of a ramp
     # absorbed, less reference noise), alarming only while the residual from `reference` is at
-    # least `slow_min_shift` (relative): a steep change, not a slow weekly transition.
+    # least `slow_min_shift` (relative): a steep change, not a slow weekly transition (and
+    # while the smoothed level still grows: a ramp, not a step; `_RISING` in profile.py).
     slow_reference: float = field(default=21600.0, metadata=spec(unit="duration", gt=0))
     slow_min_shift: float = field(default=0.2, metadata=spec(ge=0))
     slow_min_share: float = field(default=0.7, metadata=spec(ge=0, le=1.0))
