@@ -53,6 +53,14 @@ def background(b0: int, b1: int, rare: tuple[int, ...] = ()) -> list[LogBatch]:
     return out
 
 
+def with_rows(b0: int, rows: list[list[tuple[str, int, str]]]) -> list[LogBatch]:
+    """`background` from bucket b0 on, a bucket per entry of `rows`, each bucket's rows first."""
+    out = []
+    for r, busy in zip(rows, background(b0, b0 + len(rows)), strict=True):
+        out += [rows_batch(r), busy] if r else [busy]
+    return out
+
+
 def novelty_opens(events: list[AnomalyEvent]) -> list[AnomalyEvent]:
     return [e for e in events if e.kind is AnomalyKind.NOVELTY and e.state is EpisodeState.OPEN]
 
@@ -241,4 +249,25 @@ def test_a_held_pattern_that_merges_into_a_known_one_is_dropped() -> None:
 
 def test_config_keys() -> None:
     nv = Config().detect.novelty
-    assert (nv.hold, nv.hold_max, nv.threshold) == (0.0, 1800.0, 4.0)
+    assert (nv.hold, nv.hold_max, nv.threshold, nv.incident_gap) == (0.0, 1800.0, 4.0, 120.0)
+
+
+def test_a_sparse_repeat_of_a_rare_error_is_not_news_while_a_stream_of_a_new_one_is() -> None:
+    # A young source (1.5 h, two rare templates seen once): a rare normal ERROR (its rate about
+    # one an hour) comes, and once more 7 minutes later, inside the hold. A chance repeat is
+    # unlikely for it, but as unlikely for an incident's new pattern, which comes at least
+    # every `incident_gap` (2 min): no episode, however many buckets of the hold judge it.
+    young = Engine(CFG)
+    t = 540
+    ev = run(young, background(0, t, rare=(200, 400)))
+    rows: list[list[tuple[str, int, str]]] = [[] for _ in range(200)]
+    rows[0] = [("rare", t * BUCKET + 3, "ERROR")]
+    rows[42] = [("rare", (t + 42) * BUCKET + 3, "ERROR")]
+    ev += run(young, with_rows(t, rows))
+    assert novelty_opens(ev) == []
+    # A new ERROR at an incident's pace (one a minute, half the floor's gap) on the same source,
+    # judged by the same evidence, opens with its second record.
+    t += 200
+    rows = [[("bang", (t + b) * BUCKET + 4, "ERROR")] if b % 6 == 0 else [] for b in range(60)]
+    (op,) = novelty_opens(run(young, with_rows(t, rows)))
+    assert op.template == "pattern bang <*>" and op.time_ns == (t + 7) * BUCKET

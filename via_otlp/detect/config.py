@@ -128,6 +128,10 @@ class NoveltyConfig:
     hold_max: float = field(default=1800.0, metadata=spec(unit="duration", ge=0))
     # Time constant of a source's recent rate of new patterns (first seen lately, weighted).
     discovery: float = field(default=21600.0, metadata=spec(unit="duration", gt=0))
+    # The longest mean gap between records of an incident's new pattern: what an incident is
+    # said to look like when judging the records after the first (one slower than this is a
+    # trickle; on a settled source a new pattern opens at its first bucket without repeats).
+    incident_gap: float = field(default=120.0, metadata=spec(unit="duration", gt=0))
 
 
 @dataclass(frozen=True)

@@ -942,6 +942,7 @@ class Engine:
         nv = self.config.novelty
         singles, found = self._discoveries(bk)
         tau = max(1.0, nv.discovery / self.config.bucket)
+        floor = self.config.bucket / nv.incident_gap
         alarms: list[Alarm] = []
         for (key, _), slots in due.items():
             first = min(self._novel[s][0] for s in slots)
@@ -952,9 +953,8 @@ class Engine:
             age = min(bk + 1 - born, self._ttl)
             more = max(0, seen - 1)
             recent = found.get(key, 0.0) / (tau * -math.expm1(-age / tau))
-            e = evidence(
-                table.severity[top], singles[key], nv.prior, age, more, bk - first + 1, recent
-            )
+            m = bk - first + 1
+            e = evidence(table.severity[top], singles[key], nv.prior, age, more, m, floor, recent)
             if e >= nv.threshold:
                 score = SEVERITY_NOVELTY_SCORE.get(table.severity[top], 50.0)
                 p = 10.0**-e

@@ -11,11 +11,21 @@ patterns are rare for its source. Three terms, in log10 units (bans), add up:
   patterns are still turning up (several seen once, or first seen a few hours ago) makes new
   ones often, so one more is no surprise; a source watched for a day whose every pattern
   repeats makes them rarely. No per-source state: the numbers come from the profiles.
-- **repetition**: an ordinary pattern that went unseen for `age` buckets has a rate of about one
-  per `age` buckets (its rate, given that silence and the one record seen, is Gamma(2, age)); k
-  more records within m buckets are as unlikely as the negative binomial tail
-  ``q^k (1 + k p)`` with ``q = m / (age + m)``. A new error that keeps coming builds evidence
-  fast; a rare normal template seen once does not.
+- **repetition**: the records that followed, as a likelihood ratio of "incident" over "ordinary".
+  An ordinary pattern that went unseen for `age` buckets has a rate of about one per `age`
+  buckets (given that silence and the one record seen, Gamma(2, age)). An incident's new
+  pattern keeps coming while it lasts: its rate is at least `floor` a bucket (the failing work
+  it reports, requests, retries, health checks, pool waits, runs at that cadence or faster),
+  spread over `floor`·2^j with weights 2^-(j+1) (a density ∝ rate^-2: every doubling of the rate
+  half as likely, so a fast stream costs a few tenths of a ban against knowing its rate). The
+  records' counts per bucket enter through k more records in m buckets only (the same Poisson
+  sequence under both). A new error that keeps coming builds evidence fast; a rare normal
+  template seen once, or again after a while, does not: a sparse repeat is unlikely under both,
+  and once an incident's rate would have shown more records, silence counts against it.
+  Because the evidence is a likelihood ratio, judging it at every bucket of the hold is one
+  sequential test: under "ordinary" it is a martingale, so the chance it ever reaches `10^x`
+  is at most `10^-x` (Ville), however often it is looked at (a tail probability, as this term
+  was, grows with the looks: a rare normal ERROR that repeated within the hold opened).
 - **severity**: the prior odds that a new pattern at this severity is an incident.
 
 A new pattern is *held* before it may open: the miner splits a template for a moment when a
@@ -32,8 +42,13 @@ template at a new severity is not a new pattern.
 4.24
 >>> round(surprise(singletons=2, prior=0.5, age_buckets=540), 2)  # 1.5 h, two rare ones seen once
 2.34
->>> round(repetition(more=0, buckets=1, age_buckets=540), 2), round(repetition(2, 3, 540), 2)
-(0.0, 4.04)
+>>> f = 1 / 12  # an incident's floor: a record each 2 min, in 10 s buckets
+>>> round(repetition(more=0, buckets=1, age_buckets=540, floor=f), 2)  # first bucket, alone
+-0.05
+>>> round(repetition(2, 3, 540, f), 2)  # two more within 30 s: a stream starting
+3.01
+>>> round(repetition(1, 140, 2376, f), 1)  # one more 23 min later, 6.6 h in: ordinary
+-3.3
 """
 
 from __future__ import annotations
@@ -50,6 +65,8 @@ SEVERITY_PRIOR = {
 }
 """Log10 prior odds that a new pattern at this severity is an incident (other words: 0)."""
 
+_LN2, _LN10 = math.log(2.0), math.log(10.0)
+
 SEVERITY_RANK = {s: i for i, s in enumerate(("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"))}
 
 
@@ -60,13 +77,22 @@ def surprise(singletons: float, prior: float, age_buckets: float, recent: float 
     return max(0.0, -math.log10(-math.expm1(-lam)))
 
 
-def repetition(more: int, buckets: int, age_buckets: float) -> float:
-    """-log10 P(`more` further records within `buckets` buckets | an ordinary pattern that went
-    unseen for `age_buckets` and was then seen once)."""
-    if more <= 0:
-        return 0.0
-    q = buckets / (max(age_buckets, 1.0) + buckets)
-    return max(0.0, -(more * math.log10(q) + math.log10(1.0 + more * (1.0 - q))))
+def repetition(more: int, buckets: int, age_buckets: float, floor: float) -> float:
+    """log10 of P(`more` further records within `buckets` buckets | an incident, rate >= `floor`
+    a bucket) / P(the same | an ordinary pattern that went unseen for `age_buckets` and was
+    then seen once); negative where the records speak for "ordinary"."""
+    # The first record came mid-bucket on average: the others had half a bucket less.
+    k, m = max(more, 0), max(buckets, 1) - 0.5
+    age = max(age_buckets, 1.0)
+    # Incident: sum_j 2^-(j+1) rate_j^k e^(-rate_j m) over rate_j = floor 2^j; the terms past
+    # the rate that best fits k in m shrink fast: 8 doublings past it, below e^-250 of it.
+    top = max(0, math.ceil(math.log2(max(k, 1) / (floor * m)))) + 8
+    logs = [k * math.log(floor * 2**j) - floor * 2**j * m - (j + 1) * _LN2 for j in range(top)]
+    hi = max(logs)
+    incident = hi + math.log(sum(math.exp(x - hi) for x in logs))
+    # Ordinary: the same Poisson sequence under rate ~ Gamma(2, age): age^2 (k+1)! / (age+m)^(k+2).
+    ordinary = 2 * math.log(age) + math.lgamma(k + 2) - (k + 2) * math.log(age + m)
+    return (incident - ordinary) / _LN10
 
 
 def evidence(
@@ -76,12 +102,13 @@ def evidence(
     age_buckets: float,
     more: int,
     buckets: int,
+    floor: float,
     recent: float = 0.0,
 ) -> float:
     """The log10 odds that a held new pattern is an incident (see the module docstring)."""
     return (
         surprise(singletons, prior, age_buckets, recent)
-        + repetition(more, buckets, age_buckets)
+        + repetition(more, buckets, age_buckets, floor)
         + SEVERITY_PRIOR.get(severity, 0.0)
     )
 
