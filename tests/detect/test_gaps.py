@@ -11,8 +11,10 @@ import numpy as np
 from tests.detect.test_engine import BUCKET, CFG, batch, run
 from via_otlp.detect import Engine
 from via_otlp.detect.config import DetectConfig
+from via_otlp.detect.profile import ProfileTable
 from via_otlp.detect.windows import HALF, MEAN_LEN, WindowState, tail_dispersion_at
-from via_otlp.model import AnomalyKind
+from via_otlp.model import AnomalyKind, Source
+from via_otlp.state import decode_tree, encode_tree
 
 HOUR = 360  # buckets of 10 s
 
@@ -117,3 +119,35 @@ def test_a_window_after_a_gap_is_judged_at_the_length_it_holds() -> None:
             phi = tail_dispersion_at(disp, at, np.array([1e9]), 2160.0, e, win.lengths(), one)
             assert phi.round(2).tolist() == [[3.19, 3.42, 3.72]]  # (old: 1.69, 1.54, 1.75)
         win.add(one, one)
+
+
+def test_a_table_restored_or_taken_in_the_windows_after_a_gap_judges_them_at_their_length() -> None:
+    """The buckets each half-block holds after a gap (`WindowState.filled`) go with the table's
+    half-block clock into a snapshot and a `take`: a table restored from it, or a new one the
+    profiles were `put` into, judged the windows after the gap as full (a replay split there by
+    snapshot and restore was not the uninterrupted one, `test_engine`'s determinism rule)."""
+    src = Source.from_attributes((("service.name", "gap"),))
+    table = ProfileTable(DetectConfig())
+    table.add("0" * 16, src, "t", "t", "INFO", 0, 0)
+    counts, zeros = np.zeros(table.capacity), np.zeros(table.capacity)
+    counts[0] = 5.0
+    for b in [*range(100), *range(1000, 1010)]:  # after the gap, 10 buckets in the windows
+        table.close(b, counts, zeros)
+    full = [h + 1010 % h + 1 for h in HALF]  # (as a table that did not count takes them)
+    restored = ProfileTable(DetectConfig())
+    restored.restore(decode_tree(encode_tree(table.snapshot())))
+    fresh = ProfileTable(DetectConfig())
+    fresh.put(decode_tree(encode_tree(table.take([0]))))
+    table.win.begin(1010)
+    want = table.win.lengths().tolist()
+    assert want[1:] == [11.0, 11.0] and want != full
+    for other in (restored, fresh):
+        other.win.begin(1010)
+        assert other.win.lengths().tolist() == want  # (old: 21 and 66 buckets)
+    # A snapshot from before the count (no `windows_filled`) still takes them as full.
+    state = table.snapshot()
+    del state["windows_filled"]
+    old = ProfileTable(DetectConfig())
+    old.restore(state)
+    old.win.begin(1011)
+    assert old.win.lengths().tolist() == [h + 1011 % h + 1 for h in HALF]

@@ -38,6 +38,7 @@ def test_a_typical_profile_costs_the_engine_under_1_72_kb() -> None:
     # 1,682 B with the lagged test's columns, 1,686 B with how much they learnt (win.lag_n);
     # 1,700-1,703 B with the drop test's reference level (drop_ref, ref_len, win.rexp: 14 B).
     # 1,659 B measured at 8544a84; 1,664 B with the held dispersion's expected count (ref_disp_e).
+    # 1,668 B with the drift test's level smoothed twice (drift_twice).
     gc.collect()
     tracemalloc.start()
     try:

@@ -1551,6 +1551,7 @@ class ProfileTable:
             "day": self.day_abs,
             "recent": [RECENT, self.recent_from, self.recent_end],
             "windows": [list(HALF), self.win.last],
+            "windows_filled": self.win.filled_tree(),
             "free": np.array(self._free, dtype=np.int64),
             "columns": {name: leaf(a) for name, (a, _) in arrays.items()},
             "slots": np.array(slots, dtype=np.int64),
@@ -1576,6 +1577,7 @@ class ProfileTable:
         halves, win_last = state.get("windows", [list(HALF), None])
         if list(halves) == list(HALF) and win_last is not None:
             fresh.win.last = int(win_last)
+            fresh.win.restore_filled(state.get("windows_filled"))
         else:
             fresh.win.cnt[:] = 0.0
             fresh.win.exp[:] = 0.0
@@ -1612,6 +1614,7 @@ class ProfileTable:
             "day": self.day_abs,
             "recent": [RECENT, self.recent_from, self.recent_end],
             "windows": [list(HALF), self.win.last],
+            "windows_filled": self.win.filled_tree(),
             "columns": cols,
             "profiles": self._meta(slots),
         }
@@ -1659,4 +1662,5 @@ class ProfileTable:
         halves, win_last = tree.get("windows", [list(HALF), None])
         if self.win.last is None and list(halves) == list(HALF) and win_last is not None:
             self.win.last = int(win_last)
+            self.win.restore_filled(tree.get("windows_filled"))
         return slots

@@ -15,8 +15,9 @@ adding scales does not add false alarms.
 
 A window is two half-blocks of ``HALF[j]`` buckets, aligned on the absolute bucket number (so
 every shard, replay and restored snapshot cuts them alike): the previous, complete one and the
-current one, so it holds between ``HALF + 1`` and ``2·HALF`` buckets. Per profile and scale
-that is four sums and one dispersion: 5 float32, 60 bytes a profile for three scales (sums
+current one, so it holds between ``HALF + 1`` and ``2·HALF`` buckets (fewer just after a gap
+in event time, which empties the half-blocks it skips: `WindowState.lengths`). Per profile and
+scale that is four sums and one dispersion: 5 float32, 60 bytes a profile for three scales (sums
 of counts stay exact up to 2^24 records a window).
 
 >>> w = WindowState(2)
@@ -110,7 +111,8 @@ class WindowState:
         self.rexp = np.zeros((capacity, 2), dtype=np.float32)
         self.last: int | None = None  # the last bucket added (table-wide)
         # Per scale, the buckets begun in the previous and in the current half-block (table-wide:
-        # `lengths`); None where not counted (a restored table: both taken as full).
+        # `lengths`; kept in a snapshot beside `last`); None where not counted (a table restored
+        # from a snapshot older than it: both taken as full).
         self.filled: list[tuple[int, int]] | None = None
 
     def grow(self, capacity: int) -> None:
@@ -131,6 +133,16 @@ class WindowState:
         """Every column by name (``prefix`` + attribute), slot axis 0: what a `ProfileTable`
         carries through snapshot, take and put."""
         return {f"{prefix}{n}": (getattr(self, n), 0) for n in _COLS}
+
+    def filled_tree(self) -> list[list[int]] | None:
+        """`filled` for a snapshot (JSON values), None where not counted."""
+        return None if self.filled is None else [[a, b] for a, b in self.filled]
+
+    def restore_filled(self, tree: list[list[int]] | None) -> None:
+        """`filled` from `filled_tree` (after `last` is set from the same snapshot): a table
+        restored in the windows after a gap judges them at the lengths the original would."""
+        if tree is not None and len(tree) == len(HALF):
+            self.filled = [(int(a), int(b)) for a, b in tree]
 
     def begin(self, bucket: int) -> None:
         """Start the half-blocks that begin at `bucket`: the current one becomes the previous one,
