@@ -17,8 +17,9 @@ A window is two half-blocks of ``HALF[j]`` buckets, aligned on the absolute buck
 every shard, replay and restored snapshot cuts them alike): the previous, complete one and the
 current one, so it holds between ``HALF + 1`` and ``2·HALF`` buckets (fewer just after a gap
 in event time, which empties the half-blocks it skips: `WindowState.lengths`). Per profile and
-scale that is four sums and one dispersion: 5 float32, 60 bytes a profile for three scales (sums
-of counts stay exact up to 2^24 records a window).
+scale that is four sums and one dispersion (5 float32, 60 bytes a profile for three scales; sums
+of counts stay exact up to 2^24 records a window); with what the lagged and drop tests and the
+rate-scaled wander keep beside them, `WindowState` holds 120 bytes a profile (`_COLS`).
 
 >>> w = WindowState(2)
 >>> for b in range(12):
