@@ -320,3 +320,18 @@ def test_a_weekend_step_is_not_a_drift_of_the_slow_test() -> None:
     assert called <= 4, called
     for f in firsts:
         assert all(a is not None and 0 < a <= 150 for a in f), firsts
+
+
+def test_a_low_rate_ramp_is_held_through_the_gate_s_flaps() -> None:
+    """+41.8 %/h for two hours at 5 records a minute (gamma wander CV 0.2): the fast residual
+    crosses the steep gate (slow_min_shift of the 2 h reference) back and forth by noise, and
+    while it was closed the 6 h reference learnt the ramp at its own rate: this one was never
+    found. Held also while the residual from the slow reference is steep and still growing,
+    it is found during its ramp (of 48 such ramps, the one that hold changes)."""
+    rng = np.random.default_rng(2)
+    t = np.arange(SLOW_START + 200)
+    shape = 1.0 + 0.418 * np.clip(t - SLOW_START, 0, 120) / 60.0
+    k = 1.0 / 0.2**2
+    cols = [rng.poisson(5.0 * shape * rng.gamma(k, 1 / k, len(t))) for _ in range(8)]
+    (hits,) = learnt_drifts(np.stack(cols[7:], 1), SLOW_START)
+    assert [d for b, d in hits if 0 < b <= 125][:1] == [1], hits
