@@ -324,6 +324,34 @@ def test_merged_runs_keep_every_record_and_its_template() -> None:
     assert offsets == [0, len(traffics[0].templates)]
 
 
+def test_a_drift_found_after_its_window_is_told_apart_from_a_false_one() -> None:
+    """The families hold a drift's level to the run's end but label its ramp only: a drift
+    episode on the drifted template after the window is still counted false (the count is the
+    yardstick), but classed as a late find; the same drift on another template is not."""
+    from via_otlp.config import Config
+    from via_otlp.model import AnomalyKind
+    from via_otlp.simulate.families import LATE_DRIFT, score_case
+    from via_otlp.simulate.score import Detection
+
+    case = build_case(1, "day1")
+    tr = generate(case.scenario)
+    rhythms = {t.code: frozenset({f"rh{t.code}"}) for t in tr.templates}
+    drift = tr.truth[case.labels.index("drift_up")]
+    code = drift.template_codes[0]
+    other = next(t.code for t in tr.templates if t.code != code)
+    late = drift.end_ns + round(case.scenario.tolerance * 1e9) + 10 * 60 * 10**9
+    dets = [
+        Detection(AnomalyKind.DRIFT, drift.source_key, f"rh{code}", late, late),
+        Detection(AnomalyKind.DRIFT, drift.source_key, f"rh{other}", late, late),
+    ]
+    res = score_case(case, tr, dets, rhythms, Config())
+    assert res.delays_min[drift.index] is None  # a miss, as before
+    assert res.false_by_kind == {"drift": 2}  # both still counted false
+    cls = {d.rhythm_hash: c for d, c in zip(res.false, res.false_classes, strict=True)}
+    assert cls[f"rh{code}"] == LATE_DRIFT
+    assert cls[f"rh{other}"] == template_class(tr.templates[other].spec) != LATE_DRIFT
+
+
 def test_a_case_is_judged_on_its_judged_day_only() -> None:
     from via_otlp.config import Config
     from via_otlp.model import AnomalyKind

@@ -51,7 +51,14 @@ from via_otlp.simulate.scenario import (
     SourceSpec,
     TemplateSpec,
 )
-from via_otlp.simulate.score import DAY_NS, Detection, detections_of, quantile, score
+from via_otlp.simulate.score import (
+    DAY_NS,
+    Detection,
+    after_window,
+    detections_of,
+    quantile,
+    score,
+)
 
 KINDS = (
     "spike",
@@ -567,8 +574,12 @@ def score_case(
         false[d.kind.value] = false.get(d.kind.value, 0) + 1
     quiet = sum(s.quiet_days_by_source.values())
     code_of = {h: c for c, hs in rhythms_of.items() for h in hs}
+    tol = round(sc.tolerance * 1e9)
+    drifts = [w for w in traffic.truth if w.kind is InjectedKind.DRIFT]
     classes = [
-        template_class(traffic.templates[code_of[d.rhythm_hash]].spec)
+        LATE_DRIFT
+        if any(after_window(w, d, tol, rhythms_of) for w in drifts)
+        else template_class(traffic.templates[code_of[d.rhythm_hash]].spec)
         if d.rhythm_hash in code_of
         else "unmapped"
         for d in s.false_detections
@@ -576,9 +587,13 @@ def score_case(
     return CaseResult(case, delays, false, quiet, 0, 0.0, s.false_detections, classes)
 
 
-# What kind of template a false episode was on: the failure classes of #10 by the template's part.
+# What kind of template a false episode was on: the failure classes of #10 by the template's part;
+# or, first, a drift found after its window on the drifted template (`LATE_DRIFT`): the families
+# hold a drift's level to the end of the run but label only its 2 h ramp, so such a find counts
+# as a miss and as a false episode; the class tells the two apart without changing the count.
+LATE_DRIFT = "drift, after its window"
 CLASSES = (
-    "rare ERROR", "word 2nd value", "word 1st value", "small id pool", "injected new",
+    LATE_DRIFT, "rare ERROR", "word 2nd value", "word 1st value", "small id pool", "injected new",
     "< 0.1/min", "0.1-5/min", ">= 5/min", "unmapped",
 )  # fmt: skip
 
@@ -737,10 +752,10 @@ class FamiliesReport:
             cells = "".join(f"{_spread(self.false_rate(d, alarm)):>22}" for d in DEPLOYMENTS)
             lines.append(f"{alarm or 'all':<14}{cells}")
         lines += ["", "false episodes by template class (all seeds, judged day)"]
-        lines.append(f"{'alarm / class':<30}" + "".join(f"{d:>8}" for d in deps))
+        lines.append(f"{'alarm / class':<36}" + "".join(f"{d:>8}" for d in deps))
         for (alarm, cls), counts in sorted(self.false_by_class().items()):
             cells = "".join(f"{counts.get(d, 0):>8}" for d in deps)
-            lines.append(f"{alarm + ' / ' + cls:<30}{cells}")
+            lines.append(f"{alarm + ' / ' + cls:<36}{cells}")
         lines.append("")
         for dep, (wall, cpu) in self.seconds.items():
             recs = sum(r.records for r in self.results if r.case.deployment == dep)

@@ -218,9 +218,20 @@ def score(
 def _matches(
     w: TruthWindow, d: Detection, tol: int, rhythms_of: Mapping[int, frozenset[str]] | None
 ) -> bool:
+    return w.start_ns <= d.started_ns <= w.end_ns + tol and _fits(w, d, rhythms_of)
+
+
+def after_window(
+    w: TruthWindow, d: Detection, tol: int, rhythms_of: Mapping[int, frozenset[str]] | None
+) -> bool:
+    """Whether `d` would have matched `w` but started after its tolerance: a late find where the
+    injected change outlasts its window (a drift's level is held to the end of the run)."""
+    return d.started_ns > w.end_ns + tol and _fits(w, d, rhythms_of)
+
+
+def _fits(w: TruthWindow, d: Detection, rhythms_of: Mapping[int, frozenset[str]] | None) -> bool:
+    """Kind, source and (where known) template fit the window; time aside."""
     if d.kind not in FITS[w.kind] or d.source_key != w.source_key:
-        return False
-    if not w.start_ns <= d.started_ns <= w.end_ns + tol:
         return False
     if w.kind is InjectedKind.SCHEMA or rhythms_of is None:
         return True
