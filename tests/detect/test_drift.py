@@ -335,3 +335,27 @@ def test_a_low_rate_ramp_is_held_through_the_gate_s_flaps() -> None:
     cols = [rng.poisson(5.0 * shape * rng.gamma(k, 1 / k, len(t))) for _ in range(8)]
     (hits,) = learnt_drifts(np.stack(cols[7:], 1), SLOW_START)
     assert [d for b, d in hits if 0 < b <= 125][:1] == [1], hits
+
+
+def test_on_day_one_a_lone_pattern_that_steps_opens_one_drift_episode() -> None:
+    """Day one, a pattern no sibling can judge (the day-one CUSUM alone judges it) steps +50 % at
+    06:00 and stays there (rate 20 a bucket, CV 0.01, seed 2): one drift episode (alarms no
+    further apart than a cool-down), not one every few minutes while the CUSUM's level, which
+    the alarm does not move, slowly learns the new one. (Main at 0869d7e: ten episodes in the
+    two hours after the step, 16-25 buckets apart.)"""
+    config = DetectConfig()
+    cool = config.buckets(config.cooldown)
+    n = DAY_ONE_START + HOURS2
+    rng = np.random.default_rng(2)
+    step = np.where(np.arange(n) >= DAY_ONE_START, 1.5, 1.0)
+    counts = wandering(rng, np.array([20.0]), n, 0.01, daily(n) * step)[:, 0]
+    table = ProfileTable(config)
+    table.add("0" * 16, Source.from_attributes((("service.name", "lone"),)), "t", "t", "INFO", 0, 0)
+    row, zeros = np.zeros(table.capacity), np.zeros(table.capacity)
+    at: list[int] = []
+    for b in range(n):
+        row[0] = counts[b]
+        at += [b for a in table.close(b, row, zeros).alarms if a.kind is AnomalyKind.DRIFT]
+    assert at and at[0] >= DAY_ONE_START, at[:5]
+    gaps = np.diff(at)
+    assert (gaps <= cool).all(), (at[:12], cool)

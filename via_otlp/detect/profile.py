@@ -175,6 +175,7 @@ _RUN_MAX = 4 * HALF[-1]
 _LOW_MAX = 2 * HALF[-1]  # a low stretch holds the baseline back this long at most (`close`)
 _LEN_CAP = 30_000  # int16 stretch lengths stop counting here: past their bound only "long"
 _YOUNG = 2 * HALF[1]  # an unusual stretch this young is left to the spike and drop tests
+_ACCEPT_SPAN = HALF[1]  # buckets whose mean level a day-one CUSUM alarm accepts (`_accept_level`)
 _INT_COLS = (
     "first_seen_ns",
     "last_seen_ns",
@@ -831,6 +832,15 @@ class ProfileTable:
             z_raw = np.where(sib, z_sib, z_raw)
         else:  # (no pattern judged against its siblings, as after the first day)
             sib = np.zeros(self.capacity, dtype=bool)
+        # What the day-one CUSUM reported is the new normal too: its level takes the pattern's
+        # latest level (the mean of y over the last `_ACCEPT_SPAN` buckets), as the sibling
+        # test's reference does above and `_drift`'s once a day is learnt. The CUSUM restarts
+        # at 0 after an alarm; from the old level it refilled within 16-25 buckets, and a
+        # pattern that stepped and stayed opened a fresh episode every few minutes until the
+        # 30-minute level had learnt the step (ten in two hours: test_drift's lone pattern).
+        told = (up | down) & eligible & ~sib
+        if told.any():
+            self._accept_level(told, bucket, y)
         up |= z_s > dft.sigma
         down |= z_s < -dft.sigma
         z_raw = np.where(learnt, z_s, z_raw)
@@ -1265,6 +1275,22 @@ class ProfileTable:
             self.drift_ref = np.where(accept, mu_base, ref).astype(np.float32)
             self.drift_slow = np.where(accept, mu_base, slow).astype(np.float32)
         return z, sd, hold
+
+    def _accept_level(self, told: np.ndarray, bucket: int, y: np.ndarray) -> None:
+        """Move the day-one CUSUM's level of the `told` slots to the mean of y
+        (2·sqrt(count + 3/8), as `close` computes it for this `bucket`) over this bucket and
+        the ones before it still in the recent ring, `_ACCEPT_SPAN` at most. (Day one: no
+        shape learnt, so the counts kept are the deseasonalised ones.) The alarm comes
+        `_YOUNG` buckets at least into an unusual stretch, so after a step these buckets are
+        all of the new level; their mean's noise, σ/√15, is under the CUSUM's slack."""
+        first = max(self.recent_from, bucket - _ACCEPT_SPAN + 1)
+        rows = [b % RECENT for b in range(first, min(bucket, self.recent_end))]
+        idx = told.nonzero()[0]
+        total = y[idx].copy()
+        if rows:
+            past = self.recent_count[rows][:, idx].astype(np.float64)
+            total += (2.0 * np.sqrt(past + 0.375)).sum(axis=0)
+        self.level.mean[idx] = total / (len(rows) + 1)
 
     def _residual_sd(
         self, sb: np.ndarray, vif: np.ndarray, lam: Any, ref_lam: Any, ref: np.ndarray
