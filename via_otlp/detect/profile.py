@@ -204,6 +204,12 @@ _GROWTH = 4  # a full table grows by a quarter: at most 25 % of its columns idle
 # up to half, 31 % at 100,000 profiles), for copying each slot about 4 times as the table fills
 
 
+def _stabilised(count: Any) -> Any:
+    """The day-one drift test's variance-stabilised count, ``2·sqrt(count + 3/8)`` (Anscombe):
+    about unit variance for Poisson counts whatever their rate."""
+    return 2.0 * np.sqrt(count + 0.375)
+
+
 def _growth_var(lam: Any) -> Any:
     """The variance, per unit variance of white noise, of an EWMA (weight `lam`) less the same
     EWMA of it again: its impulse response is ``λ·aᵏ·(1 - λ(k+1))`` (a = 1 - λ), whose summed
@@ -388,7 +394,7 @@ class ProfileTable:
         hl = c.half_life / c.bucket
         self.capacity = 0
         self.rate = EWMeanVar(hl, 0)
-        self.level = EWMeanVar(hl, 0)  # of y = 2·sqrt(count + 3/8): the day-one drift residuals
+        self.level = EWMeanVar(hl, 0)  # of y (`_stabilised` counts): the day-one drift residuals
         # (float32: a CUSUM of a few tens of σ needs no more; 8 bytes a profile less, which pay
         # for `drift_slow`)
         self.cusum = Cusum(c.drift.slack, c.drift.threshold, 0, np.float32)
@@ -766,7 +772,7 @@ class ProfileTable:
         # Drift on day one (no daily shape learnt yet): a two-sided CUSUM on variance-
         # stabilised, standardised residuals from an untrended level.
         dft = cfg.drift
-        y = 2.0 * np.sqrt(c_des + 0.375)  # deseasonalised, like the level it is compared with
+        y = _stabilised(c_des)  # deseasonalised, like the level it is compared with
         # Buckets of a wandering rate are high or low together: a CUSUM adds their residuals
         # as if independent, so they are scaled by the variance inflation the windows learnt
         # (dispersion of a window's sum over that of one bucket) before they add up.
@@ -1232,8 +1238,8 @@ class ProfileTable:
         fast_s = fast + ref - slow
         sd_s = self._residual_sd(sb, vif, lam, self._slow_lam, slow)
         # (after two days: one day's shape leaves hour-long errors a slow reference keeps)
-        steep = eligible & (self.season_n >= 2) & (np.abs(fast) >= dft.slow_min_shift * np.abs(ref))
-        steep &= fast * fast_s >= dft.slow_min_share * fast_s * fast_s
+        gate = eligible & (self.season_n >= 2) & (fast * fast_s >= dft.slow_min_share * fast_s**2)
+        steep = gate & (np.abs(fast) >= dft.slow_min_shift * np.abs(ref))
         # ...and judged only while the smoothed level still grows away from it: a ramp keeps
         # growing, a step (a weekend, a level shift) has stopped once the window has taken it
         # in, while the held reference keeps the step's full size, wander on top, for as long
@@ -1263,9 +1269,7 @@ class ProfileTable:
         # many as a hold that never reopens once the gate has opened. The fast residual's dips
         # take the growth under its 2σ too, so most closures still learn: a leak of 0.19 % of
         # the held gap a bucket, not a restart.)
-        steep_s = eligible & (self.season_n >= 2)
-        steep_s &= np.abs(fast_s) >= dft.slow_min_shift * np.abs(slow)
-        steep_s &= fast * fast_s >= dft.slow_min_share * fast_s * fast_s
+        steep_s = gate & (np.abs(fast_s) >= dft.slow_min_shift * np.abs(slow))
         hold = steep | (steep_s & growing)
         # The residual from the baseline, as smoothed: the reference's lag put back.
         held = np.abs(fast - (mu_base - ref)) <= dft.settle * sd
@@ -1278,7 +1282,7 @@ class ProfileTable:
 
     def _accept_level(self, told: np.ndarray, bucket: int, y: np.ndarray) -> None:
         """Move the day-one CUSUM's level of the `told` slots to the mean of y
-        (2·sqrt(count + 3/8), as `close` computes it for this `bucket`) over this bucket and
+        (`_stabilised`, as `close` computes it for this `bucket`) over this bucket and
         the ones before it still in the recent ring, `_ACCEPT_SPAN` at most. (Day one: no
         shape learnt, so the counts kept are the deseasonalised ones.) The alarm comes
         `_YOUNG` buckets at least into an unusual stretch, so after a step these buckets are
@@ -1289,7 +1293,7 @@ class ProfileTable:
         total = y[idx].copy()
         if rows:
             past = self.recent_count[rows][:, idx].astype(np.float64)
-            total += (2.0 * np.sqrt(past + 0.375)).sum(axis=0)
+            total += _stabilised(past).sum(axis=0)
         self.level.mean[idx] = total / (len(rows) + 1)
 
     def _residual_sd(

@@ -557,6 +557,7 @@ def score_case(
     """Score one case's detections on its judged day (earlier episodes are not judged)."""
     sc = case.scenario
     day0 = sc.start_ns + round(case.judged_from * 1e9)
+    tol = round(sc.tolerance * 1e9)
     s = score(
         traffic.truth,
         [d for d in detections if d.started_ns >= day0],
@@ -564,7 +565,7 @@ def score_case(
         run_start_ns=day0,
         run_end_ns=day0 + DAY_NS,
         bucket_ns=config.detect.bucket_ns,
-        tolerance_ns=round(sc.tolerance * 1e9),
+        tolerance_ns=tol,
         rhythms_of=rhythms_of,
     )
     bucket_min = config.detect.bucket / 60.0
@@ -574,16 +575,16 @@ def score_case(
         false[d.kind.value] = false.get(d.kind.value, 0) + 1
     quiet = sum(s.quiet_days_by_source.values())
     code_of = {h: c for c, hs in rhythms_of.items() for h in hs}
-    tol = round(sc.tolerance * 1e9)
     drifts = [w for w in traffic.truth if w.kind is InjectedKind.DRIFT]
-    classes = [
-        LATE_DRIFT
-        if any(after_window(w, d, tol, rhythms_of) for w in drifts)
-        else template_class(traffic.templates[code_of[d.rhythm_hash]].spec)
-        if d.rhythm_hash in code_of
-        else "unmapped"
-        for d in s.false_detections
-    ]
+
+    def false_class(d: Detection) -> str:
+        if any(after_window(w, d, tol, rhythms_of) for w in drifts):
+            return LATE_DRIFT
+        if d.rhythm_hash not in code_of:
+            return "unmapped"
+        return template_class(traffic.templates[code_of[d.rhythm_hash]].spec)
+
+    classes = [false_class(d) for d in s.false_detections]
     return CaseResult(case, delays, false, quiet, 0, 0.0, s.false_detections, classes)
 
 
