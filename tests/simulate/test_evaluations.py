@@ -28,7 +28,7 @@ from via_otlp.simulate.families import (
     merged_requests,
     template_class,
 )
-from via_otlp.simulate.generate import generate, wander
+from via_otlp.simulate.generate import generate, seasonal_factor, wander, window_buckets
 from via_otlp.simulate.scenario import AnomalySpec, InjectedKind, NoiseKind, NoiseSpec, Scenario
 
 WINDOWS = [(100, 199), (500, 599)]
@@ -193,6 +193,31 @@ def test_the_ideal_delay_is_the_minute_a_ramp_of_known_noise_reaches_the_alarm_z
     assert ideal_delay_min(sc, a) == float(np.argmax(z >= IDEAL_ALARM_SIGMA) + 1)
     weak = replace(a, percent_per_hour=a.percent_per_hour / 1000)
     assert ideal_delay_min(sc, weak) is None
+
+
+def test_the_ideal_evidence_counts_a_coarser_wander_as_shared_by_its_minutes() -> None:
+    """With the gamma wander drawn every five minutes the minutes of a period move together:
+    the ideal test's z² is sᵀΣ⁻¹s with Σ = diag(λ) + λλᵀ/shape within each period (computed
+    here by solving Σ outright), below the one-minute wander's, which treats the minutes as
+    independent."""
+    case = build_case(1, "day1", wander=300.0)
+    sc = case.scenario
+    a = replace(next(a for a in sc.anomalies if a.kind is InjectedKind.DROP), duration=1800.0)
+    t = next(x for s in sc.sources for x in s.templates if x.name == a.template)
+    z = evidence_by_minute(sc, a, t)
+    b0, _ = window_buckets(a, sc.bucket, sc.buckets)
+    lam = t.rate * seasonal_factor(sc, sc.buckets)
+    per_min = lam[b0 : b0 + 180].reshape(30, 6).sum(axis=1)
+    s = per_min * (1 - 1 / a.factor)
+    cov = np.diag(per_min)
+    blocks = (b0 + 6 * np.arange(30)) // 30  # (periods count from the scenario's start)
+    shared = blocks[:, None] == blocks[None, :]
+    cov = cov + shared * np.outer(per_min, per_min) / sc.noise.shape
+    for m in (1, 7, 30):
+        want = float(s[:m] @ np.linalg.solve(cov[:m, :m], s[:m]))
+        assert z[m - 1] == pytest.approx(np.sqrt(want), rel=1e-9)
+    minute = replace(sc, noise=replace(sc.noise, period=60.0))
+    assert evidence_by_minute(minute, a, t)[-1] > 1.3 * z[-1]
 
 
 def test_spikes_and_bursts_get_the_ideal_delay_of_their_expected_count_by_its_law() -> None:

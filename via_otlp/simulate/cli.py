@@ -74,7 +74,24 @@ def add_parser(sub: Any) -> None:
                    "(default via_otlp/simulate/countseries.json5)")  # fmt: skip
     g.add_argument("--deployment", choices=("day1", "day7", "both"), default="both",
                    help="--families: which deployment(s) to run (default both)")  # fmt: skip
+    g.add_argument("--wander", type=_wander, default=60.0, metavar="SECONDS",
+                   help="--families: every how many seconds the rates' noise draws a new factor "
+                   "(default 60: minute-scale; 300 or 900 check a coarser wander than the one "
+                   "the detector was developed on)")  # fmt: skip
     p.set_defaults(func=cmd_simulate)
+
+
+def _wander(text: str) -> float:
+    """`--wander`: seconds, a whole number of minutes (the families' minutes share a factor)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if seconds < 60.0 or seconds % 60.0:
+        raise argparse.ArgumentTypeError(
+            f"a whole number of minutes in seconds (60, 300, ...), got {text}"
+        )
+    return seconds
 
 
 def require_matplotlib() -> None:
@@ -218,7 +235,7 @@ def cmd_evaluations(args: argparse.Namespace) -> int:
         config = load_config(args.config) if args.config else Config()
         deps = DEPLOYMENTS if args.deployment == "both" else (args.deployment,)
 
-        fam = run_families(seeds, config, deps, progress.labelled)
+        fam = run_families(seeds, config, deps, progress.labelled, args.wander)
         print(fam.table())
         out["families"] = fam.to_json()
         missed += fam.failures()

@@ -78,6 +78,9 @@ TEMPLATES_PER_SERVICE = 12
 SERVICE_TOP_PER_MIN = (100.0, 20.0, 5.0)
 BUCKET = 10.0
 HOUR = 3600.0
+# Every how many seconds the rates' gamma wander draws a new factor, as built: minute-scale.
+# `simulate --families --wander` asks for a coarser one (a robustness check, not a retune).
+WANDER = 60.0
 # The targets of issue #10 (`--check`).
 MAX_FALSE_PER_SOURCE_DAY = 0.5
 MAX_DELAY_MIN = {"drift_up": 30.0, "drift_down": 30.0, "*": 2.0}
@@ -176,10 +179,13 @@ class FamilyCase:
     judged_from: float  # seconds from the scenario start: the judged day begins
 
 
-def build_case(seed: int, deployment: str) -> FamilyCase:
-    """The scenario of `deployment` ("day1" or "day7") for `seed` (same seed, same scenario)."""
+def build_case(seed: int, deployment: str, wander: float = WANDER) -> FamilyCase:
+    """The scenario of `deployment` ("day1" or "day7") for `seed` (same seed, same scenario),
+    its rate wandering every `wander` seconds (a whole number of minutes; `WANDER` as built)."""
     if deployment not in DEPLOYMENTS:
         raise ValueError(f"deployment must be one of {DEPLOYMENTS}, got {deployment!r}")
+    if wander < 60.0 or wander % 60.0:
+        raise ValueError(f"wander must be a whole number of minutes in seconds, got {wander!r}")
     days = 1 if deployment == "day1" else 7
     judged = (days - 1) * 86400.0
     rng = np.random.default_rng([seed, 10])  # the system: the same for both deployments
@@ -197,7 +203,7 @@ def build_case(seed: int, deployment: str) -> FamilyCase:
         seasonality=SeasonalitySpec(
             daily=float(rng.uniform(0.3, 0.7)), peak_hour=float(rng.uniform(11.0, 17.0))
         ),
-        noise=NoiseSpec(kind=NoiseKind.GAMMA, shape=float(rng.uniform(5.0, 20.0)), period=60.0),
+        noise=NoiseSpec(kind=NoiseKind.GAMMA, shape=float(rng.uniform(5.0, 20.0)), period=wander),
         anomalies=tuple(anomalies),
     )
     sc = replace(sc, anomalies=tuple(_detectable(sc, roles, labels)))
@@ -208,8 +214,9 @@ def build_case(seed: int, deployment: str) -> FamilyCase:
 def evidence_sigma(sc: Scenario, a: AnomalySpec, t: TemplateSpec) -> float:
     """The anomaly `a` on template `t`, as the z of an ideal test (matched filter over minutes,
     baseline and noise known): per minute the signal is the expected records lost (a drop) or
-    added (a drift's ramp, a spike's or a burst's factor), the variance the count's under no
-    anomaly (Poisson plus the gamma wander: ``λ + λ²/shape``), at the day's curve."""
+    added (a drift's ramp, a spike's or a burst's factor), the covariance the counts' under no
+    anomaly (Poisson plus the gamma wander, one factor per `period`: ``λ + λ²/shape`` for a
+    minute, the minutes of one period moving together), at the day's curve."""
     return float(evidence_by_minute(sc, a, t)[-1])
 
 
@@ -228,7 +235,25 @@ def evidence_by_minute(sc: Scenario, a: AnomalySpec, t: TemplateSpec) -> np.ndar
     signal[b >= b1] = 0.0  # the last minute's buckets past the window
     lam, signal = lam.reshape(minutes, per).sum(axis=1), signal.reshape(minutes, per).sum(axis=1)
     shape = sc.noise.shape if sc.noise.kind is NoiseKind.GAMMA else math.inf
-    return np.sqrt(np.cumsum(signal**2 / (lam + lam**2 / shape)))
+    # The minutes of one wander period share its gamma factor: covariance diag(λ) + λλᵀ/shape
+    # within it, whose quadratic form is Σ s²/λ - (Σ s)²/(shape + Σ λ) (Sherman-Morrison;
+    # one minute a period: s²/(λ + λ²/shape)). Cumulated minute by minute.
+    block = (b[::per] // max(1, round(sc.noise.period / sc.bucket))).tolist()
+    out, done, a1, s1, l1 = np.zeros(minutes), 0.0, 0.0, 0.0, 0.0
+    for m in range(minutes):
+        if m and block[m] != block[m - 1]:
+            done += a1 - _shared(s1, l1, shape)
+            a1 = s1 = l1 = 0.0
+        a1 += float(signal[m] ** 2 / lam[m])
+        s1 += float(signal[m])
+        l1 += float(lam[m])
+        out[m] = done + a1 - _shared(s1, l1, shape)
+    return np.sqrt(out)
+
+
+def _shared(s: float, lam: float, shape: float) -> float:
+    """What a wander period's shared factor takes from the evidence Σ s²/λ of its minutes."""
+    return 0.0 if math.isinf(shape) else s * s / (shape + lam)
 
 
 def _rate_by_bucket(
@@ -812,14 +837,16 @@ def run_families(
     config: Config,
     deployments: tuple[str, ...] = DEPLOYMENTS,
     progress: Callable[[str], ProgressFn | None] | None = None,
+    wander: float = WANDER,
 ) -> FamiliesReport:
-    """Every deployment of every seed, run (one pipeline per deployment) and scored;
-    `progress(deployment)` may give a function told the records done of the run."""
+    """Every deployment of every seed, run (one pipeline per deployment) and scored, the rates
+    wandering every `wander` seconds; `progress(deployment)` may give a function told the
+    records done of the run."""
     rep = FamiliesReport()
     for dep in deployments:
         started, cpu = time.monotonic(), time.process_time()
         shown = progress(dep) if progress is not None else None
-        rep.results += run_cases([build_case(seed, dep) for seed in seeds], config, shown)
+        rep.results += run_cases([build_case(s, dep, wander) for s in seeds], config, shown)
         rep.seconds[dep] = (time.monotonic() - started, time.process_time() - cpu)
     return rep
 
