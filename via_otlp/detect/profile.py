@@ -747,8 +747,10 @@ class ProfileTable:
         with np.errstate(divide="ignore", invalid="ignore"):
             r = np.where(over, mu * mu / np.where(over, var - mu, 1.0), 1.0)
             lp0 = np.where(over, -r * np.log1p(mu / np.where(r > 0, r, 1.0)), -mu)
-        self.zrun_logp = np.where(silent, self.zrun_logp + lp0, 0.0).astype(np.float32)
-        self.zrun_expect = np.where(silent, self.zrun_expect + mu, 0.0).astype(np.float32)
+        # (a partial bucket neither adds to a run nor ends it)
+        if not partial:
+            self.zrun_logp = np.where(silent, self.zrun_logp + lp0, 0.0).astype(np.float32)
+            self.zrun_expect = np.where(silent, self.zrun_expect + mu, 0.0).astype(np.float32)
         enough = self.zrun_expect >= max(dr.min_expected, dr.silent_min_expected)
         run_hit = silent & (self.zrun_logp < log_p_alarm) & enough
         drop_p = np.where(run_hit, np.minimum(drop_p, np.exp(self.zrun_logp)), drop_p)
@@ -782,22 +784,25 @@ class ProfileTable:
         learnt = self.season_n > 0
         eligible = active & (mu >= dft.min_mean) & (not partial) & ~learnt
         hit = spike_hit | drop_hit
-        if eligible.any() or self.cusum.pos.any() or self.cusum.neg.any():
+        if not partial and (eligible.any() or self.cusum.pos.any() or self.cusum.neg.any()):
             z_raw, up, down = self._day_one_cusum(
                 y, mu_base, vif, eligible, spike_hit, drop_hit, unusual
             )
-        else:  # (no day-one profile and nothing held, as after the first day: none of it moves)
+        else:  # (no day-one profile and nothing held, as after the first day: none of it moves;
+            # a partial bucket moves none of it either: what it held stays held)
             cap = self.capacity
             z_raw = np.zeros(cap)
             up, down = np.zeros(cap, dtype=bool), np.zeros(cap, dtype=bool)
-            self.cusum.pos = np.zeros(cap, dtype=self.cusum.dtype)
-            self.cusum.neg = np.zeros(cap, dtype=self.cusum.dtype)
+            if not partial:
+                self.cusum.pos = np.zeros(cap, dtype=self.cusum.dtype)
+                self.cusum.neg = np.zeros(cap, dtype=self.cusum.dtype)
         # After it: the residuals from a slow reference, smoothed over minutes and judged in
         # units of their own noise (see `_drift`): the episode resolves when the smoothed
         # count holds still where the baseline caught up, under noise too.
         z_s, sd_s, hold = self._drift(
-            c_des, mu_base, var / (g * g), active & learnt & (not partial), vif, hit, learnt
-        )
+            c_des, mu_base, var / (g * g), active & learnt & (not partial), vif,
+            hit | partial, learnt,
+        )  # fmt: skip
         # Day one with siblings: the smoothed residual relative to the reference, against the
         # consensus of the source's other patterns (see `_sibling_z`); the CUSUM only where
         # a source's other patterns say too little.
@@ -1211,7 +1216,8 @@ class ProfileTable:
         `vif` the windows learnt (at least 1: buckets of a wandering rate are high together) and
         shrunk by the averaging, but never less than what makes a ``min_relative_shift``
         reach the threshold. One bucket moves it by at most `clip` σ, and a bucket that
-        alarmed as a spike or drop (`hit`) not at all: that story is its own episode's.
+        alarmed as a spike or drop not at all: that story is its own episode's (`hit`, which
+        also holds a partial bucket: nothing is learnt from one).
 
         A drift is over when the smoothed count holds still where the rate baseline has
         caught up with it (within `settle` σ of `mu_base`): the reference then takes that
