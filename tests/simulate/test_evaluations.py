@@ -85,6 +85,26 @@ def test_families_are_deterministic_per_seed() -> None:
     assert sorted(one.labels) == sorted(KINDS)  # one labelled window per kind and case
 
 
+def test_a_variation_changes_only_the_traffic_it_names() -> None:
+    """`--wander` and `--daily` make the same system with another noise period or daily depth:
+    the sources, the other draws and the kinds at each hour are those of the case as built."""
+    built = build_case(3, "day1")
+    for varied in (build_case(3, "day1", wander=300.0), build_case(3, "day1", daily=0.9)):
+        assert varied.scenario.sources == built.scenario.sources
+        assert varied.labels == built.labels
+        assert varied.scenario.seasonality.peak_hour == built.scenario.seasonality.peak_hour
+        assert varied.scenario.noise.shape == built.scenario.noise.shape
+        starts = [round(a.at) for a in varied.scenario.anomalies]
+        assert starts == [round(a.at) for a in built.scenario.anomalies]
+    assert build_case(3, "day1", wander=300.0).scenario.noise.period == 300.0
+    assert build_case(3, "day1", daily=0.9).scenario.seasonality.daily == 0.9
+    assert 0.3 <= built.scenario.seasonality.daily <= 0.7
+    with pytest.raises(ValueError, match="whole number of minutes"):
+        build_case(3, "day1", wander=90.0)
+    with pytest.raises(ValueError, match="daily"):
+        build_case(3, "day1", daily=1.0)
+
+
 def test_day_seven_judges_the_seventh_day_of_the_same_system() -> None:
     d1, d7 = build_case(4, "day1"), build_case(4, "day7")
     assert d7.scenario.duration == 7 * d1.scenario.duration == 7 * 86400

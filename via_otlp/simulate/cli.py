@@ -78,6 +78,9 @@ def add_parser(sub: Any) -> None:
                    help="--families: every how many seconds the rates' noise draws a new factor "
                    "(default 60: minute-scale; 300 or 900 check a coarser wander than the one "
                    "the detector was developed on)")  # fmt: skip
+    g.add_argument("--daily", type=_amplitude, default=None, metavar="AMPLITUDE",
+                   help="--families: every service's daily curve 1 + A·cos(...) at this A in [0, 1) "
+                   "(default: drawn, 0.3-0.7; 0.9 checks a deep night, 5 %% of the peak)")  # fmt: skip
     p.set_defaults(func=cmd_simulate)
 
 
@@ -92,6 +95,17 @@ def _wander(text: str) -> float:
             f"a whole number of minutes in seconds (60, 300, ...), got {text}"
         )
     return seconds
+
+
+def _amplitude(text: str) -> float:
+    """`--daily`: a daily curve's amplitude, in [0, 1) (1 would stop the traffic at night)."""
+    try:
+        a = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= a < 1.0:
+        raise argparse.ArgumentTypeError(f"an amplitude in [0, 1), got {text}")
+    return a
 
 
 def require_matplotlib() -> None:
@@ -235,7 +249,7 @@ def cmd_evaluations(args: argparse.Namespace) -> int:
         config = load_config(args.config) if args.config else Config()
         deps = DEPLOYMENTS if args.deployment == "both" else (args.deployment,)
 
-        fam = run_families(seeds, config, deps, progress.labelled, args.wander)
+        fam = run_families(seeds, config, deps, progress.labelled, args.wander, args.daily)
         print(fam.table())
         out["families"] = fam.to_json()
         missed += fam.failures()

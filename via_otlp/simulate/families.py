@@ -179,13 +179,19 @@ class FamilyCase:
     judged_from: float  # seconds from the scenario start: the judged day begins
 
 
-def build_case(seed: int, deployment: str, wander: float = WANDER) -> FamilyCase:
+def build_case(
+    seed: int, deployment: str, wander: float = WANDER, daily: float | None = None
+) -> FamilyCase:
     """The scenario of `deployment` ("day1" or "day7") for `seed` (same seed, same scenario),
-    its rate wandering every `wander` seconds (a whole number of minutes; `WANDER` as built)."""
+    its rate wandering every `wander` seconds (a whole number of minutes; `WANDER` as built),
+    every service's daily curve of amplitude `daily` (None: drawn, 0.3-0.7, as built; every
+    other draw is the same either way)."""
     if deployment not in DEPLOYMENTS:
         raise ValueError(f"deployment must be one of {DEPLOYMENTS}, got {deployment!r}")
     if wander < 60.0 or wander % 60.0:
         raise ValueError(f"wander must be a whole number of minutes in seconds, got {wander!r}")
+    if daily is not None and not 0.0 <= daily < 1.0:
+        raise ValueError(f"daily must be in [0, 1), got {daily!r}")
     days = 1 if deployment == "day1" else 7
     judged = (days - 1) * 86400.0
     rng = np.random.default_rng([seed, 10])  # the system: the same for both deployments
@@ -201,7 +207,8 @@ def build_case(seed: int, deployment: str, wander: float = WANDER) -> FamilyCase
         bucket=BUCKET,
         sources=tuple(sources),
         seasonality=SeasonalitySpec(
-            daily=float(rng.uniform(0.3, 0.7)), peak_hour=float(rng.uniform(11.0, 17.0))
+            daily=_drawn_unless(float(rng.uniform(0.3, 0.7)), daily),
+            peak_hour=float(rng.uniform(11.0, 17.0)),
         ),
         noise=NoiseSpec(kind=NoiseKind.GAMMA, shape=float(rng.uniform(5.0, 20.0)), period=wander),
         anomalies=tuple(anomalies),
@@ -209,6 +216,11 @@ def build_case(seed: int, deployment: str, wander: float = WANDER) -> FamilyCase
     sc = replace(sc, anomalies=tuple(_detectable(sc, roles, labels)))
     sc.check()
     return FamilyCase(seed, deployment, sc, tuple(labels), judged)
+
+
+def _drawn_unless(drawn: float, asked: float | None) -> float:
+    """`asked` if given, else `drawn` (drawn either way, so the draws after it stay the same)."""
+    return drawn if asked is None else asked
 
 
 def evidence_sigma(sc: Scenario, a: AnomalySpec, t: TemplateSpec) -> float:
@@ -838,15 +850,18 @@ def run_families(
     deployments: tuple[str, ...] = DEPLOYMENTS,
     progress: Callable[[str], ProgressFn | None] | None = None,
     wander: float = WANDER,
+    daily: float | None = None,
 ) -> FamiliesReport:
     """Every deployment of every seed, run (one pipeline per deployment) and scored, the rates
-    wandering every `wander` seconds; `progress(deployment)` may give a function told the
+    wandering every `wander` seconds, the daily curves of amplitude `daily` (None: drawn; see
+    `build_case`); `progress(deployment)` may give a function told the
     records done of the run."""
     rep = FamiliesReport()
     for dep in deployments:
         started, cpu = time.monotonic(), time.process_time()
         shown = progress(dep) if progress is not None else None
-        rep.results += run_cases([build_case(s, dep, wander) for s in seeds], config, shown)
+        cases = [build_case(s, dep, wander, daily) for s in seeds]
+        rep.results += run_cases(cases, config, shown)
         rep.seconds[dep] = (time.monotonic() - started, time.process_time() - cpu)
     return rep
 
