@@ -54,3 +54,37 @@ def test_a_window_at_a_risen_rate_is_judged_with_the_wander_of_that_rate() -> No
     assert (judged >= true_high).all(), (judged, true_high)
     # ...and not far heavier (the estimate's standard error and its lag are all it adds).
     assert (judged <= 1.35 * true_high).all(), (judged, true_high)
+
+
+def test_a_wander_learnt_alike_at_every_scale_is_still_scaled_when_bounded() -> None:
+    """The spike side pools each scale's wander with the longer scales' where it is above
+    theirs (`_bounded_wander`): a real wander (here the same relative variance at every scale,
+    learnt with noise) is still covered at the rate judged."""
+    win, n = _learnt(64, seed=7)
+    k = len(n)
+    e = np.tile(HIGH * MEAN_LEN, (k, 1))
+    phi = tail_dispersion_at(
+        win.disp, win.disp_e, n, HL, e, MEAN_LEN, np.full(k, HIGH), bounded=True
+    )
+    assert (np.median(phi, axis=0) >= 1.0 + V * HIGH).all(), np.median(phi, axis=0)
+
+
+def test_an_excess_the_longer_scale_does_not_show_is_not_all_scaled_as_a_wander() -> None:
+    """A low-rate template (0.06 records a bucket) whose 5-min windows learnt 1.33 and its
+    15-min windows 1.02 (issue 10, day-one burst, dev seed 16: the counts were Poisson, 1.03 at
+    both): per unit of rate a wander's excess does not shrink as windows grow, so the two
+    estimates are pooled (`_bounded_wander`) and the 5-min excess is only partly a wander. A
+    5-min window judged at 2.4x the rate it learnt at (a burst's: the day's curve and the
+    baseline risen under it) is judged lighter than 1 + 0.33 x 2.4 + se = 2.01, which held a
+    7-min burst of 18 records where 3 were expected at p 5e-3."""
+    disp = np.array([[1.21, 1.325, 1.023]])
+    disp_e = np.array([[0.28, 1.28, 3.73]])
+    n = np.array([2118.0])
+    e = np.array([[0.7, 3.1, 8.2]])
+    args = (disp, disp_e, n, HL, e, MEAN_LEN, np.array([0.09]))
+    old = tail_dispersion_at(*args)[0]
+    bounded = tail_dispersion_at(*args, bounded=True)[0]
+    assert old[1] > 2.0, old
+    assert bounded[1] < 1.9, bounded
+    # Judged above the rate learnt, no scale is heavier than before (the longest as before).
+    assert (bounded <= old + 1e-6).all() and bounded[2] == old[2], (bounded, old)

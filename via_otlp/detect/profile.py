@@ -1056,6 +1056,7 @@ class ProfileTable:
             e_scales,
             self.win.lengths(),
             level[rows],
+            upper,
         )[np.arange(len(rows)), cols]
         phi = np.minimum(phi, phi_w[rows, cols])
         keep = (s - e) ** 2 > _SCREEN_SIGMA**2 * phi * e

@@ -382,6 +382,7 @@ def tail_dispersion_at(
     e: np.ndarray,
     length: np.ndarray,
     level: np.ndarray,
+    bounded: bool = False,
 ) -> np.ndarray:
     """Per profile and scale, the dispersion a window's count is judged with for a spike (its
     upper tail), and 0 where a scale is not ready.
@@ -403,6 +404,10 @@ def tail_dispersion_at(
     well and was floored by the one-bucket dispersion; at a low rate that is no wander at all
     but the noise of a baseline that remembers a few records. The close judges with the
     lighter of this and `dispersion_at`.
+
+    `bounded` (the spike side): only the part of each scale's excess that the scales together
+    say is a wander is scaled with the rate (`_bounded_wander`); the rest is judged as learnt
+    (so at a rate below the one learnt it is not scaled down either).
 
     Poisson counts (φ = 1) at any rate, and φ = 3 learnt at the rate judged, a day's windows
     seen (mean-length windows):
@@ -429,8 +434,67 @@ def tail_dispersion_at(
     typical = np.maximum(level, 1e-12)[:, None] * mean_len
     old = np.maximum(np.where(level[:, None] > 0, e / typical, 1.0), 1.0)
     busy = np.where(disp_e > 0, busy, old)
-    phi = 1.0 + (base - 1.0) * WANDER_SAFETY * busy + base * np.sqrt(2.0 / np.maximum(m, 1.0))
+    excess = base - 1.0
+    wander = excess if not bounded else _bounded_wander(excess, disp_e, m, ready)
+    phi = (
+        1.0
+        + (excess - wander)
+        + wander * WANDER_SAFETY * busy
+        + base * np.sqrt(2.0 / np.maximum(m, 1.0))
+    )
     return np.where(ready, phi, 0.0).astype(disp.dtype)
+
+
+def _bounded_wander(
+    excess: np.ndarray, disp_e: np.ndarray, m: np.ndarray, ready: np.ndarray
+) -> np.ndarray:
+    """Per profile and scale, the part of the learnt excess dispersion `excess` (``φ - 1``,
+    learnt at expected counts `disp_e` over `m` windows) that is the rate's wander, estimated
+    across the scales.
+
+    A wander (any positively correlated change of the rate) adds ``v_L·E`` to a window's
+    dispersion, and ``v_L·L`` (the variance of a window's sum over its length, in units of the
+    rate) does not fall as windows grow: per unit of the per-bucket rate, ``c = excess /
+    (disp_e / L̄)``, a wander's excess is non-decreasing in the scale. Each scale's ``c`` is an
+    estimate (standard error ``φ·sqrt(2/m)`` over that rate, as `dispersion_at`'s); where a
+    shorter scale's is above a longer one's, the constraint pools them (isotonic regression,
+    weights the inverse variances), and a scale's wander is the pooled ``c`` times its rate, at
+    most its own excess: what is left of the excess (at 0.06 records a bucket the 5-min
+    windows learnt 1.33 where the 15-min ones learnt 1.02 and the counts were Poisson, 1.03)
+    is the counts' and the baseline's noise at that scale, not scaled with the rate judged.
+    Scales not ready or without `disp_e` take part in nothing.
+    """
+    per_rate = disp_e / MEAN_LEN[None, :]
+    ok = ready & (disp_e > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        safe = np.where(ok, per_rate, 1.0)
+        coef = np.where(ok, excess / safe, 0.0)
+        se = (1.0 + excess) * np.sqrt(2.0 / np.maximum(m, 1.0)) / safe
+        w = np.where(ok, 1.0 / np.maximum(se * se, 1e-12), 0.0)
+    # Isotonic regression by its min-max formula: at scale k, the max over a <= k of the min
+    # over b >= k of the weighted mean of scales a..b (a handful of scales: every block).
+    zero = np.zeros((len(coef), 1))
+    cw = np.concatenate([zero, np.cumsum(coef * w, axis=1)], axis=1)
+    sw = np.concatenate([zero, np.cumsum(w, axis=1)], axis=1)
+    j = excess.shape[1]
+    fit = np.empty_like(coef)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for k in range(j):
+            fit[:, k] = np.max(
+                [
+                    np.min(
+                        [np.where(sw[:, b + 1] > sw[:, a],
+                                  (cw[:, b + 1] - cw[:, a]) / (sw[:, b + 1] - sw[:, a]), np.inf)
+                         for b in range(k, j)],
+                        axis=0,
+                    )
+                    for a in range(k + 1)
+                ],
+                axis=0,
+            )  # fmt: skip
+    own = np.isfinite(fit) & ok
+    fit = np.where(own, np.maximum(fit, 0.0), 0.0)
+    return np.where(own, np.minimum(excess, fit * per_rate), excess)
 
 
 def log10_of(p: float) -> float:
