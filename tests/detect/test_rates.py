@@ -15,7 +15,7 @@ import pytest
 from tests.detect.test_quiet_week import onsets_of, together
 from via_otlp.detect.config import DetectConfig
 from via_otlp.detect.profile import ProfileTable, score_of
-from via_otlp.detect.windows import HALF, LAG_SAFETY, WindowState, lag_judged
+from via_otlp.detect.windows import HALF, LAG_SAFETY, WindowState, lag_judged, run_log_p0
 from via_otlp.model import AnomalyKind, Source
 
 DAY = 8640  # 10 s buckets
@@ -243,7 +243,40 @@ def test_the_lagged_reference_is_the_more_cautious_of_the_level_before_and_the_b
     assert m_dn[:, 1].tolist() == [60.0, 20.0] and m_up[:, 1].tolist() == [100.0, 100.0]
     # counts' noise of both blocks plus the wander: 2·60·(1 + 1/3) + 0.05·60²
     assert v_dn[0, 1] == pytest.approx(LAG_SAFETY * (2.0 * 60.0 * (4.0 / 3.0) + 0.05 * 3600.0))
-    assert v_dn[0, 0] == pytest.approx(LAG_SAFETY * 2.0 * 60.0 * (4.0 / 3.0))  # no wander
+    # The shortest lag carries the next one's wander: a rate that steps now and then moves
+    # between two blocks a few buckets apart only where a step falls between them.
+    assert v_dn[0, 0] == pytest.approx(v_dn[0, 1])
+
+
+def test_a_short_lag_is_judged_with_the_wander_of_the_longer_ones() -> None:
+    """A rate that wanders in steps (a level held for minutes): the shorter lags learnt little
+    wander (most of their comparisons fall inside one level), the longest the whole step; a
+    comparison at a short lag is judged at the longest one's wander, not its own average."""
+    j = len(HALF)
+    ea = eb = np.full((1, j), 100.0)
+    ok = np.ones((1, j), dtype=bool)
+    lag = np.array([[1.5, 0.02, 0.3]])
+    _, v_up, _, v_dn = lag_judged((ea, ea, eb.copy(), eb, ok), lag, ok)
+    noise = LAG_SAFETY * 1.5 * 100.0 * 2.0
+    for v in (v_up, v_dn):
+        assert v[0].tolist() == pytest.approx([noise + LAG_SAFETY * 0.3 * 1e4] * j)
+
+
+def test_a_silent_run_is_judged_as_one_count_at_its_scale() -> None:
+    """A run of silent buckets where 40 records were expected, on a rate whose windows learnt
+    a relative wander of 0.2 (dispersion 5 at 20 expected): as one count of nothing under that
+    wander, ``log P(0) = -log(1 + 0.2·40) / 0.2`` (-11: p 1.7e-5, no alarm at 1e-6), where 40
+    independent-looking buckets said ``e^-40``; at Poisson where its scale is not ready. A run
+    longer than the shortest window is judged at the next scale's dispersion."""
+    disp = np.array([[5.0, 5.0, 1.0]] * 2)
+    disp_e = np.full((2, len(HALF)), 20.0)
+    ready = np.array([[True] * 3, [False] * 3])
+    lp = run_log_p0(np.array([40.0, 40.0]), np.array([10.0, 10.0]), disp, disp_e, ready)
+    assert lp.tolist() == pytest.approx([-np.log(9.0) / 0.2, -40.0])
+    # 4 buckets of 10: the shortest window (up to 6 buckets); 40 buckets of 1: the longest (up
+    # to 90), where this rate's wander averaged out (dispersion 1: Poisson)
+    long = run_log_p0(np.array([40.0]), np.array([1.0]), disp[:1], disp_e[:1], ready[:1])
+    assert long.tolist() == pytest.approx([-40.0])
 
 
 def test_a_burst_at_a_daily_low_is_judged_against_the_level_before_it() -> None:

@@ -40,6 +40,7 @@ from via_otlp.detect.windows import (
     dispersion_at,
     lag_judged,
     log10_of,
+    run_log_p0,
     tail_dispersion_at,
 )
 from via_otlp.model import AnomalyKind, Source
@@ -752,8 +753,14 @@ class ProfileTable:
             self.zrun_logp = np.where(silent, self.zrun_logp + lp0, 0.0).astype(np.float32)
             self.zrun_expect = np.where(silent, self.zrun_expect + mu, 0.0).astype(np.float32)
         enough = self.zrun_expect >= max(dr.min_expected, dr.silent_min_expected)
-        run_hit = silent & (self.zrun_logp < log_p_alarm) & enough
-        drop_p = np.where(run_hit, np.minimum(drop_p, np.exp(self.zrun_logp)), drop_p)
+        # (Judged as one count as well, at the dispersion learnt at the run's aggregation: the
+        # buckets of a wandering rate are empty together, and a run is the less unlikely of the two.)
+        run_lp = self.zrun_logp.astype(np.float64)
+        if silent.any():
+            lp_win = run_log_p0(self.zrun_expect, mu, win.disp, win.disp_e, ready_w)
+            run_lp = np.maximum(run_lp, lp_win)
+        run_hit = silent & (run_lp < log_p_alarm) & enough
+        drop_p = np.where(run_hit, np.minimum(drop_p, np.exp(run_lp)), drop_p)
         drop_hit = drop_active & (drop_p < p_alarm)
         for s in drop_hit.nonzero()[0].tolist():
             p = float(drop_p[s])

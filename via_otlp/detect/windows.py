@@ -344,8 +344,12 @@ def lag_judged(
     baseline (a weekend, a level shift not yet learnt) nor a previous half-block that was itself
     unusual (the stretch before a recovery) makes a change out of nothing. The variance
     (`learn_lag`): the counts' dispersion, for the current counts and for the reference's
-    estimate, plus the wander learnt over the scale's lag (``lag·m²``, none at the shortest),
-    times `LAG_SAFETY`.
+    estimate, plus the wander of the rate over the scale's lag (``lag·m²``), times `LAG_SAFETY`.
+    That wander is the largest learnt at this lag or a longer one, and the shortest lag takes
+    the next one's: a rate that wanders in steps (a level held for minutes, then another) moves
+    between two blocks only where a step falls between them, so a short lag's average (what it
+    learnt) is mostly no move and now and then a whole step, whose size the longer lags show;
+    judged at the average, the comparison that straddles a step was a false spike or drop.
     """
     _, ea, b, eb, ok = blocks
     ok = ok & ready
@@ -355,11 +359,42 @@ def lag_judged(
     m_up = np.where(ok, ea * np.maximum(rb, 1.0), 0.0)
     m_down = np.where(ok, ea * np.minimum(rb, 1.0), 0.0)
     p = np.maximum(lag[:, :1], 1.0)
+    # (Column 0 of `lag` is the counts' dispersion, not a wander; each lag takes the largest
+    # wander learnt at its own or a longer lag, the shortest that of the next.)
     v = np.maximum(lag, 0.0)
-    v[:, 0] = 0.0
+    for j in range(v.shape[1] - 2, 0, -1):
+        v[:, j] = np.maximum(v[:, j], v[:, j + 1])
+    v[:, 0] = v[:, 1] if v.shape[1] > 1 else 0.0
     var_up = np.where(ok, LAG_SAFETY * (p * m_up * (1.0 + ratio) + v * m_up * m_up), 0.0)
     var_down = np.where(ok, LAG_SAFETY * (p * m_down * (1.0 + ratio) + v * m_down * m_down), 0.0)
     return m_up, var_up, m_down, var_down
+
+
+def run_log_p0(
+    e_run: np.ndarray, mu: np.ndarray, disp: np.ndarray, disp_e: np.ndarray, ready: np.ndarray
+) -> np.ndarray:
+    """Per profile, ``log P(0)`` of a run of silent buckets judged as one count: nothing at all
+    where `e_run` records were expected, under a negative binomial at the dispersion learnt at
+    the aggregation of the run's length (about ``e_run / mu`` buckets; its wander part scaled to
+    `e_run` as `tail_dispersion_at` scales it). Buckets of a wandering rate are empty together:
+    a run judged as independent buckets (the product of their ``P(0)``) is far too unlikely
+    when a whole wander period runs low. Poisson (``-e_run``) where the scale is not ready.
+
+    At a relative wander of 0.1 (φ = 3 learnt at 20 expected), 40 expected in a silent run:
+
+    >>> d, de = np.full((1, len(HALF)), 3.0), np.full((1, len(HALF)), 20.0)
+    >>> round(float(run_log_p0(np.array([40.0]), np.array([5.0]), d, de, np.ones((1, 3), bool))[0]), 2)
+    -16.09
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        length = np.where(mu > 0, e_run / np.where(mu > 0, mu, 1.0), 0.0)
+    j = np.searchsorted(2.0 * np.array(HALF, dtype=np.float64), length).clip(0, len(HALF) - 1)
+    rows = np.arange(len(e_run))
+    d, de, ok = disp[rows, j].astype(np.float64), disp_e[rows, j].astype(np.float64), ready[rows, j]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = np.where(ok & (de > 0), np.maximum(d - 1.0, 0.0) / np.where(de > 0, de, 1.0), 0.0)
+    # (NB of size 1/v: log P(0) = -log(1 + v·E) / v, -E as v -> 0)
+    return np.where(v > 0, -np.log1p(v * e_run) / np.where(v > 0, v, 1.0), -e_run)
 
 
 def dispersion_at(disp: np.ndarray, floor: np.ndarray, n: np.ndarray, hl: float) -> np.ndarray:
