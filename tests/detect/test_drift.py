@@ -12,10 +12,11 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import pytest
 
 from tests.detect.test_rates import wandering
 from via_otlp.detect.config import DetectConfig
-from via_otlp.detect.profile import ProfileTable
+from via_otlp.detect.profile import ProfileTable, _stabilised
 from via_otlp.model import AnomalyKind, Source
 
 DAY = 8640  # 10 s buckets
@@ -359,3 +360,26 @@ def test_on_day_one_a_lone_pattern_that_steps_opens_one_drift_episode() -> None:
     assert at and at[0] >= DAY_ONE_START, at[:5]
     gaps = np.diff(at)
     assert (gaps <= cool).all(), (at[:12], cool)
+
+
+def test_a_day_one_alarm_accepts_the_level_of_the_buckets_since_the_pattern_began() -> None:
+    """The level a day-one CUSUM alarm accepts (`_accept_level`) is the mean over the last
+    buckets in the recent ring; a pattern younger than that span is averaged over its own
+    buckets only, not over the empty ones its slot held before it began (a short `warmup` lets
+    one alarm that young)."""
+    table = ProfileTable(DetectConfig())
+    src = Source.from_attributes((("service.name", "young"),))
+    table.add("0" * 16, src, "old", "old", "INFO", 0, 0)
+    row, zeros = np.zeros(table.capacity), np.zeros(table.capacity)
+    for b in range(20):
+        row[0] = 5.0
+        table.close(b, row, zeros)
+    young = table.add("1" * 16, src, "young", "young", "INFO", 0, 20)
+    for b in range(20, 25):
+        row[young] = 100.0
+        table.close(b, row, zeros)
+    told = np.zeros(table.capacity, dtype=bool)
+    told[young] = True
+    y = np.full(table.capacity, float(_stabilised(100.0)))
+    table._accept_level(told, 25, y)
+    assert table.level.mean[young] == pytest.approx(float(_stabilised(100.0)))

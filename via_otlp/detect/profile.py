@@ -1297,18 +1297,19 @@ class ProfileTable:
     def _accept_level(self, told: np.ndarray, bucket: int, y: np.ndarray) -> None:
         """Move the day-one CUSUM's level of the `told` slots to the mean of y
         (`_stabilised`, as `close` computes it for this `bucket`) over this bucket and
-        the ones before it still in the recent ring, `_ACCEPT_SPAN` at most. (Day one: no
+        the ones before it still in the recent ring since the profile began, `_ACCEPT_SPAN` at
+        most. (Day one: no
         shape learnt, so the counts kept are the deseasonalised ones.) The alarm comes
         `_YOUNG` buckets at least into an unusual stretch, so after a step these buckets are
         all of the new level; their mean's noise, σ/√15, is under the CUSUM's slack."""
         first = max(self.recent_from, bucket - _ACCEPT_SPAN + 1)
-        rows = [b % RECENT for b in range(first, min(bucket, self.recent_end))]
+        kept = np.arange(first, min(bucket, self.recent_end))
         idx = told.nonzero()[0]
-        total = y[idx].copy()
-        if rows:
-            past = self.recent_count[rows][:, idx].astype(np.float64)
-            total += _stabilised(past).sum(axis=0)
-        self.level.mean[idx] = total / (len(rows) + 1)
+        # (only the buckets since each profile began: before it, its slot held nothing)
+        mine = kept[:, None] >= self.first_bucket[idx][None, :]
+        past = self.recent_count[kept % RECENT][:, idx].astype(np.float64)
+        total = y[idx] + np.where(mine, _stabilised(past), 0.0).sum(axis=0)
+        self.level.mean[idx] = total / (mine.sum(axis=0) + 1)
 
     def _residual_sd(
         self, sb: np.ndarray, vif: np.ndarray, lam: Any, ref_lam: Any, ref: np.ndarray
