@@ -752,14 +752,16 @@ class ProfileTable:
         if not partial:
             self.zrun_logp = np.where(silent, self.zrun_logp + lp0, 0.0).astype(np.float32)
             self.zrun_expect = np.where(silent, self.zrun_expect + mu, 0.0).astype(np.float32)
-        enough = self.zrun_expect >= max(dr.min_expected, dr.silent_min_expected)
+        runs = silent & (self.zrun_expect >= max(dr.min_expected, dr.silent_min_expected))
         # (Judged as one count as well, at the dispersion learnt at the run's aggregation: the
-        # buckets of a wandering rate are empty together, and a run is the less unlikely of the two.)
+        # buckets of a wandering rate are empty together, and a run is the less unlikely of the
+        # two. Only the runs long enough to be judged: no other slot reads it.)
         run_lp = self.zrun_logp.astype(np.float64)
-        if silent.any():
-            lp_win = run_log_p0(self.zrun_expect, mu, win.disp, win.disp_e, ready_w)
-            run_lp = np.maximum(run_lp, lp_win)
-        run_hit = silent & (run_lp < log_p_alarm) & enough
+        if runs.any():
+            r = runs.nonzero()[0]
+            lp_win = run_log_p0(self.zrun_expect[r], mu[r], win.disp[r], win.disp_e[r], ready_w[r])
+            run_lp[r] = np.maximum(run_lp[r], lp_win)
+        run_hit = runs & (run_lp < log_p_alarm)
         drop_p = np.where(run_hit, np.minimum(drop_p, np.exp(run_lp)), drop_p)
         drop_hit = drop_active & (drop_p < p_alarm)
         for s in drop_hit.nonzero()[0].tolist():
@@ -1295,13 +1297,12 @@ class ProfileTable:
         return z, sd, hold
 
     def _accept_level(self, told: np.ndarray, bucket: int, y: np.ndarray) -> None:
-        """Move the day-one CUSUM's level of the `told` slots to the mean of y
-        (`_stabilised`, as `close` computes it for this `bucket`) over this bucket and
-        the ones before it still in the recent ring since the profile began, `_ACCEPT_SPAN` at
-        most. (Day one: no
-        shape learnt, so the counts kept are the deseasonalised ones.) The alarm comes
-        `_YOUNG` buckets at least into an unusual stretch, so after a step these buckets are
-        all of the new level; their mean's noise, σ/√15, is under the CUSUM's slack."""
+        """Move the day-one CUSUM's level of the `told` slots to the mean of y (`_stabilised`,
+        as `close` computes it for this `bucket`) over this bucket and the ones before it still
+        in the recent ring since the profile began, `_ACCEPT_SPAN` at most. (Day one: no shape
+        learnt, so the counts kept are the deseasonalised ones.) An alarm in an unusual stretch
+        comes `_YOUNG` buckets at least into it, so after a step these buckets are all of the
+        new level; their mean's noise, σ/√15, is under the CUSUM's slack."""
         first = max(self.recent_from, bucket - _ACCEPT_SPAN + 1)
         kept = np.arange(first, min(bucket, self.recent_end))
         idx = told.nonzero()[0]

@@ -507,26 +507,22 @@ def _bounded_wander(
         se = (1.0 + excess) * np.sqrt(2.0 / np.maximum(m, 1.0)) / safe
         w = np.where(ok, 1.0 / np.maximum(se * se, 1e-12), 0.0)
     # Isotonic regression by its min-max formula: at scale k, the max over a <= k of the min
-    # over b >= k of the weighted mean of scales a..b (a handful of scales: every block).
+    # over b >= k of the weighted mean of scales a..b (a handful of scales: every block, each
+    # block's mean computed once; inf where a block has no weight).
     zero = np.zeros((len(coef), 1))
     cw = np.concatenate([zero, np.cumsum(coef * w, axis=1)], axis=1)
     sw = np.concatenate([zero, np.cumsum(w, axis=1)], axis=1)
     j = excess.shape[1]
-    fit = np.empty_like(coef)
     with np.errstate(divide="ignore", invalid="ignore"):
-        for k in range(j):
-            fit[:, k] = np.max(
-                [
-                    np.min(
-                        [np.where(sw[:, b + 1] > sw[:, a],
-                                  (cw[:, b + 1] - cw[:, a]) / (sw[:, b + 1] - sw[:, a]), np.inf)
-                         for b in range(k, j)],
-                        axis=0,
-                    )
-                    for a in range(k + 1)
-                ],
-                axis=0,
-            )  # fmt: skip
+        block = {
+            (a, b): np.where(sw[:, b + 1] > sw[:, a],
+                             (cw[:, b + 1] - cw[:, a]) / (sw[:, b + 1] - sw[:, a]), np.inf)
+            for a in range(j) for b in range(a, j)
+        }  # fmt: skip
+    fit = np.empty_like(coef)
+    for k in range(j):
+        lows = [np.min([block[a, b] for b in range(k, j)], axis=0) for a in range(k + 1)]
+        fit[:, k] = np.max(lows, axis=0)
     own = np.isfinite(fit) & ok
     fit = np.where(own, np.maximum(fit, 0.0), 0.0)
     return np.where(own, np.minimum(excess, fit * per_rate), excess)

@@ -7,6 +7,7 @@ import asyncio
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,27 +86,25 @@ def add_parser(sub: Any) -> None:
 
 
 def _wander(text: str) -> float:
-    """`--wander`: seconds, a whole number of minutes (the families' minutes share a factor)."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if seconds < 60.0 or seconds % 60.0:
-        raise argparse.ArgumentTypeError(
-            f"a whole number of minutes in seconds (60, 300, ...), got {text}"
-        )
-    return seconds
+    """`--wander`: seconds, checked as `build_case` checks them (families imported only here)."""
+    from via_otlp.simulate.families import checked_wander
+
+    return _checked(checked_wander, text)
 
 
 def _amplitude(text: str) -> float:
-    """`--daily`: a daily curve's amplitude, in [0, 1) (1 would stop the traffic at night)."""
+    """`--daily`: a daily curve's amplitude, checked as `build_case` checks it."""
+    from via_otlp.simulate.families import checked_daily
+
+    return _checked(checked_daily, text)
+
+
+def _checked(check: Callable[[float], float], text: str) -> float:
+    """`text` as a number that passes `check`, or argparse's error with the check's words."""
     try:
-        a = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= a < 1.0:
-        raise argparse.ArgumentTypeError(f"an amplitude in [0, 1), got {text}")
-    return a
+        return check(float(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def require_matplotlib() -> None:

@@ -188,10 +188,9 @@ def build_case(
     other draw is the same either way)."""
     if deployment not in DEPLOYMENTS:
         raise ValueError(f"deployment must be one of {DEPLOYMENTS}, got {deployment!r}")
-    if wander < 60.0 or wander % 60.0:
-        raise ValueError(f"wander must be a whole number of minutes in seconds, got {wander!r}")
-    if daily is not None and not 0.0 <= daily < 1.0:
-        raise ValueError(f"daily must be in [0, 1), got {daily!r}")
+    checked_wander(wander)
+    if daily is not None:
+        checked_daily(daily)
     days = 1 if deployment == "day1" else 7
     judged = (days - 1) * 86400.0
     rng = np.random.default_rng([seed, 10])  # the system: the same for both deployments
@@ -216,6 +215,21 @@ def build_case(
     sc = replace(sc, anomalies=tuple(_detectable(sc, roles, labels)))
     sc.check()
     return FamilyCase(seed, deployment, sc, tuple(labels), judged)
+
+
+def checked_wander(seconds: float) -> float:
+    """`seconds` as a wander period, or ValueError: a whole number of minutes (the ideal test
+    and the scoring count minutes, and a period's minutes share its factor)."""
+    if seconds < 60.0 or seconds % 60.0:
+        raise ValueError(f"wander must be a whole number of minutes in seconds, got {seconds!r}")
+    return seconds
+
+
+def checked_daily(amplitude: float) -> float:
+    """`amplitude` as a daily curve's, or ValueError: in [0, 1) (1 stops the traffic at night)."""
+    if not 0.0 <= amplitude < 1.0:
+        raise ValueError(f"daily must be in [0, 1), got {amplitude!r}")
+    return amplitude
 
 
 def _drawn_unless(drawn: float, asked: float | None) -> float:
@@ -854,8 +868,7 @@ def run_families(
 ) -> FamiliesReport:
     """Every deployment of every seed, run (one pipeline per deployment) and scored, the rates
     wandering every `wander` seconds, the daily curves of amplitude `daily` (None: drawn; see
-    `build_case`); `progress(deployment)` may give a function told the
-    records done of the run."""
+    `build_case`); `progress(deployment)` may give a function told the records done of the run."""
     rep = FamiliesReport()
     for dep in deployments:
         started, cpu = time.monotonic(), time.process_time()
