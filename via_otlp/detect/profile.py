@@ -38,6 +38,7 @@ from via_otlp.detect.windows import (
     SCALES,
     WindowState,
     dispersion_at,
+    held_dispersion,
     lag_judged,
     log10_of,
     run_log_p0,
@@ -676,7 +677,9 @@ class ProfileTable:
         ok = ready_w[:, -1] & active & (e_ref < we[:, -1])
         rows = self._spike_screen(s_l, e_ref, ok).nonzero()[0]
         cols = np.full(len(rows), len(HALF) - 1)
-        self._window_tails(spike_p, rows, cols, s_l[rows], e_ref[rows], phi_w, True)
+        # (At least the wander of the rate between the held level and now: `held_dispersion`.)
+        held_d = held_dispersion(win.lag, lag_ready, e_ref)
+        self._window_tails(spike_p, rows, cols, s_l[rows], e_ref[rows], phi_w, True, floor=held_d)
         # Weighted Bonferroni (`_WIN_SHARE`): the total stays p_alarm.
         spike_p = np.minimum(1.0, spike_p)
         spike_hit = spike_p < p_alarm
@@ -788,7 +791,11 @@ class ProfileTable:
         # as if independent, so they are scaled by the variance inflation the windows learnt
         # (dispersion of a window's sum over that of one bucket) before they add up.
         # (Both drift tests use it.)
-        vif = across(np.maximum, np.where(ready_w, win.disp / np.maximum(phi, 1e-9)[:, None], 1.0))
+        # (From the windows' dispersion as learnt before shielded stretches taught it in full,
+        # `WindowState.disp_v`: that one would grow the inflation with them, and a day-7 drift
+        # found in its window was found just after it.)
+        vd = win.vif_disp()
+        vif = across(np.maximum, np.where(ready_w, vd / np.maximum(phi, 1e-9)[:, None], 1.0))
         vif = np.maximum(vif, 1.0)
         learnt = self.season_n > 0
         eligible = active & (mu >= dft.min_mean) & (not partial) & ~learnt
@@ -963,7 +970,15 @@ class ProfileTable:
         wd = np.where(learn_disp, w, 0.0)
         self.dispersion.update(pearson, wd)
         if not partial:
-            win.learn(ws, we, wd, self.dispersion.n, self._disp_hl)
+            # A stretch shielded as unusual but not alarmed teaches the windows' dispersion at
+            # full weight, each window as at most the edge of normal (`settle_sigma`, as an
+            # alarmed bucket enters the windows): a coarse wander's high and low blocks are the
+            # spread the windows must learn, and at the anomaly weight they were left out, so
+            # the dispersion learnt too little to hold the next one (at the full window, not
+            # capped, a building burst taught the windows its own spread before it alarmed).
+            edge = learn_disp & learning & shielded & ~anomalous
+            w_win = np.where(edge, 1.0, wd)
+            win.learn(ws, we, w_win, self.dispersion.n, self._disp_hl, edge, settle * settle, wd)
             win.learn_lag(blocks, wd, self._disp_hl)
             # A bucket that alarmed enters the windows at the edge of normal (mu ± settle·sd):
             # what was reported does not alarm again from every longer window it sits in,
@@ -1042,13 +1057,15 @@ class ProfileTable:
         disp: np.ndarray | None = None,
         level: np.ndarray | None = None,
         disp_e: np.ndarray | None = None,
+        floor: np.ndarray | None = None,
     ) -> None:
         """The tail tests of windows (`_spike_screen`ed or `_drop_screen`ed at Poisson): profile
         `rows` at scale `cols`, counts `s` against the `e` expected, each at the dispersion of
         its scale for a tail (`tail_dispersion_at`, never heavier than `phi_w`), screened at it
         first (3σ); the upper tail for a spike, the lower for a drop (`_tail_tests`). `disp`,
         `disp_e` and `level` stand in for the windows' dispersions, the expected counts they
-        learnt at and the baseline's level (read where `disp_e` is 0) where given."""
+        learnt at and the baseline's level (read where `disp_e` is 0) where given; `floor`
+        (per profile), where given, is the least dispersion judged with."""
         if not len(rows):
             return
         # (`tail_dispersion_at` is elementwise: a row's value at its scale is the same
@@ -1068,6 +1085,8 @@ class ProfileTable:
             upper,
         )[np.arange(len(rows)), cols]
         phi = np.minimum(phi, phi_w[rows, cols])
+        if floor is not None:
+            phi = np.maximum(phi, floor[rows])
         keep = (s - e) ** 2 > _SCREEN_SIGMA**2 * phi * e
         self._tail_tests(p_out, keep, s, e, phi * e, upper, rows[keep])
 

@@ -19,7 +19,8 @@ current one, so it holds between ``HALF + 1`` and ``2·HALF`` buckets (fewer jus
 in event time, which empties the half-blocks it skips: `WindowState.lengths`). Per profile and
 scale that is four sums and one dispersion (5 float32, 60 bytes a profile for three scales; sums
 of counts stay exact up to 2^24 records a window); with what the lagged and drop tests and the
-rate-scaled wander keep beside them, `WindowState` holds 120 bytes a profile (`_COLS`).
+rate-scaled wander keep beside them, and the drift tests' copy of the dispersion (`disp_v`),
+`WindowState` holds 132 bytes a profile (`_COLS`).
 
 >>> w = WindowState(2)
 >>> for b in range(12):
@@ -67,7 +68,7 @@ LAG_FROM = 3
 too little about the level)."""
 
 
-_COLS = ("cnt", "exp", "disp", "lag", "cnt2", "exp2", "disp_e", "lag_n", "rexp")  # per slot
+_COLS = ("cnt", "exp", "disp", "lag", "cnt2", "exp2", "disp_e", "lag_n", "rexp", "disp_v")
 _LAG_READY = 2.0 * MIN_WINDOWS * np.array(HALF, dtype=np.float64)  # (`WindowState.lag_ready`)
 
 
@@ -110,6 +111,11 @@ class WindowState:
         # The longest scale's previous and current half-block of what the level from before a
         # change (`ProfileTable.drop_ref`) expected: the drop test's second reference. (8 bytes.)
         self.rexp = np.zeros((capacity, 2), dtype=np.float32)
+        # Each scale's dispersion learnt with every unusual stretch at the anomaly weight (as
+        # `disp` was before it learnt them in full): the drift tests' variance inflation
+        # (`ProfileTable.close`), tuned on it. (12 bytes a profile; float16 would round away
+        # the steps of a long memory.)
+        self.disp_v = np.zeros((capacity, j), dtype=np.float32)
         self.last: int | None = None  # the last bucket added (table-wide)
         # Per scale, the buckets begun in the previous and in the current half-block (table-wide:
         # `lengths`; kept in a snapshot beside `last`); None where not counted (a table restored
@@ -204,9 +210,19 @@ class WindowState:
         self.rexp[:, 1] += mu_ref
 
     def learn(
-        self, s: np.ndarray, e: np.ndarray, weight: np.ndarray, n: np.ndarray, hl: float
+        self,
+        s: np.ndarray,
+        e: np.ndarray,
+        weight: np.ndarray,
+        n: np.ndarray,
+        hl: float,
+        edge: np.ndarray | None = None,
+        edge_r2: float = 0.0,
+        weight_v: np.ndarray | None = None,
     ) -> None:
         """Learn each scale's dispersion from this window (weights as the per-bucket dispersion).
+        Where `edge` (per profile), a window adds at most ``edge_r2·φ`` (see `ProfileTable.close`).
+        `disp_v` learns with `weight_v` (default `weight`) and no such cap.
 
         The step is ``max(λ, w/n)`` with the per-bucket dispersion's count `n`, each scale with a
         half-life of at least 20 of its windows; a window adds at most ``BOUND_Z²·φ``. (All scales
@@ -215,9 +231,15 @@ class WindowState:
         step = _steps(weight, n, hl)
         ok = e > 1e-9
         r2 = np.where(ok, (s - e) ** 2 / np.where(ok, e, 1.0), 0.0)
+        step_v = step if weight_v is None else _steps(weight_v, n, hl)
+        cur_v = self.disp_v.astype(np.float64)
+        r2_v = np.minimum(r2, BOUND_Z * BOUND_Z * np.maximum(cur_v, 1.0))
+        self.disp_v[:] = np.where(ok & (step_v > 0), cur_v + step_v * (r2_v - cur_v), cur_v)
         cur = self.disp.astype(np.float64)
         bound = BOUND_Z * BOUND_Z * np.maximum(cur, 1.0)
         r2 = np.minimum(r2, bound)
+        if edge is not None:
+            r2 = np.where(edge[:, None], np.minimum(r2, edge_r2 * np.maximum(cur, 1.0)), r2)
         move = ok & (step > 0)
         self.disp[:] = np.where(move, cur + step * (r2 - cur), cur)
         # (From the window's own count where nothing was learnt yet: a snapshot from before
@@ -225,6 +247,11 @@ class WindowState:
         at = self.disp_e.astype(np.float64)
         at = np.where(at > 0, at, e)
         self.disp_e[:] = np.where(move, at + step * (e - at), self.disp_e)
+
+    def vif_disp(self) -> np.ndarray:
+        """Per profile and scale, `disp_v`, or `disp` where it was never learnt (a snapshot from
+        before it)."""
+        return np.where(self.disp_v > 0, self.disp_v, self.disp)
 
     def lengths(self) -> np.ndarray:
         """Per scale, the buckets in the window that ends at the last bucket begun (`begin`):
@@ -368,6 +395,28 @@ def lag_judged(
     var_up = np.where(ok, LAG_SAFETY * (p * m_up * (1.0 + ratio) + v * m_up * m_up), 0.0)
     var_down = np.where(ok, LAG_SAFETY * (p * m_down * (1.0 + ratio) + v * m_down * m_down), 0.0)
     return m_up, var_up, m_down, var_down
+
+
+def held_dispersion(lag: np.ndarray, ready: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """Per profile, the least dispersion of a window's count `e` judged against a level held
+    from some time before (`ProfileTable.drop_ref`): the counts' own dispersion plus the wander
+    of the rate between the two times, ``lag·E`` with the wander learnt at the longest lag
+    (`learn_lag`, over half-blocks of the longest window's aggregation; 0 where not ready), as
+    `lag_judged` judges a half-block against an earlier one.
+
+    The windows' dispersion is learnt against a baseline that follows a wander part of the
+    way within each window; a level held from before does not follow at all, so against it a
+    rate that wanders in blocks as long as the window moves by a whole step between blocks.
+    (The spike side's floor; on the drop side, whose held dispersion is the lighter one learnt
+    before the fall, it held back a day-one drop at the default wander: p 8e-7, just alarmed.)
+
+    >>> lag = np.array([[1.2, 0.04, 0.01, 0.02]])[:, : len(HALF)]
+    >>> held_dispersion(lag, np.ones_like(lag, bool), np.array([100.0])).round(2).tolist()
+    [2.2]
+    """
+    p = np.maximum(np.where(ready[:, 0], lag[:, 0], 1.0), 1.0)
+    v = np.where(ready[:, -1], np.maximum(lag[:, -1], 0.0), 0.0) if lag.shape[1] > 1 else 0.0
+    return p + v * e
 
 
 def run_log_p0(
