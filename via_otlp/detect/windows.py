@@ -410,7 +410,7 @@ def held_dispersion(lag: np.ndarray, ready: np.ndarray, e: np.ndarray) -> np.nda
     (The spike side's floor; on the drop side, whose held dispersion is the lighter one learnt
     before the fall, it held back a day-one drop at the default wander: p 8e-7, just alarmed.)
 
-    >>> lag = np.array([[1.2, 0.04, 0.01, 0.02]])[:, : len(HALF)]
+    >>> lag = np.array([[1.2, 0.04, 0.01]])  # (counts' dispersion, then each lag's wander)
     >>> held_dispersion(lag, np.ones_like(lag, bool), np.array([100.0])).round(2).tolist()
     [2.2]
     """
