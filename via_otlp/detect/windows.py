@@ -232,16 +232,12 @@ class WindowState:
         ok = e > 1e-9
         r2 = np.where(ok, (s - e) ** 2 / np.where(ok, e, 1.0), 0.0)
         step_v = step if weight_v is None else _steps(weight_v, n, hl)
-        cur_v = self.disp_v.astype(np.float64)
-        r2_v = np.minimum(r2, BOUND_Z * BOUND_Z * np.maximum(cur_v, 1.0))
-        self.disp_v[:] = np.where(ok & (step_v > 0), cur_v + step_v * (r2_v - cur_v), cur_v)
+        self.disp_v[:] = _bounded_step(self.disp_v.astype(np.float64), r2, step_v, ok)
         cur = self.disp.astype(np.float64)
-        bound = BOUND_Z * BOUND_Z * np.maximum(cur, 1.0)
-        r2 = np.minimum(r2, bound)
         if edge is not None:
             r2 = np.where(edge[:, None], np.minimum(r2, edge_r2 * np.maximum(cur, 1.0)), r2)
         move = ok & (step > 0)
-        self.disp[:] = np.where(move, cur + step * (r2 - cur), cur)
+        self.disp[:] = _bounded_step(cur, r2, step, ok)
         # (From the window's own count where nothing was learnt yet: a snapshot from before
         # `disp_e` restores it at 0 under a `disp` long learnt.)
         at = self.disp_e.astype(np.float64)
@@ -333,6 +329,13 @@ class WindowState:
         return self.lag_n[:, None] >= _LAG_READY
 
 
+def _bounded_step(cur: np.ndarray, r2: np.ndarray, step: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """A learnt dispersion `cur` moved by `step` towards a window's ``(S - E)²/E`` `r2` where `ok`
+    (bounded influence: one window counts as at most ``BOUND_Z²·φ``)."""
+    r2 = np.minimum(r2, BOUND_Z * BOUND_Z * np.maximum(cur, 1.0))
+    return np.where(ok & (step > 0), cur + step * (r2 - cur), cur)
+
+
 def _steps(weight: np.ndarray, n: np.ndarray, hl: float) -> np.ndarray:
     """Per profile and scale, the learning step of a window statistic: ``weight·max(λ, 1/n)``
     with the scale's rate λ (`_scale_constants`) and the count `n` it has learnt from."""
@@ -389,9 +392,8 @@ def lag_judged(
     # (Column 0 of `lag` is the counts' dispersion, not a wander; each lag takes the largest
     # wander learnt at its own or a longer lag, the shortest that of the next.)
     v = np.maximum(lag, 0.0)
-    for j in range(v.shape[1] - 2, 0, -1):
-        v[:, j] = np.maximum(v[:, j], v[:, j + 1])
-    v[:, 0] = v[:, 1] if v.shape[1] > 1 else 0.0
+    v[:, 1:] = np.maximum.accumulate(v[:, :0:-1], axis=1)[:, ::-1]  # (max from the longest lag)
+    v[:, 0] = v[:, 1]
     var_up = np.where(ok, LAG_SAFETY * (p * m_up * (1.0 + ratio) + v * m_up * m_up), 0.0)
     var_down = np.where(ok, LAG_SAFETY * (p * m_down * (1.0 + ratio) + v * m_down * m_down), 0.0)
     return m_up, var_up, m_down, var_down
@@ -415,7 +417,7 @@ def held_dispersion(lag: np.ndarray, ready: np.ndarray, e: np.ndarray) -> np.nda
     [2.2]
     """
     p = np.maximum(np.where(ready[:, 0], lag[:, 0], 1.0), 1.0)
-    v = np.where(ready[:, -1], np.maximum(lag[:, -1], 0.0), 0.0) if lag.shape[1] > 1 else 0.0
+    v = np.where(ready[:, -1], np.maximum(lag[:, -1], 0.0), 0.0)
     return p + v * e
 
 
