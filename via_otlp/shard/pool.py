@@ -1231,6 +1231,10 @@ class ShardPool:
                 delay = backoff_delay(attempt, RESTART_BACKOFF)
                 attempt += 1
                 st.restart_failures += 1
+                # No process while down (/status showed the failed attempt's). Set with the
+                # failure it goes with, before any await: a /status read between the two said
+                # "one restart failed" beside the dead attempt's pid.
+                st.pid = 0
                 if shard.writer is not None:
                     shard.writer.close()
                 log.error("shard %d could not be restarted (%s): trying again in %.1f s",
@@ -1239,7 +1243,6 @@ class ShardPool:
                     with contextlib.suppress(Exception):
                         shard.process.kill()
                         await asyncio.to_thread(shard.process.wait)
-                st.pid = 0  # no process while down (/status showed the failed attempt's)
                 await self._backoff_sleep(delay)
                 continue
             shard.restarted_at, shard.attempt = time.monotonic(), attempt
