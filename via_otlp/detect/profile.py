@@ -38,7 +38,9 @@ from via_otlp.detect.windows import (
     SCALES,
     WindowState,
     dispersion_at,
+    held_age,
     held_dispersion,
+    held_wander,
     lag_judged,
     log10_of,
     run_log_p0,
@@ -739,9 +741,15 @@ class ProfileTable:
             before_e[:, -1] = np.where(use & (held_e > 0), held_e, before_e[:, -1])
             phi_ref = dispersion_at(before, phi, self.dispersion.n, self._disp_hl)
             level = np.where(self.drop_ref > 0, self.drop_ref, self.rate.mean)
+            # (At least the counts' dispersion and the wander the held level misses because it
+            # was held: `held_wander`; past `_RUN_MAX` the reference follows again.)
+            held_for = np.where(self.ref_len > _RUN_MAX, 0, self.ref_len).astype(np.float64)
+            age = held_age(held_for, float(win.lengths()[-1]))
+            v_held = held_wander(win.lag, lag_ready, age, win.disp_e, win.lag_n, self._disp_hl)
+            held_dn = held_dispersion(win.lag, lag_ready, e_ref, v_held)
             self._window_tails(
                 drop_p, rows, cols, s_l[rows], e_ref[rows], phi_ref, False, before, level,
-                before_e,
+                before_e, held_dn,
             )  # fmt: skip
         drop_p = np.minimum(1.0, drop_p)
         # ...or a run of silent buckets, however long, that together were expected to hold

@@ -66,6 +66,10 @@ the windows: count series dev 59.1 / held-out 54.2; at 1.0: 60.9 / 58.8, no more
 LAG_FROM = 3
 """The lagged test judges a current half-block once it holds a third of its buckets (fewer say
 too little about the level)."""
+HELD_SHARE = 0.5
+"""The most a level held from before adds to a window's wander against it, as a share of the
+longest lag's (`held_wander`): two half-blocks a whole block apart differ by twice what one
+block's level varies around a long-run one."""
 
 
 _COLS = ("cnt", "exp", "disp", "lag", "cnt2", "exp2", "disp_e", "lag_n", "rexp", "disp_v")
@@ -399,7 +403,9 @@ def lag_judged(
     return m_up, var_up, m_down, var_down
 
 
-def held_dispersion(lag: np.ndarray, ready: np.ndarray, e: np.ndarray) -> np.ndarray:
+def held_dispersion(
+    lag: np.ndarray, ready: np.ndarray, e: np.ndarray, wander: np.ndarray | None = None
+) -> np.ndarray:
     """Per profile, the least dispersion of a window's count `e` judged against a level held
     from some time before (`ProfileTable.drop_ref`): the counts' own dispersion plus the wander
     of the rate between the two times, ``lag·E`` with the wander learnt at the longest lag
@@ -409,16 +415,96 @@ def held_dispersion(lag: np.ndarray, ready: np.ndarray, e: np.ndarray) -> np.nda
     The windows' dispersion is learnt against a baseline that follows a wander part of the
     way within each window; a level held from before does not follow at all, so against it a
     rate that wanders in blocks as long as the window moves by a whole step between blocks.
-    (The spike side's floor; on the drop side, whose held dispersion is the lighter one learnt
-    before the fall, it held back a day-one drop at the default wander: p 8e-7, just alarmed.)
+    (The spike side's floor. On the drop side, whose held dispersion is the lighter one learnt
+    before the fall, that wander held back a day-one drop at the default wander, p 8e-7, just
+    alarmed: it gives `wander`, the part the held level misses (`held_wander`), instead.)
 
     >>> lag = np.array([[1.2, 0.04, 0.01]])  # (counts' dispersion, then each lag's wander)
     >>> held_dispersion(lag, np.ones_like(lag, bool), np.array([100.0])).round(2).tolist()
     [2.2]
     """
     p = np.maximum(np.where(ready[:, 0], lag[:, 0], 1.0), 1.0)
-    v = np.where(ready[:, -1], np.maximum(lag[:, -1], 0.0), 0.0)
-    return p + v * e
+    if wander is None:
+        wander = np.where(ready[:, -1], np.maximum(lag[:, -1], 0.0), 0.0)
+    return p + wander * e
+
+
+def held_age(held: np.ndarray, span: float) -> np.ndarray:
+    """Per profile, the mean time in buckets from a level held for `held` buckets to the
+    buckets of a window of `span` that ends now: the window's buckets from before the hold
+    were expected at the forecast of their own time (age 0).
+
+    >>> held_age(np.array([0.0, 30.0, 90.0, 150.0]), 90.0).tolist()
+    [0.0, 5.0, 45.0, 105.0]
+    """
+    return np.where(held >= span, held - span / 2.0, held * held / (2.0 * span))
+
+
+def held_wander(
+    lag: np.ndarray,
+    ready: np.ndarray,
+    age: np.ndarray,
+    disp_e: np.ndarray,
+    lag_n: np.ndarray,
+    hl: float,
+) -> np.ndarray:
+    """Per profile, the relative variance a level held `age` buckets before a window
+    (`held_age`) adds to the window's count against it, beyond the windows' learnt dispersion:
+    the part of the rate's wander that grows with the lag, and only as far as the learnt lags
+    can tell it from their noise.
+
+    The windows' dispersion is learnt against a baseline that does not follow a wander much
+    shorter than its memory (minute blocks: counts against it vary as much as they ever do),
+    but follows one of tens of minutes part of the way, and a level held from before does not
+    follow that at all. The two tell apart by how the learnt lag wander (`learn_lag`) moves
+    with the lag: a short wander averages out over longer half-blocks (a third as large from
+    the 15- to the 45-bucket scale), a coarse one grows with the lag until a whole block
+    moves between the two (day one, 5 seeds, medians over patterns: 0.03 and 0.02 at minute
+    blocks, 0.06 and 0.19 at blocks of 15 minutes). So the growth from one lag to the next,
+    less one standard error (`lag_error`), is extrapolated linearly to the held level's age,
+    at most `HELD_SHARE` of the longest lag's wander (one level against one other: two blocks
+    differ by twice what one varies). At a minute-scale wander the lags' noise makes the growth of a quiet
+    template's lags up to 0.1 (day one, 5 seeds, 10-90 %: -0.1..0.07), which the error takes
+    back: a held drop there stays at the dispersion the windows learnt (p 8e-7 in day-one
+    finds at 4 records of 31.3 and 9 of 46.3 expected).
+
+    Lags learnt at 0.05 and 0.2 over a day, 100 records a half-block: a level 45 minutes
+    older than the window's buckets (270 of them, on average) adds half the longest lag's
+    wander; lags at 0.2 and 0.2 (no growth) add nothing, nor any before the longest is ready:
+
+    >>> lag = np.array([[1.0, 0.05, 0.2], [1.0, 0.2, 0.2], [1.0, 0.05, 0.2]])
+    >>> ready = np.ones_like(lag, bool)
+    >>> ready[2, -1] = False
+    >>> e = np.tile(100.0 * MEAN_LEN / np.array(HALF), (3, 1))
+    >>> held_wander(lag, ready, np.full(3, 270.0), e, np.full(3, 8640.0), 2160.0).round(3).tolist()
+    [0.1, 0.0, 0.0]
+    """
+    v = np.maximum(lag, 0.0)
+    grown = v[:, -1] - v[:, 1] - np.hypot(*lag_error(lag, ready, disp_e, lag_n, hl)[:, 1:].T)
+    slope = np.maximum(np.where(np.isfinite(grown), grown, 0.0), 0.0) / (2.0 * (HALF[-1] - HALF[1]))
+    return np.where(ready[:, -1], np.minimum(HELD_SHARE * v[:, -1], slope * age), 0.0)
+
+
+def lag_error(
+    lag: np.ndarray, ready: np.ndarray, disp_e: np.ndarray, lag_n: np.ndarray, hl: float
+) -> np.ndarray:
+    """Per profile and scale, the standard error of the learnt lag wander (`learn_lag`), inf
+    where the window's expected count is not known (`disp_e` 0).
+
+    Each comparison's relative d² is the counts' noise (``2·φ/E`` for two half-blocks of
+    ``E`` expected at the counts' dispersion φ) plus the wander ``v``, spread as a χ² of one
+    degree: standard deviation ``√2·(noise + v)``; the lag averages the comparisons of the
+    buckets it remembers (at most its memory, `_scale_constants`), which overlap: about one
+    independent comparison every two half-blocks.
+    """
+    _, mem, _ = _scale_constants(hl)
+    phi = np.maximum(np.where(ready[:, 0], lag[:, 0], 1.0), 1.0)
+    half = np.array(HALF, dtype=np.float64)[None, :]
+    e_half = disp_e.astype(np.float64) * half / MEAN_LEN[None, :]
+    n = np.minimum(lag_n.astype(np.float64)[:, None], mem[None, :]) / (2.0 * half)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        noise = np.where(e_half > 0, 2.0 * phi[:, None] / np.where(e_half > 0, e_half, 1.0), np.inf)
+    return np.sqrt(2.0 / np.maximum(n, 1.0)) * (noise + np.maximum(lag, 0.0))
 
 
 def run_log_p0(
