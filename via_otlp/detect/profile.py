@@ -35,6 +35,7 @@ from via_otlp.detect.tails import count_tail
 from via_otlp.detect.upgrade import upgrade_columns
 from via_otlp.detect.windows import (
     HALF,
+    MEAN_LEN,
     SCALES,
     WindowState,
     dispersion_at,
@@ -44,6 +45,7 @@ from via_otlp.detect.windows import (
     lag_judged,
     log10_of,
     run_log_p0,
+    runs_at,
     tail_dispersion_at,
 )
 from via_otlp.model import AnomalyKind, Source
@@ -1103,6 +1105,11 @@ class ProfileTable:
         e_scales = np.repeat(e[:, None], len(HALF), axis=1)
         disp = self.win.disp if disp is None else disp
         disp_e = self.win.disp_e if disp_e is None else disp_e
+        first_day = self.season_n[rows] == 0
+        if upper and first_day.any():  # (the wander at the level the window runs at: `runs_at`)
+            learnt = disp_e[rows] * (np.maximum(self.win.lengths(), 1.0) / MEAN_LEN)[None, :]
+            at = runs_at(e[:, None], s[:, None], learnt)
+            e_scales = np.where(first_day[:, None], at, e_scales)
         level = self.rate.mean if level is None else level
         phi = tail_dispersion_at(
             disp[rows],
