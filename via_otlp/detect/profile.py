@@ -747,7 +747,11 @@ class ProfileTable:
             # was held: `held_wander`; past `_RUN_MAX` the reference follows again.)
             held_for = np.where(self.ref_len > _RUN_MAX, 0, self.ref_len).astype(np.float64)
             age = held_age(held_for, float(win.lengths()[-1]))
-            v_held = held_wander(win.lag, lag_ready, age, win.disp_e, win.lag_n, self._disp_hl)
+            # (The lag growth pooled over the source's patterns, which share its wander.)
+            v_held = held_wander(
+                win.lag, lag_ready, age, win.disp_e, win.lag_n, self._disp_hl,
+                self._source_groups(live),
+            )  # fmt: skip
             held_dn = held_dispersion(win.lag, lag_ready, e_ref, v_held)
             self._window_tails(
                 drop_p, rows, cols, s_l[rows], e_ref[rows], phi_ref, False, before, level,
@@ -1383,6 +1387,12 @@ class ProfileTable:
         sd = sb * np.sqrt(vif * (lam / (2.0 - lam) + 2.0 * ref_lam))
         return np.maximum(sd, dft.min_relative_shift * np.abs(ref) / dft.sigma)
 
+    def _source_groups(self, members: np.ndarray) -> tuple[np.ndarray, int]:
+        """Per slot, its source's group index where `members`, else one spare group that the
+        rest share; and the number of groups (for `np.bincount`): a source's patterns pooled."""
+        n_src = len(self._src_ids)
+        return np.where(members, self.src_id, n_src), n_src + 1
+
     def _sibling_z(
         self,
         rel: np.ndarray,
@@ -1408,9 +1418,7 @@ class ProfileTable:
         """
         if not judged.any():  # (every pattern's day learnt, or none formed yet: a tenth of a close)
             return np.zeros(len(rel)), np.zeros(len(rel), dtype=bool), np.zeros(len(rel))
-        n_src = len(self._src_ids)
-        sid = np.where(judged | ok, self.src_id, n_src)
-        m = n_src + 1
+        sid, m = self._source_groups(judged | ok)
         v = np.maximum(sdr, 1e-6) ** 2
         w = np.where(ok, 1.0 / v if weight is None else weight, 0.0)
         tot = np.bincount(sid, w, m)
