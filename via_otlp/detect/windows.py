@@ -423,10 +423,16 @@ def held_dispersion(
     >>> held_dispersion(lag, np.ones_like(lag, bool), np.array([100.0])).round(2).tolist()
     [2.2]
     """
-    p = np.maximum(np.where(ready[:, 0], lag[:, 0], 1.0), 1.0)
+    p = _counts_dispersion(lag, ready)
     if wander is None:
         wander = np.where(ready[:, -1], np.maximum(lag[:, -1], 0.0), 0.0)
     return p + wander * e
+
+
+def _counts_dispersion(lag: np.ndarray, ready: np.ndarray) -> np.ndarray:
+    """Per profile, the counts' own dispersion the lags learnt (`learn_lag`'s first column),
+    at least Poisson's 1, and 1 until it is ready."""
+    return np.maximum(np.where(ready[:, 0], lag[:, 0], 1.0), 1.0)
 
 
 def held_age(held: np.ndarray, span: float) -> np.ndarray:
@@ -541,7 +547,7 @@ def lag_error(
     independent comparison every two half-blocks.
     """
     _, mem, _ = _scale_constants(hl)
-    phi = np.maximum(np.where(ready[:, 0], lag[:, 0], 1.0), 1.0)
+    phi = _counts_dispersion(lag, ready)
     half = np.array(HALF, dtype=np.float64)[None, :]
     e_half = disp_e.astype(np.float64) * half / MEAN_LEN[None, :]
     n = np.minimum(lag_n.astype(np.float64)[:, None], mem[None, :]) / (2.0 * half)
