@@ -234,7 +234,7 @@ class WindowState:
         """
         step = _steps(weight, n, hl)
         ok = e > 1e-9
-        r2 = np.where(ok, (s - e) ** 2 / np.where(ok, e, 1.0), 0.0)
+        r2 = _ratio((s - e) ** 2, e, ok=ok)
         step_v = step if weight_v is None else _steps(weight_v, n, hl)
         self.disp_v[:] = _bounded_step(self.disp_v.astype(np.float64), r2, step_v, ok)
         cur = self.disp.astype(np.float64)
@@ -387,9 +387,8 @@ def lag_judged(
     """
     _, ea, b, eb, ok = blocks
     ok = ok & ready
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rb = np.where(ok, b / np.where(ok, eb, 1.0), 1.0)
-        ratio = np.where(ok, ea / np.where(ok, eb, 1.0), 0.0)
+    rb = _ratio(b, eb, 1.0, ok=ok)
+    ratio = _ratio(ea, eb, ok=ok)
     m_up = np.where(ok, ea * np.maximum(rb, 1.0), 0.0)
     m_down = np.where(ok, ea * np.minimum(rb, 1.0), 0.0)
     p = np.maximum(lag[:, :1], 1.0)
@@ -523,8 +522,7 @@ def pooled_growth(
     ([0.102, 0.102, 0.102, 0.102], [0.029, 0.029, 0.029, 0.029])
     """
     use = ok & np.isfinite(err) & np.isfinite(growth) & (err > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w = np.where(use, 1.0 / np.where(use, err * err, 1.0), 0.0)
+    w = _ratio(1.0, err * err, ok=use)
     w = np.minimum(w, (np.bincount(gid, w, n_groups)[gid] - w) / 2.0)
     tot = np.bincount(gid, w, n_groups)[gid]
     safe = np.where(tot > 0, tot, 1.0)
@@ -551,8 +549,7 @@ def lag_error(
     half = np.array(HALF, dtype=np.float64)[None, :]
     e_half = disp_e.astype(np.float64) * half / MEAN_LEN[None, :]
     n = np.minimum(lag_n.astype(np.float64)[:, None], mem[None, :]) / (2.0 * half)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        noise = np.where(e_half > 0, 2.0 * phi[:, None] / np.where(e_half > 0, e_half, 1.0), np.inf)
+    noise = _ratio(2.0 * phi[:, None], e_half, np.inf)
     return np.sqrt(2.0 / np.maximum(n, 1.0)) * (noise + np.maximum(lag, 0.0))
 
 
@@ -572,15 +569,13 @@ def run_log_p0(
     >>> round(float(run_log_p0(np.array([40.0]), np.array([5.0]), d, de, np.ones((1, 3), bool))[0]), 2)
     -16.09
     """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        length = np.where(mu > 0, e_run / np.where(mu > 0, mu, 1.0), 0.0)
+    length = _ratio(e_run, mu)
     j = np.searchsorted(2.0 * np.array(HALF, dtype=np.float64), length).clip(0, len(HALF) - 1)
     rows = np.arange(len(e_run))
     d, de, ok = disp[rows, j].astype(np.float64), disp_e[rows, j].astype(np.float64), ready[rows, j]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        v = np.where(ok & (de > 0), np.maximum(d - 1.0, 0.0) / np.where(de > 0, de, 1.0), 0.0)
+    v = _ratio(np.maximum(d - 1.0, 0.0), de, ok=ok & (de > 0))
     # (NB of size 1/v: log P(0) = -log(1 + v·E) / v, -E as v -> 0)
-    return np.where(v > 0, -np.log1p(v * e_run) / np.where(v > 0, v, 1.0), -e_run)
+    return _ratio(-np.log1p(v * e_run), v, -e_run)
 
 
 def dispersion_at(disp: np.ndarray, floor: np.ndarray, n: np.ndarray, hl: float) -> np.ndarray:
@@ -657,8 +652,7 @@ def tail_dispersion_at(
     ready = m >= MIN_WINDOWS
     base = np.maximum(disp, 1.0)
     mean_len = MEAN_LEN[None, :]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rate = np.where(disp_e > 0, e / np.where(disp_e > 0, disp_e, 1.0), 0.0)
+    rate = _ratio(e, disp_e)
     busy = rate * np.maximum(mean_len / np.maximum(length, 1.0)[None, :], 1.0)
     typical = np.maximum(level, 1e-12)[:, None] * mean_len
     old = np.maximum(np.where(level[:, None] > 0, e / typical, 1.0), 1.0)
@@ -725,13 +719,7 @@ def estimate_rel_var(disp: np.ndarray, disp_e: np.ndarray, n: np.ndarray, hl: fl
     m = np.maximum(worth / (1.0 + 2.0 * MEAN_LEN[None, :] / 3.0), 1.0)
     a = np.maximum(disp.astype(np.float64), 1.0) - 1.0
     phi = 1.0 + a
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kurt = np.where(
-            disp_e > 0,
-            (1.0 + 7.0 * a + 12.0 * a * a + 6.0 * a**3)
-            / (np.where(disp_e > 0, disp_e, 1.0) * phi * phi),
-            0.0,
-        )
+    kurt = _ratio(1.0 + 7.0 * a + 12.0 * a * a + 6.0 * a**3, disp_e * phi * phi, ok=disp_e > 0)
     return (2.0 + kurt) / m
 
 
@@ -781,6 +769,23 @@ def _bounded_wander(
     own = np.isfinite(fit) & ok
     fit = np.where(own, np.maximum(fit, 0.0), 0.0)
     return np.where(own, np.minimum(excess, fit * per_rate), excess)
+
+
+def _ratio(
+    num: np.ndarray | float,
+    den: np.ndarray,
+    default: np.ndarray | float = 0.0,
+    ok: np.ndarray | None = None,
+) -> np.ndarray:
+    """``num / den`` where ``ok`` (by default where ``den > 0``), else `default`, without a
+    warning where it is not: the guarded division every per-profile ratio here needs.
+
+    >>> _ratio(np.array([1.0, 2.0]), np.array([2.0, 0.0]), -1.0).tolist()
+    [0.5, -1.0]
+    """
+    ok = den > 0 if ok is None else ok
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ok, num / np.where(ok, den, 1.0), default)
 
 
 def log10_of(p: float) -> float:
