@@ -428,6 +428,7 @@ class ProfileTable:
         self.day_abs: int | None = None  # the day (since the epoch) being accumulated
         self._peak_decay = 1.0 - decay_of(c.dispersion_half_life / c.bucket)
         self._disp_hl = c.dispersion_half_life / c.bucket
+        self._rate_hl = c.half_life / c.bucket
         self.peak = np.zeros(0)
         # A run of silent buckets: its log probability and expected count (float32: 8 bytes a
         # profile, which pay for `ref_cus` and `ref_disp`).
@@ -661,7 +662,12 @@ class ProfileTable:
         # (1.94x), a window the tail test would alarm on stayed under the screen, untested.
         # (That dispersion is at least 1: a window under 3σ at Poisson is not computed at all.)
         rows, cols = self._spike_screen(ws, we, ready_w & active[:, None]).nonzero()
-        self._window_tails(spike_p, rows, cols, ws[rows, cols], we[rows, cols], phi_w, True)
+        # (At least the wander the forecast misses, computed once where some window is judged
+        # against it: `_forecast_floor`.)
+        fore_d = self._forecast_floor(we, live, lag_ready) if len(rows) else None
+        self._window_tails(
+            spike_p, rows, cols, ws[rows, cols], we[rows, cols], phi_w, True, floor=fore_d
+        )
         # Lagged: the current half-block against the level just before it (see `lag_judged`).
         blocks = win.lagged(bucket, c, mu)
         la, lag_ok = blocks[0], active[:, None]
@@ -716,7 +722,11 @@ class ProfileTable:
         # or low-rate drop was found late or not at all...
         ok = drop_active[:, None]
         rows, cols = self._drop_screen(ws, we, _poisson_z(ws, we, ready_w), ok).nonzero()
-        self._window_tails(drop_p, rows, cols, ws[rows, cols], we[rows, cols], phi_w, False)
+        if fore_d is None and len(rows):
+            fore_d = self._forecast_floor(we, live, lag_ready)
+        self._window_tails(
+            drop_p, rows, cols, ws[rows, cols], we[rows, cols], phi_w, False, floor=fore_d
+        )
         # ...the current half-block against the level just before it (`lag_judged`, at the
         # variance learnt on that comparison)...
         cand = self._drop_screen(la, m_dn, z_dn, ok, _LOW_SCREEN)
@@ -1127,9 +1137,40 @@ class ProfileTable:
         )[np.arange(len(rows)), cols]
         phi = np.minimum(phi, phi_w[rows, cols])
         if floor is not None:
-            phi = np.maximum(phi, floor[rows])
+            phi = np.maximum(phi, floor[rows] if floor.ndim == 1 else floor[rows, cols])
         keep = (s - e) ** 2 > _SCREEN_SIGMA**2 * phi * e
         self._tail_tests(p_out, keep, s, e, phi * e, upper, rows[keep])
+
+    def _forecast_floor(self, e: np.ndarray, live: np.ndarray, lag_ready: np.ndarray) -> np.ndarray:
+        """Per profile and scale, the least dispersion of a window's count against the
+        baseline's forecast (expected `e`): Poisson's 1 plus the wander of the rate the
+        forecast misses (`held_wander` at the baseline's mean age) times `e`.
+
+        The windows' dispersion is learnt over every phase of a wander: under a rate that
+        holds a level for tens of minutes, most windows fall where the baseline has caught up
+        with the block they are in, and a few just after a step, where the forecast is the
+        level of the block before (followed down or up into it, with its trend). The average
+        is a mixture, far lighter in its tail than the windows after a step, which see the
+        whole step (`--wander 900`: false spikes at 3.6-5x a forecast that had followed a low
+        block, windows of scale 0 and 1; a false drop at 0.27x one that had followed a high
+        one). A forecast is a level held from about its memory before (the EWMA's mean age),
+        so a window against it carries at least the wander such a level misses, as the
+        longest window does against the level held before a fall (`held_wander`, its lag
+        growth pooled over the source). A wander shorter than the windows does not grow with
+        the lag and adds nothing, and the floor is then Poisson's, under any window's own. (Not
+        the counts' dispersion the lags learnt, as `held_dispersion`: a window is judged at its
+        own dispersion, never floored by a heavier per-bucket one, `test_drops`; with it a
+        held-out day-one spike at the default wander was lost. The one-bucket test keeps its
+        learnt variance: floored too, `--wander 900` lost one more false spike, but real
+        spikes at the default wander were found up to 0.5 min later, dev seeds 15 and 19.)
+        """
+        win = self.win
+        age = np.full(self.capacity, self._rate_hl / math.log(2.0))
+        v = held_wander(
+            win.lag, lag_ready, age, win.disp_e, win.lag_n, self._disp_hl,
+            self._source_groups(live),
+        )  # fmt: skip
+        return 1.0 + v[:, None] * e
 
     def _drop_screen(
         self, s: np.ndarray, e: np.ndarray, z: np.ndarray, ok: np.ndarray,
