@@ -1343,7 +1343,13 @@ class ProfileTable:
         dft = self.config.drift
         ref = self.drift_ref.astype(np.float64)
         sb = np.sqrt(np.maximum(var, 1e-12))
-        r = (x - ref).clip(-dft.clip * sb, dft.clip * sb)
+        # (Before a day's shape is learnt the clip is centred on what the rate baseline
+        # expects: the reference is then a running mean, and a busy pattern's daily curve alone
+        # sits many σ from it, so clipped around the reference the curve itself was cut, the
+        # more the busier the pattern, and one source's patterns drifted apart in the sibling
+        # test: a quiet ±50 % cycle at 5.3-5.5σ of its 5.5 (test_day_one_clip), now under 3.)
+        centre = np.where(learnt, 0.0, mu_base - ref)
+        r = (x - ref).clip(centre - dft.clip * sb, centre + dft.clip * sb)
         # (Day one smooths over `sibling_window`: a drift is judged against its siblings then.)
         lam = np.where(learnt, self._fast_lam, self._sib_lam)
         fast = np.where(hit, self.drift_fast, self.drift_fast + lam * (r - self.drift_fast))
