@@ -525,9 +525,10 @@ def pooled_growth(
     w = _ratio(1.0, err * err, ok=use)
     w = np.minimum(w, (np.bincount(gid, w, n_groups)[gid] - w) / 2.0)
     tot = np.bincount(gid, w, n_groups)[gid]
-    safe = np.where(tot > 0, tot, 1.0)
-    mean = np.bincount(gid, w * np.where(use, growth, 0.0), n_groups)[gid] / safe
-    se = np.sqrt(np.bincount(gid, w * w * np.where(use, err * err, 0.0), n_groups)[gid]) / safe
+    mean = _ratio(np.bincount(gid, w * np.where(use, growth, 0.0), n_groups)[gid], tot)
+    se = _ratio(
+        np.sqrt(np.bincount(gid, w * w * np.where(use, err * err, 0.0), n_groups)[gid]), tot
+    )
     better = (tot > 0) & ~(se >= err)  # (a busy pattern beside one quiet sibling keeps its own)
     return np.where(better, mean, growth), np.where(better, se, err)
 
