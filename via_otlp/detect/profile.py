@@ -56,8 +56,23 @@ _SCREEN_SIGMA = 3.0  # candidates for the exact tail test; p < 1e-3 needs more t
 _LOW_SCREEN = 2.0
 # Weighted Bonferroni: half the budget to one bucket, the other half shared by the windows'
 # tests against the baseline, the lagged tests against the level just before, and the longest
-# window against the level from before the change (`drop_ref`), for spikes and drops alike.
+# window against the level from before the change (`drop_ref`), for drops (spikes: below).
 _WIN_SHARE = 2.0 * (2.0 * (SCALES - 1) + 1.0)
+# A spike's budget gives a quarter of it, not half, to one bucket and the other quarter to the
+# first window (4-6 buckets) on top of that window's `_WIN_SHARE` (the weights still sum to 1,
+# so the total stays p_alarm). A spike that lasts a minute shows in that window's count before
+# any one bucket of it is rare (and the one-bucket test is screened by `peak` and `min_ratio`
+# besides): on day-one dev traffic the first window's p in a spike's first minute sat at
+# 2.6e-7 to 5e-7 (seeds 5 and 2), under p_alarm but over the /14 share. Not where the learnt
+# lags show a wander that grows with the lag (`held_wander`): under blocks of tens of minutes
+# the first window, against a baseline that follows them part way, sees a block's edge as often
+# as a spike (`--wander 900` dev: one more false spike each on seeds 1-5 and 11-20); the weights
+# come from what the profile learnt before, so the total stays p_alarm either way. The /14 share
+# had hidden a tail too light at night: the quiet week's null traffic reached p 1.8e-7 there
+# (three false spikes) while its learnt dispersion was scaled down with the rate as if all of it
+# were a wander (`tail_dispersion_at`'s `counts`: the counts' own part is kept).
+_SPIKE_BUCKET_SHARE = 4.0
+_SPIKE_FIRST_SHARE = 1.0 / (1.0 / _WIN_SHARE + 1.0 / _SPIKE_BUCKET_SHARE)
 # The reference level is held (not updated) from the first bucket below this fraction of the
 # forecast for as long as the deficit below it adds up (`_reference`): the level before a fall
 # begins, not one the fall has already taught the baseline.
@@ -637,8 +652,8 @@ class ProfileTable:
         settle = cfg.settle_sigma
 
         # Spike and drop, at every scale: one bucket, then windows of several lengths (see
-        # `windows`); half the budget to one bucket, half shared by the windows, so together they alarm as
-        # rarely as one test at `p_alarm`.
+        # `windows`); the budget shared by one bucket and the windows (`_WIN_SHARE`, a spike's:
+        # `_SPIKE_BUCKET_SHARE`), so together they alarm as rarely as one test at `p_alarm`.
         win = self.win
         win.begin(bucket)
         ws, we = win.sums(c, mu)
@@ -653,7 +668,8 @@ class ProfileTable:
         cand &= c > mu + _SCREEN_SIGMA * sd
         spike_p = np.ones(self.capacity)
         for s in cand.nonzero()[0].tolist():
-            spike_p[s] = 2.0 * count_tail(int(c[s]), float(mu[s]), float(var[s])).upper
+            tail = count_tail(int(c[s]), float(mu[s]), float(var[s]))
+            spike_p[s] = _SPIKE_BUCKET_SHARE * tail.upper
         # Windows: a count far above what the window expected, at that window's dispersion
         # with the wander at the window's rate (`tail_dispersion_at`: at a low rate the Poisson
         # part is all there is, and a burst of 10x is a spike), never heavier than `phi_w` (heavier,
@@ -666,8 +682,9 @@ class ProfileTable:
         # against it: `_forecast_floor`.)
         fore_d = self._forecast_floor(we, live, lag_ready) if len(rows) else None
         self._window_tails(
-            spike_p, rows, cols, ws[rows, cols], we[rows, cols], phi_w, True, floor=fore_d
-        )
+            spike_p, rows, cols, ws[rows, cols], we[rows, cols], phi_w, True, floor=fore_d,
+            first_share=True,
+        )  # fmt: skip
         # Lagged: the current half-block against the level just before it (see `lag_judged`).
         blocks = win.lagged(bucket, c, mu)
         la, lag_ok = blocks[0], active[:, None]
@@ -1104,6 +1121,7 @@ class ProfileTable:
         level: np.ndarray | None = None,
         disp_e: np.ndarray | None = None,
         floor: np.ndarray | None = None,
+        first_share: bool = False,
     ) -> None:
         """The tail tests of windows (`_spike_screen`ed or `_drop_screen`ed at Poisson): profile
         `rows` at scale `cols`, counts `s` against the `e` expected, each at the dispersion of
@@ -1111,7 +1129,8 @@ class ProfileTable:
         first (3σ); the upper tail for a spike, the lower for a drop (`_tail_tests`). `disp`,
         `disp_e` and `level` stand in for the windows' dispersions, the expected counts they
         learnt at and the baseline's level (read where `disp_e` is 0) where given; `floor`
-        (per profile), where given, is the least dispersion judged with."""
+        (per profile), where given, is the least dispersion judged with; `first_share`: the
+        first window is a spike's against the baseline, with its larger share of the budget."""
         if not len(rows):
             return
         # (`tail_dispersion_at` is elementwise: a row's value at its scale is the same
@@ -1125,6 +1144,7 @@ class ProfileTable:
             at = runs_at(e[:, None], s[:, None], learnt)
             e_scales = np.where(first_day[:, None], at, e_scales)
         level = self.rate.mean if level is None else level
+        # (A spike's: the counts' own dispersion is not scaled down at a quieter hour.)
         phi = tail_dispersion_at(
             disp[rows],
             disp_e[rows],
@@ -1134,12 +1154,24 @@ class ProfileTable:
             self.win.lengths(),
             level[rows],
             upper,
+            self.win.counts_dispersion()[rows] if upper else None,
         )[np.arange(len(rows)), cols]
         phi = np.minimum(phi, phi_w[rows, cols])
         if floor is not None:
             phi = np.maximum(phi, floor[rows] if floor.ndim == 1 else floor[rows, cols])
         keep = (s - e) ** 2 > _SCREEN_SIGMA**2 * phi * e
-        self._tail_tests(p_out, keep, s, e, phi * e, upper, rows[keep])
+        # (A spike's first window against the baseline has the larger share, `_SPIKE_FIRST_SHARE`,
+        # where the rate's wander does not grow with the lag.)
+        first = (cols == 0) & first_share & keep
+        if first.any():
+            win, r = self.win, rows[first]
+            grows = held_wander(
+                win.lag[r], win.lag_ready()[r], np.ones(len(r)), win.disp_e[r], win.lag_n[r],
+                self._disp_hl,
+            )  # fmt: skip
+            first[first] = ~(grows > 0)
+        share = np.where(first, _SPIKE_FIRST_SHARE, _WIN_SHARE)[keep]
+        self._tail_tests(p_out, keep, s, e, phi * e, upper, rows[keep], share)
 
     def _forecast_floor(self, e: np.ndarray, live: np.ndarray, lag_ready: np.ndarray) -> np.ndarray:
         """Per profile and scale, the least dispersion of a window's count against the
@@ -1191,18 +1223,22 @@ class ProfileTable:
         v: np.ndarray,
         upper: bool,
         rows: np.ndarray | None = None,
+        share: np.ndarray | None = None,
     ) -> None:
         """The exact tail tests of candidates `cand` (per profile, or per profile and scale;
         `rows` the profile of each when the arrays are not per profile): counts `s` against the
         `e` expected at variance `v`, the upper tail (`upper`) or the lower; `p_out` keeps each
-        profile's least p times its share of the budget (`_WIN_SHARE`)."""
+        profile's least p times its share of the budget (`share` per candidate, else
+        `_WIN_SHARE`)."""
         if rows is None:
             rows = cand.nonzero()[0]
-        for r, n, ex, var in zip(
-            rows.tolist(), s[cand].tolist(), e[cand].tolist(), v[cand].tolist(), strict=True
+        shares = [_WIN_SHARE] * len(rows) if share is None else share.tolist()
+        for r, n, ex, var, w in zip(
+            rows.tolist(), s[cand].tolist(), e[cand].tolist(), v[cand].tolist(), shares,
+            strict=True,
         ):  # fmt: skip
             t = count_tail(int(n), ex, var)
-            p_out[r] = min(p_out[r], _WIN_SHARE * (t.upper if upper else t.lower))
+            p_out[r] = min(p_out[r], w * (t.upper if upper else t.lower))
 
     def _reference(
         self, c_des: np.ndarray, mu_base: np.ndarray, ok: np.ndarray, shielded: np.ndarray
