@@ -57,10 +57,10 @@ def _night(s: float, counts: float) -> tuple[float, float]:
     phi_w = np.full((table.capacity, len(HALF)), 1e6)
     e = RATE / 3.0 * MEAN_LEN[0]
     rows, cols = np.array([0]), np.array([0])
-    kw: dict[str, Any] = {"floor": np.ones(table.capacity)}
-    if "first_share" in ProfileTable._window_tails.__code__.co_varnames:
-        kw["first_share"] = True
-    table._window_tails(p, rows, cols, np.array([s]), np.array([e]), phi_w, True, **kw)
+    table._window_tails(
+        p, rows, cols, np.array([s]), np.array([e]), phi_w, True,
+        floor=np.ones(table.capacity), first_share=True,
+    )  # fmt: skip
     return float(p[0]), table.judged[0]
 
 
