@@ -585,6 +585,51 @@ def run_log_p0(
     return _ratio(-np.log1p(v * e_run), v, -e_run)
 
 
+def _block_excess(length: float, period: np.ndarray) -> np.ndarray:
+    """Per wander period (buckets), the wander's share of a window's sum of `length` buckets
+    over that of one bucket: a factor held for `period` buckets at a random phase, so two
+    buckets d apart share it with probability max(0, 1 - d/period)."""
+    d = np.arange(1, max(1, round(length)))[:, None]
+    share = np.clip(1.0 - d / period[None, :], 0.0, None)
+    return 1.0 + 2.0 * ((1.0 - d / round(length)) * share).sum(axis=0)
+
+
+@functools.lru_cache(maxsize=8)
+def _smoothing_gain_table(lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """For block wanders of periods up to the smoothing's 4.5 half-lives: the ratio of the
+    middle window's wander excess to the longest's (increasing), and the EWMA of weight
+    `lam`'s excess over the longest window's (`smoothing_vif`)."""
+    period = np.geomspace(1.0, 4.5 * math.log(2.0) / -math.log1p(-lam), 64)
+    d = np.arange(1, int(period[-1]) + 1)[:, None]
+    share = np.clip(1.0 - d / period[None, :], 0.0, None)
+    ewma = 1.0 + 2.0 * (((1.0 - lam) ** d) * share).sum(axis=0)
+    longest = _block_excess(float(MEAN_LEN[-1]), period)
+    ratio = _block_excess(float(MEAN_LEN[-2]), period) / longest
+    order = np.argsort(ratio)
+    return ratio[order], (ewma / longest)[order]
+
+
+def smoothing_vif(vd: np.ndarray, phi: np.ndarray, ready: np.ndarray, lam: float) -> np.ndarray:
+    """Per profile, the variance inflation of an EWMA of weight `lam` over buckets (its
+    variance over the iid one at per-bucket dispersion `phi`), from the window dispersions `vd`
+    (per profile and scale): the longest window's wander excess (``vd - 1``), scaled to the
+    smoothing's weights for the block wander whose period gives the middle window's excess
+    its share of it. 1 where either is not `ready` (learnt).
+
+    A 15-minute EWMA weighs ~260 buckets, longer than any window: under a minute-scale wander
+    the longest window's excess is the smoothing's (within 2 %), but under a wander of 15
+    minutes it is 0.70 of it, and the day-one sibling z's sd was 1.23 (families, seed 1).
+    """
+    ratio, gain = _smoothing_gain_table(float(lam))
+    x_mid = np.maximum(vd[:, -2] - 1.0, 0.0)
+    x_long = np.maximum(vd[:, -1] - 1.0, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(x_long > 0, x_mid / x_long, 1.0)
+    g = np.interp(r, ratio, gain)
+    ok = ready[:, -2] & ready[:, -1]
+    return np.where(ok, (1.0 + x_long * g) / np.maximum(phi, 1e-9), 1.0)
+
+
 def dispersion_at(disp: np.ndarray, floor: np.ndarray, n: np.ndarray, hl: float) -> np.ndarray:
     """Per profile and scale, the dispersion to judge with, and 0 where a scale is not ready.
 
