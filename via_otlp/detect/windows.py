@@ -296,6 +296,7 @@ class WindowState:
         blocks: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
         weight: np.ndarray,
         hl: float,
+        scale_weight: np.ndarray | None = None,
     ) -> None:
         """Learn the spread of the lagged comparisons from `blocks` (`lagged`; bounded influence).
 
@@ -309,18 +310,23 @@ class WindowState:
         learnt from (this one included): a running mean while young, so a `lag` that starts
         empty (a new profile, or a restore that lacked it) is learnt as a new profile's is,
         not at λ from the 0 it started from (a half-life of days).
+
+        `scale_weight` (per profile and scale), where given, is each comparison's weight in
+        place of the profile's `weight` (which still counts the bucket in `lag_n`): a
+        comparison whose half-blocks hold a bucket that alarmed learns as that bucket did.
         """
         a, ea, b, eb, ok = blocks
+        sw = weight[:, None] if scale_weight is None else scale_weight
         short = np.maximum(self.lag[:, :1].astype(np.float64), 1.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             pooled = (a + b) / np.where(ok, ea + eb, 1.0)
-            use = ok & (pooled * ea >= 1.0) & (pooled * eb >= 1.0) & (weight[:, None] > 0)
+            use = ok & (pooled * ea >= 1.0) & (pooled * eb >= 1.0) & (sw > 0)
             pl = np.where(use, pooled, 1.0)
             ia = 1.0 / np.where(use, ea, 1.0)
             ib = 1.0 / np.where(use, eb, 1.0)
             d2 = (a * ia - b * ib) ** 2
         self.lag_n += weight.astype(np.float32)
-        step = _steps(weight, self.lag_n, hl)
+        step = _steps(sw, self.lag_n, hl)
         cur = self.lag.astype(np.float64)
         # The wander: relative d² less the counts' noise (bounded)...
         noise = short * (ia + ib) / pl
@@ -348,10 +354,12 @@ def _bounded_step(cur: np.ndarray, r2: np.ndarray, step: np.ndarray, ok: np.ndar
 
 def _steps(weight: np.ndarray, n: np.ndarray, hl: float) -> np.ndarray:
     """Per profile and scale, the learning step of a window statistic: ``weight·max(λ, 1/n)``
-    with the scale's rate λ (`_scale_constants`) and the count `n` it has learnt from."""
+    with the scale's rate λ (`_scale_constants`) and the count `n` it has learnt from; `weight`
+    per profile, or per profile and scale."""
     lam, _, _ = _scale_constants(hl)
     inv = np.divide(1.0, n, out=np.zeros(len(n), n.dtype), where=n > 0)  # (an errstate costs more)
-    return weight[:, None] * np.maximum(lam, inv[:, None])
+    w = weight if weight.ndim == 2 else weight[:, None]
+    return w * np.maximum(lam, inv[:, None])
 
 
 def _windows_seen(n: np.ndarray, hl: float) -> np.ndarray:
@@ -462,30 +470,8 @@ def held_wander(
 ) -> np.ndarray:
     """Per profile, the relative variance a level held `age` buckets before a window
     (`held_age`) adds to the window's count against it, beyond the windows' learnt dispersion:
-    the part of the rate's wander that grows with the lag, and only as far as the learnt lags
-    can tell it from their noise.
-
-    The windows' dispersion is learnt against a baseline that does not follow a wander much
-    shorter than its memory (minute blocks: counts against it vary as much as they ever do),
-    but follows one of tens of minutes part of the way, and a level held from before does not
-    follow that at all. The two tell apart by how the learnt lag wander (`learn_lag`) moves
-    with the lag: a short wander averages out over longer half-blocks (a third as large from
-    the 15- to the 45-bucket scale), a coarse one grows with the lag until a whole block
-    moves between the two (day one, 5 seeds, medians over patterns: 0.03 and 0.02 at minute
-    blocks, 0.06 and 0.19 at blocks of 15 minutes). So the growth from one lag to the next,
-    less one standard error (`lag_error`), is extrapolated linearly to the held level's age,
-    at most `HELD_SHARE` of the longest lag's wander (one level against one other: two blocks
-    differ by twice what one varies). At a minute-scale wander the lags' noise makes the growth of a quiet
-    template's lags up to 0.1 (day one, 5 seeds, 10-90 %: -0.1..0.07), which the error takes
-    back: a held drop there stays at the dispersion the windows learnt (p 8e-7 in day-one
-    finds at 4 records of 31.3 and 9 of 46.3 expected).
-
-    With `group` (per profile, its source's index, and the number of them): the growth less
-    its error is also the source's (`pooled_growth`), whichever is larger. A source's patterns
-    share its traffic's wander, so a quiet or young pattern's lags, whose error alone keeps
-    its growth, take the growth its busier siblings tell (`--wander 900` dev, false drops
-    0.53 -> 0.30 a source-day); a pattern's own growth is kept where larger (its own trend's
-    misfit under a deep daily curve, not shared).
+    the part of the rate's wander that grows with the lag (`held_slope`), and only as far as
+    the learnt lags can tell it from their noise (`wander_at`).
 
     Lags learnt at 0.05 and 0.2 over a day, 100 records a half-block: a level 45 minutes
     older than the window's buckets (270 of them, on average) adds half the longest lag's
@@ -498,14 +484,78 @@ def held_wander(
     >>> held_wander(lag, ready, np.full(3, 270.0), e, np.full(3, 8640.0), 2160.0).round(3).tolist()
     [0.1, 0.0, 0.0]
     """
+    return wander_at(held_slope(lag, ready, disp_e, lag_n, hl, group), lag, ready, age)
+
+
+def held_slope(
+    lag: np.ndarray,
+    ready: np.ndarray,
+    disp_e: np.ndarray,
+    lag_n: np.ndarray,
+    hl: float,
+    group: tuple[np.ndarray, int] | None = None,
+) -> np.ndarray:
+    """Per profile, how fast the rate's wander grows with a held level's age (relative
+    variance a bucket; `held_wander`): the growth of the learnt lag wander from one lag to the
+    next, less one standard error, per bucket of lag; 0 where it does not grow. It does not
+    depend on the age, so a close computes it once for every level it judges against.
+
+    The windows' dispersion is learnt against a baseline that does not follow a wander much
+    shorter than its memory (minute blocks: counts against it vary as much as they ever do),
+    but follows one of tens of minutes part of the way, and a level held from before does not
+    follow that at all. The two tell apart by how the learnt lag wander (`learn_lag`) moves
+    with the lag: a short wander averages out over longer half-blocks (a third as large from
+    the 15- to the 45-bucket scale), a coarse one grows with the lag until a whole block
+    moves between the two (day one, 5 seeds, medians over patterns: 0.03 and 0.02 at minute
+    blocks, 0.06 and 0.19 at blocks of 15 minutes). So the growth from one lag to the next,
+    less one standard error (`lag_error`), is extrapolated linearly to the held level's age
+    (`wander_at`). At a minute-scale wander the lags' noise makes the growth of a quiet
+    template's lags up to 0.1 (day one, 5 seeds, 10-90 %: -0.1..0.07), which the error takes
+    back: a held drop there stays at the dispersion the windows learnt (p 8e-7 in day-one
+    finds at 4 records of 31.3 and 9 of 46.3 expected). Less, too, the most of it that the
+    counts' noise taken off the lags can make (`_noise_over`): the dispersion taken off holds
+    part of a minute wander, more of the shorter lag's, which read as growth.
+
+    With `group` (per profile, its source's index, and the number of them): the growth less
+    its error is also the source's (`pooled_growth`), whichever is larger. A source's patterns
+    share its traffic's wander, so a quiet or young pattern's lags, whose error alone keeps
+    its growth, take the growth its busier siblings tell (`--wander 900` dev, false drops
+    0.53 -> 0.30 a source-day); a pattern's own growth is kept where larger (its own trend's
+    misfit under a deep daily curve, not shared).
+    """
     v = np.maximum(lag, 0.0)
-    growth = v[:, -1] - v[:, 1]
+    over = _noise_over(lag, ready, disp_e)
+    growth = v[:, -1] - v[:, 1] - (over[:, 1] - over[:, -1])
     err = np.hypot(*lag_error(lag, ready, disp_e, lag_n, hl)[:, 1:].T)
     grown = growth - err
     if group is not None:  # (the source's, where it tells more: `pooled_growth`)
         grown = np.fmax(grown, np.subtract(*pooled_growth(growth, err, ready[:, -1], *group)))
-    slope = np.maximum(np.where(np.isfinite(grown), grown, 0.0), 0.0) / (2.0 * (HALF[-1] - HALF[1]))
-    return np.where(ready[:, -1], np.minimum(HELD_SHARE * v[:, -1], slope * age), 0.0)
+    return np.maximum(np.where(np.isfinite(grown), grown, 0.0), 0.0) / (2.0 * (HALF[-1] - HALF[1]))
+
+
+def wander_at(slope: np.ndarray, lag: np.ndarray, ready: np.ndarray, age: np.ndarray) -> np.ndarray:
+    """Per profile, the wander a level held `age` buckets adds (`held_wander`): the growth
+    `slope` (`held_slope`) times the age, at most `HELD_SHARE` of the longest lag's wander (one
+    level against one other: two blocks differ by twice what one varies); none before the
+    longest lag is ready."""
+    v_long = np.maximum(lag[:, -1], 0.0)
+    return np.where(ready[:, -1], np.minimum(HELD_SHARE * v_long, slope * age), 0.0)
+
+
+def _noise_over(lag: np.ndarray, ready: np.ndarray, disp_e: np.ndarray) -> np.ndarray:
+    """Per profile and scale, the most the counts' noise taken off a lag's wander
+    (`learn_lag`) can be too much: the counts' dispersion it takes off is learnt at the
+    shortest lag, whose half-blocks of a few buckets straddle a minute wander's steps, so it
+    holds part of that wander (2.7 at 7.6 records a bucket, 1.3 at 1.5), and a Poisson count's
+    noise is all that was there for certain. The shorter lag, over fewer records, had the
+    more taken off: its wander reads the lower, and the growth with the lag the higher by up
+    to the difference (`held_slope`; day one, default wander, dev seeds 1-5: 0.013-0.04 on
+    busy templates, where the growth less its error read 0.001-0.007 above 0). At a coarse
+    wander the shortest lag's half-blocks rarely straddle a step: a few thousandths."""
+    over = _counts_dispersion(lag, ready) - 1.0
+    half = np.array(HALF, dtype=np.float64)[None, :]
+    e_half = disp_e.astype(np.float64) * half / MEAN_LEN[None, :]
+    return _ratio(2.0 * over[:, None], e_half)
 
 
 def pooled_growth(
