@@ -673,9 +673,7 @@ def smoothing_vif(vd: np.ndarray, phi: np.ndarray, ready: np.ndarray, lam: float
     ratio, gain = _smoothing_gain_table(float(lam))
     x_mid = np.maximum(vd[:, -2] - 1.0, 0.0)
     x_long = np.maximum(vd[:, -1] - 1.0, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(x_long > 0, x_mid / x_long, 1.0)
-    g = np.interp(r, ratio, gain)
+    g = np.interp(_ratio(x_mid, x_long, 1.0), ratio, gain)
     ok = ready[:, -2] & ready[:, -1]
     return np.where(ok, (1.0 + x_long * g) / np.maximum(phi, 1e-9), 1.0)
 
