@@ -50,6 +50,7 @@ from via_otlp.detect.windows import (
     smoothing_vif,
     tail_dispersion_at,
     wander_at,
+    wander_busy,
 )
 from via_otlp.model import AnomalyKind, Source
 
@@ -1215,7 +1216,16 @@ class ProfileTable:
             upper,
             self.win.counts_dispersion()[rows] if upper else None,
         )[np.arange(len(rows)), cols]
-        phi = np.minimum(phi, phi_w[rows, cols])
+        # (The cap's own wander part grows with the rate as the tail's does: `phi_w` was learnt
+        # at the rate `disp` learnt at, and at a busier hour it clipped back the very growth
+        # `tail_dispersion_at` gives the wander: `--daily 0.9`, busy hours at 2.6-3.4x the
+        # learnt rate, judged at the cap 2.70 where the wander scaled gave 3.37. At or below
+        # the learnt rate the cap is as learnt.)
+        i = np.arange(len(rows))
+        busy = wander_busy(disp_e[rows], e_scales, self.win.lengths(), level[rows])[i, cols]
+        cap = phi_w[rows, cols]
+        cap = np.where(cap > 1.0, 1.0 + (cap - 1.0) * np.maximum(busy, 1.0), cap)
+        phi = np.minimum(phi, cap)
         if floor is not None:
             phi = np.maximum(phi, floor[rows] if floor.ndim == 1 else floor[rows, cols])
         keep = (s - e) ** 2 > _SCREEN_SIGMA**2 * phi * e

@@ -773,12 +773,7 @@ def tail_dispersion_at(
     m = _windows_seen(n, hl)
     ready = m >= MIN_WINDOWS
     base = np.maximum(disp, 1.0)
-    mean_len = MEAN_LEN[None, :]
-    rate = _ratio(e, disp_e)
-    busy = rate * np.maximum(mean_len / np.maximum(length, 1.0)[None, :], 1.0)
-    typical = np.maximum(level, 1e-12)[:, None] * mean_len
-    old = np.maximum(np.where(level[:, None] > 0, e / typical, 1.0), 1.0)
-    busy = np.where(disp_e > 0, busy, old)
+    busy = wander_busy(disp_e, e, length, level)
     excess = base - 1.0
     wander = excess if not bounded else _bounded_wander(excess, disp_e, m, ready)
     rel_var = estimate_rel_var(disp, disp_e, n, hl) if bounded else 2.0 / np.maximum(m, 1.0)
@@ -788,6 +783,25 @@ def tail_dispersion_at(
         scaled = scaled + own * np.maximum(1.0 - WANDER_SAFETY * busy, 0.0)
     phi = 1.0 + (excess - wander) + scaled + base * np.sqrt(rel_var)
     return np.where(ready, phi, 0.0).astype(disp.dtype)
+
+
+def wander_busy(
+    disp_e: np.ndarray, e: np.ndarray, length: np.ndarray, level: np.ndarray
+) -> np.ndarray:
+    """Per profile and scale, how much busier a window expecting `e` runs than the windows its
+    dispersion learnt at (`disp_e`): the factor `tail_dispersion_at` scales the wander part of
+    a learnt dispersion by (``E/L`` over ``disp_e/L̄``, times ``L̄/L`` where the window is
+    shorter than the mean; where `disp_e` is 0, ``E`` over `level` times ``L̄``, at least 1).
+
+    >>> wander_busy(MEAN_LEN[None, :], 2 * MEAN_LEN[None, :], MEAN_LEN, np.ones(1)).tolist()
+    [[2.0, 2.0, 2.0]]
+    """
+    mean_len = MEAN_LEN[None, :]
+    rate = _ratio(e, disp_e)
+    busy = rate * np.maximum(mean_len / np.maximum(length, 1.0)[None, :], 1.0)
+    typical = np.maximum(level, 1e-12)[:, None] * mean_len
+    old = np.maximum(np.where(level[:, None] > 0, e / typical, 1.0), 1.0)
+    return np.where(disp_e > 0, busy, old)
 
 
 def runs_at(e: np.ndarray, s: np.ndarray, learnt: np.ndarray) -> np.ndarray:
