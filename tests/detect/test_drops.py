@@ -297,11 +297,12 @@ class _RefTails(ProfileTable):
     def _tail_tests(
         self, p_out: np.ndarray, cand: np.ndarray, s: np.ndarray, e: np.ndarray, v: np.ndarray,
         upper: bool, rows: np.ndarray | None = None, share: np.ndarray | None = None,
+        spread: np.ndarray | None = None,
     ) -> None:  # fmt: skip
         if self._ref and rows is not None:
             for r, ex, var in zip(rows.tolist(), e[cand].tolist(), v[cand].tolist(), strict=True):
                 self.judged[(self.bucket, r)] = var / ex
-        super()._tail_tests(p_out, cand, s, e, v, upper, rows, share)
+        super()._tail_tests(p_out, cand, s, e, v, upper, rows, share, spread)
 
 
 def test_a_drop_against_the_reference_is_judged_at_the_rate_its_dispersion_learnt_at() -> None:

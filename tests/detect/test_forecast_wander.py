@@ -1,7 +1,7 @@
 """A window against the baseline's forecast carries the wander the forecast misses (#10, coarse
 wander): under a rate that holds a level for tens of minutes the baseline follows each block
 part of the way, and the windows just after a step see the whole step against a forecast that
-followed the block before (`ProfileTable._forecast_floor`)."""
+followed the block before (`ProfileTable._forecast_wander`)."""
 
 from __future__ import annotations
 
@@ -59,5 +59,6 @@ def test_a_new_block_against_a_forecast_that_followed_the_last_one_is_the_wander
     the wander's. Where the lags learnt no growth (a short wander, or their noise), it stands."""
     assert AnomalyKind.SPIKE not in _after_a_low_block((1.0, 0.03, 0.3), 4.0)
     assert AnomalyKind.SPIKE in _after_a_low_block((1.0, 0.3, 0.3), 4.0)
-    # (A spike far beyond the wander is one under it too.)
-    assert AnomalyKind.SPIKE in _after_a_low_block((1.0, 0.03, 0.3), 8.0)
+    # (A spike far beyond the wander is one under it too: beyond the ratio of two of its
+    # levels, `test_wander_ratio_tail`.)
+    assert AnomalyKind.SPIKE in _after_a_low_block((1.0, 0.03, 0.3), 16.0)

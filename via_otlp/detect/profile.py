@@ -35,6 +35,7 @@ from via_otlp.detect.tails import count_tail
 from via_otlp.detect.upgrade import upgrade_columns
 from via_otlp.detect.windows import (
     HALF,
+    LAG_SAFETY,
     MEAN_LEN,
     SCALES,
     WindowState,
@@ -44,6 +45,8 @@ from via_otlp.detect.windows import (
     held_slope,
     held_wander,
     lag_judged,
+    lag_wander,
+    level_wander_sf,
     log10_of,
     run_log_p0,
     runs_at,
@@ -690,13 +693,17 @@ class ProfileTable:
         # (That dispersion is at least 1: a window under 3σ at Poisson is not computed at all.)
         rows, cols = self._spike_screen(ws, we, ready_w & active[:, None]).nonzero()
         # (At least the wander the forecast misses, computed once where some window is judged
-        # against it: `_forecast_floor`; the wander's growth with a held level's age once a
+        # against it: `_forecast_wander`; the wander's growth with a held level's age once a
         # close, where some level held from before is judged: `held_slope`.)
         slope = self._held_slope(live, lag_ready) if len(rows) else None
-        fore_d = self._forecast_floor(we, slope, lag_ready) if slope is not None else None
+        fore_v = self._forecast_wander(slope, lag_ready) if slope is not None else None
+        fore_d = None if fore_v is None else 1.0 + fore_v[:, None] * we
+        # (The forecast is itself a level the wander set: the wander it misses, beyond the
+        # windows' learnt dispersion, is the spread of that level, `level_wander_sf`, not a
+        # floor on the window's dispersion.)
         self._window_tails(
-            spike_p, rows, cols, ws[rows, cols], we[rows, cols], phi_w, True, floor=fore_d,
-            first_share=True,
+            spike_p, rows, cols, ws[rows, cols], we[rows, cols], phi_w, True,
+            first_share=True, spread=fore_v,
         )  # fmt: skip
         # Lagged: the current half-block against the level just before it (see `lag_judged`).
         blocks = win.lagged(bucket, c, mu)
@@ -706,7 +713,15 @@ class ProfileTable:
             z_up = np.where(v_up > 0, (la - m_up) / np.sqrt(np.where(v_up > 0, v_up, 1.0)), 0.0)
             z_dn = np.where(v_dn > 0, (la - m_dn) / np.sqrt(np.where(v_dn > 0, v_dn, 1.0)), 0.0)
         lcand = (z_up > _SCREEN_SIGMA) & (la >= sp.min_count) & (la >= sp.min_ratio * m_up)
-        self._tail_tests(spike_p, lcand, la, m_up, v_up, True)
+        # (The reference half-block's level is one the wander set: of the lag's wander, two
+        # levels apart, half is its own, the spread of the level judged against
+        # (`level_wander_sf`), and half the current one's, in the variance.)
+        ref_v, v_cur = None, v_up
+        if lcand.any():
+            ref_v = 0.5 * lag_wander(win.lag)
+            v_cur = np.where(lcand, v_up - LAG_SAFETY * ref_v * m_up * m_up, v_up)
+            ref_v = ref_v[lcand]
+        self._tail_tests(spike_p, lcand, la, m_up, v_cur, True, spread=ref_v)
         # The longest window against the level from before the change (`drop_ref`, held while
         # a stretch is unusual), as drops are: a burst at a daily low (0.03 records a bucket)
         # teaches the baseline twice itself even at `anomaly_update_weight`, so the windows
@@ -717,9 +732,14 @@ class ProfileTable:
         ok = ready_w[:, -1] & active & (e_ref < we[:, -1])
         rows = self._spike_screen(s_l, e_ref, ok).nonzero()[0]
         cols = np.full(len(rows), len(HALF) - 1)
-        # (At least the wander of the rate between the held level and now: `held_dispersion`.)
-        held_d = held_dispersion(win.lag, lag_ready, e_ref)
-        self._window_tails(spike_p, rows, cols, s_l[rows], e_ref[rows], phi_w, True, floor=held_d)
+        # (At least the wander of the rate between the held level and now, `held_dispersion`:
+        # the held level is one the wander set, so half of it is that level's own, the spread
+        # of the level judged against, `level_wander_sf`, and half the window's, in the floor.)
+        held_v = 0.5 * np.where(lag_ready[:, -1], np.maximum(win.lag[:, -1], 0.0), 0.0)
+        held_d = held_dispersion(win.lag, lag_ready, e_ref, held_v)
+        self._window_tails(
+            spike_p, rows, cols, s_l[rows], e_ref[rows], phi_w, True, floor=held_d, spread=held_v
+        )
         # Weighted Bonferroni (`_WIN_SHARE`): the total stays p_alarm.
         spike_p = np.minimum(1.0, spike_p)
         spike_hit = spike_p < p_alarm
@@ -754,7 +774,7 @@ class ProfileTable:
         rows, cols = self._drop_screen(ws, we, _poisson_z(ws, we, ready_w), ok).nonzero()
         if fore_d is None and len(rows):
             slope = self._held_slope(live, lag_ready)
-            fore_d = self._forecast_floor(we, slope, lag_ready)
+            fore_d = 1.0 + self._forecast_wander(slope, lag_ready)[:, None] * we
         self._window_tails(
             drop_p, rows, cols, ws[rows, cols], we[rows, cols], phi_w, False, floor=fore_d
         )
@@ -1182,6 +1202,7 @@ class ProfileTable:
         disp_e: np.ndarray | None = None,
         floor: np.ndarray | None = None,
         first_share: bool = False,
+        spread: np.ndarray | None = None,
     ) -> None:
         """The tail tests of windows (`_spike_screen`ed or `_drop_screen`ed at Poisson): profile
         `rows` at scale `cols`, counts `s` against the `e` expected, each at the dispersion of
@@ -1190,7 +1211,9 @@ class ProfileTable:
         `disp_e` and `level` stand in for the windows' dispersions, the expected counts they
         learnt at and the baseline's level (read where `disp_e` is 0) where given; `floor`
         (per profile), where given, is the least dispersion judged with; `first_share`: the
-        first window is a spike's against the baseline, with its larger share of the budget."""
+        first window is a spike's against the baseline, with its larger share of the budget;
+        `spread` (per profile), where given, the relative variance of the level `e` stands off
+        the one the rate wanders about (`level_wander_sf`)."""
         if not len(rows):
             return
         # (`tail_dispersion_at` is elementwise: a row's value at its scale is the same
@@ -1244,7 +1267,8 @@ class ProfileTable:
             )  # fmt: skip
             first[first] = ~(grows > 0)
         share = np.where(first, _SPIKE_FIRST_SHARE, _WIN_SHARE)[keep]
-        self._tail_tests(p_out, keep, s, e, phi * e, upper, rows[keep], share)
+        off = None if spread is None else spread[rows[keep]]
+        self._tail_tests(p_out, keep, s, e, phi * e, upper, rows[keep], share, off)
 
     def _lag_weight(self, wd: np.ndarray) -> np.ndarray:
         """Per profile and scale, the weight a lagged comparison learns at (`learn_lag`): the
@@ -1274,12 +1298,15 @@ class ProfileTable:
             win.lag, lag_ready, win.disp_e, win.lag_n, self._disp_hl, self._source_groups(live)
         )
 
-    def _forecast_floor(
-        self, e: np.ndarray, slope: np.ndarray, lag_ready: np.ndarray
-    ) -> np.ndarray:
-        """Per profile and scale, the least dispersion of a window's count against the
-        baseline's forecast (expected `e`): Poisson's 1 plus the wander of the rate the
-        forecast misses (`held_wander` at the baseline's mean age) times `e`.
+    def _forecast_wander(self, slope: np.ndarray, lag_ready: np.ndarray) -> np.ndarray:
+        """Per profile, the wander of the rate the baseline's forecast misses (`held_wander` at
+        the baseline's mean age, beyond the windows' learnt dispersion): a drop's window
+        against the forecast (expected ``e``) is judged at a dispersion of at least ``1 + v·e``
+        (the forecast floor); a spike's with the forecast's level off the one the rate wanders
+        about by a factor of relative variance ``v`` (`level_wander_sf`): the forecast is a
+        level the wander set, and a new block's count against it the ratio of two wander
+        factors, whose tail is far heavier than the floor's negative binomial (`--wander 900`,
+        dev seeds 1-5: false spikes 0.30 -> 0.15 a source-day with the lagged and held tests').
 
         The windows' dispersion is learnt over every phase of a wander: under a rate that
         holds a level for tens of minutes, most windows fall where the baseline has caught up
@@ -1300,8 +1327,7 @@ class ProfileTable:
         spikes at the default wander were found up to 0.5 min later, dev seeds 15 and 19.)
         """
         age = np.full(self.capacity, self._rate_hl / math.log(2.0))
-        v = wander_at(slope, self.win.lag, lag_ready, age)
-        return 1.0 + v[:, None] * e
+        return wander_at(slope, self.win.lag, lag_ready, age)
 
     def _drop_screen(
         self, s: np.ndarray, e: np.ndarray, z: np.ndarray, ok: np.ndarray,
@@ -1323,19 +1349,25 @@ class ProfileTable:
         upper: bool,
         rows: np.ndarray | None = None,
         share: np.ndarray | None = None,
+        spread: np.ndarray | None = None,
     ) -> None:
         """The exact tail tests of candidates `cand` (per profile, or per profile and scale;
         `rows` the profile of each when the arrays are not per profile): counts `s` against the
         `e` expected at variance `v`, the upper tail (`upper`) or the lower; `p_out` keeps each
         profile's least p times its share of the budget (`share` per candidate, else
-        `_WIN_SHARE`)."""
+        `_WIN_SHARE`); `spread` (per candidate, an upper tail's), where above 0, the relative
+        variance of the level `e` is off by (`level_wander_sf`)."""
         if rows is None:
             rows = cand.nonzero()[0]
         shares = [_WIN_SHARE] * len(rows) if share is None else share.tolist()
-        for r, n, ex, var, w in zip(
-            rows.tolist(), s[cand].tolist(), e[cand].tolist(), v[cand].tolist(), shares,
+        off = [0.0] * len(rows) if spread is None else spread.tolist()
+        for r, n, ex, var, w, o in zip(
+            rows.tolist(), s[cand].tolist(), e[cand].tolist(), v[cand].tolist(), shares, off,
             strict=True,
         ):  # fmt: skip
+            if upper and o > 0.0:
+                p_out[r] = min(p_out[r], w * level_wander_sf(int(n), ex, var, o))
+                continue
             t = count_tail(int(n), ex, var)
             p_out[r] = min(p_out[r], w * (t.upper if upper else t.lower))
 
