@@ -9,9 +9,11 @@ multiplies every rate by `--factor` for 30 buckets. Prints the median and worst 
 last calm hour and of the surge, and their ratio (a ratio survives a shared machine; compare
 it between two trees, run one after the other).
 
-Found by a probe like this one (#10): a per-candidate 16-node mixture of scalar tail calls made a
-close of 2,000 warm patterns 5.7 → 429 ms at steady traffic and 0.14 → 23 s in a ×4 surge;
-`benchmarks/engine.py`'s 300-s runs never had ready lags, so they did not show it.
+Why it exists (#10): a per-candidate 16-node mixture of scalar tail calls (ee188c8) left calm
+closes as they were (6.8 vs 6.9 ms) but made a x4 surge of 2,000 warm patterns 170 -> 469 ms a
+close, median (this benchmark's defaults, idle machine, the two trees back to back); `benchmarks/engine.py`'s 300-s runs never have ready lags, so it
+cannot show such a cost. Run the base tree and yours one after the other on a quiet machine (or
+at the same `nice`): load confounds a single run badly.
 Run: ``python benchmarks/surge.py [--profiles 2000] [--warm 720] [--factor 4]``.
 """
 
