@@ -840,8 +840,11 @@ def runs_at(e: np.ndarray, s: np.ndarray, learnt: np.ndarray) -> np.ndarray:
 
 
 _LEVEL_NODES, _LEVEL_WEIGHTS = np.polynomial.hermite_e.hermegauss(16)
-_LEVEL_WEIGHTS = _LEVEL_WEIGHTS / _LEVEL_WEIGHTS.sum()
-"""Gauss-Hermite nodes and weights for a standard normal (`level_wander_sf`)."""
+_LEVEL_POINTS = tuple(
+    zip(_LEVEL_NODES.tolist(), (_LEVEL_WEIGHTS / _LEVEL_WEIGHTS.sum()).tolist(), strict=True)
+)
+"""Gauss-Hermite nodes and weights for a standard normal, as floats (`level_wander_sf` runs
+per candidate: not converted again at each call)."""
 
 
 def level_wander_sf(k: int, e: float, var: float, v: float) -> float:
@@ -876,7 +879,7 @@ def level_wander_sf(k: int, e: float, var: float, v: float) -> float:
         return count_tail(k, e, var).upper
     sig = math.sqrt(math.log1p(v))
     out = 0.0
-    for z, w in zip(_LEVEL_NODES.tolist(), _LEVEL_WEIGHTS.tolist(), strict=True):
+    for z, w in _LEVEL_POINTS:
         m = e * math.exp(sig * z + 0.5 * sig * sig)  # (e over a factor exp(-sig·z - sig²/2))
         out += w * count_tail(k, m, max(var * m / e, m + v * m * m)).upper
     return min(out, 1.0)
