@@ -31,7 +31,7 @@ from via_otlp.detect.codec import as_array, check_version, leaf
 from via_otlp.detect.config import DetectConfig
 from via_otlp.detect.cusum import Cusum
 from via_otlp.detect.ewma import EWMeanVar, decay_of
-from via_otlp.detect.tails import count_tail
+from via_otlp.detect.tails import count_tails
 from via_otlp.detect.upgrade import upgrade_columns
 from via_otlp.detect.windows import (
     HALF,
@@ -46,7 +46,7 @@ from via_otlp.detect.windows import (
     held_wander,
     lag_judged,
     lag_wander,
-    level_wander_sf,
+    level_wander_tails,
     log10_of,
     run_log_p0,
     runs_at,
@@ -410,6 +410,40 @@ def population_of(c: np.ndarray, d: np.ndarray) -> np.ndarray:
     return out
 
 
+@dataclass(slots=True)
+class _TailsDue:
+    """Tail tests of a close not yet computed (`ProfileTable._tail_tests`): the counts `k`
+    against `e` at variance `v` (`spread` as `level_wander_sf`'s), for `p_out` at `rows`,
+    each p times its `share`."""
+
+    p_out: np.ndarray
+    rows: np.ndarray
+    k: np.ndarray
+    e: np.ndarray
+    v: np.ndarray
+    upper: bool
+    share: np.ndarray
+    spread: np.ndarray
+
+
+_DUE_COLS = ("k", "e", "v", "spread")
+
+
+def _settle(due: list[_TailsDue]) -> None:
+    """Tail tests `due`, in one array call a kind: the upper tails (each with its spread,
+    `level_wander_tails`) and the lower (`count_tails`); into their `p_out`s, each the least
+    of its p's (in any order: the same as one at a time)."""
+    for upper in (True, False):
+        part = [d for d in due if d.upper is upper]
+        if not part:
+            continue
+        k, e, v, spread = (np.concatenate([getattr(d, f) for d in part]) for f in _DUE_COLS)
+        p = level_wander_tails(k, e, v, spread) if upper else count_tails(k, e, v, False)
+        at = np.cumsum([0] + [len(d.rows) for d in part])
+        for d, lo, hi in zip(part, at[:-1].tolist(), at[1:].tolist(), strict=True):
+            np.fmin.at(d.p_out, d.rows, d.share * p[lo:hi])  # (fmin: as min() of each)
+
+
 class ProfileTable:
     """All profiles, as columns indexed by slot; `index` maps rhythm hash → slot."""
 
@@ -519,6 +553,9 @@ class ProfileTable:
         self.src_id = np.zeros(0, dtype=np.int32)
         self._src_ids: dict[str, int] = {}
         self._free: list[int] = []
+        # The exact tail tests of the close in progress, due in one array call (`_tail_tests`;
+        # None outside a close: each at once).
+        self._tails_due: list[_TailsDue] | None = None
         self.ids = IdWindow(c)  # distinct ids over windows (`cardinality`): slot columns too
         self._grow(capacity)
 
@@ -681,9 +718,8 @@ class ProfileTable:
         cand = active & (c >= sp.min_count) & (c >= sp.min_ratio * mu) & (c_des > self.peak)
         cand &= c > mu + _SCREEN_SIGMA * sd
         spike_p = np.ones(self.capacity)
-        for s in cand.nonzero()[0].tolist():
-            tail = count_tail(int(c[s]), float(mu[s]), float(var[s]))
-            spike_p[s] = _SPIKE_BUCKET_SHARE * tail.upper
+        self._tails_due = []
+        self._tail_tests(spike_p, cand, c, mu, var, True, share=_SPIKE_BUCKET_SHARE)
         # Windows: a count far above what the window expected, at that window's dispersion
         # with the wander at the window's rate (`tail_dispersion_at`: at a low rate the Poisson
         # part is all there is, and a burst of 10x is a spike), never heavier than `phi_w` (heavier,
@@ -741,6 +777,7 @@ class ProfileTable:
             spike_p, rows, cols, s_l[rows], e_ref[rows], phi_w, True, floor=held_d, spread=held_v
         )
         # Weighted Bonferroni (`_WIN_SHARE`): the total stays p_alarm.
+        self._settle_tails([])
         spike_p = np.minimum(1.0, spike_p)
         spike_hit = spike_p < p_alarm
         for s in spike_hit.nonzero()[0].tolist():
@@ -762,8 +799,7 @@ class ProfileTable:
             & (c < mu - _SCREEN_SIGMA * sd)
         )
         drop_p = np.ones(self.capacity)
-        for s in cand.nonzero()[0].tolist():
-            drop_p[s] = 2.0 * count_tail(int(c[s]), float(mu[s]), float(var[s])).lower
+        self._tail_tests(drop_p, cand, c, mu, var, False, share=2.0)
         wz_dn = np.where(we >= dr.min_expected, wz, 0.0)  # windows with a drop's evidence
         w_low = wz_dn < -_SCREEN_SIGMA
         # Windows against the baseline, at their own dispersion for a tail, as spikes are
@@ -816,6 +852,7 @@ class ProfileTable:
                 drop_p, rows, cols, s_l[rows], e_ref[rows], phi_ref, False, before, level,
                 before_e, held_dn,
             )  # fmt: skip
+        self._settle_tails(None)
         drop_p = np.minimum(1.0, drop_p)
         # ...or a run of silent buckets, however long, that together were expected to hold
         # records (exact: the probability of nothing at all; its own budget).
@@ -1034,10 +1071,7 @@ class ProfileTable:
             cand &= distinct > exp_d + _SCREEN_SIGMA * sd_d
             card_hit = np.zeros(self.capacity, dtype=bool)
             card_p = np.ones(self.capacity)
-            for s in cand.nonzero()[0].tolist():
-                card_p[s] = count_tail(
-                    round(float(distinct[s])), float(exp_d[s]), float(var_d[s])
-                ).upper
+            card_p[cand] = count_tails(np.round(distinct[cand]), exp_d[cand], var_d[cand], True)
             # ...or, at low volume, a run of buckets with more distinct ids than the learned id
             # population gives for their record counts (occupancy model): six mails to five users
             # name at most five of them, so six fresh ids bucket after bucket add up (CUSUM).
@@ -1348,28 +1382,41 @@ class ProfileTable:
         v: np.ndarray,
         upper: bool,
         rows: np.ndarray | None = None,
-        share: np.ndarray | None = None,
+        share: np.ndarray | float | None = None,
         spread: np.ndarray | None = None,
     ) -> None:
         """The exact tail tests of candidates `cand` (per profile, or per profile and scale;
         `rows` the profile of each when the arrays are not per profile): counts `s` against the
         `e` expected at variance `v`, the upper tail (`upper`) or the lower; `p_out` keeps each
-        profile's least p times its share of the budget (`share` per candidate, else
-        `_WIN_SHARE`); `spread` (per candidate, an upper tail's), where above 0, the relative
-        variance of the level `e` is off by (`level_wander_sf`)."""
-        if rows is None:
-            rows = cand.nonzero()[0]
-        shares = [_WIN_SHARE] * len(rows) if share is None else share.tolist()
-        off = [0.0] * len(rows) if spread is None else spread.tolist()
-        for r, n, ex, var, w, o in zip(
-            rows.tolist(), s[cand].tolist(), e[cand].tolist(), v[cand].tolist(), shares, off,
-            strict=True,
-        ):  # fmt: skip
-            if upper and o > 0.0:
-                p_out[r] = min(p_out[r], w * level_wander_sf(int(n), ex, var, o))
-                continue
-            t = count_tail(int(n), ex, var)
-            p_out[r] = min(p_out[r], w * (t.upper if upper else t.lower))
+        profile's least p times its share of the budget (`share`, per candidate or one for
+        all, else `_WIN_SHARE`); `spread` (per candidate, an upper tail's), where above 0, the
+        relative variance of the level `e` is off by (`level_wander_sf`).
+
+        In a close, due, not done: `_settle_tails` computes all of its tails of a kind in one
+        array call (`count_tails`, `level_wander_tails`), so a surge, where every pattern is a
+        candidate of every test, costs numpy's passes over the candidates, not a scalar tail
+        (16 of them with a spread) each (`benchmarks/surge.py`, 2,000 patterns x4: 415-580 ms a
+        close with those, 54-76 ms so)."""
+        rows = cand.nonzero()[0] if rows is None else rows
+        if not len(rows):
+            return
+        n, w = len(rows), _WIN_SHARE if share is None else share
+        due = [
+            _TailsDue(
+                p_out, rows, np.trunc(s[cand]), e[cand], v[cand], upper, w * np.ones(n),
+                np.zeros(n) if spread is None else spread,
+            )
+        ]  # fmt: skip
+        if self._tails_due is None:
+            _settle(due)
+        else:
+            self._tails_due += due
+
+    def _settle_tails(self, then: list[_TailsDue] | None) -> None:
+        """The tail tests due (`_tail_tests`), computed (`_settle`); `then` is due next (None:
+        the close's tails are done)."""
+        due, self._tails_due = self._tails_due, then
+        _settle(due or [])
 
     def _reference(
         self, c_des: np.ndarray, mu_base: np.ndarray, ok: np.ndarray, shielded: np.ndarray

@@ -39,7 +39,7 @@ import math
 
 import numpy as np
 
-from via_otlp.detect.tails import count_tail
+from via_otlp.detect.tails import count_tails, math_of
 
 HALF = (3, 15, 45)
 """Half-block lengths in buckets: windows of 4-6, 16-30 and 46-90 buckets (1, 5 and 15 min at 10 s)."""
@@ -840,14 +840,11 @@ def runs_at(e: np.ndarray, s: np.ndarray, learnt: np.ndarray) -> np.ndarray:
 
 
 _LEVEL_NODES, _LEVEL_WEIGHTS = np.polynomial.hermite_e.hermegauss(16)
-_LEVEL_POINTS = tuple(
-    zip(_LEVEL_NODES.tolist(), (_LEVEL_WEIGHTS / _LEVEL_WEIGHTS.sum()).tolist(), strict=True)
-)
-"""Gauss-Hermite nodes and weights for a standard normal, as floats (`level_wander_sf` runs
-per candidate: not converted again at each call)."""
+_LEVEL_WEIGHTS = _LEVEL_WEIGHTS / _LEVEL_WEIGHTS.sum()
+"""Gauss-Hermite nodes and weights for a standard normal (`level_wander_tails`)."""
 
 
-def level_wander_sf(k: int, e: float, var: float, v: float) -> float:
+def level_wander_tails(k: np.ndarray, e: np.ndarray, var: np.ndarray, v: np.ndarray) -> np.ndarray:
     """``P(S >= k)`` of a window's count expected at `e` and judged with variance `var`, where
     `e` is a level the rate's wander set and so stands off the level the rate wanders about by
     a factor of relative variance `v`: the tail of a count whose expectation is ``e/g`` over
@@ -868,6 +865,42 @@ def level_wander_sf(k: int, e: float, var: float, v: float) -> float:
     (`--wander 900`, families dev seed 1, a window of 4 buckets: 155 records, 41 expected;
     the counts' own law about the rate's true level gave 3e-3).
 
+    Arrays of counts `k` with their `e`, `var` and `v`: the tails of all of them in one array
+    call (`count_tails`, over every node of every count: a close's spike tests, which in a
+    surge are every pattern's).
+    """
+    k, e, var, v = (np.asarray(x, np.float64) for x in (k, e, var, v))
+    wide = v > 0.0
+    if not wide.any():
+        return count_tails(k, e, var, True)
+    kw, e_w, var_w, v_w = k[wide], e[wide], var[wide], v[wide]
+    sig = np.sqrt(math_of(math.log1p, v_w))[:, None]
+    # (e over a factor exp(-sig·z - sig²/2), at each node z)
+    at = (sig * _LEVEL_NODES + 0.5 * sig * sig).ravel()
+    m = e_w[:, None] * math_of(math.exp, at).reshape(len(kw), len(_LEVEL_NODES))
+    m_var = np.maximum(var_w[:, None] * m / e_w[:, None], m + v_w[:, None] * m * m)
+    # (One array call for every node of every count and the counts without a spread.)
+    flat = ~wide
+    p = count_tails(
+        np.concatenate([k[flat], np.repeat(kw, len(_LEVEL_NODES))]),
+        np.concatenate([e[flat], m.ravel()]),
+        np.concatenate([var[flat], m_var.ravel()]),
+        True,
+    )
+    out = np.empty(len(k))
+    out[flat] = p[: len(k) - len(kw)]
+    nodes = p[len(k) - len(kw) :].reshape(len(kw), len(_LEVEL_NODES))
+    mix = np.zeros(len(kw))
+    for j, w in enumerate(_LEVEL_WEIGHTS.tolist()):  # (in the nodes' order, as a scalar sum)
+        mix = mix + w * nodes[:, j]
+    out[wide] = np.minimum(mix, 1.0)
+    return out
+
+
+def level_wander_sf(k: int, e: float, var: float, v: float) -> float:
+    """`level_wander_tails` of one count.
+
+    >>> from via_otlp.detect.tails import count_tail
     >>> round(count_tail(155, 41.0, 4.6 * 41.0).upper, 8)
     5e-08
     >>> round(level_wander_sf(155, 41.0, 4.6 * 41.0, 0.088), 4)
@@ -875,14 +908,8 @@ def level_wander_sf(k: int, e: float, var: float, v: float) -> float:
     >>> level_wander_sf(155, 41.0, 4.6 * 41.0, 0.0) == count_tail(155, 41.0, 4.6 * 41.0).upper
     True
     """
-    if v <= 0.0:
-        return count_tail(k, e, var).upper
-    sig = math.sqrt(math.log1p(v))
-    out = 0.0
-    for z, w in _LEVEL_POINTS:
-        m = e * math.exp(sig * z + 0.5 * sig * sig)  # (e over a factor exp(-sig·z - sig²/2))
-        out += w * count_tail(k, m, max(var * m / e, m + v * m * m)).upper
-    return min(out, 1.0)
+    one = (np.array([x], np.float64) for x in (k, e, var, v))
+    return float(level_wander_tails(*one)[0])
 
 
 def estimate_rel_var(disp: np.ndarray, disp_e: np.ndarray, n: np.ndarray, hl: float) -> np.ndarray:
