@@ -48,6 +48,7 @@ from via_otlp.detect.windows import (
     lag_wander,
     level_wander_tails,
     log10_of,
+    long_wander,
     run_log_p0,
     runs_at,
     smoothing_vif,
@@ -733,7 +734,6 @@ class ProfileTable:
         # close, where some level held from before is judged: `held_slope`.)
         slope = self._held_slope(live, lag_ready) if len(rows) else None
         fore_v = self._forecast_wander(slope, lag_ready) if slope is not None else None
-        fore_d = None if fore_v is None else 1.0 + fore_v[:, None] * we
         # (The forecast is itself a level the wander set: the wander it misses, beyond the
         # windows' learnt dispersion, is the spread of that level, `level_wander_sf`, not a
         # floor on the window's dispersion.)
@@ -744,7 +744,8 @@ class ProfileTable:
         # Lagged: the current half-block against the level just before it (see `lag_judged`).
         blocks = win.lagged(bucket, c, mu)
         la, lag_ok = blocks[0], active[:, None]
-        m_up, v_up, m_dn, v_dn = lag_judged(blocks, win.lag, ready_w & lag_ok & lag_ready)
+        lag_v = lag_wander(win.lag)
+        m_up, v_up, m_dn, v_dn = lag_judged(blocks, win.lag, ready_w & lag_ok & lag_ready, lag_v)
         with np.errstate(divide="ignore", invalid="ignore"):
             z_up = np.where(v_up > 0, (la - m_up) / np.sqrt(np.where(v_up > 0, v_up, 1.0)), 0.0)
             z_dn = np.where(v_dn > 0, (la - m_dn) / np.sqrt(np.where(v_dn > 0, v_dn, 1.0)), 0.0)
@@ -754,7 +755,7 @@ class ProfileTable:
         # (`level_wander_sf`), and half the current one's, in the variance.)
         ref_v, v_cur = None, v_up
         if lcand.any():
-            ref_v = 0.5 * lag_wander(win.lag)
+            ref_v = 0.5 * lag_v
             v_cur = np.where(lcand, v_up - LAG_SAFETY * ref_v * m_up * m_up, v_up)
             ref_v = ref_v[lcand]
         self._tail_tests(spike_p, lcand, la, m_up, v_cur, True, spread=ref_v)
@@ -771,7 +772,7 @@ class ProfileTable:
         # (At least the wander of the rate between the held level and now, `held_dispersion`:
         # the held level is one the wander set, so half of it is that level's own, the spread
         # of the level judged against, `level_wander_sf`, and half the window's, in the floor.)
-        held_v = 0.5 * np.where(lag_ready[:, -1], np.maximum(win.lag[:, -1], 0.0), 0.0)
+        held_v = 0.5 * long_wander(win.lag, lag_ready)
         held_d = held_dispersion(win.lag, lag_ready, e_ref, held_v)
         self._window_tails(
             spike_p, rows, cols, s_l[rows], e_ref[rows], phi_w, True, floor=held_d, spread=held_v
@@ -808,9 +809,12 @@ class ProfileTable:
         # or low-rate drop was found late or not at all...
         ok = drop_active[:, None]
         rows, cols = self._drop_screen(ws, we, _poisson_z(ws, we, ready_w), ok).nonzero()
-        if fore_d is None and len(rows):
-            slope = self._held_slope(live, lag_ready)
-            fore_d = 1.0 + self._forecast_wander(slope, lag_ready)[:, None] * we
+        fore_d = None
+        if len(rows):  # (the forecast floor: at least its wander, `_forecast_wander`)
+            if fore_v is None:
+                slope = self._held_slope(live, lag_ready)
+                fore_v = self._forecast_wander(slope, lag_ready)
+            fore_d = 1.0 + fore_v[:, None] * we
         self._window_tails(
             drop_p, rows, cols, ws[rows, cols], we[rows, cols], phi_w, False, floor=fore_d
         )
@@ -1261,6 +1265,7 @@ class ProfileTable:
             at = runs_at(e[:, None], s[:, None], learnt)
             e_scales = np.where(first_day[:, None], at, e_scales)
         level = self.rate.mean if level is None else level
+        busy = wander_busy(disp_e[rows], e_scales, self.win.lengths(), level[rows])
         # (A spike's: the counts' own dispersion is not scaled down at a quieter hour.)
         phi = tail_dispersion_at(
             disp[rows],
@@ -1272,6 +1277,7 @@ class ProfileTable:
             level[rows],
             upper,
             self.win.counts_dispersion()[rows] if upper else None,
+            busy,
         )[np.arange(len(rows)), cols]
         # (The cap's own wander part grows with the rate as the tail's does: `phi_w` was learnt
         # at the rate `disp` learnt at, and at a busier hour it clipped back the very growth
@@ -1282,8 +1288,7 @@ class ProfileTable:
         # drops at a relative wander of 0.038 and 0.064 where the rate's 15-minute blocks vary
         # at 0.106 and 0.098, finding them at 6.7 and 34.7 min, before a test that knows the
         # baseline and the law could, 42 and 39 min.)
-        i = np.arange(len(rows))
-        busy = wander_busy(disp_e[rows], e_scales, self.win.lengths(), level[rows])[i, cols]
+        busy = busy[np.arange(len(rows)), cols]
         cap = phi_w[rows, cols]
         cap = np.where(cap > 1.0, 1.0 + (cap - 1.0) * np.maximum(busy, 1.0), cap)
         phi = np.minimum(phi, cap)

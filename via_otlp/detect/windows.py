@@ -384,10 +384,11 @@ def lag_judged(
     blocks: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     lag: np.ndarray,
     ready: np.ndarray,
+    wander: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per profile and scale, the current half-block's expected count against the level just
     before for a rise (`m_up`) and for a fall (`m_down`), and the variance of each (0 where not
-    judged).
+    judged). `wander`: `lag_wander` of `lag`, where the caller has it.
 
     The reference is the more cautious of the previous half-block's level and the baseline's: a
     rise is judged against the higher of the two, a fall against the lower, so neither a stale
@@ -408,7 +409,7 @@ def lag_judged(
     m_up = np.where(ok, ea * np.maximum(rb, 1.0), 0.0)
     m_down = np.where(ok, ea * np.minimum(rb, 1.0), 0.0)
     p = np.maximum(lag[:, :1], 1.0)
-    v = lag_wander(lag)
+    v = lag_wander(lag) if wander is None else wander
     var_up = np.where(ok, LAG_SAFETY * (p * m_up * (1.0 + ratio) + v * m_up * m_up), 0.0)
     var_down = np.where(ok, LAG_SAFETY * (p * m_down * (1.0 + ratio) + v * m_down * m_down), 0.0)
     return m_up, var_up, m_down, var_down
@@ -446,9 +447,12 @@ def held_dispersion(
     [2.2]
     """
     p = _counts_dispersion(lag, ready)
-    if wander is None:
-        wander = np.where(ready[:, -1], np.maximum(lag[:, -1], 0.0), 0.0)
-    return p + wander * e
+    return p + (long_wander(lag, ready) if wander is None else wander) * e
+
+
+def long_wander(lag: np.ndarray, ready: np.ndarray) -> np.ndarray:
+    """Per profile, the wander the longest lag learnt (`learn_lag`), 0 where not `ready`."""
+    return np.where(ready[:, -1], np.maximum(lag[:, -1], 0.0), 0.0)
 
 
 def _counts_dispersion(lag: np.ndarray, ready: np.ndarray) -> np.ndarray:
@@ -547,7 +551,7 @@ def wander_at(slope: np.ndarray, lag: np.ndarray, ready: np.ndarray, age: np.nda
     `slope` (`held_slope`) times the age, at most `HELD_SHARE` of the longest lag's wander (one
     level against one other: two blocks differ by twice what one varies); none before the
     longest lag is ready."""
-    v_long = np.maximum(lag[:, -1], 0.0)
+    v_long = long_wander(lag, ready)
     return np.where(ready[:, -1], np.minimum(HELD_SHARE * v_long, slope * age), 0.0)
 
 
@@ -709,6 +713,7 @@ def tail_dispersion_at(
     level: np.ndarray,
     bounded: bool = False,
     counts: np.ndarray | None = None,
+    busy: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per profile and scale, the dispersion a window's count is judged with for a spike (its
     upper tail), and 0 where a scale is not ready.
@@ -751,6 +756,9 @@ def tail_dispersion_at(
     cautious side both ways; the one-bucket test splits its dispersion so both ways,
     `profile.bucket_dispersion`).
 
+    `busy`: `wander_busy` of these arguments, where the caller has it (the close's cap reads
+    it too, `ProfileTable._window_tails`).
+
     Poisson counts (φ = 1) at any rate, and φ = 3 learnt at the rate judged, a day's windows
     seen (mean-length windows):
 
@@ -782,7 +790,7 @@ def tail_dispersion_at(
     m = _windows_seen(n, hl)
     ready = m >= MIN_WINDOWS
     base = np.maximum(disp, 1.0)
-    busy = wander_busy(disp_e, e, length, level)
+    busy = wander_busy(disp_e, e, length, level) if busy is None else busy
     excess = base - 1.0
     wander = excess if not bounded else _bounded_wander(excess, disp_e, m, ready)
     rel_var = estimate_rel_var(disp, disp_e, n, hl) if bounded else 2.0 / np.maximum(m, 1.0)
