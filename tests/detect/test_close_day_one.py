@@ -4,6 +4,8 @@ as when they run, without their work (a tenth of a close with few profiles)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -49,10 +51,10 @@ def test_after_day_one_close_skips_the_day_one_tests_with_the_same_results(
     calls = {"alone": 0}
     day_one_tests = ProfileTable._sibling_z
 
-    def counted(self: ProfileTable, *args: np.ndarray) -> tuple[np.ndarray, ...]:
+    def counted(self: ProfileTable, *args: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
         if self is alone and bucket > DAY:
             calls["alone"] += 1
-        return day_one_tests(self, *args)
+        return day_one_tests(self, *args, **kwargs)
 
     monkeypatch.setattr(ProfileTable, "_sibling_z", counted)
     row, zeros = np.zeros(alone.capacity), np.zeros(alone.capacity)

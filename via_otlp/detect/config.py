@@ -73,8 +73,15 @@ class DriftConfig:
     slow_min_shift: float = field(default=0.2, metadata=spec(ge=0))
     slow_min_share: float = field(default=0.7, metadata=spec(ge=0, le=1.0))
     # Day one, a pattern whose source's other patterns know their consensus within this
-    # (relative sd): alarm when its smoothed residual leaves theirs by `sibling_sigma` σ.
-    sibling_sigma: float = field(default=5.5, metadata=spec(gt=0))
+    # (relative sd): alarm when its smoothed residual leaves theirs by `sibling_sigma` σ
+    # (4.75: the one-sided 1e-6 of a normal z, the null's z sd ~1 with its noise calibrated,
+    # `ProfileTable._sibling_vif`). `sibling_model_error`: a relative error of the siblings'
+    # consensus as a model of the pattern's level, times the consensus, added in quadrature
+    # to the z's noise (the further the source's curve has moved, the less exactly its
+    # siblings say the pattern's level). Together: families day1, false/source-day summed
+    # over dev 1-5, 11-20, --wander 300 / 900, --daily 0.9: 1.56 -> 1.34; drift finds 14 -> 19.
+    sibling_sigma: float = field(default=4.75, metadata=spec(gt=0))
+    sibling_model_error: float = field(default=0.05, metadata=spec(ge=0))
     sibling_window: float = field(default=900.0, metadata=spec(unit="duration", gt=0))
     sibling_reference: float = field(default=21600.0, metadata=spec(unit="duration", gt=0))
     sibling_max_sd: float = field(default=0.2, metadata=spec(gt=0))

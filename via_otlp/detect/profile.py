@@ -914,7 +914,12 @@ class ProfileTable:
         learnt = self.season_n > 0
         # (The sibling test's smoothing weighs ~260 buckets, beyond the longest window: its
         # inflation is the windows' extrapolated to it, at least the max over them.)
-        vif_sib = np.maximum(vif, smoothing_vif(vd, phi, ready_w, self._sib_lam))
+        vif_gate = np.maximum(vif, smoothing_vif(vd, phi, ready_w, self._sib_lam))
+        # The judged pattern's own noise: the same with the wander at the current rate when it
+        # is busier than the longest window learnt at (`_sibling_vif`); the gate (which
+        # patterns the siblings can judge) and an episode's end stay on `vif_gate`. (A table
+        # whose live patterns all learnt a day reads neither: skipped.)
+        vif_sib = vif_gate if (learnt | ~live).all() else self._sibling_vif(vd, phi, mu, ready_w)
         eligible = active & (mu >= dft.min_mean) & (not partial) & ~learnt
         hit = spike_hit | drop_hit
         # After it: the residuals from a slow reference, smoothed over minutes and judged in
@@ -939,6 +944,7 @@ class ProfileTable:
         # that held the halved one drew their consensus down.)
         # (A lone day-one CUSUM alarm the source's total explains is spent: see below.)
         shared_up = shared_down = np.zeros(self.capacity, dtype=bool)
+        sd_gate = sd_s
         if formed.any():
             quiet_now = formed & ~unusual & ~hit
             contrib = quiet_now & (ref >= dft.min_mean)
@@ -947,7 +953,19 @@ class ProfileTable:
                 sdr = np.where(formed, sd_s / np.where(formed, ref, 1.0), 1.0)
             # (a relative shift under min_relative_shift never alarms, at this threshold too)
             sdr = np.maximum(sdr, dft.min_relative_shift / dft.sibling_sigma)
-            z_sib, sib, cons = self._sibling_z(rel, sdr, formed, contrib)
+            # Which patterns the siblings can judge (`sibling_max_sd`), and when an episode
+            # ends (`still` below), are said on the noise unscaled by the current rate
+            # (`vif_gate`): with both on the scaled noise, families `--wander 900` dev 1-5 had
+            # three more false drifts on >= 5/min patterns, 0.60 -> 0.83 false/source-day even
+            # at 5.5σ (which of the two did it was not traced).
+            sd_gate = sd_s * np.sqrt(vif_gate / np.maximum(vif_sib, 1e-9))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                sdr_gate = np.where(formed, sd_gate / np.where(formed, ref, 1.0), 1.0)
+            sdr_gate = np.maximum(sdr_gate, dft.min_relative_shift / dft.sibling_sigma)
+            _, judgeable, _ = self._sibling_z(rel, sdr_gate, formed, contrib)
+            z_sib, sib, cons = self._sibling_z(
+                rel, sdr, formed, contrib, model_error=dft.sibling_model_error, gate=judgeable
+            )
             # A pattern the sibling test cannot judge (too few siblings of `min_mean` a bucket:
             # at night on a deep daily curve, none) is judged by the lone CUSUM below, against
             # an untrended level, which a steep ramp of the daily curve leaves behind: at a
@@ -1121,7 +1139,8 @@ class ProfileTable:
         still = np.zeros(self.capacity, dtype=bool)
         if sib.any():
             lam = self._sib_lam
-            sd_g = sd_s * math.sqrt(_growth_var(lam) * (2.0 - lam) / lam)
+            # (on the noise unscaled by the current rate, as the gate: see `_sibling_vif`)
+            sd_g = sd_gate * math.sqrt(_growth_var(lam) * (2.0 - lam) / lam)
             grow = self.drift_fast + self.drift_ref - self.drift_twice
             still = np.abs(grow) <= dft.settle * sd_g
         settled = {
@@ -1658,6 +1677,30 @@ class ProfileTable:
         sd = sb * np.sqrt(vif * (lam / (2.0 - lam) + 2.0 * ref_lam))
         return np.maximum(sd, dft.min_relative_shift * np.abs(ref) / dft.sigma)
 
+    def _sibling_vif(
+        self, vd: np.ndarray, phi: np.ndarray, mu: np.ndarray, ready: np.ndarray
+    ) -> np.ndarray:
+        """The sibling test's variance inflation for the judged pattern's own noise: the
+        windows' (`vif_disp`, as the day-one CUSUM's, extrapolated to the test's smoothing by
+        `smoothing_vif`) with their wander part, the excess over 1, scaled by how much busier
+        the pattern is now than the rate its longest window learnt at (`busy`: mu over that
+        window's `disp_e` a bucket), never scaled down; the counts' own dispersion unscaled.
+
+        A wander is a relative one, so its variance grows with the rate squared while the
+        counts' grows with the rate: learnt over a day-one's curve at the mean rate, it is
+        short at a busy hour. (Driftnull's null probe, families day1 dev 1-5 and 11-20, the z
+        of undrifted patterns' quiet buckets: sd 0.975 / 1.098 / 1.143 at `--wander` 60 / 300
+        / 900 -> 0.903 / 0.968 / 1.006, P(|z| > 4) 4-23x lighter.) Up only: scaled down as
+        well at a falling rate, a coarse wander's tails grew 1.3-3x: a 15-min wander moves mu
+        itself, so a rate below the learnt one is as often the wander as the day's curve."""
+        win = self.win
+        de = win.disp_e[:, -1].astype(np.float64)
+        busy = np.where(de > 0, mu * MEAN_LEN[-1] / np.where(de > 0, de, 1.0), 1.0)
+        busy = np.maximum(busy, 1.0)
+        vd_now = 1.0 + np.maximum(vd.astype(np.float64) - 1.0, 0.0) * busy[:, None]
+        v = across(np.maximum, np.where(ready, vd_now / np.maximum(phi, 1e-9)[:, None], 1.0))
+        return np.maximum(np.maximum(v, 1.0), smoothing_vif(vd_now, phi, ready, self._sib_lam))
+
     def _source_groups(self, members: np.ndarray) -> tuple[np.ndarray, int]:
         """Per slot, its source's group index where `members`, else one spare group that the
         rest share; and the number of groups (for `np.bincount`): a source's patterns pooled."""
@@ -1671,6 +1714,8 @@ class ProfileTable:
         judged: np.ndarray,
         ok: np.ndarray,
         weight: np.ndarray | None = None,
+        model_error: float = 0.0,
+        gate: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per slot, how far its relative level `rel` (smoothed residual / reference) sits from
         the consensus of its source's other patterns (`ok` ones), in standard deviations of
@@ -1685,7 +1730,9 @@ class ProfileTable:
         needs two other patterns at least. With `weight` (per slot: the reference level) the
         mean is weighted by it instead: the others' pooled total, in which a quiet pattern, whose
         noise estimate is itself noisy (one gone silent has a forecast, so a variance, near 0),
-        weighs only the records it carries.
+        weighs only the records it carries. `model_error` (relative to the consensus) is added
+        to the z's noise in quadrature (``drift.sibling_model_error``); with `gate` (per slot),
+        that says which slots the others can judge instead of their consensus's sd.
         """
         if not judged.any():  # (every pattern's day learnt, or none formed yet: a tenth of a close)
             return np.zeros(len(rel)), np.zeros(len(rel), dtype=bool), np.zeros(len(rel))
@@ -1707,8 +1754,9 @@ class ProfileTable:
             vo = np.maximum((q[sid] - w * w * v) / (wo * wo), 0.0)
         # (Two others at least: with one, either of the two may be the one that moved.)
         others = np.bincount(sid, ok.astype(np.float64), m)[sid] - ok
-        enough = judged & good & (others >= 2) & (vo <= self.config.drift.sibling_max_sd**2)
-        z = np.where(enough, (rel - mo) / np.sqrt(v + vo), 0.0)
+        known = (vo <= self.config.drift.sibling_max_sd**2) if gate is None else gate
+        enough = judged & good & (others >= 2) & known
+        z = np.where(enough, (rel - mo) / np.sqrt(v + vo + (model_error * mo) ** 2), 0.0)
         return z, enough, np.where(enough, mo, 0.0)
 
     # -- recent buckets ----------------------------------------------------------------------
