@@ -91,6 +91,35 @@ _RISING = 2.0
 _CUS_MAX = 1e4  # (the deficit's float16 stops here: a stretch that long follows anyway)
 
 
+def _two_others_disagree(
+    sid: np.ndarray, m: int, ok: np.ndarray, rel: np.ndarray, v: np.ndarray, w: np.ndarray
+) -> np.ndarray:
+    """Per slot whose consensus (`_sibling_z`: groups `sid` of `m`) is said by exactly two
+    other `ok` patterns, their disagreement beyond their noise, as a variance of the weighted
+    sum (its weights `w`): the two levels `rel` (noise `v`) apart by more than their noise
+    means either may be the one that moved (DerSimonian-Laird tau², the slot left out).
+
+    Families `--wander 900` seed 1: a pattern's consensus came from two siblings, one in its
+    own drift (−75 %, most of the weight), the two 8.1 apart on their noise's chi-square of 1;
+    the test alarmed on the undrifted pattern, and its reset cascaded into a second false
+    alarm. Two only: taken with three or more others, the day-one dev false rate rose 0.22 →
+    0.29 (a drift's siblings' spread hid it)."""
+    okf = ok.astype(np.float64)
+    w0 = np.where(ok, 1.0 / v, 0.0)
+
+    def others(x: np.ndarray) -> np.ndarray:
+        return np.bincount(sid, x, m)[sid] - x
+
+    a0, a1, a2 = others(w0), others(w0 * rel * okf), others(w0 * rel * rel * okf)
+    b2, n = others(w0 * w0), others(okf)
+    a0s = np.where(a0 > 0, a0, 1.0)
+    excess = a2 - a1 * a1 / a0s - (n - 1.0)
+    tau2 = np.where(
+        (a0 > 0) & (n == 2), np.maximum(excess, 0.0) / np.maximum(a0s - b2 / a0s, 1e-12), 0.0
+    )
+    return tau2 * others(w * w)
+
+
 def _poisson_z(s: np.ndarray, e: np.ndarray, ready: np.ndarray) -> np.ndarray:
     """Counts `s`'s standard score against the `e` expected at Poisson (a window's tail
     dispersion is at least 1: a screen for its tail tests), 0 where not `ready` or nothing
@@ -985,9 +1014,14 @@ class ProfileTable:
             shared_up = told_tot & (z_tot <= _SCREEN_SIGMA)
             shared_down = told_tot & (z_tot >= -_SCREEN_SIGMA)
         if not partial and (eligible.any() or self.cusum.pos.any() or self.cusum.neg.any()):
+            # (A pattern the lone CUSUM judges has its longest window's dispersion ready, an
+            # hour in: before, its inflation is learnt from windows of 30 buckets at most, where
+            # a 15-min wander's is 1 + 90·rate/shape; families `--wander 900`, 3 of its 11 false
+            # drifts came 5-7 min after warm-up at an inflation of 1.7-2.6 for a true 13-220.)
             z_raw, up, down = self._day_one_cusum(
-                y, mu_base, vif, eligible, spike_hit, drop_hit, unusual, shared_up, shared_down
-            )
+                y, mu_base, vif, eligible & ready_w[:, -1], spike_hit, drop_hit, unusual,
+                shared_up, shared_down,
+            )  # fmt: skip
         else:  # (no day-one profile and nothing held, as after the first day: none of it moves;
             # a partial bucket moves none of it either: what it held stays held)
             cap = self.capacity
@@ -1752,6 +1786,8 @@ class ProfileTable:
             wo = np.where(good, wo, 1.0)
             mo = (sw[sid] - w * rc) / wo
             vo = np.maximum((q[sid] - w * w * v) / (wo * wo), 0.0)
+        if weight is None:
+            vo = vo + _two_others_disagree(sid, m, ok, rel, v, w) / (wo * wo)
         # (Two others at least: with one, either of the two may be the one that moved.)
         others = np.bincount(sid, ok.astype(np.float64), m)[sid] - ok
         known = (vo <= self.config.drift.sibling_max_sd**2) if gate is None else gate
