@@ -979,19 +979,22 @@ class ProfileTable:
             contrib = quiet_now & (ref >= dft.min_mean)
             with np.errstate(divide="ignore", invalid="ignore"):
                 rel = np.where(formed, self.drift_fast / np.where(formed, ref, 1.0), 0.0)
-                sdr = np.where(formed, sd_s / np.where(formed, ref, 1.0), 1.0)
-            # (a relative shift under min_relative_shift never alarms, at this threshold too)
-            sdr = np.maximum(sdr, dft.min_relative_shift / dft.sibling_sigma)
+
+            def relative(sd: np.ndarray) -> np.ndarray:
+                """`sd` relative to the reference where formed (a relative shift under
+                min_relative_shift never alarms, at this threshold too)."""
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    sdr = np.where(formed, sd / np.where(formed, ref, 1.0), 1.0)
+                return np.maximum(sdr, dft.min_relative_shift / dft.sibling_sigma)
+
+            sdr = relative(sd_s)
             # Which patterns the siblings can judge (`sibling_max_sd`), and when an episode
             # ends (`still` below), are said on the noise unscaled by the current rate
             # (`vif_gate`): with both on the scaled noise, families `--wander 900` dev 1-5 had
             # three more false drifts on >= 5/min patterns, 0.60 -> 0.83 false/source-day even
             # at 5.5σ (which of the two did it was not traced).
             sd_gate = sd_s * np.sqrt(vif_gate / np.maximum(vif_sib, 1e-9))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                sdr_gate = np.where(formed, sd_gate / np.where(formed, ref, 1.0), 1.0)
-            sdr_gate = np.maximum(sdr_gate, dft.min_relative_shift / dft.sibling_sigma)
-            _, judgeable, _ = self._sibling_z(rel, sdr_gate, formed, contrib)
+            _, judgeable, _ = self._sibling_z(rel, relative(sd_gate), formed, contrib)
             z_sib, sib, cons = self._sibling_z(
                 rel, sdr, formed, contrib, model_error=dft.sibling_model_error, gate=judgeable
             )
