@@ -82,6 +82,15 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--daily", type=_amplitude, default=None, metavar="AMPLITUDE",
                    help="--families: every service's daily curve 1 + A·cos(...) at this A in [0, 1) "
                    "(default: drawn, 0.3-0.7; 0.9 checks a deep night, 5 %% of the peak)")  # fmt: skip
+    g.add_argument("--daily-shape", choices=("cosine", "business"), default="cosine",
+                   help="--families: the daily curve's shape (default cosine, as developed on; "
+                   "business: a working day, a steep morning rise at 08:00-09:00, a plateau with "
+                   "a lunch dip, an evening decline, the night as deep and the mean as the cosine's)")  # fmt: skip
+    g.add_argument("--noise", choices=("gamma", "walk"), default="gamma",
+                   help="--families: the rates' noise (default gamma, a factor drawn every "
+                   "--wander seconds, as developed on; walk: the log-rate a mean-reverting walk, "
+                   "correlation time 20-60 min, partly shared by a service's templates, its "
+                   "variance the gamma's)")  # fmt: skip
     p.set_defaults(func=cmd_simulate)
 
 
@@ -248,7 +257,10 @@ def cmd_evaluations(args: argparse.Namespace) -> int:
         config = load_config(args.config) if args.config else Config()
         deps = DEPLOYMENTS if args.deployment == "both" else (args.deployment,)
 
-        fam = run_families(seeds, config, deps, progress.labelled, args.wander, args.daily)
+        fam = run_families(
+            seeds, config, deps, progress.labelled, args.wander, args.daily, args.daily_shape,
+            args.noise,
+        )  # fmt: skip
         print(fam.table())
         out["families"] = fam.to_json()
         missed += fam.failures()

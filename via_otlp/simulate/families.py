@@ -43,6 +43,7 @@ from via_otlp.simulate.generate import (
 from via_otlp.simulate.run import ProgressFn, replay
 from via_otlp.simulate.scenario import (
     AnomalySpec,
+    DailyShape,
     InjectedKind,
     NoiseKind,
     NoiseSpec,
@@ -81,6 +82,11 @@ HOUR = 3600.0
 # Every how many seconds the rates' gamma wander draws a new factor, as built: minute-scale.
 # `simulate --families --wander` asks for a coarser one (a robustness check, not a retune).
 WANDER = 60.0
+# The daily curve's shape and the rate noise's kind (`simulate --families --daily-shape/--noise`):
+# the first of each is the families as built; the others check traffic shaped otherwise (a
+# working day's steep morning rise; a slow log-rate walk, `_business`, `_walk`).
+DAILY_SHAPES = ("cosine", "business")
+NOISES = ("gamma", "walk")
 # The targets of issue #10 (`--check`).
 MAX_FALSE_PER_SOURCE_DAY = 0.5
 MAX_DELAY_MIN = {"drift_up": 30.0, "drift_down": 30.0, "*": 2.0}
@@ -180,17 +186,28 @@ class FamilyCase:
 
 
 def build_case(
-    seed: int, deployment: str, wander: float = WANDER, daily: float | None = None
+    seed: int,
+    deployment: str,
+    wander: float = WANDER,
+    daily: float | None = None,
+    daily_shape: str = DAILY_SHAPES[0],
+    noise: str = NOISES[0],
 ) -> FamilyCase:
     """The scenario of `deployment` ("day1" or "day7") for `seed` (same seed, same scenario),
     its rate wandering every `wander` seconds (a whole number of minutes; `WANDER` as built),
     every service's daily curve of amplitude `daily` (None: drawn, 0.3-0.7, as built; every
-    other draw is the same either way)."""
+    other draw is the same either way), of shape `daily_shape` ("cosine" as built; "business":
+    a working day, its hours drawn, `_business`), its rate noise `noise` ("gamma" as built, a
+    factor per `wander` period; "walk": a slow log-rate walk, `_walk`). The draws of the
+    business day and the walk come after every other, made whatever is asked: the default
+    scenario is the one built before they existed."""
     if deployment not in DEPLOYMENTS:
         raise ValueError(f"deployment must be one of {DEPLOYMENTS}, got {deployment!r}")
     checked_wander(wander)
     if daily is not None:
         checked_daily(daily)
+    checked_choice("daily shape", daily_shape, DAILY_SHAPES)
+    checked_choice("noise", noise, NOISES)
     days = 1 if deployment == "day1" else 7
     judged = (days - 1) * 86400.0
     rng = np.random.default_rng([seed, 10])  # the system: the same for both deployments
@@ -212,9 +229,47 @@ def build_case(
         noise=NoiseSpec(kind=NoiseKind.GAMMA, shape=float(rng.uniform(5.0, 20.0)), period=wander),
         anomalies=tuple(anomalies),
     )
+    business, walk = _business(rng), _walk(rng)  # drawn last, always
+    if daily_shape == "business":
+        sc = replace(sc, seasonality=replace(business, daily=sc.seasonality.daily))
+    if noise == "walk":
+        sc = replace(sc, noise=replace(walk, shape=sc.noise.shape, period=wander))
     sc = replace(sc, anomalies=tuple(_detectable(sc, roles, labels)))
     sc.check()
     return FamilyCase(seed, deployment, sc, tuple(labels), judged)
+
+
+def _business(rng: np.random.Generator) -> SeasonalitySpec:
+    """A working day's hours (`DailyShape.BUSINESS`): the rise centred on 08:00-09:00 over 1-2 h
+    (10-90 %), a lunch dip of 5-20 % at 12:00-13:30, the decline centred on 17:30-20:00 over
+    2-4 h."""
+    return SeasonalitySpec(
+        shape=DailyShape.BUSINESS,
+        rise_hour=float(rng.uniform(8.0, 9.0)),
+        rise_hours=float(rng.uniform(1.0, 2.0)),
+        lunch_hour=float(rng.uniform(12.0, 13.5)),
+        lunch_dip=float(rng.uniform(0.05, 0.2)),
+        fall_hour=float(rng.uniform(17.5, 20.0)),
+        fall_hours=float(rng.uniform(2.0, 4.0)),
+    )
+
+
+def _walk(rng: np.random.Generator) -> NoiseSpec:
+    """A persistent wander (`NoiseKind.WALK`): correlation time 20-60 min, 30-70 % of the
+    log-rate's variance shared by a service's templates (the variance is the gamma's, from the
+    scenario's `shape`)."""
+    return NoiseSpec(
+        kind=NoiseKind.WALK,
+        correlation=float(rng.uniform(20.0, 60.0)) * 60.0,
+        shared=float(rng.uniform(0.3, 0.7)),
+    )
+
+
+def checked_choice(what: str, value: str, choices: tuple[str, ...]) -> str:
+    """`value` if one of `choices`, or ValueError naming them."""
+    if value not in choices:
+        raise ValueError(f"{what} must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 def checked_wander(seconds: float) -> float:
@@ -260,6 +315,11 @@ def evidence_by_minute(sc: Scenario, a: AnomalySpec, t: TemplateSpec) -> np.ndar
         signal = lam * (drift_factor(a, sc.bucket, b1 - b[0], b - b[0]) - 1.0)
     signal[b >= b1] = 0.0  # the last minute's buckets past the window
     lam, signal = lam.reshape(minutes, per).sum(axis=1), signal.reshape(minutes, per).sum(axis=1)
+    if sc.noise.kind is NoiseKind.WALK and not t.dispersion:
+        k, rates, periods = _walk_minutes(sc, a, t, b, lam)
+        ratio = np.log1p((-signal if a.kind is InjectedKind.DROP else signal) / lam)
+        z2, _ = _walk_filter(sc.noise, periods, rates, np.concatenate([np.zeros(k), ratio]))
+        return np.sqrt(z2[k:])
     shape = sc.noise.shape if sc.noise.kind is NoiseKind.GAMMA else math.inf
     # The minutes of one wander period share its gamma factor: covariance diag(λ) + λλᵀ/shape
     # within it, whose quadratic form is Σ s²/λ - (Σ s)²/(shape + Σ λ) (Sherman-Morrison;
@@ -280,6 +340,50 @@ def evidence_by_minute(sc: Scenario, a: AnomalySpec, t: TemplateSpec) -> np.ndar
 def _shared(s: float, lam: float, shape: float) -> float:
     """What a wander period's shared factor takes from the evidence Σ s²/λ of its minutes."""
     return 0.0 if math.isinf(shape) else s * s / (shape + lam)
+
+
+def _walk_minutes(
+    sc: Scenario, a: AnomalySpec, t: TemplateSpec, b: np.ndarray, lam: np.ndarray
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """Under `NoiseKind.WALK`, template `t`'s expected records per minute over the minutes
+    before anomaly `a` (three correlation times, or back to the start) and those of `lam` (from
+    bucket `b[0]`), each minute's walk period (that of its first bucket), and how many minutes
+    come before."""
+    per = round(60.0 / sc.bucket)
+    k = min(int(b[0]) // per, math.ceil(3.0 * sc.noise.correlation / 60.0))
+    pre_b = np.arange(int(b[0]) - k * per, int(b[0]))
+    pre = t.rate * seasonal_factor(sc, int(b[0]))[int(b[0]) - k * per :]
+    pre = pre * _drifted(sc, a, t, pre_b)
+    rates = np.concatenate([pre.reshape(k, per).sum(axis=1), lam])
+    first = np.concatenate([pre_b[::per], b[::per]]) // max(1, round(sc.noise.period / sc.bucket))
+    return k, rates, first
+
+
+def _walk_filter(
+    noise: NoiseSpec, periods: np.ndarray, rates: np.ndarray, signal: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ideal test under `NoiseKind.WALK`, on log counts: a minute's is its rate's log plus
+    the walk x (an AR(1) per period, variance v, `NoiseSpec.walk_phi`) plus the count's noise
+    (variance 1/λ, the delta method's: rough at a few records a minute); a Kalman filter run on
+    the log-ratio `signal` the anomaly makes gives, by its innovations, ``sᵀΣ⁻¹s`` of every
+    prefix (the squared z after each minute), and the walk's variance before each minute given
+    the ones before. Minutes before a window (signal 0) teach the test where the walk stands."""
+    v, phi = noise.walk_var, noise.walk_phi
+    n = len(rates)
+    z2, prior = np.zeros(n), np.zeros(n)
+    m, p, acc = 0.0, v, 0.0
+    for i in range(n):
+        if i:
+            f = phi ** float(periods[i] - periods[i - 1])
+            m, p = f * m, f * f * p + v * (1.0 - f * f)
+        prior[i] = p
+        total = p + 1.0 / max(float(rates[i]), 1e-12)
+        nu = float(signal[i]) - m
+        acc += nu * nu / total
+        gain = p / total
+        m, p = m + gain * nu, p * (1.0 - gain)
+        z2[i] = acc
+    return z2, prior
 
 
 def _rate_by_bucket(
@@ -339,6 +443,24 @@ def count_tail_by_minute(sc: Scenario, a: AnomalySpec, t: TemplateSpec) -> np.nd
     gamma = sc.noise.kind is NoiseKind.GAMMA and not t.dispersion
     wander = max(1, round(sc.noise.period / sc.bucket))
     disp = t.dispersion or (sc.noise.dispersion if sc.noise.kind is NoiseKind.NEGBIN else 1.0)
+    if sc.noise.kind is NoiseKind.WALK and not t.dispersion:
+        # The window's minutes' walk given the minutes before it (`_walk_filter`): variance P0
+        # at its first, relaxing to v; the count's variance Λ + ΣΣ λᵢλⱼ(exp(Cov(xᵢ, xⱼ)) - 1).
+        lam_m = lam.reshape(minutes, per).sum(axis=1)
+        k, rates, periods = _walk_minutes(sc, a, t, b, lam_m)
+        _, prior = _walk_filter(sc.noise, periods, rates, np.zeros(len(rates)))
+        v, phi = sc.noise.walk_var, sc.noise.walk_phi
+        steps = (periods[k:] - periods[k]).astype(np.float64)
+        var_x = v + (prior[k] - v) * phi ** (2.0 * steps)
+        lo = np.minimum.outer(np.arange(minutes), np.arange(minutes))
+        cov = np.expm1(phi ** np.abs(steps[:, None] - steps[None, :]) * var_x[lo])
+        shared = np.cumsum(np.cumsum(np.outer(lam_m, lam_m) * cov, axis=0), axis=1).diagonal()
+        means = np.cumsum(lam_m)
+        alts = np.cumsum(alt.reshape(minutes, per).sum(axis=1))
+        return np.array([
+            count_tail(math.floor(x), mu, mu + w).upper
+            for x, mu, w in zip(alts.tolist(), means.tolist(), shared.tolist(), strict=True)
+        ])  # fmt: skip
     out = np.ones(minutes)
     for m in range(1, minutes + 1):
         n = m * per
@@ -865,15 +987,18 @@ def run_families(
     progress: Callable[[str], ProgressFn | None] | None = None,
     wander: float = WANDER,
     daily: float | None = None,
+    daily_shape: str = DAILY_SHAPES[0],
+    noise: str = NOISES[0],
 ) -> FamiliesReport:
     """Every deployment of every seed, run (one pipeline per deployment) and scored, the rates
-    wandering every `wander` seconds, the daily curves of amplitude `daily` (None: drawn; see
-    `build_case`); `progress(deployment)` may give a function told the records done of the run."""
+    wandering every `wander` seconds, the daily curves of amplitude `daily` (None: drawn) and
+    shape `daily_shape`, the rate noise `noise` (see `build_case`); `progress(deployment)` may
+    give a function told the records done of the run."""
     rep = FamiliesReport()
     for dep in deployments:
         started, cpu = time.monotonic(), time.process_time()
         shown = progress(dep) if progress is not None else None
-        cases = [build_case(s, dep, wander, daily) for s in seeds]
+        cases = [build_case(s, dep, wander, daily, daily_shape, noise) for s in seeds]
         rep.results += run_cases(cases, config, shown)
         rep.seconds[dep] = (time.monotonic() - started, time.process_time() - cpu)
     return rep

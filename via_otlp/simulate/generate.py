@@ -25,11 +25,13 @@ from via_otlp.receive.otlp_codec import request_to_json_line
 from via_otlp.simulate.scenario import (
     _PLACEHOLDER,
     AnomalySpec,
+    DailyShape,
     InjectedKind,
     NoiseKind,
     NoiseSpec,
     Scenario,
     SchemaChangeKind,
+    SeasonalitySpec,
     TemplateSpec,
 )
 
@@ -349,7 +351,10 @@ def seasonal_factor(scenario: Scenario, n_buckets: int) -> np.ndarray:
     day0 = start.weekday() + (start.hour * 3600 + start.minute * 60 + start.second) / 86400.0
     days = day0 + (np.arange(n_buckets) + 0.5) * scenario.bucket / 86400.0
     hour = (days % 1.0) * 24.0
-    daily = 1.0 + s.daily * np.cos(2 * np.pi * (hour - s.peak_hour) / 24.0)
+    if s.shape is DailyShape.BUSINESS:
+        daily = business_day(s, hour)
+    else:
+        daily = 1.0 + s.daily * np.cos(2 * np.pi * (hour - s.peak_hour) / 24.0)
     w = np.asarray(s.weekly, dtype=np.float64)
     pos = days - 0.5  # day centres at noon; smooth (cosine) between them
     i = np.floor(pos).astype(np.int64)
@@ -357,6 +362,66 @@ def seasonal_factor(scenario: Scenario, n_buckets: int) -> np.ndarray:
     blend = (1 - np.cos(np.pi * f)) / 2
     weekly = w[i % 7] * (1 - blend) + w[(i + 1) % 7] * blend
     return daily * weekly
+
+
+# A logistic goes from 10 % to 90 % of its way in this many of its scale units (2 ln 9).
+_LOGISTIC_10_90 = 2.0 * math.log(9.0)
+_LUNCH_SD_HOURS = 0.75
+
+
+def business_day(s: SeasonalitySpec, hour: np.ndarray) -> np.ndarray:
+    """The `DailyShape.BUSINESS` curve at `hour` (0-24): ``1 - daily`` at night, the plateau
+    such that the mean over the day is 1 (see `SeasonalitySpec`)."""
+    night = 1.0 - s.daily
+    grid = (np.arange(1440) + 0.5) / 60.0  # the day's minutes, for the mean
+    return night + s.daily * _working(s, hour) / float(_working(s, grid).mean())
+
+
+def _working(s: SeasonalitySpec, hour: np.ndarray) -> np.ndarray:
+    """How far into the working day `hour` is (0 at night, ~1 on the plateau), periodic: the
+    rise, lunch and fall of the day before and after added, so midnight joins up."""
+    wr, wf = s.rise_hours / _LOGISTIC_10_90, s.fall_hours / _LOGISTIC_10_90
+    out = np.zeros(np.shape(hour))
+    for shift in (-24.0, 0.0, 24.0):
+        h = np.asarray(hour, dtype=np.float64) + shift
+        up = 1.0 / (1.0 + np.exp(-(h - s.rise_hour) / wr))
+        down = 1.0 / (1.0 + np.exp((h - s.fall_hour) / wf))
+        lunch = 1.0 - s.lunch_dip * np.exp(-0.5 * ((h - s.lunch_hour) / _LUNCH_SD_HOURS) ** 2)
+        out += up * down * lunch
+    return out
+
+
+def walk_log(noise: NoiseSpec, shocks: np.ndarray) -> np.ndarray:
+    """The stationary AR(1) (an Ornstein-Uhlenbeck process sampled per `period`) of unit
+    variance driven by the standard normal `shocks` (one row per series, a column per period)."""
+    phi = noise.walk_phi
+    keep = math.sqrt(1.0 - phi * phi)
+    x = np.empty_like(shocks)
+    x[..., 0] = shocks[..., 0]
+    for k in range(1, shocks.shape[-1]):
+        x[..., k] = phi * x[..., k - 1] + keep * shocks[..., k]
+    return x
+
+
+def walk_factors(sc: Scenario, templates: list[GenTemplate], rngs: list[np.random.Generator],
+                 n_buckets: int) -> np.ndarray:  # fmt: skip
+    """Per template and bucket, the `NoiseKind.WALK` rate factor exp(x - v/2) (mean 1): x the
+    sum of a walk per service (variance `shared`·v, drawn from its own generator) and one per
+    template (the rest, from the template's `rngs[i]`), held for a `period`."""
+    noise = sc.noise
+    per = max(1, round(noise.period / sc.bucket))
+    steps = -(-n_buckets // per)
+    v = noise.walk_var
+    own = walk_log(noise, np.stack([r.standard_normal(steps) for r in rngs]))
+    n_src = len(sc.sources)
+    common = walk_log(
+        noise,
+        np.stack([np.random.default_rng([sc.seed, si, 1]).standard_normal(steps)
+                  for si in range(n_src)]),
+    )  # fmt: skip
+    src = np.array([g.source_index for g in templates])
+    x = math.sqrt(v * (1.0 - noise.shared)) * own + math.sqrt(v * noise.shared) * common[src]
+    return np.repeat(np.exp(x - 0.5 * v), per, axis=1)[:, :n_buckets]
 
 
 def window_buckets(a: AnomalySpec, bucket: float, n_buckets: int) -> tuple[int, int]:
@@ -450,6 +515,14 @@ def generate(scenario: Scenario) -> Traffic:
 
 def draw_counts(sc: Scenario, templates: list[GenTemplate], rates: np.ndarray) -> np.ndarray:
     counts = np.zeros_like(rates)
+    if sc.noise.kind is NoiseKind.WALK:
+        walked = [g for g in templates if not g.spec.dispersion]
+        rngs = [np.random.default_rng([sc.seed, g.code, 0]) for g in walked]
+        if walked:
+            factors = walk_factors(sc, walked, rngs, rates.shape[1])
+            for g, rng, f in zip(walked, rngs, factors, strict=True):
+                counts[g.code] = rng.poisson(rates[g.code] * f)
+        templates = [g for g in templates if g.spec.dispersion]
     for g in templates:
         rng = np.random.default_rng([sc.seed, g.code, 0])
         lam = rates[g.code]

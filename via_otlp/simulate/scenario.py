@@ -15,6 +15,7 @@ integer). Attribute values use the same placeholders; an attribute whose value i
 from __future__ import annotations
 
 import enum
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,35 +89,73 @@ class SourceSpec:
         return source_key([(n, v) for n, v in zip(names, values, strict=True) if v], names)
 
 
+class DailyShape(enum.StrEnum):
+    COSINE = "cosine"  # 1 + daily·cos(2π(hour - peak_hour)/24)
+    BUSINESS = "business"  # a working day: night, a steep morning rise, a plateau, an evening fall
+
+
 @dataclass(frozen=True)
 class SeasonalitySpec:
-    """Multiplicative shape: a daily cosine peaking at `peak_hour`, smooth weekday factors."""
+    """Multiplicative shape: a daily curve (mean 1 over the day), smooth weekday factors.
+
+    `shape` cosine: ``1 + daily·cos(...)`` peaking at `peak_hour`. `shape` business: the night at
+    ``1 - daily`` (the cosine's trough), a logistic rise centred on `rise_hour` that goes from
+    10 % to 90 % of the way to the plateau in `rise_hours`, a lunch dip of `lunch_dip` of the
+    plateau's height over the night at `lunch_hour` (a Gaussian, sd 45 min), a logistic evening
+    decline centred on `fall_hour` over `fall_hours`; the plateau is set so that the day's mean
+    is 1 (`generate.business_day`). Hours are of the scenario's clock (UTC)."""
 
     daily: float = field(default=0.0, metadata=spec(ge=0, lt=1))
     peak_hour: float = field(default=14.0, metadata=spec(ge=0, lt=24))
     weekly: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)  # Monday first
+    shape: DailyShape = DailyShape.COSINE
+    rise_hour: float = field(default=8.5, metadata=spec(ge=0, lt=24))
+    rise_hours: float = field(default=1.5, metadata=spec(gt=0, le=6))
+    lunch_hour: float = field(default=12.5, metadata=spec(ge=0, lt=24))
+    lunch_dip: float = field(default=0.1, metadata=spec(ge=0, lt=1))
+    fall_hour: float = field(default=18.5, metadata=spec(ge=0, lt=24))
+    fall_hours: float = field(default=3.0, metadata=spec(gt=0, le=6))
 
     def check(self) -> None:
         if len(self.weekly) != 7 or min(self.weekly) <= 0:
             raise ConfigError("weekly", "must be 7 positive factors, Monday first")
+        if self.shape is DailyShape.BUSINESS and not self.rise_hour < self.fall_hour:
+            raise ConfigError("fall_hour", "a business day falls after it rises (rise_hour)")
 
 
 class NoiseKind(enum.StrEnum):
     POISSON = "poisson"
     NEGBIN = "negbin"
     GAMMA = "gamma"  # gamma-Poisson with a rate that wanders per `period`, not per bucket
+    WALK = "walk"  # Poisson around a rate whose log is a slow, mean-reverting walk
 
 
 @dataclass(frozen=True)
 class NoiseSpec:
-    """Count noise per bucket: Poisson; negative binomial with variance = dispersion × mean; or
+    """Count noise per bucket: Poisson; negative binomial with variance = dispersion × mean;
     gamma: the rate × a Gamma(shape, 1/shape) factor drawn per `period` and per template, then
-    Poisson, so every bucket of a noisy minute is high together (as real rates wander)."""
+    Poisson, so every bucket of a noisy minute is high together (as real rates wander); or
+    walk: the rate × exp(x - v/2), x a stationary Ornstein-Uhlenbeck process sampled per
+    `period` (held between), variance v = log(1 + 1/shape) (a period's factor has the gamma's
+    mean 1 and variance 1/shape) and correlation time `correlation`, the sum of a part per
+    service (`shared` of v) and one per template, then Poisson: rates drift and come back."""
 
     kind: NoiseKind = NoiseKind.POISSON
     dispersion: float = field(default=2.0, metadata=spec(ge=1))
     shape: float = field(default=10.0, metadata=spec(gt=0))
     period: float = field(default=60.0, metadata=spec(unit="duration", gt=0))
+    correlation: float = field(default=2400.0, metadata=spec(unit="duration", gt=0))  # walk
+    shared: float = field(default=0.0, metadata=spec(ge=0, le=1))  # walk
+
+    @property
+    def walk_var(self) -> float:
+        """The walk's stationary variance of the log-rate (`kind` walk)."""
+        return math.log1p(1.0 / self.shape)
+
+    @property
+    def walk_phi(self) -> float:
+        """The walk's correlation from one `period` to the next."""
+        return math.exp(-self.period / self.correlation)
 
 
 @dataclass(frozen=True)
