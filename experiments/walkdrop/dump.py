@@ -1,16 +1,21 @@
 """walkdrop probe: per series, every detection (row, kind, in window?, exp, obs, explanation)."""
-import sys, json
-import numpy as np
+
+import json
+import sys
+
 sys.path.insert(0, "/tmp/csprobe")
 import variants
+
 import via_otlp.simulate.countseries as cs
+
 VARIANT, SEEDS, OUT = sys.argv[1], [int(x) for x in sys.argv[2].split(",")], sys.argv[3]
 if VARIANT != "base":
     variants.install(VARIANT)
+import os
+
 from via_otlp.config import load_config
 from via_otlp.simulate.run import replay
-from via_otlp.simulate.score import detections_of
-import os
+
 config = load_config(os.environ.get("WD_CONF", cs.CONFIG))
 out = []
 allsc = []
@@ -27,7 +32,16 @@ for seed in SEEDS:
         if e.state.value != "open":
             continue
         row = max(0, -(-(e.time_ns - sc.start_ns) // config.detect.bucket_ns) - 1)
-        opens.setdefault(e.source.key, []).append(dict(row=int(row), kind=e.kind.value, exp=float(e.expected), obs=float(e.observed), score=float(e.score), expl=e.explanation))
+        opens.setdefault(e.source.key, []).append(
+            dict(
+                row=int(row),
+                kind=e.kind.value,
+                exp=float(e.expected),
+                obs=float(e.observed),
+                score=float(e.score),
+                expl=e.explanation,
+            )
+        )
     for s, src in zip(series, sc.sources):
         r = rows.get(src.key, [])
         score = cs.score_series(s, r)
@@ -41,6 +55,17 @@ for seed in SEEDS:
             d["hour"] = round((d["row"] % 288) / 12, 1)
             d["count"] = int(s.counts[d["row"]])
             dets.append(d)
-        out.append(dict(seed=seed, name=s.name, anomalies=[list(a) for a in s.anomalies], windows=[list(w) for w in s.windows], hit=score.window_hit, false_rows=score.false_rows, raw=score.raw, dets=dets))
+        out.append(
+            dict(
+                seed=seed,
+                name=s.name,
+                anomalies=[list(a) for a in s.anomalies],
+                windows=[list(w) for w in s.windows],
+                hit=score.window_hit,
+                false_rows=score.false_rows,
+                raw=score.raw,
+                dets=dets,
+            )
+        )
 print(VARIANT, cs.normalised(allsc), sum(x.hit for x in allsc), sum(x.false_rows for x in allsc))
 json.dump(out, open(OUT, "w"), indent=0)
