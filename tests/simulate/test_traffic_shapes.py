@@ -103,7 +103,12 @@ def test_the_ideal_z_under_the_walk_is_the_log_counts_matched_filter() -> None:
     assert k == math.ceil(3 * sc.noise.correlation / 60.0)
     lost = np.where(b < b1, lam / a.factor, lam).reshape(minutes, 6).sum(axis=1)
     s = np.concatenate([np.zeros(k), np.log(lost / lam_m)])
-    cov = np.diag(1.0 / rates) + sc.noise.walk_var * sc.noise.walk_phi ** np.abs(
+    # the Poisson part at its exact information (2·KL), not the delta method's r²λ
+    e = np.exp(s)
+    info = 2.0 * rates * (s * e - e + 1.0)
+    obs = np.where(s == 0, 1.0 / rates, s * s / np.where(s == 0, 1.0, info))
+    assert obs[k] > 2.0 / rates[k]  # (a drop of 4-8x: the delta method was 2.7-3.3x hopeful)
+    cov = np.diag(obs) + sc.noise.walk_var * sc.noise.walk_phi ** np.abs(
         periods[:, None] - periods[None, :]
     )
     for m in (1, 5, minutes):
