@@ -134,3 +134,20 @@ def test_the_new_options_are_checked() -> None:
     bad = SeasonalitySpec(shape=DailyShape.BUSINESS, rise_hour=19.0, fall_hour=9.0)
     with pytest.raises(ConfigError, match="falls after it rises"):
         bad.check()
+
+
+def test_a_report_says_which_traffic_it_measured() -> None:
+    """A families report names the traffic options that differ from the families as built (in
+    its first line and its JSON), so two reports of different traffic are not mistaken for one."""
+    from via_otlp.simulate.families import FamiliesReport
+
+    built = FamiliesReport(
+        traffic={"wander": 60.0, "daily": None, "daily_shape": "cosine", "noise": "gamma"}
+    )
+    assert built.traffic_text() == ""
+    shaped = FamiliesReport(
+        traffic={"wander": 900.0, "daily": 0.9, "daily_shape": "business", "noise": "walk"}
+    )
+    assert shaped.traffic_text() == "--wander 900 --daily 0.9 --daily-shape business --noise walk"
+    assert shaped.to_json()["traffic"] == shaped.traffic
+    assert shaped.table().splitlines()[0].endswith("; traffic " + shaped.traffic_text())

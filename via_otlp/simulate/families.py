@@ -808,6 +808,24 @@ class FamiliesReport:
 
     results: list[CaseResult] = field(default_factory=list)
     seconds: dict[str, tuple[float, float]] = field(default_factory=dict)  # wall, CPU
+    # The traffic's options (`run_families`): wander, daily, daily_shape, noise.
+    traffic: dict[str, object] = field(default_factory=dict)
+
+    def traffic_text(self) -> str:
+        """The traffic options that differ from the families as built, as a reader would type
+        them ("" when none): a report must say what it measured."""
+        built = {
+            "wander": WANDER,
+            "daily": None,
+            "daily_shape": DAILY_SHAPES[0],
+            "noise": NOISES[0],
+        }
+        shown = {k: format(v, "g") if isinstance(v, float) else v for k, v in self.traffic.items()}
+        return " ".join(
+            f"--{k.replace('_', '-')} {shown[k]}"
+            for k, v in self.traffic.items()
+            if v != built.get(k)
+        )
 
     def seeds(self) -> list[int]:
         return sorted({r.case.seed for r in self.results})
@@ -907,7 +925,12 @@ class FamiliesReport:
 
     def table(self) -> str:
         """The summary: per kind found/missed and delay; false episodes by deployment and kind."""
-        lines = [f"scenario families: {len(self.seeds())} seed(s) {self.seeds()}", ""]
+        shaped = self.traffic_text()
+        lines = [
+            f"scenario families: {len(self.seeds())} seed(s) {self.seeds()}"
+            + (f"; traffic {shaped}" if shaped else ""),
+            "",
+        ]
         deps = [d for d in DEPLOYMENTS if any(r.case.deployment == d for r in self.results)]
         lines.append(
             f"{'kind':<14}{'found':>6}{'missed':>7}{'median delay':>14}{'ideal':>11}"
@@ -953,6 +976,7 @@ class FamiliesReport:
     def to_json(self) -> dict[str, object]:
         return {
             "seeds": self.seeds(),
+            "traffic": dict(self.traffic),
             "by_kind": {
                 k: {"found": f, "missed": m, "median_delay_min": d}
                 for k, (f, m, d) in self.by_kind().items()
@@ -1009,6 +1033,7 @@ def run_families(
     shape `daily_shape`, the rate noise `noise` (see `build_case`); `progress(deployment)` may
     give a function told the records done of the run."""
     rep = FamiliesReport()
+    rep.traffic = {"wander": wander, "daily": daily, "daily_shape": daily_shape, "noise": noise}
     for dep in deployments:
         started, cpu = time.monotonic(), time.process_time()
         shown = progress(dep) if progress is not None else None
