@@ -120,6 +120,13 @@ def _two_others_disagree(
     return tau2 * others(w * w)
 
 
+def _windows_vif(vd: np.ndarray, phi: np.ndarray, ready: np.ndarray) -> np.ndarray:
+    """Per profile, the day-one drift tests' variance inflation: the largest over the `ready`
+    window scales of their dispersion `vd` over the counts' `phi`, at least 1."""
+    vif = across(np.maximum, np.where(ready, vd / np.maximum(phi, 1e-9)[:, None], 1.0))
+    return np.maximum(vif, 1.0)
+
+
 def _poisson_z(s: np.ndarray, e: np.ndarray, ready: np.ndarray) -> np.ndarray:
     """Counts `s`'s standard score against the `e` expected at Poisson (a window's tail
     dispersion is at least 1: a screen for its tail tests), 0 where not `ready` or nothing
@@ -938,8 +945,7 @@ class ProfileTable:
         # `WindowState.disp_v`: that one would grow the inflation with them, and a day-7 drift
         # found in its window was found just after it.)
         vd = win.vif_disp()
-        vif = across(np.maximum, np.where(ready_w, vd / np.maximum(phi, 1e-9)[:, None], 1.0))
-        vif = np.maximum(vif, 1.0)
+        vif = _windows_vif(vd, phi, ready_w)
         learnt = self.season_n > 0
         # (The sibling test's smoothing weighs ~260 buckets, beyond the longest window: its
         # inflation is the windows' extrapolated to it, at least the max over them.)
@@ -1730,13 +1736,11 @@ class ProfileTable:
         / 900 -> 0.903 / 0.968 / 1.006, P(|z| > 4) 4-23x lighter.) Up only: scaled down as
         well at a falling rate, a coarse wander's tails grew 1.3-3x: a 15-min wander moves mu
         itself, so a rate below the learnt one is as often the wander as the day's curve."""
-        win = self.win
-        de = win.disp_e[:, -1].astype(np.float64)
-        busy = np.where(de > 0, mu * MEAN_LEN[-1] / np.where(de > 0, de, 1.0), 1.0)
-        busy = np.maximum(busy, 1.0)
+        e = mu[:, None] * MEAN_LEN[None, :]  # (what a mean-length window expects now)
+        busy = np.maximum(wander_busy(self.win.disp_e, e, MEAN_LEN, mu)[:, -1], 1.0)
         vd_now = 1.0 + np.maximum(vd.astype(np.float64) - 1.0, 0.0) * busy[:, None]
-        v = across(np.maximum, np.where(ready, vd_now / np.maximum(phi, 1e-9)[:, None], 1.0))
-        return np.maximum(np.maximum(v, 1.0), smoothing_vif(vd_now, phi, ready, self._sib_lam))
+        vif = _windows_vif(vd_now, phi, ready)
+        return np.maximum(vif, smoothing_vif(vd_now, phi, ready, self._sib_lam))
 
     def _source_groups(self, members: np.ndarray) -> tuple[np.ndarray, int]:
         """Per slot, its source's group index where `members`, else one spare group that the
