@@ -2,9 +2,10 @@
 
 import json
 import sys
+from pathlib import Path
 
-sys.path.insert(0, "/tmp/csprobe")
-import variants
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import count_series_variants as variants
 
 import via_otlp.simulate.countseries as cs
 

@@ -4,6 +4,7 @@ import collections
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 d = json.load(open(sys.argv[2]))
 variant = sys.argv[1]
@@ -28,7 +29,7 @@ for x in d:
     out = subprocess.run(
         [
             "/work/main/.venv/bin/python",
-            "/tmp/walkdrop/trace.py",
+            str(Path(__file__).with_name("trace.py")),
             variant,
             str(x["seed"]),
             x["name"],

@@ -1,9 +1,10 @@
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, "/tmp/csprobe")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import via_otlp.simulate.countseries as cs
 
 styles = [st for st, k in zip(cs.STYLES, cs.SERIES_PER_SEED) for _ in range(k)]
@@ -12,7 +13,7 @@ for seed in range(1, 6):
     for i, st in enumerate(styles):
         s = cs.make_series(seed, i, st)
         base[(seed, s.name)] = s
-import variants
+import count_series_variants as variants
 
 variants.install("walk")
 walk = {}

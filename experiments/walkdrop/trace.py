@@ -1,11 +1,12 @@
 """walkdrop: feed one count series to a ProfileTable; per row, each test's own p (both sides)."""
 
 import sys
+from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, "/tmp/csprobe")
-import variants
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import count_series_variants as variants
 
 import via_otlp.detect.profile as prof
 import via_otlp.simulate.countseries as cs

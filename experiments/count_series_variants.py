@@ -4,7 +4,7 @@ Patches `via_otlp.simulate.countseries`'s rate wander and count noise with paire
 variant's extra noise comes from its own generator, so the series, their anomalies and labels
 stay those of the default run) and scores the shipped 5-minute config:
 
-    cd /tmp && PYTHONPATH=<tree> python <tree>/experiments/count-series-variants.py walk 1,2,3,4,5
+    cd /tmp && PYTHONPATH=<tree> python <tree>/experiments/count_series_variants.py walk 1,2,3,4,5
 
 Variants: `base` (none), `fast` (× a 5-minute gamma wander at the series' hour shape), `walk`
 (× exp of an Ornstein-Uhlenbeck log-rate walk, sd 0.25, correlation 6 h), `trend` (× 1 → 1.6
